@@ -1,0 +1,48 @@
+use thiserror::Error;
+
+/// Everything that can be wrong with protocol input. Messages never contain the offending
+/// value (it may be a secret such as an enrollment code), only which field was wrong.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("invalid enrollment URL: {0}")]
+    InvalidEnrollmentUrl(&'static str),
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u64),
+    #[error("server URL must use https (plain http is allowed only for loopback addresses)")]
+    InsecureServerUrl,
+    #[error("field `{0}` is not valid base64url")]
+    InvalidBase64(&'static str),
+    #[error("field `{field}` has length {actual}, expected {expected}")]
+    InvalidLength {
+        field: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("field `{0}` is missing")]
+    MissingField(&'static str),
+    #[error("field `{0}` is malformed")]
+    MalformedField(&'static str),
+    #[error("not a valid P-256 public key")]
+    InvalidPublicKey,
+    #[error("not a valid P-256 ECDSA signature encoding")]
+    InvalidSignatureEncoding,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("server key does not match the pinned fingerprint")]
+    FingerprintMismatch,
+    #[error("the number must be exactly two digits")]
+    InvalidNumber,
+    #[error("malformed push payload: {0}")]
+    MalformedPush(&'static str),
+    #[error("malformed JSON: {0}")]
+    InvalidJson(String),
+    #[error("could not create a key: {0}")]
+    KeyGeneration(&'static str),
+}
+
+impl From<serde_json::Error> for ProtocolError {
+    fn from(e: serde_json::Error) -> Self {
+        // serde_json messages name the type and position, never the value.
+        ProtocolError::InvalidJson(e.to_string())
+    }
+}

@@ -1,0 +1,222 @@
+//! P-256 keys and ECDSA signatures in the one wire format: 65-byte uncompressed SEC1 public
+//! keys and 64-byte fixed (`r || s`) signatures. Platform formats (SPKI DER from Android
+//! Keystore, X9.62 DER signatures from both platforms) are normalized here with `p256`;
+//! signing and verification use `ring`.
+use std::fmt;
+
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::DecodePublicKey;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair, UnparsedPublicKey};
+
+use crate::encoding::{b64, sha256, unb64};
+use crate::ProtocolError;
+
+/// A P-256 public key, held as its 65-byte uncompressed SEC1 encoding.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PublicKey([u8; 65]);
+
+impl PublicKey {
+    /// Accepts uncompressed or compressed SEC1, or an X.509 SubjectPublicKeyInfo DER.
+    pub fn from_platform_bytes(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let key = p256::PublicKey::from_sec1_bytes(bytes)
+            .or_else(|_| p256::PublicKey::from_public_key_der(bytes))
+            .map_err(|_| ProtocolError::InvalidPublicKey)?;
+        Self::from_sec1(key.to_encoded_point(false).as_bytes())
+    }
+
+    /// Accepts only the wire format: 65-byte uncompressed SEC1 of a point on the curve.
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let arr: [u8; 65] = bytes
+            .try_into()
+            .map_err(|_| ProtocolError::InvalidPublicKey)?;
+        if arr[0] != 0x04 || p256::PublicKey::from_sec1_bytes(&arr).is_err() {
+            return Err(ProtocolError::InvalidPublicKey);
+        }
+        Ok(PublicKey(arr))
+    }
+
+    pub fn from_b64(field: &'static str, text: &str) -> Result<Self, ProtocolError> {
+        Self::from_sec1(&unb64(field, text)?)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 65] {
+        &self.0
+    }
+
+    pub fn to_b64(&self) -> String {
+        b64(&self.0)
+    }
+
+    /// `base64url(SHA-256(SEC1 bytes))`: what an enrollment URL pins.
+    pub fn fingerprint(&self) -> String {
+        b64(&sha256(&self.0))
+    }
+
+    /// Checks `signature` over exactly `message`.
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), ProtocolError> {
+        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &self.0[..])
+            .verify(message, &signature.0)
+            .map_err(|_| ProtocolError::BadSignature)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey(fp={})", &self.fingerprint()[..8])
+    }
+}
+
+/// An ECDSA P-256/SHA-256 signature, held as 64 fixed bytes `r || s`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signature([u8; 64]);
+
+impl Signature {
+    /// Accepts the fixed 64-byte form or an X.9.62 / ASN.1 DER `SEQUENCE { r, s }`.
+    pub fn from_platform_bytes(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let sig = if bytes.len() == 64 {
+            p256::ecdsa::Signature::from_slice(bytes)
+        } else {
+            p256::ecdsa::Signature::from_der(bytes)
+        }
+        .map_err(|_| ProtocolError::InvalidSignatureEncoding)?;
+        Ok(Signature(sig.to_bytes().into()))
+    }
+
+    /// Accepts only the wire format (64 bytes).
+    pub fn from_b64(field: &'static str, text: &str) -> Result<Self, ProtocolError> {
+        let bytes = unb64(field, text)?;
+        if bytes.len() != 64 {
+            return Err(ProtocolError::InvalidLength {
+                field,
+                expected: 64,
+                actual: bytes.len(),
+            });
+        }
+        Self::from_platform_bytes(&bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+
+    pub fn to_b64(&self) -> String {
+        b64(&self.0)
+    }
+
+    /// The X9.62 DER form, as Android and iOS produce it.
+    pub fn to_der(&self) -> Vec<u8> {
+        p256::ecdsa::Signature::from_slice(&self.0)
+            .expect("held signatures are valid")
+            .to_der()
+            .as_bytes()
+            .to_vec()
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Signature(..)")
+    }
+}
+
+/// A P-256 signing key held in memory (`ring`). The server's key and the desktop software key
+/// store use it; phones use hardware keys instead.
+pub struct EcdsaSigner {
+    pair: EcdsaKeyPair,
+    rng: SystemRandom,
+}
+
+impl EcdsaSigner {
+    /// A fresh key and its PKCS#8 v1 document (to be stored encrypted or in the server's DB).
+    pub fn generate() -> Result<(Self, Vec<u8>), ProtocolError> {
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| ProtocolError::KeyGeneration("random source failed"))?;
+        let pkcs8 = doc.as_ref().to_vec();
+        Ok((Self::from_pkcs8(&pkcs8)?, pkcs8))
+    }
+
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, ProtocolError> {
+        let rng = SystemRandom::new();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+                .map_err(|_| ProtocolError::KeyGeneration("not a P-256 PKCS#8 key"))?;
+        Ok(EcdsaSigner { pair, rng })
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from_sec1(self.pair.public_key().as_ref()).expect("ring gives uncompressed SEC1")
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        let sig = self
+            .pair
+            .sign(&self.rng, message)
+            .expect("P-256 signing does not fail");
+        Signature(
+            sig.as_ref()
+                .try_into()
+                .expect("fixed signatures are 64 bytes"),
+        )
+    }
+}
+
+impl fmt::Debug for EcdsaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EcdsaSigner({:?})", self.public_key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spki_der_and_sec1_normalize_to_the_same_key() {
+        use p256::pkcs8::EncodePublicKey;
+        let (signer, _) = EcdsaSigner::generate().unwrap();
+        let pk = signer.public_key();
+        let p = p256::PublicKey::from_sec1_bytes(pk.as_bytes()).unwrap();
+        let der = p.to_public_key_der().unwrap();
+        assert_eq!(PublicKey::from_platform_bytes(der.as_bytes()).unwrap(), pk);
+        let compressed = p.to_encoded_point(true);
+        assert_eq!(
+            PublicKey::from_platform_bytes(compressed.as_bytes()).unwrap(),
+            pk
+        );
+    }
+
+    #[test]
+    fn der_signatures_normalize_and_verify() {
+        let (signer, _) = EcdsaSigner::generate().unwrap();
+        let sig = signer.sign(b"hello");
+        let back = Signature::from_platform_bytes(&sig.to_der()).unwrap();
+        assert_eq!(back, sig);
+        signer.public_key().verify(b"hello", &back).unwrap();
+        assert_eq!(
+            signer.public_key().verify(b"hellO", &back),
+            Err(ProtocolError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn garbage_keys_and_signatures_are_typed_errors() {
+        assert_eq!(
+            PublicKey::from_platform_bytes(&[4u8; 65]),
+            Err(ProtocolError::InvalidPublicKey)
+        );
+        assert_eq!(
+            PublicKey::from_platform_bytes(&[]),
+            Err(ProtocolError::InvalidPublicKey)
+        );
+        assert_eq!(
+            Signature::from_platform_bytes(&[0x30, 0x02]),
+            Err(ProtocolError::InvalidSignatureEncoding)
+        );
+        assert_eq!(
+            Signature::from_platform_bytes(&[0u8; 64]),
+            Err(ProtocolError::InvalidSignatureEncoding)
+        );
+    }
+}

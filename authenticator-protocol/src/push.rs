@@ -1,0 +1,172 @@
+//! Push envelopes. A push carries only opaque IDs: never the number, never personal data, no
+//! authority. The phone uses it only to know which request to fetch over the signed channel.
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{AccountId, ProtocolError, RequestId, PROTOCOL_VERSION};
+
+/// Key of the envelope object inside an APNs payload (outside `aps`, as Apple requires).
+pub const APNS_KEY: &str = "psi";
+/// Keys in an FCM data map.
+pub const FCM_VERSION_KEY: &str = "psi_v";
+pub const FCM_ACCOUNT_KEY: &str = "psi_aid";
+pub const FCM_REQUEST_KEY: &str = "psi_rid";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PushEnvelope {
+    pub v: u32,
+    #[serde(rename = "aid")]
+    pub account_id: AccountId,
+    #[serde(rename = "rid")]
+    pub request_id: RequestId,
+}
+
+impl PushEnvelope {
+    pub fn new(account_id: AccountId, request_id: RequestId) -> Self {
+        PushEnvelope {
+            v: PROTOCOL_VERSION,
+            account_id,
+            request_id,
+        }
+    }
+
+    /// Parses JSON text: an APNs `userInfo` (`{"aps": …, "psi": {…}}`) or a bare envelope
+    /// (`{"v":1,"aid":…,"rid":…}`, as in a long-poll result).
+    pub fn from_json(text: &str) -> Result<Self, ProtocolError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|_| ProtocolError::MalformedPush("not JSON"))?;
+        let obj = value
+            .as_object()
+            .ok_or(ProtocolError::MalformedPush("not a JSON object"))?;
+        let inner = match obj.get(APNS_KEY) {
+            Some(v) => v,
+            None => &value,
+        };
+        Self::from_value(inner)
+    }
+
+    fn from_value(value: &Value) -> Result<Self, ProtocolError> {
+        let obj = value
+            .as_object()
+            .ok_or(ProtocolError::MalformedPush("envelope is not an object"))?;
+        let v = obj
+            .get("v")
+            .and_then(Value::as_u64)
+            .ok_or(ProtocolError::MalformedPush("missing v"))?;
+        let aid = obj
+            .get("aid")
+            .and_then(Value::as_str)
+            .ok_or(ProtocolError::MalformedPush("missing aid"))?;
+        let rid = obj
+            .get("rid")
+            .and_then(Value::as_str)
+            .ok_or(ProtocolError::MalformedPush("missing rid"))?;
+        Self::checked(v, aid, rid)
+    }
+
+    /// Parses an FCM data message (`RemoteMessage.data`).
+    pub fn from_data_map(map: &HashMap<String, String>) -> Result<Self, ProtocolError> {
+        let get = |k: &'static str| map.get(k).ok_or(ProtocolError::MalformedPush(k));
+        let v = get(FCM_VERSION_KEY)?
+            .parse()
+            .map_err(|_| ProtocolError::MalformedPush("psi_v"))?;
+        Self::checked(v, get(FCM_ACCOUNT_KEY)?, get(FCM_REQUEST_KEY)?)
+    }
+
+    fn checked(v: u64, aid: &str, rid: &str) -> Result<Self, ProtocolError> {
+        if v != u64::from(PROTOCOL_VERSION) {
+            return Err(ProtocolError::UnsupportedVersion(v));
+        }
+        let account_id = AccountId::parse(aid).map_err(|_| ProtocolError::MalformedPush("aid"))?;
+        let request_id = RequestId::parse(rid).map_err(|_| ProtocolError::MalformedPush("rid"))?;
+        Ok(PushEnvelope {
+            v: PROTOCOL_VERSION,
+            account_id,
+            request_id,
+        })
+    }
+
+    /// The APNs payload: a generic alert the Notification Service Extension replaces after it
+    /// fetched and verified the details.
+    pub fn to_apns_json(&self) -> Value {
+        serde_json::json!({
+            "aps": { "alert": { "title": "Sign-in request", "body": "Open to review" }, "mutable-content": 1 },
+            APNS_KEY: self,
+        })
+    }
+
+    pub fn to_fcm_data(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (FCM_VERSION_KEY.to_owned(), self.v.to_string()),
+            (FCM_ACCOUNT_KEY.to_owned(), self.account_id.to_string()),
+            (FCM_REQUEST_KEY.to_owned(), self.request_id.to_string()),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> PushEnvelope {
+        PushEnvelope::new(AccountId::random(), RequestId::random())
+    }
+
+    #[test]
+    fn all_three_transports_round_trip() {
+        let e = env();
+        assert_eq!(
+            PushEnvelope::from_json(&e.to_apns_json().to_string()).unwrap(),
+            e
+        );
+        assert_eq!(
+            PushEnvelope::from_json(&serde_json::to_string(&e).unwrap()).unwrap(),
+            e
+        );
+        assert_eq!(PushEnvelope::from_data_map(&e.to_fcm_data()).unwrap(), e);
+    }
+
+    #[test]
+    fn malformed_payloads_are_typed_errors() {
+        let e = env();
+        let cases = [
+            "".to_string(),
+            "[]".into(),
+            "{}".into(),
+            r#"{"aps":{}}"#.into(),
+            r#"{"psi":"x"}"#.into(),
+            format!(
+                r#"{{"v":2,"aid":"{}","rid":"{}"}}"#,
+                e.account_id, e.request_id
+            ),
+            format!(r#"{{"v":1,"aid":"x","rid":"{}"}}"#, e.request_id),
+            format!(r#"{{"v":1,"aid":"{}"}}"#, e.account_id),
+        ];
+        for c in cases {
+            assert!(PushEnvelope::from_json(&c).is_err(), "{c}");
+        }
+        let mut m = e.to_fcm_data();
+        m.remove(FCM_REQUEST_KEY);
+        assert_eq!(
+            PushEnvelope::from_data_map(&m),
+            Err(ProtocolError::MalformedPush("psi_rid"))
+        );
+        let mut m = e.to_fcm_data();
+        m.insert(FCM_VERSION_KEY.into(), "one".into());
+        assert_eq!(
+            PushEnvelope::from_data_map(&m),
+            Err(ProtocolError::MalformedPush("psi_v"))
+        );
+    }
+
+    #[test]
+    fn push_payloads_carry_no_personal_data() {
+        let text = env().to_apns_json().to_string();
+        // Only the fixed alert strings, the version and two opaque IDs.
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[APNS_KEY].as_object().unwrap().len(), 3);
+        assert_eq!(env().to_fcm_data().len(), 3);
+    }
+}

@@ -1,0 +1,307 @@
+//! Sign-in requests: the server-signed details the phone shows, and the phone's signed answer.
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{Canonical, DEVICE_AUTH_TAG, REQUEST_DETAILS_TAG, RESPONSE_TAG};
+use crate::encoding::{b64, sha256, unb64_fixed};
+use crate::{AccountId, ProtocolError, PublicKey, RequestId, Signature, TypedNumber, UnixMillis};
+
+/// Which ceremony a request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestKind {
+    /// Phone sign-in: the approval replaces the password; signed by the passwordless key.
+    Passwordless,
+    /// Second factor after a password.
+    Push,
+}
+
+/// The details of a sign-in request, exactly as the server serializes and signs them. The phone
+/// shows these fields and hashes the *received bytes* (`context_sha256`), never a re-encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDetails {
+    pub v: u32,
+    pub request_id: RequestId,
+    pub account_id: AccountId,
+    pub kind: RequestKind,
+    pub upn: String,
+    pub server_name: String,
+    /// Present only when the policy shows the application name.
+    pub app_name: Option<String>,
+    /// Present only when the policy shows the location.
+    pub location: Option<String>,
+    /// Whether the user must type the number shown on the sign-in screen.
+    pub number_matching: bool,
+    /// 32 random bytes, base64url: binds the answer to this request instance.
+    pub nonce: String,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
+impl RequestDetails {
+    pub fn nonce_bytes(&self) -> Result<[u8; 32], ProtocolError> {
+        unb64_fixed::<32>("nonce", &self.nonce)
+    }
+}
+
+/// Details as they travel: the exact JSON text and the server's signature over it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRequestDetails {
+    pub details: String,
+    pub signature: String,
+}
+
+impl fmt::Debug for SignedRequestDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SignedRequestDetails(..)")
+    }
+}
+
+pub fn request_details_signed_bytes(details_json: &str) -> Vec<u8> {
+    Canonical::new(REQUEST_DETAILS_TAG)
+        .str(details_json)
+        .finish()
+}
+
+impl SignedRequestDetails {
+    pub fn sign(details: &RequestDetails, server: &crate::EcdsaSigner) -> Self {
+        let json = serde_json::to_string(details).expect("details serialize");
+        let signature = server.sign(&request_details_signed_bytes(&json)).to_b64();
+        SignedRequestDetails {
+            details: json,
+            signature,
+        }
+    }
+
+    /// Checks the server signature over the received bytes, then parses them.
+    pub fn verify(&self, server_key: &PublicKey) -> Result<RequestDetails, ProtocolError> {
+        let sig = Signature::from_b64("signature", &self.signature)?;
+        server_key.verify(&request_details_signed_bytes(&self.details), &sig)?;
+        let details: RequestDetails = serde_json::from_str(&self.details)?;
+        if details.v != crate::PROTOCOL_VERSION {
+            return Err(ProtocolError::UnsupportedVersion(details.v.into()));
+        }
+        details.nonce_bytes()?;
+        Ok(details)
+    }
+
+    /// SHA-256 of the exact details text: what the approval says the user saw.
+    pub fn context_sha256(&self) -> [u8; 32] {
+        sha256(self.details.as_bytes())
+    }
+}
+
+/// The user's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Deny,
+    /// "This wasn't me": deny and report fraud.
+    Report,
+}
+
+impl Decision {
+    pub fn wire_byte(self) -> u8 {
+        match self {
+            Decision::Approve => 1,
+            Decision::Deny => 2,
+            Decision::Report => 3,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+            Decision::Report => "report",
+        }
+    }
+}
+
+/// The phone's signed answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInResponse {
+    pub request_id: RequestId,
+    pub account_id: AccountId,
+    pub nonce: [u8; 32],
+    pub decision: Decision,
+    /// What the user typed; `None` for deny/report and when number matching is off.
+    pub typed_number: Option<TypedNumber>,
+    pub context_sha256: [u8; 32],
+    pub timestamp: UnixMillis,
+}
+
+impl SignInResponse {
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        Canonical::new(RESPONSE_TAG)
+            .str(self.request_id.as_str())
+            .str(self.account_id.as_str())
+            .field(&self.nonce)
+            .field(&[self.decision.wire_byte()])
+            .str(self.typed_number.as_ref().map_or("", |n| n.as_str()))
+            .field(&self.context_sha256)
+            .u64(self.timestamp.millis())
+            .finish()
+    }
+
+    pub fn to_wire(&self, signature: &Signature) -> crate::wire::ResponseBody {
+        crate::wire::ResponseBody {
+            account_id: self.account_id.clone(),
+            decision: self.decision,
+            typed_number: self.typed_number.as_ref().map(|n| n.as_str().to_owned()),
+            nonce: b64(&self.nonce),
+            context_sha256: b64(&self.context_sha256),
+            timestamp: self.timestamp,
+            signature: signature.to_b64(),
+        }
+    }
+}
+
+/// Authentication of a device's read requests (poll, fetch details):
+/// `Authorization: PSI-Device <account_id>.<timestamp>.<signature>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    pub account_id: AccountId,
+    pub timestamp: UnixMillis,
+    pub signature: Signature,
+}
+
+pub const DEVICE_AUTH_SCHEME: &str = "PSI-Device";
+
+impl DeviceAuth {
+    /// Bytes the device key signs for `METHOD path?query` at `timestamp`.
+    pub fn signed_bytes(
+        method: &str,
+        path_and_query: &str,
+        account_id: &AccountId,
+        timestamp: UnixMillis,
+    ) -> Vec<u8> {
+        Canonical::new(DEVICE_AUTH_TAG)
+            .str(method)
+            .str(path_and_query)
+            .str(account_id.as_str())
+            .u64(timestamp.millis())
+            .finish()
+    }
+
+    pub fn to_header(&self) -> String {
+        format!(
+            "{DEVICE_AUTH_SCHEME} {}.{}.{}",
+            self.account_id,
+            self.timestamp.millis(),
+            self.signature.to_b64()
+        )
+    }
+
+    pub fn parse_header(value: &str) -> Result<Self, ProtocolError> {
+        let rest = value
+            .strip_prefix(DEVICE_AUTH_SCHEME)
+            .and_then(|r| r.strip_prefix(' '))
+            .ok_or(ProtocolError::MalformedField("authorization"))?;
+        let mut parts = rest.split('.');
+        let (Some(a), Some(t), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ProtocolError::MalformedField("authorization"));
+        };
+        Ok(DeviceAuth {
+            account_id: AccountId::parse(a)?,
+            timestamp: UnixMillis(
+                t.parse()
+                    .map_err(|_| ProtocolError::MalformedField("authorization"))?,
+            ),
+            signature: Signature::from_b64("signature", s)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EcdsaSigner;
+
+    fn details() -> RequestDetails {
+        RequestDetails {
+            v: 1,
+            request_id: RequestId::random(),
+            account_id: AccountId::random(),
+            kind: RequestKind::Passwordless,
+            upn: "bobby@contoso.test".into(),
+            server_name: "Contoso".into(),
+            app_name: Some("My Apps".into()),
+            location: None,
+            number_matching: true,
+            nonce: b64(&[7u8; 32]),
+            created_at: UnixMillis(1),
+            expires_at: UnixMillis(2),
+        }
+    }
+
+    #[test]
+    fn signed_details_verify_only_under_the_server_key() {
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        let (other, _) = EcdsaSigner::generate().unwrap();
+        let signed = SignedRequestDetails::sign(&details(), &server);
+        assert_eq!(
+            signed.verify(&server.public_key()).unwrap(),
+            details_with(&signed)
+        );
+        assert_eq!(
+            signed.verify(&other.public_key()),
+            Err(ProtocolError::BadSignature)
+        );
+        let mut tampered = signed.clone();
+        tampered.details = tampered.details.replace("My Apps", "Your Apps");
+        assert_eq!(
+            tampered.verify(&server.public_key()),
+            Err(ProtocolError::BadSignature)
+        );
+    }
+
+    fn details_with(signed: &SignedRequestDetails) -> RequestDetails {
+        serde_json::from_str(&signed.details).unwrap()
+    }
+
+    #[test]
+    fn signed_but_malformed_details_are_typed_errors() {
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        for json in ["{}", "[]", "not json", r#"{"v":1}"#] {
+            let sig = server.sign(&request_details_signed_bytes(json)).to_b64();
+            let signed = SignedRequestDetails {
+                details: json.into(),
+                signature: sig,
+            };
+            assert!(
+                matches!(
+                    signed.verify(&server.public_key()),
+                    Err(ProtocolError::InvalidJson(_))
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn device_auth_header_round_trips() {
+        let (key, _) = EcdsaSigner::generate().unwrap();
+        let account_id = AccountId::random();
+        let ts = UnixMillis(1_700_000_000_000);
+        let signature = key.sign(&DeviceAuth::signed_bytes(
+            "GET",
+            "/api/v1/device/poll?wait=5",
+            &account_id,
+            ts,
+        ));
+        let auth = DeviceAuth {
+            account_id,
+            timestamp: ts,
+            signature,
+        };
+        assert_eq!(DeviceAuth::parse_header(&auth.to_header()).unwrap(), auth);
+        for bad in ["", "Bearer x", "PSI-Device a.b", "PSI-Device a.1.c.d"] {
+            assert!(DeviceAuth::parse_header(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! JSON bodies of the device endpoints (`/api/v1/...`). See docs/PROTOCOL.md for each route.
+use serde::{Deserialize, Serialize};
+
+use crate::push::PushEnvelope;
+use crate::sign_in::{Decision, SignedRequestDetails};
+use crate::{AccountId, UnixMillis};
+
+pub const ENROLL_CHALLENGE_PATH: &str = "/api/v1/enroll/challenge";
+pub const ENROLL_COMPLETE_PATH: &str = "/api/v1/enroll/complete";
+pub const PASSWORDLESS_PATH: &str = "/api/v1/device/passwordless";
+pub const POLL_PATH: &str = "/api/v1/device/poll";
+/// `GET /api/v1/device/requests/{request_id}` and `POST …/{request_id}/response`.
+pub const REQUESTS_PATH: &str = "/api/v1/device/requests";
+
+/// `POST /api/v1/enroll/challenge`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollChallengeRequest {
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollChallengeResponse {
+    pub challenge: String,
+    pub upn: String,
+    pub display_name: String,
+    pub server_name: String,
+    pub expires_at: UnixMillis,
+    pub server_public_key: String,
+    /// Server signature over `EnrollChallenge::signed_bytes(code)`.
+    pub signature: String,
+}
+
+/// How the server reaches the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushChannel {
+    /// `longpoll`, `apns` or `fcm`.
+    pub kind: String,
+    /// Device token for APNs/FCM; empty for long-poll.
+    #[serde(default)]
+    pub token: String,
+}
+
+/// `POST /api/v1/enroll/complete`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollCompleteRequest {
+    pub code: String,
+    pub challenge: String,
+    pub device_public_key: String,
+    pub push: PushChannel,
+    pub device_name: String,
+    pub timestamp: UnixMillis,
+    /// Device-key signature over `EnrollProof::signed_bytes()`.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollCompleteResponse {
+    pub account_id: AccountId,
+}
+
+/// `POST /api/v1/device/passwordless`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasswordlessRequest {
+    pub account_id: AccountId,
+    pub passwordless_public_key: String,
+    pub timestamp: UnixMillis,
+    /// Signature by the account's device key.
+    pub device_signature: String,
+    /// Signature by the new passwordless key (proof of possession).
+    pub key_signature: String,
+}
+
+/// `GET /api/v1/device/poll?wait=SECONDS` (device-authenticated long-poll).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollResponse {
+    pub pushes: Vec<PushEnvelope>,
+}
+
+/// `GET /api/v1/device/requests/{request_id}` answers with this.
+pub type RequestDetailsResponse = SignedRequestDetails;
+
+/// `POST /api/v1/device/requests/{request_id}/response`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseBody {
+    pub account_id: AccountId,
+    pub decision: Decision,
+    pub typed_number: Option<String>,
+    pub nonce: String,
+    pub context_sha256: String,
+    pub timestamp: UnixMillis,
+    pub signature: String,
+}
+
+/// Final state after an accepted response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseAccepted {
+    /// `approved`, `denied` or `reported`.
+    pub status: String,
+}
+
+/// Every error response: `{"error": "<code>", "message": "...", "attempts_left": n?}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+}
+
+/// Stable machine-readable error codes. Clients match on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidCode,
+    UnknownAccount,
+    Unauthorized,
+    BadSignature,
+    StaleTimestamp,
+    UnknownRequest,
+    RequestExpired,
+    RequestNotPending,
+    WrongNumber,
+    RequestFailed,
+    Replay,
+    KeyNotAllowed,
+    PolicyDisabled,
+    NotPasswordlessCapable,
+    RateLimited,
+    Internal,
+    /// A code this client version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::UnknownAccount => "unknown_account",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::StaleTimestamp => "stale_timestamp",
+            ErrorCode::UnknownRequest => "unknown_request",
+            ErrorCode::RequestExpired => "request_expired",
+            ErrorCode::RequestNotPending => "request_not_pending",
+            ErrorCode::WrongNumber => "wrong_number",
+            ErrorCode::RequestFailed => "request_failed",
+            ErrorCode::Replay => "replay",
+            ErrorCode::KeyNotAllowed => "key_not_allowed",
+            ErrorCode::PolicyDisabled => "policy_disabled",
+            ErrorCode::NotPasswordlessCapable => "not_passwordless_capable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+/// How far a signed timestamp may be from the server clock (phones' clocks drift).
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Default lifetime of a sign-in request.
+pub const DEFAULT_REQUEST_TTL_SECS: u64 = 90;
+/// Default lifetime of an enrollment code.
+pub const DEFAULT_ENROLLMENT_TTL_SECS: u64 = 600;
+/// Wrong numbers allowed before a request fails.
+pub const MAX_WRONG_NUMBERS: u32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_serialize_as_their_stable_strings() {
+        for code in [
+            ErrorCode::WrongNumber,
+            ErrorCode::RequestNotPending,
+            ErrorCode::NotPasswordlessCapable,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        let unknown: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
+        assert_eq!(unknown, ErrorCode::Unknown);
+    }
+}
