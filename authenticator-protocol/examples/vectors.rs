@@ -1,0 +1,291 @@
+//! Generates `tests/vectors/v1.json`: fixed private scalars, RFC 6979 (deterministic) signatures,
+//! so running it again gives the same file. `cargo run -p authenticator-protocol --example vectors`.
+use authenticator_protocol::canonical::Canonical;
+use authenticator_protocol::encoding::{b64, sha256};
+use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::sign_in::{
+    request_details_signed_bytes, Decision, DeviceAuth, RequestDetails, RequestKind, SignInResponse,
+};
+use authenticator_protocol::{AccountId, PublicKey, RequestId, TypedNumber, UnixMillis};
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::SigningKey;
+use serde_json::{json, Value};
+
+struct Key {
+    name: &'static str,
+    signing: SigningKey,
+}
+
+impl Key {
+    fn new(name: &'static str) -> Self {
+        let scalar = sha256(format!("phonesignin test vector key: {name}").as_bytes());
+        Key {
+            name,
+            signing: SigningKey::from_slice(&scalar).expect("scalar below the group order"),
+        }
+    }
+    fn public(&self) -> PublicKey {
+        PublicKey::from_platform_bytes(
+            self.signing
+                .verifying_key()
+                .to_encoded_point(false)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+    fn sign(&self, msg: &[u8]) -> String {
+        let sig: p256::ecdsa::Signature = self.signing.sign(msg);
+        b64(&sig.to_bytes())
+    }
+    fn describe(&self) -> Value {
+        json!({
+            "private_scalar_hex": hex::encode(self.signing.to_bytes()),
+            "public_sec1": self.public().to_b64(),
+            "fingerprint": self.public().fingerprint(),
+        })
+    }
+}
+
+fn vector(name: &str, signer: &Key, inputs: Value, bytes: Vec<u8>) -> Value {
+    json!({ "name": name, "signer": signer.name, "inputs": inputs, "bytes_hex": hex::encode(&bytes), "signature": signer.sign(&bytes) })
+}
+
+fn main() {
+    let server = Key::new("server");
+    let device = Key::new("device");
+    let passwordless = Key::new("passwordless");
+    let other = Key::new("other_device");
+
+    let code = "AAECAwQFBgcICQoLDA0ODw";
+    let account_id = AccountId::parse("EBESExQVFhcYGRobHB0eHw").unwrap();
+    let request_id = RequestId::parse("ICEiIyQlJicoKSorLC0uLw").unwrap();
+    let challenge = [0x11u8; 32];
+    let nonce = [0x22u8; 32];
+    let t0 = UnixMillis(1_767_225_600_000); // 2026-01-01T00:00:00Z
+
+    let ch = EnrollChallenge {
+        challenge,
+        upn: "bobby@contoso.test".into(),
+        display_name: "Bobby Smith".into(),
+        server_name: "Contoso".into(),
+        expires_at: t0.plus_secs(600),
+    };
+    let proof = EnrollProof {
+        challenge,
+        device_public_key: device.public(),
+        push_kind: "longpoll".into(),
+        push_token: String::new(),
+        device_name: "Test Phone".into(),
+        timestamp: t0,
+    };
+    let reg = PasswordlessKeyRegistration {
+        account_id: account_id.clone(),
+        passwordless_public_key: passwordless.public(),
+        timestamp: t0,
+    };
+    let details = RequestDetails {
+        v: 1,
+        request_id: request_id.clone(),
+        account_id: account_id.clone(),
+        kind: RequestKind::Passwordless,
+        upn: "bobby@contoso.test".into(),
+        server_name: "Contoso".into(),
+        app_name: Some("My Apps".into()),
+        location: Some("Seattle, US".into()),
+        number_matching: true,
+        nonce: b64(&nonce),
+        created_at: t0,
+        expires_at: t0.plus_secs(90),
+    };
+    let details_json = serde_json::to_string(&details).unwrap();
+    let context = sha256(details_json.as_bytes());
+    let response = |decision, number: Option<&str>| SignInResponse {
+        request_id: request_id.clone(),
+        account_id: account_id.clone(),
+        nonce,
+        decision,
+        typed_number: number.map(|n| TypedNumber::parse(n).unwrap()),
+        context_sha256: context,
+        timestamp: t0.plus_secs(10),
+    };
+    let response_inputs = |r: &SignInResponse| {
+        json!({
+            "request_id": r.request_id, "account_id": r.account_id, "nonce": b64(&r.nonce),
+            "decision": r.decision, "typed_number": r.typed_number.as_ref().map(|n| n.as_str()),
+            "context_sha256": b64(&r.context_sha256), "timestamp": r.timestamp,
+        })
+    };
+    let approve = response(Decision::Approve, Some("42"));
+    let deny = response(Decision::Deny, None);
+    let report = response(Decision::Report, None);
+    let poll_path = "/api/v1/device/poll?wait=30";
+
+    let vectors = vec![
+        vector(
+            "enroll-challenge",
+            &server,
+            json!({"code": code, "challenge": b64(&challenge), "upn": ch.upn, "display_name": ch.display_name,
+                   "server_name": ch.server_name, "expires_at": ch.expires_at}),
+            ch.signed_bytes(code),
+        ),
+        vector(
+            "enroll-proof",
+            &device,
+            json!({"challenge": b64(&challenge), "device_public_key": device.public().to_b64(), "push_kind": "longpoll",
+                   "push_token": "", "device_name": "Test Phone", "timestamp": t0}),
+            proof.signed_bytes(),
+        ),
+        vector(
+            "passwordless-key/device",
+            &device,
+            json!({"account_id": account_id, "passwordless_public_key": passwordless.public().to_b64(), "timestamp": t0}),
+            reg.signed_bytes(),
+        ),
+        vector(
+            "passwordless-key/self",
+            &passwordless,
+            json!({"account_id": account_id, "passwordless_public_key": passwordless.public().to_b64(), "timestamp": t0}),
+            reg.signed_bytes(),
+        ),
+        {
+            let mut v = vector(
+                "request-details",
+                &server,
+                json!({"details": details_json}),
+                request_details_signed_bytes(&details_json),
+            );
+            v["context_sha256"] = json!(b64(&context));
+            v
+        },
+        vector(
+            "response/approve",
+            &passwordless,
+            response_inputs(&approve),
+            approve.signed_bytes(),
+        ),
+        vector(
+            "response/deny",
+            &device,
+            response_inputs(&deny),
+            deny.signed_bytes(),
+        ),
+        vector(
+            "response/report",
+            &device,
+            response_inputs(&report),
+            report.signed_bytes(),
+        ),
+        vector(
+            "device-auth",
+            &device,
+            json!({"method": "GET", "path_and_query": poll_path, "account_id": account_id, "timestamp": t0}),
+            DeviceAuth::signed_bytes("GET", poll_path, &account_id, t0),
+        ),
+    ];
+
+    // Negative vectors: a message and a signature that must NOT verify under the named key.
+    let approve_sig = passwordless.sign(&approve.signed_bytes());
+    let mut changed_number = approve.clone();
+    changed_number.typed_number = Some(TypedNumber::parse("24").unwrap());
+    let mut wrong_tag = approve.signed_bytes();
+    wrong_tag[4..4 + 23].copy_from_slice(b"phonesignin/v1/respons_");
+    let truncated = approve.signed_bytes()[..approve.signed_bytes().len() - 1].to_vec();
+    let mut other_context = approve.clone();
+    other_context.context_sha256 = sha256(b"a different screen");
+    let negative = vec![
+        json!({"name": "approve/changed-typed-number", "public_key": "passwordless", "bytes_hex": hex::encode(changed_number.signed_bytes()),
+               "signature": approve_sig, "error": "BadSignature"}),
+        json!({"name": "approve/wrong-domain-tag", "public_key": "passwordless", "bytes_hex": hex::encode(&wrong_tag),
+               "signature": approve_sig, "error": "BadSignature"}),
+        json!({"name": "approve/truncated", "public_key": "passwordless", "bytes_hex": hex::encode(&truncated),
+               "signature": approve_sig, "error": "BadSignature"}),
+        json!({"name": "approve/other-context", "public_key": "passwordless", "bytes_hex": hex::encode(other_context.signed_bytes()),
+               "signature": approve_sig, "error": "BadSignature"}),
+        json!({"name": "approve/another-accounts-key", "public_key": "passwordless", "bytes_hex": hex::encode(approve.signed_bytes()),
+               "signature": other.sign(&approve.signed_bytes()), "error": "BadSignature"}),
+        json!({"name": "approve/device-key-for-passwordless", "public_key": "passwordless", "bytes_hex": hex::encode(approve.signed_bytes()),
+               "signature": device.sign(&approve.signed_bytes()), "error": "BadSignature"}),
+    ];
+
+    let doc = json!({
+        "description": "Phone sign-in protocol v1 test vectors. Deterministic (RFC 6979) signatures from fixed private scalars; production signatures are randomized, so check exact bytes and verification only.",
+        "keys": {
+            "server": server.describe(), "device": device.describe(),
+            "passwordless": passwordless.describe(), "other_device": other.describe(),
+        },
+        "enrollment_url": {
+            "server": "https://id.contoso.test/", "code": code, "fingerprint": server.public().fingerprint(),
+            "url": authenticator_protocol::enroll::EnrollmentUrl {
+                server: url::Url::parse("https://id.contoso.test/").unwrap(), code: code.into(),
+                server_fingerprint: server.public().fingerprint(),
+            }.to_url_string(),
+        },
+        "push": {
+            "account_id": account_id, "request_id": request_id,
+            "apns": authenticator_protocol::push::PushEnvelope::new(account_id.clone(), request_id.clone()).to_apns_json(),
+            "fcm": authenticator_protocol::push::PushEnvelope::new(account_id.clone(), request_id.clone()).to_fcm_data(),
+        },
+        "vectors": vectors,
+        "negative": negative,
+        "canonical_example": { "tag": "t", "fields": ["ab"], "u64": 1, "bytes_hex": hex::encode(Canonical::new(b"t").str("ab").u64(1).finish()) },
+    });
+    if std::env::args().any(|a| a == "--markdown") {
+        print_markdown(&doc);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    }
+}
+
+/// The vectors section of docs/PROTOCOL.md (between the VECTORS markers).
+fn print_markdown(doc: &Value) {
+    println!("Keys (private scalars are test-only):\n");
+    println!("| key | private scalar (hex) | public key (SEC1, base64url) |\n|---|---|---|");
+    for name in ["server", "device", "passwordless", "other_device"] {
+        let k = &doc["keys"][name];
+        println!(
+            "| `{name}` | `{}` | `{}` |",
+            k["private_scalar_hex"].as_str().unwrap(),
+            k["public_sec1"].as_str().unwrap()
+        );
+    }
+    println!(
+        "\nServer fingerprint: `{}`\n",
+        doc["keys"]["server"]["fingerprint"].as_str().unwrap()
+    );
+    println!(
+        "Enrollment URL: `{}`\n",
+        doc["enrollment_url"]["url"].as_str().unwrap()
+    );
+    println!("APNs payload: `{}`\n", doc["push"]["apns"]);
+    println!("FCM data: `{}`\n", doc["push"]["fcm"]);
+    for v in doc["vectors"].as_array().unwrap() {
+        println!(
+            "#### `{}` — signed by `{}`\n",
+            v["name"].as_str().unwrap(),
+            v["signer"].as_str().unwrap()
+        );
+        println!(
+            "Inputs:\n```json\n{}\n```",
+            serde_json::to_string_pretty(&v["inputs"]).unwrap()
+        );
+        println!(
+            "Canonical bytes (hex):\n```\n{}\n```",
+            v["bytes_hex"].as_str().unwrap()
+        );
+        println!(
+            "Signature (base64url, r || s): `{}`\n",
+            v["signature"].as_str().unwrap()
+        );
+    }
+    println!("#### Negative vectors (each must fail with `BadSignature`)\n");
+    println!("| name | key | signature |\n|---|---|---|");
+    for v in doc["negative"].as_array().unwrap() {
+        println!(
+            "| `{}` | `{}` | `{}` |",
+            v["name"].as_str().unwrap(),
+            v["public_key"].as_str().unwrap(),
+            v["signature"].as_str().unwrap()
+        );
+    }
+    println!("\nThe negative vectors' message bytes are in `v1.json`.");
+}

@@ -1,0 +1,227 @@
+//! Checks the protocol test vectors (`tests/vectors/v1.json`, mirrored in docs/PROTOCOL.md §9):
+//! every message is rebuilt from its inputs with this crate and must equal the vector's bytes
+//! exactly; every signature must verify; every negative vector must fail.
+use std::collections::HashMap;
+
+use authenticator_protocol::canonical::Canonical;
+use authenticator_protocol::encoding::{sha256, unb64_fixed};
+use authenticator_protocol::enroll::{
+    EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
+};
+use authenticator_protocol::push::PushEnvelope;
+use authenticator_protocol::sign_in::{
+    request_details_signed_bytes, Decision, DeviceAuth, SignInResponse, SignedRequestDetails,
+};
+use authenticator_protocol::{
+    AccountId, ProtocolError, PublicKey, RequestId, Signature, TypedNumber, UnixMillis,
+};
+use serde_json::Value;
+
+const V1: &str = include_str!("vectors/v1.json");
+const PROTOCOL_MD: &str = include_str!("../../docs/PROTOCOL.md");
+
+fn doc() -> Value {
+    serde_json::from_str(V1).expect("v1.json parses")
+}
+
+fn key(doc: &Value, name: &str) -> PublicKey {
+    PublicKey::from_b64(
+        "public_sec1",
+        doc["keys"][name]["public_sec1"].as_str().unwrap(),
+    )
+    .unwrap()
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("input {k} is a string"))
+}
+
+fn t(v: &Value, k: &str) -> UnixMillis {
+    UnixMillis(v[k].as_u64().unwrap())
+}
+
+fn rebuild(name: &str, i: &Value) -> Vec<u8> {
+    match name {
+        "enroll-challenge" => EnrollChallenge {
+            challenge: unb64_fixed("challenge", s(i, "challenge")).unwrap(),
+            upn: s(i, "upn").into(),
+            display_name: s(i, "display_name").into(),
+            server_name: s(i, "server_name").into(),
+            expires_at: t(i, "expires_at"),
+        }
+        .signed_bytes(s(i, "code")),
+        "enroll-proof" => EnrollProof {
+            challenge: unb64_fixed("challenge", s(i, "challenge")).unwrap(),
+            device_public_key: PublicKey::from_b64("k", s(i, "device_public_key")).unwrap(),
+            push_kind: s(i, "push_kind").into(),
+            push_token: s(i, "push_token").into(),
+            device_name: s(i, "device_name").into(),
+            timestamp: t(i, "timestamp"),
+        }
+        .signed_bytes(),
+        "passwordless-key/device" | "passwordless-key/self" => PasswordlessKeyRegistration {
+            account_id: AccountId::parse(s(i, "account_id")).unwrap(),
+            passwordless_public_key: PublicKey::from_b64("k", s(i, "passwordless_public_key"))
+                .unwrap(),
+            timestamp: t(i, "timestamp"),
+        }
+        .signed_bytes(),
+        "request-details" => request_details_signed_bytes(s(i, "details")),
+        "response/approve" | "response/deny" | "response/report" => SignInResponse {
+            request_id: RequestId::parse(s(i, "request_id")).unwrap(),
+            account_id: AccountId::parse(s(i, "account_id")).unwrap(),
+            nonce: unb64_fixed("nonce", s(i, "nonce")).unwrap(),
+            decision: serde_json::from_value::<Decision>(i["decision"].clone()).unwrap(),
+            typed_number: i["typed_number"]
+                .as_str()
+                .map(|n| TypedNumber::parse(n).unwrap()),
+            context_sha256: unb64_fixed("context_sha256", s(i, "context_sha256")).unwrap(),
+            timestamp: t(i, "timestamp"),
+        }
+        .signed_bytes(),
+        "device-auth" => DeviceAuth::signed_bytes(
+            s(i, "method"),
+            s(i, "path_and_query"),
+            &AccountId::parse(s(i, "account_id")).unwrap(),
+            t(i, "timestamp"),
+        ),
+        other => panic!("unknown vector {other}"),
+    }
+}
+
+#[test]
+fn every_vector_rebuilds_to_its_exact_bytes_and_verifies() {
+    let doc = doc();
+    let vectors = doc["vectors"].as_array().unwrap();
+    assert_eq!(vectors.len(), 9);
+    for v in vectors {
+        let name = s(v, "name");
+        let bytes = rebuild(name, &v["inputs"]);
+        assert_eq!(hex::encode(&bytes), s(v, "bytes_hex"), "bytes of {name}");
+        let sig = Signature::from_b64("signature", s(v, "signature")).unwrap();
+        key(&doc, s(v, "signer"))
+            .verify(&bytes, &sig)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // A signature made by any other vector key must not verify.
+        for other in ["server", "device", "passwordless", "other_device"]
+            .iter()
+            .filter(|k| **k != s(v, "signer"))
+        {
+            assert_eq!(
+                key(&doc, other).verify(&bytes, &sig),
+                Err(ProtocolError::BadSignature),
+                "{name} under {other}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_negative_vector_fails_with_bad_signature() {
+    let doc = doc();
+    let negative = doc["negative"].as_array().unwrap();
+    assert_eq!(negative.len(), 6);
+    for v in negative {
+        let bytes = hex::decode(s(v, "bytes_hex")).unwrap();
+        let sig = Signature::from_b64("signature", s(v, "signature")).unwrap();
+        assert_eq!(s(v, "error"), "BadSignature");
+        assert_eq!(
+            key(&doc, s(v, "public_key")).verify(&bytes, &sig),
+            Err(ProtocolError::BadSignature),
+            "{}",
+            s(v, "name")
+        );
+    }
+}
+
+#[test]
+fn request_details_vector_verifies_through_signed_details_and_hashes_the_received_text() {
+    let doc = doc();
+    let v = doc["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "request-details")
+        .unwrap();
+    let signed = SignedRequestDetails {
+        details: s(&v["inputs"], "details").into(),
+        signature: s(v, "signature").into(),
+    };
+    let details = signed.verify(&key(&doc, "server")).unwrap();
+    assert_eq!(details.upn, "bobby@contoso.test");
+    assert_eq!(details.app_name.as_deref(), Some("My Apps"));
+    assert_eq!(
+        authenticator_protocol::encoding::b64(&signed.context_sha256()),
+        s(v, "context_sha256")
+    );
+    assert_eq!(
+        signed.context_sha256(),
+        sha256(s(&v["inputs"], "details").as_bytes())
+    );
+    // The approval vector binds exactly this context.
+    let approve = doc["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "response/approve")
+        .unwrap();
+    assert_eq!(
+        s(&approve["inputs"], "context_sha256"),
+        s(v, "context_sha256")
+    );
+}
+
+#[test]
+fn enrollment_url_and_push_vectors_parse() {
+    let doc = doc();
+    let e = &doc["enrollment_url"];
+    let url = EnrollmentUrl::parse(s(e, "url")).unwrap();
+    assert_eq!(url.code, s(e, "code"));
+    assert_eq!(url.server.as_str(), s(e, "server"));
+    assert_eq!(url.server_fingerprint, key(&doc, "server").fingerprint());
+    assert_eq!(url.server_fingerprint, s(e, "fingerprint"));
+
+    let p = &doc["push"];
+    let expected = PushEnvelope::new(
+        AccountId::parse(s(p, "account_id")).unwrap(),
+        RequestId::parse(s(p, "request_id")).unwrap(),
+    );
+    assert_eq!(
+        PushEnvelope::from_json(&p["apns"].to_string()).unwrap(),
+        expected
+    );
+    let fcm: HashMap<String, String> = serde_json::from_value(p["fcm"].clone()).unwrap();
+    assert_eq!(PushEnvelope::from_data_map(&fcm).unwrap(), expected);
+}
+
+#[test]
+fn canonical_example_matches() {
+    let doc = doc();
+    let c = &doc["canonical_example"];
+    assert_eq!(
+        hex::encode(Canonical::new(b"t").str("ab").u64(1).finish()),
+        s(c, "bytes_hex")
+    );
+}
+
+#[test]
+fn protocol_md_shows_the_same_vectors_as_the_json_file() {
+    let doc = doc();
+    for v in doc["vectors"].as_array().unwrap() {
+        assert!(
+            PROTOCOL_MD.contains(s(v, "bytes_hex")),
+            "PROTOCOL.md lacks the bytes of {}",
+            s(v, "name")
+        );
+        assert!(
+            PROTOCOL_MD.contains(s(v, "signature")),
+            "PROTOCOL.md lacks the signature of {}",
+            s(v, "name")
+        );
+    }
+    for name in ["server", "device", "passwordless", "other_device"] {
+        assert!(PROTOCOL_MD.contains(doc["keys"][name]["public_sec1"].as_str().unwrap()));
+    }
+    assert!(PROTOCOL_MD.contains(doc["enrollment_url"]["url"].as_str().unwrap()));
+}
