@@ -1,1 +1,168 @@
+//! The reference sign-in service of the phone sign-in protocol (docs/PROTOCOL.md, server side).
+#![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod error;
+pub mod extract;
+pub mod locator;
+pub mod policy;
+pub mod routes;
+pub mod state;
+pub mod store;
+pub mod verify;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use authenticator_protocol::wire::{
+    ENROLL_CHALLENGE_PATH, ENROLL_COMPLETE_PATH, PASSWORDLESS_PATH, POLL_PATH,
+};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use tracing::Instrument;
+
+pub use config::{ServeConfig, Settings};
+pub use error::AppError;
+pub use state::AppState;
+
+/// Request bodies are small JSON documents.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The HTTP API (PROTOCOL.md §5 and §7) plus `GET /healthz`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(ENROLL_CHALLENGE_PATH, post(routes::enroll::challenge))
+        .route(ENROLL_COMPLETE_PATH, post(routes::enroll::complete))
+        .route(PASSWORDLESS_PATH, post(routes::device::passwordless))
+        .route(POLL_PATH, get(routes::device::poll))
+        .route(
+            "/api/v1/device/requests/{id}",
+            get(routes::device::request_details),
+        )
+        .route(
+            "/api/v1/device/requests/{id}/response",
+            post(routes::device::respond),
+        )
+        .route("/api/v1/signin", post(routes::signin::start))
+        .route("/api/v1/signin/{id}", get(routes::signin::status))
+        .fallback(|| async { AppError::NotFound })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+/// One span per HTTP request (method, route template, a sequence number; never bodies,
+/// queries or headers). Internal errors are logged here, once.
+async fn log_requests(req: Request, next: Next) -> Response {
+    static SEQ: AtomicU64 = AtomicU64::new(1);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let span = tracing::info_span!(
+        "http",
+        http_seq = SEQ.fetch_add(1, Ordering::Relaxed),
+        method = %req.method(),
+        route = %route,
+    );
+    async move {
+        let started = Instant::now();
+        let response = next.run(req).await;
+        if let Some(cause) = response.extensions().get::<error::InternalCause>() {
+            tracing::error!(error = format!("{:#}", cause.0), "internal error");
+        }
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// RFC 3339 (UTC) text of a Unix-milliseconds time.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// Opens the database, applies the `serve` settings and returns the handler state.
+pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
+    let pool = db::connect(&config.database).await?;
+    if let Some(name) = &config.server_name {
+        db::set_setting(&pool, db::SERVER_NAME_SETTING, name).await?;
+    }
+    if let Some(ttl) = config.enrollment_ttl_secs {
+        db::set_setting(&pool, db::ENROLLMENT_TTL_SETTING, &ttl.to_string()).await?;
+    }
+    let settings = Settings {
+        server_name: db::server_name(&pool).await?,
+        request_ttl_secs: config.request_ttl_secs,
+    };
+    AppState::new(pool, settings).await
+}
+
+/// Serves until SIGINT/SIGTERM. Prints `signin-server listening on http://<addr>` once bound.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let state = prepare(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "signin-server listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, "listening");
+    let shutdown_state = state.clone();
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        shutdown_state.begin_shutdown();
+    })
+    .await
+    .context("server failed")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,142 @@
+//! Waking devices and sign-in pages. Long-poll is the only transport for now: a sign-in wakes
+//! the account's waiting `GET /api/v1/device/poll`; a decision wakes `GET /api/v1/signin/{id}?wait`.
+//! APNs/FCM will be further `Delivery` implementations.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authenticator_protocol::push::PushEnvelope;
+use tokio::sync::{watch, Notify};
+
+/// Tells a device that a request is waiting. A push has no authority: the device fetches the
+/// signed details itself.
+pub trait Delivery: Send + Sync + 'static {
+    fn deliver(&self, envelope: &PushEnvelope);
+}
+
+/// In-memory wake-ups keyed by an id (an account id or a request id).
+#[derive(Debug, Default)]
+pub struct Waiters {
+    map: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Waiters {
+    fn entry(&self, key: &str) -> Arc<Notify> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Wakes everyone currently waiting on `key`.
+    pub fn wake(&self, key: &str) {
+        let notify = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.remove(key)
+        };
+        if let Some(n) = notify {
+            n.notify_waiters();
+        }
+    }
+
+    /// Waits until `key` is woken, `timeout` passes or the server shuts down. `check` runs after
+    /// the waiter is registered, so a wake-up between the check and the wait is not lost; if it
+    /// returns `Some`, that is returned at once.
+    pub async fn wait_for<T, F, Fut>(
+        &self,
+        key: &str,
+        timeout: Duration,
+        shutdown: &watch::Receiver<bool>,
+        mut check: F,
+    ) -> Result<T, crate::error::AppError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, crate::error::AppError>>,
+        T: Default,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut shutdown = shutdown.clone();
+        loop {
+            let notify = self.entry(key);
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = check().await? {
+                return Ok(v);
+            }
+            if *shutdown.borrow() {
+                return Ok(T::default());
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.forget_if_idle(key, &notify);
+                    return Ok(check().await?.unwrap_or_default());
+                }
+                _ = shutdown.changed() => {
+                    return Ok(check().await?.unwrap_or_default());
+                }
+            }
+        }
+    }
+
+    fn forget_if_idle(&self, key: &str, notify: &Arc<Notify>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and our clone hold it: nobody else waits.
+        if map.get(key).is_some_and(|n| Arc::ptr_eq(n, notify)) && Arc::strong_count(notify) == 2 {
+            map.remove(key);
+        }
+    }
+}
+
+/// Long-poll delivery: wakes the account's pending `device/poll`.
+#[derive(Debug, Default)]
+pub struct LongPoll {
+    pub accounts: Waiters,
+}
+
+impl Delivery for LongPoll {
+    fn deliver(&self, envelope: &PushEnvelope) {
+        self.accounts.wake(envelope.account_id.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test]
+    async fn a_wake_after_the_check_is_not_lost() {
+        let w = Arc::new(Waiters::default());
+        let (_tx, rx) = watch::channel(false);
+        let flag = Arc::new(AtomicBool::new(false));
+        let (w2, f2) = (w.clone(), flag.clone());
+        let task = tokio::spawn(async move {
+            w2.wait_for("k", Duration::from_secs(10), &rx, || {
+                let f = f2.clone();
+                async move { Ok(f.load(Ordering::SeqCst).then_some(1u32)) }
+            })
+            .await
+            .unwrap()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        flag.store(true, Ordering::SeqCst);
+        w.wake("k");
+        let got = tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("woken before the timeout")
+            .unwrap();
+        assert_eq!(got, 1);
+    }
+
+    #[tokio::test]
+    async fn times_out_with_the_default() {
+        let w = Waiters::default();
+        let (_tx, rx) = watch::channel(false);
+        let got: u32 = w
+            .wait_for("k", Duration::from_millis(20), &rx, || async { Ok(None) })
+            .await
+            .unwrap();
+        assert_eq!(got, 0);
+        assert!(w.map.lock().unwrap().is_empty());
+    }
+}

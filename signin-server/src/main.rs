@@ -1,0 +1,227 @@
+//! `signin-server`: serve the sign-in API, or administer its database.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
+use clap::{Parser, Subcommand};
+use signin_server::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{admin, audit, db, policy, ServeConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "signin-server", version, about = "Phone sign-in service")]
+struct Cli {
+    /// Database URL (`sqlite://path`; the file is created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "SIGNIN_DATABASE",
+        default_value = "sqlite://signin.db"
+    )]
+    database: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Name shown on phones (stored; default "Contoso").
+        #[arg(long)]
+        server_name: Option<String>,
+        #[arg(long, default_value_t = DEFAULT_REQUEST_TTL_SECS)]
+        request_ttl_secs: u64,
+        /// Lifetime of new enrollment codes (stored; default 600).
+        #[arg(long)]
+        enrollment_ttl_secs: Option<u64>,
+    },
+    /// Administer users, policy and enrollment.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// The Authenticator policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Issue a one-time enrollment link (printed alone on stdout).
+    RegistrationLink {
+        #[arg(long)]
+        upn: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080/")]
+        server_url: url::Url,
+        /// Lifetime of this code; default: the stored enrollment TTL (600 s).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
+    /// Print the audit log.
+    Audit,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    Add {
+        #[arg(long)]
+        upn: String,
+        #[arg(long)]
+        name: String,
+        /// Group membership (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Change the policy; unspecified settings keep their value. Prints the result.
+    Set {
+        #[arg(long, value_parser = clap::value_parser!(bool))]
+        enabled: Option<bool>,
+        /// `all` or `group:<name>`
+        #[arg(long, value_parser = |s: &str| Target::parse(s).map_err(|e| e.to_string()))]
+        target: Option<Target>,
+        /// `any`, `push` or `passwordless`
+        #[arg(long, value_parser = |s: &str| Mode::parse(s).map_err(|e| e.to_string()))]
+        mode: Option<Mode>,
+        #[arg(long, value_parser = on_off)]
+        number_matching: Option<bool>,
+        #[arg(long, value_parser = on_off)]
+        show_app_name: Option<bool>,
+        #[arg(long, value_parser = on_off)]
+        show_location: Option<bool>,
+    },
+    /// Print the policy.
+    Show,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            server_name,
+            request_ttl_secs,
+            enrollment_ttl_secs,
+        } => {
+            signin_server::run(ServeConfig {
+                listen,
+                database: cli.database,
+                server_name,
+                request_ttl_secs,
+                enrollment_ttl_secs,
+            })
+            .await
+        }
+        Command::Admin { command } => {
+            let pool = db::connect(&cli.database).await?;
+            admin_command(&pool, command).await
+        }
+    }
+}
+
+async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::User {
+            command: UserCommand::Add { upn, name, groups },
+        } => {
+            admin::add_user(pool, &upn, &name, &groups).await?;
+            println!("added user {}", upn.trim());
+        }
+        AdminCommand::Policy {
+            command:
+                PolicyCommand::Set {
+                    enabled,
+                    target,
+                    mode,
+                    number_matching,
+                    show_app_name,
+                    show_location,
+                },
+        } => {
+            let p = admin::set_policy(
+                pool,
+                &PolicyUpdate {
+                    enabled,
+                    target,
+                    mode,
+                    number_matching,
+                    show_app_name,
+                    show_location,
+                },
+            )
+            .await?;
+            println!("{p}");
+        }
+        AdminCommand::Policy {
+            command: PolicyCommand::Show,
+        } => println!("{}", policy::load(pool).await?),
+        AdminCommand::RegistrationLink {
+            upn,
+            server_url,
+            ttl_secs,
+        } => {
+            let ttl = match ttl_secs {
+                Some(t) => t,
+                None => db::enrollment_ttl_secs(pool).await?,
+            };
+            let link = admin::registration_link(pool, &upn, &server_url, ttl)
+                .await
+                .context("could not issue a registration link")?;
+            println!("{link}");
+        }
+        AdminCommand::Audit => {
+            for row in audit::list(pool).await? {
+                println!("{row}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! The Authenticator policy: who may use it, in which mode, and what the phone shows.
+use std::fmt;
+
+use crate::db::{now_ms, Pool};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    All,
+    Group(String),
+}
+
+impl Target {
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        match text {
+            "all" => Ok(Target::All),
+            _ => match text.strip_prefix("group:") {
+                Some(g) if !g.trim().is_empty() => Ok(Target::Group(g.trim().to_owned())),
+                _ => Err(PolicyError::BadTarget),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::All => f.write_str("all"),
+            Target::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Any,
+    Push,
+    Passwordless,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        match text {
+            "any" => Ok(Mode::Any),
+            "push" => Ok(Mode::Push),
+            "passwordless" => Ok(Mode::Passwordless),
+            _ => Err(PolicyError::BadMode),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Any => "any",
+            Mode::Push => "push",
+            Mode::Passwordless => "passwordless",
+        }
+    }
+    /// Whether phone sign-in (passwordless) is allowed in this mode.
+    pub fn allows_passwordless(self) -> bool {
+        matches!(self, Mode::Any | Mode::Passwordless)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub enabled: bool,
+    pub target: Target,
+    pub mode: Mode,
+    pub number_matching: bool,
+    pub show_app_name: bool,
+    pub show_location: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("target must be `all` or `group:<name>`")]
+    BadTarget,
+    #[error("mode must be `any`, `push` or `passwordless`")]
+    BadMode,
+    #[error("number matching cannot be switched off when mode is passwordless")]
+    NumberMatchingRequired,
+}
+
+/// Changes requested by `admin policy set`; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyUpdate {
+    pub enabled: Option<bool>,
+    pub target: Option<Target>,
+    pub mode: Option<Mode>,
+    pub number_matching: Option<bool>,
+    pub show_app_name: Option<bool>,
+    pub show_location: Option<bool>,
+}
+
+impl Policy {
+    pub fn apply(&self, u: &PolicyUpdate) -> Result<Policy, PolicyError> {
+        let next = Policy {
+            enabled: u.enabled.unwrap_or(self.enabled),
+            target: u.target.clone().unwrap_or_else(|| self.target.clone()),
+            mode: u.mode.unwrap_or(self.mode),
+            number_matching: u.number_matching.unwrap_or(self.number_matching),
+            show_app_name: u.show_app_name.unwrap_or(self.show_app_name),
+            show_location: u.show_location.unwrap_or(self.show_location),
+        };
+        if next.mode == Mode::Passwordless && !next.number_matching {
+            return Err(PolicyError::NumberMatchingRequired);
+        }
+        Ok(next)
+    }
+
+    /// Whether the policy lets a user in `groups` use phone sign-in.
+    pub fn allows_passwordless_for(&self, groups: &[String]) -> bool {
+        self.enabled
+            && self.mode.allows_passwordless()
+            && match &self.target {
+                Target::All => true,
+                Target::Group(g) => groups.iter().any(|m| m == g),
+            }
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "enabled: {}", self.enabled)?;
+        writeln!(f, "target: {}", self.target)?;
+        writeln!(f, "mode: {}", self.mode.as_str())?;
+        writeln!(f, "number-matching: {}", on_off(self.number_matching))?;
+        writeln!(f, "show-app-name: {}", on_off(self.show_app_name))?;
+        write!(f, "show-location: {}", on_off(self.show_location))
+    }
+}
+
+pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
+    let (enabled, target, mode, nm, app, loc): (i64, String, String, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT enabled, target, mode, number_matching, show_app_name, show_location \
+             FROM policy WHERE id = 1",
+        )
+        .fetch_one(pool)
+        .await?;
+    Ok(Policy {
+        enabled: enabled != 0,
+        target: Target::parse(&target)?,
+        mode: Mode::parse(&mode)?,
+        number_matching: nm != 0,
+        show_app_name: app != 0,
+        show_location: loc != 0,
+    })
+}
+
+pub async fn save(pool: &Pool, p: &Policy) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE policy SET enabled = $1, target = $2, mode = $3, number_matching = $4, \
+         show_app_name = $5, show_location = $6, updated_at = $7 WHERE id = 1",
+    )
+    .bind(i64::from(p.enabled))
+    .bind(p.target.to_string())
+    .bind(p.mode.as_str())
+    .bind(i64::from(p.number_matching))
+    .bind(i64::from(p.show_app_name))
+    .bind(i64::from(p.show_location))
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default() -> Policy {
+        Policy {
+            enabled: true,
+            target: Target::All,
+            mode: Mode::Any,
+            number_matching: true,
+            show_app_name: true,
+            show_location: true,
+        }
+    }
+
+    #[test]
+    fn passwordless_mode_keeps_number_matching() {
+        let p = default();
+        let off = PolicyUpdate {
+            number_matching: Some(false),
+            ..Default::default()
+        };
+        let p2 = p.apply(&off).unwrap();
+        assert!(!p2.number_matching);
+        let to_pwl = PolicyUpdate {
+            mode: Some(Mode::Passwordless),
+            ..Default::default()
+        };
+        assert_eq!(p2.apply(&to_pwl), Err(PolicyError::NumberMatchingRequired));
+        let pwl = p.apply(&to_pwl).unwrap();
+        assert_eq!(pwl.apply(&off), Err(PolicyError::NumberMatchingRequired));
+    }
+
+    #[test]
+    fn targeting_and_modes() {
+        let mut p = default();
+        assert!(p.allows_passwordless_for(&[]));
+        p.target = Target::parse("group:pilot").unwrap();
+        assert!(!p.allows_passwordless_for(&["other".into()]));
+        assert!(p.allows_passwordless_for(&["pilot".into()]));
+        p.mode = Mode::Push;
+        assert!(!p.allows_passwordless_for(&["pilot".into()]));
+        p.mode = Mode::Passwordless;
+        p.enabled = false;
+        assert!(!p.allows_passwordless_for(&["pilot".into()]));
+        assert_eq!(Target::parse("group:"), Err(PolicyError::BadTarget));
+        assert_eq!(Target::parse("everyone"), Err(PolicyError::BadTarget));
+    }
+}

@@ -1,0 +1,64 @@
+//! Shared state of the handlers: cheap to clone (`Arc`s only).
+use std::sync::Arc;
+
+use authenticator_protocol::EcdsaSigner;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::db::Pool;
+use crate::delivery::{Delivery, LongPoll, Waiters};
+use crate::locator::{Locator, NoGeoIp};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub signer: Arc<EcdsaSigner>,
+    pub settings: Arc<Settings>,
+    pub longpoll: Arc<LongPoll>,
+    /// Every transport to wake devices (long-poll always; APNs/FCM later).
+    pub delivery: Arc<dyn Delivery>,
+    /// Sign-in pages waiting for a request to leave `pending`.
+    pub request_waiters: Arc<Waiters>,
+    pub locator: Arc<dyn Locator>,
+    pub shutdown: watch::Receiver<bool>,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// State over an opened (migrated) database; loads or creates the server key.
+    pub async fn new(pool: Pool, settings: Settings) -> anyhow::Result<Self> {
+        let signer = crate::db::server_signer(&pool).await?;
+        let longpoll = Arc::new(LongPoll::default());
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        Ok(AppState {
+            pool,
+            signer: Arc::new(signer),
+            settings: Arc::new(settings),
+            delivery: longpoll.clone(),
+            longpoll,
+            request_waiters: Arc::new(Waiters::default()),
+            locator: Arc::new(NoGeoIp),
+            shutdown,
+            shutdown_tx: Arc::new(shutdown_tx),
+        })
+    }
+
+    pub fn with_locator(mut self, locator: Arc<dyn Locator>) -> Self {
+        self.locator = locator;
+        self
+    }
+
+    /// Ends every long-poll now (graceful shutdown does not wait for them).
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("signer", &self.signer)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}

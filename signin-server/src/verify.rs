@@ -1,0 +1,160 @@
+//! Signature and binding checks as plain functions: the handlers and the protocol-vector
+//! tests call exactly these.
+use authenticator_protocol::encoding::{ct_eq, sha256, unb64_fixed};
+use authenticator_protocol::enroll::{EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::sign_in::{Decision, DeviceAuth, RequestKind, SignInResponse};
+use authenticator_protocol::wire::{ResponseBody, MAX_CLOCK_SKEW_MS};
+use authenticator_protocol::{PublicKey, Signature, TypedNumber, UnixMillis};
+
+use crate::error::AppError;
+use crate::store::{DeviceKeys, StoredRequest};
+
+fn signature(text: &str) -> Result<Signature, AppError> {
+    Signature::from_b64("signature", text).map_err(|_| AppError::BadSignature)
+}
+
+fn verify(key: &PublicKey, message: &[u8], sig: &str) -> Result<(), AppError> {
+    key.verify(message, &signature(sig)?)
+        .map_err(|_| AppError::BadSignature)
+}
+
+/// A signed time must be within `MAX_CLOCK_SKEW_MS` of the server clock.
+pub fn check_fresh(timestamp: UnixMillis, now: UnixMillis) -> Result<(), AppError> {
+    if timestamp.distance(now) > MAX_CLOCK_SKEW_MS {
+        return Err(AppError::StaleTimestamp);
+    }
+    Ok(())
+}
+
+/// §4: the device key's signature over `METHOD path?query account_id timestamp`.
+/// The caller has already checked the timestamp (`check_fresh`).
+pub fn verify_device_auth(
+    method: &str,
+    path_and_query: &str,
+    auth: &DeviceAuth,
+    device_key: &PublicKey,
+) -> Result<(), AppError> {
+    let bytes = DeviceAuth::signed_bytes(method, path_and_query, &auth.account_id, auth.timestamp);
+    device_key
+        .verify(&bytes, &auth.signature)
+        .map_err(|_| AppError::BadSignature)
+}
+
+/// §5.2: proof of possession of the new device key.
+pub fn verify_enroll_proof(proof: &EnrollProof, signature_b64: &str) -> Result<(), AppError> {
+    verify(
+        &proof.device_public_key,
+        &proof.signed_bytes(),
+        signature_b64,
+    )
+}
+
+/// §5.3: signed by the account's device key *and* the new passwordless key.
+pub fn verify_passwordless_registration(
+    reg: &PasswordlessKeyRegistration,
+    device_key: &PublicKey,
+    device_signature: &str,
+    key_signature: &str,
+) -> Result<(), AppError> {
+    let bytes = reg.signed_bytes();
+    verify(device_key, &bytes, device_signature)?;
+    verify(&reg.passwordless_public_key, &bytes, key_signature)
+}
+
+/// §6.3: the key that must sign `decision` on a request of `kind`.
+pub fn response_key(
+    kind: RequestKind,
+    decision: Decision,
+    keys: &DeviceKeys,
+) -> Result<&PublicKey, AppError> {
+    match (decision, kind) {
+        (Decision::Approve, RequestKind::Passwordless) => {
+            keys.passwordless.as_ref().ok_or(AppError::KeyNotAllowed)
+        }
+        (Decision::Approve, RequestKind::Push) => {
+            Ok(keys.passwordless.as_ref().unwrap_or(&keys.device))
+        }
+        (Decision::Deny | Decision::Report, _) => Ok(&keys.device),
+    }
+}
+
+/// §5.6 steps 3 and 4 (binding part): the signature under the §6.3 key, then the nonce and the
+/// context hash against the stored request. Returns the verified response.
+pub fn verify_response(
+    stored: &StoredRequest,
+    keys: &DeviceKeys,
+    body: &ResponseBody,
+) -> Result<SignInResponse, AppError> {
+    let key = response_key(stored.kind, body.decision, keys)?;
+    let nonce = unb64_fixed::<32>("nonce", &body.nonce)
+        .map_err(|_| AppError::InvalidRequest("nonce must be 32 bytes of base64url"))?;
+    let context_sha256 = unb64_fixed::<32>("context_sha256", &body.context_sha256)
+        .map_err(|_| AppError::InvalidRequest("context_sha256 must be 32 bytes of base64url"))?;
+    let typed_number = body
+        .typed_number
+        .as_deref()
+        .map(TypedNumber::parse)
+        .transpose()
+        .map_err(|_| AppError::InvalidRequest("typed_number must be two digits"))?;
+    let response = SignInResponse {
+        request_id: stored.id.clone(),
+        account_id: body.account_id.clone(),
+        nonce,
+        decision: body.decision,
+        typed_number,
+        context_sha256,
+        timestamp: body.timestamp,
+    };
+    verify(key, &response.signed_bytes(), &body.signature)?;
+    let nonce_ok = ct_eq(&response.nonce, &stored.nonce);
+    let context_ok = ct_eq(&response.context_sha256, &sha256(stored.details.as_bytes()));
+    if !(nonce_ok & context_ok) {
+        return Err(AppError::BadSignature);
+    }
+    Ok(response)
+}
+
+/// §5.6 step 4 (time part): fresh, and later than any earlier response to this request.
+pub fn check_response_time(
+    timestamp: UnixMillis,
+    now: UnixMillis,
+    last_response: Option<u64>,
+) -> Result<(), AppError> {
+    check_fresh(timestamp, now)?;
+    if last_response.is_some_and(|last| timestamp.millis() <= last) {
+        return Err(AppError::Replay);
+    }
+    Ok(())
+}
+
+/// §5.6 step 5: whether the typed number is right (constant-time). Always true when the
+/// request does not use number matching or the decision is not an approval.
+pub fn number_matches(stored: &StoredRequest, response: &SignInResponse) -> bool {
+    if response.decision != Decision::Approve || !stored.number_matching {
+        return true;
+    }
+    match &response.typed_number {
+        Some(typed) => ct_eq(typed.as_str().as_bytes(), stored.number.as_bytes()),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_and_replay() {
+        let now = UnixMillis(10_000_000);
+        assert!(check_response_time(now, now, None).is_ok());
+        assert!(matches!(
+            check_response_time(UnixMillis(now.0 - MAX_CLOCK_SKEW_MS - 1), now, None),
+            Err(AppError::StaleTimestamp)
+        ));
+        assert!(matches!(
+            check_response_time(now, now, Some(now.0)),
+            Err(AppError::Replay)
+        ));
+        assert!(check_response_time(now, now, Some(now.0 - 1)).is_ok());
+    }
+}
