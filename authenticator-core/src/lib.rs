@@ -1,1 +1,25 @@
+//! `authenticator-core`: the phone side of the phone sign-in protocol (docs/PROTOCOL.md),
+//! exported to Kotlin and Swift with uniffi. Platform key stores and user verification are
+//! foreign traits; the network, storage and every signature check live here.
 uniffi::setup_scaffolding!();
+
+mod authenticator;
+mod error;
+mod internal;
+mod platform;
+pub mod software_keys;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod types;
+
+pub use authenticator::Authenticator;
+pub use error::AuthenticatorError;
+pub use internal::http::{
+    HttpMethod, HttpRequest, HttpResponse, HttpTransport, ReqwestTransport, TransportError,
+};
+pub use platform::{DeviceKeyStore, PlatformError, UserVerifier};
+pub use software_keys::{SoftwareKeyStore, WrappingKeySource};
+pub use types::{
+    AccountSummary, Decision, PendingRequest, PushKind, PushOutcome, PushRegistration,
+    PushTarget, RequestKind, VerificationOutcome,
+};

@@ -1,0 +1,145 @@
+//! The exported facade. Each method is one call into `internal`.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use authenticator_protocol::sign_in::Decision as WireDecision;
+
+use crate::error::{AuthenticatorError, Error};
+use crate::internal::http::{HttpTransport, ReqwestTransport, ServerApi};
+use crate::internal::store::Store;
+use crate::internal::{enroll, push, sign_in, Core};
+use crate::platform::{DeviceKeyStore, UserVerifier};
+use crate::types::{AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget};
+
+type Result<T> = std::result::Result<T, AuthenticatorError>;
+
+/// The authenticator: one instance per process and data directory.
+#[derive(uniffi::Object)]
+pub struct Authenticator {
+    core: Core,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator")
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Authenticator {
+    /// Creates `data_dir` if needed, opens the SQLite database (WAL) and migrates it. Sync and
+    /// quick: no network.
+    #[uniffi::constructor]
+    pub fn new(
+        data_dir: String,
+        key_store: Arc<dyn DeviceKeyStore>,
+        verifier: Arc<dyn UserVerifier>,
+    ) -> Result<Arc<Self>> {
+        let transport = ReqwestTransport::new().map_err(|e| Error::Internal(e.0))?;
+        Self::with_transport(data_dir, key_store, verifier, Arc::new(transport))
+    }
+
+    /// Enrolls from the QR-code link. Nothing is stored (and the new key is deleted) unless the
+    /// whole enrollment succeeds.
+    pub async fn enroll(
+        &self,
+        enrollment_url: String,
+        device_name: String,
+        push: PushRegistration,
+    ) -> Result<AccountSummary> {
+        Ok(enroll::enroll(&self.core, &enrollment_url, &device_name, push).await?)
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<AccountSummary>> {
+        Ok(self.core.store.accounts().map(|a| a.iter().map(|a| a.summary()).collect())?)
+    }
+
+    /// Creates the user-verification-bound key and registers it (asks the user first).
+    pub async fn enable_phone_sign_in(&self, account_id: String) -> Result<AccountSummary> {
+        Ok(enroll::enable_phone_sign_in(&self.core, &sign_in::parse_account_id(&account_id)?).await?)
+    }
+
+    /// Removes the account from this device and deletes its keys (the server is not told).
+    pub async fn remove_account(&self, account_id: String) -> Result<()> {
+        Ok(enroll::remove_account(&self.core, &sign_in::parse_account_id(&account_id)?).await?)
+    }
+
+    /// Parses an APNs `userInfo` JSON or a bare envelope.
+    pub fn parse_push_json(&self, payload: String) -> Result<PushTarget> {
+        Ok(push::parse_json(&payload)?.into())
+    }
+
+    /// Parses an FCM data map.
+    pub fn parse_push_data(&self, data: HashMap<String, String>) -> Result<PushTarget> {
+        Ok(push::parse_data(&data)?.into())
+    }
+
+    /// Parses, fetches and verifies the request a push names.
+    pub async fn handle_push_json(&self, payload: String) -> Result<PushOutcome> {
+        Ok(push::handle(&self.core, push::parse_json(&payload)?).await?)
+    }
+
+    pub async fn handle_push_data(&self, data: HashMap<String, String>) -> Result<PushOutcome> {
+        Ok(push::handle(&self.core, push::parse_data(&data)?).await?)
+    }
+
+    /// Fetches, verifies (pinned server key) and stores one request.
+    pub async fn fetch_request(
+        &self,
+        account_id: String,
+        request_id: String,
+    ) -> Result<PendingRequest> {
+        Ok(sign_in::fetch_request(&self.core, &account_id, &request_id).await?)
+    }
+
+    /// Long-polls every account concurrently (up to `wait_seconds`, capped at 60), fetches and
+    /// stores what arrives, and returns the pending requests.
+    pub async fn poll(&self, wait_seconds: u32) -> Result<Vec<PendingRequest>> {
+        Ok(push::poll(&self.core, wait_seconds).await?)
+    }
+
+    /// Stored requests that are unanswered and unexpired.
+    pub async fn pending_requests(&self) -> Result<Vec<PendingRequest>> {
+        Ok(sign_in::pending_requests(&self.core)?)
+    }
+
+    /// Approves after user verification. `typed_number` is what the user typed (ignored when
+    /// the request has no number matching).
+    pub async fn approve(&self, request_id: String, typed_number: String) -> Result<Decision> {
+        Ok(sign_in::answer(&self.core, &request_id, WireDecision::Approve, Some(&typed_number)).await?)
+    }
+
+    pub async fn deny(&self, request_id: String) -> Result<Decision> {
+        Ok(sign_in::answer(&self.core, &request_id, WireDecision::Deny, None).await?)
+    }
+
+    /// "This wasn't me": denies and reports fraud.
+    pub async fn report_fraud(&self, request_id: String) -> Result<Decision> {
+        Ok(sign_in::answer(&self.core, &request_id, WireDecision::Report, None).await?)
+    }
+}
+
+impl Authenticator {
+    /// Like `new`, with a chosen HTTP transport (tests plug an in-process fake server; not
+    /// exported through uniffi).
+    pub fn with_transport(
+        data_dir: String,
+        key_store: Arc<dyn DeviceKeyStore>,
+        verifier: Arc<dyn UserVerifier>,
+        transport: Arc<dyn HttpTransport>,
+    ) -> Result<Arc<Self>> {
+        if data_dir.trim().is_empty() {
+            return Err(Error::InvalidInput("the data directory is empty".into()).into());
+        }
+        let store = Store::open(&PathBuf::from(data_dir))?;
+        Ok(Arc::new(Authenticator {
+            core: Core {
+                store,
+                keys: key_store,
+                verifier,
+                api: ServerApi::new(transport),
+            },
+        }))
+    }
+}

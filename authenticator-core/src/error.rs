@@ -1,0 +1,260 @@
+//! One error funnel: the rich internal `Error` becomes the public `AuthenticatorError` in
+//! exactly one place (`impl From<Error> for AuthenticatorError`). Display texts never contain
+//! enrollment codes, numbers, keys, tokens or nonces.
+use authenticator_protocol::wire::ErrorCode;
+use authenticator_protocol::ProtocolError;
+
+use crate::platform::PlatformError;
+
+/// Public error of every exported method. Shells match on the variant, never on the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum AuthenticatorError {
+    #[error("this is not a valid enrollment link: {reason}")]
+    InvalidEnrollmentUrl { reason: String },
+    #[error("this is not a valid sign-in notification: {reason}")]
+    InvalidPushPayload { reason: String },
+    #[error("invalid input: {reason}")]
+    InvalidInput { reason: String },
+    #[error("the number must be exactly two digits")]
+    InvalidNumber,
+    #[error("could not reach the sign-in service: {reason}")]
+    Network { reason: String },
+    #[error("the sign-in service refused the request (HTTP {status}): {message}")]
+    ServerRejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("the server's key does not match the one in the enrollment link")]
+    ServerKeyMismatch,
+    #[error("the server's answer is not validly signed")]
+    BadServerSignature,
+    #[error("this account is not enrolled on this device")]
+    NotEnrolled,
+    #[error("this account is already enrolled on this device")]
+    AlreadyEnrolled,
+    #[error("phone sign-in is not enabled for this account")]
+    PhoneSignInNotEnabled,
+    #[error("unknown sign-in request")]
+    UnknownRequest,
+    #[error("the sign-in request has expired")]
+    RequestExpired,
+    #[error("the sign-in request was already answered")]
+    AlreadyAnswered,
+    #[error("wrong number; {attempts_left} attempt(s) left")]
+    WrongNumber { attempts_left: u32 },
+    #[error("too many wrong numbers: the sign-in request failed")]
+    RequestFailed,
+    #[error("the user cancelled")]
+    UserCancelled,
+    #[error("user verification failed")]
+    VerificationFailed,
+    #[error("key store failure: {reason}")]
+    KeyStore { reason: String },
+    #[error("storage failure: {reason}")]
+    Storage { reason: String },
+    #[error("internal error: {reason}")]
+    Internal { reason: String },
+}
+
+/// Internal error of the core. Converted once, below.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("enrollment URL: {0}")]
+    EnrollmentUrl(ProtocolError),
+    #[error("push payload: {0}")]
+    PushPayload(ProtocolError),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("invalid number")]
+    InvalidNumber,
+    #[error("network: {0}")]
+    Network(String),
+    #[error("server error {status} {}", code.as_str())]
+    Server {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+        attempts_left: Option<u32>,
+    },
+    /// The server answered something that is not what the protocol says (bad JSON, wrong
+    /// shape, unexpected status). Never trusted, never a panic.
+    #[error("invalid server response: {0}")]
+    InvalidResponse(String),
+    #[error("server key mismatch")]
+    ServerKeyMismatch,
+    #[error("bad server signature: {0}")]
+    BadServerSignature(&'static str),
+    #[error("not enrolled")]
+    NotEnrolled,
+    #[error("already enrolled")]
+    AlreadyEnrolled,
+    #[error("phone sign-in not enabled")]
+    PhoneSignInNotEnabled,
+    #[error("unknown request")]
+    UnknownRequest,
+    #[error("request expired")]
+    RequestExpired,
+    #[error("already answered")]
+    AlreadyAnswered,
+    #[error("user cancelled")]
+    UserCancelled,
+    #[error("verification failed")]
+    VerificationFailed,
+    #[error("verifier: {0}")]
+    Verifier(PlatformError),
+    #[error("key store: {0}")]
+    KeyStore(PlatformError),
+    #[error("key store returned an unusable {0}")]
+    KeyFormat(&'static str),
+    #[error("storage: {0}")]
+    Storage(#[from] rusqlite::Error),
+    #[error("file system: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<Error> for AuthenticatorError {
+    fn from(e: Error) -> Self {
+        use AuthenticatorError as A;
+        match e {
+            Error::EnrollmentUrl(p) => A::InvalidEnrollmentUrl {
+                reason: p.to_string(),
+            },
+            Error::PushPayload(p) => A::InvalidPushPayload {
+                reason: p.to_string(),
+            },
+            Error::InvalidInput(reason) => A::InvalidInput { reason },
+            Error::InvalidNumber => A::InvalidNumber,
+            Error::Network(reason) => A::Network { reason },
+            Error::Server {
+                status,
+                code,
+                message,
+                attempts_left,
+            } => match code {
+                ErrorCode::UnknownAccount => A::NotEnrolled,
+                ErrorCode::RequestExpired => A::RequestExpired,
+                ErrorCode::RequestNotPending => A::AlreadyAnswered,
+                ErrorCode::WrongNumber => A::WrongNumber {
+                    attempts_left: attempts_left.unwrap_or(0),
+                },
+                ErrorCode::RequestFailed => A::RequestFailed,
+                _ => A::ServerRejected {
+                    status,
+                    code: code.as_str().to_owned(),
+                    message,
+                },
+            },
+            Error::InvalidResponse(reason) => A::ServerRejected {
+                status: 200,
+                code: "invalid_response".into(),
+                message: format!("the server's answer is malformed ({reason})"),
+            },
+            Error::ServerKeyMismatch => A::ServerKeyMismatch,
+            Error::BadServerSignature(_) => A::BadServerSignature,
+            Error::NotEnrolled => A::NotEnrolled,
+            Error::AlreadyEnrolled => A::AlreadyEnrolled,
+            Error::PhoneSignInNotEnabled => A::PhoneSignInNotEnabled,
+            Error::UnknownRequest => A::UnknownRequest,
+            Error::RequestExpired => A::RequestExpired,
+            Error::AlreadyAnswered => A::AlreadyAnswered,
+            Error::UserCancelled | Error::Verifier(PlatformError::Cancelled) => A::UserCancelled,
+            Error::VerificationFailed | Error::Verifier(_) => A::VerificationFailed,
+            Error::KeyStore(PlatformError::Cancelled) => A::UserCancelled,
+            Error::KeyStore(p) => A::KeyStore {
+                reason: p.to_string(),
+            },
+            Error::KeyFormat(what) => A::KeyStore {
+                reason: format!("the key store returned an unusable {what}"),
+            },
+            Error::Storage(e) => A::Storage {
+                reason: e.to_string(),
+            },
+            Error::Io(e) => A::Storage {
+                reason: e.to_string(),
+            },
+            Error::Internal(reason) => A::Internal { reason },
+        }
+    }
+}
+
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: ErrorCode, attempts_left: Option<u32>) -> AuthenticatorError {
+        Error::Server {
+            status: 400,
+            code,
+            message: "m".into(),
+            attempts_left,
+        }
+        .into()
+    }
+
+    #[test]
+    fn server_codes_map_per_protocol_section_8() {
+        assert_eq!(
+            server(ErrorCode::UnknownAccount, None),
+            AuthenticatorError::NotEnrolled
+        );
+        assert_eq!(
+            server(ErrorCode::RequestExpired, None),
+            AuthenticatorError::RequestExpired
+        );
+        assert_eq!(
+            server(ErrorCode::RequestNotPending, None),
+            AuthenticatorError::AlreadyAnswered
+        );
+        assert_eq!(
+            server(ErrorCode::WrongNumber, Some(2)),
+            AuthenticatorError::WrongNumber { attempts_left: 2 }
+        );
+        assert_eq!(
+            server(ErrorCode::RequestFailed, None),
+            AuthenticatorError::RequestFailed
+        );
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::InvalidCode,
+            ErrorCode::Unauthorized,
+            ErrorCode::BadSignature,
+            ErrorCode::StaleTimestamp,
+            ErrorCode::UnknownRequest,
+            ErrorCode::Replay,
+            ErrorCode::KeyNotAllowed,
+            ErrorCode::RateLimited,
+            ErrorCode::Internal,
+            ErrorCode::Unknown,
+        ] {
+            assert_eq!(
+                server(code, None),
+                AuthenticatorError::ServerRejected {
+                    status: 400,
+                    code: code.as_str().into(),
+                    message: "m".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn verifier_and_key_store_failures_are_distinguished() {
+        assert_eq!(
+            AuthenticatorError::from(Error::Verifier(PlatformError::Cancelled)),
+            AuthenticatorError::UserCancelled
+        );
+        assert_eq!(
+            AuthenticatorError::from(Error::Verifier(PlatformError::NotAvailable)),
+            AuthenticatorError::VerificationFailed
+        );
+        assert!(matches!(
+            AuthenticatorError::from(Error::KeyStore(PlatformError::KeyNotFound)),
+            AuthenticatorError::KeyStore { .. }
+        ));
+    }
+}

@@ -1,0 +1,233 @@
+//! Enrollment (QR code) and enabling phone sign-in.
+use authenticator_protocol::encoding::{ct_eq, unb64_fixed};
+use authenticator_protocol::enroll::{
+    EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
+};
+use authenticator_protocol::wire::{self, PushChannel};
+use authenticator_protocol::{AccountId, PublicKey, Signature, UnixMillis};
+
+use super::store::Account;
+use super::{new_alias, Core};
+use crate::error::{Error, Result};
+use crate::types::{AccountSummary, PushKind, PushRegistration};
+
+const MAX_DEVICE_NAME_CHARS: usize = 64;
+const MAX_PUSH_TOKEN_BYTES: usize = 4096;
+
+fn check_inputs(device_name: &str, push: &PushRegistration) -> Result<()> {
+    let name = device_name.trim();
+    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "the device name must have 1 to {MAX_DEVICE_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(
+            "the device name must not contain control characters".into(),
+        ));
+    }
+    match push.kind {
+        PushKind::LongPoll if !push.token.is_empty() => Err(Error::InvalidInput(
+            "long-poll registrations have no push token".into(),
+        )),
+        PushKind::Apns | PushKind::Fcm
+            if push.token.is_empty() || push.token.len() > MAX_PUSH_TOKEN_BYTES =>
+        {
+            Err(Error::InvalidInput(
+                "an APNs/FCM registration needs a push token".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) async fn enroll(
+    core: &Core,
+    enrollment_url: &str,
+    device_name: &str,
+    push: PushRegistration,
+) -> Result<AccountSummary> {
+    let link = EnrollmentUrl::parse(enrollment_url).map_err(Error::EnrollmentUrl)?;
+    let device_name = device_name.trim();
+    check_inputs(device_name, &push)?;
+
+    let answer = core
+        .api
+        .enroll_challenge(
+            &link.server,
+            &wire::EnrollChallengeRequest {
+                code: link.code.clone(),
+            },
+        )
+        .await?;
+
+    // Pin: the key must be the one the QR code names, and it must have signed the challenge.
+    let server_key = PublicKey::from_b64("server_public_key", &answer.server_public_key)
+        .map_err(|_| Error::ServerKeyMismatch)?;
+    if !ct_eq(
+        server_key.fingerprint().as_bytes(),
+        link.server_fingerprint.as_bytes(),
+    ) {
+        return Err(Error::ServerKeyMismatch);
+    }
+    let signature = Signature::from_b64("signature", &answer.signature)
+        .map_err(|_| Error::BadServerSignature("enrollment challenge"))?;
+    let challenge = EnrollChallenge {
+        challenge: unb64_fixed::<32>("challenge", &answer.challenge)
+            .map_err(|e| Error::InvalidResponse(e.to_string()))?,
+        upn: answer.upn,
+        display_name: answer.display_name,
+        server_name: answer.server_name,
+        expires_at: answer.expires_at,
+    };
+    server_key
+        .verify(&challenge.signed_bytes(&link.code), &signature)
+        .map_err(|_| Error::BadServerSignature("enrollment challenge"))?;
+
+    let alias = new_alias("device")?;
+    let device_key = core.generate_key(&alias, false).await?;
+    let result = complete(
+        core,
+        &link,
+        &challenge,
+        server_key,
+        &alias,
+        device_key,
+        device_name,
+        &push,
+    )
+    .await;
+    if result.is_err() {
+        core.delete_key_quietly(&alias).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn complete(
+    core: &Core,
+    link: &EnrollmentUrl,
+    challenge: &EnrollChallenge,
+    server_key: PublicKey,
+    alias: &str,
+    device_key: PublicKey,
+    device_name: &str,
+    push: &PushRegistration,
+) -> Result<AccountSummary> {
+    let proof = EnrollProof {
+        challenge: challenge.challenge,
+        device_public_key: device_key.clone(),
+        push_kind: push.kind.wire().to_owned(),
+        push_token: push.token.clone(),
+        device_name: device_name.to_owned(),
+        timestamp: UnixMillis::now(),
+    };
+    let signature = core.sign(alias, proof.signed_bytes()).await?;
+    let done = core
+        .api
+        .enroll_complete(
+            &link.server,
+            &wire::EnrollCompleteRequest {
+                code: link.code.clone(),
+                challenge: authenticator_protocol::encoding::b64(&challenge.challenge),
+                device_public_key: device_key.to_b64(),
+                push: PushChannel {
+                    kind: proof.push_kind.clone(),
+                    token: proof.push_token.clone(),
+                },
+                device_name: proof.device_name.clone(),
+                timestamp: proof.timestamp,
+                signature: signature.to_b64(),
+            },
+        )
+        .await?;
+    let account = Account {
+        account_id: done.account_id,
+        server_url: link.server.clone(),
+        server_public_key: server_key,
+        upn: challenge.upn.clone(),
+        display_name: challenge.display_name.clone(),
+        server_name: challenge.server_name.clone(),
+        device_key_alias: alias.to_owned(),
+        passwordless_key_alias: None,
+        push_kind: proof.push_kind,
+        enrolled_at: UnixMillis::now(),
+    };
+    core.store.insert_account(&account)?;
+    tracing::info!(account = %short(&account.account_id), "enrolled");
+    Ok(account.summary())
+}
+
+pub(crate) async fn enable_phone_sign_in(
+    core: &Core,
+    account_id: &AccountId,
+) -> Result<AccountSummary> {
+    let account = core.store.account(account_id)?.ok_or(Error::NotEnrolled)?;
+    core.verify_user(format!("Enable phone sign-in for {}", account.upn))
+        .await?;
+    let alias = new_alias("passwordless")?;
+    let key = core.generate_key(&alias, true).await?;
+    let result = register(core, &account, &alias, key).await;
+    match result {
+        Ok(previous) => {
+            if let Some(previous) = previous.filter(|p| *p != alias) {
+                core.delete_key_quietly(&previous).await;
+            }
+            let account = core.store.account(account_id)?.ok_or(Error::NotEnrolled)?;
+            tracing::info!(account = %short(account_id), "phone sign-in enabled");
+            Ok(account.summary())
+        }
+        Err(e) => {
+            core.delete_key_quietly(&alias).await;
+            Err(e)
+        }
+    }
+}
+
+async fn register(
+    core: &Core,
+    account: &Account,
+    alias: &str,
+    key: PublicKey,
+) -> Result<Option<String>> {
+    let registration = PasswordlessKeyRegistration {
+        account_id: account.account_id.clone(),
+        passwordless_public_key: key.clone(),
+        timestamp: UnixMillis::now(),
+    };
+    let bytes = registration.signed_bytes();
+    let device_signature = core.sign(&account.device_key_alias, bytes.clone()).await?;
+    let key_signature = core.sign(alias, bytes).await?;
+    core.api
+        .register_passwordless(
+            &account.server_url,
+            &wire::PasswordlessRequest {
+                account_id: account.account_id.clone(),
+                passwordless_public_key: key.to_b64(),
+                timestamp: registration.timestamp,
+                device_signature: device_signature.to_b64(),
+                key_signature: key_signature.to_b64(),
+            },
+        )
+        .await?;
+    core.store
+        .set_passwordless_alias(&account.account_id, alias)
+}
+
+pub(crate) async fn remove_account(core: &Core, account_id: &AccountId) -> Result<()> {
+    let account = core.store.account(account_id)?.ok_or(Error::NotEnrolled)?;
+    // Keys first: if one cannot be deleted the account stays and removal can be retried
+    // (already-deleted keys count as deleted).
+    if let Some(alias) = &account.passwordless_key_alias {
+        core.delete_key(alias).await?;
+    }
+    core.delete_key(&account.device_key_alias).await?;
+    core.store.delete_account(account_id)?;
+    tracing::info!(account = %short(account_id), "account removed");
+    Ok(())
+}
+
+/// A short account tag for logs.
+pub(crate) fn short(id: &AccountId) -> String {
+    id.as_str().chars().take(6).collect()
+}

@@ -1,0 +1,194 @@
+//! Fetching, storing and answering sign-in requests.
+use authenticator_protocol::sign_in::{
+    Decision as WireDecision, RequestDetails, RequestKind, SignInResponse, SignedRequestDetails,
+};
+use authenticator_protocol::wire::ErrorCode;
+use authenticator_protocol::{AccountId, ProtocolError, PublicKey, RequestId, TypedNumber, UnixMillis};
+
+use super::store::{Account, RequestState};
+use super::Core;
+use crate::error::{Error, Result};
+use crate::types::{Decision, PendingRequest};
+
+pub(crate) fn parse_request_id(text: &str) -> Result<RequestId> {
+    RequestId::parse(text.trim())
+        .map_err(|_| Error::InvalidInput("the request id is malformed".into()))
+}
+
+pub(crate) fn parse_account_id(text: &str) -> Result<AccountId> {
+    AccountId::parse(text.trim())
+        .map_err(|_| Error::InvalidInput("the account id is malformed".into()))
+}
+
+/// Checks the server signature with the pinned key, then the shape of the details.
+pub(crate) fn verify_details(
+    signed: &SignedRequestDetails,
+    server_key: &PublicKey,
+) -> Result<RequestDetails> {
+    signed.verify(server_key).map_err(|e| match e {
+        ProtocolError::BadSignature
+        | ProtocolError::InvalidBase64(_)
+        | ProtocolError::InvalidLength { .. }
+        | ProtocolError::InvalidSignatureEncoding => Error::BadServerSignature("request details"),
+        other => Error::InvalidResponse(other.to_string()),
+    })
+}
+
+/// GET the details, verify them, check they are the ones asked for, store them.
+pub(crate) async fn fetch(
+    core: &Core,
+    account: &Account,
+    request_id: &RequestId,
+) -> Result<RequestDetails> {
+    let signed = core
+        .api
+        .request_details(
+            &account.server_url,
+            &account.account_id,
+            request_id,
+            &core.device_signer(account),
+        )
+        .await;
+    let signed = match signed {
+        Err(e @ Error::Server { code, .. })
+            if matches!(code, ErrorCode::RequestExpired | ErrorCode::RequestNotPending) =>
+        {
+            core.store.finish_request(request_id, RequestState::Closed)?;
+            return Err(e);
+        }
+        other => other?,
+    };
+    let details = verify_details(&signed, &account.server_public_key)?;
+    if details.request_id != *request_id || details.account_id != account.account_id {
+        // Validly signed, but for another request: a replay, not an answer to our question.
+        return Err(Error::BadServerSignature("details of another request"));
+    }
+    core.store.upsert_request(&signed, &details)?;
+    tracing::debug!(request_id = %request_id, "request details verified and stored");
+    Ok(details)
+}
+
+pub(crate) async fn fetch_request(
+    core: &Core,
+    account_id: &str,
+    request_id: &str,
+) -> Result<PendingRequest> {
+    let account_id = parse_account_id(account_id)?;
+    let request_id = parse_request_id(request_id)?;
+    let account = core.store.account(&account_id)?.ok_or(Error::NotEnrolled)?;
+    let details = fetch(core, &account, &request_id).await?;
+    Ok(PendingRequest::from(&details))
+}
+
+/// Stored, unanswered, unexpired requests (re-verified against the pinned keys).
+pub(crate) fn pending_requests(core: &Core) -> Result<Vec<PendingRequest>> {
+    let now = UnixMillis::now();
+    core.store.prune(now)?;
+    let mut out = Vec::new();
+    for stored in core.store.pending_requests(now)? {
+        let Some(account) = core.store.account(&stored.account_id)? else {
+            continue;
+        };
+        match verify_details(&stored.signed, &account.server_public_key) {
+            Ok(details) => out.push(PendingRequest::from(&details)),
+            Err(e) => tracing::warn!(error = %e, "skipping a stored request that no longer verifies"),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn answer(
+    core: &Core,
+    request_id: &str,
+    decision: WireDecision,
+    typed_number: Option<&str>,
+) -> Result<Decision> {
+    let request_id = parse_request_id(request_id)?;
+    let stored = core
+        .store
+        .request(&request_id)?
+        .ok_or(Error::UnknownRequest)?;
+    let account = core
+        .store
+        .account(&stored.account_id)?
+        .ok_or(Error::UnknownRequest)?;
+    let details = verify_details(&stored.signed, &account.server_public_key)?;
+    if stored.state != RequestState::Pending {
+        return Err(Error::AlreadyAnswered);
+    }
+    let now = UnixMillis::now();
+    if now >= details.expires_at {
+        core.store.finish_request(&request_id, RequestState::Closed)?;
+        return Err(Error::RequestExpired);
+    }
+
+    // PROTOCOL.md §6.3: which key signs.
+    let alias = match (decision, details.kind, &account.passwordless_key_alias) {
+        (WireDecision::Approve, _, Some(passwordless)) => passwordless.as_str(),
+        (WireDecision::Approve, RequestKind::Passwordless, None) => {
+            return Err(Error::PhoneSignInNotEnabled)
+        }
+        _ => account.device_key_alias.as_str(),
+    };
+
+    let typed_number = if decision == WireDecision::Approve && details.number_matching {
+        let text = typed_number.unwrap_or_default();
+        Some(TypedNumber::parse(text).map_err(|_| Error::InvalidNumber)?)
+    } else {
+        None
+    };
+
+    if decision == WireDecision::Approve {
+        core.verify_user(format!(
+            "Approve sign-in to {} as {}",
+            details.server_name, details.upn
+        ))
+        .await?;
+    }
+
+    let response = SignInResponse {
+        request_id: request_id.clone(),
+        account_id: account.account_id.clone(),
+        nonce: details
+            .nonce_bytes()
+            .map_err(|e| Error::InvalidResponse(e.to_string()))?,
+        decision,
+        typed_number,
+        context_sha256: stored.signed.context_sha256(),
+        timestamp: UnixMillis::now(),
+    };
+    let signature = core.sign(alias, response.signed_bytes()).await?;
+    let body = response.to_wire(&signature);
+    let accepted = core
+        .api
+        .respond(&account.server_url, &request_id, &body)
+        .await;
+    let accepted = match accepted {
+        Ok(a) => a,
+        Err(e @ Error::Server { code, .. })
+            if matches!(
+                code,
+                ErrorCode::RequestExpired | ErrorCode::RequestNotPending | ErrorCode::RequestFailed
+            ) =>
+        {
+            core.store.finish_request(&request_id, RequestState::Closed)?;
+            return Err(e);
+        }
+        // `wrong_number` and everything else: still pending, the user may retry.
+        Err(e) => return Err(e),
+    };
+    let (expected, state) = match decision {
+        WireDecision::Approve => ("approved", RequestState::Approved),
+        WireDecision::Deny => ("denied", RequestState::Denied),
+        WireDecision::Report => ("reported", RequestState::Reported),
+    };
+    if accepted.status != expected {
+        core.store.finish_request(&request_id, RequestState::Closed)?;
+        return Err(Error::InvalidResponse(
+            "the server confirmed a different decision".into(),
+        ));
+    }
+    core.store.finish_request(&request_id, state)?;
+    tracing::info!(request_id = %request_id, decision = expected, "answered");
+    Ok(decision.into())
+}

@@ -1,0 +1,443 @@
+//! SQLite storage (WAL). Every change that must not be half-done is one transaction.
+//! Calls are short and synchronous; the connection mutex is never held across an `.await`.
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use authenticator_protocol::sign_in::{RequestDetails, SignedRequestDetails};
+use authenticator_protocol::{AccountId, PublicKey, RequestId, UnixMillis};
+use rusqlite::{params, Connection, OptionalExtension};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::types::AccountSummary;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATION_1: &str = "
+CREATE TABLE accounts (
+    account_id             TEXT PRIMARY KEY NOT NULL,
+    server_url             TEXT NOT NULL,
+    server_public_key      BLOB NOT NULL,
+    upn                    TEXT NOT NULL,
+    display_name           TEXT NOT NULL,
+    server_name            TEXT NOT NULL,
+    device_key_alias       TEXT NOT NULL UNIQUE,
+    passwordless_key_alias TEXT UNIQUE,
+    push_kind              TEXT NOT NULL,
+    enrolled_at_ms         INTEGER NOT NULL
+);
+CREATE TABLE requests (
+    request_id    TEXT PRIMARY KEY NOT NULL,
+    account_id    TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+    details       TEXT NOT NULL,
+    signature     TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending',
+    fetched_at_ms INTEGER NOT NULL
+);
+CREATE INDEX requests_by_state ON requests(state, expires_at_ms);
+";
+
+/// State of a stored request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestState {
+    Pending,
+    Approved,
+    Denied,
+    Reported,
+    /// Expired, failed, superseded or answered from elsewhere, as the server told us.
+    Closed,
+}
+
+impl RequestState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+            RequestState::Reported => "reported",
+            RequestState::Closed => "closed",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending" => RequestState::Pending,
+            "approved" => RequestState::Approved,
+            "denied" => RequestState::Denied,
+            "reported" => RequestState::Reported,
+            "closed" => RequestState::Closed,
+            _ => return Err(Error::Internal("unknown stored request state".into())),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Account {
+    pub account_id: AccountId,
+    pub server_url: Url,
+    pub server_public_key: PublicKey,
+    pub upn: String,
+    pub display_name: String,
+    pub server_name: String,
+    pub device_key_alias: String,
+    pub passwordless_key_alias: Option<String>,
+    pub push_kind: String,
+    pub enrolled_at: UnixMillis,
+}
+
+impl Account {
+    pub fn summary(&self) -> AccountSummary {
+        AccountSummary {
+            account_id: self.account_id.to_string(),
+            upn: self.upn.clone(),
+            display_name: self.display_name.clone(),
+            server_name: self.server_name.clone(),
+            server_url: self.server_url.to_string(),
+            phone_sign_in_enabled: self.passwordless_key_alias.is_some(),
+            enrolled_at_ms: self.enrolled_at.millis(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StoredRequest {
+    pub account_id: AccountId,
+    /// The exact details text and signature received (re-verified on every load).
+    pub signed: SignedRequestDetails,
+    pub state: RequestState,
+}
+
+pub(crate) struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let conn = Connection::open(dir.join("authenticator.sqlite3"))?;
+        Self::init(conn)
+    }
+
+    #[cfg(test)]
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL survives crashes mid-write and lets a push extension read while the app writes.
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Internal(
+                "the database was written by a newer version of the app".into(),
+            ));
+        }
+        if version < 1 {
+            let tx = conn.transaction()?;
+            tx.execute_batch(MIGRATION_1)?;
+            tx.pragma_update(None, "user_version", 1)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| Error::Internal("storage lock poisoned".into()))
+    }
+
+    /// Inserts a new account in one transaction; an existing `account_id` is `AlreadyEnrolled`.
+    pub fn insert_account(&self, a: &Account) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM accounts WHERE account_id = ?1",
+                [a.account_id.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if exists {
+            return Err(Error::AlreadyEnrolled);
+        }
+        tx.execute(
+            "INSERT INTO accounts (account_id, server_url, server_public_key, upn, display_name,
+                 server_name, device_key_alias, passwordless_key_alias, push_kind, enrolled_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                a.account_id.as_str(),
+                a.server_url.as_str(),
+                &a.server_public_key.as_bytes()[..],
+                a.upn,
+                a.display_name,
+                a.server_name,
+                a.device_key_alias,
+                a.passwordless_key_alias,
+                a.push_kind,
+                a.enrolled_at.millis() as i64,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "{ACCOUNT_SELECT} ORDER BY enrolled_at_ms, account_id"
+        ))?;
+        let rows = stmt.query_map([], read_account_row)?;
+        rows.map(|r| r.map_err(Error::from).and_then(|raw| raw.into_account()))
+            .collect()
+    }
+
+    pub fn account(&self, id: &AccountId) -> Result<Option<Account>> {
+        let conn = self.conn()?;
+        let raw = conn
+            .query_row(
+                &format!("{ACCOUNT_SELECT} WHERE account_id = ?1"),
+                [id.as_str()],
+                read_account_row,
+            )
+            .optional()?;
+        raw.map(RawAccount::into_account).transpose()
+    }
+
+    /// Sets the passwordless alias; returns the previous one (whose key the caller deletes).
+    pub fn set_passwordless_alias(&self, id: &AccountId, alias: &str) -> Result<Option<String>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let previous: Option<Option<String>> = tx
+            .query_row(
+                "SELECT passwordless_key_alias FROM accounts WHERE account_id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(previous) = previous else {
+            return Err(Error::NotEnrolled);
+        };
+        tx.execute(
+            "UPDATE accounts SET passwordless_key_alias = ?2 WHERE account_id = ?1",
+            params![id.as_str(), alias],
+        )?;
+        tx.commit()?;
+        Ok(previous)
+    }
+
+    /// Deletes the account and (by cascade) its requests.
+    pub fn delete_account(&self, id: &AccountId) -> Result<bool> {
+        let conn = self.conn()?;
+        Ok(conn.execute("DELETE FROM accounts WHERE account_id = ?1", [id.as_str()])? > 0)
+    }
+
+    /// Stores verified details. A request already answered keeps its state.
+    pub fn upsert_request(
+        &self,
+        signed: &SignedRequestDetails,
+        details: &RequestDetails,
+    ) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO requests (request_id, account_id, details, signature, expires_at_ms,
+                 created_at_ms, state, fetched_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)
+             ON CONFLICT(request_id) DO UPDATE SET
+                 details = excluded.details, signature = excluded.signature,
+                 expires_at_ms = excluded.expires_at_ms, created_at_ms = excluded.created_at_ms,
+                 fetched_at_ms = excluded.fetched_at_ms
+             WHERE requests.state = 'pending' AND requests.account_id = excluded.account_id",
+            params![
+                details.request_id.as_str(),
+                details.account_id.as_str(),
+                signed.details,
+                signed.signature,
+                clamp(details.expires_at.millis()),
+                clamp(details.created_at.millis()),
+                clamp(UnixMillis::now().millis()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn request(&self, id: &RequestId) -> Result<Option<StoredRequest>> {
+        let conn = self.conn()?;
+        let raw = conn
+            .query_row(
+                "SELECT account_id, details, signature, state
+                 FROM requests WHERE request_id = ?1",
+                [id.as_str()],
+                read_request_row,
+            )
+            .optional()?;
+        raw.map(RawRequest::into_request).transpose()
+    }
+
+    /// Pending requests not expired at `now`, newest first.
+    pub fn pending_requests(&self, now: UnixMillis) -> Result<Vec<StoredRequest>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT account_id, details, signature, state FROM requests
+             WHERE state = 'pending' AND expires_at_ms > ?1
+             ORDER BY created_at_ms DESC, request_id",
+        )?;
+        let rows = stmt.query_map([clamp(now.millis())], read_request_row)?;
+        rows.map(|r| r.map_err(Error::from).and_then(RawRequest::into_request))
+            .collect()
+    }
+
+    /// Moves a pending request to `state`. Returns false when it was no longer pending.
+    pub fn finish_request(&self, id: &RequestId, state: RequestState) -> Result<bool> {
+        let conn = self.conn()?;
+        Ok(conn.execute(
+            "UPDATE requests SET state = ?2 WHERE request_id = ?1 AND state = 'pending'",
+            params![id.as_str(), state.as_str()],
+        )? > 0)
+    }
+
+    /// Drops requests that expired more than a day ago (housekeeping).
+    pub fn prune(&self, now: UnixMillis) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM requests WHERE expires_at_ms < ?1",
+            [clamp(now.millis().saturating_sub(86_400_000))],
+        )?;
+        Ok(())
+    }
+}
+
+fn clamp(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+const ACCOUNT_SELECT: &str = "SELECT account_id, server_url, server_public_key, upn, display_name,
+    server_name, device_key_alias, passwordless_key_alias, push_kind, enrolled_at_ms FROM accounts";
+
+struct RawAccount {
+    account_id: String,
+    server_url: String,
+    server_public_key: Vec<u8>,
+    upn: String,
+    display_name: String,
+    server_name: String,
+    device_key_alias: String,
+    passwordless_key_alias: Option<String>,
+    push_kind: String,
+    enrolled_at_ms: i64,
+}
+
+fn read_account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAccount> {
+    Ok(RawAccount {
+        account_id: r.get(0)?,
+        server_url: r.get(1)?,
+        server_public_key: r.get(2)?,
+        upn: r.get(3)?,
+        display_name: r.get(4)?,
+        server_name: r.get(5)?,
+        device_key_alias: r.get(6)?,
+        passwordless_key_alias: r.get(7)?,
+        push_kind: r.get(8)?,
+        enrolled_at_ms: r.get(9)?,
+    })
+}
+
+impl RawAccount {
+    fn into_account(self) -> Result<Account> {
+        let corrupt = |what: &str| Error::Internal(format!("stored account has an invalid {what}"));
+        Ok(Account {
+            account_id: AccountId::parse(&self.account_id).map_err(|_| corrupt("id"))?,
+            server_url: Url::parse(&self.server_url).map_err(|_| corrupt("server URL"))?,
+            server_public_key: PublicKey::from_sec1(&self.server_public_key)
+                .map_err(|_| corrupt("server key"))?,
+            upn: self.upn,
+            display_name: self.display_name,
+            server_name: self.server_name,
+            device_key_alias: self.device_key_alias,
+            passwordless_key_alias: self.passwordless_key_alias,
+            push_kind: self.push_kind,
+            enrolled_at: UnixMillis(u64::try_from(self.enrolled_at_ms).unwrap_or(0)),
+        })
+    }
+}
+
+struct RawRequest {
+    account_id: String,
+    details: String,
+    signature: String,
+    state: String,
+}
+
+fn read_request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRequest> {
+    Ok(RawRequest {
+        account_id: r.get(0)?,
+        details: r.get(1)?,
+        signature: r.get(2)?,
+        state: r.get(3)?,
+    })
+}
+
+impl RawRequest {
+    fn into_request(self) -> Result<StoredRequest> {
+        Ok(StoredRequest {
+            account_id: AccountId::parse(&self.account_id)
+                .map_err(|_| Error::Internal("stored request has an invalid account id".into()))?,
+            signed: SignedRequestDetails {
+                details: self.details,
+                signature: self.signature,
+            },
+            state: RequestState::parse(&self.state)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authenticator_protocol::EcdsaSigner;
+
+    fn account(alias: &str) -> Account {
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        Account {
+            account_id: AccountId::random(),
+            server_url: Url::parse("https://id.example/").unwrap(),
+            server_public_key: server.public_key(),
+            upn: "bobby@contoso.test".into(),
+            display_name: "Bobby".into(),
+            server_name: "Contoso".into(),
+            device_key_alias: alias.into(),
+            passwordless_key_alias: None,
+            push_kind: "longpoll".into(),
+            enrolled_at: UnixMillis(5),
+        }
+    }
+
+    #[test]
+    fn accounts_round_trip_and_duplicates_are_refused() {
+        let store = Store::in_memory().unwrap();
+        let a = account("a");
+        store.insert_account(&a).unwrap();
+        let back = store.account(&a.account_id).unwrap().unwrap();
+        assert_eq!(back.server_public_key, a.server_public_key);
+        assert_eq!(back.summary(), a.summary());
+        assert!(matches!(
+            store.insert_account(&a),
+            Err(Error::AlreadyEnrolled)
+        ));
+        assert_eq!(store.accounts().unwrap().len(), 1);
+        assert_eq!(store.set_passwordless_alias(&a.account_id, "p").unwrap(), None);
+        assert!(store.account(&a.account_id).unwrap().unwrap().summary().phone_sign_in_enabled);
+        assert!(store.delete_account(&a.account_id).unwrap());
+        assert!(store.accounts().unwrap().is_empty());
+        assert!(matches!(
+            store.set_passwordless_alias(&a.account_id, "q"),
+            Err(Error::NotEnrolled)
+        ));
+    }
+}

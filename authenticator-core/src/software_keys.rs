@@ -1,0 +1,306 @@
+//! `SoftwareKeyStore`: a `DeviceKeyStore` in Rust for the desktop CLI and tests. P-256 keys
+//! (ring) whose PKCS#8 documents are encrypted at rest with AES-256-GCM under a 32-byte
+//! wrapping key (random nonce per write, `magic || alias` as associated data), one file per
+//! key, written atomically (temp file + fsync + rename).
+//!
+//! It cannot enforce user verification the way Android Keystore or the Secure Enclave do:
+//! `require_user_verification` is accepted and ignored; the core still asks the
+//! `UserVerifier` before every approval.
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use authenticator_protocol::EcdsaSigner;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+use crate::platform::{DeviceKeyStore, PlatformError};
+
+const MAGIC: &[u8; 4] = b"PSK1";
+const MAX_ALIAS_BYTES: usize = 128;
+const KEYRING_USER: &str = "software-key-store-wrapping-key";
+
+/// Where the 32-byte wrapping key comes from. Chosen explicitly by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WrappingKeySource {
+    /// The OS secret store via `keyring-core` (on Linux the kernel keyutils store, entry
+    /// `service` / `software-key-store-wrapping-key`), created on first use. Kernel keyrings
+    /// live only as long as the login session: after a reboot the key files can no longer be
+    /// decrypted. Use `File` where keys must survive reboots on a headless machine.
+    Keyring { service: String },
+    /// A file holding the raw key, created with mode 0600 on first use. WEAKER: anyone who can
+    /// read this file and the key directory has the keys. For headless desktops only.
+    File(PathBuf),
+    /// A fresh random key held only in memory (tests): keys die with the process.
+    Memory,
+}
+
+/// See the module documentation.
+pub struct SoftwareKeyStore {
+    dir: PathBuf,
+    key: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SoftwareKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareKeyStore")
+            .field("dir", &self.dir)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+fn failed(reason: impl Into<String>) -> PlatformError {
+    PlatformError::Failed {
+        reason: reason.into(),
+    }
+}
+
+fn io_failed(what: &str, e: std::io::Error) -> PlatformError {
+    failed(format!("{what}: {}", e.kind()))
+}
+
+impl SoftwareKeyStore {
+    /// Opens (creating if needed) a key directory protected by the chosen wrapping key.
+    pub fn open(dir: impl Into<PathBuf>, source: WrappingKeySource) -> Result<Self, PlatformError> {
+        let dir = dir.into();
+        create_private_dir(&dir)?;
+        let rng = SystemRandom::new();
+        let wrapping = match source {
+            WrappingKeySource::Memory => random_key(&rng)?,
+            WrappingKeySource::File(path) => file_key(&path, &rng)?,
+            WrappingKeySource::Keyring { service } => keyring_key(&service, &rng)?,
+        };
+        let unbound = UnboundKey::new(&AES_256_GCM, &wrapping[..])
+            .map_err(|_| failed("invalid wrapping key"))?;
+        Ok(SoftwareKeyStore {
+            dir,
+            key: LessSafeKey::new(unbound),
+            rng,
+        })
+    }
+
+    fn path(&self, alias: &str) -> Result<PathBuf, PlatformError> {
+        if alias.is_empty() || alias.len() > MAX_ALIAS_BYTES {
+            return Err(failed("invalid key alias"));
+        }
+        // Hex file names: no alias can escape the directory.
+        Ok(self.dir.join(format!("{}.key", hex::encode(alias))))
+    }
+
+    fn aad(alias: &str) -> Vec<u8> {
+        [&MAGIC[..], alias.as_bytes()].concat()
+    }
+
+    fn seal(&self, alias: &str, pkcs8: &[u8]) -> Result<Vec<u8>, PlatformError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| failed("random source failed"))?;
+        let mut buf = pkcs8.to_vec();
+        let sealed = self.key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(Self::aad(alias)),
+            &mut buf,
+        );
+        if sealed.is_err() {
+            zeroize::Zeroize::zeroize(&mut buf);
+            return Err(failed("encryption failed"));
+        }
+        Ok([&MAGIC[..], &nonce[..], &buf[..]].concat())
+    }
+
+    fn open_sealed(&self, alias: &str, file: &[u8]) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
+        let undecryptable = || failed("the stored key cannot be decrypted (wrong wrapping key or damaged file)");
+        if file.len() < MAGIC.len() + NONCE_LEN || &file[..MAGIC.len()] != MAGIC {
+            return Err(undecryptable());
+        }
+        let nonce: [u8; NONCE_LEN] = file[MAGIC.len()..MAGIC.len() + NONCE_LEN]
+            .try_into()
+            .map_err(|_| undecryptable())?;
+        let mut buf = Zeroizing::new(file[MAGIC.len() + NONCE_LEN..].to_vec());
+        let len = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(Self::aad(alias)),
+                &mut buf,
+            )
+            .map_err(|_| undecryptable())?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    fn load(&self, alias: &str) -> Result<EcdsaSigner, PlatformError> {
+        let bytes = match fs::read(self.path(alias)?) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(PlatformError::KeyNotFound),
+            Err(e) => return Err(io_failed("reading the key file", e)),
+        };
+        let pkcs8 = self.open_sealed(alias, &bytes)?;
+        EcdsaSigner::from_pkcs8(&pkcs8).map_err(|_| failed("the stored key is not a P-256 key"))
+    }
+}
+
+#[async_trait::async_trait]
+impl DeviceKeyStore for SoftwareKeyStore {
+    async fn generate(
+        &self,
+        alias: String,
+        _require_user_verification: bool,
+    ) -> Result<Vec<u8>, PlatformError> {
+        let path = self.path(&alias)?;
+        if path.exists() {
+            return Err(failed("a key with this alias already exists"));
+        }
+        let (signer, pkcs8) =
+            EcdsaSigner::generate().map_err(|_| failed("could not create a key"))?;
+        let pkcs8 = Zeroizing::new(pkcs8);
+        let sealed = self.seal(&alias, &pkcs8)?;
+        write_atomically(&self.dir, &path, &sealed, &self.rng)?;
+        Ok(signer.public_key().as_bytes().to_vec())
+    }
+
+    async fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PlatformError> {
+        // DER, as Android and iOS return it: the core normalizes.
+        Ok(self.load(&alias)?.sign(&message).to_der())
+    }
+
+    async fn delete(&self, alias: String) -> Result<(), PlatformError> {
+        match fs::remove_file(self.path(&alias)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(PlatformError::KeyNotFound),
+            Err(e) => Err(io_failed("deleting the key file", e)),
+        }
+    }
+}
+
+fn random_key(rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>, PlatformError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    rng.fill(&mut key[..])
+        .map_err(|_| failed("random source failed"))?;
+    Ok(key)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), PlatformError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| io_failed("creating the key directory", e))
+}
+
+fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+fn write_atomically(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    rng: &SystemRandom,
+) -> Result<(), PlatformError> {
+    let mut suffix = [0u8; 8];
+    rng.fill(&mut suffix)
+        .map_err(|_| failed("random source failed"))?;
+    let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
+    let result = (|| {
+        let mut file = private_file_options().open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e: std::io::Error| {
+        let _ = fs::remove_file(&tmp);
+        io_failed("writing the key file", e)
+    })
+}
+
+fn file_key(path: &Path, rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>, PlatformError> {
+    match File::open(path) {
+        Ok(mut file) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = file
+                    .metadata()
+                    .map_err(|e| io_failed("reading the wrapping key file", e))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(failed(
+                        "the wrapping key file is readable by other users (must be 0600)",
+                    ));
+                }
+            }
+            let mut bytes = Zeroizing::new(Vec::new());
+            file.read_to_end(&mut bytes)
+                .map_err(|e| io_failed("reading the wrapping key file", e))?;
+            let key: [u8; 32] = bytes[..]
+                .try_into()
+                .map_err(|_| failed("the wrapping key file does not hold a 32-byte key"))?;
+            Ok(Zeroizing::new(key))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let key = random_key(rng)?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_private_dir(parent)?;
+            }
+            let mut file = private_file_options()
+                .open(path)
+                .map_err(|e| io_failed("creating the wrapping key file", e))?;
+            file.write_all(&key[..])
+                .and_then(|_| file.sync_all())
+                .map_err(|e| io_failed("writing the wrapping key file", e))?;
+            Ok(key)
+        }
+        Err(e) => Err(io_failed("opening the wrapping key file", e)),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn keyring_key(service: &str, rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>, PlatformError> {
+    use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+    use std::sync::Arc;
+
+    let store: Arc<CredentialStore> = linux_keyutils_keyring_store::Store::new()
+        .map_err(|e| failed(format!("keyring unavailable: {e}")))?;
+    let entry = Entry::new_in_store(&store, service, KEYRING_USER)
+        .map_err(|e| failed(format!("keyring entry: {e}")))?;
+    match entry.get_secret() {
+        Ok(secret) => {
+            let secret = Zeroizing::new(secret);
+            let key: [u8; 32] = secret[..]
+                .try_into()
+                .map_err(|_| failed("the keyring entry does not hold a 32-byte key"))?;
+            Ok(Zeroizing::new(key))
+        }
+        Err(KeyringError::NoEntry) => {
+            let key = random_key(rng)?;
+            entry
+                .set_secret(&key[..])
+                .map_err(|e| failed(format!("could not store the wrapping key: {e}")))?;
+            Ok(key)
+        }
+        Err(e) => Err(failed(format!("keyring: {e}"))),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn keyring_key(_service: &str, _rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>, PlatformError> {
+    // Phones use their hardware key stores through the foreign `DeviceKeyStore` instead.
+    Err(PlatformError::NotAvailable)
+}

@@ -1,0 +1,156 @@
+//! Records and enums crossing the FFI. They are separate from the protocol types (which carry
+//! no uniffi derives) and built from them with `From`.
+use authenticator_protocol::sign_in::{Decision as WireDecision, RequestKind as WireKind};
+
+/// One enrolled account on this device.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AccountSummary {
+    pub account_id: String,
+    pub upn: String,
+    pub display_name: String,
+    pub server_name: String,
+    pub server_url: String,
+    pub phone_sign_in_enabled: bool,
+    pub enrolled_at_ms: u64,
+}
+
+/// How the server reaches this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PushKind {
+    /// No push service: the app calls `poll`.
+    LongPoll,
+    Apns,
+    Fcm,
+}
+
+impl PushKind {
+    pub(crate) fn wire(self) -> &'static str {
+        match self {
+            PushKind::LongPoll => "longpoll",
+            PushKind::Apns => "apns",
+            PushKind::Fcm => "fcm",
+        }
+    }
+}
+
+/// The push channel registered at enrollment. `token` is empty for `LongPoll`.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PushRegistration {
+    pub kind: PushKind,
+    pub token: String,
+}
+
+impl std::fmt::Debug for PushRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Push tokens stay out of logs.
+        f.debug_struct("PushRegistration")
+            .field("kind", &self.kind)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Which request a push refers to (opaque ids only).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PushTarget {
+    pub account_id: String,
+    pub request_id: String,
+}
+
+impl From<authenticator_protocol::push::PushEnvelope> for PushTarget {
+    fn from(e: authenticator_protocol::push::PushEnvelope) -> Self {
+        PushTarget {
+            account_id: e.account_id.to_string(),
+            request_id: e.request_id.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RequestKind {
+    /// Phone sign-in: the approval replaces the password.
+    Passwordless,
+    /// Second factor after a password.
+    Push,
+}
+
+impl From<WireKind> for RequestKind {
+    fn from(k: WireKind) -> Self {
+        match k {
+            WireKind::Passwordless => RequestKind::Passwordless,
+            WireKind::Push => RequestKind::Push,
+        }
+    }
+}
+
+/// A verified sign-in request waiting for the user. It never carries the number: the user
+/// reads it on the sign-in screen and types it here.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PendingRequest {
+    pub request_id: String,
+    pub account_id: String,
+    pub upn: String,
+    pub server_name: String,
+    pub kind: RequestKind,
+    pub app_name: Option<String>,
+    pub location: Option<String>,
+    pub number_matching: bool,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+impl From<&authenticator_protocol::sign_in::RequestDetails> for PendingRequest {
+    fn from(d: &authenticator_protocol::sign_in::RequestDetails) -> Self {
+        PendingRequest {
+            request_id: d.request_id.to_string(),
+            account_id: d.account_id.to_string(),
+            upn: d.upn.clone(),
+            server_name: d.server_name.clone(),
+            kind: d.kind.into(),
+            app_name: d.app_name.clone(),
+            location: d.location.clone(),
+            number_matching: d.number_matching,
+            created_at_ms: d.created_at.millis(),
+            expires_at_ms: d.expires_at.millis(),
+        }
+    }
+}
+
+/// What a push turned into. Only real failures (network, forged data, storage) are errors.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PushOutcome {
+    /// Verified details to show to the user.
+    ShowRequest { request: PendingRequest },
+    Expired,
+    AlreadyAnswered,
+    /// The push names an account that is not (or no longer) on this device.
+    UnknownAccount,
+}
+
+/// The final state the server confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Decision {
+    Approved,
+    Denied,
+    Reported,
+}
+
+impl From<WireDecision> for Decision {
+    fn from(d: WireDecision) -> Self {
+        match d {
+            WireDecision::Approve => Decision::Approved,
+            WireDecision::Deny => Decision::Denied,
+            WireDecision::Report => Decision::Reported,
+        }
+    }
+}
+
+/// Result of a user-verification prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum VerificationOutcome {
+    Verified,
+    /// Verification failed or was refused (wrong biometric, lockout).
+    Denied,
+    /// The user dismissed the prompt.
+    Cancelled,
+}
