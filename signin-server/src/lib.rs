@@ -6,6 +6,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod embedded;
 pub mod error;
 pub mod extract;
 pub mod locator;
@@ -32,6 +33,7 @@ use axum::Router;
 use tracing::Instrument;
 
 pub use config::{ServeConfig, Settings};
+pub use embedded::{spawn, RunningServer};
 pub use error::AppError;
 pub use state::AppState;
 
