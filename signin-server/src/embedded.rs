@@ -34,11 +34,19 @@ pub async fn spawn(config: ServeConfig) -> anyhow::Result<RunningServer> {
             let _ = stopped.await;
             shutdown_state.begin_shutdown();
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
             tracing::error!(error = %e, "embedded server failed");
         }
     });
-    Ok(RunningServer { addr, state, stop: Some(stop), task: Some(task) })
+    Ok(RunningServer {
+        addr,
+        state,
+        stop: Some(stop),
+        task: Some(task),
+    })
 }
 
 impl RunningServer {

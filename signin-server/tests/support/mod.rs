@@ -1,0 +1,335 @@
+//! A test harness: the router over a SQLite file in a temp dir, and a software phone built from
+//! `authenticator-protocol`.
+#![allow(dead_code)]
+
+use authenticator_protocol::encoding::{b64, unb64_fixed};
+use authenticator_protocol::enroll::{
+    EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
+};
+use authenticator_protocol::sign_in::{Decision, DeviceAuth, SignInResponse, SignedRequestDetails};
+use authenticator_protocol::{
+    AccountId, EcdsaSigner, PublicKey, RequestId, Signature, TypedNumber, UnixMillis,
+};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use signin_server::{admin, app, db, AppState, Settings};
+use tower::ServiceExt;
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    pub app: Router,
+}
+
+pub async fn harness_with_ttl(request_ttl_secs: u64) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let pool = db::connect(&url).await.unwrap();
+    let state = AppState::new(
+        pool,
+        Settings {
+            server_name: "Contoso".into(),
+            request_ttl_secs,
+        },
+    )
+    .await
+    .unwrap();
+    Harness {
+        dir,
+        app: app(state.clone()),
+        state,
+    }
+}
+
+pub async fn harness() -> Harness {
+    harness_with_ttl(90).await
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("<none>")
+    }
+}
+
+impl Harness {
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            body,
+            content_type,
+        }
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.send(
+            Request::post(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, uri: &str, auth: Option<String>) -> Reply {
+        let mut b = Request::get(uri);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        self.send(b.body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn add_user(&self, upn: &str, groups: &[&str]) {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        admin::add_user(&self.state.pool, upn, "Test User", &groups)
+            .await
+            .unwrap();
+    }
+
+    pub async fn link(&self, upn: &str, ttl: u64) -> EnrollmentUrl {
+        let text = admin::registration_link(
+            &self.state.pool,
+            upn,
+            &url::Url::parse("http://127.0.0.1:8080/").unwrap(),
+            ttl,
+        )
+        .await
+        .unwrap();
+        EnrollmentUrl::parse(&text).unwrap()
+    }
+
+    /// A user with an enrolled phone that has phone sign-in enabled.
+    pub async fn ready_phone(&self, upn: &str) -> Phone {
+        self.add_user(upn, &[]).await;
+        let mut phone = Phone::new();
+        phone.enroll(self, &self.link(upn, 600).await).await;
+        let r = phone.enable_passwordless(self).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        phone
+    }
+
+    pub async fn start_signin(&self, upn: &str) -> Reply {
+        self.post("/api/v1/signin", json!({"upn": upn, "app": "My Apps"}))
+            .await
+    }
+}
+
+pub struct Phone {
+    pub device: EcdsaSigner,
+    pub passwordless: EcdsaSigner,
+    pub account_id: Option<AccountId>,
+    pub server_key: Option<PublicKey>,
+}
+
+/// A fetched request as the phone holds it.
+pub struct Fetched {
+    pub request_id: RequestId,
+    pub signed: SignedRequestDetails,
+    pub nonce: [u8; 32],
+}
+
+impl Phone {
+    pub fn new() -> Self {
+        Phone {
+            device: EcdsaSigner::generate().unwrap().0,
+            passwordless: EcdsaSigner::generate().unwrap().0,
+            account_id: None,
+            server_key: None,
+        }
+    }
+
+    pub fn account(&self) -> &AccountId {
+        self.account_id.as_ref().expect("enrolled")
+    }
+
+    /// §5.1: fetches and checks the challenge (pinned fingerprint, server signature).
+    pub async fn challenge(
+        &mut self,
+        h: &Harness,
+        link: &EnrollmentUrl,
+    ) -> Result<[u8; 32], Reply> {
+        let r = h
+            .post("/api/v1/enroll/challenge", json!({"code": link.code}))
+            .await;
+        if r.status != StatusCode::OK {
+            return Err(r);
+        }
+        let key = PublicKey::from_b64("k", r.body["server_public_key"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            key.fingerprint(),
+            link.server_fingerprint,
+            "pinned fingerprint"
+        );
+        let challenge = unb64_fixed::<32>("c", r.body["challenge"].as_str().unwrap()).unwrap();
+        let signed = EnrollChallenge {
+            challenge,
+            upn: r.body["upn"].as_str().unwrap().into(),
+            display_name: r.body["display_name"].as_str().unwrap().into(),
+            server_name: r.body["server_name"].as_str().unwrap().into(),
+            expires_at: UnixMillis(r.body["expires_at"].as_u64().unwrap()),
+        };
+        let sig = Signature::from_b64("s", r.body["signature"].as_str().unwrap()).unwrap();
+        key.verify(&signed.signed_bytes(&link.code), &sig)
+            .expect("challenge signed by the pinned key");
+        self.server_key = Some(key);
+        Ok(challenge)
+    }
+
+    pub fn complete_body(&self, code: &str, challenge: [u8; 32]) -> Value {
+        let proof = EnrollProof {
+            challenge,
+            device_public_key: self.device.public_key(),
+            push_kind: "longpoll".into(),
+            push_token: String::new(),
+            device_name: "Test Phone".into(),
+            timestamp: UnixMillis::now(),
+        };
+        let sig = self.device.sign(&proof.signed_bytes());
+        json!({
+            "code": code, "challenge": b64(&challenge),
+            "device_public_key": proof.device_public_key.to_b64(),
+            "push": {"kind": "longpoll", "token": ""},
+            "device_name": proof.device_name, "timestamp": proof.timestamp,
+            "signature": sig.to_b64(),
+        })
+    }
+
+    pub async fn enroll(&mut self, h: &Harness, link: &EnrollmentUrl) {
+        let challenge = self
+            .challenge(h, link)
+            .await
+            .unwrap_or_else(|r| panic!("{:?}", r.body));
+        let r = h
+            .post(
+                "/api/v1/enroll/complete",
+                self.complete_body(&link.code, challenge),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        self.account_id = Some(AccountId::parse(r.body["account_id"].as_str().unwrap()).unwrap());
+    }
+
+    pub fn passwordless_body(&self, timestamp: UnixMillis) -> Value {
+        let reg = PasswordlessKeyRegistration {
+            account_id: self.account().clone(),
+            passwordless_public_key: self.passwordless.public_key(),
+            timestamp,
+        };
+        let bytes = reg.signed_bytes();
+        json!({
+            "account_id": reg.account_id, "passwordless_public_key": reg.passwordless_public_key.to_b64(),
+            "timestamp": timestamp,
+            "device_signature": self.device.sign(&bytes).to_b64(),
+            "key_signature": self.passwordless.sign(&bytes).to_b64(),
+        })
+    }
+
+    pub async fn enable_passwordless(&self, h: &Harness) -> Reply {
+        h.post(
+            "/api/v1/device/passwordless",
+            self.passwordless_body(UnixMillis::now()),
+        )
+        .await
+    }
+
+    pub fn auth(&self, method: &str, path_and_query: &str) -> String {
+        let ts = UnixMillis::now();
+        let sig = self.device.sign(&DeviceAuth::signed_bytes(
+            method,
+            path_and_query,
+            self.account(),
+            ts,
+        ));
+        DeviceAuth {
+            account_id: self.account().clone(),
+            timestamp: ts,
+            signature: sig,
+        }
+        .to_header()
+    }
+
+    pub async fn poll(&self, h: &Harness, wait: u64) -> Reply {
+        let pq = format!("/api/v1/device/poll?wait={wait}");
+        h.get(&pq, Some(self.auth("GET", &pq))).await
+    }
+
+    /// §5.5 and the phone's checks: signature under the pinned key, ids as asked.
+    pub async fn fetch(&self, h: &Harness, request_id: &str) -> Result<Fetched, Reply> {
+        let pq = format!("/api/v1/device/requests/{request_id}");
+        let r = h.get(&pq, Some(self.auth("GET", &pq))).await;
+        if r.status != StatusCode::OK {
+            return Err(r);
+        }
+        let signed: SignedRequestDetails = serde_json::from_value(r.body).unwrap();
+        let details = signed.verify(self.server_key.as_ref().unwrap()).unwrap();
+        assert_eq!(details.request_id.as_str(), request_id);
+        assert_eq!(&details.account_id, self.account());
+        Ok(Fetched {
+            request_id: details.request_id.clone(),
+            nonce: details.nonce_bytes().unwrap(),
+            signed,
+        })
+    }
+
+    pub fn response(
+        &self,
+        f: &Fetched,
+        decision: Decision,
+        typed: Option<&str>,
+        key: &EcdsaSigner,
+        timestamp: UnixMillis,
+    ) -> Value {
+        let r = SignInResponse {
+            request_id: f.request_id.clone(),
+            account_id: self.account().clone(),
+            nonce: f.nonce,
+            decision,
+            typed_number: typed.map(|t| TypedNumber::parse(t).unwrap()),
+            context_sha256: f.signed.context_sha256(),
+            timestamp,
+        };
+        serde_json::to_value(r.to_wire(&key.sign(&r.signed_bytes()))).unwrap()
+    }
+
+    /// Approve (passwordless key), deny/report (device key), now.
+    pub fn answer(&self, f: &Fetched, decision: Decision, typed: Option<&str>) -> Value {
+        let key = match decision {
+            Decision::Approve => &self.passwordless,
+            _ => &self.device,
+        };
+        self.response(f, decision, typed, key, UnixMillis::now())
+    }
+}
+
+pub fn respond_uri(request_id: &str) -> String {
+    format!("/api/v1/device/requests/{request_id}/response")
+}
+
+/// A two-digit number different from `n`.
+pub fn other_number(n: &str, k: u8) -> String {
+    let v: u8 = n.parse().unwrap();
+    let w = 10 + (v - 10 + k) % 90;
+    w.to_string()
+}
