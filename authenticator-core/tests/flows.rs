@@ -1,0 +1,671 @@
+//! End-to-end flows of the public API against in-process fake servers that verify every
+//! signature with the protocol crate.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use authenticator_core::testing::{
+    AlwaysVerified, CountingVerifier, FakeNetwork, FakeServer, Forgery, KeyCall, MemoryKeyStore,
+    RecordingKeyStore,
+};
+use authenticator_core::{
+    Authenticator, AuthenticatorError, Decision, PushKind, PushOutcome, PushRegistration,
+    RequestKind, VerificationOutcome,
+};
+use authenticator_protocol::encoding::{b64, sha256};
+use authenticator_protocol::sign_in::RequestKind as WireKind;
+
+const TTL: u64 = 90_000;
+
+struct Phone {
+    auth: Arc<Authenticator>,
+    keys: Arc<RecordingKeyStore>,
+    memory: Arc<MemoryKeyStore>,
+    verifier: Arc<CountingVerifier>,
+    network: Arc<FakeNetwork>,
+    dir: tempfile::TempDir,
+}
+
+fn phone(servers: &[Arc<FakeServer>]) -> Phone {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Arc::new(MemoryKeyStore::default());
+    let keys = RecordingKeyStore::new(memory.clone());
+    let verifier = CountingVerifier::new(VerificationOutcome::Verified);
+    let network = FakeNetwork::new(servers);
+    let auth = Authenticator::with_transport(
+        dir.path().join("data").to_string_lossy().into_owned(),
+        keys.clone(),
+        verifier.clone(),
+        network.clone(),
+    )
+    .unwrap();
+    Phone {
+        auth,
+        keys,
+        memory,
+        verifier,
+        network,
+        dir,
+    }
+}
+
+fn server(name: &str, port: u16) -> Arc<FakeServer> {
+    FakeServer::new(name, &format!("http://127.0.0.1:{port}/{name}/"))
+}
+
+fn longpoll() -> PushRegistration {
+    PushRegistration {
+        kind: PushKind::LongPoll,
+        token: String::new(),
+    }
+}
+
+async fn enroll(p: &Phone, s: &FakeServer, upn: &str) -> String {
+    p.auth
+        .enroll(s.enrollment_url(upn, "User"), "Pixel 9".into(), longpoll())
+        .await
+        .unwrap()
+        .account_id
+}
+
+#[tokio::test]
+async fn two_accounts_from_two_servers_on_one_core() {
+    let (a, b) = (server("contoso", 7001), server("fabrikam", 7002));
+    let p = phone(&[a.clone(), b.clone()]);
+    let id_a = enroll(&p, &a, "bobby@contoso.test").await;
+    let id_b = p
+        .auth
+        .enroll(
+            b.enrollment_url("bob@fabrikam.test", "Bob"),
+            "Pixel 9".into(),
+            PushRegistration {
+                kind: PushKind::Fcm,
+                token: "fcm-token".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(id_b.server_name, "fabrikam");
+    assert_eq!(id_b.upn, "bob@fabrikam.test");
+    assert!(!id_b.phone_sign_in_enabled);
+    let accounts = p.auth.accounts().await.unwrap();
+    assert_eq!(accounts.len(), 2);
+    assert_ne!(id_a, id_b.account_id);
+    assert_eq!((a.enrolled_accounts(), b.enrolled_accounts()), (1, 1));
+    let generated = p.keys.generated();
+    assert_eq!(generated.len(), 2);
+    assert_ne!(generated[0], generated[1]);
+    assert!(generated.iter().all(|g| g.starts_with("psi.") && g.ends_with(".device")));
+    // The same server twice (a second user) also works.
+    enroll(&p, &a, "alice@contoso.test").await;
+    assert_eq!(p.auth.accounts().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn server_key_not_matching_the_pinned_fingerprint_is_rejected() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    s.set_forgery(Forgery::OtherServerKey);
+    let err = p
+        .auth
+        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .await
+        .unwrap_err();
+    assert_eq!(err, AuthenticatorError::ServerKeyMismatch);
+
+    // A link pinning another fingerprint.
+    s.set_forgery(Forgery::None);
+    let other = server("other", 7009);
+    let link = s.enrollment_url("u@x.test", "U").replace(
+        &s.public_key().fingerprint(),
+        &other.public_key().fingerprint(),
+    );
+    let err = p
+        .auth
+        .enroll(link, "Pixel".into(), longpoll())
+        .await
+        .unwrap_err();
+    assert_eq!(err, AuthenticatorError::ServerKeyMismatch);
+    assert!(p.auth.accounts().await.unwrap().is_empty());
+    assert!(p.keys.generated().is_empty(), "no key before the server is pinned");
+    assert!(p.memory.is_empty());
+    assert_eq!(s.enrolled_accounts(), 0);
+}
+
+#[tokio::test]
+async fn bad_challenge_signature_is_rejected() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    s.set_forgery(Forgery::BadChallengeSignature);
+    let err = p
+        .auth
+        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .await
+        .unwrap_err();
+    assert_eq!(err, AuthenticatorError::BadServerSignature);
+    assert!(p.auth.accounts().await.unwrap().is_empty());
+    assert!(p.memory.is_empty());
+}
+
+#[tokio::test]
+async fn failure_after_key_generation_deletes_the_key_and_stores_nothing() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    s.set_forgery(Forgery::GarbageEnrollComplete);
+    let err = p
+        .auth
+        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AuthenticatorError::ServerRejected { code, .. } if code == "invalid_response"),
+        "{err:?}"
+    );
+    let generated = p.keys.generated();
+    assert_eq!(generated.len(), 1);
+    assert_eq!(p.keys.deleted(), generated);
+    assert!(p.memory.is_empty());
+    assert!(p.auth.accounts().await.unwrap().is_empty());
+
+    // A used code is refused by the server: typed error, key cleaned up.
+    s.set_forgery(Forgery::None);
+    let link = s.enrollment_url("u@x.test", "U");
+    p.auth.enroll(link.clone(), "Pixel".into(), longpoll()).await.unwrap();
+    let err = p.auth.enroll(link, "Pixel".into(), longpoll()).await.unwrap_err();
+    assert!(
+        matches!(&err, AuthenticatorError::ServerRejected { code, status: 400, .. } if code == "invalid_code"),
+        "{err:?}"
+    );
+    assert_eq!(p.memory.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_account_twice_is_already_enrolled() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    s.set_fixed_account_id(Some(&id));
+    s.set_forgery(Forgery::FixedAccountId);
+    let err = p
+        .auth
+        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .await
+        .unwrap_err();
+    assert_eq!(err, AuthenticatorError::AlreadyEnrolled);
+    assert_eq!(p.auth.accounts().await.unwrap().len(), 1);
+    assert_eq!(p.memory.len(), 1, "the second key was deleted");
+}
+
+#[tokio::test]
+async fn malformed_enrollment_input_is_a_typed_error_without_network() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let good = s.enrollment_url("u@x.test", "U");
+    for bad in [
+        String::new(),
+        "hello".into(),
+        "https://example.com/enroll?v=1".into(),
+        good.replace("v=1", "v=7"),
+        good.replace("http%3A%2F%2F127.0.0.1", "http%3A%2F%2Fexample.com"),
+        good.replace("&fp=", "&nofp="),
+        format!("{good}&v=1"),
+    ] {
+        let err = p
+            .auth
+            .enroll(bad.clone(), "Pixel".into(), longpoll())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthenticatorError::InvalidEnrollmentUrl { .. }),
+            "{bad}: {err:?}"
+        );
+        // The code never appears in a message.
+        assert!(!err.to_string().contains(&good[good.find("code=").unwrap() + 5..][..22]));
+    }
+    for (name, push) in [
+        ("", longpoll()),
+        ("x".repeat(65).as_str(), longpoll()),
+        ("Pixel", PushRegistration { kind: PushKind::Apns, token: String::new() }),
+        ("Pixel", PushRegistration { kind: PushKind::LongPoll, token: "t".into() }),
+    ] {
+        let err = p
+            .auth
+            .enroll(good.clone(), name.into(), push)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthenticatorError::InvalidInput { .. }), "{err:?}");
+    }
+    assert_eq!(p.network.request_count(), 0);
+}
+
+#[tokio::test]
+async fn push_payloads_parse_and_malformed_ones_are_typed_errors() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
+    let env = s.envelope(&id, &rid);
+
+    let apns = env.to_apns_json().to_string();
+    let target = p.auth.parse_push_json(apns.clone()).unwrap();
+    assert_eq!((target.account_id.as_str(), target.request_id.as_str()), (id.as_str(), rid.as_str()));
+    assert_eq!(p.auth.parse_push_data(env.to_fcm_data()).unwrap(), target);
+    assert_eq!(
+        p.auth.parse_push_json(serde_json::to_string(&env).unwrap()).unwrap(),
+        target
+    );
+
+    for bad in ["", "null", "[]", "{}", r#"{"aps":{}}"#, r#"{"psi":{"v":2,"aid":"x","rid":"y"}}"#, "{\"psi\":"] {
+        let err = p.auth.parse_push_json(bad.into()).unwrap_err();
+        assert!(matches!(err, AuthenticatorError::InvalidPushPayload { .. }), "{bad}");
+        let err = p.auth.handle_push_json(bad.into()).await.unwrap_err();
+        assert!(matches!(err, AuthenticatorError::InvalidPushPayload { .. }), "{bad}");
+    }
+    let mut missing = env.to_fcm_data();
+    missing.remove("psi_rid");
+    let mut bad_version = env.to_fcm_data();
+    bad_version.insert("psi_v".into(), "x".into());
+    for bad in [HashMap::new(), missing, bad_version] {
+        let err = p.auth.handle_push_data(bad).await.unwrap_err();
+        assert!(matches!(err, AuthenticatorError::InvalidPushPayload { .. }));
+    }
+
+    // A well-formed push for an account not on this phone.
+    let stranger = s.envelope(&b64(&[1u8; 16]), &rid);
+    assert_eq!(
+        p.auth.handle_push_data(stranger.to_fcm_data()).await.unwrap(),
+        PushOutcome::UnknownAccount
+    );
+
+    // The real one shows the verified details.
+    match p.auth.handle_push_json(apns).await.unwrap() {
+        PushOutcome::ShowRequest { request } => {
+            assert_eq!(request.request_id, rid);
+            assert_eq!(request.kind, RequestKind::Push);
+            assert_eq!(request.app_name.as_deref(), Some("My Apps"));
+            assert!(request.number_matching);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn forged_or_malformed_details_are_typed_errors_and_not_stored() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
+    for (forgery, check) in [
+        (Forgery::BadDetailsSignature, "bad"),
+        (Forgery::DetailsOfOtherRequest, "bad"),
+        (Forgery::SignedGarbageDetails, "invalid"),
+        (Forgery::GarbageBody, "invalid"),
+    ] {
+        s.set_forgery(forgery);
+        let err = p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap_err();
+        match check {
+            "bad" => assert_eq!(err, AuthenticatorError::BadServerSignature, "{forgery:?}"),
+            _ => assert!(
+                matches!(&err, AuthenticatorError::ServerRejected { code, .. } if code == "invalid_response"),
+                "{forgery:?}: {err:?}"
+            ),
+        }
+        let err = p.auth.poll(0).await.unwrap_err();
+        assert!(
+            matches!(err, AuthenticatorError::BadServerSignature | AuthenticatorError::ServerRejected { .. }),
+            "{forgery:?}: {err:?}"
+        );
+        assert!(p.auth.pending_requests().await.unwrap().is_empty());
+        let err = p.auth.approve(rid.clone(), "42".into()).await.unwrap_err();
+        assert_eq!(err, AuthenticatorError::UnknownRequest);
+    }
+    s.set_forgery(Forgery::None);
+    let bad_ids = [("nope", rid.as_str()), (id.as_str(), "nope")];
+    for (a, r) in bad_ids {
+        let err = p.auth.fetch_request(a.into(), r.into()).await.unwrap_err();
+        assert!(matches!(err, AuthenticatorError::InvalidInput { .. }));
+    }
+    let err = p
+        .auth
+        .fetch_request(b64(&[9u8; 16]), rid.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err, AuthenticatorError::NotEnrolled);
+    assert_eq!(p.auth.fetch_request(id, rid).await.unwrap().upn, "user@fake.test");
+}
+
+#[tokio::test]
+async fn approve_sends_the_typed_number_and_the_hash_of_the_shown_details() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    let pending = p.auth.poll(5).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].request_id, rid);
+    p.keys.clear();
+
+    assert_eq!(
+        p.auth.approve(rid.clone(), number.clone()).await.unwrap(),
+        Decision::Approved
+    );
+    let responses = s.responses();
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].typed_number.as_deref(), Some(number.as_str()));
+    assert_eq!(
+        responses[0].context_sha256,
+        b64(&sha256(s.details_text(&rid).as_bytes()))
+    );
+    assert_eq!(s.status(&rid), "approved");
+    assert_eq!(p.verifier.reasons(), vec!["Approve sign-in to contoso as user@fake.test".to_string()]);
+    // Push request without phone sign-in: the device key signs.
+    let signs = p.keys.signs();
+    assert_eq!(signs.len(), 1);
+    assert!(signs[0].0.ends_with(".device"));
+    assert!(p.auth.pending_requests().await.unwrap().is_empty());
+    assert_eq!(
+        p.auth.approve(rid, number).await.unwrap_err(),
+        AuthenticatorError::AlreadyAnswered
+    );
+}
+
+#[tokio::test]
+async fn wrong_number_keeps_the_request_pending_until_it_fails() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    let wrong = if number == "10" { "11" } else { "10" };
+    assert_eq!(
+        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        AuthenticatorError::WrongNumber { attempts_left: 2 }
+    );
+    assert_eq!(p.auth.pending_requests().await.unwrap().len(), 1);
+    assert_eq!(p.auth.approve(rid.clone(), number).await.unwrap(), Decision::Approved);
+
+    let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    let wrong = "00";
+    assert!(matches!(
+        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        AuthenticatorError::WrongNumber { attempts_left: 2 }
+    ));
+    assert!(matches!(
+        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        AuthenticatorError::WrongNumber { attempts_left: 1 }
+    ));
+    assert_eq!(
+        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        AuthenticatorError::RequestFailed
+    );
+    assert!(p.auth.pending_requests().await.unwrap().is_empty());
+    assert_eq!(s.status(&rid), "failed");
+}
+
+#[tokio::test]
+async fn refused_or_cancelled_verification_signs_nothing() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    let cases = [
+        (Ok(VerificationOutcome::Denied), AuthenticatorError::VerificationFailed),
+        (Ok(VerificationOutcome::Cancelled), AuthenticatorError::UserCancelled),
+        (
+            Err(authenticator_core::PlatformError::Cancelled),
+            AuthenticatorError::UserCancelled,
+        ),
+        (
+            Err(authenticator_core::PlatformError::NotAvailable),
+            AuthenticatorError::VerificationFailed,
+        ),
+    ];
+    for (i, (answer, expected)) in cases.into_iter().enumerate() {
+        p.keys.clear();
+        p.verifier.set_answer(answer);
+        let err = p.auth.approve(rid.clone(), number.clone()).await.unwrap_err();
+        assert_eq!(err, expected);
+        assert_eq!(p.verifier.calls(), i + 1, "the verifier was asked");
+        assert!(p.keys.signs().is_empty(), "nothing was signed");
+    }
+    assert!(s.responses().is_empty());
+    assert_eq!(s.status(&rid), "pending");
+    assert_eq!(p.auth.pending_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_number_shape_is_refused_before_verification() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    p.keys.clear();
+    for bad in ["", "4", "123", "ab", "4 2"] {
+        assert_eq!(
+            p.auth.approve(rid.clone(), bad.into()).await.unwrap_err(),
+            AuthenticatorError::InvalidNumber
+        );
+    }
+    assert_eq!(p.verifier.calls(), 0);
+    assert!(p.keys.calls().is_empty());
+    // Without number matching the typed text is not needed.
+    let (rid, _) = s.create_request(&id, WireKind::Push, false, TTL);
+    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    assert_eq!(p.auth.approve(rid, String::new()).await.unwrap(), Decision::Approved);
+    assert_eq!(s.responses()[0].typed_number, None);
+    // Malformed request ids.
+    assert!(matches!(
+        p.auth.approve("../etc".into(), "42".into()).await.unwrap_err(),
+        AuthenticatorError::InvalidInput { .. }
+    ));
+}
+
+#[tokio::test]
+async fn expired_request_is_refused_without_asking_anything() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, 400);
+    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(p.auth.pending_requests().await.unwrap().is_empty());
+    p.keys.clear();
+    let before = p.network.request_count();
+    assert_eq!(
+        p.auth.approve(rid.clone(), number).await.unwrap_err(),
+        AuthenticatorError::RequestExpired
+    );
+    assert_eq!(
+        p.auth.deny(rid.clone()).await.unwrap_err(),
+        AuthenticatorError::AlreadyAnswered,
+        "closed locally after expiry"
+    );
+    assert_eq!(p.verifier.calls(), 0);
+    assert!(p.keys.calls().is_empty());
+    assert_eq!(p.network.request_count(), before);
+    // A push for an expired request: the server says so.
+    let env = s.envelope(&p.auth.accounts().await.unwrap()[0].account_id, &rid);
+    let (id2, _) = (env.account_id.to_string(), ());
+    let (rid2, _) = s.create_request(&id2, WireKind::Push, true, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        p.auth.handle_push_data(s.envelope(&id2, &rid2).to_fcm_data()).await.unwrap(),
+        PushOutcome::Expired
+    );
+}
+
+#[tokio::test]
+async fn deny_and_report_need_no_verification_and_use_the_device_key() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (r1, _) = s.create_request(&id, WireKind::Push, true, TTL);
+    let (r2, _) = s.create_request(&id, WireKind::Passwordless, true, TTL);
+    assert_eq!(p.auth.poll(0).await.unwrap().len(), 2);
+    p.verifier.set_answer(Ok(VerificationOutcome::Denied));
+    assert_eq!(p.auth.deny(r1.clone()).await.unwrap(), Decision::Denied);
+    assert_eq!(p.auth.report_fraud(r2.clone()).await.unwrap(), Decision::Reported);
+    assert_eq!(p.verifier.calls(), 0);
+    assert_eq!((s.status(&r1), s.status(&r2)), ("denied".into(), "reported".into()));
+    assert_eq!(
+        p.auth.handle_push_data(s.envelope(&id, &r1).to_fcm_data()).await.unwrap(),
+        PushOutcome::AlreadyAnswered
+    );
+    let responses = s.responses();
+    assert!(responses.iter().all(|r| r.typed_number.is_none()));
+}
+
+#[tokio::test]
+async fn phone_sign_in_needs_verification_and_then_signs_with_the_passwordless_key() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Passwordless, true, TTL);
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    assert_eq!(
+        p.auth.approve(rid.clone(), number.clone()).await.unwrap_err(),
+        AuthenticatorError::PhoneSignInNotEnabled
+    );
+
+    p.keys.clear();
+    p.verifier.set_answer(Ok(VerificationOutcome::Denied));
+    assert_eq!(
+        p.auth.enable_phone_sign_in(id.clone()).await.unwrap_err(),
+        AuthenticatorError::VerificationFailed
+    );
+    assert!(p.keys.calls().is_empty());
+    assert!(!s.has_passwordless_key(&id));
+    assert!(!p.auth.accounts().await.unwrap()[0].phone_sign_in_enabled);
+
+    p.verifier.set_answer(Ok(VerificationOutcome::Verified));
+    let summary = p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
+    assert!(summary.phone_sign_in_enabled);
+    assert!(s.has_passwordless_key(&id));
+    assert_eq!(p.verifier.reasons().last().unwrap(), "Enable phone sign-in for u@x.test");
+    let generated = p.keys.calls().into_iter().find_map(|c| match c {
+        KeyCall::Generate { alias, require_user_verification } => Some((alias, require_user_verification)),
+        _ => None,
+    });
+    let (alias, uv) = generated.unwrap();
+    assert!(uv && alias.ends_with(".passwordless"));
+
+    p.keys.clear();
+    assert_eq!(p.auth.approve(rid, number).await.unwrap(), Decision::Approved);
+    assert_eq!(p.keys.signs()[0].0, alias);
+}
+
+#[tokio::test]
+async fn enabling_phone_sign_in_cleans_up_when_the_server_refuses() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let keys_before = p.memory.len();
+    // Make the device signature fail: the server never sees the key, the new key is deleted.
+    p.keys.fail_signing(Some(authenticator_core::PlatformError::Failed { reason: "boom".into() }));
+    let err = p.auth.enable_phone_sign_in(id.clone()).await.unwrap_err();
+    assert!(matches!(err, AuthenticatorError::KeyStore { .. }), "{err:?}");
+    assert_eq!(p.memory.len(), keys_before);
+    assert!(!p.auth.accounts().await.unwrap()[0].phone_sign_in_enabled);
+    assert_eq!(
+        p.auth.enable_phone_sign_in(b64(&[3u8; 16])).await.unwrap_err(),
+        AuthenticatorError::NotEnrolled
+    );
+}
+
+#[tokio::test]
+async fn poll_covers_every_account_and_survives_one_unreachable_server() {
+    let (a, b) = (server("contoso", 7001), server("fabrikam", 7002));
+    let p = phone(&[a.clone(), b.clone()]);
+    let ia = enroll(&p, &a, "u@contoso.test").await;
+    let ib = enroll(&p, &b, "u@fabrikam.test").await;
+    let (ra, _) = a.create_request(&ia, WireKind::Push, false, TTL);
+    let (rb, _) = b.create_request(&ib, WireKind::Push, false, TTL);
+    let mut ids: Vec<String> = p.auth.poll(1).await.unwrap().into_iter().map(|r| r.request_id).collect();
+    ids.sort();
+    let mut expected = vec![ra, rb];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // Server b becomes unreachable: a's requests still arrive.
+    let p2 = {
+        let network = FakeNetwork::new(&[a.clone()]);
+        Authenticator::with_transport(
+            p.dir.path().join("data").to_string_lossy().into_owned(),
+            p.keys.clone(),
+            Arc::new(AlwaysVerified),
+            network,
+        )
+        .unwrap()
+    };
+    let (ra2, _) = a.create_request(&ia, WireKind::Push, false, TTL);
+    let pending = p2.poll(0).await.unwrap();
+    assert!(pending.iter().any(|r| r.request_id == ra2));
+}
+
+#[tokio::test]
+async fn data_persists_across_instances_on_the_same_directory() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    let data_dir = p.dir.path().join("data").to_string_lossy().into_owned();
+    let accounts = p.auth.accounts().await.unwrap();
+    drop(p.auth);
+
+    let again = Authenticator::with_transport(
+        data_dir,
+        p.keys.clone(),
+        Arc::new(AlwaysVerified),
+        FakeNetwork::new(&[s.clone()]),
+    )
+    .unwrap();
+    assert_eq!(again.accounts().await.unwrap(), accounts);
+    assert_eq!(again.pending_requests().await.unwrap()[0].request_id, rid);
+    assert_eq!(again.approve(rid, number).await.unwrap(), Decision::Approved);
+}
+
+#[tokio::test]
+async fn remove_account_deletes_its_keys_and_requests() {
+    let s = server("contoso", 7001);
+    let p = phone(&[s.clone()]);
+    let id = enroll(&p, &s, "u@x.test").await;
+    p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
+    let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    assert_eq!(p.memory.len(), 2);
+    p.auth.remove_account(id.clone()).await.unwrap();
+    assert!(p.memory.is_empty());
+    assert!(p.auth.accounts().await.unwrap().is_empty());
+    assert!(p.auth.pending_requests().await.unwrap().is_empty());
+    assert_eq!(
+        p.auth.handle_push_data(s.envelope(&id, &rid).to_fcm_data()).await.unwrap(),
+        PushOutcome::UnknownAccount
+    );
+    assert_eq!(
+        p.auth.remove_account(id).await.unwrap_err(),
+        AuthenticatorError::NotEnrolled
+    );
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_network_error_through_the_real_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authenticator::new(
+        dir.path().to_string_lossy().into_owned(),
+        Arc::new(MemoryKeyStore::default()),
+        Arc::new(AlwaysVerified),
+    )
+    .unwrap();
+    // Bind then drop a listener: the port is (almost certainly) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = FakeServer::new("x", &format!("http://127.0.0.1:{port}/"));
+    let err = auth
+        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthenticatorError::Network { .. }), "{err:?}");
+    assert!(Authenticator::new(String::new(), Arc::new(MemoryKeyStore::default()), Arc::new(AlwaysVerified)).is_err());
+}
