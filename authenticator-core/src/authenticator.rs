@@ -10,7 +10,9 @@ use crate::internal::http::{HttpTransport, ReqwestTransport, ServerApi};
 use crate::internal::store::Store;
 use crate::internal::{enroll, push, sign_in, Core};
 use crate::platform::{DeviceKeyStore, UserVerifier};
-use crate::types::{AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget};
+use crate::types::{
+    AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget,
+};
 
 type Result<T> = std::result::Result<T, AuthenticatorError>;
 
@@ -52,12 +54,19 @@ impl Authenticator {
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountSummary>> {
-        Ok(self.core.store.accounts().map(|a| a.iter().map(|a| a.summary()).collect())?)
+        Ok(self
+            .core
+            .store
+            .accounts()
+            .map(|a| a.iter().map(|a| a.summary()).collect())?)
     }
 
     /// Creates the user-verification-bound key and registers it (asks the user first).
     pub async fn enable_phone_sign_in(&self, account_id: String) -> Result<AccountSummary> {
-        Ok(enroll::enable_phone_sign_in(&self.core, &sign_in::parse_account_id(&account_id)?).await?)
+        Ok(
+            enroll::enable_phone_sign_in(&self.core, &sign_in::parse_account_id(&account_id)?)
+                .await?,
+        )
     }
 
     /// Removes the account from this device and deletes its keys (the server is not told).
@@ -107,7 +116,13 @@ impl Authenticator {
     /// Approves after user verification. `typed_number` is what the user typed (ignored when
     /// the request has no number matching).
     pub async fn approve(&self, request_id: String, typed_number: String) -> Result<Decision> {
-        Ok(sign_in::answer(&self.core, &request_id, WireDecision::Approve, Some(&typed_number)).await?)
+        Ok(sign_in::answer(
+            &self.core,
+            &request_id,
+            WireDecision::Approve,
+            Some(&typed_number),
+        )
+        .await?)
     }
 
     pub async fn deny(&self, request_id: String) -> Result<Decision> {

@@ -20,6 +20,6 @@ pub use internal::http::{
 pub use platform::{DeviceKeyStore, PlatformError, UserVerifier};
 pub use software_keys::{SoftwareKeyStore, WrappingKeySource};
 pub use types::{
-    AccountSummary, Decision, PendingRequest, PushKind, PushOutcome, PushRegistration,
-    PushTarget, RequestKind, VerificationOutcome,
+    AccountSummary, Decision, PendingRequest, PushKind, PushOutcome, PushRegistration, PushTarget,
+    RequestKind, VerificationOutcome,
 };

@@ -113,7 +113,8 @@ impl SoftwareKeyStore {
     }
 
     fn open_sealed(&self, alias: &str, file: &[u8]) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
-        let undecryptable = || failed("the stored key cannot be decrypted (wrong wrapping key or damaged file)");
+        let undecryptable =
+            || failed("the stored key cannot be decrypted (wrong wrapping key or damaged file)");
         if file.len() < MAGIC.len() + NONCE_LEN || &file[..MAGIC.len()] != MAGIC {
             return Err(undecryptable());
         }
@@ -303,4 +304,153 @@ fn keyring_key(service: &str, rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>,
 fn keyring_key(_service: &str, _rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>, PlatformError> {
     // Phones use their hardware key stores through the foreign `DeviceKeyStore` instead.
     Err(PlatformError::NotAvailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authenticator_protocol::{PublicKey, Signature};
+
+    async fn round_trip(store: &SoftwareKeyStore, alias: &str) {
+        let pk = store.generate(alias.into(), true).await.unwrap();
+        let pk = PublicKey::from_platform_bytes(&pk).unwrap();
+        let sig = store.sign(alias.into(), b"message".to_vec()).await.unwrap();
+        let sig = Signature::from_platform_bytes(&sig).unwrap();
+        pk.verify(b"message", &sig).unwrap();
+        assert!(pk.verify(b"other", &sig).is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_round_trip_and_are_encrypted_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SoftwareKeyStore::open(dir.path(), WrappingKeySource::Memory).unwrap();
+        round_trip(&store, "psi.a.device").await;
+        let file = fs::read(store.path("psi.a.device").unwrap()).unwrap();
+        let pkcs8 = store.open_sealed("psi.a.device", &file).unwrap();
+        assert!(pkcs8.len() > 64);
+        assert!(
+            !file.windows(pkcs8.len()).any(|w| w == &pkcs8[..]),
+            "the PKCS#8 document is not on disk in clear"
+        );
+        // Even the private scalar's neighbourhood is not there: no 16-byte window matches.
+        assert!(!pkcs8.windows(16).any(|w| file.windows(16).any(|f| f == w)));
+        // Only the key file is left (no temp files).
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // The alias is bound: a file renamed to another alias does not decrypt.
+        assert!(store.open_sealed("psi.b.device", &file).is_err());
+        // Duplicates, deletion, missing keys.
+        assert!(matches!(
+            store.generate("psi.a.device".into(), false).await,
+            Err(PlatformError::Failed { .. })
+        ));
+        store.delete("psi.a.device".into()).await.unwrap();
+        assert_eq!(
+            store.sign("psi.a.device".into(), vec![1]).await,
+            Err(PlatformError::KeyNotFound)
+        );
+        assert_eq!(
+            store.delete("psi.a.device".into()).await,
+            Err(PlatformError::KeyNotFound)
+        );
+        assert!(store.generate(String::new(), false).await.is_err());
+        // Path-like aliases stay inside the directory.
+        round_trip(&store, "../../escape").await;
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn file_wrapping_key_persists_and_a_wrong_one_fails_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let wrap = dir.path().join("secret/wrapping.key");
+        let store = SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone())).unwrap();
+        round_trip(&store, "k").await;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&wrap).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(fs::read(&wrap).unwrap().len(), 32);
+        drop(store);
+
+        let reopened =
+            SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone())).unwrap();
+        reopened.sign("k".into(), b"m".to_vec()).await.unwrap();
+
+        let wrong =
+            SoftwareKeyStore::open(&keys, WrappingKeySource::File(dir.path().join("other.key")))
+                .unwrap();
+        match wrong.sign("k".into(), b"m".to_vec()).await {
+            Err(PlatformError::Failed { reason }) => {
+                assert!(reason.contains("cannot be decrypted"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let memory = SoftwareKeyStore::open(&keys, WrappingKeySource::Memory).unwrap();
+        assert!(matches!(
+            memory.sign("k".into(), b"m".to_vec()).await,
+            Err(PlatformError::Failed { .. })
+        ));
+
+        // A group-readable wrapping key file is refused; a wrong-length one too.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&wrap, fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone())).is_err());
+            fs::set_permissions(&wrap, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        fs::write(&wrap, b"short").unwrap();
+        assert!(SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap)).is_err());
+    }
+
+    #[tokio::test]
+    async fn debug_output_has_no_key_material() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SoftwareKeyStore::open(dir.path(), WrappingKeySource::Memory).unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("<redacted>"));
+    }
+
+    /// The kernel keyring (keyutils) as wrapping-key source: created on first use, found again.
+    /// Ignored by default: keyutils links the key into the user's *persistent* keyring, which
+    /// this CI container refuses (`AccessDenied`: the keyring belongs to an unmapped uid). Run
+    /// with `--ignored` on a normal Linux login session.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    #[ignore = "needs a Linux session whose persistent kernel keyring is writable"]
+    async fn keyring_wrapping_key_is_created_once_and_reused() {
+        let service = format!(
+            "authenticator-core-test-{}",
+            hex::encode(&random_key(&SystemRandom::new()).unwrap()[..8])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let source = WrappingKeySource::Keyring {
+            service: service.clone(),
+        };
+        let store = SoftwareKeyStore::open(dir.path(), source.clone()).unwrap();
+        round_trip(&store, "k").await;
+        let again = SoftwareKeyStore::open(dir.path(), source).unwrap();
+        again.sign("k".into(), b"m".to_vec()).await.unwrap();
+        // Clean up the kernel key.
+        let store: std::sync::Arc<keyring_core::CredentialStore> =
+            linux_keyutils_keyring_store::Store::new().unwrap();
+        keyring_core::Entry::new_in_store(&store, &service, KEYRING_USER)
+            .unwrap()
+            .delete_credential()
+            .unwrap();
+        let fresh = SoftwareKeyStore::open(
+            dir.path(),
+            WrappingKeySource::Keyring {
+                service: service.clone(),
+            },
+        )
+        .unwrap();
+        assert!(fresh.sign("k".into(), b"m".to_vec()).await.is_err());
+        keyring_core::Entry::new_in_store(&store, &service, KEYRING_USER)
+            .unwrap()
+            .delete_credential()
+            .unwrap();
+    }
 }

@@ -9,11 +9,11 @@ use authenticator_protocol::encoding::{b64, ct_eq, unb64, unb64_fixed};
 use authenticator_protocol::enroll::{
     EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
 };
+use authenticator_protocol::push::PushEnvelope;
 use authenticator_protocol::sign_in::{
     DeviceAuth, RequestDetails, RequestKind, SignInResponse, SignedRequestDetails,
 };
 use authenticator_protocol::wire::{self, ErrorBody, ErrorCode, MAX_CLOCK_SKEW_MS};
-use authenticator_protocol::push::PushEnvelope;
 use authenticator_protocol::{
     AccountId, EcdsaSigner, PublicKey, RequestId, Signature, TypedNumber, UnixMillis,
 };
@@ -482,9 +482,7 @@ impl FakeServer {
         match (req.method, segments.as_slice()) {
             (HttpMethod::Post, ["api", "v1", "enroll", "challenge"]) => self.challenge(&body),
             (HttpMethod::Post, ["api", "v1", "enroll", "complete"]) => self.complete(&body),
-            (HttpMethod::Post, ["api", "v1", "device", "passwordless"]) => {
-                self.passwordless(&body)
-            }
+            (HttpMethod::Post, ["api", "v1", "device", "passwordless"]) => self.passwordless(&body),
             (HttpMethod::Get, ["api", "v1", "device", "poll"]) => match self.device_auth(req) {
                 Ok(account_id) => self.poll(&account_id),
                 Err(r) => r,
@@ -572,7 +570,10 @@ impl FakeServer {
             device_name: req.device_name.clone(),
             timestamp: req.timestamp,
         };
-        if device_key.verify(&proof.signed_bytes(), &signature).is_err() {
+        if device_key
+            .verify(&proof.signed_bytes(), &signature)
+            .is_err()
+        {
             return error(401, ErrorCode::BadSignature);
         }
         if req.timestamp.distance(UnixMillis::now()) > MAX_CLOCK_SKEW_MS {
@@ -618,8 +619,7 @@ impl FakeServer {
             timestamp: req.timestamp,
         }
         .signed_bytes();
-        if account.device_key.verify(&bytes, &dsig).is_err() || key.verify(&bytes, &ksig).is_err()
-        {
+        if account.device_key.verify(&bytes, &dsig).is_err() || key.verify(&bytes, &ksig).is_err() {
             return error(401, ErrorCode::BadSignature);
         }
         account.passwordless_key = Some(key);
@@ -641,8 +641,12 @@ impl FakeServer {
         if auth.timestamp.distance(UnixMillis::now()) > MAX_CLOCK_SKEW_MS {
             return Err(error(401, ErrorCode::StaleTimestamp));
         }
-        let message =
-            DeviceAuth::signed_bytes("GET", &path_and_query(&req.url), &auth.account_id, auth.timestamp);
+        let message = DeviceAuth::signed_bytes(
+            "GET",
+            &path_and_query(&req.url),
+            &auth.account_id,
+            auth.timestamp,
+        );
         account
             .device_key
             .verify(&message, &auth.signature)
@@ -680,9 +684,10 @@ impl FakeServer {
             return error(409, ErrorCode::RequestNotPending);
         }
         match st.forgery {
-            Forgery::BadDetailsSignature => {
-                reply(200, &SignedRequestDetails::sign(&request.details, &self.other_signer))
-            }
+            Forgery::BadDetailsSignature => reply(
+                200,
+                &SignedRequestDetails::sign(&request.details, &self.other_signer),
+            ),
             Forgery::DetailsOfOtherRequest => {
                 let mut other = request.details.clone();
                 other.request_id = RequestId::random();
@@ -722,7 +727,10 @@ impl FakeServer {
             .accounts
             .get(&req.account_id)
             .and_then(|a| a.passwordless_key.clone());
-        let device_key = st.accounts.get(&req.account_id).map(|a| a.device_key.clone());
+        let device_key = st
+            .accounts
+            .get(&req.account_id)
+            .map(|a| a.device_key.clone());
         let Some(request) = st
             .requests
             .get_mut(&request_id)
@@ -746,7 +754,12 @@ impl FakeServer {
         let Some(key) = key else {
             return error(403, ErrorCode::KeyNotAllowed);
         };
-        let typed = match req.typed_number.as_deref().map(TypedNumber::parse).transpose() {
+        let typed = match req
+            .typed_number
+            .as_deref()
+            .map(TypedNumber::parse)
+            .transpose()
+        {
             Ok(t) => t,
             Err(_) => return error(400, ErrorCode::InvalidRequest),
         };

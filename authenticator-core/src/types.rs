@@ -120,7 +120,9 @@ impl From<&authenticator_protocol::sign_in::RequestDetails> for PendingRequest {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum PushOutcome {
     /// Verified details to show to the user.
-    ShowRequest { request: PendingRequest },
+    ShowRequest {
+        request: PendingRequest,
+    },
     Expired,
     AlreadyAnswered,
     /// The push names an account that is not (or no longer) on this device.

@@ -94,7 +94,9 @@ async fn two_accounts_from_two_servers_on_one_core() {
     let generated = p.keys.generated();
     assert_eq!(generated.len(), 2);
     assert_ne!(generated[0], generated[1]);
-    assert!(generated.iter().all(|g| g.starts_with("psi.") && g.ends_with(".device")));
+    assert!(generated
+        .iter()
+        .all(|g| g.starts_with("psi.") && g.ends_with(".device")));
     // The same server twice (a second user) also works.
     enroll(&p, &a, "alice@contoso.test").await;
     assert_eq!(p.auth.accounts().await.unwrap().len(), 3);
@@ -103,11 +105,15 @@ async fn two_accounts_from_two_servers_on_one_core() {
 #[tokio::test]
 async fn server_key_not_matching_the_pinned_fingerprint_is_rejected() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     s.set_forgery(Forgery::OtherServerKey);
     let err = p
         .auth
-        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .enroll(
+            s.enrollment_url("u@x.test", "U"),
+            "Pixel".into(),
+            longpoll(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err, AuthenticatorError::ServerKeyMismatch);
@@ -126,7 +132,10 @@ async fn server_key_not_matching_the_pinned_fingerprint_is_rejected() {
         .unwrap_err();
     assert_eq!(err, AuthenticatorError::ServerKeyMismatch);
     assert!(p.auth.accounts().await.unwrap().is_empty());
-    assert!(p.keys.generated().is_empty(), "no key before the server is pinned");
+    assert!(
+        p.keys.generated().is_empty(),
+        "no key before the server is pinned"
+    );
     assert!(p.memory.is_empty());
     assert_eq!(s.enrolled_accounts(), 0);
 }
@@ -134,11 +143,15 @@ async fn server_key_not_matching_the_pinned_fingerprint_is_rejected() {
 #[tokio::test]
 async fn bad_challenge_signature_is_rejected() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     s.set_forgery(Forgery::BadChallengeSignature);
     let err = p
         .auth
-        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .enroll(
+            s.enrollment_url("u@x.test", "U"),
+            "Pixel".into(),
+            longpoll(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err, AuthenticatorError::BadServerSignature);
@@ -149,11 +162,15 @@ async fn bad_challenge_signature_is_rejected() {
 #[tokio::test]
 async fn failure_after_key_generation_deletes_the_key_and_stores_nothing() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     s.set_forgery(Forgery::GarbageEnrollComplete);
     let err = p
         .auth
-        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .enroll(
+            s.enrollment_url("u@x.test", "U"),
+            "Pixel".into(),
+            longpoll(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -169,8 +186,15 @@ async fn failure_after_key_generation_deletes_the_key_and_stores_nothing() {
     // A used code is refused by the server: typed error, key cleaned up.
     s.set_forgery(Forgery::None);
     let link = s.enrollment_url("u@x.test", "U");
-    p.auth.enroll(link.clone(), "Pixel".into(), longpoll()).await.unwrap();
-    let err = p.auth.enroll(link, "Pixel".into(), longpoll()).await.unwrap_err();
+    p.auth
+        .enroll(link.clone(), "Pixel".into(), longpoll())
+        .await
+        .unwrap();
+    let err = p
+        .auth
+        .enroll(link, "Pixel".into(), longpoll())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AuthenticatorError::ServerRejected { code, status: 400, .. } if code == "invalid_code"),
         "{err:?}"
@@ -181,13 +205,17 @@ async fn failure_after_key_generation_deletes_the_key_and_stores_nothing() {
 #[tokio::test]
 async fn the_same_account_twice_is_already_enrolled() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     s.set_fixed_account_id(Some(&id));
     s.set_forgery(Forgery::FixedAccountId);
     let err = p
         .auth
-        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .enroll(
+            s.enrollment_url("u@x.test", "U"),
+            "Pixel".into(),
+            longpoll(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err, AuthenticatorError::AlreadyEnrolled);
@@ -198,7 +226,7 @@ async fn the_same_account_twice_is_already_enrolled() {
 #[tokio::test]
 async fn malformed_enrollment_input_is_a_typed_error_without_network() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let good = s.enrollment_url("u@x.test", "U");
     for bad in [
         String::new(),
@@ -219,20 +247,37 @@ async fn malformed_enrollment_input_is_a_typed_error_without_network() {
             "{bad}: {err:?}"
         );
         // The code never appears in a message.
-        assert!(!err.to_string().contains(&good[good.find("code=").unwrap() + 5..][..22]));
+        assert!(!err
+            .to_string()
+            .contains(&good[good.find("code=").unwrap() + 5..][..22]));
     }
     for (name, push) in [
         ("", longpoll()),
         ("x".repeat(65).as_str(), longpoll()),
-        ("Pixel", PushRegistration { kind: PushKind::Apns, token: String::new() }),
-        ("Pixel", PushRegistration { kind: PushKind::LongPoll, token: "t".into() }),
+        (
+            "Pixel",
+            PushRegistration {
+                kind: PushKind::Apns,
+                token: String::new(),
+            },
+        ),
+        (
+            "Pixel",
+            PushRegistration {
+                kind: PushKind::LongPoll,
+                token: "t".into(),
+            },
+        ),
     ] {
         let err = p
             .auth
             .enroll(good.clone(), name.into(), push)
             .await
             .unwrap_err();
-        assert!(matches!(err, AuthenticatorError::InvalidInput { .. }), "{err:?}");
+        assert!(
+            matches!(err, AuthenticatorError::InvalidInput { .. }),
+            "{err:?}"
+        );
     }
     assert_eq!(p.network.request_count(), 0);
 }
@@ -240,25 +285,44 @@ async fn malformed_enrollment_input_is_a_typed_error_without_network() {
 #[tokio::test]
 async fn push_payloads_parse_and_malformed_ones_are_typed_errors() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
     let env = s.envelope(&id, &rid);
 
     let apns = env.to_apns_json().to_string();
     let target = p.auth.parse_push_json(apns.clone()).unwrap();
-    assert_eq!((target.account_id.as_str(), target.request_id.as_str()), (id.as_str(), rid.as_str()));
+    assert_eq!(
+        (target.account_id.as_str(), target.request_id.as_str()),
+        (id.as_str(), rid.as_str())
+    );
     assert_eq!(p.auth.parse_push_data(env.to_fcm_data()).unwrap(), target);
     assert_eq!(
-        p.auth.parse_push_json(serde_json::to_string(&env).unwrap()).unwrap(),
+        p.auth
+            .parse_push_json(serde_json::to_string(&env).unwrap())
+            .unwrap(),
         target
     );
 
-    for bad in ["", "null", "[]", "{}", r#"{"aps":{}}"#, r#"{"psi":{"v":2,"aid":"x","rid":"y"}}"#, "{\"psi\":"] {
+    for bad in [
+        "",
+        "null",
+        "[]",
+        "{}",
+        r#"{"aps":{}}"#,
+        r#"{"psi":{"v":2,"aid":"x","rid":"y"}}"#,
+        "{\"psi\":",
+    ] {
         let err = p.auth.parse_push_json(bad.into()).unwrap_err();
-        assert!(matches!(err, AuthenticatorError::InvalidPushPayload { .. }), "{bad}");
+        assert!(
+            matches!(err, AuthenticatorError::InvalidPushPayload { .. }),
+            "{bad}"
+        );
         let err = p.auth.handle_push_json(bad.into()).await.unwrap_err();
-        assert!(matches!(err, AuthenticatorError::InvalidPushPayload { .. }), "{bad}");
+        assert!(
+            matches!(err, AuthenticatorError::InvalidPushPayload { .. }),
+            "{bad}"
+        );
     }
     let mut missing = env.to_fcm_data();
     missing.remove("psi_rid");
@@ -272,7 +336,10 @@ async fn push_payloads_parse_and_malformed_ones_are_typed_errors() {
     // A well-formed push for an account not on this phone.
     let stranger = s.envelope(&b64(&[1u8; 16]), &rid);
     assert_eq!(
-        p.auth.handle_push_data(stranger.to_fcm_data()).await.unwrap(),
+        p.auth
+            .handle_push_data(stranger.to_fcm_data())
+            .await
+            .unwrap(),
         PushOutcome::UnknownAccount
     );
 
@@ -291,7 +358,7 @@ async fn push_payloads_parse_and_malformed_ones_are_typed_errors() {
 #[tokio::test]
 async fn forged_or_malformed_details_are_typed_errors_and_not_stored() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
     for (forgery, check) in [
@@ -301,7 +368,11 @@ async fn forged_or_malformed_details_are_typed_errors_and_not_stored() {
         (Forgery::GarbageBody, "invalid"),
     ] {
         s.set_forgery(forgery);
-        let err = p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap_err();
+        let err = p
+            .auth
+            .fetch_request(id.clone(), rid.clone())
+            .await
+            .unwrap_err();
         match check {
             "bad" => assert_eq!(err, AuthenticatorError::BadServerSignature, "{forgery:?}"),
             _ => assert!(
@@ -311,7 +382,10 @@ async fn forged_or_malformed_details_are_typed_errors_and_not_stored() {
         }
         let err = p.auth.poll(0).await.unwrap_err();
         assert!(
-            matches!(err, AuthenticatorError::BadServerSignature | AuthenticatorError::ServerRejected { .. }),
+            matches!(
+                err,
+                AuthenticatorError::BadServerSignature | AuthenticatorError::ServerRejected { .. }
+            ),
             "{forgery:?}: {err:?}"
         );
         assert!(p.auth.pending_requests().await.unwrap().is_empty());
@@ -330,13 +404,16 @@ async fn forged_or_malformed_details_are_typed_errors_and_not_stored() {
         .await
         .unwrap_err();
     assert_eq!(err, AuthenticatorError::NotEnrolled);
-    assert_eq!(p.auth.fetch_request(id, rid).await.unwrap().upn, "user@fake.test");
+    assert_eq!(
+        p.auth.fetch_request(id, rid).await.unwrap().upn,
+        "user@fake.test"
+    );
 }
 
 #[tokio::test]
 async fn approve_sends_the_typed_number_and_the_hash_of_the_shown_details() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
     let pending = p.auth.poll(5).await.unwrap();
@@ -356,7 +433,10 @@ async fn approve_sends_the_typed_number_and_the_hash_of_the_shown_details() {
         b64(&sha256(s.details_text(&rid).as_bytes()))
     );
     assert_eq!(s.status(&rid), "approved");
-    assert_eq!(p.verifier.reasons(), vec!["Approve sign-in to contoso as user@fake.test".to_string()]);
+    assert_eq!(
+        p.verifier.reasons(),
+        vec!["Approve sign-in to contoso as user@fake.test".to_string()]
+    );
     // Push request without phone sign-in: the device key signs.
     let signs = p.keys.signs();
     assert_eq!(signs.len(), 1);
@@ -371,7 +451,7 @@ async fn approve_sends_the_typed_number_and_the_hash_of_the_shown_details() {
 #[tokio::test]
 async fn wrong_number_keeps_the_request_pending_until_it_fails() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
     p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
@@ -381,7 +461,10 @@ async fn wrong_number_keeps_the_request_pending_until_it_fails() {
         AuthenticatorError::WrongNumber { attempts_left: 2 }
     );
     assert_eq!(p.auth.pending_requests().await.unwrap().len(), 1);
-    assert_eq!(p.auth.approve(rid.clone(), number).await.unwrap(), Decision::Approved);
+    assert_eq!(
+        p.auth.approve(rid.clone(), number).await.unwrap(),
+        Decision::Approved
+    );
 
     let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
     p.auth.fetch_request(id, rid.clone()).await.unwrap();
@@ -405,13 +488,19 @@ async fn wrong_number_keeps_the_request_pending_until_it_fails() {
 #[tokio::test]
 async fn refused_or_cancelled_verification_signs_nothing() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
     p.auth.fetch_request(id, rid.clone()).await.unwrap();
     let cases = [
-        (Ok(VerificationOutcome::Denied), AuthenticatorError::VerificationFailed),
-        (Ok(VerificationOutcome::Cancelled), AuthenticatorError::UserCancelled),
+        (
+            Ok(VerificationOutcome::Denied),
+            AuthenticatorError::VerificationFailed,
+        ),
+        (
+            Ok(VerificationOutcome::Cancelled),
+            AuthenticatorError::UserCancelled,
+        ),
         (
             Err(authenticator_core::PlatformError::Cancelled),
             AuthenticatorError::UserCancelled,
@@ -424,7 +513,11 @@ async fn refused_or_cancelled_verification_signs_nothing() {
     for (i, (answer, expected)) in cases.into_iter().enumerate() {
         p.keys.clear();
         p.verifier.set_answer(answer);
-        let err = p.auth.approve(rid.clone(), number.clone()).await.unwrap_err();
+        let err = p
+            .auth
+            .approve(rid.clone(), number.clone())
+            .await
+            .unwrap_err();
         assert_eq!(err, expected);
         assert_eq!(p.verifier.calls(), i + 1, "the verifier was asked");
         assert!(p.keys.signs().is_empty(), "nothing was signed");
@@ -437,7 +530,7 @@ async fn refused_or_cancelled_verification_signs_nothing() {
 #[tokio::test]
 async fn invalid_number_shape_is_refused_before_verification() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
     p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
@@ -453,11 +546,17 @@ async fn invalid_number_shape_is_refused_before_verification() {
     // Without number matching the typed text is not needed.
     let (rid, _) = s.create_request(&id, WireKind::Push, false, TTL);
     p.auth.fetch_request(id, rid.clone()).await.unwrap();
-    assert_eq!(p.auth.approve(rid, String::new()).await.unwrap(), Decision::Approved);
+    assert_eq!(
+        p.auth.approve(rid, String::new()).await.unwrap(),
+        Decision::Approved
+    );
     assert_eq!(s.responses()[0].typed_number, None);
     // Malformed request ids.
     assert!(matches!(
-        p.auth.approve("../etc".into(), "42".into()).await.unwrap_err(),
+        p.auth
+            .approve("../etc".into(), "42".into())
+            .await
+            .unwrap_err(),
         AuthenticatorError::InvalidInput { .. }
     ));
 }
@@ -465,7 +564,7 @@ async fn invalid_number_shape_is_refused_before_verification() {
 #[tokio::test]
 async fn expired_request_is_refused_without_asking_anything() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Push, true, 400);
     p.auth.fetch_request(id, rid.clone()).await.unwrap();
@@ -491,7 +590,10 @@ async fn expired_request_is_refused_without_asking_anything() {
     let (rid2, _) = s.create_request(&id2, WireKind::Push, true, 1);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(
-        p.auth.handle_push_data(s.envelope(&id2, &rid2).to_fcm_data()).await.unwrap(),
+        p.auth
+            .handle_push_data(s.envelope(&id2, &rid2).to_fcm_data())
+            .await
+            .unwrap(),
         PushOutcome::Expired
     );
 }
@@ -499,18 +601,27 @@ async fn expired_request_is_refused_without_asking_anything() {
 #[tokio::test]
 async fn deny_and_report_need_no_verification_and_use_the_device_key() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (r1, _) = s.create_request(&id, WireKind::Push, true, TTL);
     let (r2, _) = s.create_request(&id, WireKind::Passwordless, true, TTL);
     assert_eq!(p.auth.poll(0).await.unwrap().len(), 2);
     p.verifier.set_answer(Ok(VerificationOutcome::Denied));
     assert_eq!(p.auth.deny(r1.clone()).await.unwrap(), Decision::Denied);
-    assert_eq!(p.auth.report_fraud(r2.clone()).await.unwrap(), Decision::Reported);
-    assert_eq!(p.verifier.calls(), 0);
-    assert_eq!((s.status(&r1), s.status(&r2)), ("denied".into(), "reported".into()));
     assert_eq!(
-        p.auth.handle_push_data(s.envelope(&id, &r1).to_fcm_data()).await.unwrap(),
+        p.auth.report_fraud(r2.clone()).await.unwrap(),
+        Decision::Reported
+    );
+    assert_eq!(p.verifier.calls(), 0);
+    assert_eq!(
+        (s.status(&r1), s.status(&r2)),
+        ("denied".into(), "reported".into())
+    );
+    assert_eq!(
+        p.auth
+            .handle_push_data(s.envelope(&id, &r1).to_fcm_data())
+            .await
+            .unwrap(),
         PushOutcome::AlreadyAnswered
     );
     let responses = s.responses();
@@ -520,12 +631,15 @@ async fn deny_and_report_need_no_verification_and_use_the_device_key() {
 #[tokio::test]
 async fn phone_sign_in_needs_verification_and_then_signs_with_the_passwordless_key() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Passwordless, true, TTL);
     p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     assert_eq!(
-        p.auth.approve(rid.clone(), number.clone()).await.unwrap_err(),
+        p.auth
+            .approve(rid.clone(), number.clone())
+            .await
+            .unwrap_err(),
         AuthenticatorError::PhoneSignInNotEnabled
     );
 
@@ -543,33 +657,51 @@ async fn phone_sign_in_needs_verification_and_then_signs_with_the_passwordless_k
     let summary = p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
     assert!(summary.phone_sign_in_enabled);
     assert!(s.has_passwordless_key(&id));
-    assert_eq!(p.verifier.reasons().last().unwrap(), "Enable phone sign-in for u@x.test");
+    assert_eq!(
+        p.verifier.reasons().last().unwrap(),
+        "Enable phone sign-in for u@x.test"
+    );
     let generated = p.keys.calls().into_iter().find_map(|c| match c {
-        KeyCall::Generate { alias, require_user_verification } => Some((alias, require_user_verification)),
+        KeyCall::Generate {
+            alias,
+            require_user_verification,
+        } => Some((alias, require_user_verification)),
         _ => None,
     });
     let (alias, uv) = generated.unwrap();
     assert!(uv && alias.ends_with(".passwordless"));
 
     p.keys.clear();
-    assert_eq!(p.auth.approve(rid, number).await.unwrap(), Decision::Approved);
+    assert_eq!(
+        p.auth.approve(rid, number).await.unwrap(),
+        Decision::Approved
+    );
     assert_eq!(p.keys.signs()[0].0, alias);
 }
 
 #[tokio::test]
 async fn enabling_phone_sign_in_cleans_up_when_the_server_refuses() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let keys_before = p.memory.len();
     // Make the device signature fail: the server never sees the key, the new key is deleted.
-    p.keys.fail_signing(Some(authenticator_core::PlatformError::Failed { reason: "boom".into() }));
+    p.keys
+        .fail_signing(Some(authenticator_core::PlatformError::Failed {
+            reason: "boom".into(),
+        }));
     let err = p.auth.enable_phone_sign_in(id.clone()).await.unwrap_err();
-    assert!(matches!(err, AuthenticatorError::KeyStore { .. }), "{err:?}");
+    assert!(
+        matches!(err, AuthenticatorError::KeyStore { .. }),
+        "{err:?}"
+    );
     assert_eq!(p.memory.len(), keys_before);
     assert!(!p.auth.accounts().await.unwrap()[0].phone_sign_in_enabled);
     assert_eq!(
-        p.auth.enable_phone_sign_in(b64(&[3u8; 16])).await.unwrap_err(),
+        p.auth
+            .enable_phone_sign_in(b64(&[3u8; 16]))
+            .await
+            .unwrap_err(),
         AuthenticatorError::NotEnrolled
     );
 }
@@ -582,7 +714,14 @@ async fn poll_covers_every_account_and_survives_one_unreachable_server() {
     let ib = enroll(&p, &b, "u@fabrikam.test").await;
     let (ra, _) = a.create_request(&ia, WireKind::Push, false, TTL);
     let (rb, _) = b.create_request(&ib, WireKind::Push, false, TTL);
-    let mut ids: Vec<String> = p.auth.poll(1).await.unwrap().into_iter().map(|r| r.request_id).collect();
+    let mut ids: Vec<String> = p
+        .auth
+        .poll(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
     ids.sort();
     let mut expected = vec![ra, rb];
     expected.sort();
@@ -590,7 +729,7 @@ async fn poll_covers_every_account_and_survives_one_unreachable_server() {
 
     // Server b becomes unreachable: a's requests still arrive.
     let p2 = {
-        let network = FakeNetwork::new(&[a.clone()]);
+        let network = FakeNetwork::new(std::slice::from_ref(&a));
         Authenticator::with_transport(
             p.dir.path().join("data").to_string_lossy().into_owned(),
             p.keys.clone(),
@@ -607,7 +746,7 @@ async fn poll_covers_every_account_and_survives_one_unreachable_server() {
 #[tokio::test]
 async fn data_persists_across_instances_on_the_same_directory() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
     p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
@@ -619,18 +758,21 @@ async fn data_persists_across_instances_on_the_same_directory() {
         data_dir,
         p.keys.clone(),
         Arc::new(AlwaysVerified),
-        FakeNetwork::new(&[s.clone()]),
+        FakeNetwork::new(std::slice::from_ref(&s)),
     )
     .unwrap();
     assert_eq!(again.accounts().await.unwrap(), accounts);
     assert_eq!(again.pending_requests().await.unwrap()[0].request_id, rid);
-    assert_eq!(again.approve(rid, number).await.unwrap(), Decision::Approved);
+    assert_eq!(
+        again.approve(rid, number).await.unwrap(),
+        Decision::Approved
+    );
 }
 
 #[tokio::test]
 async fn remove_account_deletes_its_keys_and_requests() {
     let s = server("contoso", 7001);
-    let p = phone(&[s.clone()]);
+    let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
     let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
@@ -641,7 +783,10 @@ async fn remove_account_deletes_its_keys_and_requests() {
     assert!(p.auth.accounts().await.unwrap().is_empty());
     assert!(p.auth.pending_requests().await.unwrap().is_empty());
     assert_eq!(
-        p.auth.handle_push_data(s.envelope(&id, &rid).to_fcm_data()).await.unwrap(),
+        p.auth
+            .handle_push_data(s.envelope(&id, &rid).to_fcm_data())
+            .await
+            .unwrap(),
         PushOutcome::UnknownAccount
     );
     assert_eq!(
@@ -660,12 +805,25 @@ async fn unreachable_server_is_a_network_error_through_the_real_transport() {
     )
     .unwrap();
     // Bind then drop a listener: the port is (almost certainly) closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let s = FakeServer::new("x", &format!("http://127.0.0.1:{port}/"));
     let err = auth
-        .enroll(s.enrollment_url("u@x.test", "U"), "Pixel".into(), longpoll())
+        .enroll(
+            s.enrollment_url("u@x.test", "U"),
+            "Pixel".into(),
+            longpoll(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, AuthenticatorError::Network { .. }), "{err:?}");
-    assert!(Authenticator::new(String::new(), Arc::new(MemoryKeyStore::default()), Arc::new(AlwaysVerified)).is_err());
+    assert!(Authenticator::new(
+        String::new(),
+        Arc::new(MemoryKeyStore::default()),
+        Arc::new(AlwaysVerified)
+    )
+    .is_err());
 }

@@ -49,7 +49,12 @@ pub struct HttpRequest {
 impl std::fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Bodies may hold enrollment codes: never printed.
-        write!(f, "HttpRequest({} {})", self.method.as_str(), self.url.path())
+        write!(
+            f,
+            "HttpRequest({} {})",
+            self.method.as_str(),
+            self.url.path()
+        )
     }
 }
 
@@ -130,7 +135,8 @@ fn describe_reqwest(e: reqwest::Error) -> TransportError {
 /// Something that signs device-auth messages with an account's device key.
 #[async_trait::async_trait]
 pub(crate) trait DeviceSigner: Send + Sync {
-    async fn sign_device_auth(&self, message: Vec<u8>) -> Result<authenticator_protocol::Signature>;
+    async fn sign_device_auth(&self, message: Vec<u8>)
+        -> Result<authenticator_protocol::Signature>;
 }
 
 /// Typed client of the device endpoints.
@@ -350,9 +356,6 @@ mod tests {
             wire::POLL_PATH,
         );
         url.set_query(Some("wait=5"));
-        assert_eq!(
-            path_and_query(&url),
-            "/tenant/api/v1/device/poll?wait=5"
-        );
+        assert_eq!(path_and_query(&url), "/tenant/api/v1/device/poll?wait=5");
     }
 }

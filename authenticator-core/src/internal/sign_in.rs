@@ -3,7 +3,9 @@ use authenticator_protocol::sign_in::{
     Decision as WireDecision, RequestDetails, RequestKind, SignInResponse, SignedRequestDetails,
 };
 use authenticator_protocol::wire::ErrorCode;
-use authenticator_protocol::{AccountId, ProtocolError, PublicKey, RequestId, TypedNumber, UnixMillis};
+use authenticator_protocol::{
+    AccountId, ProtocolError, PublicKey, RequestId, TypedNumber, UnixMillis,
+};
 
 use super::store::{Account, RequestState};
 use super::Core;
@@ -50,10 +52,14 @@ pub(crate) async fn fetch(
         )
         .await;
     let signed = match signed {
-        Err(e @ Error::Server { code, .. })
-            if matches!(code, ErrorCode::RequestExpired | ErrorCode::RequestNotPending) =>
-        {
-            core.store.finish_request(request_id, RequestState::Closed)?;
+        Err(
+            e @ Error::Server {
+                code: ErrorCode::RequestExpired | ErrorCode::RequestNotPending,
+                ..
+            },
+        ) => {
+            core.store
+                .finish_request(request_id, RequestState::Closed)?;
             return Err(e);
         }
         other => other?,
@@ -91,7 +97,9 @@ pub(crate) fn pending_requests(core: &Core) -> Result<Vec<PendingRequest>> {
         };
         match verify_details(&stored.signed, &account.server_public_key) {
             Ok(details) => out.push(PendingRequest::from(&details)),
-            Err(e) => tracing::warn!(error = %e, "skipping a stored request that no longer verifies"),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a stored request that no longer verifies")
+            }
         }
     }
     Ok(out)
@@ -118,7 +126,8 @@ pub(crate) async fn answer(
     }
     let now = UnixMillis::now();
     if now >= details.expires_at {
-        core.store.finish_request(&request_id, RequestState::Closed)?;
+        core.store
+            .finish_request(&request_id, RequestState::Closed)?;
         return Err(Error::RequestExpired);
     }
 
@@ -165,13 +174,15 @@ pub(crate) async fn answer(
         .await;
     let accepted = match accepted {
         Ok(a) => a,
-        Err(e @ Error::Server { code, .. })
-            if matches!(
-                code,
-                ErrorCode::RequestExpired | ErrorCode::RequestNotPending | ErrorCode::RequestFailed
-            ) =>
-        {
-            core.store.finish_request(&request_id, RequestState::Closed)?;
+        Err(
+            e @ Error::Server {
+                code:
+                    ErrorCode::RequestExpired | ErrorCode::RequestNotPending | ErrorCode::RequestFailed,
+                ..
+            },
+        ) => {
+            core.store
+                .finish_request(&request_id, RequestState::Closed)?;
             return Err(e);
         }
         // `wrong_number` and everything else: still pending, the user may retry.
@@ -183,7 +194,8 @@ pub(crate) async fn answer(
         WireDecision::Report => ("reported", RequestState::Reported),
     };
     if accepted.status != expected {
-        core.store.finish_request(&request_id, RequestState::Closed)?;
+        core.store
+            .finish_request(&request_id, RequestState::Closed)?;
         return Err(Error::InvalidResponse(
             "the server confirmed a different decision".into(),
         ));

@@ -431,8 +431,18 @@ mod tests {
             Err(Error::AlreadyEnrolled)
         ));
         assert_eq!(store.accounts().unwrap().len(), 1);
-        assert_eq!(store.set_passwordless_alias(&a.account_id, "p").unwrap(), None);
-        assert!(store.account(&a.account_id).unwrap().unwrap().summary().phone_sign_in_enabled);
+        assert_eq!(
+            store.set_passwordless_alias(&a.account_id, "p").unwrap(),
+            None
+        );
+        assert!(
+            store
+                .account(&a.account_id)
+                .unwrap()
+                .unwrap()
+                .summary()
+                .phone_sign_in_enabled
+        );
         assert!(store.delete_account(&a.account_id).unwrap());
         assert!(store.accounts().unwrap().is_empty());
         assert!(matches!(
