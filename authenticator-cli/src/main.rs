@@ -1,1 +1,152 @@
-fn main() {}
+//! `authenticator`: the desktop phone. It drives `authenticator-core` exactly as the Android and
+//! iOS shells do, with a software key store and a local passcode instead of hardware keys and
+//! biometrics. `authenticator demo` runs the whole ceremony against an in-process sign-in server.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod demo_server;
+mod passcode;
+mod phone;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::phone::Phone;
+
+#[derive(Parser)]
+#[command(
+    name = "authenticator",
+    version,
+    about = "Desktop phone for passwordless phone sign-in"
+)]
+struct Cli {
+    /// Where this phone keeps its accounts, keys and passcode hash.
+    #[arg(long, global = true, env = "AUTHENTICATOR_HOME")]
+    home: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The local passcode (user verification). Asked on the terminal when absent.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTHENTICATOR_PASSCODE",
+        hide_env_values = true
+    )]
+    passcode: Option<String>,
+    /// Where the key that encrypts private keys at rest is kept.
+    #[arg(long, global = true, value_enum, default_value_t = KeyProtection::File, env = "AUTHENTICATOR_KEY_PROTECTION")]
+    key_protection: KeyProtection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyProtection {
+    /// A 0600 file in the home directory (survives reboots; as strong as the file's protection).
+    File,
+    /// The OS keyring (Linux kernel keyring: lost at logout/reboot).
+    Keyring,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Phone(PhoneCommand),
+    /// Run the whole ceremony: server, registration QR, enrollment, phone sign-in.
+    Demo {
+        /// Answer every prompt by itself (including one wrong number first).
+        #[arg(long)]
+        auto: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PhoneCommand {
+    /// Add an account from a registration link (the text of the QR code).
+    Enroll {
+        url: String,
+        #[arg(long, default_value = "Desktop phone")]
+        device_name: String,
+    },
+    /// List the accounts on this phone.
+    Accounts,
+    /// Enable phone sign-in (passwordless) for an account (id or UPN).
+    EnablePhoneSignIn { account: String },
+    /// Remove an account from this phone.
+    Remove { account: String },
+    /// List sign-in requests waiting for an answer (never shows the number).
+    Pending {
+        /// Wait up to this many seconds for a request to arrive.
+        #[arg(long, default_value_t = 0)]
+        wait: u32,
+    },
+    /// Approve a request with the number shown on the sign-in screen.
+    Approve {
+        request: String,
+        #[arg(long)]
+        number: String,
+    },
+    /// Deny a request.
+    Deny { request: String },
+    /// "This wasn't me": deny and report the request as fraud.
+    Report { request: String },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AUTHENTICATOR_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let command = match cli.command {
+        Command::Demo { auto } => return demo::run(auto).await.map(|()| ExitCode::SUCCESS),
+        Command::Phone(command) => command,
+    };
+    let home = match cli.home {
+        Some(h) => h,
+        None => default_home()?,
+    };
+    let phone = Phone::open(&home, cli.passcode, cli.key_protection)?;
+    let out = phone::Output { json: cli.json };
+    match command {
+        PhoneCommand::Enroll { url, device_name } => phone.enroll(&out, &url, &device_name).await,
+        PhoneCommand::Accounts => phone.accounts(&out).await,
+        PhoneCommand::EnablePhoneSignIn { account } => {
+            phone.enable_phone_sign_in(&out, &account).await
+        }
+        PhoneCommand::Remove { account } => phone.remove(&out, &account).await,
+        PhoneCommand::Pending { wait } => phone.pending(&out, wait).await,
+        PhoneCommand::Approve { request, number } => phone.approve(&out, &request, &number).await,
+        PhoneCommand::Deny { request } => phone.deny(&out, &request).await,
+        PhoneCommand::Report { request } => phone.report(&out, &request).await,
+    }
+}
+
+fn default_home() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or_else(|| anyhow::anyhow!("set --home (neither XDG_DATA_HOME nor HOME is set)"))?;
+    Ok(base.join("phonesignin-authenticator"))
+}

@@ -1,1 +1,159 @@
+//! Harness for the end-to-end tests: a real `signin-server` on `127.0.0.1:0` with a real SQLite
+//! file, phones built on `authenticator-core` (software keys, scripted verifiers), the browser
+//! side of the sign-in page, a recording proxy (the network attacker's view) and a raw device
+//! that speaks the protocol by hand (the attacker's own account).
+#![forbid(unsafe_code)]
 
+pub mod proxy;
+pub mod raw_device;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use authenticator_core::testing::AlwaysVerified;
+use authenticator_core::{
+    AccountSummary, Authenticator, DeviceKeyStore, PushKind, PushRegistration, SoftwareKeyStore,
+    UserVerifier, WrappingKeySource,
+};
+use serde_json::{json, Value};
+use signin_server::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{admin, RunningServer, ServeConfig};
+
+/// A sign-in server on a loopback port, its SQLite file in a temporary directory.
+pub struct TestServer {
+    pub base_url: String,
+    pub running: RunningServer,
+    pub browser: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(name: &str) -> Result<Self> {
+        Self::start_with_ttl(name, authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS).await
+    }
+
+    pub async fn start_with_ttl(name: &str, request_ttl_secs: u64) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = ServeConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            database: format!("sqlite://{}", dir.path().join("signin.db").display()),
+            server_name: Some(name.into()),
+            request_ttl_secs,
+            ..ServeConfig::default()
+        };
+        let running = signin_server::spawn(config).await?;
+        let server = TestServer {
+            base_url: format!("http://{}/", running.addr),
+            running,
+            browser: reqwest::Client::new(),
+            _dir: dir,
+        };
+        server.set_policy(Mode::Any).await?;
+        Ok(server)
+    }
+
+    pub async fn set_policy(&self, mode: Mode) -> Result<()> {
+        let update = PolicyUpdate {
+            enabled: Some(true),
+            target: Some(Target::All),
+            mode: Some(mode),
+            number_matching: Some(true),
+            show_app_name: Some(true),
+            show_location: Some(true),
+        };
+        admin::set_policy(self.running.pool(), &update).await?;
+        Ok(())
+    }
+
+    /// Adds the user and returns a fresh registration link for them.
+    pub async fn user_with_link(&self, upn: &str, name: &str) -> Result<String> {
+        admin::add_user(self.running.pool(), upn, name, &[]).await?;
+        self.link(upn).await
+    }
+
+    pub async fn link(&self, upn: &str) -> Result<String> {
+        let url = url::Url::parse(&self.base_url)?;
+        admin::registration_link(self.running.pool(), upn, &url, 600).await
+    }
+
+    /// `POST /api/v1/signin`; returns `(id, number)`.
+    pub async fn start_sign_in(&self, upn: &str) -> Result<(String, String)> {
+        let body = self.start_sign_in_raw(upn).await?;
+        if body["id"].is_null() {
+            bail!("sign-in refused: {body}");
+        }
+        Ok((
+            body["id"].as_str().context("id")?.to_owned(),
+            body["number"].as_str().context("number")?.to_owned(),
+        ))
+    }
+
+    pub async fn start_sign_in_raw(&self, upn: &str) -> Result<Value> {
+        let resp = self
+            .browser
+            .post(format!("{}api/v1/signin", self.base_url))
+            .json(&json!({"upn": upn, "app": "My Apps"}))
+            .send()
+            .await?;
+        Ok(resp.json().await?)
+    }
+
+    /// The sign-in page's view of the request.
+    pub async fn status(&self, id: &str) -> Result<String> {
+        let body: Value = self
+            .browser
+            .get(format!("{}api/v1/signin/{id}", self.base_url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(body["status"].as_str().context("status")?.to_owned())
+    }
+}
+
+/// A phone: `authenticator-core` with an in-memory-wrapped software key store in its own data
+/// directory.
+pub struct TestPhone {
+    pub core: Arc<Authenticator>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestPhone {
+    pub fn new() -> Result<Self> {
+        Self::with_verifier(Arc::new(AlwaysVerified))
+    }
+
+    pub fn with_verifier(verifier: Arc<dyn UserVerifier>) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let keys = Arc::new(SoftwareKeyStore::open(
+            dir.path().join("keys"),
+            WrappingKeySource::Memory,
+        )?);
+        let core = Authenticator::new(dir.path().to_string_lossy().into_owned(), keys, verifier)?;
+        Ok(TestPhone { core, _dir: dir })
+    }
+
+    pub fn with(keys: Arc<dyn DeviceKeyStore>, verifier: Arc<dyn UserVerifier>) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let core = Authenticator::new(dir.path().to_string_lossy().into_owned(), keys, verifier)?;
+        Ok(TestPhone { core, _dir: dir })
+    }
+
+    /// Enrolls from a registration link and enables phone sign-in.
+    pub async fn enroll_passwordless(&self, link: &str) -> Result<AccountSummary> {
+        let account = self
+            .core
+            .enroll(
+                link.into(),
+                "Test phone".into(),
+                PushRegistration {
+                    kind: PushKind::LongPoll,
+                    token: String::new(),
+                },
+            )
+            .await?;
+        Ok(self.core.enable_phone_sign_in(account.account_id).await?)
+    }
+}

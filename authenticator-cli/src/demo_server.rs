@@ -1,0 +1,102 @@
+//! The demo's sign-in server: the real `signin-server` running in this process on a loopback
+//! port with a fresh SQLite file, administered through its library API, plus the browser side
+//! of the sign-in page (its JSON API).
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use signin_server::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{admin, RunningServer, ServeConfig};
+
+pub struct DemoServer {
+    pub base_url: String,
+    running: RunningServer,
+    browser: reqwest::Client,
+}
+
+pub async fn start(dir: &Path) -> Result<DemoServer> {
+    let config = ServeConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        database: format!("sqlite://{}", dir.join("signin.db").display()),
+        server_name: Some("Contoso".into()),
+        ..ServeConfig::default()
+    };
+    let running = signin_server::spawn(config).await?;
+    Ok(DemoServer {
+        base_url: format!("http://{}/", running.addr),
+        running,
+        browser: reqwest::Client::new(),
+    })
+}
+
+impl DemoServer {
+    pub async fn enable_policy(&self) -> Result<()> {
+        let update = PolicyUpdate {
+            enabled: Some(true),
+            target: Some(Target::All),
+            mode: Some(Mode::Any),
+            number_matching: Some(true),
+            show_app_name: Some(true),
+            show_location: Some(true),
+        };
+        admin::set_policy(self.running.pool(), &update).await?;
+        Ok(())
+    }
+
+    pub async fn add_user(&self, upn: &str, name: &str) -> Result<()> {
+        admin::add_user(self.running.pool(), upn, name, &[]).await
+    }
+
+    pub async fn registration_link(&self, upn: &str) -> Result<String> {
+        let url = url::Url::parse(&self.base_url)?;
+        let ttl = signin_server::db::enrollment_ttl_secs(self.running.pool()).await?;
+        admin::registration_link(self.running.pool(), upn, &url, ttl).await
+    }
+
+    /// The sign-in page: the user types the UPN, the page gets the number to show.
+    pub async fn start_sign_in(&self, upn: &str, app: &str) -> Result<Value> {
+        let resp = self
+            .browser
+            .post(format!("{}api/v1/signin", self.base_url))
+            .json(&json!({ "upn": upn, "app": app }))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp
+            .json()
+            .await
+            .context("the sign-in page answered something that is not JSON")?;
+        if !status.is_success() {
+            bail!(
+                "the sign-in page refused: {}",
+                body["message"].as_str().unwrap_or("unknown error")
+            );
+        }
+        Ok(body)
+    }
+
+    /// The sign-in page waiting (long-poll) for the phone's answer.
+    pub async fn wait_sign_in(&self, id: &str) -> Result<String> {
+        for _ in 0..10 {
+            let body: Value = self
+                .browser
+                .get(format!("{}api/v1/signin/{id}?wait=30", self.base_url))
+                .timeout(Duration::from_secs(45))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let status = body["status"].as_str().context("no status")?;
+            if status != "pending" {
+                return Ok(status.to_owned());
+            }
+        }
+        bail!("the sign-in stayed pending")
+    }
+
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}

@@ -1,0 +1,262 @@
+//! The desktop phone's commands: thin wrappers over `authenticator_core::Authenticator`.
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use authenticator_core::{
+    AccountSummary, Authenticator, AuthenticatorError, Decision, PendingRequest, PushKind,
+    PushRegistration, SoftwareKeyStore, WrappingKeySource,
+};
+use serde_json::json;
+
+use crate::passcode::PasscodeVerifier;
+use crate::KeyProtection;
+
+/// Exit code of `approve` when the number was wrong but the request can still be answered.
+pub const EXIT_WRONG_NUMBER: u8 = 3;
+
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    fn print(&self, human: impl FnOnce() -> String, machine: impl FnOnce() -> serde_json::Value) {
+        if self.json {
+            println!("{}", machine());
+        } else {
+            println!("{}", human());
+        }
+    }
+}
+
+pub struct Phone {
+    pub core: Arc<Authenticator>,
+}
+
+impl Phone {
+    pub fn open(home: &Path, passcode: Option<String>, protection: KeyProtection) -> Result<Self> {
+        std::fs::create_dir_all(home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let wrapping = match protection {
+            KeyProtection::File => WrappingKeySource::File(home.join("wrapping.key")),
+            KeyProtection::Keyring => WrappingKeySource::Keyring {
+                service: format!("phonesignin:{}", home.display()),
+            },
+        };
+        let keys = SoftwareKeyStore::open(home.join("keys"), wrapping)
+            .context("cannot open the key store")?;
+        let keys = Arc::new(keys);
+        let verifier = PasscodeVerifier::new(home, passcode);
+        let core = Authenticator::new(
+            home.to_string_lossy().into_owned(),
+            keys,
+            Arc::new(verifier),
+        )
+        .context("cannot open the authenticator")?;
+        Ok(Phone { core })
+    }
+
+    /// An account by id, or by UPN when exactly one account has it.
+    async fn resolve(&self, account: &str) -> Result<AccountSummary> {
+        let all = self.core.accounts().await?;
+        if let Some(a) = all.iter().find(|a| a.account_id == account) {
+            return Ok(a.clone());
+        }
+        let by_upn: Vec<_> = all
+            .into_iter()
+            .filter(|a| a.upn.eq_ignore_ascii_case(account))
+            .collect();
+        match by_upn.len() {
+            1 => Ok(by_upn.into_iter().next().expect("one")),
+            0 => bail!("no account {account:?} on this phone (see `authenticator accounts`)"),
+            _ => bail!("{account:?} is enrolled with several servers: use the account id"),
+        }
+    }
+
+    pub async fn enroll(&self, out: &Output, url: &str, device_name: &str) -> Result<ExitCode> {
+        let push = PushRegistration {
+            kind: PushKind::LongPoll,
+            token: String::new(),
+        };
+        let a = self
+            .core
+            .enroll(url.to_owned(), device_name.to_owned(), push)
+            .await?;
+        out.print(
+            || {
+                format!(
+                    "Added {} ({}) from {} — account {}",
+                    a.display_name, a.upn, a.server_name, a.account_id
+                )
+            },
+            || account_json(&a),
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn accounts(&self, out: &Output) -> Result<ExitCode> {
+        let all = self.core.accounts().await?;
+        out.print(
+            || {
+                if all.is_empty() {
+                    return "No accounts yet: `authenticator enroll <registration link>`".into();
+                }
+                all.iter()
+                    .map(|a| {
+                        let ps = if a.phone_sign_in_enabled {
+                            "phone sign-in enabled"
+                        } else {
+                            "push only"
+                        };
+                        format!(
+                            "{}  {} <{}>  {}  [{ps}]",
+                            a.account_id, a.display_name, a.upn, a.server_name
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
+            || json!(all.iter().map(account_json).collect::<Vec<_>>()),
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn enable_phone_sign_in(&self, out: &Output, account: &str) -> Result<ExitCode> {
+        let a = self.resolve(account).await?;
+        let a = self.core.enable_phone_sign_in(a.account_id).await?;
+        out.print(
+            || format!("Phone sign-in enabled for {} on {}", a.upn, a.server_name),
+            || account_json(&a),
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn remove(&self, out: &Output, account: &str) -> Result<ExitCode> {
+        let a = self.resolve(account).await?;
+        self.core.remove_account(a.account_id.clone()).await?;
+        out.print(
+            || format!("Removed {} ({})", a.upn, a.server_name),
+            || json!({"removed": a.account_id}),
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn pending(&self, out: &Output, wait: u32) -> Result<ExitCode> {
+        let requests = self.core.poll(wait).await?;
+        out.print(
+            || {
+                if requests.is_empty() {
+                    return "No pending sign-in requests.".into();
+                }
+                requests
+                    .iter()
+                    .map(describe_request)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
+            || json!(requests.iter().map(request_json).collect::<Vec<_>>()),
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn approve(&self, out: &Output, request: &str, number: &str) -> Result<ExitCode> {
+        let result = self
+            .answer(request, |core, id| async move {
+                core.approve(id, number.to_owned()).await
+            })
+            .await;
+        match result {
+            Err(AuthenticatorError::WrongNumber { attempts_left }) => {
+                out.print(
+                    || format!("Wrong number: that is not the number on the sign-in screen. {attempts_left} attempt(s) left — try again."),
+                    || json!({"error": "wrong_number", "attempts_left": attempts_left}),
+                );
+                Ok(ExitCode::from(EXIT_WRONG_NUMBER))
+            }
+            other => self.report_decision(out, other),
+        }
+    }
+
+    pub async fn deny(&self, out: &Output, request: &str) -> Result<ExitCode> {
+        let result = self
+            .answer(request, |core, id| async move { core.deny(id).await })
+            .await;
+        self.report_decision(out, result)
+    }
+
+    pub async fn report(&self, out: &Output, request: &str) -> Result<ExitCode> {
+        let result = self
+            .answer(
+                request,
+                |core, id| async move { core.report_fraud(id).await },
+            )
+            .await;
+        self.report_decision(out, result)
+    }
+
+    /// Runs `f`; if the request was never fetched on this phone, fetches pending requests once
+    /// and retries (a push may have been missed).
+    async fn answer<F, Fut>(&self, request: &str, f: F) -> Result<Decision, AuthenticatorError>
+    where
+        F: Fn(Arc<Authenticator>, String) -> Fut,
+        Fut: std::future::Future<Output = Result<Decision, AuthenticatorError>>,
+    {
+        match f(self.core.clone(), request.to_owned()).await {
+            Err(AuthenticatorError::UnknownRequest) => {
+                self.core.poll(0).await?;
+                f(self.core.clone(), request.to_owned()).await
+            }
+            other => other,
+        }
+    }
+
+    fn report_decision(
+        &self,
+        out: &Output,
+        result: Result<Decision, AuthenticatorError>,
+    ) -> Result<ExitCode> {
+        let decision = result.map_err(|e| anyhow!(e))?;
+        let (word, status) = match decision {
+            Decision::Approved => ("Approved: the sign-in screen will continue.", "approved"),
+            Decision::Denied => ("Denied.", "denied"),
+            Decision::Reported => ("Denied and reported as fraud. Thank you.", "reported"),
+        };
+        out.print(|| word.to_owned(), || json!({"status": status}));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+pub fn describe_request(r: &PendingRequest) -> String {
+    let mut s = format!(
+        "{}  sign-in to {} as {}",
+        r.request_id, r.server_name, r.upn
+    );
+    if let Some(app) = &r.app_name {
+        s.push_str(&format!("  app: {app}"));
+    }
+    if let Some(loc) = &r.location {
+        s.push_str(&format!("  location: {loc}"));
+    }
+    let left = r
+        .expires_at_ms
+        .saturating_sub(authenticator_protocol::UnixMillis::now().millis())
+        / 1000;
+    s.push_str(&format!("  (expires in {left} s)"));
+    s
+}
+
+fn account_json(a: &AccountSummary) -> serde_json::Value {
+    json!({
+        "account_id": a.account_id, "upn": a.upn, "display_name": a.display_name, "server_name": a.server_name,
+        "server_url": a.server_url, "phone_sign_in_enabled": a.phone_sign_in_enabled, "enrolled_at_ms": a.enrolled_at_ms,
+    })
+}
+
+fn request_json(r: &PendingRequest) -> serde_json::Value {
+    json!({
+        "request_id": r.request_id, "account_id": r.account_id, "upn": r.upn, "server_name": r.server_name,
+        "kind": format!("{:?}", r.kind).to_lowercase(), "app_name": r.app_name, "location": r.location,
+        "number_matching": r.number_matching, "created_at_ms": r.created_at_ms, "expires_at_ms": r.expires_at_ms,
+    })
+}
