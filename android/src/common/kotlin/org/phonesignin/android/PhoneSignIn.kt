@@ -1,0 +1,105 @@
+package org.phonesignin.android
+
+import kotlinx.coroutines.CancellationException
+import org.phonesignin.core.AccountSummary
+import org.phonesignin.core.Authenticator
+import org.phonesignin.core.Decision
+import org.phonesignin.core.DeviceKeyStore
+import org.phonesignin.core.PendingRequest
+import org.phonesignin.core.PlatformException
+import org.phonesignin.core.PushKind
+import org.phonesignin.core.PushOutcome
+import org.phonesignin.core.PushRegistration
+import org.phonesignin.core.UserVerifier
+import org.phonesignin.core.VerificationOutcome
+
+/**
+ * The app's handle on the phone sign-in core: one instance per process and data directory.
+ *
+ * Thin on purpose. Every method is one call into the Rust core (generated bindings in
+ * `org.phonesignin.core`); the protocol, the number check and every signature live there. What
+ * this class adds is platform plumbing only:
+ * - coroutines: every network call is a `suspend` function; cancelling the calling coroutine
+ *   cancels the call in the core (also the long wait of [waitForRequests]);
+ * - the platform callbacks are wrapped so that nothing they throw — not even a
+ *   `java.lang.Error`, which the generated code does not catch — escapes into the core's
+ *   callback machinery: it arrives as a typed [org.phonesignin.core.AuthenticatorException].
+ */
+class PhoneSignIn(
+    dataDir: String,
+    keyStore: DeviceKeyStore,
+    verifier: UserVerifier,
+) : AutoCloseable {
+    /** The generated core object, for anything this facade does not wrap. */
+    val core: Authenticator = Authenticator(dataDir, GuardedKeyStore(keyStore), GuardedVerifier(verifier))
+
+    /** Enrolls this device from the registration QR code / link. */
+    suspend fun enroll(
+        enrollmentLink: String,
+        deviceName: String,
+        push: PushRegistration = LONG_POLL,
+    ): AccountSummary = core.enroll(enrollmentLink, deviceName, push)
+
+    suspend fun accounts(): List<AccountSummary> = core.accounts()
+
+    /** Creates the verification-bound key for [accountId] and registers it (prompts the user). */
+    suspend fun enablePhoneSignIn(accountId: String): AccountSummary = core.enablePhoneSignIn(accountId)
+
+    suspend fun removeAccount(accountId: String) = core.removeAccount(accountId)
+
+    /** FCM: hand over `RemoteMessage.data` exactly as it arrived; the core parses and verifies it. */
+    suspend fun onPushData(data: Map<String, String>): PushOutcome = core.handlePushData(data)
+
+    /**
+     * Without push: waits up to [waitSeconds] (capped at 60 by the core) for sign-in requests and
+     * returns the pending ones. Cancel the coroutine to stop waiting.
+     */
+    suspend fun waitForRequests(waitSeconds: UInt = 60u): List<PendingRequest> = core.poll(waitSeconds)
+
+    suspend fun pendingRequests(): List<PendingRequest> = core.pendingRequests()
+
+    /** Approves after user verification; [typedNumber] is what the user typed. */
+    suspend fun approve(request: PendingRequest, typedNumber: String): Decision =
+        core.approve(request.requestId, typedNumber)
+
+    suspend fun deny(request: PendingRequest): Decision = core.deny(request.requestId)
+
+    /** "This wasn't me". */
+    suspend fun reportFraud(request: PendingRequest): Decision = core.reportFraud(request.requestId)
+
+    override fun close() = core.close()
+
+    companion object {
+        /** No push service: the app calls [waitForRequests]. */
+        val LONG_POLL = PushRegistration(PushKind.LONG_POLL, "")
+
+        fun fcm(token: String) = PushRegistration(PushKind.FCM, token)
+    }
+}
+
+/** Runs a platform callback; anything but a declared [PlatformException] or a cancellation becomes `Failed`. */
+internal suspend inline fun <T> guarded(what: String, call: () -> T): T =
+    try {
+        call()
+    } catch (e: PlatformException) {
+        throw e
+    } catch (e: CancellationException) {
+        throw e
+    } catch (e: Throwable) {
+        throw PlatformException.Failed("$what: $e")
+    }
+
+internal class GuardedKeyStore(private val inner: DeviceKeyStore) : DeviceKeyStore {
+    override suspend fun generate(alias: String, requireUserVerification: Boolean): ByteArray =
+        guarded("key store generate") { inner.generate(alias, requireUserVerification) }
+
+    override suspend fun sign(alias: String, message: ByteArray): ByteArray =
+        guarded("key store sign") { inner.sign(alias, message) }
+
+    override suspend fun delete(alias: String) = guarded("key store delete") { inner.delete(alias) }
+}
+
+internal class GuardedVerifier(private val inner: UserVerifier) : UserVerifier {
+    override suspend fun verify(reason: String): VerificationOutcome =
+        guarded("user verifier") { inner.verify(reason) }
+}

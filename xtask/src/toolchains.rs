@@ -1,0 +1,227 @@
+//! Installs the toolchains the Kotlin and Swift suites need, idempotently, caching under
+//! `target/` (see ../shared/ENVIRONMENT.md for the recipes):
+//! - apt (host): JNA, JUnit 4, debootstrap;
+//! - npm: `kotlin-compiler` into `target/tools`;
+//! - a Debian trixie chroot with Swift 6 (`swiftlang`) and OpenSSL's libcrypto (the P-256 the
+//!   Swift tests use to play the Secure Enclave) in `target/swiftroot`.
+//!
+//! [`Chroot`] mounts `/proc` and the project into the chroot and always unmounts them on drop,
+//! also when the suite fails; stale mounts from an interrupted run are removed first.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::run;
+
+pub const KOTLIN_VERSION: &str = "2.4.20";
+/// Debian packages installed on the host.
+const HOST_APT: &[&str] = &["libjna-java", "junit4", "debootstrap"];
+/// Files that prove `HOST_APT` is installed.
+const HOST_FILES: &[&str] = &[
+    "/usr/share/java/jna.jar",
+    "/usr/share/java/junit4.jar",
+    "/usr/sbin/debootstrap",
+];
+/// Debian packages installed in the trixie chroot.
+const CHROOT_APT: &[&str] = &[
+    "swiftlang",
+    "libc6-dev",
+    "libstdc++-14-dev",
+    "libssl-dev",
+    "pkg-config",
+];
+
+pub fn kotlin_home() -> PathBuf {
+    PathBuf::from("target/tools/node_modules/kotlin-compiler")
+}
+
+pub fn swift_root() -> PathBuf {
+    PathBuf::from("target/swiftroot")
+}
+
+/// Everything; each part is skipped when already present.
+pub fn install_all() -> Result<()> {
+    install_host_packages()?;
+    install_kotlin()?;
+    install_swift_chroot()
+}
+
+pub fn install_host_packages() -> Result<()> {
+    if HOST_FILES.iter().all(|f| Path::new(f).exists()) {
+        return Ok(());
+    }
+    println!("xtask: installing {}", HOST_APT.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(HOST_APT)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+pub fn install_kotlin() -> Result<()> {
+    let kotlinc = kotlin_home().join("bin/kotlinc");
+    let version_file = kotlin_home().join("package.json");
+    if kotlinc.exists()
+        && std::fs::read_to_string(&version_file)
+            .is_ok_and(|s| s.contains(&format!("\"version\": \"{KOTLIN_VERSION}\"")))
+    {
+        return Ok(());
+    }
+    println!("xtask: installing kotlin-compiler@{KOTLIN_VERSION} into target/tools");
+    std::fs::create_dir_all("target/tools")?;
+    run(Command::new("npm").args([
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        "target/tools",
+        &format!("kotlin-compiler@{KOTLIN_VERSION}"),
+    ]))
+}
+
+/// Written last, so an interrupted install is redone.
+fn chroot_marker() -> PathBuf {
+    swift_root().join("etc/phonesignin-toolchain")
+}
+
+fn chroot_marker_text() -> String {
+    format!("trixie {}\n", CHROOT_APT.join(" "))
+}
+
+pub fn install_swift_chroot() -> Result<()> {
+    let root = swift_root();
+    if std::fs::read_to_string(chroot_marker()).is_ok_and(|s| s == chroot_marker_text()) {
+        return Ok(());
+    }
+    install_host_packages()?;
+    if !root.join("usr/bin/apt-get").exists() {
+        let mirror = apt_mirror()?;
+        println!(
+            "xtask: debootstrap trixie into {} from {mirror}",
+            root.display()
+        );
+        if root.exists() {
+            // A half-made chroot from an interrupted run: start over (never across a mount).
+            Chroot::cleanup_stale(&root)?;
+            std::fs::remove_dir_all(&root)?;
+        }
+        run(Command::new("debootstrap")
+            .args(["--variant=minbase", "trixie"])
+            .arg(&root)
+            .arg(&mirror))?;
+    }
+    std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))
+        .context("copying resolv.conf")?;
+    let chroot = Chroot::enter(&root, false)?;
+    chroot.run(&format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
+        CHROOT_APT.join(" ")
+    ))?;
+    drop(chroot);
+    std::fs::write(chroot_marker(), chroot_marker_text())?;
+    Ok(())
+}
+
+/// The machine's own Debian mirror (never a hard-coded host).
+fn apt_mirror() -> Result<String> {
+    if let Ok(s) = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources") {
+        if let Some(uri) = s.lines().find_map(|l| l.strip_prefix("URIs:")) {
+            if let Some(first) = uri.split_whitespace().next() {
+                return Ok(first.to_owned());
+            }
+        }
+    }
+    if let Ok(s) = std::fs::read_to_string("/etc/apt/sources.list") {
+        for l in s.lines() {
+            let mut w = l.split_whitespace();
+            if w.next() == Some("deb") {
+                if let Some(url) = w.find(|x| x.starts_with("http")) {
+                    return Ok(url.to_owned());
+                }
+            }
+        }
+    }
+    bail!(
+        "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+    )
+}
+
+/// `/proc` (and optionally the project, at `/src`) mounted into the chroot for as long as this
+/// value lives. Drop unmounts in reverse order, whatever happened in between.
+pub struct Chroot {
+    root: PathBuf,
+    mounts: Vec<PathBuf>,
+}
+
+impl Chroot {
+    pub fn enter(root: &Path, with_project: bool) -> Result<Chroot> {
+        let root = std::fs::canonicalize(root)?;
+        Self::cleanup_stale(&root)?;
+        let mut c = Chroot {
+            root: root.clone(),
+            mounts: Vec::new(),
+        };
+        let proc_dir = root.join("proc");
+        std::fs::create_dir_all(&proc_dir)?;
+        run(Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(&proc_dir))?;
+        c.mounts.push(proc_dir);
+        if with_project {
+            let src = root.join("src");
+            std::fs::create_dir_all(&src)?;
+            // Plain --bind (not --rbind): the chroot itself lives inside the project's target/.
+            run(Command::new("mount")
+                .arg("--bind")
+                .arg(std::env::current_dir()?)
+                .arg(&src))?;
+            c.mounts.push(src);
+        }
+        Ok(c)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs `sh -c script` inside the chroot.
+    pub fn run(&self, script: &str) -> Result<()> {
+        run(Command::new("chroot")
+            .arg(&self.root)
+            .args(["sh", "-c", script]))
+    }
+
+    /// Unmounts whatever is still mounted under `root` (an earlier run that was killed).
+    pub fn cleanup_stale(root: &Path) -> Result<()> {
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut stale: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| Path::new(m).starts_with(&root))
+            .collect();
+        stale.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in stale {
+            eprintln!("xtask: unmounting stale {m}");
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Chroot {
+    fn drop(&mut self) {
+        for m in self.mounts.drain(..).rev() {
+            let ok = Command::new("umount")
+                .arg(&m)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                // Busy (a process still running inside): detach lazily so nothing stays behind.
+                let _ = Command::new("umount").arg("-l").arg(&m).status();
+            }
+        }
+    }
+}
