@@ -211,8 +211,56 @@ impl Chroot {
     }
 }
 
+impl Chroot {
+    /// Processes started inside this chroot that are still running (e.g. a test server whose
+    /// test process died): they are ours, and they would keep the bind mount busy.
+    fn leftover_processes(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|st| {
+                    st.rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+                });
+                if !zombie
+                    && std::fs::read_link(e.path().join("root")).is_ok_and(|r| r == self.root)
+                {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+}
+
 impl Drop for Chroot {
     fn drop(&mut self) {
+        for signal in ["-TERM", "-KILL"] {
+            let pids = self.leftover_processes();
+            if pids.is_empty() {
+                break;
+            }
+            eprintln!(
+                "xtask: stopping {} leftover process(es) in the chroot: {pids:?}",
+                pids.len()
+            );
+            for pid in pids {
+                let _ = Command::new("kill")
+                    .arg(signal)
+                    .arg(pid.to_string())
+                    .status();
+            }
+            for _ in 0..30 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if self.leftover_processes().is_empty() {
+                    break;
+                }
+            }
+        }
         for m in self.mounts.drain(..).rev() {
             let ok = Command::new("umount")
                 .arg(&m)

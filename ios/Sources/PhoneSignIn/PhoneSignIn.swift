@@ -1,0 +1,97 @@
+import AuthenticatorCore
+import Foundation
+
+/// The app's handle on the phone sign-in core: one instance per process and data directory
+/// (the app and its Notification Service Extension may each open the shared app-group directory).
+///
+/// Thin on purpose: every method is one call into the Rust core (`AuthenticatorCore`, generated);
+/// the protocol, the number check and every signature live there. This type only adds platform
+/// plumbing: `async` calls that are cancelled with their `Task` (also the long wait of
+/// ``waitForRequests(waitSeconds:)``), and APNs `userInfo` handed over as JSON text.
+public final class PhoneSignIn: Sendable {
+    /// The generated core object, for anything this facade does not wrap.
+    public let core: Authenticator
+
+    public init(dataDirectory: URL, keyStore: DeviceKeyStore, verifier: UserVerifier) throws {
+        core = try Authenticator(dataDir: dataDirectory.path, keyStore: keyStore, verifier: verifier)
+    }
+
+    /// No push service: the app calls ``waitForRequests(waitSeconds:)``.
+    public static let longPoll = PushRegistration(kind: .longPoll, token: "")
+
+    /// APNs: the device token as the hex text APNs documents.
+    public static func apns(deviceToken: Data) -> PushRegistration {
+        PushRegistration(kind: .apns, token: deviceToken.map { String(format: "%02x", $0) }.joined())
+    }
+
+    /// Enrolls this device from the registration QR code / link.
+    public func enroll(link: String, deviceName: String, push: PushRegistration = PhoneSignIn.longPoll) async throws -> AccountSummary {
+        try await core.enroll(enrollmentUrl: link, deviceName: deviceName, push: push)
+    }
+
+    public func accounts() async throws -> [AccountSummary] { try await core.accounts() }
+
+    /// Creates the verification-bound key for the account and registers it (prompts the user).
+    public func enablePhoneSignIn(accountId: String) async throws -> AccountSummary {
+        try await core.enablePhoneSignIn(accountId: accountId)
+    }
+
+    /// APNs: hands the notification's `userInfo` to the core as JSON text; the core parses and
+    /// verifies it. A payload that is not JSON-serializable is a typed `InvalidPushPayload`.
+    public func handleRemoteNotification(userInfo: [AnyHashable: Any]) async throws -> PushOutcome {
+        try await core.handlePushJson(payload: Self.jsonText(userInfo))
+    }
+
+    /// Without push: waits up to `waitSeconds` (capped at 60 by the core) for sign-in requests.
+    /// Cancel the calling `Task` to stop waiting: it throws `CancellationError` within
+    /// ``cancelSlice`` seconds.
+    ///
+    /// uniffi 0.32's Swift bindings do not cancel a Rust future when the Swift `Task` is
+    /// cancelled (Kotlin's do), and the core has no explicit cancel yet, so the wait is made of
+    /// short long-polls with a cancellation check between them.
+    public func waitForRequests(waitSeconds: UInt32 = 60) async throws -> [PendingRequest] {
+        let deadline = Date().addingTimeInterval(TimeInterval(min(waitSeconds, 60)))
+        while true {
+            try Task.checkCancellation()
+            let left = max(0, deadline.timeIntervalSinceNow)
+            let requests = try await core.poll(waitSeconds: UInt32(min(left.rounded(.up), Self.cancelSlice)))
+            if !requests.isEmpty || left <= Self.cancelSlice { return requests }
+        }
+    }
+
+    /// Longest single long-poll inside ``waitForRequests(waitSeconds:)``, in seconds.
+    public static let cancelSlice: Double = 2
+
+    public func pendingRequests() async throws -> [PendingRequest] { try await core.pendingRequests() }
+
+    /// Approves after user verification; `typedNumber` is what the user typed.
+    public func approve(_ request: PendingRequest, typedNumber: String) async throws -> Decision {
+        try await core.approve(requestId: request.requestId, typedNumber: typedNumber)
+    }
+
+    public func deny(_ request: PendingRequest) async throws -> Decision {
+        try await core.deny(requestId: request.requestId)
+    }
+
+    /// "This wasn't me".
+    public func reportFraud(_ request: PendingRequest) async throws -> Decision {
+        try await core.reportFraud(requestId: request.requestId)
+    }
+
+    static func jsonText(_ userInfo: [AnyHashable: Any]) throws -> String {
+        var object: [String: Any] = [:]
+        for (key, value) in userInfo {
+            guard let key = key as? String else {
+                throw AuthenticatorError.InvalidPushPayload(reason: "a userInfo key is not a string")
+            }
+            object[key] = value
+        }
+        guard JSONSerialization.isValidJSONObject(object),
+              let data = try? JSONSerialization.data(withJSONObject: object),
+              let text = String(data: data, encoding: .utf8)
+        else {
+            throw AuthenticatorError.InvalidPushPayload(reason: "userInfo is not JSON")
+        }
+        return text
+    }
+}
