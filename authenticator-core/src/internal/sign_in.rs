@@ -164,7 +164,9 @@ pub(crate) async fn answer(
         decision,
         typed_number,
         context_sha256: stored.signed.context_sha256(),
-        timestamp: UnixMillis::now(),
+        timestamp: core
+            .store
+            .next_response_timestamp(&request_id, UnixMillis::now())?,
     };
     let signature = core.sign(alias, response.signed_bytes()).await?;
     let body = response.to_wire(&signature);

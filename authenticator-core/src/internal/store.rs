@@ -11,7 +11,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::types::AccountSummary;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATION_1: &str = "
 CREATE TABLE accounts (
@@ -37,6 +37,12 @@ CREATE TABLE requests (
     fetched_at_ms INTEGER NOT NULL
 );
 CREATE INDEX requests_by_state ON requests(state, expires_at_ms);
+";
+
+/// The server refuses a response whose timestamp is not newer than the previous one for the
+/// same request (replay protection), so the phone remembers the last one it signed.
+const MIGRATION_2: &str = "
+ALTER TABLE requests ADD COLUMN last_response_ms INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// State of a stored request.
@@ -139,6 +145,12 @@ impl Store {
             let tx = conn.transaction()?;
             tx.execute_batch(MIGRATION_1)?;
             tx.pragma_update(None, "user_version", 1)?;
+            tx.commit()?;
+        }
+        if version < 2 {
+            let tx = conn.transaction()?;
+            tx.execute_batch(MIGRATION_2)?;
+            tx.pragma_update(None, "user_version", 2)?;
             tx.commit()?;
         }
         Ok(Store {
@@ -294,6 +306,19 @@ impl Store {
     }
 
     /// Moves a pending request to `state`. Returns false when it was no longer pending.
+    /// A timestamp for the next signed response to `id`: `now`, or one millisecond after the
+    /// previous response when the clock has not moved on (quick retries after a wrong number).
+    pub fn next_response_timestamp(&self, id: &RequestId, now: UnixMillis) -> Result<UnixMillis> {
+        let conn = self.conn()?;
+        let ts: i64 = conn.query_row(
+            "UPDATE requests SET last_response_ms = MAX(?2, last_response_ms + 1) \
+             WHERE request_id = ?1 RETURNING last_response_ms",
+            rusqlite::params![id.as_str(), clamp(now.millis())],
+            |r| r.get(0),
+        )?;
+        Ok(UnixMillis(u64::try_from(ts).unwrap_or(0)))
+    }
+
     pub fn finish_request(&self, id: &RequestId, state: RequestState) -> Result<bool> {
         let conn = self.conn()?;
         Ok(conn.execute(
@@ -416,6 +441,40 @@ mod tests {
             push_kind: "longpoll".into(),
             enrolled_at: UnixMillis(5),
         }
+    }
+
+    #[test]
+    fn response_timestamps_strictly_increase_even_when_the_clock_does_not() {
+        let store = Store::in_memory().unwrap();
+        let a = account("a");
+        store.insert_account(&a).unwrap();
+        let rid = RequestId::random();
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "INSERT INTO requests (request_id, account_id, details, signature, expires_at_ms,
+                     created_at_ms, fetched_at_ms) VALUES (?1, ?2, '{}', 's', 9, 1, 1)",
+                rusqlite::params![rid.as_str(), a.account_id.as_str()],
+            )
+            .unwrap();
+        let t = UnixMillis(1_000);
+        assert_eq!(store.next_response_timestamp(&rid, t).unwrap(), t);
+        assert_eq!(
+            store.next_response_timestamp(&rid, t).unwrap(),
+            UnixMillis(1_001)
+        );
+        // A clock that went backwards still yields a newer timestamp.
+        assert_eq!(
+            store.next_response_timestamp(&rid, UnixMillis(5)).unwrap(),
+            UnixMillis(1_002)
+        );
+        assert_eq!(
+            store
+                .next_response_timestamp(&rid, UnixMillis(9_000))
+                .unwrap(),
+            UnixMillis(9_000)
+        );
     }
 
     #[test]
