@@ -30,7 +30,8 @@ pub const IOS_SOURCES: &str = "ios/Sources";
 
 pub fn bindings(check: bool) -> Result<()> {
     generate()?;
-    check_surface(check)
+    check_surface(check)?;
+    crate::snippets::sync(check)
 }
 
 /// Builds, generates, checks the names and copies the sources into android/ and ios/.

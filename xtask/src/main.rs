@@ -7,6 +7,7 @@
 
 mod bindings;
 mod kotlin;
+mod snippets;
 mod surface;
 mod swift;
 mod toolchains;

@@ -1,0 +1,39 @@
+package org.phonesignin.android
+
+import org.phonesignin.core.AuthenticatorException
+import org.phonesignin.core.DeviceKeyStore
+import org.phonesignin.core.PendingRequest
+import org.phonesignin.core.UserVerifier
+
+// The Kotlin snippets of docs/EMBEDDING.md: compiled with -Werror by `cargo xtask kotlin-test`,
+// copied into the document by `cargo xtask bindings` (checked with --check).
+
+// snippet:kotlin-setup
+fun openPhoneSignIn(filesDir: String, keys: DeviceKeyStore, verifier: UserVerifier): PhoneSignIn =
+    PhoneSignIn("$filesDir/phonesignin", keys, verifier)
+// end-snippet
+
+// snippet:kotlin-enroll
+suspend fun enrollFromQrCode(phone: PhoneSignIn, scannedLink: String, fcmToken: String?): String {
+    val push = if (fcmToken != null) PhoneSignIn.fcm(fcmToken) else PhoneSignIn.LONG_POLL
+    val account = phone.enroll(scannedLink, deviceName = "Bobby's Pixel", push = push)
+    phone.enablePhoneSignIn(account.accountId) // asks for biometrics / device credential
+    return account.accountId
+}
+// end-snippet
+
+// snippet:kotlin-approve
+/** Shows the request (app, location, account), asks the user for the number, answers. */
+suspend fun answer(phone: PhoneSignIn, request: PendingRequest, askNumber: suspend (PendingRequest) -> String?) {
+    val typed = askNumber(request) // null: the user tapped "Deny"
+    try {
+        if (typed == null) phone.deny(request) else phone.approve(request, typed)
+    } catch (e: AuthenticatorException.WrongNumber) {
+        // show "wrong number, ${e.attemptsLeft} attempt(s) left" and ask again
+    } catch (e: AuthenticatorException.UserCancelled) {
+        // the user dismissed the biometric prompt: keep the request on screen
+    } catch (e: AuthenticatorException.RequestExpired) {
+        // tell the user the sign-in timed out
+    }
+}
+// end-snippet

@@ -1,0 +1,39 @@
+import AuthenticatorCore
+import Foundation
+import PhoneSignIn
+
+// The Swift snippets of docs/EMBEDDING.md: compiled by `cargo xtask swift-test`, copied into the
+// document by `cargo xtask bindings` (checked with --check).
+
+// snippet:swift-setup
+func openPhoneSignIn(appGroup: URL, keys: DeviceKeyStore, verifier: UserVerifier) throws -> PhoneSignIn {
+    try PhoneSignIn(dataDirectory: appGroup.appendingPathComponent("phonesignin"), keyStore: keys, verifier: verifier)
+}
+// end-snippet
+
+// snippet:swift-enroll
+func enrollFromQRCode(_ phone: PhoneSignIn, scannedLink: String, apnsToken: Data?) async throws -> String {
+    let push = apnsToken.map { PhoneSignIn.apns(deviceToken: $0) } ?? PhoneSignIn.longPoll
+    let account = try await phone.enroll(link: scannedLink, deviceName: "Bobby's iPhone", push: push)
+    _ = try await phone.enablePhoneSignIn(accountId: account.accountId) // Face ID / passcode
+    return account.accountId
+}
+// end-snippet
+
+// snippet:swift-approve
+/// Shows the request (app, location, account), asks the user for the number, answers.
+func answer(_ phone: PhoneSignIn, _ request: PendingRequest, askNumber: (PendingRequest) async -> String?) async throws {
+    let typed = await askNumber(request) // nil: the user tapped "Deny"
+    do {
+        if let typed {
+            _ = try await phone.approve(request, typedNumber: typed)
+        } else {
+            _ = try await phone.deny(request)
+        }
+    } catch AuthenticatorError.WrongNumber(let attemptsLeft) {
+        print("wrong number, \(attemptsLeft) attempt(s) left") // ask again
+    } catch AuthenticatorError.UserCancelled {
+        // the user dismissed Face ID: keep the request on screen
+    }
+}
+// end-snippet
