@@ -1,0 +1,239 @@
+//! The `authenticator` binary against a real sign-in server on a loopback port: the commands a
+//! person or a script types, their output and exit codes.
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use signin_server::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{admin, RunningServer, ServeConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_authenticator");
+const UPN: &str = "bobby@contoso.test";
+
+struct Setup {
+    server: RunningServer,
+    base: String,
+    home: tempfile::TempDir,
+    _db: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let db = tempfile::tempdir().unwrap();
+    let server = signin_server::spawn(ServeConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        database: format!("sqlite://{}", db.path().join("s.db").display()),
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    let update = PolicyUpdate {
+        enabled: Some(true),
+        target: Some(Target::All),
+        mode: Some(Mode::Any),
+        number_matching: Some(true),
+        show_app_name: Some(true),
+        show_location: Some(true),
+    };
+    admin::set_policy(server.pool(), &update).await.unwrap();
+    admin::add_user(server.pool(), UPN, "Bobby Smith", &[])
+        .await
+        .unwrap();
+    let base = format!("http://{}/", server.addr);
+    Setup {
+        server,
+        base,
+        home: tempfile::tempdir().unwrap(),
+        _db: db,
+    }
+}
+
+impl Setup {
+    /// Runs the phone binary off the async workers (it is a separate process).
+    async fn phone(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--home")
+            .arg(self.home.path())
+            .arg("--json")
+            .args(args)
+            .env("AUTHENTICATOR_PASSCODE", "2468-pass");
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn link(&self) -> String {
+        admin::registration_link(
+            self.server.pool(),
+            UPN,
+            &url::Url::parse(&self.base).unwrap(),
+            600,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn start_sign_in(&self) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}api/v1/signin", self.base))
+            .json(&json!({"upn": UPN, "app": "My Apps"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self, id: &str) -> String {
+        let v: Value = reqwest::get(format!("{}api/v1/signin/{id}", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["status"].as_str().unwrap().to_owned()
+    }
+}
+
+fn json_out(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enroll_enable_pending_and_approve_from_the_command_line() {
+    let s = setup().await;
+    let link = s.link().await;
+    let account = json_out(&s.phone(&["enroll", &link]).await);
+    assert_eq!(account["upn"], UPN);
+    assert_eq!(account["phone_sign_in_enabled"], false);
+    let id = account["account_id"].as_str().unwrap().to_owned();
+
+    // The account can be named by UPN.
+    let enabled = json_out(&s.phone(&["enable-phone-sign-in", UPN]).await);
+    assert_eq!(enabled["phone_sign_in_enabled"], true);
+    let accounts = json_out(&s.phone(&["accounts"]).await);
+    assert_eq!(accounts.as_array().unwrap().len(), 1);
+    assert_eq!(accounts[0]["account_id"], id.as_str());
+
+    let started = s.start_sign_in().await;
+    let number = started["number"].as_str().unwrap().to_owned();
+    let page = started["id"].as_str().unwrap().to_owned();
+
+    let pending_out = s.phone(&["pending", "--wait", "10"]).await;
+    let pending = json_out(&pending_out);
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    let request = pending[0]["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(pending[0]["app_name"], "My Apps");
+    assert_eq!(pending[0]["location"], "Unknown location");
+    // The phone never learns or prints the number.
+    assert!(pending[0].get("number").is_none());
+
+    let wrong = format!("{:02}", (number.parse::<u32>().unwrap() + 1) % 100);
+    let out = s.phone(&["approve", &request, "--number", &wrong]).await;
+    assert_eq!(out.status.code(), Some(3), "wrong number exits 3");
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"], "wrong_number");
+    assert_eq!(err["attempts_left"], 2);
+    assert_eq!(s.status(&page).await, "pending");
+
+    let out = s.phone(&["approve", &request, "--number", "4"]).await;
+    assert!(!out.status.success(), "a malformed number is refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("two digits"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let approved = json_out(&s.phone(&["approve", &request, "--number", &number]).await);
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(s.status(&page).await, "approved");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_passcode_does_not_approve() {
+    let s = setup().await;
+    let link = s.link().await;
+    json_out(&s.phone(&["enroll", &link]).await);
+    json_out(&s.phone(&["enable-phone-sign-in", UPN]).await);
+    let started = s.start_sign_in().await;
+    let number = started["number"].as_str().unwrap().to_owned();
+    let pending = json_out(&s.phone(&["pending", "--wait", "10"]).await);
+    let request = pending[0]["request_id"].as_str().unwrap().to_owned();
+
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--home")
+        .arg(s.home.path())
+        .args(["approve", &request, "--number", &number])
+        .env("AUTHENTICATOR_PASSCODE", "not-the-passcode");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(s.status(started["id"].as_str().unwrap()).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_and_report_from_the_command_line() {
+    let s = setup().await;
+    json_out(&s.phone(&["enroll", &s.link().await]).await);
+    json_out(&s.phone(&["enable-phone-sign-in", UPN]).await);
+    for (command, status) in [("deny", "denied"), ("report", "reported")] {
+        let started = s.start_sign_in().await;
+        // Without `pending` first: the phone fetches what it missed.
+        let pending = json_out(&s.phone(&["pending"]).await);
+        let request = pending[0]["request_id"].as_str().unwrap().to_owned();
+        let out = json_out(&s.phone(&[command, &request]).await);
+        assert_eq!(out["status"], status);
+        assert_eq!(s.status(started["id"].as_str().unwrap()).await, status);
+    }
+}
+
+#[test]
+fn malformed_registration_links_are_refused_with_a_clear_message() {
+    let home = tempfile::tempdir().unwrap();
+    for link in [
+        "",
+        "https://example.com",
+        "phonesignin://enroll?v=1",
+        "phonesignin://enroll?v=9&server=x&code=y&fp=z",
+    ] {
+        let out = Command::new(BIN)
+            .arg("--home")
+            .arg(home.path())
+            .args(["enroll", link])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{link}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("error:") && !err.contains("panicked"),
+            "{link}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_demo_runs_the_whole_ceremony_by_itself() {
+    let out = Command::new(BIN).args(["demo", "--auto"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("phonesignin://enroll?v=1"),
+        "prints the registration link"
+    );
+    assert!(
+        text.contains("That number doesn't match"),
+        "shows the wrong-number refusal"
+    );
+    assert!(text.contains("Signed in as Bobby Smith"), "ends signed in");
+}
