@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use authenticator_core::testing::{CountingVerifier, RecordingKeyStore};
-use authenticator_core::{AuthenticatorError, Decision, PlatformError, VerificationOutcome};
+use authenticator_core::{
+    AccountSummary, AuthenticatorError, Decision, PlatformError, VerificationOutcome,
+};
 use e2e::proxy::RecordingProxy;
 use e2e::raw_device::{details_text, RawDevice};
 use e2e::{TestPhone, TestServer};
@@ -18,6 +20,24 @@ async fn bobby() -> (TestServer, TestPhone, String) {
     let account = phone.enroll_passwordless(&link).await.unwrap();
     assert!(account.phone_sign_in_enabled);
     (server, phone, account.account_id)
+}
+
+/// Like `bobby`, but the phone talks to the server through a recording proxy: the network
+/// attacker's view (the registration link names the proxy as the server).
+async fn bobby_behind_proxy() -> (TestServer, RecordingProxy, TestPhone, AccountSummary) {
+    let server = TestServer::start("Contoso").await.unwrap();
+    let proxy = RecordingProxy::start(&server.base_url).await.unwrap();
+    let pool = server.running.pool();
+    signin_server::admin::add_user(pool, BOBBY, "Bobby Smith", &[])
+        .await
+        .unwrap();
+    let proxy_url = url::Url::parse(&proxy.base_url).unwrap();
+    let link = signin_server::admin::registration_link(pool, BOBBY, &proxy_url, 600)
+        .await
+        .unwrap();
+    let phone = TestPhone::new().unwrap();
+    let account = phone.enroll_passwordless(&link).await.unwrap();
+    (server, proxy, phone, account)
 }
 
 /// Starts a sign-in and lets the phone receive it by long-poll. Returns (page id, number, request id).
@@ -133,22 +153,7 @@ async fn report_ends_the_sign_in_as_reported() {
 
 #[tokio::test]
 async fn a_replayed_approval_is_rejected() {
-    let server = TestServer::start("Contoso").await.unwrap();
-    let proxy = RecordingProxy::start(&server.base_url).await.unwrap();
-    // The phone talks through the attacker's proxy (the link names the proxy as server).
-    signin_server::admin::add_user(server.running.pool(), BOBBY, "Bobby Smith", &[])
-        .await
-        .unwrap();
-    let link = signin_server::admin::registration_link(
-        server.running.pool(),
-        BOBBY,
-        &url::Url::parse(&proxy.base_url).unwrap(),
-        600,
-    )
-    .await
-    .unwrap();
-    let phone = TestPhone::new().unwrap();
-    phone.enroll_passwordless(&link).await.unwrap();
+    let (server, proxy, phone, _) = bobby_behind_proxy().await;
 
     let (id, number, request_id) = sign_in(&server, &phone, BOBBY).await;
     phone
@@ -239,21 +244,7 @@ async fn the_server_rejects_a_correctly_signed_approval_after_expiry() {
 
 #[tokio::test]
 async fn an_approval_signed_by_another_accounts_key_is_rejected() {
-    let server = TestServer::start("Contoso").await.unwrap();
-    let proxy = RecordingProxy::start(&server.base_url).await.unwrap();
-    signin_server::admin::add_user(server.running.pool(), BOBBY, "Bobby Smith", &[])
-        .await
-        .unwrap();
-    let link = signin_server::admin::registration_link(
-        server.running.pool(),
-        BOBBY,
-        &url::Url::parse(&proxy.base_url).unwrap(),
-        600,
-    )
-    .await
-    .unwrap();
-    let phone = TestPhone::new().unwrap();
-    let bobby = phone.enroll_passwordless(&link).await.unwrap();
+    let (server, proxy, phone, bobby) = bobby_behind_proxy().await;
     // Mallory has her own, legitimately enrolled account on the same server.
     let mallory = RawDevice::enroll(
         &server
