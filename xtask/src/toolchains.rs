@@ -245,8 +245,8 @@ impl Drop for Chroot {
                 break;
             }
             eprintln!(
-                "xtask: stopping {} leftover process(es) in the chroot: {pids:?}",
-                pids.len()
+                "xtask: sending SIG{} to leftover chroot process(es) {pids:?}",
+                &signal[1..]
             );
             for pid in pids {
                 let _ = Command::new("kill")
