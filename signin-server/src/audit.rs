@@ -42,21 +42,38 @@ pub struct Entry<'a> {
     pub outcome: &'a str,
 }
 
+/// How often `record` retries after another writer took the same `seq` (PostgreSQL only).
+const SEQ_RETRIES: usize = 100;
+
 pub async fn record(pool: &Pool, event: Event, e: Entry<'_>) -> sqlx::Result<()> {
-    // `seq` is computed inside the INSERT: one statement, so concurrent writers serialize.
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, event, upn, account_id, request_id, outcome) \
-         SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6 FROM audit_log",
-    )
-    .bind(now_ms())
-    .bind(event.as_str())
-    .bind(e.upn)
-    .bind(e.account_id)
-    .bind(e.request_id)
-    .bind(e.outcome)
-    .execute(pool)
-    .await?;
-    Ok(())
+    // `seq` is computed inside the INSERT, one statement. SQLite serializes writers, so it never
+    // collides there; on PostgreSQL two concurrent writers can compute the same `seq`: the
+    // second waits for the first to commit, then fails on the primary key, and is retried
+    // (the audit order is the commit order, without gaps).
+    let at = now_ms();
+    let mut attempt = 0;
+    loop {
+        let inserted = sqlx::query(
+            "INSERT INTO audit_log (seq, at, event, upn, account_id, request_id, outcome) \
+             SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6 FROM audit_log",
+        )
+        .bind(at)
+        .bind(event.as_str())
+        .bind(e.upn)
+        .bind(e.account_id)
+        .bind(e.request_id)
+        .bind(e.outcome)
+        .execute(pool)
+        .await;
+        match inserted {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt < SEQ_RETRIES => {
+                attempt += 1;
+                tokio::task::yield_now().await;
+            }
+            Err(other) => return Err(other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

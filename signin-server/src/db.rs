@@ -1,31 +1,85 @@
 //! Database access: the pool, migrations and the settings table (server key, server name).
+//!
+//! One code path for both backends: sqlx's `Any` driver over SQLite (the default, embedded,
+//! `sqlite://path`) or PostgreSQL (`postgres://...`), running the same migrations
+//! (`migrations/`). Rules for queries and migrations, so that they behave the same on both:
+//! - placeholders are `$1`, `$2`, ...; binds are `i64`, `String`/`&str` and `Option`s of them;
+//! - column types are TEXT, BIGINT (times in Unix milliseconds, counters) and INTEGER; booleans
+//!   are INTEGER 0/1 columns, bound as `i64::from(b)` and read as `i64` (`!= 0`): a `bool` bind
+//!   does not compare with or store into an INTEGER column on PostgreSQL, and the `Any` driver
+//!   cannot read SQLite `BOOLEAN` columns;
+//! - bytes are stored as base64url TEXT (no BLOB/BYTEA: their type names are not portable);
+//! - identifiers are random TEXT, no AUTOINCREMENT/SERIAL; aggregates other than COUNT/MIN/MAX
+//!   are `CAST(... AS BIGINT)` (PostgreSQL's `SUM(bigint)` is NUMERIC, which `Any` cannot read);
+//! - state changes that must happen once are single conditional statements
+//!   (`UPDATE ... WHERE status = 'pending'`), atomic on both; a transaction that reads, then
+//!   writes rows about one user first takes [`lock_user`].
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use authenticator_protocol::encoding::{b64, unb64};
 use authenticator_protocol::{EcdsaSigner, UnixMillis};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection};
 
-pub type Pool = SqlitePool;
+/// The connection pool every query runs on (SQLite or PostgreSQL).
+pub type Pool = sqlx::AnyPool;
+/// One connection (e.g. `&mut *tx` of `pool.begin()`).
+pub type Conn = sqlx::AnyConnection;
 
 pub const SERVER_KEY_SETTING: &str = "server_signing_key_pkcs8";
 pub const SERVER_NAME_SETTING: &str = "server_name";
 pub const ENROLLMENT_TTL_SETTING: &str = "enrollment_ttl_secs";
 pub const DEFAULT_SERVER_NAME: &str = "Contoso";
 
-/// Opens (creating if missing) the database at `url` (`sqlite://path`) and runs migrations.
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://path` (one server process per database file).
+    Sqlite,
+    /// `postgres://` or `postgresql://` (several server instances may share it).
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> anyhow::Result<Backend> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => bail!("unsupported database URL (expected sqlite://path or postgres://...)"),
+        }
+    }
+}
+
+/// Opens the database at `url` and runs the migrations. SQLite: `sqlite://path`, the file is
+/// created if missing and put in WAL mode. PostgreSQL: `postgres://user:password@host/db`
+/// (the database must exist; `?sslmode=require` etc. as usual).
 pub async fn connect(url: &str) -> anyhow::Result<Pool> {
-    let options = SqliteConnectOptions::from_str(url)
-        .context("invalid --database URL (expected sqlite://path)")?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    if backend == Backend::Sqlite {
+        // Create the file and switch it to WAL once (the mode is stored in the file); every
+        // pooled connection then gets sqlx's defaults: foreign keys on, 5 s busy timeout.
+        let options = SqliteConnectOptions::from_str(url)
+            .context("invalid --database URL (expected sqlite://path)")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let conn = options
+            .connect()
+            .await
+            .context("could not open the database")?;
+        conn.close().await?;
+    }
+    let pool = AnyPoolOptions::new()
+        .max_connections(match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        })
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
         .await
         .context("could not open the database")?;
     sqlx::migrate!("./migrations")
@@ -33,6 +87,18 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
         .await
         .context("database migration failed")?;
     Ok(pool)
+}
+
+/// Serializes transactions about one user, across connections and server instances: run it
+/// first in a transaction that reads rows of `upn` and then writes based on them (e.g.
+/// "supersede the pending request, insert a new one"). PostgreSQL holds the user's row lock
+/// until commit; SQLite takes its database write lock. A no-op if the user does not exist.
+pub async fn lock_user(conn: &mut Conn, upn: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET display_name = display_name WHERE upn = $1")
+        .bind(upn)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Current time in Unix milliseconds, as stored in the database.

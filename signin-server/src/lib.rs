@@ -14,6 +14,8 @@ pub mod policy;
 pub mod routes;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod verify;
 
 use std::io::Write;

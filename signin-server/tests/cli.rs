@@ -4,6 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use authenticator_protocol::enroll::EnrollmentUrl;
+use signin_server::testing::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signin-server");
 
@@ -19,8 +20,8 @@ fn cmd(db: &str, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn admin_commands() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let test_db = TestDatabase::create_blocking().unwrap();
+    let db = test_db.url.clone();
     let add = [
         "admin",
         "user",
@@ -104,8 +105,8 @@ fn admin_commands() {
 
 #[test]
 fn serve_prints_its_address_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let test_db = TestDatabase::create_blocking().unwrap();
+    let db = test_db.url.clone();
     let mut child = Command::new(BIN)
         .args([
             "serve",

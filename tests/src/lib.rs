@@ -18,14 +18,16 @@ use authenticator_core::{
 };
 use serde_json::{json, Value};
 use signin_server::policy::{Mode, PolicyUpdate, Target};
+use signin_server::testing::TestDatabase;
 use signin_server::{admin, RunningServer, ServeConfig};
 
-/// A sign-in server on a loopback port, its SQLite file in a temporary directory.
+/// A sign-in server on a loopback port, its SQLite file in a temporary directory (or a fresh
+/// PostgreSQL database when `TEST_DATABASE_URL` is set: see `signin_server::testing`).
 pub struct TestServer {
     pub base_url: String,
     pub running: RunningServer,
     pub browser: reqwest::Client,
-    _dir: tempfile::TempDir,
+    pub db: Arc<TestDatabase>,
 }
 
 impl TestServer {
@@ -34,23 +36,32 @@ impl TestServer {
     }
 
     pub async fn start_with_ttl(name: &str, request_ttl_secs: u64) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
+        let db = Arc::new(TestDatabase::create().await?);
+        let server = Self::start_on(db, name, request_ttl_secs).await?;
+        server.set_policy(Mode::Any).await?;
+        Ok(server)
+    }
+
+    /// Another server instance on the same database (PostgreSQL: instances share work).
+    pub async fn start_on(
+        db: Arc<TestDatabase>,
+        name: &str,
+        request_ttl_secs: u64,
+    ) -> Result<Self> {
         let config = ServeConfig {
             listen: ([127, 0, 0, 1], 0).into(),
-            database: format!("sqlite://{}", dir.path().join("signin.db").display()),
+            database: db.url.clone(),
             server_name: Some(name.into()),
             request_ttl_secs,
             ..ServeConfig::default()
         };
         let running = signin_server::spawn(config).await?;
-        let server = TestServer {
+        Ok(TestServer {
             base_url: format!("http://{}/", running.addr),
             running,
             browser: reqwest::Client::new(),
-            _dir: dir,
-        };
-        server.set_policy(Mode::Any).await?;
-        Ok(server)
+            db,
+        })
     }
 
     pub async fn set_policy(&self, mode: Mode) -> Result<()> {

@@ -129,6 +129,8 @@ pub async fn start(
 
     // One pending request per user: the new one supersedes the old.
     let mut tx = state.pool.begin().await?;
+    // Two concurrent sign-ins for one user must not both stay pending (PostgreSQL).
+    crate::db::lock_user(&mut tx, upn).await?;
     let superseded: Vec<String> = sqlx::query_scalar(
         "UPDATE signin_requests SET status = 'expired', decided_at = $2 \
          WHERE upn = $1 AND status = 'pending' RETURNING id",

@@ -15,19 +15,20 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use signin_server::testing::TestDatabase;
 use signin_server::{admin, app, db, AppState, Settings};
 use tower::ServiceExt;
 
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    /// SQLite in a temporary directory, or a fresh PostgreSQL database (`TEST_DATABASE_URL`).
+    pub db: TestDatabase,
     pub state: AppState,
     pub app: Router,
 }
 
 pub async fn harness_with_ttl(request_ttl_secs: u64) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let pool = db::connect(&url).await.unwrap();
+    let test_db = TestDatabase::create().await.unwrap();
+    let pool = db::connect(&test_db.url).await.unwrap();
     let state = AppState::new(
         pool,
         Settings {
@@ -38,7 +39,7 @@ pub async fn harness_with_ttl(request_ttl_secs: u64) -> Harness {
     .await
     .unwrap();
     Harness {
-        dir,
+        db: test_db,
         app: app(state.clone()),
         state,
     }
