@@ -108,6 +108,15 @@ impl Authenticator {
         Ok(push::poll(&self.core, wait_seconds).await?)
     }
 
+    /// Ends every `poll` in progress now (the app went to the background, the user closed the
+    /// screen). Each returns at once with the requests already stored, as if its wait had
+    /// timed out. Polls started afterwards wait normally.
+    pub fn cancel_poll(&self) {
+        self.core
+            .poll_cancel
+            .send_modify(|generation| *generation += 1);
+    }
+
     /// Stored requests that are unanswered and unexpired.
     pub async fn pending_requests(&self) -> Result<Vec<PendingRequest>> {
         Ok(sign_in::pending_requests(&self.core)?)
@@ -154,6 +163,7 @@ impl Authenticator {
                 keys: key_store,
                 verifier,
                 api: ServerApi::new(transport),
+                poll_cancel: tokio::sync::watch::channel(0).0,
             },
         }))
     }

@@ -19,11 +19,13 @@ pub enum AuthenticatorError {
     InvalidNumber,
     #[error("could not reach the sign-in service: {reason}")]
     Network { reason: String },
-    #[error("the sign-in service refused the request (HTTP {status}): {message}")]
+    /// `detail` is the server's human-readable text (not called `message`: that name clashes
+    /// with `Throwable.message` in Kotlin).
+    #[error("the sign-in service refused the request (HTTP {status}): {detail}")]
     ServerRejected {
         status: u16,
         code: String,
-        message: String,
+        detail: String,
     },
     #[error("the server's key does not match the one in the enrollment link")]
     ServerKeyMismatch,
@@ -144,13 +146,13 @@ impl From<Error> for AuthenticatorError {
                 _ => A::ServerRejected {
                     status,
                     code: code.as_str().to_owned(),
-                    message,
+                    detail: message,
                 },
             },
             Error::InvalidResponse(reason) => A::ServerRejected {
                 status: 200,
                 code: "invalid_response".into(),
-                message: format!("the server's answer is malformed ({reason})"),
+                detail: format!("the server's answer is malformed ({reason})"),
             },
             Error::ServerKeyMismatch => A::ServerKeyMismatch,
             Error::BadServerSignature(_) => A::BadServerSignature,
@@ -236,7 +238,7 @@ mod tests {
                 AuthenticatorError::ServerRejected {
                     status: 400,
                     code: code.as_str().into(),
-                    message: "m".into()
+                    detail: "m".into()
                 }
             );
         }

@@ -405,3 +405,30 @@ async fn no_approval_is_signed_without_user_verification() {
     assert_eq!(keys.signs().len(), 1);
     assert_eq!(server.status(&id).await.unwrap(), "approved");
 }
+
+#[tokio::test]
+async fn cancel_poll_ends_a_long_wait_and_later_polls_still_work() {
+    let (server, phone, _) = bobby().await;
+    let core = phone.core.clone();
+    let waiting = tokio::spawn(async move { core.poll(60).await });
+    // Let the long-poll reach the server, then cancel it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    phone.core.cancel_poll();
+    let ended = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the cancelled poll returned instead of waiting 60 s")
+        .unwrap()
+        .unwrap();
+    assert!(ended.is_empty());
+
+    // A poll started after the cancel waits and receives normally.
+    let (id, number) = server.start_sign_in(BOBBY).await.unwrap();
+    let pending = phone.core.poll(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    phone
+        .core
+        .approve(pending[0].request_id.clone(), number)
+        .await
+        .unwrap();
+    assert_eq!(server.status(&id).await.unwrap(), "approved");
+}

@@ -21,6 +21,8 @@ pub(crate) struct Core {
     pub keys: Arc<dyn DeviceKeyStore>,
     pub verifier: Arc<dyn UserVerifier>,
     pub api: ServerApi,
+    /// Bumped by `Authenticator::cancel_poll`: long-polls in progress at that moment end.
+    pub poll_cancel: tokio::sync::watch::Sender<u64>,
 }
 
 /// A fresh, unique key alias: `psi.<16 random bytes>.<purpose>`.

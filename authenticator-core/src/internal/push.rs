@@ -77,13 +77,19 @@ async fn poll_account(core: &Core, account: &Account, wait_seconds: u32) -> Resu
 /// Polls every account concurrently. One unreachable server does not hide the others'
 /// requests; if every account fails, the first error is returned.
 pub(crate) async fn poll(core: &Core, wait_seconds: u32) -> Result<Vec<PendingRequest>> {
+    let mut cancelled = core.poll_cancel.subscribe();
+    cancelled.mark_unchanged();
     let accounts = core.store.accounts()?;
-    let results = futures_util::future::join_all(
+    let all = futures_util::future::join_all(
         accounts
             .iter()
             .map(|account| poll_account(core, account, wait_seconds)),
-    )
-    .await;
+    );
+    let results = tokio::select! {
+        results = all => results,
+        // Dropping the polls cancels their HTTP requests; what was stored stays stored.
+        _ = cancelled.changed() => return pending_requests(core),
+    };
     let mut first_error = None;
     let mut successes = 0usize;
     for result in results {

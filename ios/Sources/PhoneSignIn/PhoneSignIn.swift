@@ -43,24 +43,20 @@ public final class PhoneSignIn: Sendable {
     }
 
     /// Without push: waits up to `waitSeconds` (capped at 60 by the core) for sign-in requests.
-    /// Cancel the calling `Task` to stop waiting: it throws `CancellationError` within
-    /// ``cancelSlice`` seconds.
-    ///
-    /// uniffi 0.32's Swift bindings do not cancel a Rust future when the Swift `Task` is
-    /// cancelled (Kotlin's do), and the core has no explicit cancel yet, so the wait is made of
-    /// short long-polls with a cancellation check between them.
+    /// Cancelling the calling `Task` ends the wait at once and throws `CancellationError`:
+    /// uniffi 0.32's Swift bindings do not cancel a Rust future with its `Task` (Kotlin's do),
+    /// so the cancellation handler calls the core's explicit `cancelPoll()`.
     public func waitForRequests(waitSeconds: UInt32 = 60) async throws -> [PendingRequest] {
-        let deadline = Date().addingTimeInterval(TimeInterval(min(waitSeconds, 60)))
-        while true {
-            try Task.checkCancellation()
-            let left = max(0, deadline.timeIntervalSinceNow)
-            let requests = try await core.poll(waitSeconds: UInt32(min(left.rounded(.up), Self.cancelSlice)))
-            if !requests.isEmpty || left <= Self.cancelSlice { return requests }
+        try Task.checkCancellation()
+        let core = self.core
+        let requests = try await withTaskCancellationHandler {
+            try await core.poll(waitSeconds: waitSeconds)
+        } onCancel: {
+            core.cancelPoll()
         }
+        try Task.checkCancellation()
+        return requests
     }
-
-    /// Longest single long-poll inside ``waitForRequests(waitSeconds:)``, in seconds.
-    public static let cancelSlice: Double = 2
 
     public func pendingRequests() async throws -> [PendingRequest] { try await core.pendingRequests() }
 

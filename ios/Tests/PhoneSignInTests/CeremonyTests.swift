@@ -127,7 +127,7 @@ func signInReachesPhone(_ server: SigninServer, _ phone: Phone, app: String) asy
         waiting.cancel()
         let result = await waiting.result
         #expect(throws: CancellationError.self) { try result.get() }
-        #expect(Date().timeIntervalSince(started) < PhoneSignIn.cancelSlice + 5, "the 60 s wait was cancelled")
+        #expect(Date().timeIntervalSince(started) < 30, "the 60 s wait ended early: it was cancelled")
 
         let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")
         #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
