@@ -15,6 +15,10 @@ pub enum Event {
     SignInDecision,
     WrongNumber,
     SignInFailed,
+    PasswordSet,
+    GroupMemberAdded,
+    WebSignIn,
+    WebSignOut,
 }
 
 impl Event {
@@ -29,6 +33,10 @@ impl Event {
             Event::SignInDecision => "signin_decision",
             Event::WrongNumber => "wrong_number",
             Event::SignInFailed => "signin_failed",
+            Event::PasswordSet => "password_set",
+            Event::GroupMemberAdded => "group_member_added",
+            Event::WebSignIn => "web_signin",
+            Event::WebSignOut => "web_signout",
         }
     }
 }

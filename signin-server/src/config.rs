@@ -13,6 +13,8 @@ pub struct ServeConfig {
     pub request_ttl_secs: u64,
     /// Stored in the database when given (used by `admin registration-link`).
     pub enrollment_ttl_secs: Option<u64>,
+    /// The server's public URL for the web pages and registration links (stored when given).
+    pub public_url: Option<url::Url>,
 }
 
 impl Default for ServeConfig {
@@ -23,6 +25,7 @@ impl Default for ServeConfig {
             server_name: None,
             request_ttl_secs: DEFAULT_REQUEST_TTL_SECS,
             enrollment_ttl_secs: None,
+            public_url: None,
         }
     }
 }

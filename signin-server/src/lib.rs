@@ -17,6 +17,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod verify;
+pub mod web;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/signin", post(routes::signin::start))
         .route("/api/v1/signin/{id}", get(routes::signin::status))
+        .merge(web::routes())
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(log_requests))
@@ -114,6 +116,11 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     }
     if let Some(ttl) = config.enrollment_ttl_secs {
         db::set_setting(&pool, db::ENROLLMENT_TTL_SETTING, &ttl.to_string()).await?;
+    }
+    if let Some(url) = &config.public_url {
+        authenticator_protocol::enroll::check_server_url(url)
+            .context("--public-url must be https (or http on a loopback address)")?;
+        db::set_setting(&pool, web::PUBLIC_URL_SETTING, url.as_str()).await?;
     }
     let settings = Settings {
         server_name: db::server_name(&pool).await?,

@@ -39,6 +39,10 @@ enum Command {
         /// Lifetime of new enrollment codes (stored; default 600).
         #[arg(long)]
         enrollment_ttl_secs: Option<u64>,
+        /// The URL users and phones reach this server at (stored), e.g. https://signin.example.com/.
+        /// Needed for the web pages unless they are opened on a loopback address.
+        #[arg(long, env = "SIGNIN_PUBLIC_URL")]
+        public_url: Option<url::Url>,
     },
     /// Administer users, policy and enrollment.
     Admin {
@@ -80,10 +84,38 @@ enum UserCommand {
         upn: String,
         #[arg(long)]
         name: String,
-        /// Group membership (repeatable).
+        /// Group membership (repeatable). Members of `admins` may open the admin pages.
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// Read a password for the web sign-in from the first line of stdin (Argon2id-hashed).
+        #[arg(long)]
+        password_stdin: bool,
     },
+    /// Set or replace a user's web password, read from the first line of stdin.
+    SetPassword {
+        #[arg(long)]
+        upn: String,
+    },
+    /// Add a user to a group.
+    AddToGroup {
+        #[arg(long)]
+        upn: String,
+        #[arg(long)]
+        group: String,
+    },
+}
+
+/// The first line of stdin, without its line ending.
+fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!("no password on stdin");
+    }
+    Ok(password)
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -150,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server_name,
             request_ttl_secs,
             enrollment_ttl_secs,
+            public_url,
         } => {
             signin_server::run(ServeConfig {
                 listen,
@@ -157,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 server_name,
                 request_ttl_secs,
                 enrollment_ttl_secs,
+                public_url,
             })
             .await
         }
@@ -170,10 +204,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::User {
-            command: UserCommand::Add { upn, name, groups },
+            command:
+                UserCommand::Add {
+                    upn,
+                    name,
+                    groups,
+                    password_stdin,
+                },
         } => {
+            let password = if password_stdin {
+                let p = read_password_line()?;
+                // Checked first, so that a refused password adds nobody.
+                signin_server::web::password::hash_password(&p)?;
+                Some(p)
+            } else {
+                None
+            };
             admin::add_user(pool, &upn, &name, &groups).await?;
+            if let Some(p) = password {
+                signin_server::web::password::set_password(pool, &upn, &p).await?;
+            }
             println!("added user {}", upn.trim());
+        }
+        AdminCommand::User {
+            command: UserCommand::SetPassword { upn },
+        } => {
+            let p = read_password_line()?;
+            signin_server::web::password::set_password(pool, &upn, &p).await?;
+            println!("password set for {}", upn.trim());
+        }
+        AdminCommand::User {
+            command: UserCommand::AddToGroup { upn, group },
+        } => {
+            signin_server::web::admin::add_group_member(pool, &group, &upn).await?;
+            println!("added {} to {}", upn.trim(), group.trim());
         }
         AdminCommand::Policy {
             command:

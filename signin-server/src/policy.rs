@@ -106,6 +106,19 @@ impl Policy {
         Ok(next)
     }
 
+    /// Whether the policy lets a user in `groups` approve a push as a second factor after a
+    /// password (modes `any` and `push`).
+    pub fn allows_push_for(&self, groups: &[String]) -> bool {
+        self.enabled && matches!(self.mode, Mode::Any | Mode::Push) && self.targets(groups)
+    }
+
+    fn targets(&self, groups: &[String]) -> bool {
+        match &self.target {
+            Target::All => true,
+            Target::Group(g) => groups.iter().any(|m| m == g),
+        }
+    }
+
     /// Whether the policy lets a user in `groups` use phone sign-in.
     pub fn allows_passwordless_for(&self, groups: &[String]) -> bool {
         self.enabled

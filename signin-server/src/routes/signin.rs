@@ -62,11 +62,32 @@ pub async fn start(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<StartSignIn>,
 ) -> Result<AppJson<SignInStarted>, AppError> {
-    let upn = body.upn.trim();
+    create_request(
+        &state,
+        ip,
+        &body.upn,
+        body.app.as_deref(),
+        RequestKind::Passwordless,
+    )
+    .await
+    .map(AppJson)
+}
+
+/// Creates a sign-in request for `upn` and wakes its phone: phone sign-in
+/// (`RequestKind::Passwordless`, always number matching) or a second factor after a password
+/// (`RequestKind::Push`, number matching as the policy says). Used by the API and the web pages.
+pub async fn create_request(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    upn: &str,
+    app: Option<&str>,
+    kind: RequestKind,
+) -> Result<SignInStarted, AppError> {
+    let upn = upn.trim();
     if upn.is_empty() || upn.len() > 256 {
         return Err(AppError::InvalidRequest("upn must be 1 to 256 characters"));
     }
-    let app = body.app.as_deref().map(str::trim).filter(|a| !a.is_empty());
+    let app = app.map(str::trim).filter(|a| !a.is_empty());
     if app.is_some_and(|a| a.len() > 128) {
         return Err(AppError::InvalidRequest(
             "app must be at most 128 characters",
@@ -88,16 +109,26 @@ pub async fn start(
     let policy = crate::policy::load(&state.pool)
         .await
         .map_err(AppError::Internal)?;
-    if !policy.allows_passwordless_for(&groups) {
+    let allowed = match kind {
+        RequestKind::Passwordless => policy.allows_passwordless_for(&groups),
+        RequestKind::Push => policy.allows_push_for(&groups),
+    };
+    if !allowed {
         return Err(AppError::PolicyDisabled);
     }
-    let account: Option<String> = sqlx::query_scalar(
-        "SELECT account_id FROM devices WHERE upn = $1 AND passwordless_public_key IS NOT NULL \
-         ORDER BY passwordless_enabled_at DESC LIMIT 1",
-    )
-    .bind(upn)
-    .fetch_optional(&state.pool)
-    .await?;
+    let account_query = match kind {
+        RequestKind::Passwordless => {
+            "SELECT account_id FROM devices WHERE upn = $1 AND passwordless_public_key IS NOT NULL \
+             ORDER BY passwordless_enabled_at DESC LIMIT 1"
+        }
+        RequestKind::Push => {
+            "SELECT account_id FROM devices WHERE upn = $1 ORDER BY enrolled_at DESC LIMIT 1"
+        }
+    };
+    let account: Option<String> = sqlx::query_scalar(account_query)
+        .bind(upn)
+        .fetch_optional(&state.pool)
+        .await?;
     let account_id = AccountId::parse(&account.ok_or(AppError::NotPasswordlessCapable)?)
         .map_err(|e| AppError::internal(anyhow::anyhow!("stored account id: {e}")))?;
 
@@ -110,7 +141,7 @@ pub async fn start(
         v: PROTOCOL_VERSION,
         request_id: request_id.clone(),
         account_id: account_id.clone(),
-        kind: RequestKind::Passwordless,
+        kind,
         upn: upn.to_owned(),
         server_name: state.settings.server_name.clone(),
         app_name: if policy.show_app_name {
@@ -120,7 +151,7 @@ pub async fn start(
         },
         location: policy.show_location.then(|| state.locator.locate(ip)),
         // Phone sign-in always uses number matching, whatever the policy says.
-        number_matching: true,
+        number_matching: kind == RequestKind::Passwordless || policy.number_matching,
         nonce: b64(&nonce),
         created_at,
         expires_at,
@@ -177,11 +208,11 @@ pub async fn start(
     )
     .await?;
     tracing::info!(request_id = %request_id, account_id = %account_id, "sign-in started");
-    Ok(AppJson(SignInStarted {
+    Ok(SignInStarted {
         id: request_id,
         number,
         expires_at: crate::rfc3339(to_db_ms(expires_at)),
-    }))
+    })
 }
 
 /// Current status; a pending request past its expiry is stored and reported as expired.

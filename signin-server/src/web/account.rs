@@ -1,0 +1,202 @@
+//! The signed-in landing page and security info (add the Authenticator app: QR code + link).
+use authenticator_protocol::encoding::b64;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Form;
+use maud::{html, Markup};
+
+use super::pages::{csrf, layout, notice, Notice};
+use super::signin::CsrfForm;
+use super::{page, signed_in, Session, User, WebError};
+use crate::state::AppState;
+
+/// `GET /me`
+pub async fn landing(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, WebError> {
+    let user = signed_in(&state, &session).await?;
+    let content = html! {
+        section.card {
+            h1 id="signed-in" { "You're signed in" }
+            p { "Welcome, " strong { (user.display_name) } " (" (user.upn) ")." }
+            p { "Signed in to " (state.settings.server_name) "." }
+            ul {
+                li { a href="/me/security-info" { "Security info: add or review sign-in methods" } }
+                @if user.is_admin() {
+                    li { a href="/admin/policy" { "Administration" } }
+                }
+            }
+        }
+    };
+    Ok(page(
+        &session,
+        layout("Signed in", Some((&user, &session)), content),
+    ))
+}
+
+type DeviceRow = (String, String, i64, Option<i64>);
+
+async fn devices_table(state: &AppState, user: &User) -> Result<Markup, WebError> {
+    let devices: Vec<DeviceRow> = sqlx::query_as(
+        "SELECT device_name, push_kind, enrolled_at, passwordless_enabled_at FROM devices \
+         WHERE upn = $1 ORDER BY enrolled_at",
+    )
+    .bind(&user.upn)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(html! {
+        @if devices.is_empty() {
+            p id="no-methods" { "You have no Authenticator app yet." }
+        } @else {
+            table id="methods" {
+                caption.muted { "Your Authenticator apps" }
+                thead { tr { th scope="col" { "Device" } th scope="col" { "Notifications" } th scope="col" { "Added" } th scope="col" { "Phone sign-in" } } }
+                tbody {
+                    @for (name, push, at, pwl) in &devices {
+                        tr {
+                            td { (name) }
+                            td { (push) }
+                            td { (crate::rfc3339(*at)) }
+                            td { @if pwl.is_some() { "Enabled" } @else { "Not enabled" } }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn security_page(
+    session: &Session,
+    user: &User,
+    n: Notice<'_>,
+    table: Markup,
+    extra: Markup,
+) -> Response {
+    let content = html! {
+        section.card {
+            h1 { "Security info" }
+            p { "These are the methods you use to sign in to your account." }
+            (notice(n))
+            (table)
+            form method="post" action="/me/security-info/authenticator" {
+                (csrf(session))
+                div.actions { button type="submit" id="add-authenticator" { "Add sign-in method: Authenticator app" } }
+            }
+        }
+        (extra)
+    };
+    page(
+        session,
+        layout("Security info", Some((user, session)), content),
+    )
+}
+
+/// `GET /me/security-info`
+pub async fn security_info(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, WebError> {
+    let user = signed_in(&state, &session).await?;
+    let table = devices_table(&state, &user).await?;
+    Ok(security_page(
+        &session,
+        &user,
+        Notice::None,
+        table,
+        html! {},
+    ))
+}
+
+/// The QR code of `text` as an SVG data URL.
+pub fn qr_data_url(text: &str) -> anyhow::Result<String> {
+    let code = qrcode::QrCode::new(text.as_bytes())?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(264, 264)
+        .quiet_zone(true)
+        .build();
+    Ok(format!(
+        "data:image/svg+xml;base64,{}",
+        standard_b64(svg.as_bytes())
+    ))
+}
+
+/// Standard base64 (with padding), as data URLs use.
+fn standard_b64(bytes: &[u8]) -> String {
+    // The protocol's url-safe unpadded alphabet, mapped to the standard one.
+    let mut s: String = b64(bytes)
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while !s.len().is_multiple_of(4) {
+        s.push('=');
+    }
+    s
+}
+
+/// `POST /me/security-info/authenticator`: a one-time registration link as QR code and text.
+pub async fn add_authenticator(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = signed_in(&state, &session).await?;
+    let table = devices_table(&state, &user).await?;
+    let policy = crate::policy::load(&state.pool)
+        .await
+        .map_err(WebError::Internal)?;
+    if !(policy.allows_passwordless_for(&user.groups) || policy.allows_push_for(&user.groups)) {
+        return Ok(security_page(
+            &session,
+            &user,
+            Notice::Error(
+                "Your organization has not enabled the Authenticator app for your account.",
+            ),
+            table,
+            html! {},
+        ));
+    }
+    let ttl = crate::db::enrollment_ttl_secs(&state.pool)
+        .await
+        .map_err(WebError::Internal)?;
+    let link = crate::admin::registration_link(&state.pool, &user.upn, &session.base.url, ttl)
+        .await
+        .map_err(WebError::Internal)?;
+    let qr = qr_data_url(&link).map_err(WebError::Internal)?;
+    let minutes = ttl.div_ceil(60);
+    let extra = html! {
+        section.card aria-labelledby="setup-title" {
+            h2 id="setup-title" { "Set up your Authenticator app" }
+            ol {
+                li { "Install the Authenticator app on your phone and open it." }
+                li { "Choose " strong { "Add account" } ", then scan this QR code:" }
+            }
+            div.qr {
+                img id="qr" src=(qr) alt="QR code of the registration link shown below";
+            }
+            p id="link-label" { "Can't scan it? Enter this link in the app:" }
+            code.link id="registration-link" aria-labelledby="link-label" { (link) }
+            p.hint { "The link works once and expires in " (minutes) " minutes. Keep it to yourself." }
+            p { "Then, in the app, choose " strong { "Enable phone sign-in" } " for this account." }
+            p { a href="/me/security-info" id="done" { "Done" } }
+        }
+    };
+    Ok(security_page(&session, &user, Notice::None, table, extra))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn standard_base64_of_data_urls() {
+        assert_eq!(super::standard_b64(b"\xfb\xff"), "+/8=");
+        assert_eq!(super::standard_b64(b"abc"), "YWJj");
+        assert_eq!(super::standard_b64(b"a"), "YQ==");
+    }
+}

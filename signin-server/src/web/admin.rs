@@ -1,0 +1,478 @@
+//! Admin pages (members of the `admins` group): the Authenticator policy, users, groups and the
+//! audit log.
+use axum::extract::State;
+use axum::response::Response;
+use axum::Form;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::pages::{admin_nav, csrf, layout, notice, Notice};
+use super::{admin_user, page, password, Session, User, WebError};
+use crate::audit::{self, Event};
+use crate::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
+use crate::state::AppState;
+
+/// How many audit entries the audit page shows (newest first).
+pub const AUDIT_PAGE_ROWS: i64 = 500;
+
+fn admin_page(
+    session: &Session,
+    user: &User,
+    title: &str,
+    current: &str,
+    body: Markup,
+) -> Response {
+    page(
+        session,
+        layout(
+            title,
+            Some((user, session)),
+            html! {
+                (admin_nav(current))
+                section.card { h1 { (title) } (body) }
+            },
+        ),
+    )
+}
+
+fn checkbox(name: &str, label: &str, hint: &str, checked: bool) -> Markup {
+    let hint_id = format!("{name}-hint");
+    html! {
+        label.choice for=(name) {
+            input type="checkbox" id=(name) name=(name) value="on" checked[checked] aria-describedby=(hint_id);
+            span { (label) }
+        }
+        p.hint id=(hint_id) { (hint) }
+    }
+}
+
+fn radio(name: &str, value: &str, label: &str, hint: &str, checked: bool) -> Markup {
+    let id = format!("{name}-{value}");
+    let hint_id = format!("{id}-hint");
+    html! {
+        label.choice for=(id) {
+            input type="radio" id=(id) name=(name) value=(value) checked[checked] aria-describedby=(hint_id);
+            span { (label) }
+        }
+        p.hint id=(hint_id) { (hint) }
+    }
+}
+
+fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
+    let group = match &p.target {
+        Target::Group(g) => g.as_str(),
+        Target::All => "",
+    };
+    html! {
+        p { "Microsoft Authenticator-style phone sign-in and push approvals for your users." }
+        (notice(n))
+        form method="post" action="/admin/policy" {
+            (csrf(session))
+            fieldset {
+                legend { "Enable and target" }
+                (checkbox("enabled", "Enable the Authenticator app", "Users in the target may register the app and use it to sign in.", p.enabled))
+                (radio("target", "all", "All users", "Every user may use the app.", p.target == Target::All))
+                (radio("target", "group", "Select group", "Only members of the group below.", matches!(p.target, Target::Group(_))))
+                label for="group" { "Group" }
+                input type="text" id="group" name="group" value=(group) autocomplete="off";
+            }
+            fieldset {
+                legend { "Authentication mode" }
+                (radio("mode", "any", "Any", "Phone sign-in and push approval after a password.", p.mode == Mode::Any))
+                (radio("mode", "push", "Push", "Only push approval after a password (second factor).", p.mode == Mode::Push))
+                (radio("mode", "passwordless", "Passwordless", "Only phone sign-in: no password.", p.mode == Mode::Passwordless))
+            }
+            fieldset {
+                legend { "Configure: additional context" }
+                (checkbox("number_matching", "Require number matching for push notifications",
+                    "Phone sign-in always uses number matching; it cannot be switched off in passwordless mode.", p.number_matching))
+                (checkbox("show_app_name", "Show application name in push and passwordless notifications",
+                    "The phone shows which application asks.", p.show_app_name))
+                (checkbox("show_location", "Show geographic location in push and passwordless notifications",
+                    "The phone shows where the sign-in comes from (\u{201c}Unknown location\u{201d} when it cannot tell).", p.show_location))
+            }
+            div.actions { button type="submit" id="save" { "Save" } }
+        }
+    }
+}
+
+/// `GET /admin/policy`
+pub async fn policy_page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, WebError> {
+    let user = admin_user(&state, &session).await?;
+    let p = crate::policy::load(&state.pool)
+        .await
+        .map_err(WebError::Internal)?;
+    let body = policy_form(&session, &p, Notice::None);
+    Ok(admin_page(
+        &session,
+        &user,
+        "Authenticator policy",
+        "/admin/policy",
+        body,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PolicyForm {
+    pub csrf: String,
+    pub enabled: Option<String>,
+    pub target: String,
+    #[serde(default)]
+    pub group: String,
+    pub mode: String,
+    pub number_matching: Option<String>,
+    pub show_app_name: Option<String>,
+    pub show_location: Option<String>,
+}
+
+/// `POST /admin/policy`: every setting at once; audited; effective at once.
+pub async fn save_policy(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<PolicyForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = admin_user(&state, &session).await?;
+    let current = crate::policy::load(&state.pool)
+        .await
+        .map_err(WebError::Internal)?;
+    let parsed = (|| {
+        let target = match f.target.as_str() {
+            "all" => Target::All,
+            "group" => Target::parse(&format!("group:{}", f.group.trim()))?,
+            _ => return Err(PolicyError::BadTarget),
+        };
+        Ok(PolicyUpdate {
+            enabled: Some(f.enabled.is_some()),
+            target: Some(target),
+            mode: Some(Mode::parse(&f.mode)?),
+            number_matching: Some(f.number_matching.is_some()),
+            show_app_name: Some(f.show_app_name.is_some()),
+            show_location: Some(f.show_location.is_some()),
+        })
+    })();
+    let update = match parsed {
+        Ok(u) => u,
+        Err(e) => return Ok(policy_error(&session, &user, &current, &e)),
+    };
+    // Checked here for the message; `set_policy` checks again.
+    if let Err(e) = current.apply(&update) {
+        return Ok(policy_error(&session, &user, &current, &e));
+    }
+    let saved = crate::admin::set_policy(&state.pool, &update)
+        .await
+        .map_err(WebError::Internal)?;
+    let body = policy_form(
+        &session,
+        &saved,
+        Notice::Info("Policy saved. It applies to new requests at once."),
+    );
+    Ok(admin_page(
+        &session,
+        &user,
+        "Authenticator policy",
+        "/admin/policy",
+        body,
+    ))
+}
+
+fn policy_error(session: &Session, user: &User, current: &Policy, e: &PolicyError) -> Response {
+    let text = match e {
+        PolicyError::NumberMatchingRequired => {
+            "Not saved: number matching cannot be switched off when the mode is passwordless."
+        }
+        PolicyError::BadTarget => "Not saved: enter the group name, or choose all users.",
+        PolicyError::BadMode => "Not saved: choose an authentication mode.",
+    };
+    let body = policy_form(session, current, Notice::Error(text));
+    admin_page(session, user, "Authenticator policy", "/admin/policy", body)
+}
+
+type UserRow = (String, String, Option<String>, i64, i64);
+
+async fn users_body(
+    state: &AppState,
+    session: &Session,
+    n: Notice<'_>,
+) -> Result<Markup, WebError> {
+    let users: Vec<UserRow> = sqlx::query_as(
+        "SELECT u.upn, u.display_name, \
+         (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
+         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn), \
+         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn \
+            AND d.passwordless_public_key IS NOT NULL) \
+         FROM users u ORDER BY u.upn",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let memberships: Vec<(String, String)> =
+        sqlx::query_as("SELECT upn, group_name FROM user_groups ORDER BY group_name")
+            .fetch_all(&state.pool)
+            .await?;
+    Ok(html! {
+        (notice(n))
+        table id="users" {
+            thead { tr {
+                th scope="col" { "User (UPN)" } th scope="col" { "Name" } th scope="col" { "Groups" }
+                th scope="col" { "Password" } th scope="col" { "Authenticator apps" } th scope="col" { "Phone sign-in" }
+            } }
+            tbody {
+                @for (upn, name, pw, phones, pwl) in &users {
+                    tr {
+                        td { (upn) }
+                        td { (name) }
+                        td { (memberships.iter().filter(|(u, _)| u == upn).map(|(_, g)| g.as_str()).collect::<Vec<_>>().join(", ")) }
+                        td { @if pw.is_some() { "Set" } @else { "None" } }
+                        td { (phones) }
+                        td { @if *pwl > 0 { "Enabled" } @else { "Not enabled" } }
+                    }
+                }
+            }
+        }
+        h2 { "Add user" }
+        form method="post" action="/admin/users" {
+            (csrf(session))
+            label for="new-upn" { "User principal name (UPN)" }
+            input type="text" id="new-upn" name="upn" required autocomplete="off" spellcheck="false";
+            label for="new-name" { "Display name" }
+            input type="text" id="new-name" name="name" required autocomplete="off";
+            label for="new-groups" { "Groups" }
+            input type="text" id="new-groups" name="groups" autocomplete="off" aria-describedby="new-groups-hint";
+            p.hint id="new-groups-hint" { "Comma-separated, for example: pilot, admins (members of admins manage this site)." }
+            label for="new-password" { "Password (optional)" }
+            input type="password" id="new-password" name="password" autocomplete="new-password" aria-describedby="new-password-hint";
+            p.hint id="new-password-hint" { "At least 8 characters. Without one, the user signs in with the phone only." }
+            div.actions { button type="submit" id="add-user" { "Add user" } }
+        }
+    })
+}
+
+/// `GET /admin/users`
+pub async fn users_page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, WebError> {
+    let user = admin_user(&state, &session).await?;
+    let body = users_body(&state, &session, Notice::None).await?;
+    Ok(admin_page(&session, &user, "Users", "/admin/users", body))
+}
+
+#[derive(Deserialize)]
+pub struct AddUserForm {
+    pub csrf: String,
+    pub upn: String,
+    pub name: String,
+    #[serde(default)]
+    pub groups: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// `POST /admin/users`
+pub async fn add_user(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<AddUserForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = admin_user(&state, &session).await?;
+    let groups: Vec<String> = f
+        .groups
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let result = async {
+        if !f.password.is_empty() {
+            // Checked before the user exists, so a bad password adds nobody.
+            password::hash_password(&f.password)?;
+        }
+        crate::admin::add_user(&state.pool, &f.upn, &f.name, &groups).await?;
+        if !f.password.is_empty() {
+            password::set_password(&state.pool, &f.upn, &f.password).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let message;
+    let n = match &result {
+        Ok(()) => {
+            message = format!("Added {}.", f.upn.trim());
+            Notice::Info(&message)
+        }
+        Err(e) => {
+            // The admin module's messages name the problem (never a password).
+            message = format!("Not added: {e}");
+            Notice::Error(&message)
+        }
+    };
+    let body = users_body(&state, &session, n).await?;
+    Ok(admin_page(&session, &user, "Users", "/admin/users", body))
+}
+
+async fn groups_body(
+    state: &AppState,
+    session: &Session,
+    n: Notice<'_>,
+) -> Result<Markup, WebError> {
+    let memberships: Vec<(String, String)> =
+        sqlx::query_as("SELECT group_name, upn FROM user_groups ORDER BY group_name, upn")
+            .fetch_all(&state.pool)
+            .await?;
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (g, u) in &memberships {
+        match groups.last_mut() {
+            Some((name, members)) if name == g => members.push(u),
+            _ => groups.push((g, vec![u])),
+        }
+    }
+    Ok(html! {
+        (notice(n))
+        @if groups.is_empty() {
+            p { "No groups yet." }
+        } @else {
+            table id="groups" {
+                thead { tr { th scope="col" { "Group" } th scope="col" { "Members" } } }
+                tbody {
+                    @for (g, members) in &groups {
+                        tr { td { (g) } td { (members.join(", ")) } }
+                    }
+                }
+            }
+        }
+        h2 { "Add a member to a group" }
+        p.hint { "A group exists while it has members. Target a group in the Authenticator policy." }
+        form method="post" action="/admin/groups" {
+            (csrf(session))
+            label for="group-name" { "Group" }
+            input type="text" id="group-name" name="group" required autocomplete="off";
+            label for="member-upn" { "User (UPN)" }
+            input type="text" id="member-upn" name="upn" required autocomplete="off" spellcheck="false";
+            div.actions { button type="submit" id="add-member" { "Add member" } }
+        }
+    })
+}
+
+/// `GET /admin/groups`
+pub async fn groups_page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, WebError> {
+    let user = admin_user(&state, &session).await?;
+    let body = groups_body(&state, &session, Notice::None).await?;
+    Ok(admin_page(&session, &user, "Groups", "/admin/groups", body))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddMemberForm {
+    pub csrf: String,
+    pub group: String,
+    pub upn: String,
+}
+
+/// Adds `upn` to `group` (audited). Errors name the problem.
+pub async fn add_group_member(
+    pool: &crate::db::Pool,
+    group: &str,
+    upn: &str,
+) -> anyhow::Result<()> {
+    let (group, upn) = (group.trim(), upn.trim());
+    if group.is_empty() || group.len() > 128 {
+        anyhow::bail!("the group name must be 1 to 128 characters");
+    }
+    let exists: Option<String> = sqlx::query_scalar("SELECT upn FROM users WHERE upn = $1")
+        .bind(upn)
+        .fetch_optional(pool)
+        .await?;
+    if exists.is_none() {
+        anyhow::bail!("no user {upn}");
+    }
+    sqlx::query("INSERT INTO user_groups (upn, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(upn)
+        .bind(group)
+        .execute(pool)
+        .await?;
+    let outcome = format!("group={group}");
+    audit::record(
+        pool,
+        Event::GroupMemberAdded,
+        audit::Entry {
+            upn: Some(upn),
+            outcome: &outcome,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `POST /admin/groups`
+pub async fn add_member(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<AddMemberForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = admin_user(&state, &session).await?;
+    let message;
+    let n = match add_group_member(&state.pool, &f.group, &f.upn).await {
+        Ok(()) => {
+            message = format!("Added {} to {}.", f.upn.trim(), f.group.trim());
+            Notice::Info(&message)
+        }
+        Err(e) => {
+            message = format!("Not added: {e}");
+            Notice::Error(&message)
+        }
+    };
+    let body = groups_body(&state, &session, n).await?;
+    Ok(admin_page(&session, &user, "Groups", "/admin/groups", body))
+}
+
+/// `GET /admin/audit`: the newest entries first.
+pub async fn audit_page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, WebError> {
+    let user = admin_user(&state, &session).await?;
+    let rows: Vec<audit::Row> = sqlx::query_as(
+        "SELECT seq, at, event, upn, account_id, request_id, outcome FROM audit_log \
+         ORDER BY seq DESC LIMIT $1",
+    )
+    .bind(AUDIT_PAGE_ROWS)
+    .fetch_all(&state.pool)
+    .await?;
+    let body = html! {
+        p { "Append-only record of policy changes, registrations, sign-ins and decisions (newest first, at most " (AUDIT_PAGE_ROWS) ")." }
+        table id="audit" {
+            thead { tr {
+                th scope="col" { "#" } th scope="col" { "Time (UTC)" } th scope="col" { "Event" }
+                th scope="col" { "User" } th scope="col" { "Account" } th scope="col" { "Request" } th scope="col" { "Outcome" }
+            } }
+            tbody {
+                @for r in &rows {
+                    tr {
+                        td { (r.seq) }
+                        td { (crate::rfc3339(r.at)) }
+                        td { (r.event) }
+                        td { (r.upn.as_deref().unwrap_or("")) }
+                        td { (r.account_id.as_deref().unwrap_or("")) }
+                        td { (r.request_id.as_deref().unwrap_or("")) }
+                        td { (r.outcome) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(admin_page(
+        &session,
+        &user,
+        "Audit log",
+        "/admin/audit",
+        body,
+    ))
+}

@@ -1,0 +1,260 @@
+//! Server-rendered web pages (no external resources; the CSS and the one script are embedded):
+//! sign-in (phone sign-in with number matching, password + push MFA), the signed-in landing
+//! page, security info (add the Authenticator app: QR code + link), and the admin pages
+//! (Authenticator policy, users, groups, audit).
+//!
+//! Every page answers with `Cache-Control: no-store` and a strict Content-Security-Policy.
+//! Every POST form carries the session's CSRF token. Numbers, codes, passwords and cookies are
+//! never logged.
+pub mod account;
+pub mod admin;
+pub mod pages;
+pub mod password;
+pub mod session;
+pub mod signin;
+
+use axum::http::header::{self, HeaderValue};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::Markup;
+
+use crate::error::InternalCause;
+use crate::state::AppState;
+pub use session::Session;
+
+/// Settings-table key of the server's public URL (`serve --public-url`).
+pub const PUBLIC_URL_SETTING: &str = "public_url";
+/// Members of this group may open the admin pages (`admin user add --group admins`).
+pub const ADMIN_GROUP: &str = "admins";
+/// The application name the phone shows for sign-ins from these pages.
+pub const WEB_APP_NAME: &str = "Sign-in portal";
+
+const STYLE_CSS: &str = include_str!("assets/style.css");
+const SIGNIN_JS: &str = include_str!("assets/signin.js");
+
+/// The pages' routes, merged into `crate::app`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/signin") }))
+        .route("/signin", get(signin::form).post(signin::submit_upn))
+        .route(
+            "/signin/password",
+            get(signin::password_form).post(signin::submit_password),
+        )
+        .route("/signin/wait", get(signin::wait))
+        .route("/signin/complete", post(signin::complete))
+        .route("/signin/resend", post(signin::resend))
+        .route("/signout", post(signin::sign_out))
+        .route("/me", get(account::landing))
+        .route("/me/security-info", get(account::security_info))
+        .route(
+            "/me/security-info/authenticator",
+            post(account::add_authenticator),
+        )
+        .route("/admin", get(|| async { Redirect::to("/admin/policy") }))
+        .route(
+            "/admin/policy",
+            get(admin::policy_page).post(admin::save_policy),
+        )
+        .route("/admin/users", get(admin::users_page).post(admin::add_user))
+        .route(
+            "/admin/groups",
+            get(admin::groups_page).post(admin::add_member),
+        )
+        .route("/admin/audit", get(admin::audit_page))
+        .route(
+            "/assets/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/assets/signin.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SIGNIN_JS) }),
+        )
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Failures of the pages; each renders as a page (never JSON), without user data.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("the form expired or did not come from this site")]
+    Csrf,
+    #[error("sign in first")]
+    SignInRequired,
+    #[error("this page is for administrators")]
+    Forbidden,
+    #[error("this sign-in is no longer in progress")]
+    SessionGone,
+    #[error("{0}")]
+    Config(&'static str),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl WebError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        WebError::Internal(e.into())
+    }
+}
+
+impl From<sqlx::Error> for WebError {
+    fn from(e: sqlx::Error) -> Self {
+        WebError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl From<crate::error::AppError> for WebError {
+    fn from(e: crate::error::AppError) -> Self {
+        match e {
+            crate::error::AppError::Internal(cause) => WebError::Internal(cause),
+            other => WebError::Internal(anyhow::anyhow!("unexpected: {other}")),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, title, text) = match &self {
+            WebError::SignInRequired | WebError::SessionGone => {
+                return Redirect::to("/signin").into_response()
+            }
+            WebError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Please try again",
+                "This form expired or did not come from this site. Go back, reload the page and try again.",
+            ),
+            WebError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "This page is for administrators.",
+            ),
+            WebError::Config(m) => (StatusCode::INTERNAL_SERVER_ERROR, "Server not configured", *m),
+            WebError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Something went wrong on our side. Please try again.",
+            ),
+        };
+        let body = pages::message_page(title, text);
+        let mut response = (status, html(body)).into_response();
+        if let WebError::Internal(cause) = self {
+            response
+                .extensions_mut()
+                .insert(InternalCause(std::sync::Arc::new(cause)));
+        }
+        response
+    }
+}
+
+pub fn html(m: Markup) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        m.into_string(),
+    )
+        .into_response()
+}
+
+/// A page for this session (sets the cookie if the session is new).
+pub fn page(session: &Session, m: Markup) -> Response {
+    with_cookie(session, html(m))
+}
+
+pub fn with_cookie(session: &Session, mut r: Response) -> Response {
+    if session.is_new {
+        r.headers_mut()
+            .append(header::SET_COOKIE, session.set_cookie());
+    }
+    r
+}
+
+/// 303 See Other to `to`, setting the session cookie if the session is new.
+pub fn see_other(session: &Session, to: &str) -> Response {
+    with_cookie(session, Redirect::to(to).into_response())
+}
+
+/// The signed-in user of this session, with display name and groups.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub upn: String,
+    pub display_name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.groups.iter().any(|g| g == ADMIN_GROUP)
+    }
+}
+
+pub async fn load_user(pool: &crate::db::Pool, upn: &str) -> Result<Option<User>, WebError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE upn = $1")
+        .bind(upn)
+        .fetch_optional(pool)
+        .await?;
+    let Some(display_name) = name else {
+        return Ok(None);
+    };
+    let groups: Vec<String> =
+        sqlx::query_scalar("SELECT group_name FROM user_groups WHERE upn = $1 ORDER BY group_name")
+            .bind(upn)
+            .fetch_all(pool)
+            .await?;
+    Ok(Some(User {
+        upn: upn.to_owned(),
+        display_name,
+        groups,
+    }))
+}
+
+/// The signed-in user, or `SignInRequired`.
+pub async fn signed_in(state: &AppState, session: &Session) -> Result<User, WebError> {
+    let upn = session.upn.as_deref().ok_or(WebError::SignInRequired)?;
+    load_user(&state.pool, upn)
+        .await?
+        .ok_or(WebError::SignInRequired)
+}
+
+/// The signed-in user if an administrator, `Forbidden` if not.
+pub async fn admin_user(state: &AppState, session: &Session) -> Result<User, WebError> {
+    let user = signed_in(state, session).await?;
+    if user.is_admin() {
+        Ok(user)
+    } else {
+        Err(WebError::Forbidden)
+    }
+}

@@ -1,0 +1,108 @@
+//! The page frame and shared pieces (maud templates: everything interpolated is escaped).
+use maud::{html, Markup, DOCTYPE};
+
+use super::{Session, User};
+
+/// Optional notice at the top of a page's content.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice<'a> {
+    None,
+    /// Success or progress (`role=status`).
+    Info(&'a str),
+    /// A problem (`role=alert`).
+    Error(&'a str),
+}
+
+pub fn notice(n: Notice<'_>) -> Markup {
+    html! {
+        @match n {
+            Notice::None => {},
+            Notice::Info(t) => p.notice.info role="status" { (t) },
+            Notice::Error(t) => p.notice.error role="alert" { (t) },
+        }
+    }
+}
+
+/// The hidden CSRF field of every POST form.
+pub fn csrf(session: &Session) -> Markup {
+    html! { input type="hidden" name="csrf" value=(session.csrf_token()); }
+}
+
+/// The whole page: header with navigation, `main` with the content.
+pub fn layout(title: &str, user: Option<(&User, &Session)>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Phone sign-in" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to main content" }
+                header.top {
+                    span.brand { "Phone sign-in" }
+                    @if let Some((u, s)) = user {
+                        nav aria-label="Main" {
+                            ul {
+                                li { a href="/me" { "Home" } }
+                                li { a href="/me/security-info" { "Security info" } }
+                                @if u.is_admin() {
+                                    li { a href="/admin/policy" { "Admin" } }
+                                }
+                                li {
+                                    form.inline method="post" action="/signout" {
+                                        (csrf(s))
+                                        button.link type="submit" { "Sign out" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                main id="main" tabindex="-1" { (content) }
+            }
+        }
+    }
+}
+
+/// A page with a heading and one paragraph (errors).
+pub fn message_page(title: &str, text: &str) -> Markup {
+    layout(
+        title,
+        None,
+        html! {
+            section.card {
+                h1 { (title) }
+                p { (text) }
+                p { a href="/signin" { "Go to sign-in" } }
+            }
+        },
+    )
+}
+
+/// The admin section's own navigation.
+pub fn admin_nav(current: &str) -> Markup {
+    let items = [
+        ("/admin/policy", "Authenticator policy"),
+        ("/admin/users", "Users"),
+        ("/admin/groups", "Groups"),
+        ("/admin/audit", "Audit log"),
+    ];
+    html! {
+        nav.subnav aria-label="Administration" {
+            ul {
+                @for (href, label) in items {
+                    li {
+                        @if href == current {
+                            a href=(href) aria-current="page" { (label) }
+                        } @else {
+                            a href=(href) { (label) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Browser sessions: a random id in an `HttpOnly; SameSite=Lax` cookie (`Secure` when the
+//! public URL is https), only SHA-256 of it in the database, CSRF tokens derived from it, and a
+//! fresh id at every sign-in.
+use authenticator_protocol::encoding::b64;
+use axum::extract::FromRequestParts;
+use axum::http::header::{COOKIE, HOST};
+use axum::http::request::Parts;
+use axum::http::HeaderValue;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::WebError;
+use crate::db::{now_ms, Pool};
+use crate::state::AppState;
+
+/// Cookie name over plain http (loopback development only).
+pub const SESSION_COOKIE: &str = "psi_session";
+/// Cookie name over https: the `__Host-` prefix makes browsers insist on `Secure`, `Path=/`
+/// and no `Domain`.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-psi_session";
+/// A session that is not signed in (a sign-in in progress) lives 30 minutes.
+pub const ANONYMOUS_TTL_MS: i64 = 30 * 60 * 1000;
+/// A signed-in session lives 8 hours.
+pub const SIGNED_IN_TTL_MS: i64 = 8 * 60 * 60 * 1000;
+
+/// How the server is reached: `public_url` if configured (`serve --public-url`), otherwise
+/// the `Host` of a loopback request (development). Anything else is refused.
+#[derive(Debug, Clone)]
+pub struct PublicBase {
+    pub url: url::Url,
+}
+
+impl PublicBase {
+    pub fn secure(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure() {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    matches!(name, "localhost" | "[::1]")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+pub async fn public_base(pool: &Pool, parts: &Parts) -> Result<PublicBase, WebError> {
+    if let Some(u) = crate::db::get_setting(pool, super::PUBLIC_URL_SETTING).await? {
+        let url =
+            url::Url::parse(&u).map_err(|_| WebError::Config("stored public URL is invalid"))?;
+        return Ok(PublicBase { url });
+    }
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if is_loopback_host(host) {
+        if let Ok(url) = url::Url::parse(&format!("http://{host}/")) {
+            return Ok(PublicBase { url });
+        }
+    }
+    Err(WebError::Config(
+        "the web pages need the server's public URL: start it with --public-url",
+    ))
+}
+
+/// The session of this request (created, not yet stored, when the browser has none).
+pub struct Session {
+    sid: String,
+    pub base: PublicBase,
+    pub upn: Option<String>,
+    pub pending_upn: Option<String>,
+    pub pending_request: Option<String>,
+    pub pending_kind: Option<String>,
+    pub resends: i64,
+    /// Not in the browser yet: the response must set the cookie.
+    pub is_new: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("upn", &self.upn)
+            .field("is_new", &self.is_new)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tagged_hash(tag: &[u8], sid: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(tag);
+    h.update(sid.as_bytes());
+    h.finalize().into()
+}
+
+fn id_hash(sid: &str) -> String {
+    b64(&tagged_hash(b"psi-web-session-v1\0", sid))
+}
+
+fn random_sid() -> Result<String, WebError> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| WebError::internal(anyhow::anyhow!("random source failed")))?;
+    Ok(b64(&bytes))
+}
+
+fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+type Row = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+impl Session {
+    fn fresh(base: PublicBase) -> Result<Self, WebError> {
+        Ok(Session {
+            sid: random_sid()?,
+            base,
+            upn: None,
+            pending_upn: None,
+            pending_request: None,
+            pending_kind: None,
+            resends: 0,
+            is_new: true,
+        })
+    }
+
+    pub fn id_hash(&self) -> String {
+        id_hash(&self.sid)
+    }
+
+    /// The CSRF token of every form of this session: a hash of the session id under its own
+    /// tag (not the stored hash), so it is useless without the cookie.
+    pub fn csrf_token(&self) -> String {
+        b64(&tagged_hash(b"psi-web-csrf-v1\0", &self.sid))
+    }
+
+    /// Constant-time check of a submitted CSRF token. A new session (no cookie) never passes.
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), WebError> {
+        let expected = self.csrf_token();
+        if !self.is_new && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) {
+            Ok(())
+        } else {
+            Err(WebError::Csrf)
+        }
+    }
+
+    /// `Set-Cookie` for this session.
+    pub fn set_cookie(&self) -> HeaderValue {
+        let secure = if self.base.secure() { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+            self.base.cookie_name(),
+            self.sid
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// `Set-Cookie` that removes the cookie.
+    pub fn clear_cookie(&self) -> HeaderValue {
+        let secure = if self.base.secure() { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
+            self.base.cookie_name()
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// Writes the session (insert when new), keeping its expiry window.
+    pub async fn save(&mut self, pool: &Pool) -> Result<(), WebError> {
+        let now = now_ms();
+        if self.is_new {
+            // Old sessions go when new ones are made: the table stays small.
+            sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?;
+            let ttl = if self.upn.is_some() {
+                SIGNED_IN_TTL_MS
+            } else {
+                ANONYMOUS_TTL_MS
+            };
+            sqlx::query(
+                "INSERT INTO web_sessions (id_hash, upn, pending_upn, pending_request, \
+                 pending_kind, resends, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(self.id_hash())
+            .bind(&self.upn)
+            .bind(&self.pending_upn)
+            .bind(&self.pending_request)
+            .bind(&self.pending_kind)
+            .bind(self.resends)
+            .bind(now)
+            .bind(now + ttl)
+            .execute(pool)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE web_sessions SET pending_upn = $2, pending_request = $3, \
+                 pending_kind = $4, resends = $5 WHERE id_hash = $1",
+            )
+            .bind(self.id_hash())
+            .bind(&self.pending_upn)
+            .bind(&self.pending_request)
+            .bind(&self.pending_kind)
+            .bind(self.resends)
+            .execute(pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends this session and starts a signed-in one for `upn` under a new id (no session
+    /// fixation). When `consume_request` is given, the old session must still hold that
+    /// pending request: an approval signs in one browser once.
+    pub async fn rotate_to_signed_in(
+        &self,
+        pool: &Pool,
+        upn: &str,
+        consume_request: Option<&str>,
+    ) -> Result<Session, WebError> {
+        if !self.is_new {
+            let deleted = match consume_request {
+                Some(req) => {
+                    sqlx::query(
+                        "DELETE FROM web_sessions WHERE id_hash = $1 AND pending_request = $2",
+                    )
+                    .bind(self.id_hash())
+                    .bind(req)
+                    .execute(pool)
+                    .await?
+                }
+                None => {
+                    sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+                        .bind(self.id_hash())
+                        .execute(pool)
+                        .await?
+                }
+            };
+            if consume_request.is_some() && deleted.rows_affected() != 1 {
+                return Err(WebError::SessionGone);
+            }
+        } else if consume_request.is_some() {
+            return Err(WebError::SessionGone);
+        }
+        let mut next = Session::fresh(self.base.clone())?;
+        next.upn = Some(upn.to_owned());
+        next.save(pool).await?;
+        Ok(next)
+    }
+
+    /// Signs out: deletes the stored session.
+    pub async fn destroy(&self, pool: &Pool) -> Result<(), WebError> {
+        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+            .bind(self.id_hash())
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let base = public_base(&state.pool, parts).await?;
+        if let Some(sid) = cookie_value(parts, base.cookie_name()) {
+            let row: Option<Row> = sqlx::query_as(
+                "SELECT upn, pending_upn, pending_request, pending_kind, resends \
+                 FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
+            )
+            .bind(id_hash(sid))
+            .bind(now_ms())
+            .fetch_optional(&state.pool)
+            .await?;
+            if let Some((upn, pending_upn, pending_request, pending_kind, resends)) = row {
+                return Ok(Session {
+                    sid: sid.to_owned(),
+                    base,
+                    upn,
+                    pending_upn,
+                    pending_request,
+                    pending_kind,
+                    resends,
+                    is_new: false,
+                });
+            }
+        }
+        Session::fresh(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_only() {
+        assert!(is_loopback_host("127.0.0.1:8080"));
+        assert!(is_loopback_host("localhost:3000"));
+        assert!(is_loopback_host("[::1]:8080"));
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(!is_loopback_host("signin.example.com"));
+        assert!(!is_loopback_host("10.0.0.1:8080"));
+        assert!(!is_loopback_host("127.0.0.1.evil.example:80"));
+        assert!(!is_loopback_host(""));
+    }
+
+    #[test]
+    fn csrf_differs_from_the_stored_hash_and_checks_in_constant_time() {
+        let base = PublicBase {
+            url: url::Url::parse("https://signin.example.com/").unwrap(),
+        };
+        let mut s = Session::fresh(base).unwrap();
+        assert_ne!(s.csrf_token(), s.id_hash());
+        let token = s.csrf_token();
+        assert!(
+            matches!(s.check_csrf(&token), Err(WebError::Csrf)),
+            "no cookie yet"
+        );
+        s.is_new = false;
+        assert!(s.check_csrf(&token).is_ok());
+        assert!(matches!(s.check_csrf("x"), Err(WebError::Csrf)));
+        let cookie = s.set_cookie();
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.starts_with("__Host-psi_session="));
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+        assert!(cookie.ends_with("; Secure"));
+    }
+}

@@ -1,0 +1,503 @@
+//! The sign-in pages: UPN → (phone sign-in: the number, waiting) or (password → push with the
+//! number) → signed in. The browser that started a request is the only one it can sign in,
+//! once, under a new session id.
+use authenticator_protocol::sign_in::RequestKind;
+use authenticator_protocol::UnixMillis;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::html;
+use serde::Deserialize;
+
+use super::pages::{csrf, layout, notice, Notice};
+use super::{load_user, page, password, see_other, Session, WebError, WEB_APP_NAME};
+use crate::audit::{self, Event};
+use crate::error::AppError;
+use crate::extract::ClientIp;
+use crate::routes::signin::{create_request, SignInStarted};
+use crate::state::AppState;
+use crate::store::{expire_if_due, kind_str, load_request, Status};
+
+/// "Resend request" works this many times per sign-in attempt (then: start over).
+pub const MAX_RESENDS: i64 = 3;
+
+#[derive(Deserialize)]
+pub struct UpnForm {
+    pub csrf: String,
+    pub upn: String,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    pub csrf: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswordForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordForm { .. }")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+fn upn_page(session: &Session, n: Notice<'_>, upn: &str) -> Response {
+    page(
+        session,
+        layout(
+            "Sign in",
+            None,
+            html! {
+                section.card.narrow {
+                    h1 { "Sign in" }
+                    (notice(n))
+                    form method="post" action="/signin" {
+                        (csrf(session))
+                        label for="upn" { "Email or username" }
+                        input type="text" id="upn" name="upn" value=(upn) autocomplete="username"
+                            required autofocus spellcheck="false" autocapitalize="none"
+                            aria-describedby="upn-hint";
+                        p.hint id="upn-hint" { "For example bobby@contoso.com" }
+                        div.actions { button type="submit" id="next" { "Next" } }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+/// `GET /signin`
+pub async fn form(
+    State(state): State<AppState>,
+    mut session: Session,
+) -> Result<Response, WebError> {
+    if session.upn.is_some() {
+        return Ok(Redirect::to("/me").into_response());
+    }
+    if session.is_new {
+        session.save(&state.pool).await?;
+    }
+    Ok(upn_page(&session, Notice::None, ""))
+}
+
+/// Messages for refusals of `create_request` that are not faults (rate limits and the like).
+fn refusal_text(e: &AppError) -> String {
+    match e {
+        AppError::PolicyDisabled => "The Authenticator app is not enabled for this account.".into(),
+        other => {
+            let mut t = other.to_string();
+            if let Some(c) = t.get_mut(0..1) {
+                c.make_ascii_uppercase();
+            }
+            format!("{t}.")
+        }
+    }
+}
+
+/// `POST /signin`: phone sign-in when the user has it, the password page otherwise.
+pub async fn submit_upn(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    mut session: Session,
+    Form(f): Form<UpnForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let upn = f.upn.trim();
+    if upn.is_empty() || upn.len() > 256 {
+        return Ok(upn_page(
+            &session,
+            Notice::Error("Enter your email or username."),
+            "",
+        ));
+    }
+    session.pending_upn = Some(upn.to_owned());
+    session.pending_request = None;
+    session.pending_kind = None;
+    session.resends = 0;
+    match create_request(
+        &state,
+        ip,
+        upn,
+        Some(WEB_APP_NAME),
+        RequestKind::Passwordless,
+    )
+    .await
+    {
+        Ok(started) => {
+            start_waiting(&state, &mut session, started, RequestKind::Passwordless).await?;
+            Ok(see_other(&session, "/signin/wait"))
+        }
+        // No phone sign-in for this account (or no such account: the password page answers
+        // the same for both).
+        Err(
+            AppError::UnknownAccount | AppError::NotPasswordlessCapable | AppError::PolicyDisabled,
+        ) => {
+            session.save(&state.pool).await?;
+            Ok(see_other(&session, "/signin/password"))
+        }
+        Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
+        Err(other) => Ok(upn_page(
+            &session,
+            Notice::Error(&refusal_text(&other)),
+            upn,
+        )),
+    }
+}
+
+async fn start_waiting(
+    state: &AppState,
+    session: &mut Session,
+    started: SignInStarted,
+    kind: RequestKind,
+) -> Result<(), WebError> {
+    session.pending_request = Some(started.id.as_str().to_owned());
+    session.pending_kind = Some(kind_str(kind).to_owned());
+    session.save(&state.pool).await
+}
+
+fn password_page(session: &Session, upn: &str, n: Notice<'_>) -> Response {
+    page(
+        session,
+        layout(
+            "Enter password",
+            None,
+            html! {
+                section.card.narrow {
+                    h1 { "Enter password" }
+                    p.muted { "Signing in as " strong { (upn) } }
+                    (notice(n))
+                    form method="post" action="/signin/password" {
+                        (csrf(session))
+                        // For password managers: which account this password belongs to.
+                        input type="hidden" name="username" value=(upn) autocomplete="username";
+                        label for="password" { "Password" }
+                        input type="password" id="password" name="password" required autofocus
+                            autocomplete="current-password";
+                        div.actions {
+                            button type="submit" id="sign-in" { "Sign in" }
+                            a href="/signin" { "Use another account" }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+/// `GET /signin/password`
+pub async fn password_form(session: Session) -> Result<Response, WebError> {
+    match session.pending_upn.as_deref() {
+        Some(upn) if !session.is_new => Ok(password_page(&session, upn, Notice::None)),
+        _ => Ok(Redirect::to("/signin").into_response()),
+    }
+}
+
+/// `POST /signin/password`: the password, then the phone as second factor when the policy
+/// has push for this user and they have a phone.
+pub async fn submit_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    mut session: Session,
+    Form(f): Form<PasswordForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let Some(upn) = session.pending_upn.clone() else {
+        return Ok(Redirect::to("/signin").into_response());
+    };
+    let ok = password::verify_password(&state.pool, &upn, &f.password)
+        .await
+        .map_err(WebError::Internal)?;
+    let user = if ok {
+        load_user(&state.pool, &upn).await?
+    } else {
+        None
+    };
+    let Some(user) = user else {
+        audit::record(
+            &state.pool,
+            Event::WebSignIn,
+            audit::Entry {
+                upn: Some(&upn),
+                outcome: "bad_password",
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Ok(password_page(
+            &session,
+            &upn,
+            Notice::Error("Your username or password is incorrect."),
+        ));
+    };
+    match create_request(&state, ip, &upn, Some(WEB_APP_NAME), RequestKind::Push).await {
+        Ok(started) => {
+            session.resends = 0;
+            start_waiting(&state, &mut session, started, RequestKind::Push).await?;
+            Ok(see_other(&session, "/signin/wait"))
+        }
+        Err(AppError::PolicyDisabled | AppError::NotPasswordlessCapable) => {
+            let policy = crate::policy::load(&state.pool)
+                .await
+                .map_err(WebError::Internal)?;
+            let has_phone_sign_in: Option<String> = sqlx::query_scalar(
+                "SELECT account_id FROM devices WHERE upn = $1 \
+                 AND passwordless_public_key IS NOT NULL LIMIT 1",
+            )
+            .bind(&upn)
+            .fetch_optional(&state.pool)
+            .await?;
+            if has_phone_sign_in.is_some() && policy.allows_passwordless_for(&user.groups) {
+                // Mode `passwordless`: this account signs in with the phone only.
+                return Ok(password_page(
+                    &session,
+                    &upn,
+                    Notice::Error(
+                        "Your organization requires phone sign-in for this account. \
+                         Use another account, type your username, and approve on your phone.",
+                    ),
+                ));
+            }
+            // The Authenticator is not in use for this user: the password alone.
+            let next = session.rotate_to_signed_in(&state.pool, &upn, None).await?;
+            audit::record(
+                &state.pool,
+                Event::WebSignIn,
+                audit::Entry {
+                    upn: Some(&upn),
+                    outcome: "password",
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(see_other(&next, "/me"))
+        }
+        Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
+        Err(other) => Ok(password_page(
+            &session,
+            &upn,
+            Notice::Error(&refusal_text(&other)),
+        )),
+    }
+}
+
+/// The session's pending request and its current status (a pending one past its expiry is
+/// stored and reported as expired).
+async fn pending(
+    state: &AppState,
+    session: &Session,
+) -> Result<Option<(crate::store::StoredRequest, Status)>, WebError> {
+    let Some(id) = session.pending_request.as_deref() else {
+        return Ok(None);
+    };
+    let Some(req) = load_request(&state.pool, id).await? else {
+        return Ok(None);
+    };
+    let mut status = req.status;
+    let now = UnixMillis::now();
+    if status == Status::Pending && req.is_expired_at(now) {
+        expire_if_due(&state.pool, &req.id, crate::db::to_db_ms(now)).await?;
+        status = Status::Expired;
+    }
+    Ok(Some((req, status)))
+}
+
+/// `GET /signin/wait`: the number, and the wait for the phone.
+pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Response, WebError> {
+    let Some((req, status)) = pending(&state, &session).await? else {
+        return Ok(Redirect::to("/signin").into_response());
+    };
+    if !matches!(status, Status::Pending | Status::Approved) {
+        return Ok(outcome_page(&session, status));
+    }
+    let push = req.kind == RequestKind::Push;
+    let content = html! {
+        section.card.narrow data-request-id=(req.id.as_str()) {
+            h1 { "Approve sign-in request" }
+            p.muted { "Signing in as " strong { (req.upn) } }
+            @if req.number_matching {
+                p { "Open your Authenticator app, and enter the number shown to sign in." }
+                p.number id="number" aria-label=(format!("Number to enter: {}", req.number)) { (req.number) }
+            } @else {
+                p { "Open your Authenticator app, and approve the request to sign in." }
+            }
+            @if push {
+                p.hint { "Your password was correct: approve on your phone to finish signing in." }
+            }
+            p id="wait-status" role="status" aria-live="polite" { "Waiting for your phone…" }
+            div.actions {
+                form id="complete-form" method="post" action="/signin/complete" {
+                    (csrf(&session))
+                    button type="submit" id="continue" { "I've answered on my phone" }
+                }
+                @if session.resends < MAX_RESENDS {
+                    form method="post" action="/signin/resend" {
+                        (csrf(&session))
+                        button.secondary type="submit" id="resend" { "Resend request" }
+                    }
+                }
+            }
+            p { a href="/signin" { "Use another account" } }
+        }
+        script src="/assets/signin.js" defer {}
+    };
+    Ok(page(
+        &session,
+        layout("Approve sign-in request", None, content),
+    ))
+}
+
+fn outcome_page(session: &Session, status: Status) -> Response {
+    let (title, text) = match status {
+        Status::Denied => (
+            "Sign-in denied",
+            "The sign-in request was denied on your phone. You have not been signed in.",
+        ),
+        Status::Reported => (
+            "Sign-in reported",
+            "You reported this sign-in request as not yours (\u{201c}This wasn't me\u{201d}). \
+             It has been stopped and recorded for your administrator.",
+        ),
+        Status::Expired => (
+            "Request expired",
+            "We didn't get an answer from your phone in time. You have not been signed in.",
+        ),
+        Status::Failed => (
+            "Sign-in failed",
+            "Too many wrong numbers were entered on the phone. You have not been signed in.",
+        ),
+        Status::Pending | Status::Approved => ("Sign-in in progress", "Please wait."),
+    };
+    let can_resend = session.resends < MAX_RESENDS
+        && matches!(status, Status::Expired | Status::Failed | Status::Denied);
+    page(
+        session,
+        layout(
+            title,
+            None,
+            html! {
+                section.card.narrow {
+                    h1 id="outcome" data-outcome=(status.as_str()) { (title) }
+                    p.notice.error role="alert" { (text) }
+                    div.actions {
+                        @if can_resend {
+                            form method="post" action="/signin/resend" {
+                                (csrf(session))
+                                button type="submit" id="resend" { "Resend request" }
+                            }
+                        }
+                        a href="/signin" { "Start over" }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+/// `POST /signin/complete`: an approved request signs this browser in (new session id);
+/// any other final status is shown.
+pub async fn complete(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let Some((req, status)) = pending(&state, &session).await? else {
+        return Ok(Redirect::to("/signin").into_response());
+    };
+    match status {
+        Status::Approved => {
+            let next = session
+                .rotate_to_signed_in(&state.pool, &req.upn, Some(req.id.as_str()))
+                .await?;
+            let outcome = match req.kind {
+                RequestKind::Passwordless => "phone_sign_in",
+                RequestKind::Push => "password_and_push",
+            };
+            audit::record(
+                &state.pool,
+                Event::WebSignIn,
+                audit::Entry {
+                    upn: Some(&req.upn),
+                    request_id: Some(req.id.as_str()),
+                    outcome,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(see_other(&next, "/me"))
+        }
+        Status::Pending => Ok(Redirect::to("/signin/wait").into_response()),
+        other => Ok(outcome_page(&session, other)),
+    }
+}
+
+/// `POST /signin/resend`: a new request of the same kind (the old one is superseded), at most
+/// `MAX_RESENDS` times per attempt.
+pub async fn resend(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    mut session: Session,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let (Some(upn), Some(kind)) = (session.pending_upn.clone(), session.pending_kind.clone())
+    else {
+        return Ok(Redirect::to("/signin").into_response());
+    };
+    let kind = if kind == kind_str(RequestKind::Push) {
+        RequestKind::Push
+    } else {
+        RequestKind::Passwordless
+    };
+    if session.resends >= MAX_RESENDS {
+        return Ok(page(
+            &session,
+            super::pages::message_page(
+                "Too many requests",
+                "You have resent this request too many times. Start over to try again.",
+            ),
+        ));
+    }
+    match create_request(&state, ip, &upn, Some(WEB_APP_NAME), kind).await {
+        Ok(started) => {
+            session.resends += 1;
+            start_waiting(&state, &mut session, started, kind).await?;
+            Ok(see_other(&session, "/signin/wait"))
+        }
+        Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
+        Err(other) => Ok(page(
+            &session,
+            super::pages::message_page("Could not resend", &refusal_text(&other)),
+        )),
+    }
+}
+
+/// `POST /signout`
+pub async fn sign_out(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    session.destroy(&state.pool).await?;
+    if let Some(upn) = session.upn.as_deref() {
+        audit::record(
+            &state.pool,
+            Event::WebSignOut,
+            audit::Entry {
+                upn: Some(upn),
+                outcome: "ok",
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    let mut r = Redirect::to("/signin").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, session.clear_cookie());
+    Ok(r)
+}

@@ -1,0 +1,410 @@
+//! The web pages in a real headless Chromium (driven through chromedriver): the admin sets the
+//! Authenticator policy and adds a user; the user signs in with a password, opens security info
+//! and the QR code decodes to a working registration link; a phone (authenticator-core) enrolls
+//! and enables phone sign-in; the user types only the UPN, sees the number, the phone approves
+//! with it and the page lands signed in; password + push; deny and "this wasn't me" show their
+//! messages. A screenshot of each page goes to `target/screenshots/`.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian `chromium`, `chromium-driver`;
+//! `.ci/run` installs them). Without them the test fails: it never skips.
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use e2e::{TestPhone, TestServer};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use signin_server::policy::{self, Mode, Policy, PolicyUpdate, Target};
+use signin_server::web::password::set_password;
+use signin_server::{admin, web};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ADMIN: &str = "ada@contoso.test";
+const ADMIN_PASSWORD: &str = "admin password 1";
+const BOBBY: &str = "bobby@contoso.test";
+const BOBBY_PASSWORD: &str = "bobby password 1";
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    shots: PathBuf,
+    n: u32,
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("screenshots")
+}
+
+impl Browser {
+    async fn start() -> Result<Self> {
+        for tool in [CHROMIUM, CHROMEDRIVER] {
+            if !std::path::Path::new(tool).exists() {
+                bail!("{tool} is missing: the browser tests need `apt-get install -y chromium chromium-driver`");
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver")?;
+        // Bounded wait for chromedriver to listen.
+        let mut up = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !up {
+            bail!("chromedriver did not start");
+        }
+        let profile = tempfile::tempdir()?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1100,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        // chromedriver listens on loopback: plain HTTP, no TLS stack needed.
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("starting a Chromium session")?;
+        let shots = screenshot_dir();
+        std::fs::create_dir_all(&shots)?;
+        Ok(Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+            shots,
+            n: 0,
+        })
+    }
+
+    async fn shot(&mut self, name: &str) -> Result<()> {
+        self.n += 1;
+        let png = self.client.screenshot().await?;
+        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.n)), png)?;
+        Ok(())
+    }
+
+    async fn goto(&self, url: &str) -> Result<()> {
+        Ok(self.client.goto(url).await?)
+    }
+
+    async fn wait_for(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("waiting for {css}"))
+    }
+
+    async fn text(&self, css: &str) -> Result<String> {
+        Ok(self.wait_for(css).await?.text().await?)
+    }
+
+    async fn fill(&self, css: &str, value: &str) -> Result<()> {
+        let e = self.wait_for(css).await?;
+        e.clear().await?;
+        e.send_keys(value).await?;
+        Ok(())
+    }
+
+    async fn click(&self, css: &str) -> Result<()> {
+        self.wait_for(css).await?.click().await?;
+        Ok(())
+    }
+
+    async fn set_checkbox(&self, css: &str, on: bool) -> Result<()> {
+        let e = self.wait_for(css).await?;
+        let checked = e.prop("checked").await?.as_deref() == Some("true");
+        if checked != on {
+            e.click().await?;
+        }
+        Ok(())
+    }
+
+    async fn path(&self) -> Result<String> {
+        Ok(self.client.current_url().await?.path().to_owned())
+    }
+
+    /// Types the UPN on the sign-in page and submits it.
+    async fn enter_upn(&self, base: &str, upn: &str) -> Result<()> {
+        self.goto(&format!("{base}signin")).await?;
+        self.fill("#upn", upn).await?;
+        self.click("#next").await
+    }
+
+    async fn sign_out(&self) -> Result<()> {
+        self.click("form[action='/signout'] button").await?;
+        self.wait_for("#upn").await?;
+        Ok(())
+    }
+}
+
+/// The request on the phone for `upn` (long-poll).
+async fn phone_request(phone: &TestPhone, upn: &str) -> Result<authenticator_core::PendingRequest> {
+    for _ in 0..5 {
+        let pending = phone.core.poll(5).await?;
+        if let Some(r) = pending.into_iter().find(|r| r.upn == upn) {
+            return Ok(r);
+        }
+    }
+    bail!("no request reached the phone")
+}
+
+fn decode_qr(png: &[u8]) -> Result<String> {
+    let img = image::load_from_memory(png)?.to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    let grid = grids.first().context("no QR code in the screenshot")?;
+    let (_, content) = grid.decode().context("QR code does not decode")?;
+    Ok(content)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()> {
+    let server = TestServer::start("Contoso").await?;
+    let base = server.base_url.clone();
+    let pool = server.running.pool().clone();
+    admin::add_user(&pool, ADMIN, "Ada Admin", &[web::ADMIN_GROUP.to_owned()]).await?;
+    set_password(&pool, ADMIN, ADMIN_PASSWORD).await?;
+    let mut b = Browser::start().await?;
+
+    // --- The admin signs in with a password (no phone yet) and sets the policy.
+    b.goto(&format!("{base}signin")).await?;
+    b.wait_for("#upn").await?;
+    b.shot("signin-upn").await?;
+    b.fill("#upn", ADMIN).await?;
+    b.click("#next").await?;
+    b.wait_for("#password").await?;
+    assert_eq!(b.path().await?, "/signin/password");
+    b.fill("#password", "wrong password!").await?;
+    b.click("#sign-in").await?;
+    assert!(b.text("[role=alert]").await?.contains("incorrect"));
+    b.shot("signin-password-wrong").await?;
+    b.fill("#password", ADMIN_PASSWORD).await?;
+    b.click("#sign-in").await?;
+    assert!(b.text("#signed-in").await?.contains("signed in"));
+    b.shot("landing-admin").await?;
+
+    b.goto(&format!("{base}admin/policy")).await?;
+    b.wait_for("#save").await?;
+    b.shot("admin-policy").await?;
+    // Step 1 of the lab (enable, all users, any) was set by TestServer; now target a group and
+    // change the additional context.
+    b.set_checkbox("#enabled", true).await?;
+    b.click("#target-group").await?;
+    b.fill("#group", "pilot").await?;
+    b.click("#mode-any").await?;
+    b.set_checkbox("#number_matching", true).await?;
+    b.set_checkbox("#show_app_name", true).await?;
+    b.set_checkbox("#show_location", false).await?;
+    b.click("#save").await?;
+    assert!(b.text("[role=status]").await?.contains("Policy saved"));
+    let expected = Policy {
+        enabled: true,
+        target: Target::Group("pilot".into()),
+        mode: Mode::Any,
+        number_matching: true,
+        show_app_name: true,
+        show_location: false,
+    };
+    assert_eq!(policy::load(&pool).await?, expected);
+    b.shot("admin-policy-saved").await?;
+    // Number matching cannot be off for passwordless: refused, nothing changes.
+    b.click("#mode-passwordless").await?;
+    b.set_checkbox("#number_matching", false).await?;
+    b.click("#save").await?;
+    assert!(b
+        .text("[role=alert]")
+        .await?
+        .contains("cannot be switched off"));
+    assert_eq!(policy::load(&pool).await?, expected);
+    b.shot("admin-policy-refused").await?;
+    // Back on: show location too (step 4 of the lab).
+    b.click("#mode-any").await?;
+    b.set_checkbox("#number_matching", true).await?;
+    b.set_checkbox("#show_location", true).await?;
+    b.click("#save").await?;
+    b.wait_for("[role=status]").await?;
+    assert!(policy::load(&pool).await?.show_location);
+
+    // Users and groups: the admin adds Bobby to the pilot group, with a password.
+    b.goto(&format!("{base}admin/users")).await?;
+    b.fill("#new-upn", BOBBY).await?;
+    b.fill("#new-name", "Bobby Smith").await?;
+    b.fill("#new-groups", "pilot").await?;
+    b.fill("#new-password", BOBBY_PASSWORD).await?;
+    b.click("#add-user").await?;
+    assert!(b.text("[role=status]").await?.contains(BOBBY));
+    assert!(b.text("#users").await?.contains("Bobby Smith"));
+    b.shot("admin-users").await?;
+    b.goto(&format!("{base}admin/groups")).await?;
+    assert!(b.text("#groups").await?.contains(BOBBY));
+    b.shot("admin-groups").await?;
+    b.sign_out().await?;
+
+    // A signed-out browser cannot open the admin pages.
+    b.goto(&format!("{base}admin/policy")).await?;
+    b.wait_for("#upn").await?;
+
+    // --- Bobby signs in with his password (no phone yet) and adds the Authenticator app.
+    b.enter_upn(&base, BOBBY).await?;
+    b.fill("#password", BOBBY_PASSWORD).await?;
+    b.click("#sign-in").await?;
+    b.wait_for("#signed-in").await?;
+    b.goto(&format!("{base}admin/policy")).await?;
+    assert!(b.text("h1").await?.contains("Not allowed"));
+    b.goto(&format!("{base}me/security-info")).await?;
+    b.wait_for("#no-methods").await?;
+    b.click("#add-authenticator").await?;
+    let qr = b.wait_for("#qr").await?;
+    let link_text = b.text("#registration-link").await?;
+    b.shot("security-info-qr").await?;
+    let decoded = decode_qr(&qr.screenshot().await?)?;
+    assert_eq!(
+        decoded,
+        link_text.trim(),
+        "the QR code holds the link shown"
+    );
+    assert!(decoded.starts_with("phonesignin://enroll?"));
+    assert!(
+        decoded.contains(&url_encoded(&base)),
+        "the link names this server"
+    );
+
+    // The phone scans it, enrolls and enables phone sign-in.
+    let phone = TestPhone::new()?;
+    let account = phone.enroll_passwordless(&decoded).await?;
+    assert!(account.phone_sign_in_enabled);
+    b.click("#done").await?;
+    assert!(b.text("#methods").await?.contains("Enabled"));
+    b.shot("security-info-enrolled").await?;
+    b.sign_out().await?;
+
+    // --- Phone sign-in: UPN only → the number → the phone approves with it → signed in.
+    b.enter_upn(&base, BOBBY).await?;
+    let number = b.text("#number").await?;
+    assert_eq!(number.len(), 2, "a two-digit number");
+    b.shot("signin-number").await?;
+    let request = phone_request(&phone, BOBBY).await?;
+    assert_eq!(request.app_name.as_deref(), Some(web::WEB_APP_NAME));
+    assert_eq!(request.location.as_deref(), Some("Unknown location"));
+    phone.core.approve(request.request_id, number).await?;
+    assert!(b.text("#signed-in").await?.contains("signed in"));
+    assert!(b.text("main").await?.contains("Bobby Smith"));
+    b.shot("landing-phone-sign-in").await?;
+    b.sign_out().await?;
+
+    // --- Mode push: password, then the phone approves as the second factor.
+    admin::set_policy(
+        &pool,
+        &PolicyUpdate {
+            mode: Some(Mode::Push),
+            ..Default::default()
+        },
+    )
+    .await?;
+    b.enter_upn(&base, BOBBY).await?;
+    b.fill("#password", BOBBY_PASSWORD).await?;
+    b.click("#sign-in").await?;
+    let number = b.text("#number").await?;
+    b.shot("signin-push-number").await?;
+    let request = phone_request(&phone, BOBBY).await?;
+    assert_eq!(request.kind, authenticator_core::RequestKind::Push);
+    phone.core.approve(request.request_id, number).await?;
+    b.wait_for("#signed-in").await?;
+    b.sign_out().await?;
+    admin::set_policy(
+        &pool,
+        &PolicyUpdate {
+            mode: Some(Mode::Any),
+            ..Default::default()
+        },
+    )
+    .await?;
+
+    // --- Resend gives a new request; the phone denies it: the page says so.
+    b.enter_upn(&base, BOBBY).await?;
+    b.wait_for("#number").await?;
+    let first = phone_request(&phone, BOBBY).await?;
+    b.click("#resend").await?;
+    b.wait_for("#number").await?;
+    let second = phone_request(&phone, BOBBY).await?;
+    assert_ne!(
+        first.request_id, second.request_id,
+        "resend makes a new request"
+    );
+    phone.core.deny(second.request_id).await?;
+    let outcome = b.wait_for("#outcome[data-outcome=denied]").await?;
+    assert_eq!(outcome.text().await?, "Sign-in denied");
+    assert!(b
+        .text("[role=alert]")
+        .await?
+        .contains("denied on your phone"));
+    b.shot("signin-denied").await?;
+
+    // --- "This wasn't me": the page says it was reported.
+    b.enter_upn(&base, BOBBY).await?;
+    b.wait_for("#number").await?;
+    let request = phone_request(&phone, BOBBY).await?;
+    phone.core.report_fraud(request.request_id).await?;
+    let outcome = b.wait_for("#outcome[data-outcome=reported]").await?;
+    assert_eq!(outcome.text().await?, "Sign-in reported");
+    assert!(b.text("[role=alert]").await?.contains("wasn't me"));
+    b.shot("signin-reported").await?;
+
+    // --- The admin's audit view shows the story.
+    b.enter_upn(&base, ADMIN).await?;
+    b.fill("#password", ADMIN_PASSWORD).await?;
+    b.click("#sign-in").await?;
+    b.wait_for("#signed-in").await?;
+    b.goto(&format!("{base}admin/audit")).await?;
+    let audit = b.text("#audit").await?;
+    for event in [
+        "policy_changed",
+        "enrolled",
+        "signin_decision",
+        "web_signin",
+        "reported",
+    ] {
+        assert!(audit.contains(event), "audit view shows {event}");
+    }
+    b.shot("admin-audit").await?;
+
+    b.client.close().await?;
+    server.running.shutdown().await;
+    Ok(())
+}
+
+fn url_encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
