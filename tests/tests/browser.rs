@@ -169,15 +169,24 @@ impl Browser {
     }
 }
 
-/// The request on the phone for `upn` (long-poll).
-async fn phone_request(phone: &TestPhone, upn: &str) -> Result<authenticator_core::PendingRequest> {
+/// The request the page at hand shows (`data-request-id`), as it reached the phone (long-poll).
+async fn phone_request(
+    phone: &TestPhone,
+    b: &Browser,
+) -> Result<authenticator_core::PendingRequest> {
+    let id = b
+        .wait_for("[data-request-id]")
+        .await?
+        .attr("data-request-id")
+        .await?
+        .context("request id on the page")?;
     for _ in 0..5 {
         let pending = phone.core.poll(5).await?;
-        if let Some(r) = pending.into_iter().find(|r| r.upn == upn) {
+        if let Some(r) = pending.into_iter().find(|r| r.request_id == id) {
             return Ok(r);
         }
     }
-    bail!("no request reached the phone")
+    bail!("the request did not reach the phone")
 }
 
 fn decode_qr(png: &[u8]) -> Result<String> {
@@ -315,7 +324,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     let number = b.text("#number").await?;
     assert_eq!(number.len(), 2, "a two-digit number");
     b.shot("signin-number").await?;
-    let request = phone_request(&phone, BOBBY).await?;
+    let request = phone_request(&phone, &b).await?;
     assert_eq!(request.app_name.as_deref(), Some(web::WEB_APP_NAME));
     assert_eq!(request.location.as_deref(), Some("Unknown location"));
     phone.core.approve(request.request_id, number).await?;
@@ -338,7 +347,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.click("#sign-in").await?;
     let number = b.text("#number").await?;
     b.shot("signin-push-number").await?;
-    let request = phone_request(&phone, BOBBY).await?;
+    let request = phone_request(&phone, &b).await?;
     assert_eq!(request.kind, authenticator_core::RequestKind::Push);
     phone.core.approve(request.request_id, number).await?;
     b.wait_for("#signed-in").await?;
@@ -355,10 +364,15 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     // --- Resend gives a new request; the phone denies it: the page says so.
     b.enter_upn(&base, BOBBY).await?;
     b.wait_for("#number").await?;
-    let first = phone_request(&phone, BOBBY).await?;
+    let first = phone_request(&phone, &b).await?;
     b.click("#resend").await?;
-    b.wait_for("#number").await?;
-    let second = phone_request(&phone, BOBBY).await?;
+    // The new page, with the new request.
+    b.wait_for(&format!(
+        "[data-request-id]:not([data-request-id='{}'])",
+        first.request_id
+    ))
+    .await?;
+    let second = phone_request(&phone, &b).await?;
     assert_ne!(
         first.request_id, second.request_id,
         "resend makes a new request"
@@ -375,7 +389,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     // --- "This wasn't me": the page says it was reported.
     b.enter_upn(&base, BOBBY).await?;
     b.wait_for("#number").await?;
-    let request = phone_request(&phone, BOBBY).await?;
+    let request = phone_request(&phone, &b).await?;
     phone.core.report_fraud(request.request_id).await?;
     let outcome = b.wait_for("#outcome[data-outcome=reported]").await?;
     assert_eq!(outcome.text().await?, "Sign-in reported");

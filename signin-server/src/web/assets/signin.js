@@ -9,7 +9,11 @@
   if (!page || !form) { return; }
   var id = page.getAttribute("data-request-id");
   var failures = 0;
+  // Once the user submits a form here (resend), this page is done: never race that navigation.
+  var leaving = false;
+  document.addEventListener("submit", function () { leaving = true; }, true);
   function poll() {
+    if (leaving) { return; }
     fetch("/api/v1/signin/" + encodeURIComponent(id) + "?wait=25", {
       credentials: "same-origin", cache: "no-store"
     }).then(function (r) {
@@ -17,6 +21,7 @@
       return r.json();
     }).then(function (body) {
       failures = 0;
+      if (leaving) { return; }
       if (body.status === "pending") { poll(); return; }
       if (status) {
         status.textContent = body.status === "approved" ? "Approved. Signing you in…" : "The request has ended.";
@@ -24,6 +29,7 @@
       form.submit();
     }).catch(function () {
       failures += 1;
+      if (leaving) { return; }
       if (failures > 20) { form.submit(); return; }
       setTimeout(poll, Math.min(1000 * failures, 5000));
     });
