@@ -64,7 +64,7 @@ fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
         Target::All => "",
     };
     html! {
-        p { "Microsoft Authenticator-style phone sign-in and push approvals for your users." }
+        p { "Passwordless phone sign-in and push approvals with the Authenticator app, for your users." }
         (notice(n))
         form method="post" action="/admin/policy" {
             (csrf(session))
