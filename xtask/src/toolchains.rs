@@ -96,7 +96,10 @@ pub fn install_swift_chroot() -> Result<()> {
         return Ok(());
     }
     install_host_packages()?;
-    if !root.join("usr/bin/apt-get").exists() {
+    // debootstrap's own completion marker: a run killed half-way leaves a root with apt-get
+    // present but the base system unconfigured, which no later step can repair.
+    let bootstrapped = root.join("etc/phonesignin-debootstrap-done");
+    if !bootstrapped.exists() {
         let mirror = apt_mirror()?;
         println!(
             "xtask: debootstrap trixie into {} from {mirror}",
@@ -111,12 +114,16 @@ pub fn install_swift_chroot() -> Result<()> {
             .args(["--variant=minbase", "trixie"])
             .arg(&root)
             .arg(&mirror))?;
+        std::fs::write(&bootstrapped, "trixie\n")?;
     }
     std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))
         .context("copying resolv.conf")?;
     let chroot = Chroot::enter(&root, false)?;
+    // `dpkg --configure -a` first: an earlier run interrupted mid-install leaves dpkg half-done,
+    // and apt refuses to continue until it is finished.
     chroot.run(&format!(
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
+        "DEBIAN_FRONTEND=noninteractive dpkg --configure -a && apt-get update -qq && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
         CHROOT_APT.join(" ")
     ))?;
     drop(chroot);
