@@ -2,7 +2,7 @@
 //! the account's waiting `GET /api/v1/device/poll`; a decision wakes `GET /api/v1/signin/{id}?wait`.
 //! APNs/FCM will be further `Delivery` implementations.
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use authenticator_protocol::push::PushEnvelope;
@@ -14,10 +14,21 @@ pub trait Delivery: Send + Sync + 'static {
     fn deliver(&self, envelope: &PushEnvelope);
 }
 
-/// In-memory wake-ups keyed by an id (an account id or a request id).
+/// In-memory wake-ups keyed by an id (an account id or a request id). With PostgreSQL, wake-ups
+/// are also relayed to the other server instances (`crate::cluster`).
 #[derive(Debug, Default)]
 pub struct Waiters {
     map: Mutex<HashMap<String, Arc<Notify>>>,
+    relay: OnceLock<Relay>,
+}
+
+/// Where `Waiters::wake` also sends its keys (set once, by `crate::cluster`).
+pub struct Relay(pub Box<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Relay")
+    }
 }
 
 impl Waiters {
@@ -26,8 +37,17 @@ impl Waiters {
         map.entry(key.to_owned()).or_default().clone()
     }
 
-    /// Wakes everyone currently waiting on `key`.
+    /// Wakes everyone waiting on `key`, in this instance and (through the relay) in the others.
+    /// Call it after the change is committed: waiters re-read the database.
     pub fn wake(&self, key: &str) {
+        self.wake_local(key);
+        if let Some(relay) = self.relay.get() {
+            (relay.0)(key);
+        }
+    }
+
+    /// Wakes everyone waiting on `key` in this instance only.
+    pub fn wake_local(&self, key: &str) {
         let notify = {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             map.remove(key)
@@ -35,6 +55,30 @@ impl Waiters {
         if let Some(n) = notify {
             n.notify_waiters();
         }
+    }
+
+    /// Wakes every waiter of this instance (they re-check and wait again if nothing changed):
+    /// after relayed wake-ups may have been missed.
+    pub fn wake_all_local(&self) {
+        let all: Vec<Arc<Notify>> = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.drain().map(|(_, n)| n).collect()
+        };
+        for n in all {
+            n.notify_waiters();
+        }
+    }
+
+    /// Whether someone in this instance waits on `key` now (tests use it to order events).
+    pub fn is_waiting(&self, key: &str) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // A waiter holds a clone while it waits.
+        map.get(key).is_some_and(|n| Arc::strong_count(n) > 1)
+    }
+
+    /// Sends every later `wake` also to `relay`. Returns false if a relay was already set.
+    pub fn set_relay(&self, relay: Relay) -> bool {
+        self.relay.set(relay).is_ok()
     }
 
     /// Waits until `key` is woken, `timeout` passes or the server shuts down. `check` runs after

@@ -50,6 +50,11 @@ pub async fn spawn(config: ServeConfig) -> anyhow::Result<RunningServer> {
 }
 
 impl RunningServer {
+    /// The handlers' state (waiters, settings), for tests and embedders.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// The server's database, for administration (`crate::admin`).
     pub fn pool(&self) -> &Pool {
         &self.state.pool

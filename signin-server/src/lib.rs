@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod delivery;
@@ -126,7 +127,11 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         server_name: db::server_name(&pool).await?,
         request_ttl_secs: config.request_ttl_secs,
     };
-    AppState::new(pool, settings).await
+    let state = AppState::new(pool, settings).await?;
+    if db::Backend::of_url(&config.database)? == db::Backend::Postgres {
+        cluster::start(&config.database, &state).await?;
+    }
+    Ok(state)
 }
 
 /// Serves until SIGINT/SIGTERM. Prints `signin-server listening on http://<addr>` once bound.
