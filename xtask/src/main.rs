@@ -7,6 +7,7 @@
 
 mod bindings;
 mod kotlin;
+mod postgres;
 mod snippets;
 mod surface;
 mod swift;
@@ -52,6 +53,8 @@ enum Task {
     SwiftTest,
     /// Install kotlinc, JNA, JUnit and the Swift chroot (skipped when present).
     InstallToolchains,
+    /// Run the server and end-to-end suites against a throwaway PostgreSQL cluster.
+    PostgresTest,
 }
 
 fn main() -> Result<()> {
@@ -66,6 +69,7 @@ fn main() -> Result<()> {
         Task::KotlinTest => kotlin_test().map(|_| ()),
         Task::SwiftTest => swift_test().map(|_| ()),
         Task::InstallToolchains => step("install toolchains", toolchains::install_all),
+        Task::PostgresTest => step("tests on PostgreSQL", postgres::test_on_postgres),
     }
 }
 
@@ -104,6 +108,10 @@ fn test() -> Result<()> {
     step("cargo test --doc", || {
         run(Command::new("cargo").args(["test", "--workspace", "--doc"]))
     })?;
+    step(
+        "server + end-to-end tests on PostgreSQL",
+        postgres::test_on_postgres,
+    )?;
     step("install toolchains", toolchains::install_all)?;
     step("bindings --check", || bindings::bindings(true))?;
     let kotlin = kotlin_test()?;

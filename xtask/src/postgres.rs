@@ -1,0 +1,225 @@
+//! The PostgreSQL pass of `cargo xtask test`: a throwaway PostgreSQL cluster on 127.0.0.1 under
+//! `target/postgres/` (initdb + pg_ctl; as root, run as the `postgres` user), then the server's
+//! and the end-to-end suites again with `TEST_DATABASE_URL` pointing at it (each test creates
+//! its own database), plus the two-instance tests (`e2e-tests` feature `postgres-tests`).
+//! The cluster is stopped and left on disk for inspection (`target/postgres/log`); the next run
+//! deletes it. Needs the Debian `postgresql` package (`.ci/run` installs it).
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::run;
+
+/// The packages whose tests run again on PostgreSQL.
+const PACKAGES: [&str; 2] = ["signin-server", "e2e-tests"];
+
+pub fn test_on_postgres() -> Result<()> {
+    // Build with the same package selection as `cargo test --workspace` (so nothing but the
+    // e2e crate is rebuilt), then run only the test binaries of PACKAGES.
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "e2e-tests/postgres-tests",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let out = Command::new("cargo")
+        .args([
+            "test",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            "e2e-tests/postgres-tests",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the tests failed");
+    }
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(exe), Some(manifest)) =
+            (msg["executable"].as_str(), msg["manifest_path"].as_str())
+        else {
+            continue;
+        };
+        let dir = Path::new(manifest).parent().context("manifest dir")?;
+        let package = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let package = if package == "tests" {
+            "e2e-tests"
+        } else {
+            package
+        };
+        if msg["profile"]["test"] == true && PACKAGES.contains(&package) {
+            binaries.push((PathBuf::from(exe), dir.to_path_buf()));
+        }
+    }
+    if binaries.len() < 4 {
+        bail!("expected the server's and the end-to-end test binaries, found {binaries:?}");
+    }
+    let cluster = Cluster::start()?;
+    println!("xtask: PostgreSQL cluster on 127.0.0.1:{}", cluster.port);
+    for (exe, dir) in &binaries {
+        println!("xtask: {} (TEST_DATABASE_URL=postgres)", exe.display());
+        run(Command::new(exe)
+            .current_dir(dir)
+            .env("TEST_DATABASE_URL", cluster.url()))?;
+    }
+    Ok(())
+}
+
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    as_postgres_user: bool,
+    port: u16,
+    password: String,
+}
+
+impl Cluster {
+    fn start() -> Result<Self> {
+        let bin = server_bin_dir()?;
+        let dir = std::env::current_dir()?.join("target").join("postgres");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        let password = random_hex(16)?;
+        std::fs::write(dir.join("pwfile"), format!("{password}\n"))?;
+        // PostgreSQL refuses to run as root.
+        let as_postgres_user = is_root()?;
+        if as_postgres_user {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir))?;
+        }
+        let mut cluster = Cluster {
+            bin,
+            dir,
+            as_postgres_user,
+            port: 0,
+            password,
+        };
+        run(cluster
+            .pg("initdb")
+            .arg("-D")
+            .arg(cluster.dir.join("data"))
+            .args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8"])
+            .args(["--no-locale", "--no-sync", "--no-instructions"])
+            .arg(format!("--pwfile={}", cluster.dir.join("pwfile").display()))
+            .stdout(std::process::Stdio::null()))
+        .context("initdb")?;
+        // A free port can be taken between our probe and the server's bind: try a few.
+        let mut last = None;
+        for _ in 0..3 {
+            cluster.port = free_port()?;
+            let options = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='' \
+                 -c max_connections=200 -c fsync=off -c synchronous_commit=off \
+                 -c full_page_writes=off",
+                cluster.port
+            );
+            let started = run(cluster
+                .pg("pg_ctl")
+                .arg("-D")
+                .arg(cluster.dir.join("data"))
+                .arg("-l")
+                .arg(cluster.dir.join("log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"]));
+            match started {
+                Ok(()) => return Ok(cluster),
+                Err(e) => last = Some(e),
+            }
+        }
+        let log = std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default();
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("pg_ctl start failed")))
+            .with_context(|| format!("PostgreSQL did not start; its log:\n{log}"))
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
+    }
+
+    fn pg(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.port != 0 {
+            let _ = self
+                .pg("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "fast", "-w", "stop"])
+                .stdout(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// `/usr/lib/postgresql/<newest>/bin` (Debian), or `$PG_BIN`.
+fn server_bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+                    let bin = e.path().join("bin");
+                    bin.join("initdb").exists().then_some((v, bin))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    match versions.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql \
+             (apt-get install -y postgresql, or set PG_BIN)"
+        ),
+    }
+}
+
+fn is_root() -> Result<bool> {
+    let out = Command::new("id").arg("-u").output().context("id -u")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
