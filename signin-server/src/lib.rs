@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod cluster;
 pub mod config;
+pub mod config_file;
 pub mod db;
 pub mod delivery;
 pub mod embedded;
@@ -127,8 +128,16 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         server_name: db::server_name(&pool).await?,
         request_ttl_secs: config.request_ttl_secs,
     };
+    // The effective settings, without the database URL (it may carry a password).
+    let backend = db::Backend::of_url(&config.database)?;
+    tracing::info!(
+        database = ?backend,
+        server_name = %settings.server_name,
+        request_ttl_secs = settings.request_ttl_secs,
+        "starting"
+    );
     let state = AppState::new(pool, settings).await?;
-    if db::Backend::of_url(&config.database)? == db::Backend::Postgres {
+    if backend == db::Backend::Postgres {
         cluster::start(&config.database, &state).await?;
     }
     Ok(state)

@@ -2,25 +2,26 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
 use clap::{Parser, Subcommand};
+use signin_server::config_file::{FileConfig, Overrides};
 use signin_server::policy::{Mode, PolicyUpdate, Target};
-use signin_server::{admin, audit, db, policy, ServeConfig};
+use signin_server::{admin, audit, db, policy};
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]
 struct Cli {
-    /// Database URL (`sqlite://path`; the file is created if missing).
-    #[arg(
-        long,
-        global = true,
-        env = "SIGNIN_DATABASE",
-        default_value = "sqlite://signin.db"
-    )]
-    database: String,
+    /// TOML configuration file (see signin.example.toml). Flags and SIGNIN_* environment
+    /// variables override it.
+    #[arg(long, global = true, env = "SIGNIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: `sqlite://path` (created if missing; default sqlite://signin.db) or
+    /// `postgres://user:password@host/db`.
+    #[arg(long, global = true, env = "SIGNIN_DATABASE")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,15 +30,17 @@ struct Cli {
 enum Command {
     /// Run the HTTP server.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "SIGNIN_LISTEN")]
+        listen: Option<SocketAddr>,
         /// Name shown on phones (stored; default "Contoso").
-        #[arg(long)]
+        #[arg(long, env = "SIGNIN_SERVER_NAME")]
         server_name: Option<String>,
-        #[arg(long, default_value_t = DEFAULT_REQUEST_TTL_SECS)]
-        request_ttl_secs: u64,
+        /// Lifetime of a sign-in request in seconds (default 90).
+        #[arg(long, env = "SIGNIN_REQUEST_TTL_SECS")]
+        request_ttl_secs: Option<u64>,
         /// Lifetime of new enrollment codes (stored; default 600).
-        #[arg(long)]
+        #[arg(long, env = "SIGNIN_ENROLLMENT_TTL_SECS")]
         enrollment_ttl_secs: Option<u64>,
         /// The URL users and phones reach this server at (stored), e.g. https://signin.example.com/.
         /// Needed for the web pages unless they are opened on a loopback address.
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = FileConfig::load_optional(cli.config.as_deref())?;
     match cli.command {
         Command::Serve {
             listen,
@@ -184,18 +188,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             enrollment_ttl_secs,
             public_url,
         } => {
-            signin_server::run(ServeConfig {
-                listen,
+            signin_server::run(file.serve_config(Overrides {
                 database: cli.database,
+                listen,
                 server_name,
                 request_ttl_secs,
                 enrollment_ttl_secs,
                 public_url,
-            })
+            }))
             .await
         }
         Command::Admin { command } => {
-            let pool = db::connect(&cli.database).await?;
+            let pool = db::connect(&file.database(cli.database)).await?;
             admin_command(&pool, command).await
         }
     }

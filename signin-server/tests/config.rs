@@ -1,0 +1,172 @@
+//! Configuration precedence through the binary: flags > SIGNIN_* environment > --config file >
+//! defaults.
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use signin_server::testing::TestDatabase;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signin-server");
+const VARS: [&str; 7] = [
+    "SIGNIN_CONFIG",
+    "SIGNIN_DATABASE",
+    "SIGNIN_LISTEN",
+    "SIGNIN_SERVER_NAME",
+    "SIGNIN_REQUEST_TTL_SECS",
+    "SIGNIN_ENROLLMENT_TTL_SECS",
+    "SIGNIN_PUBLIC_URL",
+];
+
+fn bin() -> Command {
+    let mut c = Command::new(BIN);
+    for v in VARS {
+        c.env_remove(v);
+    }
+    c.env("RUST_LOG", "info");
+    c
+}
+
+fn audit(db: &str) -> String {
+    let out = bin()
+        .args(["--database", db, "admin", "audit"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_database_comes_from_flag_then_env_then_file() {
+    let (file_db, env_db, flag_db) = (
+        TestDatabase::create_blocking().unwrap(),
+        TestDatabase::create_blocking().unwrap(),
+        TestDatabase::create_blocking().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signin.toml");
+    std::fs::write(&config, format!("database = \"{}\"\n", file_db.url)).unwrap();
+    let add = |upn: &str| ["admin", "user", "add", "--upn", upn, "--name", "X"].map(String::from);
+
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(add("file@x"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .env("SIGNIN_CONFIG", &config)
+        .env("SIGNIN_DATABASE", &env_db.url)
+        .args(add("env@x"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .env("SIGNIN_DATABASE", &env_db.url)
+        .args(["--database", &flag_db.url])
+        .args(add("flag@x"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for (db, upn) in [
+        (&file_db, "file@x"),
+        (&env_db, "env@x"),
+        (&flag_db, "flag@x"),
+    ] {
+        let log = audit(&db.url);
+        assert!(
+            log.contains(&format!("upn={upn}")),
+            "{upn} in its database: {log}"
+        );
+        assert_eq!(log.lines().count(), 1, "only {upn} there: {log}");
+    }
+}
+
+#[test]
+fn serve_takes_its_settings_from_the_file_and_the_environment() {
+    let db = TestDatabase::create_blocking().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signin.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\nname = \"FromFile\"\n\
+             request_ttl_secs = 45\n",
+            db.url
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["--config"])
+        .arg(&config)
+        .arg("serve")
+        .env("SIGNIN_SERVER_NAME", "FromEnv")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("signin-server listening on http://127.0.0.1:"),
+        "{line:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("server_name=FromEnv"), "{log}");
+    assert!(log.contains("request_ttl_secs=45"), "{log}");
+    // The database URL (it may hold a password) is not logged.
+    assert!(!log.contains(&db.url), "{log}");
+}
+
+#[test]
+fn a_bad_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signin.toml");
+    std::fs::write(&config, "[server]\nlisten_address = \"127.0.0.1:1\"\n").unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["admin", "audit"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid config file") && err.contains("listen_address"),
+        "{err}"
+    );
+    let missing = bin()
+        .args(["--config", "/nonexistent/signin.toml", "admin", "audit"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("could not read the config file"));
+}
