@@ -127,6 +127,8 @@ pub enum ErrorCode {
     PolicyDisabled,
     NotPasswordlessCapable,
     RateLimited,
+    /// Sign-ins for this user are paused after a "this wasn't me" report.
+    Paused,
     Internal,
     /// A code this client version does not know.
     #[serde(other)]
@@ -152,6 +154,7 @@ impl ErrorCode {
             ErrorCode::PolicyDisabled => "policy_disabled",
             ErrorCode::NotPasswordlessCapable => "not_passwordless_capable",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Paused => "paused",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

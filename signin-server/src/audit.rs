@@ -19,6 +19,12 @@ pub enum Event {
     GroupMemberAdded,
     WebSignIn,
     WebSignOut,
+    PushDelivery,
+    PushTokenStale,
+    RateLimited,
+    SignInPaused,
+    UserPaused,
+    UserResumed,
 }
 
 impl Event {
@@ -37,6 +43,12 @@ impl Event {
             Event::GroupMemberAdded => "group_member_added",
             Event::WebSignIn => "web_signin",
             Event::WebSignOut => "web_signout",
+            Event::PushDelivery => "push_delivery",
+            Event::PushTokenStale => "push_token_stale",
+            Event::RateLimited => "rate_limited",
+            Event::SignInPaused => "signin_paused",
+            Event::UserPaused => "user_paused",
+            Event::UserResumed => "user_resumed",
         }
     }
 }

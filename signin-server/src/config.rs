@@ -15,6 +15,14 @@ pub struct ServeConfig {
     pub enrollment_ttl_secs: Option<u64>,
     /// The server's public URL for the web pages and registration links (stored when given).
     pub public_url: Option<url::Url>,
+    /// APNs / FCM clients and retries (long-poll always works).
+    pub push: crate::push::PushConfig,
+    /// Anti-fatigue limits and the pause after a report.
+    pub fatigue: crate::fatigue::FatigueConfig,
+    /// A MaxMind `.mmdb` database for "City, Country" locations.
+    pub geoip: Option<std::path::PathBuf>,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServeConfig {
@@ -26,6 +34,10 @@ impl Default for ServeConfig {
             request_ttl_secs: DEFAULT_REQUEST_TTL_SECS,
             enrollment_ttl_secs: None,
             public_url: None,
+            push: Default::default(),
+            fatigue: Default::default(),
+            geoip: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

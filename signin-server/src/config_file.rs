@@ -6,7 +6,7 @@
 //! Unknown keys are errors (a typo must not silently fall back to a default). Sections for
 //! settings of other parts are declared here empty and get their fields with their feature.
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -48,6 +48,9 @@ pub struct ServerSection {
     pub enrollment_ttl_secs: Option<u64>,
     /// The URL users and phones reach this server at (stored); env `SIGNIN_PUBLIC_URL`.
     pub public_url: Option<url::Url>,
+    /// Proxies (addresses or CIDR) whose `X-Forwarded-For` is believed; env
+    /// `SIGNIN_TRUSTED_PROXIES` (comma-separated).
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[delivery]` with `[delivery.apns]` and `[delivery.fcm]` (fields come with the APNs/FCM
@@ -59,23 +62,45 @@ pub struct DeliverySection {
     pub fcm: Option<FcmSection>,
 }
 
+/// `[delivery.apns]`: all of `key_path`, `key_id`, `team_id`, `topic` (env `SIGNIN_APNS_*`).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApnsSection {}
+pub struct ApnsSection {
+    pub key_path: Option<PathBuf>,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub topic: Option<String>,
+    pub endpoint: Option<url::Url>,
+}
 
+/// `[delivery.fcm]` (env `SIGNIN_FCM_*`).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FcmSection {}
+pub struct FcmSection {
+    pub service_account_path: Option<PathBuf>,
+    pub project_id: Option<String>,
+    pub endpoint: Option<url::Url>,
+    pub token_uri: Option<url::Url>,
+}
 
-/// `[geoip]` (fields come with the GeoIP lookup; env `SIGNIN_GEOIP_*`).
+/// `[geoip]` (env `SIGNIN_GEOIP_DATABASE`).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GeoIpSection {}
+pub struct GeoIpSection {
+    /// A MaxMind `.mmdb` file (GeoIP2/GeoLite2 City or Country).
+    pub database: Option<PathBuf>,
+}
 
-/// `[risk]` (fields come with the anti-fatigue limits; env `SIGNIN_RISK_*`).
+/// `[risk]`: anti-fatigue limits (env `SIGNIN_RISK_*`).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RiskSection {}
+pub struct RiskSection {
+    pub burst: Option<u32>,
+    pub refill_secs: Option<u64>,
+    pub cooldown_secs: Option<u64>,
+    pub max_cooldown_secs: Option<u64>,
+    pub report_pause_secs: Option<u64>,
+}
 
 impl FileConfig {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
@@ -122,7 +147,78 @@ impl FileConfig {
                 .public_url
                 .or_else(|| s.public_url.clone())
                 .or(d.public_url),
+            ..ServeConfig::default()
         }
+    }
+}
+
+impl FileConfig {
+    /// Applies `[delivery.*]`, `[geoip]`, `[risk]` and `[server] trusted_proxies` to `config`
+    /// (flags and environment variables are applied after, by `options::DeliveryArgs`).
+    pub fn apply_delivery_sections(&self, config: &mut ServeConfig) -> anyhow::Result<()> {
+        use crate::push::{apns, fcm, ApnsConfig, FcmConfig};
+        if let Some(a) = &self.delivery.apns {
+            let need = |v: &Option<String>, key: &str| {
+                v.clone()
+                    .with_context(|| format!("[delivery.apns] needs `{key}`"))
+            };
+            config.push.apns = Some(ApnsConfig {
+                key_path: a
+                    .key_path
+                    .clone()
+                    .context("[delivery.apns] needs `key_path`")?,
+                key_id: need(&a.key_id, "key_id")?,
+                team_id: need(&a.team_id, "team_id")?,
+                topic: need(&a.topic, "topic")?,
+                endpoint: match &a.endpoint {
+                    Some(u) => u.clone(),
+                    None => url::Url::parse(apns::PRODUCTION_ENDPOINT)?,
+                },
+            });
+        }
+        if let Some(f) = &self.delivery.fcm {
+            config.push.fcm = Some(FcmConfig {
+                service_account_path: f
+                    .service_account_path
+                    .clone()
+                    .context("[delivery.fcm] needs `service_account_path`")?,
+                project_id: f.project_id.clone(),
+                endpoint: match &f.endpoint {
+                    Some(u) => u.clone(),
+                    None => url::Url::parse(fcm::PRODUCTION_ENDPOINT)?,
+                },
+                token_uri: f.token_uri.clone(),
+            });
+        }
+        if let Some(path) = &self.geoip.database {
+            config.geoip = Some(path.clone());
+        }
+        if let Some(list) = &self.server.trusted_proxies {
+            config.trusted_proxies = list
+                .iter()
+                .map(|p| crate::options::parse_proxy(p).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()
+                .context("[server] trusted_proxies")?;
+        }
+        let r = &self.risk;
+        let f = &mut config.fatigue;
+        if let Some(v) = r.burst {
+            anyhow::ensure!(v >= 1, "[risk] burst must be at least 1");
+            f.burst = v;
+        }
+        if let Some(v) = r.refill_secs {
+            f.refill_secs = v.max(1);
+        }
+        if let Some(v) = r.cooldown_secs {
+            f.cooldown_secs = v;
+        }
+        if let Some(v) = r.max_cooldown_secs {
+            f.max_cooldown_secs = v;
+        }
+        if let Some(v) = r.report_pause_secs {
+            f.report_pause_secs = v;
+        }
+        Ok(())
     }
 }
 
@@ -191,6 +287,41 @@ mod tests {
             (defaults.listen, defaults.request_ttl_secs),
             (d.listen, d.request_ttl_secs)
         );
+    }
+
+    #[test]
+    fn delivery_geoip_proxy_and_risk_sections_apply() {
+        let f = FileConfig::parse(include_str!("../signin.example.toml")).unwrap();
+        let mut c = f.serve_config(Overrides::default());
+        f.apply_delivery_sections(&mut c).unwrap();
+        let apns = c.push.apns.as_ref().unwrap();
+        assert_eq!((apns.key_id.as_str(), apns.team_id.as_str()), ("ABC123DEFG", "DEF123GHIJ"));
+        assert_eq!(apns.topic, "com.example.phonesignin");
+        assert_eq!(apns.endpoint.as_str(), "https://api.sandbox.push.apple.com/");
+        let fcm = c.push.fcm.as_ref().unwrap();
+        assert_eq!(fcm.project_id.as_deref(), Some("phone-signin-prod"));
+        assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
+        assert!(c.geoip.is_some());
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.fatigue, crate::fatigue::FatigueConfig::default());
+
+        let f = FileConfig::parse(
+            "[delivery.apns]\nkey_path = \"k.p8\"\nkey_id = \"K\"\nteam_id = \"T\"",
+        )
+        .unwrap();
+        let err = f
+            .apply_delivery_sections(&mut ServeConfig::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("`topic`"), "{err}");
+        let f = FileConfig::parse("[risk]\nburst = 7\nreport_pause_secs = 60").unwrap();
+        let mut c = ServeConfig::default();
+        f.apply_delivery_sections(&mut c).unwrap();
+        assert_eq!((c.fatigue.burst, c.fatigue.report_pause_secs), (7, 60));
+        assert!(c.push.apns.is_none() && c.geoip.is_none());
+        let f = FileConfig::parse("[server]\ntrusted_proxies = [\"nope\"]").unwrap();
+        assert!(f
+            .apply_delivery_sections(&mut ServeConfig::default())
+            .is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Waking devices and sign-in pages. Long-poll is the only transport for now: a sign-in wakes
-//! the account's waiting `GET /api/v1/device/poll`; a decision wakes `GET /api/v1/signin/{id}?wait`.
-//! APNs/FCM will be further `Delivery` implementations.
+//! Waking devices and sign-in pages. A sign-in wakes the account's waiting
+//! `GET /api/v1/device/poll` (always) and pushes through APNs/FCM when the device registered
+//! such a channel (`crate::push::Dispatcher`, the `Delivery` in `AppState`); a decision wakes
+//! `GET /api/v1/signin/{id}?wait`.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use authenticator_protocol::push::PushEnvelope;
 use tokio::sync::{watch, Notify};
 
 /// Tells a device that a request is waiting. A push has no authority: the device fetches the
-/// signed details itself.
+/// signed details itself. Implementations return at once (network pushes run on spawned tasks).
 pub trait Delivery: Send + Sync + 'static {
     fn deliver(&self, envelope: &PushEnvelope);
 }

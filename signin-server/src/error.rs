@@ -47,6 +47,10 @@ pub enum AppError {
     NotPasswordlessCapable,
     #[error("no such endpoint")]
     NotFound,
+    #[error("too many sign-in attempts: try again later")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("sign-ins are paused for this user after a report: try again later")]
+    Paused { retry_after_secs: u64 },
     /// A server fault. The client sees a generic message; the cause is logged once.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -70,6 +74,8 @@ impl AppError {
             AppError::KeyNotAllowed => ErrorCode::KeyNotAllowed,
             AppError::PolicyDisabled => ErrorCode::PolicyDisabled,
             AppError::NotPasswordlessCapable => ErrorCode::NotPasswordlessCapable,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::Paused { .. } => ErrorCode::Paused,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -90,7 +96,10 @@ impl AppError {
             AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
                 StatusCode::CONFLICT
             }
-            AppError::KeyNotAllowed | AppError::PolicyDisabled => StatusCode::FORBIDDEN,
+            AppError::KeyNotAllowed | AppError::PolicyDisabled | AppError::Paused { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,7 +134,19 @@ impl IntoResponse for AppError {
                 _ => None,
             },
         };
+        let retry_after = match &self {
+            AppError::RateLimited { retry_after_secs } | AppError::Paused { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        };
         let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         if let AppError::Internal(cause) = self {
             response
                 .extensions_mut()
@@ -220,6 +241,20 @@ mod tests {
                 AppError::NotPasswordlessCapable,
                 409,
                 "not_passwordless_capable",
+            ),
+            (
+                AppError::RateLimited {
+                    retry_after_secs: 60,
+                },
+                429,
+                "rate_limited",
+            ),
+            (
+                AppError::Paused {
+                    retry_after_secs: 60,
+                },
+                403,
+                "paused",
             ),
             (AppError::internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];

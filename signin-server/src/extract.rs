@@ -6,6 +6,8 @@ use authenticator_protocol::UnixMillis;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use ipnet::IpNet;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -46,20 +48,102 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
     }
 }
 
-/// The peer address of the connection, when the server runs with connect info (not in
-/// `oneshot` tests). Forwarded-for headers are not trusted.
+/// The client's address: the peer of the connection (absent in `oneshot` tests), or, when the
+/// peer is a configured trusted proxy (`--trusted-proxy`), the right-most `X-Forwarded-For`
+/// entry that is not itself a trusted proxy. Without trusted proxies the header is ignored.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientIp(client_ip(
+            peer,
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
+    }
+}
+
+/// See [`ClientIp`]. A malformed forwarded entry makes the address unknown.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = peer?.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let ip = entry.parse::<IpAddr>().ok()?.to_canonical();
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/24".parse().unwrap()];
+        let h = headers(&["81.2.69.160, 10.0.0.7"]);
+        // Not configured: the header is ignored.
+        assert_eq!(client_ip(Some(proxy), &h, &[]), Some(proxy));
+        // From an untrusted peer: ignored.
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_ip(Some(other), &h, &trusted), Some(other));
+        // From a trusted proxy: the right-most untrusted entry.
+        assert_eq!(
+            client_ip(Some(proxy), &h, &trusted),
+            Some("81.2.69.160".parse().unwrap())
+        );
+        // A client cannot hide behind a prepended fake entry.
+        let h = headers(&["1.1.1.1", "81.2.69.160"]);
+        assert_eq!(
+            client_ip(Some(proxy), &h, &trusted),
+            Some("81.2.69.160".parse().unwrap())
+        );
+        // Garbage: unknown.
+        assert_eq!(client_ip(Some(proxy), &headers(&["nope"]), &trusted), None);
+        // No header: the proxy itself.
+        assert_eq!(
+            client_ip(Some(proxy), &HeaderMap::new(), &trusted),
+            Some(proxy)
+        );
+        // IPv4-mapped IPv6 peers are compared as IPv4.
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(
+            client_ip(Some(mapped), &headers(&["81.2.69.160"]), &trusted),
+            Some("81.2.69.160".parse().unwrap())
+        );
+        assert_eq!(client_ip(None, &h, &trusted), None);
     }
 }

@@ -11,8 +11,12 @@ pub mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod extract;
+pub mod fatigue;
+pub mod geoip;
 pub mod locator;
+pub mod options;
 pub mod policy;
+pub mod push;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -128,15 +132,26 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         server_name: db::server_name(&pool).await?,
         request_ttl_secs: config.request_ttl_secs,
     };
-    // The effective settings, without the database URL (it may carry a password).
+    // The effective settings, without the database URL (it may carry a password) or keys.
     let backend = db::Backend::of_url(&config.database)?;
     tracing::info!(
         database = ?backend,
         server_name = %settings.server_name,
         request_ttl_secs = settings.request_ttl_secs,
+        apns = config.push.apns.is_some(),
+        fcm = config.push.fcm.is_some(),
+        geoip = config.geoip.is_some(),
+        trusted_proxies = config.trusted_proxies.len(),
         "starting"
     );
-    let state = AppState::new(pool, settings).await?;
+    let mut state = AppState::new(pool, settings)
+        .await?
+        .with_push(config.push.transports()?, config.push.retry)
+        .with_fatigue(config.fatigue)
+        .with_trusted_proxies(config.trusted_proxies.clone());
+    if let Some(path) = &config.geoip {
+        state = state.with_locator(std::sync::Arc::new(geoip::MaxMindLocator::open(path)?));
+    }
     if backend == db::Backend::Postgres {
         cluster::start(&config.database, &state).await?;
     }

@@ -46,6 +46,8 @@ enum Command {
         /// Needed for the web pages unless they are opened on a loopback address.
         #[arg(long, env = "SIGNIN_PUBLIC_URL")]
         public_url: Option<url::Url>,
+        #[command(flatten)]
+        delivery: Box<signin_server::options::DeliveryArgs>,
     },
     /// Administer users, policy and enrollment.
     Admin {
@@ -106,6 +108,16 @@ enum UserCommand {
         #[arg(long)]
         group: String,
     },
+    /// Show a user: groups, risk, pause, rate limit, devices and their push channels.
+    Show {
+        #[arg(long)]
+        upn: String,
+    },
+    /// End a pause that "this wasn't me" started (the risk score stays).
+    Resume {
+        #[arg(long)]
+        upn: String,
+    },
 }
 
 /// The first line of stdin, without its line ending.
@@ -119,6 +131,7 @@ fn read_password_line() -> anyhow::Result<String> {
         anyhow::bail!("no password on stdin");
     }
     Ok(password)
+
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -187,16 +200,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             request_ttl_secs,
             enrollment_ttl_secs,
             public_url,
+            delivery,
         } => {
-            signin_server::run(file.serve_config(Overrides {
+            let mut config = file.serve_config(Overrides {
                 database: cli.database,
                 listen,
                 server_name,
                 request_ttl_secs,
                 enrollment_ttl_secs,
                 public_url,
-            }))
-            .await
+            });
+            // Flags and SIGNIN_* variables of push, GeoIP, proxies and limits over the file.
+            file.apply_delivery_sections(&mut config)?;
+            delivery.apply(&mut config)?;
+            signin_server::run(config).await
         }
         Command::Admin { command } => {
             let pool = db::connect(&file.database(cli.database)).await?;
@@ -242,6 +259,21 @@ async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result
         } => {
             signin_server::web::admin::add_group_member(pool, &group, &upn).await?;
             println!("added {} to {}", upn.trim(), group.trim());
+        }
+        AdminCommand::User {
+            command: UserCommand::Show { upn },
+        } => println!(
+            "{}",
+            signin_server::fatigue::describe_user(pool, &upn).await?
+        ),
+        AdminCommand::User {
+            command: UserCommand::Resume { upn },
+        } => {
+            if signin_server::fatigue::resume(pool, upn.trim()).await? {
+                println!("resumed sign-ins for {}", upn.trim());
+            } else {
+                println!("{} was not paused", upn.trim());
+            }
         }
         AdminCommand::Policy {
             command:

@@ -7,7 +7,10 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::db::Pool;
 use crate::delivery::{Delivery, LongPoll, Waiters};
+use crate::fatigue::FatigueConfig;
 use crate::locator::{Locator, NoGeoIp};
+use crate::push::{Dispatcher, RetryPolicy, Transport};
+use ipnet::IpNet;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +23,12 @@ pub struct AppState {
     /// Sign-in pages waiting for a request to leave `pending`.
     pub request_waiters: Arc<Waiters>,
     pub locator: Arc<dyn Locator>,
+    /// APNs/FCM/long-poll delivery (the same object as `delivery`).
+    pub dispatcher: Dispatcher,
+    /// Anti-fatigue limits and the pause after a report.
+    pub fatigue: Arc<FatigueConfig>,
+    /// Proxies whose `X-Forwarded-For` is believed (none by default).
+    pub trusted_proxies: Arc<Vec<IpNet>>,
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
 }
@@ -29,12 +38,21 @@ impl AppState {
     pub async fn new(pool: Pool, settings: Settings) -> anyhow::Result<Self> {
         let signer = crate::db::server_signer(&pool).await?;
         let longpoll = Arc::new(LongPoll::default());
+        let dispatcher = Dispatcher::new(
+            pool.clone(),
+            longpoll.clone(),
+            Vec::new(),
+            RetryPolicy::default(),
+        );
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(AppState {
             pool,
             signer: Arc::new(signer),
             settings: Arc::new(settings),
-            delivery: longpoll.clone(),
+            delivery: Arc::new(dispatcher.clone()),
+            dispatcher,
+            fatigue: Arc::new(FatigueConfig::default()),
+            trusted_proxies: Arc::new(Vec::new()),
             longpoll,
             request_waiters: Arc::new(Waiters::default()),
             locator: Arc::new(NoGeoIp),
@@ -45,6 +63,24 @@ impl AppState {
 
     pub fn with_locator(mut self, locator: Arc<dyn Locator>) -> Self {
         self.locator = locator;
+        self
+    }
+
+    /// Push clients (APNs, FCM) beside long-poll.
+    pub fn with_push(mut self, transports: Vec<Arc<dyn Transport>>, retry: RetryPolicy) -> Self {
+        self.dispatcher =
+            Dispatcher::new(self.pool.clone(), self.longpoll.clone(), transports, retry);
+        self.delivery = Arc::new(self.dispatcher.clone());
+        self
+    }
+
+    pub fn with_fatigue(mut self, config: FatigueConfig) -> Self {
+        self.fatigue = Arc::new(config);
+        self
+    }
+
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpNet>) -> Self {
+        self.trusted_proxies = Arc::new(proxies);
         self
     }
 

@@ -163,3 +163,66 @@ fn serve_prints_its_address_and_stops_on_sigterm() {
     });
     assert_eq!(name, "Fabrikam");
 }
+
+#[test]
+fn user_show_resume_and_delivery_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let add = [
+        "admin",
+        "user",
+        "add",
+        "--upn",
+        "eve@contoso.test",
+        "--name",
+        "Eve",
+    ];
+    assert!(cmd(&db, &add).status.success());
+    let show = cmd(&db, &["admin", "user", "show", "--upn", "eve@contoso.test"]);
+    assert!(show.status.success());
+    let text = String::from_utf8(show.stdout).unwrap();
+    for line in [
+        "upn: eve@contoso.test",
+        "risk: low (score 0, reports 0)",
+        "paused: no",
+        "rate limit: ok",
+        "devices: none",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    let resume = cmd(
+        &db,
+        &["admin", "user", "resume", "--upn", "eve@contoso.test"],
+    );
+    assert!(String::from_utf8_lossy(&resume.stdout).contains("was not paused"));
+    let missing = cmd(
+        &db,
+        &["admin", "user", "show", "--upn", "nobody@contoso.test"],
+    );
+    assert!(!missing.status.success());
+
+    // Incomplete or unreadable push settings stop `serve` with a clear error.
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let out = cmd(&db, &args);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(serve(&["--apns-key", "/nonexistent/key.p8"]).contains("--apns-key-id"));
+    let err = serve(&[
+        "--apns-key",
+        "/nonexistent/key.p8",
+        "--apns-key-id",
+        "K",
+        "--apns-team-id",
+        "T",
+        "--apns-topic",
+        "com.example",
+    ]);
+    assert!(err.contains("reading the APNs key"), "{err}");
+    assert!(serve(&["--fcm-project-id", "p"]).contains("--fcm-service-account"));
+    assert!(serve(&["--trusted-proxy", "not-an-ip"]).contains("not an IP address"));
+    let err = serve(&["--geoip", "/nonexistent/city.mmdb"]);
+    assert!(err.contains("GeoIP database"), "{err}");
+}

@@ -248,6 +248,16 @@ pub async fn respond(
         entry(new_status.as_str()),
     )
     .await?;
+    if new_status == Status::Reported {
+        crate::fatigue::record_report(
+            &state.pool,
+            &state.fatigue,
+            &req.upn,
+            req.account_id.as_str(),
+            req.id.as_str(),
+        )
+        .await?;
+    }
     tracing::info!(request_id = %req.id, decision = response.decision.as_str(), "sign-in answered");
     Ok(AppJson(ResponseAccepted {
         status: new_status.as_str().to_owned(),

@@ -131,6 +131,8 @@ pub async fn create_request(
         .await?;
     let account_id = AccountId::parse(&account.ok_or(AppError::NotPasswordlessCapable)?)
         .map_err(|e| AppError::internal(anyhow::anyhow!("stored account id: {e}")))?;
+    // Anti-fatigue: a paused user gets no sign-in (so no push); starts are rate limited.
+    crate::fatigue::admit_signin(&state.pool, &state.fatigue, upn).await?;
 
     let request_id = RequestId::random();
     let number = random_number();

@@ -27,6 +27,14 @@ pub struct Harness {
 }
 
 pub async fn harness_with_ttl(request_ttl_secs: u64) -> Harness {
+    harness_with_state(request_ttl_secs, |s| s).await
+}
+
+/// A harness whose state `configure` adjusts (push clients, limits, locator…).
+pub async fn harness_with_state(
+    request_ttl_secs: u64,
+    configure: impl FnOnce(AppState) -> AppState,
+) -> Harness {
     let test_db = TestDatabase::create().await.unwrap();
     let pool = db::connect(&test_db.url).await.unwrap();
     let state = AppState::new(
@@ -38,6 +46,11 @@ pub async fn harness_with_ttl(request_ttl_secs: u64) -> Harness {
     )
     .await
     .unwrap();
+    // Tests start many sign-ins per user: a generous limit unless a test sets its own.
+    let state = configure(state.with_fatigue(signin_server::fatigue::FatigueConfig {
+        burst: 1000,
+        ..Default::default()
+    }));
     Harness {
         db: test_db,
         app: app(state.clone()),
@@ -52,6 +65,7 @@ pub async fn harness() -> Harness {
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub body: Value,
     pub content_type: Option<String>,
 }
@@ -66,6 +80,7 @@ impl Harness {
     pub async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
+        let headers = resp.headers().clone();
         let content_type = resp
             .headers()
             .get("content-type")
@@ -79,6 +94,7 @@ impl Harness {
         };
         Reply {
             status,
+            headers,
             body,
             content_type,
         }
@@ -123,8 +139,15 @@ impl Harness {
 
     /// A user with an enrolled phone that has phone sign-in enabled.
     pub async fn ready_phone(&self, upn: &str) -> Phone {
+        self.ready_phone_with_push(upn, "longpoll", "").await
+    }
+
+    /// The same, with the phone registering a push channel (`apns`/`fcm` and its token).
+    pub async fn ready_phone_with_push(&self, upn: &str, kind: &str, token: &str) -> Phone {
         self.add_user(upn, &[]).await;
         let mut phone = Phone::new();
+        phone.push_kind = kind.into();
+        phone.push_token = token.into();
         phone.enroll(self, &self.link(upn, 600).await).await;
         let r = phone.enable_passwordless(self).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
@@ -142,6 +165,9 @@ pub struct Phone {
     pub passwordless: EcdsaSigner,
     pub account_id: Option<AccountId>,
     pub server_key: Option<PublicKey>,
+    /// The push channel registered at enrollment (`longpoll` by default).
+    pub push_kind: String,
+    pub push_token: String,
 }
 
 /// A fetched request as the phone holds it.
@@ -158,6 +184,8 @@ impl Phone {
             passwordless: EcdsaSigner::generate().unwrap().0,
             account_id: None,
             server_key: None,
+            push_kind: "longpoll".into(),
+            push_token: String::new(),
         }
     }
 
@@ -202,8 +230,8 @@ impl Phone {
         let proof = EnrollProof {
             challenge,
             device_public_key: self.device.public_key(),
-            push_kind: "longpoll".into(),
-            push_token: String::new(),
+            push_kind: self.push_kind.clone(),
+            push_token: self.push_token.clone(),
             device_name: "Test Phone".into(),
             timestamp: UnixMillis::now(),
         };
@@ -211,7 +239,7 @@ impl Phone {
         json!({
             "code": code, "challenge": b64(&challenge),
             "device_public_key": proof.device_public_key.to_b64(),
-            "push": {"kind": "longpoll", "token": ""},
+            "push": {"kind": proof.push_kind, "token": proof.push_token},
             "device_name": proof.device_name, "timestamp": proof.timestamp,
             "signature": sig.to_b64(),
         })

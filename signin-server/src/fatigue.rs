@@ -1,0 +1,567 @@
+//! Anti-fatigue (push bombing) and per-user risk.
+//!
+//! - **Escalating limit** on sign-in starts (each start sends one push): a token bucket of
+//!   `burst` starts refilled one per `refill_secs`; when it runs dry the user is blocked for a
+//!   cool-down that doubles with every further time it runs dry (`cooldown_secs`, 2×, 4×, …,
+//!   at most `max_cooldown_secs`), and only a quiet `max_cooldown_secs` without a block resets
+//!   the escalation. Refusals answer `429 rate_limited` with `Retry-After`.
+//! - **"This wasn't me"** (a `report` decision) pauses sign-ins, so pushes, for the user for
+//!   `report_pause_secs` (`403 paused` with `Retry-After`) and raises the user's risk score.
+//!
+//! State lives in `user_risk` (so every server instance sees it) and is updated with an
+//! optimistic version check. Every refusal and pause is audited.
+use serde::Deserialize;
+
+use crate::audit::{self, Event};
+use crate::db::{now_ms, Pool};
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FatigueConfig {
+    /// Sign-ins a user may start in a burst.
+    pub burst: u32,
+    /// One more sign-in is allowed every this many seconds.
+    pub refill_secs: u64,
+    /// Block after the bucket first runs dry; doubles each further time.
+    pub cooldown_secs: u64,
+    pub max_cooldown_secs: u64,
+    /// How long "this wasn't me" pauses the user's sign-ins.
+    pub report_pause_secs: u64,
+}
+
+impl Default for FatigueConfig {
+    fn default() -> Self {
+        FatigueConfig {
+            burst: 3,
+            refill_secs: 60,
+            cooldown_secs: 60,
+            max_cooldown_secs: 3600,
+            report_pause_secs: 3600,
+        }
+    }
+}
+
+/// The stored per-user state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserRisk {
+    pub bucket_millitokens: i64,
+    pub bucket_at: i64,
+    pub strikes: i64,
+    pub blocked_until: i64,
+    pub paused_until: i64,
+    pub risk: i64,
+    pub reports: i64,
+    pub last_report_at: Option<i64>,
+}
+
+impl UserRisk {
+    fn fresh(cfg: &FatigueConfig, now: i64) -> Self {
+        UserRisk {
+            bucket_millitokens: i64::from(cfg.burst) * 1000,
+            bucket_at: now,
+            strikes: 0,
+            blocked_until: 0,
+            paused_until: 0,
+            risk: 0,
+            reports: 0,
+            last_report_at: None,
+        }
+    }
+
+    /// `low` (no reports), `elevated` (one), `high` (two or more).
+    pub fn level(&self) -> &'static str {
+        match self.risk {
+            i64::MIN..=0 => "low",
+            1 => "elevated",
+            _ => "high",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Refused by the rate limit; `new_strike` when this attempt started a new cool-down.
+    Limited {
+        retry_after_ms: i64,
+        new_strike: bool,
+    },
+    Paused {
+        retry_after_ms: i64,
+    },
+}
+
+fn secs_ms(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The decision for one sign-in start at `now` and the state to store. Pure: no clock, no I/O.
+pub fn admit(cfg: &FatigueConfig, current: Option<UserRisk>, now: i64) -> (UserRisk, Verdict) {
+    let mut s = current.unwrap_or_else(|| UserRisk::fresh(cfg, now));
+    if s.paused_until > now {
+        return (
+            s,
+            Verdict::Paused {
+                retry_after_ms: s.paused_until - now,
+            },
+        );
+    }
+    if s.blocked_until > now {
+        return (
+            s,
+            Verdict::Limited {
+                retry_after_ms: s.blocked_until - now,
+                new_strike: false,
+            },
+        );
+    }
+    // Refill: one token (1000 millitokens) per `refill_secs`.
+    let full = i64::from(cfg.burst) * 1000;
+    let elapsed = now.saturating_sub(s.bucket_at).max(0);
+    let per_ms = i64::try_from(cfg.refill_secs.max(1)).unwrap_or(i64::MAX);
+    s.bucket_millitokens = s
+        .bucket_millitokens
+        .saturating_add(elapsed / per_ms)
+        .min(full);
+    s.bucket_at = now;
+    // A quiet period as long as the longest cool-down forgives earlier blocks.
+    if s.strikes > 0 && now.saturating_sub(s.blocked_until) >= secs_ms(cfg.max_cooldown_secs) {
+        s.strikes = 0;
+    }
+    if s.bucket_millitokens >= 1000 {
+        s.bucket_millitokens -= 1000;
+        return (s, Verdict::Allowed);
+    }
+    s.strikes += 1;
+    let shift = u32::try_from(s.strikes - 1).unwrap_or(u32::MAX).min(30);
+    let cooldown = secs_ms(cfg.cooldown_secs)
+        .saturating_mul(1i64 << shift)
+        .min(secs_ms(cfg.max_cooldown_secs));
+    s.blocked_until = now.saturating_add(cooldown);
+    (
+        s,
+        Verdict::Limited {
+            retry_after_ms: cooldown,
+            new_strike: true,
+        },
+    )
+}
+
+/// The state after a report at `now`: paused, riskier.
+pub fn reported(cfg: &FatigueConfig, current: Option<UserRisk>, now: i64) -> UserRisk {
+    let mut s = current.unwrap_or_else(|| UserRisk::fresh(cfg, now));
+    s.paused_until = s
+        .paused_until
+        .max(now.saturating_add(secs_ms(cfg.report_pause_secs)));
+    s.risk = s.risk.saturating_add(1);
+    s.reports = s.reports.saturating_add(1);
+    s.last_report_at = Some(now);
+    s
+}
+
+/// A device as `describe_user` shows it: account, name, push kind, stale since, stale
+/// reason, phone sign-in enabled at.
+type DeviceRow = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+type Row = (i64, i64, i64, i64, i64, i64, i64, Option<i64>, i64);
+
+pub async fn load(pool: &Pool, upn: &str) -> sqlx::Result<Option<(UserRisk, i64)>> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT bucket_millitokens, bucket_at, strikes, blocked_until, paused_until, risk, \
+         reports, last_report_at, version FROM user_risk WHERE upn = $1",
+    )
+    .bind(upn)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| {
+        (
+            UserRisk {
+                bucket_millitokens: r.0,
+                bucket_at: r.1,
+                strikes: r.2,
+                blocked_until: r.3,
+                paused_until: r.4,
+                risk: r.5,
+                reports: r.6,
+                last_report_at: r.7,
+            },
+            r.8,
+        )
+    }))
+}
+
+/// Stores `next` if the row is still at `version` (or absent when `version` is `None`).
+async fn store(
+    pool: &Pool,
+    upn: &str,
+    next: &UserRisk,
+    version: Option<i64>,
+) -> sqlx::Result<bool> {
+    let done = match version {
+        None => sqlx::query(
+            "INSERT INTO user_risk (upn, bucket_millitokens, bucket_at, strikes, blocked_until, \
+             paused_until, risk, reports, last_report_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (upn) DO NOTHING",
+        ),
+        Some(_) => sqlx::query(
+            "UPDATE user_risk SET bucket_millitokens = $2, bucket_at = $3, strikes = $4, \
+             blocked_until = $5, paused_until = $6, risk = $7, reports = $8, \
+             last_report_at = $9, version = version + 1 WHERE upn = $1 AND version = $10",
+        ),
+    }
+    .bind(upn)
+    .bind(next.bucket_millitokens)
+    .bind(next.bucket_at)
+    .bind(next.strikes)
+    .bind(next.blocked_until)
+    .bind(next.paused_until)
+    .bind(next.risk)
+    .bind(next.reports)
+    .bind(next.last_report_at)
+    .bind(version.unwrap_or(0))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Applies `f` to the user's state atomically (optimistic retries).
+async fn update<T>(
+    pool: &Pool,
+    upn: &str,
+    mut f: impl FnMut(Option<UserRisk>, i64) -> (UserRisk, T),
+) -> Result<T, AppError> {
+    for _ in 0..16 {
+        let current = load(pool, upn).await?;
+        let (next, out) = f(current.map(|c| c.0), now_ms());
+        if current.map(|c| c.0) == Some(next) {
+            return Ok(out);
+        }
+        if store(pool, upn, &next, current.map(|c| c.1)).await? {
+            return Ok(out);
+        }
+    }
+    Err(AppError::internal(anyhow::anyhow!(
+        "user_risk update kept conflicting"
+    )))
+}
+
+fn retry_secs(ms: i64) -> u64 {
+    u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000).max(1)
+}
+
+/// Checks the pause and the rate limit for one sign-in start (which sends one push). Refusals
+/// are audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`.
+pub async fn admit_signin(pool: &Pool, cfg: &FatigueConfig, upn: &str) -> Result<(), AppError> {
+    let verdict = update(pool, upn, |current, now| {
+        let (next, v) = admit(cfg, current, now);
+        (next, v)
+    })
+    .await?;
+    let entry = |outcome| audit::Entry {
+        upn: Some(upn),
+        outcome,
+        ..Default::default()
+    };
+    match verdict {
+        Verdict::Allowed => Ok(()),
+        Verdict::Paused { retry_after_ms } => {
+            audit::record(pool, Event::SignInPaused, entry("refused")).await?;
+            tracing::info!("sign-in refused: user paused after a report");
+            Err(AppError::Paused {
+                retry_after_secs: retry_secs(retry_after_ms),
+            })
+        }
+        Verdict::Limited {
+            retry_after_ms,
+            new_strike,
+        } => {
+            let outcome = format!(
+                "{} retry_after_secs={}",
+                if new_strike {
+                    "cooldown_started"
+                } else {
+                    "blocked"
+                },
+                retry_secs(retry_after_ms)
+            );
+            audit::record(pool, Event::RateLimited, entry(&outcome)).await?;
+            tracing::info!(new_strike, "sign-in refused: rate limited");
+            Err(AppError::RateLimited {
+                retry_after_secs: retry_secs(retry_after_ms),
+            })
+        }
+    }
+}
+
+/// "This wasn't me": pauses the user's sign-ins and raises the risk. Audited (`user_paused`).
+pub async fn record_report(
+    pool: &Pool,
+    cfg: &FatigueConfig,
+    upn: &str,
+    account_id: &str,
+    request_id: &str,
+) -> Result<UserRisk, AppError> {
+    let state = update(pool, upn, |current, now| {
+        let next = reported(cfg, current, now);
+        (next, next)
+    })
+    .await?;
+    let outcome = format!(
+        "paused_until={} risk={}",
+        crate::rfc3339(state.paused_until),
+        state.level()
+    );
+    audit::record(
+        pool,
+        Event::UserPaused,
+        audit::Entry {
+            upn: Some(upn),
+            account_id: Some(account_id),
+            request_id: Some(request_id),
+            outcome: &outcome,
+        },
+    )
+    .await?;
+    tracing::warn!(request_id, "sign-in reported as fraud: user paused");
+    Ok(state)
+}
+
+/// Ends a pause early (admin). Audited (`user_resumed`). The risk score stays.
+pub async fn resume(pool: &Pool, upn: &str) -> Result<bool, AppError> {
+    let was_paused = update(pool, upn, |current, now| match current {
+        Some(mut s) if s.paused_until > now => {
+            s.paused_until = 0;
+            (s, true)
+        }
+        Some(s) => (s, false),
+        None => (UserRisk::fresh(&FatigueConfig::default(), now), false),
+    })
+    .await?;
+    if was_paused {
+        audit::record(
+            pool,
+            Event::UserResumed,
+            audit::Entry {
+                upn: Some(upn),
+                outcome: "ok",
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(was_paused)
+}
+
+/// What `admin user show` prints: the user, groups, risk, pause, rate limit and each
+/// device's push channel (with stale tokens). Never tokens or keys.
+pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let upn = upn.trim();
+    let user: Option<(String,)> = sqlx::query_as("SELECT display_name FROM users WHERE upn = $1")
+        .bind(upn)
+        .fetch_optional(pool)
+        .await?;
+    let Some((name,)) = user else {
+        anyhow::bail!("no user {upn}");
+    };
+    let groups: Vec<String> =
+        sqlx::query_scalar("SELECT group_name FROM user_groups WHERE upn = $1 ORDER BY group_name")
+            .bind(upn)
+            .fetch_all(pool)
+            .await?;
+    let now = now_ms();
+    let mut out = String::new();
+    writeln!(out, "upn: {upn}")?;
+    writeln!(out, "name: {name}")?;
+    writeln!(
+        out,
+        "groups: {}",
+        if groups.is_empty() {
+            "-".to_owned()
+        } else {
+            groups.join(", ")
+        }
+    )?;
+    let risk = load(pool, upn).await?.map(|r| r.0);
+    match risk {
+        Some(r) => {
+            write!(
+                out,
+                "risk: {} (score {}, reports {}",
+                r.level(),
+                r.risk,
+                r.reports
+            )?;
+            if let Some(at) = r.last_report_at {
+                write!(out, ", last report {}", crate::rfc3339(at))?;
+            }
+            writeln!(out, ")")?;
+            if r.paused_until > now {
+                writeln!(out, "paused: until {}", crate::rfc3339(r.paused_until))?;
+            } else {
+                writeln!(out, "paused: no")?;
+            }
+            if r.blocked_until > now {
+                writeln!(
+                    out,
+                    "rate limit: blocked until {} (cool-down #{})",
+                    crate::rfc3339(r.blocked_until),
+                    r.strikes
+                )?;
+            } else {
+                writeln!(out, "rate limit: ok")?;
+            }
+        }
+        None => {
+            writeln!(out, "risk: low (score 0, reports 0)")?;
+            writeln!(out, "paused: no")?;
+            writeln!(out, "rate limit: ok")?;
+        }
+    }
+    let devices: Vec<DeviceRow> = sqlx::query_as(
+        "SELECT account_id, device_name, push_kind, push_stale_at, push_stale_reason, \
+         passwordless_enabled_at FROM devices WHERE upn = $1 ORDER BY enrolled_at",
+    )
+    .bind(upn)
+    .fetch_all(pool)
+    .await?;
+    if devices.is_empty() {
+        writeln!(out, "devices: none")?;
+    }
+    for (account, device_name, kind, stale_at, stale_reason, pwl) in devices {
+        write!(out, "device {account} ({device_name}): push {kind}")?;
+        match stale_at {
+            Some(at) => write!(
+                out,
+                " STALE since {} ({})",
+                crate::rfc3339(at),
+                stale_reason.as_deref().unwrap_or("-")
+            )?,
+            None => write!(out, " ok")?,
+        }
+        writeln!(
+            out,
+            "; phone sign-in {}",
+            if pwl.is_some() { "on" } else { "off" }
+        )?;
+    }
+    Ok(out.trim_end().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: FatigueConfig = FatigueConfig {
+        burst: 3,
+        refill_secs: 60,
+        cooldown_secs: 60,
+        max_cooldown_secs: 3600,
+        report_pause_secs: 3600,
+    };
+
+    fn run(state: &mut Option<UserRisk>, now: i64) -> Verdict {
+        let (next, v) = admit(&CFG, *state, now);
+        *state = Some(next);
+        v
+    }
+
+    #[test]
+    fn burst_then_escalating_cooldowns() {
+        let mut s = None;
+        let t0 = 1_000_000_000;
+        for i in 0..3 {
+            assert_eq!(run(&mut s, t0 + i), Verdict::Allowed, "start {i}");
+        }
+        assert_eq!(
+            run(&mut s, t0 + 3),
+            Verdict::Limited {
+                retry_after_ms: 60_000,
+                new_strike: true
+            }
+        );
+        // Blocked until the cool-down ends, without extending it.
+        assert_eq!(
+            run(&mut s, t0 + 30_003),
+            Verdict::Limited {
+                retry_after_ms: 30_000,
+                new_strike: false
+            }
+        );
+        // After 60 s one token came back: one start, then a doubled cool-down.
+        let t1 = t0 + 60_003;
+        assert_eq!(run(&mut s, t1), Verdict::Allowed);
+        assert_eq!(
+            run(&mut s, t1 + 1),
+            Verdict::Limited {
+                retry_after_ms: 120_000,
+                new_strike: true
+            }
+        );
+        let t2 = t1 + 1 + 120_000;
+        assert_eq!(run(&mut s, t2), Verdict::Allowed);
+        assert_eq!(run(&mut s, t2 + 1), Verdict::Allowed);
+        assert_eq!(
+            run(&mut s, t2 + 2),
+            Verdict::Limited {
+                retry_after_ms: 240_000,
+                new_strike: true
+            }
+        );
+        // Capped.
+        let mut capped = s.unwrap();
+        capped.strikes = 40;
+        capped.blocked_until = t2 + 299_999;
+        capped.bucket_millitokens = 0;
+        capped.bucket_at = t2 + 300_000;
+        let (_, v) = admit(&CFG, Some(capped), t2 + 300_000);
+        assert_eq!(
+            v,
+            Verdict::Limited {
+                retry_after_ms: 3_600_000,
+                new_strike: true
+            }
+        );
+        // A quiet hour forgives: the next cool-down is the first one again.
+        let quiet = s.unwrap().blocked_until + 3_600_000;
+        let mut s2 = s;
+        for _ in 0..3 {
+            assert_eq!(run(&mut s2, quiet), Verdict::Allowed);
+        }
+        assert_eq!(
+            run(&mut s2, quiet),
+            Verdict::Limited {
+                retry_after_ms: 60_000,
+                new_strike: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_report_pauses_and_raises_risk() {
+        let now = 5_000_000;
+        let s = reported(&CFG, None, now);
+        assert_eq!(s.paused_until, now + 3_600_000);
+        assert_eq!((s.risk, s.reports, s.level()), (1, 1, "elevated"));
+        let (_, v) = admit(&CFG, Some(s), now + 1000);
+        assert_eq!(
+            v,
+            Verdict::Paused {
+                retry_after_ms: 3_599_000
+            }
+        );
+        let (_, v) = admit(&CFG, Some(s), now + 3_600_000);
+        assert_eq!(v, Verdict::Allowed);
+        let s2 = reported(&CFG, Some(s), now + 10);
+        assert_eq!((s2.risk, s2.level()), (2, "high"));
+        assert_eq!(s2.paused_until, now + 10 + 3_600_000);
+    }
+}

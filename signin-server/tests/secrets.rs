@@ -1,0 +1,223 @@
+//! Secrets stay out of the audit log and the logs: a full run (enrollment, wrong and right
+//! number, APNs and FCM pushes, a stale token, a report, a refused sign-in) with the logs
+//! captured, then both scanned for the run's numbers, code, keys and tokens. Alone in its test
+//! binary so that the thread-local log capture sees every event.
+mod endpoints;
+mod support;
+
+use std::sync::Arc;
+
+use authenticator_protocol::sign_in::Decision;
+use endpoints::*;
+use support::*;
+
+/// Log lines captured from `tracing` for one test (current-thread runtime: spawned push tasks
+/// run on this thread, under the same subscriber).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Words of a log or audit text: split on spaces and punctuation but not inside timestamps
+/// or ids. Counter values (`http_seq=`, `ms=`, …) are skipped.
+fn words(text: &str) -> Vec<String> {
+    let counters = [
+        "http_seq",
+        "ms",
+        "status",
+        "attempt",
+        "retry_after_secs",
+        "seq",
+    ];
+    let mut out = Vec::new();
+    let mut skip_next = false;
+    for w in text.split(|c: char| c.is_whitespace() || "=,;\"'(){}[]".contains(c)) {
+        if w.is_empty() {
+            continue;
+        }
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if counters.contains(&w) {
+            skip_next = true;
+        }
+        out.push(w.to_owned());
+    }
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_numbers_codes_keys_or_tokens_in_audit_or_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        // What an operator runs with, plus everything of our own crate (library internals at
+        // TRACE print byte counts and window sizes, which are noise here).
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,signin_server=trace",
+        ))
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let apns = Apns::start(dir.path()).await;
+    let fcm = Fcm::start(dir.path()).await;
+    let h = push_harness(Some(&apns), Some(&fcm), fast_retry(2), generous()).await;
+    let fcm_token = "fcm-secret-token-Zq81nA0Lx";
+
+    // Enrollment with the code, an approval with the number, an FCM push, a stale APNs
+    // token, a report, a rate-limited start.
+    h.add_user("sec@contoso.com", &[]).await;
+    let link = h.link("sec@contoso.com", 600).await;
+    let mut phone = Phone::new();
+    phone.push_kind = "apns".into();
+    phone.push_token = APNS_TOKEN.into();
+    phone.enroll(&h, &link).await;
+    phone.enable_passwordless(&h).await;
+    let started = h.start_signin("sec@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    let id = started.body["id"].as_str().unwrap().to_owned();
+    let number = started.body["number"].as_str().unwrap().to_owned();
+    let f = phone
+        .fetch(&h, &id)
+        .await
+        .unwrap_or_else(|r| panic!("{:?}", r.body));
+    let wrong = other_number(&number, 1);
+    h.post(
+        &respond_uri(&id),
+        phone.answer(&f, Decision::Approve, Some(&wrong)),
+    )
+    .await;
+    let ok = h
+        .post(
+            &respond_uri(&id),
+            phone.answer(&f, Decision::Approve, Some(&number)),
+        )
+        .await;
+    assert_eq!(ok.body["status"], "approved");
+
+    let fphone = h
+        .ready_phone_with_push("sec2@contoso.com", "fcm", fcm_token)
+        .await;
+    let r = h.start_signin("sec2@contoso.com").await;
+    let id2 = r.body["id"].as_str().unwrap().to_owned();
+    let number2 = r.body["number"].as_str().unwrap().to_owned();
+    h.state.dispatcher.wait_idle().await;
+    let f2 = fphone
+        .fetch(&h, &id2)
+        .await
+        .unwrap_or_else(|r| panic!("{:?}", r.body));
+    h.post(
+        &respond_uri(&id2),
+        fphone.answer(&f2, Decision::Report, None),
+    )
+    .await;
+    assert_eq!(h.start_signin("sec2@contoso.com").await.error(), "paused");
+
+    apns.unregister(APNS_TOKEN);
+    let r = h.start_signin("sec@contoso.com").await;
+    let number3 = r.body["number"].as_str().unwrap().to_owned();
+    h.state.dispatcher.wait_idle().await;
+    assert!(stale_reason(&h, &phone).await.is_some());
+    assert_eq!(fcm.sends().len(), 1);
+    assert_eq!(apns.hits().len(), 2);
+
+    let audit: String = signin_server::audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}\n",
+                r.event,
+                r.upn.as_deref().unwrap_or("-"),
+                r.account_id.as_deref().unwrap_or("-"),
+                r.request_id.as_deref().unwrap_or("-"),
+                r.outcome
+            )
+        })
+        .collect();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("push sent"), "logs were captured: {logs}");
+    for event in [
+        "enrolled",
+        "signin_started",
+        "push_delivery",
+        "push_token_stale",
+        "signin_decision",
+        "wrong_number",
+        "user_paused",
+        "signin_paused",
+    ] {
+        assert!(audit.contains(event), "{event} audited:\n{audit}");
+    }
+
+    let jwt = apns.hits()[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("bearer ")
+        .to_owned();
+    let access = fcm.issued()[0].clone();
+    let secrets = [
+        ("enrollment code", link.code.clone()),
+        ("APNs token", APNS_TOKEN.to_owned()),
+        ("FCM token", fcm_token.to_owned()),
+        ("APNs provider token", jwt),
+        ("OAuth access token", access),
+        ("nonce", authenticator_protocol::encoding::b64(&f.nonce)),
+        ("details signature", f.signed.signature.clone()),
+        ("device key", phone.device.public_key().to_b64()),
+    ];
+    for (name, secret) in &secrets {
+        assert!(!audit.contains(secret.as_str()), "{name} in the audit log");
+        assert!(!logs.contains(secret.as_str()), "{name} in the logs");
+    }
+    for (name, text) in [("audit", &audit), ("logs", &logs)] {
+        for n in [&number, &wrong, &number2, &number3] {
+            let hits: Vec<&str> = text
+                .lines()
+                .filter(|l| words(l).iter().any(|w| w == n))
+                .collect();
+            assert!(
+                hits.is_empty(),
+                "the number {n} appears in the {name}: {hits:#?}"
+            );
+        }
+        assert!(!text.contains("number="), "a number field in the {name}");
+    }
+}
+
+#[test]
+fn words_skip_counters_but_keep_values() {
+    assert_eq!(
+        words("http{http_seq=42 route=/x} status=200 ms=7 outcome=apns:sent 2026-11-25T20:42:00Z n=42"),
+        [
+            "http",
+            "http_seq",
+            "route",
+            "/x",
+            "status",
+            "ms",
+            "outcome",
+            "apns:sent",
+            "2026-11-25T20:42:00Z",
+            "n",
+            "42"
+        ]
+    );
+}
