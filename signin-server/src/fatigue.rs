@@ -205,7 +205,7 @@ async fn store(
     next: &UserRisk,
     version: Option<i64>,
 ) -> sqlx::Result<bool> {
-    let done = match version {
+    let query = match version {
         None => sqlx::query(
             "INSERT INTO user_risk (upn, bucket_millitokens, bucket_at, strikes, blocked_until, \
              paused_until, risk, reports, last_report_at, version) \
@@ -225,11 +225,13 @@ async fn store(
     .bind(next.paused_until)
     .bind(next.risk)
     .bind(next.reports)
-    .bind(next.last_report_at)
-    .bind(version.unwrap_or(0))
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .bind(next.last_report_at);
+    // PostgreSQL refuses more arguments than placeholders: the version only for the UPDATE.
+    let query = match version {
+        Some(v) => query.bind(v),
+        None => query,
+    };
+    Ok(query.execute(pool).await?.rows_affected() == 1)
 }
 
 /// Applies `f` to the user's state atomically (optimistic retries).
