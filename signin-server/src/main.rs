@@ -131,7 +131,6 @@ fn read_password_line() -> anyhow::Result<String> {
         anyhow::bail!("no password on stdin");
     }
     Ok(password)
-
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
