@@ -53,6 +53,12 @@ impl TestServer {
             database: db.url.clone(),
             server_name: Some(name.into()),
             request_ttl_secs,
+            // The ceremony suites start many sign-ins per user; the anti-fatigue limits have
+            // their own tests (signin-server/tests/push.rs). Reports still pause the user.
+            fatigue: signin_server::fatigue::FatigueConfig {
+                burst: 1000,
+                ..Default::default()
+            },
             ..ServeConfig::default()
         };
         let running = signin_server::spawn(config).await?;
