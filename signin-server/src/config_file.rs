@@ -295,9 +295,15 @@ mod tests {
         let mut c = f.serve_config(Overrides::default());
         f.apply_delivery_sections(&mut c).unwrap();
         let apns = c.push.apns.as_ref().unwrap();
-        assert_eq!((apns.key_id.as_str(), apns.team_id.as_str()), ("ABC123DEFG", "DEF123GHIJ"));
+        assert_eq!(
+            (apns.key_id.as_str(), apns.team_id.as_str()),
+            ("ABC123DEFG", "DEF123GHIJ")
+        );
         assert_eq!(apns.topic, "com.example.phonesignin");
-        assert_eq!(apns.endpoint.as_str(), "https://api.sandbox.push.apple.com/");
+        assert_eq!(
+            apns.endpoint.as_str(),
+            "https://api.sandbox.push.apple.com/"
+        );
         let fcm = c.push.fcm.as_ref().unwrap();
         assert_eq!(fcm.project_id.as_deref(), Some("phone-signin-prod"));
         assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
