@@ -67,6 +67,13 @@ async fn enroll(p: &Phone, s: &FakeServer, upn: &str) -> String {
         .account_id
 }
 
+/// The typed error of an enrollment that must fail.
+async fn enrollment_error(p: &Phone, link: String) -> AuthenticatorError {
+    p.auth
+        .enroll(link, "Pixel".into(), longpoll())
+        .await
+        .unwrap_err()
+}
 #[tokio::test]
 async fn two_accounts_from_two_servers_on_one_core() {
     let (a, b) = (server("contoso", 7001), server("fabrikam", 7002));
@@ -107,15 +114,7 @@ async fn server_key_not_matching_the_pinned_fingerprint_is_rejected() {
     let s = server("contoso", 7001);
     let p = phone(std::slice::from_ref(&s));
     s.set_forgery(Forgery::OtherServerKey);
-    let err = p
-        .auth
-        .enroll(
-            s.enrollment_url("u@x.test", "U"),
-            "Pixel".into(),
-            longpoll(),
-        )
-        .await
-        .unwrap_err();
+    let err = enrollment_error(&p, s.enrollment_url("u@x.test", "U")).await;
     assert_eq!(err, AuthenticatorError::ServerKeyMismatch);
 
     // A link pinning another fingerprint.
@@ -125,11 +124,7 @@ async fn server_key_not_matching_the_pinned_fingerprint_is_rejected() {
         &s.public_key().fingerprint(),
         &other.public_key().fingerprint(),
     );
-    let err = p
-        .auth
-        .enroll(link, "Pixel".into(), longpoll())
-        .await
-        .unwrap_err();
+    let err = enrollment_error(&p, link).await;
     assert_eq!(err, AuthenticatorError::ServerKeyMismatch);
     assert!(p.auth.accounts().await.unwrap().is_empty());
     assert!(
@@ -145,15 +140,7 @@ async fn bad_challenge_signature_is_rejected() {
     let s = server("contoso", 7001);
     let p = phone(std::slice::from_ref(&s));
     s.set_forgery(Forgery::BadChallengeSignature);
-    let err = p
-        .auth
-        .enroll(
-            s.enrollment_url("u@x.test", "U"),
-            "Pixel".into(),
-            longpoll(),
-        )
-        .await
-        .unwrap_err();
+    let err = enrollment_error(&p, s.enrollment_url("u@x.test", "U")).await;
     assert_eq!(err, AuthenticatorError::BadServerSignature);
     assert!(p.auth.accounts().await.unwrap().is_empty());
     assert!(p.memory.is_empty());
@@ -164,15 +151,7 @@ async fn failure_after_key_generation_deletes_the_key_and_stores_nothing() {
     let s = server("contoso", 7001);
     let p = phone(std::slice::from_ref(&s));
     s.set_forgery(Forgery::GarbageEnrollComplete);
-    let err = p
-        .auth
-        .enroll(
-            s.enrollment_url("u@x.test", "U"),
-            "Pixel".into(),
-            longpoll(),
-        )
-        .await
-        .unwrap_err();
+    let err = enrollment_error(&p, s.enrollment_url("u@x.test", "U")).await;
     assert!(
         matches!(&err, AuthenticatorError::ServerRejected { code, .. } if code == "invalid_response"),
         "{err:?}"
@@ -190,11 +169,7 @@ async fn failure_after_key_generation_deletes_the_key_and_stores_nothing() {
         .enroll(link.clone(), "Pixel".into(), longpoll())
         .await
         .unwrap();
-    let err = p
-        .auth
-        .enroll(link, "Pixel".into(), longpoll())
-        .await
-        .unwrap_err();
+    let err = enrollment_error(&p, link).await;
     assert!(
         matches!(&err, AuthenticatorError::ServerRejected { code, status: 400, .. } if code == "invalid_code"),
         "{err:?}"
@@ -209,15 +184,7 @@ async fn the_same_account_twice_is_already_enrolled() {
     let id = enroll(&p, &s, "u@x.test").await;
     s.set_fixed_account_id(Some(&id));
     s.set_forgery(Forgery::FixedAccountId);
-    let err = p
-        .auth
-        .enroll(
-            s.enrollment_url("u@x.test", "U"),
-            "Pixel".into(),
-            longpoll(),
-        )
-        .await
-        .unwrap_err();
+    let err = enrollment_error(&p, s.enrollment_url("u@x.test", "U")).await;
     assert_eq!(err, AuthenticatorError::AlreadyEnrolled);
     assert_eq!(p.auth.accounts().await.unwrap().len(), 1);
     assert_eq!(p.memory.len(), 1, "the second key was deleted");
@@ -237,11 +204,7 @@ async fn malformed_enrollment_input_is_a_typed_error_without_network() {
         good.replace("&fp=", "&nofp="),
         format!("{good}&v=1"),
     ] {
-        let err = p
-            .auth
-            .enroll(bad.clone(), "Pixel".into(), longpoll())
-            .await
-            .unwrap_err();
+        let err = enrollment_error(&p, bad.clone()).await;
         assert!(
             matches!(err, AuthenticatorError::InvalidEnrollmentUrl { .. }),
             "{bad}: {err:?}"
