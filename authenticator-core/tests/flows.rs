@@ -74,6 +74,7 @@ async fn enrollment_error(p: &Phone, link: String) -> AuthenticatorError {
         .await
         .unwrap_err()
 }
+
 #[tokio::test]
 async fn two_accounts_from_two_servers_on_one_core() {
     let (a, b) = (server("contoso", 7001), server("fabrikam", 7002));
