@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use signin_server::policy::{Mode, PolicyUpdate, Target};
-use signin_server::{admin, RunningServer, ServeConfig};
+use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{accounts, RunningServer, ServeConfig};
 
 pub struct DemoServer {
     pub base_url: String,
@@ -40,18 +40,18 @@ impl DemoServer {
             show_app_name: Some(true),
             show_location: Some(true),
         };
-        admin::set_policy(self.running.pool(), &update).await?;
+        accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())
     }
 
     pub async fn add_user(&self, upn: &str, name: &str) -> Result<()> {
-        admin::add_user(self.running.pool(), upn, name, &[]).await
+        accounts::add_user(self.running.pool(), upn, name, &[]).await
     }
 
     pub async fn registration_link(&self, upn: &str) -> Result<String> {
         let url = url::Url::parse(&self.base_url)?;
-        let ttl = signin_server::db::enrollment_ttl_secs(self.running.pool()).await?;
-        admin::registration_link(self.running.pool(), upn, &url, ttl).await
+        let ttl = signin_server::store::enrollment_ttl_secs(self.running.pool()).await?;
+        accounts::registration_link(self.running.pool(), upn, &url, ttl).await
     }
 
     /// The sign-in page: the user types the UPN, the page gets the number to show.

@@ -3,8 +3,8 @@
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use signin_server::policy::{Mode, PolicyUpdate, Target};
-use signin_server::{admin, RunningServer, ServeConfig};
+use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{accounts, RunningServer, ServeConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_authenticator");
 const UPN: &str = "bobby@contoso.test";
@@ -33,8 +33,8 @@ async fn setup() -> Setup {
         show_app_name: Some(true),
         show_location: Some(true),
     };
-    admin::set_policy(server.pool(), &update).await.unwrap();
-    admin::add_user(server.pool(), UPN, "Bobby Smith", &[])
+    accounts::set_policy(server.pool(), &update).await.unwrap();
+    accounts::add_user(server.pool(), UPN, "Bobby Smith", &[])
         .await
         .unwrap();
     let base = format!("http://{}/", server.addr);
@@ -61,7 +61,7 @@ impl Setup {
     }
 
     async fn link(&self) -> String {
-        admin::registration_link(
+        accounts::registration_link(
             self.server.pool(),
             UPN,
             &url::Url::parse(&self.base).unwrap(),

@@ -2,7 +2,7 @@
 //! keys, signatures or nonces.
 use std::fmt;
 
-use crate::db::{now_ms, Pool};
+use crate::store::{now_ms, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {

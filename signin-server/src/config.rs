@@ -16,9 +16,9 @@ pub struct ServeConfig {
     /// The server's public URL for the web pages and registration links (stored when given).
     pub public_url: Option<url::Url>,
     /// APNs / FCM clients and retries (long-poll always works).
-    pub push: crate::push::PushConfig,
+    pub push: crate::delivery::push::PushConfig,
     /// Anti-fatigue limits and the pause after a report.
-    pub fatigue: crate::fatigue::FatigueConfig,
+    pub risk: crate::sign_in::risk::RiskConfig,
     /// A MaxMind `.mmdb` database for "City, Country" locations.
     pub geoip: Option<std::path::PathBuf>,
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
@@ -35,7 +35,7 @@ impl Default for ServeConfig {
             enrollment_ttl_secs: None,
             public_url: None,
             push: Default::default(),
-            fatigue: Default::default(),
+            risk: Default::default(),
             geoip: None,
             trusted_proxies: Vec::new(),
         }
@@ -52,7 +52,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            server_name: crate::db::DEFAULT_SERVER_NAME.into(),
+            server_name: crate::store::DEFAULT_SERVER_NAME.into(),
             request_ttl_secs: DEFAULT_REQUEST_TTL_SECS,
         }
     }

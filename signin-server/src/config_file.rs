@@ -156,7 +156,8 @@ impl FileConfig {
     /// Applies `[delivery.*]`, `[geoip]`, `[risk]` and `[server] trusted_proxies` to `config`
     /// (flags and environment variables are applied after, by `options::DeliveryArgs`).
     pub fn apply_delivery_sections(&self, config: &mut ServeConfig) -> anyhow::Result<()> {
-        use crate::push::{apns, fcm, ApnsConfig, FcmConfig};
+        use crate::delivery::push::{ApnsConfig, FcmConfig};
+        use crate::delivery::{apns, fcm};
         if let Some(a) = &self.delivery.apns {
             let need = |v: &Option<String>, key: &str| {
                 v.clone()
@@ -201,7 +202,7 @@ impl FileConfig {
                 .context("[server] trusted_proxies")?;
         }
         let r = &self.risk;
-        let f = &mut config.fatigue;
+        let f = &mut config.risk;
         if let Some(v) = r.burst {
             anyhow::ensure!(v >= 1, "[risk] burst must be at least 1");
             f.burst = v;
@@ -309,7 +310,7 @@ mod tests {
         assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
         assert!(c.geoip.is_some());
         assert_eq!(c.trusted_proxies.len(), 2);
-        assert_eq!(c.fatigue, crate::fatigue::FatigueConfig::default());
+        assert_eq!(c.risk, crate::sign_in::risk::RiskConfig::default());
 
         let f = FileConfig::parse(
             "[delivery.apns]\nkey_path = \"k.p8\"\nkey_id = \"K\"\nteam_id = \"T\"",
@@ -322,7 +323,7 @@ mod tests {
         let f = FileConfig::parse("[risk]\nburst = 7\nreport_pause_secs = 60").unwrap();
         let mut c = ServeConfig::default();
         f.apply_delivery_sections(&mut c).unwrap();
-        assert_eq!((c.fatigue.burst, c.fatigue.report_pause_secs), (7, 60));
+        assert_eq!((c.risk.burst, c.risk.report_pause_secs), (7, 60));
         assert!(c.push.apns.is_none() && c.geoip.is_none());
         let f = FileConfig::parse("[server]\ntrusted_proxies = [\"nope\"]").unwrap();
         assert!(f

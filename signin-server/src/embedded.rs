@@ -7,8 +7,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::ServeConfig;
-use crate::db::Pool;
 use crate::state::AppState;
+use crate::store::Pool;
 
 /// A server running on a tokio task. Dropping it without `shutdown` aborts the task.
 pub struct RunningServer {
@@ -55,7 +55,7 @@ impl RunningServer {
         &self.state
     }
 
-    /// The server's database, for administration (`crate::admin`).
+    /// The server's database, for administration (`crate::accounts`).
     pub fn pool(&self) -> &Pool {
         &self.state.pool
     }

@@ -1,28 +1,18 @@
 //! The reference sign-in service of the phone sign-in protocol (docs/PROTOCOL.md, server side).
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub mod accounts;
+pub mod api;
 pub mod audit;
-pub mod cluster;
 pub mod config;
 pub mod config_file;
-pub mod db;
 pub mod delivery;
 pub mod embedded;
 pub mod error;
-pub mod extract;
-pub mod fatigue;
-pub mod geoip;
-pub mod locator;
 pub mod options;
-pub mod policy;
-pub mod push;
-pub mod routes;
+pub mod sign_in;
 pub mod state;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
-pub mod verify;
 pub mod web;
 
 use std::io::Write;
@@ -53,20 +43,20 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route(ENROLL_CHALLENGE_PATH, post(routes::enroll::challenge))
-        .route(ENROLL_COMPLETE_PATH, post(routes::enroll::complete))
-        .route(PASSWORDLESS_PATH, post(routes::device::passwordless))
-        .route(POLL_PATH, get(routes::device::poll))
+        .route(ENROLL_CHALLENGE_PATH, post(api::enroll::challenge))
+        .route(ENROLL_COMPLETE_PATH, post(api::enroll::complete))
+        .route(PASSWORDLESS_PATH, post(api::device::passwordless))
+        .route(POLL_PATH, get(api::device::poll))
         .route(
             "/api/v1/device/requests/{id}",
-            get(routes::device::request_details),
+            get(api::device::request_details),
         )
         .route(
             "/api/v1/device/requests/{id}/response",
-            post(routes::device::respond),
+            post(api::device::respond),
         )
-        .route("/api/v1/signin", post(routes::signin::start))
-        .route("/api/v1/signin/{id}", get(routes::signin::status))
+        .route("/api/v1/signin", post(api::signin::start))
+        .route("/api/v1/signin/{id}", get(api::signin::status))
         .merge(web::routes())
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -116,24 +106,24 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// Opens the database, applies the `serve` settings and returns the handler state.
 pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
-    let pool = db::connect(&config.database).await?;
+    let pool = store::connect(&config.database).await?;
     if let Some(name) = &config.server_name {
-        db::set_setting(&pool, db::SERVER_NAME_SETTING, name).await?;
+        store::set_setting(&pool, store::SERVER_NAME_SETTING, name).await?;
     }
     if let Some(ttl) = config.enrollment_ttl_secs {
-        db::set_setting(&pool, db::ENROLLMENT_TTL_SETTING, &ttl.to_string()).await?;
+        store::set_setting(&pool, store::ENROLLMENT_TTL_SETTING, &ttl.to_string()).await?;
     }
     if let Some(url) = &config.public_url {
         authenticator_protocol::enroll::check_server_url(url)
             .context("--public-url must be https (or http on a loopback address)")?;
-        db::set_setting(&pool, web::PUBLIC_URL_SETTING, url.as_str()).await?;
+        store::set_setting(&pool, web::PUBLIC_URL_SETTING, url.as_str()).await?;
     }
     let settings = Settings {
-        server_name: db::server_name(&pool).await?,
+        server_name: store::server_name(&pool).await?,
         request_ttl_secs: config.request_ttl_secs,
     };
     // The effective settings, without the database URL (it may carry a password) or keys.
-    let backend = db::Backend::of_url(&config.database)?;
+    let backend = store::Backend::of_url(&config.database)?;
     tracing::info!(
         database = ?backend,
         server_name = %settings.server_name,
@@ -147,13 +137,15 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     let mut state = AppState::new(pool, settings)
         .await?
         .with_push(config.push.transports()?, config.push.retry)
-        .with_fatigue(config.fatigue)
+        .with_risk(config.risk)
         .with_trusted_proxies(config.trusted_proxies.clone());
     if let Some(path) = &config.geoip {
-        state = state.with_locator(std::sync::Arc::new(geoip::MaxMindLocator::open(path)?));
+        state = state.with_locator(std::sync::Arc::new(sign_in::geoip::MaxMindLocator::open(
+            path,
+        )?));
     }
-    if backend == db::Backend::Postgres {
-        cluster::start(&config.database, &state).await?;
+    if backend == store::Backend::Postgres {
+        delivery::cluster::start(&config.database, &state).await?;
     }
     Ok(state)
 }

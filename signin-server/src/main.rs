@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use signin_server::config_file::{FileConfig, Overrides};
-use signin_server::policy::{Mode, PolicyUpdate, Target};
-use signin_server::{admin, audit, db, policy};
+use signin_server::sign_in::policy;
+use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{accounts, audit, store};
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]
@@ -215,13 +216,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             signin_server::run(config).await
         }
         Command::Admin { command } => {
-            let pool = db::connect(&file.database(cli.database)).await?;
+            let pool = store::connect(&file.database(cli.database)).await?;
             admin_command(&pool, command).await
         }
     }
 }
 
-async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result<()> {
+async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::User {
             command:
@@ -235,14 +236,14 @@ async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result
             let password = if password_stdin {
                 let p = read_password_line()?;
                 // Checked first, so that a refused password adds nobody.
-                signin_server::web::password::hash_password(&p)?;
+                signin_server::accounts::passwords::hash_password(&p)?;
                 Some(p)
             } else {
                 None
             };
-            admin::add_user(pool, &upn, &name, &groups).await?;
+            accounts::add_user(pool, &upn, &name, &groups).await?;
             if let Some(p) = password {
-                signin_server::web::password::set_password(pool, &upn, &p).await?;
+                signin_server::accounts::passwords::set_password(pool, &upn, &p).await?;
             }
             println!("added user {}", upn.trim());
         }
@@ -250,7 +251,7 @@ async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result
             command: UserCommand::SetPassword { upn },
         } => {
             let p = read_password_line()?;
-            signin_server::web::password::set_password(pool, &upn, &p).await?;
+            signin_server::accounts::passwords::set_password(pool, &upn, &p).await?;
             println!("password set for {}", upn.trim());
         }
         AdminCommand::User {
@@ -263,12 +264,12 @@ async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result
             command: UserCommand::Show { upn },
         } => println!(
             "{}",
-            signin_server::fatigue::describe_user(pool, &upn).await?
+            signin_server::sign_in::risk::describe_user(pool, &upn).await?
         ),
         AdminCommand::User {
             command: UserCommand::Resume { upn },
         } => {
-            if signin_server::fatigue::resume(pool, upn.trim()).await? {
+            if signin_server::sign_in::risk::resume(pool, upn.trim()).await? {
                 println!("resumed sign-ins for {}", upn.trim());
             } else {
                 println!("{} was not paused", upn.trim());
@@ -285,7 +286,7 @@ async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result
                     show_location,
                 },
         } => {
-            let p = admin::set_policy(
+            let p = accounts::set_policy(
                 pool,
                 &PolicyUpdate {
                     enabled,
@@ -309,9 +310,9 @@ async fn admin_command(pool: &db::Pool, command: AdminCommand) -> anyhow::Result
         } => {
             let ttl = match ttl_secs {
                 Some(t) => t,
-                None => db::enrollment_ttl_secs(pool).await?,
+                None => store::enrollment_ttl_secs(pool).await?,
             };
-            let link = admin::registration_link(pool, &upn, &server_url, ttl)
+            let link = accounts::registration_link(pool, &upn, &server_url, ttl)
                 .await
                 .context("could not issue a registration link")?;
             println!("{link}");

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::config::ServeConfig;
-use crate::push::{ApnsConfig, FcmConfig};
+use crate::delivery::push::{ApnsConfig, FcmConfig};
 
 /// Parses `10.0.0.0/8`, `192.0.2.1` or `::1` (a single address is a /32 or /128).
 pub fn parse_proxy(text: &str) -> Result<IpNet, String> {
@@ -113,7 +113,7 @@ impl DeliveryArgs {
                     .apns_endpoint
                     .or(base.map(|b| b.endpoint))
                     .unwrap_or_else(|| {
-                        Url::parse(crate::push::apns::PRODUCTION_ENDPOINT).expect("valid URL")
+                        Url::parse(crate::delivery::apns::PRODUCTION_ENDPOINT).expect("valid URL")
                     }),
             });
         }
@@ -138,7 +138,7 @@ impl DeliveryArgs {
                     .fcm_endpoint
                     .or(base.as_ref().map(|b| b.endpoint.clone()))
                     .unwrap_or_else(|| {
-                        Url::parse(crate::push::fcm::PRODUCTION_ENDPOINT).expect("valid URL")
+                        Url::parse(crate::delivery::fcm::PRODUCTION_ENDPOINT).expect("valid URL")
                     }),
                 token_uri: self.fcm_token_uri.or(base.and_then(|b| b.token_uri)),
             });
@@ -149,7 +149,7 @@ impl DeliveryArgs {
         if !self.trusted_proxies.is_empty() {
             config.trusted_proxies = self.trusted_proxies;
         }
-        let f = &mut config.fatigue;
+        let f = &mut config.risk;
         if let Some(v) = self.rate_burst {
             if v == 0 {
                 bail!("--rate-burst must be at least 1");

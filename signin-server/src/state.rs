@@ -5,11 +5,11 @@ use authenticator_protocol::EcdsaSigner;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::db::Pool;
+use crate::delivery::push::{Dispatcher, RetryPolicy, Transport};
 use crate::delivery::{Delivery, LongPoll, Waiters};
-use crate::fatigue::FatigueConfig;
-use crate::locator::{Locator, NoGeoIp};
-use crate::push::{Dispatcher, RetryPolicy, Transport};
+use crate::sign_in::location::{Locator, NoGeoIp};
+use crate::sign_in::risk::RiskConfig;
+use crate::store::Pool;
 use ipnet::IpNet;
 
 #[derive(Clone)]
@@ -26,7 +26,7 @@ pub struct AppState {
     /// APNs/FCM/long-poll delivery (the same object as `delivery`).
     pub dispatcher: Dispatcher,
     /// Anti-fatigue limits and the pause after a report.
-    pub fatigue: Arc<FatigueConfig>,
+    pub risk: Arc<RiskConfig>,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub shutdown: watch::Receiver<bool>,
@@ -36,7 +36,7 @@ pub struct AppState {
 impl AppState {
     /// State over an opened (migrated) database; loads or creates the server key.
     pub async fn new(pool: Pool, settings: Settings) -> anyhow::Result<Self> {
-        let signer = crate::db::server_signer(&pool).await?;
+        let signer = crate::store::server_signer(&pool).await?;
         let longpoll = Arc::new(LongPoll::default());
         let dispatcher = Dispatcher::new(
             pool.clone(),
@@ -51,7 +51,7 @@ impl AppState {
             settings: Arc::new(settings),
             delivery: Arc::new(dispatcher.clone()),
             dispatcher,
-            fatigue: Arc::new(FatigueConfig::default()),
+            risk: Arc::new(RiskConfig::default()),
             trusted_proxies: Arc::new(Vec::new()),
             longpoll,
             request_waiters: Arc::new(Waiters::default()),
@@ -74,8 +74,8 @@ impl AppState {
         self
     }
 
-    pub fn with_fatigue(mut self, config: FatigueConfig) -> Self {
-        self.fatigue = Arc::new(config);
+    pub fn with_risk(mut self, config: RiskConfig) -> Self {
+        self.risk = Arc::new(config);
         self
     }
 

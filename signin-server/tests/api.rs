@@ -9,8 +9,8 @@ use authenticator_protocol::UnixMillis;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use signin_server::admin;
-use signin_server::policy::{Mode, PolicyUpdate, Target};
+use signin_server::accounts;
+use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
 use support::*;
 
 const BOB: &str = "bobby@contoso.test";
@@ -604,7 +604,7 @@ async fn sign_in_policy_and_capability() {
         (StatusCode::CONFLICT, "not_passwordless_capable")
     );
 
-    let set = |u: PolicyUpdate| async move { admin::set_policy(pool, &u).await.unwrap() };
+    let set = |u: PolicyUpdate| async move { accounts::set_policy(pool, &u).await.unwrap() };
     set(PolicyUpdate {
         enabled: Some(false),
         ..Default::default()
@@ -656,7 +656,7 @@ async fn sign_in_policy_and_capability() {
     assert_eq!(v["app_name"], serde_json::Value::Null);
     assert_eq!(v["location"], serde_json::Value::Null);
     assert_eq!(v["number_matching"], true);
-    assert!(admin::set_policy(
+    assert!(accounts::set_policy(
         pool,
         &PolicyUpdate {
             number_matching: Some(false),

@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use authenticator_protocol::enroll::EnrollmentUrl;
-use signin_server::testing::TestDatabase;
+use signin_server::store::testing::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signin-server");
 
@@ -158,8 +158,8 @@ fn serve_prints_its_address_and_stops_on_sigterm() {
     // `--server-name` was stored.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let name = rt.block_on(async {
-        let pool = signin_server::db::connect(&db).await.unwrap();
-        signin_server::db::server_name(&pool).await.unwrap()
+        let pool = signin_server::store::connect(&db).await.unwrap();
+        signin_server::store::server_name(&pool).await.unwrap()
     });
     assert_eq!(name, "Fabrikam");
 }

@@ -12,8 +12,8 @@ use axum::http::Request;
 use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::json;
-use signin_server::geoip::MaxMindLocator;
-use signin_server::locator::{Locator, UNKNOWN_LOCATION};
+use signin_server::sign_in::geoip::MaxMindLocator;
+use signin_server::sign_in::location::{Locator, UNKNOWN_LOCATION};
 use support::*;
 
 #[derive(Serialize)]

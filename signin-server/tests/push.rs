@@ -7,7 +7,7 @@ use authenticator_protocol::sign_in::Decision;
 use axum::http::{StatusCode, Version};
 use endpoints::*;
 use serde_json::json;
-use signin_server::fatigue::FatigueConfig;
+use signin_server::sign_in::risk::RiskConfig;
 
 use support::*;
 
@@ -344,7 +344,7 @@ async fn fcm_invalid_tokens_mark_the_channel_stale() {
 async fn push_bombing_is_bounded_and_a_report_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let apns = Apns::start(dir.path()).await;
-    let policy = FatigueConfig {
+    let policy = RiskConfig {
         burst: 3,
         refill_secs: 600,
         cooldown_secs: 600,
@@ -439,7 +439,7 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
     assert!(paused[0].contains("risk=elevated"), "{paused:?}");
 
     // Risk is stored and shown to admins.
-    let shown = signin_server::fatigue::describe_user(&h.state.pool, "victim@contoso.com")
+    let shown = signin_server::sign_in::risk::describe_user(&h.state.pool, "victim@contoso.com")
         .await
         .unwrap();
     assert!(
@@ -451,13 +451,13 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
 
     // An admin may end the pause; the rate limit still applies afterwards.
     assert!(
-        signin_server::fatigue::resume(&h.state.pool, "victim@contoso.com")
+        signin_server::sign_in::risk::resume(&h.state.pool, "victim@contoso.com")
             .await
             .unwrap()
     );
     let r = h.start_signin("victim@contoso.com").await;
     assert_eq!(r.error(), "rate_limited");
-    let shown = signin_server::fatigue::describe_user(&h.state.pool, "victim@contoso.com")
+    let shown = signin_server::sign_in::risk::describe_user(&h.state.pool, "victim@contoso.com")
         .await
         .unwrap();
     assert!(
@@ -469,9 +469,9 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
 #[tokio::test]
 async fn the_pause_only_hits_the_reporting_user() {
     let h = harness_with_state(90, |s| {
-        s.with_fatigue(FatigueConfig {
+        s.with_risk(RiskConfig {
             burst: 10,
-            ..FatigueConfig::default()
+            ..RiskConfig::default()
         })
     })
     .await;

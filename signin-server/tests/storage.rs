@@ -3,7 +3,7 @@
 mod support;
 
 use signin_server::audit::{self, Event};
-use signin_server::db;
+use signin_server::store;
 use support::*;
 
 const BOB: &str = "bob@contoso.test";
@@ -85,30 +85,30 @@ async fn concurrent_sign_ins_leave_one_pending_request() {
 async fn migrations_are_idempotent_and_settings_shared() {
     let h = harness().await;
     // A second connection (another process or instance) migrates nothing and sees the same key.
-    let again = db::connect(&h.db.url).await.unwrap();
-    let a = db::server_signer(&h.state.pool).await.unwrap();
-    let b = db::server_signer(&again).await.unwrap();
+    let again = store::connect(&h.db.url).await.unwrap();
+    let a = store::server_signer(&h.state.pool).await.unwrap();
+    let b = store::server_signer(&again).await.unwrap();
     assert_eq!(a.public_key(), b.public_key());
-    db::set_setting(&again, db::SERVER_NAME_SETTING, "Fabrikam")
+    store::set_setting(&again, store::SERVER_NAME_SETTING, "Fabrikam")
         .await
         .unwrap();
-    assert_eq!(db::server_name(&h.state.pool).await.unwrap(), "Fabrikam");
+    assert_eq!(store::server_name(&h.state.pool).await.unwrap(), "Fabrikam");
 }
 
 #[test]
 fn database_urls() {
     assert_eq!(
-        db::Backend::of_url("sqlite://x.db").unwrap(),
-        db::Backend::Sqlite
+        store::Backend::of_url("sqlite://x.db").unwrap(),
+        store::Backend::Sqlite
     );
     assert_eq!(
-        db::Backend::of_url("postgres://u@h/db").unwrap(),
-        db::Backend::Postgres
+        store::Backend::of_url("postgres://u@h/db").unwrap(),
+        store::Backend::Postgres
     );
     assert_eq!(
-        db::Backend::of_url("postgresql://u@h/db").unwrap(),
-        db::Backend::Postgres
+        store::Backend::of_url("postgresql://u@h/db").unwrap(),
+        store::Backend::Postgres
     );
-    assert!(db::Backend::of_url("mysql://u@h/db").is_err());
-    assert!(db::Backend::of_url("signin.db").is_err());
+    assert!(store::Backend::of_url("mysql://u@h/db").is_err());
+    assert!(store::Backend::of_url("signin.db").is_err());
 }

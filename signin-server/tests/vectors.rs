@@ -8,11 +8,11 @@ use authenticator_protocol::sign_in::{
 use authenticator_protocol::wire::ResponseBody;
 use authenticator_protocol::{AccountId, PublicKey, RequestId, Signature, UnixMillis};
 use serde_json::Value;
-use signin_server::store::{DeviceKeys, Status, StoredRequest};
-use signin_server::verify::{
+use signin_server::sign_in::verify::{
     number_matches, verify_device_auth, verify_enroll_proof, verify_passwordless_registration,
     verify_response,
 };
+use signin_server::store::requests::{DeviceKeys, Status, StoredRequest};
 use signin_server::AppError;
 
 const V1: &str = include_str!("../../authenticator-protocol/tests/vectors/v1.json");

@@ -17,12 +17,12 @@ use authenticator_core::{
     UserVerifier, WrappingKeySource,
 };
 use serde_json::{json, Value};
-use signin_server::policy::{Mode, PolicyUpdate, Target};
-use signin_server::testing::TestDatabase;
-use signin_server::{admin, RunningServer, ServeConfig};
+use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
+use signin_server::store::testing::TestDatabase;
+use signin_server::{accounts, RunningServer, ServeConfig};
 
 /// A sign-in server on a loopback port, its SQLite file in a temporary directory (or a fresh
-/// PostgreSQL database when `TEST_DATABASE_URL` is set: see `signin_server::testing`).
+/// PostgreSQL database when `TEST_DATABASE_URL` is set: see `signin_server::store::testing`).
 pub struct TestServer {
     pub base_url: String,
     pub running: RunningServer,
@@ -55,7 +55,7 @@ impl TestServer {
             request_ttl_secs,
             // The ceremony suites start many sign-ins per user; the anti-fatigue limits have
             // their own tests (signin-server/tests/push.rs). Reports still pause the user.
-            fatigue: signin_server::fatigue::FatigueConfig {
+            risk: signin_server::sign_in::risk::RiskConfig {
                 burst: 1000,
                 ..Default::default()
             },
@@ -79,19 +79,19 @@ impl TestServer {
             show_app_name: Some(true),
             show_location: Some(true),
         };
-        admin::set_policy(self.running.pool(), &update).await?;
+        accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())
     }
 
     /// Adds the user and returns a fresh registration link for them.
     pub async fn user_with_link(&self, upn: &str, name: &str) -> Result<String> {
-        admin::add_user(self.running.pool(), upn, name, &[]).await?;
+        accounts::add_user(self.running.pool(), upn, name, &[]).await?;
         self.link(upn).await
     }
 
     pub async fn link(&self, upn: &str) -> Result<String> {
         let url = url::Url::parse(&self.base_url)?;
-        admin::registration_link(self.running.pool(), upn, &url, 600).await
+        accounts::registration_link(self.running.pool(), upn, &url, 600).await
     }
 
     /// `POST /api/v1/signin`; returns `(id, number)`.

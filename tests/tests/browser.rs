@@ -15,9 +15,9 @@ use anyhow::{bail, Context, Result};
 use e2e::{TestPhone, TestServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use signin_server::policy::{self, Mode, Policy, PolicyUpdate, Target};
-use signin_server::web::password::set_password;
-use signin_server::{admin, web};
+use signin_server::accounts::passwords::set_password;
+use signin_server::sign_in::policy::{self, Mode, Policy, PolicyUpdate, Target};
+use signin_server::{accounts, web};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -203,7 +203,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     let server = TestServer::start("Contoso").await?;
     let base = server.base_url.clone();
     let pool = server.running.pool().clone();
-    admin::add_user(&pool, ADMIN, "Ada Admin", &[web::ADMIN_GROUP.to_owned()]).await?;
+    accounts::add_user(&pool, ADMIN, "Ada Admin", &[web::ADMIN_GROUP.to_owned()]).await?;
     set_password(&pool, ADMIN, ADMIN_PASSWORD).await?;
     let mut b = Browser::start().await?;
 
@@ -334,7 +334,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.sign_out().await?;
 
     // --- Mode push: password, then the phone approves as the second factor.
-    admin::set_policy(
+    accounts::set_policy(
         &pool,
         &PolicyUpdate {
             mode: Some(Mode::Push),
@@ -352,7 +352,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     phone.core.approve(request.request_id, number).await?;
     b.wait_for("#signed-in").await?;
     b.sign_out().await?;
-    admin::set_policy(
+    accounts::set_policy(
         &pool,
         &PolicyUpdate {
             mode: Some(Mode::Any),

@@ -28,11 +28,11 @@ async fn bobby_behind_proxy() -> (TestServer, RecordingProxy, TestPhone, Account
     let server = TestServer::start("Contoso").await.unwrap();
     let proxy = RecordingProxy::start(&server.base_url).await.unwrap();
     let pool = server.running.pool();
-    signin_server::admin::add_user(pool, BOBBY, "Bobby Smith", &[])
+    signin_server::accounts::add_user(pool, BOBBY, "Bobby Smith", &[])
         .await
         .unwrap();
     let proxy_url = url::Url::parse(&proxy.base_url).unwrap();
-    let link = signin_server::admin::registration_link(pool, BOBBY, &proxy_url, 600)
+    let link = signin_server::accounts::registration_link(pool, BOBBY, &proxy_url, 600)
         .await
         .unwrap();
     let phone = TestPhone::new().unwrap();

@@ -149,7 +149,7 @@ pub async fn add_authenticator(
     session.check_csrf(&f.csrf)?;
     let user = signed_in(&state, &session).await?;
     let table = devices_table(&state, &user).await?;
-    let policy = crate::policy::load(&state.pool)
+    let policy = crate::sign_in::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
     if !(policy.allows_passwordless_for(&user.groups) || policy.allows_push_for(&user.groups)) {
@@ -163,10 +163,10 @@ pub async fn add_authenticator(
             html! {},
         ));
     }
-    let ttl = crate::db::enrollment_ttl_secs(&state.pool)
+    let ttl = crate::store::enrollment_ttl_secs(&state.pool)
         .await
         .map_err(WebError::Internal)?;
-    let link = crate::admin::registration_link(&state.pool, &user.upn, &session.base.url, ttl)
+    let link = crate::accounts::registration_link(&state.pool, &user.upn, &session.base.url, ttl)
         .await
         .map_err(WebError::Internal)?;
     let qr = qr_data_url(&link).map_err(WebError::Internal)?;

@@ -7,9 +7,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
-use super::{admin_user, page, password, Session, User, WebError};
+use super::{admin_user, page, Session, User, WebError};
 use crate::audit::{self, Event};
-use crate::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
+use crate::sign_in::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
 use crate::state::AppState;
 
 /// How many audit entries the audit page shows (newest first).
@@ -102,7 +102,7 @@ pub async fn policy_page(
     session: Session,
 ) -> Result<Response, WebError> {
     let user = admin_user(&state, &session).await?;
-    let p = crate::policy::load(&state.pool)
+    let p = crate::sign_in::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
     let body = policy_form(&session, &p, Notice::None);
@@ -136,7 +136,7 @@ pub async fn save_policy(
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
     let user = admin_user(&state, &session).await?;
-    let current = crate::policy::load(&state.pool)
+    let current = crate::sign_in::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
     let parsed = (|| {
@@ -162,7 +162,7 @@ pub async fn save_policy(
     if let Err(e) = current.apply(&update) {
         return Ok(policy_error(&session, &user, &current, &e));
     }
-    let saved = crate::admin::set_policy(&state.pool, &update)
+    let saved = crate::accounts::set_policy(&state.pool, &update)
         .await
         .map_err(WebError::Internal)?;
     let body = policy_form(
@@ -289,11 +289,11 @@ pub async fn add_user(
     let result = async {
         if !f.password.is_empty() {
             // Checked before the user exists, so a bad password adds nobody.
-            password::hash_password(&f.password)?;
+            crate::accounts::passwords::hash_password(&f.password)?;
         }
-        crate::admin::add_user(&state.pool, &f.upn, &f.name, &groups).await?;
+        crate::accounts::add_user(&state.pool, &f.upn, &f.name, &groups).await?;
         if !f.password.is_empty() {
-            password::set_password(&state.pool, &f.upn, &f.password).await?;
+            crate::accounts::passwords::set_password(&state.pool, &f.upn, &f.password).await?;
         }
         anyhow::Ok(())
     }
@@ -376,7 +376,7 @@ pub struct AddMemberForm {
 
 /// Adds `upn` to `group` (audited). Errors name the problem.
 pub async fn add_group_member(
-    pool: &crate::db::Pool,
+    pool: &crate::store::Pool,
     group: &str,
     upn: &str,
 ) -> anyhow::Result<()> {

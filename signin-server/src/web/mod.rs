@@ -9,7 +9,6 @@
 pub mod account;
 pub mod admin;
 pub mod pages;
-pub mod password;
 pub mod session;
 pub mod signin;
 
@@ -221,7 +220,7 @@ impl User {
     }
 }
 
-pub async fn load_user(pool: &crate::db::Pool, upn: &str) -> Result<Option<User>, WebError> {
+pub async fn load_user(pool: &crate::store::Pool, upn: &str) -> Result<Option<User>, WebError> {
     let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE upn = $1")
         .bind(upn)
         .fetch_optional(pool)

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::WebError;
-use crate::db::{now_ms, Pool};
 use crate::state::AppState;
+use crate::store::{now_ms, Pool};
 
 /// Cookie name over plain http (loopback development only).
 pub const SESSION_COOKIE: &str = "psi_session";
@@ -55,7 +55,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 pub async fn public_base(pool: &Pool, parts: &Parts) -> Result<PublicBase, WebError> {
-    if let Some(u) = crate::db::get_setting(pool, super::PUBLIC_URL_SETTING).await? {
+    if let Some(u) = crate::store::get_setting(pool, super::PUBLIC_URL_SETTING).await? {
         let url =
             url::Url::parse(&u).map_err(|_| WebError::Config("stored public URL is invalid"))?;
         return Ok(PublicBase { url });

@@ -11,13 +11,13 @@ use maud::html;
 use serde::Deserialize;
 
 use super::pages::{csrf, layout, notice, Notice};
-use super::{load_user, page, password, see_other, Session, WebError, WEB_APP_NAME};
+use super::{load_user, page, see_other, Session, WebError, WEB_APP_NAME};
+use crate::api::extract::ClientIp;
+use crate::api::signin::{create_request, SignInStarted};
 use crate::audit::{self, Event};
 use crate::error::AppError;
-use crate::extract::ClientIp;
-use crate::routes::signin::{create_request, SignInStarted};
 use crate::state::AppState;
-use crate::store::{expire_if_due, kind_str, load_request, Status};
+use crate::store::requests::{expire_if_due, kind_str, load_request, Status};
 
 /// "Resend request" works this many times per sign-in attempt (then: start over).
 pub const MAX_RESENDS: i64 = 3;
@@ -196,7 +196,7 @@ pub async fn password_form(session: Session) -> Result<Response, WebError> {
     }
 }
 
-/// `POST /signin/password`: the password, then the phone as second factor when the policy
+/// `POST /signin/password`: the then the phone as second factor when the policy
 /// has push for this user and they have a phone.
 pub async fn submit_password(
     State(state): State<AppState>,
@@ -208,7 +208,7 @@ pub async fn submit_password(
     let Some(upn) = session.pending_upn.clone() else {
         return Ok(Redirect::to("/signin").into_response());
     };
-    let ok = password::verify_password(&state.pool, &upn, &f.password)
+    let ok = crate::accounts::passwords::verify_password(&state.pool, &upn, &f.password)
         .await
         .map_err(WebError::Internal)?;
     let user = if ok {
@@ -240,7 +240,7 @@ pub async fn submit_password(
             Ok(see_other(&session, "/signin/wait"))
         }
         Err(AppError::PolicyDisabled | AppError::NotPasswordlessCapable) => {
-            let policy = crate::policy::load(&state.pool)
+            let policy = crate::sign_in::policy::load(&state.pool)
                 .await
                 .map_err(WebError::Internal)?;
             let has_phone_sign_in: Option<String> = sqlx::query_scalar(
@@ -289,7 +289,7 @@ pub async fn submit_password(
 async fn pending(
     state: &AppState,
     session: &Session,
-) -> Result<Option<(crate::store::StoredRequest, Status)>, WebError> {
+) -> Result<Option<(crate::store::requests::StoredRequest, Status)>, WebError> {
     let Some(id) = session.pending_request.as_deref() else {
         return Ok(None);
     };
@@ -299,7 +299,7 @@ async fn pending(
     let mut status = req.status;
     let now = UnixMillis::now();
     if status == Status::Pending && req.is_expired_at(now) {
-        expire_if_due(&state.pool, &req.id, crate::db::to_db_ms(now)).await?;
+        expire_if_due(&state.pool, &req.id, crate::store::to_db_ms(now)).await?;
         status = Status::Expired;
     }
     Ok(Some((req, status)))

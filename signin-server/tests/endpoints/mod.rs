@@ -17,9 +17,9 @@ use axum::{Json, Router};
 use base64::Engine;
 use ring::signature::{self, KeyPair};
 use serde_json::{json, Value};
-use signin_server::fatigue::FatigueConfig;
-use signin_server::push::jwt::{decode, DecodedJwt};
-use signin_server::push::{PushConfig, RetryPolicy};
+use signin_server::delivery::jwt::{decode, DecodedJwt};
+use signin_server::delivery::push::{PushConfig, RetryPolicy};
+use signin_server::sign_in::risk::RiskConfig;
 
 use crate::support::{harness_with_state, Harness, Phone};
 
@@ -166,8 +166,8 @@ impl Apns {
         }
     }
 
-    pub fn config(&self) -> signin_server::push::ApnsConfig {
-        signin_server::push::ApnsConfig {
+    pub fn config(&self) -> signin_server::delivery::push::ApnsConfig {
+        signin_server::delivery::push::ApnsConfig {
             key_path: self.key_path.clone(),
             key_id: APNS_KEY_ID.into(),
             team_id: APNS_TEAM_ID.into(),
@@ -338,7 +338,7 @@ impl Fcm {
     /// Starts the endpoints and writes a service-account file naming them.
     pub async fn start(dir: &Path) -> Fcm {
         let key_pem = include_str!("../fixtures/fcm-test-key.pem");
-        let der = signin_server::push::jwt::pem_to_der(key_pem, "PRIVATE KEY").unwrap();
+        let der = signin_server::delivery::jwt::pem_to_der(key_pem, "PRIVATE KEY").unwrap();
         let pair = signature::RsaKeyPair::from_pkcs8(&der).unwrap();
         let shared = FcmShared {
             public_key: Arc::new(pair.public_key().as_ref().to_vec()),
@@ -372,8 +372,8 @@ impl Fcm {
         }
     }
 
-    pub fn config(&self) -> signin_server::push::FcmConfig {
-        signin_server::push::FcmConfig {
+    pub fn config(&self) -> signin_server::delivery::push::FcmConfig {
+        signin_server::delivery::push::FcmConfig {
             service_account_path: self.service_account.clone(),
             project_id: None,
             endpoint: url::Url::parse(&self.url).unwrap(),
@@ -424,7 +424,7 @@ pub async fn push_harness(
     apns: Option<&Apns>,
     fcm: Option<&Fcm>,
     retry: RetryPolicy,
-    fatigue: FatigueConfig,
+    risk: RiskConfig,
 ) -> Harness {
     let config = PushConfig {
         apns: apns.map(Apns::config),
@@ -432,16 +432,13 @@ pub async fn push_harness(
         retry,
     };
     let transports = config.transports().unwrap();
-    harness_with_state(90, move |s| {
-        s.with_push(transports, retry).with_fatigue(fatigue)
-    })
-    .await
+    harness_with_state(90, move |s| s.with_push(transports, retry).with_risk(risk)).await
 }
 
-pub fn generous() -> FatigueConfig {
-    FatigueConfig {
+pub fn generous() -> RiskConfig {
+    RiskConfig {
         burst: 100,
-        ..FatigueConfig::default()
+        ..RiskConfig::default()
     }
 }
 

@@ -15,8 +15,8 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use signin_server::testing::TestDatabase;
-use signin_server::{admin, app, db, AppState, Settings};
+use signin_server::store::testing::TestDatabase;
+use signin_server::{accounts, app, store, AppState, Settings};
 use tower::ServiceExt;
 
 pub struct Harness {
@@ -36,7 +36,7 @@ pub async fn harness_with_state(
     configure: impl FnOnce(AppState) -> AppState,
 ) -> Harness {
     let test_db = TestDatabase::create().await.unwrap();
-    let pool = db::connect(&test_db.url).await.unwrap();
+    let pool = store::connect(&test_db.url).await.unwrap();
     let state = AppState::new(
         pool,
         Settings {
@@ -47,7 +47,7 @@ pub async fn harness_with_state(
     .await
     .unwrap();
     // Tests start many sign-ins per user: a generous limit unless a test sets its own.
-    let state = configure(state.with_fatigue(signin_server::fatigue::FatigueConfig {
+    let state = configure(state.with_risk(signin_server::sign_in::risk::RiskConfig {
         burst: 1000,
         ..Default::default()
     }));
@@ -120,13 +120,13 @@ impl Harness {
 
     pub async fn add_user(&self, upn: &str, groups: &[&str]) {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        admin::add_user(&self.state.pool, upn, "Test User", &groups)
+        accounts::add_user(&self.state.pool, upn, "Test User", &groups)
             .await
             .unwrap();
     }
 
     pub async fn link(&self, upn: &str, ttl: u64) -> EnrollmentUrl {
-        let text = admin::registration_link(
+        let text = accounts::registration_link(
             &self.state.pool,
             upn,
             &url::Url::parse("http://127.0.0.1:8080/").unwrap(),

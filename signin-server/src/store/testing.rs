@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use rand::Rng;
 use sqlx::{Connection, Executor};
 
-use crate::db::Backend;
+use crate::store::Backend;
 
 /// The environment variable naming the PostgreSQL server the tests create databases on,
 /// e.g. `postgres://postgres@127.0.0.1:5433/postgres`.

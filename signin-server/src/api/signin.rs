@@ -7,13 +7,13 @@ use axum::extract::{Path, State};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::api::extract::ClientIp;
+use crate::api::WaitQuery;
 use crate::audit::{self, Event};
-use crate::db::to_db_ms;
 use crate::error::{AppError, AppJson, AppQuery};
-use crate::extract::ClientIp;
-use crate::routes::WaitQuery;
 use crate::state::AppState;
-use crate::store::{expire_if_due, kind_str, load_request, Status};
+use crate::store::requests::{expire_if_due, kind_str, load_request, Status};
+use crate::store::to_db_ms;
 
 #[derive(Debug, Deserialize)]
 pub struct StartSignIn {
@@ -106,7 +106,7 @@ pub async fn create_request(
             .bind(upn)
             .fetch_all(&state.pool)
             .await?;
-    let policy = crate::policy::load(&state.pool)
+    let policy = crate::sign_in::policy::load(&state.pool)
         .await
         .map_err(AppError::Internal)?;
     let allowed = match kind {
@@ -132,7 +132,7 @@ pub async fn create_request(
     let account_id = AccountId::parse(&account.ok_or(AppError::NotPasswordlessCapable)?)
         .map_err(|e| AppError::internal(anyhow::anyhow!("stored account id: {e}")))?;
     // Anti-fatigue: a paused user gets no sign-in (so no push); starts are rate limited.
-    crate::fatigue::admit_signin(&state.pool, &state.fatigue, upn).await?;
+    crate::sign_in::risk::admit_signin(&state.pool, &state.risk, upn).await?;
 
     let request_id = RequestId::random();
     let number = random_number();
@@ -163,7 +163,7 @@ pub async fn create_request(
     // One pending request per user: the new one supersedes the old.
     let mut tx = state.pool.begin().await?;
     // Two concurrent sign-ins for one user must not both stay pending (PostgreSQL).
-    crate::db::lock_user(&mut tx, upn).await?;
+    crate::store::lock_user(&mut tx, upn).await?;
     let superseded: Vec<String> = sqlx::query_scalar(
         "UPDATE signin_requests SET status = 'expired', decided_at = $2 \
          WHERE upn = $1 AND status = 'pending' RETURNING id",
@@ -240,7 +240,7 @@ pub async fn status(
     let (mut status, expires_at) = current_status(&state, &id).await?;
     if status == Status::Pending && q.wait.unwrap_or(0) > 0 {
         // Wake up at the latest when the request expires, to report it promptly.
-        let until_expiry = u64::try_from(expires_at.saturating_sub(crate::db::now_ms()))
+        let until_expiry = u64::try_from(expires_at.saturating_sub(crate::store::now_ms()))
             .unwrap_or(0)
             .saturating_add(50);
         let wait = q

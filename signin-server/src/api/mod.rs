@@ -1,5 +1,6 @@
 pub mod device;
 pub mod enroll;
+pub mod extract;
 pub mod signin;
 
 /// `?wait=<seconds>` of the long-poll endpoints (capped at `MAX_WAIT_SECS`).

@@ -9,17 +9,17 @@ use authenticator_protocol::{AccountId, PublicKey, RequestId, UnixMillis};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use crate::api::extract::AuthenticatedDevice;
+use crate::api::WaitQuery;
 use crate::audit::{self, Event};
-use crate::db::{now_ms, to_db_ms};
 use crate::error::{AppError, AppJson, AppQuery};
-use crate::extract::AuthenticatedDevice;
-use crate::routes::WaitQuery;
-use crate::state::AppState;
-use crate::store::{expire_if_due, load_device, load_request, Status, StoredRequest};
-use crate::verify::{
+use crate::sign_in::verify::{
     check_fresh, check_response_time, number_matches, verify_passwordless_registration,
     verify_response,
 };
+use crate::state::AppState;
+use crate::store::requests::{expire_if_due, load_device, load_request, Status, StoredRequest};
+use crate::store::{now_ms, to_db_ms};
 
 /// `POST /api/v1/device/passwordless`
 pub async fn passwordless(
@@ -249,9 +249,9 @@ pub async fn respond(
     )
     .await?;
     if new_status == Status::Reported {
-        crate::fatigue::record_report(
+        crate::sign_in::risk::record_report(
             &state.pool,
-            &state.fatigue,
+            &state.risk,
             &req.upn,
             req.account_id.as_str(),
             req.id.as_str(),

@@ -5,9 +5,6 @@
 //! A push carries only `{v, aid, rid}` (PROTOCOL.md §6.1). A device token the push service
 //! calls invalid marks the device's push channel *stale*: stored, audited, never pushed to
 //! again (long-poll still works) until the device registers a new channel.
-pub mod apns;
-pub mod fcm;
-pub mod jwt;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,11 +17,11 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::audit::{self, Event};
-use crate::db::{from_db_ms, now_ms, Pool};
 use crate::delivery::{Delivery, LongPoll};
+use crate::store::{from_db_ms, now_ms, Pool};
 
-pub use apns::{ApnsClient, ApnsConfig};
-pub use fcm::{FcmClient, FcmConfig};
+pub use super::apns::{ApnsClient, ApnsConfig};
+pub use super::fcm::{FcmClient, FcmConfig};
 
 /// Push kinds a device may register (`PushChannel.kind`).
 pub const KIND_APNS: &str = "apns";

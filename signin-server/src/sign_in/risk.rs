@@ -13,12 +13,12 @@
 use serde::Deserialize;
 
 use crate::audit::{self, Event};
-use crate::db::{now_ms, Pool};
 use crate::error::AppError;
+use crate::store::{now_ms, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default)]
-pub struct FatigueConfig {
+pub struct RiskConfig {
     /// Sign-ins a user may start in a burst.
     pub burst: u32,
     /// One more sign-in is allowed every this many seconds.
@@ -30,9 +30,9 @@ pub struct FatigueConfig {
     pub report_pause_secs: u64,
 }
 
-impl Default for FatigueConfig {
+impl Default for RiskConfig {
     fn default() -> Self {
-        FatigueConfig {
+        RiskConfig {
             burst: 3,
             refill_secs: 60,
             cooldown_secs: 60,
@@ -56,7 +56,7 @@ pub struct UserRisk {
 }
 
 impl UserRisk {
-    fn fresh(cfg: &FatigueConfig, now: i64) -> Self {
+    fn fresh(cfg: &RiskConfig, now: i64) -> Self {
         UserRisk {
             bucket_millitokens: i64::from(cfg.burst) * 1000,
             bucket_at: now,
@@ -97,7 +97,7 @@ fn secs_ms(s: u64) -> i64 {
 }
 
 /// The decision for one sign-in start at `now` and the state to store. Pure: no clock, no I/O.
-pub fn admit(cfg: &FatigueConfig, current: Option<UserRisk>, now: i64) -> (UserRisk, Verdict) {
+pub fn admit(cfg: &RiskConfig, current: Option<UserRisk>, now: i64) -> (UserRisk, Verdict) {
     let mut s = current.unwrap_or_else(|| UserRisk::fresh(cfg, now));
     if s.paused_until > now {
         return (
@@ -149,7 +149,7 @@ pub fn admit(cfg: &FatigueConfig, current: Option<UserRisk>, now: i64) -> (UserR
 }
 
 /// The state after a report at `now`: paused, riskier.
-pub fn reported(cfg: &FatigueConfig, current: Option<UserRisk>, now: i64) -> UserRisk {
+pub fn reported(cfg: &RiskConfig, current: Option<UserRisk>, now: i64) -> UserRisk {
     let mut s = current.unwrap_or_else(|| UserRisk::fresh(cfg, now));
     s.paused_until = s
         .paused_until
@@ -261,7 +261,7 @@ fn retry_secs(ms: i64) -> u64 {
 
 /// Checks the pause and the rate limit for one sign-in start (which sends one push). Refusals
 /// are audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`.
-pub async fn admit_signin(pool: &Pool, cfg: &FatigueConfig, upn: &str) -> Result<(), AppError> {
+pub async fn admit_signin(pool: &Pool, cfg: &RiskConfig, upn: &str) -> Result<(), AppError> {
     let verdict = update(pool, upn, |current, now| {
         let (next, v) = admit(cfg, current, now);
         (next, v)
@@ -306,7 +306,7 @@ pub async fn admit_signin(pool: &Pool, cfg: &FatigueConfig, upn: &str) -> Result
 /// "This wasn't me": pauses the user's sign-ins and raises the risk. Audited (`user_paused`).
 pub async fn record_report(
     pool: &Pool,
-    cfg: &FatigueConfig,
+    cfg: &RiskConfig,
     upn: &str,
     account_id: &str,
     request_id: &str,
@@ -344,7 +344,7 @@ pub async fn resume(pool: &Pool, upn: &str) -> Result<bool, AppError> {
             (s, true)
         }
         Some(s) => (s, false),
-        None => (UserRisk::fresh(&FatigueConfig::default(), now), false),
+        None => (UserRisk::fresh(&RiskConfig::default(), now), false),
     })
     .await?;
     if was_paused {
@@ -462,7 +462,7 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
 mod tests {
     use super::*;
 
-    const CFG: FatigueConfig = FatigueConfig {
+    const CFG: RiskConfig = RiskConfig {
         burst: 3,
         refill_secs: 60,
         cooldown_secs: 60,

@@ -16,9 +16,9 @@ use rand::Rng;
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::db::Pool;
 use crate::delivery::{LongPoll, Relay, Waiters};
 use crate::state::AppState;
+use crate::store::Pool;
 
 /// The PostgreSQL notification channel.
 pub const CHANNEL: &str = "signin_wake";

@@ -7,7 +7,7 @@ use authenticator_protocol::wire::{ResponseBody, MAX_CLOCK_SKEW_MS};
 use authenticator_protocol::{PublicKey, Signature, TypedNumber, UnixMillis};
 
 use crate::error::AppError;
-use crate::store::{DeviceKeys, StoredRequest};
+use crate::store::requests::{DeviceKeys, StoredRequest};
 
 fn signature(text: &str) -> Result<Signature, AppError> {
     Signature::from_b64("signature", text).map_err(|_| AppError::BadSignature)

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::jwt::Es256Key;
-use super::{http_error_reason, retry_after, safe_reason, PushError, PushTarget, Transport};
+use super::push::{http_error_reason, retry_after, safe_reason, PushError, PushTarget, Transport};
 
 pub const PRODUCTION_ENDPOINT: &str = "https://api.push.apple.com";
 pub const SANDBOX_ENDPOINT: &str = "https://api.sandbox.push.apple.com";
@@ -134,7 +134,7 @@ impl ApnsClient {
 #[async_trait::async_trait]
 impl Transport for ApnsClient {
     fn kind(&self) -> &'static str {
-        super::KIND_APNS
+        super::push::KIND_APNS
     }
 
     async fn send(&self, target: &PushTarget) -> Result<(), PushError> {

@@ -1,7 +1,7 @@
 //! The Authenticator policy: who may use it, in which mode, and what the phone shows.
 use std::fmt;
 
-use crate::db::{now_ms, Pool};
+use crate::store::{now_ms, Pool};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {

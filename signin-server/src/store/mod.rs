@@ -24,6 +24,10 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection};
 
+pub mod requests;
+#[cfg(feature = "testing")]
+pub mod testing;
+
 /// The connection pool every query runs on (SQLite or PostgreSQL).
 pub type Pool = sqlx::AnyPool;
 /// One connection (e.g. `&mut *tx` of `pool.begin()`).

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::jwt::Rs256Key;
-use super::{http_error_reason, retry_after, safe_reason, PushError, PushTarget, Transport};
+use super::push::{http_error_reason, retry_after, safe_reason, PushError, PushTarget, Transport};
 
 pub const PRODUCTION_ENDPOINT: &str = "https://fcm.googleapis.com";
 pub const MESSAGING_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -209,7 +209,7 @@ fn classify(body: &Value) -> (Option<String>, bool) {
 #[async_trait::async_trait]
 impl Transport for FcmClient {
     fn kind(&self) -> &'static str {
-        super::KIND_FCM
+        super::push::KIND_FCM
     }
 
     async fn send(&self, target: &PushTarget) -> Result<(), PushError> {

@@ -1,14 +1,16 @@
 //! Administration used by the CLI (and by tests): users, policy, registration links, audit.
+pub mod passwords;
+
 use anyhow::{bail, Context};
 use authenticator_protocol::encoding::b64;
 use authenticator_protocol::enroll::EnrollmentUrl;
 use authenticator_protocol::UnixMillis;
 use url::Url;
 
+use crate::api::enroll::code_hash;
 use crate::audit::{self, Event};
-use crate::db::{self, now_ms, to_db_ms, Pool};
-use crate::policy::{self, Policy, PolicyUpdate};
-use crate::routes::enroll::code_hash;
+use crate::sign_in::policy::{self, Policy, PolicyUpdate};
+use crate::store::{self, now_ms, to_db_ms, Pool};
 
 /// Creates a user. Fails clearly if the UPN exists.
 pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> anyhow::Result<()> {
@@ -101,7 +103,7 @@ pub async fn registration_link(
     if exists.is_none() {
         bail!("no user {upn}");
     }
-    let signer = db::server_signer(pool).await?;
+    let signer = store::server_signer(pool).await?;
     let mut bytes = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| anyhow::anyhow!("random source failed"))?;

@@ -1,7 +1,13 @@
 //! Waking devices and sign-in pages. A sign-in wakes the account's waiting
 //! `GET /api/v1/device/poll` (always) and pushes through APNs/FCM when the device registered
-//! such a channel (`crate::push::Dispatcher`, the `Delivery` in `AppState`); a decision wakes
+//! such a channel (`crate::delivery::push::Dispatcher`, the `Delivery` in `AppState`); a decision wakes
 //! `GET /api/v1/signin/{id}?wait`.
+pub mod apns;
+pub mod cluster;
+pub mod fcm;
+pub mod jwt;
+pub mod push;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -16,14 +22,14 @@ pub trait Delivery: Send + Sync + 'static {
 }
 
 /// In-memory wake-ups keyed by an id (an account id or a request id). With PostgreSQL, wake-ups
-/// are also relayed to the other server instances (`crate::cluster`).
+/// are also relayed to the other server instances (`crate::delivery::cluster`).
 #[derive(Debug, Default)]
 pub struct Waiters {
     map: Mutex<HashMap<String, Arc<Notify>>>,
     relay: OnceLock<Relay>,
 }
 
-/// Where `Waiters::wake` also sends its keys (set once, by `crate::cluster`).
+/// Where `Waiters::wake` also sends its keys (set once, by `crate::delivery::cluster`).
 pub struct Relay(pub Box<dyn Fn(&str) + Send + Sync>);
 
 impl std::fmt::Debug for Relay {

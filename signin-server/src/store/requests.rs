@@ -6,8 +6,8 @@ use authenticator_protocol::encoding::unb64_fixed;
 use authenticator_protocol::sign_in::RequestKind;
 use authenticator_protocol::{AccountId, PublicKey, RequestId, UnixMillis};
 
-use crate::db::{from_db_ms, Pool};
 use crate::error::AppError;
+use crate::store::{from_db_ms, Pool};
 
 /// The public keys registered for one account (one enrolled phone).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,10 +9,10 @@ use authenticator_protocol::{AccountId, PublicKey, UnixMillis};
 use axum::extract::State;
 
 use crate::audit::{self, Event};
-use crate::db::{from_db_ms, now_ms, to_db_ms};
 use crate::error::{AppError, AppJson};
+use crate::sign_in::verify::{check_fresh, verify_enroll_proof};
 use crate::state::AppState;
-use crate::verify::{check_fresh, verify_enroll_proof};
+use crate::store::{from_db_ms, now_ms, to_db_ms};
 
 /// What the database keys an enrollment code by: SHA-256 of the code, base64url.
 pub fn code_hash(code: &str) -> String {
