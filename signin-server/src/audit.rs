@@ -2,7 +2,8 @@
 //! keys, signatures or nonces.
 use std::fmt;
 
-use crate::store::{now_ms, Pool};
+use crate::store::audit::NewAuditRow;
+use crate::store::{self, now_ms, Pool, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -62,50 +63,24 @@ pub struct Entry<'a> {
     pub outcome: &'a str,
 }
 
-/// How often `record` retries after another writer took the same `seq` (PostgreSQL only).
-const SEQ_RETRIES: usize = 100;
-
-pub async fn record(pool: &Pool, event: Event, e: Entry<'_>) -> sqlx::Result<()> {
-    // `seq` is computed inside the INSERT, one statement. SQLite serializes writers, so it never
-    // collides there; on PostgreSQL two concurrent writers can compute the same `seq`: the
-    // second waits for the first to commit, then fails on the primary key, and is retried
-    // (the audit order is the commit order, without gaps).
-    let at = now_ms();
-    let mut attempt = 0;
-    loop {
-        let inserted = sqlx::query(
-            "INSERT INTO audit_log (seq, at, event, upn, account_id, request_id, outcome) \
-             SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6 FROM audit_log",
-        )
-        .bind(at)
-        .bind(event.as_str())
-        .bind(e.upn)
-        .bind(e.account_id)
-        .bind(e.request_id)
-        .bind(e.outcome)
-        .execute(pool)
-        .await;
-        match inserted {
-            Ok(_) => return Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt < SEQ_RETRIES => {
-                attempt += 1;
-                tokio::task::yield_now().await;
-            }
-            Err(other) => return Err(other),
-        }
-    }
+/// Appends one entry.
+pub async fn record(pool: &Pool, event: Event, e: Entry<'_>) -> StoreResult<()> {
+    store::audit::append(
+        pool,
+        NewAuditRow {
+            at: now_ms(),
+            event: event.as_str(),
+            upn: e.upn,
+            account_id: e.account_id,
+            request_id: e.request_id,
+            outcome: e.outcome,
+        },
+    )
+    .await
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Row {
-    pub seq: i64,
-    pub at: i64,
-    pub event: String,
-    pub upn: Option<String>,
-    pub account_id: Option<String>,
-    pub request_id: Option<String>,
-    pub outcome: String,
-}
+/// One stored entry; `Display` is the line `admin audit` prints.
+pub use crate::store::audit::AuditRow as Row;
 
 impl fmt::Display for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,10 +99,7 @@ impl fmt::Display for Row {
     }
 }
 
-pub async fn list(pool: &Pool) -> sqlx::Result<Vec<Row>> {
-    sqlx::query_as(
-        "SELECT seq, at, event, upn, account_id, request_id, outcome FROM audit_log ORDER BY seq",
-    )
-    .fetch_all(pool)
-    .await
+/// Every entry, oldest first.
+pub async fn list(pool: &Pool) -> StoreResult<Vec<Row>> {
+    store::audit::all(pool).await
 }

@@ -9,6 +9,7 @@ pub mod config_file;
 pub mod delivery;
 pub mod embedded;
 pub mod error;
+pub mod extract;
 pub mod options;
 pub mod sign_in;
 pub mod state;

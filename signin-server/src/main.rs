@@ -257,14 +257,14 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::AddToGroup { upn, group },
         } => {
-            signin_server::web::admin::add_group_member(pool, &group, &upn).await?;
+            signin_server::accounts::add_group_member(pool, &group, &upn).await?;
             println!("added {} to {}", upn.trim(), group.trim());
         }
         AdminCommand::User {
             command: UserCommand::Show { upn },
         } => println!(
             "{}",
-            signin_server::sign_in::risk::describe_user(pool, &upn).await?
+            signin_server::accounts::describe_user(pool, &upn).await?
         ),
         AdminCommand::User {
             command: UserCommand::Resume { upn },

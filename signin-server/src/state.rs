@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::delivery::push::{Dispatcher, RetryPolicy, Transport};
-use crate::delivery::{Delivery, LongPoll, Waiters};
+use crate::delivery::{LongPoll, Waiters};
 use crate::sign_in::location::{Locator, NoGeoIp};
 use crate::sign_in::risk::RiskConfig;
 use crate::store::Pool;
@@ -18,12 +18,10 @@ pub struct AppState {
     pub signer: Arc<EcdsaSigner>,
     pub settings: Arc<Settings>,
     pub longpoll: Arc<LongPoll>,
-    /// Every transport to wake devices (long-poll always; APNs/FCM later).
-    pub delivery: Arc<dyn Delivery>,
     /// Sign-in pages waiting for a request to leave `pending`.
     pub request_waiters: Arc<Waiters>,
     pub locator: Arc<dyn Locator>,
-    /// APNs/FCM/long-poll delivery (the same object as `delivery`).
+    /// Wakes devices: long-poll always, APNs/FCM when configured.
     pub dispatcher: Dispatcher,
     /// Anti-fatigue limits and the pause after a report.
     pub risk: Arc<RiskConfig>,
@@ -49,7 +47,6 @@ impl AppState {
             pool,
             signer: Arc::new(signer),
             settings: Arc::new(settings),
-            delivery: Arc::new(dispatcher.clone()),
             dispatcher,
             risk: Arc::new(RiskConfig::default()),
             trusted_proxies: Arc::new(Vec::new()),
@@ -70,7 +67,6 @@ impl AppState {
     pub fn with_push(mut self, transports: Vec<Arc<dyn Transport>>, retry: RetryPolicy) -> Self {
         self.dispatcher =
             Dispatcher::new(self.pool.clone(), self.longpoll.clone(), transports, retry);
-        self.delivery = Arc::new(self.dispatcher.clone());
         self
     }
 

@@ -439,7 +439,7 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
     assert!(paused[0].contains("risk=elevated"), "{paused:?}");
 
     // Risk is stored and shown to admins.
-    let shown = signin_server::sign_in::risk::describe_user(&h.state.pool, "victim@contoso.com")
+    let shown = signin_server::accounts::describe_user(&h.state.pool, "victim@contoso.com")
         .await
         .unwrap();
     assert!(
@@ -457,7 +457,7 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
     );
     let r = h.start_signin("victim@contoso.com").await;
     assert_eq!(r.error(), "rate_limited");
-    let shown = signin_server::sign_in::risk::describe_user(&h.state.pool, "victim@contoso.com")
+    let shown = signin_server::accounts::describe_user(&h.state.pool, "victim@contoso.com")
         .await
         .unwrap();
     assert!(

@@ -12,7 +12,8 @@ use signin_server::sign_in::verify::{
     number_matches, verify_device_auth, verify_enroll_proof, verify_passwordless_registration,
     verify_response,
 };
-use signin_server::store::requests::{DeviceKeys, Status, StoredRequest};
+use signin_server::store::devices::DeviceKeys;
+use signin_server::store::requests::{Status, StoredRequest};
 use signin_server::AppError;
 
 const V1: &str = include_str!("../../authenticator-protocol/tests/vectors/v1.json");

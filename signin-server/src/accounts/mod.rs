@@ -1,4 +1,6 @@
-//! Administration used by the CLI (and by tests): users, policy, registration links, audit.
+//! Users, groups, passwords and phone registration: what the admin CLI, the admin pages and
+//! the enrollment API do to accounts.
+pub mod enrollment;
 pub mod passwords;
 
 use anyhow::{bail, Context};
@@ -7,10 +9,10 @@ use authenticator_protocol::enroll::EnrollmentUrl;
 use authenticator_protocol::UnixMillis;
 use url::Url;
 
-use crate::api::enroll::code_hash;
 use crate::audit::{self, Event};
 use crate::sign_in::policy::{self, Policy, PolicyUpdate};
-use crate::store::{self, now_ms, to_db_ms, Pool};
+use crate::store::{self, devices, now_ms, to_db_ms, users, Pool};
+use enrollment::code_hash;
 
 /// Creates a user. Fails clearly if the UPN exists.
 pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> anyhow::Result<()> {
@@ -21,33 +23,17 @@ pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> 
     if name.trim().is_empty() {
         bail!("--name must not be empty");
     }
-    let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO users (upn, display_name, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (upn) DO NOTHING",
-    )
-    .bind(upn)
-    .bind(name.trim())
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() != 1 {
-        bail!("user {upn} already exists");
-    }
+    let mut trimmed = Vec::with_capacity(groups.len());
     for g in groups {
         let g = g.trim();
         if g.is_empty() {
             bail!("--group must not be empty");
         }
-        sqlx::query(
-            "INSERT INTO user_groups (upn, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(upn)
-        .bind(g)
-        .execute(&mut *tx)
-        .await?;
+        trimmed.push(g);
     }
-    tx.commit().await?;
+    if !users::insert(pool, upn, name.trim(), &trimmed).await? {
+        bail!("user {upn} already exists");
+    }
     audit::record(
         pool,
         Event::UserAdded,
@@ -96,11 +82,7 @@ pub async fn registration_link(
 ) -> anyhow::Result<String> {
     authenticator_protocol::enroll::check_server_url(server_url)
         .context("--server-url must be https (or http on a loopback address)")?;
-    let exists: Option<String> = sqlx::query_scalar("SELECT upn FROM users WHERE upn = $1")
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?;
-    if exists.is_none() {
+    if !users::exists(pool, upn).await? {
         bail!("no user {upn}");
     }
     let signer = store::server_signer(pool).await?;
@@ -109,15 +91,13 @@ pub async fn registration_link(
         .map_err(|_| anyhow::anyhow!("random source failed"))?;
     let code = b64(&bytes);
     let now = UnixMillis::now();
-    sqlx::query(
-        "INSERT INTO enrollment_codes (code_hash, upn, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4)",
+    store::enrollment::insert_code(
+        pool,
+        &code_hash(&code),
+        upn,
+        to_db_ms(now),
+        to_db_ms(now.plus_secs(ttl_secs)),
     )
-    .bind(code_hash(&code))
-    .bind(upn)
-    .bind(to_db_ms(now))
-    .bind(to_db_ms(now.plus_secs(ttl_secs)))
-    .execute(pool)
     .await?;
     audit::record(
         pool,
@@ -135,4 +115,122 @@ pub async fn registration_link(
         server_fingerprint: signer.public_key().fingerprint(),
     }
     .to_url_string())
+}
+
+/// What `admin user show` prints: the user, groups, risk, pause, rate limit and each
+/// device's push channel (with stale tokens). Never tokens or keys.
+pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let upn = upn.trim();
+    let Some(users::UserRecord {
+        display_name: name,
+        groups,
+        ..
+    }) = users::find(pool, upn).await?
+    else {
+        anyhow::bail!("no user {upn}");
+    };
+    let now = now_ms();
+    let mut out = String::new();
+    writeln!(out, "upn: {upn}")?;
+    writeln!(out, "name: {name}")?;
+    writeln!(
+        out,
+        "groups: {}",
+        if groups.is_empty() {
+            "-".to_owned()
+        } else {
+            groups.join(", ")
+        }
+    )?;
+    let risk = store::risk::load(pool, upn).await?.map(|r| r.0);
+    match risk {
+        Some(r) => {
+            write!(
+                out,
+                "risk: {} (score {}, reports {}",
+                r.level(),
+                r.risk,
+                r.reports
+            )?;
+            if let Some(at) = r.last_report_at {
+                write!(out, ", last report {}", crate::rfc3339(at))?;
+            }
+            writeln!(out, ")")?;
+            if r.paused_until > now {
+                writeln!(out, "paused: until {}", crate::rfc3339(r.paused_until))?;
+            } else {
+                writeln!(out, "paused: no")?;
+            }
+            if r.blocked_until > now {
+                writeln!(
+                    out,
+                    "rate limit: blocked until {} (cool-down #{})",
+                    crate::rfc3339(r.blocked_until),
+                    r.strikes
+                )?;
+            } else {
+                writeln!(out, "rate limit: ok")?;
+            }
+        }
+        None => {
+            writeln!(out, "risk: low (score 0, reports 0)")?;
+            writeln!(out, "paused: no")?;
+            writeln!(out, "rate limit: ok")?;
+        }
+    }
+    let devices = devices::of_user(pool, upn).await?;
+    if devices.is_empty() {
+        writeln!(out, "devices: none")?;
+    }
+    for d in devices {
+        write!(
+            out,
+            "device {} ({}): push {}",
+            d.account_id, d.device_name, d.push_kind
+        )?;
+        match d.push_stale_at {
+            Some(at) => write!(
+                out,
+                " STALE since {} ({})",
+                crate::rfc3339(at),
+                d.push_stale_reason.as_deref().unwrap_or("-")
+            )?,
+            None => write!(out, " ok")?,
+        }
+        writeln!(
+            out,
+            "; phone sign-in {}",
+            if d.passwordless_enabled_at.is_some() {
+                "on"
+            } else {
+                "off"
+            }
+        )?;
+    }
+    Ok(out.trim_end().to_owned())
+}
+
+/// Adds `upn` to `group` (audited). Errors name the problem.
+pub async fn add_group_member(pool: &Pool, group: &str, upn: &str) -> anyhow::Result<()> {
+    let (group, upn) = (group.trim(), upn.trim());
+    if group.is_empty() || group.len() > 128 {
+        bail!("the group name must be 1 to 128 characters");
+    }
+    if !users::exists(pool, upn).await? {
+        bail!("no user {upn}");
+    }
+    users::add_to_group(pool, upn, group).await?;
+    let outcome = format!("group={group}");
+    audit::record(
+        pool,
+        Event::GroupMemberAdded,
+        audit::Entry {
+            upn: Some(upn),
+            outcome: &outcome,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
 }

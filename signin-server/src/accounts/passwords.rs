@@ -6,7 +6,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 
 use crate::audit::{self, Event};
-use crate::store::{now_ms, Pool};
+use crate::store::{users, Pool, StoreResult};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -36,23 +36,12 @@ fn dummy_hash() -> &'static str {
 pub async fn set_password(pool: &Pool, upn: &str, password: &str) -> anyhow::Result<()> {
     let upn = upn.trim();
     let phc = hash_password(password)?;
-    let exists: Option<String> = sqlx::query_scalar("SELECT upn FROM users WHERE upn = $1")
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?;
-    if exists.is_none() {
+    if !users::exists(pool, upn).await? {
         bail!("no user {upn}");
     }
-    sqlx::query(
-        "INSERT INTO user_passwords (upn, phc, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (upn) DO UPDATE SET phc = excluded.phc, updated_at = excluded.updated_at",
-    )
-    .bind(upn)
-    .bind(&phc)
-    .bind(now_ms())
-    .execute(pool)
-    .await
-    .context("storing the password hash")?;
+    users::set_password_hash(pool, upn, &phc)
+        .await
+        .context("storing the password hash")?;
     audit::record(
         pool,
         Event::PasswordSet,
@@ -66,21 +55,14 @@ pub async fn set_password(pool: &Pool, upn: &str, password: &str) -> anyhow::Res
     Ok(())
 }
 
-pub async fn has_password(pool: &Pool, upn: &str) -> sqlx::Result<bool> {
-    let phc: Option<String> = sqlx::query_scalar("SELECT phc FROM user_passwords WHERE upn = $1")
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?;
-    Ok(phc.is_some())
+pub async fn has_password(pool: &Pool, upn: &str) -> StoreResult<bool> {
+    Ok(users::password_hash(pool, upn).await?.is_some())
 }
 
 /// Whether `password` is the password of `upn`. Unknown users and users without a password
 /// are checked against a dummy hash and fail. Argon2 runs on a blocking thread.
 pub async fn verify_password(pool: &Pool, upn: &str, password: &str) -> anyhow::Result<bool> {
-    let phc: Option<String> = sqlx::query_scalar("SELECT phc FROM user_passwords WHERE upn = $1")
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?;
+    let phc = users::password_hash(pool, upn).await?;
     let known = phc.is_some();
     let phc = phc.unwrap_or_else(|| dummy_hash().to_owned());
     let password = password.to_owned();

@@ -1,6 +1,8 @@
+//! The JSON API (PROTOCOL.md §5, §7): thin handlers over `crate::sign_in` and
+//! `crate::accounts`.
 pub mod device;
 pub mod enroll;
-pub mod extract;
+pub mod json;
 pub mod signin;
 
 /// `?wait=<seconds>` of the long-poll endpoints (capped at `MAX_WAIT_SECS`).

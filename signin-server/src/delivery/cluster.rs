@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rand::Rng;
-use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::delivery::{LongPoll, Relay, Waiters};
 use crate::state::AppState;
-use crate::store::Pool;
+use crate::store::notify::{self, Listener};
+use crate::store::{Pool, StoreResult};
 
 /// The PostgreSQL notification channel.
 pub const CHANNEL: &str = "signin_wake";
@@ -99,10 +99,8 @@ pub async fn start(url: &str, state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn listen(url: &str) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(listener)
+async fn listen(url: &str) -> StoreResult<Listener> {
+    Listener::connect(url, CHANNEL).await
 }
 
 async fn send_loop(
@@ -118,12 +116,7 @@ async fn send_loop(
             },
             _ = shutdown.changed() => return,
         };
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&pool)
-            .await
-        {
+        if let Err(e) = notify::notify(&pool, CHANNEL, &payload).await {
             tracing::warn!(error = %e, "could not notify other instances");
         }
     }
@@ -131,7 +124,7 @@ async fn send_loop(
 
 async fn listen_loop(
     url: String,
-    mut listener: PgListener,
+    mut listener: Listener,
     instance: String,
     targets: Targets,
     mut shutdown: watch::Receiver<bool>,
@@ -143,11 +136,11 @@ async fn listen_loop(
                 return;
             }
             let received = tokio::select! {
-                r = listener.try_recv() => r,
+                r = listener.recv() => r,
                 _ = shutdown.changed() => return,
             };
             match received {
-                Ok(Some(n)) => targets.dispatch(&instance, n.payload()),
+                Ok(Some(payload)) => targets.dispatch(&instance, &payload),
                 Ok(None) => {
                     tracing::warn!("lost the PostgreSQL LISTEN connection; reconnecting");
                     break;

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::audit::{self, Event};
 use crate::delivery::{Delivery, LongPoll};
-use crate::store::{from_db_ms, now_ms, Pool};
+use crate::store::{devices, from_db_ms, now_ms, requests, Pool};
 
 pub use super::apns::{ApnsClient, ApnsConfig};
 pub use super::fcm::{FcmClient, FcmConfig};
@@ -301,27 +301,21 @@ impl Inner {
 
     /// Whether the request is still waiting for an answer (no point pushing otherwise).
     async fn still_pending(&self, envelope: &PushEnvelope) -> anyhow::Result<Option<UnixMillis>> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, expires_at FROM signin_requests WHERE id = $1")
-                .bind(envelope.request_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match row {
-            Some((status, expires_at)) if status == "pending" && expires_at > now_ms() => {
-                Some(from_db_ms(expires_at))
-            }
-            _ => None,
-        })
+        Ok(
+            requests::pending_until(&self.pool, &envelope.request_id, now_ms())
+                .await?
+                .map(from_db_ms),
+        )
     }
 
     async fn push(&self, envelope: &PushEnvelope) -> anyhow::Result<()> {
-        let row: Option<(String, String, String, Option<i64>)> = sqlx::query_as(
-            "SELECT upn, push_kind, push_token, push_stale_at FROM devices WHERE account_id = $1",
-        )
-        .bind(envelope.account_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((upn, kind, token, stale_at)) = row else {
+        let Some(devices::PushChannel {
+            upn,
+            kind,
+            token,
+            stale_at,
+        }) = devices::push_channel(&self.pool, &envelope.account_id).await?
+        else {
             return Ok(());
         };
         // Long-poll was woken synchronously in `deliver`; the device fetches when it polls.
@@ -435,15 +429,13 @@ impl Inner {
         reason: &str,
     ) -> anyhow::Result<()> {
         // Only the token that failed: a channel re-registered meanwhile stays fresh.
-        sqlx::query(
-            "UPDATE devices SET push_stale_at = $1, push_stale_reason = $2 \
-             WHERE account_id = $3 AND push_token = $4 AND push_stale_at IS NULL",
+        devices::mark_push_stale(
+            &self.pool,
+            &envelope.account_id,
+            token,
+            &format!("{kind}:{reason}"),
+            now_ms(),
         )
-        .bind(now_ms())
-        .bind(format!("{kind}:{reason}"))
-        .bind(envelope.account_id.as_str())
-        .bind(token)
-        .execute(&self.pool)
         .await?;
         tracing::warn!(kind, account_id = %envelope.account_id, %reason, "push token invalid: channel marked stale");
         self.record(Event::PushTokenStale, upn, envelope, &outcome(kind, reason))

@@ -1,7 +1,8 @@
 //! The Authenticator policy: who may use it, in which mode, and what the phone shows.
 use std::fmt;
 
-use crate::store::{now_ms, Pool};
+use crate::store::policy::PolicyRow;
+use crate::store::{self, Pool, StoreResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -150,38 +151,30 @@ impl fmt::Display for Policy {
 }
 
 pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
-    let (enabled, target, mode, nm, app, loc): (i64, String, String, i64, i64, i64) =
-        sqlx::query_as(
-            "SELECT enabled, target, mode, number_matching, show_app_name, show_location \
-             FROM policy WHERE id = 1",
-        )
-        .fetch_one(pool)
-        .await?;
+    let row = store::policy::load(pool).await?;
     Ok(Policy {
-        enabled: enabled != 0,
-        target: Target::parse(&target)?,
-        mode: Mode::parse(&mode)?,
-        number_matching: nm != 0,
-        show_app_name: app != 0,
-        show_location: loc != 0,
+        enabled: row.enabled,
+        target: Target::parse(&row.target)?,
+        mode: Mode::parse(&row.mode)?,
+        number_matching: row.number_matching,
+        show_app_name: row.show_app_name,
+        show_location: row.show_location,
     })
 }
 
-pub async fn save(pool: &Pool, p: &Policy) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE policy SET enabled = $1, target = $2, mode = $3, number_matching = $4, \
-         show_app_name = $5, show_location = $6, updated_at = $7 WHERE id = 1",
+pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
+    store::policy::save(
+        pool,
+        &PolicyRow {
+            enabled: p.enabled,
+            target: p.target.to_string(),
+            mode: p.mode.as_str().to_owned(),
+            number_matching: p.number_matching,
+            show_app_name: p.show_app_name,
+            show_location: p.show_location,
+        },
     )
-    .bind(i64::from(p.enabled))
-    .bind(p.target.to_string())
-    .bind(p.mode.as_str())
-    .bind(i64::from(p.number_matching))
-    .bind(i64::from(p.show_app_name))
-    .bind(i64::from(p.show_location))
-    .bind(now_ms())
-    .execute(pool)
-    .await?;
-    Ok(())
+    .await
 }
 
 #[cfg(test)]

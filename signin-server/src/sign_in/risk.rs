@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
-use crate::store::{now_ms, Pool};
+use crate::store::{self, now_ms, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -43,17 +43,7 @@ impl Default for RiskConfig {
 }
 
 /// The stored per-user state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserRisk {
-    pub bucket_millitokens: i64,
-    pub bucket_at: i64,
-    pub strikes: i64,
-    pub blocked_until: i64,
-    pub paused_until: i64,
-    pub risk: i64,
-    pub reports: i64,
-    pub last_report_at: Option<i64>,
-}
+pub use crate::store::risk::UserRisk;
 
 impl UserRisk {
     fn fresh(cfg: &RiskConfig, now: i64) -> Self {
@@ -162,78 +152,6 @@ pub fn reported(cfg: &RiskConfig, current: Option<UserRisk>, now: i64) -> UserRi
 
 /// A device as `describe_user` shows it: account, name, push kind, stale since, stale
 /// reason, phone sign-in enabled at.
-type DeviceRow = (
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-);
-
-type Row = (i64, i64, i64, i64, i64, i64, i64, Option<i64>, i64);
-
-pub async fn load(pool: &Pool, upn: &str) -> sqlx::Result<Option<(UserRisk, i64)>> {
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT bucket_millitokens, bucket_at, strikes, blocked_until, paused_until, risk, \
-         reports, last_report_at, version FROM user_risk WHERE upn = $1",
-    )
-    .bind(upn)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|r| {
-        (
-            UserRisk {
-                bucket_millitokens: r.0,
-                bucket_at: r.1,
-                strikes: r.2,
-                blocked_until: r.3,
-                paused_until: r.4,
-                risk: r.5,
-                reports: r.6,
-                last_report_at: r.7,
-            },
-            r.8,
-        )
-    }))
-}
-
-/// Stores `next` if the row is still at `version` (or absent when `version` is `None`).
-async fn store(
-    pool: &Pool,
-    upn: &str,
-    next: &UserRisk,
-    version: Option<i64>,
-) -> sqlx::Result<bool> {
-    let query = match version {
-        None => sqlx::query(
-            "INSERT INTO user_risk (upn, bucket_millitokens, bucket_at, strikes, blocked_until, \
-             paused_until, risk, reports, last_report_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (upn) DO NOTHING",
-        ),
-        Some(_) => sqlx::query(
-            "UPDATE user_risk SET bucket_millitokens = $2, bucket_at = $3, strikes = $4, \
-             blocked_until = $5, paused_until = $6, risk = $7, reports = $8, \
-             last_report_at = $9, version = version + 1 WHERE upn = $1 AND version = $10",
-        ),
-    }
-    .bind(upn)
-    .bind(next.bucket_millitokens)
-    .bind(next.bucket_at)
-    .bind(next.strikes)
-    .bind(next.blocked_until)
-    .bind(next.paused_until)
-    .bind(next.risk)
-    .bind(next.reports)
-    .bind(next.last_report_at);
-    // PostgreSQL refuses more arguments than placeholders: the version only for the UPDATE.
-    let query = match version {
-        Some(v) => query.bind(v),
-        None => query,
-    };
-    Ok(query.execute(pool).await?.rows_affected() == 1)
-}
-
 /// Applies `f` to the user's state atomically (optimistic retries).
 async fn update<T>(
     pool: &Pool,
@@ -241,12 +159,12 @@ async fn update<T>(
     mut f: impl FnMut(Option<UserRisk>, i64) -> (UserRisk, T),
 ) -> Result<T, AppError> {
     for _ in 0..16 {
-        let current = load(pool, upn).await?;
+        let current = store::risk::load(pool, upn).await?;
         let (next, out) = f(current.map(|c| c.0), now_ms());
         if current.map(|c| c.0) == Some(next) {
             return Ok(out);
         }
-        if store(pool, upn, &next, current.map(|c| c.1)).await? {
+        if store::risk::save_if_version(pool, upn, &next, current.map(|c| c.1)).await? {
             return Ok(out);
         }
     }
@@ -360,102 +278,6 @@ pub async fn resume(pool: &Pool, upn: &str) -> Result<bool, AppError> {
         .await?;
     }
     Ok(was_paused)
-}
-
-/// What `admin user show` prints: the user, groups, risk, pause, rate limit and each
-/// device's push channel (with stale tokens). Never tokens or keys.
-pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
-    use std::fmt::Write;
-    let upn = upn.trim();
-    let user: Option<(String,)> = sqlx::query_as("SELECT display_name FROM users WHERE upn = $1")
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?;
-    let Some((name,)) = user else {
-        anyhow::bail!("no user {upn}");
-    };
-    let groups: Vec<String> =
-        sqlx::query_scalar("SELECT group_name FROM user_groups WHERE upn = $1 ORDER BY group_name")
-            .bind(upn)
-            .fetch_all(pool)
-            .await?;
-    let now = now_ms();
-    let mut out = String::new();
-    writeln!(out, "upn: {upn}")?;
-    writeln!(out, "name: {name}")?;
-    writeln!(
-        out,
-        "groups: {}",
-        if groups.is_empty() {
-            "-".to_owned()
-        } else {
-            groups.join(", ")
-        }
-    )?;
-    let risk = load(pool, upn).await?.map(|r| r.0);
-    match risk {
-        Some(r) => {
-            write!(
-                out,
-                "risk: {} (score {}, reports {}",
-                r.level(),
-                r.risk,
-                r.reports
-            )?;
-            if let Some(at) = r.last_report_at {
-                write!(out, ", last report {}", crate::rfc3339(at))?;
-            }
-            writeln!(out, ")")?;
-            if r.paused_until > now {
-                writeln!(out, "paused: until {}", crate::rfc3339(r.paused_until))?;
-            } else {
-                writeln!(out, "paused: no")?;
-            }
-            if r.blocked_until > now {
-                writeln!(
-                    out,
-                    "rate limit: blocked until {} (cool-down #{})",
-                    crate::rfc3339(r.blocked_until),
-                    r.strikes
-                )?;
-            } else {
-                writeln!(out, "rate limit: ok")?;
-            }
-        }
-        None => {
-            writeln!(out, "risk: low (score 0, reports 0)")?;
-            writeln!(out, "paused: no")?;
-            writeln!(out, "rate limit: ok")?;
-        }
-    }
-    let devices: Vec<DeviceRow> = sqlx::query_as(
-        "SELECT account_id, device_name, push_kind, push_stale_at, push_stale_reason, \
-         passwordless_enabled_at FROM devices WHERE upn = $1 ORDER BY enrolled_at",
-    )
-    .bind(upn)
-    .fetch_all(pool)
-    .await?;
-    if devices.is_empty() {
-        writeln!(out, "devices: none")?;
-    }
-    for (account, device_name, kind, stale_at, stale_reason, pwl) in devices {
-        write!(out, "device {account} ({device_name}): push {kind}")?;
-        match stale_at {
-            Some(at) => write!(
-                out,
-                " STALE since {} ({})",
-                crate::rfc3339(at),
-                stale_reason.as_deref().unwrap_or("-")
-            )?,
-            None => write!(out, " ok")?,
-        }
-        writeln!(
-            out,
-            "; phone sign-in {}",
-            if pwl.is_some() { "on" } else { "off" }
-        )?;
-    }
-    Ok(out.trim_end().to_owned())
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use authenticator_protocol::wire::{ResponseBody, MAX_CLOCK_SKEW_MS};
 use authenticator_protocol::{PublicKey, Signature, TypedNumber, UnixMillis};
 
 use crate::error::AppError;
-use crate::store::requests::{DeviceKeys, StoredRequest};
+use crate::store::devices::DeviceKeys;
+use crate::store::requests::StoredRequest;
 
 fn signature(text: &str) -> Result<Signature, AppError> {
     Signature::from_b64("signature", text).map_err(|_| AppError::BadSignature)

@@ -24,9 +24,29 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection};
 
+pub mod audit;
+pub mod devices;
+pub mod enrollment;
+pub mod notify;
+pub mod policy;
 pub mod requests;
+pub mod risk;
+pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod users;
+
+/// A database failure. Callers see it as an internal error; the cause is logged once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value that does not parse (a bug or a damaged database).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The connection pool every query runs on (SQLite or PostgreSQL).
 pub type Pool = sqlx::AnyPool;
@@ -97,7 +117,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
 /// first in a transaction that reads rows of `upn` and then writes based on them (e.g.
 /// "supersede the pending request, insert a new one"). PostgreSQL holds the user's row lock
 /// until commit; SQLite takes its database write lock. A no-op if the user does not exist.
-pub async fn lock_user(conn: &mut Conn, upn: &str) -> sqlx::Result<()> {
+pub async fn lock_user(conn: &mut Conn, upn: &str) -> StoreResult<()> {
     sqlx::query("UPDATE users SET display_name = display_name WHERE upn = $1")
         .bind(upn)
         .execute(conn)
@@ -118,14 +138,16 @@ pub fn from_db_ms(ms: i64) -> UnixMillis {
     UnixMillis(u64::try_from(ms).unwrap_or(0))
 }
 
-pub async fn get_setting(pool: &Pool, name: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
+pub async fn get_setting(pool: &Pool, name: &str) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
-pub async fn set_setting(pool: &Pool, name: &str, value: &str) -> sqlx::Result<()> {
+pub async fn set_setting(pool: &Pool, name: &str, value: &str) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO settings (name, value) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -139,16 +161,18 @@ pub async fn set_setting(pool: &Pool, name: &str, value: &str) -> sqlx::Result<(
 
 /// Inserts `value` unless the setting exists, then returns the stored value (so two processes
 /// racing to create it agree).
-async fn get_or_init_setting(pool: &Pool, name: &str, value: &str) -> sqlx::Result<String> {
+async fn get_or_init_setting(pool: &Pool, name: &str, value: &str) -> StoreResult<String> {
     sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
         .bind(name)
         .bind(value)
         .execute(pool)
         .await?;
-    sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-        .bind(name)
-        .fetch_one(pool)
-        .await
+    Ok(
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// The server's P-256 signing key, created on first use and kept in the settings table.
@@ -164,7 +188,7 @@ pub async fn server_signer(pool: &Pool) -> anyhow::Result<EcdsaSigner> {
     EcdsaSigner::from_pkcs8(&pkcs8).context("stored server key")
 }
 
-pub async fn server_name(pool: &Pool) -> sqlx::Result<String> {
+pub async fn server_name(pool: &Pool) -> StoreResult<String> {
     Ok(get_setting(pool, SERVER_NAME_SETTING)
         .await?
         .unwrap_or_else(|| DEFAULT_SERVER_NAME.to_owned()))

@@ -1,59 +1,11 @@
-//! Rows the handlers work with: devices (accounts) and sign-in requests.
+//! Sign-in requests: every state change is one conditional statement (PROTOCOL.md §5.6).
 use std::fmt;
 
-use anyhow::Context;
 use authenticator_protocol::encoding::unb64_fixed;
 use authenticator_protocol::sign_in::RequestKind;
-use authenticator_protocol::{AccountId, PublicKey, RequestId, UnixMillis};
+use authenticator_protocol::{AccountId, RequestId, UnixMillis};
 
-use crate::error::AppError;
-use crate::store::{from_db_ms, Pool};
-
-/// The public keys registered for one account (one enrolled phone).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceKeys {
-    pub device: PublicKey,
-    /// The user-verification-bound key for phone sign-in, once enabled.
-    pub passwordless: Option<PublicKey>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Device {
-    pub account_id: AccountId,
-    pub upn: String,
-    pub keys: DeviceKeys,
-    pub passwordless_timestamp: Option<i64>,
-}
-
-pub async fn load_device(pool: &Pool, account_id: &AccountId) -> Result<Option<Device>, AppError> {
-    let row: Option<(String, String, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT upn, device_public_key, passwordless_public_key, passwordless_timestamp \
-         FROM devices WHERE account_id = $1",
-    )
-    .bind(account_id.as_str())
-    .fetch_optional(pool)
-    .await?;
-    let Some((upn, device, passwordless, pts)) = row else {
-        return Ok(None);
-    };
-    let device = PublicKey::from_b64("device_public_key", &device)
-        .context("stored device key")
-        .map_err(AppError::Internal)?;
-    let passwordless = passwordless
-        .map(|k| PublicKey::from_b64("passwordless_public_key", &k))
-        .transpose()
-        .context("stored passwordless key")
-        .map_err(AppError::Internal)?;
-    Ok(Some(Device {
-        account_id: account_id.clone(),
-        upn,
-        keys: DeviceKeys {
-            device,
-            passwordless,
-        },
-        passwordless_timestamp: pts,
-    }))
-}
+use crate::store::{from_db_ms, lock_user, Pool, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -182,7 +134,7 @@ impl TryFrom<RequestRow> for StoredRequest {
 const REQUEST_COLUMNS: &str = "id, account_id, upn, kind, details, signature, number, nonce, \
      number_matching, created_at, expires_at, status, wrong_attempts, last_response_ts";
 
-pub async fn load_request(pool: &Pool, id: &str) -> Result<Option<StoredRequest>, AppError> {
+pub async fn load_request(pool: &Pool, id: &str) -> StoreResult<Option<StoredRequest>> {
     let row: Option<RequestRow> = sqlx::query_as(&format!(
         "SELECT {REQUEST_COLUMNS} FROM signin_requests WHERE id = $1"
     ))
@@ -191,17 +143,157 @@ pub async fn load_request(pool: &Pool, id: &str) -> Result<Option<StoredRequest>
     .await?;
     row.map(StoredRequest::try_from)
         .transpose()
-        .context("stored sign-in request")
-        .map_err(AppError::Internal)
+        .map_err(|e| StoreError::Corrupt(format!("sign-in request: {e:#}")))
 }
 
 /// Marks a pending request expired if its time is up; returns whether it did.
-pub async fn expire_if_due(pool: &Pool, id: &RequestId, now: i64) -> Result<bool, AppError> {
+pub async fn expire_if_due(pool: &Pool, id: &RequestId, now: i64) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE signin_requests SET status = 'expired', decided_at = $2 \
          WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
     )
     .bind(id.as_str())
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A request to store, as signed (the number and nonce are secrets: `Debug` hides them).
+pub struct NewRequest<'a> {
+    pub id: &'a RequestId,
+    pub account_id: &'a AccountId,
+    pub upn: &'a str,
+    pub kind: RequestKind,
+    pub details: &'a str,
+    pub signature: &'a str,
+    pub number: &'a str,
+    pub nonce: &'a str,
+    pub number_matching: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Stores `new` as the user's one pending request: in one transaction under the user's
+/// lock, every other pending request of the user is superseded (stored as expired). Returns
+/// the superseded ids.
+pub async fn insert_superseding(pool: &Pool, new: &NewRequest<'_>) -> StoreResult<Vec<String>> {
+    let mut tx = pool.begin().await?;
+    // Two concurrent sign-ins for one user must not both stay pending (PostgreSQL).
+    lock_user(&mut tx, new.upn).await?;
+    let superseded: Vec<String> = sqlx::query_scalar(
+        "UPDATE signin_requests SET status = 'expired', decided_at = $2 \
+         WHERE upn = $1 AND status = 'pending' RETURNING id",
+    )
+    .bind(new.upn)
+    .bind(new.created_at)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO signin_requests (id, account_id, upn, kind, details, signature, number, \
+         nonce, number_matching, created_at, expires_at, status, wrong_attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0)",
+    )
+    .bind(new.id.as_str())
+    .bind(new.account_id.as_str())
+    .bind(new.upn)
+    .bind(kind_str(new.kind))
+    .bind(new.details)
+    .bind(new.signature)
+    .bind(new.number)
+    .bind(new.nonce)
+    .bind(i64::from(new.number_matching))
+    .bind(new.created_at)
+    .bind(new.expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(superseded)
+}
+
+/// Ids of the account's pending, unexpired requests, oldest first.
+pub async fn pending_ids_for_account(
+    pool: &Pool,
+    account_id: &AccountId,
+    now: i64,
+) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM signin_requests WHERE account_id = $1 AND status = 'pending' \
+         AND expires_at > $2 ORDER BY created_at",
+    )
+    .bind(account_id.as_str())
+    .bind(now)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The expiry of a request that is still pending and unexpired at `now`.
+pub async fn pending_until(pool: &Pool, id: &RequestId, now: i64) -> StoreResult<Option<i64>> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT status, expires_at FROM signin_requests WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(match row {
+        Some((status, expires_at)) if status == Status::Pending.as_str() && expires_at > now => {
+            Some(expires_at)
+        }
+        _ => None,
+    })
+}
+
+/// Counts a wrong number on a pending request (its `max`-th fails the request), if the
+/// response timestamp is newer than any earlier one. Returns the attempts so far and the new
+/// status; `None` when the request was not pending or the timestamp not newer.
+pub async fn record_wrong_number(
+    pool: &Pool,
+    id: &RequestId,
+    response_ts: i64,
+    max: u32,
+    now: i64,
+) -> StoreResult<Option<(u32, Status)>> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "UPDATE signin_requests SET wrong_attempts = wrong_attempts + 1, \
+         last_response_ts = $2, \
+         status = CASE WHEN wrong_attempts + 1 >= $3 THEN 'failed' ELSE status END, \
+         decided_at = CASE WHEN wrong_attempts + 1 >= $3 THEN $4 ELSE decided_at END \
+         WHERE id = $1 AND status = 'pending' \
+         AND (last_response_ts IS NULL OR last_response_ts < $2) \
+         RETURNING wrong_attempts, status",
+    )
+    .bind(id.as_str())
+    .bind(response_ts)
+    .bind(i64::from(max))
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(attempts, status)| {
+        Ok((
+            u32::try_from(attempts).unwrap_or(u32::MAX),
+            Status::parse(&status)
+                .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?,
+        ))
+    })
+    .transpose()
+}
+
+/// Stores the decision of a pending, unexpired request, if the response timestamp is newer
+/// than any earlier one. Returns whether it did.
+pub async fn decide(
+    pool: &Pool,
+    id: &RequestId,
+    status: Status,
+    response_ts: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE signin_requests SET status = $2, last_response_ts = $3, decided_at = $4 \
+         WHERE id = $1 AND status = 'pending' AND expires_at > $4 \
+         AND (last_response_ts IS NULL OR last_response_ts < $3)",
+    )
+    .bind(id.as_str())
+    .bind(status.as_str())
+    .bind(response_ts)
     .bind(now)
     .execute(pool)
     .await?;

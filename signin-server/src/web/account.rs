@@ -35,16 +35,8 @@ pub async fn landing(
     ))
 }
 
-type DeviceRow = (String, String, i64, Option<i64>);
-
 async fn devices_table(state: &AppState, user: &User) -> Result<Markup, WebError> {
-    let devices: Vec<DeviceRow> = sqlx::query_as(
-        "SELECT device_name, push_kind, enrolled_at, passwordless_enabled_at FROM devices \
-         WHERE upn = $1 ORDER BY enrolled_at",
-    )
-    .bind(&user.upn)
-    .fetch_all(&state.pool)
-    .await?;
+    let devices = crate::store::devices::of_user(&state.pool, &user.upn).await?;
     Ok(html! {
         @if devices.is_empty() {
             p id="no-methods" { "You have no Authenticator app yet." }
@@ -53,12 +45,12 @@ async fn devices_table(state: &AppState, user: &User) -> Result<Markup, WebError
                 caption.muted { "Your Authenticator apps" }
                 thead { tr { th scope="col" { "Device" } th scope="col" { "Notifications" } th scope="col" { "Added" } th scope="col" { "Phone sign-in" } } }
                 tbody {
-                    @for (name, push, at, pwl) in &devices {
+                    @for d in &devices {
                         tr {
-                            td { (name) }
-                            td { (push) }
-                            td { (crate::rfc3339(*at)) }
-                            td { @if pwl.is_some() { "Enabled" } @else { "Not enabled" } }
+                            td { (d.device_name) }
+                            td { (d.push_kind) }
+                            td { (crate::rfc3339(d.enrolled_at)) }
+                            td { @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" } }
                         }
                     }
                 }

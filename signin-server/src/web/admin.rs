@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, page, Session, User, WebError};
-use crate::audit::{self, Event};
 use crate::sign_in::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
 use crate::state::AppState;
+use crate::store::users;
 
 /// How many audit entries the audit page shows (newest first).
 pub const AUDIT_PAGE_ROWS: i64 = 500;
@@ -191,27 +191,13 @@ fn policy_error(session: &Session, user: &User, current: &Policy, e: &PolicyErro
     admin_page(session, user, "Authenticator policy", "/admin/policy", body)
 }
 
-type UserRow = (String, String, Option<String>, i64, i64);
-
 async fn users_body(
     state: &AppState,
     session: &Session,
     n: Notice<'_>,
 ) -> Result<Markup, WebError> {
-    let users: Vec<UserRow> = sqlx::query_as(
-        "SELECT u.upn, u.display_name, \
-         (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
-         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn), \
-         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn \
-            AND d.passwordless_public_key IS NOT NULL) \
-         FROM users u ORDER BY u.upn",
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    let memberships: Vec<(String, String)> =
-        sqlx::query_as("SELECT upn, group_name FROM user_groups ORDER BY group_name")
-            .fetch_all(&state.pool)
-            .await?;
+    let users = users::overview(&state.pool).await?;
+    let memberships = users::memberships(&state.pool).await?;
     Ok(html! {
         (notice(n))
         table id="users" {
@@ -220,14 +206,14 @@ async fn users_body(
                 th scope="col" { "Password" } th scope="col" { "Authenticator apps" } th scope="col" { "Phone sign-in" }
             } }
             tbody {
-                @for (upn, name, pw, phones, pwl) in &users {
+                @for u in &users {
                     tr {
-                        td { (upn) }
-                        td { (name) }
-                        td { (memberships.iter().filter(|(u, _)| u == upn).map(|(_, g)| g.as_str()).collect::<Vec<_>>().join(", ")) }
-                        td { @if pw.is_some() { "Set" } @else { "None" } }
-                        td { (phones) }
-                        td { @if *pwl > 0 { "Enabled" } @else { "Not enabled" } }
+                        td { (u.upn) }
+                        td { (u.display_name) }
+                        td { (memberships.iter().filter(|(m, _)| *m == u.upn).map(|(_, g)| g.as_str()).collect::<Vec<_>>().join(", ")) }
+                        td { @if u.has_password { "Set" } @else { "None" } }
+                        td { (u.devices) }
+                        td { @if u.phone_sign_in_devices > 0 { "Enabled" } @else { "Not enabled" } }
                     }
                 }
             }
@@ -319,12 +305,9 @@ async fn groups_body(
     session: &Session,
     n: Notice<'_>,
 ) -> Result<Markup, WebError> {
-    let memberships: Vec<(String, String)> =
-        sqlx::query_as("SELECT group_name, upn FROM user_groups ORDER BY group_name, upn")
-            .fetch_all(&state.pool)
-            .await?;
+    let memberships = users::memberships(&state.pool).await?;
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (g, u) in &memberships {
+    for (u, g) in &memberships {
         match groups.last_mut() {
             Some((name, members)) if name == g => members.push(u),
             _ => groups.push((g, vec![u])),
@@ -374,42 +357,6 @@ pub struct AddMemberForm {
     pub upn: String,
 }
 
-/// Adds `upn` to `group` (audited). Errors name the problem.
-pub async fn add_group_member(
-    pool: &crate::store::Pool,
-    group: &str,
-    upn: &str,
-) -> anyhow::Result<()> {
-    let (group, upn) = (group.trim(), upn.trim());
-    if group.is_empty() || group.len() > 128 {
-        anyhow::bail!("the group name must be 1 to 128 characters");
-    }
-    let exists: Option<String> = sqlx::query_scalar("SELECT upn FROM users WHERE upn = $1")
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?;
-    if exists.is_none() {
-        anyhow::bail!("no user {upn}");
-    }
-    sqlx::query("INSERT INTO user_groups (upn, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(upn)
-        .bind(group)
-        .execute(pool)
-        .await?;
-    let outcome = format!("group={group}");
-    audit::record(
-        pool,
-        Event::GroupMemberAdded,
-        audit::Entry {
-            upn: Some(upn),
-            outcome: &outcome,
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 /// `POST /admin/groups`
 pub async fn add_member(
     State(state): State<AppState>,
@@ -419,7 +366,7 @@ pub async fn add_member(
     session.check_csrf(&f.csrf)?;
     let user = admin_user(&state, &session).await?;
     let message;
-    let n = match add_group_member(&state.pool, &f.group, &f.upn).await {
+    let n = match crate::accounts::add_group_member(&state.pool, &f.group, &f.upn).await {
         Ok(()) => {
             message = format!("Added {} to {}.", f.upn.trim(), f.group.trim());
             Notice::Info(&message)
@@ -439,13 +386,7 @@ pub async fn audit_page(
     session: Session,
 ) -> Result<Response, WebError> {
     let user = admin_user(&state, &session).await?;
-    let rows: Vec<audit::Row> = sqlx::query_as(
-        "SELECT seq, at, event, upn, account_id, request_id, outcome FROM audit_log \
-         ORDER BY seq DESC LIMIT $1",
-    )
-    .bind(AUDIT_PAGE_ROWS)
-    .fetch_all(&state.pool)
-    .await?;
+    let rows = crate::store::audit::newest(&state.pool, AUDIT_PAGE_ROWS).await?;
     let body = html! {
         p { "Append-only record of policy changes, registrations, sign-ins and decisions (newest first, at most " (AUDIT_PAGE_ROWS) ")." }
         table id="audit" {

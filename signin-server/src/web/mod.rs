@@ -131,9 +131,9 @@ impl WebError {
     }
 }
 
-impl From<sqlx::Error> for WebError {
-    fn from(e: sqlx::Error) -> Self {
-        WebError::Internal(anyhow::Error::new(e).context("database"))
+impl From<crate::store::StoreError> for WebError {
+    fn from(e: crate::store::StoreError) -> Self {
+        WebError::Internal(e.into())
     }
 }
 
@@ -221,22 +221,10 @@ impl User {
 }
 
 pub async fn load_user(pool: &crate::store::Pool, upn: &str) -> Result<Option<User>, WebError> {
-    let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE upn = $1")
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?;
-    let Some(display_name) = name else {
-        return Ok(None);
-    };
-    let groups: Vec<String> =
-        sqlx::query_scalar("SELECT group_name FROM user_groups WHERE upn = $1 ORDER BY group_name")
-            .bind(upn)
-            .fetch_all(pool)
-            .await?;
-    Ok(Some(User {
-        upn: upn.to_owned(),
-        display_name,
-        groups,
+    Ok(crate::store::users::find(pool, upn).await?.map(|u| User {
+        upn: u.upn,
+        display_name: u.display_name,
+        groups: u.groups,
     }))
 }
 

@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::WebError;
 use crate::state::AppState;
+use crate::store::sessions::{self, SessionRow};
 use crate::store::{now_ms, Pool};
 
 /// Cookie name over plain http (loopback development only).
@@ -127,14 +128,6 @@ fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-type Row = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-);
-
 impl Session {
     fn fresh(base: PublicBase) -> Result<Self, WebError> {
         Ok(Session {
@@ -190,47 +183,28 @@ impl Session {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
+    fn row(&self) -> SessionRow {
+        SessionRow {
+            upn: self.upn.clone(),
+            pending_upn: self.pending_upn.clone(),
+            pending_request: self.pending_request.clone(),
+            pending_kind: self.pending_kind.clone(),
+            resends: self.resends,
+        }
+    }
+
     /// Writes the session (insert when new), keeping its expiry window.
     pub async fn save(&mut self, pool: &Pool) -> Result<(), WebError> {
-        let now = now_ms();
         if self.is_new {
-            // Old sessions go when new ones are made: the table stays small.
-            sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
-                .bind(now)
-                .execute(pool)
-                .await?;
+            let now = now_ms();
             let ttl = if self.upn.is_some() {
                 SIGNED_IN_TTL_MS
             } else {
                 ANONYMOUS_TTL_MS
             };
-            sqlx::query(
-                "INSERT INTO web_sessions (id_hash, upn, pending_upn, pending_request, \
-                 pending_kind, resends, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(self.id_hash())
-            .bind(&self.upn)
-            .bind(&self.pending_upn)
-            .bind(&self.pending_request)
-            .bind(&self.pending_kind)
-            .bind(self.resends)
-            .bind(now)
-            .bind(now + ttl)
-            .execute(pool)
-            .await?;
+            sessions::insert(pool, &self.id_hash(), &self.row(), now, now + ttl).await?;
         } else {
-            sqlx::query(
-                "UPDATE web_sessions SET pending_upn = $2, pending_request = $3, \
-                 pending_kind = $4, resends = $5 WHERE id_hash = $1",
-            )
-            .bind(self.id_hash())
-            .bind(&self.pending_upn)
-            .bind(&self.pending_request)
-            .bind(&self.pending_kind)
-            .bind(self.resends)
-            .execute(pool)
-            .await?;
+            sessions::update_progress(pool, &self.id_hash(), &self.row()).await?;
         }
         Ok(())
     }
@@ -245,24 +219,8 @@ impl Session {
         consume_request: Option<&str>,
     ) -> Result<Session, WebError> {
         if !self.is_new {
-            let deleted = match consume_request {
-                Some(req) => {
-                    sqlx::query(
-                        "DELETE FROM web_sessions WHERE id_hash = $1 AND pending_request = $2",
-                    )
-                    .bind(self.id_hash())
-                    .bind(req)
-                    .execute(pool)
-                    .await?
-                }
-                None => {
-                    sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
-                        .bind(self.id_hash())
-                        .execute(pool)
-                        .await?
-                }
-            };
-            if consume_request.is_some() && deleted.rows_affected() != 1 {
+            let deleted = sessions::delete(pool, &self.id_hash(), consume_request).await?;
+            if consume_request.is_some() && !deleted {
                 return Err(WebError::SessionGone);
             }
         } else if consume_request.is_some() {
@@ -276,10 +234,7 @@ impl Session {
 
     /// Signs out: deletes the stored session.
     pub async fn destroy(&self, pool: &Pool) -> Result<(), WebError> {
-        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
-            .bind(self.id_hash())
-            .execute(pool)
-            .await?;
+        sessions::delete(pool, &self.id_hash(), None).await?;
         Ok(())
     }
 }
@@ -290,23 +245,15 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let base = public_base(&state.pool, parts).await?;
         if let Some(sid) = cookie_value(parts, base.cookie_name()) {
-            let row: Option<Row> = sqlx::query_as(
-                "SELECT upn, pending_upn, pending_request, pending_kind, resends \
-                 FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
-            )
-            .bind(id_hash(sid))
-            .bind(now_ms())
-            .fetch_optional(&state.pool)
-            .await?;
-            if let Some((upn, pending_upn, pending_request, pending_kind, resends)) = row {
+            if let Some(row) = sessions::find(&state.pool, &id_hash(sid), now_ms()).await? {
                 return Ok(Session {
                     sid: sid.to_owned(),
                     base,
-                    upn,
-                    pending_upn,
-                    pending_request,
-                    pending_kind,
-                    resends,
+                    upn: row.upn,
+                    pending_upn: row.pending_upn,
+                    pending_request: row.pending_request,
+                    pending_kind: row.pending_kind,
+                    resends: row.resends,
                     is_new: false,
                 });
             }

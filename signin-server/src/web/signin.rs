@@ -2,7 +2,6 @@
 //! number) → signed in. The browser that started a request is the only one it can sign in,
 //! once, under a new session id.
 use authenticator_protocol::sign_in::RequestKind;
-use authenticator_protocol::UnixMillis;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,12 +11,12 @@ use serde::Deserialize;
 
 use super::pages::{csrf, layout, notice, Notice};
 use super::{load_user, page, see_other, Session, WebError, WEB_APP_NAME};
-use crate::api::extract::ClientIp;
-use crate::api::signin::{create_request, SignInStarted};
 use crate::audit::{self, Event};
 use crate::error::AppError;
+use crate::extract::ClientIp;
+use crate::sign_in::{self, StartSignIn, Started};
 use crate::state::AppState;
-use crate::store::requests::{expire_if_due, kind_str, load_request, Status};
+use crate::store::requests::{kind_str, Status, StoredRequest};
 
 /// "Resend request" works this many times per sign-in attempt (then: start over).
 pub const MAX_RESENDS: i64 = 3;
@@ -118,15 +117,7 @@ pub async fn submit_upn(
     session.pending_request = None;
     session.pending_kind = None;
     session.resends = 0;
-    match create_request(
-        &state,
-        ip,
-        upn,
-        Some(WEB_APP_NAME),
-        RequestKind::Passwordless,
-    )
-    .await
-    {
+    match start(&state, ip, upn, RequestKind::Passwordless).await {
         Ok(started) => {
             start_waiting(&state, &mut session, started, RequestKind::Passwordless).await?;
             Ok(see_other(&session, "/signin/wait"))
@@ -148,10 +139,29 @@ pub async fn submit_upn(
     }
 }
 
+/// A sign-in from these pages: the portal is the application the phone names.
+async fn start(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    upn: &str,
+    kind: RequestKind,
+) -> Result<Started, AppError> {
+    sign_in::start(
+        state,
+        StartSignIn {
+            upn,
+            app: Some(WEB_APP_NAME),
+            kind,
+            client_ip: ip,
+        },
+    )
+    .await
+}
+
 async fn start_waiting(
     state: &AppState,
     session: &mut Session,
-    started: SignInStarted,
+    started: Started,
     kind: RequestKind,
 ) -> Result<(), WebError> {
     session.pending_request = Some(started.id.as_str().to_owned());
@@ -233,24 +243,14 @@ pub async fn submit_password(
             Notice::Error("Your username or password is incorrect."),
         ));
     };
-    match create_request(&state, ip, &upn, Some(WEB_APP_NAME), RequestKind::Push).await {
+    match start(&state, ip, &upn, RequestKind::Push).await {
         Ok(started) => {
             session.resends = 0;
             start_waiting(&state, &mut session, started, RequestKind::Push).await?;
             Ok(see_other(&session, "/signin/wait"))
         }
         Err(AppError::PolicyDisabled | AppError::NotPasswordlessCapable) => {
-            let policy = crate::sign_in::policy::load(&state.pool)
-                .await
-                .map_err(WebError::Internal)?;
-            let has_phone_sign_in: Option<String> = sqlx::query_scalar(
-                "SELECT account_id FROM devices WHERE upn = $1 \
-                 AND passwordless_public_key IS NOT NULL LIMIT 1",
-            )
-            .bind(&upn)
-            .fetch_optional(&state.pool)
-            .await?;
-            if has_phone_sign_in.is_some() && policy.allows_passwordless_for(&user.groups) {
+            if !sign_in::password_alone_allowed(&state, &user.upn).await? {
                 // Mode `passwordless`: this account signs in with the phone only.
                 return Ok(password_page(
                     &session,
@@ -284,32 +284,20 @@ pub async fn submit_password(
     }
 }
 
-/// The session's pending request and its current status (a pending one past its expiry is
-/// stored and reported as expired).
-async fn pending(
-    state: &AppState,
-    session: &Session,
-) -> Result<Option<(crate::store::requests::StoredRequest, Status)>, WebError> {
+/// The session's pending request, its status settled by the lifecycle.
+async fn pending(state: &AppState, session: &Session) -> Result<Option<StoredRequest>, WebError> {
     let Some(id) = session.pending_request.as_deref() else {
         return Ok(None);
     };
-    let Some(req) = load_request(&state.pool, id).await? else {
-        return Ok(None);
-    };
-    let mut status = req.status;
-    let now = UnixMillis::now();
-    if status == Status::Pending && req.is_expired_at(now) {
-        expire_if_due(&state.pool, &req.id, crate::store::to_db_ms(now)).await?;
-        status = Status::Expired;
-    }
-    Ok(Some((req, status)))
+    Ok(sign_in::current(state, id).await?)
 }
 
 /// `GET /signin/wait`: the number, and the wait for the phone.
 pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Response, WebError> {
-    let Some((req, status)) = pending(&state, &session).await? else {
+    let Some(req) = pending(&state, &session).await? else {
         return Ok(Redirect::to("/signin").into_response());
     };
+    let status = req.status;
     if !matches!(status, Status::Pending | Status::Approved) {
         return Ok(outcome_page(&session, status));
     }
@@ -405,9 +393,10 @@ pub async fn complete(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
-    let Some((req, status)) = pending(&state, &session).await? else {
+    let Some(req) = pending(&state, &session).await? else {
         return Ok(Redirect::to("/signin").into_response());
     };
+    let status = req.status;
     match status {
         Status::Approved => {
             let next = session
@@ -462,7 +451,7 @@ pub async fn resend(
             ),
         ));
     }
-    match create_request(&state, ip, &upn, Some(WEB_APP_NAME), kind).await {
+    match start(&state, ip, &upn, kind).await {
         Ok(started) => {
             session.resends += 1;
             start_waiting(&state, &mut session, started, kind).await?;

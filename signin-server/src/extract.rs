@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use crate::error::AppError;
 use crate::sign_in::verify::{check_fresh, verify_device_auth};
 use crate::state::AppState;
-use crate::store::requests::{load_device, Device};
+use crate::store::devices::{load_device, Device};
 
 /// A device whose `Authorization: PSI-Device …` header verified for this exact method and
 /// path-with-query.

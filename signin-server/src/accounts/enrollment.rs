@@ -1,0 +1,194 @@
+//! Registering a phone: the one-time code's challenge and completion (PROTOCOL.md §5.1–§5.2),
+//! and enabling phone sign-in on an enrolled account (§5.3).
+use authenticator_protocol::encoding::{b64, ct_eq, sha256, unb64_fixed};
+use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::wire::{
+    EnrollChallengeRequest, EnrollChallengeResponse, EnrollCompleteRequest, EnrollCompleteResponse,
+    PasswordlessRequest,
+};
+use authenticator_protocol::{AccountId, PublicKey, UnixMillis};
+
+use crate::audit::{self, Event};
+use crate::error::AppError;
+use crate::sign_in::verify::{check_fresh, verify_enroll_proof, verify_passwordless_registration};
+use crate::state::AppState;
+use crate::store::enrollment::{self as codes, NewDevice};
+use crate::store::{devices, from_db_ms, now_ms, to_db_ms};
+
+const PUSH_KINDS: [&str; 3] = ["longpoll", "apns", "fcm"];
+
+/// What the database keys an enrollment code by: SHA-256 of the code, base64url.
+pub fn code_hash(code: &str) -> String {
+    b64(&sha256(code.as_bytes()))
+}
+
+fn random_32() -> Result<[u8; 32], AppError> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| AppError::internal(anyhow::anyhow!("random source failed")))?;
+    Ok(bytes)
+}
+
+/// §5.1: a fresh challenge for a usable code (voiding the previous one), signed by the server.
+pub async fn challenge(
+    state: &AppState,
+    body: &EnrollChallengeRequest,
+) -> Result<EnrollChallengeResponse, AppError> {
+    let hash = code_hash(&body.code);
+    let challenge = random_32()?;
+    if !codes::set_challenge(&state.pool, &hash, &b64(&challenge), now_ms()).await? {
+        return Err(AppError::InvalidCode);
+    }
+    let owner = codes::code_owner(&state.pool, &hash)
+        .await?
+        .ok_or(AppError::InvalidCode)?;
+    let signed = EnrollChallenge {
+        challenge,
+        upn: owner.upn,
+        display_name: owner.display_name,
+        server_name: state.settings.server_name.clone(),
+        expires_at: from_db_ms(owner.expires_at),
+    };
+    let signature = state.signer.sign(&signed.signed_bytes(&body.code));
+    tracing::info!("enrollment challenge issued");
+    Ok(EnrollChallengeResponse {
+        challenge: b64(&signed.challenge),
+        upn: signed.upn,
+        display_name: signed.display_name,
+        server_name: signed.server_name,
+        expires_at: signed.expires_at,
+        server_public_key: state.signer.public_key().to_b64(),
+        signature: signature.to_b64(),
+    })
+}
+
+/// §5.2: proof of possession of the new device key over the current challenge; uses the code
+/// and registers the device atomically.
+pub async fn complete(
+    state: &AppState,
+    body: &EnrollCompleteRequest,
+) -> Result<EnrollCompleteResponse, AppError> {
+    let challenge = unb64_fixed::<32>("challenge", &body.challenge)
+        .map_err(|_| AppError::InvalidRequest("challenge must be 32 bytes of base64url"))?;
+    let device_public_key = PublicKey::from_b64("device_public_key", &body.device_public_key)
+        .map_err(|_| AppError::InvalidRequest("device_public_key is not a P-256 SEC1 key"))?;
+    if !PUSH_KINDS.contains(&body.push.kind.as_str()) {
+        return Err(AppError::InvalidRequest(
+            "push.kind must be longpoll, apns or fcm",
+        ));
+    }
+    if body.device_name.len() > 200 || body.push.token.len() > 4096 {
+        return Err(AppError::InvalidRequest(
+            "device_name or push token too long",
+        ));
+    }
+
+    // The code and its current challenge.
+    let hash = code_hash(&body.code);
+    let now = now_ms();
+    let Some((upn, Some(stored_challenge))) = codes::usable_code(&state.pool, &hash, now).await?
+    else {
+        return Err(AppError::InvalidCode);
+    };
+    let stored_challenge = unb64_fixed::<32>("challenge", &stored_challenge)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("stored challenge: {e}")))?;
+    if !ct_eq(&stored_challenge, &challenge) {
+        return Err(AppError::InvalidCode);
+    }
+
+    // Proof of possession, then freshness.
+    let proof = EnrollProof {
+        challenge,
+        device_public_key,
+        push_kind: body.push.kind.clone(),
+        push_token: body.push.token.clone(),
+        device_name: body.device_name.clone(),
+        timestamp: body.timestamp,
+    };
+    verify_enroll_proof(&proof, &body.signature)?;
+    check_fresh(body.timestamp, UnixMillis::now())?;
+
+    // Atomically: use the code (only if still unused with this challenge) and register.
+    let account_id = AccountId::random();
+    let enrolled = codes::use_code_and_enroll(
+        &state.pool,
+        &hash,
+        &b64(&challenge),
+        now,
+        NewDevice {
+            account_id: account_id.as_str(),
+            upn: &upn,
+            device_public_key: &proof.device_public_key.to_b64(),
+            push_kind: &proof.push_kind,
+            push_token: &proof.push_token,
+            device_name: &proof.device_name,
+            enrolled_at: to_db_ms(UnixMillis::now()),
+        },
+    )
+    .await?;
+    if !enrolled {
+        return Err(AppError::InvalidCode);
+    }
+    audit::record(
+        &state.pool,
+        Event::Enrolled,
+        audit::Entry {
+            upn: Some(&upn),
+            account_id: Some(account_id.as_str()),
+            outcome: "ok",
+            ..Default::default()
+        },
+    )
+    .await?;
+    tracing::info!(account_id = %account_id, "device enrolled");
+    Ok(EnrollCompleteResponse { account_id })
+}
+
+/// §5.3: registers the account's phone sign-in key, signed by both the device key and the
+/// new key; a replayed older registration is refused.
+pub async fn enable_phone_sign_in(
+    state: &AppState,
+    body: &PasswordlessRequest,
+) -> Result<(), AppError> {
+    let key = PublicKey::from_b64("passwordless_public_key", &body.passwordless_public_key)
+        .map_err(|_| AppError::InvalidRequest("passwordless_public_key is not a P-256 SEC1 key"))?;
+    let device = devices::load_device(&state.pool, &body.account_id)
+        .await?
+        .ok_or(AppError::UnknownAccount)?;
+    let reg = PasswordlessKeyRegistration {
+        account_id: body.account_id.clone(),
+        passwordless_public_key: key,
+        timestamp: body.timestamp,
+    };
+    verify_passwordless_registration(
+        &reg,
+        &device.keys.device,
+        &body.device_signature,
+        &body.key_signature,
+    )?;
+    check_fresh(body.timestamp, UnixMillis::now())?;
+    let enabled = devices::enable_passwordless(
+        &state.pool,
+        &body.account_id,
+        &reg.passwordless_public_key,
+        to_db_ms(body.timestamp),
+        now_ms(),
+    )
+    .await?;
+    if !enabled {
+        return Err(AppError::Replay);
+    }
+    audit::record(
+        &state.pool,
+        Event::PasswordlessEnabled,
+        audit::Entry {
+            upn: Some(&device.upn),
+            account_id: Some(body.account_id.as_str()),
+            outcome: "ok",
+            ..Default::default()
+        },
+    )
+    .await?;
+    tracing::info!(account_id = %body.account_id, "phone sign-in enabled");
+    Ok(())
+}

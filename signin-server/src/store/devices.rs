@@ -1,0 +1,212 @@
+//! Enrolled devices (one row per account on a phone): keys, push channel, phone sign-in.
+use authenticator_protocol::sign_in::RequestKind;
+use authenticator_protocol::{AccountId, PublicKey};
+
+use super::{Pool, StoreError, StoreResult};
+
+/// The public keys registered for one account (one enrolled phone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceKeys {
+    pub device: PublicKey,
+    /// The user-verification-bound key for phone sign-in, once enabled.
+    pub passwordless: Option<PublicKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub account_id: AccountId,
+    pub upn: String,
+    pub keys: DeviceKeys,
+    pub passwordless_timestamp: Option<i64>,
+}
+
+/// The account's device row, keys parsed.
+pub async fn load_device(pool: &Pool, account_id: &AccountId) -> StoreResult<Option<Device>> {
+    let row: Option<(String, String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT upn, device_public_key, passwordless_public_key, passwordless_timestamp \
+         FROM devices WHERE account_id = $1",
+    )
+    .bind(account_id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let Some((upn, device, passwordless, pts)) = row else {
+        return Ok(None);
+    };
+    let device = PublicKey::from_b64("device_public_key", &device)
+        .map_err(|e| StoreError::Corrupt(format!("device key: {e}")))?;
+    let passwordless = passwordless
+        .map(|k| PublicKey::from_b64("passwordless_public_key", &k))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("passwordless key: {e}")))?;
+    Ok(Some(Device {
+        account_id: account_id.clone(),
+        upn,
+        keys: DeviceKeys {
+            device,
+            passwordless,
+        },
+        passwordless_timestamp: pts,
+    }))
+}
+
+/// Registers the phone sign-in key unless a registration with a later (or equal) timestamp
+/// was stored: a replayed older registration must not bring back an earlier key.
+pub async fn enable_passwordless(
+    pool: &Pool,
+    account_id: &AccountId,
+    key: &PublicKey,
+    timestamp: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let updated = sqlx::query(
+        "UPDATE devices SET passwordless_public_key = $1, passwordless_enabled_at = $2, \
+         passwordless_timestamp = $3 WHERE account_id = $4 \
+         AND (passwordless_timestamp IS NULL OR passwordless_timestamp < $3)",
+    )
+    .bind(key.to_b64())
+    .bind(now)
+    .bind(timestamp)
+    .bind(account_id.as_str())
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The account that gets a sign-in of `kind` for `upn`: for phone sign-in the one most
+/// recently enabled for it, for push the most recently enrolled.
+pub async fn account_for_sign_in(
+    pool: &Pool,
+    upn: &str,
+    kind: RequestKind,
+) -> StoreResult<Option<String>> {
+    let query = match kind {
+        RequestKind::Passwordless => {
+            "SELECT account_id FROM devices WHERE upn = $1 AND passwordless_public_key IS NOT NULL \
+             ORDER BY passwordless_enabled_at DESC LIMIT 1"
+        }
+        RequestKind::Push => {
+            "SELECT account_id FROM devices WHERE upn = $1 ORDER BY enrolled_at DESC LIMIT 1"
+        }
+    };
+    Ok(sqlx::query_scalar(query)
+        .bind(upn)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Whether any of the user's devices has phone sign-in enabled.
+pub async fn has_phone_sign_in(pool: &Pool, upn: &str) -> StoreResult<bool> {
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT account_id FROM devices WHERE upn = $1 \
+         AND passwordless_public_key IS NOT NULL LIMIT 1",
+    )
+    .bind(upn)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// What the user and the admin see of a device (never keys or push tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSummary {
+    pub account_id: String,
+    pub device_name: String,
+    pub push_kind: String,
+    pub enrolled_at: i64,
+    pub push_stale_at: Option<i64>,
+    pub push_stale_reason: Option<String>,
+    pub passwordless_enabled_at: Option<i64>,
+}
+
+/// The user's devices, oldest enrollment first.
+pub async fn of_user(pool: &Pool, upn: &str) -> StoreResult<Vec<DeviceSummary>> {
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT account_id, device_name, push_kind, enrolled_at, push_stale_at, \
+         push_stale_reason, passwordless_enabled_at FROM devices WHERE upn = $1 \
+         ORDER BY enrolled_at",
+    )
+    .bind(upn)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(account_id, device_name, push_kind, enrolled_at, stale_at, stale_reason, pwl)| {
+                DeviceSummary {
+                    account_id,
+                    device_name,
+                    push_kind,
+                    enrolled_at,
+                    push_stale_at: stale_at,
+                    push_stale_reason: stale_reason,
+                    passwordless_enabled_at: pwl,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Where to push for an account.
+#[derive(Clone)]
+pub struct PushChannel {
+    pub upn: String,
+    pub kind: String,
+    /// A secret of the platform's push service: never logged (`Debug` hides it).
+    pub token: String,
+    pub stale_at: Option<i64>,
+}
+
+impl std::fmt::Debug for PushChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushChannel")
+            .field("kind", &self.kind)
+            .field("stale_at", &self.stale_at)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn push_channel(pool: &Pool, account_id: &AccountId) -> StoreResult<Option<PushChannel>> {
+    let row: Option<(String, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT upn, push_kind, push_token, push_stale_at FROM devices WHERE account_id = $1",
+    )
+    .bind(account_id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(upn, kind, token, stale_at)| PushChannel {
+        upn,
+        kind,
+        token,
+        stale_at,
+    }))
+}
+
+/// Marks the account's push channel stale, only if it still has the token that failed (a
+/// channel re-registered meanwhile stays fresh).
+pub async fn mark_push_stale(
+    pool: &Pool,
+    account_id: &AccountId,
+    token: &str,
+    reason: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE devices SET push_stale_at = $1, push_stale_reason = $2 \
+         WHERE account_id = $3 AND push_token = $4 AND push_stale_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(account_id.as_str())
+    .bind(token)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

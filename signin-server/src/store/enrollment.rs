@@ -1,0 +1,132 @@
+//! One-time enrollment codes (keyed by SHA-256 of the code) and their challenges.
+use super::{Pool, StoreResult};
+
+pub async fn insert_code(
+    pool: &Pool,
+    code_hash: &str,
+    upn: &str,
+    created_at: i64,
+    expires_at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO enrollment_codes (code_hash, upn, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(code_hash)
+    .bind(upn)
+    .bind(created_at)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Gives an unused, unexpired code a fresh challenge (voiding the previous one). Returns
+/// whether the code was usable.
+pub async fn set_challenge(
+    pool: &Pool,
+    code_hash: &str,
+    challenge: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let updated = sqlx::query(
+        "UPDATE enrollment_codes SET challenge = $1 \
+         WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(challenge)
+    .bind(code_hash)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The user a code was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeOwner {
+    pub upn: String,
+    pub display_name: String,
+    pub expires_at: i64,
+}
+
+pub async fn code_owner(pool: &Pool, code_hash: &str) -> StoreResult<Option<CodeOwner>> {
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT u.upn, u.display_name, c.expires_at FROM enrollment_codes c \
+         JOIN users u ON u.upn = c.upn WHERE c.code_hash = $1",
+    )
+    .bind(code_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(upn, display_name, expires_at)| CodeOwner {
+        upn,
+        display_name,
+        expires_at,
+    }))
+}
+
+/// An unused, unexpired code's user and current challenge (base64url), if it has one.
+pub async fn usable_code(
+    pool: &Pool,
+    code_hash: &str,
+    now: i64,
+) -> StoreResult<Option<(String, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT upn, challenge FROM enrollment_codes \
+         WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(code_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The device an enrollment registers.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDevice<'a> {
+    pub account_id: &'a str,
+    pub upn: &'a str,
+    pub device_public_key: &'a str,
+    pub push_kind: &'a str,
+    pub push_token: &'a str,
+    pub device_name: &'a str,
+    pub enrolled_at: i64,
+}
+
+/// Atomically uses the code (only if still unused, unexpired and with this challenge) and
+/// registers the device. Returns whether it did; nothing is written otherwise.
+pub async fn use_code_and_enroll(
+    pool: &Pool,
+    code_hash: &str,
+    challenge: &str,
+    now: i64,
+    device: NewDevice<'_>,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    let used = sqlx::query(
+        "UPDATE enrollment_codes SET used_at = $1 \
+         WHERE code_hash = $2 AND used_at IS NULL AND challenge = $3 AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(code_hash)
+    .bind(challenge)
+    .execute(&mut *tx)
+    .await?;
+    if used.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO devices (account_id, upn, device_public_key, push_kind, push_token, \
+         device_name, enrolled_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(device.account_id)
+    .bind(device.upn)
+    .bind(device.device_public_key)
+    .bind(device.push_kind)
+    .bind(device.push_token)
+    .bind(device.device_name)
+    .bind(device.enrolled_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,48 @@
+//! The one row of the Authenticator policy.
+use super::{now_ms, Pool, StoreResult};
+
+/// The policy as stored; `target` and `mode` are their text forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    pub enabled: bool,
+    pub target: String,
+    pub mode: String,
+    pub number_matching: bool,
+    pub show_app_name: bool,
+    pub show_location: bool,
+}
+
+pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
+    let (enabled, target, mode, nm, app, loc): (i64, String, String, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT enabled, target, mode, number_matching, show_app_name, show_location \
+             FROM policy WHERE id = 1",
+        )
+        .fetch_one(pool)
+        .await?;
+    Ok(PolicyRow {
+        enabled: enabled != 0,
+        target,
+        mode,
+        number_matching: nm != 0,
+        show_app_name: app != 0,
+        show_location: loc != 0,
+    })
+}
+
+pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE policy SET enabled = $1, target = $2, mode = $3, number_matching = $4, \
+         show_app_name = $5, show_location = $6, updated_at = $7 WHERE id = 1",
+    )
+    .bind(i64::from(p.enabled))
+    .bind(&p.target)
+    .bind(&p.mode)
+    .bind(i64::from(p.number_matching))
+    .bind(i64::from(p.show_app_name))
+    .bind(i64::from(p.show_location))
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Users, their groups and their password hashes.
+use super::{now_ms, Pool, StoreResult};
+
+/// A user as stored: the UPN, the display name and the groups (sorted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub upn: String,
+    pub display_name: String,
+    pub groups: Vec<String>,
+}
+
+pub async fn exists(pool: &Pool, upn: &str) -> StoreResult<bool> {
+    let found: Option<String> = sqlx::query_scalar("SELECT upn FROM users WHERE upn = $1")
+        .bind(upn)
+        .fetch_optional(pool)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// The user's groups, sorted by name.
+pub async fn groups_of(pool: &Pool, upn: &str) -> StoreResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT group_name FROM user_groups WHERE upn = $1 ORDER BY group_name")
+            .bind(upn)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// The user with display name and groups, if they exist.
+pub async fn find(pool: &Pool, upn: &str) -> StoreResult<Option<UserRecord>> {
+    let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE upn = $1")
+        .bind(upn)
+        .fetch_optional(pool)
+        .await?;
+    let Some(display_name) = name else {
+        return Ok(None);
+    };
+    Ok(Some(UserRecord {
+        upn: upn.to_owned(),
+        display_name,
+        groups: groups_of(pool, upn).await?,
+    }))
+}
+
+/// Inserts the user and their groups in one transaction; `false` (and nothing written) if the
+/// UPN exists.
+pub async fn insert(pool: &Pool, upn: &str, name: &str, groups: &[&str]) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO users (upn, display_name, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (upn) DO NOTHING",
+    )
+    .bind(upn)
+    .bind(name)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() != 1 {
+        return Ok(false);
+    }
+    for g in groups {
+        add_to_group_in(&mut tx, upn, g).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn add_to_group_in(conn: &mut super::Conn, upn: &str, group: &str) -> StoreResult<()> {
+    sqlx::query("INSERT INTO user_groups (upn, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(upn)
+        .bind(group)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds an existing user to a group (a no-op if they are a member already).
+pub async fn add_to_group(pool: &Pool, upn: &str, group: &str) -> StoreResult<()> {
+    let mut conn = pool.acquire().await?;
+    add_to_group_in(&mut conn, upn, group).await
+}
+
+/// One line of the admin users page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserOverview {
+    pub upn: String,
+    pub display_name: String,
+    pub has_password: bool,
+    /// Enrolled phones (accounts).
+    pub devices: i64,
+    /// Of those, with phone sign-in enabled.
+    pub phone_sign_in_devices: i64,
+}
+
+/// Every user, ordered by UPN, with password and device counts.
+pub async fn overview(pool: &Pool) -> StoreResult<Vec<UserOverview>> {
+    let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT u.upn, u.display_name, \
+         (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
+         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn), \
+         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn \
+            AND d.passwordless_public_key IS NOT NULL) \
+         FROM users u ORDER BY u.upn",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(upn, display_name, pw, devices, pwl)| UserOverview {
+            upn,
+            display_name,
+            has_password: pw.is_some(),
+            devices,
+            phone_sign_in_devices: pwl,
+        })
+        .collect())
+}
+
+/// Every (upn, group) membership, ordered by group, then UPN.
+pub async fn memberships(pool: &Pool) -> StoreResult<Vec<(String, String)>> {
+    Ok(
+        sqlx::query_as("SELECT upn, group_name FROM user_groups ORDER BY group_name, upn")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Sets or replaces the user's password hash (PHC string).
+pub async fn set_password_hash(pool: &Pool, upn: &str, phc: &str) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO user_passwords (upn, phc, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (upn) DO UPDATE SET phc = excluded.phc, updated_at = excluded.updated_at",
+    )
+    .bind(upn)
+    .bind(phc)
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The user's password hash (PHC string), if they have a password.
+pub async fn password_hash(pool: &Pool, upn: &str) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT phc FROM user_passwords WHERE upn = $1")
+            .bind(upn)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
