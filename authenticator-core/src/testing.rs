@@ -546,6 +546,10 @@ impl FakeServer {
         let Ok(req) = serde_json::from_slice::<wire::EnrollCompleteRequest>(body) else {
             return error(400, ErrorCode::InvalidRequest);
         };
+        // As the real server: a kind other than longpoll/apns/fcm is `invalid_request`.
+        if req.push.parsed_kind().is_err() {
+            return error(400, ErrorCode::InvalidRequest);
+        }
         let mut st = self.state.lock().unwrap();
         let Some(code) = st.codes.get_mut(&req.code).filter(|c| !c.used) else {
             return error(400, ErrorCode::InvalidCode);

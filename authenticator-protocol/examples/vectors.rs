@@ -3,6 +3,7 @@
 use authenticator_protocol::canonical::Canonical;
 use authenticator_protocol::encoding::{b64, sha256};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::sign_in::{
     request_details_signed_bytes, Decision, DeviceAuth, RequestDetails, RequestKind, SignInResponse,
 };
@@ -73,7 +74,7 @@ fn main() {
     let proof = EnrollProof {
         challenge,
         device_public_key: device.public(),
-        push_kind: "longpoll".into(),
+        push_kind: PushChannelKind::LongPoll.as_str().into(),
         push_token: String::new(),
         device_name: "Test Phone".into(),
         timestamp: t0,
