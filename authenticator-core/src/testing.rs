@@ -11,7 +11,8 @@ use authenticator_protocol::enroll::{
 };
 use authenticator_protocol::push::PushEnvelope;
 use authenticator_protocol::sign_in::{
-    DeviceAuth, RequestDetails, RequestKind, SignInResponse, SignedRequestDetails,
+    select_response_key, DeviceAuth, RequestDetails, RequestKind, SignInResponse,
+    SignedRequestDetails,
 };
 use authenticator_protocol::wire::{self, ErrorBody, ErrorCode, MAX_CLOCK_SKEW_MS};
 use authenticator_protocol::{
@@ -750,11 +751,10 @@ impl FakeServer {
             return error(409, ErrorCode::RequestNotPending);
         }
         use authenticator_protocol::sign_in::Decision as D;
-        let key = match (req.decision, request.details.kind) {
-            (D::Approve, RequestKind::Passwordless) => passwordless_key,
-            (D::Approve, RequestKind::Push) => passwordless_key.or(device_key),
-            _ => device_key,
-        };
+        // §6.3, the rule the real server applies.
+        let key = device_key.and_then(|device| {
+            select_response_key(request.details.kind, req.decision, device, passwordless_key).ok()
+        });
         let Some(key) = key else {
             return error(403, ErrorCode::KeyNotAllowed);
         };
