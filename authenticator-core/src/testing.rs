@@ -791,9 +791,11 @@ impl FakeServer {
         {
             return error(401, ErrorCode::BadSignature);
         }
-        if req.timestamp.distance(now) > MAX_CLOCK_SKEW_MS
-            || request.last_response.is_some_and(|t| t >= req.timestamp)
-        {
+        // §5.6 step 4, as the real server: the window first, then "later than the last".
+        if req.timestamp.distance(now) > MAX_CLOCK_SKEW_MS {
+            return error(401, ErrorCode::StaleTimestamp);
+        }
+        if request.last_response.is_some_and(|t| t >= req.timestamp) {
             return error(409, ErrorCode::Replay);
         }
         request.last_response = Some(req.timestamp);
