@@ -11,7 +11,8 @@ use authenticator_protocol::enroll::{
 };
 use authenticator_protocol::push::PushEnvelope;
 use authenticator_protocol::sign_in::{
-    DeviceAuth, RequestDetails, RequestKind, SignInResponse, SignedRequestDetails,
+    select_response_key, DeviceAuth, RequestDetails, RequestKind, SignInResponse,
+    SignedRequestDetails,
 };
 use authenticator_protocol::wire::{self, ErrorBody, ErrorCode, MAX_CLOCK_SKEW_MS};
 use authenticator_protocol::{
@@ -546,6 +547,10 @@ impl FakeServer {
         let Ok(req) = serde_json::from_slice::<wire::EnrollCompleteRequest>(body) else {
             return error(400, ErrorCode::InvalidRequest);
         };
+        // As the real server: a kind other than longpoll/apns/fcm is `invalid_request`.
+        if req.push.parsed_kind().is_err() {
+            return error(400, ErrorCode::InvalidRequest);
+        }
         let mut st = self.state.lock().unwrap();
         let Some(code) = st.codes.get_mut(&req.code).filter(|c| !c.used) else {
             return error(400, ErrorCode::InvalidCode);
@@ -746,11 +751,10 @@ impl FakeServer {
             return error(409, ErrorCode::RequestNotPending);
         }
         use authenticator_protocol::sign_in::Decision as D;
-        let key = match (req.decision, request.details.kind) {
-            (D::Approve, RequestKind::Passwordless) => passwordless_key,
-            (D::Approve, RequestKind::Push) => passwordless_key.or(device_key),
-            _ => device_key,
-        };
+        // §6.3, the rule the real server applies.
+        let key = device_key.and_then(|device| {
+            select_response_key(request.details.kind, req.decision, device, passwordless_key).ok()
+        });
         let Some(key) = key else {
             return error(403, ErrorCode::KeyNotAllowed);
         };
@@ -787,9 +791,11 @@ impl FakeServer {
         {
             return error(401, ErrorCode::BadSignature);
         }
-        if req.timestamp.distance(now) > MAX_CLOCK_SKEW_MS
-            || request.last_response.is_some_and(|t| t >= req.timestamp)
-        {
+        // §5.6 step 4, as the real server: the window first, then "later than the last".
+        if req.timestamp.distance(now) > MAX_CLOCK_SKEW_MS {
+            return error(401, ErrorCode::StaleTimestamp);
+        }
+        if request.last_response.is_some_and(|t| t >= req.timestamp) {
             return error(409, ErrorCode::Replay);
         }
         request.last_response = Some(req.timestamp);

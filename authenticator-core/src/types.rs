@@ -1,5 +1,6 @@
 //! Records and enums crossing the FFI. They are separate from the protocol types (which carry
 //! no uniffi derives) and built from them with `From`.
+use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::sign_in::{Decision as WireDecision, RequestKind as WireKind};
 
 /// One enrolled account on this device.
@@ -23,12 +24,24 @@ pub enum PushKind {
     Fcm,
 }
 
-impl PushKind {
-    pub(crate) fn wire(self) -> &'static str {
-        match self {
-            PushKind::LongPoll => "longpoll",
-            PushKind::Apns => "apns",
-            PushKind::Fcm => "fcm",
+/// The one conversion between the FFI enum and the protocol's `PushChannelKind` (whose wire
+/// strings are `longpoll`, `apns`, `fcm`).
+impl From<PushKind> for PushChannelKind {
+    fn from(k: PushKind) -> Self {
+        match k {
+            PushKind::LongPoll => PushChannelKind::LongPoll,
+            PushKind::Apns => PushChannelKind::Apns,
+            PushKind::Fcm => PushChannelKind::Fcm,
+        }
+    }
+}
+
+impl From<PushChannelKind> for PushKind {
+    fn from(k: PushChannelKind) -> Self {
+        match k {
+            PushChannelKind::LongPoll => PushKind::LongPoll,
+            PushChannelKind::Apns => PushKind::Apns,
+            PushChannelKind::Fcm => PushKind::Fcm,
         }
     }
 }
@@ -155,4 +168,25 @@ pub enum VerificationOutcome {
     Denied,
     /// The user dismissed the prompt.
     Cancelled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_kinds_convert_to_the_protocol_kinds_and_back() {
+        for kind in [PushKind::LongPoll, PushKind::Apns, PushKind::Fcm] {
+            assert_eq!(PushKind::from(PushChannelKind::from(kind)), kind);
+        }
+        for kind in PushChannelKind::ALL {
+            assert_eq!(PushChannelKind::from(PushKind::from(kind)), kind);
+        }
+        assert_eq!(
+            PushChannelKind::from(PushKind::LongPoll).as_str(),
+            "longpoll"
+        );
+        assert_eq!(PushChannelKind::from(PushKind::Apns).as_str(), "apns");
+        assert_eq!(PushChannelKind::from(PushKind::Fcm).as_str(), "fcm");
+    }
 }

@@ -1,8 +1,9 @@
 //! Generates `tests/vectors/v1.json`: fixed private scalars, RFC 6979 (deterministic) signatures,
 //! so running it again gives the same file. `cargo run -p authenticator-protocol --example vectors`.
 use authenticator_protocol::canonical::Canonical;
-use authenticator_protocol::encoding::{b64, sha256};
+use authenticator_protocol::encoding::{b64, sha256, unb64};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::sign_in::{
     request_details_signed_bytes, Decision, DeviceAuth, RequestDetails, RequestKind, SignInResponse,
 };
@@ -46,6 +47,16 @@ impl Key {
     }
 }
 
+/// How the identifier `text` is framed in signed messages: as its 22 characters.
+fn id_framing(field: &'static str, text: &str) -> Value {
+    let bytes = unb64(field, text).unwrap();
+    json!({
+        "field": field, "text": text, "bytes_hex": hex::encode(&bytes),
+        "framed_hex": hex::encode(Canonical::new(b"").str(text).finish().split_off(4)),
+        "wrong_framed_bytes_hex": hex::encode(Canonical::new(b"").field(&bytes).finish().split_off(4)),
+    })
+}
+
 fn vector(name: &str, signer: &Key, inputs: Value, bytes: Vec<u8>) -> Value {
     json!({ "name": name, "signer": signer.name, "inputs": inputs, "bytes_hex": hex::encode(&bytes), "signature": signer.sign(&bytes) })
 }
@@ -73,7 +84,7 @@ fn main() {
     let proof = EnrollProof {
         challenge,
         device_public_key: device.public(),
-        push_kind: "longpoll".into(),
+        push_kind: PushChannelKind::LongPoll.as_str().into(),
         push_token: String::new(),
         device_name: "Test Phone".into(),
         timestamp: t0,
@@ -131,7 +142,7 @@ fn main() {
         vector(
             "enroll-proof",
             &device,
-            json!({"challenge": b64(&challenge), "device_public_key": device.public().to_b64(), "push_kind": "longpoll",
+            json!({"challenge": b64(&challenge), "device_public_key": device.public().to_b64(), "push_kind": proof.push_kind,
                    "push_token": "", "device_name": "Test Phone", "timestamp": t0}),
             proof.signed_bytes(),
         ),
@@ -225,6 +236,18 @@ fn main() {
             "apns": authenticator_protocol::push::PushEnvelope::new(account_id.clone(), request_id.clone()).to_apns_json(),
             "fcm": authenticator_protocol::push::PushEnvelope::new(account_id.clone(), request_id.clone()).to_fcm_data(),
         },
+        // §2: identifiers and the code are framed (and hashed) as their text, never as the
+        // 16 bytes the text encodes. The `wrong_*` values show the misreading.
+        "identifiers": [
+            id_framing("account_id", account_id.as_str()),
+            id_framing("request_id", request_id.as_str()),
+        ],
+        "code_hash": {
+            "code": code,
+            "code_bytes_hex": hex::encode(unb64("code", code).unwrap()),
+            "sha256_of_text_hex": hex::encode(sha256(code.as_bytes())),
+            "wrong_sha256_of_bytes_hex": hex::encode(sha256(&unb64("code", code).unwrap())),
+        },
         "vectors": vectors,
         "negative": negative,
         "canonical_example": { "tag": "t", "fields": ["ab"], "u64": 1, "bytes_hex": hex::encode(Canonical::new(b"t").str("ab").u64(1).finish()) },
@@ -258,6 +281,28 @@ fn print_markdown(doc: &Value) {
     );
     println!("APNs payload: `{}`\n", doc["push"]["apns"]);
     println!("FCM data: `{}`\n", doc["push"]["fcm"]);
+    println!(
+        "Identifiers are framed as their 22-character text, not as the 16 bytes it encodes (§2):\n"
+    );
+    println!("| field | text | framed (hex) | not: the 16 bytes framed (hex) |\n|---|---|---|---|");
+    for id in doc["identifiers"].as_array().unwrap() {
+        println!(
+            "| `{}` | `{}` | `{}` | `{}` |",
+            id["field"].as_str().unwrap(),
+            id["text"].as_str().unwrap(),
+            id["framed_hex"].as_str().unwrap(),
+            id["wrong_framed_bytes_hex"].as_str().unwrap()
+        );
+    }
+    let c = &doc["code_hash"];
+    println!(
+        "\n`SHA-256(code)` hashes the code's 22-character text: for `{}` it is `{}` (the first field \
+         after the tag of `enroll-challenge`), not SHA-256 of its 16 bytes (`{}`), which is `{}`.\n",
+        c["code"].as_str().unwrap(),
+        c["sha256_of_text_hex"].as_str().unwrap(),
+        c["code_bytes_hex"].as_str().unwrap(),
+        c["wrong_sha256_of_bytes_hex"].as_str().unwrap()
+    );
     for v in doc["vectors"].as_array().unwrap() {
         println!(
             "#### `{}` — signed by `{}`\n",

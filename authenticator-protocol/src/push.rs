@@ -14,6 +14,67 @@ pub const FCM_VERSION_KEY: &str = "psi_v";
 pub const FCM_ACCOUNT_KEY: &str = "psi_aid";
 pub const FCM_REQUEST_KEY: &str = "psi_rid";
 
+/// How the server reaches a device: the `push.kind` a phone registers at enrollment
+/// (`EnrollCompleteRequest.push`, PROTOCOL.md §5.2) and the `push_kind` field its enrollment
+/// proof signs (§2). On the wire it is one of the lowercase strings `longpoll`, `apns`, `fcm`,
+/// matched exactly (no trimming, no case folding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PushChannelKind {
+    /// No push service: the device long-polls `GET /api/v1/device/poll` (§5.4).
+    #[serde(rename = "longpoll")]
+    LongPoll,
+    /// Apple Push Notification service; the token is the APNs device token.
+    #[serde(rename = "apns")]
+    Apns,
+    /// Firebase Cloud Messaging; the token is the FCM registration token.
+    #[serde(rename = "fcm")]
+    Fcm,
+}
+
+/// A `push.kind` that is not `longpoll`, `apns` or `fcm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("push channel kind must be longpoll, apns or fcm")]
+pub struct UnknownPushChannelKind;
+
+impl PushChannelKind {
+    /// Every kind, in wire order of PROTOCOL.md.
+    pub const ALL: [PushChannelKind; 3] = [
+        PushChannelKind::LongPoll,
+        PushChannelKind::Apns,
+        PushChannelKind::Fcm,
+    ];
+
+    /// The wire string (also the bytes of the enrollment proof's `push_kind` field).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PushChannelKind::LongPoll => "longpoll",
+            PushChannelKind::Apns => "apns",
+            PushChannelKind::Fcm => "fcm",
+        }
+    }
+
+    /// The kind named by exactly `text` (case-sensitive, no surrounding whitespace).
+    pub fn parse(text: &str) -> Result<Self, UnknownPushChannelKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or(UnknownPushChannelKind)
+    }
+}
+
+impl std::fmt::Display for PushChannelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PushChannelKind {
+    type Err = UnknownPushChannelKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PushEnvelope {
     pub v: u32,
@@ -158,6 +219,53 @@ mod tests {
         assert_eq!(
             PushEnvelope::from_data_map(&m),
             Err(ProtocolError::MalformedPush("psi_v"))
+        );
+    }
+
+    #[test]
+    fn push_channel_kinds_are_the_three_lowercase_wire_strings() {
+        let texts: Vec<&str> = PushChannelKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(texts, ["longpoll", "apns", "fcm"]);
+        for kind in PushChannelKind::ALL {
+            // serde, as_str, Display, parse and FromStr agree.
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, Value::String(kind.as_str().into()));
+            assert_eq!(
+                serde_json::from_value::<PushChannelKind>(json).unwrap(),
+                kind
+            );
+            assert_eq!(kind.to_string(), kind.as_str());
+            assert_eq!(PushChannelKind::parse(kind.as_str()), Ok(kind));
+            assert_eq!(kind.as_str().parse::<PushChannelKind>(), Ok(kind));
+        }
+    }
+
+    #[test]
+    fn unknown_push_channel_kinds_are_a_typed_error() {
+        for bad in [
+            "",
+            "LongPoll",
+            "longPoll",
+            "APNS",
+            "Fcm",
+            " fcm",
+            "fcm ",
+            "long-poll",
+            "poll",
+            "gcm",
+            "webpush",
+        ] {
+            assert_eq!(
+                PushChannelKind::parse(bad),
+                Err(UnknownPushChannelKind),
+                "{bad:?}"
+            );
+            assert_eq!(bad.parse::<PushChannelKind>(), Err(UnknownPushChannelKind));
+            assert!(serde_json::from_value::<PushChannelKind>(Value::String(bad.into())).is_err());
+        }
+        assert_eq!(
+            UnknownPushChannelKind.to_string(),
+            "push channel kind must be longpoll, apns or fcm"
         );
     }
 

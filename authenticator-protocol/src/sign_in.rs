@@ -120,6 +120,69 @@ impl Decision {
     }
 }
 
+impl RequestKind {
+    pub const ALL: [RequestKind; 2] = [RequestKind::Passwordless, RequestKind::Push];
+}
+
+impl Decision {
+    pub const ALL: [Decision; 3] = [Decision::Approve, Decision::Deny, Decision::Report];
+}
+
+/// Which of an account's two keys signs a response (PROTOCOL.md §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    /// The account's device key, registered at enrollment (§5.2).
+    Device,
+    /// The user-verification-bound key registered to enable phone sign-in (§5.3).
+    Passwordless,
+}
+
+/// The response needs the account's passwordless key and the account has none (an approval
+/// of a `passwordless` request before phone sign-in is enabled). The server answers
+/// `key_not_allowed` (§8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this response must be signed by the passwordless key, which is not registered")]
+pub struct KeyNotAllowed;
+
+/// PROTOCOL.md §6.3, the one rule both sides apply: the key that signs `decision` on a request
+/// of `kind`, for an account that has (`has_passwordless_key`) or lacks a passwordless key.
+///
+/// | decision  | kind           | key                                                    |
+/// |-----------|----------------|--------------------------------------------------------|
+/// | `approve` | `passwordless` | passwordless; [`KeyNotAllowed`] when there is none     |
+/// | `approve` | `push`         | passwordless when the account has one, else device     |
+/// | `deny`, `report` | either  | device                                                 |
+pub fn response_key_role(
+    kind: RequestKind,
+    decision: Decision,
+    has_passwordless_key: bool,
+) -> Result<KeyRole, KeyNotAllowed> {
+    match (decision, kind, has_passwordless_key) {
+        (Decision::Approve, _, true) => Ok(KeyRole::Passwordless),
+        (Decision::Approve, RequestKind::Passwordless, false) => Err(KeyNotAllowed),
+        (Decision::Approve, RequestKind::Push, false) => Ok(KeyRole::Device),
+        (Decision::Deny | Decision::Report, _, _) => Ok(KeyRole::Device),
+    }
+}
+
+/// [`response_key_role`], then picks that key out of an account's keys (public keys on the
+/// server, key aliases on the phone).
+pub fn select_response_key<K>(
+    kind: RequestKind,
+    decision: Decision,
+    device: K,
+    passwordless: Option<K>,
+) -> Result<K, KeyNotAllowed> {
+    match (
+        response_key_role(kind, decision, passwordless.is_some())?,
+        passwordless,
+    ) {
+        (KeyRole::Passwordless, Some(key)) => Ok(key),
+        (KeyRole::Passwordless, None) => Err(KeyNotAllowed),
+        (KeyRole::Device, _) => Ok(device),
+    }
+}
+
 /// The phone's signed answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInResponse {
@@ -280,6 +343,77 @@ mod tests {
                 ),
                 "{json}"
             );
+        }
+    }
+
+    /// §6.3 row by row, over every combination of kind, decision and key presence.
+    #[test]
+    fn response_key_role_follows_the_section_6_3_table_for_every_combination() {
+        use Decision::*;
+        use KeyRole::*;
+        let expected = |kind: RequestKind, decision: Decision, has_passwordless: bool| match (
+            kind,
+            decision,
+            has_passwordless,
+        ) {
+            (RequestKind::Passwordless, Approve, true) => Ok(Passwordless),
+            (RequestKind::Passwordless, Approve, false) => Err(KeyNotAllowed),
+            (RequestKind::Push, Approve, true) => Ok(Passwordless),
+            (RequestKind::Push, Approve, false) => Ok(Device),
+            (_, Deny | Report, _) => Ok(Device),
+        };
+        let mut combinations = 0;
+        for kind in RequestKind::ALL {
+            for decision in Decision::ALL {
+                for has_passwordless in [false, true] {
+                    combinations += 1;
+                    assert_eq!(
+                        response_key_role(kind, decision, has_passwordless),
+                        expected(kind, decision, has_passwordless),
+                        "{kind:?} {decision:?} has_passwordless={has_passwordless}"
+                    );
+                }
+            }
+        }
+        assert_eq!(combinations, 12);
+        // The rows spelled out once more, as the table reads.
+        assert_eq!(
+            response_key_role(RequestKind::Passwordless, Approve, false),
+            Err(KeyNotAllowed)
+        );
+        assert_eq!(
+            response_key_role(RequestKind::Push, Approve, false),
+            Ok(Device)
+        );
+        assert_eq!(
+            response_key_role(RequestKind::Push, Approve, true),
+            Ok(Passwordless)
+        );
+        for kind in RequestKind::ALL {
+            for decision in [Deny, Report] {
+                for has in [false, true] {
+                    assert_eq!(response_key_role(kind, decision, has), Ok(Device));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn select_response_key_picks_the_key_of_the_role() {
+        for kind in RequestKind::ALL {
+            for decision in Decision::ALL {
+                for passwordless in [None, Some("pl")] {
+                    let picked = select_response_key(kind, decision, "dev", passwordless);
+                    let want =
+                        response_key_role(kind, decision, passwordless.is_some()).map(|role| {
+                            match role {
+                                KeyRole::Device => "dev",
+                                KeyRole::Passwordless => "pl",
+                            }
+                        });
+                    assert_eq!(picked, want, "{kind:?} {decision:?} {passwordless:?}");
+                }
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! JSON bodies of the device endpoints (`/api/v1/...`). See docs/PROTOCOL.md for each route.
 use serde::{Deserialize, Serialize};
 
-use crate::push::PushEnvelope;
+use crate::push::{PushChannelKind, PushEnvelope, UnknownPushChannelKind};
 use crate::sign_in::{Decision, SignedRequestDetails};
 use crate::{AccountId, UnixMillis};
 
@@ -33,11 +33,27 @@ pub struct EnrollChallengeResponse {
 /// How the server reaches the device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushChannel {
-    /// `longpoll`, `apns` or `fcm`.
+    /// `longpoll`, `apns` or `fcm`: a [`PushChannelKind`] as text. Kept a string so that a
+    /// server can answer an unknown kind with its own `invalid_request` message;
+    /// [`PushChannel::parsed_kind`] types it.
     pub kind: String,
     /// Device token for APNs/FCM; empty for long-poll.
     #[serde(default)]
     pub token: String,
+}
+
+impl PushChannel {
+    pub fn new(kind: PushChannelKind, token: impl Into<String>) -> Self {
+        PushChannel {
+            kind: kind.as_str().to_owned(),
+            token: token.into(),
+        }
+    }
+
+    /// The typed kind, or the error for a kind that is not `longpoll`, `apns` or `fcm`.
+    pub fn parsed_kind(&self) -> Result<PushChannelKind, UnknownPushChannelKind> {
+        PushChannelKind::parse(&self.kind)
+    }
 }
 
 /// `POST /api/v1/enroll/complete`
@@ -185,5 +201,20 @@ mod tests {
         }
         let unknown: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
         assert_eq!(unknown, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn push_channels_carry_the_kind_as_its_wire_string() {
+        for kind in PushChannelKind::ALL {
+            let channel = PushChannel::new(kind, "t");
+            assert_eq!(
+                serde_json::to_value(&channel).unwrap(),
+                serde_json::json!({"kind": kind.as_str(), "token": "t"})
+            );
+            assert_eq!(channel.parsed_kind(), Ok(kind));
+        }
+        let channel: PushChannel = serde_json::from_str(r#"{"kind": "carrier-pigeon"}"#).unwrap();
+        assert_eq!(channel.token, "");
+        assert_eq!(channel.parsed_kind(), Err(UnknownPushChannelKind));
     }
 }

@@ -3,7 +3,7 @@
 //! exactly; every signature must verify; every negative vector must fail.
 use std::collections::HashMap;
 
-use authenticator_protocol::canonical::Canonical;
+use authenticator_protocol::canonical::{Canonical, ENROLL_CHALLENGE_TAG, RESPONSE_TAG};
 use authenticator_protocol::encoding::{sha256, unb64_fixed};
 use authenticator_protocol::enroll::{
     EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
@@ -224,4 +224,131 @@ fn protocol_md_shows_the_same_vectors_as_the_json_file() {
         assert!(PROTOCOL_MD.contains(doc["keys"][name]["public_sec1"].as_str().unwrap()));
     }
     assert!(PROTOCOL_MD.contains(doc["enrollment_url"]["url"].as_str().unwrap()));
+}
+
+fn vector<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("vector {name}"))
+}
+
+/// PROTOCOL.md §2: an `account_id` or `request_id` field is `u32_be(22) || <22 ASCII characters>`.
+#[test]
+fn ids_are_framed_as_their_22_character_text_not_their_16_bytes() {
+    let doc = doc();
+    let ids = doc["identifiers"].as_array().unwrap();
+    assert_eq!(ids.len(), 2);
+    let mut checked = 0;
+    for id in ids {
+        let (field, text) = (s(id, "field"), s(id, "text"));
+        assert_eq!(text.len(), 22, "{field}");
+        let bytes = unb64_fixed::<16>("id", text).unwrap();
+        assert_eq!(hex::encode(bytes), s(id, "bytes_hex"));
+        let framed = [&22u32.to_be_bytes()[..], text.as_bytes()].concat();
+        assert_eq!(hex::encode(&framed), s(id, "framed_hex"));
+        let wrong = [&16u32.to_be_bytes()[..], &bytes[..]].concat();
+        assert_eq!(hex::encode(&wrong), s(id, "wrong_framed_bytes_hex"));
+        // Every signed vector with this id carries the text framing, never the bytes framing.
+        for v in doc["vectors"].as_array().unwrap() {
+            if v["inputs"][field].as_str() == Some(text) {
+                assert!(
+                    s(v, "bytes_hex").contains(s(id, "framed_hex")),
+                    "{}",
+                    s(v, "name")
+                );
+                assert!(!s(v, "bytes_hex").contains(s(id, "wrong_framed_bytes_hex")));
+                checked += 1;
+            }
+        }
+    }
+    // account_id: passwordless-key ×2, response ×3, device-auth; request_id: response ×3.
+    assert_eq!(checked, 9);
+    // Position: `response` starts frame(tag) || frame(request_id text) || frame(account_id text).
+    let approve = hex::decode(s(vector(&doc, "response/approve"), "bytes_hex")).unwrap();
+    let after_tag = &approve[4 + RESPONSE_TAG.len()..];
+    let request_id = hex::decode(s(&ids[1], "framed_hex")).unwrap();
+    let account_id = hex::decode(s(&ids[0], "framed_hex")).unwrap();
+    assert_eq!(&after_tag[..26], &request_id[..]);
+    assert_eq!(&after_tag[26..52], &account_id[..]);
+}
+
+/// PROTOCOL.md §2: the first field of `enroll-challenge` is SHA-256 of the code's 22-character
+/// text (its ASCII bytes), not of the 16 bytes the text encodes.
+#[test]
+fn code_hash_is_sha256_of_the_22_character_text_not_of_its_16_bytes() {
+    let doc = doc();
+    let c = &doc["code_hash"];
+    let code = s(c, "code");
+    assert_eq!(code.len(), 22);
+    let text_hash = sha256(code.as_bytes());
+    assert_eq!(hex::encode(text_hash), s(c, "sha256_of_text_hex"));
+    let raw = unb64_fixed::<16>("code", code).unwrap();
+    assert_eq!(hex::encode(raw), s(c, "code_bytes_hex"));
+    let raw_hash = sha256(&raw);
+    assert_eq!(hex::encode(raw_hash), s(c, "wrong_sha256_of_bytes_hex"));
+    assert_ne!(text_hash, raw_hash);
+
+    let v = vector(&doc, "enroll-challenge");
+    assert_eq!(s(&v["inputs"], "code"), code);
+    let bytes = hex::decode(s(v, "bytes_hex")).unwrap();
+    let field = &bytes[4 + ENROLL_CHALLENGE_TAG.len()..];
+    assert_eq!(&field[..4], &32u32.to_be_bytes());
+    assert_eq!(&field[4..36], &text_hash);
+    assert!(!s(v, "bytes_hex").contains(&hex::encode(raw_hash)));
+    // The crate hashes the text too: the message built with the raw-bytes hash differs.
+    let challenge = EnrollChallenge {
+        challenge: unb64_fixed("challenge", s(&v["inputs"], "challenge")).unwrap(),
+        upn: s(&v["inputs"], "upn").into(),
+        display_name: s(&v["inputs"], "display_name").into(),
+        server_name: s(&v["inputs"], "server_name").into(),
+        expires_at: t(&v["inputs"], "expires_at"),
+    };
+    let misread = Canonical::new(ENROLL_CHALLENGE_TAG)
+        .field(&raw_hash)
+        .field(&challenge.challenge)
+        .str(&challenge.upn)
+        .str(&challenge.display_name)
+        .str(&challenge.server_name)
+        .u64(challenge.expires_at.millis())
+        .finish();
+    assert_eq!(challenge.signed_bytes(code), bytes);
+    assert_ne!(misread, bytes);
+    // …and the vector's signature does not verify over the misread message.
+    let sig = Signature::from_b64("signature", s(v, "signature")).unwrap();
+    assert_eq!(
+        key(&doc, "server").verify(&misread, &sig),
+        Err(ProtocolError::BadSignature)
+    );
+}
+
+#[test]
+fn protocol_md_shows_the_id_framing_and_code_hash_vectors() {
+    let doc = doc();
+    for id in doc["identifiers"].as_array().unwrap() {
+        for k in ["text", "framed_hex", "wrong_framed_bytes_hex"] {
+            assert!(
+                PROTOCOL_MD.contains(s(id, k)),
+                "PROTOCOL.md lacks {k} of {}",
+                s(id, "field")
+            );
+        }
+    }
+    for k in ["sha256_of_text_hex", "wrong_sha256_of_bytes_hex"] {
+        assert!(
+            PROTOCOL_MD.contains(s(&doc["code_hash"], k)),
+            "PROTOCOL.md lacks {k}"
+        );
+    }
+}
+
+/// The push kind the enrollment proof signs is a `PushChannelKind` wire string.
+#[test]
+fn enroll_proof_vector_push_kind_is_a_push_channel_kind() {
+    use authenticator_protocol::push::PushChannelKind;
+    let doc = doc();
+    let kind = s(&vector(&doc, "enroll-proof")["inputs"], "push_kind");
+    assert_eq!(PushChannelKind::parse(kind), Ok(PushChannelKind::LongPoll));
 }

@@ -3,6 +3,7 @@ use authenticator_protocol::encoding::{ct_eq, unb64_fixed};
 use authenticator_protocol::enroll::{
     EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
 };
+use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::wire::{self, PushChannel};
 use authenticator_protocol::{AccountId, PublicKey, Signature, UnixMillis};
 
@@ -114,10 +115,11 @@ async fn complete(
     device_name: &str,
     push: &PushRegistration,
 ) -> Result<AccountSummary> {
+    let push_kind = PushChannelKind::from(push.kind);
     let proof = EnrollProof {
         challenge: challenge.challenge,
         device_public_key: device_key.clone(),
-        push_kind: push.kind.wire().to_owned(),
+        push_kind: push_kind.as_str().to_owned(),
         push_token: push.token.clone(),
         device_name: device_name.to_owned(),
         timestamp: UnixMillis::now(),
@@ -131,10 +133,7 @@ async fn complete(
                 code: link.code.clone(),
                 challenge: authenticator_protocol::encoding::b64(&challenge.challenge),
                 device_public_key: device_key.to_b64(),
-                push: PushChannel {
-                    kind: proof.push_kind.clone(),
-                    token: proof.push_token.clone(),
-                },
+                push: PushChannel::new(push_kind, proof.push_token.clone()),
                 device_name: proof.device_name.clone(),
                 timestamp: proof.timestamp,
                 signature: signature.to_b64(),
@@ -150,7 +149,7 @@ async fn complete(
         server_name: challenge.server_name.clone(),
         device_key_alias: alias.to_owned(),
         passwordless_key_alias: None,
-        push_kind: proof.push_kind,
+        push_kind,
         enrolled_at: UnixMillis::now(),
     };
     core.store.insert_account(&account)?;

@@ -1,6 +1,7 @@
 //! Fetching, storing and answering sign-in requests.
 use authenticator_protocol::sign_in::{
-    Decision as WireDecision, RequestDetails, RequestKind, SignInResponse, SignedRequestDetails,
+    select_response_key, Decision as WireDecision, KeyNotAllowed, RequestDetails, SignInResponse,
+    SignedRequestDetails,
 };
 use authenticator_protocol::wire::ErrorCode;
 use authenticator_protocol::{
@@ -132,13 +133,13 @@ pub(crate) async fn answer(
     }
 
     // PROTOCOL.md §6.3: which key signs.
-    let alias = match (decision, details.kind, &account.passwordless_key_alias) {
-        (WireDecision::Approve, _, Some(passwordless)) => passwordless.as_str(),
-        (WireDecision::Approve, RequestKind::Passwordless, None) => {
-            return Err(Error::PhoneSignInNotEnabled)
-        }
-        _ => account.device_key_alias.as_str(),
-    };
+    let alias = select_response_key(
+        details.kind,
+        decision,
+        account.device_key_alias.as_str(),
+        account.passwordless_key_alias.as_deref(),
+    )
+    .map_err(|KeyNotAllowed| Error::PhoneSignInNotEnabled)?;
 
     let typed_number = if decision == WireDecision::Approve && details.number_matching {
         let text = typed_number.unwrap_or_default();

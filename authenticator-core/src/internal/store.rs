@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::sign_in::{RequestDetails, SignedRequestDetails};
 use authenticator_protocol::{AccountId, PublicKey, RequestId, UnixMillis};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -88,7 +89,7 @@ pub(crate) struct Account {
     pub server_name: String,
     pub device_key_alias: String,
     pub passwordless_key_alias: Option<String>,
-    pub push_kind: String,
+    pub push_kind: PushChannelKind,
     pub enrolled_at: UnixMillis,
 }
 
@@ -192,7 +193,7 @@ impl Store {
                 a.server_name,
                 a.device_key_alias,
                 a.passwordless_key_alias,
-                a.push_kind,
+                a.push_kind.as_str(),
                 a.enrolled_at.millis() as i64,
             ],
         )?;
@@ -386,7 +387,7 @@ impl RawAccount {
             server_name: self.server_name,
             device_key_alias: self.device_key_alias,
             passwordless_key_alias: self.passwordless_key_alias,
-            push_kind: self.push_kind,
+            push_kind: PushChannelKind::parse(&self.push_kind).map_err(|_| corrupt("push kind"))?,
             enrolled_at: UnixMillis(u64::try_from(self.enrolled_at_ms).unwrap_or(0)),
         })
     }
@@ -438,7 +439,7 @@ mod tests {
             server_name: "Contoso".into(),
             device_key_alias: alias.into(),
             passwordless_key_alias: None,
-            push_kind: "longpoll".into(),
+            push_kind: PushChannelKind::LongPoll,
             enrolled_at: UnixMillis(5),
         }
     }

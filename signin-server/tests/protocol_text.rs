@@ -1,0 +1,885 @@
+//! Each statement of docs/PROTOCOL.md about server behaviour that an implementer could read
+//! two ways, checked over HTTP against the reference server. Test names state the rule.
+mod support;
+
+use std::time::{Duration, Instant};
+
+use authenticator_protocol::encoding::b64;
+use authenticator_protocol::enroll::EnrollProof;
+use authenticator_protocol::push::PushChannelKind;
+use authenticator_protocol::sign_in::{response_key_role, Decision, KeyRole, RequestKind};
+use authenticator_protocol::wire::MAX_CLOCK_SKEW_MS;
+use authenticator_protocol::{EcdsaSigner, RequestId, UnixMillis};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use signin_server::admin;
+use signin_server::policy::{Mode, PolicyUpdate};
+use support::*;
+
+const BOB: &str = "bobby@contoso.test";
+/// A minute outside, and a minute inside, the ±5 minute window (`MAX_CLOCK_SKEW_MS`).
+const SIX_MINUTES_MS: u64 = MAX_CLOCK_SKEW_MS + 60_000;
+const FOUR_MINUTES_MS: u64 = MAX_CLOCK_SKEW_MS - 60_000;
+
+fn ms(t: u64) -> UnixMillis {
+    UnixMillis(t)
+}
+
+/// `POST /api/v1/signin` for `upn` (app "My Apps"): the request id and the number.
+async fn start(h: &Harness, upn: &str) -> (String, String) {
+    let r = h.start_signin(upn).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    (
+        r.body["id"].as_str().unwrap().to_owned(),
+        r.body["number"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn details(f: &Fetched) -> Value {
+    serde_json::from_str(&f.signed.details).unwrap()
+}
+
+/// An `enroll/complete` body signed by `phone`'s device key with the given push kind and time.
+fn complete_body(
+    phone: &Phone,
+    code: &str,
+    challenge: [u8; 32],
+    push_kind: &str,
+    timestamp: UnixMillis,
+) -> Value {
+    let proof = EnrollProof {
+        challenge,
+        device_public_key: phone.device.public_key(),
+        push_kind: push_kind.into(),
+        push_token: if push_kind == "longpoll" { "" } else { "token" }.into(),
+        device_name: "Test Phone".into(),
+        timestamp,
+    };
+    let sig = phone.device.sign(&proof.signed_bytes());
+    json!({
+        "code": code, "challenge": b64(&challenge),
+        "device_public_key": proof.device_public_key.to_b64(),
+        "push": {"kind": proof.push_kind, "token": proof.push_token},
+        "device_name": proof.device_name, "timestamp": proof.timestamp,
+        "signature": sig.to_b64(),
+    })
+}
+
+async fn set_policy(h: &Harness, update: PolicyUpdate) {
+    admin::set_policy(&h.state.pool, &update).await.unwrap();
+}
+
+/// The web sign-in with a password (`/signin`, then `/signin/password`), which starts a
+/// `push` request when the policy has push for the user and they have a phone.
+async fn web_password_sign_in(h: &Harness, upn: &str, password: &str) {
+    const HOST: &str = "127.0.0.1:8080";
+    let r = h
+        .send(
+            Request::get("/signin")
+                .header("host", HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cookie = r.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = r.body.as_str().unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).expect("a CSRF field") + marker.len();
+    let csrf = html[at..].split('"').next().unwrap().to_owned();
+    let form = |uri: &str, pairs: &[(&str, &str)]| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        Request::post(uri)
+            .header("host", HOST)
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let r = h
+        .send(form("/signin", &[("csrf", &csrf), ("upn", upn)]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/signin/password");
+    let r = h
+        .send(form(
+            "/signin/password",
+            &[("csrf", &csrf), ("password", password)],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
+    assert_eq!(r.headers["location"], "/signin/wait");
+}
+
+/// The one pending request `phone` sees in its long-poll.
+async fn pending_request_id(h: &Harness, phone: &Phone) -> String {
+    let p = phone.poll(h, 0).await;
+    let pushes = p.body["pushes"].as_array().unwrap();
+    assert_eq!(pushes.len(), 1, "{:?}", p.body);
+    pushes[0]["rid"].as_str().unwrap().to_owned()
+}
+
+// ---- §5.2, §5.3: timestamp windows and signatures of the signed writes ----
+
+#[tokio::test]
+async fn enroll_complete_refuses_a_timestamp_more_than_5_minutes_off_as_stale_timestamp_and_a_bad_proof_as_bad_signature(
+) {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    let link = h.link(BOB, 600).await;
+    let mut phone = Phone::new();
+    let c = phone.challenge(&h, &link).await.unwrap();
+    let now = UnixMillis::now().0;
+    for ts in [now - SIX_MINUTES_MS, now + SIX_MINUTES_MS] {
+        let r = h
+            .post(
+                "/api/v1/enroll/complete",
+                complete_body(&phone, &link.code, c, "longpoll", ms(ts)),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::UNAUTHORIZED, "stale_timestamp")
+        );
+    }
+    // A body changed after signing, and a proof signed by another key than the one sent.
+    let mut changed = complete_body(&phone, &link.code, c, "longpoll", ms(now));
+    changed["device_name"] = json!("Other Phone");
+    let r = h.post("/api/v1/enroll/complete", changed).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::UNAUTHORIZED, "bad_signature")
+    );
+    let mut other_key = complete_body(&phone, &link.code, c, "longpoll", ms(now));
+    other_key["device_public_key"] =
+        json!(EcdsaSigner::generate().unwrap().0.public_key().to_b64());
+    let r = h.post("/api/v1/enroll/complete", other_key).await;
+    assert_eq!(r.error(), "bad_signature");
+    // Four minutes off is inside the window.
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            complete_body(&phone, &link.code, c, "longpoll", ms(now - FOUR_MINUTES_MS)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn passwordless_registration_refuses_a_timestamp_more_than_5_minutes_off_a_bad_signature_and_an_older_registration(
+) {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    let mut phone = Phone::new();
+    phone.enroll(&h, &h.link(BOB, 600).await).await;
+    let now = UnixMillis::now().0;
+    for ts in [now - SIX_MINUTES_MS, now + SIX_MINUTES_MS] {
+        let r = h
+            .post(
+                "/api/v1/device/passwordless",
+                phone.passwordless_body(ms(ts)),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::UNAUTHORIZED, "stale_timestamp")
+        );
+    }
+    let stranger = EcdsaSigner::generate().unwrap().0;
+    for field in ["device_signature", "key_signature"] {
+        let mut body = phone.passwordless_body(ms(now));
+        body[field] = json!(stranger.sign(b"something else").to_b64());
+        let r = h.post("/api/v1/device/passwordless", body).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::UNAUTHORIZED, "bad_signature"),
+            "{field}"
+        );
+    }
+    let r = h
+        .post(
+            "/api/v1/device/passwordless",
+            phone.passwordless_body(ms(now)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // Not newer than the registration in force: `replay`.
+    for ts in [now, now - 1] {
+        let r = h
+            .post(
+                "/api/v1/device/passwordless",
+                phone.passwordless_body(ms(ts)),
+            )
+            .await;
+        assert_eq!((r.status, r.error()), (StatusCode::CONFLICT, "replay"));
+    }
+}
+
+// ---- §5.1, §5.2: challenges ----
+
+#[tokio::test]
+async fn a_voided_or_wrong_challenge_is_invalid_code_with_the_message_about_the_code() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    let link = h.link(BOB, 600).await;
+    let mut phone = Phone::new();
+    let now = UnixMillis::now();
+    // Before any challenge was issued for the code.
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            complete_body(&phone, &link.code, [7; 32], "longpoll", now),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::BAD_REQUEST, "invalid_code")
+    );
+    let c1 = phone.challenge(&h, &link).await.unwrap();
+    let c2 = phone.challenge(&h, &link).await.unwrap();
+    for challenge in [c1, [7; 32]] {
+        let r = h
+            .post(
+                "/api/v1/enroll/complete",
+                complete_body(&phone, &link.code, challenge, "longpoll", now),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_code")
+        );
+        assert_eq!(
+            r.body["message"],
+            "enrollment code unknown, used or expired"
+        );
+    }
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            complete_body(&phone, &link.code, c2, "longpoll", now),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_failed_complete_neither_voids_the_challenge_nor_uses_the_code() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    let link = h.link(BOB, 600).await;
+    let mut phone = Phone::new();
+    let c = phone.challenge(&h, &link).await.unwrap();
+    let now = UnixMillis::now().0;
+    let ok = |ts| complete_body(&phone, &link.code, c, "longpoll", ms(ts));
+    let mut tampered = ok(now);
+    tampered["device_name"] = json!("Evil Phone");
+    let mut bad_key = ok(now);
+    bad_key["device_public_key"] = json!("AAAA");
+    let failures = [
+        (tampered, "bad_signature"),
+        (ok(now - SIX_MINUTES_MS), "stale_timestamp"),
+        (
+            complete_body(&phone, &link.code, [9; 32], "longpoll", ms(now)),
+            "invalid_code",
+        ),
+        (
+            complete_body(&phone, &link.code, c, "LongPoll", ms(now)),
+            "invalid_request",
+        ),
+        (bad_key, "invalid_request"),
+    ];
+    for (body, code) in failures {
+        assert_eq!(h.post("/api/v1/enroll/complete", body).await.error(), code);
+    }
+    let r = h.post("/api/v1/enroll/complete", ok(now)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn challenge_expires_at_is_the_enrollment_codes_expiry_and_every_challenge_repeats_it() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    let before = UnixMillis::now().0;
+    let link = h.link(BOB, 600).await;
+    let after = UnixMillis::now().0;
+    let mut expiries = Vec::new();
+    for _ in 0..2 {
+        let r = h
+            .post("/api/v1/enroll/challenge", json!({"code": link.code}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        expiries.push(r.body["expires_at"].as_u64().unwrap());
+    }
+    assert_eq!(expiries[0], expiries[1]);
+    assert!((before + 600_000..=after + 600_000).contains(&expiries[0]));
+
+    // Past that time a complete fails with `invalid_code`, even with the current challenge.
+    let short = h.link(BOB, 1).await;
+    let mut phone = Phone::new();
+    let c = phone.challenge(&h, &short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            complete_body(&phone, &short.code, c, "longpoll", UnixMillis::now()),
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_code");
+}
+
+#[tokio::test]
+async fn enroll_accepts_exactly_the_push_channel_kinds() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    for bad in ["LongPoll", "APNS", "Fcm", "", "webpush", " fcm"] {
+        let link = h.link(BOB, 600).await;
+        let mut phone = Phone::new();
+        let c = phone.challenge(&h, &link).await.unwrap();
+        let r = h
+            .post(
+                "/api/v1/enroll/complete",
+                complete_body(&phone, &link.code, c, bad, UnixMillis::now()),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad:?}"
+        );
+    }
+    for kind in PushChannelKind::ALL {
+        let link = h.link(BOB, 600).await;
+        let mut phone = Phone::new();
+        let c = phone.challenge(&h, &link).await.unwrap();
+        let r = h
+            .post(
+                "/api/v1/enroll/complete",
+                complete_body(&phone, &link.code, c, kind.as_str(), UnixMillis::now()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}: {:?}", r.body);
+    }
+}
+
+// ---- §5.6: the response ----
+
+#[tokio::test]
+async fn a_response_timestamp_more_than_5_minutes_off_is_stale_timestamp_and_one_not_newer_is_replay(
+) {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let (id, number) = start(&h, BOB).await;
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let approve = |number: &str, ts: u64| {
+        phone.response(
+            &f,
+            Decision::Approve,
+            Some(number),
+            &phone.passwordless,
+            ms(ts),
+        )
+    };
+    let now = UnixMillis::now().0;
+    for ts in [now - SIX_MINUTES_MS, now + SIX_MINUTES_MS] {
+        let r = h.post(&respond_uri(&id), approve(&number, ts)).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::UNAUTHORIZED, "stale_timestamp")
+        );
+    }
+    // A wrong number at t1 is the earlier response; t1 again, or earlier, is a replay.
+    let t1 = now + 1000;
+    let r = h
+        .post(&respond_uri(&id), approve(&other_number(&number, 1), t1))
+        .await;
+    assert_eq!(r.error(), "wrong_number");
+    for ts in [t1, now] {
+        let r = h.post(&respond_uri(&id), approve(&number, ts)).await;
+        assert_eq!((r.status, r.error()), (StatusCode::CONFLICT, "replay"));
+    }
+    // Out of the window and older than t1: the window is checked first.
+    let r = h
+        .post(&respond_uri(&id), approve(&number, now - SIX_MINUTES_MS))
+        .await;
+    assert_eq!(r.error(), "stale_timestamp");
+    let r = h.post(&respond_uri(&id), approve(&number, t1 + 1)).await;
+    assert_eq!(r.body, json!({"status": "approved"}));
+
+    // Four minutes behind the server clock is inside the window.
+    let (id, number) = start(&h, BOB).await;
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let body = phone.response(
+        &f,
+        Decision::Approve,
+        Some(&number),
+        &phone.passwordless,
+        ms(UnixMillis::now().0 - FOUR_MINUTES_MS),
+    );
+    let r = h.post(&respond_uri(&id), body).await;
+    assert_eq!(r.body, json!({"status": "approved"}));
+}
+
+#[tokio::test]
+async fn a_null_typed_number_under_number_matching_counts_as_a_wrong_number() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let (id, number) = start(&h, BOB).await;
+    let f = phone.fetch(&h, &id).await.unwrap();
+    assert_eq!(details(&f)["number_matching"], true);
+    let t0 = UnixMillis::now().0;
+    // Not two digits: `invalid_request`, and no attempt is used.
+    let mut malformed = phone.response(
+        &f,
+        Decision::Approve,
+        Some(&number),
+        &phone.passwordless,
+        ms(t0),
+    );
+    malformed["typed_number"] = json!("4x");
+    let r = h.post(&respond_uri(&id), malformed).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    for (k, left) in [(1, 2u64), (2, 1)] {
+        let body = phone.response(&f, Decision::Approve, None, &phone.passwordless, ms(t0 + k));
+        assert_eq!(body["typed_number"], Value::Null);
+        let r = h.post(&respond_uri(&id), body).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "wrong_number")
+        );
+        assert_eq!(r.body["attempts_left"], left);
+    }
+    let body = phone.response(&f, Decision::Approve, None, &phone.passwordless, ms(t0 + 3));
+    let r = h.post(&respond_uri(&id), body).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::BAD_REQUEST, "request_failed")
+    );
+    let s = h.get(&format!("/api/v1/signin/{id}"), None).await;
+    assert_eq!(s.body["status"], "failed");
+}
+
+#[tokio::test]
+async fn phone_sign_in_always_uses_number_matching_even_when_the_policy_has_it_off() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    set_policy(
+        &h,
+        PolicyUpdate {
+            mode: Some(Mode::Any),
+            number_matching: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (id, _) = start(&h, BOB).await;
+    let f = phone.fetch(&h, &id).await.unwrap();
+    assert_eq!(details(&f)["kind"], "passwordless");
+    assert_eq!(details(&f)["number_matching"], true);
+    let r = h
+        .post(&respond_uri(&id), phone.answer(&f, Decision::Approve, None))
+        .await;
+    assert_eq!(r.error(), "wrong_number");
+}
+
+#[tokio::test]
+async fn push_requests_use_number_matching_as_the_policy_says() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    signin_server::web::password::set_password(&h.state.pool, BOB, "bobby password 1")
+        .await
+        .unwrap();
+    // Enrolled, phone sign-in not enabled: the web sign-in asks for the password, then pushes.
+    let mut phone = Phone::new();
+    phone.enroll(&h, &h.link(BOB, 600).await).await;
+    for number_matching in [false, true] {
+        set_policy(
+            &h,
+            PolicyUpdate {
+                number_matching: Some(number_matching),
+                ..Default::default()
+            },
+        )
+        .await;
+        web_password_sign_in(&h, BOB, "bobby password 1").await;
+        let id = pending_request_id(&h, &phone).await;
+        let f = phone.fetch(&h, &id).await.unwrap();
+        assert_eq!(details(&f)["kind"], "push");
+        assert_eq!(details(&f)["number_matching"], number_matching);
+        // No passwordless key: the device key approves (§6.3), with no number.
+        let body = phone.response(
+            &f,
+            Decision::Approve,
+            None,
+            &phone.device,
+            UnixMillis::now(),
+        );
+        let r = h.post(&respond_uri(&id), body).await;
+        if number_matching {
+            assert_eq!(r.error(), "wrong_number");
+        } else {
+            assert_eq!(r.body, json!({"status": "approved"}));
+        }
+    }
+}
+
+// ---- §6.2, §6.3: which phone, which key ----
+
+#[tokio::test]
+async fn response_keys_follow_section_6_3_for_passwordless_requests() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    // `report` last: it pauses the user's sign-ins.
+    for decision in [Decision::Approve, Decision::Deny, Decision::Report] {
+        let (id, number) = start(&h, BOB).await;
+        let f = phone.fetch(&h, &id).await.unwrap();
+        let role = response_key_role(RequestKind::Passwordless, decision, true).unwrap();
+        let (right, wrong) = match role {
+            KeyRole::Passwordless => (&phone.passwordless, &phone.device),
+            KeyRole::Device => (&phone.device, &phone.passwordless),
+        };
+        let typed = (decision == Decision::Approve).then_some(number.as_str());
+        let t = UnixMillis::now().0;
+        let r = h
+            .post(
+                &respond_uri(&id),
+                phone.response(&f, decision, typed, wrong, ms(t)),
+            )
+            .await;
+        assert_eq!(
+            r.error(),
+            "bad_signature",
+            "{decision:?} under the other key"
+        );
+        let r = h
+            .post(
+                &respond_uri(&id),
+                phone.response(&f, decision, typed, right, ms(t + 1)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{decision:?}: {:?}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn push_approvals_use_the_passwordless_key_when_the_account_has_one() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    signin_server::web::password::set_password(&h.state.pool, BOB, "bobby password 1")
+        .await
+        .unwrap();
+    set_policy(
+        &h,
+        PolicyUpdate {
+            mode: Some(Mode::Push),
+            ..Default::default()
+        },
+    )
+    .await;
+    web_password_sign_in(&h, BOB, "bobby password 1").await;
+    let id = pending_request_id(&h, &phone).await;
+    let f = phone.fetch(&h, &id).await.unwrap();
+    assert_eq!(details(&f)["kind"], "push");
+    assert_eq!(
+        response_key_role(RequestKind::Push, Decision::Approve, true),
+        Ok(KeyRole::Passwordless)
+    );
+    let number: String = sqlx::query_scalar("SELECT number FROM signin_requests WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&h.state.pool)
+        .await
+        .unwrap();
+    let t = UnixMillis::now().0;
+    let by_device = phone.response(&f, Decision::Approve, Some(&number), &phone.device, ms(t));
+    assert_eq!(
+        h.post(&respond_uri(&id), by_device).await.error(),
+        "bad_signature"
+    );
+    let by_passwordless = phone.response(
+        &f,
+        Decision::Approve,
+        Some(&number),
+        &phone.passwordless,
+        ms(t + 1),
+    );
+    let r = h.post(&respond_uri(&id), by_passwordless).await;
+    assert_eq!(r.body, json!({"status": "approved"}));
+}
+
+#[tokio::test]
+async fn phone_sign_in_goes_to_the_phone_with_the_most_recently_enabled_phone_sign_in_only() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    let mut a = Phone::new();
+    a.enroll(&h, &h.link(BOB, 600).await).await;
+    // Enrolled but phone sign-in not enabled: no passwordless request at all.
+    let r = h.start_signin(BOB).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::CONFLICT, "not_passwordless_capable")
+    );
+    assert_eq!(
+        a.enable_passwordless(&h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // B is enrolled later but without phone sign-in: requests still go to A.
+    let mut b = Phone::new();
+    b.enroll(&h, &h.link(BOB, 600).await).await;
+    let (id, _) = start(&h, BOB).await;
+    assert_eq!(pending_request_id(&h, &a).await, id);
+    assert_eq!(b.poll(&h, 0).await.body, json!({"pushes": []}));
+
+    // B enables phone sign-in after A: B alone gets the next request.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        b.enable_passwordless(&h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let (id, number) = start(&h, BOB).await;
+    assert_eq!(pending_request_id(&h, &b).await, id);
+    assert_eq!(a.poll(&h, 0).await.body, json!({"pushes": []}));
+    assert_eq!(
+        a.fetch(&h, &id).await.err().unwrap().error(),
+        "unknown_request"
+    );
+    // A cannot answer it either (it is B's account's request).
+    let f = b.fetch(&h, &id).await.unwrap();
+    let from_a = a.response(
+        &f,
+        Decision::Approve,
+        Some(&number),
+        &a.passwordless,
+        UnixMillis::now(),
+    );
+    assert_eq!(
+        h.post(&respond_uri(&id), from_a).await.error(),
+        "unknown_request"
+    );
+
+    // A registers its key again (a newer registration): A is the most recent again.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        a.enable_passwordless(&h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let (id, _) = start(&h, BOB).await;
+    assert_eq!(pending_request_id(&h, &a).await, id);
+    assert_eq!(b.poll(&h, 0).await.body, json!({"pushes": []}));
+}
+
+#[tokio::test]
+async fn push_goes_to_the_most_recently_enrolled_phone_only() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    signin_server::web::password::set_password(&h.state.pool, BOB, "bobby password 1")
+        .await
+        .unwrap();
+    set_policy(
+        &h,
+        PolicyUpdate {
+            mode: Some(Mode::Push),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut a = Phone::new();
+    a.enroll(&h, &h.link(BOB, 600).await).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut b = Phone::new();
+    b.enroll(&h, &h.link(BOB, 600).await).await;
+    // Enabling phone sign-in on A later does not make A the push target.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        a.enable_passwordless(&h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    web_password_sign_in(&h, BOB, "bobby password 1").await;
+    let id = pending_request_id(&h, &b).await;
+    assert_eq!(a.poll(&h, 0).await.body, json!({"pushes": []}));
+    assert_eq!(
+        a.fetch(&h, &id).await.err().unwrap().error(),
+        "unknown_request"
+    );
+}
+
+// ---- §4: device authentication ----
+
+#[tokio::test]
+async fn device_auth_covers_the_path_the_phone_sent_so_a_prefix_rewriting_proxy_breaks_it() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let pq = "/api/v1/device/poll?wait=0";
+    // The phone's server URL is https://id.example/tenant/: it signs /tenant/api/v1/…, and a
+    // proxy that strips /tenant delivers /api/v1/… to the server.
+    let r = h
+        .get(
+            pq,
+            Some(phone.auth("GET", "/tenant/api/v1/device/poll?wait=0")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::UNAUTHORIZED, "bad_signature")
+    );
+    let r = h.get(pq, Some(phone.auth("GET", pq))).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+// ---- §7: the sign-in page API ----
+
+#[tokio::test]
+async fn signin_status_of_an_unknown_id_is_unknown_request_and_a_malformed_wait_is_invalid_request()
+{
+    let h = harness().await;
+    let _phone = h.ready_phone(BOB).await;
+    for id in [RequestId::random().to_string(), "not-an-id".to_owned()] {
+        let r = h.get(&format!("/api/v1/signin/{id}"), None).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::NOT_FOUND, "unknown_request")
+        );
+    }
+    let (id, _) = start(&h, BOB).await;
+    for wait in ["x", "-1", "1.5", ""] {
+        let r = h
+            .get(&format!("/api/v1/signin/{id}?wait={wait}"), None)
+            .await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "wait={wait:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signin_status_without_wait_answers_at_once() {
+    let h = harness().await;
+    let _phone = h.ready_phone(BOB).await;
+    let (id, _) = start(&h, BOB).await;
+    for query in ["", "?wait=0"] {
+        let t = Instant::now();
+        let r = h.get(&format!("/api/v1/signin/{id}{query}"), None).await;
+        assert_eq!(r.body["status"], "pending");
+        assert!(t.elapsed() < Duration::from_millis(1500), "{query:?}");
+    }
+    let t = Instant::now();
+    let r = h.get(&format!("/api/v1/signin/{id}?wait=1"), None).await;
+    assert_eq!(r.body["status"], "pending");
+    assert!(t.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn signin_status_wait_ends_when_the_request_expires() {
+    let h = harness_with_ttl(1).await;
+    let _phone = h.ready_phone(BOB).await;
+    let (id, _) = start(&h, BOB).await;
+    let t = Instant::now();
+    // More than the 60 s cap is accepted (and capped); the request's expiry comes first.
+    let r = h.get(&format!("/api/v1/signin/{id}?wait=1000"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["status"], "expired");
+    assert!(t.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn signin_app_is_trimmed_blank_means_none_and_more_than_128_bytes_is_invalid_request() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let shown = |app: Value| {
+        let (h, phone) = (&h, &phone);
+        async move {
+            let r = h
+                .post("/api/v1/signin", json!({"upn": BOB, "app": app}))
+                .await;
+            if r.status != StatusCode::OK {
+                return Err((r.status, r.error().to_owned()));
+            }
+            let f = phone
+                .fetch(h, r.body["id"].as_str().unwrap())
+                .await
+                .unwrap();
+            Ok(details(&f)["app_name"].clone())
+        }
+    };
+    assert_eq!(shown(json!("  My Apps \n")).await, Ok(json!("My Apps")));
+    assert_eq!(shown(json!("   ")).await, Ok(Value::Null));
+    assert_eq!(shown(Value::Null).await, Ok(Value::Null));
+    let r = h.post("/api/v1/signin", json!({"upn": BOB})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The limit is 128 bytes of UTF-8 after trimming, not 128 characters.
+    let a128 = "a".repeat(128);
+    assert_eq!(shown(json!(a128)).await, Ok(json!(a128)));
+    assert_eq!(shown(json!(format!("  {a128}  "))).await, Ok(json!(a128)));
+    assert_eq!(
+        shown(json!("é".repeat(64))).await,
+        Ok(json!("é".repeat(64)))
+    );
+    let refused = Err((StatusCode::BAD_REQUEST, "invalid_request".to_owned()));
+    assert_eq!(shown(json!("a".repeat(129))).await, refused);
+    assert_eq!(shown(json!("é".repeat(65))).await, refused);
+}
+
+#[tokio::test]
+async fn signin_upn_is_trimmed_then_matched_exactly_and_case_sensitively() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let r = h
+        .post(
+            "/api/v1/signin",
+            json!({"upn": "  bobby@contoso.test\t", "app": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let f = phone
+        .fetch(&h, r.body["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(details(&f)["upn"], BOB);
+    for other_case in [
+        "Bobby@contoso.test",
+        "BOBBY@CONTOSO.TEST",
+        "bobby@Contoso.test",
+    ] {
+        let r = h.start_signin(other_case).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::NOT_FOUND, "unknown_account"),
+            "{other_case}"
+        );
+    }
+    // A user added with capitals is found only with the same capitals.
+    let _carol = h.ready_phone("Carol@Contoso.test").await;
+    assert_eq!(
+        h.start_signin("carol@contoso.test").await.error(),
+        "unknown_account"
+    );
+    assert_eq!(
+        h.start_signin("Carol@Contoso.test").await.status,
+        StatusCode::OK
+    );
+    // Empty after trimming, or longer than 256 bytes: `invalid_request`.
+    for bad in [
+        "".to_owned(),
+        "   ".to_owned(),
+        format!("{}@contoso.test", "b".repeat(250)),
+    ] {
+        let r = h.start_signin(&bad).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad:?}"
+        );
+    }
+}
