@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::builds::{self, ShellTools};
 use crate::{run, surface};
 
 pub const KOTLIN_PACKAGE: &str = "org.phonesignin.core";
@@ -28,26 +29,20 @@ pub fn kotlin_file() -> PathBuf {
 pub const ANDROID_GENERATED: &str = "android/src/generated/kotlin";
 pub const IOS_SOURCES: &str = "ios/Sources";
 
-pub fn bindings(check: bool) -> Result<()> {
-    generate()?;
+pub fn bindings(check: bool, tools: &ShellTools) -> Result<()> {
+    generate(tools)?;
     check_surface(check)?;
     crate::snippets::sync(check)
 }
 
-/// Builds, generates, checks the names and copies the sources into android/ and ios/.
-pub fn generate() -> Result<()> {
-    // The cdylib and the bindgen binary come from the same build with the same pinned uniffi.
-    run(Command::new("cargo").args([
-        "build",
-        "--quiet",
-        "-p",
-        "authenticator-core",
-        "-p",
-        "bindings",
-    ]))?;
+/// Builds the cdylib, generates, checks the names and copies the sources into android/ and ios/.
+pub fn generate(tools: &ShellTools) -> Result<()> {
+    // The cdylib as an app builds it (`cargo build -p authenticator-core`: no `testing` fakes);
+    // the bindgen comes from the workspace build. Both use the one pinned uniffi version.
+    builds::product_cdylib()?;
     let lib = Path::new(CDYLIB_DIR).join("libauthenticator_core.so");
     let _ = std::fs::remove_dir_all(OUT_DIR);
-    run(Command::new(Path::new(CDYLIB_DIR).join("uniffi-bindgen"))
+    run(Command::new(&tools.bindgen)
         .args(["generate", "--library"])
         .arg(&lib)
         .args([

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{bindings, run, run_tee, toolchains};
+use crate::builds::ShellTools;
+use crate::{bindings, run, run_tee, system, toolchains};
 
 const SOURCE_DIRS: &[&str] = &[
     bindings::ANDROID_GENERATED,
@@ -46,11 +47,10 @@ fn kotlin_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Returns the number of passed tests.
-pub fn kotlin_test() -> Result<usize> {
-    toolchains::install_host_packages()?;
+pub fn kotlin_test(tools: &ShellTools) -> Result<usize> {
+    system::ensure(toolchains::KOTLIN_NEEDS)?;
     toolchains::install_kotlin()?;
-    bindings::generate()?;
-    run(Command::new("cargo").args(["build", "--quiet", "-p", "signin-server"]))?;
+    bindings::generate(tools)?;
 
     let kotlin_lib = toolchains::kotlin_home().join("lib");
     let mut cp: Vec<String> = JAVA_JARS.iter().map(|s| s.to_string()).collect();
@@ -96,7 +96,7 @@ pub fn kotlin_test() -> Result<usize> {
             .arg(format!("-Djna.library.path={}", bindings::CDYLIB_DIR))
             .arg(format!(
                 "-Dsignin.server={}",
-                std::fs::canonicalize("target/debug/signin-server")?.display()
+                std::fs::canonicalize(&tools.server)?.display()
             ))
             .args(["-cp", &run_cp, "org.junit.runner.JUnitCore"])
             .args(&tests),

@@ -1,16 +1,21 @@
 //! `cargo xtask <command>`: the project's one entry point for CI and local checks.
 //!
-//! `cargo xtask test` is the README's test command and what `.ci/run` calls: formatting, lints,
-//! protocol vectors freshness, every test in the workspace, then the generated bindings' API
-//! check and the Kotlin (JVM) and Swift (Linux, in a trixie chroot) suites of the mobile shells.
+//! `cargo xtask test` is the README's test command and all that `.ci/run` calls: first it
+//! installs what is missing (Debian packages, rustup components, kotlinc, the Swift chroot; see
+//! `toolchains`), then formatting, lints, protocol vectors freshness, every test in the
+//! workspace on SQLite and the server and end-to-end suites again on PostgreSQL, then the
+//! generated bindings' API check and the Kotlin (JVM) and Swift (Linux, in a trixie chroot)
+//! suites of the mobile shells. The Rust steps share one build (see `builds`).
 #![forbid(unsafe_code)]
 
 mod bindings;
+mod builds;
 mod kotlin;
 mod postgres;
 mod snippets;
 mod surface;
 mod swift;
+mod system;
 mod toolchains;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use builds::{ShellTools, Workspace};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -29,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Everything CI checks: fmt, clippy, vectors, all tests.
+    /// Everything CI checks: installs what is missing, then fmt, clippy, vectors, all tests.
     Test,
     /// `cargo fmt --check` and clippy with warnings as errors.
     Lint,
@@ -51,7 +57,10 @@ enum Task {
     KotlinTest,
     /// Build the iOS SwiftPM package and run its Swift Testing suite in the trixie chroot.
     SwiftTest,
-    /// Install kotlinc, JNA, JUnit and the Swift chroot (skipped when present).
+    /// Install everything `test` needs (skipped when present): Debian packages (Chromium,
+    /// chromedriver, PostgreSQL, JNA, JUnit, debootstrap, ...), rustfmt + clippy, kotlinc
+    /// (target/tools) and the Swift chroot (target/swiftroot). Needs root or `sudo -n` for apt.
+    #[command(alias = "install")]
     InstallToolchains,
     /// Run the server and end-to-end suites against a throwaway PostgreSQL cluster.
     PostgresTest,
@@ -64,31 +73,42 @@ fn main() -> Result<()> {
     match cli.command {
         Task::Test => test(),
         Task::Lint => lint(),
-        Task::Vectors { check } => vectors(check),
-        Task::Bindings { check } => step("bindings", || bindings::bindings(check)),
-        Task::KotlinTest => kotlin_test().map(|_| ()),
-        Task::SwiftTest => swift_test().map(|_| ()),
-        Task::InstallToolchains => step("install toolchains", toolchains::install_all),
-        Task::PostgresTest => step("tests on PostgreSQL", postgres::test_on_postgres),
+        Task::Vectors { check } => vectors(check, &|extra: &[&str]| {
+            let mut cmd = Command::new("cargo");
+            cmd.args(["run", "--quiet", "-p", "authenticator-protocol"])
+                .args(["--example", "vectors", "--"])
+                .args(extra);
+            cmd
+        }),
+        Task::Bindings { check } => {
+            let tools = step_with(
+                "build signin-server + uniffi-bindgen",
+                ShellTools::standalone,
+            )?;
+            step("bindings", || bindings::bindings(check, &tools))
+        }
+        Task::KotlinTest => {
+            let tools = step_with(
+                "build signin-server + uniffi-bindgen",
+                ShellTools::standalone,
+            )?;
+            step_with("kotlin tests", || kotlin::kotlin_test(&tools)).map(|_| ())
+        }
+        Task::SwiftTest => {
+            let tools = step_with(
+                "build signin-server + uniffi-bindgen",
+                ShellTools::standalone,
+            )?;
+            step_with("swift tests", || swift::swift_test(&tools)).map(|_| ())
+        }
+        Task::InstallToolchains => step("install", toolchains::install_all),
+        Task::PostgresTest => {
+            let workspace = step_with("cargo build --workspace --all-targets", Workspace::build)?;
+            step("tests on PostgreSQL", || {
+                postgres::test_on_postgres(&workspace)
+            })
+        }
     }
-}
-
-fn kotlin_test() -> Result<usize> {
-    let mut passed = 0;
-    step("kotlin tests", || {
-        passed = kotlin::kotlin_test()?;
-        Ok(())
-    })?;
-    Ok(passed)
-}
-
-fn swift_test() -> Result<usize> {
-    let mut passed = 0;
-    step("swift tests", || {
-        passed = swift::swift_test()?;
-        Ok(())
-    })?;
-    Ok(passed)
 }
 
 fn workspace_root() -> PathBuf {
@@ -100,40 +120,55 @@ fn workspace_root() -> PathBuf {
 
 fn test() -> Result<()> {
     let started = Instant::now();
+    // Before anything else: a fresh machine gets every package now, not one failure at a time.
+    step("install", toolchains::install_all)?;
     lint()?;
-    vectors(true)?;
-    step("cargo test --workspace", || {
-        run(Command::new("cargo").args(["test", "--workspace", "--all-targets"]))
+    // One build for every Rust step below (same packages and features as clippy; see builds.rs).
+    let workspace = step_with("cargo build --workspace --all-targets", Workspace::build)?;
+    let generator = workspace.executable("authenticator-protocol", "example", "vectors")?;
+    vectors(true, &|extra: &[&str]| {
+        let mut cmd = Command::new(&generator);
+        cmd.args(extra);
+        cmd
+    })?;
+    let sqlite_targets = builds::sqlite_test_targets()?;
+    step("cargo test --workspace (SQLite)", || {
+        run(Command::new("cargo")
+            .arg("test")
+            .args(builds::WORKSPACE_ARGS)
+            .args(&sqlite_targets))
     })?;
     step("cargo test --doc", || {
-        run(Command::new("cargo").args(["test", "--workspace", "--doc"]))
+        run(Command::new("cargo")
+            .arg("test")
+            .args(builds::WORKSPACE_ARGS)
+            .arg("--doc"))
     })?;
-    step(
-        "server + end-to-end tests on PostgreSQL",
-        postgres::test_on_postgres,
-    )?;
-    step("install toolchains", toolchains::install_all)?;
-    step("bindings --check", || bindings::bindings(true))?;
-    let kotlin = kotlin_test()?;
-    let swift = swift_test()?;
+    step("server + end-to-end tests on PostgreSQL", || {
+        postgres::test_on_postgres(&workspace)
+    })?;
+    // The mobile steps build the app's authenticator-core cdylib; they come last because that
+    // build and the workspace build replace each other's cdylib (builds.rs).
+    let tools = workspace.shell_tools()?;
+    step("bindings --check", || bindings::bindings(true, &tools))?;
+    let kotlin = step_with("kotlin tests", || kotlin::kotlin_test(&tools))?;
+    let swift = step_with("swift tests", || swift::swift_test(&tools))?;
     println!("xtask: mobile shells: Kotlin {kotlin} tests passed, Swift {swift} tests passed");
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
 
+/// fmt, and clippy with the shared build's package selection and features (`builds.rs`): one
+/// clippy run covers the PostgreSQL-only test target too (it used to be a second clippy run).
 fn lint() -> Result<()> {
     step("cargo fmt --check", || {
         run(Command::new("cargo").args(["fmt", "--all", "--check"]))
     })?;
     step("cargo clippy", || {
-        run(Command::new("cargo").args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        run(Command::new("cargo")
+            .arg("clippy")
+            .args(builds::WORKSPACE_ARGS)
+            .args(["--all-targets", "--", "-D", "warnings"]))
     })
 }
 
@@ -143,21 +178,15 @@ const BEGIN: &str = "<!-- VECTORS-BEGIN";
 const END: &str = "<!-- VECTORS-END -->";
 
 /// The generator is deterministic (RFC 6979), so a fresh run must equal the checked-in files.
-fn vectors(check: bool) -> Result<()> {
+/// `cargo xtask vectors` runs it with `cargo run`; `cargo xtask test` runs the example binary
+/// of the shared build (`cargo run -p` alone would build it with other features, i.e. again).
+/// `generator(args)` is the command that runs the `vectors` example with `args`.
+fn vectors(check: bool, generator: &dyn Fn(&[&str]) -> Command) -> Result<()> {
     step("protocol vectors", || {
         let gen = |extra: &[&str]| -> Result<String> {
-            let out = Command::new("cargo")
-                .args([
-                    "run",
-                    "--quiet",
-                    "-p",
-                    "authenticator-protocol",
-                    "--example",
-                    "vectors",
-                    "--",
-                ])
-                .args(extra)
-                .output()?;
+            let out = generator(extra)
+                .output()
+                .context("running the vector generator")?;
             if !out.status.success() {
                 bail!(
                     "vector generator failed: {}",
@@ -193,11 +222,15 @@ fn vectors(check: bool) -> Result<()> {
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    step_with(name, f)
+}
+
+fn step_with<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     println!("xtask: ── {name}");
     let t = Instant::now();
-    f().with_context(|| format!("step failed: {name}"))?;
+    let value = f().with_context(|| format!("step failed: {name}"))?;
     println!("xtask: ── {name}: ok ({:.1?})", t.elapsed());
-    Ok(())
+    Ok(value)
 }
 
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {

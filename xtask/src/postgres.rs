@@ -3,7 +3,10 @@
 //! and the end-to-end suites again with `TEST_DATABASE_URL` pointing at it (each test creates
 //! its own database), plus the two-instance tests (`e2e-tests` feature `postgres-tests`).
 //! The cluster is stopped and left on disk for inspection (`target/postgres/log`); the next run
-//! deletes it. Needs the Debian `postgresql` package (`.ci/run` installs it).
+//! deletes it. Needs the Debian `postgresql` server binaries (the install step installs them).
+//!
+//! The test binaries are the ones the shared workspace build made ([`crate::builds`]): the
+//! SQLite pass already built them with feature `e2e-tests/postgres-tests`, so this pass only runs.
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,61 +14,19 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::builds::Workspace;
 use crate::run;
 
 /// The packages whose tests run again on PostgreSQL.
 const PACKAGES: [&str; 2] = ["signin-server", "e2e-tests"];
 
-pub fn test_on_postgres() -> Result<()> {
-    // Build with the same package selection as `cargo test --workspace` (so nothing but the
-    // e2e crate is rebuilt), then run only the test binaries of PACKAGES.
-    run(Command::new("cargo").args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--features",
-        "e2e-tests/postgres-tests",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    let out = Command::new("cargo")
-        .args([
-            "test",
-            "--workspace",
-            "--all-targets",
-            "--features",
-            "e2e-tests/postgres-tests",
-            "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cargo test --no-run")?;
-    if !out.status.success() {
-        bail!("building the tests failed");
-    }
-    let mut binaries = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let (Some(exe), Some(manifest)) =
-            (msg["executable"].as_str(), msg["manifest_path"].as_str())
-        else {
-            continue;
-        };
-        let dir = Path::new(manifest).parent().context("manifest dir")?;
-        let package = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let package = if package == "tests" {
-            "e2e-tests"
-        } else {
-            package
-        };
-        if msg["profile"]["test"] == true && PACKAGES.contains(&package) {
-            binaries.push((PathBuf::from(exe), dir.to_path_buf()));
-        }
-    }
+pub fn test_on_postgres(workspace: &Workspace) -> Result<()> {
+    crate::system::ensure(&[crate::system::Need::Postgres])?;
+    let binaries: Vec<(PathBuf, PathBuf)> = workspace
+        .test_binaries()
+        .filter(|a| PACKAGES.contains(&a.package.as_str()))
+        .map(|a| (a.executable.clone(), a.manifest_dir.clone()))
+        .collect();
     if binaries.len() < 4 {
         bail!("expected the server's and the end-to-end test binaries, found {binaries:?}");
     }
@@ -99,7 +60,7 @@ impl Cluster {
         let password = random_hex(16)?;
         std::fs::write(dir.join("pwfile"), format!("{password}\n"))?;
         // PostgreSQL refuses to run as root.
-        let as_postgres_user = is_root()?;
+        let as_postgres_user = crate::system::is_root();
         if as_postgres_user {
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -181,10 +142,28 @@ impl Drop for Cluster {
     }
 }
 
-/// `/usr/lib/postgresql/<newest>/bin` (Debian), or `$PG_BIN`.
-fn server_bin_dir() -> Result<PathBuf> {
+/// The programs the cluster needs from a server bin directory.
+const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
+fn has_server_programs(bin: &Path) -> bool {
+    SERVER_PROGRAMS.iter().all(|p| bin.join(p).is_file())
+}
+
+/// `/usr/lib/postgresql/<newest>/bin` (Debian) that holds initdb, pg_ctl and postgres, or
+/// `$PG_BIN`. PATH is not consulted: an `initdb` there (e.g. a /usr/local/bin symlink into a
+/// removed /usr/lib/postgresql/NN, or a client-only install) says nothing about the server.
+/// The install step checks with this same function.
+pub fn server_bin_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("PG_BIN") {
-        return Ok(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        if !has_server_programs(&dir) {
+            bail!(
+                "PG_BIN={} does not hold {}",
+                dir.display(),
+                SERVER_PROGRAMS.join(", ")
+            );
+        }
+        return Ok(dir);
     }
     let root = Path::new("/usr/lib/postgresql");
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
@@ -194,7 +173,7 @@ fn server_bin_dir() -> Result<PathBuf> {
                 .filter_map(|e| {
                     let v = e.file_name().to_str()?.parse::<u32>().ok()?;
                     let bin = e.path().join("bin");
-                    bin.join("initdb").exists().then_some((v, bin))
+                    has_server_programs(&bin).then_some((v, bin))
                 })
                 .collect()
         })
@@ -207,11 +186,6 @@ fn server_bin_dir() -> Result<PathBuf> {
              (apt-get install -y postgresql, or set PG_BIN)"
         ),
     }
-}
-
-fn is_root() -> Result<bool> {
-    let out = Command::new("id").arg("-u").output().context("id -u")?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 fn free_port() -> Result<u16> {

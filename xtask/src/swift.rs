@@ -2,26 +2,31 @@
 //! suite with Swift 6 in the Debian trixie chroot, against the real `libauthenticator_core.so`
 //! (built on the host; it needs an older glibc than the chroot's) and a real `signin-server`.
 
-use std::process::Command;
-
 use anyhow::{bail, Context, Result};
 
+use crate::bindings;
+use crate::builds::ShellTools;
 use crate::toolchains::{self, Chroot};
-use crate::{bindings, run};
 
-pub fn swift_test() -> Result<usize> {
+pub fn swift_test(tools: &ShellTools) -> Result<usize> {
     toolchains::install_swift_chroot()?;
-    bindings::generate()?;
-    run(Command::new("cargo").args(["build", "--quiet", "-p", "signin-server"]))?;
-    let chroot = Chroot::enter(&toolchains::swift_root(), true)?;
+    bindings::generate(tools)?;
     // The project is at /src inside the chroot; build products stay under target/.
-    let script = "cd /src/ios && SIGNIN_SERVER=/src/target/debug/signin-server \
-                  swift test --scratch-path /src/target/swift-build 2>&1";
-    let (ok, out) = crate::run_tee(
-        Command::new("chroot")
-            .arg(chroot.root())
-            .args(["sh", "-c", script]),
-    )?;
+    let project = std::fs::canonicalize(std::env::current_dir()?)?;
+    let server = std::fs::canonicalize(&tools.server)?;
+    let server = server.strip_prefix(&project).with_context(|| {
+        format!(
+            "{} is outside the project, so the chroot cannot see it (CARGO_TARGET_DIR?)",
+            server.display()
+        )
+    })?;
+    let chroot = Chroot::enter(&toolchains::swift_root(), true)?;
+    let script = format!(
+        "cd /src/ios && SIGNIN_SERVER=/src/{} \
+         swift test --scratch-path /src/target/swift-build 2>&1",
+        server.display()
+    );
+    let (ok, out) = crate::run_tee(&mut chroot.command(&script)?)?;
     drop(chroot);
     if !ok {
         bail!("Swift tests failed");

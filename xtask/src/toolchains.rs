@@ -1,6 +1,9 @@
-//! Installs the toolchains the Kotlin and Swift suites need, idempotently, caching under
-//! `target/` (see ../shared/ENVIRONMENT.md for the recipes):
-//! - apt (host): JNA, JUnit 4, debootstrap;
+//! Installs what the checks need, idempotently, caching under `target/` (see
+//! ../shared/ENVIRONMENT.md for the recipes). [`install_all`] is the first step of
+//! `cargo xtask test` and all of `cargo xtask install-toolchains`:
+//! - Debian packages on the host ([`crate::system`]): C compiler, pkg-config, Java, npm, JNA,
+//!   JUnit 4, debootstrap, Chromium + chromedriver, the PostgreSQL server binaries;
+//! - the rustfmt and clippy rustup components;
 //! - npm: `kotlin-compiler` into `target/tools`;
 //! - a Debian trixie chroot with Swift 6 (`swiftlang`) and OpenSSL's libcrypto (the P-256 the
 //!   Swift tests use to play the Secure Enclave) in `target/swiftroot`.
@@ -14,16 +17,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::run;
+use crate::system::{self, as_root, Need};
 
 pub const KOTLIN_VERSION: &str = "2.4.20";
-/// Debian packages installed on the host.
-const HOST_APT: &[&str] = &["libjna-java", "junit4", "debootstrap"];
-/// Files that prove `HOST_APT` is installed.
-const HOST_FILES: &[&str] = &[
-    "/usr/share/java/jna.jar",
-    "/usr/share/java/junit4.jar",
-    "/usr/sbin/debootstrap",
-];
 /// Debian packages installed in the trixie chroot.
 const CHROOT_APT: &[&str] = &[
     "swiftlang",
@@ -32,6 +28,8 @@ const CHROOT_APT: &[&str] = &[
     "libssl-dev",
     "pkg-config",
 ];
+/// What the Kotlin (JVM) suite needs from the host.
+pub const KOTLIN_NEEDS: &[Need] = &[Need::Java, Need::Npm, Need::Jna, Need::Junit];
 
 pub fn kotlin_home() -> PathBuf {
     PathBuf::from("target/tools/node_modules/kotlin-compiler")
@@ -41,23 +39,12 @@ pub fn swift_root() -> PathBuf {
     PathBuf::from("target/swiftroot")
 }
 
-/// Everything; each part is skipped when already present.
+/// Everything `cargo xtask test` needs, each part skipped when already present.
 pub fn install_all() -> Result<()> {
-    install_host_packages()?;
+    system::ensure(&Need::ALL)?;
+    system::ensure_rust_components()?;
     install_kotlin()?;
     install_swift_chroot()
-}
-
-pub fn install_host_packages() -> Result<()> {
-    if HOST_FILES.iter().all(|f| Path::new(f).exists()) {
-        return Ok(());
-    }
-    println!("xtask: installing {}", HOST_APT.join(" "));
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(HOST_APT)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 pub fn install_kotlin() -> Result<()> {
@@ -95,7 +82,8 @@ pub fn install_swift_chroot() -> Result<()> {
     if std::fs::read_to_string(chroot_marker()).is_ok_and(|s| s == chroot_marker_text()) {
         return Ok(());
     }
-    install_host_packages()?;
+    system::ensure(&[Need::Debootstrap])?;
+    let debootstrap = system::debootstrap_path().context("debootstrap not found")?;
     // debootstrap's own completion marker: a run killed half-way leaves a root with apt-get
     // present but the base system unconfigured, which no later step can repair.
     let bootstrapped = root.join("etc/phonesignin-debootstrap-done");
@@ -108,16 +96,19 @@ pub fn install_swift_chroot() -> Result<()> {
         if root.exists() {
             // A half-made chroot from an interrupted run: start over (never across a mount).
             Chroot::cleanup_stale(&root)?;
-            std::fs::remove_dir_all(&root)?;
+            run(as_root("rm")?.args(["-rf", "--one-file-system"]).arg(&root))?;
         }
-        run(Command::new("debootstrap")
+        std::fs::create_dir_all(root.parent().expect("target/swiftroot"))?;
+        run(as_root(&debootstrap.display().to_string())?
             .args(["--variant=minbase", "trixie"])
             .arg(&root)
             .arg(&mirror))?;
-        std::fs::write(&bootstrapped, "trixie\n")?;
+        write_as_root(&bootstrapped, "trixie\n")?;
     }
-    std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))
-        .context("copying resolv.conf")?;
+    run(as_root("cp")?
+        .arg("/etc/resolv.conf")
+        .arg(root.join("etc/resolv.conf")))
+    .context("copying resolv.conf")?;
     let chroot = Chroot::enter(&root, false)?;
     // `dpkg --configure -a` first: an earlier run interrupted mid-install leaves dpkg half-done,
     // and apt refuses to continue until it is finished.
@@ -127,7 +118,30 @@ pub fn install_swift_chroot() -> Result<()> {
         CHROOT_APT.join(" ")
     ))?;
     drop(chroot);
-    std::fs::write(chroot_marker(), chroot_marker_text())?;
+    write_as_root(&chroot_marker(), &chroot_marker_text())?;
+    Ok(())
+}
+
+/// Writes a file inside the (root-owned) chroot: directly as root, else through `sudo -n tee`.
+fn write_as_root(path: &Path, text: &str) -> Result<()> {
+    if system::is_root() {
+        return std::fs::write(path, text).with_context(|| format!("writing {}", path.display()));
+    }
+    use std::io::Write;
+    let mut child = as_root("tee")?
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("sudo -n tee")?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("writing {} failed", path.display());
+    }
     Ok(())
 }
 
@@ -172,7 +186,7 @@ impl Chroot {
         };
         let proc_dir = root.join("proc");
         std::fs::create_dir_all(&proc_dir)?;
-        run(Command::new("mount")
+        run(as_root("mount")?
             .args(["-t", "proc", "proc"])
             .arg(&proc_dir))?;
         c.mounts.push(proc_dir);
@@ -180,7 +194,7 @@ impl Chroot {
             let src = root.join("src");
             std::fs::create_dir_all(&src)?;
             // Plain --bind (not --rbind): the chroot itself lives inside the project's target/.
-            run(Command::new("mount")
+            run(as_root("mount")?
                 .arg("--bind")
                 .arg(std::env::current_dir()?)
                 .arg(&src))?;
@@ -189,15 +203,16 @@ impl Chroot {
         Ok(c)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Runs `sh -c script` inside the chroot.
     pub fn run(&self, script: &str) -> Result<()> {
-        run(Command::new("chroot")
-            .arg(&self.root)
-            .args(["sh", "-c", script]))
+        run(&mut self.command(script)?)
+    }
+
+    /// `chroot ROOT sh -c script`, as root.
+    pub fn command(&self, script: &str) -> Result<Command> {
+        let mut c = as_root("chroot")?;
+        c.arg(&self.root).args(["sh", "-c", script]);
+        Ok(c)
     }
 
     /// Unmounts whatever is still mounted under `root` (an earlier run that was killed).
@@ -212,7 +227,9 @@ impl Chroot {
         stale.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in stale {
             eprintln!("xtask: unmounting stale {m}");
-            let _ = Command::new("umount").arg("-l").arg(m).status();
+            if let Ok(mut c) = as_root("umount") {
+                let _ = c.arg("-l").arg(m).status();
+            }
         }
         Ok(())
     }
@@ -256,10 +273,9 @@ impl Drop for Chroot {
                 &signal[1..]
             );
             for pid in pids {
-                let _ = Command::new("kill")
-                    .arg(signal)
-                    .arg(pid.to_string())
-                    .status();
+                if let Ok(mut c) = as_root("kill") {
+                    let _ = c.arg(signal).arg(pid.to_string()).status();
+                }
             }
             for _ in 0..30 {
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -269,13 +285,13 @@ impl Drop for Chroot {
             }
         }
         for m in self.mounts.drain(..).rev() {
-            let ok = Command::new("umount")
-                .arg(&m)
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok =
+                as_root("umount").is_ok_and(|mut c| c.arg(&m).status().is_ok_and(|s| s.success()));
             if !ok {
                 // Busy (a process still running inside): detach lazily so nothing stays behind.
-                let _ = Command::new("umount").arg("-l").arg(&m).status();
+                if let Ok(mut c) = as_root("umount") {
+                    let _ = c.arg("-l").arg(&m).status();
+                }
             }
         }
     }
