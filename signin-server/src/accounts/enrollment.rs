@@ -15,8 +15,6 @@ use crate::state::AppState;
 use crate::store::enrollment::{self as codes, NewDevice};
 use crate::store::{devices, from_db_ms, now_ms, to_db_ms};
 
-const PUSH_KINDS: [&str; 3] = ["longpoll", "apns", "fcm"];
-
 /// What the database keys an enrollment code by: SHA-256 of the code, base64url.
 pub fn code_hash(code: &str) -> String {
     b64(&sha256(code.as_bytes()))
@@ -72,7 +70,7 @@ pub async fn complete(
         .map_err(|_| AppError::InvalidRequest("challenge must be 32 bytes of base64url"))?;
     let device_public_key = PublicKey::from_b64("device_public_key", &body.device_public_key)
         .map_err(|_| AppError::InvalidRequest("device_public_key is not a P-256 SEC1 key"))?;
-    if !PUSH_KINDS.contains(&body.push.kind.as_str()) {
+    if body.push.parsed_kind().is_err() {
         return Err(AppError::InvalidRequest(
             "push.kind must be longpoll, apns or fcm",
         ));

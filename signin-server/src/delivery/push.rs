@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authenticator_protocol::push::PushEnvelope;
+use authenticator_protocol::push::{PushChannelKind, PushEnvelope};
 use authenticator_protocol::UnixMillis;
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -24,9 +24,9 @@ pub use super::apns::{ApnsClient, ApnsConfig};
 pub use super::fcm::{FcmClient, FcmConfig};
 
 /// Push kinds a device may register (`PushChannel.kind`).
-pub const KIND_APNS: &str = "apns";
-pub const KIND_FCM: &str = "fcm";
-pub const KIND_LONGPOLL: &str = "longpoll";
+pub const KIND_APNS: &str = PushChannelKind::Apns.as_str();
+pub const KIND_FCM: &str = PushChannelKind::Fcm.as_str();
+pub const KIND_LONGPOLL: &str = PushChannelKind::LongPoll.as_str();
 
 /// What one push needs: the envelope, the device token and when the request expires.
 #[derive(Clone)]

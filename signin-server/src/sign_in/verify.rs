@@ -2,7 +2,9 @@
 //! tests call exactly these.
 use authenticator_protocol::encoding::{ct_eq, sha256, unb64_fixed};
 use authenticator_protocol::enroll::{EnrollProof, PasswordlessKeyRegistration};
-use authenticator_protocol::sign_in::{Decision, DeviceAuth, RequestKind, SignInResponse};
+use authenticator_protocol::sign_in::{
+    select_response_key, Decision, DeviceAuth, RequestKind, SignInResponse,
+};
 use authenticator_protocol::wire::{ResponseBody, MAX_CLOCK_SKEW_MS};
 use authenticator_protocol::{PublicKey, Signature, TypedNumber, UnixMillis};
 
@@ -62,21 +64,15 @@ pub fn verify_passwordless_registration(
     verify(&reg.passwordless_public_key, &bytes, key_signature)
 }
 
-/// §6.3: the key that must sign `decision` on a request of `kind`.
+/// §6.3: the key that must sign `decision` on a request of `kind` (the rule is
+/// `authenticator_protocol::sign_in::response_key_role`, shared with the phone).
 pub fn response_key(
     kind: RequestKind,
     decision: Decision,
     keys: &DeviceKeys,
 ) -> Result<&PublicKey, AppError> {
-    match (decision, kind) {
-        (Decision::Approve, RequestKind::Passwordless) => {
-            keys.passwordless.as_ref().ok_or(AppError::KeyNotAllowed)
-        }
-        (Decision::Approve, RequestKind::Push) => {
-            Ok(keys.passwordless.as_ref().unwrap_or(&keys.device))
-        }
-        (Decision::Deny | Decision::Report, _) => Ok(&keys.device),
-    }
+    select_response_key(kind, decision, &keys.device, keys.passwordless.as_ref())
+        .map_err(|_| AppError::KeyNotAllowed)
 }
 
 /// §5.6 steps 3 and 4 (binding part): the signature under the §6.3 key, then the nonce and the
