@@ -5,12 +5,10 @@ pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod config;
-pub mod config_file;
 pub mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod extract;
-pub mod options;
 pub mod sign_in;
 pub mod state;
 pub mod store;
@@ -107,6 +105,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// Opens the database, applies the `serve` settings and returns the handler state.
 pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
+    config.check()?;
     let pool = store::connect(&config.database).await?;
     if let Some(name) = &config.server_name {
         store::set_setting(&pool, store::SERVER_NAME_SETTING, name).await?;
@@ -115,8 +114,6 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         store::set_setting(&pool, store::ENROLLMENT_TTL_SETTING, &ttl.to_string()).await?;
     }
     if let Some(url) = &config.public_url {
-        authenticator_protocol::enroll::check_server_url(url)
-            .context("--public-url must be https (or http on a loopback address)")?;
         store::set_setting(&pool, web::PUBLIC_URL_SETTING, url.as_str()).await?;
     }
     let settings = Settings {

@@ -1,13 +1,12 @@
 //! `signin-server`: serve the sign-in API, or administer its database.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use signin_server::config_file::{FileConfig, Overrides};
+use signin_server::config::{Layer, ServeConfig};
 use signin_server::sign_in::policy;
 use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
 use signin_server::{accounts, audit, store};
@@ -31,24 +30,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP server.
     Serve {
-        /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long, env = "SIGNIN_LISTEN")]
-        listen: Option<SocketAddr>,
-        /// Name shown on phones (stored; default "Contoso").
-        #[arg(long, env = "SIGNIN_SERVER_NAME")]
-        server_name: Option<String>,
-        /// Lifetime of a sign-in request in seconds (default 90).
-        #[arg(long, env = "SIGNIN_REQUEST_TTL_SECS")]
-        request_ttl_secs: Option<u64>,
-        /// Lifetime of new enrollment codes (stored; default 600).
-        #[arg(long, env = "SIGNIN_ENROLLMENT_TTL_SECS")]
-        enrollment_ttl_secs: Option<u64>,
-        /// The URL users and phones reach this server at (stored), e.g. https://signin.example.com/.
-        /// Needed for the web pages unless they are opened on a loopback address.
-        #[arg(long, env = "SIGNIN_PUBLIC_URL")]
-        public_url: Option<url::Url>,
+        // Every `serve` setting (signin_server::config::sections); `--database` is global.
         #[command(flatten)]
-        delivery: Box<signin_server::options::DeliveryArgs>,
+        settings: Box<Layer>,
     },
     /// Administer users, policy and enrollment.
     Admin {
@@ -192,31 +176,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let file = FileConfig::load_optional(cli.config.as_deref())?;
+    let file = Layer::load_optional(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve {
-            listen,
-            server_name,
-            request_ttl_secs,
-            enrollment_ttl_secs,
-            public_url,
-            delivery,
-        } => {
-            let mut config = file.serve_config(Overrides {
+        Command::Serve { settings } => {
+            let flags = Layer {
                 database: cli.database,
-                listen,
-                server_name,
-                request_ttl_secs,
-                enrollment_ttl_secs,
-                public_url,
-            });
-            // Flags and SIGNIN_* variables of push, GeoIP, proxies and limits over the file.
-            file.apply_delivery_sections(&mut config)?;
-            delivery.apply(&mut config)?;
-            signin_server::run(config).await
+                ..*settings
+            };
+            signin_server::run(ServeConfig::merge(flags, file)?).await
         }
         Command::Admin { command } => {
-            let pool = store::connect(&file.database(cli.database)).await?;
+            let pool = store::connect(&file.database_url(cli.database)).await?;
             admin_command(&pool, command).await
         }
     }
