@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::error::AppError;
-use crate::sign_in::verify::{check_fresh, verify_device_auth};
+use crate::sign_in::verify::{check_device_auth_fresh, verify_device_auth};
 use crate::state::AppState;
 use crate::store::devices::{load_device, Device};
 
@@ -32,7 +32,7 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
         let device = load_device(&state.pool, &auth.account_id)
             .await?
             .ok_or(AppError::UnknownAccount)?;
-        check_fresh(auth.timestamp, UnixMillis::now())?;
+        check_device_auth_fresh(auth.timestamp, UnixMillis::now())?;
         let path_and_query = parts
             .uri
             .path_and_query()

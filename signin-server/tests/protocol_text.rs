@@ -736,6 +736,29 @@ async fn device_auth_covers_the_path_the_phone_sent_so_a_prefix_rewriting_proxy_
     assert_eq!(r.status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn device_auth_refuses_a_header_more_than_60_s_old_or_more_than_5_s_ahead_as_stale_timestamp()
+{
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let pq = "/api/v1/device/poll?wait=0";
+    let now = UnixMillis::now().0;
+    // 4 minutes old, 30 s ahead, and 4 min 59 s ahead (all inside the signed bodies' ±5 min).
+    for ts in [now - 4 * 60_000, now + 30_000, now + 299_000] {
+        let r = h.get(pq, Some(phone.auth_at("GET", pq, ms(ts)))).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::UNAUTHORIZED, "stale_timestamp"),
+            "{ts}"
+        );
+    }
+    // Fresh (a little old, a little ahead): accepted.
+    for ts in [now - 30_000, now + 2_000, now] {
+        let r = h.get(pq, Some(phone.auth_at("GET", pq, ms(ts)))).await;
+        assert_eq!(r.status, StatusCode::OK, "{ts} {:?}", r.body);
+    }
+}
+
 // ---- §7: the sign-in page API ----
 
 #[tokio::test]

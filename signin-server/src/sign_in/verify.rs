@@ -29,8 +29,31 @@ pub fn check_fresh(timestamp: UnixMillis, now: UnixMillis) -> Result<(), AppErro
     Ok(())
 }
 
+/// §4: how old a device-auth header may be. Device auth signs only method, path and time, so
+/// a captured header can be replayed for its whole window: the phone signs every request
+/// afresh, so the window only has to cover transit and a phone clock slightly behind.
+/// Policy choice: one minute.
+pub const DEVICE_AUTH_MAX_AGE_MS: u64 = 60 * 1000;
+
+/// §4: how far ahead of the server clock a device-auth header may be dated (clock skew only;
+/// a header dated later would stay replayable longer than `DEVICE_AUTH_MAX_AGE_MS`).
+/// Policy choice: five seconds.
+pub const DEVICE_AUTH_MAX_FUTURE_MS: u64 = 5 * 1000;
+
+/// §4: a device-auth timestamp must be at most `DEVICE_AUTH_MAX_AGE_MS` old and at most
+/// `DEVICE_AUTH_MAX_FUTURE_MS` ahead. (Signed bodies keep the ±`MAX_CLOCK_SKEW_MS` window.)
+pub fn check_device_auth_fresh(timestamp: UnixMillis, now: UnixMillis) -> Result<(), AppError> {
+    let (t, n) = (timestamp.millis(), now.millis());
+    let too_old = n.saturating_sub(t) > DEVICE_AUTH_MAX_AGE_MS;
+    let too_new = t.saturating_sub(n) > DEVICE_AUTH_MAX_FUTURE_MS;
+    if too_old || too_new {
+        return Err(AppError::StaleTimestamp);
+    }
+    Ok(())
+}
+
 /// §4: the device key's signature over `METHOD path?query account_id timestamp`.
-/// The caller has already checked the timestamp (`check_fresh`).
+/// The caller has already checked the timestamp (`check_device_auth_fresh`).
 pub fn verify_device_auth(
     method: &str,
     path_and_query: &str,
@@ -139,6 +162,25 @@ pub fn number_matches(stored: &StoredRequest, response: &SignInResponse) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_auth_is_fresh_for_a_minute_and_five_seconds_ahead_only() {
+        let now = UnixMillis(10_000_000);
+        let at = |offset: i64| UnixMillis((now.0 as i64 + offset) as u64);
+        for ok in [0, -60_000, 5_000, -1] {
+            assert!(check_device_auth_fresh(at(ok), now).is_ok(), "{ok}");
+        }
+        // 4 min old, 30 s ahead, 4 min 59 s ahead (accepted by the old ±5 min window).
+        for stale in [-240_000, -60_001, 30_000, 5_001, 299_000] {
+            assert!(
+                matches!(
+                    check_device_auth_fresh(at(stale), now),
+                    Err(AppError::StaleTimestamp)
+                ),
+                "{stale}"
+            );
+        }
+    }
 
     #[test]
     fn freshness_and_replay() {

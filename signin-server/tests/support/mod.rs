@@ -284,7 +284,11 @@ impl Phone {
     }
 
     pub fn auth(&self, method: &str, path_and_query: &str) -> String {
-        let ts = UnixMillis::now();
+        self.auth_at(method, path_and_query, UnixMillis::now())
+    }
+
+    /// A device-auth header dated `ts`.
+    pub fn auth_at(&self, method: &str, path_and_query: &str, ts: UnixMillis) -> String {
         let sig = self.device.sign(&DeviceAuth::signed_bytes(
             method,
             path_and_query,
