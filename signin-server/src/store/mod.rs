@@ -14,6 +14,7 @@
 //! - state changes that must happen once are single conditional statements
 //!   (`UPDATE ... WHERE status = 'pending'`), atomic on both; a transaction that reads, then
 //!   writes rows about one user first takes [`lock_user`].
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -79,8 +80,9 @@ impl Backend {
 }
 
 /// Opens the database at `url` and runs the migrations. SQLite: `sqlite://path`, the file is
-/// created if missing and put in WAL mode. PostgreSQL: `postgres://user:password@host/db`
-/// (the database must exist; `?sslmode=require` etc. as usual).
+/// created if missing (mode `0600`; a file the group or others may access is refused) and put
+/// in WAL mode. PostgreSQL: `postgres://user:password@host/db` (the database must exist;
+/// `?sslmode=require` etc. as usual).
 pub async fn connect(url: &str) -> anyhow::Result<Pool> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
@@ -91,11 +93,15 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
             .context("invalid --database URL (expected sqlite://path)")?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal);
+        let file = options.get_filename().to_owned();
+        protect_sqlite_file(&file)?;
         let conn = options
             .connect()
             .await
             .context("could not open the database")?;
         conn.close().await?;
+        // SQLite creates `-wal`/`-shm` with the database file's mode; make sure of it.
+        restrict_sqlite_side_files(&file)?;
     }
     let pool = AnyPoolOptions::new()
         .max_connections(match backend {
@@ -111,6 +117,86 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
         .await
         .context("database migration failed")?;
     Ok(pool)
+}
+
+/// The files of a SQLite database: the database itself and its WAL and shared-memory files.
+fn sqlite_files(file: &Path) -> [PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [file.to_owned(), with("-wal"), with("-shm")]
+}
+
+/// The database holds the server's signing key and the password hashes: a new file is created
+/// `0600` (owner only), and an existing file (or its `-wal`/`-shm`) that the group or others
+/// may read or write is refused, naming the path and the fix. In-memory databases pass.
+#[cfg(unix)]
+fn protect_sqlite_file(file: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = file.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    for path in sqlite_files(file) {
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("database file {}", path.display())),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "database file {path} has mode {mode:04o}: it holds the server signing key and \
+                 password hashes and must be readable by its owner only; run `chmod 600 {path}`",
+                path = path.display()
+            );
+        }
+    }
+    if !file.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+        {
+            Ok(_) => {}
+            // Created meanwhile by someone else: SQLite opens it, and the next start checks it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating database file {}", file.display()))
+            }
+        }
+        // A umask cannot widen `mode`, but make the result exact whatever it is.
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 600 {}", file.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn protect_sqlite_file(_file: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_sqlite_side_files(file: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for path in sqlite_files(file).into_iter().skip(1) {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("chmod 600 {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_sqlite_side_files(_file: &Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Serializes transactions about one user, across connections and server instances: run it
