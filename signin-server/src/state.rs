@@ -4,6 +4,7 @@ use std::sync::Arc;
 use authenticator_protocol::EcdsaSigner;
 use tokio::sync::watch;
 
+use crate::accounts::passwords::{PasswordGuard, PasswordLimits};
 use crate::config::Settings;
 use crate::delivery::push::{Dispatcher, RetryPolicy, Transport};
 use crate::delivery::{LongPoll, Waiters};
@@ -25,6 +26,8 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// Anti-fatigue limits and the pause after a report.
     pub risk: Arc<RiskConfig>,
+    /// Bounds Argon2 concurrency and throttles password attempts per user and address.
+    pub passwords: Arc<PasswordGuard>,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub shutdown: watch::Receiver<bool>,
@@ -49,6 +52,7 @@ impl AppState {
             settings: Arc::new(settings),
             dispatcher,
             risk: Arc::new(RiskConfig::default()),
+            passwords: Arc::new(PasswordGuard::default()),
             trusted_proxies: Arc::new(Vec::new()),
             longpoll,
             request_waiters: Arc::new(Waiters::default()),
@@ -72,6 +76,12 @@ impl AppState {
 
     pub fn with_risk(mut self, config: RiskConfig) -> Self {
         self.risk = Arc::new(config);
+        self
+    }
+
+    /// Password-check limits (a fresh guard: concurrency bound and empty buckets).
+    pub fn with_password_limits(mut self, limits: PasswordLimits) -> Self {
+        self.passwords = Arc::new(PasswordGuard::new(limits));
         self
     }
 

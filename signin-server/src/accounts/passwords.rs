@@ -4,6 +4,12 @@ use anyhow::{bail, Context};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 use crate::audit::{self, Event};
 use crate::store::{users, Pool, StoreResult};
@@ -59,32 +65,325 @@ pub async fn has_password(pool: &Pool, upn: &str) -> StoreResult<bool> {
     Ok(users::password_hash(pool, upn).await?.is_some())
 }
 
-/// Whether `password` is the password of `upn`. Unknown users and users without a password
-/// are checked against a dummy hash and fail. Argon2 runs on a blocking thread.
-pub async fn verify_password(pool: &Pool, upn: &str, password: &str) -> anyhow::Result<bool> {
+/// Password checks run at most this many Argon2 hashes at once: each holds 19 MiB, so an
+/// unbounded flood of `POST /signin/password` exhausted memory. One per core: more would not
+/// finish sooner, only hold more memory.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Password attempts a user may make in a burst (policy choice: a few typos).
+pub const USER_ATTEMPT_BURST: u32 = 5;
+/// Then one more attempt per user every minute (policy choice: 60 guesses an hour at most).
+pub const USER_ATTEMPT_REFILL: Duration = Duration::from_secs(60);
+/// Password attempts one client address (IPv4 address, IPv6 /64) may make in a burst, over all
+/// users (policy choice: an office behind one NAT address signing in at 9:00).
+pub const IP_ATTEMPT_BURST: u32 = 20;
+/// Then one more attempt per address every 6 seconds (policy choice: 10 a minute).
+pub const IP_ATTEMPT_REFILL: Duration = Duration::from_secs(6);
+/// Buckets kept per kind (users, addresses): memory stays bounded under a spray of made-up names
+/// or addresses. When full, refilled buckets are dropped first, then the least recently used.
+pub const MAX_TRACKED_BUCKETS: usize = 10_000;
+
+/// Limits of [`PasswordGuard`]; the defaults are the constants above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordLimits {
+    /// Argon2 hashes at once (default: the number of cores).
+    pub concurrency: usize,
+    pub user_burst: u32,
+    pub user_refill: Duration,
+    pub ip_burst: u32,
+    pub ip_refill: Duration,
+}
+
+impl Default for PasswordLimits {
+    fn default() -> Self {
+        PasswordLimits {
+            concurrency: default_concurrency(),
+            user_burst: USER_ATTEMPT_BURST,
+            user_refill: USER_ATTEMPT_REFILL,
+            ip_burst: IP_ATTEMPT_BURST,
+            ip_refill: IP_ATTEMPT_REFILL,
+        }
+    }
+}
+
+/// Which limit refused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    User,
+    ClientAddress,
+}
+
+impl Throttle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Throttle::User => "user",
+            Throttle::ClientAddress => "client_address",
+        }
+    }
+}
+
+/// The answer of [`verify_password`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Correct,
+    Wrong,
+    /// Refused before hashing: too many attempts for this user or from this address.
+    Throttled {
+        by: Throttle,
+        retry_after_secs: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Token buckets by key (a user or an address), bounded in number.
+#[derive(Debug)]
+struct Buckets<K> {
+    map: HashMap<K, Bucket>,
+}
+
+impl<K> Default for Buckets<K> {
+    fn default() -> Self {
+        Buckets {
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
+    /// The bucket of `key` refilled to `now`, or, when it has no token, how long until it has one.
+    fn refill(
+        &mut self,
+        key: &K,
+        burst: u32,
+        refill: Duration,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let burst = f64::from(burst.max(1));
+        let per_sec = 1.0 / refill.as_secs_f64().max(0.001);
+        if !self.map.contains_key(key) && self.map.len() >= MAX_TRACKED_BUCKETS {
+            self.map.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_sec < burst
+            });
+            if self.map.len() >= MAX_TRACKED_BUCKETS {
+                if let Some(oldest) = self
+                    .map
+                    .iter()
+                    .min_by_key(|(_, b)| b.updated)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.map.remove(&oldest);
+                }
+            }
+        }
+        let b = self.map.entry(key.clone()).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.updated).as_secs_f64() * per_sec).min(burst);
+        b.updated = now;
+        if b.tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_sec))
+        }
+    }
+
+    fn take(&mut self, key: &K) {
+        if let Some(b) = self.map.get_mut(key) {
+            b.tokens -= 1.0;
+        }
+    }
+}
+
+/// A client address as throttled: IPv4 as is, IPv6 by its /64 (one subscriber's prefix).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    hashes: AtomicU64,
+}
+
+/// What password checks may cost: a bound on concurrent Argon2 hashes (a semaphore) and
+/// per-user and per-address attempt limits (in memory, per server instance). One per server.
+#[derive(Debug)]
+pub struct PasswordGuard {
+    limits: PasswordLimits,
+    permits: Arc<Semaphore>,
+    users: Mutex<Buckets<String>>,
+    addresses: Mutex<Buckets<IpAddr>>,
+    counters: Arc<Counters>,
+}
+
+/// What [`PasswordGuard::stats`] reports (for tests and diagnostics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordStats {
+    /// Argon2 verifications run so far.
+    pub hashes: u64,
+    /// The most that ever ran at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for PasswordGuard {
+    fn default() -> Self {
+        PasswordGuard::new(PasswordLimits::default())
+    }
+}
+
+impl PasswordGuard {
+    pub fn new(limits: PasswordLimits) -> Self {
+        let limits = PasswordLimits {
+            concurrency: limits.concurrency.max(1),
+            ..limits
+        };
+        PasswordGuard {
+            permits: Arc::new(Semaphore::new(limits.concurrency)),
+            limits,
+            users: Mutex::default(),
+            addresses: Mutex::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn limits(&self) -> PasswordLimits {
+        self.limits
+    }
+
+    pub fn stats(&self) -> PasswordStats {
+        PasswordStats {
+            hashes: self.counters.hashes.load(Ordering::SeqCst),
+            max_in_flight: self.counters.max_in_flight.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Takes one attempt from the user's and the address's buckets, or neither when either is
+    /// empty. No address (unknown client): only the user's bucket.
+    fn admit(&self, upn: &str, ip: Option<IpAddr>) -> Result<(), (Throttle, Duration)> {
+        let now = Instant::now();
+        let l = &self.limits;
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        let upn = upn.to_owned();
+        users
+            .refill(&upn, l.user_burst, l.user_refill, now)
+            .map_err(|d| (Throttle::User, d))?;
+        let ip = ip.map(address_key);
+        if let Some(ip) = &ip {
+            addresses
+                .refill(ip, l.ip_burst, l.ip_refill, now)
+                .map_err(|d| (Throttle::ClientAddress, d))?;
+            addresses.take(ip);
+        }
+        users.take(&upn);
+        Ok(())
+    }
+}
+
+/// Whether `password` is the password of `upn`, attempted from `ip`. Throttled attempts
+/// (per user, per address) are refused without hashing. Unknown users and users without a
+/// password are checked against a dummy hash and fail. Argon2 runs on a blocking thread, at
+/// most `concurrency` at once (the permit is held until the hash ends, even if the request is
+/// dropped).
+pub async fn verify_password(
+    pool: &Pool,
+    guard: &PasswordGuard,
+    upn: &str,
+    ip: Option<IpAddr>,
+    password: &str,
+) -> anyhow::Result<PasswordCheck> {
+    if let Err((by, wait)) = guard.admit(upn, ip) {
+        return Ok(PasswordCheck::Throttled {
+            by,
+            retry_after_secs: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0),
+        });
+    }
     let phc = users::password_hash(pool, upn).await?;
     let known = phc.is_some();
-    let phc = phc.unwrap_or_else(|| dummy_hash().to_owned());
     let password = password.to_owned();
+    let permit = guard
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .context("password check semaphore")?;
+    let counters = guard.counters.clone();
     let ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         if password.len() > MAX_PASSWORD_BYTES {
             return false;
         }
-        match PasswordHash::new(&phc) {
+        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let phc = phc.unwrap_or_else(|| dummy_hash().to_owned());
+        let ok = match PasswordHash::new(&phc) {
             Ok(parsed) => Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok(),
             Err(_) => false,
-        }
+        };
+        counters.hashes.fetch_add(1, Ordering::SeqCst);
+        counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+        ok
     })
     .await
     .context("password check task")?;
-    Ok(known && ok)
+    Ok(if known && ok {
+        PasswordCheck::Correct
+    } else {
+        PasswordCheck::Wrong
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_refill_and_stay_bounded() {
+        let mut b = Buckets::<String>::default();
+        let t0 = Instant::now();
+        let key = "bob".to_owned();
+        for _ in 0..2 {
+            b.refill(&key, 2, Duration::from_secs(60), t0).unwrap();
+            b.take(&key);
+        }
+        let wait = b.refill(&key, 2, Duration::from_secs(60), t0).unwrap_err();
+        assert!(wait <= Duration::from_secs(60) && wait > Duration::from_secs(59));
+        assert!(b
+            .refill(
+                &key,
+                2,
+                Duration::from_secs(60),
+                t0 + Duration::from_secs(60)
+            )
+            .is_ok());
+        for i in 0..MAX_TRACKED_BUCKETS + 50 {
+            let k = format!("user{i}");
+            b.refill(&k, 2, Duration::from_secs(60), t0).unwrap();
+            b.take(&k);
+        }
+        assert!(b.map.len() <= MAX_TRACKED_BUCKETS);
+        let v6 = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(v6("2001:db8::1"), v6("2001:db8::ffff:2"));
+        assert_ne!(v6("2001:db8::1"), v6("2001:db8:0:1::1"));
+        assert_eq!(v6("::ffff:192.0.2.1"), v6("192.0.2.1"));
+    }
 
     #[test]
     fn argon2id_phc_and_minimum_length() {

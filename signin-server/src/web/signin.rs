@@ -3,7 +3,7 @@
 //! once, under a new session id.
 use authenticator_protocol::sign_in::RequestKind;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::html;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::pages::{csrf, layout, notice, Notice};
 use super::{load_user, page, see_other, Session, WebError, WEB_APP_NAME};
+use crate::accounts::passwords::{self, PasswordCheck};
 use crate::audit::{self, Event};
 use crate::error::AppError;
 use crate::extract::ClientIp;
@@ -218,10 +219,42 @@ pub async fn submit_password(
     let Some(upn) = session.pending_upn.clone() else {
         return Ok(Redirect::to("/signin").into_response());
     };
-    let ok = crate::accounts::passwords::verify_password(&state.pool, &upn, &f.password)
+    let checked = passwords::verify_password(&state.pool, &state.passwords, &upn, ip, &f.password)
         .await
         .map_err(WebError::Internal)?;
-    let user = if ok {
+    if let PasswordCheck::Throttled {
+        by,
+        retry_after_secs,
+    } = checked
+    {
+        let outcome = format!(
+            "password_attempts by={} retry_after_secs={retry_after_secs}",
+            by.as_str()
+        );
+        audit::record(
+            &state.pool,
+            Event::RateLimited,
+            audit::Entry {
+                upn: Some(&upn),
+                outcome: &outcome,
+                ..Default::default()
+            },
+        )
+        .await?;
+        tracing::info!(by = by.as_str(), "password attempt refused: throttled");
+        let minutes = retry_after_secs.div_ceil(60);
+        let text = format!(
+            "Too many password attempts. Wait {minutes} minute{} and try again.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        let mut r = password_page(&session, &upn, Notice::Error(&text));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
+    let user = if checked == PasswordCheck::Correct {
         load_user(&state.pool, &upn).await?
     } else {
         None
