@@ -257,3 +257,129 @@ async fn the_attempt_after_the_burst_from_one_address_is_refused_without_hashing
         && r.upn.as_deref() == Some("user3@contoso.test")
         && r.outcome.contains("by=client_address")));
 }
+
+// ---- item 5: the pre-sign-in session id does not follow the sign-in ----
+
+/// The number on a wait page.
+fn number_of(r: &Reply) -> String {
+    let html = text(r);
+    let at = html.find("id=\"number\"").expect("the number");
+    let rest = &html[at..];
+    let start = rest.find('>').unwrap() + 1;
+    rest[start..start + 2].to_owned()
+}
+
+#[tokio::test]
+async fn the_session_id_from_before_the_upn_post_cannot_complete_the_sign_in() {
+    let h = harness().await;
+    let phone = h.ready_phone("bobby@contoso.test").await;
+    let mut browser = Browser::new(&h);
+    let r = browser.get("/signin").await;
+    let before = browser.cookie.clone().expect("a cookie before the UPN");
+    let before_csrf = csrf_of(&r);
+    let r = browser
+        .post(
+            "/signin",
+            &[("csrf", &before_csrf), ("upn", "bobby@contoso.test")],
+        )
+        .await;
+    assert_eq!(r.headers["location"], "/signin/wait");
+    let after = browser.cookie.clone().unwrap();
+    assert_ne!(before, after, "a new session id once the UPN is submitted");
+    let wait = browser.get("/signin/wait").await;
+    let number = number_of(&wait);
+    let csrf = csrf_of(&wait);
+    // Someone holding the earlier id (a shared computer, a planted or logged cookie)…
+    let mut other = Browser::new(&h);
+    other.cookie = Some(before.clone());
+    let r = other.get("/signin/wait").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "no number for the old id");
+    // …waits for the user to approve on the phone…
+    let p = phone.poll(&h, 0).await;
+    let id = p.body["pushes"][0]["rid"].as_str().unwrap().to_owned();
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let ok = phone.answer(
+        &f,
+        authenticator_protocol::sign_in::Decision::Approve,
+        Some(&number),
+    );
+    assert_eq!(h.post(&respond_uri(&id), ok).await.status, StatusCode::OK);
+    // …and cannot complete it, whichever CSRF token it sends.
+    for token in [&before_csrf, &csrf] {
+        other.cookie = Some(before.clone());
+        let r = other.post("/signin/complete", &[("csrf", token)]).await;
+        assert_ne!(
+            r.headers.get("location").map(|l| l.to_str().unwrap()),
+            Some("/me")
+        );
+        assert!(
+            other.get("/me").await.status != StatusCode::OK,
+            "not signed in"
+        );
+    }
+    // The browser that submitted the UPN completes it.
+    let r = browser.post("/signin/complete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.headers["location"], "/me");
+    assert_eq!(browser.get("/me").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_session_id_from_before_the_password_post_cannot_complete_a_push_sign_in() {
+    use signin_server::sign_in::policy::{Mode, PolicyUpdate};
+    let h = harness().await;
+    let phone = h.ready_phone("bobby@contoso.test").await;
+    passwords::set_password(&h.state.pool, "bobby@contoso.test", "bobby password 1")
+        .await
+        .unwrap();
+    let push = PolicyUpdate {
+        mode: Some(Mode::Push),
+        ..Default::default()
+    };
+    signin_server::accounts::set_policy(&h.state.pool, &push)
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&h);
+    let r = browser.get("/signin").await;
+    let first = browser.cookie.clone().unwrap();
+    let first_csrf = csrf_of(&r);
+    let (r, csrf) = browser.submit_upn("bobby@contoso.test").await;
+    assert_eq!(r.headers["location"], "/signin/password");
+    let before = browser.cookie.clone().unwrap();
+    let r = browser.password(&csrf, "bobby password 1").await;
+    assert_eq!(r.headers["location"], "/signin/wait");
+    assert_ne!(
+        browser.cookie.as_ref(),
+        Some(&before),
+        "a new id for the push"
+    );
+    let wait = browser.get("/signin/wait").await;
+    let (number, wait_csrf) = (number_of(&wait), csrf_of(&wait));
+    let p = phone.poll(&h, 0).await;
+    let id = p.body["pushes"][0]["rid"].as_str().unwrap().to_owned();
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let ok = phone.answer(
+        &f,
+        authenticator_protocol::sign_in::Decision::Approve,
+        Some(&number),
+    );
+    assert_eq!(h.post(&respond_uri(&id), ok).await.status, StatusCode::OK);
+    // Neither id from before the UPN nor from before the password completes it.
+    let mut other = Browser::new(&h);
+    for (cookie, token) in [
+        (&first, &first_csrf),
+        (&before, &csrf),
+        (&first, &wait_csrf),
+        (&before, &wait_csrf),
+    ] {
+        other.cookie = Some(cookie.clone());
+        let r = other.post("/signin/complete", &[("csrf", token)]).await;
+        assert_ne!(
+            r.headers.get("location").map(|l| l.to_str().unwrap()),
+            Some("/me")
+        );
+    }
+    let r = browser
+        .post("/signin/complete", &[("csrf", &wait_csrf)])
+        .await;
+    assert_eq!(r.headers["location"], "/me");
+}

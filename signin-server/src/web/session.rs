@@ -209,6 +209,19 @@ impl Session {
         Ok(())
     }
 
+    /// Gives this session a new id, keeping its state: the old id stops working (its row is
+    /// deleted) and the next [`save`](Self::save) stores the session under the new id, whose
+    /// cookie the response sets. Used when the UPN is submitted, so an id seen before then (a
+    /// shared or planted pre-sign-in cookie) cannot follow the sign-in it started.
+    pub async fn rotate_id(&mut self, pool: &Pool) -> Result<(), WebError> {
+        if !self.is_new {
+            sessions::delete(pool, &self.id_hash(), None).await?;
+        }
+        self.sid = random_sid()?;
+        self.is_new = true;
+        Ok(())
+    }
+
     /// Ends this session and starts a signed-in one for `upn` under a new id (no session
     /// fixation). When `consume_request` is given, the old session must still hold that
     /// pending request: an approval signs in one browser once.

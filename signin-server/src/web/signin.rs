@@ -1,6 +1,7 @@
 //! The sign-in pages: UPN → (phone sign-in: the number, waiting) or (password → push with the
-//! number) → signed in. The browser that started a request is the only one it can sign in,
-//! once, under a new session id.
+//! number) → signed in. The session id changes when a request is started (the UPN for phone
+//! sign-in, the password for push) and again at sign-in; the browser that started a request is
+//! the only one it can sign in, once.
 use authenticator_protocol::sign_in::RequestKind;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -120,6 +121,8 @@ pub async fn submit_upn(
     session.resends = 0;
     match start(&state, ip, upn, RequestKind::Passwordless).await {
         Ok(started) => {
+            // The sign-in continues under a new session id (see `Session::rotate_id`).
+            session.rotate_id(&state.pool).await?;
             start_waiting(&state, &mut session, started, RequestKind::Passwordless).await?;
             Ok(see_other(&session, "/signin/wait"))
         }
@@ -128,6 +131,7 @@ pub async fn submit_upn(
         Err(
             AppError::UnknownAccount | AppError::NotPasswordlessCapable | AppError::PolicyDisabled,
         ) => {
+            // The id changes when the password starts the push (`submit_password`).
             session.save(&state.pool).await?;
             Ok(see_other(&session, "/signin/password"))
         }
@@ -279,6 +283,8 @@ pub async fn submit_password(
     match start(&state, ip, &upn, RequestKind::Push).await {
         Ok(started) => {
             session.resends = 0;
+            // The push sign-in continues under a new session id (see `Session::rotate_id`).
+            session.rotate_id(&state.pool).await?;
             start_waiting(&state, &mut session, started, RequestKind::Push).await?;
             Ok(see_other(&session, "/signin/wait"))
         }
