@@ -317,6 +317,19 @@ struct FakeState {
     fixed_account_id: Option<AccountId>,
 }
 
+/// How the long-poll waits a `FakeServer` held (with `hold_long_polls(true)`) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PollWaits {
+    /// Polls that found nothing pending and started to wait.
+    pub started: usize,
+    /// Waits ended by a new request for that account (`create_request`).
+    pub woken: usize,
+    /// Waits that ran their full `wait` seconds.
+    pub timed_out: usize,
+    /// Waits the client gave up (its request future was dropped).
+    pub cancelled: usize,
+}
+
 /// An in-process sign-in server at `base` (e.g. `http://127.0.0.1:7001/tenant/`).
 pub struct FakeServer {
     pub base: Url,
@@ -324,6 +337,11 @@ pub struct FakeServer {
     signer: EcdsaSigner,
     other_signer: EcdsaSigner,
     state: Mutex<FakeState>,
+    /// When set, a poll with nothing pending waits (like the real server) for `wait` seconds
+    /// or until a request is created. Off by default: polls answer at once.
+    hold_long_polls: std::sync::atomic::AtomicBool,
+    new_request: tokio::sync::Notify,
+    poll_waits: Mutex<PollWaits>,
 }
 
 type Reply = (u16, Vec<u8>);
@@ -357,7 +375,80 @@ impl FakeServer {
             signer: EcdsaSigner::generate().unwrap().0,
             other_signer: EcdsaSigner::generate().unwrap().0,
             state: Mutex::new(FakeState::default()),
+            hold_long_polls: std::sync::atomic::AtomicBool::new(false),
+            new_request: tokio::sync::Notify::new(),
+            poll_waits: Mutex::new(PollWaits::default()),
         })
+    }
+
+    /// Makes polls with nothing pending wait as the real server does (see `PollWaits`).
+    pub fn hold_long_polls(&self, hold: bool) {
+        self.hold_long_polls.store(hold, Ordering::SeqCst);
+    }
+
+    /// How the held long-poll waits ended so far.
+    pub fn poll_waits(&self) -> PollWaits {
+        *self.poll_waits.lock().unwrap()
+    }
+
+    /// Answers a request; a poll with nothing pending is held as the real server does when
+    /// `hold_long_polls` is on.
+    async fn serve(&self, request: &HttpRequest) -> Reply {
+        let is_poll = request.method == HttpMethod::Get
+            && request.url.path().ends_with("/api/v1/device/poll");
+        if !is_poll || !self.hold_long_polls.load(Ordering::SeqCst) {
+            return self.route(request);
+        }
+        // Created before looking, so a request created in between still wakes it.
+        let new_request = self.new_request.notified();
+        let answer = self.route(request);
+        let nothing_pending = answer.0 == 200
+            && serde_json::from_slice::<wire::PollResponse>(&answer.1)
+                .is_ok_and(|p| p.pushes.is_empty());
+        let wait = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "wait")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if !nothing_pending || wait == 0 {
+            return answer;
+        }
+        /// Counts the wait as cancelled unless it ended.
+        struct Held<'a>(&'a Mutex<PollWaits>, bool);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.lock().unwrap().cancelled += 1;
+                }
+            }
+        }
+        self.poll_waits.lock().unwrap().started += 1;
+        let mut held = Held(&self.poll_waits, false);
+        tokio::pin!(new_request);
+        let deadline = tokio::time::sleep(std::time::Duration::from_secs(wait));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut new_request => {
+                    let answer = self.route(request);
+                    let delivered = serde_json::from_slice::<wire::PollResponse>(&answer.1)
+                        .is_ok_and(|p| !p.pushes.is_empty());
+                    if delivered {
+                        held.1 = true;
+                        self.poll_waits.lock().unwrap().woken += 1;
+                        return answer;
+                    }
+                    // A request for another account: keep waiting.
+                    new_request.set(self.new_request.notified());
+                }
+                _ = &mut deadline => {
+                    held.1 = true;
+                    self.poll_waits.lock().unwrap().timed_out += 1;
+                    return self.route(request);
+                }
+            }
+        }
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -443,6 +534,7 @@ impl FakeServer {
                 last_response: None,
             },
         );
+        self.new_request.notify_waiters();
         (request_id.to_string(), number)
     }
 
@@ -867,7 +959,7 @@ impl HttpTransport for FakeNetwork {
             .find(|s| request.url.as_str().starts_with(s.base.as_str()))
             .cloned();
         let server = server.ok_or_else(|| TransportError("could not connect".into()))?;
-        let (status, body) = server.route(&request);
+        let (status, body) = server.serve(&request).await;
         Ok(HttpResponse { status, body })
     }
 }

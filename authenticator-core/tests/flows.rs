@@ -2,10 +2,11 @@
 //! signature with the protocol crate.
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use authenticator_core::testing::{
     AlwaysVerified, CountingVerifier, FakeNetwork, FakeServer, Forgery, KeyCall, MemoryKeyStore,
-    RecordingKeyStore,
+    PollWaits, RecordingKeyStore,
 };
 use authenticator_core::{
     Authenticator, AuthenticatorError, Decision, PushKind, PushOutcome, PushRegistration,
@@ -705,6 +706,100 @@ async fn poll_covers_every_account_and_survives_one_unreachable_server() {
     let (ra2, _) = a.create_request(&ia, WireKind::Push, false, TTL);
     let pending = p2.poll(0).await.unwrap();
     assert!(pending.iter().any(|r| r.request_id == ra2));
+}
+
+/// Yields (paused time does not advance while tasks run) until `done`; fails instead of spinning.
+async fn until(done: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the condition never became true");
+}
+
+/// Issue 8 (A): with two accounts, a request pending on one must not wait for the other
+/// account's long-poll to end. Paused time: the fake server's 20 s wait is virtual, so the
+/// elapsed time measures the behaviour exactly (without the fix it is the full 20 s).
+#[tokio::test(start_paused = true)]
+async fn poll_returns_as_soon_as_one_account_has_a_request() {
+    let (a, b) = (server("contoso", 7001), server("fabrikam", 7002));
+    a.hold_long_polls(true);
+    b.hold_long_polls(true);
+    let p = phone(&[a.clone(), b.clone()]);
+    let ia = enroll(&p, &a, "u@contoso.test").await;
+    enroll(&p, &b, "u@fabrikam.test").await;
+
+    // Pending before the poll starts: a's server answers at once, b's would wait 20 s.
+    let (ra, _) = a.create_request(&ia, WireKind::Push, false, TTL);
+    let started = tokio::time::Instant::now();
+    let pending = p.auth.poll(20).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        pending.iter().map(|r| &r.request_id).collect::<Vec<_>>(),
+        vec![&ra]
+    );
+    assert_eq!(
+        b.poll_waits(),
+        PollWaits {
+            started: 1,
+            cancelled: 1,
+            ..PollWaits::default()
+        },
+        "b's wait must be cancelled, not waited out"
+    );
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+
+    // Arriving during the wait: a's wait wakes, b's is cancelled again. Answer ra first, so
+    // a's server has nothing pending and holds the poll too.
+    assert_eq!(p.auth.deny(ra).await.unwrap(), Decision::Denied);
+    let auth = p.auth.clone();
+    let waiting = tokio::spawn(async move { auth.poll(20).await });
+    until(|| a.poll_waits().started == 1 && b.poll_waits().started == 2).await;
+    let started = tokio::time::Instant::now();
+    let (ra2, _) = a.create_request(&ia, WireKind::Push, false, TTL);
+    let pending = waiting.await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        pending.iter().map(|r| &r.request_id).collect::<Vec<_>>(),
+        vec![&ra2]
+    );
+    assert_eq!(a.poll_waits().woken, 1);
+    assert_eq!(b.poll_waits().cancelled, 2);
+    assert_eq!(b.poll_waits().timed_out, 0);
+}
+
+/// `cancel_poll` still ends every account's wait at once with the concurrent polls.
+#[tokio::test(start_paused = true)]
+async fn cancel_poll_ends_every_accounts_wait() {
+    let (a, b) = (server("contoso", 7001), server("fabrikam", 7002));
+    a.hold_long_polls(true);
+    b.hold_long_polls(true);
+    let p = phone(&[a.clone(), b.clone()]);
+    enroll(&p, &a, "u@contoso.test").await;
+    enroll(&p, &b, "u@fabrikam.test").await;
+    let auth = p.auth.clone();
+    let waiting = tokio::spawn(async move { auth.poll(20).await });
+    until(|| a.poll_waits().started == 1 && b.poll_waits().started == 1).await;
+    let started = tokio::time::Instant::now();
+    p.auth.cancel_poll();
+    assert!(waiting.await.unwrap().unwrap().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for s in [&a, &b] {
+        assert_eq!(
+            s.poll_waits(),
+            PollWaits {
+                started: 1,
+                cancelled: 1,
+                ..PollWaits::default()
+            }
+        );
+    }
+    // Without requests and without cancel, a poll waits its time out on both accounts.
+    assert!(p.auth.poll(20).await.unwrap().is_empty());
+    assert_eq!(a.poll_waits().timed_out, 1);
+    assert_eq!(b.poll_waits().timed_out, 1);
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
 //! Push payloads (APNs JSON, FCM data map) and long-poll delivery.
 use std::collections::HashMap;
 
+use futures_util::future::{join_all, FutureExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
 use authenticator_protocol::push::PushEnvelope;
-use authenticator_protocol::wire::ErrorCode;
+use authenticator_protocol::wire::{ErrorCode, PollResponse};
 use authenticator_protocol::UnixMillis;
 
 use super::sign_in::{fetch, pending_requests};
@@ -46,18 +49,22 @@ pub(crate) async fn handle(core: &Core, envelope: PushEnvelope) -> Result<PushOu
     }
 }
 
-/// Long-polls one account and fetches every envelope it delivers.
-async fn poll_account(core: &Core, account: &Account, wait_seconds: u32) -> Result<()> {
-    let answer = core
-        .api
+/// One account's long-poll: the server answers at once when something is pending, else after
+/// up to `wait_seconds`.
+async fn long_poll(core: &Core, account: &Account, wait_seconds: u32) -> Result<PollResponse> {
+    core.api
         .poll(
             &account.server_url,
             &account.account_id,
             wait_seconds,
             &core.device_signer(account),
         )
-        .await?;
-    for envelope in answer.pushes {
+        .await
+}
+
+/// Fetches and stores every envelope one account's long-poll delivered.
+async fn fetch_delivered(core: &Core, account: &Account, answer: &PollResponse) -> Result<()> {
+    for envelope in &answer.pushes {
         if envelope.account_id != account.account_id {
             tracing::warn!("ignoring a long-poll envelope for another account");
             continue;
@@ -74,37 +81,79 @@ async fn poll_account(core: &Core, account: &Account, wait_seconds: u32) -> Resu
     Ok(())
 }
 
-/// Polls every account concurrently. One unreachable server does not hide the others'
-/// requests; if every account fails, the first error is returned.
+/// Long-polls every account at once and returns as soon as **any** account delivers something
+/// (or every wait has ended). The other accounts' waits are then cancelled (dropping them
+/// cancels their HTTP requests), except those that already answered, which are taken too; a
+/// request pending on a cut-short account is delivered by the next poll, which the server
+/// answers at once. One unreachable server does not hide the others' requests; if every
+/// account fails, the first error is returned. `cancel_poll` ends the whole call.
 pub(crate) async fn poll(core: &Core, wait_seconds: u32) -> Result<Vec<PendingRequest>> {
     let mut cancelled = core.poll_cancel.subscribe();
     cancelled.mark_unchanged();
     let accounts = core.store.accounts()?;
-    let all = futures_util::future::join_all(
-        accounts
-            .iter()
-            .map(|account| poll_account(core, account, wait_seconds)),
-    );
-    let results = tokio::select! {
-        results = all => results,
+    tokio::select! {
+        outcome = poll_accounts(core, &accounts, wait_seconds) => outcome?,
         // Dropping the polls cancels their HTTP requests; what was stored stays stored.
-        _ = cancelled.changed() => return pending_requests(core),
-    };
+        _ = cancelled.changed() => {}
+    }
+    pending_requests(core)
+}
+
+async fn poll_accounts<'a>(core: &Core, accounts: &'a [Account], wait_seconds: u32) -> Result<()> {
+    let mut waits: FuturesUnordered<_> = accounts
+        .iter()
+        .map(|account| async move { (account, long_poll(core, account, wait_seconds).await) })
+        .collect();
+    let mut answers = Vec::new();
     let mut first_error = None;
+    let mut take = |(account, result): (&'a Account, Result<PollResponse>)| match result {
+        Ok(answer) => {
+            let delivered = !answer.pushes.is_empty();
+            answers.push((account, answer));
+            delivered
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "polling one account failed");
+            first_error.get_or_insert(e);
+            false
+        }
+    };
+    // Wait until one account delivers something, or every wait has ended.
+    while let Some(done) = waits.next().await {
+        if take(done) {
+            break;
+        }
+    }
+    // Take what the other accounts have already answered, without waiting for them.
+    while let Some(Some(done)) = waits.next().now_or_never() {
+        take(done);
+    }
+    if !waits.is_empty() {
+        tracing::debug!(
+            cut_short = waits.len(),
+            "a request arrived: ending the other accounts' waits"
+        );
+    }
+    drop(waits);
+
+    let fetched = join_all(
+        answers
+            .iter()
+            .map(|(account, answer)| fetch_delivered(core, account, answer)),
+    )
+    .await;
     let mut successes = 0usize;
-    for result in results {
+    for result in fetched {
         match result {
             Ok(()) => successes += 1,
             Err(e) => {
-                tracing::warn!(error = %e, "polling one account failed");
+                tracing::warn!(error = %e, "fetching one account's requests failed");
                 first_error.get_or_insert(e);
             }
         }
     }
-    if successes == 0 {
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+    match first_error {
+        Some(e) if successes == 0 => Err(e),
+        _ => Ok(()),
     }
-    pending_requests(core)
 }
