@@ -38,7 +38,7 @@ impl Authenticator {
         key_store: Arc<dyn DeviceKeyStore>,
         verifier: Arc<dyn UserVerifier>,
     ) -> Result<Arc<Self>> {
-        let transport = ReqwestTransport::new().map_err(|e| Error::Internal(e.0))?;
+        let transport = ReqwestTransport::new().map_err(|e| Error::Internal(e.to_string()))?;
         Self::with_transport(data_dir, key_store, verifier, Arc::new(transport))
     }
 

@@ -59,6 +59,9 @@ pub enum AuthenticatorError {
     Internal { reason: String },
 }
 
+/// `ServerRejected.code` of an answer over the body limit (`http::MAX_RESPONSE_BODY_BYTES`).
+pub const RESPONSE_TOO_LARGE: &str = "response_too_large";
+
 /// Internal error of the core. Converted once, below.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -83,6 +86,9 @@ pub(crate) enum Error {
     /// shape, unexpected status). Never trusted, never a panic.
     #[error("invalid server response: {0}")]
     InvalidResponse(String),
+    /// The answer is larger than `http::MAX_RESPONSE_BODY_BYTES`; reading stopped at the limit.
+    #[error("server response over {limit} bytes (HTTP {status})")]
+    ResponseTooLarge { status: u16, limit: usize },
     #[error("server key mismatch")]
     ServerKeyMismatch,
     #[error("bad server signature: {0}")]
@@ -153,6 +159,11 @@ impl From<Error> for AuthenticatorError {
                 status: 200,
                 code: "invalid_response".into(),
                 detail: format!("the server's answer is malformed ({reason})"),
+            },
+            Error::ResponseTooLarge { status, limit } => A::ServerRejected {
+                status,
+                code: RESPONSE_TOO_LARGE.into(),
+                detail: format!("the server's answer is larger than {} KiB", limit / 1024),
             },
             Error::ServerKeyMismatch => A::ServerKeyMismatch,
             Error::BadServerSignature(_) => A::BadServerSignature,

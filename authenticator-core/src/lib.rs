@@ -13,9 +13,10 @@ pub mod testing;
 mod types;
 
 pub use authenticator::Authenticator;
-pub use error::AuthenticatorError;
+pub use error::{AuthenticatorError, RESPONSE_TOO_LARGE};
 pub use internal::http::{
     HttpMethod, HttpRequest, HttpResponse, HttpTransport, ReqwestTransport, TransportError,
+    MAX_RESPONSE_BODY_BYTES,
 };
 pub use platform::{DeviceKeyStore, PlatformError, UserVerifier};
 pub use software_keys::{SoftwareKeyStore, WrappingKeySource};

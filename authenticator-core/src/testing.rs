@@ -958,7 +958,7 @@ impl HttpTransport for FakeNetwork {
             .iter()
             .find(|s| request.url.as_str().starts_with(s.base.as_str()))
             .cloned();
-        let server = server.ok_or_else(|| TransportError("could not connect".into()))?;
+        let server = server.ok_or_else(|| TransportError::Failed("could not connect".into()))?;
         let (status, body) = server.serve(&request).await;
         Ok(HttpResponse { status, body })
     }

@@ -886,3 +886,87 @@ async fn unreachable_server_is_a_network_error_through_the_real_transport() {
     )
     .is_err());
 }
+
+/// A one-route HTTP server on loopback that answers every request with `body_len` bytes,
+/// with a `Content-Length`, or without one and then stalling until the phone hangs up.
+async fn oversized_server(body_len: usize, declare_length: bool) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = if declare_length {
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n\r\n")
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                // A JSON string that never ends: valid-looking, and too big.
+                let chunk = [b'a'; 8192];
+                let mut sent = 0;
+                while sent < body_len {
+                    let n = chunk.len().min(body_len - sent);
+                    if conn.write_all(&chunk[..n]).await.is_err() {
+                        return; // the phone hung up: what we want
+                    }
+                    sent += n;
+                }
+                if !declare_length {
+                    // Stall with the connection open: only a reader that stops at the limit
+                    // returns (one that buffers to the end would wait until its timeout).
+                    while !matches!(conn.read(&mut buf).await, Ok(0) | Err(_)) {}
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Issue 8 (B): an enrolled (or enrolling) server's oversized answer is refused at the
+/// 64 KiB limit with a typed error, through the real reqwest transport, and nothing is stored.
+#[tokio::test]
+async fn oversized_response_bodies_are_a_typed_error_and_nothing_is_stored() {
+    for (body_len, declare_length) in [(4 * 1024 * 1024, true), (128 * 1024, false)] {
+        let port = oversized_server(body_len, declare_length).await;
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Arc::new(MemoryKeyStore::default());
+        let auth = Authenticator::new(
+            dir.path().to_string_lossy().into_owned(),
+            memory.clone(),
+            Arc::new(AlwaysVerified),
+        )
+        .unwrap();
+        let s = FakeServer::new("x", &format!("http://127.0.0.1:{port}/"));
+        let err = auth
+            .enroll(
+                s.enrollment_url("u@x.test", "U"),
+                "Pixel".into(),
+                longpoll(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AuthenticatorError::ServerRejected {
+                status: 200,
+                code: authenticator_core::RESPONSE_TOO_LARGE.into(),
+                detail: "the server's answer is larger than 64 KiB".into(),
+            },
+            "declare_length = {declare_length}"
+        );
+        assert!(auth.accounts().await.unwrap().is_empty());
+        assert!(memory.is_empty());
+    }
+}

@@ -18,6 +18,11 @@ use crate::error::{Error, Result};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The server caps long-poll waits at 60 s.
 pub const MAX_POLL_WAIT_SECS: u32 = 60;
+/// The largest response body the core reads (64 KiB, the server's own request-body limit).
+/// Every legitimate answer is a few KiB at most; a larger one (a hostile or broken enrolled
+/// server) fails with `ResponseTooLarge` before more than this is buffered, which keeps the
+/// iOS Notification Service Extension within its memory limit.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
@@ -64,10 +69,16 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// A transport failure (no HTTP status): DNS, connect, TLS, timeout.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct TransportError(pub String);
+/// A transport failure: DNS, connect, TLS, timeout, or an answer over the body limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No usable answer (the text is short and holds no URL).
+    #[error("{0}")]
+    Failed(String),
+    /// The body is larger than `limit` bytes; reading stopped there.
+    #[error("the answer (HTTP {status}) is larger than {limit} bytes")]
+    BodyTooLarge { status: u16, limit: usize },
+}
 
 #[async_trait::async_trait]
 pub trait HttpTransport: Send + Sync {
@@ -86,7 +97,9 @@ impl ReqwestTransport {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("authenticator-core/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| TransportError(format!("could not create the HTTP client: {e}")))?;
+            .map_err(|e| {
+                TransportError::Failed(format!("could not create the HTTP client: {e}"))
+            })?;
         Ok(ReqwestTransport { client })
     }
 }
@@ -110,12 +123,31 @@ impl HttpTransport for ReqwestTransport {
         }
         let response = builder.send().await.map_err(describe_reqwest)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(describe_reqwest)?;
-        Ok(HttpResponse {
-            status,
-            body: body.to_vec(),
-        })
+        let body = read_capped(response, MAX_RESPONSE_BODY_BYTES).await?;
+        Ok(HttpResponse { status, body })
     }
+}
+
+/// Reads the body chunk by chunk and stops (dropping the connection) as soon as it would
+/// exceed `limit`; a `Content-Length` over the limit fails before reading anything.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, TransportError> {
+    let status = response.status().as_u16();
+    let too_large = TransportError::BodyTooLarge { status, limit };
+    let declared = response.content_length().unwrap_or(0);
+    if declared > limit as u64 {
+        return Err(too_large);
+    }
+    let mut body = Vec::with_capacity(declared as usize);
+    while let Some(chunk) = response.chunk().await.map_err(describe_reqwest)? {
+        if chunk.len() > limit - body.len() {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn describe_reqwest(e: reqwest::Error) -> TransportError {
@@ -129,7 +161,7 @@ fn describe_reqwest(e: reqwest::Error) -> TransportError {
     } else {
         "request failed"
     };
-    TransportError(kind.to_owned())
+    TransportError::Failed(kind.to_owned())
 }
 
 /// Something that signs device-auth messages with an account's device key.
@@ -259,11 +291,19 @@ impl ServerApi {
 
     async fn exchange(&self, request: HttpRequest) -> Result<Vec<u8>> {
         let path = request.url.path().to_owned();
-        let response = self
-            .transport
-            .send(request)
-            .await
-            .map_err(|e| Error::Network(e.0))?;
+        let response = self.transport.send(request).await.map_err(|e| match e {
+            TransportError::Failed(reason) => Error::Network(reason),
+            TransportError::BodyTooLarge { status, limit } => {
+                Error::ResponseTooLarge { status, limit }
+            }
+        })?;
+        // The same cap for any transport (a plugged-in one may not stream).
+        if response.body.len() > MAX_RESPONSE_BODY_BYTES {
+            return Err(Error::ResponseTooLarge {
+                status: response.status,
+                limit: MAX_RESPONSE_BODY_BYTES,
+            });
+        }
         if (200..300).contains(&response.status) {
             return Ok(response.body);
         }
@@ -347,6 +387,37 @@ mod tests {
                 Err(Error::InvalidResponse(_))
             ));
         }
+    }
+
+    /// A plugged-in transport that hands over an oversized body is refused all the same.
+    #[tokio::test]
+    async fn oversized_bodies_from_any_transport_are_refused() {
+        struct Big(usize);
+        #[async_trait::async_trait]
+        impl HttpTransport for Big {
+            async fn send(&self, _: HttpRequest) -> Result<HttpResponse, TransportError> {
+                Ok(HttpResponse {
+                    status: 200,
+                    body: vec![b' '; self.0],
+                })
+            }
+        }
+        let server = Url::parse("https://id.example/").unwrap();
+        let body = wire::EnrollChallengeRequest { code: "c".into() };
+        let api = ServerApi::new(Arc::new(Big(MAX_RESPONSE_BODY_BYTES + 1)));
+        assert!(matches!(
+            api.enroll_challenge(&server, &body).await,
+            Err(Error::ResponseTooLarge {
+                status: 200,
+                limit: MAX_RESPONSE_BODY_BYTES
+            })
+        ));
+        // At the limit it is read (and here fails as JSON, not as too large).
+        let api = ServerApi::new(Arc::new(Big(MAX_RESPONSE_BODY_BYTES)));
+        assert!(matches!(
+            api.enroll_challenge(&server, &body).await,
+            Err(Error::InvalidResponse(_))
+        ));
     }
 
     #[test]
