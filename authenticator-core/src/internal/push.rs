@@ -83,9 +83,8 @@ async fn fetch_delivered(core: &Core, account: &Account, answer: &PollResponse) 
 
 /// Long-polls every account at once and returns as soon as **any** account delivers something
 /// (or every wait has ended). The other accounts' waits are then cancelled (dropping them
-/// cancels their HTTP requests), except those that already answered, which are taken too; a
-/// request pending on a cut-short account is delivered by the next poll, which the server
-/// answers at once. One unreachable server does not hide the others' requests; if every
+/// cancels their HTTP requests) and those accounts are asked again without waiting, so every
+/// request already pending is returned by this call. One unreachable server does not hide the others' requests; if every
 /// account fails, the first error is returned. `cancel_poll` ends the whole call.
 pub(crate) async fn poll(core: &Core, wait_seconds: u32) -> Result<Vec<PendingRequest>> {
     let mut cancelled = core.poll_cancel.subscribe();
@@ -104,37 +103,64 @@ async fn poll_accounts<'a>(core: &Core, accounts: &'a [Account], wait_seconds: u
         .iter()
         .map(|account| async move { (account, long_poll(core, account, wait_seconds).await) })
         .collect();
-    let mut answers = Vec::new();
+    let mut answers: Vec<(&'a Account, PollResponse)> = Vec::new();
     let mut first_error = None;
-    let mut take = |(account, result): (&'a Account, Result<PollResponse>)| match result {
-        Ok(answer) => {
-            let delivered = !answer.pushes.is_empty();
-            answers.push((account, answer));
-            delivered
+    // Keeps one account's answer (or its error); true when it delivered something.
+    fn take<'a>(
+        answers: &mut Vec<(&'a Account, PollResponse)>,
+        first_error: &mut Option<Error>,
+        (account, result): (&'a Account, Result<PollResponse>),
+    ) -> bool {
+        match result {
+            Ok(answer) => {
+                let delivered = !answer.pushes.is_empty();
+                answers.push((account, answer));
+                delivered
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "polling one account failed");
+                first_error.get_or_insert(e);
+                false
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "polling one account failed");
-            first_error.get_or_insert(e);
-            false
-        }
-    };
+    }
     // Wait until one account delivers something, or every wait has ended.
     while let Some(done) = waits.next().await {
-        if take(done) {
+        if take(&mut answers, &mut first_error, done) {
             break;
         }
     }
     // Take what the other accounts have already answered, without waiting for them.
     while let Some(Some(done)) = waits.next().now_or_never() {
-        take(done);
-    }
-    if !waits.is_empty() {
-        tracing::debug!(
-            cut_short = waits.len(),
-            "a request arrived: ending the other accounts' waits"
-        );
+        take(&mut answers, &mut first_error, done);
     }
     drop(waits);
+    // The accounts whose wait was cut short are asked again without waiting (the server
+    // answers at once with what is pending), so a request already pending on them is not left
+    // to the next poll.
+    let cut_short: Vec<&'a Account> = accounts
+        .iter()
+        .filter(|a| {
+            !answers
+                .iter()
+                .any(|(done, _)| done.account_id == a.account_id)
+        })
+        .collect();
+    if !cut_short.is_empty() && answers.iter().any(|(_, a)| !a.pushes.is_empty()) {
+        tracing::debug!(
+            cut_short = cut_short.len(),
+            "a request arrived: asking the other accounts without waiting"
+        );
+        let now = join_all(
+            cut_short
+                .iter()
+                .map(|account| async move { (*account, long_poll(core, account, 0).await) }),
+        )
+        .await;
+        for done in now {
+            take(&mut answers, &mut first_error, done);
+        }
+    }
 
     let fetched = join_all(
         answers
