@@ -18,6 +18,7 @@ pub use internal::http::{
     HttpMethod, HttpRequest, HttpResponse, HttpTransport, ReqwestTransport, TransportError,
     MAX_RESPONSE_BODY_BYTES,
 };
+pub use internal::KEY_STORE_TIMEOUT;
 pub use platform::{DeviceKeyStore, PlatformError, UserVerifier};
 pub use software_keys::{SoftwareKeyStore, WrappingKeySource};
 pub use types::{

@@ -970,3 +970,118 @@ async fn oversized_response_bodies_are_a_typed_error_and_nothing_is_stored() {
         assert!(memory.is_empty());
     }
 }
+
+/// A key store whose `sign` never answers for aliases ending in `hang_suffix` (a foreign
+/// callback that threw a `java.lang.Error`, or a buggy one) and waits `delay` for the others.
+struct StuckSigner {
+    inner: MemoryKeyStore,
+    hang_suffix: std::sync::Mutex<Option<&'static str>>,
+    delay: std::sync::Mutex<Duration>,
+}
+
+impl StuckSigner {
+    fn new() -> Arc<Self> {
+        Arc::new(StuckSigner {
+            inner: MemoryKeyStore::default(),
+            hang_suffix: std::sync::Mutex::new(None),
+            delay: std::sync::Mutex::new(Duration::ZERO),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl authenticator_core::DeviceKeyStore for StuckSigner {
+    async fn generate(
+        &self,
+        alias: String,
+        uv: bool,
+    ) -> Result<Vec<u8>, authenticator_core::PlatformError> {
+        self.inner.generate(alias, uv).await
+    }
+    async fn sign(
+        &self,
+        alias: String,
+        message: Vec<u8>,
+    ) -> Result<Vec<u8>, authenticator_core::PlatformError> {
+        let hang = *self.hang_suffix.lock().unwrap();
+        if hang.is_some_and(|suffix| alias.ends_with(suffix)) {
+            std::future::pending::<()>().await;
+        }
+        let delay = *self.delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        self.inner.sign(alias, message).await
+    }
+    async fn delete(&self, alias: String) -> Result<(), authenticator_core::PlatformError> {
+        self.inner.delete(alias).await
+    }
+}
+
+fn phone_with(
+    keys: Arc<StuckSigner>,
+    s: &Arc<FakeServer>,
+) -> (Arc<Authenticator>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authenticator::with_transport(
+        dir.path().to_string_lossy().into_owned(),
+        keys,
+        Arc::new(AlwaysVerified),
+        FakeNetwork::new(std::slice::from_ref(s)),
+    )
+    .unwrap();
+    (auth, dir)
+}
+
+/// Issue 8 (C): a device-key signature that never completes fails after `KEY_STORE_TIMEOUT`
+/// with a typed `KeyStore` error instead of hanging the call; nothing is stored and the new
+/// key is deleted. Paused time: the 30 s are virtual.
+#[tokio::test(start_paused = true)]
+async fn a_device_key_call_that_never_answers_fails_after_the_bound() {
+    let s = server("contoso", 7001);
+    let keys = StuckSigner::new();
+    *keys.hang_suffix.lock().unwrap() = Some(".device");
+    let (auth, _dir) = phone_with(keys.clone(), &s);
+    let started = tokio::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(3600),
+        auth.enroll(
+            s.enrollment_url("u@x.test", "U"),
+            "Pixel".into(),
+            longpoll(),
+        ),
+    )
+    .await
+    .expect("the enrollment hung on a key store that never answers");
+    let err = outcome.unwrap_err();
+    assert!(
+        matches!(&err, AuthenticatorError::KeyStore { reason } if reason.contains("did not sign")),
+        "{err:?}"
+    );
+    assert!(started.elapsed() >= authenticator_core::KEY_STORE_TIMEOUT);
+    assert!(auth.accounts().await.unwrap().is_empty());
+    assert_eq!(s.enrolled_accounts(), 0);
+    assert!(keys.inner.is_empty(), "the unused key is deleted");
+}
+
+/// The bound does not apply to the phone-sign-in key's signature: the platform shows the
+/// biometric prompt for it, and a user may take minutes.
+#[tokio::test(start_paused = true)]
+async fn a_prompting_signature_is_not_timed_out() {
+    let s = server("contoso", 7001);
+    let keys = StuckSigner::new();
+    let (auth, _dir) = phone_with(keys.clone(), &s);
+    let id = auth
+        .enroll(
+            s.enrollment_url("u@x.test", "U"),
+            "Pixel".into(),
+            longpoll(),
+        )
+        .await
+        .unwrap()
+        .account_id;
+    auth.enable_phone_sign_in(id.clone()).await.unwrap();
+    let (rid, number) = s.create_request(&id, WireKind::Passwordless, true, TTL);
+    auth.fetch_request(id, rid.clone()).await.unwrap();
+    // The user looks at the prompt for 5 minutes (virtual; the request's expiry is wall time).
+    *keys.delay.lock().unwrap() = Duration::from_secs(300);
+    assert_eq!(auth.approve(rid, number).await.unwrap(), Decision::Approved);
+}

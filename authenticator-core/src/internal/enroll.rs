@@ -196,7 +196,7 @@ async fn register(
     };
     let bytes = registration.signed_bytes();
     let device_signature = core.sign(&account.device_key_alias, bytes.clone()).await?;
-    let key_signature = core.sign(alias, bytes).await?;
+    let key_signature = core.sign_with_prompt(alias, bytes).await?;
     core.api
         .register_passwordless(
             &account.server_url,

@@ -5,7 +5,9 @@ pub(crate) mod push;
 pub(crate) mod sign_in;
 pub(crate) mod store;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use authenticator_protocol::encoding::b64;
 use authenticator_protocol::{PublicKey, Signature};
@@ -33,15 +35,43 @@ pub(crate) fn new_alias(purpose: &str) -> Result<String> {
     Ok(format!("psi.{}.{purpose}", b64(&bytes)))
 }
 
+/// The longest a key-store call that shows no UI may take: creating a key, deleting one, and
+/// signing with a device key (device auth, enrollment proof, deny/report, push approvals).
+/// StrongBox and the Secure Enclave answer these in well under a few seconds; a callback that
+/// never completes (e.g. a Kotlin implementation that threw a `java.lang.Error`, which the
+/// generated code does not turn into a result) fails the call with `KeyStore` instead of
+/// hanging it. Signing with the phone-sign-in key is **not** bounded: the platform shows the
+/// biometric / passcode prompt for that signature, and a user may take their time (as with
+/// `UserVerifier::verify`, which is not bounded either).
+pub const KEY_STORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a key-store call that shows no UI, bounded by `KEY_STORE_TIMEOUT`.
+async fn bounded<T>(
+    what: &'static str,
+    call: impl Future<Output = std::result::Result<T, PlatformError>>,
+) -> std::result::Result<T, PlatformError> {
+    tokio::time::timeout(KEY_STORE_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(PlatformError::Failed {
+                reason: format!(
+                    "the key store did not {what} within {} s",
+                    KEY_STORE_TIMEOUT.as_secs()
+                ),
+            })
+        })
+}
+
 impl Core {
     /// Generates a key and normalizes its public key. If the platform hands back something
-    /// unusable, the key is deleted again.
+    /// unusable, the key is deleted again. Bounded: creating a key shows no UI.
     pub async fn generate_key(&self, alias: &str, require_uv: bool) -> Result<PublicKey> {
-        let raw = self
-            .keys
-            .generate(alias.to_owned(), require_uv)
-            .await
-            .map_err(Error::KeyStore)?;
+        let raw = bounded(
+            "create a key",
+            self.keys.generate(alias.to_owned(), require_uv),
+        )
+        .await
+        .map_err(Error::KeyStore)?;
         match PublicKey::from_platform_bytes(&raw) {
             Ok(pk) => Ok(pk),
             Err(_) => {
@@ -51,7 +81,17 @@ impl Core {
         }
     }
 
+    /// Signs with a key that needs no user verification (a device key): bounded.
     pub async fn sign(&self, alias: &str, message: Vec<u8>) -> Result<Signature> {
+        let raw = bounded("sign", self.keys.sign(alias.to_owned(), message))
+            .await
+            .map_err(Error::KeyStore)?;
+        Signature::from_platform_bytes(&raw).map_err(|_| Error::KeyFormat("signature"))
+    }
+
+    /// Signs with the phone-sign-in key: the platform prompts the user for this signature, so
+    /// there is no time bound (the caller's cancellation still ends it).
+    pub async fn sign_with_prompt(&self, alias: &str, message: Vec<u8>) -> Result<Signature> {
         let raw = self
             .keys
             .sign(alias.to_owned(), message)
@@ -63,15 +103,15 @@ impl Core {
     /// Best-effort cleanup after a failed operation; failures are logged, not raised (the
     /// original error is what the caller needs).
     pub async fn delete_key_quietly(&self, alias: &str) {
-        match self.keys.delete(alias.to_owned()).await {
-            Ok(()) | Err(PlatformError::KeyNotFound) => {}
+        match self.delete_key(alias).await {
+            Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "could not delete an unused key"),
         }
     }
 
-    /// Deletes a key; a key that is already gone is fine.
+    /// Deletes a key; a key that is already gone is fine. Bounded: deleting shows no UI.
     pub async fn delete_key(&self, alias: &str) -> Result<()> {
-        match self.keys.delete(alias.to_owned()).await {
+        match bounded("delete a key", self.keys.delete(alias.to_owned())).await {
             Ok(()) | Err(PlatformError::KeyNotFound) => Ok(()),
             Err(e) => Err(Error::KeyStore(e)),
         }

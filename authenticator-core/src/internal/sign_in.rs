@@ -169,7 +169,13 @@ pub(crate) async fn answer(
             .store
             .next_response_timestamp(&request_id, UnixMillis::now())?,
     };
-    let signature = core.sign(alias, response.signed_bytes()).await?;
+    let signature = if alias == account.device_key_alias {
+        core.sign(alias, response.signed_bytes()).await?
+    } else {
+        // The phone-sign-in key: the platform prompts for this signature.
+        core.sign_with_prompt(alias, response.signed_bytes())
+            .await?
+    };
     let body = response.to_wire(&signature);
     let accepted = core
         .api
