@@ -10,6 +10,7 @@ use authenticator_protocol::{AccountId, PublicKey, UnixMillis};
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
+use crate::sign_in::random_bytes;
 use crate::sign_in::verify::{check_fresh, verify_enroll_proof, verify_passwordless_registration};
 use crate::state::AppState;
 use crate::store::enrollment::{self as codes, NewDevice};
@@ -20,20 +21,13 @@ pub fn code_hash(code: &str) -> String {
     b64(&sha256(code.as_bytes()))
 }
 
-fn random_32() -> Result<[u8; 32], AppError> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| AppError::internal(anyhow::anyhow!("random source failed")))?;
-    Ok(bytes)
-}
-
 /// §5.1: a fresh challenge for a usable code (voiding the previous one), signed by the server.
 pub async fn challenge(
     state: &AppState,
     body: &EnrollChallengeRequest,
 ) -> Result<EnrollChallengeResponse, AppError> {
     let hash = code_hash(&body.code);
-    let challenge = random_32()?;
+    let challenge = random_bytes::<32>()?;
     if !codes::set_challenge(&state.pool, &hash, &b64(&challenge), now_ms()).await? {
         return Err(AppError::InvalidCode);
     }

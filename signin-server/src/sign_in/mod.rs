@@ -29,7 +29,7 @@ use crate::delivery::Delivery;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::requests::{self as requests, NewRequest, Status, StoredRequest};
-use crate::store::{self, devices, now_ms, to_db_ms, users};
+use crate::store::{devices, now_ms, to_db_ms, users};
 
 /// Longest UPN accepted (after trimming).
 pub const MAX_UPN_LEN: usize = 256;
@@ -70,8 +70,9 @@ pub fn random_number() -> String {
     rand::rngs::OsRng.gen_range(10u8..=99).to_string()
 }
 
-fn random_nonce() -> Result<[u8; 32], AppError> {
-    let mut bytes = [0u8; 32];
+/// `N` bytes from the OS CSPRNG (nonces, challenges).
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
+    let mut bytes = [0u8; N];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| AppError::internal(anyhow::anyhow!("random source failed")))?;
     Ok(bytes)
@@ -113,7 +114,7 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
 
     let request_id = RequestId::random();
     let number = random_number();
-    let nonce = random_nonce()?;
+    let nonce = random_bytes::<32>()?;
     let created_at = UnixMillis::now();
     let expires_at = created_at.plus_secs(state.settings.request_ttl_secs);
     let details = RequestDetails {
@@ -381,9 +382,4 @@ pub async fn password_alone_allowed(state: &AppState, upn: &str) -> Result<bool,
     let groups = users::groups_of(&state.pool, upn).await?;
     let phone_sign_in = devices::has_phone_sign_in(&state.pool, upn).await?;
     Ok(!(phone_sign_in && policy.allows_passwordless_for(&groups)))
-}
-
-/// The kind's stored name, also used by the web session.
-pub fn kind_name(kind: RequestKind) -> &'static str {
-    store::requests::kind_str(kind)
 }
