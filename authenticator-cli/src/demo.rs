@@ -30,13 +30,17 @@ pub async fn run(auto: bool) -> Result<()> {
         dir.path().display()
     );
 
-    let server = crate::demo_server::start(dir.path()).await?;
+    let mut server = crate::demo_server::start(dir.path()).await?;
     println!("Sign-in server listening on {}", server.base_url);
 
     section(1, "Admin enables the Authenticator method (all users, mode any, number matching, app name, location)");
     server.enable_policy().await?;
-    section(2, &format!("Admin adds the user {NAME} <{UPN}>"));
+    section(
+        2,
+        &format!("Admin adds the user {NAME} <{UPN}> and registers the application {APP}"),
+    );
     server.add_user(UPN, NAME).await?;
+    server.register_application(APP).await?;
 
     section(
         3,
@@ -98,7 +102,7 @@ pub async fn run(auto: bool) -> Result<()> {
         6,
         &format!("Browser: sign in to {APP} — the user types only {UPN}"),
     );
-    let started = server.start_sign_in(UPN, APP).await?;
+    let started = server.start_sign_in(UPN).await?;
     let number = started["number"]
         .as_str()
         .context("the sign-in page gave no number")?

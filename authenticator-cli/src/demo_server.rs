@@ -13,6 +13,8 @@ pub struct DemoServer {
     pub base_url: String,
     running: RunningServer,
     browser: reqwest::Client,
+    /// The registered application the demo signs in to: (client id, secret).
+    app: Option<(String, String)>,
 }
 
 pub async fn start(dir: &Path) -> Result<DemoServer> {
@@ -27,6 +29,7 @@ pub async fn start(dir: &Path) -> Result<DemoServer> {
         base_url: format!("http://{}/", running.addr),
         running,
         browser: reqwest::Client::new(),
+        app: None,
     })
 }
 
@@ -54,12 +57,29 @@ impl DemoServer {
         accounts::registration_link(self.running.pool(), upn, &url, ttl).await
     }
 
-    /// The sign-in page: the user types the UPN, the page gets the number to show.
-    pub async fn start_sign_in(&self, upn: &str, app: &str) -> Result<Value> {
+    /// Registers the application the demo signs in to (`admin app add --name`): its name is
+    /// what the phone shows.
+    pub async fn register_application(&mut self, name: &str) -> Result<()> {
+        let registered = accounts::applications::add(self.running.pool(), name).await?;
+        self.app = Some((
+            registered.client_id.clone(),
+            registered.client_secret.clone(),
+        ));
+        Ok(())
+    }
+
+    /// The application's sign-in page: the user types the UPN, the page gets the number to
+    /// show (the application authenticates with its credential).
+    pub async fn start_sign_in(&self, upn: &str) -> Result<Value> {
+        let (client_id, secret) = self
+            .app
+            .as_ref()
+            .context("register the application first")?;
         let resp = self
             .browser
             .post(format!("{}api/v1/signin", self.base_url))
-            .json(&json!({ "upn": upn, "app": app }))
+            .basic_auth(client_id, Some(secret))
+            .json(&json!({ "upn": upn }))
             .send()
             .await?;
         let status = resp.status();

@@ -12,6 +12,8 @@ const UPN: &str = "bobby@contoso.test";
 struct Setup {
     server: RunningServer,
     base: String,
+    /// The registered application "My Apps": (client id, secret).
+    app: (String, String),
     home: tempfile::TempDir,
     _db: tempfile::TempDir,
 }
@@ -37,10 +39,17 @@ async fn setup() -> Setup {
     accounts::add_user(server.pool(), UPN, "Bobby Smith", &[])
         .await
         .unwrap();
+    let registered = accounts::applications::add(server.pool(), "My Apps")
+        .await
+        .unwrap();
     let base = format!("http://{}/", server.addr);
     Setup {
         server,
         base,
+        app: (
+            registered.client_id.clone(),
+            registered.client_secret.clone(),
+        ),
         home: tempfile::tempdir().unwrap(),
         _db: db,
     }
@@ -74,7 +83,8 @@ impl Setup {
     async fn start_sign_in(&self) -> Value {
         reqwest::Client::new()
             .post(format!("{}api/v1/signin", self.base))
-            .json(&json!({"upn": UPN, "app": "My Apps"}))
+            .basic_auth(&self.app.0, Some(&self.app.1))
+            .json(&json!({ "upn": UPN }))
             .send()
             .await
             .unwrap()

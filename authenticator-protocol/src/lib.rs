@@ -15,6 +15,7 @@ pub mod keys;
 pub mod number;
 pub mod push;
 pub mod sign_in;
+pub mod text;
 pub mod time;
 pub mod wire;
 

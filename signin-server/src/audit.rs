@@ -2,6 +2,8 @@
 //! keys, signatures or nonces.
 use std::fmt;
 
+use authenticator_protocol::text;
+
 use crate::store::audit::NewAuditRow;
 use crate::store::{self, now_ms, Pool, StoreResult};
 
@@ -26,6 +28,11 @@ pub enum Event {
     SignInPaused,
     UserPaused,
     UserResumed,
+    ApplicationAdded,
+    ApplicationRemoved,
+    DeviceRemoved,
+    TemporaryPassIssued,
+    TemporaryPassUsed,
 }
 
 impl Event {
@@ -50,6 +57,11 @@ impl Event {
             Event::SignInPaused => "signin_paused",
             Event::UserPaused => "user_paused",
             Event::UserResumed => "user_resumed",
+            Event::ApplicationAdded => "application_added",
+            Event::ApplicationRemoved => "application_removed",
+            Event::DeviceRemoved => "device_removed",
+            Event::TemporaryPassIssued => "temporary_pass_issued",
+            Event::TemporaryPassUsed => "temporary_pass_used",
         }
     }
 }
@@ -84,10 +96,11 @@ pub use crate::store::audit::AuditRow as Row;
 
 impl fmt::Display for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Users' names and outcomes can hold text someone else chose: escaped for terminals.
         let at = crate::rfc3339(self.at);
         write!(f, "{} {at} {}", self.seq, self.event)?;
         if let Some(u) = &self.upn {
-            write!(f, " upn={u}")?;
+            write!(f, " upn={}", text::escape(u))?;
         }
         if let Some(a) = &self.account_id {
             write!(f, " account={a}")?;
@@ -95,11 +108,25 @@ impl fmt::Display for Row {
         if let Some(r) = &self.request_id {
             write!(f, " request={r}")?;
         }
-        write!(f, " outcome={}", self.outcome)
+        write!(f, " outcome={}", text::escape(&self.outcome))?;
+        if self.repeats > 0 {
+            write!(
+                f,
+                " repeats={} last={}",
+                self.repeats,
+                crate::rfc3339(self.last_at.unwrap_or(self.at))
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// Every entry, oldest first.
 pub async fn list(pool: &Pool) -> StoreResult<Vec<Row>> {
     store::audit::all(pool).await
+}
+
+/// The entries `filter` selects, newest first.
+pub async fn query(pool: &Pool, filter: &store::audit::AuditFilter) -> StoreResult<Vec<Row>> {
+    store::audit::query(pool, filter).await
 }

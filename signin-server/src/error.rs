@@ -18,6 +18,9 @@ pub enum AppError {
     UnknownAccount,
     #[error("missing or malformed device authentication")]
     Unauthorized,
+    /// The sign-in start API without the credential of a registered application.
+    #[error("a registered application's client id and secret are required (HTTP Basic)")]
+    UnauthorizedApplication,
     #[error("a signature or binding does not verify")]
     BadSignature,
     #[error("signed timestamp too far from server time")]
@@ -57,7 +60,7 @@ impl AppError {
             AppError::InvalidRequest(_) | AppError::NotFound => ErrorCode::InvalidRequest,
             AppError::InvalidCode => ErrorCode::InvalidCode,
             AppError::UnknownAccount => ErrorCode::UnknownAccount,
-            AppError::Unauthorized => ErrorCode::Unauthorized,
+            AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
             AppError::BadSignature => ErrorCode::BadSignature,
             AppError::StaleTimestamp => ErrorCode::StaleTimestamp,
             AppError::UnknownRequest => ErrorCode::UnknownRequest,
@@ -84,9 +87,10 @@ impl AppError {
             AppError::UnknownAccount | AppError::UnknownRequest | AppError::NotFound => {
                 StatusCode::NOT_FOUND
             }
-            AppError::Unauthorized | AppError::BadSignature | AppError::StaleTimestamp => {
-                StatusCode::UNAUTHORIZED
-            }
+            AppError::Unauthorized
+            | AppError::UnauthorizedApplication
+            | AppError::BadSignature
+            | AppError::StaleTimestamp => StatusCode::UNAUTHORIZED,
             AppError::RequestExpired => StatusCode::GONE,
             AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
                 StatusCode::CONFLICT
@@ -140,6 +144,12 @@ impl IntoResponse for AppError {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(secs),
+            );
+        }
+        if matches!(self, AppError::UnauthorizedApplication) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"sign-in API\""),
             );
         }
         if let AppError::Internal(cause) = self {

@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::accounts::applications::{self, Application};
 use crate::error::AppError;
 use crate::sign_in::verify::{check_device_auth_fresh, verify_device_auth};
 use crate::state::AppState;
@@ -46,6 +47,40 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
         )?;
         Ok(AuthenticatedDevice(device))
     }
+}
+
+/// A registered application that presented its `client_id` and secret as HTTP Basic
+/// credentials (`Authorization: Basic base64(client_id:secret)`, RFC 7617; the parts are not
+/// form-encoded, as both are URL-safe base64 text). Anything else is
+/// `unauthorized_application`.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedApplication(pub Application);
+
+impl FromRequestParts<AppState> for AuthenticatedApplication {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let (client_id, secret) =
+            basic_credentials(&parts.headers).ok_or(AppError::UnauthorizedApplication)?;
+        let app = applications::authenticate(&state.pool, &client_id, &secret).await?;
+        Ok(AuthenticatedApplication(app))
+    }
+}
+
+/// `client_id` and secret of an `Authorization: Basic` header.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    (!id.is_empty() && !secret.is_empty()).then(|| (id.to_owned(), secret.to_owned()))
 }
 
 /// The client's address: the peer of the connection (absent in `oneshot` tests), or, when the
@@ -108,6 +143,28 @@ mod tests {
             h.append("x-forwarded-for", v.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn basic_credentials_need_the_basic_scheme_an_id_and_a_secret() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, v.parse().unwrap());
+            basic_credentials(&h)
+        };
+        // base64("app-1:s3cret") and base64("app-1:")
+        assert_eq!(
+            with("Basic YXBwLTE6czNjcmV0"),
+            Some(("app-1".into(), "s3cret".into()))
+        );
+        assert_eq!(
+            with("basic YXBwLTE6czNjcmV0").map(|c| c.0),
+            Some("app-1".into())
+        );
+        assert_eq!(with("Bearer YXBwLTE6czNjcmV0"), None);
+        assert_eq!(with("Basic YXBwLTE6"), None);
+        assert_eq!(with("Basic !!!"), None);
+        assert_eq!(basic_credentials(&HeaderMap::new()), None);
     }
 
     #[test]

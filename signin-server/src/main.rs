@@ -63,8 +63,60 @@ enum AdminCommand {
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
-    /// Print the audit log.
-    Audit,
+    /// Print the audit log, oldest first (every filter optional).
+    Audit {
+        #[arg(long)]
+        upn: Option<String>,
+        /// An event name, e.g. `rate_limited`, `signin_decision`.
+        #[arg(long)]
+        event: Option<String>,
+        /// From this time: `YYYY-MM-DD` or RFC 3339 (UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Registered applications: who may start a sign-in, and the name the phone shows.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Users' enrolled devices (phones).
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Register an application; prints its client id and secret (the secret only this once).
+    Add {
+        #[arg(long)]
+        name: String,
+    },
+    /// List the applications (the built-in portal among them).
+    List,
+    /// Remove an application: its credential stops working at once.
+    Remove {
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// A user's devices: id (the account id), name, push channel, phone sign-in.
+    List {
+        #[arg(long)]
+        upn: String,
+    },
+    /// Remove a device: its pending requests end, and its answers and polls are refused.
+    Remove {
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +154,15 @@ enum UserCommand {
     Resume {
         #[arg(long)]
         upn: String,
+    },
+    /// Issue a single-use temporary access pass (printed once): signs the user in once, to
+    /// register a phone where the policy refuses a password alone.
+    TemporaryPass {
+        #[arg(long)]
+        upn: String,
+        /// Lifetime, at most 28800 (8 hours).
+        #[arg(long, default_value_t = accounts::temporary_pass::DEFAULT_TTL_SECS)]
+        ttl_secs: u64,
     },
 }
 
@@ -237,6 +298,16 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             signin_server::accounts::describe_user(pool, &upn).await?
         ),
         AdminCommand::User {
+            command: UserCommand::TemporaryPass { upn, ttl_secs },
+        } => {
+            let pass = accounts::temporary_pass::issue(pool, &upn, ttl_secs).await?;
+            println!("{pass}");
+            eprintln!(
+                "Single use, valid {ttl_secs} s: the user chooses \"Use a temporary access pass\" \
+                 on the password page."
+            );
+        }
+        AdminCommand::User {
             command: UserCommand::Resume { upn },
         } => {
             if signin_server::sign_in::risk::resume(pool, upn.trim()).await? {
@@ -287,10 +358,67 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                 .context("could not issue a registration link")?;
             println!("{link}");
         }
-        AdminCommand::Audit => {
-            for row in audit::list(pool).await? {
+        AdminCommand::Audit {
+            upn,
+            event,
+            since,
+            until,
+        } => {
+            let time = |flag: &str, t: Option<String>| -> anyhow::Result<Option<i64>> {
+                t.map(|t| {
+                    signin_server::web::admin::parse_time(&t).with_context(|| {
+                        format!("{flag} must be YYYY-MM-DD or RFC 3339, not {t:?}")
+                    })
+                })
+                .transpose()
+            };
+            let filter = store::audit::AuditFilter {
+                upn: upn.map(|u| u.trim().to_owned()),
+                event,
+                since: time("--since", since)?,
+                until: time("--until", until)?,
+                before_seq: None,
+                limit: i64::MAX,
+            };
+            let mut rows = audit::query(pool, &filter).await?;
+            rows.reverse();
+            for row in rows {
                 println!("{row}");
             }
+        }
+        AdminCommand::App {
+            command: AppCommand::Add { name },
+        } => {
+            let registered = accounts::applications::add(pool, &name).await?;
+            println!("client_id: {}", registered.client_id);
+            println!("client_secret: {}", registered.client_secret);
+            eprintln!("The secret is shown only now; store it in the application's settings.");
+        }
+        AdminCommand::App {
+            command: AppCommand::List,
+        } => {
+            for app in accounts::applications::list(pool).await? {
+                println!("{app}");
+            }
+        }
+        AdminCommand::App {
+            command: AppCommand::Remove { client_id },
+        } => {
+            accounts::applications::remove(pool, &client_id).await?;
+            println!("removed application {}", client_id.trim());
+        }
+        AdminCommand::Device {
+            command: DeviceCommand::List { upn },
+        } => {
+            for line in accounts::devices::list(pool, &upn).await? {
+                println!("{line}");
+            }
+        }
+        AdminCommand::Device {
+            command: DeviceCommand::Remove { id },
+        } => {
+            accounts::devices::remove(pool, &id).await?;
+            println!("removed device {}", id.trim());
         }
     }
     Ok(())

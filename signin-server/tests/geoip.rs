@@ -105,6 +105,7 @@ fn locations_come_from_the_mmdb_and_unknowns_never_fail() {
 async fn signin_from(h: &Harness, peer: &str, xff: Option<&str>) -> String {
     let mut req = Request::post("/api/v1/signin")
         .header("content-type", "application/json")
+        .header("authorization", &h.app_auth)
         .body(Body::from(json!({"upn": "geo@contoso.com"}).to_string()))
         .unwrap();
     if let Some(x) = xff {

@@ -618,7 +618,7 @@ async fn push_approvals_use_the_passwordless_key_when_the_account_has_one() {
 }
 
 #[tokio::test]
-async fn phone_sign_in_goes_to_the_phone_with_the_most_recently_enabled_phone_sign_in_only() {
+async fn phone_sign_in_goes_to_every_phone_with_it_enabled_and_the_first_answer_wins() {
     let h = harness().await;
     h.add_user(BOB, &[]).await;
     let mut a = Phone::new();
@@ -633,53 +633,134 @@ async fn phone_sign_in_goes_to_the_phone_with_the_most_recently_enabled_phone_si
         a.enable_passwordless(&h).await.status,
         StatusCode::NO_CONTENT
     );
-    // B is enrolled later but without phone sign-in: requests still go to A.
+    // B is enrolled later (a stolen code, say) without phone sign-in: A still gets it.
     let mut b = Phone::new();
     b.enroll(&h, &h.link(BOB, 600).await).await;
     let (id, _) = start(&h, BOB).await;
     assert_eq!(pending_request_id(&h, &a).await, id);
     assert_eq!(b.poll(&h, 0).await.body, json!({"pushes": []}));
 
-    // B enables phone sign-in after A: B alone gets the next request.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // With phone sign-in on both, both get the sign-in, each its own request.
     assert_eq!(
         b.enable_passwordless(&h).await.status,
         StatusCode::NO_CONTENT
     );
-    let (id, number) = start(&h, BOB).await;
-    assert_eq!(pending_request_id(&h, &b).await, id);
-    assert_eq!(a.poll(&h, 0).await.body, json!({"pushes": []}));
+    let (signin, number) = start(&h, BOB).await;
+    let on_a = a.poll(&h, 0).await.body["pushes"].clone();
+    assert!(
+        on_a.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["rid"] == signin.as_str()),
+        "the older phone is not left out: {on_a}"
+    );
+    let on_b = b.poll(&h, 0).await.body["pushes"].clone();
+    let rid_b = on_b.as_array().unwrap().last().unwrap()["rid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(rid_b, signin, "each device has its own request");
+    let fa = a.fetch(&h, &signin).await.unwrap();
+    let fb = b.fetch(&h, &rid_b).await.unwrap();
+    assert_eq!(details(&fa)["account_id"], a.account().as_str());
+    assert_eq!(details(&fb)["account_id"], b.account().as_str());
+    assert_ne!(details(&fa)["nonce"], details(&fb)["nonce"]);
+    // Neither can read or answer the other's request.
     assert_eq!(
-        a.fetch(&h, &id).await.err().unwrap().error(),
+        a.fetch(&h, &rid_b).await.err().unwrap().error(),
         "unknown_request"
     );
-    // A cannot answer it either (it is B's account's request).
-    let f = b.fetch(&h, &id).await.unwrap();
     let from_a = a.response(
-        &f,
+        &fb,
         Decision::Approve,
         Some(&number),
         &a.passwordless,
         UnixMillis::now(),
     );
     assert_eq!(
-        h.post(&respond_uri(&id), from_a).await.error(),
+        h.post(&respond_uri(&rid_b), from_a).await.error(),
         "unknown_request"
     );
-
-    // A registers its key again (a newer registration): A is the most recent again.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // A denies first: the sign-in is denied, B's request is closed.
+    let r = h
+        .post(&respond_uri(&signin), a.answer(&fa, Decision::Deny, None))
+        .await;
+    assert_eq!(r.body, json!({"status": "denied"}), "{:?}", r.body);
+    let r = h
+        .post(
+            &respond_uri(&rid_b),
+            b.answer(&fb, Decision::Approve, Some(&number)),
+        )
+        .await;
+    assert_eq!(r.error(), "request_not_pending");
     assert_eq!(
-        a.enable_passwordless(&h).await.status,
-        StatusCode::NO_CONTENT
+        h.get(&format!("/api/v1/signin/{signin}"), None).await.body["status"],
+        "denied"
     );
-    let (id, _) = start(&h, BOB).await;
-    assert_eq!(pending_request_id(&h, &a).await, id);
-    assert_eq!(b.poll(&h, 0).await.body, json!({"pushes": []}));
+    assert_eq!(
+        b.poll(&h, 0).await.body["pushes"].as_array().unwrap().len(),
+        0
+    );
 }
 
 #[tokio::test]
-async fn push_goes_to_the_most_recently_enrolled_phone_only() {
+async fn wrong_numbers_count_across_the_devices_of_one_sign_in() {
+    let h = harness().await;
+    let a = h.ready_phone(BOB).await;
+    let mut b = Phone::new();
+    b.enroll(&h, &h.link(BOB, 600).await).await;
+    assert_eq!(
+        b.enable_passwordless(&h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let (signin, number) = start(&h, BOB).await;
+    let rid_b = pending_request_id(&h, &b).await;
+    let fa = a.fetch(&h, &signin).await.unwrap();
+    let fb = b.fetch(&h, &rid_b).await.unwrap();
+    let wrong = |k| other_number(&number, k);
+    let r = h
+        .post(
+            &respond_uri(&signin),
+            a.answer(&fa, Decision::Approve, Some(&wrong(1))),
+        )
+        .await;
+    assert_eq!(r.body["attempts_left"], 2, "{:?}", r.body);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let r = h
+        .post(
+            &respond_uri(&rid_b),
+            b.answer(&fb, Decision::Approve, Some(&wrong(2))),
+        )
+        .await;
+    assert_eq!(
+        r.body["attempts_left"], 1,
+        "B's guess counts on the same sign-in"
+    );
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let r = h
+        .post(
+            &respond_uri(&signin),
+            a.answer(&fa, Decision::Approve, Some(&wrong(3))),
+        )
+        .await;
+    assert_eq!(r.error(), "request_failed");
+    // B's request failed with it: a fourth guess is not evaluated.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let r = h
+        .post(
+            &respond_uri(&rid_b),
+            b.answer(&fb, Decision::Approve, Some(&number)),
+        )
+        .await;
+    assert_eq!(r.error(), "request_not_pending");
+    assert_eq!(
+        h.get(&format!("/api/v1/signin/{signin}"), None).await.body["status"],
+        "failed"
+    );
+}
+
+#[tokio::test]
+async fn push_goes_to_every_enrolled_phone() {
     let h = harness().await;
     h.add_user(BOB, &[]).await;
     signin_server::accounts::passwords::set_password(&h.state.pool, BOB, "bobby password 1")
@@ -695,22 +776,14 @@ async fn push_goes_to_the_most_recently_enrolled_phone_only() {
     .await;
     let mut a = Phone::new();
     a.enroll(&h, &h.link(BOB, 600).await).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
     let mut b = Phone::new();
     b.enroll(&h, &h.link(BOB, 600).await).await;
-    // Enabling phone sign-in on A later does not make A the push target.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(
-        a.enable_passwordless(&h).await.status,
-        StatusCode::NO_CONTENT
-    );
     web_password_sign_in(&h, BOB, "bobby password 1").await;
-    let id = pending_request_id(&h, &b).await;
-    assert_eq!(a.poll(&h, 0).await.body, json!({"pushes": []}));
-    assert_eq!(
-        a.fetch(&h, &id).await.err().unwrap().error(),
-        "unknown_request"
-    );
+    let on_a = pending_request_id(&h, &a).await;
+    let on_b = pending_request_id(&h, &b).await;
+    assert_ne!(on_a, on_b);
+    assert!(a.fetch(&h, &on_a).await.is_ok());
+    assert!(b.fetch(&h, &on_b).await.is_ok());
 }
 
 // ---- §4: device authentication ----
@@ -817,41 +890,32 @@ async fn signin_status_wait_ends_when_the_request_expires() {
 }
 
 #[tokio::test]
-async fn signin_app_is_trimmed_blank_means_none_and_more_than_128_bytes_is_invalid_request() {
+async fn the_phone_shows_the_registered_application_name_and_a_caller_chosen_app_is_refused() {
     let h = harness().await;
     let phone = h.ready_phone(BOB).await;
-    let shown = |app: Value| {
-        let (h, phone) = (&h, &phone);
-        async move {
-            let r = h
-                .post("/api/v1/signin", json!({"upn": BOB, "app": app}))
-                .await;
-            if r.status != StatusCode::OK {
-                return Err((r.status, r.error().to_owned()));
-            }
-            let f = phone
-                .fetch(h, r.body["id"].as_str().unwrap())
-                .await
-                .unwrap();
-            Ok(details(&f)["app_name"].clone())
+    let r = h.start_signin(BOB).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let f = phone
+        .fetch(&h, r.body["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(details(&f)["app_name"], "My Apps");
+    // The caller cannot name itself, not even with the registered name.
+    for app in [
+        json!("My Apps"),
+        json!("Mail\nLocation: Seattle, US"),
+        json!(null),
+    ] {
+        let r = h
+            .post_as_app("/api/v1/signin", json!({"upn": BOB, "app": app}))
+            .await;
+        if app.is_null() {
+            assert_eq!(r.status, StatusCode::OK, "null is the same as absent");
+        } else {
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{app}");
+            assert_eq!(r.error(), "invalid_request");
         }
-    };
-    assert_eq!(shown(json!("  My Apps \n")).await, Ok(json!("My Apps")));
-    assert_eq!(shown(json!("   ")).await, Ok(Value::Null));
-    assert_eq!(shown(Value::Null).await, Ok(Value::Null));
-    let r = h.post("/api/v1/signin", json!({"upn": BOB})).await;
-    assert_eq!(r.status, StatusCode::OK);
-    // The limit is 128 bytes of UTF-8 after trimming, not 128 characters.
-    let a128 = "a".repeat(128);
-    assert_eq!(shown(json!(a128)).await, Ok(json!(a128)));
-    assert_eq!(shown(json!(format!("  {a128}  "))).await, Ok(json!(a128)));
-    assert_eq!(
-        shown(json!("é".repeat(64))).await,
-        Ok(json!("é".repeat(64)))
-    );
-    let refused = Err((StatusCode::BAD_REQUEST, "invalid_request".to_owned()));
-    assert_eq!(shown(json!("a".repeat(129))).await, refused);
-    assert_eq!(shown(json!("é".repeat(65))).await, refused);
+    }
 }
 
 #[tokio::test]
@@ -859,10 +923,7 @@ async fn signin_upn_is_trimmed_then_matched_exactly_and_case_sensitively() {
     let h = harness().await;
     let phone = h.ready_phone(BOB).await;
     let r = h
-        .post(
-            "/api/v1/signin",
-            json!({"upn": "  bobby@contoso.test\t", "app": "x"}),
-        )
+        .post_as_app("/api/v1/signin", json!({"upn": "  bobby@contoso.test\t"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let f = phone

@@ -86,9 +86,9 @@ async fn apns_pushes_have_the_documented_shape() {
             .count(),
         2
     );
-    // Long-poll works too, for the same device.
+    // Long-poll works too, for the same device (both sign-ins: neither supersedes the other).
     let polled = phone.poll(&h, 0).await;
-    assert_eq!(polled.body["pushes"].as_array().unwrap().len(), 1);
+    assert_eq!(polled.body["pushes"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -121,7 +121,7 @@ async fn apns_invalid_tokens_mark_the_channel_stale() {
         .await
         .contains(&"apns:skipped_stale".to_owned()));
     let polled = gone.poll(&h, 0).await;
-    assert_eq!(polled.body["pushes"][0]["rid"], again.body["id"]);
+    assert_eq!(polled.body["pushes"][1]["rid"], again.body["id"]);
 
     // 400 BadDeviceToken.
     let other = "ab".repeat(32);
@@ -390,14 +390,19 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
     );
     assert!(polled.len() <= 3, "long-poll saw {} requests", polled.len());
     assert_eq!(
-        audit_outcomes(&h, "rate_limited").await.len(),
+        audit_count(&h, "rate_limited").await,
         37,
         "every refusal is audited"
     );
-    // One pending request per user: only the newest is pending.
-    for old in &accepted[..2] {
+    assert_eq!(
+        audit_outcomes(&h, "rate_limited").await.len(),
+        2,
+        "collapsed: the cool-down's start, then one line of repeated refusals"
+    );
+    // Each accepted start is its own sign-in: none superseded another.
+    for old in &accepted {
         let s = h.get(&format!("/api/v1/signin/{old}"), None).await;
-        assert_eq!(s.body["status"], "expired");
+        assert_eq!(s.body["status"], "pending");
     }
 
     // The user answers the newest one with "this wasn't me".
@@ -413,11 +418,16 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
         )
         .await;
     assert_eq!(r.body["status"], "reported");
-    // The waiting page ends with `reported`.
+    // The waiting page ends with `reported`, and the report ends the user's other pending
+    // sign-ins (the attacker's) with it.
     let s = h
         .get(&format!("/api/v1/signin/{newest}?wait=5"), None)
         .await;
     assert_eq!(s.body["status"], "reported");
+    for old in &accepted[..2] {
+        let s = h.get(&format!("/api/v1/signin/{old}"), None).await;
+        assert_eq!(s.body["status"], "expired", "ended by the report");
+    }
 
     // Paused: whatever the rate limit says, no more sign-ins and no more pushes.
     let pushes_before = apns.hits().len();
@@ -433,7 +443,7 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
     }
     h.state.dispatcher.wait_idle().await;
     assert_eq!(apns.hits().len(), pushes_before, "no push after the report");
-    assert_eq!(audit_outcomes(&h, "signin_paused").await.len(), 20);
+    assert_eq!(audit_count(&h, "signin_paused").await, 20);
     let paused = audit_outcomes(&h, "user_paused").await;
     assert_eq!(paused.len(), 1);
     assert!(paused[0].contains("risk=elevated"), "{paused:?}");

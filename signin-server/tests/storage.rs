@@ -9,6 +9,79 @@ use support::*;
 const BOB: &str = "bob@contoso.test";
 
 #[tokio::test]
+async fn repeated_audit_entries_collapse_into_one_line_and_cannot_hide_others() {
+    let h = harness().await;
+    let entry = |upn, outcome| audit::Entry {
+        upn: Some(upn),
+        outcome,
+        ..Default::default()
+    };
+    let before = audit::list(&h.state.pool).await.unwrap().len();
+    audit::record(
+        &h.state.pool,
+        Event::UserAdded,
+        entry("alice@contoso.test", "ok"),
+    )
+    .await
+    .unwrap();
+    // 520 refused starts for one user, with another user's entry in between.
+    for i in 0..520 {
+        audit::record(&h.state.pool, Event::RateLimited, entry(BOB, "blocked"))
+            .await
+            .unwrap();
+        if i == 100 {
+            audit::record(
+                &h.state.pool,
+                Event::RateLimited,
+                entry("eve@contoso.test", "blocked"),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    // A different outcome is its own line.
+    audit::record(
+        &h.state.pool,
+        Event::RateLimited,
+        entry(BOB, "cooldown_started"),
+    )
+    .await
+    .unwrap();
+    let rows = audit::list(&h.state.pool).await.unwrap();
+    let new: Vec<_> = rows[before..].iter().collect();
+    let summary: Vec<(&str, Option<&str>, &str, i64)> = new
+        .iter()
+        .map(|r| {
+            (
+                r.event.as_str(),
+                r.upn.as_deref(),
+                r.outcome.as_str(),
+                r.repeats,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("user_added", Some("alice@contoso.test"), "ok", 0),
+            ("rate_limited", Some(BOB), "blocked", 519),
+            ("rate_limited", Some("eve@contoso.test"), "blocked", 0),
+            ("rate_limited", Some(BOB), "cooldown_started", 0),
+        ]
+    );
+    assert!(new[1].last_at.unwrap() >= new[1].at);
+    // The filters find the other user's entries whatever the volume.
+    let filter = signin_server::store::audit::AuditFilter {
+        upn: Some("alice@contoso.test".into()),
+        limit: 500,
+        ..Default::default()
+    };
+    let found = audit::query(&h.state.pool, &filter).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].event, "user_added");
+}
+
+#[tokio::test]
 async fn concurrent_audit_writers_get_a_gapless_sequence() {
     let h = harness().await;
     let mut tasks = Vec::new();
@@ -32,20 +105,25 @@ async fn concurrent_audit_writers_get_a_gapless_sequence() {
     }
     let rows = audit::list(&h.state.pool).await.unwrap();
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, (1..=24).collect::<Vec<i64>>());
-    let mut outcomes: Vec<&str> = rows.iter().map(|r| r.outcome.as_str()).collect();
+    // The harness registered its application first (one entry).
+    assert_eq!(seqs, (1..=25).collect::<Vec<i64>>());
+    let mut outcomes: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.event == "policy_changed")
+        .map(|r| r.outcome.as_str())
+        .collect();
     outcomes.sort_unstable();
     outcomes.dedup();
     assert_eq!(outcomes.len(), 24, "every writer's entry is there once");
 }
 
 #[tokio::test]
-async fn concurrent_sign_ins_leave_one_pending_request() {
+async fn concurrent_sign_ins_each_stay_pending_none_supersedes_another() {
     let h = harness().await;
     let _phone = h.ready_phone(BOB).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let h2 = h.app.clone();
+        let (h2, auth) = (h.app.clone(), h.app_auth.clone());
         tasks.push(tokio::spawn(async move {
             use axum::body::Body;
             use axum::http::Request;
@@ -54,6 +132,7 @@ async fn concurrent_sign_ins_leave_one_pending_request() {
                 .oneshot(
                     Request::post("/api/v1/signin")
                         .header("content-type", "application/json")
+                        .header("authorization", auth)
                         .body(Body::from(format!(r#"{{"upn":"{BOB}"}}"#)))
                         .unwrap(),
                 )
@@ -72,7 +151,8 @@ async fn concurrent_sign_ins_leave_one_pending_request() {
     .fetch_one(&h.state.pool)
     .await
     .unwrap();
-    assert_eq!(pending, 1);
+    // Each start is its own sign-in: a start (by anyone) never cancels another one.
+    assert_eq!(pending, 8);
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signin_requests WHERE upn = $1")
         .bind(BOB)
         .fetch_one(&h.state.pool)

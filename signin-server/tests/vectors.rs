@@ -53,6 +53,8 @@ impl Vectors {
             .to_owned();
         let d: RequestDetails = serde_json::from_str(&text).unwrap();
         StoredRequest {
+            signin_id: d.request_id.as_str().to_owned(),
+            client_id: "app-vectors".into(),
             id: d.request_id.clone(),
             account_id: d.account_id.clone(),
             upn: d.upn.clone(),

@@ -28,6 +28,8 @@ pub struct TestServer {
     pub running: RunningServer,
     pub browser: reqwest::Client,
     pub db: Arc<TestDatabase>,
+    /// The registered application "My Apps" that starts sign-ins (client id, secret).
+    pub app: (String, String),
 }
 
 impl TestServer {
@@ -62,11 +64,23 @@ impl TestServer {
             ..ServeConfig::default()
         };
         let running = signin_server::spawn(config).await?;
+        // One "My Apps" per database; another instance on it registers its own name.
+        let registered = match accounts::applications::add(running.pool(), "My Apps").await {
+            Ok(r) => r,
+            Err(_) => {
+                let name = format!("My Apps via {}", running.addr);
+                accounts::applications::add(running.pool(), &name).await?
+            }
+        };
         Ok(TestServer {
             base_url: format!("http://{}/", running.addr),
             running,
             browser: reqwest::Client::new(),
             db,
+            app: (
+                registered.client_id.clone(),
+                registered.client_secret.clone(),
+            ),
         })
     }
 
@@ -110,7 +124,8 @@ impl TestServer {
         let resp = self
             .browser
             .post(format!("{}api/v1/signin", self.base_url))
-            .json(&json!({"upn": upn, "app": "My Apps"}))
+            .basic_auth(&self.app.0, Some(&self.app.1))
+            .json(&json!({ "upn": upn }))
             .send()
             .await?;
         Ok(resp.json().await?)

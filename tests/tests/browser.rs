@@ -325,7 +325,8 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     assert_eq!(number.len(), 2, "a two-digit number");
     b.shot("signin-number").await?;
     let request = phone_request(&phone, &b).await?;
-    assert_eq!(request.app_name.as_deref(), Some(web::WEB_APP_NAME));
+    // The server's own pages are the built-in registered application.
+    assert_eq!(request.app_name.as_deref(), Some("Sign-in portal"));
     assert_eq!(request.location.as_deref(), Some("Unknown location"));
     phone.core.approve(request.request_id, number).await?;
     assert!(b.text("#signed-in").await?.contains("signed in"));

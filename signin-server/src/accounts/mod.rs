@@ -1,7 +1,10 @@
 //! Users, groups, passwords and phone registration: what the admin CLI, the admin pages and
 //! the enrollment API do to accounts.
+pub mod applications;
+pub mod devices;
 pub mod enrollment;
 pub mod passwords;
+pub mod temporary_pass;
 
 use anyhow::{bail, Context};
 use authenticator_protocol::encoding::b64;
@@ -11,7 +14,9 @@ use url::Url;
 
 use crate::audit::{self, Event};
 use crate::sign_in::policy::{self, Policy, PolicyUpdate};
-use crate::store::{self, devices, now_ms, to_db_ms, users, Pool};
+use crate::store::risk::RiskKey;
+use crate::store::{self, now_ms, to_db_ms, users, Pool};
+use authenticator_protocol::text;
 use enrollment::code_hash;
 
 /// Creates a user. Fails clearly if the UPN exists.
@@ -30,6 +35,19 @@ pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> 
             bail!("--group must not be empty");
         }
         trimmed.push(g);
+    }
+    // What the phone, the pages and terminals show must be one plain line.
+    for (flag, value) in [("--upn", upn), ("--name", name)]
+        .into_iter()
+        .chain(trimmed.iter().map(|g| ("--group", *g)))
+    {
+        if let Err(c) = text::check_plain(value) {
+            bail!(
+                "{flag} must not contain control, newline or bidirectional formatting \
+                 characters (found U+{:04X})",
+                u32::from(c)
+            );
+        }
     }
     if !users::insert(pool, upn, name.trim(), &trimmed).await? {
         bail!("user {upn} already exists");
@@ -132,18 +150,22 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
     };
     let now = now_ms();
     let mut out = String::new();
-    writeln!(out, "upn: {upn}")?;
-    writeln!(out, "name: {name}")?;
+    // Everything printed that someone else wrote is escaped for the terminal.
+    writeln!(out, "upn: {}", text::escape(upn))?;
+    writeln!(out, "name: {}", text::escape(&name))?;
     writeln!(
         out,
         "groups: {}",
         if groups.is_empty() {
             "-".to_owned()
         } else {
-            groups.join(", ")
+            text::escape(&groups.join(", ")).into_owned()
         }
     )?;
-    let risk = store::risk::load(pool, upn).await?.map(|r| r.0);
+    let limited = store::risk::blocked_limits(pool, upn, now).await?;
+    let risk = store::risk::load(pool, RiskKey::User(upn))
+        .await?
+        .map(|r| r.0);
     match risk {
         Some(r) => {
             write!(
@@ -162,51 +184,30 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
             } else {
                 writeln!(out, "paused: no")?;
             }
-            if r.blocked_until > now {
-                writeln!(
-                    out,
-                    "rate limit: blocked until {} (cool-down #{})",
-                    crate::rfc3339(r.blocked_until),
-                    r.strikes
-                )?;
-            } else {
-                writeln!(out, "rate limit: ok")?;
-            }
         }
         None => {
             writeln!(out, "risk: low (score 0, reports 0)")?;
             writeln!(out, "paused: no")?;
-            writeln!(out, "rate limit: ok")?;
         }
     }
-    let devices = devices::of_user(pool, upn).await?;
+    if limited.is_empty() {
+        writeln!(out, "rate limit: ok")?;
+    }
+    for (client, r) in limited {
+        writeln!(
+            out,
+            "rate limit: blocked for {} until {} (cool-down #{})",
+            text::escape(&client),
+            crate::rfc3339(r.blocked_until),
+            r.strikes
+        )?;
+    }
+    let devices = store::devices::of_user(pool, upn).await?;
     if devices.is_empty() {
         writeln!(out, "devices: none")?;
     }
-    for d in devices {
-        write!(
-            out,
-            "device {} ({}): push {}",
-            d.account_id, d.device_name, d.push_kind
-        )?;
-        match d.push_stale_at {
-            Some(at) => write!(
-                out,
-                " STALE since {} ({})",
-                crate::rfc3339(at),
-                d.push_stale_reason.as_deref().unwrap_or("-")
-            )?,
-            None => write!(out, " ok")?,
-        }
-        writeln!(
-            out,
-            "; phone sign-in {}",
-            if d.passwordless_enabled_at.is_some() {
-                "on"
-            } else {
-                "off"
-            }
-        )?;
+    for d in &devices {
+        writeln!(out, "{}", devices::line(d))?;
     }
     Ok(out.trim_end().to_owned())
 }
@@ -216,6 +217,9 @@ pub async fn add_group_member(pool: &Pool, group: &str, upn: &str) -> anyhow::Re
     let (group, upn) = (group.trim(), upn.trim());
     if group.is_empty() || group.len() > 128 {
         bail!("the group name must be 1 to 128 characters");
+    }
+    if text::check_plain(group).is_err() {
+        bail!("the group name must not contain control, newline or bidirectional characters");
     }
     if !users::exists(pool, upn).await? {
         bail!("no user {upn}");

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::json::{AppJson, AppQuery};
 use super::WaitQuery;
 use crate::error::AppError;
-use crate::extract::ClientIp;
+use crate::extract::{AuthenticatedApplication, ClientIp};
 use crate::sign_in::{self, StartSignIn};
 use crate::state::AppState;
 use crate::store::to_db_ms;
@@ -15,8 +15,9 @@ use crate::store::to_db_ms;
 #[derive(Debug, Deserialize)]
 pub struct StartSignInBody {
     pub upn: String,
+    /// No longer accepted: the phone shows the calling application's registered name.
     #[serde(default)]
-    pub app: Option<String>,
+    pub app: Option<serde_json::Value>,
 }
 
 /// The number is shown to the user on the sign-in page only: `Debug` hides it.
@@ -41,19 +42,27 @@ pub struct SignInStatus {
     pub expires_at: String,
 }
 
-/// `POST /api/v1/signin`: phone sign-in for `upn`.
+/// `POST /api/v1/signin`: phone sign-in for `upn`, started by a registered application
+/// (HTTP Basic `client_id:secret`), whose registered name the phone shows.
 pub async fn start(
     State(state): State<AppState>,
+    AuthenticatedApplication(application): AuthenticatedApplication,
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<StartSignInBody>,
 ) -> Result<AppJson<SignInStarted>, AppError> {
+    if body.app.is_some() {
+        return Err(AppError::InvalidRequest(
+            "app is not accepted: the phone shows the registered application's name",
+        ));
+    }
     let started = sign_in::start(
         &state,
         StartSignIn {
             upn: &body.upn,
-            app: body.app.as_deref(),
+            application: &application,
             kind: RequestKind::Passwordless,
             client_ip: ip,
+            replaces: None,
         },
     )
     .await?;

@@ -24,33 +24,38 @@ use authenticator_protocol::wire::{ResponseBody, MAX_WRONG_NUMBERS};
 use authenticator_protocol::{AccountId, RequestId, UnixMillis, PROTOCOL_VERSION};
 use rand::Rng;
 
+use crate::accounts::applications::Application;
 use crate::audit::{self, Event};
 use crate::delivery::Delivery;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::requests::{self as requests, NewRequest, Status, StoredRequest};
+use crate::store::requests::{self as requests, NewRequest, NewSignIn, Status, StoredRequest};
 use crate::store::{devices, now_ms, to_db_ms, users};
 
 /// Longest UPN accepted (after trimming).
 pub const MAX_UPN_LEN: usize = 256;
-/// Longest application name accepted (after trimming).
-pub const MAX_APP_LEN: usize = 128;
 
 /// What an entry point asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct StartSignIn<'a> {
     pub upn: &'a str,
-    /// The application the user signs in to, shown on the phone when the policy says so.
-    pub app: Option<&'a str>,
+    /// The registered application the user signs in to (its credential checked, or the
+    /// server's own pages): its registered name is what the phone shows.
+    pub application: &'a Application,
     /// Phone sign-in (always number matching) or a second factor after a password (number
     /// matching as the policy says).
     pub kind: RequestKind,
-    /// Where the sign-in comes from, for the location shown on the phone.
+    /// Where the sign-in comes from, for the location shown on the phone and, for the
+    /// server's own pages, the rate limit.
     pub client_ip: Option<IpAddr>,
+    /// The earlier sign-in this one replaces ("resend" on the pages). No other start
+    /// supersedes anything: a stranger's start cannot cancel the user's own sign-in.
+    pub replaces: Option<&'a str>,
 }
 
 /// A started sign-in. The number is for the sign-in page only: `Debug` hides it.
 pub struct Started {
+    /// The sign-in's id (that of its first device's request), for the page's status.
     pub id: RequestId,
     pub number: String,
     pub expires_at: UnixMillis,
@@ -70,7 +75,7 @@ pub fn random_number() -> String {
     rand::rngs::OsRng.gen_range(10u8..=99).to_string()
 }
 
-/// `N` bytes from the OS CSPRNG (nonces, challenges).
+/// `N` bytes from the OS CSPRNG (nonces, challenges, credentials).
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
     let mut bytes = [0u8; N];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
@@ -78,19 +83,28 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
     Ok(bytes)
 }
 
-/// Starts a sign-in for `upn`: checks the policy, picks the phone, applies the anti-fatigue
-/// limits, signs the details, stores the request as the user's one pending request (older
-/// ones are superseded, and their pages woken) and wakes the phone.
+/// Who a start counts against in the rate limit: the user *and* the requesting application,
+/// and for the server's own (unauthenticated) pages also the client address, so that a
+/// stranger who knows a UPN exhausts only their own allowance.
+fn limit_subject(upn: &str, s: &StartSignIn<'_>) -> String {
+    if s.application.builtin {
+        let ip = s
+            .client_ip
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        format!("{upn}\n{}\n{ip}", s.application.client_id)
+    } else {
+        format!("{upn}\n{}", s.application.client_id)
+    }
+}
+
+/// Starts a sign-in for `upn`: checks the policy, applies the anti-fatigue limits, and sends
+/// one signed request to every device of the user that can answer it (any one may answer;
+/// the first answer wins). They share the number and the expiry; each has its own id, nonce
+/// and signed details (which name its account).
 pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppError> {
     let upn = s.upn.trim();
     if upn.is_empty() || upn.len() > MAX_UPN_LEN {
         return Err(AppError::InvalidRequest("upn must be 1 to 256 characters"));
-    }
-    let app = s.app.map(str::trim).filter(|a| !a.is_empty());
-    if app.is_some_and(|a| a.len() > MAX_APP_LEN) {
-        return Err(AppError::InvalidRequest(
-            "app must be at most 128 characters",
-        ));
     }
     if !users::exists(&state.pool, upn).await? {
         return Err(AppError::UnknownAccount);
@@ -106,95 +120,174 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     if !allowed {
         return Err(AppError::PolicyDisabled);
     }
-    let account = devices::account_for_sign_in(&state.pool, upn, s.kind).await?;
-    let account_id = AccountId::parse(&account.ok_or(AppError::NotPasswordlessCapable)?)
+    let accounts = devices::accounts_for_sign_in(&state.pool, upn, s.kind)
+        .await?
+        .iter()
+        .map(|a| AccountId::parse(a))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AppError::internal(anyhow::anyhow!("stored account id: {e}")))?;
+    if accounts.is_empty() {
+        return Err(AppError::NotPasswordlessCapable);
+    }
     // Anti-fatigue: a paused user gets no sign-in (so no push); starts are rate limited.
-    risk::admit_signin(&state.pool, &state.risk, upn).await?;
+    risk::admit_signin(&state.pool, &state.risk, upn, &limit_subject(upn, &s)).await?;
 
-    let request_id = RequestId::random();
     let number = random_number();
-    let nonce = random_bytes::<32>()?;
     let created_at = UnixMillis::now();
     let expires_at = created_at.plus_secs(state.settings.request_ttl_secs);
-    let details = RequestDetails {
-        v: PROTOCOL_VERSION,
-        request_id: request_id.clone(),
-        account_id: account_id.clone(),
-        kind: s.kind,
-        upn: upn.to_owned(),
-        server_name: state.settings.server_name.clone(),
-        app_name: if policy.show_app_name {
-            app.map(str::to_owned)
-        } else {
-            None
-        },
-        location: policy
-            .show_location
-            .then(|| state.locator.locate(s.client_ip)),
-        // Phone sign-in always uses number matching, whatever the policy says.
-        number_matching: s.kind == RequestKind::Passwordless || policy.number_matching,
-        nonce: b64(&nonce),
-        created_at,
-        expires_at,
-    };
-    let signed = SignedRequestDetails::sign(&details, &state.signer);
-    let superseded = requests::insert_superseding(
+    let location = policy
+        .show_location
+        .then(|| state.locator.locate(s.client_ip));
+    // Phone sign-in always uses number matching, whatever the policy says.
+    let number_matching = s.kind == RequestKind::Passwordless || policy.number_matching;
+    struct Prepared {
+        id: RequestId,
+        account_id: AccountId,
+        signed: SignedRequestDetails,
+        nonce: String,
+    }
+    let mut prepared = Vec::with_capacity(accounts.len());
+    for account_id in accounts {
+        let id = RequestId::random();
+        let nonce = b64(&random_bytes::<32>()?);
+        let details = RequestDetails {
+            v: PROTOCOL_VERSION,
+            request_id: id.clone(),
+            account_id: account_id.clone(),
+            kind: s.kind,
+            upn: upn.to_owned(),
+            server_name: state.settings.server_name.clone(),
+            app_name: policy.show_app_name.then(|| s.application.name.clone()),
+            location: location.clone(),
+            number_matching,
+            nonce: nonce.clone(),
+            created_at,
+            expires_at,
+        };
+        prepared.push(Prepared {
+            signed: SignedRequestDetails::sign(&details, &state.signer),
+            id,
+            account_id,
+            nonce,
+        });
+    }
+    let signin_id = prepared[0].id.clone();
+    let superseded = requests::insert_sign_in(
         &state.pool,
-        &NewRequest {
-            id: &request_id,
-            account_id: &account_id,
+        &NewSignIn {
+            signin_id: signin_id.as_str(),
+            client_id: &s.application.client_id,
             upn,
             kind: s.kind,
-            details: &signed.details,
-            signature: &signed.signature,
             number: &number,
-            nonce: &details.nonce,
-            number_matching: details.number_matching,
+            number_matching,
             created_at: to_db_ms(created_at),
             expires_at: to_db_ms(expires_at),
+            replaces: s.replaces,
         },
+        &prepared
+            .iter()
+            .map(|p| NewRequest {
+                id: &p.id,
+                account_id: &p.account_id,
+                details: &p.signed.details,
+                signature: &p.signed.signature,
+                nonce: &p.nonce,
+            })
+            .collect::<Vec<_>>(),
     )
     .await?;
-    for old in &superseded {
+    if let Some(old) = &superseded {
         state.request_waiters.wake(old);
     }
-    state
-        .dispatcher
-        .deliver(&PushEnvelope::new(account_id.clone(), request_id.clone()));
-    audit::record(
-        &state.pool,
-        Event::SignInStarted,
-        audit::Entry {
-            upn: Some(upn),
-            account_id: Some(account_id.as_str()),
-            request_id: Some(request_id.as_str()),
-            outcome: "pending",
-        },
-    )
-    .await?;
-    tracing::info!(request_id = %request_id, account_id = %account_id, "sign-in started");
+    for p in &prepared {
+        state
+            .dispatcher
+            .deliver(&PushEnvelope::new(p.account_id.clone(), p.id.clone()));
+        audit::record(
+            &state.pool,
+            Event::SignInStarted,
+            audit::Entry {
+                upn: Some(upn),
+                account_id: Some(p.account_id.as_str()),
+                request_id: Some(p.id.as_str()),
+                outcome: "pending",
+            },
+        )
+        .await?;
+    }
+    tracing::info!(
+        signin_id = %signin_id,
+        devices = prepared.len(),
+        client_id = %s.application.client_id,
+        "sign-in started"
+    );
     Ok(Started {
-        id: request_id,
+        id: signin_id,
         number,
         expires_at,
     })
 }
 
-/// The request `id` with its status settled. This is the one place expiry is decided: a
-/// pending request past its expiry is stored as expired, and whoever waits on it is woken.
-pub async fn current(state: &AppState, id: &str) -> Result<Option<StoredRequest>, AppError> {
+/// One device's request `id` with its status settled (see [`settle`]).
+pub async fn current_request(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<StoredRequest>, AppError> {
     let Some(mut req) = requests::load_request(&state.pool, id).await? else {
         return Ok(None);
     };
-    let now = UnixMillis::now();
-    if req.status == Status::Pending && req.is_expired_at(now) {
-        if requests::expire_if_due(&state.pool, &req.id, to_db_ms(now)).await? {
-            state.request_waiters.wake(req.id.as_str());
-        }
+    if req.status == Status::Pending && req.is_expired_at(UnixMillis::now()) {
+        settle(state, &req.signin_id).await?;
         req.status = Status::Expired;
     }
     Ok(Some(req))
+}
+
+/// This is the one place expiry is decided: the sign-in's pending requests past their expiry
+/// are stored as expired, and whoever waits on the sign-in is woken.
+async fn settle(state: &AppState, signin_id: &str) -> Result<(), AppError> {
+    if requests::expire_if_due(&state.pool, signin_id, now_ms()).await? {
+        state.request_waiters.wake(signin_id);
+    }
+    Ok(())
+}
+
+/// The sign-in `signin_id` as its page sees it: the request that was answered (or the first
+/// one), with the sign-in's status — the answer of whichever device answered, `failed` once
+/// the wrong numbers across its devices reach the limit, `pending` while any device may
+/// still answer, `expired` otherwise.
+pub async fn current(state: &AppState, signin_id: &str) -> Result<Option<StoredRequest>, AppError> {
+    let mut rows = requests::load_sign_in(&state.pool, signin_id).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let now = UnixMillis::now();
+    if rows
+        .iter()
+        .any(|r| r.status == Status::Pending && r.is_expired_at(now))
+    {
+        settle(state, signin_id).await?;
+        for r in rows.iter_mut() {
+            if r.status == Status::Pending && r.is_expired_at(now) {
+                r.status = Status::Expired;
+            }
+        }
+    }
+    let decided = rows.iter().position(|r| {
+        matches!(
+            r.status,
+            Status::Approved | Status::Denied | Status::Reported | Status::Failed
+        )
+    });
+    let status = match decided {
+        Some(i) => rows[i].status,
+        None if rows.iter().any(|r| r.status == Status::Pending) => Status::Pending,
+        None => Status::Expired,
+    };
+    let mut shown = rows.swap_remove(decided.unwrap_or(0));
+    shown.status = status;
+    Ok(Some(shown))
 }
 
 /// Waits up to `wait` (and at the latest until the request expires) for request `id` to leave
@@ -259,7 +352,7 @@ async fn owned(
     id: &str,
     account_id: &AccountId,
 ) -> Result<StoredRequest, AppError> {
-    match current(state, id).await? {
+    match current_request(state, id).await? {
         Some(req) if req.account_id == *account_id => Ok(req),
         _ => Err(AppError::UnknownRequest),
     }
@@ -314,7 +407,7 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
     // 5. number matching.
     if !verify::number_matches(&req, &response) {
         let counted =
-            requests::record_wrong_number(&state.pool, &req.id, ts, MAX_WRONG_NUMBERS, now_ms())
+            requests::record_wrong_number(&state.pool, &req, ts, MAX_WRONG_NUMBERS, now_ms())
                 .await?;
         let Some((attempts, status)) = counted else {
             return Err(lost_race(state, &req).await?);
@@ -323,7 +416,7 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         tracing::info!(request_id = %req.id, "wrong number");
         if status == Status::Failed {
             audit::record(&state.pool, Event::SignInFailed, entry("failed")).await?;
-            state.request_waiters.wake(req.id.as_str());
+            state.request_waiters.wake(&req.signin_id);
             return Err(AppError::RequestFailed);
         }
         return Err(AppError::WrongNumber {
@@ -336,10 +429,10 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         Decision::Deny => Status::Denied,
         Decision::Report => Status::Reported,
     };
-    if !requests::decide(&state.pool, &req.id, new_status, ts, now_ms()).await? {
+    if !requests::decide(&state.pool, &req, new_status, ts, now_ms()).await? {
         return Err(lost_race(state, &req).await?);
     }
-    state.request_waiters.wake(req.id.as_str());
+    state.request_waiters.wake(&req.signin_id);
     audit::record(
         &state.pool,
         Event::SignInDecision,
@@ -347,6 +440,10 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
     )
     .await?;
     if new_status == Status::Reported {
+        // "This wasn't me": the user's other pending sign-ins are as suspect; end them all.
+        for ended in requests::expire_pending_of_user(&state.pool, &req.upn, now_ms()).await? {
+            state.request_waiters.wake(&ended);
+        }
         risk::record_report(
             &state.pool,
             &state.risk,
@@ -363,7 +460,7 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
 /// The conditional update changed nothing: someone else answered, the request expired, or
 /// a response with a later timestamp came first.
 async fn lost_race(state: &AppState, before: &StoredRequest) -> Result<AppError, AppError> {
-    let now = current(state, before.id.as_str())
+    let now = current_request(state, before.id.as_str())
         .await?
         .ok_or(AppError::UnknownRequest)?;
     Ok(match check_pending(&now) {
@@ -373,13 +470,12 @@ async fn lost_race(state: &AppState, before: &StoredRequest) -> Result<AppError,
 }
 
 /// After a correct password, when no push could be started (`policy_disabled` or no phone):
-/// whether the password alone signs the user in. Not when the policy has phone sign-in for
-/// the user and they have a phone with it (mode `passwordless`: the phone only).
+/// whether the password alone signs the user in (see `Policy::allows_password_alone_for`).
 pub async fn password_alone_allowed(state: &AppState, upn: &str) -> Result<bool, AppError> {
     let policy = policy::load(&state.pool)
         .await
         .map_err(AppError::Internal)?;
     let groups = users::groups_of(&state.pool, upn).await?;
     let phone_sign_in = devices::has_phone_sign_in(&state.pool, upn).await?;
-    Ok(!(phone_sign_in && policy.allows_passwordless_for(&groups)))
+    Ok(policy.allows_password_alone_for(&groups, phone_sign_in))
 }

@@ -113,6 +113,22 @@ impl Policy {
         self.enabled && matches!(self.mode, Mode::Any | Mode::Push) && self.targets(groups)
     }
 
+    /// Whether a password alone may sign a user in `groups` in, given whether they have a
+    /// phone with phone sign-in. Fails closed: where the policy requires the Authenticator
+    /// (modes `push` and `passwordless`) never, whatever the user has registered, so a
+    /// stolen password cannot sign in and register a phone (a first phone comes from an
+    /// admin-issued registration link or temporary access pass). In mode `any`, the
+    /// bootstrap mode, only users without phone sign-in.
+    pub fn allows_password_alone_for(&self, groups: &[String], has_phone_sign_in: bool) -> bool {
+        if !self.enabled || !self.targets(groups) {
+            return true;
+        }
+        match self.mode {
+            Mode::Push | Mode::Passwordless => false,
+            Mode::Any => !has_phone_sign_in,
+        }
+    }
+
     fn targets(&self, groups: &[String]) -> bool {
         match &self.target {
             Target::All => true,
@@ -208,6 +224,25 @@ mod tests {
         assert_eq!(p2.apply(&to_pwl), Err(PolicyError::NumberMatchingRequired));
         let pwl = p.apply(&to_pwl).unwrap();
         assert_eq!(pwl.apply(&off), Err(PolicyError::NumberMatchingRequired));
+    }
+
+    #[test]
+    fn push_and_passwordless_modes_refuse_a_password_alone_for_targeted_users() {
+        let mut p = default();
+        // `any`: only users without phone sign-in (bootstrap).
+        assert!(p.allows_password_alone_for(&[], false));
+        assert!(!p.allows_password_alone_for(&[], true));
+        for mode in [Mode::Push, Mode::Passwordless] {
+            p.mode = mode;
+            assert!(!p.allows_password_alone_for(&[], false), "{mode:?}");
+            assert!(!p.allows_password_alone_for(&[], true), "{mode:?}");
+        }
+        // Users the policy does not target, or a disabled policy: the password alone.
+        p.target = Target::parse("group:pilot").unwrap();
+        assert!(p.allows_password_alone_for(&["other".into()], false));
+        assert!(!p.allows_password_alone_for(&["pilot".into()], false));
+        p.enabled = false;
+        assert!(p.allows_password_alone_for(&["pilot".into()], false));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
+use crate::store::risk::RiskKey;
 use crate::store::{self, now_ms, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -155,16 +156,16 @@ pub fn reported(cfg: &RiskConfig, current: Option<UserRisk>, now: i64) -> UserRi
 /// Applies `f` to the user's state atomically (optimistic retries).
 async fn update<T>(
     pool: &Pool,
-    upn: &str,
+    key: RiskKey<'_>,
     mut f: impl FnMut(Option<UserRisk>, i64) -> (UserRisk, T),
 ) -> Result<T, AppError> {
     for _ in 0..16 {
-        let current = store::risk::load(pool, upn).await?;
+        let current = store::risk::load(pool, key).await?;
         let (next, out) = f(current.map(|c| c.0), now_ms());
         if current.map(|c| c.0) == Some(next) {
             return Ok(out);
         }
-        if store::risk::save_if_version(pool, upn, &next, current.map(|c| c.1)).await? {
+        if store::risk::save_if_version(pool, key, &next, current.map(|c| c.1)).await? {
             return Ok(out);
         }
     }
@@ -177,14 +178,29 @@ fn retry_secs(ms: i64) -> u64 {
     u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000).max(1)
 }
 
-/// Checks the pause and the rate limit for one sign-in start (which sends one push). Refusals
-/// are audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`.
-pub async fn admit_signin(pool: &Pool, cfg: &RiskConfig, upn: &str) -> Result<(), AppError> {
-    let verdict = update(pool, upn, |current, now| {
-        let (next, v) = admit(cfg, current, now);
-        (next, v)
-    })
-    .await?;
+/// Checks the user's pause and the rate limit of `subject` (the user and the requesting
+/// client, see `sign_in::start`) for one sign-in start (which sends one push). Refusals are
+/// audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`.
+pub async fn admit_signin(
+    pool: &Pool,
+    cfg: &RiskConfig,
+    upn: &str,
+    subject: &str,
+) -> Result<(), AppError> {
+    let now = now_ms();
+    let paused_until = store::risk::load(pool, RiskKey::User(upn))
+        .await?
+        .map_or(0, |(r, _)| r.paused_until);
+    let verdict = if paused_until > now {
+        Verdict::Paused {
+            retry_after_ms: paused_until - now,
+        }
+    } else {
+        update(pool, RiskKey::Limit(subject), |current, now| {
+            admit(cfg, current, now)
+        })
+        .await?
+    };
     let entry = |outcome| audit::Entry {
         upn: Some(upn),
         outcome,
@@ -203,15 +219,16 @@ pub async fn admit_signin(pool: &Pool, cfg: &RiskConfig, upn: &str) -> Result<()
             retry_after_ms,
             new_strike,
         } => {
-            let outcome = format!(
-                "{} retry_after_secs={}",
-                if new_strike {
-                    "cooldown_started"
-                } else {
-                    "blocked"
-                },
-                retry_secs(retry_after_ms)
-            );
+            // A start refused during a cool-down is `blocked` alone, so that a burst of them
+            // collapses into one audit line; the cool-down's start says how long.
+            let outcome = if new_strike {
+                format!(
+                    "cooldown_started retry_after_secs={}",
+                    retry_secs(retry_after_ms)
+                )
+            } else {
+                "blocked".to_owned()
+            };
             audit::record(pool, Event::RateLimited, entry(&outcome)).await?;
             tracing::info!(new_strike, "sign-in refused: rate limited");
             Err(AppError::RateLimited {
@@ -229,7 +246,7 @@ pub async fn record_report(
     account_id: &str,
     request_id: &str,
 ) -> Result<UserRisk, AppError> {
-    let state = update(pool, upn, |current, now| {
+    let state = update(pool, RiskKey::User(upn), |current, now| {
         let next = reported(cfg, current, now);
         (next, next)
     })
@@ -256,7 +273,7 @@ pub async fn record_report(
 
 /// Ends a pause early (admin). Audited (`user_resumed`). The risk score stays.
 pub async fn resume(pool: &Pool, upn: &str) -> Result<bool, AppError> {
-    let was_paused = update(pool, upn, |current, now| match current {
+    let was_paused = update(pool, RiskKey::User(upn), |current, now| match current {
         Some(mut s) if s.paused_until > now => {
             s.paused_until = 0;
             (s, true)

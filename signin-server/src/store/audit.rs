@@ -11,6 +11,10 @@ pub struct AuditRow {
     pub account_id: Option<String>,
     pub request_id: Option<String>,
     pub outcome: String,
+    /// How many identical entries followed within [`COLLAPSE_WINDOW_MS`] of each other.
+    pub repeats: i64,
+    /// When the last of them happened.
+    pub last_at: Option<i64>,
 }
 
 /// The fields of an entry to append (`seq` is assigned here).
@@ -27,8 +31,37 @@ pub struct NewAuditRow<'a> {
 /// How often `append` retries after another writer took the same `seq` (PostgreSQL only).
 const SEQ_RETRIES: usize = 100;
 
-/// Appends one entry with the next `seq`.
+/// An entry identical to the newest one with the same event and user (same account,
+/// request and outcome) within this long after that one's last repeat is counted on it
+/// instead of written: a burst of refused starts is one line, and cannot push everything
+/// else out of view.
+pub const COLLAPSE_WINDOW_MS: i64 = 60_000;
+
+/// Appends one entry with the next `seq`, or counts it as a repeat (see
+/// [`COLLAPSE_WINDOW_MS`]).
 pub async fn append(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
+    let collapsed = sqlx::query(
+        "UPDATE audit_log SET repeats = repeats + 1, last_at = $1 WHERE seq = ( \
+             SELECT MAX(seq) FROM audit_log WHERE event = $2 AND COALESCE(upn, '') = $3) \
+         AND COALESCE(account_id, '') = $4 AND COALESCE(request_id, '') = $5 \
+         AND outcome = $6 AND COALESCE(last_at, at) >= $7",
+    )
+    .bind(e.at)
+    .bind(e.event)
+    .bind(e.upn.unwrap_or(""))
+    .bind(e.account_id.unwrap_or(""))
+    .bind(e.request_id.unwrap_or(""))
+    .bind(e.outcome)
+    .bind(e.at - COLLAPSE_WINDOW_MS)
+    .execute(pool)
+    .await?;
+    if collapsed.rows_affected() > 0 {
+        return Ok(());
+    }
+    insert(pool, e).await
+}
+
+async fn insert(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
     // `seq` is computed inside the INSERT, one statement. SQLite serializes writers, so it never
     // collides there; on PostgreSQL two concurrent writers can compute the same `seq`: the
     // second waits for the first to commit, then fails on the primary key, and is retried
@@ -58,7 +91,7 @@ pub async fn append(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
     }
 }
 
-const COLUMNS: &str = "seq, at, event, upn, account_id, request_id, outcome";
+const COLUMNS: &str = "seq, at, event, upn, account_id, request_id, outcome, repeats, last_at";
 
 /// Every entry, oldest first.
 pub async fn all(pool: &Pool) -> StoreResult<Vec<AuditRow>> {
@@ -69,12 +102,35 @@ pub async fn all(pool: &Pool) -> StoreResult<Vec<AuditRow>> {
     )
 }
 
-/// The newest `limit` entries, newest first.
-pub async fn newest(pool: &Pool, limit: i64) -> StoreResult<Vec<AuditRow>> {
+/// Which entries to list: every field optional; newest first, `limit` at a time, older
+/// than `before_seq` (the next page).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub upn: Option<String>,
+    pub event: Option<String>,
+    /// Unix ms, inclusive.
+    pub since: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until: Option<i64>,
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// The entries `f` selects, newest first.
+pub async fn query(pool: &Pool, f: &AuditFilter) -> StoreResult<Vec<AuditRow>> {
+    // Unset filters compare against themselves (`$n IS NULL`), so one statement serves all.
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT $1"
+        "SELECT {COLUMNS} FROM audit_log \
+         WHERE ($1 IS NULL OR upn = $1) AND ($2 IS NULL OR event = $2) \
+         AND ($3 IS NULL OR COALESCE(last_at, at) >= $3) AND ($4 IS NULL OR at < $4) \
+         AND ($5 IS NULL OR seq < $5) ORDER BY seq DESC LIMIT $6"
     ))
-    .bind(limit)
+    .bind(f.upn.as_deref())
+    .bind(f.event.as_deref())
+    .bind(f.since)
+    .bind(f.until)
+    .bind(f.before_seq)
+    .bind(f.limit.clamp(1, 10_000))
     .fetch_all(pool)
     .await?)
 }

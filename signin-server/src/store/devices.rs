@@ -72,26 +72,50 @@ pub async fn enable_passwordless(
     Ok(updated.rows_affected() == 1)
 }
 
-/// The account that gets a sign-in of `kind` for `upn`: for phone sign-in the one most
-/// recently enabled for it, for push the most recently enrolled.
-pub async fn account_for_sign_in(
+/// The accounts that get a sign-in of `kind` for `upn`, every one of the user's devices that
+/// can answer it: for phone sign-in those with it enabled, for push all of them. Oldest
+/// enrollment first.
+pub async fn accounts_for_sign_in(
     pool: &Pool,
     upn: &str,
     kind: RequestKind,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Vec<String>> {
     let query = match kind {
         RequestKind::Passwordless => {
             "SELECT account_id FROM devices WHERE upn = $1 AND passwordless_public_key IS NOT NULL \
-             ORDER BY passwordless_enabled_at DESC LIMIT 1"
+             ORDER BY enrolled_at, account_id"
         }
         RequestKind::Push => {
-            "SELECT account_id FROM devices WHERE upn = $1 ORDER BY enrolled_at DESC LIMIT 1"
+            "SELECT account_id FROM devices WHERE upn = $1 ORDER BY enrolled_at, account_id"
         }
     };
-    Ok(sqlx::query_scalar(query)
-        .bind(upn)
-        .fetch_optional(pool)
-        .await?)
+    Ok(sqlx::query_scalar(query).bind(upn).fetch_all(pool).await?)
+}
+
+/// The UPN a device belongs to, if it exists.
+pub async fn owner_of(pool: &Pool, account_id: &str) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT upn FROM devices WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Removes a device and its sign-in requests, in one transaction; whether it existed. Its
+/// pending requests end with it: the phone is refused at once (no device, no key).
+pub async fn remove(pool: &Pool, account_id: &str) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM signin_requests WHERE account_id = $1")
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM devices WHERE account_id = $1")
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Whether any of the user's devices has phone sign-in enabled.

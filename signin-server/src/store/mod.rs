@@ -25,10 +25,12 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection};
 
+pub mod applications;
 pub mod audit;
 pub mod devices;
 pub mod enrollment;
 pub mod notify;
+pub mod passes;
 pub mod policy;
 pub mod requests;
 pub mod risk;

@@ -15,6 +15,8 @@ pub enum Status {
     Reported,
     Expired,
     Failed,
+    /// Another device of the user answered this sign-in first.
+    Closed,
 }
 
 impl Status {
@@ -26,6 +28,7 @@ impl Status {
             Status::Reported => "reported",
             Status::Expired => "expired",
             Status::Failed => "failed",
+            Status::Closed => "closed",
         }
     }
     pub fn parse(s: &str) -> anyhow::Result<Self> {
@@ -36,6 +39,7 @@ impl Status {
             "reported" => Status::Reported,
             "expired" => Status::Expired,
             "failed" => Status::Failed,
+            "closed" => Status::Closed,
             other => anyhow::bail!("unknown stored status {other:?}"),
         })
     }
@@ -52,6 +56,10 @@ pub fn kind_str(kind: RequestKind) -> &'static str {
 #[derive(Clone)]
 pub struct StoredRequest {
     pub id: RequestId,
+    /// The sign-in this device's request belongs to (the id of its first request).
+    pub signin_id: String,
+    /// The registered application that started it.
+    pub client_id: String,
     pub account_id: AccountId,
     pub upn: String,
     pub kind: RequestKind,
@@ -90,6 +98,8 @@ impl StoredRequest {
 #[derive(sqlx::FromRow)]
 struct RequestRow {
     id: String,
+    signin_id: Option<String>,
+    client_id: Option<String>,
     account_id: String,
     upn: String,
     kind: String,
@@ -109,6 +119,8 @@ impl TryFrom<RequestRow> for StoredRequest {
     type Error = anyhow::Error;
     fn try_from(r: RequestRow) -> anyhow::Result<Self> {
         Ok(StoredRequest {
+            signin_id: r.signin_id.unwrap_or_else(|| r.id.clone()),
+            client_id: r.client_id.unwrap_or_default(),
             id: RequestId::parse(&r.id)?,
             account_id: AccountId::parse(&r.account_id)?,
             upn: r.upn,
@@ -131,9 +143,11 @@ impl TryFrom<RequestRow> for StoredRequest {
     }
 }
 
-const REQUEST_COLUMNS: &str = "id, account_id, upn, kind, details, signature, number, nonce, \
+const REQUEST_COLUMNS: &str =
+    "id, signin_id, client_id, account_id, upn, kind, details, signature, number, nonce, \
      number_matching, created_at, expires_at, status, wrong_attempts, last_response_ts";
 
+/// One device's request.
 pub async fn load_request(pool: &Pool, id: &str) -> StoreResult<Option<StoredRequest>> {
     let row: Option<RequestRow> = sqlx::query_as(&format!(
         "SELECT {REQUEST_COLUMNS} FROM signin_requests WHERE id = $1"
@@ -146,72 +160,111 @@ pub async fn load_request(pool: &Pool, id: &str) -> StoreResult<Option<StoredReq
         .map_err(|e| StoreError::Corrupt(format!("sign-in request: {e:#}")))
 }
 
-/// Marks a pending request expired if its time is up; returns whether it did.
-pub async fn expire_if_due(pool: &Pool, id: &RequestId, now: i64) -> StoreResult<bool> {
+/// Every device's request of one sign-in, first (the lead, whose id is the sign-in's) first.
+pub async fn load_sign_in(pool: &Pool, signin_id: &str) -> StoreResult<Vec<StoredRequest>> {
+    let rows: Vec<RequestRow> = sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM signin_requests WHERE signin_id = $1 \
+         ORDER BY CASE WHEN id = signin_id THEN 0 ELSE 1 END, id"
+    ))
+    .bind(signin_id)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(StoredRequest::try_from)
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|e| StoreError::Corrupt(format!("sign-in request: {e:#}")))
+}
+
+/// Marks the sign-in's pending requests that are due as expired; whether any was.
+pub async fn expire_if_due(pool: &Pool, signin_id: &str, now: i64) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE signin_requests SET status = 'expired', decided_at = $2 \
-         WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
+         WHERE signin_id = $1 AND status = 'pending' AND expires_at <= $2",
     )
-    .bind(id.as_str())
+    .bind(signin_id)
     .bind(now)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(done.rows_affected() > 0)
 }
 
-/// A request to store, as signed (the number and nonce are secrets: `Debug` hides them).
+/// One device's request of a new sign-in.
 pub struct NewRequest<'a> {
     pub id: &'a RequestId,
     pub account_id: &'a AccountId,
-    pub upn: &'a str,
-    pub kind: RequestKind,
     pub details: &'a str,
     pub signature: &'a str,
-    pub number: &'a str,
     pub nonce: &'a str,
+}
+
+/// What the requests of one new sign-in share.
+pub struct NewSignIn<'a> {
+    /// The id of the first request.
+    pub signin_id: &'a str,
+    pub client_id: &'a str,
+    pub upn: &'a str,
+    pub kind: RequestKind,
+    pub number: &'a str,
     pub number_matching: bool,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The earlier sign-in this one replaces ("resend"): superseded only if it is still
+    /// pending and was started for the same user by the same application.
+    pub replaces: Option<&'a str>,
 }
 
-/// Stores `new` as the user's one pending request: in one transaction under the user's
-/// lock, every other pending request of the user is superseded (stored as expired). Returns
-/// the superseded ids.
-pub async fn insert_superseding(pool: &Pool, new: &NewRequest<'_>) -> StoreResult<Vec<String>> {
+/// Stores a sign-in as one request per device, in one transaction; returns the id of the
+/// sign-in it superseded, if any.
+pub async fn insert_sign_in(
+    pool: &Pool,
+    sign_in: &NewSignIn<'_>,
+    per_device: &[NewRequest<'_>],
+) -> StoreResult<Option<String>> {
     let mut tx = pool.begin().await?;
-    // Two concurrent sign-ins for one user must not both stay pending (PostgreSQL).
-    lock_user(&mut tx, new.upn).await?;
-    let superseded: Vec<String> = sqlx::query_scalar(
-        "UPDATE signin_requests SET status = 'expired', decided_at = $2 \
-         WHERE upn = $1 AND status = 'pending' RETURNING id",
-    )
-    .bind(new.upn)
-    .bind(new.created_at)
-    .fetch_all(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO signin_requests (id, account_id, upn, kind, details, signature, number, \
-         nonce, number_matching, created_at, expires_at, status, wrong_attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0)",
-    )
-    .bind(new.id.as_str())
-    .bind(new.account_id.as_str())
-    .bind(new.upn)
-    .bind(kind_str(new.kind))
-    .bind(new.details)
-    .bind(new.signature)
-    .bind(new.number)
-    .bind(new.nonce)
-    .bind(i64::from(new.number_matching))
-    .bind(new.created_at)
-    .bind(new.expires_at)
-    .execute(&mut *tx)
-    .await?;
+    lock_user(&mut tx, sign_in.upn).await?;
+    let mut superseded = None;
+    if let Some(old) = sign_in.replaces {
+        let done = sqlx::query(
+            "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
+             WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending'",
+        )
+        .bind(old)
+        .bind(sign_in.upn)
+        .bind(sign_in.client_id)
+        .bind(sign_in.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() > 0 {
+            superseded = Some(old.to_owned());
+        }
+    }
+    for new in per_device {
+        sqlx::query(
+            "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, kind, \
+             details, signature, number, nonce, number_matching, created_at, expires_at, \
+             status, wrong_attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 0)",
+        )
+        .bind(new.id.as_str())
+        .bind(sign_in.signin_id)
+        .bind(sign_in.client_id)
+        .bind(new.account_id.as_str())
+        .bind(sign_in.upn)
+        .bind(kind_str(sign_in.kind))
+        .bind(new.details)
+        .bind(new.signature)
+        .bind(sign_in.number)
+        .bind(new.nonce)
+        .bind(i64::from(sign_in.number_matching))
+        .bind(sign_in.created_at)
+        .bind(sign_in.expires_at)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(superseded)
 }
 
-/// Ids of the account's pending, unexpired requests, oldest first.
 pub async fn pending_ids_for_account(
     pool: &Pool,
     account_id: &AccountId,
@@ -242,60 +295,105 @@ pub async fn pending_until(pool: &Pool, id: &RequestId, now: i64) -> StoreResult
     })
 }
 
-/// Counts a wrong number on a pending request (its `max`-th fails the request), if the
-/// response timestamp is newer than any earlier one. Returns the attempts so far and the new
-/// status; `None` when the request was not pending or the timestamp not newer.
+/// Counts a wrong number answered on request `req` (whose last response must be older than
+/// `response_ts`). The count is the sign-in's, across all its devices: at `max` every one of
+/// its requests fails. `None` if `req` was not pending (someone answered, or a later
+/// response came first). Otherwise the count and the new status.
 pub async fn record_wrong_number(
     pool: &Pool,
-    id: &RequestId,
+    req: &StoredRequest,
     response_ts: i64,
     max: u32,
     now: i64,
 ) -> StoreResult<Option<(u32, Status)>> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "UPDATE signin_requests SET wrong_attempts = wrong_attempts + 1, \
-         last_response_ts = $2, \
-         status = CASE WHEN wrong_attempts + 1 >= $3 THEN 'failed' ELSE status END, \
-         decided_at = CASE WHEN wrong_attempts + 1 >= $3 THEN $4 ELSE decided_at END \
+    let mut tx = pool.begin().await?;
+    lock_user(&mut tx, &req.upn).await?;
+    let claimed = sqlx::query(
+        "UPDATE signin_requests SET last_response_ts = $2 \
          WHERE id = $1 AND status = 'pending' \
-         AND (last_response_ts IS NULL OR last_response_ts < $2) \
-         RETURNING wrong_attempts, status",
+         AND (last_response_ts IS NULL OR last_response_ts < $2)",
     )
-    .bind(id.as_str())
+    .bind(req.id.as_str())
     .bind(response_ts)
+    .execute(&mut *tx)
+    .await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(None);
+    }
+    sqlx::query(
+        "UPDATE signin_requests SET wrong_attempts = wrong_attempts + 1, \
+         status = CASE WHEN wrong_attempts + 1 >= $2 THEN 'failed' ELSE status END, \
+         decided_at = CASE WHEN wrong_attempts + 1 >= $2 THEN $3 ELSE decided_at END \
+         WHERE signin_id = $1 AND status = 'pending'",
+    )
+    .bind(&req.signin_id)
     .bind(i64::from(max))
     .bind(now)
-    .fetch_optional(pool)
+    .execute(&mut *tx)
     .await?;
-    row.map(|(attempts, status)| {
-        Ok((
-            u32::try_from(attempts).unwrap_or(u32::MAX),
-            Status::parse(&status)
-                .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?,
-        ))
-    })
-    .transpose()
+    let (attempts, status): (i64, String) =
+        sqlx::query_as("SELECT wrong_attempts, status FROM signin_requests WHERE id = $1")
+            .bind(req.id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(Some((
+        u32::try_from(attempts).unwrap_or(u32::MAX),
+        Status::parse(&status)
+            .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?,
+    )))
 }
 
-/// Stores the decision of a pending, unexpired request, if the response timestamp is newer
-/// than any earlier one. Returns whether it did.
+/// Stores the decision on request `req` if it is still pending, unexpired and its last
+/// response is older; the sign-in's other devices' requests are closed in the same
+/// transaction (the first answer wins). Whether the decision was stored.
 pub async fn decide(
     pool: &Pool,
-    id: &RequestId,
+    req: &StoredRequest,
     status: Status,
     response_ts: i64,
     now: i64,
 ) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    lock_user(&mut tx, &req.upn).await?;
     let done = sqlx::query(
         "UPDATE signin_requests SET status = $2, last_response_ts = $3, decided_at = $4 \
          WHERE id = $1 AND status = 'pending' AND expires_at > $4 \
          AND (last_response_ts IS NULL OR last_response_ts < $3)",
     )
-    .bind(id.as_str())
+    .bind(req.id.as_str())
     .bind(status.as_str())
     .bind(response_ts)
     .bind(now)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE signin_requests SET status = 'closed', decided_at = $3 \
+         WHERE signin_id = $1 AND id <> $2 AND status = 'pending'",
+    )
+    .bind(&req.signin_id)
+    .bind(req.id.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Ends every pending request of `upn` (after "this wasn't me"); returns the sign-ins ended.
+pub async fn expire_pending_of_user(pool: &Pool, upn: &str, now: i64) -> StoreResult<Vec<String>> {
+    let mut ended: Vec<String> = sqlx::query_scalar(
+        "UPDATE signin_requests SET status = 'expired', decided_at = $2 \
+         WHERE upn = $1 AND status = 'pending' RETURNING signin_id",
+    )
+    .bind(upn)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    ended.sort();
+    ended.dedup();
+    Ok(ended)
 }

@@ -1,5 +1,27 @@
-//! Per-user anti-fatigue state (`user_risk`), updated with an optimistic version check.
+//! Anti-fatigue state, updated with an optimistic version check: per user (`user_risk`:
+//! pauses, risk) and per user and requesting client (`start_limits`: the start rate limit).
 use super::{Pool, StoreResult};
+
+/// Which row: a user's, or a rate-limit subject's (user + client).
+#[derive(Debug, Clone, Copy)]
+pub enum RiskKey<'a> {
+    User(&'a str),
+    Limit(&'a str),
+}
+
+impl RiskKey<'_> {
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            RiskKey::User(_) => ("user_risk", "upn"),
+            RiskKey::Limit(_) => ("start_limits", "subject"),
+        }
+    }
+    fn key(&self) -> &str {
+        match self {
+            RiskKey::User(k) | RiskKey::Limit(k) => k,
+        }
+    }
+}
 
 /// The stored per-user state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +38,14 @@ pub struct UserRisk {
 
 type Row = (i64, i64, i64, i64, i64, i64, i64, Option<i64>, i64);
 
-/// The user's state and its version, if stored.
-pub async fn load(pool: &Pool, upn: &str) -> StoreResult<Option<(UserRisk, i64)>> {
-    let row: Option<Row> = sqlx::query_as(
+/// The state and its version, if stored.
+pub async fn load(pool: &Pool, key: RiskKey<'_>) -> StoreResult<Option<(UserRisk, i64)>> {
+    let (table, column) = key.table_and_column();
+    let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT bucket_millitokens, bucket_at, strikes, blocked_until, paused_until, risk, \
-         reports, last_report_at, version FROM user_risk WHERE upn = $1",
-    )
-    .bind(upn)
+         reports, last_report_at, version FROM {table} WHERE {column} = $1"
+    ))
+    .bind(key.key())
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|r| {
@@ -45,35 +68,74 @@ pub async fn load(pool: &Pool, upn: &str) -> StoreResult<Option<(UserRisk, i64)>
 /// Stores `next` if the row is still at `version` (or absent when `version` is `None`).
 pub async fn save_if_version(
     pool: &Pool,
-    upn: &str,
+    key: RiskKey<'_>,
     next: &UserRisk,
     version: Option<i64>,
 ) -> StoreResult<bool> {
-    let query = match version {
-        None => sqlx::query(
-            "INSERT INTO user_risk (upn, bucket_millitokens, bucket_at, strikes, blocked_until, \
-             paused_until, risk, reports, last_report_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (upn) DO NOTHING",
+    let (table, column) = key.table_and_column();
+    let sql = match version {
+        None => format!(
+            "INSERT INTO {table} ({column}, bucket_millitokens, bucket_at, strikes, \
+             blocked_until, paused_until, risk, reports, last_report_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT ({column}) DO NOTHING"
         ),
-        Some(_) => sqlx::query(
-            "UPDATE user_risk SET bucket_millitokens = $2, bucket_at = $3, strikes = $4, \
+        Some(_) => format!(
+            "UPDATE {table} SET bucket_millitokens = $2, bucket_at = $3, strikes = $4, \
              blocked_until = $5, paused_until = $6, risk = $7, reports = $8, \
-             last_report_at = $9, version = version + 1 WHERE upn = $1 AND version = $10",
+             last_report_at = $9, version = version + 1 WHERE {column} = $1 AND version = $10"
         ),
-    }
-    .bind(upn)
-    .bind(next.bucket_millitokens)
-    .bind(next.bucket_at)
-    .bind(next.strikes)
-    .bind(next.blocked_until)
-    .bind(next.paused_until)
-    .bind(next.risk)
-    .bind(next.reports)
-    .bind(next.last_report_at);
+    };
+    let query = sqlx::query(&sql)
+        .bind(key.key())
+        .bind(next.bucket_millitokens)
+        .bind(next.bucket_at)
+        .bind(next.strikes)
+        .bind(next.blocked_until)
+        .bind(next.paused_until)
+        .bind(next.risk)
+        .bind(next.reports)
+        .bind(next.last_report_at);
     // PostgreSQL refuses more arguments than placeholders: the version only for the UPDATE.
     let query = match version {
         Some(v) => query.bind(v),
         None => query,
     };
     Ok(query.execute(pool).await?.rows_affected() == 1)
+}
+
+/// The user's rate-limit subjects blocked at `now`: the client part of the subject (after
+/// `upn` and a newline) and its state.
+pub async fn blocked_limits(
+    pool: &Pool,
+    upn: &str,
+    now: i64,
+) -> StoreResult<Vec<(String, UserRisk)>> {
+    let prefix = format!("{upn}\n");
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT subject, blocked_until, strikes FROM start_limits \
+         WHERE SUBSTR(subject, 1, LENGTH($1)) = $1 AND blocked_until > $2 ORDER BY subject",
+    )
+    .bind(&prefix)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(subject, blocked_until, strikes)| {
+            let client = subject[prefix.len().min(subject.len())..].replace('\n', " ");
+            (
+                client,
+                UserRisk {
+                    bucket_millitokens: 0,
+                    bucket_at: 0,
+                    strikes,
+                    blocked_until,
+                    paused_until: 0,
+                    risk: 0,
+                    reports: 0,
+                    last_report_at: None,
+                },
+            )
+        })
+        .collect())
 }

@@ -39,7 +39,12 @@ pub async fn find(pool: &Pool, id_hash: &str, now: i64) -> StoreResult<Option<Se
     ))
 }
 
-/// Stores a new session (and first deletes expired ones, so the table stays small).
+/// At most this many sessions that are not signed in (sign-ins in progress) are kept: beyond
+/// it, storing one drops the oldest. A signed-in session is never dropped for room.
+pub const MAX_ANONYMOUS_SESSIONS: i64 = 20_000;
+
+/// Stores a new session (and first deletes expired ones, and for an anonymous session the
+/// oldest anonymous ones beyond [`MAX_ANONYMOUS_SESSIONS`], so the table stays bounded).
 pub async fn insert(
     pool: &Pool,
     id_hash: &str,
@@ -51,6 +56,9 @@ pub async fn insert(
         .bind(now)
         .execute(pool)
         .await?;
+    if row.upn.is_none() {
+        cap_anonymous(pool, MAX_ANONYMOUS_SESSIONS - 1).await?;
+    }
     sqlx::query(
         "INSERT INTO web_sessions (id_hash, upn, pending_upn, pending_request, \
          pending_kind, resends, created_at, expires_at) \
@@ -109,4 +117,28 @@ pub async fn delete(
         }
     };
     Ok(deleted.rows_affected() == 1)
+}
+
+/// Deletes the oldest anonymous sessions until at most `keep` remain.
+pub async fn cap_anonymous(pool: &Pool, keep: i64) -> StoreResult<()> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM web_sessions WHERE upn IS NULL")
+        .fetch_one(pool)
+        .await?;
+    if count > keep {
+        sqlx::query(
+            "DELETE FROM web_sessions WHERE id_hash IN (SELECT id_hash FROM web_sessions \
+             WHERE upn IS NULL ORDER BY created_at LIMIT $1)",
+        )
+        .bind(count - keep)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// How many sessions are stored (tests and operations).
+pub async fn count(pool: &Pool) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM web_sessions")
+        .fetch_one(pool)
+        .await?)
 }

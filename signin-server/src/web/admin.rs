@@ -1,6 +1,6 @@
 //! Admin pages (members of the `admins` group): the Authenticator policy, users, groups and the
 //! audit log.
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Form;
 use maud::{html, Markup};
@@ -10,6 +10,7 @@ use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, page, Session, User, WebError};
 use crate::sign_in::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
 use crate::state::AppState;
+use crate::store::audit::AuditFilter;
 use crate::store::users;
 
 /// How many audit entries the audit page shows (newest first).
@@ -380,15 +381,101 @@ pub async fn add_member(
     Ok(admin_page(&session, &user, "Groups", "/admin/groups", body))
 }
 
-/// `GET /admin/audit`: the newest entries first.
+/// The audit page's query: filters by user, event and time (`YYYY-MM-DD` or RFC 3339, UTC),
+/// and `before` (a `seq`) for the next page.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    pub upn: String,
+    #[serde(default)]
+    pub event: String,
+    #[serde(default)]
+    pub since: String,
+    #[serde(default)]
+    pub until: String,
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+/// `2026-12-02` (midnight UTC) or an RFC 3339 time, as Unix ms.
+pub fn parse_time(text: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    let t = time::OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .or_else(|| {
+            let format =
+                time::format_description::parse_borrowed::<2>("[year]-[month]-[day]").ok()?;
+            let date = time::Date::parse(text, &format).ok()?;
+            Some(date.midnight().assume_utc())
+        })?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+impl AuditQuery {
+    /// The store filter; a time that does not parse is an error to show.
+    pub fn filter(&self) -> Result<AuditFilter, &'static str> {
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        let time = |s: &str| match opt(s) {
+            None => Ok(None),
+            Some(t) => parse_time(&t)
+                .map(Some)
+                .ok_or("Times are YYYY-MM-DD or RFC 3339 (2026-12-02T10:00:00Z)."),
+        };
+        Ok(AuditFilter {
+            upn: opt(&self.upn),
+            event: opt(&self.event),
+            since: time(&self.since)?,
+            until: time(&self.until)?,
+            before_seq: self.before,
+            limit: AUDIT_PAGE_ROWS,
+        })
+    }
+
+    /// The query string of the next page (the same filters, older than `seq`).
+    fn next_page(&self, seq: i64) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("upn", &self.upn),
+            ("event", &self.event),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            if !v.trim().is_empty() {
+                q.append_pair(k, v.trim());
+            }
+        }
+        q.append_pair("before", &seq.to_string());
+        format!("/admin/audit?{}", q.finish())
+    }
+}
+
+/// `GET /admin/audit`: the newest entries first, filtered, a page at a time.
 pub async fn audit_page(
     State(state): State<AppState>,
     session: Session,
+    Query(q): Query<AuditQuery>,
 ) -> Result<Response, WebError> {
     let user = admin_user(&state, &session).await?;
-    let rows = crate::store::audit::newest(&state.pool, AUDIT_PAGE_ROWS).await?;
+    let (rows, error) = match q.filter() {
+        Ok(f) => (crate::store::audit::query(&state.pool, &f).await?, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= AUDIT_PAGE_ROWS;
     let body = html! {
-        p { "Append-only record of policy changes, registrations, sign-ins and decisions (newest first, at most " (AUDIT_PAGE_ROWS) ")." }
+        p { "Append-only record of policy changes, registrations, sign-ins and decisions (newest first, " (AUDIT_PAGE_ROWS) " a page). Identical entries within a minute are one line with a repeat count." }
+        form.filters method="get" action="/admin/audit" {
+            label for="f-upn" { "User" }
+            input type="text" id="f-upn" name="upn" value=(q.upn);
+            label for="f-event" { "Event" }
+            input type="text" id="f-event" name="event" value=(q.event) placeholder="e.g. rate_limited";
+            label for="f-since" { "From" }
+            input type="text" id="f-since" name="since" value=(q.since) placeholder="YYYY-MM-DD";
+            label for="f-until" { "Before" }
+            input type="text" id="f-until" name="until" value=(q.until) placeholder="YYYY-MM-DD";
+            button type="submit" id="filter" { "Filter" }
+        }
+        @if let Some(e) = error { (notice(Notice::Error(e))) }
         table id="audit" {
             thead { tr {
                 th scope="col" { "#" } th scope="col" { "Time (UTC)" } th scope="col" { "Event" }
@@ -398,7 +485,12 @@ pub async fn audit_page(
                 @for r in &rows {
                     tr {
                         td { (r.seq) }
-                        td { (crate::rfc3339(r.at)) }
+                        td {
+                            (crate::rfc3339(r.at))
+                            @if r.repeats > 0 {
+                                " (×" (r.repeats + 1) ", last " (crate::rfc3339(r.last_at.unwrap_or(r.at))) ")"
+                            }
+                        }
                         td { (r.event) }
                         td { (r.upn.as_deref().unwrap_or("")) }
                         td { (r.account_id.as_deref().unwrap_or("")) }
@@ -406,6 +498,11 @@ pub async fn audit_page(
                         td { (r.outcome) }
                     }
                 }
+            }
+        }
+        @if full_page {
+            @if let Some(last) = rows.last() {
+                p { a id="older" href=(q.next_page(last.seq)) { "Older entries" } }
             }
         }
     };

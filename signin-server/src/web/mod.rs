@@ -27,8 +27,6 @@ pub use session::Session;
 pub const PUBLIC_URL_SETTING: &str = "public_url";
 /// Members of this group may open the admin pages (`admin user add --group admins`).
 pub const ADMIN_GROUP: &str = "admins";
-/// The application name the phone shows for sign-ins from these pages.
-pub const WEB_APP_NAME: &str = "Sign-in portal";
 
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const SIGNIN_JS: &str = include_str!("assets/signin.js");
@@ -41,6 +39,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/signin/password",
             get(signin::password_form).post(signin::submit_password),
+        )
+        .route(
+            "/signin/pass",
+            get(signin::pass_form).post(signin::submit_pass),
         )
         .route("/signin/wait", get(signin::wait))
         .route("/signin/complete", post(signin::complete))

@@ -87,6 +87,9 @@ pub struct Session {
     pub resends: i64,
     /// Not in the browser yet: the response must set the cookie.
     pub is_new: bool,
+    /// Has a row in `web_sessions`. A browser that only opened the sign-in page has a cookie
+    /// (and so a CSRF token) but no row: nothing is stored before its first form post.
+    stored: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -139,11 +142,17 @@ impl Session {
             pending_kind: None,
             resends: 0,
             is_new: true,
+            stored: false,
         })
     }
 
     pub fn id_hash(&self) -> String {
         id_hash(&self.sid)
+    }
+
+    /// Whether the session has a row (tests: a page view alone stores none).
+    pub fn is_stored(&self) -> bool {
+        self.stored
     }
 
     /// The CSRF token of every form of this session: a hash of the session id under its own
@@ -193,9 +202,9 @@ impl Session {
         }
     }
 
-    /// Writes the session (insert when new), keeping its expiry window.
+    /// Writes the session (insert when not stored yet), keeping its expiry window.
     pub async fn save(&mut self, pool: &Pool) -> Result<(), WebError> {
-        if self.is_new {
+        if !self.stored {
             let now = now_ms();
             let ttl = if self.upn.is_some() {
                 SIGNED_IN_TTL_MS
@@ -203,6 +212,7 @@ impl Session {
                 ANONYMOUS_TTL_MS
             };
             sessions::insert(pool, &self.id_hash(), &self.row(), now, now + ttl).await?;
+            self.stored = true;
         } else {
             sessions::update_progress(pool, &self.id_hash(), &self.row()).await?;
         }
@@ -214,11 +224,12 @@ impl Session {
     /// cookie the response sets. Used when the UPN is submitted, so an id seen before then (a
     /// shared or planted pre-sign-in cookie) cannot follow the sign-in it started.
     pub async fn rotate_id(&mut self, pool: &Pool) -> Result<(), WebError> {
-        if !self.is_new {
+        if self.stored {
             sessions::delete(pool, &self.id_hash(), None).await?;
         }
         self.sid = random_sid()?;
         self.is_new = true;
+        self.stored = false;
         Ok(())
     }
 
@@ -231,7 +242,7 @@ impl Session {
         upn: &str,
         consume_request: Option<&str>,
     ) -> Result<Session, WebError> {
-        if !self.is_new {
+        if self.stored {
             let deleted = sessions::delete(pool, &self.id_hash(), consume_request).await?;
             if consume_request.is_some() && !deleted {
                 return Err(WebError::SessionGone);
@@ -257,21 +268,33 @@ impl FromRequestParts<AppState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let base = public_base(&state.pool, parts).await?;
-        if let Some(sid) = cookie_value(parts, base.cookie_name()) {
-            if let Some(row) = sessions::find(&state.pool, &id_hash(sid), now_ms()).await? {
-                return Ok(Session {
-                    sid: sid.to_owned(),
-                    base,
-                    upn: row.upn,
-                    pending_upn: row.pending_upn,
-                    pending_request: row.pending_request,
-                    pending_kind: row.pending_kind,
-                    resends: row.resends,
-                    is_new: false,
-                });
-            }
+        let Some(sid) = cookie_value(parts, base.cookie_name()) else {
+            return Session::fresh(base);
+        };
+        // Only ids this server could have made (43 base64url characters of 32 bytes).
+        let well_formed = sid.len() == 43
+            && sid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Session::fresh(base);
         }
-        Session::fresh(base)
+        let row = sessions::find(&state.pool, &id_hash(sid), now_ms()).await?;
+        let stored = row.is_some();
+        // A cookie without a row (the sign-in page was only opened, or the row expired): an
+        // anonymous session, stored at its first form post.
+        let row = row.unwrap_or_default();
+        Ok(Session {
+            sid: sid.to_owned(),
+            base,
+            upn: row.upn,
+            pending_upn: row.pending_upn,
+            pending_request: row.pending_request,
+            pending_kind: row.pending_kind,
+            resends: row.resends,
+            is_new: false,
+            stored,
+        })
     }
 }
 
@@ -304,7 +327,10 @@ mod tests {
             "no cookie yet"
         );
         s.is_new = false;
-        assert!(s.check_csrf(&token).is_ok());
+        assert!(
+            s.check_csrf(&token).is_ok(),
+            "cookie sent, even before a row is stored"
+        );
         assert!(matches!(s.check_csrf("x"), Err(WebError::Csrf)));
         let cookie = s.set_cookie();
         let cookie = cookie.to_str().unwrap();

@@ -11,7 +11,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::pages::{csrf, layout, notice, Notice};
-use super::{load_user, page, see_other, Session, WebError, WEB_APP_NAME};
+use super::{load_user, page, see_other, Session, WebError};
+use crate::accounts::applications;
 use crate::accounts::passwords::{self, PasswordCheck};
 use crate::audit::{self, Event};
 use crate::error::AppError;
@@ -72,16 +73,12 @@ fn upn_page(session: &Session, n: Notice<'_>, upn: &str) -> Response {
 }
 
 /// `GET /signin`
-pub async fn form(
-    State(state): State<AppState>,
-    mut session: Session,
-) -> Result<Response, WebError> {
+pub async fn form(session: Session) -> Result<Response, WebError> {
     if session.upn.is_some() {
         return Ok(Redirect::to("/me").into_response());
     }
-    if session.is_new {
-        session.save(&state.pool).await?;
-    }
+    // Nothing is stored for a page view: the cookie (set now if new) carries the CSRF
+    // token's secret, and the first form post stores the session.
     Ok(upn_page(&session, Notice::None, ""))
 }
 
@@ -119,7 +116,7 @@ pub async fn submit_upn(
     session.pending_request = None;
     session.pending_kind = None;
     session.resends = 0;
-    match start(&state, ip, upn, RequestKind::Passwordless).await {
+    match start(&state, ip, upn, RequestKind::Passwordless, None).await {
         Ok(started) => {
             // The sign-in continues under a new session id (see `Session::rotate_id`).
             session.rotate_id(&state.pool).await?;
@@ -144,20 +141,24 @@ pub async fn submit_upn(
     }
 }
 
-/// A sign-in from these pages: the portal is the application the phone names.
+/// A sign-in from these pages: the built-in portal application is the one the phone names.
+/// `replaces` is this browser's earlier sign-in (resend); no other start supersedes one.
 async fn start(
     state: &AppState,
     ip: Option<std::net::IpAddr>,
     upn: &str,
     kind: RequestKind,
+    replaces: Option<&str>,
 ) -> Result<Started, AppError> {
+    let portal = applications::portal(&state.pool).await?;
     sign_in::start(
         state,
         StartSignIn {
             upn,
-            app: Some(WEB_APP_NAME),
+            application: &portal,
             kind,
             client_ip: ip,
+            replaces,
         },
     )
     .await
@@ -197,16 +198,105 @@ fn password_page(session: &Session, upn: &str, n: Notice<'_>) -> Response {
                             a href="/signin" { "Use another account" }
                         }
                     }
+                    p { a href="/signin/pass" id="use-pass" { "Use a temporary access pass" } }
                 }
             },
         ),
     )
 }
 
+#[derive(Deserialize)]
+pub struct PassForm {
+    pub csrf: String,
+    pub pass: String,
+}
+
+impl std::fmt::Debug for PassForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PassForm { .. }")
+    }
+}
+
+fn pass_page(session: &Session, upn: &str, n: Notice<'_>) -> Response {
+    page(
+        session,
+        layout(
+            "Temporary access pass",
+            None,
+            html! {
+                section.card.narrow {
+                    h1 { "Temporary access pass" }
+                    p.muted { "Signing in as " strong { (upn) } }
+                    p { "Enter the pass your administrator gave you. It works once." }
+                    (notice(n))
+                    form method="post" action="/signin/pass" {
+                        (csrf(session))
+                        label for="pass" { "Temporary access pass" }
+                        input type="password" id="pass" name="pass" required autofocus
+                            autocomplete="one-time-code";
+                        div.actions {
+                            button type="submit" id="sign-in-pass" { "Sign in" }
+                            a href="/signin" { "Use another account" }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+/// `GET /signin/pass`
+pub async fn pass_form(session: Session) -> Result<Response, WebError> {
+    match session.pending_upn.as_deref() {
+        Some(upn) if session.is_stored() => Ok(pass_page(&session, upn, Notice::None)),
+        _ => Ok(Redirect::to("/signin").into_response()),
+    }
+}
+
+/// `POST /signin/pass`: an admin-issued temporary access pass signs the user in once (to
+/// register a phone where the policy refuses a password alone). The pass has 128 random
+/// bits, so guessing is hopeless; every attempt is audited.
+pub async fn submit_pass(
+    State(state): State<AppState>,
+    mut session: Session,
+    Form(f): Form<PassForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let Some(upn) = session.pending_upn.clone() else {
+        return Ok(Redirect::to("/signin").into_response());
+    };
+    if f.pass.trim().is_empty() || f.pass.len() > 64 {
+        return Ok(pass_page(&session, &upn, Notice::Error("Enter the pass.")));
+    }
+    let ok = crate::accounts::temporary_pass::redeem(&state.pool, &upn, &f.pass)
+        .await
+        .map_err(WebError::Internal)?;
+    if !ok {
+        return Ok(pass_page(
+            &session,
+            &upn,
+            Notice::Error("This pass is not valid: it may be used, expired or mistyped."),
+        ));
+    }
+    session.pending_upn = None;
+    let next = session.rotate_to_signed_in(&state.pool, &upn, None).await?;
+    audit::record(
+        &state.pool,
+        Event::WebSignIn,
+        audit::Entry {
+            upn: Some(&upn),
+            outcome: "temporary_pass",
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(see_other(&next, "/me/security-info"))
+}
+
 /// `GET /signin/password`
 pub async fn password_form(session: Session) -> Result<Response, WebError> {
     match session.pending_upn.as_deref() {
-        Some(upn) if !session.is_new => Ok(password_page(&session, upn, Notice::None)),
+        Some(upn) if session.is_stored() => Ok(password_page(&session, upn, Notice::None)),
         _ => Ok(Redirect::to("/signin").into_response()),
     }
 }
@@ -280,7 +370,7 @@ pub async fn submit_password(
             Notice::Error("Your username or password is incorrect."),
         ));
     };
-    match start(&state, ip, &upn, RequestKind::Push).await {
+    match start(&state, ip, &upn, RequestKind::Push, None).await {
         Ok(started) => {
             session.resends = 0;
             // The push sign-in continues under a new session id (see `Session::rotate_id`).
@@ -290,13 +380,25 @@ pub async fn submit_password(
         }
         Err(AppError::PolicyDisabled | AppError::NotPasswordlessCapable) => {
             if !sign_in::password_alone_allowed(&state, &user.upn).await? {
-                // Mode `passwordless`: this account signs in with the phone only.
+                // The policy requires the Authenticator for this account: a password alone
+                // never signs in (fail closed).
+                audit::record(
+                    &state.pool,
+                    Event::WebSignIn,
+                    audit::Entry {
+                        upn: Some(&upn),
+                        outcome: "password_alone_refused",
+                        ..Default::default()
+                    },
+                )
+                .await?;
                 return Ok(password_page(
                     &session,
                     &upn,
                     Notice::Error(
-                        "Your organization requires phone sign-in for this account. \
-                         Use another account, type your username, and approve on your phone.",
+                        "Your organization requires the Authenticator app for this account. \
+                         Approve on your phone, or, to register a phone, use a temporary \
+                         access pass from your administrator.",
                     ),
                 ));
             }
@@ -396,7 +498,9 @@ fn outcome_page(session: &Session, status: Status) -> Response {
             "Sign-in failed",
             "Too many wrong numbers were entered on the phone. You have not been signed in.",
         ),
-        Status::Pending | Status::Approved => ("Sign-in in progress", "Please wait."),
+        Status::Pending | Status::Approved | Status::Closed => {
+            ("Sign-in in progress", "Please wait.")
+        }
     };
     let can_resend = session.resends < MAX_RESENDS
         && matches!(status, Status::Expired | Status::Failed | Status::Denied);
@@ -490,7 +594,8 @@ pub async fn resend(
             ),
         ));
     }
-    match start(&state, ip, &upn, kind).await {
+    let previous = session.pending_request.clone();
+    match start(&state, ip, &upn, kind, previous.as_deref()).await {
         Ok(started) => {
             session.resends += 1;
             start_waiting(&state, &mut session, started, kind).await?;

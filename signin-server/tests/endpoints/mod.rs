@@ -452,6 +452,17 @@ pub async fn audit_outcomes(h: &Harness, event: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many times `event` happened: collapsed repeats count (see `store::audit`).
+pub async fn audit_count(h: &Harness, event: &str) -> i64 {
+    signin_server::audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == event)
+        .map(|r| r.repeats + 1)
+        .sum()
+}
+
 pub async fn stale_reason(h: &Harness, phone: &Phone) -> Option<String> {
     sqlx::query_scalar::<_, Option<String>>(
         "SELECT push_stale_reason FROM devices WHERE account_id = $1",

@@ -24,6 +24,17 @@ pub struct Harness {
     pub db: TestDatabase,
     pub state: AppState,
     pub app: Router,
+    /// `Authorization` of the registered application "My Apps" (HTTP Basic).
+    pub app_auth: String,
+}
+
+/// `Authorization: Basic` for a registered application's credential.
+pub fn basic_auth(client_id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"))
+    )
 }
 
 pub async fn harness_with_ttl(request_ttl_secs: u64) -> Harness {
@@ -51,10 +62,14 @@ pub async fn harness_with_state(
         burst: 1000,
         ..Default::default()
     }));
+    let registered = accounts::applications::add(&state.pool, "My Apps")
+        .await
+        .unwrap();
     Harness {
         db: test_db,
         app: app(state.clone()),
         state,
+        app_auth: basic_auth(&registered.client_id, &registered.client_secret),
     }
 }
 
@@ -110,6 +125,18 @@ impl Harness {
         .await
     }
 
+    /// POST as the registered application "My Apps".
+    pub async fn post_as_app(&self, uri: &str, body: Value) -> Reply {
+        self.send(
+            Request::post(uri)
+                .header("content-type", "application/json")
+                .header("authorization", &self.app_auth)
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
     pub async fn get(&self, uri: &str, auth: Option<String>) -> Reply {
         let mut b = Request::get(uri);
         if let Some(a) = auth {
@@ -155,7 +182,7 @@ impl Harness {
     }
 
     pub async fn start_signin(&self, upn: &str) -> Reply {
-        self.post("/api/v1/signin", json!({"upn": upn, "app": "My Apps"}))
+        self.post_as_app("/api/v1/signin", json!({ "upn": upn }))
             .await
     }
 }

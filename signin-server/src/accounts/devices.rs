@@ -1,0 +1,79 @@
+//! Devices (one enrolled account on a phone each): what admins list and remove.
+use std::fmt::Write;
+
+use anyhow::bail;
+use authenticator_protocol::text;
+
+use crate::audit::{self, Event};
+use crate::store::devices::{self, DeviceSummary};
+use crate::store::{users, Pool};
+
+/// One device as `admin device list` and `admin user show` print it (never keys or tokens;
+/// the name, which the phone chose, escaped for the terminal).
+pub fn line(d: &DeviceSummary) -> String {
+    let mut out = format!(
+        "device {} ({}): enrolled {}, push {}",
+        d.account_id,
+        text::escape(&d.device_name),
+        crate::rfc3339(d.enrolled_at),
+        d.push_kind
+    );
+    // Writing to a String cannot fail.
+    let _ = match d.push_stale_at {
+        Some(at) => write!(
+            out,
+            " STALE since {} ({})",
+            crate::rfc3339(at),
+            d.push_stale_reason.as_deref().unwrap_or("-")
+        ),
+        None => write!(out, " ok"),
+    };
+    let _ = write!(
+        out,
+        "; phone sign-in {}",
+        if d.passwordless_enabled_at.is_some() {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    out
+}
+
+/// The user's devices, oldest first, as lines.
+pub async fn list(pool: &Pool, upn: &str) -> anyhow::Result<Vec<String>> {
+    let upn = upn.trim();
+    if !users::exists(pool, upn).await? {
+        bail!("no user {upn}");
+    }
+    let devices = devices::of_user(pool, upn).await?;
+    if devices.is_empty() {
+        return Ok(vec![format!("{} has no devices", text::escape(upn))]);
+    }
+    Ok(devices.iter().map(line).collect())
+}
+
+/// Removes a device (audited): its requests are deleted with it, so the phone's answers,
+/// details fetches and polls are refused at once, and sign-ins go to the user's other
+/// devices only.
+pub async fn remove(pool: &Pool, account_id: &str) -> anyhow::Result<()> {
+    let account_id = account_id.trim();
+    let Some(upn) = devices::owner_of(pool, account_id).await? else {
+        bail!("no device {account_id}");
+    };
+    if !devices::remove(pool, account_id).await? {
+        bail!("no device {account_id}");
+    }
+    audit::record(
+        pool,
+        Event::DeviceRemoved,
+        audit::Entry {
+            upn: Some(&upn),
+            account_id: Some(account_id),
+            outcome: "ok",
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Temporary access passes (`temporary_passes`): only SHA-256(pass) is stored.
+use super::{Pool, StoreResult};
+
+pub async fn insert(
+    pool: &Pool,
+    code_hash: &str,
+    upn: &str,
+    created_at: i64,
+    expires_at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO temporary_passes (code_hash, upn, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(code_hash)
+    .bind(upn)
+    .bind(created_at)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Uses the pass of `upn` with this hash if it is unused and unexpired: one conditional
+/// statement, so a pass works once even when presented twice at the same moment.
+pub async fn consume(pool: &Pool, code_hash: &str, upn: &str, now: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE temporary_passes SET used_at = $3 \
+         WHERE code_hash = $1 AND upn = $2 AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(code_hash)
+    .bind(upn)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
