@@ -385,3 +385,819 @@ async fn the_session_id_from_before_the_password_post_cannot_complete_a_push_sig
         .await;
     assert_eq!(r.headers["location"], "/me");
 }
+
+// ---- shared helpers for the review items below ----
+
+use serde_json::json;
+use signin_server::accounts;
+use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
+use signin_server::store;
+
+const PASSWORD: &str = "a long password 1";
+
+async fn set_policy(h: &Harness, mode: Mode, target: Target) {
+    accounts::set_policy(
+        &h.state.pool,
+        &PolicyUpdate {
+            mode: Some(mode),
+            target: Some(target),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// A user without any phone, with a password.
+async fn user_with_password(h: &Harness, upn: &str, groups: &[&str]) {
+    h.add_user(upn, groups).await;
+    passwords::set_password(&h.state.pool, upn, PASSWORD)
+        .await
+        .unwrap();
+}
+
+/// How many stored sessions are signed in (have a user).
+async fn signed_in_sessions(h: &Harness) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM web_sessions WHERE upn IS NOT NULL")
+        .fetch_one(&h.state.pool)
+        .await
+        .unwrap()
+}
+
+fn location(r: &Reply) -> Option<&str> {
+    r.headers.get("location").map(|l| l.to_str().unwrap())
+}
+
+impl Browser<'_> {
+    /// UPN, then the password: the reply to the password post.
+    async fn sign_in_with_password(&mut self, upn: &str, password: &str) -> Reply {
+        let (r, csrf) = self.submit_upn(upn).await;
+        assert_eq!(location(&r), Some("/signin/password"));
+        self.password(&csrf, password).await
+    }
+
+    /// Whether this browser is signed in: `/me` answers, and security info (where a phone is
+    /// registered) too.
+    async fn is_signed_in(&mut self) -> bool {
+        let me = self.get("/me").await;
+        let info = self.get("/me/security-info").await;
+        assert_eq!(me.status, info.status);
+        match me.status {
+            StatusCode::OK => true,
+            StatusCode::SEE_OTHER => {
+                assert_eq!(location(&me), Some("/signin"));
+                assert_eq!(location(&info), Some("/signin"));
+                false
+            }
+            other => panic!("/me answered {other}"),
+        }
+    }
+}
+
+async fn audit_rows(h: &Harness, event: &str, upn: &str) -> Vec<signin_server::audit::Row> {
+    audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == event && r.upn.as_deref() == Some(upn))
+        .collect()
+}
+
+// ---- review item 4: MFA fails closed ----
+
+const REQUIRES_APP: &str = "requires the Authenticator app";
+
+#[tokio::test]
+async fn in_modes_push_and_passwordless_a_correct_password_alone_never_signs_in_a_user_without_a_phone(
+) {
+    for mode in [Mode::Push, Mode::Passwordless] {
+        let h = harness().await;
+        user_with_password(&h, "nophone@contoso.test", &["pilot"]).await;
+        user_with_password(&h, "outside@contoso.test", &[]).await;
+        // The policy targets the user (through their group).
+        set_policy(&h, mode, Target::Group("pilot".into())).await;
+
+        let mut b = Browser::new(&h);
+        let r = b
+            .sign_in_with_password("nophone@contoso.test", PASSWORD)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{mode:?}");
+        assert_eq!(location(&r), None, "{mode:?}: no redirect to /me");
+        assert!(text(&r).contains(REQUIRES_APP), "{mode:?}: {}", text(&r));
+        assert_eq!(signed_in_sessions(&h).await, 0, "{mode:?}: no session");
+        assert!(!b.is_signed_in().await, "{mode:?}");
+        // And so no registration link: the stolen password does not become a phone.
+        let page = b.get("/signin/password").await;
+        let csrf = csrf_of(&page);
+        let r = b
+            .post("/me/security-info/authenticator", &[("csrf", &csrf)])
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{mode:?}");
+        assert_eq!(location(&r), Some("/signin"));
+        assert!(!text(&r).contains("phonesignin://"));
+        assert!(
+            audit_rows(&h, "registration_link_issued", "nophone@contoso.test")
+                .await
+                .is_empty(),
+            "{mode:?}"
+        );
+        let refused = audit_rows(&h, "web_signin", "nophone@contoso.test").await;
+        assert_eq!(refused.len(), 1, "{mode:?}");
+        assert_eq!(refused[0].outcome, "password_alone_refused");
+
+        // The same password flow signs in a user the policy does not target: the refusal
+        // above is the policy's, not a broken password check.
+        let mut other = Browser::new(&h);
+        let r = other
+            .sign_in_with_password("outside@contoso.test", PASSWORD)
+            .await;
+        assert_eq!(location(&r), Some("/me"), "{mode:?}");
+        assert!(other.is_signed_in().await);
+        assert_eq!(signed_in_sessions(&h).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn in_mode_any_a_user_without_phone_sign_in_signs_in_with_the_password_and_can_register_a_phone(
+) {
+    let h = harness().await;
+    user_with_password(&h, "newbie@contoso.test", &[]).await;
+    set_policy(&h, Mode::Any, Target::All).await;
+    let mut b = Browser::new(&h);
+    let r = b
+        .sign_in_with_password("newbie@contoso.test", PASSWORD)
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), Some("/me"));
+    assert!(b.is_signed_in().await);
+    let info = b.get("/me/security-info").await;
+    let r = b
+        .post(
+            "/me/security-info/authenticator",
+            &[("csrf", &csrf_of(&info))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        text(&r).contains("id=\"registration-link\""),
+        "{}",
+        text(&r)
+    );
+    assert!(text(&r).contains("phonesignin://enroll"));
+    assert_eq!(
+        audit_rows(&h, "web_signin", "newbie@contoso.test").await[0].outcome,
+        "password"
+    );
+}
+
+// ---- review item 4: temporary access passes ----
+
+/// `GET /signin/pass` after the UPN: the pass page's CSRF token.
+async fn open_pass_page(b: &mut Browser<'_>, upn: &str) -> String {
+    let (r, _) = b.submit_upn(upn).await;
+    assert_eq!(location(&r), Some("/signin/password"));
+    let page = b.get("/signin/pass").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(text(&page).contains("Temporary access pass"));
+    csrf_of(&page)
+}
+
+async fn submit_pass(b: &mut Browser<'_>, upn: &str, pass: &str) -> Reply {
+    let csrf = open_pass_page(b, upn).await;
+    b.post("/signin/pass", &[("csrf", &csrf), ("pass", pass)])
+        .await
+}
+
+const PASS_REFUSED: &str = "This pass is not valid";
+
+#[tokio::test]
+async fn a_temporary_access_pass_signs_in_once_to_register_a_phone_and_is_audited_without_its_text()
+{
+    let h = harness().await;
+    // Mode push: a password alone is refused (see above), the pass is the way in.
+    user_with_password(&h, "newbie@contoso.test", &[]).await;
+    set_policy(&h, Mode::Push, Target::All).await;
+    let pass = accounts::temporary_pass::issue(&h.state.pool, "newbie@contoso.test", 600)
+        .await
+        .unwrap();
+
+    // Without a UPN first, the pass page sends the browser to the sign-in page.
+    let mut nobody = Browser::new(&h);
+    let r = nobody.get("/signin/pass").await;
+    assert_eq!(location(&r), Some("/signin"));
+
+    let mut b = Browser::new(&h);
+    let r = submit_pass(&mut b, "newbie@contoso.test", &pass).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", text(&r));
+    assert_eq!(location(&r), Some("/me/security-info"));
+    assert!(b.is_signed_in().await);
+    let info = b.get("/me/security-info").await;
+    let r = b
+        .post(
+            "/me/security-info/authenticator",
+            &[("csrf", &csrf_of(&info))],
+        )
+        .await;
+    assert!(text(&r).contains("phonesignin://enroll"), "{}", text(&r));
+
+    // The same pass again, from another browser: refused, not signed in.
+    let mut again = Browser::new(&h);
+    let r = submit_pass(&mut again, "newbie@contoso.test", &pass).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(text(&r).contains(PASS_REFUSED), "{}", text(&r));
+    assert!(!again.is_signed_in().await);
+    assert_eq!(signed_in_sessions(&h).await, 1);
+
+    // Issue and both uses are audited; the pass itself is nowhere in the audit log.
+    let issued = audit_rows(&h, "temporary_pass_issued", "newbie@contoso.test").await;
+    assert_eq!(issued.len(), 1);
+    let used: Vec<String> = audit_rows(&h, "temporary_pass_used", "newbie@contoso.test")
+        .await
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(used, ["ok", "refused"]);
+    assert!(audit_rows(&h, "web_signin", "newbie@contoso.test")
+        .await
+        .iter()
+        .any(|r| r.outcome == "temporary_pass"));
+    for row in audit::list(&h.state.pool).await.unwrap() {
+        let line = format!("{row} {row:?}");
+        assert!(!line.contains(&pass), "{line}");
+    }
+    // Only its hash is stored.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT code_hash FROM temporary_passes")
+        .fetch_all(&h.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], pass);
+}
+
+#[tokio::test]
+async fn an_expired_pass_and_another_users_pass_are_refused() {
+    let h = harness().await;
+    user_with_password(&h, "newbie@contoso.test", &[]).await;
+    user_with_password(&h, "other@contoso.test", &[]).await;
+    set_policy(&h, Mode::Push, Target::All).await;
+
+    // An expired pass (stored as `issue` stores one, with its expiry passed).
+    let expired = "AAECAwQFBgcICQoLDA0ODw";
+    let now = store::now_ms();
+    store::passes::insert(
+        &h.state.pool,
+        &accounts::enrollment::code_hash(expired),
+        "newbie@contoso.test",
+        now - 60_000,
+        now - 1,
+    )
+    .await
+    .unwrap();
+    let mut b = Browser::new(&h);
+    let r = submit_pass(&mut b, "newbie@contoso.test", expired).await;
+    assert!(text(&r).contains(PASS_REFUSED), "{}", text(&r));
+    assert!(!b.is_signed_in().await);
+
+    // The other user's pass does not sign this user in…
+    let theirs = accounts::temporary_pass::issue(&h.state.pool, "other@contoso.test", 600)
+        .await
+        .unwrap();
+    let mut b = Browser::new(&h);
+    let r = submit_pass(&mut b, "newbie@contoso.test", &theirs).await;
+    assert!(text(&r).contains(PASS_REFUSED), "{}", text(&r));
+    assert!(!b.is_signed_in().await);
+    assert_eq!(signed_in_sessions(&h).await, 0);
+    // …and was not used up by the attempt: its user still signs in with it.
+    let mut owner = Browser::new(&h);
+    let r = submit_pass(&mut owner, "other@contoso.test", &theirs).await;
+    assert_eq!(location(&r), Some("/me/security-info"));
+    assert!(owner.is_signed_in().await);
+    let used: Vec<String> = audit_rows(&h, "temporary_pass_used", "newbie@contoso.test")
+        .await
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(used, ["refused"], "two refusals, collapsed into one line");
+    assert_eq!(
+        audit_rows(&h, "temporary_pass_used", "newbie@contoso.test").await[0].repeats,
+        1
+    );
+}
+
+// ---- review (Low): no stored session before the first post; the table is capped ----
+
+#[tokio::test]
+async fn cookieless_visits_to_the_sign_in_page_store_no_session_and_the_first_post_stores_one() {
+    let h = harness().await;
+    let pool = &h.state.pool;
+    let before = store::sessions::count(pool).await.unwrap();
+    for _ in 0..50 {
+        let mut b = Browser::new(&h);
+        let r = b.get("/signin").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(b.cookie.is_some(), "a cookie for the CSRF token");
+    }
+    assert_eq!(store::sessions::count(pool).await.unwrap(), before);
+    // A browser that comes back with its cookie does not store one either…
+    let mut b = Browser::new(&h);
+    let first = b.get("/signin").await;
+    let again = b.get("/signin").await;
+    assert_eq!(csrf_of(&first), csrf_of(&again), "the same session");
+    assert_eq!(store::sessions::count(pool).await.unwrap(), before);
+    // …until its first form post, which stores exactly one.
+    let r = b
+        .post(
+            "/signin",
+            &[("csrf", &csrf_of(&again)), ("upn", "nobody@contoso.test")],
+        )
+        .await;
+    assert_eq!(location(&r), Some("/signin/password"));
+    assert_eq!(store::sessions::count(pool).await.unwrap(), before + 1);
+    // The password page is then served from the stored session.
+    assert_eq!(b.get("/signin/password").await.status, StatusCode::OK);
+    assert_eq!(store::sessions::count(pool).await.unwrap(), before + 1);
+}
+
+fn session_row(upn: Option<&str>) -> store::sessions::SessionRow {
+    store::sessions::SessionRow {
+        upn: upn.map(str::to_owned),
+        pending_upn: Some("someone@contoso.test".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn capping_anonymous_sessions_drops_the_oldest_anonymous_ones_and_never_a_signed_in_one() {
+    let h = harness().await;
+    let pool = &h.state.pool;
+    let start = store::now_ms();
+    let hour = 3_600_000;
+    // Signed-in sessions first (the oldest of all), then ten anonymous ones.
+    for i in 0..3 {
+        let at = start + i;
+        store::sessions::insert(
+            pool,
+            &format!("signed-in-{i}"),
+            &session_row(Some("ada@contoso.test")),
+            at,
+            at + hour,
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..10 {
+        let at = start + 10 + i;
+        store::sessions::insert(
+            pool,
+            &format!("anonymous-{i}"),
+            &session_row(None),
+            at,
+            at + hour,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(store::sessions::count(pool).await.unwrap(), 13);
+    store::sessions::cap_anonymous(pool, 4).await.unwrap();
+    assert_eq!(store::sessions::count(pool).await.unwrap(), 3 + 4);
+    let found = |id: String| async move {
+        store::sessions::find(pool, &id, start)
+            .await
+            .unwrap()
+            .is_some()
+    };
+    for i in 0..10 {
+        assert_eq!(
+            found(format!("anonymous-{i}")).await,
+            i >= 6,
+            "anonymous-{i}: only the newest four stay"
+        );
+    }
+    for i in 0..3 {
+        assert!(found(format!("signed-in-{i}")).await);
+    }
+    // Even with room for none, signed-in sessions stay.
+    store::sessions::cap_anonymous(pool, 0).await.unwrap();
+    assert_eq!(store::sessions::count(pool).await.unwrap(), 3);
+    // Under the cap, nothing is dropped.
+    store::sessions::cap_anonymous(pool, 10).await.unwrap();
+    assert_eq!(store::sessions::count(pool).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn the_first_post_of_a_new_browser_keeps_the_anonymous_sessions_at_the_cap() {
+    let h = harness().await;
+    let pool = &h.state.pool;
+    let max = store::sessions::MAX_ANONYMOUS_SESSIONS;
+    let now = store::now_ms();
+    // The table full of anonymous sessions (the oldest is `anon-1`), and one signed-in
+    // session older than all of them.
+    sqlx::query(
+        "INSERT INTO web_sessions (id_hash, upn, pending_upn, pending_request, pending_kind, \
+         resends, created_at, expires_at) \
+         VALUES ('signed-in', 'ada@contoso.test', NULL, NULL, NULL, 0, $1, $2)",
+    )
+    .bind(now - 10 * max)
+    .bind(now + 3_600_000)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO web_sessions (id_hash, upn, pending_upn, pending_request, pending_kind, \
+         resends, created_at, expires_at) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {max}) \
+         SELECT 'anon-' || i, NULL, NULL, NULL, NULL, 0, $1 + i, $2 FROM n"
+    ))
+    .bind(now - 2 * max)
+    .bind(now + 3_600_000)
+    .execute(pool)
+    .await
+    .unwrap();
+    let anonymous = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM web_sessions WHERE upn IS NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(anonymous().await, max);
+    let mut b = Browser::new(&h);
+    let r = b.get("/signin").await;
+    let r = b
+        .post(
+            "/signin",
+            &[("csrf", &csrf_of(&r)), ("upn", "nobody@contoso.test")],
+        )
+        .await;
+    assert_eq!(location(&r), Some("/signin/password"));
+    assert_eq!(b.get("/signin/password").await.status, StatusCode::OK);
+    assert_eq!(anonymous().await, max, "bounded");
+    assert_eq!(store::sessions::count(pool).await.unwrap(), max + 1);
+    assert!(store::sessions::find(pool, "anon-1", now)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store::sessions::find(pool, "signed-in", now)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+// ---- review (Low): the audit page filters and pages ----
+
+/// The cells of each row of the audit table (`#`, time, event, user, account, request,
+/// outcome), as HTML text.
+fn audit_table(r: &Reply) -> Vec<Vec<String>> {
+    let html = text(r);
+    let at = html.find("<table id=\"audit\"").expect("the audit table");
+    let body = &html[at..];
+    let body = &body[body.find("<tbody>").unwrap() + 7..body.find("</tbody>").unwrap()];
+    body.split("<tr>")
+        .filter(|row| !row.trim().is_empty())
+        .map(|row| {
+            row.split("<td>")
+                .skip(1)
+                .map(|cell| cell.split("</td>").next().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The href of the "Older entries" link, if the page has one.
+fn older_link(r: &Reply) -> Option<String> {
+    let html = text(r);
+    let at = html.find("id=\"older\" href=\"")? + "id=\"older\" href=\"".len();
+    Some(html[at..].split('"').next().unwrap().replace("&amp;", "&"))
+}
+
+fn seqs(rows: &[Vec<String>]) -> Vec<i64> {
+    rows.iter().map(|r| r[0].parse().unwrap()).collect()
+}
+
+async fn append_at(h: &Harness, at: i64, event: &str, upn: &str, outcome: &str) {
+    store::audit::append(
+        &h.state.pool,
+        store::audit::NewAuditRow {
+            at,
+            event,
+            upn: Some(upn),
+            account_id: None,
+            request_id: None,
+            outcome,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+fn day(d: &str) -> i64 {
+    signin_server::web::admin::parse_time(d).unwrap()
+}
+
+/// An administrator signed in with a password (mode `any`, no phone).
+async fn admin_browser(h: &Harness) -> Browser<'_> {
+    user_with_password(h, "ada@contoso.test", &["admins"]).await;
+    let mut b = Browser::new(h);
+    let r = b.sign_in_with_password("ada@contoso.test", PASSWORD).await;
+    assert_eq!(location(&r), Some("/me"));
+    b
+}
+
+#[tokio::test]
+async fn the_audit_page_filters_by_user_event_and_time() {
+    let h = harness().await;
+    let mut admin = admin_browser(&h).await;
+    let (jan1, jan2, jan3) = (day("2026-01-01"), day("2026-01-02"), day("2026-01-03"));
+    for (at, event, upn, outcome) in [
+        (
+            jan1 + 1000,
+            "rate_limited",
+            "bobby@contoso.test",
+            "blocked one",
+        ),
+        (
+            jan2 + 1000,
+            "rate_limited",
+            "bobby@contoso.test",
+            "blocked two",
+        ),
+        (jan2 + 2000, "web_signin", "bobby@contoso.test", "password"),
+        (
+            jan2 + 3000,
+            "rate_limited",
+            "eve@contoso.test",
+            "blocked three",
+        ),
+        (
+            jan3 + 1000,
+            "rate_limited",
+            "bobby@contoso.test",
+            "blocked four",
+        ),
+    ] {
+        append_at(&h, at, event, upn, outcome).await;
+    }
+    let outcomes =
+        |r: &Reply| -> Vec<String> { audit_table(r).iter().map(|c| c[6].clone()).collect() };
+
+    let r = admin.get("/admin/audit?upn=bobby%40contoso.test").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        outcomes(&r),
+        ["blocked four", "password", "blocked two", "blocked one"],
+        "the user's entries, newest first"
+    );
+    assert!(audit_table(&r).iter().all(|c| c[3] == "bobby@contoso.test"));
+
+    let r = admin.get("/admin/audit?event=rate_limited").await;
+    let rows = audit_table(&r);
+    assert!(rows.iter().all(|c| c[2] == "rate_limited"));
+    assert_eq!(rows.len(), 4);
+
+    let r = admin
+        .get("/admin/audit?upn=bobby%40contoso.test&event=rate_limited&since=2026-01-02&until=2026-01-03")
+        .await;
+    assert_eq!(outcomes(&r), ["blocked two"]);
+    // RFC 3339 times work too (`since` inclusive, `until` exclusive).
+    let r = admin
+        .get("/admin/audit?since=2026-01-02T00%3A00%3A02Z&until=2026-01-02T00%3A00%3A03Z")
+        .await;
+    assert_eq!(outcomes(&r), ["password"]);
+    // The form shows the filters it applied.
+    assert!(text(&r).contains("value=\"2026-01-02T00:00:02Z\""));
+
+    // A time that does not parse is said so, and lists nothing.
+    let r = admin.get("/admin/audit?since=yesterday").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        text(&r).contains("Times are YYYY-MM-DD or RFC 3339"),
+        "{}",
+        text(&r)
+    );
+    assert!(audit_table(&r).is_empty());
+
+    // Not for non-admins.
+    user_with_password(&h, "bobby@contoso.test", &[]).await;
+    let mut bobby = Browser::new(&h);
+    bobby
+        .sign_in_with_password("bobby@contoso.test", PASSWORD)
+        .await;
+    assert_eq!(
+        bobby
+            .get("/admin/audit?upn=eve%40contoso.test")
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn the_audit_page_shows_500_entries_and_links_to_the_older_ones_with_the_same_filters() {
+    let h = harness().await;
+    let mut admin = admin_browser(&h).await;
+    let page_rows = usize::try_from(signin_server::web::admin::AUDIT_PAGE_ROWS).unwrap();
+    let noisy = "noisy@contoso.test";
+    let start = store::now_ms() - 3_600_000;
+    // More than a page of one user's entries (distinct, so none collapse), with another
+    // user's entries in between.
+    for i in 0..(page_rows + 20) {
+        let at = start + i64::try_from(i).unwrap();
+        append_at(&h, at, "rate_limited", noisy, &format!("refusal {i}")).await;
+        if i % 100 == 0 {
+            append_at(
+                &h,
+                at,
+                "web_signin",
+                "quiet@contoso.test",
+                &format!("ok {i}"),
+            )
+            .await;
+        }
+    }
+    let first = admin.get("/admin/audit?upn=noisy%40contoso.test").await;
+    let rows = audit_table(&first);
+    assert_eq!(rows.len(), page_rows);
+    assert!(rows.iter().all(|c| c[3] == noisy));
+    assert_eq!(
+        rows[0][6],
+        format!("refusal {}", page_rows + 19),
+        "newest first"
+    );
+    let next = older_link(&first).expect("a link to older entries");
+    assert!(next.contains("upn=noisy%40contoso.test"), "{next}");
+    assert!(next.contains(&format!("before={}", seqs(&rows).last().unwrap())));
+
+    let second = admin.get(&next).await;
+    let older = audit_table(&second);
+    assert_eq!(older.len(), 20);
+    assert!(older.iter().all(|c| c[3] == noisy), "the filter is kept");
+    assert_eq!(older.last().unwrap()[6], "refusal 0");
+    assert_eq!(older_link(&second), None, "the last page");
+    // Together: every entry of the user once, in order.
+    let mut all = seqs(&rows);
+    all.extend(seqs(&older));
+    assert!(all.windows(2).all(|w| w[0] > w[1]));
+    assert_eq!(all.len(), page_rows + 20);
+
+    // Unfiltered, the first page is the newest 500 of everything.
+    let r = admin.get("/admin/audit").await;
+    assert_eq!(audit_table(&r).len(), page_rows);
+    assert!(older_link(&r).unwrap().starts_with("/admin/audit?before="));
+}
+
+// ---- review item 7: enumeration and targeted lock-out on the pages ----
+
+/// `r`'s page with the UPN and the CSRF token taken out.
+fn normalized(r: &Reply, upn: &str, csrf: &str) -> String {
+    text(r).replace(upn, "<UPN>").replace(csrf, "<CSRF>")
+}
+
+#[tokio::test]
+async fn an_unknown_upn_and_a_known_upn_without_a_phone_get_the_same_pages_in_every_mode() {
+    let h = harness().await;
+    user_with_password(&h, "known@contoso.test", &[]).await;
+    for mode in [Mode::Any, Mode::Push, Mode::Passwordless] {
+        set_policy(&h, mode, Target::All).await;
+        let mut seen = Vec::new();
+        for upn in ["known@contoso.test", "unknown@contoso.test"] {
+            let mut b = Browser::new(&h);
+            let form = b.get("/signin").await;
+            let csrf = csrf_of(&form);
+            let submitted = b.post("/signin", &[("csrf", &csrf), ("upn", upn)]).await;
+            let page = b.get("/signin/password").await;
+            let csrf = csrf_of(&page);
+            let hashes_before = hashes(&h);
+            let wrong = b.password(&csrf, "a wrong guess").await;
+            let hashed = hashes(&h) - hashes_before;
+            assert!(text(&wrong).contains(WRONG), "{mode:?} {upn}");
+            seen.push((
+                submitted.status,
+                location(&submitted).map(str::to_owned),
+                submitted.headers.contains_key("set-cookie"),
+                page.status,
+                normalized(&page, upn, &csrf),
+                wrong.status,
+                normalized(&wrong, upn, &csrf),
+                // The same work (one Argon2 hash each), so no timing difference either.
+                hashed,
+            ));
+        }
+        assert_eq!(seen[0], seen[1], "{mode:?}");
+        assert_eq!(seen[0].1.as_deref(), Some("/signin/password"));
+        assert_eq!(seen[0].7, 1);
+    }
+}
+
+const START_LIMITED: &str = "Too many sign-in attempts";
+
+/// `POST /signin` with `upn` from a new browser at `ip`: where it leads.
+async fn portal_start(h: &Harness, ip: &str, upn: &str) -> Reply {
+    let mut b = Browser::from_ip(h, ip);
+    let r = b.get("/signin").await;
+    b.post("/signin", &[("csrf", &csrf_of(&r)), ("upn", upn)])
+        .await
+}
+
+#[tokio::test]
+async fn a_rate_limited_portal_start_from_one_address_limits_neither_another_address_nor_a_registered_application(
+) {
+    let h = harness_with_state(90, |s| {
+        s.with_risk(signin_server::sign_in::risk::RiskConfig {
+            burst: 2,
+            ..Default::default()
+        })
+    })
+    .await;
+    let phone = h.ready_phone("bobby@contoso.test").await;
+    let upn = "bobby@contoso.test";
+    // Someone at address A who knows the UPN uses up the allowance of (user, portal, A).
+    for _ in 0..2 {
+        let r = portal_start(&h, "198.51.100.7", upn).await;
+        assert_eq!(location(&r), Some("/signin/wait"));
+    }
+    let r = portal_start(&h, "198.51.100.7", upn).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(location(&r), None);
+    assert!(text(&r).contains(START_LIMITED), "{}", text(&r));
+    assert!(audit_rows(&h, "rate_limited", upn)
+        .await
+        .iter()
+        .any(|r| r.outcome.starts_with("cooldown_started")));
+
+    // The user, at address B, still signs in from the pages…
+    let mut user = Browser::from_ip(&h, "203.0.113.9");
+    let (r, _) = user.submit_upn(upn).await;
+    assert_eq!(location(&r), Some("/signin/wait"));
+    let wait = user.get("/signin/wait").await;
+    let (number, csrf) = (number_of(&wait), csrf_of(&wait));
+    let signin = text(&wait)
+        .split("data-request-id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    // …and a registered application can start one for the same user.
+    let api = h.start_signin(upn).await;
+    assert_eq!(api.status, StatusCode::OK, "{:?}", api.body);
+
+    // The user's own sign-in was not cancelled by any of that: it completes.
+    let f = phone.fetch(&h, &signin).await.unwrap();
+    let ok = phone.answer(
+        &f,
+        authenticator_protocol::sign_in::Decision::Approve,
+        Some(&number),
+    );
+    assert_eq!(
+        h.post(&respond_uri(&signin), ok).await.status,
+        StatusCode::OK
+    );
+    let r = user.post("/signin/complete", &[("csrf", &csrf)]).await;
+    assert_eq!(location(&r), Some("/me"));
+
+    // Address A stays limited for this user; the same address for another user does not.
+    let r = portal_start(&h, "198.51.100.7", upn).await;
+    assert!(text(&r).contains(START_LIMITED));
+    h.ready_phone("ada@contoso.test").await;
+    let r = portal_start(&h, "198.51.100.7", "ada@contoso.test").await;
+    assert_eq!(location(&r), Some("/signin/wait"));
+}
+
+#[tokio::test]
+async fn a_rate_limited_registered_application_does_not_limit_the_portal_or_another_application() {
+    let h = harness_with_state(90, |s| {
+        s.with_risk(signin_server::sign_in::risk::RiskConfig {
+            burst: 2,
+            ..Default::default()
+        })
+    })
+    .await;
+    let _phone = h.ready_phone("bobby@contoso.test").await;
+    let upn = "bobby@contoso.test";
+    for _ in 0..2 {
+        assert_eq!(h.start_signin(upn).await.status, StatusCode::OK);
+    }
+    let r = h.start_signin(upn).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    let r = portal_start(&h, "203.0.113.9", upn).await;
+    assert_eq!(location(&r), Some("/signin/wait"));
+    let other = accounts::applications::add(&h.state.pool, "Other app")
+        .await
+        .unwrap();
+    let r = h
+        .send(
+            Request::post("/api/v1/signin")
+                .header("content-type", "application/json")
+                .header(
+                    "authorization",
+                    basic_auth(&other.client_id, &other.client_secret),
+                )
+                .body(Body::from(json!({ "upn": upn }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
