@@ -66,8 +66,9 @@ pub async fn run(auto: bool) -> Result<()> {
     let keys = Arc::new(SoftwareKeyStore::open(
         home.join("keys"),
         WrappingKeySource::File(home.join("wrapping.key")),
+        verifier.clone(),
     )?);
-    let phone = Authenticator::new(home.to_string_lossy().into_owned(), keys, verifier.clone())?;
+    let phone = Authenticator::new(home.to_string_lossy().into_owned(), keys)?;
     let account = phone
         .enroll(
             link,
@@ -162,7 +163,14 @@ pub async fn run(auto: bool) -> Result<()> {
         if auto {
             println!("   Enter the number shown to sign in: {typed}");
         }
-        match phone.approve(request.request_id.clone(), typed).await {
+        match phone
+            .approve(
+                request.account_id.clone(),
+                request.request_id.clone(),
+                typed,
+            )
+            .await
+        {
             Ok(_) => {
                 println!("📱 Approved.");
                 break;

@@ -89,11 +89,24 @@ enum PhoneCommand {
         request: String,
         #[arg(long)]
         number: String,
+        /// The account (id or UPN), when several accounts have a request with this id.
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Deny a request.
-    Deny { request: String },
+    Deny {
+        request: String,
+        /// The account (id or UPN), when several accounts have a request with this id.
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// "This wasn't me": deny and report the request as fraud.
-    Report { request: String },
+    Report {
+        request: String,
+        /// The account (id or UPN), when several accounts have a request with this id.
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -137,9 +150,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         PhoneCommand::Remove { account } => phone.remove(&out, &account).await,
         PhoneCommand::Pending { wait } => phone.pending(&out, wait).await,
-        PhoneCommand::Approve { request, number } => phone.approve(&out, &request, &number).await,
-        PhoneCommand::Deny { request } => phone.deny(&out, &request).await,
-        PhoneCommand::Report { request } => phone.report(&out, &request).await,
+        PhoneCommand::Approve {
+            request,
+            number,
+            account,
+        } => {
+            phone
+                .approve(&out, &request, account.as_deref(), &number)
+                .await
+        }
+        PhoneCommand::Deny { request, account } => {
+            phone.deny(&out, &request, account.as_deref()).await
+        }
+        PhoneCommand::Report { request, account } => {
+            phone.report(&out, &request, account.as_deref()).await
+        }
     }
 }
 

@@ -44,16 +44,12 @@ impl Phone {
                 service: format!("phonesignin:{}", home.display()),
             },
         };
-        let keys = SoftwareKeyStore::open(home.join("keys"), wrapping)
+        // The passcode is asked by the key store, for each signature that carries a prompt.
+        let verifier = Arc::new(PasscodeVerifier::new(home, passcode));
+        let keys = SoftwareKeyStore::open(home.join("keys"), wrapping, verifier)
             .context("cannot open the key store")?;
-        let keys = Arc::new(keys);
-        let verifier = PasscodeVerifier::new(home, passcode);
-        let core = Authenticator::new(
-            home.to_string_lossy().into_owned(),
-            keys,
-            Arc::new(verifier),
-        )
-        .context("cannot open the authenticator")?;
+        let core = Authenticator::new(home.to_string_lossy().into_owned(), Arc::new(keys))
+            .context("cannot open the authenticator")?;
         Ok(Phone { core })
     }
 
@@ -160,12 +156,18 @@ impl Phone {
         Ok(ExitCode::SUCCESS)
     }
 
-    pub async fn approve(&self, out: &Output, request: &str, number: &str) -> Result<ExitCode> {
+    pub async fn approve(
+        &self,
+        out: &Output,
+        request: &str,
+        account: Option<&str>,
+        number: &str,
+    ) -> Result<ExitCode> {
         let result = self
-            .answer(request, |core, id| async move {
-                core.approve(id, number.to_owned()).await
+            .answer(request, account, |core, account, id| async move {
+                core.approve(account, id, number.to_owned()).await
             })
-            .await;
+            .await?;
         match result {
             Err(AuthenticatorError::WrongNumber { attempts_left }) => {
                 out.print(
@@ -178,36 +180,83 @@ impl Phone {
         }
     }
 
-    pub async fn deny(&self, out: &Output, request: &str) -> Result<ExitCode> {
+    pub async fn deny(
+        &self,
+        out: &Output,
+        request: &str,
+        account: Option<&str>,
+    ) -> Result<ExitCode> {
         let result = self
-            .answer(request, |core, id| async move { core.deny(id).await })
-            .await;
+            .answer(request, account, |core, account, id| async move {
+                core.deny(account, id).await
+            })
+            .await?;
         self.report_decision(out, result)
     }
 
-    pub async fn report(&self, out: &Output, request: &str) -> Result<ExitCode> {
+    pub async fn report(
+        &self,
+        out: &Output,
+        request: &str,
+        account: Option<&str>,
+    ) -> Result<ExitCode> {
         let result = self
-            .answer(
-                request,
-                |core, id| async move { core.report_fraud(id).await },
-            )
-            .await;
+            .answer(request, account, |core, account, id| async move {
+                core.report_fraud(account, id).await
+            })
+            .await?;
         self.report_decision(out, result)
     }
 
-    /// Runs `f`; if the request was never fetched on this phone, fetches pending requests once
-    /// and retries (a push may have been missed).
-    async fn answer<F, Fut>(&self, request: &str, f: F) -> Result<Decision, AuthenticatorError>
+    /// The account a pending request belongs to. A request is identified by (account,
+    /// request): the id alone is enough only while one account has it pending; otherwise
+    /// `--account` says which.
+    async fn account_of(&self, request: &str, account: Option<&str>) -> Result<Option<String>> {
+        let account = match account {
+            Some(a) => Some(self.resolve(a).await?.account_id),
+            None => None,
+        };
+        let mut holders: Vec<String> = Vec::new();
+        for r in self.core.pending_requests().await? {
+            if r.request_id == request.trim()
+                && account.as_ref().is_none_or(|a| *a == r.account_id)
+                && !holders.contains(&r.account_id)
+            {
+                holders.push(r.account_id);
+            }
+        }
+        match holders.len() {
+            0 => Ok(account),
+            1 => Ok(holders.pop()),
+            _ => bail!(
+                "request {} is pending on several accounts: say which with --account",
+                request.trim()
+            ),
+        }
+    }
+
+    /// Runs `f` with the request's account; if the request was never fetched on this phone,
+    /// fetches pending requests once and retries (a push may have been missed).
+    async fn answer<F, Fut>(
+        &self,
+        request: &str,
+        account: Option<&str>,
+        f: F,
+    ) -> Result<Result<Decision, AuthenticatorError>>
     where
-        F: Fn(Arc<Authenticator>, String) -> Fut,
+        F: Fn(Arc<Authenticator>, String, String) -> Fut,
         Fut: std::future::Future<Output = Result<Decision, AuthenticatorError>>,
     {
-        match f(self.core.clone(), request.to_owned()).await {
-            Err(AuthenticatorError::UnknownRequest) => {
-                self.core.poll(0).await?;
-                f(self.core.clone(), request.to_owned()).await
+        if let Some(holder) = self.account_of(request, account).await? {
+            let first = f(self.core.clone(), holder, request.to_owned()).await;
+            if !matches!(first, Err(AuthenticatorError::UnknownRequest)) {
+                return Ok(first);
             }
-            other => other,
+        }
+        self.core.poll(0).await?;
+        match self.account_of(request, account).await? {
+            Some(holder) => Ok(f(self.core.clone(), holder, request.to_owned()).await),
+            None => Ok(Err(AuthenticatorError::UnknownRequest)),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::error::{AuthenticatorError, Error};
 use crate::internal::http::{HttpTransport, ReqwestTransport, ServerApi};
 use crate::internal::store::Store;
 use crate::internal::{enroll, push, sign_in, Core};
-use crate::platform::{DeviceKeyStore, UserVerifier};
+use crate::platform::DeviceKeyStore;
 use crate::types::{
     AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget,
 };
@@ -32,14 +32,12 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// Creates `data_dir` if needed, opens the SQLite database (WAL) and migrates it. Sync and
     /// quick: no network.
+    /// `key_store` holds the keys and verifies the user for every signature that carries a
+    /// prompt (see `DeviceKeyStore::sign`).
     #[uniffi::constructor]
-    pub fn new(
-        data_dir: String,
-        key_store: Arc<dyn DeviceKeyStore>,
-        verifier: Arc<dyn UserVerifier>,
-    ) -> Result<Arc<Self>> {
+    pub fn new(data_dir: String, key_store: Arc<dyn DeviceKeyStore>) -> Result<Arc<Self>> {
         let transport = ReqwestTransport::new().map_err(|e| Error::Internal(e.to_string()))?;
-        Self::with_transport(data_dir, key_store, verifier, Arc::new(transport))
+        Self::with_transport(data_dir, key_store, Arc::new(transport))
     }
 
     /// Enrolls from the QR-code link. Nothing is stored (and the new key is deleted) unless the
@@ -61,7 +59,8 @@ impl Authenticator {
             .map(|a| a.iter().map(|a| a.summary()).collect())?)
     }
 
-    /// Creates the user-verification-bound key and registers it (asks the user first).
+    /// Creates the user-verification-bound key and registers it: its first signature (the
+    /// registration proof) carries the prompt, so the user is asked once.
     pub async fn enable_phone_sign_in(&self, account_id: String) -> Result<AccountSummary> {
         Ok(
             enroll::enable_phone_sign_in(&self.core, &sign_in::parse_account_id(&account_id)?)
@@ -122,11 +121,20 @@ impl Authenticator {
         Ok(sign_in::pending_requests(&self.core)?)
     }
 
-    /// Approves after user verification. `typed_number` is what the user typed (ignored when
-    /// the request has no number matching).
-    pub async fn approve(&self, request_id: String, typed_number: String) -> Result<Decision> {
+    /// Approves the request `request_id` of account `account_id` (both from its
+    /// `PendingRequest`: a request is only known under the account whose server sent it).
+    /// `typed_number` is what the user typed (ignored when the request has no number
+    /// matching). The approval signature carries the user-verification prompt: the key store
+    /// verifies the user for that very signature.
+    pub async fn approve(
+        &self,
+        account_id: String,
+        request_id: String,
+        typed_number: String,
+    ) -> Result<Decision> {
         Ok(sign_in::answer(
             &self.core,
+            &account_id,
             &request_id,
             WireDecision::Approve,
             Some(&typed_number),
@@ -134,13 +142,28 @@ impl Authenticator {
         .await?)
     }
 
-    pub async fn deny(&self, request_id: String) -> Result<Decision> {
-        Ok(sign_in::answer(&self.core, &request_id, WireDecision::Deny, None).await?)
+    /// Denies (no user verification: refusing needs no proof of presence).
+    pub async fn deny(&self, account_id: String, request_id: String) -> Result<Decision> {
+        Ok(sign_in::answer(
+            &self.core,
+            &account_id,
+            &request_id,
+            WireDecision::Deny,
+            None,
+        )
+        .await?)
     }
 
-    /// "This wasn't me": denies and reports fraud.
-    pub async fn report_fraud(&self, request_id: String) -> Result<Decision> {
-        Ok(sign_in::answer(&self.core, &request_id, WireDecision::Report, None).await?)
+    /// "This wasn't me": denies and reports fraud (no user verification).
+    pub async fn report_fraud(&self, account_id: String, request_id: String) -> Result<Decision> {
+        Ok(sign_in::answer(
+            &self.core,
+            &account_id,
+            &request_id,
+            WireDecision::Report,
+            None,
+        )
+        .await?)
     }
 }
 
@@ -150,7 +173,6 @@ impl Authenticator {
     pub fn with_transport(
         data_dir: String,
         key_store: Arc<dyn DeviceKeyStore>,
-        verifier: Arc<dyn UserVerifier>,
         transport: Arc<dyn HttpTransport>,
     ) -> Result<Arc<Self>> {
         if data_dir.trim().is_empty() {
@@ -161,7 +183,6 @@ impl Authenticator {
             core: Core {
                 store,
                 keys: key_store,
-                verifier,
                 api: ServerApi::new(transport),
                 poll_cancel: tokio::sync::watch::channel(0).0,
             },

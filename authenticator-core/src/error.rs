@@ -109,8 +109,6 @@ pub(crate) enum Error {
     UserCancelled,
     #[error("verification failed")]
     VerificationFailed,
-    #[error("verifier: {0}")]
-    Verifier(PlatformError),
     #[error("key store: {0}")]
     KeyStore(PlatformError),
     #[error("key store returned an unusable {0}")]
@@ -173,9 +171,10 @@ impl From<Error> for AuthenticatorError {
             Error::UnknownRequest => A::UnknownRequest,
             Error::RequestExpired => A::RequestExpired,
             Error::AlreadyAnswered => A::AlreadyAnswered,
-            Error::UserCancelled | Error::Verifier(PlatformError::Cancelled) => A::UserCancelled,
-            Error::VerificationFailed | Error::Verifier(_) => A::VerificationFailed,
-            Error::KeyStore(PlatformError::Cancelled) => A::UserCancelled,
+            Error::UserCancelled | Error::KeyStore(PlatformError::Cancelled) => A::UserCancelled,
+            Error::VerificationFailed | Error::KeyStore(PlatformError::VerificationFailed) => {
+                A::VerificationFailed
+            }
             Error::KeyStore(p) => A::KeyStore {
                 reason: p.to_string(),
             },
@@ -256,13 +255,13 @@ mod tests {
     }
 
     #[test]
-    fn verifier_and_key_store_failures_are_distinguished() {
+    fn refused_prompts_and_key_store_failures_are_distinguished() {
         assert_eq!(
-            AuthenticatorError::from(Error::Verifier(PlatformError::Cancelled)),
+            AuthenticatorError::from(Error::KeyStore(PlatformError::Cancelled)),
             AuthenticatorError::UserCancelled
         );
         assert_eq!(
-            AuthenticatorError::from(Error::Verifier(PlatformError::NotAvailable)),
+            AuthenticatorError::from(Error::KeyStore(PlatformError::VerificationFailed)),
             AuthenticatorError::VerificationFailed
         );
         assert!(matches!(

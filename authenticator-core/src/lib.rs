@@ -1,6 +1,7 @@
 //! `authenticator-core`: the phone side of the phone sign-in protocol (docs/PROTOCOL.md),
-//! exported to Kotlin and Swift with uniffi. Platform key stores and user verification are
-//! foreign traits; the network, storage and every signature check live here.
+//! exported to Kotlin and Swift with uniffi. The platform key store (which verifies the user
+//! for the signatures that carry a prompt) is a foreign trait; the network, storage and every
+//! signature check live here.
 uniffi::setup_scaffolding!();
 
 mod authenticator;
@@ -19,7 +20,7 @@ pub use internal::http::{
     MAX_RESPONSE_BODY_BYTES,
 };
 pub use internal::KEY_STORE_TIMEOUT;
-pub use platform::{DeviceKeyStore, PlatformError, UserVerifier};
+pub use platform::{verify_for_signature, DeviceKeyStore, PlatformError, UserVerifier};
 pub use software_keys::{SoftwareKeyStore, WrappingKeySource};
 pub use types::{
     AccountSummary, Decision, PendingRequest, PushKind, PushOutcome, PushRegistration, PushTarget,

@@ -1,5 +1,13 @@
 //! Capabilities the platform provides, implemented in Kotlin/Swift (or in Rust for the desktop
-//! and tests): a store of hardware-backed P-256 keys and a user-verification prompt.
+//! and tests): a store of hardware-backed P-256 keys that verifies the user for the signatures
+//! that ask for it.
+//!
+//! User verification is part of the signature call, not a separate step: a separate "verify,
+//! then sign" contract let an Android key store sign a push approval with a key that has no
+//! user-authentication binding and show no prompt at all, and made iOS prompt twice for
+//! phone sign-in. Now the core passes the prompt with every signature that needs one (every
+//! approval, and the proof that enables phone sign-in), and no prompt with the others (deny,
+//! report, device authentication, enrollment proof).
 use crate::types::VerificationOutcome;
 
 /// Errors a platform implementation reports. Any undeclared foreign exception arrives as
@@ -12,6 +20,9 @@ pub enum PlatformError {
     NotAvailable,
     #[error("the key does not exist")]
     KeyNotFound,
+    /// The user did not pass verification (wrong biometric, lock-out, wrong passcode).
+    #[error("user verification failed")]
+    VerificationFailed,
     #[error("platform failure: {reason}")]
     Failed { reason: String },
 }
@@ -36,15 +47,46 @@ pub trait DeviceKeyStore: Send + Sync {
         require_user_verification: bool,
     ) -> Result<Vec<u8>, PlatformError>;
     /// ECDSA P-256 / SHA-256 over `message` (the platform hashes): X9.62 DER or 64-byte `r || s`.
-    async fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PlatformError>;
+    ///
+    /// With `prompt`, the user must be verified (biometrics or device credential) **for this
+    /// signature**, with `prompt` as the reason shown: through the key's own prompt where the
+    /// key is bound to user authentication (Android `BiometricPrompt` with a `CryptoObject`,
+    /// a Secure Enclave key with an access control), otherwise through a standalone prompt
+    /// before signing. Nothing may be signed unless the user passed: a dismissed prompt is
+    /// `Cancelled`, a failed one `VerificationFailed`, no biometric or passcode set up
+    /// `NotAvailable`. Without `prompt` the platform shows no UI.
+    async fn sign(
+        &self,
+        alias: String,
+        message: Vec<u8>,
+        prompt: Option<String>,
+    ) -> Result<Vec<u8>, PlatformError>;
     /// Deletes the key. A missing key is `KeyNotFound`.
     async fn delete(&self, alias: String) -> Result<(), PlatformError>;
 }
 
-/// Asks the user to prove presence (biometrics or device credential).
-#[uniffi::export(foreign)]
+/// A user-verification prompt, for key stores written in Rust (the desktop's
+/// `SoftwareKeyStore` and the test key stores), which verify the user themselves before a
+/// signature that carries a prompt. Not exported: phone key stores use the platform's prompt.
 #[async_trait::async_trait]
 pub trait UserVerifier: Send + Sync {
     /// `reason` is shown in the system prompt.
     async fn verify(&self, reason: String) -> Result<VerificationOutcome, PlatformError>;
+}
+
+/// What a Rust key store does with a signature's `prompt` before signing: asks `verifier`
+/// (nothing to ask without a prompt) and refuses as `DeviceKeyStore::sign` says when the user
+/// does not pass.
+pub async fn verify_for_signature(
+    verifier: &dyn UserVerifier,
+    prompt: Option<String>,
+) -> Result<(), PlatformError> {
+    let Some(reason) = prompt else {
+        return Ok(());
+    };
+    match verifier.verify(reason).await? {
+        VerificationOutcome::Verified => Ok(()),
+        VerificationOutcome::Denied => Err(PlatformError::VerificationFailed),
+        VerificationOutcome::Cancelled => Err(PlatformError::Cancelled),
+    }
 }

@@ -3,9 +3,10 @@
 //! wrapping key (random nonce per write, `magic || alias` as associated data), one file per
 //! key, written atomically (temp file + fsync + rename).
 //!
-//! It cannot enforce user verification the way Android Keystore or the Secure Enclave do:
-//! `require_user_verification` is accepted and ignored; the core still asks the
-//! `UserVerifier` before every approval.
+//! It cannot bind a key to user verification the way Android Keystore or the Secure Enclave
+//! do (`require_user_verification` is accepted and ignored), so it verifies the user itself:
+//! every signature that carries a prompt is made only after its `UserVerifier` answered
+//! `Verified` for that prompt.
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,9 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
-use crate::platform::{DeviceKeyStore, PlatformError};
+use std::sync::Arc;
+
+use crate::platform::{verify_for_signature, DeviceKeyStore, PlatformError, UserVerifier};
 
 const MAGIC: &[u8; 4] = b"PSK1";
 const MAX_ALIAS_BYTES: usize = 128;
@@ -41,6 +44,7 @@ pub struct SoftwareKeyStore {
     dir: PathBuf,
     key: LessSafeKey,
     rng: SystemRandom,
+    verifier: Arc<dyn UserVerifier>,
 }
 
 impl std::fmt::Debug for SoftwareKeyStore {
@@ -63,8 +67,13 @@ fn io_failed(what: &str, e: std::io::Error) -> PlatformError {
 }
 
 impl SoftwareKeyStore {
-    /// Opens (creating if needed) a key directory protected by the chosen wrapping key.
-    pub fn open(dir: impl Into<PathBuf>, source: WrappingKeySource) -> Result<Self, PlatformError> {
+    /// Opens (creating if needed) a key directory protected by the chosen wrapping key;
+    /// `verifier` is asked before every signature that carries a prompt.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        source: WrappingKeySource,
+        verifier: Arc<dyn UserVerifier>,
+    ) -> Result<Self, PlatformError> {
         let dir = dir.into();
         create_private_dir(&dir)?;
         let rng = SystemRandom::new();
@@ -79,6 +88,7 @@ impl SoftwareKeyStore {
             dir,
             key: LessSafeKey::new(unbound),
             rng,
+            verifier,
         })
     }
 
@@ -165,9 +175,17 @@ impl DeviceKeyStore for SoftwareKeyStore {
         Ok(signer.public_key().as_bytes().to_vec())
     }
 
-    async fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PlatformError> {
+    async fn sign(
+        &self,
+        alias: String,
+        message: Vec<u8>,
+        prompt: Option<String>,
+    ) -> Result<Vec<u8>, PlatformError> {
+        // The key must exist before the user is asked anything.
+        let key = self.load(&alias)?;
+        verify_for_signature(self.verifier.as_ref(), prompt).await?;
         // DER, as Android and iOS return it: the core normalizes.
-        Ok(self.load(&alias)?.sign(&message).to_der())
+        Ok(key.sign(&message).to_der())
     }
 
     async fn delete(&self, alias: String) -> Result<(), PlatformError> {
@@ -320,12 +338,65 @@ fn keyring_key(_service: &str, _rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{AlwaysVerified, CountingVerifier};
+    use crate::types::VerificationOutcome;
     use authenticator_protocol::{PublicKey, Signature};
+
+    fn verified() -> Arc<dyn UserVerifier> {
+        Arc::new(AlwaysVerified)
+    }
+
+    #[tokio::test]
+    async fn a_signature_with_a_prompt_is_made_only_after_the_user_passes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let verifier = CountingVerifier::new(VerificationOutcome::Verified);
+        let store = SoftwareKeyStore::open(dir.path(), WrappingKeySource::Memory, verifier.clone())
+            .unwrap();
+        let pk = store.generate("k".into(), true).await.unwrap();
+        let pk = PublicKey::from_platform_bytes(&pk).unwrap();
+        // No prompt: nothing is asked.
+        store.sign("k".into(), b"m".to_vec(), None).await.unwrap();
+        assert_eq!(verifier.calls(), 0);
+        // A prompt is shown as given, and the signature follows a pass.
+        let sig = store
+            .sign("k".into(), b"m".to_vec(), Some("Approve sign-in".into()))
+            .await
+            .unwrap();
+        pk.verify(b"m", &Signature::from_platform_bytes(&sig).unwrap())
+            .unwrap();
+        assert_eq!(verifier.reasons(), ["Approve sign-in"]);
+        // A refused or dismissed prompt signs nothing and says which.
+        verifier.set_answer(Ok(VerificationOutcome::Denied));
+        assert_eq!(
+            store
+                .sign("k".into(), b"m".to_vec(), Some("p".into()))
+                .await,
+            Err(PlatformError::VerificationFailed)
+        );
+        verifier.set_answer(Ok(VerificationOutcome::Cancelled));
+        assert_eq!(
+            store
+                .sign("k".into(), b"m".to_vec(), Some("p".into()))
+                .await,
+            Err(PlatformError::Cancelled)
+        );
+        // A missing key is reported before anyone is asked.
+        assert_eq!(
+            store
+                .sign("gone".into(), b"m".to_vec(), Some("p".into()))
+                .await,
+            Err(PlatformError::KeyNotFound)
+        );
+        assert_eq!(verifier.calls(), 3);
+    }
 
     async fn round_trip(store: &SoftwareKeyStore, alias: &str) {
         let pk = store.generate(alias.into(), true).await.unwrap();
         let pk = PublicKey::from_platform_bytes(&pk).unwrap();
-        let sig = store.sign(alias.into(), b"message".to_vec()).await.unwrap();
+        let sig = store
+            .sign(alias.into(), b"message".to_vec(), None)
+            .await
+            .unwrap();
         let sig = Signature::from_platform_bytes(&sig).unwrap();
         pk.verify(b"message", &sig).unwrap();
         assert!(pk.verify(b"other", &sig).is_err());
@@ -334,7 +405,8 @@ mod tests {
     #[tokio::test]
     async fn keys_round_trip_and_are_encrypted_at_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SoftwareKeyStore::open(dir.path(), WrappingKeySource::Memory).unwrap();
+        let store =
+            SoftwareKeyStore::open(dir.path(), WrappingKeySource::Memory, verified()).unwrap();
         round_trip(&store, "psi.a.device").await;
         let file = fs::read(store.path("psi.a.device").unwrap()).unwrap();
         let pkcs8 = store.open_sealed("psi.a.device", &file).unwrap();
@@ -356,7 +428,7 @@ mod tests {
         ));
         store.delete("psi.a.device".into()).await.unwrap();
         assert_eq!(
-            store.sign("psi.a.device".into(), vec![1]).await,
+            store.sign("psi.a.device".into(), vec![1], None).await,
             Err(PlatformError::KeyNotFound)
         );
         assert_eq!(
@@ -374,7 +446,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
         let wrap = dir.path().join("secret/wrapping.key");
-        let store = SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone())).unwrap();
+        let store =
+            SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone()), verified())
+                .unwrap();
         round_trip(&store, "k").await;
         #[cfg(unix)]
         {
@@ -386,21 +460,28 @@ mod tests {
         drop(store);
 
         let reopened =
-            SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone())).unwrap();
-        reopened.sign("k".into(), b"m".to_vec()).await.unwrap();
-
-        let wrong =
-            SoftwareKeyStore::open(&keys, WrappingKeySource::File(dir.path().join("other.key")))
+            SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone()), verified())
                 .unwrap();
-        match wrong.sign("k".into(), b"m".to_vec()).await {
+        reopened
+            .sign("k".into(), b"m".to_vec(), None)
+            .await
+            .unwrap();
+
+        let wrong = SoftwareKeyStore::open(
+            &keys,
+            WrappingKeySource::File(dir.path().join("other.key")),
+            verified(),
+        )
+        .unwrap();
+        match wrong.sign("k".into(), b"m".to_vec(), None).await {
             Err(PlatformError::Failed { reason }) => {
                 assert!(reason.contains("cannot be decrypted"))
             }
             other => panic!("{other:?}"),
         }
-        let memory = SoftwareKeyStore::open(&keys, WrappingKeySource::Memory).unwrap();
+        let memory = SoftwareKeyStore::open(&keys, WrappingKeySource::Memory, verified()).unwrap();
         assert!(matches!(
-            memory.sign("k".into(), b"m".to_vec()).await,
+            memory.sign("k".into(), b"m".to_vec(), None).await,
             Err(PlatformError::Failed { .. })
         ));
 
@@ -409,17 +490,23 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&wrap, fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone())).is_err());
+            assert!(SoftwareKeyStore::open(
+                &keys,
+                WrappingKeySource::File(wrap.clone()),
+                verified()
+            )
+            .is_err());
             fs::set_permissions(&wrap, fs::Permissions::from_mode(0o600)).unwrap();
         }
         fs::write(&wrap, b"short").unwrap();
-        assert!(SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap)).is_err());
+        assert!(SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap), verified()).is_err());
     }
 
     #[tokio::test]
     async fn debug_output_has_no_key_material() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SoftwareKeyStore::open(dir.path(), WrappingKeySource::Memory).unwrap();
+        let store =
+            SoftwareKeyStore::open(dir.path(), WrappingKeySource::Memory, verified()).unwrap();
         let text = format!("{store:?}");
         assert!(text.contains("<redacted>"));
     }

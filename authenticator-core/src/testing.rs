@@ -23,7 +23,7 @@ use url::Url;
 use crate::internal::http::{
     path_and_query, HttpMethod, HttpRequest, HttpResponse, HttpTransport, TransportError,
 };
-use crate::platform::{DeviceKeyStore, PlatformError, UserVerifier};
+use crate::platform::{verify_for_signature, DeviceKeyStore, PlatformError, UserVerifier};
 use crate::types::VerificationOutcome;
 
 // ---------------------------------------------------------------- verifiers
@@ -101,7 +101,12 @@ impl DeviceKeyStore for FailingKeyStore {
     async fn generate(&self, _: String, _: bool) -> Result<Vec<u8>, PlatformError> {
         Err(self.0.clone())
     }
-    async fn sign(&self, _: String, _: Vec<u8>) -> Result<Vec<u8>, PlatformError> {
+    async fn sign(
+        &self,
+        _: String,
+        _: Vec<u8>,
+        _: Option<String>,
+    ) -> Result<Vec<u8>, PlatformError> {
         Err(self.0.clone())
     }
     async fn delete(&self, _: String) -> Result<(), PlatformError> {
@@ -119,6 +124,10 @@ pub enum KeyCall {
     Sign {
         alias: String,
         message: Vec<u8>,
+        /// The user-verification prompt the request carried.
+        prompt: Option<String>,
+        /// Whether a signature came back (false: refused prompt, missing key, failure).
+        signed: bool,
     },
     Delete {
         alias: String,
@@ -140,9 +149,13 @@ impl RecordingKeyStore {
             fail_sign_with: Mutex::new(None),
         })
     }
-    /// A recording store over a `MemoryKeyStore`.
+    /// A recording store over a `MemoryKeyStore` whose prompts always pass.
     pub fn in_memory() -> Arc<Self> {
         Self::new(Arc::new(MemoryKeyStore::default()))
+    }
+    /// A recording store over a `MemoryKeyStore` that asks `verifier` for every prompt.
+    pub fn verified_by(verifier: Arc<dyn UserVerifier>) -> Arc<Self> {
+        Self::new(Arc::new(MemoryKeyStore::with_verifier(verifier)))
     }
     pub fn calls(&self) -> Vec<KeyCall> {
         self.calls.lock().unwrap().clone()
@@ -150,12 +163,32 @@ impl RecordingKeyStore {
     pub fn clear(&self) {
         self.calls.lock().unwrap().clear();
     }
-    /// Messages signed so far, with their aliases.
+    /// Signatures made so far (not requests that were refused), with their aliases.
     pub fn signs(&self) -> Vec<(String, Vec<u8>)> {
         self.calls()
             .into_iter()
             .filter_map(|c| match c {
-                KeyCall::Sign { alias, message } => Some((alias, message)),
+                KeyCall::Sign {
+                    alias,
+                    message,
+                    signed: true,
+                    ..
+                } => Some((alias, message)),
+                _ => None,
+            })
+            .collect()
+    }
+    /// Signature requests so far, made or refused: alias, message and the prompt each carried.
+    pub fn sign_requests(&self) -> Vec<(String, Vec<u8>, Option<String>)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                KeyCall::Sign {
+                    alias,
+                    message,
+                    prompt,
+                    ..
+                } => Some((alias, message, prompt)),
                 _ => None,
             })
             .collect()
@@ -193,15 +226,28 @@ impl DeviceKeyStore for RecordingKeyStore {
         });
         self.inner.generate(alias, uv).await
     }
-    async fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PlatformError> {
+    async fn sign(
+        &self,
+        alias: String,
+        message: Vec<u8>,
+        prompt: Option<String>,
+    ) -> Result<Vec<u8>, PlatformError> {
+        let failure = self.fail_sign_with.lock().unwrap().clone();
+        let result = match failure {
+            Some(e) => Err(e),
+            None => {
+                self.inner
+                    .sign(alias.clone(), message.clone(), prompt.clone())
+                    .await
+            }
+        };
         self.calls.lock().unwrap().push(KeyCall::Sign {
-            alias: alias.clone(),
-            message: message.clone(),
+            alias,
+            message,
+            prompt,
+            signed: result.is_ok(),
         });
-        if let Some(e) = self.fail_sign_with.lock().unwrap().clone() {
-            return Err(e);
-        }
-        self.inner.sign(alias, message).await
+        result
     }
     async fn delete(&self, alias: String) -> Result<(), PlatformError> {
         self.calls.lock().unwrap().push(KeyCall::Delete {
@@ -211,13 +257,27 @@ impl DeviceKeyStore for RecordingKeyStore {
     }
 }
 
-/// Keys in memory (tests only). Returns raw 65-byte keys and 64-byte signatures.
-#[derive(Default)]
+/// Keys in memory (tests only). Returns raw 65-byte keys and 64-byte signatures. Like a
+/// platform key store, it asks its verifier before a signature that carries a prompt (the
+/// default verifier answers `Verified`).
 pub struct MemoryKeyStore {
     keys: Mutex<HashMap<String, Arc<EcdsaSigner>>>,
+    verifier: Arc<dyn UserVerifier>,
+}
+
+impl Default for MemoryKeyStore {
+    fn default() -> Self {
+        MemoryKeyStore::with_verifier(Arc::new(AlwaysVerified))
+    }
 }
 
 impl MemoryKeyStore {
+    pub fn with_verifier(verifier: Arc<dyn UserVerifier>) -> Self {
+        MemoryKeyStore {
+            keys: Mutex::new(HashMap::new()),
+            verifier,
+        }
+    }
     pub fn contains(&self, alias: &str) -> bool {
         self.keys.lock().unwrap().contains_key(alias)
     }
@@ -245,9 +305,15 @@ impl DeviceKeyStore for MemoryKeyStore {
         keys.insert(alias, Arc::new(signer));
         Ok(pk)
     }
-    async fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PlatformError> {
+    async fn sign(
+        &self,
+        alias: String,
+        message: Vec<u8>,
+        prompt: Option<String>,
+    ) -> Result<Vec<u8>, PlatformError> {
         let key = self.keys.lock().unwrap().get(&alias).cloned();
         let key = key.ok_or(PlatformError::KeyNotFound)?;
+        verify_for_signature(self.verifier.as_ref(), prompt).await?;
         Ok(key.sign(&message).as_bytes().to_vec())
     }
     async fn delete(&self, alias: String) -> Result<(), PlatformError> {
@@ -503,8 +569,30 @@ impl FakeServer {
         number_matching: bool,
         ttl_ms: u64,
     ) -> (String, String) {
-        let account_id = AccountId::parse(account_id).unwrap();
         let request_id = RequestId::random();
+        self.create_request_with(
+            account_id,
+            request_id.as_str(),
+            "My Apps",
+            kind,
+            number_matching,
+            ttl_ms,
+        )
+    }
+
+    /// Like `create_request`, with a chosen request id and application name: a hostile server
+    /// that reuses another server's request ids, or shows any text it likes.
+    pub fn create_request_with(
+        &self,
+        account_id: &str,
+        request_id: &str,
+        app_name: &str,
+        kind: RequestKind,
+        number_matching: bool,
+        ttl_ms: u64,
+    ) -> (String, String) {
+        let account_id = AccountId::parse(account_id).unwrap();
+        let request_id = RequestId::parse(request_id).unwrap();
         let now = UnixMillis::now();
         let details = RequestDetails {
             v: 1,
@@ -513,7 +601,7 @@ impl FakeServer {
             kind,
             upn: "user@fake.test".into(),
             server_name: self.name.clone(),
-            app_name: Some("My Apps".into()),
+            app_name: Some(app_name.into()),
             location: Some("Seattle, US".into()),
             number_matching,
             nonce: b64(&random32()),

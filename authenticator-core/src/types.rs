@@ -97,7 +97,10 @@ impl From<WireKind> for RequestKind {
 }
 
 /// A verified sign-in request waiting for the user. It never carries the number: the user
-/// reads it on the sign-in screen and types it here.
+/// reads it on the sign-in screen and types it here. A request is identified by
+/// (`account_id`, `request_id`): answer it with both. The text fields come from the server and
+/// are escaped (`authenticator_protocol::text::escape`): a control, newline or bidirectional
+/// character shows as a visible `\u{…}`, so no field can fake a line of another.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct PendingRequest {
     pub request_id: String,
@@ -117,16 +120,21 @@ impl From<&authenticator_protocol::sign_in::RequestDetails> for PendingRequest {
         PendingRequest {
             request_id: d.request_id.to_string(),
             account_id: d.account_id.to_string(),
-            upn: d.upn.clone(),
-            server_name: d.server_name.clone(),
+            upn: shown(&d.upn),
+            server_name: shown(&d.server_name),
             kind: d.kind.into(),
-            app_name: d.app_name.clone(),
-            location: d.location.clone(),
+            app_name: d.app_name.as_deref().map(shown),
+            location: d.location.as_deref().map(shown),
             number_matching: d.number_matching,
             created_at_ms: d.created_at.millis(),
             expires_at_ms: d.expires_at.millis(),
         }
     }
+}
+
+/// Server text as the phone shows it.
+fn shown(server_text: &str) -> String {
+    authenticator_protocol::text::escape(server_text).into_owned()
 }
 
 /// What a push turned into. Only real failures (network, forged data, storage) are errors.
@@ -160,8 +168,8 @@ impl From<WireDecision> for Decision {
     }
 }
 
-/// Result of a user-verification prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// Result of a user-verification prompt (`UserVerifier`, Rust key stores only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerificationOutcome {
     Verified,
     /// Verification failed or was refused (wrong biometric, lockout).

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authenticator_core::testing::{
-    AlwaysVerified, CountingVerifier, FakeNetwork, FakeServer, Forgery, KeyCall, MemoryKeyStore,
-    PollWaits, RecordingKeyStore,
+    CountingVerifier, FakeNetwork, FakeServer, Forgery, KeyCall, MemoryKeyStore, PollWaits,
+    RecordingKeyStore,
 };
 use authenticator_core::{
     Authenticator, AuthenticatorError, Decision, PushKind, PushOutcome, PushRegistration,
@@ -28,14 +28,14 @@ struct Phone {
 
 fn phone(servers: &[Arc<FakeServer>]) -> Phone {
     let dir = tempfile::tempdir().unwrap();
-    let memory = Arc::new(MemoryKeyStore::default());
-    let keys = RecordingKeyStore::new(memory.clone());
     let verifier = CountingVerifier::new(VerificationOutcome::Verified);
+    // The key store verifies the user for the signatures that carry a prompt, as a phone's does.
+    let memory = Arc::new(MemoryKeyStore::with_verifier(verifier.clone()));
+    let keys = RecordingKeyStore::new(memory.clone());
     let network = FakeNetwork::new(servers);
     let auth = Authenticator::with_transport(
         dir.path().join("data").to_string_lossy().into_owned(),
         keys.clone(),
-        verifier.clone(),
         network.clone(),
     )
     .unwrap();
@@ -354,7 +354,11 @@ async fn forged_or_malformed_details_are_typed_errors_and_not_stored() {
             "{forgery:?}: {err:?}"
         );
         assert!(p.auth.pending_requests().await.unwrap().is_empty());
-        let err = p.auth.approve(rid.clone(), "42".into()).await.unwrap_err();
+        let err = p
+            .auth
+            .approve(id.clone(), rid.clone(), "42".into())
+            .await
+            .unwrap_err();
         assert_eq!(err, AuthenticatorError::UnknownRequest);
     }
     s.set_forgery(Forgery::None);
@@ -387,7 +391,10 @@ async fn approve_sends_the_typed_number_and_the_hash_of_the_shown_details() {
     p.keys.clear();
 
     assert_eq!(
-        p.auth.approve(rid.clone(), number.clone()).await.unwrap(),
+        p.auth
+            .approve(id.clone(), rid.clone(), number.clone())
+            .await
+            .unwrap(),
         Decision::Approved
     );
     let responses = s.responses();
@@ -408,7 +415,7 @@ async fn approve_sends_the_typed_number_and_the_hash_of_the_shown_details() {
     assert!(signs[0].0.ends_with(".device"));
     assert!(p.auth.pending_requests().await.unwrap().is_empty());
     assert_eq!(
-        p.auth.approve(rid, number).await.unwrap_err(),
+        p.auth.approve(id.clone(), rid, number).await.unwrap_err(),
         AuthenticatorError::AlreadyAnswered
     );
 }
@@ -422,28 +429,43 @@ async fn wrong_number_keeps_the_request_pending_until_it_fails() {
     p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     let wrong = if number == "10" { "11" } else { "10" };
     assert_eq!(
-        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        p.auth
+            .approve(id.clone(), rid.clone(), wrong.into())
+            .await
+            .unwrap_err(),
         AuthenticatorError::WrongNumber { attempts_left: 2 }
     );
     assert_eq!(p.auth.pending_requests().await.unwrap().len(), 1);
     assert_eq!(
-        p.auth.approve(rid.clone(), number).await.unwrap(),
+        p.auth
+            .approve(id.clone(), rid.clone(), number)
+            .await
+            .unwrap(),
         Decision::Approved
     );
 
     let (rid, _) = s.create_request(&id, WireKind::Push, true, TTL);
-    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     let wrong = "00";
     assert!(matches!(
-        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        p.auth
+            .approve(id.clone(), rid.clone(), wrong.into())
+            .await
+            .unwrap_err(),
         AuthenticatorError::WrongNumber { attempts_left: 2 }
     ));
     assert!(matches!(
-        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        p.auth
+            .approve(id.clone(), rid.clone(), wrong.into())
+            .await
+            .unwrap_err(),
         AuthenticatorError::WrongNumber { attempts_left: 1 }
     ));
     assert_eq!(
-        p.auth.approve(rid.clone(), wrong.into()).await.unwrap_err(),
+        p.auth
+            .approve(id.clone(), rid.clone(), wrong.into())
+            .await
+            .unwrap_err(),
         AuthenticatorError::RequestFailed
     );
     assert!(p.auth.pending_requests().await.unwrap().is_empty());
@@ -456,7 +478,7 @@ async fn refused_or_cancelled_verification_signs_nothing() {
     let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
-    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     let cases = [
         (
             Ok(VerificationOutcome::Denied),
@@ -480,7 +502,7 @@ async fn refused_or_cancelled_verification_signs_nothing() {
         p.verifier.set_answer(answer);
         let err = p
             .auth
-            .approve(rid.clone(), number.clone())
+            .approve(id.clone(), rid.clone(), number.clone())
             .await
             .unwrap_err();
         assert_eq!(err, expected);
@@ -502,7 +524,10 @@ async fn invalid_number_shape_is_refused_before_verification() {
     p.keys.clear();
     for bad in ["", "4", "123", "ab", "4 2"] {
         assert_eq!(
-            p.auth.approve(rid.clone(), bad.into()).await.unwrap_err(),
+            p.auth
+                .approve(id.clone(), rid.clone(), bad.into())
+                .await
+                .unwrap_err(),
             AuthenticatorError::InvalidNumber
         );
     }
@@ -510,16 +535,19 @@ async fn invalid_number_shape_is_refused_before_verification() {
     assert!(p.keys.calls().is_empty());
     // Without number matching the typed text is not needed.
     let (rid, _) = s.create_request(&id, WireKind::Push, false, TTL);
-    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     assert_eq!(
-        p.auth.approve(rid, String::new()).await.unwrap(),
+        p.auth
+            .approve(id.clone(), rid, String::new())
+            .await
+            .unwrap(),
         Decision::Approved
     );
     assert_eq!(s.responses()[0].typed_number, None);
     // Malformed request ids.
     assert!(matches!(
         p.auth
-            .approve("../etc".into(), "42".into())
+            .approve(id.clone(), "../etc".into(), "42".into())
             .await
             .unwrap_err(),
         AuthenticatorError::InvalidInput { .. }
@@ -532,17 +560,20 @@ async fn expired_request_is_refused_without_asking_anything() {
     let p = phone(std::slice::from_ref(&s));
     let id = enroll(&p, &s, "u@x.test").await;
     let (rid, number) = s.create_request(&id, WireKind::Push, true, 400);
-    p.auth.fetch_request(id, rid.clone()).await.unwrap();
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(p.auth.pending_requests().await.unwrap().is_empty());
     p.keys.clear();
     let before = p.network.request_count();
     assert_eq!(
-        p.auth.approve(rid.clone(), number).await.unwrap_err(),
+        p.auth
+            .approve(id.clone(), rid.clone(), number)
+            .await
+            .unwrap_err(),
         AuthenticatorError::RequestExpired
     );
     assert_eq!(
-        p.auth.deny(rid.clone()).await.unwrap_err(),
+        p.auth.deny(id.clone(), rid.clone()).await.unwrap_err(),
         AuthenticatorError::AlreadyAnswered,
         "closed locally after expiry"
     );
@@ -572,9 +603,12 @@ async fn deny_and_report_need_no_verification_and_use_the_device_key() {
     let (r2, _) = s.create_request(&id, WireKind::Passwordless, true, TTL);
     assert_eq!(p.auth.poll(0).await.unwrap().len(), 2);
     p.verifier.set_answer(Ok(VerificationOutcome::Denied));
-    assert_eq!(p.auth.deny(r1.clone()).await.unwrap(), Decision::Denied);
     assert_eq!(
-        p.auth.report_fraud(r2.clone()).await.unwrap(),
+        p.auth.deny(id.clone(), r1.clone()).await.unwrap(),
+        Decision::Denied
+    );
+    assert_eq!(
+        p.auth.report_fraud(id.clone(), r2.clone()).await.unwrap(),
         Decision::Reported
     );
     assert_eq!(p.verifier.calls(), 0);
@@ -602,22 +636,35 @@ async fn phone_sign_in_needs_verification_and_then_signs_with_the_passwordless_k
     p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     assert_eq!(
         p.auth
-            .approve(rid.clone(), number.clone())
+            .approve(id.clone(), rid.clone(), number.clone())
             .await
             .unwrap_err(),
         AuthenticatorError::PhoneSignInNotEnabled
     );
 
     p.keys.clear();
+    let keys_before = p.memory.len();
     p.verifier.set_answer(Ok(VerificationOutcome::Denied));
     assert_eq!(
         p.auth.enable_phone_sign_in(id.clone()).await.unwrap_err(),
         AuthenticatorError::VerificationFailed
     );
-    assert!(p.keys.calls().is_empty());
+    // The new key's first signature carried the prompt and was refused: nothing was signed
+    // (not even by the device key), and the new key is gone.
+    assert!(p.keys.signs().is_empty(), "{:?}", p.keys.calls());
+    let refused = p.keys.sign_requests();
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].0.ends_with(".passwordless"));
+    assert_eq!(
+        refused[0].2.as_deref(),
+        Some("Enable phone sign-in for u@x.test")
+    );
+    assert_eq!(p.keys.deleted(), vec![refused[0].0.clone()]);
+    assert_eq!(p.memory.len(), keys_before);
     assert!(!s.has_passwordless_key(&id));
     assert!(!p.auth.accounts().await.unwrap()[0].phone_sign_in_enabled);
 
+    p.keys.clear();
     p.verifier.set_answer(Ok(VerificationOutcome::Verified));
     let summary = p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
     assert!(summary.phone_sign_in_enabled);
@@ -638,7 +685,7 @@ async fn phone_sign_in_needs_verification_and_then_signs_with_the_passwordless_k
 
     p.keys.clear();
     assert_eq!(
-        p.auth.approve(rid, number).await.unwrap(),
+        p.auth.approve(id.clone(), rid, number).await.unwrap(),
         Decision::Approved
     );
     assert_eq!(p.keys.signs()[0].0, alias);
@@ -698,7 +745,6 @@ async fn poll_covers_every_account_and_survives_one_unreachable_server() {
         Authenticator::with_transport(
             p.dir.path().join("data").to_string_lossy().into_owned(),
             p.keys.clone(),
-            Arc::new(AlwaysVerified),
             network,
         )
         .unwrap()
@@ -753,7 +799,7 @@ async fn poll_returns_as_soon_as_one_account_has_a_request() {
 
     // Arriving during the wait: a's wait wakes, b's is cancelled again. Answer ra first, so
     // a's server has nothing pending and holds the poll too.
-    assert_eq!(p.auth.deny(ra).await.unwrap(), Decision::Denied);
+    assert_eq!(p.auth.deny(ia.clone(), ra).await.unwrap(), Decision::Denied);
     let auth = p.auth.clone();
     let waiting = tokio::spawn(async move { auth.poll(20).await });
     until(|| a.poll_waits().started == 1 && b.poll_waits().started == 2).await;
@@ -816,14 +862,13 @@ async fn data_persists_across_instances_on_the_same_directory() {
     let again = Authenticator::with_transport(
         data_dir,
         p.keys.clone(),
-        Arc::new(AlwaysVerified),
         FakeNetwork::new(std::slice::from_ref(&s)),
     )
     .unwrap();
     assert_eq!(again.accounts().await.unwrap(), accounts);
     assert_eq!(again.pending_requests().await.unwrap()[0].request_id, rid);
     assert_eq!(
-        again.approve(rid, number).await.unwrap(),
+        again.approve(id.clone(), rid, number).await.unwrap(),
         Decision::Approved
     );
 }
@@ -860,7 +905,6 @@ async fn unreachable_server_is_a_network_error_through_the_real_transport() {
     let auth = Authenticator::new(
         dir.path().to_string_lossy().into_owned(),
         Arc::new(MemoryKeyStore::default()),
-        Arc::new(AlwaysVerified),
     )
     .unwrap();
     // Bind then drop a listener: the port is (almost certainly) closed.
@@ -879,12 +923,7 @@ async fn unreachable_server_is_a_network_error_through_the_real_transport() {
         .await
         .unwrap_err();
     assert!(matches!(err, AuthenticatorError::Network { .. }), "{err:?}");
-    assert!(Authenticator::new(
-        String::new(),
-        Arc::new(MemoryKeyStore::default()),
-        Arc::new(AlwaysVerified)
-    )
-    .is_err());
+    assert!(Authenticator::new(String::new(), Arc::new(MemoryKeyStore::default())).is_err());
 }
 
 /// A one-route HTTP server on loopback that answers every request with `body_len` bytes,
@@ -942,12 +981,8 @@ async fn oversized_response_bodies_are_a_typed_error_and_nothing_is_stored() {
         let port = oversized_server(body_len, declare_length).await;
         let dir = tempfile::tempdir().unwrap();
         let memory = Arc::new(MemoryKeyStore::default());
-        let auth = Authenticator::new(
-            dir.path().to_string_lossy().into_owned(),
-            memory.clone(),
-            Arc::new(AlwaysVerified),
-        )
-        .unwrap();
+        let auth =
+            Authenticator::new(dir.path().to_string_lossy().into_owned(), memory.clone()).unwrap();
         let s = FakeServer::new("x", &format!("http://127.0.0.1:{port}/"));
         let err = auth
             .enroll(
@@ -1002,6 +1037,7 @@ impl authenticator_core::DeviceKeyStore for StuckSigner {
         &self,
         alias: String,
         message: Vec<u8>,
+        prompt: Option<String>,
     ) -> Result<Vec<u8>, authenticator_core::PlatformError> {
         let hang = *self.hang_suffix.lock().unwrap();
         if hang.is_some_and(|suffix| alias.ends_with(suffix)) {
@@ -1009,7 +1045,7 @@ impl authenticator_core::DeviceKeyStore for StuckSigner {
         }
         let delay = *self.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
-        self.inner.sign(alias, message).await
+        self.inner.sign(alias, message, prompt).await
     }
     async fn delete(&self, alias: String) -> Result<(), authenticator_core::PlatformError> {
         self.inner.delete(alias).await
@@ -1024,7 +1060,6 @@ fn phone_with(
     let auth = Authenticator::with_transport(
         dir.path().to_string_lossy().into_owned(),
         keys,
-        Arc::new(AlwaysVerified),
         FakeNetwork::new(std::slice::from_ref(s)),
     )
     .unwrap();
@@ -1080,8 +1115,205 @@ async fn a_prompting_signature_is_not_timed_out() {
         .account_id;
     auth.enable_phone_sign_in(id.clone()).await.unwrap();
     let (rid, number) = s.create_request(&id, WireKind::Passwordless, true, TTL);
-    auth.fetch_request(id, rid.clone()).await.unwrap();
+    auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
     // The user looks at the prompt for 5 minutes (virtual; the request's expiry is wall time).
     *keys.delay.lock().unwrap() = Duration::from_secs(300);
-    assert_eq!(auth.approve(rid, number).await.unwrap(), Decision::Approved);
+    assert_eq!(
+        auth.approve(id.clone(), rid, number).await.unwrap(),
+        Decision::Approved
+    );
+}
+
+/// Review issue 8, High 1: a second server the phone is enrolled with names the request id of
+/// the first server's real request. A request is identified by (account, request), so the
+/// hostile server can neither hide the real request (whichever arrives first), nor show its
+/// own text for it, nor have the real request signed with its account's key (cross-sign);
+/// and an account that does not hold a request cannot answer it.
+#[tokio::test]
+async fn a_request_id_reused_by_another_server_cannot_hide_shadow_or_cross_sign() {
+    let (real, evil) = (server("contoso", 7001), server("evil", 7002));
+    let p = phone(&[real.clone(), evil.clone()]);
+    let ia = enroll(&p, &real, "u@contoso.test").await;
+    let ie = enroll(&p, &evil, "u@evil.test").await;
+
+    for evil_first in [true, false] {
+        let (rid, number) = real.create_request(&ia, WireKind::Push, true, TTL);
+        let shadow = || evil.create_request_with(&ie, &rid, "Shadow", WireKind::Push, true, TTL);
+        // The hostile server's push for the same id arrives before or after the real one.
+        let mut evil_number = None;
+        if evil_first {
+            evil_number = Some(shadow().1);
+            let shown = p
+                .auth
+                .handle_push_data(evil.envelope(&ie, &rid).to_fcm_data())
+                .await
+                .unwrap();
+            assert!(matches!(shown, PushOutcome::ShowRequest { .. }));
+        }
+        // Hide: the real request is still shown, with the real server's text.
+        let real_push = p
+            .auth
+            .handle_push_data(real.envelope(&ia, &rid).to_fcm_data())
+            .await
+            .unwrap();
+        let PushOutcome::ShowRequest { request } = real_push else {
+            panic!("the real request was hidden: {real_push:?}");
+        };
+        assert_eq!(
+            (request.account_id.as_str(), request.server_name.as_str()),
+            (ia.as_str(), "contoso")
+        );
+        assert_eq!(request.app_name.as_deref(), Some("My Apps"));
+        if !evil_first {
+            evil_number = Some(shadow().1);
+            p.auth.poll(0).await.unwrap();
+        }
+        // Shadow: both are pending, each under its own account with its own server's text.
+        let pending = p.auth.pending_requests().await.unwrap();
+        let of = |account: &str| {
+            pending
+                .iter()
+                .find(|r| r.request_id == rid && r.account_id == account)
+                .unwrap_or_else(|| panic!("no request under {account}: {pending:?}"))
+        };
+        assert_eq!(of(&ia).app_name.as_deref(), Some("My Apps"));
+        assert_eq!(of(&ie).app_name.as_deref(), Some("Shadow"));
+        assert_eq!(of(&ie).server_name, "evil");
+
+        // Cross-sign: answering the hostile server's request signs with its account's key
+        // and goes to it; the real request stays pending and untouched.
+        let real_answers = real.responses().len();
+        p.auth
+            .approve(ie.clone(), rid.clone(), evil_number.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(real.responses().len(), real_answers);
+        assert_eq!(real.status(&rid), "pending");
+        assert!(p
+            .auth
+            .pending_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.request_id == rid && r.account_id == ia));
+        // The real request is answered under its own account only.
+        assert_eq!(
+            p.auth
+                .approve(ia.clone(), rid.clone(), number)
+                .await
+                .unwrap(),
+            Decision::Approved
+        );
+        assert_eq!(real.status(&rid), "approved");
+    }
+
+    // An account that does not hold the request cannot answer it, and nothing is signed.
+    let (rid, number) = real.create_request(&ia, WireKind::Push, true, TTL);
+    p.auth.poll(0).await.unwrap();
+    p.keys.clear();
+    assert_eq!(
+        p.auth
+            .approve(ie.clone(), rid.clone(), number.clone())
+            .await
+            .unwrap_err(),
+        AuthenticatorError::UnknownRequest
+    );
+    assert_eq!(
+        p.auth.deny(ie.clone(), rid.clone()).await.unwrap_err(),
+        AuthenticatorError::UnknownRequest
+    );
+    assert!(p.keys.calls().is_empty());
+    assert_eq!(real.status(&rid), "pending");
+}
+
+/// Review issue 8, High 2: user verification is part of the signature call. Every approval
+/// signature, whichever key makes it, carries the prompt (so every platform verifies the
+/// user for it); enabling phone sign-in prompts once, through the new key; enrollment,
+/// device authentication, deny and report carry none.
+#[tokio::test]
+async fn every_approval_signature_carries_the_prompt_and_no_other_signature_does() {
+    let s = server("contoso", 7001);
+    let p = phone(std::slice::from_ref(&s));
+    let id = enroll(&p, &s, "u@x.test").await;
+    let enrollment = p.keys.sign_requests();
+    assert!(!enrollment.is_empty());
+    assert!(enrollment.iter().all(|(_, _, prompt)| prompt.is_none()));
+
+    // A push approval with the device key (phone sign-in not enabled): a prompt.
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.poll(0).await.unwrap();
+    p.keys.clear();
+    p.auth
+        .approve(id.clone(), rid.clone(), number)
+        .await
+        .unwrap();
+    let signed = p.keys.sign_requests();
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    assert!(signed[0].0.ends_with(".device"));
+    assert_eq!(
+        signed[0].2.as_deref(),
+        Some("Approve sign-in to contoso as user@fake.test")
+    );
+    assert_eq!(p.verifier.calls(), 1, "asked once");
+
+    // Enabling phone sign-in: one prompt, through the new key.
+    p.keys.clear();
+    p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
+    let prompts: Vec<_> = p
+        .keys
+        .sign_requests()
+        .into_iter()
+        .filter_map(|(alias, _, prompt)| prompt.map(|p| (alias, p)))
+        .collect();
+    assert_eq!(prompts.len(), 1, "{prompts:?}");
+    assert!(prompts[0].0.ends_with(".passwordless"));
+    assert_eq!(p.verifier.calls(), 2);
+
+    // A phone sign-in approval with that key: a prompt; deny and report: none.
+    let (rid, number) = s.create_request(&id, WireKind::Passwordless, true, TTL);
+    let (r_deny, _) = s.create_request(&id, WireKind::Push, true, TTL);
+    let (r_report, _) = s.create_request(&id, WireKind::Passwordless, true, TTL);
+    p.auth.poll(0).await.unwrap();
+    p.keys.clear();
+    p.auth
+        .approve(id.clone(), rid.clone(), number)
+        .await
+        .unwrap();
+    p.auth.deny(id.clone(), r_deny).await.unwrap();
+    p.auth.report_fraud(id.clone(), r_report).await.unwrap();
+    let signed = p.keys.sign_requests();
+    assert_eq!(signed.len(), 3, "{signed:?}");
+    assert!(signed[0].0.ends_with(".passwordless") && signed[0].2.is_some());
+    assert!(signed[1..]
+        .iter()
+        .all(|(alias, _, prompt)| { alias.ends_with(".device") && prompt.is_none() }));
+    assert_eq!(p.verifier.calls(), 3, "deny and report asked nothing");
+}
+
+/// Review issue 8, Medium 3: text the server signed is still only text. A control, newline or
+/// bidirectional character in it is shown as a visible escape, so it cannot fake a
+/// `Location:` line or reorder what the user reads.
+#[tokio::test]
+async fn server_text_with_control_or_bidi_characters_is_shown_escaped() {
+    let s = server("contoso", 7001);
+    let p = phone(std::slice::from_ref(&s));
+    let id = enroll(&p, &s, "u@x.test").await;
+    let hostile = "Mail\nLocation: Seattle, US\u{1b}[2K\u{202e}";
+    let (rid, _) = s.create_request_with(
+        &id,
+        authenticator_protocol::RequestId::random().as_str(),
+        hostile,
+        WireKind::Push,
+        true,
+        TTL,
+    );
+    let request = p.auth.fetch_request(id, rid).await.unwrap();
+    assert_eq!(
+        request.app_name.as_deref(),
+        Some("Mail\\u{a}Location: Seattle, US\\u{1b}[2K\\u{202e}")
+    );
+    assert_eq!(
+        p.auth.pending_requests().await.unwrap()[0].app_name,
+        request.app_name
+    );
 }

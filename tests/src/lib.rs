@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use authenticator_core::testing::AlwaysVerified;
 use authenticator_core::{
-    AccountSummary, Authenticator, DeviceKeyStore, PushKind, PushRegistration, SoftwareKeyStore,
-    UserVerifier, WrappingKeySource,
+    AccountSummary, Authenticator, AuthenticatorError, Decision, DeviceKeyStore, PushKind,
+    PushRegistration, SoftwareKeyStore, UserVerifier, WrappingKeySource,
 };
 use serde_json::{json, Value};
 use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
@@ -162,15 +162,50 @@ impl TestPhone {
         let keys = Arc::new(SoftwareKeyStore::open(
             dir.path().join("keys"),
             WrappingKeySource::Memory,
+            verifier,
         )?);
-        let core = Authenticator::new(dir.path().to_string_lossy().into_owned(), keys, verifier)?;
+        let core = Authenticator::new(dir.path().to_string_lossy().into_owned(), keys)?;
         Ok(TestPhone { core, _dir: dir })
     }
 
-    pub fn with(keys: Arc<dyn DeviceKeyStore>, verifier: Arc<dyn UserVerifier>) -> Result<Self> {
+    /// A phone over `keys`, which verify the user themselves.
+    pub fn with(keys: Arc<dyn DeviceKeyStore>) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let core = Authenticator::new(dir.path().to_string_lossy().into_owned(), keys, verifier)?;
+        let core = Authenticator::new(dir.path().to_string_lossy().into_owned(), keys)?;
         Ok(TestPhone { core, _dir: dir })
+    }
+
+    /// The account a request belongs to, for tests that hold only its id: the account that
+    /// has it pending, else the phone's only account.
+    pub async fn account_for(&self, request_id: &str) -> Result<String> {
+        let pending = self.core.pending_requests().await?;
+        if let Some(r) = pending.iter().find(|r| r.request_id == request_id) {
+            return Ok(r.account_id.clone());
+        }
+        match self.core.accounts().await?.as_slice() {
+            [only] => Ok(only.account_id.clone()),
+            _ => bail!("request {request_id} is not pending and the phone has several accounts"),
+        }
+    }
+
+    /// `approve` of the request's account (see [`TestPhone::account_for`]).
+    pub async fn approve(
+        &self,
+        request_id: String,
+        typed_number: String,
+    ) -> Result<Decision, AuthenticatorError> {
+        let account = self.account_for(&request_id).await.map_err(internal)?;
+        self.core.approve(account, request_id, typed_number).await
+    }
+
+    pub async fn deny(&self, request_id: String) -> Result<Decision, AuthenticatorError> {
+        let account = self.account_for(&request_id).await.map_err(internal)?;
+        self.core.deny(account, request_id).await
+    }
+
+    pub async fn report_fraud(&self, request_id: String) -> Result<Decision, AuthenticatorError> {
+        let account = self.account_for(&request_id).await.map_err(internal)?;
+        self.core.report_fraud(account, request_id).await
     }
 
     /// Enrolls from a registration link and enables phone sign-in.
@@ -187,5 +222,11 @@ impl TestPhone {
             )
             .await?;
         Ok(self.core.enable_phone_sign_in(account.account_id).await?)
+    }
+}
+
+fn internal(e: anyhow::Error) -> AuthenticatorError {
+    AuthenticatorError::Internal {
+        reason: e.to_string(),
     }
 }

@@ -328,7 +328,10 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     // The server's own pages are the built-in registered application.
     assert_eq!(request.app_name.as_deref(), Some("Sign-in portal"));
     assert_eq!(request.location.as_deref(), Some("Unknown location"));
-    phone.core.approve(request.request_id, number).await?;
+    phone
+        .core
+        .approve(request.account_id.clone(), request.request_id, number)
+        .await?;
     assert!(b.text("#signed-in").await?.contains("signed in"));
     assert!(b.text("main").await?.contains("Bobby Smith"));
     b.shot("landing-phone-sign-in").await?;
@@ -350,7 +353,10 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.shot("signin-push-number").await?;
     let request = phone_request(&phone, &b).await?;
     assert_eq!(request.kind, authenticator_core::RequestKind::Push);
-    phone.core.approve(request.request_id, number).await?;
+    phone
+        .core
+        .approve(request.account_id.clone(), request.request_id, number)
+        .await?;
     b.wait_for("#signed-in").await?;
     b.sign_out().await?;
     accounts::set_policy(
@@ -378,7 +384,10 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         first.request_id, second.request_id,
         "resend makes a new request"
     );
-    phone.core.deny(second.request_id).await?;
+    phone
+        .core
+        .deny(second.account_id.clone(), second.request_id)
+        .await?;
     let outcome = b.wait_for("#outcome[data-outcome=denied]").await?;
     assert_eq!(outcome.text().await?, "Sign-in denied");
     assert!(b
@@ -391,7 +400,10 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.enter_upn(&base, BOBBY).await?;
     b.wait_for("#number").await?;
     let request = phone_request(&phone, &b).await?;
-    phone.core.report_fraud(request.request_id).await?;
+    phone
+        .core
+        .report_fraud(request.account_id.clone(), request.request_id)
+        .await?;
     let outcome = b.wait_for("#outcome[data-outcome=reported]").await?;
     assert_eq!(outcome.text().await?, "Sign-in reported");
     assert!(b.text("[role=alert]").await?.contains("wasn't me"));

@@ -73,7 +73,11 @@ async fn approve_with_the_right_number_signs_the_page_in() {
 
     let decision = phone
         .core
-        .approve(request.request_id.clone(), number)
+        .approve(
+            request.account_id.clone(),
+            request.request_id.clone(),
+            number,
+        )
         .await
         .unwrap();
     assert_eq!(decision, Decision::Approved);
@@ -86,7 +90,7 @@ async fn wrong_number_is_refused_and_three_fail_the_request() {
     let (id, number, request_id) = sign_in(&server, &phone, BOBBY).await;
     let bad = wrong(&number);
 
-    let first = phone.core.approve(request_id.clone(), bad.clone()).await;
+    let first = phone.approve(request_id.clone(), bad.clone()).await;
     assert!(
         matches!(
             first,
@@ -95,7 +99,7 @@ async fn wrong_number_is_refused_and_three_fail_the_request() {
         "{first:?}"
     );
     assert_eq!(server.status(&id).await.unwrap(), "pending");
-    let second = phone.core.approve(request_id.clone(), bad.clone()).await;
+    let second = phone.approve(request_id.clone(), bad.clone()).await;
     assert!(
         matches!(
             second,
@@ -103,7 +107,7 @@ async fn wrong_number_is_refused_and_three_fail_the_request() {
         ),
         "{second:?}"
     );
-    let third = phone.core.approve(request_id.clone(), bad).await;
+    let third = phone.approve(request_id.clone(), bad).await;
     assert!(
         matches!(third, Err(AuthenticatorError::RequestFailed)),
         "{third:?}"
@@ -111,7 +115,7 @@ async fn wrong_number_is_refused_and_three_fail_the_request() {
     assert_eq!(server.status(&id).await.unwrap(), "failed");
 
     // Even the right number cannot revive a failed request.
-    let late = phone.core.approve(request_id, number).await;
+    let late = phone.approve(request_id, number).await;
     assert!(late.is_err(), "{late:?}");
     assert_eq!(server.status(&id).await.unwrap(), "failed");
 }
@@ -121,12 +125,11 @@ async fn a_wrong_number_can_be_corrected() {
     let (server, phone, _) = bobby().await;
     let (id, number, request_id) = sign_in(&server, &phone, BOBBY).await;
     assert!(phone
-        .core
         .approve(request_id.clone(), wrong(&number))
         .await
         .is_err());
     assert_eq!(
-        phone.core.approve(request_id, number).await.unwrap(),
+        phone.approve(request_id, number).await.unwrap(),
         Decision::Approved
     );
     assert_eq!(server.status(&id).await.unwrap(), "approved");
@@ -136,7 +139,7 @@ async fn a_wrong_number_can_be_corrected() {
 async fn deny_ends_the_sign_in_as_denied() {
     let (server, phone, _) = bobby().await;
     let (id, _, request_id) = sign_in(&server, &phone, BOBBY).await;
-    assert_eq!(phone.core.deny(request_id).await.unwrap(), Decision::Denied);
+    assert_eq!(phone.deny(request_id).await.unwrap(), Decision::Denied);
     assert_eq!(server.status(&id).await.unwrap(), "denied");
 }
 
@@ -145,7 +148,7 @@ async fn report_ends_the_sign_in_as_reported() {
     let (server, phone, _) = bobby().await;
     let (id, _, request_id) = sign_in(&server, &phone, BOBBY).await;
     assert_eq!(
-        phone.core.report_fraud(request_id).await.unwrap(),
+        phone.report_fraud(request_id).await.unwrap(),
         Decision::Reported
     );
     assert_eq!(server.status(&id).await.unwrap(), "reported");
@@ -156,11 +159,7 @@ async fn a_replayed_approval_is_rejected() {
     let (server, proxy, phone, _) = bobby_behind_proxy().await;
 
     let (id, number, request_id) = sign_in(&server, &phone, BOBBY).await;
-    phone
-        .core
-        .approve(request_id.clone(), number)
-        .await
-        .unwrap();
+    phone.approve(request_id.clone(), number).await.unwrap();
     assert_eq!(server.status(&id).await.unwrap(), "approved");
 
     let recorded = proxy
@@ -209,7 +208,7 @@ async fn an_expired_request_is_rejected_by_phone_and_server() {
 
     let (id, number, request_id) = sign_in(&server, &phone, BOBBY).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let result = phone.core.approve(request_id.clone(), number.clone()).await;
+    let result = phone.approve(request_id.clone(), number.clone()).await;
     assert!(
         matches!(result, Err(AuthenticatorError::RequestExpired)),
         "{result:?}"
@@ -283,7 +282,7 @@ async fn an_approval_signed_by_another_accounts_key_is_rejected() {
     assert_eq!(server.status(&id).await.unwrap(), "pending");
     // Bobby can still answer his own request.
     assert_eq!(
-        phone.core.approve(request_id, number).await.unwrap(),
+        phone.approve(request_id, number).await.unwrap(),
         Decision::Approved
     );
     assert_eq!(server.status(&id).await.unwrap(), "approved");
@@ -343,18 +342,22 @@ async fn two_accounts_from_two_servers_live_on_one_phone() {
     if number_a != number_b {
         assert!(phone
             .core
-            .approve(rb.request_id.clone(), number_a.clone())
+            .approve(
+                rb.account_id.clone(),
+                rb.request_id.clone(),
+                number_a.clone()
+            )
             .await
             .is_err());
     }
     phone
         .core
-        .approve(ra.request_id.clone(), number_a)
+        .approve(ra.account_id.clone(), ra.request_id.clone(), number_a)
         .await
         .unwrap();
     phone
         .core
-        .approve(rb.request_id.clone(), number_b)
+        .approve(rb.account_id.clone(), rb.request_id.clone(), number_b)
         .await
         .unwrap();
     assert_eq!(contoso.status(&id_a).await.unwrap(), "approved");
@@ -366,8 +369,8 @@ async fn no_approval_is_signed_without_user_verification() {
     let server = TestServer::start("Contoso").await.unwrap();
     let link = server.user_with_link(BOBBY, "Bobby Smith").await.unwrap();
     let verifier = CountingVerifier::new(VerificationOutcome::Verified);
-    let keys = RecordingKeyStore::in_memory();
-    let phone = TestPhone::with(keys.clone(), verifier.clone()).unwrap();
+    let keys = RecordingKeyStore::verified_by(verifier.clone());
+    let phone = TestPhone::with(keys.clone()).unwrap();
     phone.enroll_passwordless(&link).await.unwrap();
 
     // The user refuses the biometric/passcode prompt: no signature is made, the page waits.
@@ -375,7 +378,7 @@ async fn no_approval_is_signed_without_user_verification() {
     verifier.set_answer(Ok(VerificationOutcome::Denied));
     keys.clear();
     let asked = verifier.calls();
-    let refused = phone.core.approve(request_id.clone(), number.clone()).await;
+    let refused = phone.approve(request_id.clone(), number.clone()).await;
     assert!(
         matches!(refused, Err(AuthenticatorError::VerificationFailed)),
         "{refused:?}"
@@ -389,7 +392,7 @@ async fn no_approval_is_signed_without_user_verification() {
 
     // Cancelling is the same.
     verifier.set_answer(Err(PlatformError::Cancelled));
-    let cancelled = phone.core.approve(request_id.clone(), number.clone()).await;
+    let cancelled = phone.approve(request_id.clone(), number.clone()).await;
     assert!(
         matches!(cancelled, Err(AuthenticatorError::UserCancelled)),
         "{cancelled:?}"
@@ -399,7 +402,7 @@ async fn no_approval_is_signed_without_user_verification() {
     // Once verified, exactly one approval signature is made and the page signs in.
     verifier.set_answer(Ok(VerificationOutcome::Verified));
     assert_eq!(
-        phone.core.approve(request_id, number).await.unwrap(),
+        phone.approve(request_id, number).await.unwrap(),
         Decision::Approved
     );
     assert_eq!(keys.signs().len(), 1);
@@ -427,7 +430,11 @@ async fn cancel_poll_ends_a_long_wait_and_later_polls_still_work() {
     assert_eq!(pending.len(), 1);
     phone
         .core
-        .approve(pending[0].request_id.clone(), number)
+        .approve(
+            pending[0].account_id.clone(),
+            pending[0].request_id.clone(),
+            number,
+        )
         .await
         .unwrap();
     assert_eq!(server.status(&id).await.unwrap(), "approved");

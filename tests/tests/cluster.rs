@@ -92,7 +92,7 @@ async fn approve_across(p: &Pair) {
     until("A's page waits", || waiters.is_waiting(&id)).await;
     p.phone
         .core
-        .approve(request.request_id, number)
+        .approve(request.account_id.clone(), request.request_id, number)
         .await
         .unwrap();
     let status = tokio::time::timeout(PROMPTLY, page)
@@ -131,7 +131,11 @@ async fn a_sign_in_started_on_one_instance_wakes_the_phone_polling_the_other() {
     let decision = p
         .phone
         .core
-        .approve(pending[0].request_id.clone(), number)
+        .approve(
+            pending[0].account_id.clone(),
+            pending[0].request_id.clone(),
+            number,
+        )
         .await
         .unwrap();
     assert!(matches!(decision, authenticator_core::Decision::Approved));

@@ -4,6 +4,7 @@ use authenticator_protocol::enroll::{
     EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
 };
 use authenticator_protocol::push::PushChannelKind;
+use authenticator_protocol::text;
 use authenticator_protocol::wire::{self, PushChannel};
 use authenticator_protocol::{AccountId, PublicKey, Signature, UnixMillis};
 
@@ -162,8 +163,6 @@ pub(crate) async fn enable_phone_sign_in(
     account_id: &AccountId,
 ) -> Result<AccountSummary> {
     let account = core.store.account(account_id)?.ok_or(Error::NotEnrolled)?;
-    core.verify_user(format!("Enable phone sign-in for {}", account.upn))
-        .await?;
     let alias = new_alias("passwordless")?;
     let key = core.generate_key(&alias, true).await?;
     let result = register(core, &account, &alias, key).await;
@@ -195,8 +194,11 @@ async fn register(
         timestamp: UnixMillis::now(),
     };
     let bytes = registration.signed_bytes();
-    let device_signature = core.sign(&account.device_key_alias, bytes.clone()).await?;
-    let key_signature = core.sign_with_prompt(alias, bytes).await?;
+    // The new key's first signature carries the prompt: the user is asked once, by the key,
+    // and before the device key signs anything.
+    let prompt = format!("Enable phone sign-in for {}", text::escape(&account.upn));
+    let key_signature = core.sign_verified(alias, bytes.clone(), prompt).await?;
+    let device_signature = core.sign(&account.device_key_alias, bytes).await?;
     core.api
         .register_passwordless(
             &account.server_url,

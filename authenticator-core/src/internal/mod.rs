@@ -13,15 +13,13 @@ use authenticator_protocol::encoding::b64;
 use authenticator_protocol::{PublicKey, Signature};
 
 use crate::error::{Error, Result};
-use crate::platform::{DeviceKeyStore, PlatformError, UserVerifier};
-use crate::types::VerificationOutcome;
+use crate::platform::{DeviceKeyStore, PlatformError};
 use http::{DeviceSigner, ServerApi};
 use store::{Account, Store};
 
 pub(crate) struct Core {
     pub store: Store,
     pub keys: Arc<dyn DeviceKeyStore>,
-    pub verifier: Arc<dyn UserVerifier>,
     pub api: ServerApi,
     /// Bumped by `Authenticator::cancel_poll`: long-polls in progress at that moment end.
     pub poll_cancel: tokio::sync::watch::Sender<u64>,
@@ -40,9 +38,9 @@ pub(crate) fn new_alias(purpose: &str) -> Result<String> {
 /// StrongBox and the Secure Enclave answer these in well under a few seconds; a callback that
 /// never completes (e.g. a Kotlin implementation that threw a `java.lang.Error`, which the
 /// generated code does not turn into a result) fails the call with `KeyStore` instead of
-/// hanging it. Signing with the phone-sign-in key is **not** bounded: the platform shows the
-/// biometric / passcode prompt for that signature, and a user may take their time (as with
-/// `UserVerifier::verify`, which is not bounded either).
+/// hanging it. A signature that carries a user-verification prompt (every approval, enabling
+/// phone sign-in) is **not** bounded: the platform shows the biometric / passcode prompt for
+/// it, and a user may take their time.
 pub const KEY_STORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs a key-store call that shows no UI, bounded by `KEY_STORE_TIMEOUT`.
@@ -81,22 +79,37 @@ impl Core {
         }
     }
 
-    /// Signs with a key that needs no user verification (a device key): bounded.
+    /// Signs without user verification (device authentication, enrollment proof, deny,
+    /// report): the platform shows no UI, so the call is bounded.
     pub async fn sign(&self, alias: &str, message: Vec<u8>) -> Result<Signature> {
-        let raw = bounded("sign", self.keys.sign(alias.to_owned(), message))
+        let raw = bounded("sign", self.keys.sign(alias.to_owned(), message, None))
             .await
             .map_err(Error::KeyStore)?;
         Signature::from_platform_bytes(&raw).map_err(|_| Error::KeyFormat("signature"))
     }
 
-    /// Signs with the phone-sign-in key: the platform prompts the user for this signature, so
-    /// there is no time bound (the caller's cancellation still ends it).
-    pub async fn sign_with_prompt(&self, alias: &str, message: Vec<u8>) -> Result<Signature> {
+    /// Signs after the user passed verification **for this signature**: the key store shows
+    /// `prompt` (the key's own prompt where it has one, a standalone one otherwise) and signs
+    /// nothing unless the user passes. Not bounded in time: a user may take theirs (the
+    /// caller's cancellation still ends it).
+    pub async fn sign_verified(
+        &self,
+        alias: &str,
+        message: Vec<u8>,
+        prompt: String,
+    ) -> Result<Signature> {
         let raw = self
             .keys
-            .sign(alias.to_owned(), message)
+            .sign(alias.to_owned(), message, Some(prompt))
             .await
-            .map_err(Error::KeyStore)?;
+            .map_err(|e| match e {
+                PlatformError::Cancelled => Error::UserCancelled,
+                // No biometric or passcode to verify with: fails closed, as a failed prompt.
+                PlatformError::VerificationFailed | PlatformError::NotAvailable => {
+                    Error::VerificationFailed
+                }
+                other => Error::KeyStore(other),
+            })?;
         Signature::from_platform_bytes(&raw).map_err(|_| Error::KeyFormat("signature"))
     }
 
@@ -114,16 +127,6 @@ impl Core {
         match bounded("delete a key", self.keys.delete(alias.to_owned())).await {
             Ok(()) | Err(PlatformError::KeyNotFound) => Ok(()),
             Err(e) => Err(Error::KeyStore(e)),
-        }
-    }
-
-    /// Asks the platform to verify the user; anything but `Verified` is an error.
-    pub async fn verify_user(&self, reason: String) -> Result<()> {
-        match self.verifier.verify(reason).await {
-            Ok(VerificationOutcome::Verified) => Ok(()),
-            Ok(VerificationOutcome::Cancelled) => Err(Error::UserCancelled),
-            Ok(VerificationOutcome::Denied) => Err(Error::VerificationFailed),
-            Err(e) => Err(Error::Verifier(e)),
         }
     }
 

@@ -27,8 +27,11 @@ pub(crate) async fn handle(core: &Core, envelope: PushEnvelope) -> Result<PushOu
     let Some(account) = core.store.account(&envelope.account_id)? else {
         return Ok(PushOutcome::UnknownAccount);
     };
-    if let Some(stored) = core.store.request(&envelope.request_id)? {
-        if stored.account_id == envelope.account_id && stored.state != RequestState::Pending {
+    if let Some(stored) = core
+        .store
+        .request(&envelope.account_id, &envelope.request_id)?
+    {
+        if stored.state != RequestState::Pending {
             return Ok(PushOutcome::AlreadyAnswered);
         }
     }
@@ -44,7 +47,8 @@ pub(crate) async fn handle(core: &Core, envelope: PushEnvelope) -> Result<PushOu
         Err(Error::Server {
             code: ErrorCode::RequestNotPending,
             ..
-        }) => Ok(PushOutcome::AlreadyAnswered),
+        })
+        | Err(Error::AlreadyAnswered) => Ok(PushOutcome::AlreadyAnswered),
         Err(e) => Err(e),
     }
 }
@@ -74,7 +78,8 @@ async fn fetch_delivered(core: &Core, account: &Account, answer: &PollResponse) 
             Err(Error::Server {
                 code: ErrorCode::RequestExpired | ErrorCode::RequestNotPending,
                 ..
-            }) => {}
+            })
+            | Err(Error::AlreadyAnswered) => {}
             Err(e) => return Err(e),
         }
     }

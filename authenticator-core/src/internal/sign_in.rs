@@ -3,6 +3,7 @@ use authenticator_protocol::sign_in::{
     select_response_key, Decision as WireDecision, KeyNotAllowed, RequestDetails, SignInResponse,
     SignedRequestDetails,
 };
+use authenticator_protocol::text;
 use authenticator_protocol::wire::ErrorCode;
 use authenticator_protocol::{
     AccountId, ProtocolError, PublicKey, RequestId, TypedNumber, UnixMillis,
@@ -60,7 +61,7 @@ pub(crate) async fn fetch(
             },
         ) => {
             core.store
-                .finish_request(request_id, RequestState::Closed)?;
+                .finish_request(&account.account_id, request_id, RequestState::Closed)?;
             return Err(e);
         }
         other => other?,
@@ -70,7 +71,11 @@ pub(crate) async fn fetch(
         // Validly signed, but for another request: a replay, not an answer to our question.
         return Err(Error::BadServerSignature("details of another request"));
     }
-    core.store.upsert_request(&signed, &details)?;
+    // Only what is stored is shown: details of a request this account already answered are
+    // not handed out again, whatever the server sends.
+    if !core.store.upsert_request(&signed, &details)? {
+        return Err(Error::AlreadyAnswered);
+    }
     tracing::debug!(request_id = %request_id, "request details verified and stored");
     Ok(details)
 }
@@ -106,29 +111,36 @@ pub(crate) fn pending_requests(core: &Core) -> Result<Vec<PendingRequest>> {
     Ok(out)
 }
 
+/// Answers the request `request_id` of account `account_id`: both name it, so a request of
+/// one account can never be answered with another account's key, nor sent to its server.
 pub(crate) async fn answer(
     core: &Core,
+    account_id: &str,
     request_id: &str,
     decision: WireDecision,
     typed_number: Option<&str>,
 ) -> Result<Decision> {
+    let account_id = parse_account_id(account_id)?;
     let request_id = parse_request_id(request_id)?;
-    let stored = core
-        .store
-        .request(&request_id)?
-        .ok_or(Error::UnknownRequest)?;
     let account = core
         .store
-        .account(&stored.account_id)?
+        .account(&account_id)?
+        .ok_or(Error::UnknownRequest)?;
+    let stored = core
+        .store
+        .request(&account_id, &request_id)?
         .ok_or(Error::UnknownRequest)?;
     let details = verify_details(&stored.signed, &account.server_public_key)?;
+    if details.account_id != account_id || details.request_id != request_id {
+        return Err(Error::BadServerSignature("details of another request"));
+    }
     if stored.state != RequestState::Pending {
         return Err(Error::AlreadyAnswered);
     }
     let now = UnixMillis::now();
     if now >= details.expires_at {
         core.store
-            .finish_request(&request_id, RequestState::Closed)?;
+            .finish_request(&account_id, &request_id, RequestState::Closed)?;
         return Err(Error::RequestExpired);
     }
 
@@ -148,14 +160,6 @@ pub(crate) async fn answer(
         None
     };
 
-    if decision == WireDecision::Approve {
-        core.verify_user(format!(
-            "Approve sign-in to {} as {}",
-            details.server_name, details.upn
-        ))
-        .await?;
-    }
-
     let response = SignInResponse {
         request_id: request_id.clone(),
         account_id: account.account_id.clone(),
@@ -165,16 +169,24 @@ pub(crate) async fn answer(
         decision,
         typed_number,
         context_sha256: stored.signed.context_sha256(),
-        timestamp: core
-            .store
-            .next_response_timestamp(&request_id, UnixMillis::now())?,
+        timestamp: core.store.next_response_timestamp(
+            &account_id,
+            &request_id,
+            UnixMillis::now(),
+        )?,
     };
-    let signature = if alias == account.device_key_alias {
-        core.sign(alias, response.signed_bytes()).await?
-    } else {
-        // The phone-sign-in key: the platform prompts for this signature.
-        core.sign_with_prompt(alias, response.signed_bytes())
+    // Every approval is signed only after the user passed verification for that signature
+    // (whichever key signs it); deny and report need none.
+    let signature = if decision == WireDecision::Approve {
+        let prompt = format!(
+            "Approve sign-in to {} as {}",
+            text::escape(&details.server_name),
+            text::escape(&details.upn)
+        );
+        core.sign_verified(alias, response.signed_bytes(), prompt)
             .await?
+    } else {
+        core.sign(alias, response.signed_bytes()).await?
     };
     let body = response.to_wire(&signature);
     let accepted = core
@@ -191,7 +203,7 @@ pub(crate) async fn answer(
             },
         ) => {
             core.store
-                .finish_request(&request_id, RequestState::Closed)?;
+                .finish_request(&account_id, &request_id, RequestState::Closed)?;
             return Err(e);
         }
         // `wrong_number` and everything else: still pending, the user may retry.
@@ -204,12 +216,12 @@ pub(crate) async fn answer(
     };
     if accepted.status != expected {
         core.store
-            .finish_request(&request_id, RequestState::Closed)?;
+            .finish_request(&account_id, &request_id, RequestState::Closed)?;
         return Err(Error::InvalidResponse(
             "the server confirmed a different decision".into(),
         ));
     }
-    core.store.finish_request(&request_id, state)?;
+    core.store.finish_request(&account_id, &request_id, state)?;
     tracing::info!(request_id = %request_id, decision = expected, "answered");
     Ok(decision.into())
 }

@@ -12,7 +12,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::types::AccountSummary;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATION_1: &str = "
 CREATE TABLE accounts (
@@ -44,6 +44,32 @@ CREATE INDEX requests_by_state ON requests(state, expires_at_ms);
 /// same request (replay protection), so the phone remembers the last one it signed.
 const MIGRATION_2: &str = "
 ALTER TABLE requests ADD COLUMN last_response_ms INTEGER NOT NULL DEFAULT 0;
+";
+
+/// A request is identified by (account, request) everywhere: a request id is chosen by the
+/// server of one account, and another server the phone is enrolled with may name the same id.
+/// Keyed by the id alone, that server could hide the real request (an insert that silently
+/// did nothing), show its own text for it, or have the other account's key sign it.
+const MIGRATION_3: &str = "
+CREATE TABLE requests_v3 (
+    account_id       TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+    request_id       TEXT NOT NULL,
+    details          TEXT NOT NULL,
+    signature        TEXT NOT NULL,
+    expires_at_ms    INTEGER NOT NULL,
+    created_at_ms    INTEGER NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'pending',
+    fetched_at_ms    INTEGER NOT NULL,
+    last_response_ms INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, request_id)
+);
+INSERT INTO requests_v3 (account_id, request_id, details, signature, expires_at_ms,
+    created_at_ms, state, fetched_at_ms, last_response_ms)
+SELECT account_id, request_id, details, signature, expires_at_ms, created_at_ms, state,
+    fetched_at_ms, last_response_ms FROM requests;
+DROP TABLE requests;
+ALTER TABLE requests_v3 RENAME TO requests;
+CREATE INDEX requests_by_state ON requests(state, expires_at_ms);
 ";
 
 /// State of a stored request.
@@ -142,17 +168,13 @@ impl Store {
                 "the database was written by a newer version of the app".into(),
             ));
         }
-        if version < 1 {
-            let tx = conn.transaction()?;
-            tx.execute_batch(MIGRATION_1)?;
-            tx.pragma_update(None, "user_version", 1)?;
-            tx.commit()?;
-        }
-        if version < 2 {
-            let tx = conn.transaction()?;
-            tx.execute_batch(MIGRATION_2)?;
-            tx.pragma_update(None, "user_version", 2)?;
-            tx.commit()?;
+        for (to, migration) in [(1, MIGRATION_1), (2, MIGRATION_2), (3, MIGRATION_3)] {
+            if version < to {
+                let tx = conn.transaction()?;
+                tx.execute_batch(migration)?;
+                tx.pragma_update(None, "user_version", to)?;
+                tx.commit()?;
+            }
         }
         Ok(Store {
             conn: Mutex::new(conn),
@@ -251,25 +273,27 @@ impl Store {
         Ok(conn.execute("DELETE FROM accounts WHERE account_id = ?1", [id.as_str()])? > 0)
     }
 
-    /// Stores verified details. A request already answered keeps its state.
+    /// Stores verified details under their (account, request). `true` when the stored request
+    /// is now pending with exactly these details; `false` when it was already answered (it
+    /// keeps its state, and its details must not be shown again).
     pub fn upsert_request(
         &self,
         signed: &SignedRequestDetails,
         details: &RequestDetails,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO requests (request_id, account_id, details, signature, expires_at_ms,
+        let written = conn.execute(
+            "INSERT INTO requests (account_id, request_id, details, signature, expires_at_ms,
                  created_at_ms, state, fetched_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)
-             ON CONFLICT(request_id) DO UPDATE SET
+             ON CONFLICT(account_id, request_id) DO UPDATE SET
                  details = excluded.details, signature = excluded.signature,
                  expires_at_ms = excluded.expires_at_ms, created_at_ms = excluded.created_at_ms,
                  fetched_at_ms = excluded.fetched_at_ms
-             WHERE requests.state = 'pending' AND requests.account_id = excluded.account_id",
+             WHERE requests.state = 'pending'",
             params![
-                details.request_id.as_str(),
                 details.account_id.as_str(),
+                details.request_id.as_str(),
                 signed.details,
                 signed.signature,
                 clamp(details.expires_at.millis()),
@@ -277,16 +301,16 @@ impl Store {
                 clamp(UnixMillis::now().millis()),
             ],
         )?;
-        Ok(())
+        Ok(written == 1)
     }
 
-    pub fn request(&self, id: &RequestId) -> Result<Option<StoredRequest>> {
+    pub fn request(&self, account: &AccountId, id: &RequestId) -> Result<Option<StoredRequest>> {
         let conn = self.conn()?;
         let raw = conn
             .query_row(
                 "SELECT account_id, details, signature, state
-                 FROM requests WHERE request_id = ?1",
-                [id.as_str()],
+                 FROM requests WHERE account_id = ?1 AND request_id = ?2",
+                [account.as_str(), id.as_str()],
                 read_request_row,
             )
             .optional()?;
@@ -299,32 +323,44 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT account_id, details, signature, state FROM requests
              WHERE state = 'pending' AND expires_at_ms > ?1
-             ORDER BY created_at_ms DESC, request_id",
+             ORDER BY created_at_ms DESC, account_id, request_id",
         )?;
         let rows = stmt.query_map([clamp(now.millis())], read_request_row)?;
         rows.map(|r| r.map_err(Error::from).and_then(RawRequest::into_request))
             .collect()
     }
 
-    /// Moves a pending request to `state`. Returns false when it was no longer pending.
-    /// A timestamp for the next signed response to `id`: `now`, or one millisecond after the
-    /// previous response when the clock has not moved on (quick retries after a wrong number).
-    pub fn next_response_timestamp(&self, id: &RequestId, now: UnixMillis) -> Result<UnixMillis> {
+    /// A timestamp for the next signed response to (`account`, `id`): `now`, or one
+    /// millisecond after the previous response when the clock has not moved on (quick retries
+    /// after a wrong number).
+    pub fn next_response_timestamp(
+        &self,
+        account: &AccountId,
+        id: &RequestId,
+        now: UnixMillis,
+    ) -> Result<UnixMillis> {
         let conn = self.conn()?;
         let ts: i64 = conn.query_row(
-            "UPDATE requests SET last_response_ms = MAX(?2, last_response_ms + 1) \
-             WHERE request_id = ?1 RETURNING last_response_ms",
-            rusqlite::params![id.as_str(), clamp(now.millis())],
+            "UPDATE requests SET last_response_ms = MAX(?3, last_response_ms + 1) \
+             WHERE account_id = ?1 AND request_id = ?2 RETURNING last_response_ms",
+            rusqlite::params![account.as_str(), id.as_str(), clamp(now.millis())],
             |r| r.get(0),
         )?;
         Ok(UnixMillis(u64::try_from(ts).unwrap_or(0)))
     }
 
-    pub fn finish_request(&self, id: &RequestId, state: RequestState) -> Result<bool> {
+    /// Moves a pending request to `state`. Returns false when it was no longer pending.
+    pub fn finish_request(
+        &self,
+        account: &AccountId,
+        id: &RequestId,
+        state: RequestState,
+    ) -> Result<bool> {
         let conn = self.conn()?;
         Ok(conn.execute(
-            "UPDATE requests SET state = ?2 WHERE request_id = ?1 AND state = 'pending'",
-            params![id.as_str(), state.as_str()],
+            "UPDATE requests SET state = ?3
+             WHERE account_id = ?1 AND request_id = ?2 AND state = 'pending'",
+            params![account.as_str(), id.as_str(), state.as_str()],
         )? > 0)
     }
 
@@ -460,22 +496,16 @@ mod tests {
             )
             .unwrap();
         let t = UnixMillis(1_000);
-        assert_eq!(store.next_response_timestamp(&rid, t).unwrap(), t);
-        assert_eq!(
-            store.next_response_timestamp(&rid, t).unwrap(),
-            UnixMillis(1_001)
-        );
-        // A clock that went backwards still yields a newer timestamp.
-        assert_eq!(
-            store.next_response_timestamp(&rid, UnixMillis(5)).unwrap(),
-            UnixMillis(1_002)
-        );
-        assert_eq!(
+        let next = |now| {
             store
-                .next_response_timestamp(&rid, UnixMillis(9_000))
-                .unwrap(),
-            UnixMillis(9_000)
-        );
+                .next_response_timestamp(&a.account_id, &rid, now)
+                .unwrap()
+        };
+        assert_eq!(next(t), t);
+        assert_eq!(next(t), UnixMillis(1_001));
+        // A clock that went backwards still yields a newer timestamp.
+        assert_eq!(next(UnixMillis(5)), UnixMillis(1_002));
+        assert_eq!(next(UnixMillis(9_000)), UnixMillis(9_000));
     }
 
     #[test]
@@ -509,5 +539,108 @@ mod tests {
             store.set_passwordless_alias(&a.account_id, "q"),
             Err(Error::NotEnrolled)
         ));
+    }
+
+    fn signed_details(
+        account: &Account,
+        request: &RequestId,
+    ) -> (SignedRequestDetails, RequestDetails) {
+        use authenticator_protocol::sign_in::RequestKind;
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        let details = RequestDetails {
+            v: 1,
+            request_id: request.clone(),
+            account_id: account.account_id.clone(),
+            kind: RequestKind::Push,
+            upn: account.upn.clone(),
+            server_name: account.server_name.clone(),
+            app_name: None,
+            location: None,
+            number_matching: true,
+            nonce: authenticator_protocol::encoding::b64(&[7u8; 32]),
+            created_at: UnixMillis(1),
+            expires_at: UnixMillis(u64::MAX / 4),
+        };
+        (SignedRequestDetails::sign(&details, &server), details)
+    }
+
+    #[test]
+    fn one_request_id_under_two_accounts_is_two_requests_and_an_answered_one_stays_answered() {
+        let store = Store::in_memory().unwrap();
+        let (a, b) = (account("a"), account("b"));
+        store.insert_account(&a).unwrap();
+        store.insert_account(&b).unwrap();
+        let rid = RequestId::random();
+        let (sa, da) = signed_details(&a, &rid);
+        let (sb, db) = signed_details(&b, &rid);
+        assert!(store.upsert_request(&sa, &da).unwrap());
+        assert!(
+            store.upsert_request(&sb, &db).unwrap(),
+            "not a silent no-op"
+        );
+        assert_eq!(store.pending_requests(UnixMillis(2)).unwrap().len(), 2);
+        let of = |acc: &Account| store.request(&acc.account_id, &rid).unwrap().unwrap();
+        assert_eq!(of(&a).signed.details, sa.details);
+        assert_eq!(of(&b).signed.details, sb.details);
+        // Answering one leaves the other pending, and its details are not replaced.
+        assert!(store
+            .finish_request(&a.account_id, &rid, RequestState::Approved)
+            .unwrap());
+        assert_eq!(of(&b).state, RequestState::Pending);
+        assert!(!store.upsert_request(&sa, &da).unwrap(), "already answered");
+        assert_eq!(of(&a).state, RequestState::Approved);
+        // Timestamps are kept per (account, request).
+        let t = UnixMillis(50);
+        assert_eq!(
+            store
+                .next_response_timestamp(&a.account_id, &rid, t)
+                .unwrap(),
+            t
+        );
+        assert_eq!(
+            store
+                .next_response_timestamp(&b.account_id, &rid, t)
+                .unwrap(),
+            t
+        );
+    }
+
+    #[test]
+    fn a_version_2_database_keeps_its_requests_when_migrated() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATION_1).unwrap();
+        conn.execute_batch(MIGRATION_2).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        let a = account("a");
+        conn.execute(
+            "INSERT INTO accounts (account_id, server_url, server_public_key, upn, display_name,
+                 server_name, device_key_alias, push_kind, enrolled_at_ms)
+             VALUES (?1, 'https://id.example/', ?2, 'u', 'U', 'S', 'a', 'longpoll', 5)",
+            params![a.account_id.as_str(), &a.server_public_key.as_bytes()[..]],
+        )
+        .unwrap();
+        let rid = RequestId::random();
+        conn.execute(
+            "INSERT INTO requests (request_id, account_id, details, signature, expires_at_ms,
+                 created_at_ms, fetched_at_ms, last_response_ms) VALUES (?1, ?2, 'd', 's', 9, 1, 1, 7)",
+            params![rid.as_str(), a.account_id.as_str()],
+        )
+        .unwrap();
+        let store = Store::init(conn).unwrap();
+        let kept = store.request(&a.account_id, &rid).unwrap().unwrap();
+        assert_eq!(kept.signed.details, "d");
+        assert_eq!(
+            store
+                .next_response_timestamp(&a.account_id, &rid, UnixMillis(1))
+                .unwrap(),
+            UnixMillis(8),
+            "the last response timestamp survived"
+        );
+        let version: i64 = store
+            .conn()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }
