@@ -737,6 +737,79 @@ async fn device_authentication() {
 }
 
 #[tokio::test]
+async fn starting_a_sign_in_without_a_registered_applications_credential_is_401_with_www_authenticate_basic(
+) {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let intranet = accounts::applications::add(&h.state.pool, "Intranet")
+        .await
+        .unwrap();
+    let cases = [
+        ("no credential", None),
+        (
+            "a wrong secret",
+            Some(basic_auth(&intranet.client_id, "not-the-secret")),
+        ),
+        (
+            "an unknown client id",
+            Some(basic_auth("app-unknown", &intranet.client_secret)),
+        ),
+        (
+            "the portal, which has no secret",
+            Some(basic_auth("signin-portal", "anything")),
+        ),
+        (
+            "another scheme",
+            Some(format!("Bearer {}", intranet.client_secret)),
+        ),
+        ("not base64", Some("Basic !!!".to_owned())),
+    ];
+    for upn in [BOB, "nobody@contoso.test"] {
+        for (what, auth) in &cases {
+            let mut b = Request::post("/api/v1/signin").header("content-type", "application/json");
+            if let Some(a) = auth {
+                b = b.header("authorization", a);
+            }
+            let r = h
+                .send(
+                    b.body(Body::from(json!({ "upn": upn }).to_string()))
+                        .unwrap(),
+                )
+                .await;
+            // The same answer for a known and an unknown user: nothing about who exists.
+            assert_eq!(
+                (r.status, r.error()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{what}, {upn}"
+            );
+            let challenge = r.headers["www-authenticate"].to_str().unwrap();
+            assert!(challenge.starts_with("Basic "), "{what}: {challenge}");
+        }
+    }
+    // Nothing was started: no request, nothing for the phone.
+    let started: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signin_requests")
+        .fetch_one(&h.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(started, 0);
+    assert_eq!(phone.poll(&h, 0).await.body, json!({"pushes": []}));
+    // The application's own credential works.
+    let r = h
+        .send(
+            Request::post("/api/v1/signin")
+                .header("content-type", "application/json")
+                .header(
+                    "authorization",
+                    basic_auth(&intranet.client_id, &intranet.client_secret),
+                )
+                .body(Body::from(json!({ "upn": BOB }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+#[tokio::test]
 async fn malformed_input_gets_json_errors() {
     let h = harness().await;
     let cases = [
