@@ -1,4 +1,6 @@
 //! The `signin-server` binary: the CLI interface other tests rely on.
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -225,4 +227,619 @@ fn user_show_resume_and_delivery_flags() {
     assert!(serve(&["--trusted-proxy", "not-an-ip"]).contains("not an IP address"));
     let err = serve(&["--geoip", "/nonexistent/city.mmdb"]);
     assert!(err.contains("GeoIP database"), "{err}");
+}
+
+// ---- the admin commands of review issue 8 ----
+
+use authenticator_protocol::sign_in::Decision;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::json;
+use signin_server::{accounts, audit, store};
+use support::{basic_auth, respond_uri, Harness, Phone};
+
+/// Runs a command that must succeed: its stdout.
+fn ok(db: &str, args: &[&str]) -> String {
+    let out = cmd(db, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail, printing nothing on stdout: its stderr.
+fn fails(db: &str, args: &[&str]) -> String {
+    let out = cmd(db, args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "{args:?}: nothing on stdout"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Whether `text` holds a character a terminal would act on (other than line ends).
+fn has_raw_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c != '\n' && authenticator_protocol::text::is_unsafe_char(c))
+}
+
+async fn start_as(h: &Harness, auth: &str, upn: &str) -> support::Reply {
+    h.send(
+        Request::post("/api/v1/signin")
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(Body::from(json!({ "upn": upn }).to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn temporary_pass_prints_one_working_pass_on_stdout_and_refuses_unknown_users_and_bad_ttls() {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    h.add_user("newbie@contoso.test", &[]).await;
+    let upn = [
+        "admin",
+        "user",
+        "temporary-pass",
+        "--upn",
+        "newbie@contoso.test",
+    ];
+    let out = cmd(&db, &upn);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the pass on stdout: {stdout}"
+    );
+    let pass = stdout.trim().to_owned();
+    assert_eq!(pass.len(), 22, "128 random bits, base64url: {pass}");
+    assert!(pass
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains(&pass), "logs never carry the pass");
+    assert!(stderr.contains("Single use"), "{stderr}");
+    let second = ok(&db, &upn);
+    assert_ne!(second.trim(), pass, "a new pass each time");
+
+    // Refused: an unknown user, a lifetime of 0, above 8 hours, or not a number.
+    let err = fails(
+        &db,
+        &[
+            "admin",
+            "user",
+            "temporary-pass",
+            "--upn",
+            "nobody@contoso.test",
+        ],
+    );
+    assert!(err.contains("no user nobody@contoso.test"), "{err}");
+    for ttl in ["0", "28801"] {
+        let mut args = upn.to_vec();
+        args.extend(["--ttl-secs", ttl]);
+        let err = fails(&db, &args);
+        assert!(
+            err.contains("--ttl-secs must be 1 to 28800"),
+            "{ttl}: {err}"
+        );
+    }
+    for ttl in ["-5", "ten"] {
+        let mut args = upn.to_vec();
+        args.extend(["--ttl-secs", ttl]);
+        let err = fails(&db, &args);
+        assert!(err.contains(ttl), "{ttl}: {err}");
+    }
+    let mut longest = upn.to_vec();
+    longest.extend(["--ttl-secs", "28800"]);
+    ok(&db, &longest);
+
+    // The printed pass is the one stored: it works once.
+    let pool = &h.state.pool;
+    assert!(
+        accounts::temporary_pass::redeem(pool, "newbie@contoso.test", &pass)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !accounts::temporary_pass::redeem(pool, "newbie@contoso.test", &pass)
+            .await
+            .unwrap()
+    );
+    // Three issued (the refusals stored nothing), audited without the pass.
+    let issued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temporary_passes")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(issued, 3);
+    let log = ok(&db, &["admin", "audit", "--event", "temporary_pass_issued"]);
+    // The two identical issues within a minute are one line with a repeat count.
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("upn=newbie@contoso.test outcome=ttl_secs=3600 repeats=1"));
+    assert!(lines[1].contains("upn=newbie@contoso.test outcome=ttl_secs=28800"));
+    let all = ok(&db, &["admin", "audit"]);
+    assert!(!all.contains(&pass) && !all.contains(second.trim()));
+}
+
+#[tokio::test]
+async fn admin_app_add_prints_the_secret_once_list_never_shows_it_and_remove_revokes_the_credential(
+) {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    let _phone = h.ready_phone("bobby@contoso.test").await;
+    let out = cmd(&db, &["admin", "app", "add", "--name", "Contoso Intranet"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    let (client_id, secret) = (field("client_id:"), field("client_secret:"));
+    assert!(client_id.starts_with("app-"), "{client_id}");
+    assert!(secret.len() >= 43, "256 random bits: {secret}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&secret));
+    let auth = basic_auth(&client_id, &secret);
+
+    // The credential starts sign-ins, and the phone shows the registered name.
+    let r = start_as(&h, &auth, "bobby@contoso.test").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let details: String = sqlx::query_scalar("SELECT details FROM signin_requests WHERE id = $1")
+        .bind(r.body["id"].as_str().unwrap())
+        .fetch_one(&h.state.pool)
+        .await
+        .unwrap();
+    assert!(
+        details.contains("\"app_name\":\"Contoso Intranet\""),
+        "{details}"
+    );
+
+    // The list: the built-in portal and the applications, never a secret (nor its hash).
+    let list = ok(&db, &["admin", "app", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("signin-portal Sign-in portal (built-in")),
+        "{list}"
+    );
+    assert!(list
+        .lines()
+        .any(|l| l == format!("{client_id} Contoso Intranet")));
+    assert!(list.contains("My Apps"));
+    let hash = authenticator_protocol::encoding::b64(&authenticator_protocol::encoding::sha256(
+        secret.as_bytes(),
+    ));
+    assert!(!list.contains(&secret) && !list.contains(&hash));
+
+    // Removed: the credential stops working at once.
+    let removed = ok(&db, &["admin", "app", "remove", "--client-id", &client_id]);
+    assert!(removed.contains(&client_id));
+    let r = start_as(&h, &auth, "bobby@contoso.test").await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert!(r.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic "));
+    assert!(!ok(&db, &["admin", "app", "list"]).contains("Contoso Intranet"));
+    let err = fails(&db, &["admin", "app", "remove", "--client-id", &client_id]);
+    assert!(err.contains("no application"), "{err}");
+    // The other applications keep working.
+    assert_eq!(
+        h.start_signin("bobby@contoso.test").await.status,
+        StatusCode::OK
+    );
+
+    // Audited, by client id, never the secret.
+    let log = ok(&db, &["admin", "audit"]);
+    assert!(log.contains(&format!("application_added outcome=client_id={client_id}")));
+    assert!(log.contains(&format!(
+        "application_removed outcome=client_id={client_id}"
+    )));
+    assert!(!log.contains(&secret));
+}
+
+#[test]
+fn admin_app_add_refuses_duplicate_and_unsafe_names_and_the_portal_cannot_be_removed() {
+    let test_db = TestDatabase::create_blocking().unwrap();
+    let db = test_db.url.clone();
+    ok(&db, &["admin", "app", "add", "--name", "Payroll"]);
+    for same in ["Payroll", "  Payroll  "] {
+        let err = fails(&db, &["admin", "app", "add", "--name", same]);
+        assert!(err.contains("already registered"), "{same:?}: {err}");
+    }
+    // A caller once printed a fake location line above the real one: no such names.
+    for (name, code) in [
+        ("Mail\nLocation: Seattle, US", "U+000A"),
+        ("Mail\u{1b}[2K", "U+001B"),
+        ("Mail\u{202e}gnp.exe", "U+202E"),
+    ] {
+        let err = fails(&db, &["admin", "app", "add", "--name", name]);
+        assert!(
+            err.contains("must not contain control, newline or bidirectional"),
+            "{name:?}: {err}"
+        );
+        assert!(err.contains(code), "{name:?}: {err}");
+    }
+    for bad in ["   ", &"n".repeat(129)] {
+        assert!(fails(&db, &["admin", "app", "add", "--name", bad]).contains("1 to 128"));
+    }
+    let list = ok(&db, &["admin", "app", "list"]);
+    assert_eq!(
+        list.lines().count(),
+        2,
+        "only the portal and Payroll: {list}"
+    );
+    assert!(!has_raw_control(&list));
+
+    let err = fails(
+        &db,
+        &["admin", "app", "remove", "--client-id", "signin-portal"],
+    );
+    assert!(err.contains("cannot be removed"), "{err}");
+    assert!(ok(&db, &["admin", "app", "list"]).contains("signin-portal"));
+}
+
+/// `phone`'s one pending request.
+async fn pending_on(h: &Harness, phone: &Phone) -> String {
+    let p = phone.poll(h, 0).await;
+    let pushes = p.body["pushes"].as_array().unwrap();
+    assert_eq!(pushes.len(), 1, "{:?}", p.body);
+    pushes[0]["rid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn admin_device_remove_refuses_the_removed_phones_answers_and_polls_while_another_phone_answers(
+) {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    let upn = "bobby@contoso.test";
+    let a = h.ready_phone(upn).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut b = Phone::new();
+    b.enroll(&h, &h.link(upn, 600).await).await;
+    assert_eq!(
+        b.enable_passwordless(&h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let (id_a, id_b) = (a.account().as_str(), b.account().as_str());
+
+    let list = ok(&db, &["admin", "device", "list", "--upn", upn]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(lines[0].starts_with(&format!("device {id_a} (Test Phone): enrolled ")));
+    assert!(lines[1].starts_with(&format!("device {id_b} (Test Phone): enrolled ")));
+    assert!(
+        lines.iter().all(|l| l.ends_with("phone sign-in on")),
+        "{list}"
+    );
+
+    // One sign-in, one request on each phone; A (enrolled first) holds the sign-in's id.
+    let r = h.start_signin(upn).await;
+    let signin = r.body["id"].as_str().unwrap().to_owned();
+    let number = r.body["number"].as_str().unwrap().to_owned();
+    let on_a = pending_on(&h, &a).await;
+    let on_b = pending_on(&h, &b).await;
+    assert_eq!(on_a, signin);
+    let fa = a.fetch(&h, &on_a).await.unwrap();
+    let fb = b.fetch(&h, &on_b).await.unwrap();
+
+    // A stolen phone, say: removed.
+    let out = ok(&db, &["admin", "device", "remove", "--id", id_a]);
+    assert_eq!(out.trim(), format!("removed device {id_a}"));
+    let r = h
+        .post(
+            &respond_uri(&on_a),
+            a.answer(&fa, Decision::Approve, Some(&number)),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::NOT_FOUND, "unknown_request"),
+        "A's answer"
+    );
+    let e = a.fetch(&h, &on_a).await.err().expect("A's details refused");
+    assert_eq!(
+        (e.status, e.error()),
+        (StatusCode::NOT_FOUND, "unknown_account")
+    );
+    let p = a.poll(&h, 0).await;
+    assert_eq!(
+        (p.status, p.error()),
+        (StatusCode::NOT_FOUND, "unknown_account")
+    );
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM signin_requests WHERE account_id = $1")
+            .bind(id_a)
+            .fetch_one(&h.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "A's pending request is gone");
+
+    // B answers the same sign-in.
+    assert_eq!(
+        h.get(&format!("/api/v1/signin/{signin}"), None).await.body["status"],
+        "pending"
+    );
+    let r = h
+        .post(
+            &respond_uri(&on_b),
+            b.answer(&fb, Decision::Approve, Some(&number)),
+        )
+        .await;
+    assert_eq!(r.body, json!({"status": "approved"}), "{:?}", r.body);
+    assert_eq!(
+        h.get(&format!("/api/v1/signin/{signin}"), None).await.body["status"],
+        "approved"
+    );
+    // The next sign-in goes to B alone.
+    let next = h.start_signin(upn).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(pending_on(&h, &b).await, next);
+    let requests: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM signin_requests WHERE signin_id = $1")
+            .bind(&next)
+            .fetch_one(&h.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(requests, 1);
+
+    let list = ok(&db, &["admin", "device", "list", "--upn", upn]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains(id_b) && !list.contains(id_a));
+
+    // Unknown ids and users fail clearly.
+    for id in [id_a, "not-a-device"] {
+        let err = fails(&db, &["admin", "device", "remove", "--id", id]);
+        assert!(err.contains(&format!("no device {id}")), "{err}");
+    }
+    let err = fails(
+        &db,
+        &["admin", "device", "list", "--upn", "nobody@contoso.test"],
+    );
+    assert!(err.contains("no user nobody@contoso.test"), "{err}");
+
+    // Audited once, with the user and the device.
+    let rows: Vec<_> = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "device_removed")
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].upn.as_deref(), Some(upn));
+    assert_eq!(rows[0].account_id.as_deref(), Some(id_a));
+    assert_eq!(rows[0].repeats, 0);
+}
+
+async fn append_at(h: &Harness, at: i64, event: &str, upn: &str, outcome: &str) {
+    store::audit::append(
+        &h.state.pool,
+        store::audit::NewAuditRow {
+            at,
+            event,
+            upn: Some(upn),
+            account_id: None,
+            request_id: None,
+            outcome,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn admin_audit_filters_by_user_event_and_time_and_refuses_a_malformed_time() {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    let day = |d: &str| signin_server::web::admin::parse_time(d).unwrap();
+    let (jan1, jan2, jan3) = (day("2026-01-01"), day("2026-01-02"), day("2026-01-03"));
+    for (at, event, upn, outcome) in [
+        (
+            jan1 + 1000,
+            "rate_limited",
+            "bobby@contoso.test",
+            "blocked-one",
+        ),
+        (
+            jan2 + 1000,
+            "rate_limited",
+            "bobby@contoso.test",
+            "blocked-two",
+        ),
+        (jan2 + 2000, "web_signin", "bobby@contoso.test", "password"),
+        (
+            jan2 + 3000,
+            "rate_limited",
+            "eve@contoso.test",
+            "blocked-three",
+        ),
+        (
+            jan3 + 1000,
+            "rate_limited",
+            "bobby@contoso.test",
+            "blocked-four",
+        ),
+    ] {
+        append_at(&h, at, event, upn, outcome).await;
+    }
+    let outcomes = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["admin", "audit"];
+        all.extend_from_slice(args);
+        ok(&db, &all)
+            .lines()
+            .map(|l| l.rsplit_once("outcome=").unwrap().1.to_owned())
+            .collect()
+    };
+    assert_eq!(
+        outcomes(&["--upn", "bobby@contoso.test"]),
+        ["blocked-one", "blocked-two", "password", "blocked-four"],
+        "the user's entries, oldest first"
+    );
+    assert_eq!(
+        outcomes(&["--event", "rate_limited"]),
+        [
+            "blocked-one",
+            "blocked-two",
+            "blocked-three",
+            "blocked-four"
+        ]
+    );
+    assert_eq!(
+        outcomes(&[
+            "--upn",
+            "bobby@contoso.test",
+            "--event",
+            "rate_limited",
+            "--since",
+            "2026-01-02",
+            "--until",
+            "2026-01-03",
+        ]),
+        ["blocked-two"]
+    );
+    assert_eq!(
+        outcomes(&[
+            "--since",
+            "2026-01-02T00:00:02Z",
+            "--until",
+            "2026-01-02T00:00:03Z"
+        ]),
+        ["password"]
+    );
+    assert_eq!(
+        outcomes(&["--since", "2026-01-03", "--until", "2026-01-04"]),
+        ["blocked-four"],
+        "only that day's entry"
+    );
+    assert!(outcomes(&["--upn", "nobody@contoso.test"]).is_empty());
+
+    for (flag, bad) in [
+        ("--since", "yesterday"),
+        ("--until", "2026-13-01"),
+        ("--since", "02/01/2026"),
+    ] {
+        let err = fails(&db, &["admin", "audit", flag, bad]);
+        assert!(
+            err.contains(&format!("{flag} must be YYYY-MM-DD or RFC 3339")),
+            "{flag} {bad}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_with_control_characters_are_refused_and_text_others_wrote_is_printed_escaped() {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    // What an admin types is refused when a terminal, a page or the phone would act on it.
+    for (flag, value) in [
+        ("--name", "Bobby\u{1b}[2J"),
+        ("--name", "Bobby\nupn: admin@contoso.test"),
+        ("--name", "Bobby \u{202e}nimda"),
+        ("--upn", "bobby\u{1b}@contoso.test"),
+    ] {
+        let mut args = vec![
+            "admin",
+            "user",
+            "add",
+            "--upn",
+            "bobby@contoso.test",
+            "--name",
+            "Bobby",
+        ];
+        let at = args.iter().position(|a| *a == flag).unwrap() + 1;
+        args[at] = value;
+        let err = fails(&db, &args);
+        assert!(
+            err.contains(&format!(
+                "{flag} must not contain control, newline or bidirectional formatting characters"
+            )),
+            "{value:?}: {err}"
+        );
+    }
+    let err = fails(
+        &db,
+        &["admin", "user", "show", "--upn", "bobby@contoso.test"],
+    );
+    assert!(err.contains("no user"), "nothing was added: {err}");
+    let err = fails(
+        &db,
+        &[
+            "admin",
+            "user",
+            "add",
+            "--upn",
+            "bobby@contoso.test",
+            "--name",
+            "Bobby",
+            "--group",
+            "pilot\nadmins",
+        ],
+    );
+    assert!(err.contains("--group must not contain control"), "{err}");
+
+    // Text that arrives from elsewhere (an outcome, a device's own name) is printed escaped.
+    let _phone = h.ready_phone("bobby@contoso.test").await;
+    let before = ok(&db, &["admin", "audit"]).lines().count();
+    let outcome = "evil\u{1b}[2J\n1 2026-01-01T00:00:00Z user_added upn=fake@contoso.test";
+    audit::record(
+        &h.state.pool,
+        audit::Event::RateLimited,
+        audit::Entry {
+            upn: Some("bobby@contoso.test"),
+            outcome,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let log = ok(&db, &["admin", "audit"]);
+    assert!(!has_raw_control(&log), "{log:?}");
+    assert_eq!(log.lines().count(), before + 1, "one entry, one line");
+    assert!(
+        log.contains("outcome=evil\\u{1b}[2J\\u{a}1 2026-01-01T00:00:00Z user_added"),
+        "{log}"
+    );
+    let filtered = ok(&db, &["admin", "audit", "--event", "rate_limited"]);
+    assert_eq!(filtered.lines().count(), 1);
+    assert!(filtered.contains("\\u{1b}[2J\\u{a}") && !has_raw_control(&filtered));
+
+    sqlx::query("UPDATE devices SET device_name = $1 WHERE upn = $2")
+        .bind("Phone\u{1b}]0;pwned\u{7}\nSTALE")
+        .bind("bobby@contoso.test")
+        .execute(&h.state.pool)
+        .await
+        .unwrap();
+    let escaped_name = "(Phone\\u{1b}]0;pwned\\u{7}\\u{a}STALE)";
+    let list = ok(
+        &db,
+        &["admin", "device", "list", "--upn", "bobby@contoso.test"],
+    );
+    assert_eq!(list.lines().count(), 1, "{list:?}");
+    assert!(list.contains(escaped_name), "{list}");
+    assert!(!has_raw_control(&list));
+    let show = ok(
+        &db,
+        &["admin", "user", "show", "--upn", "bobby@contoso.test"],
+    );
+    assert!(show.contains(escaped_name), "{show}");
+    assert!(!has_raw_control(&show), "{show:?}");
+    assert_eq!(
+        show.lines().filter(|l| l.starts_with("device ")).count(),
+        1,
+        "{show}"
+    );
 }
