@@ -1201,3 +1201,105 @@ async fn a_rate_limited_registered_application_does_not_limit_the_portal_or_anot
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
+
+// ---- review item 5: a sign-in reaches every phone; any one of them completes it ----
+
+/// The request id the wait page polls (`data-request-id`).
+fn waited_id(r: &Reply) -> String {
+    text(r)
+        .split("data-request-id=\"")
+        .nth(1)
+        .expect("a wait page")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A second phone for `upn`, with phone sign-in, enrolled after the first.
+async fn second_phone(h: &Harness, upn: &str) -> Phone {
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut b = Phone::new();
+    b.enroll(h, &h.link(upn, 600).await).await;
+    assert_eq!(
+        b.enable_passwordless(h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    b
+}
+
+/// `phone`'s one pending request.
+async fn pending_on(h: &Harness, phone: &Phone) -> String {
+    let p = phone.poll(h, 0).await;
+    let pushes = p.body["pushes"].as_array().unwrap();
+    assert_eq!(pushes.len(), 1, "{:?}", p.body);
+    pushes[0]["rid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_sign_in_approved_on_the_users_second_phone_signs_the_browser_in() {
+    let h = harness().await;
+    let upn = "bobby@contoso.test";
+    let _a = h.ready_phone(upn).await;
+    let b = second_phone(&h, upn).await;
+    let mut browser = Browser::new(&h);
+    let (r, _) = browser.submit_upn(upn).await;
+    assert_eq!(location(&r), Some("/signin/wait"));
+    let wait = browser.get("/signin/wait").await;
+    let (number, csrf, signin) = (number_of(&wait), csrf_of(&wait), waited_id(&wait));
+    // The second phone (not the one whose request names the sign-in) approves.
+    let on_b = pending_on(&h, &b).await;
+    assert_ne!(on_b, signin);
+    let f = b.fetch(&h, &on_b).await.unwrap();
+    let ok = b.answer(
+        &f,
+        authenticator_protocol::sign_in::Decision::Approve,
+        Some(&number),
+    );
+    assert_eq!(h.post(&respond_uri(&on_b), ok).await.status, StatusCode::OK);
+    // What the page's script polls says approved…
+    let wait = browser.get("/signin/wait").await;
+    let polled = h
+        .get(&format!("/api/v1/signin/{}", waited_id(&wait)), None)
+        .await;
+    assert_eq!(polled.body["status"], "approved", "{:?}", polled.body);
+    // …and the browser is signed in, once.
+    let r = browser.post("/signin/complete", &[("csrf", &csrf)]).await;
+    assert_eq!(location(&r), Some("/me"), "{}", text(&r));
+    assert!(browser.is_signed_in().await);
+}
+
+#[tokio::test]
+async fn a_sign_in_completes_on_the_remaining_phone_after_the_first_phone_is_removed() {
+    let h = harness().await;
+    let upn = "bobby@contoso.test";
+    let a = h.ready_phone(upn).await;
+    let b = second_phone(&h, upn).await;
+    let mut browser = Browser::new(&h);
+    browser.submit_upn(upn).await;
+    let wait = browser.get("/signin/wait").await;
+    let (number, csrf, signin) = (number_of(&wait), csrf_of(&wait), waited_id(&wait));
+    assert_eq!(
+        pending_on(&h, &a).await,
+        signin,
+        "the first phone's request names it"
+    );
+    accounts::devices::remove(&h.state.pool, a.account().as_str())
+        .await
+        .unwrap();
+    let on_b = pending_on(&h, &b).await;
+    let f = b.fetch(&h, &on_b).await.unwrap();
+    let ok = b.answer(
+        &f,
+        authenticator_protocol::sign_in::Decision::Approve,
+        Some(&number),
+    );
+    assert_eq!(h.post(&respond_uri(&on_b), ok).await.status, StatusCode::OK);
+    let wait = browser.get("/signin/wait").await;
+    let polled = h
+        .get(&format!("/api/v1/signin/{}", waited_id(&wait)), None)
+        .await;
+    assert_eq!(polled.body["status"], "approved", "{:?}", polled.body);
+    let r = browser.post("/signin/complete", &[("csrf", &csrf)]).await;
+    assert_eq!(location(&r), Some("/me"), "{}", text(&r));
+}

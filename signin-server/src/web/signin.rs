@@ -444,7 +444,8 @@ pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Res
     }
     let push = req.kind == RequestKind::Push;
     let content = html! {
-        section.card.narrow data-request-id=(req.id.as_str()) {
+        // The sign-in's id (what the page's script polls), whichever device's request is shown.
+        section.card.narrow data-request-id=(req.signin_id) {
             h1 { "Approve sign-in request" }
             p.muted { "Signing in as " strong { (req.upn) } }
             @if req.number_matching {
@@ -542,8 +543,10 @@ pub async fn complete(
     let status = req.status;
     match status {
         Status::Approved => {
+            // The session holds the sign-in's id; `req` is the request of the device that
+            // answered, which may be another one of the user's devices.
             let next = session
-                .rotate_to_signed_in(&state.pool, &req.upn, Some(req.id.as_str()))
+                .rotate_to_signed_in(&state.pool, &req.upn, Some(&req.signin_id))
                 .await?;
             let outcome = match req.kind {
                 RequestKind::Passwordless => "phone_sign_in",
