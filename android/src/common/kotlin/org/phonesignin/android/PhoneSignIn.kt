@@ -10,8 +10,6 @@ import org.phonesignin.core.PlatformException
 import org.phonesignin.core.PushKind
 import org.phonesignin.core.PushOutcome
 import org.phonesignin.core.PushRegistration
-import org.phonesignin.core.UserVerifier
-import org.phonesignin.core.VerificationOutcome
 
 /**
  * The app's handle on the phone sign-in core: one instance per process and data directory.
@@ -21,17 +19,21 @@ import org.phonesignin.core.VerificationOutcome
  * this class adds is platform plumbing only:
  * - coroutines: every network call is a `suspend` function; cancelling the calling coroutine
  *   cancels the call in the core (also the long wait of [waitForRequests]);
- * - the platform callbacks are wrapped so that nothing they throw — not even a
+ * - the key store callbacks are wrapped so that nothing they throw — not even a
  *   `java.lang.Error`, which the generated code does not catch — escapes into the core's
  *   callback machinery: it arrives as a typed [org.phonesignin.core.AuthenticatorException].
+ *
+ * User verification is part of [DeviceKeyStore.sign]: the core passes a prompt with every
+ * approval signature (and with the one that enables phone sign-in), and the key store shows it
+ * for that very signature ([AndroidKeystoreKeyStore]: the key's own `BiometricPrompt`, or a
+ * standalone one for a key without user-authentication binding).
  */
 class PhoneSignIn(
     dataDir: String,
     keyStore: DeviceKeyStore,
-    verifier: UserVerifier,
 ) : AutoCloseable {
     /** The generated core object, for anything this facade does not wrap. */
-    val core: Authenticator = Authenticator(dataDir, GuardedKeyStore(keyStore), GuardedVerifier(verifier))
+    val core: Authenticator = Authenticator(dataDir, GuardedKeyStore(keyStore))
 
     /** Enrolls this device from the registration QR code / link. */
     suspend fun enroll(
@@ -58,14 +60,19 @@ class PhoneSignIn(
 
     suspend fun pendingRequests(): List<PendingRequest> = core.pendingRequests()
 
-    /** Approves after user verification; [typedNumber] is what the user typed. */
+    /**
+     * Approves after user verification (the key store prompts for the signature); [typedNumber]
+     * is what the user typed. A request is identified by its account and its id.
+     */
     suspend fun approve(request: PendingRequest, typedNumber: String): Decision =
-        core.approve(request.requestId, typedNumber)
+        core.approve(request.accountId, request.requestId, typedNumber)
 
-    suspend fun deny(request: PendingRequest): Decision = core.deny(request.requestId)
+    /** Denies; needs no verification. */
+    suspend fun deny(request: PendingRequest): Decision = core.deny(request.accountId, request.requestId)
 
-    /** "This wasn't me". */
-    suspend fun reportFraud(request: PendingRequest): Decision = core.reportFraud(request.requestId)
+    /** "This wasn't me": denies and reports fraud; needs no verification. */
+    suspend fun reportFraud(request: PendingRequest): Decision =
+        core.reportFraud(request.accountId, request.requestId)
 
     override fun close() = core.close()
 
@@ -93,13 +100,8 @@ internal class GuardedKeyStore(private val inner: DeviceKeyStore) : DeviceKeySto
     override suspend fun generate(alias: String, requireUserVerification: Boolean): ByteArray =
         guarded("key store generate") { inner.generate(alias, requireUserVerification) }
 
-    override suspend fun sign(alias: String, message: ByteArray): ByteArray =
-        guarded("key store sign") { inner.sign(alias, message) }
+    override suspend fun sign(alias: String, message: ByteArray, prompt: String?): ByteArray =
+        guarded("key store sign") { inner.sign(alias, message, prompt) }
 
     override suspend fun delete(alias: String) = guarded("key store delete") { inner.delete(alias) }
-}
-
-internal class GuardedVerifier(private val inner: UserVerifier) : UserVerifier {
-    override suspend fun verify(reason: String): VerificationOutcome =
-        guarded("user verifier") { inner.verify(reason) }
 }

@@ -23,6 +23,11 @@ import org.phonesignin.core.PlatformException
  * signature (timeout 0, so the signature goes through `BiometricPrompt.CryptoObject`) and are
  * invalidated when a new biometric is enrolled. Returns what the Keystore gives — X.509 SPKI DER
  * public keys and DER `SHA256withECDSA` signatures — and the core normalises them.
+ *
+ * User verification follows the signature's `prompt` (the core sends one with every approval):
+ * a key bound to user authentication shows its own `BiometricPrompt` with the `CryptoObject`
+ * (one prompt, and the Keystore itself refuses to sign without it); a device key shows a
+ * standalone `BiometricPrompt` first and signs only after it succeeded. Without a prompt, no UI.
  */
 class AndroidKeystoreKeyStore(
     private val context: Context,
@@ -53,14 +58,21 @@ class AndroidKeystoreKeyStore(
             generator.generateKeyPair().public.encoded // X.509 SubjectPublicKeyInfo DER
         }
 
-    override suspend fun sign(alias: String, message: ByteArray): ByteArray {
+    override suspend fun sign(alias: String, message: ByteArray, prompt: String?): ByteArray {
         val key = keyStore.getKey(alias, null) as? PrivateKey ?: throw PlatformException.KeyNotFound()
         val signature = Signature.getInstance("SHA256withECDSA").apply { initSign(key) }
-        val ready = if (requiresAuthentication(key)) {
-            prompter.authenticate(BiometricPrompt.CryptoObject(signature)).signature
-                ?: throw PlatformException.Failed("no signature after authentication")
-        } else {
-            signature
+        val ready = when {
+            requiresAuthentication(key) -> {
+                // The core never signs with such a key without asking the user.
+                val title = prompt ?: throw PlatformException.Failed("this key signs only after a prompt")
+                prompter.authenticate(title, BiometricPrompt.CryptoObject(signature))?.signature
+                    ?: throw PlatformException.Failed("no signature after authentication")
+            }
+            prompt != null -> {
+                prompter.authenticate(prompt, null)
+                signature
+            }
+            else -> signature
         }
         return withContext(Dispatchers.IO) {
             ready.update(message)

@@ -13,20 +13,22 @@ import org.phonesignin.core.PlatformException
 
 /**
  * Shows `BiometricPrompt` (strong biometrics or the device credential) on the activity in front.
- * The activity attaches itself in `onResume` and detaches in `onPause`.
+ * The activity attaches itself in `onResume` and detaches in `onPause`. No activity, or no
+ * biometric or device credential set up, is `NotAvailable`: nothing is signed.
  */
 class BiometricPrompter {
     @Volatile private var activity: FragmentActivity? = null
-
-    /** The reason the core gave for the next prompt (see [BiometricUserVerifier]). */
-    @Volatile var reason: String = "Approve sign-in"
 
     fun attach(activity: FragmentActivity) { this.activity = activity }
 
     fun detach(activity: FragmentActivity) { if (this.activity === activity) this.activity = null }
 
-    /** Authenticates [crypto]; returns the authenticated object, throws `PlatformException` otherwise. */
-    suspend fun authenticate(crypto: BiometricPrompt.CryptoObject): BiometricPrompt.CryptoObject =
+    /**
+     * Asks the user, with [title] (the core's prompt), and unlocks [crypto] when there is one.
+     * Returns the authenticated object (null for a standalone prompt); throws `Cancelled`,
+     * `VerificationFailed` or `NotAvailable` otherwise.
+     */
+    suspend fun authenticate(title: String, crypto: BiometricPrompt.CryptoObject?): BiometricPrompt.CryptoObject? =
         withContext(Dispatchers.Main) {
             val host = activity ?: throw PlatformException.NotAvailable()
             suspendCancellableCoroutine { cont ->
@@ -36,7 +38,7 @@ class BiometricPrompter {
                     object : BiometricPrompt.AuthenticationCallback() {
                         override fun onAuthenticationSucceeded(result: BiometricPrompt.AuthenticationResult) {
                             val authenticated = result.cryptoObject
-                            if (authenticated == null) {
+                            if (crypto != null && authenticated == null) {
                                 cont.resumeWith(Result.failure(PlatformException.Failed("no crypto object")))
                             } else {
                                 cont.resume(authenticated)
@@ -52,6 +54,8 @@ class BiometricPrompter {
                                 BiometricPrompt.ERROR_HW_NOT_PRESENT,
                                 BiometricPrompt.ERROR_HW_UNAVAILABLE,
                                 BiometricPrompt.ERROR_NO_DEVICE_CREDENTIAL -> PlatformException.NotAvailable()
+                                BiometricPrompt.ERROR_LOCKOUT,
+                                BiometricPrompt.ERROR_LOCKOUT_PERMANENT -> PlatformException.VerificationFailed()
                                 else -> PlatformException.Failed("biometric error $code: $message")
                             }
                             cont.resumeWith(Result.failure(error))
@@ -59,10 +63,10 @@ class BiometricPrompter {
                     },
                 )
                 val info = BiometricPrompt.PromptInfo.Builder()
-                    .setTitle(reason)
+                    .setTitle(title)
                     .setAllowedAuthenticators(BIOMETRIC_STRONG or DEVICE_CREDENTIAL)
                     .build()
-                prompt.authenticate(info, crypto)
+                if (crypto != null) prompt.authenticate(info, crypto) else prompt.authenticate(info)
                 cont.invokeOnCancellation { prompt.cancelAuthentication() }
             }
         }

@@ -16,7 +16,6 @@ object PhoneSignInProvider {
                 PhoneSignIn(
                     File(app.noBackupFilesDir, "phonesignin").path,
                     AndroidKeystoreKeyStore(app, prompter),
-                    BiometricUserVerifier(app, prompter),
                 ).also { instance = it }
             }
         }

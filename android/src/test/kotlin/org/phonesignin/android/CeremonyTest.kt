@@ -19,28 +19,27 @@ import org.phonesignin.core.AccountSummary
 import org.phonesignin.core.AuthenticatorException
 import org.phonesignin.core.Decision
 import org.phonesignin.core.PendingRequest
+import org.phonesignin.core.PlatformException
 import org.phonesignin.core.PushOutcome
-import org.phonesignin.core.VerificationOutcome
 
 /**
  * The whole phone sign-in ceremony from Kotlin, against a real signin-server on loopback, with
  * the keys in a Kotlin (JCA) key store that gives Android Keystore formats.
  */
 class CeremonyTest {
-    private class Phone(val upn: String, val keys: JcaKeyStore, val verifier: ScriptedVerifier, val app: PhoneSignIn, val account: AccountSummary)
+    private class Phone(val upn: String, val keys: JcaKeyStore, val app: PhoneSignIn, val account: AccountSummary)
 
     /** Enrolls a fresh user's phone from its registration link and enables phone sign-in. */
     private suspend fun enrolledPhone(): Phone {
         val (upn, link) = server.newUserLink()
         val keys = JcaKeyStore()
-        val verifier = ScriptedVerifier()
-        val app = PhoneSignIn(Files.createTempDirectory("phone").toString(), keys, verifier)
+        val app = PhoneSignIn(Files.createTempDirectory("phone").toString(), keys)
         val enrolled = app.enroll(link, "Kotlin test phone")
         assertEquals(upn, enrolled.upn)
         assertFalse(enrolled.phoneSignInEnabled)
         val account = app.enablePhoneSignIn(enrolled.accountId)
         assertTrue(account.phoneSignInEnabled)
-        return Phone(upn, keys, verifier, app, account)
+        return Phone(upn, keys, app, account)
     }
 
     /** Starts a sign-in on the "page" and receives it on the phone by long-poll. */
@@ -61,9 +60,34 @@ class CeremonyTest {
         assertEquals("Unknown location", request.location) // loopback has no GeoIP location
         assertEquals(phone.upn, request.upn)
         assertTrue(request.numberMatching)
+        phone.keys.requests.clear()
         assertEquals(Decision.APPROVED, phone.app.approve(request, number))
         assertEquals("approved", server.signInStatus(id))
-        assertTrue(phone.verifier.reasons.isNotEmpty(), "the user was asked to verify")
+        val approval = phone.keys.requests.single()
+        assertTrue(approval.alias.endsWith(".passwordless"))
+        assertEquals("Approve sign-in to ${request.serverName} as ${phone.upn}", approval.prompt)
+    }
+
+    @Test
+    fun onlyApprovalSignaturesCarryAPromptDenyAndReportCarryNone() = runBlocking {
+        val phone = enrolledPhone()
+        // Enrollment and device authentication prompt for nothing; enabling phone sign-in
+        // prompts once, through the new key.
+        val prompted = phone.keys.requests.filter { it.prompt != null }
+        assertEquals(1, prompted.size, "${phone.keys.requests}")
+        assertTrue(prompted.single().alias.endsWith(".passwordless"))
+        assertEquals("Enable phone sign-in for ${phone.upn}", prompted.single().prompt)
+
+        val (denied, _, first) = signInReachesPhone(phone, "Contoso VPN")
+        phone.keys.requests.clear()
+        assertEquals(Decision.DENIED, phone.app.deny(first))
+        assertEquals("denied", server.signInStatus(denied))
+        val (reported, _, second) = signInReachesPhone(phone, "Contoso VPN")
+        assertEquals(Decision.REPORTED, phone.app.reportFraud(second))
+        assertEquals("reported", server.signInStatus(reported))
+        val answers = phone.keys.requests.filter { it.alias.endsWith(".device") && phone.keys.signed.contains(it.alias) }
+        assertTrue(answers.isNotEmpty())
+        assertTrue(phone.keys.requests.all { it.prompt == null }, "${phone.keys.requests}")
     }
 
     @Test
@@ -92,13 +116,15 @@ class CeremonyTest {
         val (id, number, request) = signInReachesPhone(phone, "Contoso Mail")
         val signaturesBefore = phone.keys.signed.size
 
-        phone.verifier.outcome = VerificationOutcome.DENIED
+        phone.keys.refuseWith = { PlatformException.VerificationFailed() }
         assertFailsWith<AuthenticatorException.VerificationFailed> { phone.app.approve(request, number) }
-        phone.verifier.outcome = VerificationOutcome.CANCELLED
+        phone.keys.refuseWith = { PlatformException.Cancelled() }
         assertFailsWith<AuthenticatorException.UserCancelled> { phone.app.approve(request, number) }
 
         assertEquals(signaturesBefore, phone.keys.signed.size, "no signature without verification")
         assertEquals("pending", server.signInStatus(id))
+        phone.keys.refuseWith = null
+        assertEquals(Decision.APPROVED, phone.app.approve(request, number))
     }
 
     @Test

@@ -3,14 +3,14 @@ package org.phonesignin.android
 import org.phonesignin.core.AuthenticatorException
 import org.phonesignin.core.DeviceKeyStore
 import org.phonesignin.core.PendingRequest
-import org.phonesignin.core.UserVerifier
 
 // The Kotlin snippets of docs/EMBEDDING.md: compiled with -Werror by `cargo xtask kotlin-test`,
 // copied into the document by `cargo xtask bindings` (checked with --check).
 
 // snippet:kotlin-setup
-fun openPhoneSignIn(filesDir: String, keys: DeviceKeyStore, verifier: UserVerifier): PhoneSignIn =
-    PhoneSignIn("$filesDir/phonesignin", keys, verifier)
+/** [keys]: `AndroidKeystoreKeyStore(context, prompter)`, which prompts for approvals itself. */
+fun openPhoneSignIn(filesDir: String, keys: DeviceKeyStore): PhoneSignIn =
+    PhoneSignIn("$filesDir/phonesignin", keys)
 // end-snippet
 
 // snippet:kotlin-enroll
@@ -32,6 +32,8 @@ suspend fun answer(phone: PhoneSignIn, request: PendingRequest, askNumber: suspe
         // show "wrong number, ${e.attemptsLeft} attempt(s) left" and ask again
     } catch (e: AuthenticatorException.UserCancelled) {
         // the user dismissed the biometric prompt: keep the request on screen
+    } catch (e: AuthenticatorException.VerificationFailed) {
+        // biometric / device credential failed or is not set up: nothing was signed
     } catch (e: AuthenticatorException.RequestExpired) {
         // tell the user the sign-in timed out
     }

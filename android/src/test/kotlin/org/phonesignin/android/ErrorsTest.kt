@@ -11,8 +11,7 @@ import org.junit.Test
 import org.phonesignin.core.Authenticator
 import org.phonesignin.core.AuthenticatorException
 import org.phonesignin.core.DeviceKeyStore
-import org.phonesignin.core.UserVerifier
-import org.phonesignin.core.VerificationOutcome
+import org.phonesignin.core.PlatformException
 
 /**
  * Failures inside platform callbacks and malformed input from the shell reach the caller as
@@ -23,17 +22,13 @@ class ErrorsTest {
 
     private class ThrowingKeyStore(val error: () -> Throwable) : DeviceKeyStore {
         override suspend fun generate(alias: String, requireUserVerification: Boolean): ByteArray = throw error()
-        override suspend fun sign(alias: String, message: ByteArray): ByteArray = throw error()
+        override suspend fun sign(alias: String, message: ByteArray, prompt: String?): ByteArray = throw error()
         override suspend fun delete(alias: String) = throw error()
-    }
-
-    private class ThrowingVerifier(val error: () -> Throwable) : UserVerifier {
-        override suspend fun verify(reason: String): VerificationOutcome = throw error()
     }
 
     private class GarbageKeyStore : DeviceKeyStore {
         override suspend fun generate(alias: String, requireUserVerification: Boolean) = byteArrayOf(1, 2, 3)
-        override suspend fun sign(alias: String, message: ByteArray) = byteArrayOf(4, 5, 6)
+        override suspend fun sign(alias: String, message: ByteArray, prompt: String?) = byteArrayOf(4, 5, 6)
         override suspend fun delete(alias: String) {}
     }
 
@@ -41,7 +36,7 @@ class ErrorsTest {
     fun undeclaredExceptionInTheRawGeneratedCallbackIsATypedKeyStoreError() = runBlocking {
         val (_, link) = server.newUserLink()
         // Straight into the generated bindings, without the facade's guard.
-        Authenticator(dataDir(), ThrowingKeyStore { IllegalStateException("keystore exploded") }, ScriptedVerifier()).use { core ->
+        Authenticator(dataDir(), ThrowingKeyStore { IllegalStateException("keystore exploded") }).use { core ->
             val e = assertFailsWith<AuthenticatorException.KeyStore> {
                 core.enroll(link, "phone", PhoneSignIn.LONG_POLL)
             }
@@ -54,27 +49,37 @@ class ErrorsTest {
         val (_, link) = server.newUserLink()
         // A java.lang.Error is not caught by the generated code; the facade's guard turns it into
         // PlatformException.Failed, so the core answers with a typed error instead of hanging.
-        PhoneSignIn(dataDir(), ThrowingKeyStore { AssertionError("callback panicked") }, ScriptedVerifier()).use { app ->
+        PhoneSignIn(dataDir(), ThrowingKeyStore { AssertionError("callback panicked") }).use { app ->
             val e = assertFailsWith<AuthenticatorException.KeyStore> { app.enroll(link, "phone") }
             assertTrue(e.reason.contains("callback panicked"), e.reason)
         }
     }
 
     @Test
-    fun throwingVerifierFailsVerificationAndNothingIsRegistered() = runBlocking {
+    fun aRefusedPromptWhenEnablingPhoneSignInRegistersNothingAndLeavesNoKey() = runBlocking {
         val (_, link) = server.newUserLink()
         val keys = JcaKeyStore()
-        PhoneSignIn(dataDir(), keys, ThrowingVerifier { RuntimeException("biometric HAL crashed") }).use { app ->
+        PhoneSignIn(dataDir(), keys).use { app ->
             val account = app.enroll(link, "phone")
+            val keysAfterEnrollment = keys.publicKeys.keys.toSet()
+            keys.refuseWith = { PlatformException.VerificationFailed() }
             assertFailsWith<AuthenticatorException.VerificationFailed> { app.enablePhoneSignIn(account.accountId) }
             assertEquals(false, app.accounts().single().phoneSignInEnabled)
+            // One prompt, through the new key, and it was refused: nothing signed after it.
+            val prompted = keys.requests.filter { it.prompt != null }
+            assertEquals(1, prompted.size)
+            assertTrue(prompted.single().alias.endsWith(".passwordless"))
+            assertTrue(keys.signed.none { it.endsWith(".passwordless") }, "the refused key signed nothing")
+            // The new key was deleted again; the enrollment's device key is kept.
+            assertFailsWith<PlatformException.KeyNotFound> { keys.delete(prompted.single().alias) }
+            assertTrue(keysAfterEnrollment.isNotEmpty())
         }
     }
 
     @Test
     fun unusableKeyFormatIsATypedKeyStoreError() = runBlocking {
         val (_, link) = server.newUserLink()
-        PhoneSignIn(dataDir(), GarbageKeyStore(), ScriptedVerifier()).use { app ->
+        PhoneSignIn(dataDir(), GarbageKeyStore()).use { app ->
             assertFailsWith<AuthenticatorException.KeyStore> { app.enroll(link, "phone") }
             assertTrue(app.accounts().isEmpty(), "nothing stored after a failed enrollment")
         }
@@ -82,7 +87,7 @@ class ErrorsTest {
 
     @Test
     fun malformedEnrollmentLinksAreTypedErrors() = runBlocking {
-        PhoneSignIn(dataDir(), JcaKeyStore(), ScriptedVerifier()).use { app ->
+        PhoneSignIn(dataDir(), JcaKeyStore()).use { app ->
             for (link in listOf("", "not a link", "https://example.test/enroll", "phonesignin://enroll?v=2&server=x&code=y&fp=z")) {
                 assertFailsWith<AuthenticatorException.InvalidEnrollmentUrl>("link: $link") { app.enroll(link, "phone") }
             }
@@ -91,7 +96,7 @@ class ErrorsTest {
 
     @Test
     fun malformedPushPayloadsAreTypedErrors() = runBlocking {
-        PhoneSignIn(dataDir(), JcaKeyStore(), ScriptedVerifier()).use { app ->
+        PhoneSignIn(dataDir(), JcaKeyStore()).use { app ->
             for (data in listOf(emptyMap(), mapOf("psi_v" to "1"), mapOf("psi_v" to "9", "psi_aid" to "x", "psi_rid" to "y"), mapOf("hello" to "world"))) {
                 assertFailsWith<AuthenticatorException.InvalidPushPayload>("data: $data") { app.onPushData(data) }
             }
@@ -104,7 +109,7 @@ class ErrorsTest {
 
     @Test
     fun emptyDataDirectoryIsATypedError() {
-        assertFailsWith<AuthenticatorException.InvalidInput> { PhoneSignIn("", JcaKeyStore(), ScriptedVerifier()) }
+        assertFailsWith<AuthenticatorException.InvalidInput> { PhoneSignIn("", JcaKeyStore()) }
     }
 
     companion object {

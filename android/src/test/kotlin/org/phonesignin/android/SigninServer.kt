@@ -6,6 +6,8 @@ import java.net.http.HttpClient
 import java.net.http.HttpRequest
 import java.net.http.HttpResponse
 import java.nio.file.Files
+import java.util.Base64
+import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicInteger
 
@@ -22,6 +24,9 @@ class SigninServer private constructor(
     private val http = HttpClient.newHttpClient()
     private val users = AtomicInteger()
 
+    /** Registered applications by name: "Authorization" header values (HTTP Basic). */
+    private val applications = ConcurrentHashMap<String, String>()
+
     /** Adds a fresh user and returns a one-time registration link for it. */
     fun newUserLink(): Pair<String, String> {
         val upn = "user${users.incrementAndGet()}-${System.nanoTime()}@contoso.test"
@@ -31,9 +36,21 @@ class SigninServer private constructor(
 
     fun admin(vararg args: String): String = runAdmin(binary, database, *args)
 
-    /** `POST /api/v1/signin`, as the sign-in page does. Returns (id, number). */
+    /**
+     * `POST /api/v1/signin` as the registered application [app] (registered with `admin app add`
+     * on first use): the phone shows the registered name. Returns (id, number).
+     */
     fun startSignIn(upn: String, app: String): Pair<String, String> {
-        val body = post("/api/v1/signin", """{"upn": "$upn", "app": "$app"}""")
+        val credential = applications.computeIfAbsent(app) { name ->
+            val out = admin("app", "add", "--name", name)
+            val field = { key: String ->
+                out.lines().firstOrNull { it.startsWith("$key: ") }?.substringAfter(": ")?.trim()
+                    ?: error("no $key in `admin app add` output")
+            }
+            val pair = "${field("client_id")}:${field("client_secret")}"
+            "Basic " + Base64.getEncoder().encodeToString(pair.toByteArray())
+        }
+        val body = post("/api/v1/signin", """{"upn": "$upn"}""", credential)
         return jsonString(body, "id") to jsonString(body, "number")
     }
 
@@ -47,10 +64,11 @@ class SigninServer private constructor(
         return jsonString(resp.body(), "status")
     }
 
-    private fun post(path: String, json: String): String {
+    private fun post(path: String, json: String, authorization: String): String {
         val resp = http.send(
             HttpRequest.newBuilder(URI.create("$baseUrl$path"))
                 .header("content-type", "application/json")
+                .header("authorization", authorization)
                 .POST(HttpRequest.BodyPublishers.ofString(json))
                 .build(),
             HttpResponse.BodyHandlers.ofString(),

@@ -8,20 +8,28 @@ import java.util.Collections
 import java.util.concurrent.ConcurrentHashMap
 import org.phonesignin.core.DeviceKeyStore
 import org.phonesignin.core.PlatformException
-import org.phonesignin.core.UserVerifier
-import org.phonesignin.core.VerificationOutcome
+
+/** One signature the core asked for: the key, and the user-verification prompt it carried. */
+data class SignRequest(val alias: String, val prompt: String?)
 
 /**
  * A `DeviceKeyStore` in plain JCA that hands the core exactly the formats Android Keystore does:
  * the X.509 SubjectPublicKeyInfo DER public key (`publicKey.encoded`) and DER ECDSA signatures
- * from `SHA256withECDSA`.
+ * from `SHA256withECDSA`. Like [AndroidKeystoreKeyStore], it verifies the user for every signature
+ * that carries a prompt; the test scripts the user's answer with [refuseWith].
  */
 class JcaKeyStore : DeviceKeyStore {
     private val keys = ConcurrentHashMap<String, KeyPair>()
     val publicKeys = ConcurrentHashMap<String, ByteArray>()
 
-    /** Every (alias) signed, in order. */
+    /** Every signature asked for, made or refused, in order. */
+    val requests: MutableList<SignRequest> = Collections.synchronizedList(mutableListOf())
+
+    /** Every (alias) actually signed, in order. */
     val signed: MutableList<String> = Collections.synchronizedList(mutableListOf())
+
+    /** How the user answers the next prompts: null passes, otherwise this is thrown (nothing signed). */
+    @Volatile var refuseWith: (() -> PlatformException)? = null
 
     override suspend fun generate(alias: String, requireUserVerification: Boolean): ByteArray {
         val gen = KeyPairGenerator.getInstance("EC")
@@ -31,8 +39,10 @@ class JcaKeyStore : DeviceKeyStore {
         return pair.public.encoded.also { publicKeys[alias] = it }
     }
 
-    override suspend fun sign(alias: String, message: ByteArray): ByteArray {
+    override suspend fun sign(alias: String, message: ByteArray, prompt: String?): ByteArray {
+        requests.add(SignRequest(alias, prompt))
         val pair = keys[alias] ?: throw PlatformException.KeyNotFound()
+        if (prompt != null) refuseWith?.let { throw it() }
         signed.add(alias)
         return Signature.getInstance("SHA256withECDSA").run {
             initSign(pair.private)
@@ -43,15 +53,5 @@ class JcaKeyStore : DeviceKeyStore {
 
     override suspend fun delete(alias: String) {
         keys.remove(alias) ?: throw PlatformException.KeyNotFound()
-    }
-}
-
-/** A user-verification prompt whose answer the test chooses. */
-class ScriptedVerifier(var outcome: VerificationOutcome = VerificationOutcome.VERIFIED) : UserVerifier {
-    val reasons: MutableList<String> = Collections.synchronizedList(mutableListOf())
-
-    override suspend fun verify(reason: String): VerificationOutcome {
-        reasons.add(reason)
-        return outcome
     }
 }
