@@ -1303,3 +1303,30 @@ async fn a_sign_in_completes_on_the_remaining_phone_after_the_first_phone_is_rem
     let r = browser.post("/signin/complete", &[("csrf", &csrf)]).await;
     assert_eq!(location(&r), Some("/me"), "{}", text(&r));
 }
+
+#[tokio::test]
+async fn portal_starts_from_one_ipv6_64_share_one_start_limit() {
+    let h = harness_with_state(90, |s| {
+        s.with_risk(signin_server::sign_in::risk::RiskConfig {
+            burst: 2,
+            ..Default::default()
+        })
+    })
+    .await;
+    let _phone = h.ready_phone("bobby@contoso.test").await;
+    let upn = "bobby@contoso.test";
+    // One subscriber's /64 holds 2^64 addresses: as far as the limit goes, one address (as
+    // for password attempts); otherwise every new address would bring a fresh allowance of
+    // pushes to the user's phone.
+    for ip in ["2001:db8:1:2::1", "2001:db8:1:2::2"] {
+        assert_eq!(
+            location(&portal_start(&h, ip, upn).await),
+            Some("/signin/wait")
+        );
+    }
+    let r = portal_start(&h, "2001:db8:1:2:ffff::3", upn).await;
+    assert!(text(&r).contains(START_LIMITED), "{}", text(&r));
+    // Another /64 is another client.
+    let r = portal_start(&h, "2001:db8:1:3::1", upn).await;
+    assert_eq!(location(&r), Some("/signin/wait"));
+}

@@ -5,13 +5,14 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::audit::{self, Event};
+use crate::sign_in::risk::address_key;
 use crate::store::{users, Pool, StoreResult};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -199,17 +200,6 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
         if let Some(b) = self.map.get_mut(key) {
             b.tokens -= 1.0;
         }
-    }
-}
-
-/// A client address as throttled: IPv4 as is, IPv6 by its /64 (one subscriber's prefix).
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
     }
 }
 

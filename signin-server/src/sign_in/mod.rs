@@ -84,13 +84,15 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
 }
 
 /// Who a start counts against in the rate limit: the user *and* the requesting application,
-/// and for the server's own (unauthenticated) pages also the client address, so that a
-/// stranger who knows a UPN exhausts only their own allowance.
+/// and for the server's own (unauthenticated) pages also the client address (an IPv6 address
+/// by its /64, see [`risk::address_key`]), so that a stranger who knows a UPN exhausts only
+/// their own allowance.
 fn limit_subject(upn: &str, s: &StartSignIn<'_>) -> String {
     if s.application.builtin {
-        let ip = s
-            .client_ip
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let ip = s.client_ip.map_or_else(
+            || "unknown".to_owned(),
+            |ip| risk::address_key(ip).to_string(),
+        );
         format!("{upn}\n{}\n{ip}", s.application.client_id)
     } else {
         format!("{upn}\n{}", s.application.client_id)

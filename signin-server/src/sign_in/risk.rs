@@ -10,6 +10,8 @@
 //!
 //! State lives in `user_risk` (so every server instance sees it) and is updated with an
 //! optimistic version check. Every refusal and pause is audited.
+use std::net::{IpAddr, Ipv6Addr};
+
 use serde::Deserialize;
 
 use crate::audit::{self, Event};
@@ -81,6 +83,19 @@ pub enum Verdict {
     Paused {
         retry_after_ms: i64,
     },
+}
+
+/// A client address as rate limits count it (sign-in starts from the server's own pages,
+/// password attempts): IPv4 as is, IPv6 by its /64 (one subscriber's prefix, 2^64 addresses
+/// that would otherwise each bring a fresh allowance).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 fn secs_ms(s: u64) -> i64 {
