@@ -219,6 +219,8 @@ async fn malformed_enrollment_input_is_a_typed_error_without_network() {
     for (name, push) in [
         ("", longpoll()),
         ("x".repeat(65).as_str(), longpoll()),
+        ("Pixel\nLocation: Seattle", longpoll()),
+        ("Pixel\u{202e}", longpoll()),
         (
             "Pixel",
             PushRegistration {

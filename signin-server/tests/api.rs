@@ -170,6 +170,34 @@ async fn enroll_proof_must_verify() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// Admins read the device name (`admin device list`): a name that could fake a line or reorder
+/// text is refused before anything else, and the code stays usable.
+#[tokio::test]
+async fn a_device_name_with_control_or_bidi_characters_is_refused_at_enrollment() {
+    let h = harness().await;
+    h.add_user(BOB, &[]).await;
+    let link = h.link(BOB, 600).await;
+    let mut phone = Phone::new();
+    let c = phone.challenge(&h, &link).await.unwrap();
+    for name in ["Pixel\nremoved: yes", "Pixel\u{1b}[2K", "Pixel\u{202e}"] {
+        let mut body = phone.complete_body(&link.code, c);
+        body["device_name"] = json!(name);
+        let r = h.post("/api/v1/enroll/complete", body).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{name:?}"
+        );
+    }
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            phone.complete_body(&link.code, c),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn passwordless_registration_checks_both_signatures_and_replay() {
     let h = harness().await;

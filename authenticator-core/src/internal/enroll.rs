@@ -23,9 +23,10 @@ fn check_inputs(device_name: &str, push: &PushRegistration) -> Result<()> {
             "the device name must have 1 to {MAX_DEVICE_NAME_CHARS} characters"
         )));
     }
-    if name.chars().any(char::is_control) {
+    // The server refuses these too: admins read the name in `admin device list`.
+    if text::check_plain(name).is_err() {
         return Err(Error::InvalidInput(
-            "the device name must not contain control characters".into(),
+            "the device name must not contain control, newline or bidirectional characters".into(),
         ));
     }
     match push.kind {

@@ -6,7 +6,7 @@ use authenticator_protocol::wire::{
     EnrollChallengeRequest, EnrollChallengeResponse, EnrollCompleteRequest, EnrollCompleteResponse,
     PasswordlessRequest,
 };
-use authenticator_protocol::{AccountId, PublicKey, UnixMillis};
+use authenticator_protocol::{text, AccountId, PublicKey, UnixMillis};
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
@@ -72,6 +72,12 @@ pub async fn complete(
     if body.device_name.len() > 200 || body.push.token.len() > 4096 {
         return Err(AppError::InvalidRequest(
             "device_name or push token too long",
+        ));
+    }
+    // Admins read the name (`admin device list`): one plain line.
+    if text::check_plain(&body.device_name).is_err() {
+        return Err(AppError::InvalidRequest(
+            "device_name must not contain control, newline or bidirectional characters",
         ));
     }
 

@@ -245,12 +245,21 @@ fn pass_page(session: &Session, upn: &str, n: Notice<'_>) -> Response {
     )
 }
 
-/// `GET /signin/pass`
-pub async fn pass_form(session: Session) -> Result<Response, WebError> {
+/// A page of a sign-in in progress (password, temporary pass): only for a browser that has
+/// submitted a UPN (its session is stored); any other goes back to the start.
+fn in_progress(
+    session: &Session,
+    page: fn(&Session, &str, Notice<'_>) -> Response,
+) -> Result<Response, WebError> {
     match session.pending_upn.as_deref() {
-        Some(upn) if session.is_stored() => Ok(pass_page(&session, upn, Notice::None)),
+        Some(upn) if session.is_stored() => Ok(page(session, upn, Notice::None)),
         _ => Ok(Redirect::to("/signin").into_response()),
     }
+}
+
+/// `GET /signin/pass`
+pub async fn pass_form(session: Session) -> Result<Response, WebError> {
+    in_progress(&session, pass_page)
 }
 
 /// `POST /signin/pass`: an admin-issued temporary access pass signs the user in once (to
@@ -295,13 +304,10 @@ pub async fn submit_pass(
 
 /// `GET /signin/password`
 pub async fn password_form(session: Session) -> Result<Response, WebError> {
-    match session.pending_upn.as_deref() {
-        Some(upn) if session.is_stored() => Ok(password_page(&session, upn, Notice::None)),
-        _ => Ok(Redirect::to("/signin").into_response()),
-    }
+    in_progress(&session, password_page)
 }
 
-/// `POST /signin/password`: the then the phone as second factor when the policy
+/// `POST /signin/password`: the password, then the phone as second factor when the policy
 /// has push for this user and they have a phone.
 pub async fn submit_password(
     State(state): State<AppState>,
