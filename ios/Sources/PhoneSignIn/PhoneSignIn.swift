@@ -6,14 +6,19 @@ import Foundation
 ///
 /// Thin on purpose: every method is one call into the Rust core (`AuthenticatorCore`, generated);
 /// the protocol, the number check and every signature live there. This type only adds platform
-/// plumbing: `async` calls that are cancelled with their `Task` (also the long wait of
-/// ``waitForRequests(waitSeconds:)``), and APNs `userInfo` handed over as JSON text.
+/// plumbing: the long wait of ``waitForRequests(waitSeconds:)`` ends when its `Task` is
+/// cancelled, and APNs `userInfo` is handed over as JSON text.
+///
+/// User verification is part of the key store's `sign`: the core passes a prompt with every
+/// approval signature (and with the one that enables phone sign-in), and the key store verifies
+/// the user for that very signature (``SecureEnclaveKeyStore``: the Secure Enclave's own prompt
+/// for the phone-sign-in key, a LocalAuthentication prompt before a device-key signature).
 public final class PhoneSignIn: Sendable {
     /// The generated core object, for anything this facade does not wrap.
     public let core: Authenticator
 
-    public init(dataDirectory: URL, keyStore: DeviceKeyStore, verifier: UserVerifier) throws {
-        core = try Authenticator(dataDir: dataDirectory.path, keyStore: keyStore, verifier: verifier)
+    public init(dataDirectory: URL, keyStore: DeviceKeyStore) throws {
+        core = try Authenticator(dataDir: dataDirectory.path, keyStore: keyStore)
     }
 
     /// No push service: the app calls ``waitForRequests(waitSeconds:)``.
@@ -31,9 +36,15 @@ public final class PhoneSignIn: Sendable {
 
     public func accounts() async throws -> [AccountSummary] { try await core.accounts() }
 
-    /// Creates the verification-bound key for the account and registers it (prompts the user).
+    /// Creates the verification-bound key for the account and registers it (prompts the user
+    /// once, for the new key's first signature).
     public func enablePhoneSignIn(accountId: String) async throws -> AccountSummary {
         try await core.enablePhoneSignIn(accountId: accountId)
+    }
+
+    /// Forgets the account on this device and deletes its keys (the server is not told).
+    public func removeAccount(accountId: String) async throws {
+        try await core.removeAccount(accountId: accountId)
     }
 
     /// APNs: hands the notification's `userInfo` to the core as JSON text; the core parses and
@@ -60,18 +71,22 @@ public final class PhoneSignIn: Sendable {
 
     public func pendingRequests() async throws -> [PendingRequest] { try await core.pendingRequests() }
 
-    /// Approves after user verification; `typedNumber` is what the user typed.
+    /// Approves after user verification (the key store prompts for the signature);
+    /// `typedNumber` is what the user typed. A request is identified by its account and its id.
+    /// A dismissed prompt throws `AuthenticatorError.UserCancelled`, a failed one
+    /// `.VerificationFailed`; either way nothing was signed and the request is still pending.
     public func approve(_ request: PendingRequest, typedNumber: String) async throws -> Decision {
-        try await core.approve(requestId: request.requestId, typedNumber: typedNumber)
+        try await core.approve(accountId: request.accountId, requestId: request.requestId, typedNumber: typedNumber)
     }
 
+    /// Denies; needs no verification.
     public func deny(_ request: PendingRequest) async throws -> Decision {
-        try await core.deny(requestId: request.requestId)
+        try await core.deny(accountId: request.accountId, requestId: request.requestId)
     }
 
-    /// "This wasn't me".
+    /// "This wasn't me": denies and reports fraud; needs no verification.
     public func reportFraud(_ request: PendingRequest) async throws -> Decision {
-        try await core.reportFraud(requestId: request.requestId)
+        try await core.reportFraud(accountId: request.accountId, requestId: request.requestId)
     }
 
     static func jsonText(_ userInfo: [AnyHashable: Any]) throws -> String {

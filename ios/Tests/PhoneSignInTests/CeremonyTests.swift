@@ -15,31 +15,42 @@ func tempDirectory() -> URL {
 struct Phone {
     let upn: String
     let keys: EnclaveFormatKeyStore
-    let verifier: ScriptedVerifier
     let app: PhoneSignIn
     let account: AccountSummary
 }
 
-/// Enrolls a fresh user's phone from its registration link and enables phone sign-in.
-func enrolledPhone(_ server: SigninServer) async throws -> Phone {
-    let (upn, link) = try server.newUser()
+/// The prompt the core passes with an approval signature.
+func approvalPrompt(_ request: PendingRequest) -> String {
+    "Approve sign-in to \(request.serverName) as \(request.upn)"
+}
+
+/// Enrolls a fresh user's phone from its registration link and, unless `phoneSignIn` is false,
+/// enables phone sign-in. With a `password`, the user can also sign in on the pages with
+/// password + push.
+func enrolledPhone(_ server: SigninServer, phoneSignIn: Bool = true, password: String? = nil) async throws -> Phone {
+    let (upn, link) = try server.newUser(password: password)
     let keys = EnclaveFormatKeyStore()
-    let verifier = ScriptedVerifier()
-    let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: keys, verifier: verifier)
+    let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: keys)
     let enrolled = try await app.enroll(link: link, deviceName: "Swift test phone")
     #expect(enrolled.upn == upn)
     #expect(!enrolled.phoneSignInEnabled)
+    guard phoneSignIn else { return Phone(upn: upn, keys: keys, app: app, account: enrolled) }
     let account = try await app.enablePhoneSignIn(accountId: enrolled.accountId)
     #expect(account.phoneSignInEnabled)
-    return Phone(upn: upn, keys: keys, verifier: verifier, app: app, account: account)
+    return Phone(upn: upn, keys: keys, app: app, account: account)
 }
 
-/// Starts a sign-in on the "page" and receives it on the phone by long-poll.
+/// Starts a phone sign-in from the registered application `app` and receives it on the phone
+/// by long-poll.
 func signInReachesPhone(_ server: SigninServer, _ phone: Phone, app: String) async throws -> (id: String, number: String, request: PendingRequest) {
     let (id, number) = try await server.startSignIn(upn: phone.upn, app: app)
+    return (id, number, try await requestReachesPhone(phone, id: id))
+}
+
+/// Receives the request `id` on the phone by long-poll.
+func requestReachesPhone(_ phone: Phone, id: String) async throws -> PendingRequest {
     let requests = try await phone.app.waitForRequests(waitSeconds: 10)
-    let request = try #require(requests.first { $0.requestId == id })
-    return (id, number, request)
+    return try #require(requests.first { $0.requestId == id })
 }
 
 @Suite struct CeremonyTests {
@@ -57,9 +68,68 @@ func signInReachesPhone(_ server: SigninServer, _ phone: Phone, app: String) asy
         #expect(request.location == "Unknown location") // loopback has no GeoIP location
         #expect(request.upn == phone.upn)
         #expect(request.numberMatching)
+        #expect(request.kind == .passwordless)
         #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
         #expect(try await server.signInStatus(id) == "approved")
-        #expect(phone.verifier.prompts > 0)
+    }
+
+    @Test func phoneSignInApprovalIsSignedByTheUserVerificationKeyWithThePrompt() async throws {
+        let phone = try await enrolledPhone(server)
+        let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")
+        phone.keys.clearRequests()
+        #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
+        #expect(try await server.signInStatus(id) == "approved")
+        let approval = try #require(phone.keys.requests.only)
+        #expect(approval.alias.hasSuffix(".passwordless"))
+        #expect(approval.prompt == approvalPrompt(request))
+        #expect(approval.prompt?.contains(phone.upn) == true)
+    }
+
+    @Test func pushApprovalIsSignedByTheDeviceKeyWithThePromptToo() async throws {
+        // No phone sign-in: the pages ask for the password, then the phone approves as the
+        // second factor, with the device key (no user-verification binding of its own).
+        let password = "swift password 1"
+        let phone = try await enrolledPhone(server, phoneSignIn: false, password: password)
+        #expect(phone.keys.prompts.isEmpty, "enrollment and device authentication prompt for nothing")
+        let (id, number) = try await server.startPushSignIn(upn: phone.upn, password: password)
+        let request = try await requestReachesPhone(phone, id: id)
+        #expect(request.kind == .push)
+        phone.keys.clearRequests()
+        #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
+        #expect(try await server.signInStatus(id) == "approved")
+        let approval = try #require(phone.keys.requests.only)
+        #expect(approval.alias.hasSuffix(".device"))
+        #expect(approval.prompt == approvalPrompt(request))
+    }
+
+    @Test func denyAndReportFraudAreSignedWithoutAPrompt() async throws {
+        let phone = try await enrolledPhone(server)
+        let (denied, _, first) = try await signInReachesPhone(server, phone, app: "Contoso Portal")
+        phone.keys.clearRequests()
+        #expect(try await phone.app.deny(first) == .denied)
+        #expect(try await server.signInStatus(denied) == "denied")
+        #expect(phone.keys.requests.map(\.prompt) == [nil], "one signature, no prompt")
+
+        let (reported, _, second) = try await signInReachesPhone(server, phone, app: "Contoso Portal")
+        phone.keys.clearRequests()
+        #expect(try await phone.app.reportFraud(second) == .reported)
+        #expect(try await server.signInStatus(reported) == "reported")
+        #expect(phone.keys.requests.map(\.prompt) == [nil], "\"this wasn't me\" needs no verification")
+    }
+
+    @Test func enablingPhoneSignInPromptsExactlyOnce() async throws {
+        let phone = try await enrolledPhone(server, phoneSignIn: false)
+        #expect(phone.keys.prompts.isEmpty, "enrollment prompts for nothing")
+        phone.keys.clearRequests()
+        let account = try await phone.app.enablePhoneSignIn(accountId: phone.account.accountId)
+        #expect(account.phoneSignInEnabled)
+        let prompted = phone.keys.requests.filter { $0.prompt != nil }
+        #expect(prompted.count == 1)
+        // The prompt comes with the new phone-sign-in key's first signature; the device key
+        // co-signs the registration without one.
+        #expect(prompted.first?.alias.hasSuffix(".passwordless") == true)
+        #expect(prompted.first?.prompt == "Enable phone sign-in for \(phone.upn)")
+        #expect(phone.keys.requests.contains { $0.alias.hasSuffix(".device") && $0.prompt == nil })
     }
 
     @Test func denyIsSignedAndTheServerRecordsIt() async throws {
@@ -80,20 +150,59 @@ func signInReachesPhone(_ server: SigninServer, _ phone: Phone, app: String) asy
         #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
     }
 
-    @Test func refusedVerificationSignsNothing() async throws {
+    @Test func failedVerificationSignsNothingAndTheRequestStaysPending() async throws {
         let phone = try await enrolledPhone(server)
         let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")
         let before = phone.keys.signatureCount
-        phone.verifier.outcome = .denied
+        phone.keys.clearRequests()
+        phone.keys.answer = .failed
         await #expect(throws: AuthenticatorError.VerificationFailed) {
             _ = try await phone.app.approve(request, typedNumber: number)
         }
-        phone.verifier.outcome = .cancelled
+        #expect(phone.keys.prompts == [approvalPrompt(request)], "the user was asked, once")
+        #expect(phone.keys.signatureCount == before, "no signature without verification")
+        #expect(try await server.signInStatus(id) == "pending")
+        // The user may try again.
+        phone.keys.answer = .verified
+        #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
+    }
+
+    @Test func dismissedPromptSignsNothingAndTheRequestStaysPending() async throws {
+        let phone = try await enrolledPhone(server)
+        let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")
+        let before = phone.keys.signatureCount
+        phone.keys.answer = .cancelled
         await #expect(throws: AuthenticatorError.UserCancelled) {
             _ = try await phone.app.approve(request, typedNumber: number)
         }
         #expect(phone.keys.signatureCount == before, "no signature without verification")
         #expect(try await server.signInStatus(id) == "pending")
+        phone.keys.answer = .verified
+        #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
+        #expect(try await server.signInStatus(id) == "approved")
+    }
+
+    @Test func noBiometricsOrPasscodeFailsClosed() async throws {
+        let phone = try await enrolledPhone(server)
+        let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")
+        let before = phone.keys.signatureCount
+        phone.keys.answer = .notAvailable
+        await #expect(throws: AuthenticatorError.VerificationFailed) {
+            _ = try await phone.app.approve(request, typedNumber: number)
+        }
+        #expect(phone.keys.signatureCount == before)
+        #expect(try await server.signInStatus(id) == "pending")
+    }
+
+    @Test func removedAccountForgetsItsKeysAndIsNotEnrolled() async throws {
+        let phone = try await enrolledPhone(server)
+        #expect(phone.keys.aliases.count == 2)
+        try await phone.app.removeAccount(accountId: phone.account.accountId)
+        #expect(try await phone.app.accounts().isEmpty)
+        #expect(phone.keys.aliases.isEmpty, "both keys deleted")
+        await #expect(throws: AuthenticatorError.NotEnrolled) {
+            try await phone.app.removeAccount(accountId: phone.account.accountId)
+        }
     }
 
     @Test func apnsUserInfoIsForwardedAndTheNotificationNeverShowsTheNumber() async throws {
@@ -141,4 +250,9 @@ func signInReachesPhone(_ server: SigninServer, _ phone: Phone, app: String) asy
         #expect(String(reflecting: Authenticator.self) == "AuthenticatorCore.Authenticator")
         #expect(String(reflecting: AuthenticatorError.self) == "AuthenticatorCore.AuthenticatorError")
     }
+}
+
+extension Array {
+    /// The one element, or nil when there are none or several.
+    var only: Element? { count == 1 ? first : nil }
 }

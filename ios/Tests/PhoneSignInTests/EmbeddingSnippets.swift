@@ -6,8 +6,8 @@ import PhoneSignIn
 // document by `cargo xtask bindings` (checked with --check).
 
 // snippet:swift-setup
-func openPhoneSignIn(appGroup: URL, keys: DeviceKeyStore, verifier: UserVerifier) throws -> PhoneSignIn {
-    try PhoneSignIn(dataDirectory: appGroup.appendingPathComponent("phonesignin"), keyStore: keys, verifier: verifier)
+func openPhoneSignIn(appGroup: URL, keys: DeviceKeyStore) throws -> PhoneSignIn {
+    try PhoneSignIn(dataDirectory: appGroup.appendingPathComponent("phonesignin"), keyStore: keys)
 }
 // end-snippet
 
@@ -34,6 +34,8 @@ func answer(_ phone: PhoneSignIn, _ request: PendingRequest, askNumber: (Pending
         print("wrong number, \(attemptsLeft) attempt(s) left") // ask again
     } catch AuthenticatorError.UserCancelled {
         // the user dismissed Face ID: keep the request on screen
+    } catch AuthenticatorError.VerificationFailed {
+        // Face ID / passcode failed or is not set up: nothing was signed
     }
 }
 // end-snippet

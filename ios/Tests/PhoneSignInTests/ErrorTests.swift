@@ -10,17 +10,27 @@ import Testing
 
     final class ThrowingKeyStore: DeviceKeyStore, @unchecked Sendable {
         func generate(alias: String, requireUserVerification: Bool) async throws -> Data { throw KeychainExploded() }
-        func sign(alias: String, message: Data) async throws -> Data { throw KeychainExploded() }
+        func sign(alias: String, message: Data, prompt: String?) async throws -> Data { throw KeychainExploded() }
         func delete(alias: String) async throws { throw KeychainExploded() }
     }
 
-    final class ThrowingVerifier: UserVerifier, @unchecked Sendable {
-        func verify(reason: String) async throws -> VerificationOutcome { throw KeychainExploded() }
+    /// Keys as the Secure Enclave makes them, but the user-verification prompt throws an
+    /// error the core does not declare.
+    final class ThrowingPromptKeyStore: DeviceKeyStore, @unchecked Sendable {
+        let keys = EnclaveFormatKeyStore()
+        func generate(alias: String, requireUserVerification: Bool) async throws -> Data {
+            try await keys.generate(alias: alias, requireUserVerification: requireUserVerification)
+        }
+        func sign(alias: String, message: Data, prompt: String?) async throws -> Data {
+            if prompt != nil { throw KeychainExploded() }
+            return try await keys.sign(alias: alias, message: message, prompt: nil)
+        }
+        func delete(alias: String) async throws { try await keys.delete(alias: alias) }
     }
 
     final class GarbageKeyStore: DeviceKeyStore, @unchecked Sendable {
         func generate(alias: String, requireUserVerification: Bool) async throws -> Data { Data([1, 2, 3]) }
-        func sign(alias: String, message: Data) async throws -> Data { Data([4, 5, 6]) }
+        func sign(alias: String, message: Data, prompt: String?) async throws -> Data { Data([4, 5, 6]) }
         func delete(alias: String) async throws {}
     }
 
@@ -29,7 +39,7 @@ import Testing
 
     @Test func undeclaredSwiftErrorInACallbackIsATypedKeyStoreError() async throws {
         let (_, link) = try server.newUser()
-        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: ThrowingKeyStore(), verifier: ScriptedVerifier())
+        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: ThrowingKeyStore())
         do {
             _ = try await app.enroll(link: link, deviceName: "phone")
             Issue.record("enrollment succeeded with a failing key store")
@@ -39,19 +49,46 @@ import Testing
         #expect(try await app.accounts().isEmpty, "nothing stored after a failed enrollment")
     }
 
-    @Test func throwingVerifierFailsVerificationAndPhoneSignInStaysOff() async throws {
+    @Test func throwingPromptIsATypedKeyStoreErrorAndPhoneSignInStaysOff() async throws {
         let (_, link) = try server.newUser()
-        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore(), verifier: ThrowingVerifier())
+        let store = ThrowingPromptKeyStore()
+        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: store)
         let account = try await app.enroll(link: link, deviceName: "phone")
-        await #expect(throws: AuthenticatorError.VerificationFailed) {
+        let enrolledKeys = store.keys.aliases
+        do {
             _ = try await app.enablePhoneSignIn(accountId: account.accountId)
+            Issue.record("phone sign-in enabled although the prompt failed")
+        } catch let AuthenticatorError.KeyStore(reason) {
+            #expect(reason.contains("KeychainExploded"))
         }
         #expect(try await app.accounts().map(\.phoneSignInEnabled) == [false])
+        #expect(store.keys.aliases == enrolledKeys, "the new phone-sign-in key was deleted again")
+    }
+
+    @Test(arguments: [
+        (PromptAnswer.failed, AuthenticatorError.VerificationFailed),
+        (PromptAnswer.notAvailable, AuthenticatorError.VerificationFailed),
+        (PromptAnswer.cancelled, AuthenticatorError.UserCancelled),
+    ])
+    func refusedPromptWhenEnablingIsTypedAndPhoneSignInStaysOff(answer: PromptAnswer, error: AuthenticatorError) async throws {
+        let (_, link) = try server.newUser()
+        let keys = EnclaveFormatKeyStore()
+        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: keys)
+        let account = try await app.enroll(link: link, deviceName: "phone")
+        keys.answer = answer
+        await #expect(throws: error) {
+            _ = try await app.enablePhoneSignIn(accountId: account.accountId)
+        }
+        #expect(keys.prompts.count == 1)
+        #expect(try await app.accounts().map(\.phoneSignInEnabled) == [false])
+        // Refusing is not final: the user can enable it later.
+        keys.answer = .verified
+        #expect(try await app.enablePhoneSignIn(accountId: account.accountId).phoneSignInEnabled)
     }
 
     @Test func unusableKeyFormatIsATypedKeyStoreError() async throws {
         let (_, link) = try server.newUser()
-        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: GarbageKeyStore(), verifier: ScriptedVerifier())
+        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: GarbageKeyStore())
         do {
             _ = try await app.enroll(link: link, deviceName: "phone")
             Issue.record("enrollment succeeded with garbage keys")
@@ -60,7 +97,7 @@ import Testing
 
     @Test(arguments: ["", "not a link", "https://example.test/enroll", "phonesignin://enroll?v=2&server=x&code=y&fp=z"])
     func malformedEnrollmentLinkIsATypedError(link: String) async throws {
-        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore(), verifier: ScriptedVerifier())
+        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore())
         do {
             _ = try await app.enroll(link: link, deviceName: "phone")
             Issue.record("accepted \(link)")
@@ -69,7 +106,7 @@ import Testing
 
     @Test(arguments: ["", "{", "[]", #"{"aps": {}}"#, #"{"psi": {"v": 1, "aid": 5}}"#])
     func malformedPushJSONIsATypedError(json: String) async throws {
-        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore(), verifier: ScriptedVerifier())
+        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore())
         do {
             _ = try app.core.parsePushJson(payload: json)
             Issue.record("parsed \(json)")
@@ -81,7 +118,7 @@ import Testing
     }
 
     @Test func userInfoThatIsNotJSONIsATypedError() async throws {
-        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore(), verifier: ScriptedVerifier())
+        let app = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore())
         do {
             _ = try await app.handleRemoteNotification(userInfo: ["psi": Date()])
             Issue.record("accepted a Date in userInfo")
@@ -90,7 +127,7 @@ import Testing
 
     @Test func emptyDataDirectoryIsATypedError() {
         #expect(throws: AuthenticatorError.InvalidInput(reason: "the data directory is empty")) {
-            _ = try Authenticator(dataDir: "", keyStore: EnclaveFormatKeyStore(), verifier: ScriptedVerifier())
+            _ = try Authenticator(dataDir: "", keyStore: EnclaveFormatKeyStore())
         }
     }
 }

@@ -6,30 +6,73 @@ import CryptoKit
 import COpenSSL
 #endif
 
-/// A Swift `DeviceKeyStore` that hands the core exactly the Secure Enclave's formats: the 65-byte
-/// SEC1 public key (`SecKeyCopyExternalRepresentation`) and X9.62 DER ECDSA signatures
-/// (`.ecdsaSignatureMessageX962SHA256`). P-256 comes from CryptoKit on Apple platforms and from
-/// OpenSSL's libcrypto on Linux.
+/// One signature the core asked for: the key, and the user-verification prompt it carried.
+struct SignRequest: Equatable, Sendable {
+    let alias: String
+    let prompt: String?
+}
+
+/// How the scripted user answers a signature's prompt.
+enum PromptAnswer: Sendable {
+    /// Passes (Face ID / passcode): the key signs.
+    case verified
+    /// Dismisses the prompt: `PlatformError.Cancelled`, nothing signed.
+    case cancelled
+    /// Fails it (wrong face, lock-out): `PlatformError.VerificationFailed`, nothing signed.
+    case failed
+    /// No biometrics or passcode set up: `PlatformError.NotAvailable`, nothing signed.
+    case notAvailable
+}
+
+/// The scripted platform: a Swift `DeviceKeyStore` that hands the core exactly the Secure
+/// Enclave's formats — the 65-byte SEC1 public key (`SecKeyCopyExternalRepresentation`) and
+/// X9.62 DER ECDSA signatures (`.ecdsaSignatureMessageX962SHA256`) — and, like
+/// `SecureEnclaveKeyStore`, verifies the user for every signature that carries a prompt before
+/// signing (the test chooses the answer with `answer`). A user-verification key refuses to sign
+/// without a prompt, as the Secure Enclave store does. It records every signature asked for and
+/// every one made. P-256 comes from CryptoKit on Apple platforms and from OpenSSL's libcrypto on
+/// Linux.
 final class EnclaveFormatKeyStore: DeviceKeyStore, @unchecked Sendable {
     private let lock = NSLock()
     private var keys: [String: P256Key] = [:]
-    private(set) var publicKeys: [String: Data] = [:]
-    private(set) var signed: [String] = []
+    private var userVerificationKeys: Set<String> = []
+    private var _publicKeys: [String: Data] = [:]
+    private var _requests: [SignRequest] = []
+    private var _signed: [String] = []
+    private var _answer: PromptAnswer = .verified
+
+    /// How the user answers the next prompts.
+    var answer: PromptAnswer {
+        get { lock.withLock { _answer } }
+        set { lock.withLock { _answer = newValue } }
+    }
 
     func generate(alias: String, requireUserVerification: Bool) async throws -> Data {
         let key = try P256Key()
         let sec1 = try key.publicKeySEC1()
         lock.withLock {
             keys[alias] = key
-            publicKeys[alias] = sec1
+            _publicKeys[alias] = sec1
+            if requireUserVerification { userVerificationKeys.insert(alias) }
         }
         return sec1
     }
 
-    func sign(alias: String, message: Data) async throws -> Data {
+    func sign(alias: String, message: Data, prompt: String?) async throws -> Data {
         let key = try lock.withLock { () throws -> P256Key in
+            _requests.append(SignRequest(alias: alias, prompt: prompt))
             guard let key = keys[alias] else { throw PlatformError.KeyNotFound }
-            signed.append(alias)
+            if prompt != nil {
+                switch _answer {
+                case .verified: break
+                case .cancelled: throw PlatformError.Cancelled
+                case .failed: throw PlatformError.VerificationFailed
+                case .notAvailable: throw PlatformError.NotAvailable
+                }
+            } else if userVerificationKeys.contains(alias) {
+                throw PlatformError.Failed(reason: "the user-verification key signs only with a prompt")
+            }
+            _signed.append(alias)
             return key
         }
         return try key.signDER(message)
@@ -38,29 +81,22 @@ final class EnclaveFormatKeyStore: DeviceKeyStore, @unchecked Sendable {
     func delete(alias: String) async throws {
         try lock.withLock {
             guard keys.removeValue(forKey: alias) != nil else { throw PlatformError.KeyNotFound }
+            userVerificationKeys.remove(alias)
         }
     }
 
-    var signatureCount: Int { lock.withLock { signed.count } }
-    var allPublicKeys: [Data] { lock.withLock { Array(publicKeys.values) } }
-}
-
-/// A user-verification prompt whose answer the test chooses.
-final class ScriptedVerifier: UserVerifier, @unchecked Sendable {
-    private let lock = NSLock()
-    private var _outcome: VerificationOutcome = .verified
-    private(set) var prompts = 0
-    var outcome: VerificationOutcome {
-        get { lock.withLock { _outcome } }
-        set { lock.withLock { _outcome = newValue } }
-    }
-
-    func verify(reason: String) async throws -> VerificationOutcome {
-        lock.withLock {
-            prompts += 1
-            return _outcome
-        }
-    }
+    /// Every signature asked for, made or refused, in order.
+    var requests: [SignRequest] { lock.withLock { _requests } }
+    /// The prompts shown, in order.
+    var prompts: [String] { requests.compactMap(\.prompt) }
+    /// Forgets the signatures asked for so far.
+    func clearRequests() { lock.withLock { _requests.removeAll() } }
+    /// Every alias that actually signed, in order.
+    var signed: [String] { lock.withLock { _signed } }
+    var signatureCount: Int { lock.withLock { _signed.count } }
+    var allPublicKeys: [Data] { lock.withLock { Array(_publicKeys.values) } }
+    /// The aliases of the keys that still exist.
+    var aliases: Set<String> { lock.withLock { Set(keys.keys) } }
 }
 
 struct CryptoFailure: Error { let what: String }
