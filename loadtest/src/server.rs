@@ -1,0 +1,155 @@
+//! The server under load: a real `signin-server` process on a loopback port, its database
+//! prepared through the server's library (policy, users, registration links, the application),
+//! and its CPU time and memory read from `/proc`.
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use authenticator_protocol::enroll::EnrollmentUrl;
+use base64::Engine as _;
+use signin_server::accounts;
+use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The registered application that starts the sign-ins.
+pub struct App {
+    /// `Basic base64(client_id:secret)`.
+    pub authorization: String,
+}
+
+pub struct Server {
+    child: Child,
+    pub pid: u32,
+    pub base_url: String,
+    pub app: std::sync::Arc<App>,
+    /// (upn, registration link) of every prepared user.
+    pub links: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Prepares `database` (users are added later by [`Server::add_users`]) and starts the
+    /// server on it with start limits high enough for a load test.
+    pub async fn start(binary: &Path, database: &str, dir: &Path) -> Result<Server> {
+        let pool = signin_server::store::connect(database).await?;
+        accounts::set_policy(
+            &pool,
+            &PolicyUpdate {
+                enabled: Some(true),
+                target: Some(Target::All),
+                mode: Some(Mode::Any),
+                number_matching: Some(true),
+                show_app_name: Some(true),
+                show_location: Some(true),
+            },
+        )
+        .await?;
+        let name = format!("Load test {}", std::process::id());
+        let app = accounts::applications::add(&pool, &name).await?;
+        let credential = format!("{}:{}", app.client_id, app.client_secret);
+        pool.close().await;
+
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let mut child = Command::new(binary)
+            .args(["--database", database, "serve", "--listen", "127.0.0.1:0"])
+            // The load is one application starting many sign-ins per user: lift the start
+            // limits (push-bombing protection) out of the way.
+            .env("SIGNIN_RISK_BURST", "1000000000")
+            .env("SIGNIN_RISK_REFILL_SECS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("could not start {}", binary.display()))?;
+        let pid = child.id().context("the server exited at once")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("signin-server listening on ") {
+                    return Ok(format!("{}/", url.trim_end_matches('/')));
+                }
+            }
+            bail!(
+                "the server stopped before listening (see {}/server.log)",
+                dir.display()
+            )
+        })
+        .await
+        .context("the server did not start listening within 60 s")??;
+        // Keep draining stdout so the server never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server {
+            child,
+            pid,
+            base_url,
+            app: std::sync::Arc::new(App {
+                authorization: format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(credential)
+                ),
+            }),
+            links: Vec::new(),
+        })
+    }
+
+    /// Adds `n` users and a registration link for each, through the library on the same
+    /// database (the server process serves them at once).
+    pub async fn add_users(&mut self, database: &str, n: usize) -> Result<()> {
+        let pool = signin_server::store::connect(database).await?;
+        let url = url::Url::parse(&self.base_url)?;
+        let run = std::process::id();
+        for i in 0..n {
+            let upn = format!("load{i}-{run}@contoso.test");
+            accounts::add_user(&pool, &upn, "Load User", &[]).await?;
+            let link = accounts::registration_link(&pool, &upn, &url, 3600).await?;
+            EnrollmentUrl::parse(&link).context("the server made an unreadable link")?;
+            self.links.push((upn, link));
+        }
+        pool.close().await;
+        Ok(())
+    }
+
+    /// User + system CPU time of the server process so far, in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .context("unreadable /proc stat")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Ok(ticks as f64 / per_second.max(1) as f64)
+    }
+
+    /// Resident set size, KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("no VmRSS")?
+            .parse()
+            .context("VmRSS")
+    }
+
+    pub async fn stop(mut self) -> Result<()> {
+        // SIGTERM: the server shuts down gracefully.
+        // SAFETY: kill with a pid we spawned.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.kill().await?;
+        }
+        Ok(())
+    }
+}
