@@ -11,6 +11,7 @@
 mod bindings;
 mod builds;
 mod kotlin;
+mod mobile_size;
 mod postgres;
 mod snippets;
 mod surface;
@@ -64,6 +65,9 @@ enum Task {
     InstallToolchains,
     /// Run the server and end-to-end suites against a throwaway PostgreSQL cluster.
     PostgresTest,
+    /// Build the authenticator-core cdylib with the `mobile` and `release` profiles, print
+    /// both sizes and fail when the mobile one is over 6 MiB.
+    MobileSize,
 }
 
 fn main() -> Result<()> {
@@ -108,6 +112,7 @@ fn main() -> Result<()> {
                 postgres::test_on_postgres(&workspace)
             })
         }
+        Task::MobileSize => step("mobile library size", mobile_size::mobile_size),
     }
 }
 
