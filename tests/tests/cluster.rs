@@ -141,20 +141,40 @@ async fn a_sign_in_started_on_one_instance_wakes_the_phone_polling_the_other() {
     assert!(matches!(decision, authenticator_core::Decision::Approved));
 }
 
+/// A sign-in started through another instance (another application or browser) never ends the
+/// user's pending one (review issue 8, item 7: a stranger cannot cancel the user's sign-in):
+/// both stay pending, the phone polling either instance gets both, and answering the first
+/// through the other instance wakes its page.
 #[tokio::test]
-async fn a_sign_in_on_one_instance_ends_the_superseded_page_waiting_on_the_other() {
+async fn a_sign_in_on_one_instance_leaves_the_one_pending_on_the_other() {
     let p = pair().await;
-    let (first, _) = p.a.start_sign_in(ALICE).await.unwrap();
+    let (first, number) = p.a.start_sign_in(ALICE).await.unwrap();
     let page = page_waits(&p.a, &first);
     let waiters = p.a.running.state().request_waiters.clone();
     until("A's page waits", || waiters.is_waiting(&first)).await;
     let (second, _) = p.b.start_sign_in(ALICE).await.unwrap();
     assert_ne!(first, second);
+    assert_eq!(p.a.status(&first).await.unwrap(), "pending");
+    assert_eq!(p.b.status(&second).await.unwrap(), "pending");
+    assert!(!page.is_finished(), "A's page is still waiting");
+    let pending = p.phone.core.poll(5).await.unwrap();
+    let ids: Vec<_> = pending.iter().map(|r| r.request_id.as_str()).collect();
+    assert!(
+        ids.contains(&first.as_str()) && ids.contains(&second.as_str()),
+        "{ids:?}"
+    );
+    let request = pending.iter().find(|r| r.request_id == first).unwrap();
+    p.phone
+        .core
+        .approve(request.account_id.clone(), first.clone(), number)
+        .await
+        .unwrap();
     let status = tokio::time::timeout(PROMPTLY, page)
         .await
         .expect("A's waiting page woke up")
         .unwrap();
-    assert_eq!(status, "expired");
+    assert_eq!(status, "approved");
+    assert_eq!(p.b.status(&second).await.unwrap(), "pending");
 }
 
 #[tokio::test]
