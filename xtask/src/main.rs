@@ -8,6 +8,7 @@
 //! suites of the mobile shells. The Rust steps share one build (see `builds`).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod bindings;
 mod builds;
 mod kotlin;
@@ -66,8 +67,12 @@ enum Task {
     /// Run the server and end-to-end suites against a throwaway PostgreSQL cluster.
     PostgresTest,
     /// Build the authenticator-core cdylib with the `mobile` and `release` profiles, print
-    /// both sizes and fail when the mobile one is over 6 MiB.
+    /// both sizes and fail when the mobile one is over 6 MB.
     MobileSize,
+    /// The server load scenarios (docs/PERFORMANCE.md): full ceremonies on SQLite and
+    /// PostgreSQL at several concurrencies, the crypto bound and the ratio, and memory with
+    /// 10,000 pending requests and parked long-polls. Release builds; a few minutes.
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -113,6 +118,7 @@ fn main() -> Result<()> {
             })
         }
         Task::MobileSize => step("mobile library size", mobile_size::mobile_size),
+        Task::Bench => bench::bench(),
     }
 }
 
@@ -226,7 +232,7 @@ fn vectors(check: bool, generator: &dyn Fn(&[&str]) -> Command) -> Result<()> {
     })
 }
 
-fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+pub(crate) fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     step_with(name, f)
 }
 

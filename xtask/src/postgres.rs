@@ -30,7 +30,7 @@ pub fn test_on_postgres(workspace: &Workspace) -> Result<()> {
     if binaries.len() < 4 {
         bail!("expected the server's and the end-to-end test binaries, found {binaries:?}");
     }
-    let cluster = Cluster::start()?;
+    let cluster = Cluster::start_in("postgres")?;
     println!("xtask: PostgreSQL cluster on 127.0.0.1:{}", cluster.port);
     for (exe, dir) in &binaries {
         println!("xtask: {} (TEST_DATABASE_URL=postgres)", exe.display());
@@ -41,18 +41,20 @@ pub fn test_on_postgres(workspace: &Workspace) -> Result<()> {
     Ok(())
 }
 
-struct Cluster {
+/// A throwaway cluster (fsync off: for tests and benchmarks only), stopped on drop.
+pub(crate) struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     as_postgres_user: bool,
-    port: u16,
+    pub port: u16,
     password: String,
 }
 
 impl Cluster {
-    fn start() -> Result<Self> {
+    /// A fresh cluster in `target/<name>` (deleted first if it exists).
+    pub(crate) fn start_in(name: &str) -> Result<Self> {
         let bin = server_bin_dir()?;
-        let dir = std::env::current_dir()?.join("target").join("postgres");
+        let dir = std::env::current_dir()?.join("target").join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
@@ -109,7 +111,7 @@ impl Cluster {
             .with_context(|| format!("PostgreSQL did not start; its log:\n{log}"))
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!(
             "postgres://postgres:{}@127.0.0.1:{}/postgres",
             self.password, self.port
