@@ -68,6 +68,12 @@ struct Args {
     /// Label of the database in the output (e.g. "SQLite", "PostgreSQL").
     #[arg(long, default_value = "SQLite")]
     label: String,
+    /// The server's log filter (`RUST_LOG`); its log is `server.log` in the run's directory.
+    #[arg(long, default_value = "warn")]
+    server_log: String,
+    /// Keep the run's directory (database, server.log) and print where it is.
+    #[arg(long)]
+    keep: bool,
     /// Instead of ceremonies: the server's memory with this many pending requests and as many
     /// parked long-polls.
     #[arg(long)]
@@ -95,8 +101,8 @@ async fn run(args: Args) -> Result<()> {
     if users == 0 {
         bail!("--users must be at least 1");
     }
-    let mut server = Server::start(&args.server, &database, dir.path()).await?;
-    server.add_users(&database, users).await?;
+    let mut server = Server::start(&args.server, &database, dir.path(), &args.server_log).await?;
+    server.add_users(&args.server, &database, users).await?;
     println!(
         "signin-load: {} at {} ({users} phones), server pid {}",
         args.label, server.base_url, server.pid
@@ -154,7 +160,11 @@ async fn run(args: Args) -> Result<()> {
         bound.per_ceremony_us(Delivery::Longpoll),
         bound.per_ceremony_us(Delivery::Push)
     );
-    server.stop().await
+    server.stop().await?;
+    if args.keep {
+        println!("signin-load: kept {}", dir.keep().display());
+    }
+    Ok(())
 }
 
 /// What one concurrency level measured.

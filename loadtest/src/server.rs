@@ -1,6 +1,7 @@
 //! The server under load: a real `signin-server` process on a loopback port, its database
-//! prepared through the server's library (policy, users, registration links, the application),
-//! and its CPU time and memory read from `/proc`.
+//! prepared with that binary's own admin commands (policy, application, users, registration
+//! links: so any build can be measured, before and after a change), and its CPU time and
+//! memory read from `/proc`.
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,8 +9,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use authenticator_protocol::enroll::EnrollmentUrl;
 use base64::Engine as _;
-use signin_server::accounts;
-use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -31,24 +30,43 @@ pub struct Server {
 impl Server {
     /// Prepares `database` (users are added later by [`Server::add_users`]) and starts the
     /// server on it with start limits high enough for a load test.
-    pub async fn start(binary: &Path, database: &str, dir: &Path) -> Result<Server> {
-        let pool = signin_server::store::connect(database).await?;
-        accounts::set_policy(
-            &pool,
-            &PolicyUpdate {
-                enabled: Some(true),
-                target: Some(Target::All),
-                mode: Some(Mode::Any),
-                number_matching: Some(true),
-                show_app_name: Some(true),
-                show_location: Some(true),
-            },
+    pub async fn start(
+        binary: &Path,
+        database: &str,
+        dir: &Path,
+        log_filter: &str,
+    ) -> Result<Server> {
+        admin(
+            binary,
+            database,
+            &[
+                "policy",
+                "set",
+                "--enabled",
+                "true",
+                "--target",
+                "all",
+                "--mode",
+                "any",
+                "--number-matching",
+                "on",
+                "--show-app-name",
+                "on",
+                "--show-location",
+                "on",
+            ],
         )
         .await?;
         let name = format!("Load test {}", std::process::id());
-        let app = accounts::applications::add(&pool, &name).await?;
-        let credential = format!("{}:{}", app.client_id, app.client_secret);
-        pool.close().await;
+        let added = admin(binary, database, &["app", "add", "--name", &name]).await?;
+        let field = |key: &str| {
+            added
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .with_context(|| format!("no {key} in `admin app add` output"))
+        };
+        let credential = format!("{}:{}", field("client_id:")?, field("client_secret:")?);
 
         let log = std::fs::File::create(dir.join("server.log"))?;
         let mut child = Command::new(binary)
@@ -57,7 +75,7 @@ impl Server {
             // limits (push-bombing protection) out of the way.
             .env("SIGNIN_RISK_BURST", "1000000000")
             .env("SIGNIN_RISK_REFILL_SECS", "1")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_filter)
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
@@ -95,20 +113,31 @@ impl Server {
         })
     }
 
-    /// Adds `n` users and a registration link for each, through the library on the same
-    /// database (the server process serves them at once).
-    pub async fn add_users(&mut self, database: &str, n: usize) -> Result<()> {
-        let pool = signin_server::store::connect(database).await?;
-        let url = url::Url::parse(&self.base_url)?;
+    /// Adds `n` users and a registration link for each, with the server's admin commands on
+    /// the same database (the running server serves them at once), 16 at a time.
+    pub async fn add_users(&mut self, binary: &Path, database: &str, n: usize) -> Result<()> {
         let run = std::process::id();
-        for i in 0..n {
-            let upn = format!("load{i}-{run}@contoso.test");
-            accounts::add_user(&pool, &upn, "Load User", &[]).await?;
-            let link = accounts::registration_link(&pool, &upn, &url, 3600).await?;
-            EnrollmentUrl::parse(&link).context("the server made an unreadable link")?;
-            self.links.push((upn, link));
+        let upns: Vec<String> = (0..n)
+            .map(|i| format!("load{i}-{run}@contoso.test"))
+            .collect();
+        for chunk in upns.chunks(16) {
+            let mut tasks = Vec::new();
+            for upn in chunk {
+                let (binary, database, upn) = (binary.to_owned(), database.to_owned(), upn.clone());
+                let url = self.base_url.clone();
+                tasks.push(tokio::spawn(async move {
+                    let add = ["user", "add", "--upn", &upn, "--name", "Load User"];
+                    admin(&binary, &database, &add).await?;
+                    let link = ["registration-link", "--upn", &upn, "--server-url", &url];
+                    let link = admin(&binary, &database, &link).await?.trim().to_owned();
+                    EnrollmentUrl::parse(&link).context("the server made an unreadable link")?;
+                    anyhow::Ok((upn, link))
+                }));
+            }
+            for t in tasks {
+                self.links.push(t.await??);
+            }
         }
-        pool.close().await;
         Ok(())
     }
 
@@ -152,4 +181,22 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// `signin-server --database DATABASE admin ARGS…`; its standard output.
+async fn admin(binary: &Path, database: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(binary)
+        .args(["--database", database, "admin"])
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("could not run {}", binary.display()))?;
+    if !out.status.success() {
+        bail!(
+            "admin {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }

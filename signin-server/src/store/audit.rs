@@ -38,27 +38,40 @@ const SEQ_RETRIES: usize = 100;
 pub const COLLAPSE_WINDOW_MS: i64 = 60_000;
 
 /// Appends one entry with the next `seq`, or counts it as a repeat (see
-/// [`COLLAPSE_WINDOW_MS`]).
+/// [`COLLAPSE_WINDOW_MS`]). An entry that names a request records one step of that request,
+/// which never repeats: it is inserted without looking for one.
 pub async fn append(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
-    let collapsed = sqlx::query(
-        "UPDATE audit_log SET repeats = repeats + 1, last_at = $1 WHERE seq = ( \
-             SELECT MAX(seq) FROM audit_log WHERE event = $2 AND COALESCE(upn, '') = $3) \
-         AND COALESCE(account_id, '') = $4 AND COALESCE(request_id, '') = $5 \
-         AND outcome = $6 AND COALESCE(last_at, at) >= $7",
-    )
-    .bind(e.at)
-    .bind(e.event)
-    .bind(e.upn.unwrap_or(""))
-    .bind(e.account_id.unwrap_or(""))
-    .bind(e.request_id.unwrap_or(""))
-    .bind(e.outcome)
-    .bind(e.at - COLLAPSE_WINDOW_MS)
-    .execute(pool)
-    .await?;
-    if collapsed.rows_affected() > 0 {
+    if e.request_id.is_none() && count_repeat(pool, &e).await? {
         return Ok(());
     }
     insert(pool, e).await
+}
+
+/// Counts `e` on the newest entry of its event and user when that one is identical and
+/// recent; whether it did. Two forms of the lookup (with and without a user), so that both
+/// databases find the newest entry through the `(event, upn, seq)` index.
+async fn count_repeat(pool: &Pool, e: &NewAuditRow<'_>) -> StoreResult<bool> {
+    const SET: &str = "UPDATE audit_log SET repeats = repeats + 1, last_at = $1 WHERE seq = ";
+    const SAME: &str = "AND COALESCE(account_id, '') = $3 AND request_id IS NULL \
+         AND outcome = $4 AND COALESCE(last_at, at) >= $5";
+    let query = match e.upn {
+        Some(_) => format!(
+            "{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn = $6) {SAME}"
+        ),
+        None => format!(
+            "{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn IS NULL) {SAME}"
+        ),
+    };
+    let mut update = sqlx::query(&query)
+        .bind(e.at)
+        .bind(e.event)
+        .bind(e.account_id.unwrap_or(""))
+        .bind(e.outcome)
+        .bind(e.at - COLLAPSE_WINDOW_MS);
+    if let Some(upn) = e.upn {
+        update = update.bind(upn);
+    }
+    Ok(update.execute(pool).await?.rows_affected() > 0)
 }
 
 async fn insert(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {

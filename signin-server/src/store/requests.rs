@@ -221,9 +221,11 @@ pub async fn insert_sign_in(
     per_device: &[NewRequest<'_>],
 ) -> StoreResult<Option<String>> {
     let mut tx = pool.begin().await?;
-    lock_user(&mut tx, sign_in.upn).await?;
     let mut superseded = None;
     if let Some(old) = sign_in.replaces {
+        // Read-then-write about the user's pending sign-ins: serialized per user. A start
+        // that replaces nothing only inserts, and takes no lock.
+        lock_user(&mut tx, sign_in.upn).await?;
         let done = sqlx::query(
             "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
              WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending'",
