@@ -56,3 +56,31 @@ async fn a_group_or_world_readable_sqlite_database_is_refused_naming_the_path_an
         "{err}"
     );
 }
+
+/// Every pooled SQLite connection runs in WAL mode with `synchronous = NORMAL` (1): durable
+/// across a killed process, fsync at checkpoints (docs/OPERATIONS.md, "Durability").
+#[tokio::test]
+async fn every_sqlite_connection_is_wal_with_synchronous_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signin.db");
+    let pool = store::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    // Hold several connections at once so that more than one is checked.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = pool.acquire().await.unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!((synchronous, journal.as_str()), (1, "wal"));
+        held.push(conn);
+    }
+    drop(held);
+    pool.close().await;
+}

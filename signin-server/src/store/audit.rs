@@ -55,12 +55,12 @@ async fn count_repeat(pool: &Pool, e: &NewAuditRow<'_>) -> StoreResult<bool> {
     const SAME: &str = "AND COALESCE(account_id, '') = $3 AND request_id IS NULL \
          AND outcome = $4 AND COALESCE(last_at, at) >= $5";
     let query = match e.upn {
-        Some(_) => format!(
-            "{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn = $6) {SAME}"
-        ),
-        None => format!(
-            "{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn IS NULL) {SAME}"
-        ),
+        Some(_) => {
+            format!("{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn = $6) {SAME}")
+        }
+        None => {
+            format!("{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn IS NULL) {SAME}")
+        }
     };
     let mut update = sqlx::query(&query)
         .bind(e.at)
