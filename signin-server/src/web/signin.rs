@@ -288,18 +288,50 @@ pub async fn submit_pass(
         ));
     }
     session.pending_upn = None;
-    let next = session.rotate_to_signed_in(&state.pool, &upn, None).await?;
+    signed_in(
+        &state,
+        &session,
+        SignedIn {
+            upn: &upn,
+            how: "temporary_pass",
+            answered: None,
+            to: "/me/security-info",
+        },
+    )
+    .await
+}
+
+/// A browser that has just signed in: who, how (audited), the sign-in request it completes
+/// (consumed with the session, so it completes once), and where it goes next.
+struct SignedIn<'a> {
+    upn: &'a str,
+    how: &'static str,
+    /// (sign-in id, id of the request that was approved).
+    answered: Option<(&'a str, &'a str)>,
+    to: &'static str,
+}
+
+/// Moves the browser to a new, signed-in session id, audits the sign-in, redirects.
+async fn signed_in(
+    state: &AppState,
+    session: &Session,
+    s: SignedIn<'_>,
+) -> Result<Response, WebError> {
+    let next = session
+        .rotate_to_signed_in(&state.pool, s.upn, s.answered.map(|(signin, _)| signin))
+        .await?;
     audit::record(
         &state.pool,
         Event::WebSignIn,
         audit::Entry {
-            upn: Some(&upn),
-            outcome: "temporary_pass",
+            upn: Some(s.upn),
+            request_id: s.answered.map(|(_, request)| request),
+            outcome: s.how,
             ..Default::default()
         },
     )
     .await?;
-    Ok(see_other(&next, "/me/security-info"))
+    Ok(see_other(&next, s.to))
 }
 
 /// `GET /signin/password`
@@ -409,18 +441,13 @@ pub async fn submit_password(
                 ));
             }
             // The Authenticator is not in use for this user: the password alone.
-            let next = session.rotate_to_signed_in(&state.pool, &upn, None).await?;
-            audit::record(
-                &state.pool,
-                Event::WebSignIn,
-                audit::Entry {
-                    upn: Some(&upn),
-                    outcome: "password",
-                    ..Default::default()
-                },
-            )
-            .await?;
-            Ok(see_other(&next, "/me"))
+            let how = SignedIn {
+                upn: &upn,
+                how: "password",
+                answered: None,
+                to: "/me",
+            };
+            signed_in(&state, &session, how).await
         }
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
         Err(other) => Ok(password_page(
@@ -551,25 +578,16 @@ pub async fn complete(
         Status::Approved => {
             // The session holds the sign-in's id; `req` is the request of the device that
             // answered, which may be another one of the user's devices.
-            let next = session
-                .rotate_to_signed_in(&state.pool, &req.upn, Some(&req.signin_id))
-                .await?;
-            let outcome = match req.kind {
-                RequestKind::Passwordless => "phone_sign_in",
-                RequestKind::Push => "password_and_push",
-            };
-            audit::record(
-                &state.pool,
-                Event::WebSignIn,
-                audit::Entry {
-                    upn: Some(&req.upn),
-                    request_id: Some(req.id.as_str()),
-                    outcome,
-                    ..Default::default()
+            let how = SignedIn {
+                upn: &req.upn,
+                how: match req.kind {
+                    RequestKind::Passwordless => "phone_sign_in",
+                    RequestKind::Push => "password_and_push",
                 },
-            )
-            .await?;
-            Ok(see_other(&next, "/me"))
+                answered: Some((&req.signin_id, req.id.as_str())),
+                to: "/me",
+            };
+            signed_in(&state, &session, how).await
         }
         Status::Pending => Ok(Redirect::to("/signin/wait").into_response()),
         other => Ok(outcome_page(&session, other)),
