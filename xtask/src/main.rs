@@ -11,6 +11,7 @@
 mod bench;
 mod bindings;
 mod builds;
+mod fuzz;
 mod kotlin;
 mod mobile_size;
 mod postgres;
@@ -73,6 +74,12 @@ enum Task {
     /// PostgreSQL at several concurrencies, the crypto bound and the ratio, and memory with
     /// 10,000 pending requests and parked long-polls. Release builds; a few minutes.
     Bench,
+    /// Every fuzz target of `fuzz/` (cargo-fuzz, nightly, ASan) for `--seconds` each; installs
+    /// the nightly toolchain and cargo-fuzz when missing.
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -119,6 +126,7 @@ fn main() -> Result<()> {
         }
         Task::MobileSize => step("mobile library size", mobile_size::mobile_size),
         Task::Bench => bench::bench(),
+        Task::Fuzz { seconds } => fuzz::fuzz(seconds),
     }
 }
 
