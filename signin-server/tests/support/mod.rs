@@ -393,3 +393,146 @@ pub fn other_number(n: &str, k: u8) -> String {
     let w = 10 + (v - 10 + k) % 90;
     w.to_string()
 }
+
+/// Looking for a run's secrets in captured logs and audit text (`secrets.rs`, `log_scan.rs`).
+pub mod scan {
+    use std::sync::{Arc, Mutex};
+
+    /// Log output captured from `tracing` (a `MakeWriter` for `tracing_subscriber::fmt`).
+    #[derive(Clone, Default)]
+    pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Fields whose values are counters or durations, never data: their values are skipped.
+    const COUNTERS: [&str; 13] = [
+        "http_seq",
+        "ms",
+        "status",
+        "attempt",
+        "retry_after_secs",
+        "seq",
+        "rows_affected",
+        "rows_returned",
+        "elapsed",
+        "elapsed_secs",
+        "new_strike",
+        "request_ttl_secs",
+        "trusted_proxies",
+    ];
+
+    /// Words of a log or audit text: split on spaces, punctuation and escaped line breaks
+    /// (`\n` in a `Debug`-printed field), but not inside timestamps, addresses or ids, so that
+    /// a two-digit number matches only as a whole word. Counter values are skipped.
+    pub fn words(text: &str) -> Vec<String> {
+        let text = text
+            .replace("\\n", " ")
+            .replace("\\t", " ")
+            .replace("\\\"", " ");
+        let mut out = Vec::new();
+        let mut skip_next = false;
+        for w in text.split(|c: char| c.is_whitespace() || "=,;\"'(){}[]".contains(c)) {
+            if w.is_empty() {
+                continue;
+            }
+            if skip_next {
+                skip_next = false;
+                continue;
+            }
+            if COUNTERS.contains(&w) {
+                skip_next = true;
+            }
+            out.push(w.to_owned());
+        }
+        out
+    }
+
+    /// One secret a run handed out or took in, by name.
+    #[derive(Debug, Clone)]
+    pub struct Secret {
+        pub what: String,
+        pub value: String,
+        /// A two-digit number: found only as a whole word ([`words`]).
+        pub number: bool,
+    }
+
+    /// The secrets of a run.
+    #[derive(Debug, Default)]
+    pub struct Secrets(pub Vec<Secret>);
+
+    impl Secrets {
+        /// A secret found wherever its text (raw, or URL- or form-encoded) appears. Long
+        /// enough that it cannot appear by chance.
+        pub fn text(&mut self, what: &str, value: &str) {
+            assert!(
+                value.len() >= 12,
+                "{what}: {value:?} is too short to scan for"
+            );
+            if !self.0.iter().any(|s| s.value == value) {
+                self.0.push(Secret {
+                    what: what.to_owned(),
+                    value: value.to_owned(),
+                    number: false,
+                });
+            }
+        }
+
+        /// A sign-in number (two digits).
+        pub fn number(&mut self, what: &str, value: &str) {
+            assert!(
+                value.len() == 2 && value.bytes().all(|b| b.is_ascii_digit()),
+                "{what}: {value:?}"
+            );
+            if !self.0.iter().any(|s| s.value == value) {
+                self.0.push(Secret {
+                    what: what.to_owned(),
+                    value: value.to_owned(),
+                    number: true,
+                });
+            }
+        }
+
+        pub fn count(&self, what: &str) -> usize {
+            self.0.iter().filter(|s| s.what == what).count()
+        }
+    }
+
+    /// Every `(secret, line)` of `text` where one of `secrets` appears.
+    pub fn leaks<'a>(text: &'a str, secrets: &'a [Secret]) -> Vec<(&'a Secret, &'a str)> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let mut line_words = None;
+            for s in secrets {
+                let found = if s.number {
+                    line_words
+                        .get_or_insert_with(|| words(line))
+                        .contains(&s.value)
+                } else {
+                    let form: String =
+                        url::form_urlencoded::byte_serialize(s.value.as_bytes()).collect();
+                    line.contains(&s.value)
+                        || line.contains(&form)
+                        || line.contains(&form.replace('+', "%20"))
+                };
+                if found {
+                    out.push((s, line));
+                }
+            }
+        }
+        out
+    }
+}
