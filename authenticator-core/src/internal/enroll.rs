@@ -18,9 +18,10 @@ const MAX_PUSH_TOKEN_BYTES: usize = 4096;
 
 fn check_inputs(device_name: &str, push: &PushRegistration) -> Result<()> {
     let name = device_name.trim();
-    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS {
+    // PROTOCOL.md §5.2: the server refuses a device name over 200 bytes (64 emoji are 256).
+    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS || name.len() > 200 {
         return Err(Error::InvalidInput(format!(
-            "the device name must have 1 to {MAX_DEVICE_NAME_CHARS} characters"
+            "the device name must have 1 to {MAX_DEVICE_NAME_CHARS} characters and at most 200 bytes"
         )));
     }
     // The server refuses these too: admins read the name in `admin device list`.
