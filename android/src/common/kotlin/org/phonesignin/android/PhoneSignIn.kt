@@ -1,8 +1,10 @@
 package org.phonesignin.android
 
+import java.nio.charset.CharacterCodingException
 import kotlinx.coroutines.CancellationException
 import org.phonesignin.core.AccountSummary
 import org.phonesignin.core.Authenticator
+import org.phonesignin.core.AuthenticatorException
 import org.phonesignin.core.Decision
 import org.phonesignin.core.DeviceKeyStore
 import org.phonesignin.core.PendingRequest
@@ -40,17 +42,19 @@ class PhoneSignIn(
         enrollmentLink: String,
         deviceName: String,
         push: PushRegistration = LONG_POLL,
-    ): AccountSummary = core.enroll(enrollmentLink, deviceName, push)
+    ): AccountSummary = text(AuthenticatorException::InvalidEnrollmentUrl) { core.enroll(enrollmentLink, deviceName, push) }
 
     suspend fun accounts(): List<AccountSummary> = core.accounts()
 
     /** Creates the verification-bound key for [accountId] and registers it (prompts the user). */
-    suspend fun enablePhoneSignIn(accountId: String): AccountSummary = core.enablePhoneSignIn(accountId)
+    suspend fun enablePhoneSignIn(accountId: String): AccountSummary =
+        text(AuthenticatorException::InvalidInput) { core.enablePhoneSignIn(accountId) }
 
-    suspend fun removeAccount(accountId: String) = core.removeAccount(accountId)
+    suspend fun removeAccount(accountId: String) = text(AuthenticatorException::InvalidInput) { core.removeAccount(accountId) }
 
     /** FCM: hand over `RemoteMessage.data` exactly as it arrived; the core parses and verifies it. */
-    suspend fun onPushData(data: Map<String, String>): PushOutcome = core.handlePushData(data)
+    suspend fun onPushData(data: Map<String, String>): PushOutcome =
+        text(AuthenticatorException::InvalidPushPayload) { core.handlePushData(data) }
 
     /**
      * Without push: waits up to [waitSeconds] (capped at 60 by the core) for sign-in requests and
@@ -65,7 +69,7 @@ class PhoneSignIn(
      * is what the user typed. A request is identified by its account and its id.
      */
     suspend fun approve(request: PendingRequest, typedNumber: String): Decision =
-        core.approve(request.accountId, request.requestId, typedNumber)
+        text(AuthenticatorException::InvalidInput) { core.approve(request.accountId, request.requestId, typedNumber) }
 
     /** Denies; needs no verification. */
     suspend fun deny(request: PendingRequest): Decision = core.deny(request.accountId, request.requestId)
@@ -83,6 +87,18 @@ class PhoneSignIn(
         fun fcm(token: String) = PushRegistration(PushKind.FCM, token)
     }
 }
+
+/**
+ * Kotlin strings may hold unpaired UTF-16 surrogates, which are not text in Rust: the generated
+ * bindings then throw `CharacterCodingException` before the core runs (a hostile FCM data value
+ * could carry one). The facade turns that into the typed error the caller already handles.
+ */
+internal suspend inline fun <T> text(invalid: (String) -> AuthenticatorException, call: () -> T): T =
+    try {
+        call()
+    } catch (e: CharacterCodingException) {
+        throw invalid("not valid Unicode text (an unpaired UTF-16 surrogate)")
+    }
 
 /** Runs a platform callback; anything but a declared [PlatformException] or a cancellation becomes `Failed`. */
 internal suspend inline fun <T> guarded(what: String, call: () -> T): T =

@@ -108,6 +108,21 @@ class ErrorsTest {
     }
 
     @Test
+    fun textThatIsNotUnicodeIsATypedErrorThroughTheFacade() = runBlocking {
+        val lone = "\uD800"
+        PhoneSignIn(dataDir(), JcaKeyStore()).use { app ->
+            // A hostile FCM data value: the messaging service gets the invalid-push error it handles.
+            assertFailsWith<AuthenticatorException.InvalidPushPayload> {
+                app.onPushData(mapOf("psi_v" to "1", "psi_aid" to lone, "psi_rid" to "x"))
+            }
+            assertFailsWith<AuthenticatorException.InvalidEnrollmentUrl> { app.enroll("phonesignin://enroll?$lone", "phone") }
+            assertFailsWith<AuthenticatorException.InvalidInput> { app.enablePhoneSignIn(lone) }
+            assertFailsWith<AuthenticatorException.InvalidInput> { app.removeAccount(lone) }
+            assertTrue(app.accounts().isEmpty(), "the core still answers")
+        }
+    }
+
+    @Test
     fun emptyDataDirectoryIsATypedError() {
         assertFailsWith<AuthenticatorException.InvalidInput> { PhoneSignIn("", JcaKeyStore()) }
     }
