@@ -75,9 +75,16 @@ enum PhoneCommand {
     /// List the accounts on this phone.
     Accounts,
     /// Enable phone sign-in (passwordless) for an account (id or UPN).
-    EnablePhoneSignIn { account: String },
+    EnablePhoneSignIn {
+        // Ids are base64url: they may start with `-`.
+        #[arg(allow_hyphen_values = true)]
+        account: String,
+    },
     /// Remove an account from this phone.
-    Remove { account: String },
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        account: String,
+    },
     /// List sign-in requests waiting for an answer (never shows the number).
     Pending {
         /// Wait up to this many seconds for a request to arrive.
@@ -86,25 +93,29 @@ enum PhoneCommand {
     },
     /// Approve a request with the number shown on the sign-in screen.
     Approve {
+        // Ids are base64url: they may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         request: String,
         #[arg(long)]
         number: String,
         /// The account (id or UPN), when several accounts have a request with this id.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         account: Option<String>,
     },
     /// Deny a request.
     Deny {
+        #[arg(allow_hyphen_values = true)]
         request: String,
         /// The account (id or UPN), when several accounts have a request with this id.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         account: Option<String>,
     },
     /// "This wasn't me": deny and report the request as fraud.
     Report {
+        #[arg(allow_hyphen_values = true)]
         request: String,
         /// The account (id or UPN), when several accounts have a request with this id.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         account: Option<String>,
     },
 }
@@ -174,4 +185,42 @@ fn default_home() -> Result<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .ok_or_else(|| anyhow::anyhow!("set --home (neither XDG_DATA_HOME nor HOME is set)"))?;
     Ok(base.join("phonesignin-authenticator"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Request and account ids are base64url, so about one in 32 starts with `-`: such an id is
+    /// still an id, not an unknown flag (the CLI test hit this as a usage error, exit 2).
+    #[test]
+    fn ids_that_start_with_a_hyphen_are_ids_not_flags() {
+        let cli = Cli::try_parse_from([
+            "authenticator",
+            "approve",
+            "-Ab3_request-id-22chars",
+            "--number",
+            "42",
+            "--account",
+            "-Xy_account",
+        ])
+        .expect("parses");
+        let Command::Phone(PhoneCommand::Approve {
+            request,
+            number,
+            account,
+        }) = cli.command
+        else {
+            panic!("not approve");
+        };
+        assert_eq!(request, "-Ab3_request-id-22chars");
+        assert_eq!(number, "42");
+        assert_eq!(account.as_deref(), Some("-Xy_account"));
+        for command in ["deny", "report", "enable-phone-sign-in", "remove"] {
+            assert!(
+                Cli::try_parse_from(["authenticator", command, "-leading-hyphen"]).is_ok(),
+                "{command}"
+            );
+        }
+    }
 }

@@ -146,7 +146,13 @@ async fn enroll_enable_pending_and_approve_from_the_command_line() {
 
     let wrong = format!("{:02}", (number.parse::<u32>().unwrap() + 1) % 100);
     let out = s.phone(&["approve", &request, "--number", &wrong]).await;
-    assert_eq!(out.status.code(), Some(3), "wrong number exits 3");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "wrong number exits 3; stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(err["error"], "wrong_number");
     assert_eq!(err["attempts_left"], 2);
