@@ -548,6 +548,7 @@ fn the_scan_finds_planted_secrets_and_ignores_numbers_inside_times_ports_and_cou
     let clean = "2026-11-25T20:42:42.424242Z DEBUG http{http_seq=42 method=GET route=/signin}: \
                  sqlx::query: summary=\"SELECT …\" db.statement=\"\\n\\nSELECT $42\\n\" \
                  rows_affected=42 rows_returned=42 elapsed=42.1ms elapsed_secs=0.042\n\
+                 DEBUG sqlx::query: db.statement=\"\\n\\nSELECT seq FROM audit_log ORDER BY seq\\n\" rows_affected=42\n\
                  2026-11-25T20:42:00Z INFO signin_server: listening addr=127.0.0.1:42042 status=42 ms=42";
     assert!(leaks(clean, &s.0).is_empty(), "{:?}", leaks(clean, &s.0));
     for (line, what) in [

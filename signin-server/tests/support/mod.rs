@@ -419,8 +419,9 @@ pub mod scan {
     }
 
     /// Fields whose values are counters or durations, never data: their values are skipped.
-    const COUNTERS: [&str; 13] = [
+    const COUNTERS: [&str; 14] = [
         "http_seq",
+        "devices",
         "ms",
         "status",
         "attempt",
@@ -449,12 +450,16 @@ pub mod scan {
             if w.is_empty() {
                 continue;
             }
+            // A counter name always starts a skip, even right after another one
+            // (`… ORDER BY seq\n" rows_affected=36`): only its value is skipped.
+            if COUNTERS.contains(&w) {
+                skip_next = true;
+                out.push(w.to_owned());
+                continue;
+            }
             if skip_next {
                 skip_next = false;
                 continue;
-            }
-            if COUNTERS.contains(&w) {
-                skip_next = true;
             }
             out.push(w.to_owned());
         }
