@@ -114,7 +114,8 @@ enum DeviceCommand {
     },
     /// Remove a device: its pending requests end, and its answers and polls are refused.
     Remove {
-        #[arg(long)]
+        /// Device (account) ids are base64url: one may start with `-`.
+        #[arg(long, allow_hyphen_values = true)]
         id: String,
     },
 }
@@ -422,4 +423,34 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Device ids are base64url, so about one in 32 starts with `-`: `--id -Oof…` is an id,
+    /// not an unknown flag (the CLI test hit this as a usage error).
+    #[test]
+    fn a_device_id_that_starts_with_a_hyphen_is_an_id() {
+        let cli = Cli::try_parse_from([
+            "signin-server",
+            "admin",
+            "device",
+            "remove",
+            "--id",
+            "-OofGxLBJ5TW-AYwUiPKFw",
+        ])
+        .expect("parses");
+        let Command::Admin {
+            command:
+                AdminCommand::Device {
+                    command: DeviceCommand::Remove { id },
+                },
+        } = cli.command
+        else {
+            panic!("not device remove");
+        };
+        assert_eq!(id, "-OofGxLBJ5TW-AYwUiPKFw");
+    }
 }
