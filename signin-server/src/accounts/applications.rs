@@ -74,13 +74,7 @@ pub fn check_name(name: &str) -> anyhow::Result<&str> {
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         bail!("--name must be 1 to {MAX_NAME_LEN} characters");
     }
-    if let Err(c) = text::check_plain(name) {
-        bail!(
-            "--name must not contain control, newline or bidirectional formatting characters \
-             (found U+{:04X})",
-            u32::from(c)
-        );
-    }
+    super::check_plain_flag("--name", name)?;
     Ok(name)
 }
 

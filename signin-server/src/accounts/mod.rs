@@ -19,6 +19,20 @@ use crate::store::{self, now_ms, to_db_ms, users, Pool};
 use authenticator_protocol::text;
 use enrollment::code_hash;
 
+/// What the phone, the pages and terminals show must be one plain line: a value given with
+/// `flag` that holds a control, newline or bidirectional formatting character is refused,
+/// naming the flag and the character.
+pub(crate) fn check_plain_flag(flag: &str, value: &str) -> anyhow::Result<()> {
+    if let Err(c) = text::check_plain(value) {
+        bail!(
+            "{flag} must not contain control, newline or bidirectional formatting characters \
+             (found U+{:04X})",
+            u32::from(c)
+        );
+    }
+    Ok(())
+}
+
 /// Creates a user. Fails clearly if the UPN exists.
 pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> anyhow::Result<()> {
     let upn = upn.trim();
@@ -36,18 +50,11 @@ pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> 
         }
         trimmed.push(g);
     }
-    // What the phone, the pages and terminals show must be one plain line.
     for (flag, value) in [("--upn", upn), ("--name", name)]
         .into_iter()
         .chain(trimmed.iter().map(|g| ("--group", *g)))
     {
-        if let Err(c) = text::check_plain(value) {
-            bail!(
-                "{flag} must not contain control, newline or bidirectional formatting \
-                 characters (found U+{:04X})",
-                u32::from(c)
-            );
-        }
+        check_plain_flag(flag, value)?;
     }
     if !users::insert(pool, upn, name.trim(), &trimmed).await? {
         bail!("user {upn} already exists");
@@ -218,9 +225,7 @@ pub async fn add_group_member(pool: &Pool, group: &str, upn: &str) -> anyhow::Re
     if group.is_empty() || group.len() > 128 {
         bail!("the group name must be 1 to 128 characters");
     }
-    if text::check_plain(group).is_err() {
-        bail!("the group name must not contain control, newline or bidirectional characters");
-    }
+    check_plain_flag("--group", group)?;
     if !users::exists(pool, upn).await? {
         bail!("no user {upn}");
     }
