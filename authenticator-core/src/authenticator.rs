@@ -48,10 +48,12 @@ impl Authenticator {
         device_name: String,
         push: PushRegistration,
     ) -> Result<AccountSummary> {
+        self.core.finish_interrupted_key_work().await?;
         Ok(enroll::enroll(&self.core, &enrollment_url, &device_name, push).await?)
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountSummary>> {
+        self.core.finish_interrupted_key_work().await?;
         Ok(self
             .core
             .store
@@ -62,14 +64,17 @@ impl Authenticator {
     /// Creates the user-verification-bound key and registers it: its first signature (the
     /// registration proof) carries the prompt, so the user is asked once.
     pub async fn enable_phone_sign_in(&self, account_id: String) -> Result<AccountSummary> {
+        self.core.finish_interrupted_key_work().await?;
         Ok(
             enroll::enable_phone_sign_in(&self.core, &sign_in::parse_account_id(&account_id)?)
                 .await?,
         )
     }
 
-    /// Removes the account from this device and deletes its keys (the server is not told).
+    /// Removes the account from this device and deletes its keys (the server is not told). A
+    /// key the key store fails to delete now is deleted by a later call (the key journal).
     pub async fn remove_account(&self, account_id: String) -> Result<()> {
+        self.core.finish_interrupted_key_work().await?;
         Ok(enroll::remove_account(&self.core, &sign_in::parse_account_id(&account_id)?).await?)
     }
 

@@ -76,6 +76,7 @@ impl SoftwareKeyStore {
     ) -> Result<Self, PlatformError> {
         let dir = dir.into();
         create_private_dir(&dir)?;
+        remove_leftover_temporaries(&dir, TEMPORARY_PREFIX);
         let rng = SystemRandom::new();
         let wrapping = match source {
             WrappingKeySource::Memory => random_key(&rng)?,
@@ -228,18 +229,13 @@ fn write_atomically(
     bytes: &[u8],
     rng: &SystemRandom,
 ) -> Result<(), PlatformError> {
-    let mut suffix = [0u8; 8];
-    rng.fill(&mut suffix)
-        .map_err(|_| failed("random source failed"))?;
-    let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
+    let tmp = temporary_path(dir, TEMPORARY_PREFIX, rng)?;
     let result = (|| {
         let mut file = private_file_options().open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+        sync_dir(dir);
         Ok(())
     })();
     result.map_err(|e: std::io::Error| {
@@ -248,7 +244,53 @@ fn write_atomically(
     })
 }
 
+/// A process killed while writing leaves its temporary file behind; the next `open` removes them.
+const TEMPORARY_PREFIX: &str = ".tmp-";
+
+fn temporary_path(dir: &Path, prefix: &str, rng: &SystemRandom) -> Result<PathBuf, PlatformError> {
+    let mut suffix = [0u8; 8];
+    rng.fill(&mut suffix)
+        .map_err(|_| failed("random source failed"))?;
+    Ok(dir.join(format!("{prefix}{}", hex::encode(suffix))))
+}
+
+/// Removes the temporary files named `prefix…` that a killed process left in `dir` (key
+/// material that never became a key). One process per key directory, like one
+/// `Authenticator` per data directory.
+fn remove_leftover_temporaries(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(prefix))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Makes a rename or link in `dir` durable (best effort: not every platform can open a dir).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
 fn file_key(path: &Path, rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>, PlatformError> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| failed("the wrapping key path names no file"))?;
+    // `wrapping.key.tmp-…`: only this file's own leftovers are touched in its directory.
+    let tmp_prefix = format!("{file_name}{TEMPORARY_PREFIX}");
+    remove_leftover_temporaries(parent, &tmp_prefix);
     match File::open(path) {
         Ok(mut file) => {
             #[cfg(unix)]
@@ -275,16 +317,26 @@ fn file_key(path: &Path, rng: &SystemRandom) -> Result<Zeroizing<[u8; 32]>, Plat
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let key = random_key(rng)?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                create_private_dir(parent)?;
+            create_private_dir(parent)?;
+            // Written whole to a temporary file and linked into place: a process killed half-way
+            // leaves no short key file (which would lock every key out), and of two processes
+            // creating it at once, the second reads the first's key.
+            let tmp = temporary_path(parent, &tmp_prefix, rng)?;
+            let linked = (|| {
+                let mut file = private_file_options().open(&tmp)?;
+                file.write_all(&key[..])?;
+                file.sync_all()?;
+                fs::hard_link(&tmp, path)
+            })();
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {
+                    sync_dir(parent);
+                    Ok(key)
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => file_key(path, rng),
+                Err(e) => Err(io_failed("writing the wrapping key file", e)),
             }
-            let mut file = private_file_options()
-                .open(path)
-                .map_err(|e| io_failed("creating the wrapping key file", e))?;
-            file.write_all(&key[..])
-                .and_then(|_| file.sync_all())
-                .map_err(|e| io_failed("writing the wrapping key file", e))?;
-            Ok(key)
         }
         Err(e) => Err(io_failed("opening the wrapping key file", e)),
     }
@@ -500,6 +552,37 @@ mod tests {
         }
         fs::write(&wrap, b"short").unwrap();
         assert!(SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap), verified()).is_err());
+    }
+
+    /// What a process killed mid-write leaves: temporary files, never a short key file.
+    #[tokio::test]
+    async fn temporaries_a_killed_process_left_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let wrap = dir.path().join("wrapping.key");
+        let open =
+            || SoftwareKeyStore::open(&keys, WrappingKeySource::File(wrap.clone()), verified());
+        let store = open().unwrap();
+        round_trip(&store, "k").await;
+        drop(store);
+        fs::write(keys.join(".tmp-0011223344556677"), b"half a key").unwrap();
+        fs::write(
+            dir.path().join("wrapping.key.tmp-8899aabbccddeeff"),
+            b"half",
+        )
+        .unwrap();
+        // Someone else's file next to the wrapping key is not ours to remove.
+        fs::write(dir.path().join(".tmp-not-ours"), b"x").unwrap();
+        let store = open().unwrap();
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .chain(fs::read_dir(&keys).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmp-not-ours", "6b.key", "keys", "wrapping.key"]);
+        // The surviving key still signs with the wrapping key on disk.
+        store.sign("k".into(), b"m".to_vec(), None).await.unwrap();
     }
 
     #[tokio::test]

@@ -139,6 +139,7 @@ pub struct RecordingKeyStore {
     inner: Arc<dyn DeviceKeyStore>,
     calls: Mutex<Vec<KeyCall>>,
     fail_sign_with: Mutex<Option<PlatformError>>,
+    fail_delete_with: Mutex<Option<PlatformError>>,
 }
 
 impl RecordingKeyStore {
@@ -147,6 +148,7 @@ impl RecordingKeyStore {
             inner,
             calls: Mutex::new(Vec::new()),
             fail_sign_with: Mutex::new(None),
+            fail_delete_with: Mutex::new(None),
         })
     }
     /// A recording store over a `MemoryKeyStore` whose prompts always pass.
@@ -215,6 +217,10 @@ impl RecordingKeyStore {
     pub fn fail_signing(&self, error: Option<PlatformError>) {
         *self.fail_sign_with.lock().unwrap() = error;
     }
+    /// Makes later `delete` calls fail (still recorded; the key stays).
+    pub fn fail_deleting(&self, error: Option<PlatformError>) {
+        *self.fail_delete_with.lock().unwrap() = error;
+    }
 }
 
 #[async_trait::async_trait]
@@ -253,7 +259,11 @@ impl DeviceKeyStore for RecordingKeyStore {
         self.calls.lock().unwrap().push(KeyCall::Delete {
             alias: alias.clone(),
         });
-        self.inner.delete(alias).await
+        let failure = self.fail_delete_with.lock().unwrap().clone();
+        match failure {
+            Some(e) => Err(e),
+            None => self.inner.delete(alias).await,
+        }
     }
 }
 

@@ -902,6 +902,45 @@ async fn remove_account_deletes_its_keys_and_requests() {
 }
 
 #[tokio::test]
+async fn keys_the_key_store_fails_to_delete_are_deleted_by_the_next_instance() {
+    let s = server("contoso", 7001);
+    let p = phone(std::slice::from_ref(&s));
+    let id = enroll(&p, &s, "u@x.test").await;
+    p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
+    let device_and_passwordless = p.keys.generated();
+    assert_eq!(device_and_passwordless.len(), 2);
+    // Re-enabling replaces the phone-sign-in key; the old one cannot be deleted now.
+    p.keys
+        .fail_deleting(Some(authenticator_core::PlatformError::Failed {
+            reason: "keystore busy".into(),
+        }));
+    p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
+    // Removal succeeds (the account is gone at once) although its keys cannot be deleted yet.
+    p.auth.remove_account(id.clone()).await.unwrap();
+    assert!(p.auth.accounts().await.unwrap().is_empty());
+    assert_eq!(p.memory.len(), 3);
+    // This instance does not retry its own (it could be racing an operation in flight)...
+    p.keys.fail_deleting(None);
+    p.auth.accounts().await.unwrap();
+    assert_eq!(p.memory.len(), 3);
+    // ...the next instance on the directory deletes every journaled key, once.
+    let data_dir = p.dir.path().join("data").to_string_lossy().into_owned();
+    drop(p.auth);
+    let again = Authenticator::with_transport(
+        data_dir,
+        p.keys.clone(),
+        FakeNetwork::new(std::slice::from_ref(&s)),
+    )
+    .unwrap();
+    p.keys.clear();
+    assert!(again.accounts().await.unwrap().is_empty());
+    assert!(p.memory.is_empty());
+    assert_eq!(p.keys.deleted().len(), 3);
+    again.accounts().await.unwrap();
+    assert_eq!(p.keys.deleted().len(), 3, "the journal is empty afterwards");
+}
+
+#[tokio::test]
 async fn unreachable_server_is_a_network_error_through_the_real_transport() {
     let dir = tempfile::tempdir().unwrap();
     let auth = Authenticator::new(

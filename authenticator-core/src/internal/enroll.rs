@@ -102,7 +102,7 @@ pub(crate) async fn enroll(
     )
     .await;
     if result.is_err() {
-        core.delete_key_quietly(&alias).await;
+        core.discard_key(&alias).await;
     }
     result
 }
@@ -171,14 +171,14 @@ pub(crate) async fn enable_phone_sign_in(
     match result {
         Ok(previous) => {
             if let Some(previous) = previous.filter(|p| *p != alias) {
-                core.delete_key_quietly(&previous).await;
+                core.discard_key(&previous).await;
             }
             let account = core.store.account(account_id)?.ok_or(Error::NotEnrolled)?;
             tracing::info!(account = %short(account_id), "phone sign-in enabled");
             Ok(account.summary())
         }
         Err(e) => {
-            core.delete_key_quietly(&alias).await;
+            core.discard_key(&alias).await;
             Err(e)
         }
     }
@@ -218,14 +218,12 @@ async fn register(
 }
 
 pub(crate) async fn remove_account(core: &Core, account_id: &AccountId) -> Result<()> {
-    let account = core.store.account(account_id)?.ok_or(Error::NotEnrolled)?;
-    // Keys first: if one cannot be deleted the account stays and removal can be retried
-    // (already-deleted keys count as deleted).
-    if let Some(alias) = &account.passwordless_key_alias {
-        core.delete_key(alias).await?;
+    // The account goes first, its keys journaled in the same transaction; then the keys. A
+    // crash or a key store failure in between leaves only journaled keys, which the next
+    // instance deletes: never an account without its keys.
+    for alias in core.store.delete_account(account_id)? {
+        core.discard_key(&alias).await;
     }
-    core.delete_key(&account.device_key_alias).await?;
-    core.store.delete_account(account_id)?;
     tracing::info!(account = %short(account_id), "account removed");
     Ok(())
 }

@@ -63,17 +63,27 @@ async fn bounded<T>(
 impl Core {
     /// Generates a key and normalizes its public key. If the platform hands back something
     /// unusable, the key is deleted again. Bounded: creating a key shows no UI.
+    /// The key is journaled first (store.rs, `MIGRATION_4`): if the process dies before an
+    /// account owns it, the next instance deletes it.
     pub async fn generate_key(&self, alias: &str, require_uv: bool) -> Result<PublicKey> {
-        let raw = bounded(
+        self.store.journal_key(alias)?;
+        let raw = match bounded(
             "create a key",
             self.keys.generate(alias.to_owned(), require_uv),
         )
         .await
-        .map_err(Error::KeyStore)?;
+        {
+            Ok(raw) => raw,
+            Err(e) => {
+                // A key store may have created the key before failing.
+                self.discard_key(alias).await;
+                return Err(Error::KeyStore(e));
+            }
+        };
         match PublicKey::from_platform_bytes(&raw) {
             Ok(pk) => Ok(pk),
             Err(_) => {
-                self.delete_key_quietly(alias).await;
+                self.discard_key(alias).await;
                 Err(Error::KeyFormat("public key"))
             }
         }
@@ -113,13 +123,29 @@ impl Core {
         Signature::from_platform_bytes(&raw).map_err(|_| Error::KeyFormat("signature"))
     }
 
-    /// Best-effort cleanup after a failed operation; failures are logged, not raised (the
-    /// original error is what the caller needs).
-    pub async fn delete_key_quietly(&self, alias: &str) {
+    /// Deletes a journaled key that no account owns (a failed operation's new key, a replaced
+    /// or removed account's key) and takes it out of the journal. Failures are logged, not
+    /// raised (the caller's own outcome is what matters): the key stays journaled and the next
+    /// instance deletes it.
+    pub async fn discard_key(&self, alias: &str) {
         match self.delete_key(alias).await {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "could not delete an unused key"),
+            Ok(()) => {
+                if let Err(e) = self.store.forget_key(alias) {
+                    tracing::warn!(error = %e, "could not update the key journal");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not delete an unused key; retried later"),
         }
+    }
+
+    /// Deletes the keys of operations an earlier instance did not finish (killed mid-way, or
+    /// a key store that failed to delete). Cheap when there are none (one query). Called
+    /// before the operations that list, create or remove keys and accounts.
+    pub async fn finish_interrupted_key_work(&self) -> Result<()> {
+        for alias in self.store.interrupted_keys()? {
+            self.discard_key(&alias).await;
+        }
+        Ok(())
     }
 
     /// Deletes a key; a key that is already gone is fine. Bounded: deleting shows no UI.

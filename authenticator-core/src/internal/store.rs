@@ -12,7 +12,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::types::AccountSummary;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATION_1: &str = "
 CREATE TABLE accounts (
@@ -70,6 +70,22 @@ SELECT account_id, request_id, details, signature, expires_at_ms, created_at_ms,
 DROP TABLE requests;
 ALTER TABLE requests_v3 RENAME TO requests;
 CREATE INDEX requests_by_state ON requests(state, expires_at_ms);
+";
+
+/// Key journal (crash safety): the aliases of keys that may exist in the key store and must
+/// be deleted unless an account references them. A key is journaled before it is created and
+/// leaves the journal in the transaction that attaches it to an account; an account's keys are
+/// journaled in the transaction that removes it, a replaced phone-sign-in key in the one that
+/// replaces it. Whatever a crash interrupts, the next instance deletes the journaled keys
+/// (`Core::finish_interrupted_key_work`): no key outlives its account, no account loses its key.
+/// `owner` is the instance that wrote the row: an instance never sweeps its own rows, which
+/// belong to operations still in flight.
+const MIGRATION_4: &str = "
+CREATE TABLE key_journal (
+    alias           TEXT PRIMARY KEY NOT NULL,
+    owner           TEXT NOT NULL,
+    journaled_at_ms INTEGER NOT NULL
+);
 ";
 
 /// State of a stored request.
@@ -143,6 +159,8 @@ pub(crate) struct StoredRequest {
 
 pub(crate) struct Store {
     conn: Mutex<Connection>,
+    /// This instance's random tag for its key-journal rows.
+    owner: String,
 }
 
 impl Store {
@@ -168,7 +186,12 @@ impl Store {
                 "the database was written by a newer version of the app".into(),
             ));
         }
-        for (to, migration) in [(1, MIGRATION_1), (2, MIGRATION_2), (3, MIGRATION_3)] {
+        for (to, migration) in [
+            (1, MIGRATION_1),
+            (2, MIGRATION_2),
+            (3, MIGRATION_3),
+            (4, MIGRATION_4),
+        ] {
             if version < to {
                 let tx = conn.transaction()?;
                 tx.execute_batch(migration)?;
@@ -178,6 +201,7 @@ impl Store {
         }
         Ok(Store {
             conn: Mutex::new(conn),
+            owner: super::new_alias("owner")?,
         })
     }
 
@@ -219,6 +243,13 @@ impl Store {
                 a.enrolled_at.millis() as i64,
             ],
         )?;
+        // The account now owns its keys: they leave the journal in the same transaction.
+        for alias in [Some(&a.device_key_alias), a.passwordless_key_alias.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            tx.execute("DELETE FROM key_journal WHERE alias = ?1", [alias])?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -245,7 +276,8 @@ impl Store {
         raw.map(RawAccount::into_account).transpose()
     }
 
-    /// Sets the passwordless alias; returns the previous one (whose key the caller deletes).
+    /// Sets the passwordless alias; returns the previous one, journaled in the same transaction
+    /// (the caller deletes its key, then `forget_key`).
     pub fn set_passwordless_alias(&self, id: &AccountId, alias: &str) -> Result<Option<String>> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
@@ -263,14 +295,78 @@ impl Store {
             "UPDATE accounts SET passwordless_key_alias = ?2 WHERE account_id = ?1",
             params![id.as_str(), alias],
         )?;
+        tx.execute("DELETE FROM key_journal WHERE alias = ?1", [alias])?;
+        if let Some(previous) = previous.as_deref().filter(|p| *p != alias) {
+            self.journal_in(&tx, previous)?;
+        }
         tx.commit()?;
         Ok(previous)
     }
 
-    /// Deletes the account and (by cascade) its requests.
-    pub fn delete_account(&self, id: &AccountId) -> Result<bool> {
+    /// Deletes the account and (by cascade) its requests, journaling its keys in the same
+    /// transaction; returns their aliases (the caller deletes the keys, then `forget_key`).
+    pub fn delete_account(&self, id: &AccountId) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let aliases: Option<(String, Option<String>)> = tx
+            .query_row(
+                "SELECT device_key_alias, passwordless_key_alias FROM accounts
+                 WHERE account_id = ?1",
+                [id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((device, passwordless)) = aliases else {
+            return Err(Error::NotEnrolled);
+        };
+        tx.execute("DELETE FROM accounts WHERE account_id = ?1", [id.as_str()])?;
+        let aliases: Vec<String> = passwordless.into_iter().chain([device]).collect();
+        for alias in &aliases {
+            self.journal_in(&tx, alias)?;
+        }
+        tx.commit()?;
+        Ok(aliases)
+    }
+
+    /// Journals a key about to be created (before the key store is asked for it).
+    pub fn journal_key(&self, alias: &str) -> Result<()> {
         let conn = self.conn()?;
-        Ok(conn.execute("DELETE FROM accounts WHERE account_id = ?1", [id.as_str()])? > 0)
+        self.journal_in(&conn, alias)
+    }
+
+    fn journal_in(&self, conn: &Connection, alias: &str) -> Result<()> {
+        conn.execute(
+            "INSERT INTO key_journal (alias, owner, journaled_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(alias) DO UPDATE SET owner = excluded.owner",
+            params![alias, self.owner, clamp(UnixMillis::now().millis())],
+        )?;
+        Ok(())
+    }
+
+    /// Takes a key out of the journal once it is deleted.
+    pub fn forget_key(&self, alias: &str) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute("DELETE FROM key_journal WHERE alias = ?1", [alias])?;
+        Ok(())
+    }
+
+    /// Keys whose operation an earlier instance did not finish (it crashed, or a key store
+    /// call failed): journaled by another instance and referenced by no account. Rows that an
+    /// account does reference (an operation that finished without clearing them: cannot
+    /// happen, as both writes share a transaction) are dropped, never returned.
+    pub fn interrupted_keys(&self) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM key_journal WHERE alias IN (
+                 SELECT device_key_alias FROM accounts
+                 UNION SELECT passwordless_key_alias FROM accounts
+                     WHERE passwordless_key_alias IS NOT NULL)",
+            [],
+        )?;
+        let mut stmt =
+            conn.prepare("SELECT alias FROM key_journal WHERE owner <> ?1 ORDER BY alias")?;
+        let rows = stmt.query_map([&self.owner], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Stores verified details under their (account, request). `true` when the stored request
@@ -533,12 +629,63 @@ mod tests {
                 .summary()
                 .phone_sign_in_enabled
         );
-        assert!(store.delete_account(&a.account_id).unwrap());
+        assert_eq!(
+            store.delete_account(&a.account_id).unwrap(),
+            vec!["p".to_owned(), "a".to_owned()]
+        );
         assert!(store.accounts().unwrap().is_empty());
+        assert!(matches!(
+            store.delete_account(&a.account_id),
+            Err(Error::NotEnrolled)
+        ));
         assert!(matches!(
             store.set_passwordless_alias(&a.account_id, "q"),
             Err(Error::NotEnrolled)
         ));
+    }
+
+    /// What a crash at each step leaves, as the next instance (another owner) sees it.
+    #[test]
+    fn the_key_journal_hands_unowned_keys_to_the_next_instance_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        // Enrollment: journaled before creation, owned (and out of the journal) once inserted.
+        first.journal_key("dev-1").unwrap();
+        first.journal_key("dev-2").unwrap();
+        // An instance never sweeps its own rows: they are operations in flight.
+        assert!(first.interrupted_keys().unwrap().is_empty());
+        let mut a = account("dev-1");
+        first.insert_account(&a).unwrap();
+        // Enabling phone sign-in twice: the replaced key is journaled with the swap.
+        first.journal_key("pl-1").unwrap();
+        assert_eq!(
+            first.set_passwordless_alias(&a.account_id, "pl-1").unwrap(),
+            None
+        );
+        first.journal_key("pl-2").unwrap();
+        assert_eq!(
+            first.set_passwordless_alias(&a.account_id, "pl-2").unwrap(),
+            Some("pl-1".to_owned())
+        );
+        // "Crash": dev-2 (never attached) and pl-1 (replaced, not yet deleted) are left.
+        let second = Store::open(dir.path()).unwrap();
+        assert_eq!(second.interrupted_keys().unwrap(), vec!["dev-2", "pl-1"]);
+        second.forget_key("dev-2").unwrap();
+        second.forget_key("pl-1").unwrap();
+        assert!(second.interrupted_keys().unwrap().is_empty());
+        // Removal journals both keys in the transaction that removes the account.
+        assert_eq!(
+            second.delete_account(&a.account_id).unwrap(),
+            vec!["pl-2", "dev-1"]
+        );
+        let third = Store::open(dir.path()).unwrap();
+        assert_eq!(third.interrupted_keys().unwrap(), vec!["dev-1", "pl-2"]);
+        // A journal row for a key an account owns is dropped, never handed out for deletion.
+        a.account_id = AccountId::random();
+        third.journal_key("dev-1").unwrap();
+        third.insert_account(&a).unwrap();
+        let fourth = Store::open(dir.path()).unwrap();
+        assert_eq!(fourth.interrupted_keys().unwrap(), vec!["pl-2"]);
     }
 
     fn signed_details(
