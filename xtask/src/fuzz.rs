@@ -18,6 +18,9 @@ pub const TARGETS: [&str; 6] = [
     "core_api",
 ];
 
+/// Seconds per target in `cargo xtask test` (CI).
+pub const CI_SECONDS: u64 = 10;
+
 pub fn fuzz(seconds: u64) -> Result<()> {
     if seconds == 0 {
         bail!("--seconds must be at least 1");

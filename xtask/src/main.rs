@@ -5,7 +5,7 @@
 //! `toolchains`), then formatting, lints, protocol vectors freshness, every test in the
 //! workspace on SQLite and the server and end-to-end suites again on PostgreSQL, then the
 //! generated bindings' API check and the Kotlin (JVM) and Swift (Linux, in a trixie chroot)
-//! suites of the mobile shells. The Rust steps share one build (see `builds`).
+//! suites of the mobile shells, and every fuzz target for a few seconds. The Rust steps share one build (see `builds`).
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -173,6 +173,12 @@ fn test() -> Result<()> {
     let kotlin = step_with("kotlin tests", || kotlin::kotlin_test(&tools))?;
     let swift = step_with("swift tests", || swift::swift_test(&tools))?;
     println!("xtask: mobile shells: Kotlin {kotlin} tests passed, Swift {swift} tests passed");
+    // Every fuzz target briefly (installs nightly + cargo-fuzz when missing): a target that no
+    // longer builds, or an input it now crashes on in seconds, fails CI. The long runs are
+    // `cargo xtask fuzz --seconds 600` (docs/SECURITY.md, "Fuzzing").
+    step("fuzz: every target briefly", || {
+        fuzz::fuzz(fuzz::CI_SECONDS)
+    })?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
