@@ -790,7 +790,13 @@ impl FakeServer {
                 passwordless_key: None,
             },
         );
-        reply(200, &wire::EnrollCompleteResponse { account_id })
+        reply(
+            200,
+            &wire::EnrollCompleteResponse {
+                account_id,
+                totp_uri: None,
+            },
+        )
     }
 
     fn passwordless(&self, body: &[u8]) -> Reply {

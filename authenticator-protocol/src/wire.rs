@@ -69,9 +69,22 @@ pub struct EnrollCompleteRequest {
     pub signature: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EnrollCompleteResponse {
     pub account_id: AccountId,
+    /// The account's offline-fallback TOTP secret as an `otpauth://totp/…` URI (RFC 6238,
+    /// Key Uri Format), given once, here (PROTOCOL.md §5.2). Absent from servers without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_uri: Option<String>,
+}
+
+impl std::fmt::Debug for EnrollCompleteResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollCompleteResponse")
+            .field("account_id", &self.account_id)
+            .field("totp_uri", &self.totp_uri.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// `POST /api/v1/device/passwordless`

@@ -33,6 +33,10 @@ pub enum Event {
     DeviceRemoved,
     TemporaryPassIssued,
     TemporaryPassUsed,
+    /// A fallback sign-in try (TOTP or backup code); the outcome names the method and result.
+    FallbackUsed,
+    BackupCodesCreated,
+    FallbackUnlocked,
 }
 
 impl Event {
@@ -62,6 +66,9 @@ impl Event {
             Event::DeviceRemoved => "device_removed",
             Event::TemporaryPassIssued => "temporary_pass_issued",
             Event::TemporaryPassUsed => "temporary_pass_used",
+            Event::FallbackUsed => "fallback_used",
+            Event::BackupCodesCreated => "backup_codes_created",
+            Event::FallbackUnlocked => "fallback_unlocked",
         }
     }
 }

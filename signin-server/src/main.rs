@@ -87,6 +87,11 @@ enum AdminCommand {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// The offline fallback sign-in (TOTP and backup codes): policy switch and locks.
+    Fallback {
+        #[command(subcommand)]
+        command: accounts::fallback::AdminCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -420,6 +425,9 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         } => {
             accounts::devices::remove(pool, &id).await?;
             println!("removed device {}", id.trim());
+        }
+        AdminCommand::Fallback { command } => {
+            accounts::fallback::run_admin(pool, command).await?
         }
     }
     Ok(())

@@ -247,8 +247,9 @@ async fn answer(
 }
 
 /// Enrolls `phone` with `link` and enables phone sign-in; the challenge and the proofs'
-/// signatures are secrets.
-async fn enroll(h: &Harness, phone: &mut Phone, s: &mut Secrets, link: &EnrollmentUrl) {
+/// signatures are secrets, and so is the offline-fallback TOTP secret the answer carries (its
+/// `otpauth://` URI is returned).
+async fn enroll(h: &Harness, phone: &mut Phone, s: &mut Secrets, link: &EnrollmentUrl) -> String {
     s.text("enrollment code", &link.code);
     let challenge = phone.challenge(h, link).await.unwrap();
     s.text("enrollment challenge", &b64(&challenge));
@@ -260,6 +261,10 @@ async fn enroll(h: &Harness, phone: &mut Phone, s: &mut Secrets, link: &Enrollme
     let r = h.post("/api/v1/enroll/complete", body).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     phone.account_id = Some(AccountId::parse(r.body["account_id"].as_str().unwrap()).unwrap());
+    let totp_uri = r.body["totp_uri"].as_str().unwrap().to_owned();
+    s.text("TOTP URI", &totp_uri);
+    let totp = totp_rs::TOTP::from_url(&totp_uri).unwrap();
+    s.text("TOTP secret", &totp.get_secret_base32());
     let body = phone.passwordless_body(UnixMillis::now());
     for field in ["device_signature", "key_signature"] {
         s.text(
@@ -269,6 +274,7 @@ async fn enroll(h: &Harness, phone: &mut Phone, s: &mut Secrets, link: &Enrollme
     }
     let r = h.post("/api/v1/device/passwordless", body).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    totp_uri
 }
 
 const ALICE: &str = "alice@contoso.test";
@@ -346,7 +352,7 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
     .unwrap();
     s.text("registration link", &text);
     let mut alice = Phone::new();
-    enroll(
+    let alice_totp = enroll(
         &h,
         &mut alice,
         &mut s,
@@ -425,6 +431,66 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
         .post("/signin/pass", &[("csrf", &csrf), ("pass", &pass)])
         .await;
     assert_eq!(location(&r), "/me/security-info");
+
+    // Dave creates backup codes and signs in with one; Alice with her phone's TOTP code
+    // (offline fallback), after a wrong code.
+    signin_server::accounts::fallback::set_enabled(&h.state.pool, true)
+        .await
+        .unwrap();
+    let csrf = b.csrf("/me/security-info").await;
+    let r = b
+        .post("/me/security-info/backup-codes", &[("csrf", &csrf)])
+        .await;
+    let codes: Vec<String> = html(&r)
+        .split("<code>")
+        .skip(1)
+        .map(|c| c.split("</code>").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{}", html(&r));
+    for c in &codes {
+        s.text("backup code", c);
+        s.text("backup code", &c.replace('-', ""));
+    }
+    let key = signin_server::store::get_setting(&h.state.pool, "fallback_totp_key")
+        .await
+        .unwrap()
+        .unwrap();
+    s.text("fallback sealing key", &key);
+    let mut d = Browser::new(&h);
+    assert_eq!(d.submit_upn(DAVE).await, "/signin/password");
+    let csrf = d.csrf("/signin/fallback").await;
+    let r = d
+        .post("/signin/fallback", &[("csrf", &csrf), ("code", &codes[3])])
+        .await;
+    assert_eq!(location(&r), "/me/security-info");
+    browsers.push(d);
+    let mut a = Browser::new(&h);
+    assert_eq!(a.submit_upn(ALICE).await, "/signin/wait");
+    let csrf = a.csrf("/signin/fallback").await;
+    let totp = totp_rs::TOTP::from_url(&alice_totp).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = totp.generate(now);
+    // A code of three steps ago is no longer valid.
+    let old = totp.generate(now - 90);
+    for (what, value) in [("TOTP code", &code), ("old TOTP code", &old)] {
+        s.0.push(Secret {
+            what: what.into(),
+            value: value.clone(),
+            number: true,
+        });
+    }
+    let r = a
+        .post("/signin/fallback", &[("csrf", &csrf), ("code", &old)])
+        .await;
+    assert!(html(&r).contains("not valid"), "{}", html(&r));
+    let r = a
+        .post("/signin/fallback", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(location(&r), "/me/security-info");
+    browsers.push(a);
     browsers.push(b);
 
     // Carol reports a sign-in she did not start; the next one is refused.
@@ -460,6 +526,11 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
         "wrong number",
         "number on the sign-in page",
         "temporary access pass",
+        "TOTP URI",
+        "TOTP secret",
+        "TOTP code",
+        "backup code",
+        "fallback sealing key",
         "session cookie",
         "CSRF token",
     ] {
@@ -479,6 +550,8 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
         "web_signin",
         "temporary_pass_issued",
         "temporary_pass_used",
+        "backup_codes_created",
+        "fallback_used",
         "user_paused",
         "signin_paused",
     ] {

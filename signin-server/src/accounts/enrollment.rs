@@ -138,8 +138,20 @@ pub async fn complete(
         },
     )
     .await?;
+    // The device's offline-fallback TOTP secret, given to the phone once, in this answer.
+    let totp_uri = crate::accounts::totp::provision(
+        &state.pool,
+        &state.settings.server_name,
+        account_id.as_str(),
+        &upn,
+        now_ms(),
+    )
+    .await?;
     tracing::info!(account_id = %account_id, "device enrolled");
-    Ok(EnrollCompleteResponse { account_id })
+    Ok(EnrollCompleteResponse {
+        account_id,
+        totp_uri: Some(totp_uri.to_string()),
+    })
 }
 
 /// §5.3: registers the account's phone sign-in key, signed by both the device key and the

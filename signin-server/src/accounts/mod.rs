@@ -1,10 +1,13 @@
 //! Users, groups, passwords and phone registration: what the admin CLI, the admin pages and
 //! the enrollment API do to accounts.
 pub mod applications;
+pub mod backup_codes;
 pub mod devices;
 pub mod enrollment;
+pub mod fallback;
 pub mod passwords;
 pub mod temporary_pass;
+pub mod totp;
 
 use anyhow::{bail, Context};
 use authenticator_protocol::encoding::b64;

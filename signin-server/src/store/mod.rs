@@ -29,6 +29,7 @@ pub mod applications;
 pub mod audit;
 pub mod devices;
 pub mod enrollment;
+pub mod fallback;
 pub mod notify;
 pub mod passes;
 pub mod policy;

@@ -92,13 +92,8 @@ pub async fn security_info(
 ) -> Result<Response, WebError> {
     let user = signed_in(&state, &session).await?;
     let table = devices_table(&state, &user).await?;
-    Ok(security_page(
-        &session,
-        &user,
-        Notice::None,
-        table,
-        html! {},
-    ))
+    let backup = super::fallback::backup_codes_card(&state, &session, &user).await?;
+    Ok(security_page(&session, &user, Notice::None, table, backup))
 }
 
 /// The QR code of `text` as an SVG data URL.

@@ -8,6 +8,7 @@
 //! never logged.
 pub mod account;
 pub mod admin;
+pub mod fallback;
 pub mod pages;
 pub mod session;
 pub mod signin;
@@ -44,6 +45,10 @@ pub fn routes() -> Router<AppState> {
             "/signin/pass",
             get(signin::pass_form).post(signin::submit_pass),
         )
+        .route(
+            "/signin/fallback",
+            get(fallback::form).post(fallback::submit),
+        )
         .route("/signin/wait", get(signin::wait))
         .route("/signin/complete", post(signin::complete))
         .route("/signin/resend", post(signin::resend))
@@ -53,6 +58,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/me/security-info/authenticator",
             post(account::add_authenticator),
+        )
+        .route(
+            "/me/security-info/backup-codes",
+            post(fallback::create_backup_codes),
         )
         .route("/admin", get(|| async { Redirect::to("/admin/policy") }))
         .route(

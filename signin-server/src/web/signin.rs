@@ -199,6 +199,7 @@ fn password_page(session: &Session, upn: &str, n: Notice<'_>) -> Response {
                         }
                     }
                     p { a href="/signin/pass" id="use-pass" { "Use a temporary access pass" } }
+                    p { a href="/signin/fallback" id="use-code" { "Can't use your phone? Use a verification code" } }
                 }
             },
         ),
@@ -303,16 +304,16 @@ pub async fn submit_pass(
 
 /// A browser that has just signed in: who, how (audited), the sign-in request it completes
 /// (consumed with the session, so it completes once), and where it goes next.
-struct SignedIn<'a> {
-    upn: &'a str,
-    how: &'static str,
+pub(super) struct SignedIn<'a> {
+    pub(super) upn: &'a str,
+    pub(super) how: &'static str,
     /// (sign-in id, id of the request that was approved).
-    answered: Option<(&'a str, &'a str)>,
-    to: &'static str,
+    pub(super) answered: Option<(&'a str, &'a str)>,
+    pub(super) to: &'static str,
 }
 
 /// Moves the browser to a new, signed-in session id, audits the sign-in, redirects.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     session: &Session,
     s: SignedIn<'_>,
@@ -503,6 +504,7 @@ pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Res
                     }
                 }
             }
+            p { a href="/signin/fallback" id="use-code" { "Can't use your phone? Use a verification code" } }
             p { a href="/signin" { "Use another account" } }
         }
         script src="/assets/signin.js" defer {}

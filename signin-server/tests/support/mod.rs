@@ -26,6 +26,9 @@ pub struct Harness {
     pub app: Router,
     /// `Authorization` of the registered application "My Apps" (HTTP Basic).
     pub app_auth: String,
+    /// When set (`http://host:port`), requests go over HTTP to a `signin-server` process on
+    /// this database instead of to `app` in this process (`crash.rs`).
+    pub remote: Option<String>,
 }
 
 /// `Authorization: Basic` for a registered application's credential.
@@ -70,6 +73,7 @@ pub async fn harness_with_state(
         app: app(state.clone()),
         state,
         app_auth: basic_auth(&registered.client_id, &registered.client_secret),
+        remote: None,
     }
 }
 
@@ -86,26 +90,15 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or("<none>")
-    }
-}
-
-impl Harness {
-    pub async fn send(&self, req: Request<Body>) -> Reply {
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let content_type = resp
-            .headers()
+    fn new(status: StatusCode, headers: axum::http::HeaderMap, bytes: &[u8]) -> Reply {
+        let content_type = headers
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned());
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
         };
         Reply {
             status,
@@ -113,6 +106,37 @@ impl Harness {
             body,
             content_type,
         }
+    }
+
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("<none>")
+    }
+}
+
+impl Harness {
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        self.try_send(req).await.unwrap()
+    }
+
+    /// Like `send`; over HTTP (`remote`) a server that is gone is an error, not a panic.
+    pub async fn try_send(&self, req: Request<Body>) -> Result<Reply, reqwest::Error> {
+        if let Some(base) = &self.remote {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let resp = reqwest::Client::new()
+                .request(parts.method, format!("{base}{path}"))
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await?;
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            return Ok(Reply::new(status, headers, &resp.bytes().await?));
+        }
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Ok(Reply::new(status, headers, &bytes))
     }
 
     pub async fn post(&self, uri: &str, body: Value) -> Reply {

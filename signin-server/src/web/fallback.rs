@@ -1,0 +1,180 @@
+//! The offline fallback pages: `/signin/fallback` (sign in once with the TOTP code the phone
+//! shows, or a backup code; reached from the password and waiting pages), and the backup codes
+//! on `/me/security-info` (create a new set, shown once). The rules are in
+//! `accounts::fallback`; codes are never logged.
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::pages::{csrf, layout, notice, Notice};
+use super::signin::{signed_in, CsrfForm, SignedIn};
+use super::{page, Session, User, WebError};
+use crate::accounts::fallback::{self, Outcome};
+use crate::accounts::{backup_codes, fallback::Method};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    pub csrf: String,
+    pub code: String,
+}
+
+impl std::fmt::Debug for CodeForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeForm { .. }")
+    }
+}
+
+fn code_page(session: &Session, upn: &str, n: Notice<'_>) -> Response {
+    page(
+        session,
+        layout(
+            "Use a verification code",
+            None,
+            html! {
+                section.card.narrow {
+                    h1 { "Use a verification code" }
+                    p.muted { "Signing in as " strong { (upn) } }
+                    p { "Enter the 6-digit code your Authenticator app shows for this account, \
+                         or one of your backup codes. Each code works once." }
+                    (notice(n))
+                    form method="post" action="/signin/fallback" {
+                        (csrf(session))
+                        label for="code" { "Code" }
+                        input type="text" id="code" name="code" required autofocus
+                            autocomplete="one-time-code" spellcheck="false" autocapitalize="none";
+                        div.actions {
+                            button type="submit" id="sign-in-code" { "Sign in" }
+                            a href="/signin" { "Use another account" }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+/// `GET /signin/fallback`: only for a browser that has submitted a UPN.
+pub async fn form(session: Session) -> Result<Response, WebError> {
+    match session.pending_upn.as_deref() {
+        Some(upn) if session.is_stored() => Ok(code_page(&session, upn, Notice::None)),
+        _ => Ok(Redirect::to("/signin").into_response()),
+    }
+}
+
+/// `POST /signin/fallback`: a TOTP code or a backup code signs the user in once (to register
+/// a new phone, for instance), within the bounded tries of `accounts::fallback`.
+pub async fn submit(
+    State(state): State<AppState>,
+    mut session: Session,
+    Form(f): Form<CodeForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let Some(upn) = session.pending_upn.clone() else {
+        return Ok(Redirect::to("/signin").into_response());
+    };
+    if f.code.trim().is_empty() || f.code.len() > 64 {
+        return Ok(code_page(&session, &upn, Notice::Error("Enter the code.")));
+    }
+    let outcome = fallback::sign_in_with_code(&state.pool, &upn, &f.code).await?;
+    let refused = |text: &str, status: StatusCode| {
+        let mut r = code_page(&session, &upn, Notice::Error(text));
+        *r.status_mut() = status;
+        r
+    };
+    match outcome {
+        Outcome::SignedIn { method } => {
+            session.pending_upn = None;
+            let how = SignedIn {
+                upn: &upn,
+                how: match method {
+                    Method::Totp => "totp",
+                    Method::BackupCode => "backup_code",
+                },
+                answered: None,
+                to: "/me/security-info",
+            };
+            signed_in(&state, &session, how).await
+        }
+        Outcome::Refused | Outcome::Replayed => Ok(refused(
+            "This code is not valid: it may be used, expired or mistyped.",
+            StatusCode::OK,
+        )),
+        Outcome::Throttled { retry_after_secs } => {
+            let minutes = retry_after_secs.div_ceil(60);
+            let text = format!(
+                "Too many codes were tried. Wait {minutes} minute{} and try again.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            let mut r = refused(&text, StatusCode::TOO_MANY_REQUESTS);
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(r)
+        }
+        Outcome::Locked => Ok(refused(
+            "Too many wrong codes were tried for this account. Ask your administrator to \
+             unlock verification codes, or for a temporary access pass.",
+            StatusCode::FORBIDDEN,
+        )),
+        Outcome::Disabled => Ok(refused(
+            "Your organization does not allow signing in with a verification code.",
+            StatusCode::FORBIDDEN,
+        )),
+    }
+}
+
+/// The backup-codes card of the security-info page: how many are left, and a button that
+/// creates a new set.
+pub async fn backup_codes_card(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+) -> Result<Markup, WebError> {
+    let (unused, total) = backup_codes::counts(&state.pool, &user.upn).await?;
+    Ok(html! {
+        section.card aria-labelledby="backup-title" {
+            h2 id="backup-title" { "Backup codes" }
+            @if total == 0 {
+                p id="backup-count" { "You have no backup codes." }
+            } @else {
+                p id="backup-count" { (unused) " of " (total) " backup codes unused." }
+            }
+            p.hint { "Backup codes sign you in when your phone is lost or offline. Each works \
+                      once. Creating new codes replaces the old ones." }
+            form method="post" action="/me/security-info/backup-codes" {
+                (csrf(session))
+                div.actions { button type="submit" id="create-backup-codes" { "Create new backup codes" } }
+            }
+        }
+    })
+}
+
+/// `POST /me/security-info/backup-codes`: a new set, shown this once.
+pub async fn create_backup_codes(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = super::signed_in(&state, &session).await?;
+    let codes = fallback::create_backup_codes(&state.pool, &user.upn).await?;
+    let content = html! {
+        section.card aria-labelledby="codes-title" {
+            h1 id="codes-title" { "Your backup codes" }
+            p { "Keep these codes somewhere safe, away from your phone. Each works once. \
+                 They are shown only now: your earlier codes no longer work." }
+            ol id="backup-codes" {
+                @for c in &codes { li { code { (c.as_str()) } } }
+            }
+            p { a href="/me/security-info" id="done" { "Done" } }
+        }
+    };
+    Ok(page(
+        &session,
+        layout("Backup codes", Some((&user, &session)), content),
+    ))
+}

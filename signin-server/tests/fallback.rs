@@ -1,0 +1,377 @@
+//! The offline fallback's rules (issue 11), on SQLite or PostgreSQL: the TOTP secret each
+//! enrollment hands out, one sign-in per time step, the bounded tries and the lock, backup
+//! codes that work once and are replaced by a new set, a removed phone's codes refused, the
+//! policy switch, and the audit of each.
+mod support;
+
+use axum::http::StatusCode;
+use signin_server::accounts::fallback::{self, Method, Outcome};
+use signin_server::audit;
+use support::*;
+use totp_rs::TOTP;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Enrolls a phone for `upn` (adding the user) and returns it with its TOTP generator, built
+/// from the `totp_uri` of the enroll-complete answer.
+async fn enrolled(h: &Harness, upn: &str) -> (Phone, TOTP) {
+    h.add_user(upn, &[]).await;
+    let link = h.link(upn, 600).await;
+    let mut phone = Phone::new();
+    let challenge = phone.challenge(h, &link).await.unwrap();
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            phone.complete_body(&link.code, challenge),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    phone.account_id = Some(
+        authenticator_protocol::AccountId::parse(r.body["account_id"].as_str().unwrap()).unwrap(),
+    );
+    let uri = r.body["totp_uri"].as_str().expect("a TOTP URI").to_owned();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    let totp = TOTP::from_url(&uri).unwrap();
+    assert_eq!((totp.digits, totp.step), (6, 30));
+    assert_eq!(totp.secret.len(), 20);
+    (phone, totp)
+}
+
+async fn events(h: &Harness, upn: &str, event: &str) -> Vec<String> {
+    audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == event && r.upn.as_deref() == Some(upn))
+        .map(|r| r.outcome)
+        .collect()
+}
+
+/// A 6-digit code that is none of the given ones.
+fn wrong_code(avoid: &[&str]) -> String {
+    (0..)
+        .map(|i: u32| format!("{:06}", (i * 7919 + 123_457) % 1_000_000))
+        .find(|c| !avoid.contains(&c.as_str()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows_it() {
+    let h = harness().await;
+    let (_phone, totp) = enrolled(&h, "bobby@contoso.test").await;
+    let upn = "bobby@contoso.test";
+    let code = totp.generate(now_secs());
+
+    // Off by default.
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+            .await
+            .unwrap(),
+        Outcome::Disabled
+    );
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+            .await
+            .unwrap(),
+        Outcome::SignedIn {
+            method: Method::Totp
+        }
+    );
+    // The same code again, and the previous step's code: replays.
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+            .await
+            .unwrap(),
+        Outcome::Replayed
+    );
+    let previous = totp.generate(now_secs() - 30);
+    if previous != code {
+        assert_eq!(
+            fallback::sign_in_with_code(&h.state.pool, upn, &previous)
+                .await
+                .unwrap(),
+            Outcome::Replayed
+        );
+    }
+    // A code of two steps ago is outside the window; another user's code does not work.
+    let (_, other) = enrolled(&h, "carol@contoso.test").await;
+    let old = totp.generate(now_secs() - 90);
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &old)
+            .await
+            .unwrap(),
+        Outcome::Refused
+    );
+    let carols = other.generate(now_secs());
+    if carols != code && carols != previous {
+        assert_eq!(
+            fallback::sign_in_with_code(&h.state.pool, upn, &carols)
+                .await
+                .unwrap(),
+            Outcome::Refused
+        );
+    }
+
+    let outcomes = events(&h, upn, "fallback_used").await;
+    assert_eq!(outcomes.first().map(String::as_str), Some("disabled"));
+    assert!(outcomes.iter().any(|o| o == "totp:ok"), "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| o == "totp:replay"), "{outcomes:?}");
+    let all = audit::list(&h.state.pool).await.unwrap();
+    assert!(all
+        .iter()
+        .any(|r| r.event == "policy_changed" && r.outcome == "offline_fallback=on"));
+    // No code in the audit log.
+    for r in &all {
+        assert!(!r.outcome.contains(&code), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_uses_of_one_totp_code_sign_in_exactly_once() {
+    let h = harness().await;
+    let (_phone, totp) = enrolled(&h, "bobby@contoso.test").await;
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    let code = totp.generate(now_secs());
+    let tries: Vec<_> = (0..5)
+        .map(|_| {
+            let pool = h.state.pool.clone();
+            let code = code.clone();
+            tokio::spawn(async move {
+                fallback::sign_in_with_code(&pool, "bobby@contoso.test", &code)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tries {
+        outcomes.push(t.await.unwrap());
+    }
+    let signed_in = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::SignedIn { .. }))
+        .count();
+    assert_eq!(signed_in, 1, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Outcome::SignedIn { .. } | Outcome::Replayed)));
+}
+
+#[tokio::test]
+async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_admin_unlocks() {
+    let h = harness().await;
+    let upn = "bobby@contoso.test";
+    let (_phone, totp) = enrolled(&h, upn).await;
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    let current = totp.generate(now_secs());
+    let around = [
+        totp.generate(now_secs() - 30),
+        current.clone(),
+        totp.generate(now_secs() + 30),
+    ];
+    let avoid: Vec<&str> = around.iter().map(String::as_str).collect();
+    let wrong = wrong_code(&avoid);
+    for _ in 0..fallback::TRIES_PER_WINDOW {
+        assert_eq!(
+            fallback::sign_in_with_code(&h.state.pool, upn, &wrong)
+                .await
+                .unwrap(),
+            Outcome::Refused
+        );
+    }
+    // The window is full: even the right code is not checked.
+    let Outcome::Throttled { retry_after_secs } =
+        fallback::sign_in_with_code(&h.state.pool, upn, &current)
+            .await
+            .unwrap()
+    else {
+        panic!("not throttled");
+    };
+    assert!(retry_after_secs > 0 && retry_after_secs <= 15 * 60);
+
+    // The next window (moved back in the database), five more failures: locked, beyond windows.
+    move_window(&h, upn).await;
+    for _ in 0..(fallback::MAX_CONSECUTIVE_FAILURES - fallback::TRIES_PER_WINDOW) {
+        assert_eq!(
+            fallback::sign_in_with_code(&h.state.pool, upn, &wrong)
+                .await
+                .unwrap(),
+            Outcome::Refused
+        );
+    }
+    move_window(&h, upn).await;
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &current)
+            .await
+            .unwrap(),
+        Outcome::Locked
+    );
+    assert!(fallback::unlock(&h.state.pool, upn).await.unwrap());
+    let code = totp.generate(now_secs());
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+            .await
+            .unwrap(),
+        Outcome::SignedIn {
+            method: Method::Totp
+        }
+    );
+    let outcomes = events(&h, upn, "fallback_used").await;
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.starts_with("throttled retry_after_secs=")),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.iter().any(|o| o == "locked"), "{outcomes:?}");
+    assert_eq!(events(&h, upn, "fallback_unlocked").await, ["ok"]);
+}
+
+/// Moves a user's try window into the past, as if 16 minutes had passed.
+async fn move_window(h: &Harness, upn: &str) {
+    sqlx::query("UPDATE fallback_tries SET window_start = window_start - $1 WHERE upn = $2")
+        .bind(16 * 60 * 1000_i64)
+        .bind(upn)
+        .execute(&h.state.pool)
+        .await
+        .unwrap();
+}
+
+/// Every text column of every row of `table`, as one text.
+async fn dump(h: &Harness, table: &str, columns: &str) -> String {
+    use sqlx::Row;
+    let rows = sqlx::query(&format!("SELECT {columns} FROM {table}"))
+        .fetch_all(&h.state.pool)
+        .await
+        .unwrap();
+    let n = columns.split(',').count();
+    rows.iter()
+        .flat_map(|r| (0..n).map(move |i| r.try_get::<String, _>(i).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
+    let h = harness().await;
+    let upn = "dave@contoso.test";
+    h.add_user(upn, &[]).await;
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    let codes = fallback::create_backup_codes(&h.state.pool, upn)
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    let distinct: std::collections::HashSet<&str> = codes.iter().map(|c| c.as_str()).collect();
+    assert_eq!(distinct.len(), 10);
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &codes[0])
+            .await
+            .unwrap(),
+        Outcome::SignedIn {
+            method: Method::BackupCode
+        }
+    );
+    // Once only; typed in capitals without dashes, another code works.
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &codes[0])
+            .await
+            .unwrap(),
+        Outcome::Refused
+    );
+    let typed = codes[1].replace('-', " ").to_uppercase();
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &typed)
+            .await
+            .unwrap(),
+        Outcome::SignedIn {
+            method: Method::BackupCode
+        }
+    );
+    assert_eq!(
+        signin_server::accounts::backup_codes::counts(&h.state.pool, upn)
+            .await
+            .unwrap(),
+        (8, 10)
+    );
+    // Another user cannot use them.
+    h.add_user("erin@contoso.test", &[]).await;
+    fallback::create_backup_codes(&h.state.pool, "erin@contoso.test")
+        .await
+        .unwrap();
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, "erin@contoso.test", &codes[2])
+            .await
+            .unwrap(),
+        Outcome::Refused
+    );
+    // A new set: the old unused codes stop working, the new ones work.
+    let fresh = fallback::create_backup_codes(&h.state.pool, upn)
+        .await
+        .unwrap();
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &codes[2])
+            .await
+            .unwrap(),
+        Outcome::Refused
+    );
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &fresh[9])
+            .await
+            .unwrap(),
+        Outcome::SignedIn {
+            method: Method::BackupCode
+        }
+    );
+    // Two sets created (a repeat within a minute is one entry with `repeats`).
+    let created: Vec<_> = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "backup_codes_created" && r.upn.as_deref() == Some(upn))
+        .map(|r| (r.outcome, r.repeats))
+        .collect();
+    assert_eq!(created, [("count=10".to_owned(), 1)]);
+    let used = events(&h, upn, "fallback_used").await;
+    assert_eq!(
+        used,
+        [
+            "backup_code:ok",
+            "backup_code:refused",
+            "backup_code:ok",
+            "backup_code:refused",
+            "backup_code:ok"
+        ]
+    );
+    // Only hashes are stored.
+    let stored = dump(&h, "backup_codes", "upn, code_hash").await;
+    for c in codes.iter().chain(fresh.iter()) {
+        assert!(!stored.contains(&c.replace('-', "")), "{stored}");
+    }
+}
+
+#[tokio::test]
+async fn a_removed_phones_totp_codes_are_refused_and_secrets_are_stored_sealed() {
+    let h = harness().await;
+    let upn = "bobby@contoso.test";
+    let (phone, totp) = enrolled(&h, upn).await;
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    let stored = dump(&h, "totp_secrets", "account_id, secret_enc").await;
+    assert!(!stored.contains(&totp.get_secret_base32()), "{stored}");
+    assert!(!stored.contains(&authenticator_protocol::encoding::b64(&totp.secret)));
+    signin_server::accounts::devices::remove(&h.state.pool, phone.account().as_str())
+        .await
+        .unwrap();
+    let code = totp.generate(now_secs());
+    assert_eq!(
+        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+            .await
+            .unwrap(),
+        Outcome::Refused
+    );
+}
