@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod extract;
+pub mod oidc;
 pub mod sign_in;
 pub mod state;
 pub mod store;
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/signin", post(api::signin::start))
         .route("/api/v1/signin/{id}", get(api::signin::status))
         .merge(web::routes())
+        .merge(oidc::routes())
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(log_requests))

@@ -87,6 +87,11 @@ enum AdminCommand {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// The OpenID Connect ID-token signing keys: list, rotate, remove a rotated-out one.
+    OidcKey {
+        #[command(subcommand)]
+        command: signin_server::oidc::keys::AdminCommand,
+    },
     /// The offline fallback sign-in (TOTP and backup codes): policy switch and locks.
     Fallback {
         #[command(subcommand)]
@@ -97,9 +102,19 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum AppCommand {
     /// Register an application; prints its client id and secret (the secret only this once).
+    /// With `--redirect-uri` it is an OpenID Connect client (docs/INTEGRATION.md).
     Add {
         #[arg(long)]
         name: String,
+        /// An exact redirect URI (repeatable): the application becomes an OpenID Connect client.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client (native or browser app): no secret, PKCE required.
+        #[arg(long, requires = "redirect_uris")]
+        public: bool,
+        /// CIBA ping mode: the client's notification endpoint.
+        #[arg(long, requires = "redirect_uris")]
+        ciba_ping_endpoint: Option<String>,
     },
     /// List the applications (the built-in portal among them).
     List,
@@ -393,17 +408,36 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             }
         }
         AdminCommand::App {
-            command: AppCommand::Add { name },
+            command:
+                AppCommand::Add {
+                    name,
+                    redirect_uris,
+                    public,
+                    ciba_ping_endpoint,
+                },
         } => {
-            let registered = accounts::applications::add(pool, &name).await?;
+            let registered = if redirect_uris.is_empty() {
+                accounts::applications::add(pool, &name).await?
+            } else {
+                signin_server::oidc::clients::add(
+                    pool,
+                    &name,
+                    &redirect_uris,
+                    public,
+                    ciba_ping_endpoint.as_deref(),
+                )
+                .await?
+            };
             println!("client_id: {}", registered.client_id);
-            println!("client_secret: {}", registered.client_secret);
-            eprintln!("The secret is shown only now; store it in the application's settings.");
+            if !public {
+                println!("client_secret: {}", registered.client_secret);
+                eprintln!("The secret is shown only now; store it in the application's settings.");
+            }
         }
         AdminCommand::App {
             command: AppCommand::List,
         } => {
-            for app in accounts::applications::list(pool).await? {
+            for app in signin_server::oidc::clients::list(pool).await? {
                 println!("{app}");
             }
         }
@@ -425,6 +459,9 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         } => {
             accounts::devices::remove(pool, &id).await?;
             println!("removed device {}", id.trim());
+        }
+        AdminCommand::OidcKey { command } => {
+            signin_server::oidc::keys::run_admin(pool, command).await?
         }
         AdminCommand::Fallback { command } => {
             accounts::fallback::run_admin(pool, command).await?

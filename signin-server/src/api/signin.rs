@@ -63,6 +63,7 @@ pub async fn start(
             kind: RequestKind::Passwordless,
             client_ip: ip,
             replaces: None,
+            browser: false,
         },
     )
     .await?;

@@ -51,6 +51,10 @@ pub struct StartSignIn<'a> {
     /// The earlier sign-in this one replaces ("resend" on the pages). No other start
     /// supersedes anything: a stranger's start cannot cancel the user's own sign-in.
     pub replaces: Option<&'a str>,
+    /// Started by an unauthenticated browser on the sign-in pages (for the server itself, or
+    /// for an OpenID Connect client's authorization): the rate limit also counts the client
+    /// address, as for the built-in portal.
+    pub browser: bool,
 }
 
 /// A started sign-in. The number is for the sign-in page only: `Debug` hides it.
@@ -88,7 +92,7 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
 /// by its /64, see [`risk::address_key`]), so that a stranger who knows a UPN exhausts only
 /// their own allowance.
 fn limit_subject(upn: &str, s: &StartSignIn<'_>) -> String {
-    if s.application.builtin {
+    if s.application.builtin || s.browser {
         let ip = s.client_ip.map_or_else(
             || "unknown".to_owned(),
             |ip| risk::address_key(ip).to_string(),

@@ -31,6 +31,7 @@ pub mod devices;
 pub mod enrollment;
 pub mod fallback;
 pub mod notify;
+pub mod oidc;
 pub mod passes;
 pub mod policy;
 pub mod requests;

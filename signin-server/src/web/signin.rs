@@ -17,6 +17,7 @@ use crate::accounts::passwords::{self, PasswordCheck};
 use crate::audit::{self, Event};
 use crate::error::AppError;
 use crate::extract::ClientIp;
+use crate::oidc::authorize::BrowserFlow;
 use crate::sign_in::{self, StartSignIn, Started};
 use crate::state::AppState;
 use crate::store::requests::{kind_str, Status, StoredRequest};
@@ -73,13 +74,19 @@ fn upn_page(session: &Session, n: Notice<'_>, upn: &str) -> Response {
 }
 
 /// `GET /signin`
-pub async fn form(session: Session) -> Result<Response, WebError> {
-    if session.upn.is_some() {
+/// During an OpenID Connect authorization that needs a sign-in (`BrowserFlow`), the form
+/// shows even to a signed-in browser, with the client's `login_hint` filled in.
+pub async fn form(session: Session, flow: BrowserFlow) -> Result<Response, WebError> {
+    if session.upn.is_some() && !flow.is_active() {
         return Ok(Redirect::to("/me").into_response());
     }
     // Nothing is stored for a page view: the cookie (set now if new) carries the CSRF
     // token's secret, and the first form post stores the session.
-    Ok(upn_page(&session, Notice::None, ""))
+    Ok(upn_page(
+        &session,
+        Notice::None,
+        flow.login_hint().unwrap_or_default(),
+    ))
 }
 
 /// Messages for refusals of `create_request` that are not faults (rate limits and the like).
@@ -101,6 +108,7 @@ pub async fn submit_upn(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     mut session: Session,
+    flow: BrowserFlow,
     Form(f): Form<UpnForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
@@ -116,7 +124,7 @@ pub async fn submit_upn(
     session.pending_request = None;
     session.pending_kind = None;
     session.resends = 0;
-    match start(&state, ip, upn, RequestKind::Passwordless, None).await {
+    match start(&state, ip, upn, RequestKind::Passwordless, None, &flow).await {
         Ok(started) => {
             // The sign-in continues under a new session id (see `Session::rotate_id`).
             session.rotate_id(&state.pool).await?;
@@ -141,24 +149,30 @@ pub async fn submit_upn(
     }
 }
 
-/// A sign-in from these pages: the built-in portal application is the one the phone names.
-/// `replaces` is this browser's earlier sign-in (resend); no other start supersedes one.
+/// A sign-in from these pages: the phone names the built-in portal application, or during an
+/// OpenID Connect authorization the client's registered name. `replaces` is this browser's
+/// earlier sign-in (resend); no other start supersedes one.
 async fn start(
     state: &AppState,
     ip: Option<std::net::IpAddr>,
     upn: &str,
     kind: RequestKind,
     replaces: Option<&str>,
+    flow: &BrowserFlow,
 ) -> Result<Started, AppError> {
-    let portal = applications::portal(&state.pool).await?;
+    let application = match flow.application() {
+        Some(client) => client.clone(),
+        None => applications::portal(&state.pool).await?,
+    };
     sign_in::start(
         state,
         StartSignIn {
             upn,
-            application: &portal,
+            application: &application,
             kind,
             client_ip: ip,
             replaces,
+            browser: true,
         },
     )
     .await
@@ -269,6 +283,7 @@ pub async fn pass_form(session: Session) -> Result<Response, WebError> {
 pub async fn submit_pass(
     State(state): State<AppState>,
     mut session: Session,
+    flow: BrowserFlow,
     Form(f): Form<PassForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
@@ -289,7 +304,7 @@ pub async fn submit_pass(
         ));
     }
     session.pending_upn = None;
-    signed_in(
+    signed_in_during(
         &state,
         &session,
         SignedIn {
@@ -298,6 +313,7 @@ pub async fn submit_pass(
             answered: None,
             to: "/me/security-info",
         },
+        &flow,
     )
     .await
 }
@@ -318,6 +334,17 @@ pub(super) async fn signed_in(
     session: &Session,
     s: SignedIn<'_>,
 ) -> Result<Response, WebError> {
+    signed_in_during(state, session, s, &BrowserFlow::default()).await
+}
+
+/// [`signed_in`], and during an OpenID Connect authorization (`flow`) the redirect goes back
+/// to it instead (`oidc::authorize::after_sign_in`, which also records how and when).
+pub(super) async fn signed_in_during(
+    state: &AppState,
+    session: &Session,
+    s: SignedIn<'_>,
+    flow: &BrowserFlow,
+) -> Result<Response, WebError> {
     let next = session
         .rotate_to_signed_in(&state.pool, s.upn, s.answered.map(|(signin, _)| signin))
         .await?;
@@ -332,7 +359,10 @@ pub(super) async fn signed_in(
         },
     )
     .await?;
-    Ok(see_other(&next, s.to))
+    let to = crate::oidc::authorize::after_sign_in(&state.pool, flow, &next, s.upn, s.how)
+        .await?
+        .unwrap_or(s.to);
+    Ok(see_other(&next, to))
 }
 
 /// `GET /signin/password`
@@ -346,6 +376,7 @@ pub async fn submit_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     mut session: Session,
+    flow: BrowserFlow,
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
@@ -409,7 +440,7 @@ pub async fn submit_password(
             Notice::Error("Your username or password is incorrect."),
         ));
     };
-    match start(&state, ip, &upn, RequestKind::Push, None).await {
+    match start(&state, ip, &upn, RequestKind::Push, None, &flow).await {
         Ok(started) => {
             session.resends = 0;
             // The push sign-in continues under a new session id (see `Session::rotate_id`).
@@ -448,7 +479,7 @@ pub async fn submit_password(
                 answered: None,
                 to: "/me",
             };
-            signed_in(&state, &session, how).await
+            signed_in_during(&state, &session, how, &flow).await
         }
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
         Err(other) => Ok(password_page(
@@ -569,6 +600,7 @@ fn outcome_page(session: &Session, status: Status) -> Response {
 pub async fn complete(
     State(state): State<AppState>,
     session: Session,
+    flow: BrowserFlow,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
@@ -589,7 +621,7 @@ pub async fn complete(
                 answered: Some((&req.signin_id, req.id.as_str())),
                 to: "/me",
             };
-            signed_in(&state, &session, how).await
+            signed_in_during(&state, &session, how, &flow).await
         }
         Status::Pending => Ok(Redirect::to("/signin/wait").into_response()),
         other => Ok(outcome_page(&session, other)),
@@ -602,6 +634,7 @@ pub async fn resend(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     mut session: Session,
+    flow: BrowserFlow,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
@@ -624,7 +657,7 @@ pub async fn resend(
         ));
     }
     let previous = session.pending_request.clone();
-    match start(&state, ip, &upn, kind, previous.as_deref()).await {
+    match start(&state, ip, &upn, kind, previous.as_deref(), &flow).await {
         Ok(started) => {
             session.resends += 1;
             start_waiting(&state, &mut session, started, kind).await?;

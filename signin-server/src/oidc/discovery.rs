@@ -1,0 +1,113 @@
+//! OpenID Provider metadata (OpenID Connect Discovery 1.0 §3, CIBA §4) and the JWKS.
+use axum::extract::State;
+use axum::http::header::{self, HeaderValue};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::authorize::{issuer, SUPPORTED_SCOPES};
+use super::{
+    OAuthError, ACR_MFA, ACR_SINGLE_FACTOR, AUTHORIZE_PATH, CIBA_GRANT_TYPE, CIBA_PATH, JWKS_PATH,
+    TOKEN_PATH, USERINFO_PATH,
+};
+use crate::state::AppState;
+use crate::web::session::public_base;
+
+#[derive(Debug, Serialize)]
+struct Metadata {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
+    backchannel_authentication_endpoint: String,
+    scopes_supported: &'static [&'static str],
+    response_types_supported: &'static [&'static str],
+    response_modes_supported: &'static [&'static str],
+    grant_types_supported: &'static [&'static str],
+    subject_types_supported: &'static [&'static str],
+    id_token_signing_alg_values_supported: &'static [&'static str],
+    token_endpoint_auth_methods_supported: &'static [&'static str],
+    code_challenge_methods_supported: &'static [&'static str],
+    claims_supported: &'static [&'static str],
+    acr_values_supported: &'static [&'static str],
+    prompt_values_supported: &'static [&'static str],
+    claims_parameter_supported: bool,
+    request_parameter_supported: bool,
+    request_uri_parameter_supported: bool,
+    authorization_response_iss_parameter_supported: bool,
+    backchannel_token_delivery_modes_supported: &'static [&'static str],
+    backchannel_user_code_parameter_supported: bool,
+}
+
+/// `GET /.well-known/openid-configuration`
+pub async fn configuration(
+    State(state): State<AppState>,
+    parts: Parts,
+) -> Result<Response, OAuthError> {
+    let base = public_base(&state.pool, &parts)
+        .await
+        .map_err(|e| OAuthError::Internal(anyhow::anyhow!("{e}")))?;
+    let iss = issuer(&base);
+    let at = |path: &str| format!("{iss}{path}");
+    let metadata = Metadata {
+        authorization_endpoint: at(AUTHORIZE_PATH),
+        token_endpoint: at(TOKEN_PATH),
+        userinfo_endpoint: at(USERINFO_PATH),
+        jwks_uri: at(JWKS_PATH),
+        backchannel_authentication_endpoint: at(CIBA_PATH),
+        issuer: iss,
+        scopes_supported: SUPPORTED_SCOPES,
+        response_types_supported: &["code"],
+        response_modes_supported: &["query"],
+        grant_types_supported: &["authorization_code", CIBA_GRANT_TYPE],
+        subject_types_supported: &["public"],
+        id_token_signing_alg_values_supported: &["ES256"],
+        token_endpoint_auth_methods_supported: &[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        code_challenge_methods_supported: &["S256"],
+        claims_supported: &[
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "amr",
+            "acr",
+            "at_hash",
+            "name",
+            "preferred_username",
+        ],
+        acr_values_supported: &[ACR_MFA, ACR_SINGLE_FACTOR],
+        prompt_values_supported: &["none", "login", "consent", "select_account"],
+        claims_parameter_supported: false,
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+        authorization_response_iss_parameter_supported: true,
+        backchannel_token_delivery_modes_supported: &["poll", "ping"],
+        backchannel_user_code_parameter_supported: false,
+    };
+    Ok(cacheable(axum::Json(metadata).into_response()))
+}
+
+/// `GET /oauth2/jwks`
+pub async fn jwks(State(state): State<AppState>) -> Result<Response, OAuthError> {
+    let set = super::keys::jwks(&state.pool)
+        .await
+        .map_err(OAuthError::Internal)?;
+    Ok(cacheable(axum::Json(set).into_response()))
+}
+
+/// Metadata and keys may be cached briefly (a rotated key shows up within 5 minutes).
+fn cacheable(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
+}

@@ -1,0 +1,283 @@
+//! OpenID Connect provider (Core 1.0 + Discovery 1.0) and CIBA (Client-Initiated Backchannel
+//! Authentication Core 1.0) over the phone sign-in: an application registered with redirect
+//! URIs (`admin app add --name N --redirect-uri U [--public]`) is an OpenID Connect client.
+//! docs/INTEGRATION.md is the operator's guide; this module is the whole surface:
+//!
+//! - [`discovery`]: `/.well-known/openid-configuration` and the JWKS;
+//! - [`keys`]: the ES256 ID-token signing keys (stored in the database, rotated by
+//!   `admin oidc-key rotate`);
+//! - [`clients`]: registration and client authentication at the token endpoint;
+//! - [`authorize`]: the authorization endpoint, whose sign-in is the server's own sign-in
+//!   pages (`web::signin`) with the client named on the phone ([`authorize::BrowserFlow`]);
+//! - [`token`]: the token endpoint (authorization code + PKCE, CIBA) and userinfo;
+//! - [`ciba`]: the backchannel authentication endpoint (poll and ping modes).
+//!
+//! Errors are [`OAuthError`]: RFC 6749 §5.2 JSON (`{"error", "error_description"}`).
+pub mod authorize;
+pub mod ciba;
+pub mod clients;
+pub mod discovery;
+pub mod keys;
+pub mod token;
+
+use std::sync::Arc;
+
+use authenticator_protocol::encoding::{b64, sha256};
+use axum::http::header::{self, HeaderValue};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+
+use crate::error::InternalCause;
+use crate::state::AppState;
+
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub const JWKS_PATH: &str = "/oauth2/jwks";
+pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
+/// Where the sign-in pages send a browser back once it has signed in during an authorization.
+pub const RESUME_PATH: &str = "/oauth2/authorize/resume";
+pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const USERINFO_PATH: &str = "/oauth2/userinfo";
+pub const CIBA_PATH: &str = "/oauth2/bc-authorize";
+pub const CIBA_GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
+
+/// `acr` of a sign-in with more than one factor (phone sign-in, password + phone).
+pub const ACR_MFA: &str = "urn:phonesignin:acr:mfa";
+/// `acr` of a sign-in with one factor (a password alone, a temporary access pass).
+pub const ACR_SINGLE_FACTOR: &str = "urn:phonesignin:acr:single-factor";
+
+/// The OpenID Connect routes, merged into `crate::app`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(DISCOVERY_PATH, get(discovery::configuration))
+        .route(JWKS_PATH, get(discovery::jwks))
+        .route(
+            AUTHORIZE_PATH,
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route(RESUME_PATH, get(authorize::resume))
+        .route(TOKEN_PATH, post(token::token))
+        .route(USERINFO_PATH, get(token::userinfo).post(token::userinfo))
+        .route(CIBA_PATH, post(ciba::backchannel_authorize))
+}
+
+/// SHA-256 (base64url) of a secret handed out (codes, tokens, handles): what is stored.
+pub(crate) fn secret_hash(secret: &str) -> String {
+    b64(&sha256(secret.as_bytes()))
+}
+
+/// 32 random bytes, base64url: every code, token and handle.
+pub(crate) fn random_secret() -> Result<String, OAuthError> {
+    Ok(b64(&crate::sign_in::random_bytes::<32>().map_err(|e| {
+        OAuthError::Internal(anyhow::anyhow!("random source: {e}"))
+    })?))
+}
+
+/// `amr` values (RFC 8176) of the ways a browser signs in on the pages (`web::signin`'s
+/// `how`). The phone's approval is a signature by a key on the phone released after the
+/// phone's own user verification, so it is `swk` (the server has no attestation that the key
+/// is hardware-bound, so never `hwk`) plus `user`. Unknown ways have no `amr` (and the
+/// single-factor `acr`).
+pub fn amr_for(how: &str) -> &'static [&'static str] {
+    match how {
+        "phone_sign_in" => &["mfa", "swk", "user"],
+        "password_and_push" => &["mfa", "pwd", "swk", "user"],
+        "password" => &["pwd"],
+        "temporary_pass" => &["otp"],
+        _ => &[],
+    }
+}
+
+/// `acr` for a list of `amr` values.
+pub fn acr_for(amr: &[String]) -> &'static str {
+    if amr.iter().any(|m| m == "mfa") {
+        ACR_MFA
+    } else {
+        ACR_SINGLE_FACTOR
+    }
+}
+
+/// Parameters of a form or query string, each at most once (RFC 6749 §3.1: "parameters MUST
+/// NOT be included more than once"); empty values count as absent.
+#[derive(Debug, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(encoded: &[u8]) -> Result<Self, OAuthError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(encoded) {
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(OAuthError::InvalidRequest("a parameter is repeated"));
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Params(pairs))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn require(&self, name: &str, missing: &'static str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or(OAuthError::InvalidRequest(missing))
+    }
+}
+
+/// An OAuth 2.0 / OpenID Connect error (RFC 6749 §5.2, OpenID Connect Core §3.1.2.6, CIBA
+/// §11 and §13, RFC 6750 §3.1). The description is static text, never user data.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(&'static str),
+    /// Client authentication failed (unknown client, wrong or missing secret, wrong method).
+    /// `basic`: the client tried HTTP Basic (the answer then carries `WWW-Authenticate`).
+    #[error("invalid_client")]
+    InvalidClient { basic: bool },
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(&'static str),
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(&'static str),
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    #[error("invalid_scope: {0}")]
+    InvalidScope(&'static str),
+    #[error("authorization_pending")]
+    AuthorizationPending,
+    #[error("slow_down")]
+    SlowDown,
+    #[error("expired_token")]
+    ExpiredToken,
+    #[error("access_denied: {0}")]
+    AccessDenied(&'static str),
+    #[error("invalid_binding_message: {0}")]
+    InvalidBindingMessage(&'static str),
+    #[error("unknown_user_id")]
+    UnknownUserId,
+    /// The userinfo endpoint without a valid access token (RFC 6750 §3.1).
+    #[error("invalid_token")]
+    InvalidToken,
+    #[error("temporarily_unavailable: {0}")]
+    TemporarilyUnavailable(&'static str),
+    #[error("server_error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl OAuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::AuthorizationPending => "authorization_pending",
+            OAuthError::SlowDown => "slow_down",
+            OAuthError::ExpiredToken => "expired_token",
+            OAuthError::AccessDenied(_) => "access_denied",
+            OAuthError::InvalidBindingMessage(_) => "invalid_binding_message",
+            OAuthError::UnknownUserId => "unknown_user_id",
+            OAuthError::InvalidToken => "invalid_token",
+            OAuthError::TemporarilyUnavailable(_) => "temporarily_unavailable",
+            OAuthError::Internal(_) => "server_error",
+        }
+    }
+
+    fn description(&self) -> Option<&'static str> {
+        match self {
+            OAuthError::InvalidRequest(d)
+            | OAuthError::InvalidGrant(d)
+            | OAuthError::UnauthorizedClient(d)
+            | OAuthError::InvalidScope(d)
+            | OAuthError::AccessDenied(d)
+            | OAuthError::InvalidBindingMessage(d)
+            | OAuthError::TemporarilyUnavailable(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::InvalidClient { .. } | OAuthError::InvalidToken => StatusCode::UNAUTHORIZED,
+            OAuthError::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        OAuthError::Internal(e.into())
+    }
+}
+
+impl From<crate::error::AppError> for OAuthError {
+    fn from(e: crate::error::AppError) -> Self {
+        use crate::error::AppError;
+        match e {
+            AppError::Internal(cause) => OAuthError::Internal(cause),
+            AppError::UnknownAccount => OAuthError::UnknownUserId,
+            AppError::NotPasswordlessCapable => {
+                OAuthError::AccessDenied("the user has no phone with phone sign-in")
+            }
+            AppError::PolicyDisabled => {
+                OAuthError::AccessDenied("the Authenticator is not enabled for this user")
+            }
+            AppError::RateLimited { .. } | AppError::Paused { .. } => {
+                OAuthError::TemporarilyUnavailable("too many sign-ins for this user: try later")
+            }
+            AppError::InvalidRequest(d) => OAuthError::InvalidRequest(d),
+            other => OAuthError::Internal(anyhow::anyhow!("unexpected: {other}")),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorJson {
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'static str>,
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1) on a JSON answer.
+pub(crate) fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = ErrorJson {
+            error: self.code(),
+            error_description: self.description(),
+        };
+        let mut r = no_store((self.status(), axum::Json(body)).into_response());
+        match &self {
+            OAuthError::InvalidClient { basic: true } => {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"oauth2\""),
+                );
+            }
+            OAuthError::InvalidToken => {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
+        }
+        if let OAuthError::Internal(cause) = self {
+            r.extensions_mut().insert(InternalCause(Arc::new(cause)));
+        }
+        r
+    }
+}

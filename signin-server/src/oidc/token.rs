@@ -1,0 +1,314 @@
+//! The token endpoint (RFC 6749 §3.2, OpenID Connect Core §3.1.3; grant types
+//! `authorization_code` and CIBA's `urn:openid:params:grant-type:ciba`) and the userinfo
+//! endpoint (§5.3). Access tokens are opaque (32 random bytes, stored hashed) and only open
+//! userinfo; there are no refresh tokens.
+use authenticator_protocol::encoding::{b64, sha256};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::authorize::issuer;
+use super::clients::{self, AuthMethod, Client};
+use super::{
+    acr_for, ciba, no_store, random_secret, secret_hash, OAuthError, Params, CIBA_GRANT_TYPE,
+};
+use crate::audit::{self, Event};
+use crate::state::AppState;
+use crate::store::oidc::{self as store, AccessTokenRow};
+use crate::store::{now_ms, users};
+use crate::web::session::public_base;
+
+/// ID tokens live 5 minutes: a relying party validates one right after the token request.
+pub const ID_TOKEN_TTL_SECS: i64 = 300;
+/// Access tokens (userinfo only) live 10 minutes.
+pub const ACCESS_TOKEN_TTL_SECS: i64 = 600;
+
+/// The claims of an ID token (OpenID Connect Core §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nonce: Option<String>,
+    pub amr: Vec<String>,
+    pub acr: String,
+    /// Left half of SHA-256 of the access token (§3.1.3.6).
+    pub at_hash: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    id_token: String,
+    scope: String,
+}
+
+/// Who signed in, how and when: what the tokens say.
+pub(crate) struct Authenticated<'a> {
+    pub client: &'a Client,
+    pub upn: &'a str,
+    pub scope: &'a str,
+    pub nonce: Option<&'a str>,
+    /// Milliseconds.
+    pub auth_time: i64,
+    /// Space-separated `amr` values.
+    pub amr: &'a str,
+    /// Hash of the code or `auth_req_id` the tokens come from.
+    pub grant_hash: &'a str,
+}
+
+/// The stable, opaque `sub` of a user (random, stored on first use).
+pub async fn subject(pool: &crate::store::Pool, upn: &str) -> Result<String, OAuthError> {
+    let fresh = random_secret()?;
+    Ok(store::subject_for(pool, upn, &fresh).await?)
+}
+
+/// Issues an access token and an ID token.
+pub(crate) async fn issue_tokens(
+    state: &AppState,
+    iss: &str,
+    a: Authenticated<'_>,
+) -> Result<Response, OAuthError> {
+    let now = now_ms();
+    let access_token = random_secret()?;
+    store::insert_access_token(
+        &state.pool,
+        &AccessTokenRow {
+            token_hash: secret_hash(&access_token),
+            grant_hash: a.grant_hash.to_owned(),
+            client_id: a.client.client_id().to_owned(),
+            upn: a.upn.to_owned(),
+            scope: a.scope.to_owned(),
+            created_at: now,
+            expires_at: now + ACCESS_TOKEN_TTL_SECS * 1000,
+        },
+    )
+    .await?;
+    let amr: Vec<String> = a
+        .amr
+        .split(' ')
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let claims = IdTokenClaims {
+        iss: iss.to_owned(),
+        sub: subject(&state.pool, a.upn).await?,
+        aud: a.client.client_id().to_owned(),
+        exp: now / 1000 + ID_TOKEN_TTL_SECS,
+        iat: now / 1000,
+        auth_time: a.auth_time / 1000,
+        nonce: a.nonce.map(str::to_owned),
+        acr: acr_for(&amr).to_owned(),
+        amr,
+        at_hash: b64(&sha256(access_token.as_bytes())[..16]),
+    };
+    let key = super::keys::current(&state.pool)
+        .await
+        .map_err(OAuthError::Internal)?;
+    let id_token = key.sign(&claims).map_err(OAuthError::Internal)?;
+    let outcome = format!("tokens_issued client_id={}", a.client.client_id());
+    audit::record(
+        &state.pool,
+        Event::WebSignIn,
+        audit::Entry {
+            upn: Some(a.upn),
+            outcome: &outcome,
+            ..Default::default()
+        },
+    )
+    .await?;
+    tracing::info!(client_id = %a.client.client_id(), kid = %key.kid, "tokens issued");
+    Ok(no_store(
+        axum::Json(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ACCESS_TOKEN_TTL_SECS,
+            id_token,
+            scope: a.scope.to_owned(),
+        })
+        .into_response(),
+    ))
+}
+
+/// `POST /oauth2/token`
+pub async fn token(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let headers: &HeaderMap = &parts.headers;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::InvalidRequest(
+            "expected Content-Type: application/x-www-form-urlencoded",
+        ));
+    }
+    let p = Params::parse(&body)?;
+    let (client, method) = clients::authenticate(&state.pool, headers, &p).await?;
+    let base = public_base(&state.pool, &parts)
+        .await
+        .map_err(|e| OAuthError::Internal(anyhow::anyhow!("{e}")))?;
+    let iss = issuer(&base);
+    match p.require("grant_type", "grant_type is required")? {
+        "authorization_code" => authorization_code(&state, &iss, &client, &p).await,
+        CIBA_GRANT_TYPE => {
+            if method == AuthMethod::None {
+                return Err(OAuthError::UnauthorizedClient(
+                    "CIBA is for confidential clients",
+                ));
+            }
+            ciba::redeem(&state, &iss, &client, &p).await
+        }
+        _ => Err(OAuthError::UnsupportedGrantType),
+    }
+}
+
+/// RFC 7636 §4.6: BASE64URL(SHA-256(ASCII(code_verifier))) == code_challenge, in constant
+/// time; the verifier is 43 to 128 unreserved characters.
+fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    well_formed
+        && authenticator_protocol::encoding::ct_eq(
+            b64(&sha256(verifier.as_bytes())).as_bytes(),
+            challenge.as_bytes(),
+        )
+}
+
+async fn authorization_code(
+    state: &AppState,
+    iss: &str,
+    client: &Client,
+    p: &Params,
+) -> Result<Response, OAuthError> {
+    let code = p.require("code", "code is required")?;
+    let code_hash = secret_hash(code);
+    let now = now_ms();
+    let row = store::find_code(&state.pool, &code_hash)
+        .await?
+        .ok_or(OAuthError::InvalidGrant("unknown code"))?;
+    // A code is bound to its client: another client learns nothing and spends nothing.
+    if row.client_id != client.client_id() {
+        tracing::info!(client_id = %client.client_id(), "code presented by another client");
+        return Err(OAuthError::InvalidGrant("unknown code"));
+    }
+    if row.used_at.is_some() {
+        // RFC 6749 §4.1.2: a code used twice revokes what it gave.
+        let revoked = store::revoke_grant(&state.pool, &code_hash).await?;
+        tracing::warn!(client_id = %client.client_id(), revoked, "authorization code reused");
+        audit::record(
+            &state.pool,
+            Event::WebSignIn,
+            audit::Entry {
+                upn: Some(&row.upn),
+                outcome: "code_reused tokens_revoked",
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Err(OAuthError::InvalidGrant("code already used"));
+    }
+    if row.expires_at <= now {
+        return Err(OAuthError::InvalidGrant("code expired"));
+    }
+    // From here on the code is spent, whatever the outcome: one attempt per code.
+    if !store::consume_code(&state.pool, &code_hash, now).await? {
+        return Err(OAuthError::InvalidGrant("code already used"));
+    }
+    if p.get("redirect_uri") != Some(row.redirect_uri.as_str()) {
+        return Err(OAuthError::InvalidGrant(
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    match (row.code_challenge.as_deref(), p.get("code_verifier")) {
+        (None, None) => {}
+        (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
+        (Some(_), None) => return Err(OAuthError::InvalidGrant("code_verifier is required")),
+        (None, Some(_)) => {
+            return Err(OAuthError::InvalidGrant(
+                "code_verifier without code_challenge",
+            ))
+        }
+        (Some(_), Some(_)) => return Err(OAuthError::InvalidGrant("code_verifier does not match")),
+    }
+    issue_tokens(
+        state,
+        iss,
+        Authenticated {
+            client,
+            upn: &row.upn,
+            scope: &row.scope,
+            nonce: row.nonce.as_deref(),
+            auth_time: row.auth_time,
+            amr: &row.amr,
+            grant_hash: &code_hash,
+        },
+    )
+    .await
+}
+
+/// The bearer access token of a userinfo request (header only: RFC 6750 §2.1).
+pub struct BearerToken(String);
+
+impl FromRequestParts<AppState> for BearerToken {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, OAuthError> {
+        let value = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(OAuthError::InvalidToken)?;
+        let (scheme, token) = value.split_once(' ').ok_or(OAuthError::InvalidToken)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(OAuthError::InvalidToken);
+        }
+        Ok(BearerToken(token.trim().to_owned()))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct UserInfo {
+    sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preferred_username: Option<String>,
+}
+
+/// `GET|POST /oauth2/userinfo`: `sub`, and with scope `profile` the display name and UPN.
+pub async fn userinfo(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+) -> Result<Response, OAuthError> {
+    let row = store::find_access_token(&state.pool, &secret_hash(&token), now_ms())
+        .await?
+        .ok_or(OAuthError::InvalidToken)?;
+    let Some(user) = users::find(&state.pool, &row.upn).await? else {
+        return Err(OAuthError::InvalidToken);
+    };
+    let profile = row.scope.split(' ').any(|s| s == "profile");
+    Ok(no_store(
+        axum::Json(UserInfo {
+            sub: subject(&state.pool, &row.upn).await?,
+            name: profile.then(|| user.display_name.clone()),
+            preferred_username: profile.then(|| user.upn.clone()),
+        })
+        .into_response(),
+    ))
+}

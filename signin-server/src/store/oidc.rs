@@ -1,0 +1,469 @@
+//! OpenID Connect and CIBA state (`migrations/0006_oidc.sql`): clients (the `applications`
+//! rows with redirect URIs), signing keys, subjects, browser authorizations, codes, access
+//! tokens and CIBA requests. Secrets are stored as hashes; the callers hash.
+use super::{Pool, StoreResult};
+
+/// A registered application with its OpenID Connect columns.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub builtin: i64,
+    /// Exact redirect URIs, one per line; `None` for an API-only application.
+    pub redirect_uris: Option<String>,
+    pub public_client: i64,
+    pub ciba_notification_endpoint: Option<String>,
+    pub created_at: i64,
+}
+
+const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, builtin, redirect_uris, \
+     public_client, ciba_notification_endpoint, created_at";
+
+/// Inserts a client; `false` (nothing written) when the name is taken.
+pub async fn insert_client(pool: &Pool, row: &ClientRow) -> StoreResult<bool> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO applications ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT DO NOTHING"
+    ))
+    .bind(&row.client_id)
+    .bind(&row.name)
+    .bind(row.secret_hash.as_deref())
+    .bind(row.builtin)
+    .bind(row.redirect_uris.as_deref())
+    .bind(row.public_client)
+    .bind(row.ciba_notification_endpoint.as_deref())
+    .bind(row.created_at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn find_client(pool: &Pool, client_id: &str) -> StoreResult<Option<ClientRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CLIENT_COLUMNS} FROM applications WHERE client_id = $1"
+    ))
+    .bind(client_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Every application with its OpenID Connect columns, by name.
+pub async fn all_clients(pool: &Pool) -> StoreResult<Vec<ClientRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CLIENT_COLUMNS} FROM applications ORDER BY name"
+    ))
+    .fetch_all(pool)
+    .await?)
+}
+
+// ---- signing keys ----
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub pkcs8: String,
+    pub created_at: i64,
+}
+
+/// Every signing key, newest first (the first one signs).
+pub async fn signing_keys(pool: &Pool) -> StoreResult<Vec<SigningKeyRow>> {
+    Ok(sqlx::query_as(
+        "SELECT kid, pkcs8, created_at FROM oidc_signing_keys ORDER BY created_at DESC, kid",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn insert_signing_key(pool: &Pool, row: &SigningKeyRow) -> StoreResult<()> {
+    sqlx::query("INSERT INTO oidc_signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
+        .bind(&row.kid)
+        .bind(&row.pkcs8)
+        .bind(row.created_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Removes a key from the JWKS; `false` if there is none.
+pub async fn delete_signing_key(pool: &Pool, kid: &str) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM oidc_signing_keys WHERE kid = $1")
+        .bind(kid)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---- subjects ----
+
+/// The user's `sub`, stored as `fresh` on first use (two racing callers agree).
+pub async fn subject_for(pool: &Pool, upn: &str, fresh: &str) -> StoreResult<String> {
+    sqlx::query("INSERT INTO oidc_subjects (upn, sub) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(upn)
+        .bind(fresh)
+        .execute(pool)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT sub FROM oidc_subjects WHERE upn = $1")
+            .bind(upn)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+// ---- browser authorizations ----
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuthorizationRow {
+    pub handle_hash: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub login_hint: Option<String>,
+    pub prompt_login: i64,
+    pub max_age: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+const AUTHORIZATION_COLUMNS: &str = "handle_hash, client_id, redirect_uri, scope, state, nonce, \
+     code_challenge, login_hint, prompt_login, max_age, created_at, expires_at";
+
+/// Stores an authorization request (and first drops expired ones).
+pub async fn insert_authorization(
+    pool: &Pool,
+    row: &AuthorizationRow,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM oidc_authorizations WHERE expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO oidc_authorizations ({AUTHORIZATION_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ))
+    .bind(&row.handle_hash)
+    .bind(&row.client_id)
+    .bind(&row.redirect_uri)
+    .bind(&row.scope)
+    .bind(row.state.as_deref())
+    .bind(row.nonce.as_deref())
+    .bind(row.code_challenge.as_deref())
+    .bind(row.login_hint.as_deref())
+    .bind(row.prompt_login)
+    .bind(row.max_age)
+    .bind(row.created_at)
+    .bind(row.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The unexpired authorization request with this handle hash.
+pub async fn find_authorization(
+    pool: &Pool,
+    handle_hash: &str,
+    now: i64,
+) -> StoreResult<Option<AuthorizationRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {AUTHORIZATION_COLUMNS} FROM oidc_authorizations \
+         WHERE handle_hash = $1 AND expires_at > $2"
+    ))
+    .bind(handle_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Ends an authorization request; `true` for the one caller that removed it.
+pub async fn delete_authorization(pool: &Pool, handle_hash: &str) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM oidc_authorizations WHERE handle_hash = $1")
+        .bind(handle_hash)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---- how web sessions signed in ----
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionAuthRow {
+    pub session_hash: String,
+    pub upn: String,
+    pub auth_time: i64,
+    /// `amr` values, space-separated.
+    pub amr: String,
+    pub expires_at: i64,
+}
+
+pub async fn insert_session_auth(pool: &Pool, row: &SessionAuthRow, now: i64) -> StoreResult<()> {
+    sqlx::query("DELETE FROM oidc_session_auth WHERE expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO oidc_session_auth (session_hash, upn, auth_time, amr, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&row.session_hash)
+    .bind(&row.upn)
+    .bind(row.auth_time)
+    .bind(&row.amr)
+    .bind(row.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_session_auth(
+    pool: &Pool,
+    session_hash: &str,
+    now: i64,
+) -> StoreResult<Option<SessionAuthRow>> {
+    Ok(sqlx::query_as(
+        "SELECT session_hash, upn, auth_time, amr, expires_at FROM oidc_session_auth \
+         WHERE session_hash = $1 AND expires_at > $2",
+    )
+    .bind(session_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?)
+}
+
+// ---- authorization codes ----
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CodeRow {
+    pub code_hash: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub upn: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub amr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+const CODE_COLUMNS: &str = "code_hash, client_id, redirect_uri, upn, scope, nonce, \
+     code_challenge, auth_time, amr, created_at, expires_at, used_at";
+
+/// Stores a code (and first drops codes expired for a day: a reuse within that day is still
+/// recognized as one).
+pub async fn insert_code(pool: &Pool, row: &CodeRow, now: i64) -> StoreResult<()> {
+    sqlx::query("DELETE FROM oidc_codes WHERE expires_at <= $1")
+        .bind(now - 24 * 3600 * 1000)
+        .execute(pool)
+        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO oidc_codes ({CODE_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ))
+    .bind(&row.code_hash)
+    .bind(&row.client_id)
+    .bind(&row.redirect_uri)
+    .bind(&row.upn)
+    .bind(&row.scope)
+    .bind(row.nonce.as_deref())
+    .bind(row.code_challenge.as_deref())
+    .bind(row.auth_time)
+    .bind(&row.amr)
+    .bind(row.created_at)
+    .bind(row.expires_at)
+    .bind(row.used_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_code(pool: &Pool, code_hash: &str) -> StoreResult<Option<CodeRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CODE_COLUMNS} FROM oidc_codes WHERE code_hash = $1"
+    ))
+    .bind(code_hash)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Marks an unused, unexpired code used; `true` for the one caller that did.
+pub async fn consume_code(pool: &Pool, code_hash: &str, now: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE oidc_codes SET used_at = $2 \
+         WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(code_hash)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---- access tokens ----
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AccessTokenRow {
+    pub token_hash: String,
+    pub grant_hash: String,
+    pub client_id: String,
+    pub upn: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert_access_token(pool: &Pool, row: &AccessTokenRow) -> StoreResult<()> {
+    sqlx::query("DELETE FROM oidc_access_tokens WHERE expires_at <= $1")
+        .bind(row.created_at)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO oidc_access_tokens (token_hash, grant_hash, client_id, upn, scope, \
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&row.token_hash)
+    .bind(&row.grant_hash)
+    .bind(&row.client_id)
+    .bind(&row.upn)
+    .bind(&row.scope)
+    .bind(row.created_at)
+    .bind(row.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The unexpired access token with this hash.
+pub async fn find_access_token(
+    pool: &Pool,
+    token_hash: &str,
+    now: i64,
+) -> StoreResult<Option<AccessTokenRow>> {
+    Ok(sqlx::query_as(
+        "SELECT token_hash, grant_hash, client_id, upn, scope, created_at, expires_at \
+         FROM oidc_access_tokens WHERE token_hash = $1 AND expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Revokes every access token issued from one grant (a code presented twice).
+pub async fn revoke_grant(pool: &Pool, grant_hash: &str) -> StoreResult<u64> {
+    let done = sqlx::query("DELETE FROM oidc_access_tokens WHERE grant_hash = $1")
+        .bind(grant_hash)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+// ---- CIBA ----
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CibaRow {
+    pub req_hash: String,
+    pub client_id: String,
+    pub upn: String,
+    pub scope: String,
+    pub signin_id: String,
+    pub notification_token: Option<String>,
+    pub interval_secs: i64,
+    pub last_poll_at: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub redeemed_at: Option<i64>,
+}
+
+const CIBA_COLUMNS: &str = "req_hash, client_id, upn, scope, signin_id, notification_token, \
+     interval_secs, last_poll_at, created_at, expires_at, redeemed_at";
+
+/// Stores a CIBA request (and first drops those expired for a day).
+pub async fn insert_ciba(pool: &Pool, row: &CibaRow) -> StoreResult<()> {
+    sqlx::query("DELETE FROM ciba_requests WHERE expires_at <= $1")
+        .bind(row.created_at - 24 * 3600 * 1000)
+        .execute(pool)
+        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO ciba_requests ({CIBA_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&row.req_hash)
+    .bind(&row.client_id)
+    .bind(&row.upn)
+    .bind(&row.scope)
+    .bind(&row.signin_id)
+    .bind(row.notification_token.as_deref())
+    .bind(row.interval_secs)
+    .bind(row.last_poll_at)
+    .bind(row.created_at)
+    .bind(row.expires_at)
+    .bind(row.redeemed_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_ciba(pool: &Pool, req_hash: &str) -> StoreResult<Option<CibaRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CIBA_COLUMNS} FROM ciba_requests WHERE req_hash = $1"
+    ))
+    .bind(req_hash)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Records a poll at `now` if the previous one (as the caller read it, `previous`) is still
+/// the last; `false` when another poll came in between (that one counts).
+pub async fn record_ciba_poll(
+    pool: &Pool,
+    req_hash: &str,
+    previous: Option<i64>,
+    now: i64,
+    interval_secs: i64,
+) -> StoreResult<bool> {
+    let done = match previous {
+        Some(p) => {
+            sqlx::query(
+                "UPDATE ciba_requests SET last_poll_at = $2, interval_secs = $4 \
+                 WHERE req_hash = $1 AND last_poll_at = $3",
+            )
+            .bind(req_hash)
+            .bind(now)
+            .bind(p)
+            .bind(interval_secs)
+            .execute(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE ciba_requests SET last_poll_at = $2, interval_secs = $3 \
+                 WHERE req_hash = $1 AND last_poll_at IS NULL",
+            )
+            .bind(req_hash)
+            .bind(now)
+            .bind(interval_secs)
+            .execute(pool)
+            .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks a CIBA request redeemed; `true` for the one caller that did.
+pub async fn redeem_ciba(pool: &Pool, req_hash: &str, now: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE ciba_requests SET redeemed_at = $2 WHERE req_hash = $1 AND redeemed_at IS NULL",
+    )
+    .bind(req_hash)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
