@@ -1,6 +1,6 @@
 -- OpenID Connect provider and CIBA (docs/INTEGRATION.md). Portable SQL (SQLite and PostgreSQL).
 -- Every secret (authorization code, access token, browser handle, auth_req_id) is stored as
--- SHA-256 (base64url) only; the values themselves are 32 random bytes.
+-- SHA-256 (base64url) only; the values themselves are random (see src/oidc/).
 
 -- A registered application is an OpenID Connect client when it has redirect URIs (one per
 -- line, matched exactly). A public client has no secret and must use PKCE (S256). A client
@@ -26,7 +26,7 @@ CREATE TABLE oidc_subjects (
 CREATE UNIQUE INDEX oidc_subjects_sub ON oidc_subjects (sub);
 
 -- Authorization requests in progress in a browser, found by the hash of the handle in the
--- browser's `psi_oidc` cookie. Single use, 10 minutes.
+-- browser's `psi_oidc` cookie. Single use, short-lived (src/oidc/authorize.rs).
 CREATE TABLE oidc_authorizations (
     handle_hash    TEXT PRIMARY KEY,
     client_id      TEXT NOT NULL,
@@ -54,7 +54,7 @@ CREATE TABLE oidc_session_auth (
 );
 CREATE INDEX oidc_session_auth_expires ON oidc_session_auth (expires_at);
 
--- Authorization codes: single use (`used_at`), 60 seconds.
+-- Authorization codes: single use (`used_at`), short-lived (src/oidc/authorize.rs).
 CREATE TABLE oidc_codes (
     code_hash      TEXT PRIMARY KEY,
     client_id      TEXT NOT NULL,

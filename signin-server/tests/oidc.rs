@@ -1184,3 +1184,105 @@ async fn ciba_ping_notifies_the_client_endpoint_with_its_token_when_the_phone_an
     let t = ciba_poll(&h, &client, &id).await;
     assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
 }
+
+// ---- admin pages, and a sign-in without the phone ----
+
+/// A browser signed in with a password alone (a user without a phone, policy mode `any`).
+async fn password_browser<'h>(h: &'h Harness, upn: &str, groups: &[&str]) -> Browser<'h> {
+    h.add_user(upn, groups).await;
+    signin_server::accounts::passwords::set_password(&h.state.pool, upn, "a long password 1")
+        .await
+        .unwrap();
+    let mut b = Browser::new(h);
+    let page = b.get("/signin").await;
+    let r = b
+        .post("/signin", &[("csrf", &csrf_of(&page)), ("upn", upn)])
+        .await;
+    assert_eq!(location(&r), "/signin/password");
+    let page = b.get("/signin/password").await;
+    let r = b
+        .post(
+            "/signin/password",
+            &[("csrf", &csrf_of(&page)), ("password", "a long password 1")],
+        )
+        .await;
+    assert_eq!(location(&r), "/me");
+    b
+}
+
+#[tokio::test]
+async fn a_password_alone_session_gets_a_single_factor_acr_and_pwd_amr() {
+    let h = harness().await;
+    let client = confidential(&h, "Contoso Mail", REDIRECT).await;
+    let mut b = password_browser(&h, "ada@contoso.test", &[]).await;
+    let (verifier, challenge) = pkce();
+    let back = b
+        .get(&authorize_uri(
+            &client.id,
+            REDIRECT,
+            &[
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        ))
+        .await;
+    let q = query_of(&location(&back));
+    let t = redeem(&h, &client, &q["code"], &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    let c = verify_id_token(&h, t.body["id_token"].as_str().unwrap(), &client.id).await;
+    assert_eq!(c.amr, vec!["pwd"]);
+    assert_eq!(c.acr, oidc::ACR_SINGLE_FACTOR);
+}
+
+#[tokio::test]
+async fn the_admin_page_lists_clients_and_removing_one_stops_it_at_once() {
+    let r = ready().await;
+    let public = public_client(&r.h, "Contoso Files").await;
+    let mut admin = password_browser(&r.h, "ada@contoso.test", &["admins"]).await;
+    let page = admin.get("/admin/apps").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = text(&page);
+    for needle in [
+        "Contoso Mail",
+        "Contoso Files",
+        r.client.id.as_str(),
+        public.id.as_str(),
+        "OpenID Connect, confidential",
+        "OpenID Connect, public",
+        REDIRECT,
+        "Built-in",
+    ] {
+        assert!(html.contains(needle), "{needle} missing");
+    }
+    assert!(!html.contains(&r.client.secret), "never a secret in a page");
+    let csrf = csrf_of(&page);
+    let done = admin
+        .post(
+            "/admin/apps/remove",
+            &[("csrf", &csrf), ("client_id", &r.client.id)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(text(&done).contains("Removed"));
+    assert!(!text(&done).contains("Contoso Mail"));
+    let mut b = Browser::new(&r.h);
+    let resp = b.get(&authorize_uri(&r.client.id, REDIRECT, &[])).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    let t = token_request(
+        &r.h,
+        &[("grant_type", "authorization_code"), ("code", "x")],
+        Some(&r.client),
+    )
+    .await;
+    assert_eq!(t.error(), "invalid_client");
+    // The built-in portal cannot be removed; a non-admin cannot open the page.
+    let refused = admin
+        .post(
+            "/admin/apps/remove",
+            &[("csrf", &csrf), ("client_id", "signin-portal")],
+        )
+        .await;
+    assert!(text(&refused).contains("Not removed"));
+    let mut bob = password_browser(&r.h, "eve@contoso.test", &[]).await;
+    assert_eq!(bob.get("/admin/apps").await.status, StatusCode::FORBIDDEN);
+}

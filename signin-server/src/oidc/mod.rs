@@ -61,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route(TOKEN_PATH, post(token::token))
         .route(USERINFO_PATH, get(token::userinfo).post(token::userinfo))
         .route(CIBA_PATH, post(ciba::backchannel_authorize))
+        .layer(axum::middleware::map_response(crate::web::security_headers))
 }
 
 /// SHA-256 (base64url) of a secret handed out (codes, tokens, handles): what is stored.

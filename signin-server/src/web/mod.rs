@@ -8,6 +8,7 @@
 //! never logged.
 pub mod account;
 pub mod admin;
+pub mod admin_apps;
 pub mod fallback;
 pub mod pages;
 pub mod session;
@@ -74,6 +75,8 @@ pub fn routes() -> Router<AppState> {
             get(admin::groups_page).post(admin::add_member),
         )
         .route("/admin/audit", get(admin::audit_page))
+        .route(admin_apps::APPS_PATH, get(admin_apps::apps_page))
+        .route(admin_apps::REMOVE_APP_PATH, post(admin_apps::remove_app))
         .route(
             "/assets/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
@@ -96,7 +99,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn security_headers(mut response: Response) -> Response {
+/// The pages' headers (also on the OpenID Connect endpoints' pages, `oidc::routes`).
+pub(crate) async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -89,6 +89,7 @@ pub fn admin_nav(current: &str) -> Markup {
         ("/admin/users", "Users"),
         ("/admin/groups", "Groups"),
         ("/admin/audit", "Audit log"),
+        ("/admin/apps", "Applications"),
     ];
     html! {
         nav.subnav aria-label="Administration" {
