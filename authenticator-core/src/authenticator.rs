@@ -8,10 +8,11 @@ use authenticator_protocol::sign_in::Decision as WireDecision;
 use crate::error::{AuthenticatorError, Error};
 use crate::internal::http::{HttpTransport, ReqwestTransport, ServerApi};
 use crate::internal::store::Store;
-use crate::internal::{enroll, push, sign_in, Core};
-use crate::platform::DeviceKeyStore;
+use crate::internal::{enroll, push, sign_in, totp, Core};
+use crate::platform::{DeviceKeyStore, SecretStore};
 use crate::types::{
     AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget,
+    TotpAccount, TotpCode,
 };
 
 type Result<T> = std::result::Result<T, AuthenticatorError>;
@@ -38,6 +39,41 @@ impl Authenticator {
     pub fn new(data_dir: String, key_store: Arc<dyn DeviceKeyStore>) -> Result<Arc<Self>> {
         let transport = ReqwestTransport::new().map_err(|e| Error::Internal(e.to_string()))?;
         Self::with_transport(data_dir, key_store, Arc::new(transport))
+    }
+
+    /// Like `new`, with the `secret_store` that seals TOTP secrets at rest: the offline
+    /// fallback (each enrollment's TOTP secret, `otpauth://` imports) needs one. Without it
+    /// the TOTP methods fail with `SecretStoreUnavailable` and enrollments keep no TOTP secret.
+    #[uniffi::constructor]
+    pub fn with_secret_store(
+        data_dir: String,
+        key_store: Arc<dyn DeviceKeyStore>,
+        secret_store: Arc<dyn SecretStore>,
+    ) -> Result<Arc<Self>> {
+        let transport = ReqwestTransport::new().map_err(|e| Error::Internal(e.to_string()))?;
+        Self::build(data_dir, key_store, Some(secret_store), Arc::new(transport))
+    }
+
+    /// Adds a TOTP account from an `otpauth://totp/…` URI (a QR code of another service).
+    /// The secret is sealed by the `SecretStore` before it is stored.
+    pub async fn add_totp_account(&self, uri: String) -> Result<TotpAccount> {
+        Ok(totp::add(&self.core, &uri).await?)
+    }
+
+    /// Every TOTP account: the enrollments' offline-fallback secrets and imports.
+    pub fn totp_accounts(&self) -> Result<Vec<TotpAccount>> {
+        Ok(totp::list(&self.core)?)
+    }
+
+    /// The current code of a TOTP account (RFC 6238), with the seconds it stays current.
+    /// Works offline.
+    pub async fn totp_code(&self, totp_id: String) -> Result<TotpCode> {
+        Ok(totp::code(&self.core, &totp_id).await?)
+    }
+
+    /// Removes a TOTP account. (An enrollment's secret also goes with its account.)
+    pub fn remove_totp_account(&self, totp_id: String) -> Result<()> {
+        Ok(totp::remove(&self.core, &totp_id)?)
     }
 
     /// Enrolls from the QR-code link. Nothing is stored (and the new key is deleted) unless the
@@ -180,6 +216,25 @@ impl Authenticator {
         key_store: Arc<dyn DeviceKeyStore>,
         transport: Arc<dyn HttpTransport>,
     ) -> Result<Arc<Self>> {
+        Self::build(data_dir, key_store, None, transport)
+    }
+
+    /// Like `with_secret_store`, with a chosen HTTP transport (tests; not exported).
+    pub fn with_secret_store_and_transport(
+        data_dir: String,
+        key_store: Arc<dyn DeviceKeyStore>,
+        secret_store: Arc<dyn SecretStore>,
+        transport: Arc<dyn HttpTransport>,
+    ) -> Result<Arc<Self>> {
+        Self::build(data_dir, key_store, Some(secret_store), transport)
+    }
+
+    fn build(
+        data_dir: String,
+        key_store: Arc<dyn DeviceKeyStore>,
+        secret_store: Option<Arc<dyn SecretStore>>,
+        transport: Arc<dyn HttpTransport>,
+    ) -> Result<Arc<Self>> {
         if data_dir.trim().is_empty() {
             return Err(Error::InvalidInput("the data directory is empty".into()).into());
         }
@@ -188,6 +243,7 @@ impl Authenticator {
             core: Core {
                 store,
                 keys: key_store,
+                secrets: secret_store,
                 api: ServerApi::new(transport),
                 poll_cancel: tokio::sync::watch::channel(0).0,
             },

@@ -55,6 +55,14 @@ pub enum AuthenticatorError {
     KeyStore { reason: String },
     #[error("storage failure: {reason}")]
     Storage { reason: String },
+    /// Not a usable `otpauth://totp/` URI; `reason` names the part, never the secret.
+    #[error("this is not a valid TOTP link: {reason}")]
+    InvalidTotpUri { reason: String },
+    #[error("unknown TOTP account")]
+    UnknownTotpAccount,
+    /// The app opened the core without a `SecretStore`: TOTP secrets cannot be kept.
+    #[error("no secret store: open the authenticator with one to keep TOTP accounts")]
+    SecretStoreUnavailable,
     #[error("internal error: {reason}")]
     Internal { reason: String },
 }
@@ -117,6 +125,14 @@ pub(crate) enum Error {
     Storage(#[from] rusqlite::Error),
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TOTP URI: {0}")]
+    InvalidTotpUri(&'static str),
+    #[error("unknown TOTP account")]
+    UnknownTotpAccount,
+    #[error("no secret store")]
+    NoSecretStore,
+    #[error("secret store: {0}")]
+    SecretStore(PlatformError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -186,6 +202,14 @@ impl From<Error> for AuthenticatorError {
             },
             Error::Io(e) => A::Storage {
                 reason: e.to_string(),
+            },
+            Error::InvalidTotpUri(reason) => A::InvalidTotpUri {
+                reason: reason.to_owned(),
+            },
+            Error::UnknownTotpAccount => A::UnknownTotpAccount,
+            Error::NoSecretStore => A::SecretStoreUnavailable,
+            Error::SecretStore(p) => A::KeyStore {
+                reason: format!("secret store: {p}"),
             },
             Error::Internal(reason) => A::Internal { reason },
         }

@@ -9,6 +9,7 @@ mod error;
 mod internal;
 mod platform;
 pub mod software_keys;
+mod software_secrets;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod types;
@@ -20,9 +21,11 @@ pub use internal::http::{
     MAX_RESPONSE_BODY_BYTES,
 };
 pub use internal::KEY_STORE_TIMEOUT;
-pub use platform::{verify_for_signature, DeviceKeyStore, PlatformError, UserVerifier};
+pub use platform::{
+    verify_for_signature, DeviceKeyStore, PlatformError, SecretStore, UserVerifier,
+};
 pub use software_keys::{SoftwareKeyStore, WrappingKeySource};
 pub use types::{
     AccountSummary, Decision, PendingRequest, PushKind, PushOutcome, PushRegistration, PushTarget,
-    RequestKind, VerificationOutcome,
+    RequestKind, TotpAccount, TotpCode, VerificationOutcome,
 };

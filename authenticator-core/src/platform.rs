@@ -90,3 +90,19 @@ pub async fn verify_for_signature(
         VerificationOutcome::Cancelled => Err(PlatformError::Cancelled),
     }
 }
+
+/// Encryption at rest for the secrets the core keeps (TOTP secrets), with a key that never
+/// leaves the platform: an AES-GCM key in the Android Keystore, a Keychain / Secure Enclave
+/// protected key on iOS, `SoftwareKeyStore`'s wrapping key on the desktop. `context` names the
+/// secret; bind it to the ciphertext (e.g. as AES-GCM associated data) so a sealed value cannot
+/// be swapped for another's. No user verification: codes must show without a prompt. Each call
+/// must answer within `KEY_STORE_TIMEOUT`.
+#[uniffi::export(foreign)]
+#[async_trait::async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Encrypts `plaintext`; the result is stored by the core as is.
+    async fn seal(&self, context: String, plaintext: Vec<u8>) -> Result<Vec<u8>, PlatformError>;
+    /// Decrypts what `seal` returned for the same `context`; anything else (another context,
+    /// a changed byte, a deleted platform key) is `Failed`.
+    async fn unseal(&self, context: String, sealed: Vec<u8>) -> Result<Vec<u8>, PlatformError>;
+}

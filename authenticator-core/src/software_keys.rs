@@ -105,7 +105,7 @@ impl SoftwareKeyStore {
         [&MAGIC[..], alias.as_bytes()].concat()
     }
 
-    fn seal(&self, alias: &str, pkcs8: &[u8]) -> Result<Vec<u8>, PlatformError> {
+    pub(crate) fn seal(&self, alias: &str, pkcs8: &[u8]) -> Result<Vec<u8>, PlatformError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
@@ -123,7 +123,11 @@ impl SoftwareKeyStore {
         Ok([&MAGIC[..], &nonce[..], &buf[..]].concat())
     }
 
-    fn open_sealed(&self, alias: &str, file: &[u8]) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
+    pub(crate) fn open_sealed(
+        &self,
+        alias: &str,
+        file: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
         let undecryptable =
             || failed("the stored key cannot be decrypted (wrong wrapping key or damaged file)");
         if file.len() < MAGIC.len() + NONCE_LEN || &file[..MAGIC.len()] != MAGIC {

@@ -407,6 +407,23 @@ pub struct PollWaits {
 }
 
 /// An in-process sign-in server at `base` (e.g. `http://127.0.0.1:7001/tenant/`).
+/// The offline-fallback TOTP secret every fake enrollment hands out (PROTOCOL.md §5.2), so
+/// tests can compute the codes the phone must show.
+pub const FAKE_TOTP_SECRET: &[u8; 20] = b"fake-server-totp-key";
+
+fn fake_totp_uri(account: &AccountId) -> String {
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        FAKE_TOTP_SECRET.to_vec(),
+        Some("Fake Server".into()),
+        account.to_string(),
+    )
+    .get_url()
+}
+
 pub struct FakeServer {
     pub base: Url,
     pub name: String,
@@ -793,8 +810,8 @@ impl FakeServer {
         reply(
             200,
             &wire::EnrollCompleteResponse {
+                totp_uri: Some(fake_totp_uri(&account_id)),
                 account_id,
-                totp_uri: None,
             },
         )
     }

@@ -198,3 +198,42 @@ mod tests {
         assert_eq!(PushChannelKind::from(PushKind::Fcm).as_str(), "fcm");
     }
 }
+
+/// A TOTP account on this device (RFC 6238): the offline-fallback secret an enrollment
+/// brought, or an `otpauth://totp/` import. Never holds the secret.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TotpAccount {
+    /// Identifies it to `totp_code` and `remove_totp_account`.
+    pub totp_id: String,
+    /// Who issued it (the sign-in service's name for an enrollment's secret); may be empty.
+    pub issuer: String,
+    /// The account it is for (the UPN for an enrollment's secret).
+    pub account_name: String,
+    /// `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+    pub digits: u32,
+    /// Seconds per code.
+    pub period: u32,
+    /// The phone sign-in account whose enrollment brought it (removed with that account);
+    /// `None` for an import.
+    pub account_id: Option<String>,
+}
+
+/// The current code of a TOTP account.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TotpCode {
+    pub code: String,
+    /// How long this code stays current (1 to `period`).
+    pub seconds_remaining: u32,
+    pub period: u32,
+}
+
+impl std::fmt::Debug for TotpCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Codes stay out of logs.
+        f.debug_struct("TotpCode")
+            .field("seconds_remaining", &self.seconds_remaining)
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}

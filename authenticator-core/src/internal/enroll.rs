@@ -156,6 +156,10 @@ async fn complete(
         enrolled_at: UnixMillis::now(),
     };
     core.store.insert_account(&account)?;
+    if let Some(uri) = done.totp_uri.as_deref() {
+        // The offline-fallback TOTP secret (PROTOCOL.md §5.2), kept with the account.
+        super::totp::add_enrollment_secret(core, &account.account_id, uri).await;
+    }
     tracing::info!(account = %short(&account.account_id), "enrolled");
     Ok(account.summary())
 }

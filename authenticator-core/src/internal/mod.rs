@@ -4,6 +4,7 @@ pub mod http;
 pub(crate) mod push;
 pub(crate) mod sign_in;
 pub(crate) mod store;
+pub(crate) mod totp;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,13 +14,15 @@ use authenticator_protocol::encoding::b64;
 use authenticator_protocol::{PublicKey, Signature};
 
 use crate::error::{Error, Result};
-use crate::platform::{DeviceKeyStore, PlatformError};
+use crate::platform::{DeviceKeyStore, PlatformError, SecretStore};
 use http::{DeviceSigner, ServerApi};
 use store::{Account, Store};
 
 pub(crate) struct Core {
     pub store: Store,
     pub keys: Arc<dyn DeviceKeyStore>,
+    /// Seals TOTP secrets; without one the core keeps no TOTP accounts.
+    pub secrets: Option<Arc<dyn SecretStore>>,
     pub api: ServerApi,
     /// Bumped by `Authenticator::cancel_poll`: long-polls in progress at that moment end.
     pub poll_cancel: tokio::sync::watch::Sender<u64>,

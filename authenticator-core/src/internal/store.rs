@@ -12,7 +12,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::types::AccountSummary;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATION_1: &str = "
 CREATE TABLE accounts (
@@ -85,6 +85,23 @@ CREATE TABLE key_journal (
     alias           TEXT PRIMARY KEY NOT NULL,
     owner           TEXT NOT NULL,
     journaled_at_ms INTEGER NOT NULL
+);
+";
+
+/// TOTP accounts (the offline fallback, issue 11): the secret each enrollment brings (linked
+/// to its account, removed with it) and `otpauth://` imports (no account). `sealed_secret` is
+/// what the platform's `SecretStore` returned for the secret: never the secret itself.
+const MIGRATION_5: &str = "
+CREATE TABLE totp_accounts (
+    totp_id       TEXT PRIMARY KEY NOT NULL,
+    account_id    TEXT REFERENCES accounts(account_id) ON DELETE CASCADE,
+    issuer        TEXT NOT NULL,
+    account_name  TEXT NOT NULL,
+    algorithm     TEXT NOT NULL,
+    digits        INTEGER NOT NULL,
+    period        INTEGER NOT NULL,
+    sealed_secret BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
 );
 ";
 
@@ -191,6 +208,7 @@ impl Store {
             (2, MIGRATION_2),
             (3, MIGRATION_3),
             (4, MIGRATION_4),
+            (5, MIGRATION_5),
         ] {
             if version < to {
                 let tx = conn.transaction()?;
@@ -552,6 +570,113 @@ impl RawRequest {
             },
             state: RequestState::parse(&self.state)?,
         })
+    }
+}
+
+/// One stored TOTP account (`totp_accounts`).
+#[derive(Clone)]
+pub(crate) struct StoredTotp {
+    pub totp_id: String,
+    pub account_id: Option<AccountId>,
+    pub issuer: String,
+    pub account_name: String,
+    pub algorithm: String,
+    pub digits: u32,
+    pub period: u32,
+    pub sealed_secret: Vec<u8>,
+    pub created_at: UnixMillis,
+}
+
+impl std::fmt::Debug for StoredTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTotp")
+            .field("totp_id", &self.totp_id)
+            .field("issuer", &self.issuer)
+            .field("account_name", &self.account_name)
+            .finish_non_exhaustive()
+    }
+}
+
+const TOTP_SELECT: &str = "SELECT totp_id, account_id, issuer, account_name, algorithm, digits,
+    period, sealed_secret, created_at_ms FROM totp_accounts";
+
+fn read_totp_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredTotp, Option<String>)> {
+    Ok((
+        StoredTotp {
+            totp_id: r.get(0)?,
+            account_id: None,
+            issuer: r.get(2)?,
+            account_name: r.get(3)?,
+            algorithm: r.get(4)?,
+            digits: r.get(5)?,
+            period: r.get(6)?,
+            sealed_secret: r.get(7)?,
+            created_at: UnixMillis(u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0)),
+        },
+        r.get(1)?,
+    ))
+}
+
+fn totp_from_row((mut t, account): (StoredTotp, Option<String>)) -> Result<StoredTotp> {
+    t.account_id = account
+        .map(|a| AccountId::parse(&a))
+        .transpose()
+        .map_err(|_| Error::Internal("stored TOTP account has an invalid account id".into()))?;
+    if !(1..=300).contains(&t.period) {
+        return Err(Error::Internal(
+            "stored TOTP account has an invalid period".into(),
+        ));
+    }
+    Ok(t)
+}
+
+/// TOTP accounts (schema version 5).
+impl Store {
+    pub fn insert_totp(&self, t: &StoredTotp) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO totp_accounts (totp_id, account_id, issuer, account_name, algorithm,
+                 digits, period, sealed_secret, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                t.totp_id,
+                t.account_id.as_ref().map(|a| a.as_str()),
+                t.issuer,
+                t.account_name,
+                t.algorithm,
+                t.digits,
+                t.period,
+                t.sealed_secret,
+                clamp(t.created_at.millis()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn totp_accounts(&self) -> Result<Vec<StoredTotp>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!("{TOTP_SELECT} ORDER BY created_at_ms, totp_id"))?;
+        let rows = stmt.query_map([], read_totp_row)?;
+        rows.map(|r| r.map_err(Error::from).and_then(totp_from_row))
+            .collect()
+    }
+
+    pub fn totp(&self, totp_id: &str) -> Result<Option<StoredTotp>> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!("{TOTP_SELECT} WHERE totp_id = ?1"),
+            [totp_id],
+            read_totp_row,
+        )
+        .optional()?
+        .map(totp_from_row)
+        .transpose()
+    }
+
+    /// Whether there was such an account.
+    pub fn delete_totp(&self, totp_id: &str) -> Result<bool> {
+        let conn = self.conn()?;
+        Ok(conn.execute("DELETE FROM totp_accounts WHERE totp_id = ?1", [totp_id])? == 1)
     }
 }
 
