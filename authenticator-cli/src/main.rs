@@ -7,6 +7,7 @@ mod demo;
 mod demo_server;
 mod passcode;
 mod phone;
+mod totp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +119,30 @@ enum PhoneCommand {
         #[arg(long, allow_hyphen_values = true)]
         account: Option<String>,
     },
+    /// TOTP accounts (offline fallback codes, and imports from other services).
+    Totp {
+        #[command(subcommand)]
+        command: TotpCommand,
+    },
+    /// Print the current TOTP code of an account: a TOTP id, a sign-in account (id or UPN)
+    /// whose enrollment brought it, or a label (`issuer:name` or name).
+    Code {
+        #[arg(allow_hyphen_values = true)]
+        account: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TotpCommand {
+    /// Add a TOTP account from an `otpauth://totp/…` URI (the text of another service's QR code).
+    Add { uri: String },
+    /// List the TOTP accounts.
+    List,
+    /// Remove a TOTP account.
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        account: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -176,6 +201,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         PhoneCommand::Report { request, account } => {
             phone.report(&out, &request, account.as_deref()).await
         }
+        PhoneCommand::Totp { command } => match command {
+            TotpCommand::Add { uri } => phone.totp_add(&out, &uri).await,
+            TotpCommand::List => phone.totp_list(&out).await,
+            TotpCommand::Remove { account } => phone.totp_remove(&out, &account).await,
+        },
+        PhoneCommand::Code { account } => phone.code(&out, &account).await,
     }
 }
 

@@ -21,7 +21,11 @@ pub struct Output {
 }
 
 impl Output {
-    fn print(&self, human: impl FnOnce() -> String, machine: impl FnOnce() -> serde_json::Value) {
+    pub fn print(
+        &self,
+        human: impl FnOnce() -> String,
+        machine: impl FnOnce() -> serde_json::Value,
+    ) {
         if self.json {
             println!("{}", machine());
         } else {
@@ -46,10 +50,17 @@ impl Phone {
         };
         // The passcode is asked by the key store, for each signature that carries a prompt.
         let verifier = Arc::new(PasscodeVerifier::new(home, passcode));
-        let keys = SoftwareKeyStore::open(home.join("keys"), wrapping, verifier)
-            .context("cannot open the key store")?;
-        let core = Authenticator::new(home.to_string_lossy().into_owned(), Arc::new(keys))
-            .context("cannot open the authenticator")?;
+        let keys = Arc::new(
+            SoftwareKeyStore::open(home.join("keys"), wrapping, verifier)
+                .context("cannot open the key store")?,
+        );
+        // The same wrapping key seals the TOTP secrets (offline fallback) at rest.
+        let core = Authenticator::with_secret_store(
+            home.to_string_lossy().into_owned(),
+            keys.clone(),
+            keys,
+        )
+        .context("cannot open the authenticator")?;
         Ok(Phone { core })
     }
 

@@ -145,3 +145,100 @@ fn the_demo_runs_the_whole_ceremony_by_itself() {
     );
     assert!(text.contains("Signed in as Bobby Smith"), "ends signed in");
 }
+
+/// The offline fallback from the command line (issue 11): the enrollment's TOTP secret shows a
+/// code that signs in on the server's fallback, once; an `otpauth://` import shows RFC 6238
+/// codes; `totp list` / `totp remove`.
+#[tokio::test(flavor = "multi_thread")]
+async fn totp_add_list_code_and_remove_from_the_command_line() {
+    use signin_server::accounts::fallback::{self, Method, Outcome};
+    use signin_server::accounts::totp::Totp;
+
+    let s = setup().await;
+    let link = s.link().await;
+    let account = json_out(&s.phone(&["enroll", &link]).await);
+    let id = account["account_id"].as_str().unwrap().to_owned();
+    let list = json_out(&s.phone(&["totp", "list"]).await);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["account_id"], id.as_str());
+    assert_eq!(list[0]["account_name"], UPN);
+
+    // The code of the enrollment's secret, named by UPN, signs in on the server once.
+    let code = json_out(&s.phone(&["code", UPN]).await);
+    let text = code["code"].as_str().unwrap().to_owned();
+    assert_eq!(text.len(), 6);
+    let left = code["seconds_remaining"].as_u64().unwrap();
+    assert!((1..=30).contains(&left), "{code}");
+    let pool = s.server.pool();
+    fallback::set_enabled(pool, true).await.unwrap();
+    assert_eq!(
+        fallback::sign_in_with_code(pool, UPN, &text).await.unwrap(),
+        Outcome::SignedIn {
+            method: Method::Totp
+        }
+    );
+    assert_eq!(
+        fallback::sign_in_with_code(pool, UPN, &text).await.unwrap(),
+        Outcome::Replayed
+    );
+    // Without --json only the code is on stdout.
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--home")
+        .arg(s.home.path())
+        .args(["code", &id])
+        .env("AUTHENTICATOR_PASSCODE", "2468-pass");
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        printed.len() == 6 && printed.bytes().all(|b| b.is_ascii_digit()),
+        "{printed}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("valid for"));
+
+    // An import: "12345678901234567890" in base32, SHA1, 6 digits, 30 s.
+    let uri = "otpauth://totp/GitHub:bobby?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=GitHub";
+    let added = json_out(&s.phone(&["totp", "add", uri]).await);
+    assert_eq!(added["issuer"], "GitHub");
+    assert_eq!(added["account_id"], Value::Null);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = json_out(&s.phone(&["code", "GitHub:bobby"]).await);
+    let reference = Totp::new(b"12345678901234567890".to_vec(), "GitHub", "bobby");
+    let expected = [reference.code_at(now), reference.code_at(now + 30)];
+    assert!(
+        expected.contains(&code["code"].as_str().unwrap().to_owned()),
+        "{code}"
+    );
+
+    // Bad URIs are errors that do not echo the secret; unknown accounts too.
+    let out = s
+        .phone(&["totp", "add", "otpauth://totp/x?secret=GEZDGNBV&digits=12"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TOTP") && !err.contains("GEZDGNBV"), "{err}");
+    assert_eq!(s.phone(&["code", "nobody"]).await.status.code(), Some(1));
+
+    let totp_id = added["totp_id"].as_str().unwrap();
+    json_out(&s.phone(&["totp", "remove", totp_id]).await);
+    assert_eq!(
+        json_out(&s.phone(&["totp", "list"]).await)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Removing the sign-in account removes its TOTP account too.
+    json_out(&s.phone(&["remove", &id]).await);
+    assert!(json_out(&s.phone(&["totp", "list"]).await)
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
