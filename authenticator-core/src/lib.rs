@@ -13,6 +13,7 @@ mod software_secrets;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod types;
+mod webpush;
 
 pub use authenticator::Authenticator;
 pub use error::{AuthenticatorError, RESPONSE_TOO_LARGE};
@@ -29,3 +30,4 @@ pub use types::{
     AccountSummary, Decision, PendingRequest, PushKind, PushOutcome, PushRegistration, PushTarget,
     RequestKind, TotpAccount, TotpCode, VerificationOutcome,
 };
+pub use webpush::web_push_token;

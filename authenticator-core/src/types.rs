@@ -22,16 +22,22 @@ pub enum PushKind {
     LongPoll,
     Apns,
     Fcm,
+    /// Web Push (RFC 8030), e.g. through a UnifiedPush distributor on a phone without Google
+    /// services. The token is the subscription, `<p256dh>.<auth>.<endpoint>` (see
+    /// `web_push_token`); the app decrypts each message (RFC 8291) and passes its text to
+    /// `handle_push_json`.
+    WebPush,
 }
 
 /// The one conversion between the FFI enum and the protocol's `PushChannelKind` (whose wire
-/// strings are `longpoll`, `apns`, `fcm`).
+/// strings are `longpoll`, `apns`, `fcm`, `webpush`).
 impl From<PushKind> for PushChannelKind {
     fn from(k: PushKind) -> Self {
         match k {
             PushKind::LongPoll => PushChannelKind::LongPoll,
             PushKind::Apns => PushChannelKind::Apns,
             PushKind::Fcm => PushChannelKind::Fcm,
+            PushKind::WebPush => PushChannelKind::WebPush,
         }
     }
 }
@@ -42,6 +48,7 @@ impl From<PushChannelKind> for PushKind {
             PushChannelKind::LongPoll => PushKind::LongPoll,
             PushChannelKind::Apns => PushKind::Apns,
             PushChannelKind::Fcm => PushKind::Fcm,
+            PushChannelKind::WebPush => PushKind::WebPush,
         }
     }
 }
@@ -184,7 +191,12 @@ mod tests {
 
     #[test]
     fn push_kinds_convert_to_the_protocol_kinds_and_back() {
-        for kind in [PushKind::LongPoll, PushKind::Apns, PushKind::Fcm] {
+        for kind in [
+            PushKind::LongPoll,
+            PushKind::Apns,
+            PushKind::Fcm,
+            PushKind::WebPush,
+        ] {
             assert_eq!(PushKind::from(PushChannelKind::from(kind)), kind);
         }
         for kind in PushChannelKind::ALL {
@@ -196,6 +208,7 @@ mod tests {
         );
         assert_eq!(PushChannelKind::from(PushKind::Apns).as_str(), "apns");
         assert_eq!(PushChannelKind::from(PushKind::Fcm).as_str(), "fcm");
+        assert_eq!(PushChannelKind::from(PushKind::WebPush).as_str(), "webpush");
     }
 }
 

@@ -17,6 +17,7 @@ pub mod push;
 pub mod sign_in;
 pub mod text;
 pub mod time;
+pub mod webpush;
 pub mod wire;
 
 pub use error::ProtocolError;

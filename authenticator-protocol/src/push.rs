@@ -17,7 +17,7 @@ pub const FCM_REQUEST_KEY: &str = "psi_rid";
 /// How the server reaches a device: the `push.kind` a phone registers at enrollment
 /// (`EnrollCompleteRequest.push`, PROTOCOL.md §5.2) and the `push_kind` field its enrollment
 /// proof signs (§2). On the wire it is one of the lowercase strings `longpoll`, `apns`, `fcm`,
-/// matched exactly (no trimming, no case folding).
+/// `webpush`, matched exactly (no trimming, no case folding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PushChannelKind {
     /// No push service: the device long-polls `GET /api/v1/device/poll` (§5.4).
@@ -29,19 +29,24 @@ pub enum PushChannelKind {
     /// Firebase Cloud Messaging; the token is the FCM registration token.
     #[serde(rename = "fcm")]
     Fcm,
+    /// Web Push (RFC 8030, e.g. a UnifiedPush distributor); the token is the subscription in
+    /// the compact form of [`crate::webpush::WebPushSubscription`].
+    #[serde(rename = "webpush")]
+    WebPush,
 }
 
-/// A `push.kind` that is not `longpoll`, `apns` or `fcm`.
+/// A `push.kind` that is not `longpoll`, `apns`, `fcm` or `webpush`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("push channel kind must be longpoll, apns or fcm")]
+#[error("push channel kind must be longpoll, apns, fcm or webpush")]
 pub struct UnknownPushChannelKind;
 
 impl PushChannelKind {
     /// Every kind, in wire order of PROTOCOL.md.
-    pub const ALL: [PushChannelKind; 3] = [
+    pub const ALL: [PushChannelKind; 4] = [
         PushChannelKind::LongPoll,
         PushChannelKind::Apns,
         PushChannelKind::Fcm,
+        PushChannelKind::WebPush,
     ];
 
     /// The wire string (also the bytes of the enrollment proof's `push_kind` field).
@@ -50,6 +55,7 @@ impl PushChannelKind {
             PushChannelKind::LongPoll => "longpoll",
             PushChannelKind::Apns => "apns",
             PushChannelKind::Fcm => "fcm",
+            PushChannelKind::WebPush => "webpush",
         }
     }
 
@@ -158,6 +164,12 @@ impl PushEnvelope {
         })
     }
 
+    /// The plaintext of a Web Push message (encrypted by the server with RFC 8291): the bare
+    /// envelope as JSON text, which [`PushEnvelope::from_json`] reads back.
+    pub fn to_webpush_json(&self) -> String {
+        serde_json::json!({"v": self.v, "aid": self.account_id, "rid": self.request_id}).to_string()
+    }
+
     pub fn to_fcm_data(&self) -> HashMap<String, String> {
         HashMap::from([
             (FCM_VERSION_KEY.to_owned(), self.v.to_string()),
@@ -187,6 +199,7 @@ mod tests {
             e
         );
         assert_eq!(PushEnvelope::from_data_map(&e.to_fcm_data()).unwrap(), e);
+        assert_eq!(PushEnvelope::from_json(&e.to_webpush_json()).unwrap(), e);
     }
 
     #[test]
@@ -223,9 +236,9 @@ mod tests {
     }
 
     #[test]
-    fn push_channel_kinds_are_the_three_lowercase_wire_strings() {
+    fn push_channel_kinds_are_the_four_lowercase_wire_strings() {
         let texts: Vec<&str> = PushChannelKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(texts, ["longpoll", "apns", "fcm"]);
+        assert_eq!(texts, ["longpoll", "apns", "fcm", "webpush"]);
         for kind in PushChannelKind::ALL {
             // serde, as_str, Display, parse and FromStr agree.
             let json = serde_json::to_value(kind).unwrap();
@@ -253,7 +266,9 @@ mod tests {
             "long-poll",
             "poll",
             "gcm",
-            "webpush",
+            "WebPush",
+            "web-push",
+            "unifiedpush",
         ] {
             assert_eq!(
                 PushChannelKind::parse(bad),
@@ -265,7 +280,7 @@ mod tests {
         }
         assert_eq!(
             UnknownPushChannelKind.to_string(),
-            "push channel kind must be longpoll, apns or fcm"
+            "push channel kind must be longpoll, apns, fcm or webpush"
         );
     }
 
@@ -276,5 +291,7 @@ mod tests {
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v[APNS_KEY].as_object().unwrap().len(), 3);
         assert_eq!(env().to_fcm_data().len(), 3);
+        let web: Value = serde_json::from_str(&env().to_webpush_json()).unwrap();
+        assert_eq!(web.as_object().unwrap().len(), 3);
     }
 }

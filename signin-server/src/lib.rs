@@ -130,13 +130,15 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         request_ttl_secs = settings.request_ttl_secs,
         apns = config.push.apns.is_some(),
         fcm = config.push.fcm.is_some(),
+        webpush = config.push.webpush.is_some(),
         geoip = config.geoip.is_some(),
         trusted_proxies = config.trusted_proxies.len(),
         "starting"
     );
+    let transports = config.push.open_transports(&pool).await?;
     let mut state = AppState::new(pool, settings)
         .await?
-        .with_push(config.push.transports()?, config.push.retry)
+        .with_push(transports, config.push.retry)
         .with_risk(config.risk)
         .with_trusted_proxies(config.trusted_proxies.clone());
     if let Some(path) = &config.geoip {

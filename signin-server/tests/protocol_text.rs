@@ -41,6 +41,16 @@ fn details(f: &Fetched) -> Value {
 }
 
 /// An `enroll/complete` body signed by `phone`'s device key with the given push kind and time.
+/// A well-formed Web Push subscription token (PROTOCOL.md §6.1).
+fn webpush_token() -> String {
+    let (key, _) = authenticator_protocol::EcdsaSigner::generate().unwrap();
+    format!(
+        "{}.{}.https://push.example.net/wpush/1",
+        key.public_key().to_b64(),
+        b64(&[9u8; 16])
+    )
+}
+
 fn complete_body(
     phone: &Phone,
     code: &str,
@@ -52,7 +62,11 @@ fn complete_body(
         challenge,
         device_public_key: phone.device.public_key(),
         push_kind: push_kind.into(),
-        push_token: if push_kind == "longpoll" { "" } else { "token" }.into(),
+        push_token: match push_kind {
+            "longpoll" => String::new(),
+            "webpush" => webpush_token(),
+            _ => "token".into(),
+        },
         device_name: "Test Phone".into(),
         timestamp,
     };
@@ -340,7 +354,7 @@ async fn challenge_expires_at_is_the_enrollment_codes_expiry_and_every_challenge
 async fn enroll_accepts_exactly_the_push_channel_kinds() {
     let h = harness().await;
     h.add_user(BOB, &[]).await;
-    for bad in ["LongPoll", "APNS", "Fcm", "", "webpush", " fcm"] {
+    for bad in ["LongPoll", "APNS", "Fcm", "", "WebPush", "web-push", " fcm"] {
         let link = h.link(BOB, 600).await;
         let mut phone = Phone::new();
         let c = phone.challenge(&h, &link).await.unwrap();

@@ -44,13 +44,35 @@ impl TestServer {
         Ok(server)
     }
 
+    /// A server (policy: any mode) that also pushes through `push` (APNs, FCM, Web Push).
+    pub async fn start_with_push(
+        name: &str,
+        push: signin_server::delivery::push::PushConfig,
+    ) -> Result<Self> {
+        let db = Arc::new(TestDatabase::create().await?);
+        let ttl = authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
+        let server = Self::start_on_with_push(db, name, ttl, push).await?;
+        server.set_policy(Mode::Any).await?;
+        Ok(server)
+    }
+
     /// Another server instance on the same database (PostgreSQL: instances share work).
     pub async fn start_on(
         db: Arc<TestDatabase>,
         name: &str,
         request_ttl_secs: u64,
     ) -> Result<Self> {
+        Self::start_on_with_push(db, name, request_ttl_secs, Default::default()).await
+    }
+
+    async fn start_on_with_push(
+        db: Arc<TestDatabase>,
+        name: &str,
+        request_ttl_secs: u64,
+        push: signin_server::delivery::push::PushConfig,
+    ) -> Result<Self> {
         let config = ServeConfig {
+            push,
             listen: ([127, 0, 0, 1], 0).into(),
             database: db.url.clone(),
             server_name: Some(name.into()),

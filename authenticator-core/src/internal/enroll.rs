@@ -5,6 +5,7 @@ use authenticator_protocol::enroll::{
 };
 use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::text;
+use authenticator_protocol::webpush::WebPushSubscription;
 use authenticator_protocol::wire::{self, PushChannel};
 use authenticator_protocol::{AccountId, PublicKey, Signature, UnixMillis};
 
@@ -39,6 +40,14 @@ fn check_inputs(device_name: &str, push: &PushRegistration) -> Result<()> {
         {
             Err(Error::InvalidInput(
                 "an APNs/FCM registration needs a push token".into(),
+            ))
+        }
+        PushKind::WebPush
+            if push.token.len() > MAX_PUSH_TOKEN_BYTES
+                || WebPushSubscription::parse(&push.token).is_err() =>
+        {
+            Err(Error::InvalidInput(
+                "a Web Push registration needs the subscription as <p256dh>.<auth>.<https endpoint> (web_push_token)".into(),
             ))
         }
         _ => Ok(()),

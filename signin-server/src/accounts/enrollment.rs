@@ -2,6 +2,8 @@
 //! and enabling phone sign-in on an enrolled account (§5.3).
 use authenticator_protocol::encoding::{b64, ct_eq, sha256, unb64_fixed};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::push::PushChannelKind;
+use authenticator_protocol::webpush::WebPushSubscription;
 use authenticator_protocol::wire::{
     EnrollChallengeRequest, EnrollChallengeResponse, EnrollCompleteRequest, EnrollCompleteResponse,
     PasswordlessRequest,
@@ -64,9 +66,14 @@ pub async fn complete(
         .map_err(|_| AppError::InvalidRequest("challenge must be 32 bytes of base64url"))?;
     let device_public_key = PublicKey::from_b64("device_public_key", &body.device_public_key)
         .map_err(|_| AppError::InvalidRequest("device_public_key is not a P-256 SEC1 key"))?;
-    if body.push.parsed_kind().is_err() {
+    let kind = body.push.parsed_kind().map_err(|_| {
+        AppError::InvalidRequest("push.kind must be longpoll, apns, fcm or webpush")
+    })?;
+    // A Web Push subscription is a URL the server will POST to: https (http only on
+    // loopback), a real P-256 key and a 16-byte secret (PROTOCOL.md §6.1).
+    if kind == PushChannelKind::WebPush && WebPushSubscription::parse(&body.push.token).is_err() {
         return Err(AppError::InvalidRequest(
-            "push.kind must be longpoll, apns or fcm",
+            "a webpush token is <p256dh>.<auth>.<https endpoint>",
         ));
     }
     if body.device_name.len() > 200 || body.push.token.len() > 4096 {

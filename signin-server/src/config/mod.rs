@@ -14,14 +14,15 @@ use anyhow::Context;
 use authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
 use serde::Deserialize;
 
-use crate::delivery::push::{ApnsConfig, FcmConfig, PushConfig};
+use crate::delivery::push::{ApnsConfig, FcmConfig, PushConfig, WebPushConfig};
 use crate::delivery::{apns, fcm};
 use crate::sign_in::risk::RiskConfig;
 
 pub mod sections;
 
 pub use sections::{
-    parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, RiskSection, ServerSection,
+    parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, RiskSection,
+    ServerSection, WebPushSection,
 };
 
 pub const DEFAULT_DATABASE: &str = "sqlite://signin.db";
@@ -193,6 +194,29 @@ impl ServeConfig {
             }),
         };
 
+        let webpush = match both(flags.delivery.webpush, file.delivery.webpush) {
+            None => None,
+            Some((w, fw)) => {
+                let subject = w.subject.or(fw.subject).with_context(|| {
+                    format!(
+                        "Web Push is half configured: missing {}",
+                        named("subject", "delivery.webpush")
+                    )
+                })?;
+                let config = WebPushConfig {
+                    subject,
+                    allow_http_loopback: false,
+                };
+                config.check().with_context(|| {
+                    format!(
+                        "{} must be a mailto: or https: URL",
+                        named("subject", "delivery.webpush")
+                    )
+                })?;
+                Some(config)
+            }
+        };
+
         let (r, fr) = (flags.risk, file.risk);
         let risk = RiskConfig {
             burst: r.burst.or(fr.burst).unwrap_or(d.risk.burst),
@@ -235,6 +259,7 @@ impl ServeConfig {
             push: PushConfig {
                 apns,
                 fcm,
+                webpush,
                 retry: d.push.retry,
             },
             risk,
@@ -379,6 +404,9 @@ mod tests {
         );
         let fcm = c.push.fcm.as_ref().unwrap();
         assert_eq!(fcm.project_id.as_deref(), Some("phone-signin-prod"));
+        let webpush = c.push.webpush.as_ref().unwrap();
+        assert_eq!(webpush.subject, "mailto:signin-ops@example.com");
+        assert!(!webpush.allow_http_loopback);
         assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
         assert!(c.geoip.is_some());
         assert_eq!(c.trusted_proxies.len(), 2);
@@ -484,6 +512,37 @@ mod tests {
                 .starts_with("--public-url (SIGNIN_PUBLIC_URL, [server] `public_url`) must be"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_webpush_subject_is_required_and_checked() {
+        let err = ServeConfig::merge(
+            Layer::default(),
+            Layer::parse("[delivery.webpush]").unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "Web Push is half configured: missing --webpush-subject \
+             (SIGNIN_WEBPUSH_SUBJECT, [delivery.webpush] `subject`)"
+        );
+        let flags = Layer {
+            delivery: DeliverySection {
+                webpush: Some(WebPushSection {
+                    subject: Some("ops@example.com".into()),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = ServeConfig::merge(flags, Layer::default()).unwrap_err();
+        assert!(err.to_string().starts_with("--webpush-subject"), "{err:#}");
+        let file =
+            Layer::parse("[delivery.webpush]\nsubject = \"https://ops.example.com/\"").unwrap();
+        let c = merged(Layer::default(), &file);
+        assert_eq!(c.push.webpush.unwrap().subject, "https://ops.example.com/");
+        assert!(Layer::parse("[delivery.webpush]\nvapid_key = \"x\"").is_err());
     }
 
     #[test]

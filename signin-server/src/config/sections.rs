@@ -56,6 +56,8 @@ pub struct DeliverySection {
     pub apns: Option<ApnsSection>,
     #[command(flatten)]
     pub fcm: Option<FcmSection>,
+    #[command(flatten)]
+    pub webpush: Option<WebPushSection>,
 }
 
 /// `[delivery.apns]`: all of `key_path`, `key_id`, `team_id` and `topic`.
@@ -130,6 +132,20 @@ pub struct FcmSection {
         value_name = "FCM_TOKEN_URI"
     )]
     pub token_uri: Option<Url>,
+}
+
+/// `[delivery.webpush]`: `subject`. The VAPID key itself is created in the database.
+#[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushSection {
+    /// VAPID contact for Web Push (UnifiedPush) operators: a `mailto:` or `https:` URL (the
+    /// JWT `sub`). Enables Web Push delivery.
+    #[arg(
+        long = "webpush-subject",
+        env = "SIGNIN_WEBPUSH_SUBJECT",
+        value_name = "WEBPUSH_SUBJECT"
+    )]
+    pub subject: Option<String>,
 }
 
 /// `[geoip]`

@@ -52,6 +52,23 @@ impl Es256Key {
         Ok(Es256Key(key.into()))
     }
 
+    /// From a PKCS#8 document (DER), e.g. the stored VAPID key.
+    pub fn from_pkcs8_der(der: &[u8]) -> anyhow::Result<Self> {
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::SecretKey::from_pkcs8_der(der)
+            .map_err(|_| anyhow!("not a PKCS#8 P-256 private key"))?;
+        Ok(Es256Key(key.into()))
+    }
+
+    /// The public key as an uncompressed SEC1 point (65 bytes).
+    pub fn public_key_sec1(&self) -> Vec<u8> {
+        self.0
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec()
+    }
+
     pub fn sign_jwt(&self, header: &Value, claims: &Value) -> String {
         let input = signing_input(header, claims);
         let sig: p256::ecdsa::Signature = self.0.sign(input.as_bytes());

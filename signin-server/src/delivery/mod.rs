@@ -1,5 +1,5 @@
 //! Waking devices and sign-in pages. A sign-in wakes the account's waiting
-//! `GET /api/v1/device/poll` (always) and pushes through APNs/FCM when the device registered
+//! `GET /api/v1/device/poll` (always) and pushes through APNs/FCM/Web Push when the device registered
 //! such a channel (`crate::delivery::push::Dispatcher`, the `Delivery` in `AppState`); a decision wakes
 //! `GET /api/v1/signin/{id}?wait`.
 pub mod apns;
@@ -7,6 +7,9 @@ pub mod cluster;
 pub mod fcm;
 pub mod jwt;
 pub mod push;
+pub mod webpush;
+#[cfg(feature = "testing")]
+pub mod webpush_local;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

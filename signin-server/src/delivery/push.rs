@@ -1,4 +1,4 @@
-//! Push delivery to phones: APNs and FCM clients behind one [`Transport`] trait, and the
+//! Push delivery to phones: APNs, FCM and Web Push clients behind one [`Transport`] trait, and the
 //! [`Dispatcher`] that implements [`Delivery`]: it wakes long-polls at once (always) and sends
 //! the matching push in a background task, with bounded retries, never blocking the sign-in.
 //!
@@ -22,11 +22,13 @@ use crate::store::{devices, from_db_ms, now_ms, requests, Pool};
 
 pub use super::apns::{ApnsClient, ApnsConfig};
 pub use super::fcm::{FcmClient, FcmConfig};
+pub use super::webpush::{WebPushClient, WebPushConfig};
 
 /// Push kinds a device may register (`PushChannel.kind`).
 pub const KIND_APNS: &str = PushChannelKind::Apns.as_str();
 pub const KIND_FCM: &str = PushChannelKind::Fcm.as_str();
 pub const KIND_LONGPOLL: &str = PushChannelKind::LongPoll.as_str();
+pub const KIND_WEBPUSH: &str = PushChannelKind::WebPush.as_str();
 
 /// What one push needs: the envelope, the device token and when the request expires.
 #[derive(Clone)]
@@ -160,6 +162,7 @@ impl RetryPolicy {
 pub struct PushConfig {
     pub apns: Option<ApnsConfig>,
     pub fcm: Option<FcmConfig>,
+    pub webpush: Option<WebPushConfig>,
     pub retry: RetryPolicy,
 }
 
@@ -172,6 +175,16 @@ impl PushConfig {
         }
         if let Some(c) = &self.fcm {
             out.push(Arc::new(FcmClient::new(c)?));
+        }
+        Ok(out)
+    }
+
+    /// Every configured client, Web Push included (its VAPID key lives in the database and is
+    /// created there on first use).
+    pub async fn open_transports(&self, pool: &Pool) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
+        let mut out = self.transports()?;
+        if let Some(c) = &self.webpush {
+            out.push(Arc::new(WebPushClient::open(pool, c).await?));
         }
         Ok(out)
     }
@@ -330,7 +343,7 @@ impl Inner {
             return Ok(());
         }
         let Some(transport) = self.transports.get(kind.as_str()).cloned() else {
-            let what = if kind == KIND_APNS || kind == KIND_FCM {
+            let what = if kind == KIND_APNS || kind == KIND_FCM || kind == KIND_WEBPUSH {
                 "not_configured"
             } else {
                 "unknown_kind"

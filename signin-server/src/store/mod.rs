@@ -40,6 +40,7 @@ pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
+pub mod webpush;
 
 /// A database failure. Callers see it as an internal error; the cause is logged once.
 #[derive(Debug, thiserror::Error)]

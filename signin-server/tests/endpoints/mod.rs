@@ -429,6 +429,7 @@ pub async fn push_harness(
     let config = PushConfig {
         apns: apns.map(Apns::config),
         fcm: fcm.map(Fcm::config),
+        webpush: None,
         retry,
     };
     let transports = config.transports().unwrap();

@@ -1,0 +1,385 @@
+//! Web Push delivery (RFC 8030, RFC 8291 encryption, RFC 8292 VAPID) against a local push
+//! service that checks the VAPID token and decrypts every message with the subscription's
+//! private key and auth secret (`signin_server::delivery::webpush_local`).
+mod endpoints;
+mod support;
+
+use std::sync::Arc;
+
+use authenticator_protocol::push::PushEnvelope;
+use authenticator_protocol::UnixMillis;
+use axum::http::StatusCode;
+use endpoints::{audit_outcomes, fast_retry, stale_reason};
+use serde_json::json;
+use signin_server::delivery::push::{RetryPolicy, WebPushClient, WebPushConfig};
+use signin_server::delivery::webpush::VapidKey;
+use signin_server::delivery::webpush_local::LocalPushService;
+use signin_server::store;
+
+use support::*;
+
+const SUBJECT: &str = "mailto:signin-ops@contoso.test";
+
+/// A harness whose server pushes through Web Push; returns the server's VAPID public key.
+async fn webpush_harness(allow_http_loopback: bool, retry: RetryPolicy) -> (Harness, String) {
+    let mut h = harness_with_ttl(90).await;
+    let client = WebPushClient::open(
+        &h.state.pool,
+        &WebPushConfig {
+            subject: SUBJECT.into(),
+            allow_http_loopback,
+        },
+    )
+    .await
+    .unwrap();
+    let key = client.vapid_public_key().to_owned();
+    let state = h.state.clone().with_push(vec![Arc::new(client)], retry);
+    h.app = signin_server::app(state.clone());
+    h.state = state;
+    (h, key)
+}
+
+fn now_secs() -> u64 {
+    UnixMillis::now().millis() / 1000
+}
+
+#[tokio::test]
+async fn webpush_messages_are_encrypted_vapid_signed_and_carry_only_ids() {
+    let service = LocalPushService::start().await.unwrap();
+    let (h, vapid_key) = webpush_harness(true, fast_retry(3)).await;
+    let sub = service.subscribe();
+    let phone = h
+        .ready_phone_with_push("alice@contoso.com", "webpush", &sub.token)
+        .await;
+
+    let started = h.start_signin("alice@contoso.com").await;
+    assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    let rid = started.body["id"].as_str().unwrap().to_owned();
+    let number = started.body["number"].as_str().unwrap().to_owned();
+    h.state.dispatcher.wait_idle().await;
+
+    let received = service.received();
+    assert_eq!(received.len(), 1);
+    let hit = &received[0];
+    assert_eq!(hit.subscription, sub.id);
+    assert_eq!(hit.status, 201);
+    // VAPID: verified under k, which is the key stored in the database.
+    let vapid = hit.vapid.as_ref().expect("a valid VAPID header");
+    assert_eq!(vapid.key, vapid_key);
+    let stored = store::webpush::vapid_key(&h.state.pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.public_key, vapid_key);
+    assert_eq!(vapid.header, json!({"typ": "JWT", "alg": "ES256"}));
+    assert_eq!(vapid.claims["aud"], service.origin());
+    assert_eq!(vapid.claims["sub"], SUBJECT);
+    let exp = vapid.claims["exp"].as_u64().unwrap();
+    assert!(
+        exp > now_secs() + 3600 && exp <= now_secs() + 24 * 3600,
+        "{exp}"
+    );
+    assert_eq!(vapid.claims.as_object().unwrap().len(), 3);
+    // Headers: aes128gcm, TTL = the request's remaining lifetime, high urgency.
+    let header = |n: &str| hit.headers.get(n).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("content-encoding"), "aes128gcm");
+    assert_eq!(header("urgency"), "high");
+    let ttl: u64 = header("ttl").parse().unwrap();
+    assert!((80..=90).contains(&ttl), "TTL {ttl}");
+    // The plaintext is the envelope, only the ids; the body on the wire is not the plaintext.
+    let plaintext = hit.plaintext.as_ref().expect("decrypts");
+    let envelope = PushEnvelope::from_json(plaintext).unwrap();
+    assert_eq!(envelope.account_id, *phone.account());
+    assert_eq!(envelope.request_id.as_str(), rid);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(plaintext).unwrap(),
+        json!({"v": 1, "aid": phone.account().as_str(), "rid": rid})
+    );
+    assert!(!plaintext.contains("alice") && !plaintext.contains(&format!("\"{number}\"")));
+    assert!(!hit.body.windows(rid.len()).any(|w| w == rid.as_bytes()));
+    assert_eq!(
+        audit_outcomes(&h, "push_delivery").await,
+        vec!["longpoll:queued", "webpush:sent"]
+    );
+
+    // Another phone's keys do not decrypt it.
+    let other = service.subscribe();
+    assert!(service.decrypt_as(&other.id, &hit.body).is_err());
+    assert_eq!(
+        service.decrypt_as(&sub.id, &hit.body).as_deref(),
+        Ok(plaintext.as_str())
+    );
+    // Each message is encrypted afresh (new salt and sender key).
+    h.start_signin("alice@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    let received = service.received();
+    assert_eq!(received.len(), 2);
+    assert_ne!(received[0].body[..16], received[1].body[..16]);
+}
+
+#[tokio::test]
+async fn the_vapid_key_is_created_once_and_restricted_subscriptions_check_it() {
+    let service = LocalPushService::start().await.unwrap();
+    let (h, vapid_key) = webpush_harness(true, fast_retry(3)).await;
+    // Opening the client again (a restart, another instance) keeps the stored key.
+    let again = VapidKey::load_or_create(&h.state.pool).await.unwrap();
+    assert_eq!(again.public_key(), vapid_key);
+    assert_eq!(vapid_key.len(), 87);
+
+    // A subscription restricted to the server's key is served.
+    let mine = service.subscribe_restricted(&vapid_key);
+    h.ready_phone_with_push("bob@contoso.com", "webpush", &mine.token)
+        .await;
+    h.start_signin("bob@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    assert_eq!(service.received()[0].status, 201);
+
+    // One restricted to another key is refused (403): rejected, not retried, not stale.
+    let other_key = authenticator_protocol::EcdsaSigner::generate()
+        .unwrap()
+        .0
+        .public_key()
+        .to_b64();
+    let theirs = service.subscribe_restricted(&other_key);
+    let carol = h
+        .ready_phone_with_push("carol@contoso.com", "webpush", &theirs.token)
+        .await;
+    h.start_signin("carol@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    let received = service.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[1].status, 403);
+    assert_eq!(
+        audit_outcomes(&h, "push_delivery").await.last().unwrap(),
+        "webpush:rejected:http_403"
+    );
+    assert_eq!(stale_reason(&h, &carol).await, None);
+}
+
+#[tokio::test]
+async fn a_gone_subscription_is_marked_stale_and_not_used_again() {
+    let service = LocalPushService::start().await.unwrap();
+    let (h, _) = webpush_harness(true, fast_retry(3)).await;
+
+    // 410 Gone: the phone unsubscribed.
+    let sub = service.subscribe();
+    let gone = h
+        .ready_phone_with_push("gone@contoso.com", "webpush", &sub.token)
+        .await;
+    service.unsubscribe(&sub.id);
+    h.start_signin("gone@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    assert_eq!(
+        service.received().len(),
+        1,
+        "a gone subscription is not retried"
+    );
+    assert_eq!(service.received()[0].status, 410);
+    assert_eq!(
+        stale_reason(&h, &gone).await.as_deref(),
+        Some("webpush:http_410")
+    );
+    assert_eq!(
+        audit_outcomes(&h, "push_token_stale").await,
+        vec!["webpush:http_410"]
+    );
+    // No more pushes to it; long-poll still delivers.
+    let again = h.start_signin("gone@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    assert_eq!(service.received().len(), 1);
+    assert!(audit_outcomes(&h, "push_delivery")
+        .await
+        .contains(&"webpush:skipped_stale".to_owned()));
+    let polled = gone.poll(&h, 0).await;
+    assert_eq!(polled.body["pushes"][1]["rid"], again.body["id"]);
+
+    // 404: the push service does not know the subscription.
+    let unknown = service.subscribe();
+    let token = unknown.token.replace(&unknown.id, "nosuchsubscription");
+    let lost = h
+        .ready_phone_with_push("lost@contoso.com", "webpush", &token)
+        .await;
+    h.start_signin("lost@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    assert_eq!(service.received().last().unwrap().status, 404);
+    assert_eq!(
+        stale_reason(&h, &lost).await.as_deref(),
+        Some("webpush:http_404")
+    );
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_with_a_bound() {
+    let service = LocalPushService::start().await.unwrap();
+    let (h, _) = webpush_harness(true, fast_retry(3)).await;
+    let sub = service.subscribe();
+    let phone = h
+        .ready_phone_with_push("retry@contoso.com", "webpush", &sub.token)
+        .await;
+
+    service.script(&[429, 503]);
+    h.start_signin("retry@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    let statuses: Vec<u16> = service.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 503, 201]);
+    assert_eq!(
+        audit_outcomes(&h, "push_delivery").await.last().unwrap(),
+        "webpush:sent"
+    );
+
+    service.script(&[500, 500, 500]);
+    h.start_signin("retry@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    assert_eq!(service.received().len(), 6);
+    assert_eq!(
+        audit_outcomes(&h, "push_delivery").await.last().unwrap(),
+        "webpush:failed:http_500"
+    );
+    assert_eq!(stale_reason(&h, &phone).await, None);
+}
+
+#[tokio::test]
+async fn plain_http_endpoints_are_refused_unless_allowed_for_tests() {
+    let service = LocalPushService::start().await.unwrap();
+    let (h, _) = webpush_harness(false, fast_retry(3)).await;
+    let sub = service.subscribe();
+    let phone = h
+        .ready_phone_with_push("local@contoso.com", "webpush", &sub.token)
+        .await;
+    h.start_signin("local@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    assert!(service.received().is_empty());
+    assert_eq!(
+        stale_reason(&h, &phone).await.as_deref(),
+        Some("webpush:insecure_endpoint")
+    );
+}
+
+#[tokio::test]
+async fn enrollment_refuses_malformed_webpush_tokens() {
+    let service = LocalPushService::start().await.unwrap();
+    let (h, _) = webpush_harness(true, fast_retry(1)).await;
+    h.add_user("dave@contoso.com", &[]).await;
+    let good = service.subscribe().token;
+    let (p256dh, rest) = good.split_once('.').unwrap();
+    let (auth, endpoint) = rest.split_once('.').unwrap();
+    for bad in [
+        String::new(),
+        "token".into(),
+        endpoint.to_owned(),
+        format!(
+            "{p256dh}.{auth}.{}",
+            endpoint.replace("127.0.0.1", "push.example.net")
+        ),
+        format!("{p256dh}.{auth}.{}", endpoint.replace("http://", "ftp://")),
+        format!("{auth}.{p256dh}.{endpoint}"),
+        format!("{p256dh}.{}.{endpoint}", &auth[..20]),
+        format!("{p256dh}.{auth}. {endpoint}"),
+    ] {
+        let link = h.link("dave@contoso.com", 600).await;
+        let mut phone = Phone::new();
+        phone.push_kind = "webpush".into();
+        phone.push_token = bad.clone();
+        let challenge = phone.challenge(&h, &link).await.unwrap();
+        let r = h
+            .post(
+                "/api/v1/enroll/complete",
+                phone.complete_body(&link.code, challenge),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad:?}"
+        );
+    }
+    // The well-formed one enrolls (another user: this helper adds its own).
+    let phone = h
+        .ready_phone_with_push("erin@contoso.com", "webpush", &good)
+        .await;
+    assert!(phone.account_id.is_some());
+    assert!(service.received().is_empty());
+}
+
+/// The VAPID private key, the subscriptions' auth secrets and endpoint URLs (capabilities), the
+/// VAPID tokens and the numbers never reach the logs (the operator's level, plus all of our
+/// own crate) or the audit log, also when a subscription goes stale.
+#[tokio::test(flavor = "current_thread")]
+async fn no_vapid_key_auth_secret_or_endpoint_in_logs_or_audit() {
+    use support::scan::{leaks, Captured, Secrets};
+    // Thread-local capture: on the current-thread runtime the push tasks and the local push
+    // service run on this thread, under this subscriber.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,signin_server=trace",
+        ))
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let service = LocalPushService::start().await.unwrap();
+    let (h, vapid_key) = webpush_harness(true, fast_retry(2)).await;
+    let sub = service.subscribe();
+    h.ready_phone_with_push("sec@contoso.com", "webpush", &sub.token)
+        .await;
+    let first = h.start_signin("sec@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    service.unsubscribe(&sub.id);
+    let second = h.start_signin("sec@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    let received = service.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[1].status, 410);
+
+    let stored = store::webpush::vapid_key(&h.state.pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.public_key, vapid_key);
+    let (p256dh, rest) = sub.token.split_once('.').unwrap();
+    let (auth, endpoint) = rest.split_once('.').unwrap();
+    let vapid_header = received[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let jwt = vapid_header
+        .trim_start_matches("vapid t=")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut secrets = Secrets::default();
+    for (name, value) in [
+        ("VAPID private key (PKCS#8)", stored.private_key.clone()),
+        ("VAPID token", jwt),
+        ("auth secret", auth.to_owned()),
+        ("subscription key", p256dh.to_owned()),
+        ("endpoint", endpoint.to_owned()),
+        ("subscription id", sub.id.clone()),
+    ] {
+        secrets.text(name, &value);
+    }
+    for r in [&first, &second] {
+        secrets.number("number", r.body["number"].as_str().unwrap());
+    }
+    let audit: String = signin_server::audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{r}\n{r:?}\n"))
+        .collect();
+    let logs = captured.text();
+    assert!(logs.contains("push sent"), "logs were captured: {logs}");
+    assert!(audit.contains("webpush:http_410"), "{audit}");
+    for (name, text) in [("audit", &audit), ("logs", &logs)] {
+        let hits = leaks(text, &secrets.0);
+        assert!(hits.is_empty(), "in the {name}: {hits:#?}");
+    }
+}
