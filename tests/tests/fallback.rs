@@ -1,0 +1,304 @@
+//! The offline fallback end to end (issue 11): a real `signin-server` process and a phone on
+//! `authenticator-core`. The phone's TOTP code (the secret came with its enrollment) signs the
+//! user in once on the sign-in page; the same code again is refused (one use per time step);
+//! wrong codes are bounded per window; backup codes created on the security-info page work
+//! once each; each step is audited.
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use authenticator_core::testing::AlwaysVerified;
+use authenticator_core::{
+    Authenticator, PushKind, PushRegistration, SoftwareKeyStore, WrappingKeySource,
+};
+use e2e::TestServer;
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use signin_server::accounts::fallback;
+
+/// A phone whose software key store also seals its TOTP secrets.
+fn phone() -> Result<(Arc<Authenticator>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let keys = Arc::new(SoftwareKeyStore::open(
+        dir.path().join("keys"),
+        WrappingKeySource::Memory,
+        Arc::new(AlwaysVerified),
+    )?);
+    let core = Authenticator::with_secret_store(
+        dir.path().join("data").to_string_lossy().into_owned(),
+        keys.clone(),
+        keys,
+    )?;
+    Ok((core, dir))
+}
+
+/// A browser on the sign-in pages: one session cookie, no redirects followed.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Self {
+        Browser {
+            base: server.base_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    async fn take(&mut self, r: reqwest::Response) -> Result<Page> {
+        if let Some(set) = r.headers().get(SET_COOKIE) {
+            let pair = set
+                .to_str()?
+                .split(';')
+                .next()
+                .context("cookie")?
+                .to_owned();
+            self.cookie = Some(pair);
+        }
+        Ok(Page {
+            status: r.status(),
+            location: r
+                .headers()
+                .get(LOCATION)
+                .map(|l| l.to_str().unwrap_or_default().to_owned()),
+            headers: r.headers().clone(),
+            body: r.text().await?,
+        })
+    }
+
+    async fn get(&mut self, path: &str) -> Result<Page> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let r = req.send().await?;
+        self.take(r).await
+    }
+
+    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Result<Page> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(pairs);
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let r = req.send().await?;
+        self.take(r).await
+    }
+
+    /// The CSRF token of the form on `path`.
+    async fn csrf(&mut self, path: &str) -> Result<String> {
+        let page = self.get(path).await?;
+        let Some(at) = page.body.find("name=\"csrf\" value=\"") else {
+            bail!("no form on {path}: {} {}", page.status, page.body);
+        };
+        let rest = &page.body[at + "name=\"csrf\" value=\"".len()..];
+        Ok(rest[..rest.find('"').context("csrf end")?].to_owned())
+    }
+
+    /// Types the UPN on `/signin`, then a code on `/signin/fallback`.
+    async fn sign_in_with_code(&mut self, upn: &str, code: &str) -> Result<Page> {
+        let csrf = self.csrf("/signin").await?;
+        let r = self
+            .post("/signin", &[("csrf", &csrf), ("upn", upn)])
+            .await?;
+        if r.status != StatusCode::SEE_OTHER {
+            bail!("UPN not taken: {}", r.status);
+        }
+        let csrf = self.csrf("/signin/fallback").await?;
+        self.post("/signin/fallback", &[("csrf", &csrf), ("code", code)])
+            .await
+    }
+}
+
+fn longpoll() -> PushRegistration {
+    PushRegistration {
+        kind: PushKind::LongPoll,
+        token: String::new(),
+    }
+}
+
+/// A 6-digit code that is none of `avoid`.
+fn other_code(avoid: &[&str]) -> String {
+    (0u32..)
+        .map(|i| format!("{:06}", (i * 104_729 + 31_337) % 1_000_000))
+        .find(|c| !avoid.contains(&c.as_str()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_phones_totp_code_signs_in_once_and_wrong_codes_are_bounded() -> Result<()> {
+    let server = TestServer::start("Contoso").await?;
+    let pool = server.running.pool();
+    let upn = "bobby@contoso.test";
+    let link = server.user_with_link(upn, "Bobby Smith").await?;
+    let (core, _dir) = phone()?;
+    let account = core
+        .enroll(link, "Bobby's phone".into(), longpoll())
+        .await?;
+    let totps = core.totp_accounts()?;
+    assert_eq!(totps.len(), 1);
+    assert_eq!(
+        totps[0].account_id.as_deref(),
+        Some(account.account_id.as_str())
+    );
+    assert_eq!(
+        (totps[0].issuer.as_str(), totps[0].account_name.as_str()),
+        ("Contoso", upn)
+    );
+    let totp_id = totps[0].totp_id.clone();
+
+    // Off by default: the page refuses, and no code is used up.
+    let code = core.totp_code(totp_id.clone()).await?;
+    let mut b = Browser::new(&server);
+    let r = b.sign_in_with_code(upn, &code.code).await?;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("does not allow"), "{}", r.body);
+
+    fallback::set_enabled(pool, true).await?;
+    let code = core.totp_code(totp_id.clone()).await?;
+    let mut b = Browser::new(&server);
+    let r = b.sign_in_with_code(upn, &code.code).await?;
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/me/security-info"),
+        "{}",
+        r.body
+    );
+    let me = b.get("/me/security-info").await?;
+    assert_eq!(me.status, StatusCode::OK);
+    assert!(
+        me.body.contains("Sign out") && me.body.contains("Bobby's phone"),
+        "signed in: {}",
+        me.body
+    );
+
+    // The same code in another browser: refused (one use per time step).
+    let mut thief = Browser::new(&server);
+    let r = thief.sign_in_with_code(upn, &code.code).await?;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("not valid"), "{}", r.body);
+    assert!(thief.get("/me").await?.location.as_deref() == Some("/signin"));
+
+    // Wrong codes: five per window, then refused before any check (429, Retry-After).
+    let now = core.totp_code(totp_id.clone()).await?;
+    let wrong = other_code(&[&code.code, &now.code]);
+    for _ in 0..fallback::TRIES_PER_WINDOW - 1 {
+        let r = thief.sign_in_with_code(upn, &wrong).await?;
+        assert!(r.body.contains("not valid"), "{}", r.body);
+    }
+    let r = thief.sign_in_with_code(upn, &wrong).await?;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+
+    let audit = signin_server::audit::list(pool).await?;
+    let outcomes: Vec<&str> = audit
+        .iter()
+        .filter(|r| r.event == "fallback_used")
+        .map(|r| r.outcome.as_str())
+        .collect();
+    for expected in ["disabled", "totp:ok", "totp:replay", "totp:refused"] {
+        assert!(outcomes.contains(&expected), "{expected} in {outcomes:?}");
+    }
+    assert!(outcomes.iter().any(|o| o.starts_with("throttled")));
+    assert!(audit
+        .iter()
+        .any(|r| r.event == "web_signin" && r.outcome == "totp"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_codes_from_the_security_info_page_work_once_each() -> Result<()> {
+    let server = TestServer::start("Contoso").await?;
+    let pool = server.running.pool();
+    let upn = "dave@contoso.test";
+    server.user_with_link(upn, "Dave").await?;
+    fallback::set_enabled(pool, true).await?;
+    // Dave signs in once with a temporary access pass and creates backup codes.
+    let pass = signin_server::accounts::temporary_pass::issue(pool, upn, 600).await?;
+    let mut b = Browser::new(&server);
+    let csrf = b.csrf("/signin").await?;
+    b.post("/signin", &[("csrf", &csrf), ("upn", upn)]).await?;
+    let csrf = b.csrf("/signin/pass").await?;
+    let r = b
+        .post("/signin/pass", &[("csrf", &csrf), ("pass", &pass)])
+        .await?;
+    assert_eq!(r.location.as_deref(), Some("/me/security-info"));
+    let info = b.get("/me/security-info").await?;
+    assert!(
+        info.body.contains("You have no backup codes."),
+        "{}",
+        info.body
+    );
+    let csrf = b.csrf("/me/security-info").await?;
+    let r = b
+        .post("/me/security-info/backup-codes", &[("csrf", &csrf)])
+        .await?;
+    let codes: Vec<String> = r
+        .body
+        .split("<code>")
+        .skip(1)
+        .map(|c| c.split("</code>").next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{}", r.body);
+    let info = b.get("/me/security-info").await?;
+    assert!(
+        info.body.contains("10 of 10 backup codes unused"),
+        "{}",
+        info.body
+    );
+    // Shown once: the security-info page never shows them again.
+    assert!(!codes.iter().any(|c| info.body.contains(c.as_str())));
+
+    let mut other = Browser::new(&server);
+    let r = other.sign_in_with_code(upn, &codes[4]).await?;
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/me/security-info"),
+        "{}",
+        r.body
+    );
+    let mut again = Browser::new(&server);
+    let r = again.sign_in_with_code(upn, &codes[4]).await?;
+    assert!(r.body.contains("not valid"), "{}", r.body);
+    let r = again
+        .sign_in_with_code(upn, &codes[7].to_uppercase())
+        .await?;
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/me/security-info"),
+        "{}",
+        r.body
+    );
+    let info = again.get("/me/security-info").await?;
+    assert!(
+        info.body.contains("8 of 10 backup codes unused"),
+        "{}",
+        info.body
+    );
+
+    let audit = signin_server::audit::list(pool).await?;
+    assert!(audit
+        .iter()
+        .any(|r| r.event == "backup_codes_created" && r.outcome == "count=10"));
+    let used: Vec<&str> = audit
+        .iter()
+        .filter(|r| r.event == "fallback_used")
+        .map(|r| r.outcome.as_str())
+        .collect();
+    assert_eq!(
+        used,
+        ["backup_code:ok", "backup_code:refused", "backup_code:ok"]
+    );
+    Ok(())
+}
