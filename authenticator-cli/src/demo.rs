@@ -153,7 +153,12 @@ pub async fn run(auto: bool) -> Result<()> {
                 number.clone()
             } else {
                 wrong_tried = true;
-                let wrong = format!("{:02}", (number.parse::<u32>().unwrap_or(0) + 1) % 100);
+                // The same length, the last digit off by one.
+                let mut wrong = number.clone().into_bytes();
+                if let Some(last) = wrong.last_mut() {
+                    *last = b'0' + (*last - b'0' + 1) % 10;
+                }
+                let wrong = String::from_utf8(wrong).unwrap_or_default();
                 println!("   (--auto types a wrong number first: {wrong})");
                 wrong
             }
@@ -179,7 +184,10 @@ pub async fn run(auto: bool) -> Result<()> {
                 println!("   ✗ That number doesn't match the sign-in screen. {attempts_left} attempt(s) left — try again.");
             }
             Err(AuthenticatorError::InvalidNumber) => {
-                println!("   ✗ Type the two digits shown on the sign-in screen.")
+                println!(
+                    "   ✗ Type the {} digits shown on the sign-in screen.",
+                    request.number_length
+                )
             }
             Err(AuthenticatorError::VerificationFailed) => {
                 println!("   ✗ Wrong passcode — try again.")

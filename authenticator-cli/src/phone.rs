@@ -298,6 +298,9 @@ pub fn describe_request(r: &PendingRequest) -> String {
     if let Some(loc) = &r.location {
         s.push_str(&format!("  location: {loc}"));
     }
+    if r.number_matching {
+        s.push_str(&format!("  number: {} digits", r.number_length));
+    }
     let left = r
         .expires_at_ms
         .saturating_sub(authenticator_protocol::UnixMillis::now().millis())
@@ -317,6 +320,7 @@ fn request_json(r: &PendingRequest) -> serde_json::Value {
     json!({
         "request_id": r.request_id, "account_id": r.account_id, "upn": r.upn, "server_name": r.server_name,
         "kind": format!("{:?}", r.kind).to_lowercase(), "app_name": r.app_name, "location": r.location,
-        "number_matching": r.number_matching, "created_at_ms": r.created_at_ms, "expires_at_ms": r.expires_at_ms,
+        "number_matching": r.number_matching, "number_length": r.number_length,
+        "created_at_ms": r.created_at_ms, "expires_at_ms": r.expires_at_ms,
     })
 }

@@ -53,7 +53,7 @@ async fn enroll_enable_pending_and_approve_from_the_command_line() {
     let out = s.phone(&["approve", &request, "--number", "4"]).await;
     assert!(!out.status.success(), "a malformed number is refused");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("two digits"),
+        String::from_utf8_lossy(&out.stderr).contains("as many digits as the sign-in screen shows"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -54,6 +54,7 @@ fn details() -> RequestDetails {
         app_name: Some("Contoso Mail".into()),
         location: Some("Seattle, Washington, US".into()),
         number_matching: true,
+        number_length: 2,
         nonce: b64(&[7u8; 32]),
         created_at: now,
         expires_at: now.plus_secs(90),

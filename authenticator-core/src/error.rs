@@ -15,7 +15,7 @@ pub enum AuthenticatorError {
     InvalidPushPayload { reason: String },
     #[error("invalid input: {reason}")]
     InvalidInput { reason: String },
-    #[error("the number must be exactly two digits")]
+    #[error("the number must have as many digits as the sign-in screen shows")]
     InvalidNumber,
     #[error("could not reach the sign-in service: {reason}")]
     Network { reason: String },

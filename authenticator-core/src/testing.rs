@@ -391,6 +391,8 @@ struct FakeState {
     responses: Vec<wire::ResponseBody>,
     forgery: Forgery,
     fixed_account_id: Option<AccountId>,
+    /// Digits of the numbers of new requests (2 unless set).
+    number_length: Option<u8>,
 }
 
 /// How the long-poll waits a `FakeServer` held (with `hold_long_polls(true)`) ended.
@@ -553,6 +555,11 @@ impl FakeServer {
     }
 
     /// Makes `enroll/complete` hand out this account id (with `Forgery::FixedAccountId`).
+    /// New requests get numbers of `digits` digits (as a policy or an elevated risk asks).
+    pub fn set_number_length(&self, digits: u8) {
+        self.state.lock().unwrap().number_length = Some(digits);
+    }
+
     pub fn set_fixed_account_id(&self, id: Option<&str>) {
         self.state.lock().unwrap().fixed_account_id = id.map(|i| AccountId::parse(i).unwrap());
     }
@@ -621,6 +628,7 @@ impl FakeServer {
         let account_id = AccountId::parse(account_id).unwrap();
         let request_id = RequestId::parse(request_id).unwrap();
         let now = UnixMillis::now();
+        let number_length = self.state.lock().unwrap().number_length.unwrap_or(2);
         let details = RequestDetails {
             v: 1,
             request_id: request_id.clone(),
@@ -631,11 +639,14 @@ impl FakeServer {
             app_name: Some(app_name.into()),
             location: Some("Seattle, US".into()),
             number_matching,
+            number_length,
             nonce: b64(&random32()),
             created_at: now,
             expires_at: UnixMillis(now.0 + ttl_ms),
         };
-        let number = format!("{}", 10 + random32()[0] % 90);
+        let low = 10u32.pow(u32::from(number_length) - 1);
+        let random = u32::from_be_bytes(random32()[..4].try_into().unwrap());
+        let number = (low + random % (9 * low)).to_string();
         let signed = SignedRequestDetails::sign(&details, &self.signer);
         self.state.lock().unwrap().requests.insert(
             request_id.clone(),

@@ -118,6 +118,8 @@ pub struct PendingRequest {
     pub app_name: Option<String>,
     pub location: Option<String>,
     pub number_matching: bool,
+    /// How many digits the number has (2 to 6): the input to show.
+    pub number_length: u8,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
 }
@@ -133,6 +135,7 @@ impl From<&authenticator_protocol::sign_in::RequestDetails> for PendingRequest {
             app_name: d.app_name.as_deref().map(shown),
             location: d.location.as_deref().map(shown),
             number_matching: d.number_matching,
+            number_length: d.number_length,
             created_at_ms: d.created_at.millis(),
             expires_at_ms: d.expires_at.millis(),
         }

@@ -557,6 +557,44 @@ async fn invalid_number_shape_is_refused_before_verification() {
 }
 
 #[tokio::test]
+async fn a_longer_number_must_be_typed_whole_before_anything_is_signed() {
+    let s = server("contoso", 7001);
+    let p = phone(std::slice::from_ref(&s));
+    let id = enroll(&p, &s, "u@x.test").await;
+    s.set_number_length(6);
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    assert_eq!(number.len(), 6);
+    let shown = p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    assert_eq!(
+        shown.number_length, 6,
+        "the app knows how many digits to ask"
+    );
+    p.keys.clear();
+    // Two digits (the old length), the first digits, one digit too many: refused here.
+    for bad in [&number[..2], &number[..5], &format!("{number}0")[..]] {
+        assert_eq!(
+            p.auth
+                .approve(id.clone(), rid.clone(), bad.into())
+                .await
+                .unwrap_err(),
+            AuthenticatorError::InvalidNumber,
+            "{bad}"
+        );
+    }
+    assert_eq!(p.verifier.calls(), 0);
+    assert!(p.keys.calls().is_empty());
+    assert!(s.responses().is_empty());
+    assert_eq!(
+        p.auth.approve(id, rid, number.clone()).await.unwrap(),
+        Decision::Approved
+    );
+    assert_eq!(
+        s.responses()[0].typed_number.as_deref(),
+        Some(number.as_str())
+    );
+}
+
+#[tokio::test]
 async fn expired_request_is_refused_without_asking_anything() {
     let s = server("contoso", 7001);
     let p = phone(std::slice::from_ref(&s));

@@ -22,6 +22,7 @@ fn details() -> RequestDetails {
         app_name: Some("My Apps".into()),
         location: Some("Seattle, US".into()),
         number_matching: true,
+        number_length: 2,
         nonce: b64(&[7u8; 32]),
         created_at: UnixMillis::now(),
         expires_at: UnixMillis::now().plus_secs(90),

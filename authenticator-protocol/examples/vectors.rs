@@ -104,6 +104,7 @@ fn main() {
         app_name: Some("My Apps".into()),
         location: Some("Seattle, US".into()),
         number_matching: true,
+        number_length: 2,
         nonce: b64(&nonce),
         created_at: t0,
         expires_at: t0.plus_secs(90),
@@ -127,6 +128,19 @@ fn main() {
         })
     };
     let approve = response(Decision::Approve, Some("42"));
+    // A six-digit number (the longest a policy or an elevated risk asks for): the details
+    // carry `number_length`, the approval the six typed digits.
+    let six = RequestDetails {
+        number_length: 6,
+        ..details.clone()
+    };
+    let six_json = serde_json::to_string(&six).unwrap();
+    let six_context = sha256(six_json.as_bytes());
+    let six_approve = SignInResponse {
+        typed_number: Some(TypedNumber::parse("284193").unwrap()),
+        context_sha256: six_context,
+        ..approve.clone()
+    };
     let deny = response(Decision::Deny, None);
     let report = response(Decision::Report, None);
     let poll_path = "/api/v1/device/poll?wait=30";
@@ -173,6 +187,22 @@ fn main() {
             &passwordless,
             response_inputs(&approve),
             approve.signed_bytes(),
+        ),
+        {
+            let mut v = vector(
+                "request-details/six-digit-number",
+                &server,
+                json!({"details": six_json}),
+                request_details_signed_bytes(&six_json),
+            );
+            v["context_sha256"] = json!(b64(&six_context));
+            v
+        },
+        vector(
+            "response/approve-six-digit-number",
+            &passwordless,
+            response_inputs(&six_approve),
+            six_approve.signed_bytes(),
         ),
         vector(
             "response/deny",

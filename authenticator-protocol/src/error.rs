@@ -30,8 +30,10 @@ pub enum ProtocolError {
     BadSignature,
     #[error("server key does not match the pinned fingerprint")]
     FingerprintMismatch,
-    #[error("the number must be exactly two digits")]
+    #[error("the number must be 2 to 6 digits")]
     InvalidNumber,
+    #[error("the number length must be 2 to 6 digits")]
+    InvalidNumberLength,
     #[error("malformed push payload: {0}")]
     MalformedPush(&'static str),
     #[error("malformed JSON: {0}")]

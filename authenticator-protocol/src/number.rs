@@ -2,15 +2,24 @@ use std::fmt;
 
 use crate::ProtocolError;
 
-/// What the user typed for number matching: exactly two ASCII digits. The phone never learns
-/// the right answer; the server compares in constant time.
+/// How many digits a sign-in number may have (the policy's setting, raised with the user's
+/// risk; PROTOCOL.md §5.5).
+pub const NUMBER_DIGITS: std::ops::RangeInclusive<u8> = 2..=6;
+
+/// The digits of a number unless the details say otherwise (the v1 default).
+pub const DEFAULT_NUMBER_DIGITS: u8 = 2;
+
+/// What the user typed for number matching: 2 to 6 ASCII digits (as many as the request's
+/// `number_length`, which the phone checks). The phone never learns the right answer; the
+/// server compares in constant time.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TypedNumber(String);
 
 impl TypedNumber {
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {
         let t = text.trim();
-        if t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = u8::try_from(t.len()).unwrap_or(u8::MAX);
+        if NUMBER_DIGITS.contains(&digits) && t.bytes().all(|b| b.is_ascii_digit()) {
             Ok(TypedNumber(t.to_owned()))
         } else {
             Err(ProtocolError::InvalidNumber)
@@ -18,6 +27,11 @@ impl TypedNumber {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+    /// How many digits were typed.
+    pub fn digits(&self) -> u8 {
+        // At most 6 (checked by `parse`).
+        self.0.len() as u8
     }
 }
 
@@ -33,10 +47,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_two_digits_are_accepted() {
+    fn only_two_to_six_ascii_digits_are_accepted() {
         assert_eq!(TypedNumber::parse("07").unwrap().as_str(), "07");
         assert_eq!(TypedNumber::parse(" 42\n").unwrap().as_str(), "42");
-        for bad in ["", "4", "123", "ab", "4a", "４２", "-1"] {
+        assert_eq!(TypedNumber::parse("4821").unwrap().digits(), 4);
+        assert_eq!(TypedNumber::parse("000123").unwrap().digits(), 6);
+        for bad in [
+            "", "4", "1234567", "ab", "4a", "４２", "-1", "12 34", "+123",
+        ] {
             assert_eq!(
                 TypedNumber::parse(bad),
                 Err(ProtocolError::InvalidNumber),

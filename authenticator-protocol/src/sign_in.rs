@@ -34,15 +34,36 @@ pub struct RequestDetails {
     pub location: Option<String>,
     /// Whether the user must type the number shown on the sign-in screen.
     pub number_matching: bool,
+    /// How many digits that number has (2 to 6: the policy's length, raised with the user's
+    /// risk). Omitted when 2, the v1 default, so such details are the bytes they always were;
+    /// a parser that does not know the field refuses longer numbers' details (fails closed).
+    #[serde(
+        default = "default_number_length",
+        skip_serializing_if = "is_default_number_length"
+    )]
+    pub number_length: u8,
     /// 32 random bytes, base64url: binds the answer to this request instance.
     pub nonce: String,
     pub created_at: UnixMillis,
     pub expires_at: UnixMillis,
 }
 
+fn default_number_length() -> u8 {
+    crate::number::DEFAULT_NUMBER_DIGITS
+}
+
+fn is_default_number_length(digits: &u8) -> bool {
+    *digits == crate::number::DEFAULT_NUMBER_DIGITS
+}
+
 impl RequestDetails {
     pub fn nonce_bytes(&self) -> Result<[u8; 32], ProtocolError> {
         unb64_fixed::<32>("nonce", &self.nonce)
+    }
+
+    /// Whether `typed` has as many digits as the number the sign-in screen shows.
+    pub fn number_fits(&self, typed: &TypedNumber) -> bool {
+        typed.digits() == self.number_length
     }
 }
 
@@ -84,6 +105,9 @@ impl SignedRequestDetails {
             return Err(ProtocolError::UnsupportedVersion(details.v.into()));
         }
         details.nonce_bytes()?;
+        if !crate::number::NUMBER_DIGITS.contains(&details.number_length) {
+            return Err(ProtocolError::InvalidNumberLength);
+        }
         Ok(details)
     }
 
@@ -296,6 +320,7 @@ mod tests {
             app_name: Some("My Apps".into()),
             location: None,
             number_matching: true,
+            number_length: 2,
             nonce: b64(&[7u8; 32]),
             created_at: UnixMillis(1),
             expires_at: UnixMillis(2),
@@ -325,6 +350,34 @@ mod tests {
 
     fn details_with(signed: &SignedRequestDetails) -> RequestDetails {
         serde_json::from_str(&signed.details).unwrap()
+    }
+
+    #[test]
+    fn the_number_length_is_omitted_at_two_signed_otherwise_and_checked() {
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        let two = SignedRequestDetails::sign(&details(), &server);
+        assert!(!two.details.contains("number_length"), "v1 bytes unchanged");
+        assert_eq!(two.verify(&server.public_key()).unwrap().number_length, 2);
+        let four = RequestDetails {
+            number_length: 4,
+            ..details()
+        };
+        let signed = SignedRequestDetails::sign(&four, &server);
+        assert!(signed.details.contains(r#""number_length":4"#));
+        let back = signed.verify(&server.public_key()).unwrap();
+        assert!(back.number_fits(&TypedNumber::parse("4821").unwrap()));
+        assert!(!back.number_fits(&TypedNumber::parse("48").unwrap()));
+        for out_of_range in [0, 1, 7, 255] {
+            let bad = RequestDetails {
+                number_length: out_of_range,
+                ..details()
+            };
+            assert_eq!(
+                SignedRequestDetails::sign(&bad, &server).verify(&server.public_key()),
+                Err(ProtocolError::InvalidNumberLength),
+                "{out_of_range}"
+            );
+        }
     }
 
     #[test]

@@ -244,6 +244,7 @@ impl Message for RequestDetails {
         app_name,
         location,
         number_matching,
+        number_length,
         nonce,
         created_at,
         expires_at
@@ -363,6 +364,16 @@ impl Tweak for [u8; 32] {
 impl Tweak for u32 {
     fn tweaked(&self) -> Self {
         self.wrapping_add(1)
+    }
+}
+/// A number length is 2 to 6: the tweak stays in range.
+impl Tweak for u8 {
+    fn tweaked(&self) -> Self {
+        if *self >= 6 {
+            2
+        } else {
+            self + 1
+        }
     }
 }
 impl Tweak for bool {
@@ -573,12 +584,12 @@ fn request_details() -> BoxedStrategy<RequestDetails> {
             prop::option::of(adversarial_text()),
             prop::option::of(adversarial_text()),
         ),
-        (any::<bool>(), bytes32(), millis(), millis()),
+        (any::<bool>(), 2u8..=6, bytes32(), millis(), millis()),
     )
         .prop_map(
             |(
                 (request_id, account_id, kind, upn, server_name, app_name, location),
-                (number_matching, nonce, created_at, expires_at),
+                (number_matching, number_length, nonce, created_at, expires_at),
             )| RequestDetails {
                 v: 1,
                 request_id,
@@ -589,6 +600,7 @@ fn request_details() -> BoxedStrategy<RequestDetails> {
                 app_name,
                 location,
                 number_matching,
+                number_length,
                 nonce: b64(&nonce),
                 created_at,
                 expires_at,

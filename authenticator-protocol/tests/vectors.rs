@@ -67,8 +67,13 @@ fn rebuild(name: &str, i: &Value) -> Vec<u8> {
             timestamp: t(i, "timestamp"),
         }
         .signed_bytes(),
-        "request-details" => request_details_signed_bytes(s(i, "details")),
-        "response/approve" | "response/deny" | "response/report" => SignInResponse {
+        "request-details" | "request-details/six-digit-number" => {
+            request_details_signed_bytes(s(i, "details"))
+        }
+        "response/approve"
+        | "response/approve-six-digit-number"
+        | "response/deny"
+        | "response/report" => SignInResponse {
             request_id: RequestId::parse(s(i, "request_id")).unwrap(),
             account_id: AccountId::parse(s(i, "account_id")).unwrap(),
             nonce: unb64_fixed("nonce", s(i, "nonce")).unwrap(),
@@ -94,7 +99,7 @@ fn rebuild(name: &str, i: &Value) -> Vec<u8> {
 fn every_vector_rebuilds_to_its_exact_bytes_and_verifies() {
     let doc = doc();
     let vectors = doc["vectors"].as_array().unwrap();
-    assert_eq!(vectors.len(), 9);
+    assert_eq!(vectors.len(), 11);
     for v in vectors {
         let name = s(v, "name");
         let bytes = rebuild(name, &v["inputs"]);
@@ -264,8 +269,8 @@ fn ids_are_framed_as_their_22_character_text_not_their_16_bytes() {
             }
         }
     }
-    // account_id: passwordless-key ×2, response ×3, device-auth; request_id: response ×3.
-    assert_eq!(checked, 9);
+    // account_id: passwordless-key ×2, response ×4, device-auth; request_id: response ×4.
+    assert_eq!(checked, 11);
     // Position: `response` starts frame(tag) || frame(request_id text) || frame(account_id text).
     let approve = hex::decode(s(vector(&doc, "response/approve"), "bytes_hex")).unwrap();
     let after_tag = &approve[4 + RESPONSE_TAG.len()..];

@@ -48,6 +48,7 @@ pub fn measure() -> Bound {
         app_name: Some("Load test".into()),
         location: Some("Unknown location".into()),
         number_matching: true,
+        number_length: 2,
         nonce: b64(&[7u8; 32]),
         created_at: now,
         expires_at: UnixMillis(now.0 + 90_000),

@@ -226,6 +226,9 @@ enum PolicyCommand {
         show_app_name: Option<bool>,
         #[arg(long, value_parser = on_off)]
         show_location: Option<bool>,
+        /// Digits of the sign-in number, 2 to 6 (default 2); an elevated user risk raises it.
+        #[arg(long)]
+        number_length: Option<u8>,
     },
     /// Print the policy.
     Show,
@@ -346,6 +349,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                     number_matching,
                     show_app_name,
                     show_location,
+                    number_length,
                 },
         } => {
             let p = accounts::set_policy(
@@ -357,6 +361,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                     number_matching,
                     show_app_name,
                     show_location,
+                    number_length,
                 },
             )
             .await?;
@@ -463,9 +468,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::OidcKey { command } => {
             signin_server::oidc::keys::run_admin(pool, command).await?
         }
-        AdminCommand::Fallback { command } => {
-            accounts::fallback::run_admin(pool, command).await?
-        }
+        AdminCommand::Fallback { command } => accounts::fallback::run_admin(pool, command).await?,
     }
     Ok(())
 }

@@ -47,7 +47,11 @@ impl Vectors {
     }
     /// The stored request the response vectors answer, built from the request-details vector.
     fn stored_request(&self) -> StoredRequest {
-        let text = self.vector("request-details")["inputs"]["details"]
+        self.stored_request_of("request-details", "response/approve")
+    }
+    /// The stored request of the `details` vector, whose number `approve` types.
+    fn stored_request_of(&self, details: &str, approve: &str) -> StoredRequest {
+        let text = self.vector(details)["inputs"]["details"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -60,7 +64,7 @@ impl Vectors {
             upn: d.upn.clone(),
             kind: d.kind,
             nonce: d.nonce_bytes().unwrap(),
-            number: self.vector("response/approve")["inputs"]["typed_number"]
+            number: self.vector(approve)["inputs"]["typed_number"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -70,7 +74,7 @@ impl Vectors {
             status: Status::Pending,
             wrong_attempts: 0,
             last_response_ts: None,
-            signature: self.vector("request-details")["signature"]
+            signature: self.vector(details)["signature"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -124,7 +128,9 @@ fn every_vector_is_covered() {
         "passwordless-key/device",
         "passwordless-key/self",
         "request-details",
+        "request-details/six-digit-number",
         "response/approve",
+        "response/approve-six-digit-number",
         "response/deny",
         "response/report",
         "device-auth",
@@ -262,6 +268,39 @@ fn responses_through_the_server_check() {
         verify_response(&other_details, &keys, &approve),
         Err(AppError::BadSignature)
     ));
+}
+
+#[test]
+fn a_six_digit_number_through_the_server_checks() {
+    let v = Vectors::load();
+    let d = v.vector("request-details/six-digit-number");
+    let text = s(d, "details");
+    SignedRequestDetails {
+        details: text.clone(),
+        signature: sig(d),
+    }
+    .verify(&v.key("server"))
+    .unwrap();
+    let details: RequestDetails = serde_json::from_str(&text).unwrap();
+    assert_eq!(details.number_length, 6);
+    let stored = v.stored_request_of(
+        "request-details/six-digit-number",
+        "response/approve-six-digit-number",
+    );
+    assert_eq!(stored.number.len(), 6);
+    let (r, body) = response_of(v.vector("response/approve-six-digit-number"));
+    assert_eq!(r.context_sha256, sha256(text.as_bytes()));
+    let verified = verify_response(&stored, &v.keys(), &body).unwrap();
+    assert!(number_matches(&stored, &verified));
+    // The two-digit approval does not answer it: other details, other number.
+    let (_, two) = response_of(v.vector("response/approve"));
+    assert!(matches!(
+        verify_response(&stored, &v.keys(), &two),
+        Err(AppError::BadSignature)
+    ));
+    let mut first_two_digits = stored.clone();
+    first_two_digits.number = "28".into();
+    assert!(!number_matches(&first_two_digits, &verified));
 }
 
 #[test]

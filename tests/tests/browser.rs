@@ -236,6 +236,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.set_checkbox("#number_matching", true).await?;
     b.set_checkbox("#show_app_name", true).await?;
     b.set_checkbox("#show_location", false).await?;
+    b.fill("#number_length", "4").await?;
     b.click("#save").await?;
     assert!(b.text("[role=status]").await?.contains("Policy saved"));
     let expected = Policy {
@@ -245,6 +246,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         number_matching: true,
         show_app_name: true,
         show_location: false,
+        number_length: 4,
     };
     assert_eq!(policy::load(&pool).await?, expected);
     b.shot("admin-policy-saved").await?;
@@ -262,9 +264,12 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.click("#mode-any").await?;
     b.set_checkbox("#number_matching", true).await?;
     b.set_checkbox("#show_location", true).await?;
+    b.fill("#number_length", "2").await?;
     b.click("#save").await?;
     b.wait_for("[role=status]").await?;
-    assert!(policy::load(&pool).await?.show_location);
+    let saved = policy::load(&pool).await?;
+    assert!(saved.show_location);
+    assert_eq!(saved.number_length, 2);
 
     // Users and groups: the admin adds Bobby to the pilot group, with a password.
     b.goto(&format!("{base}admin/users")).await?;

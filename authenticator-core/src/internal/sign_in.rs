@@ -155,7 +155,13 @@ pub(crate) async fn answer(
 
     let typed_number = if decision == WireDecision::Approve && details.number_matching {
         let text = typed_number.unwrap_or_default();
-        Some(TypedNumber::parse(text).map_err(|_| Error::InvalidNumber)?)
+        let typed = TypedNumber::parse(text).map_err(|_| Error::InvalidNumber)?;
+        // As many digits as the sign-in screen shows (signed in the details): a number cut
+        // short or padded is refused before the user is asked anything.
+        if !details.number_fits(&typed) {
+            return Err(Error::InvalidNumber);
+        }
+        Some(typed)
     } else {
         None
     };

@@ -829,6 +829,7 @@ mod tests {
             app_name: None,
             location: None,
             number_matching: true,
+            number_length: 2,
             nonce: authenticator_protocol::encoding::b64(&[7u8; 32]),
             created_at: UnixMillis(1),
             expires_at: UnixMillis(u64::MAX / 4),

@@ -74,9 +74,13 @@ impl std::fmt::Debug for Started {
     }
 }
 
-/// A uniformly random two-digit number (10..=99) from the OS CSPRNG.
-pub fn random_number() -> String {
-    rand::rngs::OsRng.gen_range(10u8..=99).to_string()
+/// A uniformly random number of `digits` digits (2 to 6) without a leading zero (10..=99 for
+/// two), from the OS CSPRNG.
+pub fn random_number(digits: u8) -> String {
+    let digits = u32::from(digits.clamp(2, 6));
+    rand::rngs::OsRng
+        .gen_range(10u32.pow(digits - 1)..10u32.pow(digits))
+        .to_string()
 }
 
 /// `N` bytes from the OS CSPRNG (nonces, challenges, credentials).
@@ -136,9 +140,11 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         return Err(AppError::NotPasswordlessCapable);
     }
     // Anti-fatigue: a paused user gets no sign-in (so no push); starts are rate limited.
-    risk::admit_signin(&state.pool, &state.risk, upn, &limit_subject(upn, &s)).await?;
+    let elevation =
+        risk::admit_signin(&state.pool, &state.risk, upn, &limit_subject(upn, &s)).await?;
 
-    let number = random_number();
+    let number_length = elevation.number_digits(policy.number_length);
+    let number = random_number(number_length);
     let created_at = UnixMillis::now();
     let expires_at = created_at.plus_secs(state.settings.request_ttl_secs);
     let location = policy
@@ -166,6 +172,7 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
             app_name: policy.show_app_name.then(|| s.application.name.clone()),
             location: location.clone(),
             number_matching,
+            number_length,
             nonce: nonce.clone(),
             created_at,
             expires_at,

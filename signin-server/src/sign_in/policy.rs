@@ -1,6 +1,8 @@
 //! The Authenticator policy: who may use it, in which mode, and what the phone shows.
 use std::fmt;
 
+use authenticator_protocol::number::NUMBER_DIGITS;
+
 use crate::store::policy::PolicyRow;
 use crate::store::{self, Pool, StoreResult};
 
@@ -68,6 +70,9 @@ pub struct Policy {
     pub number_matching: bool,
     pub show_app_name: bool,
     pub show_location: bool,
+    /// Digits of the sign-in number (2 to 6); a user's elevated risk raises it for their
+    /// sign-ins (`risk::number_digits`).
+    pub number_length: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +83,8 @@ pub enum PolicyError {
     BadMode,
     #[error("number matching cannot be switched off when mode is passwordless")]
     NumberMatchingRequired,
+    #[error("the number length must be 2 to 6 digits")]
+    BadNumberLength,
 }
 
 /// Changes requested by `admin policy set`; `None` keeps the current value.
@@ -89,6 +96,7 @@ pub struct PolicyUpdate {
     pub number_matching: Option<bool>,
     pub show_app_name: Option<bool>,
     pub show_location: Option<bool>,
+    pub number_length: Option<u8>,
 }
 
 impl Policy {
@@ -100,9 +108,13 @@ impl Policy {
             number_matching: u.number_matching.unwrap_or(self.number_matching),
             show_app_name: u.show_app_name.unwrap_or(self.show_app_name),
             show_location: u.show_location.unwrap_or(self.show_location),
+            number_length: u.number_length.unwrap_or(self.number_length),
         };
         if next.mode == Mode::Passwordless && !next.number_matching {
             return Err(PolicyError::NumberMatchingRequired);
+        }
+        if !NUMBER_DIGITS.contains(&next.number_length) {
+            return Err(PolicyError::BadNumberLength);
         }
         Ok(next)
     }
@@ -162,7 +174,8 @@ impl fmt::Display for Policy {
         writeln!(f, "mode: {}", self.mode.as_str())?;
         writeln!(f, "number-matching: {}", on_off(self.number_matching))?;
         writeln!(f, "show-app-name: {}", on_off(self.show_app_name))?;
-        write!(f, "show-location: {}", on_off(self.show_location))
+        writeln!(f, "show-location: {}", on_off(self.show_location))?;
+        write!(f, "number-length: {}", self.number_length)
     }
 }
 
@@ -175,6 +188,11 @@ pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
         number_matching: row.number_matching,
         show_app_name: row.show_app_name,
         show_location: row.show_location,
+        // Out of range only if the database was edited by hand: the default then.
+        number_length: u8::try_from(row.number_length)
+            .ok()
+            .filter(|d| NUMBER_DIGITS.contains(d))
+            .unwrap_or(authenticator_protocol::number::DEFAULT_NUMBER_DIGITS),
     })
 }
 
@@ -188,6 +206,7 @@ pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
             number_matching: p.number_matching,
             show_app_name: p.show_app_name,
             show_location: p.show_location,
+            number_length: i64::from(p.number_length),
         },
     )
     .await
@@ -205,7 +224,28 @@ mod tests {
             number_matching: true,
             show_app_name: true,
             show_location: true,
+            number_length: 2,
         }
+    }
+
+    #[test]
+    fn the_number_length_is_two_to_six_digits() {
+        let p = default();
+        for digits in 2..=6 {
+            let update = PolicyUpdate {
+                number_length: Some(digits),
+                ..Default::default()
+            };
+            assert_eq!(p.apply(&update).unwrap().number_length, digits);
+        }
+        for digits in [0, 1, 7, 255] {
+            let update = PolicyUpdate {
+                number_length: Some(digits),
+                ..Default::default()
+            };
+            assert_eq!(p.apply(&update), Err(PolicyError::BadNumberLength));
+        }
+        assert!(p.to_string().ends_with("number-length: 2"));
     }
 
     #[test]

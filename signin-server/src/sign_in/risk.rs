@@ -72,6 +72,45 @@ impl UserRisk {
     }
 }
 
+/// How much a user's sign-ins are at risk now; it sets the least number length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Elevation {
+    Normal,
+    /// One recent "this wasn't me" report, or starts refused by the rate limit (a burst).
+    Elevated,
+    /// Two or more recent reports.
+    High,
+}
+
+/// Reports older than this no longer raise the number length.
+pub const RECENT_REPORT_SECS: u64 = 30 * 24 * 3600;
+
+impl Elevation {
+    /// From the user's reports (recent ones only) and whether the start's rate-limit subject
+    /// has a strike (starts refused within the forgiveness window).
+    pub fn of(user: Option<&UserRisk>, strikes: i64, now: i64) -> Elevation {
+        let recent = user.is_some_and(|u| {
+            u.last_report_at
+                .is_some_and(|at| now.saturating_sub(at) < secs_ms(RECENT_REPORT_SECS))
+        });
+        match user.map_or(0, |u| u.risk) {
+            r if recent && r >= 2 => Elevation::High,
+            r if recent && r == 1 => Elevation::Elevated,
+            _ if strikes > 0 => Elevation::Elevated,
+            _ => Elevation::Normal,
+        }
+    }
+
+    /// The number's digits for a sign-in: the policy's, at least 4 when elevated, 6 when high.
+    pub fn number_digits(self, policy: u8) -> u8 {
+        match self {
+            Elevation::Normal => policy,
+            Elevation::Elevated => policy.max(4),
+            Elevation::High => 6,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allowed,
@@ -195,24 +234,30 @@ fn retry_secs(ms: i64) -> u64 {
 
 /// Checks the user's pause and the rate limit of `subject` (the user and the requesting
 /// client, see `sign_in::start`) for one sign-in start (which sends one push). Refusals are
-/// audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`.
+/// audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`. An
+/// admitted start gets the user's [`Elevation`] (it sets the number's least length).
 pub async fn admit_signin(
     pool: &Pool,
     cfg: &RiskConfig,
     upn: &str,
     subject: &str,
-) -> Result<(), AppError> {
+) -> Result<Elevation, AppError> {
     let now = now_ms();
-    let paused_until = store::risk::load(pool, RiskKey::User(upn))
+    let user = store::risk::load(pool, RiskKey::User(upn))
         .await?
-        .map_or(0, |(r, _)| r.paused_until);
-    let verdict = if paused_until > now {
-        Verdict::Paused {
-            retry_after_ms: paused_until - now,
-        }
+        .map(|(r, _)| r);
+    let paused_until = user.map_or(0, |r| r.paused_until);
+    let (verdict, strikes) = if paused_until > now {
+        (
+            Verdict::Paused {
+                retry_after_ms: paused_until - now,
+            },
+            0,
+        )
     } else {
         update(pool, RiskKey::Limit(subject), |current, now| {
-            admit(cfg, current, now)
+            let (next, verdict) = admit(cfg, current, now);
+            (next, (verdict, next.strikes))
         })
         .await?
     };
@@ -222,7 +267,7 @@ pub async fn admit_signin(
         ..Default::default()
     };
     match verdict {
-        Verdict::Allowed => Ok(()),
+        Verdict::Allowed => Ok(Elevation::of(user.as_ref(), strikes, now)),
         Verdict::Paused { retry_after_ms } => {
             audit::record(pool, Event::SignInPaused, entry("refused")).await?;
             tracing::info!("sign-in refused: user paused after a report");

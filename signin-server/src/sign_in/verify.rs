@@ -115,7 +115,7 @@ pub fn verify_response(
         .as_deref()
         .map(TypedNumber::parse)
         .transpose()
-        .map_err(|_| AppError::InvalidRequest("typed_number must be two digits"))?;
+        .map_err(|_| AppError::InvalidRequest("typed_number must be 2 to 6 digits"))?;
     let response = SignInResponse {
         request_id: stored.id.clone(),
         account_id: body.account_id.clone(),

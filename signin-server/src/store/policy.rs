@@ -10,16 +10,17 @@ pub struct PolicyRow {
     pub number_matching: bool,
     pub show_app_name: bool,
     pub show_location: bool,
+    pub number_length: i64,
 }
 
 pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
-    let (enabled, target, mode, nm, app, loc): (i64, String, String, i64, i64, i64) =
-        sqlx::query_as(
-            "SELECT enabled, target, mode, number_matching, show_app_name, show_location \
-             FROM policy WHERE id = 1",
-        )
-        .fetch_one(pool)
-        .await?;
+    type Row = (i64, String, String, i64, i64, i64, i64);
+    let (enabled, target, mode, nm, app, loc, digits): Row = sqlx::query_as(
+        "SELECT enabled, target, mode, number_matching, show_app_name, show_location, \
+         number_length FROM policy WHERE id = 1",
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(PolicyRow {
         enabled: enabled != 0,
         target,
@@ -27,13 +28,15 @@ pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
         number_matching: nm != 0,
         show_app_name: app != 0,
         show_location: loc != 0,
+        number_length: digits,
     })
 }
 
 pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
     sqlx::query(
         "UPDATE policy SET enabled = $1, target = $2, mode = $3, number_matching = $4, \
-         show_app_name = $5, show_location = $6, updated_at = $7 WHERE id = 1",
+         show_app_name = $5, show_location = $6, number_length = $7, updated_at = $8 \
+         WHERE id = 1",
     )
     .bind(i64::from(p.enabled))
     .bind(&p.target)
@@ -41,6 +44,7 @@ pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
     .bind(i64::from(p.number_matching))
     .bind(i64::from(p.show_app_name))
     .bind(i64::from(p.show_location))
+    .bind(p.number_length)
     .bind(now_ms())
     .execute(pool)
     .await?;

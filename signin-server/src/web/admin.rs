@@ -91,6 +91,13 @@ fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
                     "The phone shows which application asks.", p.show_app_name))
                 (checkbox("show_location", "Show geographic location in push and passwordless notifications",
                     "The phone shows where the sign-in comes from (\u{201c}Unknown location\u{201d} when it cannot tell).", p.show_location))
+                label for="number_length" { "Digits of the number to type" }
+                input type="number" id="number_length" name="number_length" min="2" max="6" required
+                    value=(p.number_length) aria-describedby="number_length-hint";
+                p.hint id="number_length-hint" {
+                    "2 to 6. A user whose risk is elevated (a recent \u{201c}this wasn\u{2019}t me\u{201d} report, \
+                     a burst of refused sign-ins) gets at least 4 digits, a high risk 6."
+                }
             }
             div.actions { button type="submit" id="save" { "Save" } }
         }
@@ -127,6 +134,8 @@ pub struct PolicyForm {
     pub number_matching: Option<String>,
     pub show_app_name: Option<String>,
     pub show_location: Option<String>,
+    /// Absent (an older form): the length stays as it is.
+    pub number_length: Option<String>,
 }
 
 /// `POST /admin/policy`: every setting at once; audited; effective at once.
@@ -153,6 +162,11 @@ pub async fn save_policy(
             number_matching: Some(f.number_matching.is_some()),
             show_app_name: Some(f.show_app_name.is_some()),
             show_location: Some(f.show_location.is_some()),
+            number_length: f
+                .number_length
+                .as_deref()
+                .map(|n| n.trim().parse().map_err(|_| PolicyError::BadNumberLength))
+                .transpose()?,
         })
     })();
     let update = match parsed {
@@ -187,6 +201,7 @@ fn policy_error(session: &Session, user: &User, current: &Policy, e: &PolicyErro
         }
         PolicyError::BadTarget => "Not saved: enter the group name, or choose all users.",
         PolicyError::BadMode => "Not saved: choose an authentication mode.",
+        PolicyError::BadNumberLength => "Not saved: the number has 2 to 6 digits.",
     };
     let body = policy_form(session, current, Notice::Error(text));
     admin_page(session, user, "Authenticator policy", "/admin/policy", body)
