@@ -140,6 +140,31 @@ fn number_of(r: &Reply) -> String {
     rest[start..].split('<').next().unwrap().trim().to_owned()
 }
 
+/// Where the page after a sign-in on the pages sends the browser (its meta refresh, which
+/// must agree with its link).
+fn continue_url(r: &Reply) -> String {
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let html = text(r);
+    let refresh = html
+        .split("http-equiv=\"refresh\" content=\"0;url=")
+        .nth(1)
+        .expect("a meta refresh")
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let link = html
+        .split("id=\"continue\" href=\"")
+        .nth(1)
+        .expect("a continue link")
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert_eq!(refresh, link);
+    refresh
+}
+
 /// The query parameters of a redirect to the client.
 fn query_of(url: &str) -> HashMap<String, String> {
     url::Url::parse(url)
@@ -220,7 +245,7 @@ async fn sign_in_via_pages(
     let r = b.post("/signin/complete", &[("csrf", &csrf)]).await;
     assert_eq!(location(&r), oidc::RESUME_PATH);
     let r = b.get(oidc::RESUME_PATH).await;
-    let to = location(&r);
+    let to = continue_url(&r);
     assert!(to.starts_with(REDIRECT), "{to}");
     assert!(
         !b.cookies.contains_key("psi_oidc"),

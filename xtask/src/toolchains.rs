@@ -4,7 +4,8 @@
 //! - Debian packages on the host ([`crate::system`]): C compiler, pkg-config, Java, npm, JNA,
 //!   JUnit 4, debootstrap, Chromium + chromedriver, the PostgreSQL server binaries;
 //! - the rustfmt and clippy rustup components;
-//! - npm: `kotlin-compiler` into `target/tools`;
+//! - npm: `kotlin-compiler` into `target/tools`; `openid-client` (the relying party of the
+//!   OpenID Connect end-to-end test, `tests/oidc-rp/`) into `target/oidc-rp` from its lock file;
 //! - a Debian trixie chroot with Swift 6 (`swiftlang`) and OpenSSL's libcrypto (the P-256 the
 //!   Swift tests use to play the Secure Enclave) in `target/swiftroot`.
 //!
@@ -44,7 +45,39 @@ pub fn install_all() -> Result<()> {
     system::ensure(&Need::ALL)?;
     system::ensure_rust_components()?;
     install_kotlin()?;
+    install_oidc_rp()?;
     install_swift_chroot()
+}
+
+/// Where `tests/tests/oidc_rp.rs` runs `tests/oidc-rp/rp.mjs` (its `node_modules` are here).
+pub fn oidc_rp_dir() -> PathBuf {
+    PathBuf::from("target/oidc-rp")
+}
+
+/// `npm ci` of `tests/oidc-rp/` (openid-client, pinned by its package-lock.json) into
+/// `target/oidc-rp`; skipped when that lock file is already installed there.
+pub fn install_oidc_rp() -> Result<()> {
+    let source = Path::new("tests/oidc-rp");
+    let dir = oidc_rp_dir();
+    let lock = std::fs::read_to_string(source.join("package-lock.json"))
+        .context("tests/oidc-rp/package-lock.json")?;
+    let installed = dir.join("node_modules/openid-client/package.json").exists()
+        && std::fs::read_to_string(dir.join("package-lock.json")).is_ok_and(|l| l == lock);
+    if installed {
+        return Ok(());
+    }
+    println!(
+        "xtask: installing tests/oidc-rp (openid-client) into {}",
+        dir.display()
+    );
+    std::fs::create_dir_all(&dir)?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(source.join(file), dir.join(file))
+            .with_context(|| format!("copying tests/oidc-rp/{file}"))?;
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir))
 }
 
 pub fn install_kotlin() -> Result<()> {

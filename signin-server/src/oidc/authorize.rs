@@ -184,6 +184,17 @@ fn to_client(
     state: Option<&str>,
     iss: &str,
 ) -> Result<Response, WebError> {
+    let url = client_url(redirect_uri, params, state, iss)?;
+    Ok(Redirect::to(&url).into_response())
+}
+
+/// `redirect_uri` with `params`, `state` and `iss` added to its query.
+fn client_url(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+    iss: &str,
+) -> Result<String, WebError> {
     let mut url = url::Url::parse(redirect_uri)
         .map_err(|e| WebError::internal(anyhow::anyhow!("registered redirect URI: {e}")))?;
     {
@@ -196,7 +207,37 @@ fn to_client(
         }
         q.append_pair("iss", iss);
     }
-    Ok(Redirect::to(url.as_str()).into_response())
+    Ok(url.into())
+}
+
+/// The page that sends a browser that has just signed in on the pages back to the client. Not
+/// a redirect: the sign-in ends with a form post (`/signin/complete`), and browsers hold the
+/// redirects of a form submission to the page's CSP `form-action 'self'`, which the client's
+/// origin is not. A meta refresh is a new navigation (with a link for browsers that do not
+/// follow it); `Referrer-Policy: no-referrer` keeps this page's address out of it.
+fn continue_page(url: &str, app_name: &str) -> Response {
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(format!("0;url={url}"));
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Signed in · Phone sign-in" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                main id="main" {
+                    section.card.narrow {
+                        h1 { "Signed in" }
+                        p { "Returning to " strong { (app_name) } "…" }
+                        p { a id="continue" href=(url) { "Continue" } }
+                    }
+                }
+            }
+        }
+    };
+    html(page)
 }
 
 /// The parameters of an authorization request after the client and redirect URI checks.
@@ -361,13 +402,13 @@ struct Grant<'a> {
     code_challenge: Option<&'a str>,
 }
 
-/// Stores a new code for the signed-in user and redirects the browser to the client with it.
+/// Stores a new code for the signed-in user; returns the client's URL with it.
 async fn issue_code(
     pool: &Pool,
     base: &PublicBase,
     g: Grant<'_>,
     auth: &SessionAuthRow,
-) -> Result<Response, WebError> {
+) -> Result<String, WebError> {
     let code = random_secret().map_err(|e| WebError::internal(anyhow::anyhow!("{e}")))?;
     let now = now_ms();
     store::insert_code(
@@ -401,7 +442,7 @@ async fn issue_code(
     )
     .await?;
     tracing::info!(client_id = %g.client.client_id(), "authorization code issued");
-    to_client(g.redirect_uri, &[("code", &code)], g.state, &issuer(base))
+    client_url(g.redirect_uri, &[("code", &code)], g.state, &issuer(base))
 }
 
 /// `GET /oauth2/authorize`
@@ -471,7 +512,8 @@ async fn authorize(state: &AppState, session: Session, raw: &[u8]) -> Result<Res
     if !c.prompt_login {
         if let Some(auth) = session_auth(&state.pool, &session).await? {
             if satisfies(&auth, c.login_hint.as_deref(), c.max_age, None, now) {
-                return issue_code(&state.pool, &base, grant, &auth).await;
+                let url = issue_code(&state.pool, &base, grant, &auth).await?;
+                return Ok(Redirect::to(&url).into_response());
             }
         }
     }
@@ -547,7 +589,7 @@ pub async fn resume(
         return Ok(Redirect::to("/signin").into_response());
     }
     let base: PublicBase = session.base.clone();
-    let mut response = issue_code(
+    let url = issue_code(
         &state.pool,
         &base,
         Grant {
@@ -561,6 +603,7 @@ pub async fn resume(
         &auth,
     )
     .await?;
+    let mut response = continue_page(&url, &f.client.application.name);
     response
         .headers_mut()
         .append(header::SET_COOKIE, flow_cookie(&base, "", 0));

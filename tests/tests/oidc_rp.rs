@@ -1,0 +1,417 @@
+//! The OpenID Provider and CIBA with a relying-party library from another ecosystem: the npm
+//! package `openid-client` (tests/oidc-rp/rp.mjs) as the application, a real headless Chromium
+//! (through chromedriver) as the user's browser, and a phone on authenticator-core approving.
+//!
+//! - Code flow: discovery → authorization with PKCE (S256), state and nonce → the server's
+//!   sign-in page (UPN, the number) → the phone, which names the client, approves with the
+//!   number → the library exchanges the code, validates the ID token against the JWKS and
+//!   reads userinfo.
+//! - CIBA: poll mode approved, denied and timed out (the server's `expired_token`), and ping
+//!   mode approved; the number the phone types is the `binding_message` the library received.
+//!
+//! Needs node, `/usr/bin/chromium`, `/usr/bin/chromedriver`, and `openid-client` installed in
+//! `target/oidc-rp/` (`cargo xtask install-toolchains`, which `cargo xtask test` runs). Without
+//! them the test fails: it never skips.
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use e2e::{TestPhone, TestServer};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use signin_server::oidc::clients;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const BOBBY: &str = "bobby@contoso.test";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// `target/oidc-rp/` with `openid-client` installed and the current rp.mjs copied in.
+fn rp_dir() -> Result<PathBuf> {
+    let dir = target_dir().join("oidc-rp");
+    if !dir.join("node_modules/openid-client/package.json").exists() {
+        bail!(
+            "openid-client is not installed in {}: run `cargo xtask install-toolchains`",
+            dir.display()
+        );
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-rp/rp.mjs");
+    std::fs::copy(&script, dir.join("rp.mjs")).context("copying rp.mjs")?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The relying party process, its stdout line by line, and its stderr (for failures).
+struct Rp {
+    _child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Rp {
+    fn spawn(secret: &str, args: &[&str]) -> Result<Self> {
+        let dir = rp_dir()?;
+        let mut child = Command::new("node")
+            .current_dir(&dir)
+            .arg("rp.mjs")
+            .args(args)
+            .env("OIDC_CLIENT_SECRET", secret)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting node (is it installed?)")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err_lines = BufReader::new(child.stderr.take().context("node stderr")?).lines();
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = err_lines.next_line().await {
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                s.push_str(&l);
+                s.push('\n');
+            }
+        });
+        Ok(Rp {
+            _child: child,
+            lines: BufReader::new(stdout).lines(),
+            stderr,
+        })
+    }
+
+    /// The next line the script prints.
+    async fn line(&mut self, within: Duration) -> Result<String> {
+        let line = tokio::time::timeout(within, self.lines.next_line()).await;
+        let said = |what: &str| {
+            tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(200)));
+            let err = self
+                .stderr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            anyhow::anyhow!("the relying party {what}; its stderr:\n{err}")
+        };
+        match line {
+            Err(_) => Err(said("said nothing in time")),
+            Ok(Err(e)) => Err(e.into()),
+            Ok(Ok(None)) => Err(said("exited")),
+            Ok(Ok(Some(l))) => Ok(l),
+        }
+    }
+}
+
+struct Browser {
+    client: Client,
+    _driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Result<Self> {
+        for tool in [CHROMIUM, CHROMEDRIVER] {
+            if !std::path::Path::new(tool).exists() {
+                bail!("{tool} is missing: `apt-get install -y chromium chromium-driver`");
+            }
+        }
+        let port = free_port()?;
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver")?;
+        let mut up = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !up {
+            bail!("chromedriver did not start");
+        }
+        let profile = tempfile::tempdir()?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1100,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("starting a Chromium session")?;
+        Ok(Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        })
+    }
+
+    async fn wait_for(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("waiting for {css}"))
+    }
+
+    async fn text(&self, css: &str) -> Result<String> {
+        Ok(self.wait_for(css).await?.text().await?)
+    }
+
+    async fn shot(&self, name: &str) -> Result<()> {
+        let dir = target_dir().join("screenshots");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join(format!("oidc-{name}.png")),
+            self.client.screenshot().await?,
+        )?;
+        Ok(())
+    }
+}
+
+/// The newest request pending on the phone (long-poll), checked to name `app`.
+async fn phone_request(phone: &TestPhone, app: &str) -> Result<authenticator_core::PendingRequest> {
+    for _ in 0..10 {
+        let mut pending = phone.core.poll(5).await?;
+        pending.sort_by_key(|r| r.created_at_ms);
+        if let Some(r) = pending.pop() {
+            assert_eq!(
+                r.app_name.as_deref(),
+                Some(app),
+                "the phone names the client"
+            );
+            return Ok(r);
+        }
+    }
+    bail!("no request reached the phone")
+}
+
+async fn ready() -> Result<(TestServer, TestPhone, String)> {
+    let server = TestServer::start("Contoso").await?;
+    let link = server.user_with_link(BOBBY, "Bobby Smith").await?;
+    let phone = TestPhone::new()?;
+    phone.enroll_passwordless(&link).await?;
+    let issuer = server.base_url.trim_end_matches('/').to_owned();
+    Ok((server, phone, issuer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_signs_in_with_code_and_pkce_in_chromium_with_the_phone_approving(
+) -> Result<()> {
+    let (server, phone, issuer) = ready().await?;
+    let rp_port = free_port()?;
+    let app = clients::add(
+        server.running.pool(),
+        "Contoso Mail",
+        &[format!("http://127.0.0.1:{rp_port}/callback")],
+        false,
+        None,
+    )
+    .await?;
+    let mut rp = Rp::spawn(
+        &app.client_secret,
+        &["web", &issuer, &app.client_id, &rp_port.to_string()],
+    )?;
+    assert_eq!(rp.line(WAIT).await?, "listening");
+
+    let b = Browser::start().await?;
+    b.client
+        .goto(&format!("http://127.0.0.1:{rp_port}/login"))
+        .await?;
+    // The application sent the browser to the provider's own sign-in page.
+    b.wait_for("#upn").await?;
+    assert_eq!(b.client.current_url().await?.path(), "/signin");
+    b.shot("signin").await?;
+    let upn = b.wait_for("#upn").await?;
+    upn.send_keys(BOBBY).await?;
+    b.wait_for("#next").await?.click().await?;
+    let number = b.text("#number").await?;
+    b.shot("number").await?;
+    let request = phone_request(&phone, "Contoso Mail").await?;
+    phone
+        .core
+        .approve(request.account_id.clone(), request.request_id, number)
+        .await?;
+    // The page continues by itself: back to the application, which shows what it verified.
+    let shown = b
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#result, #error"))
+        .await?;
+    let text = shown.text().await?;
+    b.shot("relying-party").await?;
+    assert_eq!(shown.attr("id").await?.as_deref(), Some("result"), "{text}");
+    let result: Value = serde_json::from_str(&text)?;
+    let claims = &result["claims"];
+    assert_eq!(claims["iss"], issuer);
+    assert_eq!(claims["aud"], app.client_id);
+    assert_eq!(claims["amr"], json!(["mfa", "swk", "user"]));
+    assert_eq!(claims["acr"], signin_server::oidc::ACR_MFA);
+    assert!(claims["auth_time"].as_i64().is_some());
+    assert!(claims["nonce"].as_str().is_some_and(|n| !n.is_empty()));
+    assert_eq!(result["userinfo"]["sub"], claims["sub"]);
+    assert_eq!(result["userinfo"]["preferred_username"], BOBBY);
+    assert_eq!(result["userinfo"]["name"], "Bobby Smith");
+    Ok(())
+}
+
+/// What the phone does with a CIBA request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Types the binding message and approves.
+    Approve,
+    Deny,
+    /// Nothing: the request times out.
+    Nothing,
+}
+
+/// Runs one CIBA request through the library while the phone does `answer`; returns the
+/// script's last line.
+async fn ciba_once(
+    secret: &str,
+    args: &[&str],
+    phone: &TestPhone,
+    app: &str,
+    answer: Answer,
+) -> Result<String> {
+    let mut rp = Rp::spawn(secret, args)?;
+    let first = rp.line(WAIT).await?;
+    let binding = first
+        .strip_prefix("binding_message ")
+        .with_context(|| format!("expected the binding message, got {first}"))?
+        .to_owned();
+    assert!(binding.parse::<u32>().is_ok(), "{binding}");
+    match answer {
+        Answer::Approve => {
+            let r = phone_request(phone, app).await?;
+            phone
+                .core
+                .approve(r.account_id.clone(), r.request_id, binding)
+                .await?;
+        }
+        Answer::Deny => {
+            let r = phone_request(phone, app).await?;
+            phone.core.deny(r.account_id.clone(), r.request_id).await?;
+        }
+        Answer::Nothing => {}
+    }
+    let mut last = rp.line(Duration::from_secs(60)).await?;
+    if last == "pinged" {
+        last = rp.line(WAIT).await?;
+    }
+    Ok(last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_ciba_poll_approves_denies_and_times_out_and_ping_approves() -> Result<()> {
+    let (server, phone, issuer) = ready().await?;
+    let pool = server.running.pool();
+    let poll = clients::add(
+        pool,
+        "Branch Kiosk",
+        &["https://kiosk.contoso.test/cb".to_owned()],
+        false,
+        None,
+    )
+    .await?;
+    let args = ["ciba", &issuer, &poll.client_id, BOBBY, "poll"];
+
+    let approved = ciba_once(
+        &poll.client_secret,
+        &args,
+        &phone,
+        "Branch Kiosk",
+        Answer::Approve,
+    )
+    .await?;
+    let result: Value = serde_json::from_str(
+        approved
+            .strip_prefix("result ")
+            .with_context(|| format!("expected tokens, got {approved}"))?,
+    )?;
+    assert_eq!(result["claims"]["aud"], poll.client_id);
+    assert_eq!(result["claims"]["amr"], json!(["mfa", "swk", "user"]));
+    assert_eq!(result["userinfo"]["preferred_username"], BOBBY);
+
+    let denied = ciba_once(
+        &poll.client_secret,
+        &args,
+        &phone,
+        "Branch Kiosk",
+        Answer::Deny,
+    )
+    .await?;
+    assert_eq!(denied, "error access_denied");
+
+    let ping_port = free_port()?;
+    let ping = clients::add(
+        pool,
+        "Call Centre",
+        &["https://callcentre.contoso.test/cb".to_owned()],
+        false,
+        Some(&format!("http://127.0.0.1:{ping_port}/ping")),
+    )
+    .await?;
+    let ping_args = [
+        "ciba",
+        &issuer,
+        &ping.client_id,
+        BOBBY,
+        "ping",
+        &ping_port.to_string(),
+    ];
+    let pinged = ciba_once(
+        &ping.client_secret,
+        &ping_args,
+        &phone,
+        "Call Centre",
+        Answer::Approve,
+    )
+    .await?;
+    assert!(pinged.starts_with("result "), "{pinged}");
+
+    // Nobody answers: the server's expired_token ends the polling (requested_expiry 6 s).
+    let timeout_args = ["ciba", &issuer, &poll.client_id, BOBBY, "poll", "6"];
+    let timed_out = ciba_once(
+        &poll.client_secret,
+        &timeout_args,
+        &phone,
+        "Branch Kiosk",
+        Answer::Nothing,
+    )
+    .await?;
+    assert_eq!(timed_out, "error expired_token");
+    Ok(())
+}
