@@ -86,7 +86,7 @@ pub fn amr_for(how: &str) -> &'static [&'static str] {
         "phone_sign_in" => &["mfa", "swk", "user"],
         "password_and_push" => &["mfa", "pwd", "swk", "user"],
         "password" => &["pwd"],
-        "temporary_pass" => &["otp"],
+        "temporary_pass" | "totp" | "backup_code" => &["otp"],
         _ => &[],
     }
 }

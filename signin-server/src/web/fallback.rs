@@ -70,6 +70,7 @@ pub async fn form(session: Session) -> Result<Response, WebError> {
 pub async fn submit(
     State(state): State<AppState>,
     mut session: Session,
+    flow: crate::oidc::authorize::BrowserFlow,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
@@ -97,7 +98,7 @@ pub async fn submit(
                 answered: None,
                 to: "/me/security-info",
             };
-            signed_in(&state, &session, how).await
+            signed_in(&state, &session, how, &flow).await
         }
         Outcome::Refused | Outcome::Replayed => Ok(refused(
             "This code is not valid: it may be used, expired or mistyped.",

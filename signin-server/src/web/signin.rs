@@ -304,7 +304,7 @@ pub async fn submit_pass(
         ));
     }
     session.pending_upn = None;
-    signed_in_during(
+    signed_in(
         &state,
         &session,
         SignedIn {
@@ -328,18 +328,10 @@ pub(super) struct SignedIn<'a> {
     pub(super) to: &'static str,
 }
 
-/// Moves the browser to a new, signed-in session id, audits the sign-in, redirects.
+/// Moves the browser to a new, signed-in session id, audits the sign-in, redirects (during an
+/// OpenID Connect authorization, `flow`, back to it: `oidc::authorize::after_sign_in`, which
+/// also records how and when for the ID token).
 pub(super) async fn signed_in(
-    state: &AppState,
-    session: &Session,
-    s: SignedIn<'_>,
-) -> Result<Response, WebError> {
-    signed_in_during(state, session, s, &BrowserFlow::default()).await
-}
-
-/// [`signed_in`], and during an OpenID Connect authorization (`flow`) the redirect goes back
-/// to it instead (`oidc::authorize::after_sign_in`, which also records how and when).
-pub(super) async fn signed_in_during(
     state: &AppState,
     session: &Session,
     s: SignedIn<'_>,
@@ -479,7 +471,7 @@ pub async fn submit_password(
                 answered: None,
                 to: "/me",
             };
-            signed_in_during(&state, &session, how, &flow).await
+            signed_in(&state, &session, how, &flow).await
         }
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
         Err(other) => Ok(password_page(
@@ -621,7 +613,7 @@ pub async fn complete(
                 answered: Some((&req.signin_id, req.id.as_str())),
                 to: "/me",
             };
-            signed_in_during(&state, &session, how, &flow).await
+            signed_in(&state, &session, how, &flow).await
         }
         Status::Pending => Ok(Redirect::to("/signin/wait").into_response()),
         other => Ok(outcome_page(&session, other)),
