@@ -47,6 +47,8 @@ dependencies {
     implementation("androidx.core:core-ktx:1.15.0")
     implementation("androidx.fragment:fragment-ktx:1.8.5")
     implementation("com.google.firebase:firebase-messaging:24.1.0")
+    // UnifiedPush connector: Web Push subscriptions and RFC 8291 decryption on the phone.
+    implementation("org.unifiedpush.android:connector:3.0.0")
 
     // JVM tests (run here by `cargo xtask kotlin-test` against the host's cdylib and a real server).
     testImplementation("junit:junit:4.13.2")

@@ -12,6 +12,7 @@ import org.phonesignin.core.PlatformException
 import org.phonesignin.core.PushKind
 import org.phonesignin.core.PushOutcome
 import org.phonesignin.core.PushRegistration
+import org.phonesignin.core.webPushToken
 
 /**
  * The app's handle on the phone sign-in core: one instance per process and data directory.
@@ -57,6 +58,13 @@ class PhoneSignIn(
         text(AuthenticatorException::InvalidPushPayload) { core.handlePushData(data) }
 
     /**
+     * UnifiedPush / Web Push: hand over the message text the connector decrypted (RFC 8291), as
+     * it arrived; the core parses it, fetches the request and verifies the server's signature.
+     */
+    suspend fun onPushMessage(text: String): PushOutcome =
+        text(AuthenticatorException::InvalidPushPayload) { core.handlePushJson(text) }
+
+    /**
      * Without push: waits up to [waitSeconds] (capped at 60 by the core) for sign-in requests and
      * returns the pending ones. Cancel the coroutine to stop waiting.
      */
@@ -85,6 +93,15 @@ class PhoneSignIn(
         val LONG_POLL = PushRegistration(PushKind.LONG_POLL, "")
 
         fun fcm(token: String) = PushRegistration(PushKind.FCM, token)
+
+        /**
+         * Web Push through the user's UnifiedPush distributor (no Google services): the endpoint
+         * URL and the subscription's public key and auth secret (base64url) as the connector gives
+         * them. Throws [AuthenticatorException.InvalidInput] for a subscription the server would
+         * refuse (not https, a bad key or secret).
+         */
+        fun webPush(endpoint: String, p256dh: String, auth: String) =
+            PushRegistration(PushKind.WEB_PUSH, webPushToken(endpoint, p256dh, auth))
     }
 }
 
