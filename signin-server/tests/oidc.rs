@@ -1311,3 +1311,119 @@ async fn the_admin_page_lists_clients_and_removing_one_stops_it_at_once() {
     let mut bob = password_browser(&r.h, "eve@contoso.test", &[]).await;
     assert_eq!(bob.get("/admin/apps").await.status, StatusCode::FORBIDDEN);
 }
+
+// ---- the admin command line ----
+
+/// `signin-server --database DB admin ARGS…`: (success, stdout, stderr).
+fn admin_cli(db: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signin-server"))
+        .args(["--database", db, "admin"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn field<'a>(stdout: &'a str, name: &str) -> Option<&'a str> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+#[test]
+fn admin_app_add_registers_clients_and_admin_oidc_key_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let (ok, out, err) = admin_cli(
+        &db,
+        &[
+            "app",
+            "add",
+            "--name",
+            "Contoso Mail",
+            "--redirect-uri",
+            "https://mail.contoso.test/cb",
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = field(&out, "client_id").expect("a client id");
+    let secret = field(&out, "client_secret").expect("a confidential client's secret");
+    assert_eq!(secret.len(), 43);
+    let (ok, out, err) = admin_cli(
+        &db,
+        &[
+            "app",
+            "add",
+            "--name",
+            "Contoso Files",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1:7777/cb",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(field(&out, "client_id").is_some());
+    assert!(
+        field(&out, "client_secret").is_none(),
+        "a public client has no secret: {out}"
+    );
+    // --public alone, an unsafe redirect URI: refused.
+    let (ok, _, _) = admin_cli(&db, &["app", "add", "--name", "X", "--public"]);
+    assert!(!ok);
+    let (ok, _, err) = admin_cli(
+        &db,
+        &[
+            "app",
+            "add",
+            "--name",
+            "Y",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ],
+    );
+    assert!(!ok && err.contains("https"), "{err}");
+    let (ok, list, _) = admin_cli(&db, &["app", "list"]);
+    assert!(ok);
+    assert!(list.contains(&format!("{id} Contoso Mail (OpenID Connect client, confidential, redirect_uri https://mail.contoso.test/cb)")), "{list}");
+    assert!(
+        list.contains("Contoso Files (OpenID Connect client, public"),
+        "{list}"
+    );
+    assert!(!list.contains(secret));
+
+    let (ok, out, _) = admin_cli(&db, &["oidc-key", "rotate"]);
+    assert!(ok);
+    let first = out
+        .trim()
+        .strip_prefix("new signing key ")
+        .unwrap()
+        .to_owned();
+    let (ok, out, _) = admin_cli(&db, &["oidc-key", "rotate"]);
+    assert!(ok);
+    let second = out
+        .trim()
+        .strip_prefix("new signing key ")
+        .unwrap()
+        .to_owned();
+    let (_, list, _) = admin_cli(&db, &["oidc-key", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(
+        lines[0].starts_with(&second) && lines[0].ends_with("signing"),
+        "{list}"
+    );
+    assert!(
+        lines[1].starts_with(&first) && lines[1].ends_with("published"),
+        "{list}"
+    );
+    let (ok, _, err) = admin_cli(&db, &["oidc-key", "remove", "--kid", &second]);
+    assert!(!ok && err.contains("rotate first"), "{err}");
+    let (ok, _, err) = admin_cli(&db, &["oidc-key", "remove", "--kid", &first]);
+    assert!(ok, "{err}");
+    let (_, list, _) = admin_cli(&db, &["oidc-key", "list"]);
+    assert_eq!(list.lines().count(), 1);
+}
