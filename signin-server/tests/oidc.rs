@@ -1208,6 +1208,33 @@ async fn ciba_ping_notifies_the_client_endpoint_with_its_token_when_the_phone_an
     );
     let t = ciba_poll(&h, &client, &id).await;
     assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+
+    // A denial is notified too; the token request then says access_denied.
+    got.lock().unwrap().clear();
+    let s = bc_authorize(
+        &h,
+        &client,
+        &[
+            ("scope", "openid"),
+            ("login_hint", BOB),
+            ("client_notification_token", "tok-456"),
+        ],
+    )
+    .await;
+    let id = s.body["auth_req_id"].as_str().unwrap().to_owned();
+    let denied = phone_answers(&h, &phone, "Kiosk", "", Decision::Deny).await;
+    assert_eq!(denied.status, StatusCode::OK, "{:?}", denied.body);
+    let mut waited = 0;
+    while got.lock().unwrap().is_empty() && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let pings = got.lock().unwrap().clone();
+    assert_eq!(
+        pings,
+        vec![("Bearer tok-456".to_owned(), json!({"auth_req_id": id}))]
+    );
+    assert_eq!(ciba_poll(&h, &client, &id).await.error(), "access_denied");
 }
 
 // ---- admin pages, and a sign-in without the phone ----
