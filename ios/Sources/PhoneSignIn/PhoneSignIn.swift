@@ -17,8 +17,16 @@ public final class PhoneSignIn: Sendable {
     /// The generated core object, for anything this facade does not wrap.
     public let core: Authenticator
 
-    public init(dataDirectory: URL, keyStore: DeviceKeyStore) throws {
-        core = try Authenticator(dataDir: dataDirectory.path, keyStore: keyStore)
+    /// `secretStore` seals the TOTP secrets of the offline fallback at rest
+    /// (``KeychainSecretStore`` on a device). Without one the TOTP methods throw
+    /// `AuthenticatorError.SecretStoreUnavailable` and enrollments keep no TOTP secret.
+    public init(dataDirectory: URL, keyStore: DeviceKeyStore, secretStore: SecretStore? = nil) throws {
+        if let secretStore {
+            core = try Authenticator.withSecretStore(
+                dataDir: dataDirectory.path, keyStore: keyStore, secretStore: secretStore)
+        } else {
+            core = try Authenticator(dataDir: dataDirectory.path, keyStore: keyStore)
+        }
     }
 
     /// No push service: the app calls ``waitForRequests(waitSeconds:)``.
@@ -87,6 +95,25 @@ public final class PhoneSignIn: Sendable {
     /// "This wasn't me": denies and reports fraud; needs no verification.
     public func reportFraud(_ request: PendingRequest) async throws -> Decision {
         try await core.reportFraud(accountId: request.accountId, requestId: request.requestId)
+    }
+
+    /// Offline fallback: the TOTP accounts (each enrollment's, removed with its account, and
+    /// imports). Show ``totpCode(_:)`` when the user cannot approve (no network): they type it
+    /// on the sign-in page ("Use a verification code").
+    public func totpAccounts() throws -> [TotpAccount] { try core.totpAccounts() }
+
+    /// Adds a TOTP account from another service's `otpauth://totp/…` QR code.
+    public func addTotpAccount(uri: String) async throws -> TotpAccount {
+        try await core.addTotpAccount(uri: uri)
+    }
+
+    /// The current code (RFC 6238) and the seconds it stays valid; works offline.
+    public func totpCode(_ account: TotpAccount) async throws -> TotpCode {
+        try await core.totpCode(totpId: account.totpId)
+    }
+
+    public func removeTotpAccount(_ account: TotpAccount) throws {
+        try core.removeTotpAccount(totpId: account.totpId)
     }
 
     static func jsonText(_ userInfo: [AnyHashable: Any]) throws -> String {

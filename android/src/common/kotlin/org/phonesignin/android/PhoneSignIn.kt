@@ -12,6 +12,9 @@ import org.phonesignin.core.PlatformException
 import org.phonesignin.core.PushKind
 import org.phonesignin.core.PushOutcome
 import org.phonesignin.core.PushRegistration
+import org.phonesignin.core.SecretStore
+import org.phonesignin.core.TotpAccount
+import org.phonesignin.core.TotpCode
 import org.phonesignin.core.webPushToken
 
 /**
@@ -30,13 +33,23 @@ import org.phonesignin.core.webPushToken
  * approval signature (and with the one that enables phone sign-in), and the key store shows it
  * for that very signature ([AndroidKeystoreKeyStore]: the key's own `BiometricPrompt`, or a
  * standalone one for a key without user-authentication binding).
+ *
+ * [secretStore] seals the TOTP secrets of the offline fallback at rest ([AndroidKeystoreSecretStore]:
+ * an AES-GCM key in the Android Keystore). Without one the TOTP methods fail with
+ * [AuthenticatorException.SecretStoreUnavailable] and enrollments keep no TOTP secret.
  */
 class PhoneSignIn(
     dataDir: String,
     keyStore: DeviceKeyStore,
+    secretStore: SecretStore? = null,
 ) : AutoCloseable {
     /** The generated core object, for anything this facade does not wrap. */
-    val core: Authenticator = Authenticator(dataDir, GuardedKeyStore(keyStore))
+    val core: Authenticator =
+        if (secretStore == null) {
+            Authenticator(dataDir, GuardedKeyStore(keyStore))
+        } else {
+            Authenticator.withSecretStore(dataDir, GuardedKeyStore(keyStore), GuardedSecretStore(secretStore))
+        }
 
     /** Enrolls this device from the registration QR code / link. */
     suspend fun enroll(
@@ -85,6 +98,22 @@ class PhoneSignIn(
     /** "This wasn't me": denies and reports fraud; needs no verification. */
     suspend fun reportFraud(request: PendingRequest): Decision =
         core.reportFraud(request.accountId, request.requestId)
+
+    /**
+     * Offline fallback: the TOTP accounts (each enrollment's, removed with its account, and
+     * imports). Show [totpCode] when the user cannot approve (no network): they type it on the
+     * sign-in page ("Use a verification code").
+     */
+    fun totpAccounts(): List<TotpAccount> = core.totpAccounts()
+
+    /** Adds a TOTP account from another service's `otpauth://totp/…` QR code. */
+    suspend fun addTotpAccount(uri: String): TotpAccount =
+        text(AuthenticatorException::InvalidTotpUri) { core.addTotpAccount(uri) }
+
+    /** The current code (RFC 6238) and the seconds it stays valid; works offline. */
+    suspend fun totpCode(account: TotpAccount): TotpCode = core.totpCode(account.totpId)
+
+    fun removeTotpAccount(account: TotpAccount) = core.removeTotpAccount(account.totpId)
 
     override fun close() = core.close()
 
@@ -137,4 +166,12 @@ internal class GuardedKeyStore(private val inner: DeviceKeyStore) : DeviceKeySto
         guarded("key store sign") { inner.sign(alias, message, prompt) }
 
     override suspend fun delete(alias: String) = guarded("key store delete") { inner.delete(alias) }
+}
+
+internal class GuardedSecretStore(private val inner: SecretStore) : SecretStore {
+    override suspend fun seal(context: String, plaintext: ByteArray): ByteArray =
+        guarded("secret store seal") { inner.seal(context, plaintext) }
+
+    override suspend fun unseal(context: String, sealed: ByteArray): ByteArray =
+        guarded("secret store unseal") { inner.unseal(context, sealed) }
 }

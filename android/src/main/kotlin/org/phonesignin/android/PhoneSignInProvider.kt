@@ -16,6 +16,7 @@ object PhoneSignInProvider {
                 PhoneSignIn(
                     File(app.noBackupFilesDir, "phonesignin").path,
                     AndroidKeystoreKeyStore(app, prompter),
+                    AndroidKeystoreSecretStore(),
                 ).also { instance = it }
             }
         }
