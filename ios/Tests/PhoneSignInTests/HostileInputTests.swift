@@ -312,12 +312,21 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
             }
             #expect(outcome?.value == nil, "enrolled with an unknown code")
         }
-        for kind in [PushKind.longPoll, .apns, .fcm] {
+        for kind in [PushKind.longPoll, .apns, .fcm, .webPush] {
             for token in hostileText + [String(repeating: "x", count: 4096), String(repeating: "x", count: 4097)] {
                 let outcome = await hostile(tally, "enroll(push: \(kind) \(hostileShow(token)))", allowed: serverRefusals) {
                     try await core.enroll(enrollmentUrl: link(), deviceName: "phone", push: PushRegistration(kind: kind, token: token))
                 }
                 #expect(outcome?.value == nil, "enrolled with an unknown code")
+            }
+        }
+        // Hostile Web Push subscription parts never become a token.
+        for text in hostileText {
+            for (endpoint, p256dh, auth) in [(text, "x", "x"), ("https://push.example.net/up", text, "x"), ("https://push.example.net/up", "x", text)] {
+                let outcome = await hostile(tally, "webPushToken(\(hostileShow(text)))", allowed: ["InvalidInput"]) {
+                    try webPushToken(endpoint: endpoint, p256dh: p256dh, auth: auth)
+                }
+                #expect(outcome?.value == nil, "a hostile subscription became a token")
             }
         }
         #expect(try await core.accounts().isEmpty)
