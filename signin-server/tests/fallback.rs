@@ -375,3 +375,141 @@ async fn a_removed_phones_totp_codes_are_refused_and_secrets_are_stored_sealed()
         Outcome::Refused
     );
 }
+
+/// A browser on the in-process pages: its cookie, the last page.
+struct Browser<'h> {
+    h: &'h Harness,
+    cookie: Option<String>,
+}
+
+impl<'h> Browser<'h> {
+    async fn send(&mut self, mut req: axum::http::Request<axum::body::Body>) -> Reply {
+        req.headers_mut()
+            .insert("host", "127.0.0.1:8080".parse().unwrap());
+        if let Some(c) = &self.cookie {
+            req.headers_mut().insert("cookie", c.parse().unwrap());
+        }
+        let r = self.h.send(req).await;
+        if let Some(set) = r.headers.get("set-cookie") {
+            self.cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        r
+    }
+
+    async fn get(&mut self, uri: &str) -> Reply {
+        self.send(
+            axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn post(&mut self, uri: &str, pairs: &[(&str, &str)]) -> Reply {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.send(
+            axum::http::Request::post(uri)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn csrf(&mut self, uri: &str) -> String {
+        let r = self.get(uri).await;
+        let html = r.body.as_str().expect("an HTML page").to_owned();
+        let marker = "name=\"csrf\" value=\"";
+        let at = html.find(marker).expect("a form") + marker.len();
+        html[at..].split('"').next().unwrap().to_owned()
+    }
+
+    async fn sign_in_with_password(&mut self, upn: &str, password: &str) {
+        let csrf = self.csrf("/signin").await;
+        self.post("/signin", &[("csrf", &csrf), ("upn", upn)]).await;
+        let csrf = self.csrf("/signin/password").await;
+        let r = self
+            .post(
+                "/signin/password",
+                &[("csrf", &csrf), ("password", password)],
+            )
+            .await;
+        assert_eq!(r.headers.get("location").unwrap(), "/me");
+    }
+}
+
+#[tokio::test]
+async fn admins_switch_the_offline_fallback_on_the_policy_page_and_others_cannot() {
+    let h = harness().await;
+    h.add_user("ada@contoso.test", &["admins"]).await;
+    h.add_user("bobby@contoso.test", &[]).await;
+    for upn in ["ada@contoso.test", "bobby@contoso.test"] {
+        signin_server::accounts::passwords::set_password(&h.state.pool, upn, "a long password 1")
+            .await
+            .unwrap();
+    }
+    // Bobby (no admin) cannot switch it.
+    let mut bobby = Browser {
+        h: &h,
+        cookie: None,
+    };
+    bobby
+        .sign_in_with_password("bobby@contoso.test", "a long password 1")
+        .await;
+    let csrf = bobby.csrf("/me").await;
+    let r = bobby
+        .post(
+            "/admin/policy/fallback",
+            &[("csrf", &csrf), ("enabled", "on")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!fallback::enabled(&h.state.pool).await.unwrap());
+
+    let mut ada = Browser {
+        h: &h,
+        cookie: None,
+    };
+    ada.sign_in_with_password("ada@contoso.test", "a long password 1")
+        .await;
+    let page = ada.get("/admin/policy").await;
+    assert!(page
+        .body
+        .as_str()
+        .unwrap()
+        .contains("is <strong>not allowed</strong>"));
+    let csrf = ada.csrf("/admin/policy").await;
+    let r = ada
+        .post(
+            "/admin/policy/fallback",
+            &[("csrf", &csrf), ("enabled", "on")],
+        )
+        .await;
+    assert_eq!(r.headers.get("location").unwrap(), "/admin/policy");
+    assert!(fallback::enabled(&h.state.pool).await.unwrap());
+    let page = ada.get("/admin/policy").await;
+    assert!(page
+        .body
+        .as_str()
+        .unwrap()
+        .contains("is <strong>allowed</strong>"));
+    // A forged post without the session's CSRF token changes nothing.
+    let r = ada
+        .post(
+            "/admin/policy/fallback",
+            &[("csrf", "forged"), ("enabled", "off")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(fallback::enabled(&h.state.pool).await.unwrap());
+    let changes: Vec<String> = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "policy_changed" && r.outcome.starts_with("offline_fallback"))
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(changes, ["offline_fallback=on"]);
+}

@@ -113,7 +113,8 @@ pub async fn policy_page(
     let p = crate::sign_in::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
-    let body = policy_form(&session, &p, Notice::None);
+    let fallback = super::fallback::admin_card(&state, &session).await?;
+    let body = html! { (policy_form(&session, &p, Notice::None)) (fallback) };
     Ok(admin_page(
         &session,
         &user,

@@ -179,3 +179,54 @@ pub async fn create_backup_codes(
         layout("Backup codes", Some((&user, &session)), content),
     ))
 }
+
+/// The offline-fallback card of the admin policy page: the switch and the limits.
+pub async fn admin_card(state: &AppState, session: &Session) -> Result<Markup, WebError> {
+    let on = fallback::enabled(&state.pool).await?;
+    Ok(html! {
+        section.card aria-labelledby="fallback-title" {
+            h2 id="fallback-title" { "Offline fallback" }
+            p id="fallback-state" {
+                "Signing in with a verification code (the TOTP code of the Authenticator app, or a \
+                 backup code) is "
+                strong { @if on { "allowed" } @else { "not allowed" } } "."
+            }
+            p.hint {
+                "Each code works once. Tries: " (fallback::TRIES_PER_WINDOW) " per "
+                (fallback::WINDOW_SECS / 60) " minutes; after " (fallback::MAX_CONSECUTIVE_FAILURES)
+                " wrong codes in a row a user's fallback is locked until an administrator unlocks \
+                 it (signin-server admin fallback unlock --upn U)."
+            }
+            form method="post" action="/admin/policy/fallback" {
+                (csrf(session))
+                input type="hidden" name="enabled" value=(if on { "off" } else { "on" });
+                div.actions {
+                    button type="submit" id="toggle-fallback" {
+                        @if on { "Turn off the offline fallback" } @else { "Allow the offline fallback" }
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FallbackSwitchForm {
+    pub csrf: String,
+    pub enabled: String,
+}
+
+/// `POST /admin/policy/fallback`: the policy switch (admins only; audited as a policy change).
+pub async fn save_switch(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<FallbackSwitchForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    super::admin_user(&state, &session).await?;
+    let on = f.enabled == "on";
+    fallback::set_enabled(&state.pool, on)
+        .await
+        .map_err(WebError::Internal)?;
+    Ok(Redirect::to("/admin/policy").into_response())
+}

@@ -69,6 +69,7 @@ pub fn routes() -> Router<AppState> {
             "/admin/policy",
             get(admin::policy_page).post(admin::save_policy),
         )
+        .route("/admin/policy/fallback", post(fallback::save_switch))
         .route("/admin/users", get(admin::users_page).post(admin::add_user))
         .route(
             "/admin/groups",
