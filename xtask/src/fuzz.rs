@@ -9,10 +9,11 @@ use anyhow::{bail, Context, Result};
 use crate::run;
 
 /// The targets of `fuzz/Cargo.toml`, each named for what it feeds.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "enrollment_url",
     "push_apns",
     "push_fcm",
+    "push_webpush",
     "protocol_json",
     "device_auth_header",
     "core_api",
