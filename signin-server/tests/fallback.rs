@@ -513,3 +513,38 @@ async fn admins_switch_the_offline_fallback_on_the_policy_page_and_others_cannot
         .collect();
     assert_eq!(changes, ["offline_fallback=on"]);
 }
+
+#[tokio::test]
+async fn an_unknown_upn_is_answered_like_a_known_one() {
+    let h = harness().await;
+    let (_phone, totp) = enrolled(&h, "bobby@contoso.test").await;
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    let now = now_secs();
+    let around = [
+        totp.generate(now - 30),
+        totp.generate(now),
+        totp.generate(now + 30),
+    ];
+    let avoid: Vec<&str> = around.iter().map(String::as_str).collect();
+    let wrong = wrong_code(&avoid);
+    for upn in ["bobby@contoso.test", "nobody@contoso.test"] {
+        let mut seen = Vec::new();
+        for code in [wrong.as_str(), "abcd-efgh-jkmn"]
+            .into_iter()
+            .cycle()
+            .take(fallback::TRIES_PER_WINDOW as usize + 1)
+        {
+            seen.push(
+                fallback::sign_in_with_code(&h.state.pool, upn, code)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let last = seen.pop().unwrap();
+        assert!(
+            seen.iter().all(|o| *o == Outcome::Refused),
+            "{upn}: {seen:?}"
+        );
+        assert!(matches!(last, Outcome::Throttled { .. }), "{upn}: {last:?}");
+    }
+}

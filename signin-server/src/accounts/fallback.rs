@@ -4,7 +4,7 @@
 //! and remove the old one. Behind a policy switch (`admin fallback set --enabled on`, off by
 //! default).
 //!
-//! Tries are bounded per user, before any code is checked: at most [`TRIES_PER_WINDOW`] per
+//! Tries are bounded per typed UPN (existing or not), before any code is checked: at most [`TRIES_PER_WINDOW`] per
 //! [`WINDOW_SECS`], and after [`MAX_CONSECUTIVE_FAILURES`] failures in a row the fallback stays
 //! locked until an admin unlocks it (`admin fallback unlock --upn U`); a success resets both.
 //! Every try, the switch, creating backup codes and unlocking are audited (never a code).
@@ -117,10 +117,8 @@ pub async fn sign_in_with_code(pool: &Pool, upn: &str, code: &str) -> Result<Out
         audit_try(pool, upn, None, "disabled").await?;
         return Ok(Outcome::Disabled);
     }
-    if !users::exists(pool, upn).await? {
-        audit_try(pool, upn, None, "refused").await?;
-        return Ok(Outcome::Refused);
-    }
+    // An unknown UPN goes the same way as a known one (its tries are counted and throttled
+    // too, and no code matches it): the pages do not tell who exists.
     let now = now_ms();
     let taken = db::take_try(
         pool,

@@ -191,6 +191,15 @@ pub async fn take_try(
     per_window: i64,
     max_consecutive: i64,
 ) -> StoreResult<Result<(), TryRefused>> {
+    // Counters of UPNs that are no user, idle for a day, are dropped (typed UPNs are counted
+    // whether they exist or not, so that the pages answer both alike).
+    sqlx::query(
+        "DELETE FROM fallback_tries WHERE window_start < $1 \
+         AND upn NOT IN (SELECT upn FROM users)",
+    )
+    .bind(now - 86_400_000)
+    .execute(pool)
+    .await?;
     sqlx::query(
         "INSERT INTO fallback_tries (upn, window_start, window_tries, consecutive) \
          VALUES ($1, $2, 0, 0) ON CONFLICT (upn) DO NOTHING",
