@@ -152,10 +152,12 @@ async fn imported_otpauth_accounts_show_rfc_6238_codes_until_removed() {
         ("SHA256", 8, 60)
     );
     assert_eq!(bank.account_name, "b@x.test");
-    assert_eq!(
-        p.auth.totp_accounts().unwrap(),
-        vec![github.clone(), bank.clone()]
-    );
+    // Both (added within one millisecond, their order is not defined: compared as a set).
+    let mut listed = p.auth.totp_accounts().unwrap();
+    listed.sort_by(|a, b| a.totp_id.cmp(&b.totp_id));
+    let mut expected_list = vec![github.clone(), bank.clone()];
+    expected_list.sort_by(|a, b| a.totp_id.cmp(&b.totp_id));
+    assert_eq!(listed, expected_list);
 
     let secret = totp_rs::Secret::Encoded(SECRET_B32.into())
         .to_bytes()
@@ -241,4 +243,88 @@ async fn bad_uris_and_missing_or_failing_secret_stores_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(e, AuthenticatorError::KeyStore { .. }), "{e:?}");
     assert!(failing.auth.totp_accounts().unwrap().is_empty());
+}
+
+/// Hostile `otpauth://` input: every call returns an account or a typed `InvalidTotpUri`
+/// (never a panic, never another error), accepted labels are plain text, and the store still
+/// answers afterwards.
+#[tokio::test]
+async fn hostile_totp_uris_are_accepted_or_typed_errors_never_panics() {
+    let server = FakeServer::new("contoso", "http://127.0.0.1:7004/contoso/");
+    let tmp = tempfile::tempdir().unwrap();
+    let p = phone(&server, Some(software_secrets(tmp.path())));
+    let s = SECRET_B32;
+    let mut hostile: Vec<String> = vec![
+        String::new(),
+        " ".into(),
+        "\0".into(),
+        "otpauth://".into(),
+        "otpauth://totp".into(),
+        "otpauth://totp/".into(),
+        format!("otpauth://totp/?secret={s}"),
+        format!("OTPAUTH://TOTP/X?secret={s}"),
+        format!("otpauth://totp/x?secret={}", s.to_lowercase()),
+        format!("otpauth://totp/x?secret={s}===="),
+        format!("otpauth://totp/x?secret={s}&secret=AAAA"),
+        format!("otpauth://totp/x?secret={s}&digits=-1"),
+        format!("otpauth://totp/x?secret={s}&digits=99999999999999999999999"),
+        format!("otpauth://totp/x?secret={s}&period=99999999999999999999999"),
+        format!("otpauth://totp/x?secret={s}&algorithm=MD5"),
+        format!("otpauth://totp/A:x?secret={s}&issuer=B"),
+        format!("otpauth://totp/%FF%FE?secret={s}"),
+        format!("otpauth://totp/a%00b?secret={s}"),
+        format!("otpauth://totp/%E2%80%AEevil?secret={s}"),
+        format!("otpauth://totp/x?secret={s}&issuer=%0D%0AInjected"),
+        format!("otpauth://totp/{}?secret={s}", "é".repeat(200)),
+        format!("otpauth://totp/x?secret={}", "A".repeat(3000)),
+        format!("otpauth://totp/x?secret={s}#fragment"),
+        format!("otpauth://totp/x@evil.example:443/..%2F..%2Fetc?secret={s}"),
+        format!("otpauth://steam/x?secret={s}"),
+        "javascript:alert(1)".into(),
+        "otpauth://totp/x?secret=💥".into(),
+        "x".repeat(1 << 20),
+    ];
+    hostile.push(format!(
+        "otpauth://totp/x?secret={s}&{}",
+        "p=1&".repeat(2000)
+    ));
+    let mut accepted = 0;
+    for uri in &hostile {
+        match p.auth.add_totp_account(uri.clone()).await {
+            Ok(t) => {
+                accepted += 1;
+                for text in [&t.issuer, &t.account_name] {
+                    assert!(
+                        !text
+                            .chars()
+                            .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+                        "{uri:.80}: {text:?}"
+                    );
+                }
+                let code = p.auth.totp_code(t.totp_id.clone()).await.unwrap();
+                assert!(code.code.bytes().all(|b| b.is_ascii_digit()));
+            }
+            Err(AuthenticatorError::InvalidTotpUri { reason }) => {
+                assert!(!reason.contains(s), "{reason}");
+            }
+            Err(other) => panic!("{uri:.80}: {other:?}"),
+        }
+    }
+    assert_eq!(p.auth.totp_accounts().unwrap().len(), accepted);
+    for id in [
+        "",
+        "\0",
+        "../../etc/passwd",
+        "' OR 1=1 --",
+        &"x".repeat(100_000),
+    ] {
+        assert_eq!(
+            p.auth.totp_code(id.to_owned()).await.unwrap_err(),
+            AuthenticatorError::UnknownTotpAccount
+        );
+        assert_eq!(
+            p.auth.remove_totp_account(id.to_owned()).unwrap_err(),
+            AuthenticatorError::UnknownTotpAccount
+        );
+    }
 }
