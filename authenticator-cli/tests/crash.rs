@@ -56,6 +56,17 @@ fn snapshot(home: &Path) -> Snapshot {
         let (id, aliases): (String, (String, Option<String>)) = row.unwrap();
         accounts.insert(id, aliases);
     }
+    // A removed account's device key stays until its server is told (it signs the notice).
+    let mut stmt = db
+        .prepare("SELECT account_id, device_key_alias FROM unregistrations")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, None))))
+        .unwrap();
+    for row in rows {
+        let (id, aliases): (String, (String, Option<String>)) = row.unwrap();
+        accounts.insert(format!("removed:{id}"), aliases);
+    }
     let mut stmt = db.prepare("SELECT alias FROM key_journal").unwrap();
     let journal = stmt
         .query_map([], |r| r.get::<_, String>(0))

@@ -85,6 +85,7 @@ impl Authenticator {
         push: PushRegistration,
     ) -> Result<AccountSummary> {
         self.core.finish_interrupted_key_work().await?;
+        enroll::retry_unregistrations(&self.core).await;
         Ok(enroll::enroll(&self.core, &enrollment_url, &device_name, push).await?)
     }
 
@@ -107,11 +108,16 @@ impl Authenticator {
         )
     }
 
-    /// Removes the account from this device and deletes its keys (the server is not told). A
-    /// key the key store fails to delete now is deleted by a later call (the key journal).
+    /// Removes the account from this device and deletes its keys, and tells its server (the
+    /// device is removed there too; PROTOCOL.md §5.7). The account is gone at once; a server
+    /// that cannot be reached is told before later polls, enrollments and removals (for 30
+    /// days), and the device key that signs that notice is deleted once it is sent. A key the
+    /// key store fails to delete is deleted by a later instance (the key journal).
     pub async fn remove_account(&self, account_id: String) -> Result<()> {
         self.core.finish_interrupted_key_work().await?;
-        Ok(enroll::remove_account(&self.core, &sign_in::parse_account_id(&account_id)?).await?)
+        let account_id = sign_in::parse_account_id(&account_id)?;
+        enroll::retry_unregistrations(&self.core).await;
+        Ok(enroll::remove_account(&self.core, &account_id).await?)
     }
 
     /// Parses an APNs `userInfo` JSON or a bare envelope.
@@ -145,6 +151,7 @@ impl Authenticator {
     /// Long-polls every account concurrently (up to `wait_seconds`, capped at 60), fetches and
     /// stores what arrives, and returns the pending requests.
     pub async fn poll(&self, wait_seconds: u32) -> Result<Vec<PendingRequest>> {
+        enroll::retry_unregistrations(&self.core).await;
         Ok(push::poll(&self.core, wait_seconds).await?)
     }
 

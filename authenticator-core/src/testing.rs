@@ -715,6 +715,15 @@ impl FakeServer {
             (HttpMethod::Post, ["api", "v1", "device", "requests", rid, "response"]) => {
                 self.respond(rid, &body)
             }
+            (HttpMethod::Delete, ["api", "v1", "device"]) => match self.device_auth(req) {
+                Ok(account_id) => {
+                    let mut st = self.state.lock().unwrap();
+                    st.accounts.remove(&account_id);
+                    st.requests.retain(|_, r| r.account_id != account_id);
+                    (204, Vec::new())
+                }
+                Err(r) => r,
+            },
             _ => error(404, ErrorCode::InvalidRequest),
         }
     }
@@ -871,7 +880,7 @@ impl FakeServer {
             return Err(error(401, ErrorCode::StaleTimestamp));
         }
         let message = DeviceAuth::signed_bytes(
-            "GET",
+            req.method.as_str(),
             &path_and_query(&req.url),
             &auth.account_id,
             auth.timestamp,

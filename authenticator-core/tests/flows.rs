@@ -940,6 +940,47 @@ async fn remove_account_deletes_its_keys_and_requests() {
 }
 
 #[tokio::test]
+async fn removing_an_account_tells_its_server_now_or_at_a_later_poll() {
+    let s = server("contoso", 7001);
+    let p = phone(std::slice::from_ref(&s));
+    let id = enroll(&p, &s, "u@x.test").await;
+    p.auth.enable_phone_sign_in(id.clone()).await.unwrap();
+    // Reachable: the server forgets the device at once; both keys go.
+    p.auth.remove_account(id).await.unwrap();
+    assert_eq!(s.enrolled_accounts(), 0);
+    assert!(p.memory.is_empty());
+
+    // Unreachable: the account goes at once; the device key stays to sign the notice later.
+    let id = enroll(&p, &s, "v@x.test").await;
+    let data_dir = p.dir.path().join("data").to_string_lossy().into_owned();
+    let offline =
+        Authenticator::with_transport(data_dir.clone(), p.keys.clone(), FakeNetwork::new(&[]))
+            .unwrap();
+    offline.remove_account(id).await.unwrap();
+    assert!(offline.accounts().await.unwrap().is_empty());
+    assert_eq!(s.enrolled_accounts(), 1, "not told yet");
+    assert_eq!(p.memory.len(), 1, "the device key waits for the notice");
+    // Still offline: a poll tries again and keeps it.
+    offline.poll(0).await.unwrap();
+    assert_eq!(p.memory.len(), 1);
+    drop(offline);
+    // Online again: the next poll tells the server, then deletes the key.
+    let online = Authenticator::with_transport(
+        data_dir,
+        p.keys.clone(),
+        FakeNetwork::new(std::slice::from_ref(&s)),
+    )
+    .unwrap();
+    online.poll(0).await.unwrap();
+    assert_eq!(s.enrolled_accounts(), 0);
+    assert!(p.memory.is_empty());
+    // Told once: later polls send nothing more.
+    p.keys.clear();
+    online.poll(0).await.unwrap();
+    assert!(p.keys.signs().is_empty());
+}
+
+#[tokio::test]
 async fn keys_the_key_store_fails_to_delete_are_deleted_by_the_next_instance() {
     let s = server("contoso", 7001);
     let p = phone(std::slice::from_ref(&s));

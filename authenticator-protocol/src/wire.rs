@@ -11,6 +11,8 @@ pub const PASSWORDLESS_PATH: &str = "/api/v1/device/passwordless";
 pub const POLL_PATH: &str = "/api/v1/device/poll";
 /// `GET /api/v1/device/requests/{request_id}` and `POST …/{request_id}/response`.
 pub const REQUESTS_PATH: &str = "/api/v1/device/requests";
+/// `DELETE`: the phone removed the account; the server forgets the device (§5.7).
+pub const DEVICE_PATH: &str = "/api/v1/device";
 
 /// `POST /api/v1/enroll/challenge`
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -22,12 +22,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use authenticator_protocol::wire::{
-    ENROLL_CHALLENGE_PATH, ENROLL_COMPLETE_PATH, PASSWORDLESS_PATH, POLL_PATH,
+    DEVICE_PATH, ENROLL_CHALLENGE_PATH, ENROLL_COMPLETE_PATH, PASSWORDLESS_PATH, POLL_PATH,
 };
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tracing::Instrument;
 
@@ -47,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route(ENROLL_COMPLETE_PATH, post(api::enroll::complete))
         .route(PASSWORDLESS_PATH, post(api::device::passwordless))
         .route(POLL_PATH, get(api::device::poll))
+        .route(DEVICE_PATH, delete(api::device::unregister))
         .route(
             "/api/v1/device/requests/{id}",
             get(api::device::request_details),

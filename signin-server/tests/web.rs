@@ -1330,3 +1330,144 @@ async fn portal_starts_from_one_ipv6_64_share_one_start_limit() {
     let r = portal_start(&h, "2001:db8:1:3::1", upn).await;
     assert_eq!(location(&r), Some("/signin/wait"));
 }
+
+// ---- issue 11: devices on the pages ----
+
+/// A phone enrolled for `upn` without phone sign-in (so the password still signs in, mode any).
+async fn push_only_phone(h: &Harness, upn: &str) -> Phone {
+    let mut phone = Phone::new();
+    phone.enroll(h, &h.link(upn, 600).await).await;
+    phone
+}
+
+#[tokio::test]
+async fn a_user_sees_their_devices_and_removes_one_which_is_refused_at_once() {
+    let h = harness().await;
+    set_policy(&h, Mode::Any, Target::All).await;
+    user_with_password(&h, "bob@contoso.test", &[]).await;
+    user_with_password(&h, "eve@contoso.test", &[]).await;
+    // Signed in before the phones exist (mode any: the password alone, then), so no push.
+    let mut bob = Browser::new(&h);
+    assert_eq!(
+        location(
+            &bob.sign_in_with_password("bob@contoso.test", PASSWORD)
+                .await
+        ),
+        Some("/me")
+    );
+    let (a, b) = (
+        push_only_phone(&h, "bob@contoso.test").await,
+        push_only_phone(&h, "bob@contoso.test").await,
+    );
+    let info = bob.get("/me/security-info").await;
+    for phone in [&a, &b] {
+        assert!(text(&info).contains(phone.account().as_str()));
+    }
+    assert!(text(&info).contains("Last used"));
+    // Another signed-in user cannot remove Bob's phone: the same answer as no such device.
+    let mut eve = Browser::new(&h);
+    eve.sign_in_with_password("eve@contoso.test", PASSWORD)
+        .await;
+    let eve_info = eve.get("/me/security-info").await;
+    let r = eve
+        .post(
+            "/me/security-info/devices/remove",
+            &[
+                ("csrf", &csrf_of(&eve_info)),
+                ("account_id", b.account().as_str()),
+            ],
+        )
+        .await;
+    assert!(text(&r).contains("No such device"), "{}", text(&r));
+    // Without the session's CSRF token nothing happens.
+    let r = bob
+        .post(
+            "/me/security-info/devices/remove",
+            &[("csrf", "forged"), ("account_id", a.account().as_str())],
+        )
+        .await;
+    assert_ne!(r.status, StatusCode::OK);
+    assert_eq!(
+        a.poll(&h, 0).await.status,
+        StatusCode::OK,
+        "a still enrolled"
+    );
+
+    let r = bob
+        .post(
+            "/me/security-info/devices/remove",
+            &[
+                ("csrf", &csrf_of(&info)),
+                ("account_id", a.account().as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(text(&r).contains("Device removed"), "{}", text(&r));
+    assert!(!text(&r).contains(a.account().as_str()));
+    assert!(text(&r).contains(b.account().as_str()));
+    // The removed phone is refused at once; the other still works.
+    assert_ne!(a.poll(&h, 0).await.status, StatusCode::OK);
+    assert_eq!(b.poll(&h, 0).await.status, StatusCode::OK);
+    let removed = audit_rows(&h, "device_removed", "bob@contoso.test").await;
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].outcome, "by_user");
+}
+
+#[tokio::test]
+async fn an_admin_lists_every_device_filters_by_user_and_removes_one() {
+    let h = harness().await;
+    set_policy(&h, Mode::Any, Target::All).await;
+    user_with_password(&h, "ada@contoso.test", &["admins"]).await;
+    h.add_user("cy@contoso.test", &[]).await;
+    let bob = h.ready_phone("bob@contoso.test").await;
+    let cy = push_only_phone(&h, "cy@contoso.test").await;
+    // Bob's phone answers a sign-in: its "last used" is set.
+    let started = h.start_signin("bob@contoso.test").await;
+    let id = started.body["id"].as_str().unwrap().to_owned();
+    let f = bob.fetch(&h, &id).await.unwrap();
+    let deny = bob.answer(&f, authenticator_protocol::sign_in::Decision::Deny, None);
+    assert_eq!(h.post(&respond_uri(&id), deny).await.status, StatusCode::OK);
+
+    let mut ada = Browser::new(&h);
+    ada.sign_in_with_password("ada@contoso.test", PASSWORD)
+        .await;
+    let page = ada.get("/admin/devices").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for (upn, phone) in [("bob@contoso.test", &bob), ("cy@contoso.test", &cy)] {
+        assert!(text(&page).contains(upn));
+        assert!(text(&page).contains(phone.account().as_str()));
+    }
+    assert!(text(&page).contains("Never"), "cy's phone never answered");
+    let devices = store::devices::of_user(&h.state.pool, "bob@contoso.test")
+        .await
+        .unwrap();
+    assert!(devices[0].last_used_at.is_some());
+    let only_cy = ada.get("/admin/devices?upn=cy%40contoso.test").await;
+    assert!(!text(&only_cy).contains(bob.account().as_str()));
+    assert!(text(&only_cy).contains(cy.account().as_str()));
+
+    let r = ada
+        .post(
+            "/admin/devices/remove",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("account_id", cy.account().as_str()),
+            ],
+        )
+        .await;
+    assert!(text(&r).contains("Removed device"), "{}", text(&r));
+    assert_ne!(cy.poll(&h, 0).await.status, StatusCode::OK);
+    let removed = audit_rows(&h, "device_removed", "cy@contoso.test").await;
+    assert_eq!(removed[0].outcome, "by_admin");
+    // Not an admin: no devices page.
+    let mut bob_browser = Browser::new(&h);
+    user_with_password(&h, "dee@contoso.test", &[]).await;
+    bob_browser
+        .sign_in_with_password("dee@contoso.test", PASSWORD)
+        .await;
+    assert_ne!(
+        bob_browser.get("/admin/devices").await.status,
+        StatusCode::OK
+    );
+}

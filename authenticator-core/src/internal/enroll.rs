@@ -231,14 +231,71 @@ async fn register(
 }
 
 pub(crate) async fn remove_account(core: &Core, account_id: &AccountId) -> Result<()> {
-    // The account goes first, its keys journaled in the same transaction; then the keys. A
-    // crash or a key store failure in between leaves only journaled keys, which the next
-    // instance deletes: never an account without its keys.
-    for alias in core.store.delete_account(account_id)? {
-        core.discard_key(&alias).await;
+    // The account goes first, its keys journaled and the server's notice queued in the same
+    // transaction; then the keys. A crash or a key store failure in between leaves only
+    // journaled keys, which the next instance deletes: never an account without its keys.
+    let removed = core.store.delete_account(account_id)?;
+    if let Some(alias) = &removed.passwordless_key_alias {
+        core.discard_key(alias).await;
     }
     tracing::info!(account = %short(account_id), "account removed");
+    // Best effort now; retried before later polls, enrollments and removals.
+    unregister(core, &removed.unregistration).await;
     Ok(())
+}
+
+/// How long a removed account's server is retried before its device key is deleted anyway.
+pub(crate) const UNREGISTER_GIVE_UP_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Tells the server of a removed account that this phone removed it (PROTOCOL.md §5.7), then
+/// deletes the device key that signed the notice. A server that cannot be reached (network,
+/// 5xx) is asked again later, for 30 days; any other answer (it already forgot the device, or
+/// refuses) is final.
+pub(crate) async fn unregister(core: &Core, u: &super::store::Unregistration) {
+    let signer = core.signer_for(&u.device_key_alias);
+    let outcome = core
+        .api
+        .unregister(&u.server_url, &u.account_id, &signer)
+        .await;
+    let retry = match &outcome {
+        Ok(()) => false,
+        Err(Error::Network(_)) => true,
+        Err(Error::Server { status, .. }) => *status >= 500,
+        Err(_) => false,
+    };
+    let expired = UnixMillis::now()
+        .millis()
+        .saturating_sub(u.queued_at.millis())
+        > UNREGISTER_GIVE_UP_MS;
+    if retry && !expired {
+        tracing::info!(account = %short(&u.account_id), "server not told of the removal yet; retried later");
+        if let Err(e) = core.store.unregistration_failed(&u.account_id) {
+            tracing::warn!(error = %e, "could not record the attempt");
+        }
+        return;
+    }
+    match &outcome {
+        Ok(()) => tracing::info!(account = %short(&u.account_id), "server told of the removal"),
+        Err(e) => {
+            tracing::info!(account = %short(&u.account_id), error = %e, "server not told of the removal; giving up")
+        }
+    }
+    match core.store.unregistration_done(&u.account_id) {
+        Ok(()) => core.discard_key(&u.device_key_alias).await,
+        Err(e) => tracing::warn!(error = %e, "could not record the removal notice"),
+    }
+}
+
+/// Retries the notices of removed accounts (before polls, enrollments and removals).
+pub(crate) async fn retry_unregistrations(core: &Core) {
+    match core.store.unregistrations() {
+        Ok(pending) => {
+            for u in &pending {
+                unregister(core, u).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read pending removal notices"),
+    }
 }
 
 /// A short account tag for logs.

@@ -28,6 +28,7 @@ pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
 pub enum HttpMethod {
     Get,
     Post,
+    Delete,
 }
 
 impl HttpMethod {
@@ -35,6 +36,7 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => "GET",
             HttpMethod::Post => "POST",
+            HttpMethod::Delete => "DELETE",
         }
     }
 }
@@ -110,6 +112,7 @@ impl HttpTransport for ReqwestTransport {
         let mut builder = match request.method {
             HttpMethod::Get => self.client.get(request.url),
             HttpMethod::Post => self.client.post(request.url),
+            HttpMethod::Delete => self.client.delete(request.url),
         }
         .timeout(request.timeout)
         .header(reqwest::header::ACCEPT, "application/json");
@@ -220,7 +223,23 @@ impl ServerApi {
         let mut url = EnrollmentUrl::endpoint(server, wire::POLL_PATH);
         url.set_query(Some(&format!("wait={wait}")));
         let timeout = REQUEST_TIMEOUT + Duration::from_secs(wait.into());
-        decode(self.get(url, account_id, signer, timeout).await?)
+        decode(
+            self.authed(HttpMethod::Get, url, account_id, signer, timeout)
+                .await?,
+        )
+    }
+
+    /// §5.7: tells the server this phone removed the account (it forgets the device).
+    pub async fn unregister(
+        &self,
+        server: &Url,
+        account_id: &AccountId,
+        signer: &dyn DeviceSigner,
+    ) -> Result<()> {
+        let url = EnrollmentUrl::endpoint(server, wire::DEVICE_PATH);
+        self.authed(HttpMethod::Delete, url, account_id, signer, REQUEST_TIMEOUT)
+            .await
+            .map(|_| ())
     }
 
     pub async fn request_details(
@@ -232,7 +251,10 @@ impl ServerApi {
     ) -> Result<SignedRequestDetails> {
         let path = format!("{}/{}", wire::REQUESTS_PATH, request_id);
         let url = EnrollmentUrl::endpoint(server, &path);
-        decode(self.get(url, account_id, signer, REQUEST_TIMEOUT).await?)
+        decode(
+            self.authed(HttpMethod::Get, url, account_id, signer, REQUEST_TIMEOUT)
+                .await?,
+        )
     }
 
     pub async fn respond(
@@ -259,8 +281,10 @@ impl ServerApi {
         .await
     }
 
-    async fn get(
+    /// A device-authenticated exchange (§4): the header signs the method and path.
+    async fn authed(
         &self,
+        method: HttpMethod,
         url: Url,
         account_id: &AccountId,
         signer: &dyn DeviceSigner,
@@ -268,7 +292,7 @@ impl ServerApi {
     ) -> Result<Vec<u8>> {
         let timestamp = UnixMillis::now();
         let message = DeviceAuth::signed_bytes(
-            HttpMethod::Get.as_str(),
+            method.as_str(),
             &path_and_query(&url),
             account_id,
             timestamp,
@@ -280,7 +304,7 @@ impl ServerApi {
             signature,
         };
         self.exchange(HttpRequest {
-            method: HttpMethod::Get,
+            method,
             url,
             authorization: Some(auth.to_header()),
             body: None,

@@ -160,10 +160,12 @@ impl Core {
     }
 
     pub fn device_signer<'a>(&'a self, account: &'a Account) -> KeySigner<'a> {
-        KeySigner {
-            core: self,
-            alias: &account.device_key_alias,
-        }
+        self.signer_for(&account.device_key_alias)
+    }
+
+    /// Device auth with the key `alias` (a removed account's device key, for its notice).
+    pub fn signer_for<'a>(&'a self, alias: &'a str) -> KeySigner<'a> {
+        KeySigner { core: self, alias }
     }
 }
 

@@ -12,7 +12,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::types::AccountSummary;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const MIGRATION_1: &str = "
 CREATE TABLE accounts (
@@ -104,6 +104,37 @@ CREATE TABLE totp_accounts (
     created_at_ms INTEGER NOT NULL
 );
 ";
+
+/// Accounts removed from the phone whose server has not yet been told (PROTOCOL.md §5.7):
+/// `DELETE /api/v1/device`, signed with the device key, which this row keeps (the key journal
+/// does not delete a key a row names) until the server answers or `queued_at_ms` is 30 days
+/// old. Retried before each poll and each enrollment or removal.
+const MIGRATION_6: &str = "
+CREATE TABLE unregistrations (
+    account_id       TEXT PRIMARY KEY NOT NULL,
+    server_url       TEXT NOT NULL,
+    device_key_alias TEXT NOT NULL,
+    queued_at_ms     INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// A removed account's pending notice to its server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unregistration {
+    pub account_id: AccountId,
+    pub server_url: Url,
+    pub device_key_alias: String,
+    pub queued_at: UnixMillis,
+}
+
+/// What removing an account left to do: delete the phone-sign-in key now, tell the server
+/// (which keeps the device key until then).
+#[derive(Debug)]
+pub(crate) struct RemovedAccount {
+    pub passwordless_key_alias: Option<String>,
+    pub unregistration: Unregistration,
+}
 
 /// State of a stored request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +240,7 @@ impl Store {
             (3, MIGRATION_3),
             (4, MIGRATION_4),
             (5, MIGRATION_5),
+            (6, MIGRATION_6),
         ] {
             if version < to {
                 let tx = conn.transaction()?;
@@ -321,29 +353,100 @@ impl Store {
         Ok(previous)
     }
 
-    /// Deletes the account and (by cascade) its requests, journaling its keys in the same
-    /// transaction; returns their aliases (the caller deletes the keys, then `forget_key`).
-    pub fn delete_account(&self, id: &AccountId) -> Result<Vec<String>> {
+    /// Deletes the account and (by cascade) its requests, journaling its keys and queueing
+    /// the notice to its server, all in one transaction. The caller deletes the phone-sign-in
+    /// key now and the device key once the server is told (`unregistration_done`).
+    pub fn delete_account(&self, id: &AccountId) -> Result<RemovedAccount> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
-        let aliases: Option<(String, Option<String>)> = tx
+        let row: Option<(String, Option<String>, String)> = tx
             .query_row(
-                "SELECT device_key_alias, passwordless_key_alias FROM accounts
+                "SELECT device_key_alias, passwordless_key_alias, server_url FROM accounts
                  WHERE account_id = ?1",
                 [id.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((device, passwordless)) = aliases else {
+        let Some((device, passwordless, server_url)) = row else {
             return Err(Error::NotEnrolled);
         };
+        let server_url = Url::parse(&server_url)
+            .map_err(|_| Error::Internal("stored account has an invalid server URL".into()))?;
         tx.execute("DELETE FROM accounts WHERE account_id = ?1", [id.as_str()])?;
-        let aliases: Vec<String> = passwordless.into_iter().chain([device]).collect();
-        for alias in &aliases {
+        for alias in passwordless.iter().chain([&device]) {
             self.journal_in(&tx, alias)?;
         }
+        let queued_at = UnixMillis::now();
+        tx.execute(
+            "INSERT INTO unregistrations (account_id, server_url, device_key_alias, queued_at_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(account_id) DO UPDATE SET device_key_alias = excluded.device_key_alias",
+            params![
+                id.as_str(),
+                server_url.as_str(),
+                device,
+                clamp(queued_at.millis())
+            ],
+        )?;
         tx.commit()?;
-        Ok(aliases)
+        Ok(RemovedAccount {
+            passwordless_key_alias: passwordless,
+            unregistration: Unregistration {
+                account_id: id.clone(),
+                server_url,
+                device_key_alias: device,
+                queued_at,
+            },
+        })
+    }
+
+    /// Removed accounts whose server has not been told yet, oldest first.
+    pub fn unregistrations(&self) -> Result<Vec<Unregistration>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT account_id, server_url, device_key_alias, queued_at_ms FROM unregistrations
+             ORDER BY queued_at_ms, account_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, url, alias, at) = row?;
+            let corrupt = || Error::Internal("stored unregistration is invalid".into());
+            Ok(Unregistration {
+                account_id: AccountId::parse(&id).map_err(|_| corrupt())?,
+                server_url: Url::parse(&url).map_err(|_| corrupt())?,
+                device_key_alias: alias,
+                queued_at: UnixMillis(u64::try_from(at).unwrap_or(0)),
+            })
+        })
+        .collect()
+    }
+
+    /// The server was told (or will never be): the row goes; its device key is then the
+    /// journal's to delete.
+    pub fn unregistration_done(&self, id: &AccountId) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM unregistrations WHERE account_id = ?1",
+            [id.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// One more attempt that could not reach the server.
+    pub fn unregistration_failed(&self, id: &AccountId) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE unregistrations SET attempts = attempts + 1 WHERE account_id = ?1",
+            [id.as_str()],
+        )?;
+        Ok(())
     }
 
     /// Journals a key about to be created (before the key store is asked for it).
@@ -381,8 +484,12 @@ impl Store {
                      WHERE passwordless_key_alias IS NOT NULL)",
             [],
         )?;
-        let mut stmt =
-            conn.prepare("SELECT alias FROM key_journal WHERE owner <> ?1 ORDER BY alias")?;
+        // A key an unregistration still needs (to sign its notice) waits for it.
+        let mut stmt = conn.prepare(
+            "SELECT alias FROM key_journal WHERE owner <> ?1
+                 AND alias NOT IN (SELECT device_key_alias FROM unregistrations)
+             ORDER BY alias",
+        )?;
         let rows = stmt.query_map([&self.owner], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -754,10 +861,16 @@ mod tests {
                 .summary()
                 .phone_sign_in_enabled
         );
+        let removed = store.delete_account(&a.account_id).unwrap();
+        assert_eq!(removed.passwordless_key_alias.as_deref(), Some("p"));
+        assert_eq!(removed.unregistration.device_key_alias, "a");
+        assert_eq!(removed.unregistration.server_url, a.server_url);
         assert_eq!(
-            store.delete_account(&a.account_id).unwrap(),
-            vec!["p".to_owned(), "a".to_owned()]
+            store.unregistrations().unwrap(),
+            vec![removed.unregistration.clone()]
         );
+        store.unregistration_done(&a.account_id).unwrap();
+        assert!(store.unregistrations().unwrap().is_empty());
         assert!(store.accounts().unwrap().is_empty());
         assert!(matches!(
             store.delete_account(&a.account_id),
@@ -798,12 +911,13 @@ mod tests {
         second.forget_key("dev-2").unwrap();
         second.forget_key("pl-1").unwrap();
         assert!(second.interrupted_keys().unwrap().is_empty());
-        // Removal journals both keys in the transaction that removes the account.
-        assert_eq!(
-            second.delete_account(&a.account_id).unwrap(),
-            vec!["pl-2", "dev-1"]
-        );
+        // Removal journals both keys in the transaction that removes the account; the device
+        // key waits for the server to be told (it signs that notice).
+        let removed = second.delete_account(&a.account_id).unwrap();
+        assert_eq!(removed.passwordless_key_alias.as_deref(), Some("pl-2"));
         let third = Store::open(dir.path()).unwrap();
+        assert_eq!(third.interrupted_keys().unwrap(), vec!["pl-2"]);
+        third.unregistration_done(&a.account_id).unwrap();
         assert_eq!(third.interrupted_keys().unwrap(), vec!["dev-1", "pl-2"]);
         // A journal row for a key an account owns is dropped, never handed out for deletion.
         a.account_id = AccountId::random();

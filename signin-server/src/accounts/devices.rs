@@ -28,6 +28,10 @@ pub fn line(d: &DeviceSummary) -> String {
         ),
         None => write!(out, " ok"),
     };
+    let _ = match d.last_used_at {
+        Some(at) => write!(out, "; last used {}", crate::rfc3339(at)),
+        None => write!(out, "; never used"),
+    };
     let _ = write!(
         out,
         "; phone sign-in {}",
@@ -53,10 +57,36 @@ pub async fn list(pool: &Pool, upn: &str) -> anyhow::Result<Vec<String>> {
     Ok(devices.iter().map(line).collect())
 }
 
-/// Removes a device (audited): its requests are deleted with it, so the phone's answers,
-/// details fetches and polls are refused at once, and sign-ins go to the user's other
-/// devices only.
+/// Who removed a device (the audit entry's outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remover {
+    /// `admin device remove`, the admin's devices page.
+    Admin,
+    /// The user, on their security-info page.
+    User,
+    /// The phone itself, when the account is removed from it (`DELETE /api/v1/device`).
+    Device,
+}
+
+impl Remover {
+    fn outcome(self) -> &'static str {
+        match self {
+            Remover::Admin => "by_admin",
+            Remover::User => "by_user",
+            Remover::Device => "by_device",
+        }
+    }
+}
+
+/// Removes a device as an admin (audited; see [`remove_as`]).
 pub async fn remove(pool: &Pool, account_id: &str) -> anyhow::Result<()> {
+    remove_as(pool, account_id, Remover::Admin).await
+}
+
+/// Removes a device (audited with who did it): its requests are deleted with it, so the
+/// phone's answers, details fetches and polls are refused at once, and sign-ins go to the
+/// user's other devices only.
+pub async fn remove_as(pool: &Pool, account_id: &str, by: Remover) -> anyhow::Result<()> {
     let account_id = account_id.trim();
     let Some(upn) = devices::owner_of(pool, account_id).await? else {
         bail!("no device {account_id}");
@@ -70,7 +100,7 @@ pub async fn remove(pool: &Pool, account_id: &str) -> anyhow::Result<()> {
         audit::Entry {
             upn: Some(&upn),
             account_id: Some(account_id),
-            outcome: "ok",
+            outcome: by.outcome(),
             ..Default::default()
         },
     )

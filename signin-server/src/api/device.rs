@@ -23,6 +23,32 @@ pub async fn passwordless(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `DELETE /api/v1/device` (§5.7): the phone removed the account, so the server forgets the
+/// device (audited `device_removed` `by_device`); its requests go with it.
+pub async fn unregister(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+) -> Result<StatusCode, AppError> {
+    let removed = crate::accounts::devices::remove_as(
+        &state.pool,
+        device.account_id.as_str(),
+        crate::accounts::devices::Remover::Device,
+    )
+    .await;
+    match removed {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        // Removed meanwhile (an admin, the user, a retried notice): already forgotten.
+        Err(_)
+            if crate::store::devices::owner_of(&state.pool, device.account_id.as_str())
+                .await?
+                .is_none() =>
+        {
+            Err(AppError::UnknownAccount)
+        }
+        Err(e) => Err(AppError::internal(e)),
+    }
+}
+
 /// `GET /api/v1/device/poll?wait=N`
 pub async fn poll(
     State(state): State<AppState>,

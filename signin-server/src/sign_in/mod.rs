@@ -409,6 +409,8 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
     let response = verify::verify_response(&req, &device.keys, body)?;
     // 4. fresh and newer than any earlier response.
     verify::check_response_time(response.timestamp, UnixMillis::now(), req.last_response_ts)?;
+    // The device proved its key for this request: its "last used" (a wrong number too).
+    devices::touch(&state.pool, req.account_id.as_str(), now_ms()).await?;
     let ts = to_db_ms(response.timestamp);
     let entry = |outcome| audit::Entry {
         upn: Some(&req.upn),

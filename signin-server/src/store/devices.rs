@@ -134,49 +134,76 @@ pub async fn has_phone_sign_in(pool: &Pool, upn: &str) -> StoreResult<bool> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSummary {
     pub account_id: String,
+    pub upn: String,
     pub device_name: String,
     pub push_kind: String,
     pub enrolled_at: i64,
     pub push_stale_at: Option<i64>,
     pub push_stale_reason: Option<String>,
     pub passwordless_enabled_at: Option<i64>,
+    /// When it last answered a sign-in (proved its key); `None` before its first answer.
+    pub last_used_at: Option<i64>,
+}
+
+type SummaryRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+const SUMMARY_SELECT: &str = "SELECT account_id, upn, device_name, push_kind, enrolled_at, \
+     push_stale_at, push_stale_reason, passwordless_enabled_at, last_used_at FROM devices";
+
+fn summary(
+    (account_id, upn, device_name, push_kind, enrolled_at, stale_at, stale_reason, pwl, used): SummaryRow,
+) -> DeviceSummary {
+    DeviceSummary {
+        account_id,
+        upn,
+        device_name,
+        push_kind,
+        enrolled_at,
+        push_stale_at: stale_at,
+        push_stale_reason: stale_reason,
+        passwordless_enabled_at: pwl,
+        last_used_at: used,
+    }
 }
 
 /// The user's devices, oldest enrollment first.
 pub async fn of_user(pool: &Pool, upn: &str) -> StoreResult<Vec<DeviceSummary>> {
-    type Row = (
-        String,
-        String,
-        String,
-        i64,
-        Option<i64>,
-        Option<String>,
-        Option<i64>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT account_id, device_name, push_kind, enrolled_at, push_stale_at, \
-         push_stale_reason, passwordless_enabled_at FROM devices WHERE upn = $1 \
-         ORDER BY enrolled_at",
-    )
+    let rows: Vec<SummaryRow> = sqlx::query_as(&format!(
+        "{SUMMARY_SELECT} WHERE upn = $1 ORDER BY enrolled_at"
+    ))
     .bind(upn)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(account_id, device_name, push_kind, enrolled_at, stale_at, stale_reason, pwl)| {
-                DeviceSummary {
-                    account_id,
-                    device_name,
-                    push_kind,
-                    enrolled_at,
-                    push_stale_at: stale_at,
-                    push_stale_reason: stale_reason,
-                    passwordless_enabled_at: pwl,
-                }
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(summary).collect())
+}
+
+/// Every device, by user and then enrollment (the admin's devices page).
+pub async fn all(pool: &Pool) -> StoreResult<Vec<DeviceSummary>> {
+    let rows: Vec<SummaryRow> =
+        sqlx::query_as(&format!("{SUMMARY_SELECT} ORDER BY upn, enrolled_at"))
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(summary).collect())
+}
+
+/// Records that the device answered a sign-in at `now` (its "last used").
+pub async fn touch(pool: &Pool, account_id: &str, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE devices SET last_used_at = $2 WHERE account_id = $1")
+        .bind(account_id)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// Where to push for an account.

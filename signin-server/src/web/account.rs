@@ -35,25 +35,18 @@ pub async fn landing(
     ))
 }
 
-async fn devices_table(state: &AppState, user: &User) -> Result<Markup, WebError> {
+async fn devices_table(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+) -> Result<Markup, WebError> {
     let devices = crate::store::devices::of_user(&state.pool, &user.upn).await?;
     Ok(html! {
         @if devices.is_empty() {
             p id="no-methods" { "You have no Authenticator app yet." }
         } @else {
-            table id="methods" {
-                caption.muted { "Your Authenticator apps" }
-                thead { tr { th scope="col" { "Device" } th scope="col" { "Notifications" } th scope="col" { "Added" } th scope="col" { "Phone sign-in" } } }
-                tbody {
-                    @for d in &devices {
-                        tr {
-                            td { (d.device_name) }
-                            td { (d.push_kind) }
-                            td { (crate::rfc3339(d.enrolled_at)) }
-                            td { @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" } }
-                        }
-                    }
-                }
+            div id="methods" {
+                (super::devices::table(session, &devices, super::devices::USER_REMOVE_PATH, false))
             }
         }
     })
@@ -91,9 +84,19 @@ pub async fn security_info(
     session: Session,
 ) -> Result<Response, WebError> {
     let user = signed_in(&state, &session).await?;
-    let table = devices_table(&state, &user).await?;
-    let backup = super::fallback::backup_codes_card(&state, &session, &user).await?;
-    Ok(security_page(&session, &user, Notice::None, table, backup))
+    security_info_with(&state, &session, &user, Notice::None).await
+}
+
+/// The security-info page with a notice (after removing a device).
+pub async fn security_info_with(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    n: Notice<'_>,
+) -> Result<Response, WebError> {
+    let table = devices_table(state, session, user).await?;
+    let backup = super::fallback::backup_codes_card(state, session, user).await?;
+    Ok(security_page(session, user, n, table, backup))
 }
 
 /// The QR code of `text` as an SVG data URL.
@@ -135,7 +138,7 @@ pub async fn add_authenticator(
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
     let user = signed_in(&state, &session).await?;
-    let table = devices_table(&state, &user).await?;
+    let table = devices_table(&state, &session, &user).await?;
     let policy = crate::sign_in::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;

@@ -9,6 +9,7 @@
 pub mod account;
 pub mod admin;
 pub mod admin_apps;
+pub mod devices;
 pub mod fallback;
 pub mod pages;
 pub mod session;
@@ -56,6 +57,9 @@ pub fn routes() -> Router<AppState> {
         .route("/signout", post(signin::sign_out))
         .route("/me", get(account::landing))
         .route("/me/security-info", get(account::security_info))
+        .route(devices::USER_REMOVE_PATH, post(devices::remove_own))
+        .route(devices::ADMIN_PATH, get(devices::admin_page))
+        .route(devices::ADMIN_REMOVE_PATH, post(devices::admin_remove))
         .route(
             "/me/security-info/authenticator",
             post(account::add_authenticator),

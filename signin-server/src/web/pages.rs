@@ -90,6 +90,7 @@ pub fn admin_nav(current: &str) -> Markup {
         ("/admin/groups", "Groups"),
         ("/admin/audit", "Audit log"),
         ("/admin/apps", "Applications"),
+        ("/admin/devices", "Devices"),
     ];
     html! {
         nav.subnav aria-label="Administration" {

@@ -1,0 +1,192 @@
+//! Devices on the pages: the user's own on the security-info page (see them, remove one) and
+//! every device on the admin's devices page (filter by user, remove any). A removed device's
+//! requests go with it: its answers, fetches and polls are refused at once
+//! (`accounts::devices::remove_as`, audited with who removed it).
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Form;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::pages::{admin_nav, csrf, layout, notice, Notice};
+use super::{admin_user, page, signed_in, Session, User, WebError};
+use crate::accounts::devices::{remove_as, Remover};
+use crate::state::AppState;
+use crate::store::devices::{self, DeviceSummary};
+
+pub const USER_REMOVE_PATH: &str = "/me/security-info/devices/remove";
+pub const ADMIN_PATH: &str = "/admin/devices";
+pub const ADMIN_REMOVE_PATH: &str = "/admin/devices/remove";
+
+fn when(at: Option<i64>, none: &'static str) -> String {
+    at.map_or_else(|| none.to_owned(), crate::rfc3339)
+}
+
+/// The devices as a table with a remove button each, posting to `remove_action`. The names
+/// were chosen on the phones: maud escapes them for HTML.
+pub fn table(
+    session: &Session,
+    list: &[DeviceSummary],
+    remove_action: &str,
+    show_user: bool,
+) -> Markup {
+    html! {
+        table id="devices" {
+            caption.muted { "Authenticator apps" }
+            thead { tr {
+                @if show_user { th scope="col" { "User" } }
+                th scope="col" { "Device" }
+                th scope="col" { "Platform" }
+                th scope="col" { "Added" }
+                th scope="col" { "Last used" }
+                th scope="col" { "Phone sign-in" }
+                th scope="col" { "Action" }
+            } }
+            tbody {
+                @for d in list {
+                    tr data-account=(d.account_id) {
+                        @if show_user { td { (d.upn) } }
+                        td { (d.device_name) }
+                        td { (platform(&d.push_kind)) }
+                        td { (crate::rfc3339(d.enrolled_at)) }
+                        td { (when(d.last_used_at, "Never")) }
+                        td { @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" } }
+                        td {
+                            form.inline method="post" action=(remove_action) {
+                                (csrf(session))
+                                input type="hidden" name="account_id" value=(d.account_id);
+                                button.secondary type="submit"
+                                    aria-label=(format!("Remove {}", d.device_name)) { "Remove" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the push channel says about the phone.
+fn platform(push_kind: &str) -> &'static str {
+    match push_kind {
+        "apns" => "iOS (APNs)",
+        "fcm" => "Android (FCM)",
+        "webpush" => "Web Push / UnifiedPush",
+        _ => "No push (long-poll)",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RemoveDeviceForm {
+    pub csrf: String,
+    pub account_id: String,
+}
+
+/// `POST /me/security-info/devices/remove`: the signed-in user removes one of their own
+/// devices. Another user's device, or one that does not exist, is the same "not found".
+pub async fn remove_own(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<RemoveDeviceForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = signed_in(&state, &session).await?;
+    let owner = devices::owner_of(&state.pool, f.account_id.trim()).await?;
+    let removed = match owner {
+        Some(upn) if upn == user.upn => {
+            remove_as(&state.pool, &f.account_id, Remover::User)
+                .await
+                .map_err(WebError::Internal)?;
+            true
+        }
+        _ => false,
+    };
+    let n = if removed {
+        Notice::Info("Device removed. It can no longer approve sign-ins.")
+    } else {
+        Notice::Error("No such device.")
+    };
+    super::account::security_info_with(&state, &session, &user, n).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DevicesQuery {
+    /// Only this user's devices.
+    #[serde(default)]
+    pub upn: Option<String>,
+}
+
+async fn admin_body(
+    state: &AppState,
+    session: &Session,
+    upn: Option<&str>,
+    n: Notice<'_>,
+) -> Result<Markup, WebError> {
+    let upn = upn.map(str::trim).filter(|u| !u.is_empty());
+    let list = match upn {
+        Some(upn) => devices::of_user(&state.pool, upn).await?,
+        None => devices::all(&state.pool).await?,
+    };
+    Ok(html! {
+        (notice(n))
+        form method="get" action=(ADMIN_PATH) {
+            label for="upn" { "User" }
+            input type="email" id="upn" name="upn" value=(upn.unwrap_or_default())
+                placeholder="All users";
+            div.actions { button.secondary type="submit" id="filter" { "Show" } }
+        }
+        @if list.is_empty() {
+            p id="no-devices" { "No devices." }
+        } @else {
+            (table(session, &list, ADMIN_REMOVE_PATH, true))
+        }
+    })
+}
+
+fn admin_devices_page(session: &Session, user: &User, body: Markup) -> Response {
+    page(
+        session,
+        layout(
+            "Devices",
+            Some((user, session)),
+            html! {
+                (admin_nav(ADMIN_PATH))
+                section.card { h1 { "Devices" } (body) }
+            },
+        ),
+    )
+}
+
+/// `GET /admin/devices[?upn=U]`
+pub async fn admin_page(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<DevicesQuery>,
+) -> Result<Response, WebError> {
+    let user = admin_user(&state, &session).await?;
+    let body = admin_body(&state, &session, q.upn.as_deref(), Notice::None).await?;
+    Ok(admin_devices_page(&session, &user, body))
+}
+
+/// `POST /admin/devices/remove`
+pub async fn admin_remove(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<RemoveDeviceForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = admin_user(&state, &session).await?;
+    let message;
+    let n = match remove_as(&state.pool, &f.account_id, Remover::Admin).await {
+        Ok(()) => {
+            message = format!("Removed device {}.", f.account_id.trim());
+            Notice::Info(&message)
+        }
+        Err(e) => {
+            message = format!("Not removed: {e}");
+            Notice::Error(&message)
+        }
+    };
+    let body = admin_body(&state, &session, None, n).await?;
+    Ok(admin_devices_page(&session, &user, body))
+}

@@ -1,0 +1,51 @@
+//! Device lifecycle end to end (issue 11), a real server on a loopback port and phones on
+//! authenticator-core: removing the account on the phone removes the device on the server.
+use e2e::{TestPhone, TestServer};
+
+const BOBBY: &str = "bobby@contoso.test";
+
+#[tokio::test]
+async fn removing_the_account_on_the_phone_removes_the_device_on_the_server() {
+    let server = TestServer::start("Contoso").await.unwrap();
+    let link = server.user_with_link(BOBBY, "Bobby Smith").await.unwrap();
+    let phone = TestPhone::new().unwrap();
+    let account = phone.enroll_passwordless(&link).await.unwrap();
+    let pool = server.running.pool();
+    assert_eq!(
+        signin_server::store::devices::of_user(pool, BOBBY)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    phone
+        .core
+        .remove_account(account.account_id.clone())
+        .await
+        .unwrap();
+
+    assert!(phone.core.accounts().await.unwrap().is_empty());
+    assert!(
+        signin_server::store::devices::of_user(pool, BOBBY)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the server forgot the device"
+    );
+    let removed: Vec<_> = signin_server::audit::list(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "device_removed")
+        .collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].outcome, "by_device");
+    assert_eq!(
+        removed[0].account_id.as_deref(),
+        Some(account.account_id.as_str())
+    );
+    // No phone left: a sign-in has nowhere to go.
+    let refused = server.start_sign_in_raw(BOBBY).await.unwrap();
+    assert!(refused["id"].is_null(), "{refused}");
+}
