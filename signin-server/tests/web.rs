@@ -1471,3 +1471,136 @@ async fn an_admin_lists_every_device_filters_by_user_and_removes_one() {
         StatusCode::OK
     );
 }
+
+// ---- issue 11: a new phone after losing the old one ----
+
+/// Phone sign-in on the pages: UPN, the number on the wait page typed on `phone`, complete.
+async fn phone_sign_in(b: &mut Browser<'_>, h: &Harness, phone: &Phone, upn: &str) {
+    let (r, _) = b.submit_upn(upn).await;
+    assert_eq!(location(&r), Some("/signin/wait"));
+    let wait = b.get("/signin/wait").await;
+    let (number, csrf) = (number_of(&wait), csrf_of(&wait));
+    let rid = pending_on(h, phone).await;
+    let f = phone.fetch(h, &rid).await.unwrap();
+    let ok = phone.answer(
+        &f,
+        authenticator_protocol::sign_in::Decision::Approve,
+        Some(&number),
+    );
+    assert_eq!(h.post(&respond_uri(&rid), ok).await.status, StatusCode::OK);
+    let r = b.post("/signin/complete", &[("csrf", &csrf)]).await;
+    assert_eq!(location(&r), Some("/me"), "{}", text(&r));
+}
+
+/// The walkthrough of OPERATIONS.md "A new phone": a user whose phone is lost signs in with a
+/// backup code, registers the new phone and removes the old one; the old one is refused and
+/// the new one signs in.
+#[tokio::test]
+async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new_one_and_removes_the_old(
+) {
+    let h = harness().await;
+    let upn = "bob@contoso.test";
+    set_policy(&h, Mode::Passwordless, Target::All).await;
+    signin_server::accounts::fallback::set_enabled(&h.state.pool, true)
+        .await
+        .unwrap();
+    let old = h.ready_phone(upn).await;
+    // Beforehand, signed in with the phone, Bob created backup codes and kept them.
+    let mut before = Browser::new(&h);
+    phone_sign_in(&mut before, &h, &old, upn).await;
+    let info = before.get("/me/security-info").await;
+    let r = before
+        .post(
+            "/me/security-info/backup-codes",
+            &[("csrf", &csrf_of(&info))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let code = text(&r)
+        .split("<code>")
+        .nth(1)
+        .and_then(|s| s.split("</code>").next())
+        .expect("a backup code on the page")
+        .to_owned();
+
+    // The phone is lost. On another computer: the UPN, then "Can't use your phone?".
+    let mut b = Browser::new(&h);
+    let (r, _) = b.submit_upn(upn).await;
+    assert_eq!(location(&r), Some("/signin/wait"));
+    let page = b.get("/signin/fallback").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let r = b
+        .post(
+            "/signin/fallback",
+            &[("csrf", &csrf_of(&page)), ("code", &code)],
+        )
+        .await;
+    assert_eq!(location(&r), Some("/me/security-info"), "{}", text(&r));
+
+    // A registration link for the new phone, which enrolls and enables phone sign-in.
+    let info = b.get("/me/security-info").await;
+    let r = b
+        .post(
+            "/me/security-info/authenticator",
+            &[("csrf", &csrf_of(&info))],
+        )
+        .await;
+    let link = text(&r)
+        .split("phonesignin://enroll")
+        .nth(1)
+        .map(|rest| {
+            let end = rest.find(['"', '<', ' ']).unwrap();
+            format!("phonesignin://enroll{}", &rest[..end]).replace("&amp;", "&")
+        })
+        .expect("a registration link");
+    let mut new = Phone::new();
+    new.enroll(
+        &h,
+        &authenticator_protocol::enroll::EnrollmentUrl::parse(&link).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        new.enable_passwordless(&h).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    // The old phone is removed on the same page.
+    let info = b.get("/me/security-info").await;
+    let r = b
+        .post(
+            "/me/security-info/devices/remove",
+            &[
+                ("csrf", &csrf_of(&info)),
+                ("account_id", old.account().as_str()),
+            ],
+        )
+        .await;
+    assert!(text(&r).contains("Device removed"), "{}", text(&r));
+    assert_ne!(old.poll(&h, 0).await.status, StatusCode::OK);
+
+    // From now on the new phone signs Bob in; the used backup code does not.
+    let mut later = Browser::new(&h);
+    phone_sign_in(&mut later, &h, &new, upn).await;
+    let mut again = Browser::new(&h);
+    again.submit_upn(upn).await;
+    let page = again.get("/signin/fallback").await;
+    let r = again
+        .post(
+            "/signin/fallback",
+            &[("csrf", &csrf_of(&page)), ("code", &code)],
+        )
+        .await;
+    assert!(text(&r).contains("not valid"), "{}", text(&r));
+    for (event, outcome) in [
+        ("fallback_used", "backup_code:ok"),
+        ("device_removed", "by_user"),
+    ] {
+        assert!(
+            audit_rows(&h, event, upn)
+                .await
+                .iter()
+                .any(|r| r.outcome == outcome),
+            "{event} {outcome}"
+        );
+    }
+}
