@@ -92,6 +92,11 @@ enum AdminCommand {
         #[command(subcommand)]
         command: signin_server::oidc::keys::AdminCommand,
     },
+    /// The Web Push (UnifiedPush) VAPID key: show its public key, rotate it.
+    WebpushKey {
+        #[command(subcommand)]
+        command: signin_server::delivery::webpush::AdminCommand,
+    },
     /// The offline fallback sign-in (TOTP and backup codes): policy switch and locks.
     Fallback {
         #[command(subcommand)]
@@ -467,6 +472,9 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         }
         AdminCommand::OidcKey { command } => {
             signin_server::oidc::keys::run_admin(pool, command).await?
+        }
+        AdminCommand::WebpushKey { command } => {
+            signin_server::delivery::webpush::run_admin(pool, command).await?
         }
         AdminCommand::Fallback { command } => accounts::fallback::run_admin(pool, command).await?,
     }

@@ -383,3 +383,70 @@ async fn no_vapid_key_auth_secret_or_endpoint_in_logs_or_audit() {
         assert!(hits.is_empty(), "in the {name}: {hits:#?}");
     }
 }
+
+/// `admin webpush-key show` prints the stored public key (creating the key once);
+/// `admin webpush-key rotate` replaces it (audited), and a server started afterwards signs with
+/// the new key: a subscription restricted to the old one is refused by its push service.
+#[tokio::test]
+async fn the_admin_shows_and_rotates_the_vapid_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("signin.db").display());
+    let admin = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_signin-server"))
+            .args(["--database", &db, "admin", "webpush-key"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let first = admin(&["show"]);
+    assert_eq!(first.len(), 87, "{first}");
+    assert_eq!(admin(&["show"]), first, "created once");
+    let rotated = admin(&["rotate"]);
+    assert_eq!(rotated.len(), 87);
+    assert_ne!(rotated, first);
+    assert_eq!(admin(&["show"]), rotated);
+
+    // The same through the library, on a harness: the old key's subscriptions stop working.
+    let service = LocalPushService::start().await.unwrap();
+    let (h, old_key) = webpush_harness(true, fast_retry(1)).await;
+    let sub = service.subscribe_restricted(&old_key);
+    h.ready_phone_with_push("rot@contoso.com", "webpush", &sub.token)
+        .await;
+    signin_server::delivery::webpush::run_admin(
+        &h.state.pool,
+        signin_server::delivery::webpush::AdminCommand::Rotate,
+    )
+    .await
+    .unwrap();
+    assert!(audit_outcomes(&h, "policy_changed")
+        .await
+        .contains(&"webpush_vapid_key=rotated".to_owned()));
+    let client = WebPushClient::open(
+        &h.state.pool,
+        &WebPushConfig {
+            subject: SUBJECT.into(),
+            allow_http_loopback: true,
+        },
+    )
+    .await
+    .unwrap();
+    let new_key = client.vapid_public_key().to_owned();
+    assert_ne!(new_key, old_key);
+    let state = h
+        .state
+        .clone()
+        .with_push(vec![Arc::new(client)], fast_retry(1));
+    let h = Harness {
+        app: signin_server::app(state.clone()),
+        state,
+        ..h
+    };
+    h.start_signin("rot@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    let received = service.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].vapid.as_ref().unwrap().key, new_key);
+    assert_eq!(received[0].status, 403);
+}

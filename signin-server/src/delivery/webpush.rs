@@ -84,20 +84,23 @@ impl std::fmt::Debug for VapidKey {
     }
 }
 
+/// A fresh key pair as the database keeps it.
+fn new_stored_key() -> anyhow::Result<StoredVapidKey> {
+    let (signer, pkcs8) = EcdsaSigner::generate().context("generating the VAPID key")?;
+    Ok(StoredVapidKey {
+        private_key: b64(&pkcs8),
+        public_key: signer.public_key().to_b64(),
+        created_at: now_ms(),
+    })
+}
+
 impl VapidKey {
     /// The key stored in the database, created (and stored) on first use.
     pub async fn load_or_create(pool: &Pool) -> anyhow::Result<Self> {
         let stored = match stored::vapid_key(pool).await? {
             Some(k) => k,
             None => {
-                let (signer, pkcs8) =
-                    EcdsaSigner::generate().context("generating the VAPID key")?;
-                let candidate = StoredVapidKey {
-                    private_key: b64(&pkcs8),
-                    public_key: signer.public_key().to_b64(),
-                    created_at: now_ms(),
-                };
-                let key = stored::vapid_key_or_init(pool, &candidate).await?;
+                let key = stored::vapid_key_or_init(pool, &new_stored_key()?).await?;
                 tracing::info!(vapid_public_key = %key.public_key, "created the Web Push VAPID key");
                 key
             }
@@ -134,6 +137,45 @@ impl VapidKey {
         );
         format!("vapid t={token}, k={}", self.public_b64)
     }
+}
+
+/// `signin-server admin webpush-key …`
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Print the VAPID public key (base64url, uncompressed P-256; created if there is none yet),
+    /// for distributors that restrict subscriptions to it.
+    Show,
+    /// Replace the VAPID key with a new one; restart the servers afterwards. Subscriptions
+    /// restricted to the old key are refused by their push services (those phones re-enroll).
+    Rotate,
+}
+
+/// Runs an `admin webpush-key` command.
+pub async fn run_admin(pool: &Pool, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Show => {
+            let key = VapidKey::load_or_create(pool).await?;
+            println!("{}", key.public_key());
+        }
+        AdminCommand::Rotate => {
+            let fresh = new_stored_key()?;
+            stored::replace_vapid_key(pool, &fresh).await?;
+            crate::audit::record(
+                pool,
+                crate::audit::Event::PolicyChanged,
+                crate::audit::Entry {
+                    upn: None,
+                    account_id: None,
+                    request_id: None,
+                    outcome: "webpush_vapid_key=rotated",
+                },
+            )
+            .await?;
+            println!("{}", fresh.public_key);
+            eprintln!("Restart the servers: they sign with the new key from their next start.");
+        }
+    }
+    Ok(())
 }
 
 pub struct WebPushClient {

@@ -45,6 +45,22 @@ pub async fn vapid_key_or_init(
     })
 }
 
+/// Replaces the stored key (or stores the first one): `admin webpush-key rotate`.
+pub async fn replace_vapid_key(pool: &Pool, key: &StoredVapidKey) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webpush_vapid_key (id, private_key, public_key, created_at) \
+         VALUES (1, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
+         private_key = excluded.private_key, public_key = excluded.public_key, \
+         created_at = excluded.created_at",
+    )
+    .bind(&key.private_key)
+    .bind(&key.public_key)
+    .bind(key.created_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The stored key, if one was created.
 pub async fn vapid_key(pool: &Pool) -> StoreResult<Option<StoredVapidKey>> {
     let row: Option<(String, String, i64)> = sqlx::query_as(
