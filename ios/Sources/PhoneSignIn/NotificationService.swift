@@ -13,7 +13,8 @@ public enum SignInNotificationService {
         using phone: PhoneSignIn
     ) async -> UNNotificationContent {
         let generic = notification.content
-        guard let outcome = try? await phone.handleRemoteNotification(userInfo: generic.userInfo),
+        guard let notification = try? RemoteNotification(userInfo: generic.userInfo),
+              let outcome = try? await phone.handleRemoteNotification(notification),
               let text = SignInNotificationContent(outcome: outcome),
               let content = generic.mutableCopy() as? UNMutableNotificationContent
         else { return generic }

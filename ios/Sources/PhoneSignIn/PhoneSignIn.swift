@@ -57,8 +57,15 @@ public final class PhoneSignIn: Sendable {
 
     /// APNs: hands the notification's `userInfo` to the core as JSON text; the core parses and
     /// verifies it. A payload that is not JSON-serializable is a typed `InvalidPushPayload`.
+    /// `userInfo` is not `Sendable`: to handle the notification on another actor, make a
+    /// ``RemoteNotification`` where it arrives and pass that.
     public func handleRemoteNotification(userInfo: [AnyHashable: Any]) async throws -> PushOutcome {
-        try await core.handlePushJson(payload: Self.jsonText(userInfo))
+        try await handleRemoteNotification(RemoteNotification(userInfo: userInfo))
+    }
+
+    /// APNs: the notification as a `Sendable` value (see ``RemoteNotification``).
+    public func handleRemoteNotification(_ notification: RemoteNotification) async throws -> PushOutcome {
+        try await core.handlePushJson(payload: notification.json)
     }
 
     /// Without push: waits up to `waitSeconds` (capped at 60 by the core) for sign-in requests.
@@ -131,5 +138,24 @@ public final class PhoneSignIn: Sendable {
             throw AuthenticatorError.InvalidPushPayload(reason: "userInfo is not JSON")
         }
         return text
+    }
+}
+
+/// An APNs notification's payload as a `Sendable` value. `userInfo` (`[AnyHashable: Any]`) may
+/// not cross actors under Swift 6 strict concurrency; make this where the notification arrives
+/// (the app delegate, the Notification Service Extension) and hand it to any actor or task.
+public struct RemoteNotification: Sendable, Hashable {
+    /// The payload as JSON text, which is what the core parses.
+    public let json: String
+
+    /// A `userInfo` that is not JSON-serializable (non-string keys, dates, data) is a typed
+    /// `AuthenticatorError.InvalidPushPayload`, here rather than later on another actor.
+    public init(userInfo: [AnyHashable: Any]) throws {
+        json = try PhoneSignIn.jsonText(userInfo)
+    }
+
+    /// A payload already in JSON text (e.g. from a push library that hands over raw bytes).
+    public init(json: String) {
+        self.json = json
     }
 }

@@ -231,6 +231,31 @@ func requestReachesPhone(_ phone: Phone, id: String) async throws -> PendingRequ
         #expect(try await phone.app.handleRemoteNotification(userInfo: userInfo) == .alreadyAnswered)
     }
 
+    /// Swift 6 strict concurrency: an app that handles notifications on its own actor passes a
+    /// `RemoteNotification` (Sendable) across; this test compiles only because it is one.
+    @Test func anApnsNotificationCrossesActorsAsASendableValue() async throws {
+        let phone = try await enrolledPhone(server)
+        let (id, _) = try await server.startSignIn(upn: phone.upn, app: "Contoso HR")
+        let notification = try RemoteNotification(userInfo: [
+            "aps": ["alert": ["title": "Sign-in request", "body": "Open to review"]],
+            "psi": ["v": 1, "aid": phone.account.accountId, "rid": id],
+        ])
+        let inbox = NotificationInbox(phone: phone.app)
+        let outcome = try await Task.detached { try await inbox.receive(notification) }.value
+        guard case let .showRequest(shown) = outcome else {
+            Issue.record("expected a request to show, got \(outcome)")
+            return
+        }
+        #expect(shown.requestId == id)
+        #expect(shown.accountId == phone.account.accountId)
+        // The same payload from JSON text gives the same value; a payload that is not JSON
+        // fails where it is made, typed.
+        #expect(RemoteNotification(json: notification.json) == notification)
+        #expect(throws: AuthenticatorError.self) {
+            _ = try RemoteNotification(userInfo: ["psi": Date()])
+        }
+    }
+
     @Test func cancellingTheLongWaitReturnsPromptly() async throws {
         let phone = try await enrolledPhone(server)
         let started = Date()
@@ -255,4 +280,17 @@ func requestReachesPhone(_ phone: Phone, id: String) async throws -> PendingRequ
 extension Array {
     /// The one element, or nil when there are none or several.
     var only: Element? { count == 1 ? first : nil }
+}
+
+/// An app's notification handling isolated on its own actor: only Sendable values enter it.
+actor NotificationInbox {
+    let phone: PhoneSignIn
+
+    init(phone: PhoneSignIn) {
+        self.phone = phone
+    }
+
+    func receive(_ notification: RemoteNotification) async throws -> PushOutcome {
+        try await phone.handleRemoteNotification(notification)
+    }
 }
