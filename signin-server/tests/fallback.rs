@@ -548,3 +548,75 @@ async fn an_unknown_upn_is_answered_like_a_known_one() {
         assert!(matches!(last, Outcome::Throttled { .. }), "{upn}: {last:?}");
     }
 }
+
+/// `signin-server admin fallback set | show | unlock` (the binary, as an operator runs it).
+#[test]
+fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
+    use std::process::Command;
+    let db = signin_server::store::testing::TestDatabase::create_blocking().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_signin-server"))
+            .arg("--database")
+            .arg(&db.url)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let upn = "bob@contoso.test";
+    assert!(run(&["admin", "user", "add", "--upn", upn, "--name", "Bob"]).0);
+    let (ok, shown, _) = run(&["admin", "fallback", "show"]);
+    assert!(ok && shown.contains("offline-fallback: off"), "{shown}");
+    assert!(
+        shown.contains("5 per 900 s") && shown.contains("10 failures"),
+        "{shown}"
+    );
+    assert!(run(&["admin", "fallback", "set", "--enabled", "on"]).0);
+    assert!(run(&["admin", "fallback", "show"])
+        .1
+        .contains("offline-fallback: on"));
+    let (ok, _, err) = run(&["admin", "fallback", "set", "--enabled", "maybe"]);
+    assert!(!ok && err.contains("maybe"), "{err}");
+    let (ok, out, _) = run(&["admin", "fallback", "unlock", "--upn", upn]);
+    assert!(ok && out.contains("no fallback tries"), "{out}");
+    // Lock Bob's fallback, then unlock it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = signin_server::store::connect(&db.url).await.unwrap();
+        for _ in 0..fallback::MAX_CONSECUTIVE_FAILURES {
+            fallback::sign_in_with_code(&pool, upn, "000000")
+                .await
+                .unwrap();
+            sqlx::query("UPDATE fallback_tries SET window_tries = 0 WHERE upn = $1")
+                .bind(upn)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            fallback::sign_in_with_code(&pool, upn, "000000")
+                .await
+                .unwrap(),
+            Outcome::Locked
+        );
+    });
+    let (ok, out, _) = run(&["admin", "fallback", "unlock", "--upn", upn]);
+    assert!(ok && out.contains("fallback tries reset"), "{out}");
+    let (ok, _, err) = run(&[
+        "admin",
+        "fallback",
+        "unlock",
+        "--upn",
+        "nobody@contoso.test",
+    ]);
+    assert!(!ok && err.contains("no user"), "{err}");
+    let (ok, audit, _) = run(&["admin", "audit", "--event", "fallback_unlocked"]);
+    assert!(
+        ok && audit.contains("outcome=ok") && audit.contains("nothing_to_reset"),
+        "{audit}"
+    );
+}
