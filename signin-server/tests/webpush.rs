@@ -209,7 +209,7 @@ async fn a_gone_subscription_is_marked_stale_and_not_used_again() {
 }
 
 #[tokio::test]
-async fn throttling_and_server_errors_are_retried_with_a_bound() {
+async fn throttling_and_server_errors_are_retried_with_a_bound_and_redirects_not_followed() {
     let service = LocalPushService::start().await.unwrap();
     let (h, _) = webpush_harness(true, fast_retry(3)).await;
     let sub = service.subscribe();
@@ -227,10 +227,21 @@ async fn throttling_and_server_errors_are_retried_with_a_bound() {
         "webpush:sent"
     );
 
+    // A redirect is not followed (the push service answers; it does not send the server
+    // elsewhere), and not retried.
+    service.script(&[307]);
+    h.start_signin("retry@contoso.com").await;
+    h.state.dispatcher.wait_idle().await;
+    assert_eq!(service.received().len(), 4);
+    assert_eq!(
+        audit_outcomes(&h, "push_delivery").await.last().unwrap(),
+        "webpush:rejected:http_307"
+    );
+
     service.script(&[500, 500, 500]);
     h.start_signin("retry@contoso.com").await;
     h.state.dispatcher.wait_idle().await;
-    assert_eq!(service.received().len(), 6);
+    assert_eq!(service.received().len(), 7);
     assert_eq!(
         audit_outcomes(&h, "push_delivery").await.last().unwrap(),
         "webpush:failed:http_500"

@@ -11,7 +11,8 @@
 //!
 //! It answers 404 for an unknown subscription, 410 for one the phone dropped, 401/403 for a
 //! bad VAPID header, 400 for a body that does not decrypt, and otherwise a scripted status or
-//! 201 Created. Everything it received is recorded for the tests to check.
+//! 201 Created (a scripted 3xx carries `Location:` back to the same subscription, so a client
+//! that followed redirects would be seen). Everything it received is recorded for the tests.
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +22,8 @@ use authenticator_protocol::webpush::WebPushSubscription;
 use authenticator_protocol::{EcdsaSigner, UnixMillis};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use p256::ecdsa::signature::Verifier;
@@ -275,7 +277,7 @@ async fn receive(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let now_secs = UnixMillis::now().millis() / 1000;
     let mut record = Received {
         subscription: id.clone(),
@@ -318,5 +320,9 @@ async fn receive(
     record.status = status.as_u16();
     s.received.lock().unwrap().push(record);
     s.arrived.notify_waiters();
-    status
+    if status.is_redirection() {
+        let location = format!("{}/push/{id}", s.origin);
+        return (status, [(header::LOCATION, location)]).into_response();
+    }
+    status.into_response()
 }
