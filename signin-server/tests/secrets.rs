@@ -154,6 +154,14 @@ async fn no_numbers_codes_keys_or_tokens_in_audit_or_logs() {
 }
 
 #[test]
+fn words_skip_sql_comments_of_logged_statements_but_keep_their_sql() {
+    let logged = r#"db.statement="\n-- issue 11: fallback 42\nCREATE TABLE t (n INT DEFAULT 42)\n""#;
+    let w = words(logged);
+    assert!(!w.contains(&"11".to_owned()), "{w:?}");
+    assert_eq!(w.iter().filter(|x| *x == "42").count(), 1, "{w:?}");
+}
+
+#[test]
 fn words_skip_counters_but_keep_values() {
     assert_eq!(
         words("http{http_seq=42 route=/x} status=200 ms=7 outcome=apns:sent 2026-11-25T20:42:00Z n=42"),
