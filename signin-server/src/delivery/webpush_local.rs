@@ -326,3 +326,60 @@ async fn receive(
     }
     status.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::webpush::{new_stored_key, VapidKey};
+
+    const ORIGIN: &str = "http://127.0.0.1:9";
+    const SUBJECT: &str = "mailto:ops@contoso.test";
+
+    fn key() -> VapidKey {
+        VapidKey::from_stored(&new_stored_key().unwrap()).unwrap()
+    }
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", authorization.parse().unwrap());
+        h
+    }
+
+    /// The checker the tests rely on refuses each kind of bad VAPID header.
+    #[test]
+    fn the_vapid_check_refuses_what_a_push_service_refuses() {
+        let now = 1_800_000_000u64;
+        let (a, b) = (key(), key());
+        let good = a.authorization(ORIGIN, SUBJECT, now);
+        let v = check_vapid(&headers(&good), ORIGIN, now).unwrap();
+        assert_eq!(v.key, a.public_key());
+        assert_eq!(v.claims["sub"], SUBJECT);
+
+        let token = good
+            .strip_prefix("vapid t=")
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        let mut bad: Vec<(String, &str)> = vec![
+            // Signed by one key, advertised with another.
+            (
+                format!("vapid t={token}, k={}", b.public_key()),
+                "does not verify",
+            ),
+            (a.authorization("http://127.0.0.1:10", SUBJECT, now), "aud"),
+            (a.authorization(ORIGIN, "ops@contoso.test", now), "sub"),
+            (format!("Bearer {token}"), "not the vapid scheme"),
+            (format!("vapid t={token}"), "no k="),
+            (format!("vapid k={}", a.public_key()), "no t="),
+        ];
+        // Expired, and valid for more than 24 hours.
+        bad.push((a.authorization(ORIGIN, SUBJECT, now - 13 * 3600), "exp"));
+        bad.push((a.authorization(ORIGIN, SUBJECT, now + 13 * 3600), "exp"));
+        for (header, why) in bad {
+            let err = check_vapid(&headers(&header), ORIGIN, now).unwrap_err();
+            assert!(err.contains(why), "{header}: {err}");
+        }
+        assert!(check_vapid(&HeaderMap::new(), ORIGIN, now).is_err());
+    }
+}
