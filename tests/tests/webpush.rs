@@ -8,6 +8,7 @@ use std::time::Duration;
 use authenticator_core::{
     web_push_token, AuthenticatorError, Decision, PushKind, PushOutcome, PushRegistration,
 };
+use e2e::proxy::RecordingProxy;
 use e2e::{TestPhone, TestServer};
 use signin_server::delivery::push::{PushConfig, WebPushConfig};
 use signin_server::delivery::webpush_local::LocalPushService;
@@ -96,7 +97,16 @@ async fn a_webpush_phone_is_woken_through_its_push_service_and_approves() {
 #[tokio::test]
 async fn the_core_refuses_a_malformed_webpush_registration_before_any_network() {
     let server = TestServer::start("Contoso").await.unwrap();
-    let link = server.user_with_link(BOBBY, "Bobby Smith").await.unwrap();
+    // The link names a recording proxy in front of the server: it sees every request.
+    let proxy = RecordingProxy::start(&server.base_url).await.unwrap();
+    let pool = server.running.pool();
+    signin_server::accounts::add_user(pool, BOBBY, "Bobby Smith", &[])
+        .await
+        .unwrap();
+    let proxy_url = url::Url::parse(&proxy.base_url).unwrap();
+    let link = signin_server::accounts::registration_link(pool, BOBBY, &proxy_url, 600)
+        .await
+        .unwrap();
     let phone = TestPhone::new().unwrap();
     let sub_key = authenticator_protocol::EcdsaSigner::generate()
         .unwrap()
@@ -126,7 +136,8 @@ async fn the_core_refuses_a_malformed_webpush_registration_before_any_network() 
             "{token:?}: {err:?}"
         );
     }
-    // The code was never sent: it still enrolls the phone.
+    assert!(proxy.exchanges().is_empty(), "nothing was sent");
+    // The code still enrolls the phone.
     let token = format!("{sub_key}.AAAAAAAAAAAAAAAAAAAAAA.https://push.example.net/up/1");
     let account = phone
         .core
