@@ -167,7 +167,9 @@ pub struct PushConfig {
 }
 
 impl PushConfig {
-    /// Builds the configured clients (reading key files now, so a bad path fails at start).
+    /// Builds the configured APNs and FCM clients (reading key files now, so a bad path fails
+    /// at start). Web Push needs the database for its key: [`PushConfig::open_transports`]
+    /// builds every client.
     pub fn transports(&self) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
         let mut out: Vec<Arc<dyn Transport>> = Vec::new();
         if let Some(c) = &self.apns {
