@@ -1,8 +1,8 @@
 //! The `signin-server` binary: the CLI interface other tests rely on.
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 use std::time::Duration;
 
 use authenticator_protocol::enroll::EnrollmentUrl;
@@ -109,28 +109,8 @@ fn admin_commands() {
 fn serve_prints_its_address_and_stops_on_sigterm() {
     let test_db = TestDatabase::create_blocking().unwrap();
     let db = test_db.url.clone();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &db,
-            "--server-name",
-            "Fabrikam",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("signin-server listening on http://")
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .to_owned();
+    let mut server = support::ServerProcess::start(&db, &["--server-name", "Fabrikam"]);
+    let addr = server.addr.clone();
 
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -144,13 +124,13 @@ fn serve_prints_its_address_and_stops_on_sigterm() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             assert!(status.success(), "{status}");
             break;
         }

@@ -9,8 +9,6 @@
 //! (`CRASH_SEED` replays a run).
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authenticator_protocol::sign_in::{Decision, SignedRequestDetails};
@@ -19,59 +17,13 @@ use axum::http::{Request, StatusCode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use support::{harness, respond_uri, Fetched, Harness, Phone, Reply};
+use support::{harness, respond_uri, Fetched, Harness, Phone, Reply, ServerProcess};
 
-const BIN: &str = env!("CARGO_BIN_EXE_signin-server");
+/// Hundreds of sign-ins by one user: no start limit in the way.
+const SERVE_ARGS: [&str; 4] = ["--rate-burst", "100000", "--server-name", "Contoso"];
 const UPN: &str = "bobby@contoso.test";
 /// Kills of the server, each at a random point of one ceremony.
 const KILLS: usize = 40;
-
-/// A `signin-server serve` process on the harness's database.
-struct ServerProcess {
-    child: Child,
-    /// Kept open: the server's stdout (its address line) is a pipe.
-    _stdout: BufReader<ChildStdout>,
-    base: String,
-}
-
-impl ServerProcess {
-    fn start(database: &str) -> ServerProcess {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-            // Hundreds of sign-ins by one user: no start limit in the way.
-            .args(["--rate-burst", "100000", "--server-name", "Contoso"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("signin-server listening on http://")
-            .unwrap_or_else(|| panic!("the server did not start cleanly: {line:?}"))
-            .to_owned();
-        ServerProcess {
-            child,
-            _stdout: stdout,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the server acknowledged before the kill.
 #[derive(Debug, Default)]
@@ -226,8 +178,8 @@ async fn a_server_killed_mid_ceremony_restarts_cleanly_and_loses_no_approval() {
     let mut h = harness().await;
     h.add_user(UPN, &[]).await;
     let database = h.db.url.clone();
-    let mut server = ServerProcess::start(&database);
-    h.remote = Some(server.base.clone());
+    let mut server = ServerProcess::start(&database, &SERVE_ARGS);
+    h.remote = Some(server.base());
     let mut phone = Phone::new();
     phone.enroll(&h, &h.link(UPN, 600).await).await;
     assert_eq!(
@@ -251,8 +203,8 @@ async fn a_server_killed_mid_ceremony_restarts_cleanly_and_loses_no_approval() {
         };
         let (result, ()) = tokio::join!(ceremony(&h, &phone, &mut ack), killer);
         let context = format!("kill {kill} after {delay:?} ({ack:?}, ceremony {result:?})");
-        server = ServerProcess::start(&database);
-        h.remote = Some(server.base.clone());
+        server = ServerProcess::start(&database, &SERVE_ARGS);
+        h.remote = Some(server.base());
         *outcomes
             .entry(settle(&h, &phone, &ack, &context).await)
             .or_default() += 1;

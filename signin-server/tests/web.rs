@@ -1333,6 +1333,18 @@ async fn portal_starts_from_one_ipv6_64_share_one_start_limit() {
 
 // ---- issue 11: devices on the pages ----
 
+impl Browser<'_> {
+    /// Removes a device on the security-info page, as its form does.
+    async fn remove_device(&mut self, account_id: &str) -> Reply {
+        let info = self.get("/me/security-info").await;
+        self.post(
+            "/me/security-info/devices/remove",
+            &[("csrf", &csrf_of(&info)), ("account_id", account_id)],
+        )
+        .await
+    }
+}
+
 /// A phone enrolled for `upn` without phone sign-in (so the password still signs in, mode any).
 async fn push_only_phone(h: &Harness, upn: &str) -> Phone {
     let mut phone = Phone::new();
@@ -1368,16 +1380,7 @@ async fn a_user_sees_their_devices_and_removes_one_which_is_refused_at_once() {
     let mut eve = Browser::new(&h);
     eve.sign_in_with_password("eve@contoso.test", PASSWORD)
         .await;
-    let eve_info = eve.get("/me/security-info").await;
-    let r = eve
-        .post(
-            "/me/security-info/devices/remove",
-            &[
-                ("csrf", &csrf_of(&eve_info)),
-                ("account_id", b.account().as_str()),
-            ],
-        )
-        .await;
+    let r = eve.remove_device(b.account().as_str()).await;
     assert!(text(&r).contains("No such device"), "{}", text(&r));
     // Without the session's CSRF token nothing happens.
     let r = bob
@@ -1393,15 +1396,7 @@ async fn a_user_sees_their_devices_and_removes_one_which_is_refused_at_once() {
         "a still enrolled"
     );
 
-    let r = bob
-        .post(
-            "/me/security-info/devices/remove",
-            &[
-                ("csrf", &csrf_of(&info)),
-                ("account_id", a.account().as_str()),
-            ],
-        )
-        .await;
+    let r = bob.remove_device(a.account().as_str()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(text(&r).contains("Device removed"), "{}", text(&r));
     assert!(!text(&r).contains(a.account().as_str()));
@@ -1565,16 +1560,7 @@ async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new
     );
 
     // The old phone is removed on the same page.
-    let info = b.get("/me/security-info").await;
-    let r = b
-        .post(
-            "/me/security-info/devices/remove",
-            &[
-                ("csrf", &csrf_of(&info)),
-                ("account_id", old.account().as_str()),
-            ],
-        )
-        .await;
+    let r = b.remove_device(old.account().as_str()).await;
     assert!(text(&r).contains("Device removed"), "{}", text(&r));
     assert_ne!(old.poll(&h, 0).await.status, StatusCode::OK);
 

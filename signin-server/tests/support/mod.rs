@@ -418,6 +418,61 @@ pub fn other_number(n: &str, k: u8) -> String {
     w.to_string()
 }
 
+/// A `signin-server serve` process on `database` (`crash.rs`, `cli.rs`): a free loopback port,
+/// its address read from the first line it prints. Killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    /// Kept open: the server's stdout (its address line) is a pipe.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// `host:port`
+    pub addr: String,
+}
+
+impl ServerProcess {
+    pub fn start(database: &str, extra_args: &[&str]) -> ServerProcess {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_signin-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("signin-server listening on http://")
+            .unwrap_or_else(|| panic!("the server did not start cleanly: {line:?}"))
+            .to_owned();
+        ServerProcess {
+            child,
+            _stdout: stdout,
+            addr,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Looking for a run's secrets in captured logs and audit text (`secrets.rs`, `log_scan.rs`).
 pub mod scan {
     use std::sync::{Arc, Mutex};
