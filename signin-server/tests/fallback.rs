@@ -604,8 +604,20 @@ fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
             Outcome::Locked
         );
     });
+    let (ok, shown, _) = run(&["admin", "user", "show", "--upn", upn]);
+    assert!(
+        ok && shown.contains(
+            "offline fallback: backup codes 0 of 0 unused, locked after 10 wrong codes in a row"
+        ),
+        "{shown}"
+    );
     let (ok, out, _) = run(&["admin", "fallback", "unlock", "--upn", upn]);
     assert!(ok && out.contains("fallback tries reset"), "{out}");
+    let (_, shown, _) = run(&["admin", "user", "show", "--upn", upn]);
+    assert!(
+        shown.contains("backup codes 0 of 0 unused, 0 wrong codes in a row"),
+        "{shown}"
+    );
     let (ok, _, err) = run(&[
         "admin",
         "fallback",

@@ -202,6 +202,21 @@ pub async fn create_backup_codes(
     Ok(codes)
 }
 
+/// The line `admin user show` prints about the user's offline fallback: unused backup codes,
+/// and failures in a row (locked past the bound).
+pub async fn status_line(pool: &Pool, upn: &str) -> Result<String, AppError> {
+    let (unused, total) = backup_codes::counts(pool, upn).await?;
+    let failures = db::consecutive_failures(pool, upn).await?;
+    let tries = if failures >= MAX_CONSECUTIVE_FAILURES {
+        format!("locked after {failures} wrong codes in a row (admin fallback unlock --upn …)")
+    } else {
+        format!("{failures} wrong codes in a row")
+    };
+    Ok(format!(
+        "offline fallback: backup codes {unused} of {total} unused, {tries}"
+    ))
+}
+
 /// Ends a fallback lock (admin; audited). Whether there was anything to reset.
 pub async fn unlock(pool: &Pool, upn: &str) -> anyhow::Result<bool> {
     let reset = db::reset_tries(pool, upn).await?;

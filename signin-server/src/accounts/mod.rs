@@ -212,6 +212,7 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
             r.strikes
         )?;
     }
+    writeln!(out, "{}", fallback::status_line(pool, upn).await?)?;
     let devices = store::devices::of_user(pool, upn).await?;
     if devices.is_empty() {
         writeln!(out, "devices: none")?;

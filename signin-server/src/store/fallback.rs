@@ -243,6 +243,17 @@ pub async fn take_try(
     }
 }
 
+/// Failures in a row of `upn`'s fallback tries (0 without any).
+pub async fn consecutive_failures(pool: &Pool, upn: &str) -> StoreResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT consecutive FROM fallback_tries WHERE upn = $1")
+            .bind(upn)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
 /// A try that succeeded: the failure counts start again.
 pub async fn give_back_try(pool: &Pool, upn: &str) -> StoreResult<()> {
     sqlx::query("UPDATE fallback_tries SET window_tries = 0, consecutive = 0 WHERE upn = $1")
