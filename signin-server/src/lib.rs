@@ -14,6 +14,9 @@ pub mod sign_in;
 pub mod state;
 pub mod store;
 pub mod web;
+/// A local Web Push service for tests (an HTTP server, so not under `delivery/`).
+#[cfg(feature = "testing")]
+pub mod webpush_local;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! Web Push delivery (RFC 8030, RFC 8291 encryption, RFC 8292 VAPID) against a local push
 //! service that checks the VAPID token and decrypts every message with the subscription's
-//! private key and auth secret (`signin_server::delivery::webpush_local`).
+//! private key and auth secret (`signin_server::webpush_local`).
 mod endpoints;
 mod support;
 
@@ -13,8 +13,8 @@ use endpoints::{audit_outcomes, fast_retry, stale_reason};
 use serde_json::json;
 use signin_server::delivery::push::{RetryPolicy, WebPushClient, WebPushConfig};
 use signin_server::delivery::webpush::VapidKey;
-use signin_server::delivery::webpush_local::LocalPushService;
 use signin_server::store;
+use signin_server::webpush_local::LocalPushService;
 
 use support::*;
 

@@ -11,7 +11,7 @@ use authenticator_core::{
 use e2e::proxy::RecordingProxy;
 use e2e::{TestPhone, TestServer};
 use signin_server::delivery::push::{PushConfig, WebPushConfig};
-use signin_server::delivery::webpush_local::LocalPushService;
+use signin_server::webpush_local::LocalPushService;
 
 const BOBBY: &str = "bobby@contoso.test";
 

@@ -8,8 +8,6 @@ pub mod fcm;
 pub mod jwt;
 pub mod push;
 pub mod webpush;
-#[cfg(feature = "testing")]
-pub mod webpush_local;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -29,7 +29,7 @@ use axum::Router;
 use p256::ecdsa::signature::Verifier;
 use serde_json::Value;
 
-use super::jwt::decode;
+use crate::delivery::jwt::decode;
 
 /// One subscription's private half (what the phone keeps).
 struct Sub {
