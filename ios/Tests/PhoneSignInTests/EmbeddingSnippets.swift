@@ -39,3 +39,17 @@ func answer(_ phone: PhoneSignIn, _ request: PendingRequest, askNumber: (Pending
     }
 }
 // end-snippet
+
+// snippet:swift-totp
+/// Open with a secret store (`KeychainSecretStore()`) to keep offline-fallback codes.
+func openWithFallback(appGroup: URL, keys: DeviceKeyStore, secrets: SecretStore) throws -> PhoneSignIn {
+    try PhoneSignIn(dataDirectory: appGroup.appendingPathComponent("phonesignin"), keyStore: keys, secretStore: secrets)
+}
+
+/// When the phone cannot approve: the account's current code, which the user types on the sign-in page.
+func fallbackCode(_ phone: PhoneSignIn, accountId: String) async throws -> String? {
+    guard let totp = try phone.totpAccounts().first(where: { $0.accountId == accountId }) else { return nil }
+    let code = try await phone.totpCode(totp)
+    return "\(code.code) (\(code.secondsRemaining) s left)"
+}
+// end-snippet

@@ -3,6 +3,7 @@ package org.phonesignin.android
 import org.phonesignin.core.AuthenticatorException
 import org.phonesignin.core.DeviceKeyStore
 import org.phonesignin.core.PendingRequest
+import org.phonesignin.core.SecretStore
 
 // The Kotlin snippets of docs/EMBEDDING.md: compiled with -Werror by `cargo xtask kotlin-test`,
 // copied into the document by `cargo xtask bindings` (checked with --check).
@@ -37,5 +38,18 @@ suspend fun answer(phone: PhoneSignIn, request: PendingRequest, askNumber: suspe
     } catch (e: AuthenticatorException.RequestExpired) {
         // tell the user the sign-in timed out
     }
+}
+// end-snippet
+
+// snippet:kotlin-totp
+/** Open with a secret store ([secrets]: `AndroidKeystoreSecretStore()`) to keep offline-fallback codes. */
+fun openWithFallback(filesDir: String, keys: DeviceKeyStore, secrets: SecretStore): PhoneSignIn =
+    PhoneSignIn("$filesDir/phonesignin", keys, secrets)
+
+/** When the phone cannot approve: the account's current code, which the user types on the sign-in page. */
+suspend fun fallbackCode(phone: PhoneSignIn, accountId: String): String? {
+    val totp = phone.totpAccounts().firstOrNull { it.accountId == accountId } ?: return null
+    val code = phone.totpCode(totp)
+    return "${code.code} (${code.secondsRemaining} s left)"
 }
 // end-snippet
