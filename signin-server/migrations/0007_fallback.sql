@@ -1,4 +1,4 @@
--- Offline fallback (issue 11): a TOTP secret per enrolled device, backup codes, and the
+-- Offline fallback: a TOTP secret per enrolled device, backup codes, and the
 -- bound on fallback tries. Portable SQL (SQLite and PostgreSQL).
 
 -- One TOTP secret per device (account), given to the phone at enrollment (PROTOCOL.md §5.2).
