@@ -99,6 +99,38 @@ func referenceCode(secret: Data, secs: UInt64) -> String {
         #expect(throws: AuthenticatorError.UnknownTotpAccount) { try phone.removeTotpAccount(github) }
     }
 
+    /// Hostile text through the TOTP methods of the raw core (SECURITY row 34): each call returns
+    /// or throws the typed error that input can cause, never a panic or another error.
+    @Test func hostileTextThroughTheTotpMethodsIsTypedNeverAPanic() async throws {
+        let tally = HostileTally()
+        let phone = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore(),
+                                    secretStore: HandleSecretStore())
+        for text in hostileText {
+            let short = String(text.prefix(16))
+            await hostile(tally, "addTotpAccount(\(short))", allowed: ["InvalidTotpUri"]) {
+                try await phone.addTotpAccount(uri: text)
+            }
+            await hostile(tally, "addTotpAccount(label \(short))", allowed: ["InvalidTotpUri"]) {
+                try await phone.addTotpAccount(uri: "otpauth://totp/\(text)?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+            }
+            await hostile(tally, "totpCode(\(short))", allowed: ["UnknownTotpAccount"]) {
+                try await phone.core.totpCode(totpId: text)
+            }
+            await hostile(tally, "removeTotpAccount(\(short))", allowed: ["UnknownTotpAccount"]) {
+                try phone.core.removeTotpAccount(totpId: text)
+            }
+        }
+        for account in try phone.totpAccounts() {
+            #expect(!(account.issuer + account.accountName).unicodeScalars.contains { $0.properties.generalCategory == .control })
+            let code = try await phone.totpCode(account)
+            let digits = code.code.allSatisfy { $0.isNumber }
+            #expect(digits)
+        }
+        #expect(tally.outcomes["PANIC"] == nil && tally.outcomes["untyped"] == nil)
+        #expect(tally.calls >= 4 * hostileText.count)
+        tally.report("TOTP")
+    }
+
     @Test func badUrisAndMissingOrFailingSecretStoresAreTypedErrors() async throws {
         let phone = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore(),
                                     secretStore: HandleSecretStore())

@@ -137,6 +137,48 @@ class TotpTest {
         }
     }
 
+    /**
+     * Hostile text through the TOTP methods of the raw core (SECURITY row 34): each call returns or
+     * throws the typed error that input can cause, never a panic or another throwable.
+     */
+    @Test
+    fun hostileTextThroughTheTotpMethodsIsTypedNeverAPanic(): Unit = runBlocking {
+        PhoneSignIn(dataDir(), JcaKeyStore(), JcaSecretStore()).use { phone ->
+            val core = phone.core
+            var calls = 0
+            suspend fun expect(what: String, allowed: Set<String>, block: suspend () -> Unit) {
+                calls++
+                try {
+                    block()
+                } catch (e: java.nio.charset.CharacterCodingException) {
+                    // An unpaired surrogate is not text: the raw bindings refuse it before the core
+                    // runs (the facade turns it into InvalidTotpUri).
+                    assertTrue(what.startsWith("totpCode") || what.startsWith("removeTotpAccount"), what)
+                } catch (e: AuthenticatorException) {
+                    val name = e::class.simpleName ?: "?"
+                    assertTrue(name in allowed, "$what threw $name (${e.message}); expected one of $allowed")
+                } catch (e: org.phonesignin.core.InternalException) {
+                    throw AssertionError("a Rust panic crossed the FFI boundary in $what", e)
+                }
+            }
+            for (text in HostileInputTest.HOSTILE_TEXT) {
+                val short = text.take(16)
+                expect("addTotpAccount($short)", setOf("InvalidTotpUri")) { phone.addTotpAccount(text) }
+                expect("addTotpAccount(label $short)", setOf("InvalidTotpUri")) {
+                    phone.addTotpAccount("otpauth://totp/$text?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+                }
+                expect("totpCode($short)", setOf("UnknownTotpAccount")) { core.totpCode(text) }
+                expect("removeTotpAccount($short)", setOf("UnknownTotpAccount")) { core.removeTotpAccount(text) }
+            }
+            // Whatever was accepted has plain labels and shows codes.
+            for (t in phone.totpAccounts()) {
+                assertTrue((t.issuer + t.accountName).none { it.isISOControl() }, t.accountName.take(40))
+                assertTrue(phone.totpCode(t).code.all { it.isDigit() })
+            }
+            assertTrue(calls >= 4 * HostileInputTest.HOSTILE_TEXT.size)
+        }
+    }
+
     companion object {
         private lateinit var server: SigninServer
 
