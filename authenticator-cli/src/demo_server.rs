@@ -42,6 +42,7 @@ impl DemoServer {
             number_matching: Some(true),
             show_app_name: Some(true),
             show_location: Some(true),
+            new_device_approval: None,
             number_length: None,
         };
         accounts::set_policy(self.running.pool(), &update).await?;

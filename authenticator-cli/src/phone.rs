@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use authenticator_core::{
     AccountSummary, Authenticator, AuthenticatorError, Decision, PendingRequest, PushKind,
-    PushRegistration, SoftwareKeyStore, WrappingKeySource,
+    PushRegistration, RequestKind, SoftwareKeyStore, WrappingKeySource,
 };
 use serde_json::json;
 
@@ -288,10 +288,16 @@ impl Phone {
 }
 
 pub fn describe_request(r: &PendingRequest) -> String {
-    let mut s = format!(
-        "{}  sign-in to {} as {}",
-        r.request_id, r.server_name, r.upn
-    );
+    let mut s = match &r.device_name {
+        Some(device) => format!(
+            "{}  NEW DEVICE {device:?} added to {} at {}: was this you? (approve / deny)",
+            r.request_id, r.upn, r.server_name
+        ),
+        None => format!(
+            "{}  sign-in to {} as {}",
+            r.request_id, r.server_name, r.upn
+        ),
+    };
     if let Some(app) = &r.app_name {
         s.push_str(&format!("  app: {app}"));
     }
@@ -319,7 +325,12 @@ fn account_json(a: &AccountSummary) -> serde_json::Value {
 fn request_json(r: &PendingRequest) -> serde_json::Value {
     json!({
         "request_id": r.request_id, "account_id": r.account_id, "upn": r.upn, "server_name": r.server_name,
-        "kind": format!("{:?}", r.kind).to_lowercase(), "app_name": r.app_name, "location": r.location,
+        "kind": match r.kind {
+            RequestKind::Passwordless => "passwordless",
+            RequestKind::Push => "push",
+            RequestKind::NewDevice => "new_device",
+        },
+        "app_name": r.app_name, "location": r.location, "device_name": r.device_name,
         "number_matching": r.number_matching, "number_length": r.number_length,
         "created_at_ms": r.created_at_ms, "expires_at_ms": r.expires_at_ms,
     })

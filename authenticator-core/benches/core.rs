@@ -53,6 +53,7 @@ fn details() -> RequestDetails {
         server_name: "Contoso".into(),
         app_name: Some("Contoso Mail".into()),
         location: Some("Seattle, Washington, US".into()),
+        device_name: None,
         number_matching: true,
         number_length: 2,
         nonce: b64(&[7u8; 32]),

@@ -638,6 +638,7 @@ impl FakeServer {
             server_name: self.name.clone(),
             app_name: Some(app_name.into()),
             location: Some("Seattle, US".into()),
+            device_name: None,
             number_matching,
             number_length,
             nonce: b64(&random32()),

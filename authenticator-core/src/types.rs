@@ -92,6 +92,9 @@ pub enum RequestKind {
     Passwordless,
     /// Second factor after a password.
     Push,
+    /// A device was added to the account (`PendingRequest::device_name`): "was this you?".
+    /// Approve if it was; deny (or report) removes it from the account.
+    NewDevice,
 }
 
 impl From<WireKind> for RequestKind {
@@ -99,6 +102,7 @@ impl From<WireKind> for RequestKind {
         match k {
             WireKind::Passwordless => RequestKind::Passwordless,
             WireKind::Push => RequestKind::Push,
+            WireKind::NewDevice => RequestKind::NewDevice,
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct PendingRequest {
     pub kind: RequestKind,
     pub app_name: Option<String>,
     pub location: Option<String>,
+    /// On a `NewDevice` request: the added device's name.
+    pub device_name: Option<String>,
     pub number_matching: bool,
     /// How many digits the number has (2 to 6): the input to show.
     pub number_length: u8,
@@ -134,6 +140,7 @@ impl From<&authenticator_protocol::sign_in::RequestDetails> for PendingRequest {
             kind: d.kind.into(),
             app_name: d.app_name.as_deref().map(shown),
             location: d.location.as_deref().map(shown),
+            device_name: d.device_name.as_deref().map(shown),
             number_matching: d.number_matching,
             number_length: d.number_length,
             created_at_ms: d.created_at.millis(),

@@ -15,6 +15,11 @@ pub enum RequestKind {
     Passwordless,
     /// Second factor after a password.
     Push,
+    /// A device was added to the user's account (`device_name` says which): the user's other
+    /// devices are asked "was this you?". Approve confirms it (and activates the device when
+    /// the policy holds new devices for approval); deny or report removes it (§5.8).
+    #[serde(rename = "new_device")]
+    NewDevice,
 }
 
 /// The details of a sign-in request, exactly as the server serializes and signs them. The phone
@@ -32,6 +37,9 @@ pub struct RequestDetails {
     pub app_name: Option<String>,
     /// Present only when the policy shows the location.
     pub location: Option<String>,
+    /// The added device's name, on a `new_device` request only (omitted otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
     /// Whether the user must type the number shown on the sign-in screen.
     pub number_matching: bool,
     /// How many digits that number has (2 to 6: the policy's length, raised with the user's
@@ -145,7 +153,11 @@ impl Decision {
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 2] = [RequestKind::Passwordless, RequestKind::Push];
+    pub const ALL: [RequestKind; 3] = [
+        RequestKind::Passwordless,
+        RequestKind::Push,
+        RequestKind::NewDevice,
+    ];
 }
 
 impl Decision {
@@ -174,7 +186,7 @@ pub struct KeyNotAllowed;
 /// | decision  | kind           | key                                                    |
 /// |-----------|----------------|--------------------------------------------------------|
 /// | `approve` | `passwordless` | passwordless; [`KeyNotAllowed`] when there is none     |
-/// | `approve` | `push`         | passwordless when the account has one, else device     |
+/// | `approve` | `push`, `new_device` | passwordless when the account has one, else device |
 /// | `deny`, `report` | either  | device                                                 |
 pub fn response_key_role(
     kind: RequestKind,
@@ -184,7 +196,9 @@ pub fn response_key_role(
     match (decision, kind, has_passwordless_key) {
         (Decision::Approve, _, true) => Ok(KeyRole::Passwordless),
         (Decision::Approve, RequestKind::Passwordless, false) => Err(KeyNotAllowed),
-        (Decision::Approve, RequestKind::Push, false) => Ok(KeyRole::Device),
+        (Decision::Approve, RequestKind::Push | RequestKind::NewDevice, false) => {
+            Ok(KeyRole::Device)
+        }
         (Decision::Deny | Decision::Report, _, _) => Ok(KeyRole::Device),
     }
 }
@@ -319,6 +333,7 @@ mod tests {
             server_name: "Contoso".into(),
             app_name: Some("My Apps".into()),
             location: None,
+            device_name: None,
             number_matching: true,
             number_length: 2,
             nonce: b64(&[7u8; 32]),
@@ -411,8 +426,8 @@ mod tests {
         ) {
             (RequestKind::Passwordless, Approve, true) => Ok(Passwordless),
             (RequestKind::Passwordless, Approve, false) => Err(KeyNotAllowed),
-            (RequestKind::Push, Approve, true) => Ok(Passwordless),
-            (RequestKind::Push, Approve, false) => Ok(Device),
+            (RequestKind::Push | RequestKind::NewDevice, Approve, true) => Ok(Passwordless),
+            (RequestKind::Push | RequestKind::NewDevice, Approve, false) => Ok(Device),
             (_, Deny | Report, _) => Ok(Device),
         };
         let mut combinations = 0;
@@ -428,7 +443,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(combinations, 12);
+        assert_eq!(combinations, 18);
         // The rows spelled out once more, as the table reads.
         assert_eq!(
             response_key_role(RequestKind::Passwordless, Approve, false),

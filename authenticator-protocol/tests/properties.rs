@@ -243,6 +243,7 @@ impl Message for RequestDetails {
         server_name,
         app_name,
         location,
+        device_name,
         number_matching,
         number_length,
         nonce,
@@ -416,7 +417,8 @@ impl Tweak for RequestKind {
     fn tweaked(&self) -> Self {
         match self {
             RequestKind::Passwordless => RequestKind::Push,
-            RequestKind::Push => RequestKind::Passwordless,
+            RequestKind::Push => RequestKind::NewDevice,
+            RequestKind::NewDevice => RequestKind::Passwordless,
         }
     }
 }
@@ -583,12 +585,13 @@ fn request_details() -> BoxedStrategy<RequestDetails> {
             adversarial_text(),
             prop::option::of(adversarial_text()),
             prop::option::of(adversarial_text()),
+            prop::option::of(adversarial_text()),
         ),
         (any::<bool>(), 2u8..=6, bytes32(), millis(), millis()),
     )
         .prop_map(
             |(
-                (request_id, account_id, kind, upn, server_name, app_name, location),
+                (request_id, account_id, kind, upn, server_name, app_name, location, device_name),
                 (number_matching, number_length, nonce, created_at, expires_at),
             )| RequestDetails {
                 v: 1,
@@ -599,6 +602,7 @@ fn request_details() -> BoxedStrategy<RequestDetails> {
                 server_name,
                 app_name,
                 location,
+                device_name,
                 number_matching,
                 number_length,
                 nonce: b64(&nonce),

@@ -47,6 +47,7 @@ pub fn measure() -> Bound {
         server_name: "Contoso".into(),
         app_name: Some("Load test".into()),
         location: Some("Unknown location".into()),
+        device_name: None,
         number_matching: true,
         number_length: 2,
         nonce: b64(&[7u8; 32]),

@@ -31,6 +31,8 @@ pub enum Event {
     ApplicationAdded,
     ApplicationRemoved,
     DeviceRemoved,
+    /// Another of the user's devices approved a device that awaited approval.
+    DeviceApproved,
     TemporaryPassIssued,
     TemporaryPassUsed,
     /// A fallback sign-in try (TOTP or backup code); the outcome names the method and result.
@@ -64,6 +66,7 @@ impl Event {
             Event::ApplicationAdded => "application_added",
             Event::ApplicationRemoved => "application_removed",
             Event::DeviceRemoved => "device_removed",
+            Event::DeviceApproved => "device_approved",
             Event::TemporaryPassIssued => "temporary_pass_issued",
             Event::TemporaryPassUsed => "temporary_pass_used",
             Event::FallbackUsed => "fallback_used",

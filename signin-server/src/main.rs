@@ -234,6 +234,9 @@ enum PolicyCommand {
         /// Digits of the sign-in number, 2 to 6 (default 2); an elevated user risk raises it.
         #[arg(long)]
         number_length: Option<u8>,
+        /// `on`: a new device waits until one of the user's other devices approves it.
+        #[arg(long, value_parser = on_off)]
+        new_device_approval: Option<bool>,
     },
     /// Print the policy.
     Show,
@@ -355,6 +358,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                     show_app_name,
                     show_location,
                     number_length,
+                    new_device_approval,
                 },
         } => {
             let p = accounts::set_policy(
@@ -367,6 +371,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                     show_app_name,
                     show_location,
                     number_length,
+                    new_device_approval,
                 },
             )
             .await?;

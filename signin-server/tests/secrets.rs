@@ -155,7 +155,8 @@ async fn no_numbers_codes_keys_or_tokens_in_audit_or_logs() {
 
 #[test]
 fn words_skip_sql_comments_of_logged_statements_but_keep_their_sql() {
-    let logged = r#"db.statement="\n-- issue 11: fallback 42\nCREATE TABLE t (n INT DEFAULT 42)\n""#;
+    let logged =
+        r#"db.statement="\n-- issue 11: fallback 42\nCREATE TABLE t (n INT DEFAULT 42)\n""#;
     let w = words(logged);
     assert!(!w.contains(&"11".to_owned()), "{w:?}");
     assert_eq!(w.iter().filter(|x| *x == "42").count(), 1, "{w:?}");

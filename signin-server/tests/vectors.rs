@@ -79,6 +79,7 @@ impl Vectors {
                 .unwrap()
                 .to_owned(),
             details: text,
+            subject_account_id: None,
         }
     }
 }

@@ -247,6 +247,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         show_app_name: true,
         show_location: false,
         number_length: 4,
+        new_device_approval: false,
     };
     assert_eq!(policy::load(&pool).await?, expected);
     b.shot("admin-policy-saved").await?;

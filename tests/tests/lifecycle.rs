@@ -49,3 +49,45 @@ async fn removing_the_account_on_the_phone_removes_the_device_on_the_server() {
     let refused = server.start_sign_in_raw(BOBBY).await.unwrap();
     assert!(refused["id"].is_null(), "{refused}");
 }
+
+#[tokio::test]
+async fn the_first_phone_is_asked_about_a_second_and_denying_removes_it() {
+    use authenticator_core::{Decision, RequestKind};
+    let server = TestServer::start("Contoso").await.unwrap();
+    let link = server.user_with_link(BOBBY, "Bobby Smith").await.unwrap();
+    let first = TestPhone::new().unwrap();
+    first.enroll_passwordless(&link).await.unwrap();
+    let intruder = TestPhone::new().unwrap();
+    let stolen = intruder
+        .enroll_passwordless(&server.link(BOBBY).await.unwrap())
+        .await
+        .unwrap();
+
+    // The first phone is asked, with the new device's name; the intruder is not.
+    let asked = first.core.poll(10).await.unwrap();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let notice = &asked[0];
+    assert_eq!(notice.kind, RequestKind::NewDevice);
+    assert_eq!(notice.device_name.as_deref(), Some("Test phone"));
+    assert!(!notice.number_matching);
+    assert!(intruder.core.poll(0).await.unwrap().is_empty());
+
+    // "No, that wasn't me": the new device is removed on the server at once.
+    assert_eq!(
+        first
+            .core
+            .deny(notice.account_id.clone(), notice.request_id.clone())
+            .await
+            .unwrap(),
+        Decision::Denied
+    );
+    let left = signin_server::store::devices::of_user(server.running.pool(), BOBBY)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].account_id, stolen.account_id);
+    assert!(
+        intruder.core.poll(0).await.is_err(),
+        "the intruder is refused"
+    );
+}

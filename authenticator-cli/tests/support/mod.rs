@@ -42,6 +42,7 @@ pub async fn setup_with(config: ServeConfig) -> Setup {
         number_matching: Some(true),
         show_app_name: Some(true),
         show_location: Some(true),
+        new_device_approval: None,
         number_length: None,
     };
     accounts::set_policy(server.pool(), &update).await.unwrap();

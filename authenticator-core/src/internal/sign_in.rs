@@ -184,11 +184,19 @@ pub(crate) async fn answer(
     // Every approval is signed only after the user passed verification for that signature
     // (whichever key signs it); deny and report need none.
     let signature = if decision == WireDecision::Approve {
-        let prompt = format!(
-            "Approve sign-in to {} as {}",
-            text::escape(&details.server_name),
-            text::escape(&details.upn)
-        );
+        let prompt = match (details.kind, &details.device_name) {
+            (authenticator_protocol::sign_in::RequestKind::NewDevice, Some(name)) => format!(
+                "Approve the new device {} for {} at {}",
+                text::escape(name),
+                text::escape(&details.upn),
+                text::escape(&details.server_name)
+            ),
+            _ => format!(
+                "Approve sign-in to {} as {}",
+                text::escape(&details.server_name),
+                text::escape(&details.upn)
+            ),
+        };
         core.sign_verified(alias, response.signed_bytes(), prompt)
             .await?
     } else {

@@ -942,6 +942,7 @@ mod tests {
             server_name: account.server_name.clone(),
             app_name: None,
             location: None,
+            device_name: None,
             number_matching: true,
             number_length: 2,
             nonce: authenticator_protocol::encoding::b64(&[7u8; 32]),

@@ -15,8 +15,14 @@ public struct SignInNotificationContent: Equatable, Sendable {
 
     public init(request: PendingRequest) {
         requestId = request.requestId
-        title = request.kind == .passwordless ? "Approve sign-in?" : "Approve sign-in request?"
-        var lines = [request.upn]
+        switch request.kind {
+        case .passwordless: title = "Approve sign-in?"
+        case .push: title = "Approve sign-in request?"
+        case .newDevice: title = "New device added. Was this you?"
+        }
+        var lines = [String]()
+        if let device = request.deviceName { lines.append("Device: \(device)") }
+        lines.append(request.upn)
         if let app = request.appName { lines.append("App: \(app)") }
         if let location = request.location { lines.append("Location: \(location)") }
         lines.append(request.serverName)

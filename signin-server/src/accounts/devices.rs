@@ -28,6 +28,9 @@ pub fn line(d: &DeviceSummary) -> String {
         ),
         None => write!(out, " ok"),
     };
+    if d.awaiting_approval {
+        out.push_str("; AWAITING APPROVAL");
+    }
     let _ = match d.last_used_at {
         Some(at) => write!(out, "; last used {}", crate::rfc3339(at)),
         None => write!(out, "; never used"),
@@ -66,6 +69,8 @@ pub enum Remover {
     User,
     /// The phone itself, when the account is removed from it (`DELETE /api/v1/device`).
     Device,
+    /// Another of the user's devices said "this wasn't me" about it (a `new_device` request).
+    OtherDevice,
 }
 
 impl Remover {
@@ -74,6 +79,7 @@ impl Remover {
             Remover::Admin => "by_admin",
             Remover::User => "by_user",
             Remover::Device => "by_device",
+            Remover::OtherDevice => "by_other_device",
         }
     }
 }

@@ -115,6 +115,10 @@ pub async fn complete(
 
     // Atomically: use the code (only if still unused with this challenge) and register.
     let account_id = AccountId::random();
+    let hold_for_approval = crate::sign_in::policy::load(&state.pool)
+        .await
+        .map_err(AppError::Internal)?
+        .new_device_approval;
     let enrolled = codes::use_code_and_enroll(
         &state.pool,
         &hash,
@@ -128,6 +132,7 @@ pub async fn complete(
             push_token: &proof.push_token,
             device_name: &proof.device_name,
             enrolled_at: to_db_ms(UnixMillis::now()),
+            hold_for_approval,
         },
     )
     .await?;
@@ -155,6 +160,8 @@ pub async fn complete(
     )
     .await?;
     tracing::info!(account_id = %account_id, "device enrolled");
+    // The user's other devices are asked "was this you?" (PROTOCOL.md §5.8).
+    crate::sign_in::notify_new_device(state, &upn, &account_id, &proof.device_name).await?;
     Ok(EnrollCompleteResponse {
         account_id,
         totp_uri: Some(totp_uri.to_string()),

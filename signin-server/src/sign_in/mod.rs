@@ -126,6 +126,8 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     let allowed = match s.kind {
         RequestKind::Passwordless => policy.allows_passwordless_for(&groups),
         RequestKind::Push => policy.allows_push_for(&groups),
+        // Only the server sends these, on an enrollment (`notify_new_device`).
+        RequestKind::NewDevice => false,
     };
     if !allowed {
         return Err(AppError::PolicyDisabled);
@@ -145,58 +147,111 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
 
     let number_length = elevation.number_digits(policy.number_length);
     let number = random_number(number_length);
-    let created_at = UnixMillis::now();
-    let expires_at = created_at.plus_secs(state.settings.request_ttl_secs);
+    let expires_at = UnixMillis::now().plus_secs(state.settings.request_ttl_secs);
     let location = policy
         .show_location
         .then(|| state.locator.locate(s.client_ip));
     // Phone sign-in always uses number matching, whatever the policy says.
     let number_matching = s.kind == RequestKind::Passwordless || policy.number_matching;
+    let signin_id = send_requests(
+        state,
+        &Outgoing {
+            upn,
+            client_id: &s.application.client_id,
+            kind: s.kind,
+            accounts,
+            app_name: policy.show_app_name.then(|| s.application.name.clone()),
+            location,
+            device_name: None,
+            subject: None,
+            number: &number,
+            number_matching,
+            number_length,
+            expires_at,
+            replaces: s.replaces,
+        },
+    )
+    .await?;
+    Ok(Started {
+        id: signin_id,
+        number,
+        expires_at,
+    })
+}
+
+/// What one sign-in (or new-device notice) sends: one request per account in `accounts`,
+/// sharing everything but the id, the nonce and the account the signed details name.
+struct Outgoing<'a> {
+    upn: &'a str,
+    client_id: &'a str,
+    kind: RequestKind,
+    accounts: Vec<AccountId>,
+    app_name: Option<String>,
+    location: Option<String>,
+    device_name: Option<String>,
+    /// The device a `new_device` request asks about.
+    subject: Option<&'a str>,
+    number: &'a str,
+    number_matching: bool,
+    number_length: u8,
+    expires_at: UnixMillis,
+    replaces: Option<&'a str>,
+}
+
+/// Signs, stores (one transaction) and pushes the requests of `o`; audited per device.
+/// Returns the id of the first request (the sign-in's id).
+async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, AppError> {
+    let created_at = UnixMillis::now();
     struct Prepared {
         id: RequestId,
         account_id: AccountId,
         signed: SignedRequestDetails,
         nonce: String,
     }
-    let mut prepared = Vec::with_capacity(accounts.len());
-    for account_id in accounts {
+    let mut prepared = Vec::with_capacity(o.accounts.len());
+    for account_id in &o.accounts {
         let id = RequestId::random();
         let nonce = b64(&random_bytes::<32>()?);
         let details = RequestDetails {
             v: PROTOCOL_VERSION,
             request_id: id.clone(),
             account_id: account_id.clone(),
-            kind: s.kind,
-            upn: upn.to_owned(),
+            kind: o.kind,
+            upn: o.upn.to_owned(),
             server_name: state.settings.server_name.clone(),
-            app_name: policy.show_app_name.then(|| s.application.name.clone()),
-            location: location.clone(),
-            number_matching,
-            number_length,
+            app_name: o.app_name.clone(),
+            location: o.location.clone(),
+            device_name: o.device_name.clone(),
+            number_matching: o.number_matching,
+            number_length: o.number_length,
             nonce: nonce.clone(),
             created_at,
-            expires_at,
+            expires_at: o.expires_at,
         };
         prepared.push(Prepared {
             signed: SignedRequestDetails::sign(&details, &state.signer),
             id,
-            account_id,
+            account_id: account_id.clone(),
             nonce,
         });
     }
-    let signin_id = prepared[0].id.clone();
+    let signin_id = prepared
+        .first()
+        .map(|p| p.id.clone())
+        .ok_or(AppError::NotPasswordlessCapable)?;
     let superseded = requests::insert_sign_in(
         &state.pool,
         &NewSignIn {
             signin_id: signin_id.as_str(),
-            client_id: &s.application.client_id,
-            upn,
-            kind: s.kind,
-            number: &number,
-            number_matching,
+            client_id: o.client_id,
+            upn: o.upn,
+            kind: o.kind,
+            number: o.number,
+            number_matching: o.number_matching,
             created_at: to_db_ms(created_at),
-            expires_at: to_db_ms(expires_at),
-            replaces: s.replaces,
+            expires_at: to_db_ms(o.expires_at),
+            replaces: o.replaces,
+            subject: o.subject,
         },
         &prepared
             .iter()
@@ -221,7 +276,7 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
             &state.pool,
             Event::SignInStarted,
             audit::Entry {
-                upn: Some(upn),
+                upn: Some(o.upn),
                 account_id: Some(p.account_id.as_str()),
                 request_id: Some(p.id.as_str()),
                 outcome: "pending",
@@ -232,14 +287,54 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     tracing::info!(
         signin_id = %signin_id,
         devices = prepared.len(),
-        client_id = %s.application.client_id,
-        "sign-in started"
+        client_id = %o.client_id,
+        kind = requests::kind_str(o.kind),
+        "requests sent"
     );
-    Ok(Started {
-        id: signin_id,
-        number,
-        expires_at,
-    })
+    Ok(signin_id)
+}
+
+/// How long the user's other devices have to answer "was this you?" about a new device.
+pub const NEW_DEVICE_TTL_SECS: u64 = 600;
+
+/// A device was just enrolled for `upn`: asks each of the user's other active devices "was
+/// this you?" (a `new_device` request naming it; PROTOCOL.md §5.8). Nothing to do for a first
+/// device. Not rate limited (an enrollment code is single use) and not number-matched.
+pub async fn notify_new_device(
+    state: &AppState,
+    upn: &str,
+    new_account: &AccountId,
+    device_name: &str,
+) -> Result<(), AppError> {
+    let accounts = devices::other_active_devices(&state.pool, upn, new_account.as_str())
+        .await?
+        .iter()
+        .map(|a| AccountId::parse(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AppError::internal(anyhow::anyhow!("stored account id: {e}")))?;
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    send_requests(
+        state,
+        &Outgoing {
+            upn,
+            client_id: crate::accounts::applications::PORTAL_CLIENT_ID,
+            kind: RequestKind::NewDevice,
+            accounts,
+            app_name: None,
+            location: None,
+            device_name: Some(device_name.to_owned()),
+            subject: Some(new_account.as_str()),
+            number: "",
+            number_matching: false,
+            number_length: authenticator_protocol::number::DEFAULT_NUMBER_DIGITS,
+            expires_at: UnixMillis::now().plus_secs(NEW_DEVICE_TTL_SECS),
+            replaces: None,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// One device's request `id` with its status settled (see [`settle`]).
@@ -454,6 +549,9 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         entry(new_status.as_str()),
     )
     .await?;
+    if req.kind == RequestKind::NewDevice {
+        new_device_answered(state, &req, new_status).await?;
+    }
     if new_status == Status::Reported {
         // "This wasn't me": the user's other pending sign-ins are as suspect; end them all.
         for ended in requests::expire_pending_of_user(&state.pool, &req.upn, now_ms()).await? {
@@ -470,6 +568,51 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
     }
     tracing::info!(request_id = %req.id, decision = response.decision.as_str(), "sign-in answered");
     Ok(new_status)
+}
+
+/// A `new_device` request was answered: approval activates the device it names (if it waits
+/// for one), deny and report remove it.
+async fn new_device_answered(
+    state: &AppState,
+    req: &StoredRequest,
+    status: Status,
+) -> Result<(), AppError> {
+    let Some(subject) = req.subject_account_id.as_deref() else {
+        return Ok(());
+    };
+    match status {
+        Status::Approved => {
+            let activated = devices::approve(&state.pool, subject).await?;
+            if activated {
+                audit::record(
+                    &state.pool,
+                    Event::DeviceApproved,
+                    audit::Entry {
+                        upn: Some(&req.upn),
+                        account_id: Some(subject),
+                        request_id: Some(req.id.as_str()),
+                        outcome: "ok",
+                    },
+                )
+                .await?;
+            }
+        }
+        Status::Denied | Status::Reported => {
+            // Already removed (by the user, an admin, another device): nothing more to do.
+            let still_there = devices::owner_of(&state.pool, subject).await?.is_some();
+            if still_there {
+                crate::accounts::devices::remove_as(
+                    &state.pool,
+                    subject,
+                    crate::accounts::devices::Remover::OtherDevice,
+                )
+                .await
+                .map_err(AppError::Internal)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The conditional update changed nothing: someone else answered, the request expired, or

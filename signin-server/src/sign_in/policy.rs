@@ -73,6 +73,9 @@ pub struct Policy {
     /// Digits of the sign-in number (2 to 6); a user's elevated risk raises it for their
     /// sign-ins (`risk::number_digits`).
     pub number_length: u8,
+    /// A device enrolled for a user who already has one waits until one of the others
+    /// approves it (PROTOCOL.md §5.8); off: they are only told.
+    pub new_device_approval: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +100,7 @@ pub struct PolicyUpdate {
     pub show_app_name: Option<bool>,
     pub show_location: Option<bool>,
     pub number_length: Option<u8>,
+    pub new_device_approval: Option<bool>,
 }
 
 impl Policy {
@@ -109,6 +113,7 @@ impl Policy {
             show_app_name: u.show_app_name.unwrap_or(self.show_app_name),
             show_location: u.show_location.unwrap_or(self.show_location),
             number_length: u.number_length.unwrap_or(self.number_length),
+            new_device_approval: u.new_device_approval.unwrap_or(self.new_device_approval),
         };
         if next.mode == Mode::Passwordless && !next.number_matching {
             return Err(PolicyError::NumberMatchingRequired);
@@ -175,7 +180,12 @@ impl fmt::Display for Policy {
         writeln!(f, "number-matching: {}", on_off(self.number_matching))?;
         writeln!(f, "show-app-name: {}", on_off(self.show_app_name))?;
         writeln!(f, "show-location: {}", on_off(self.show_location))?;
-        write!(f, "number-length: {}", self.number_length)
+        writeln!(f, "number-length: {}", self.number_length)?;
+        write!(
+            f,
+            "new-device-approval: {}",
+            on_off(self.new_device_approval)
+        )
     }
 }
 
@@ -193,6 +203,7 @@ pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
             .ok()
             .filter(|d| NUMBER_DIGITS.contains(d))
             .unwrap_or(authenticator_protocol::number::DEFAULT_NUMBER_DIGITS),
+        new_device_approval: row.new_device_approval,
     })
 }
 
@@ -207,6 +218,7 @@ pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
             show_app_name: p.show_app_name,
             show_location: p.show_location,
             number_length: i64::from(p.number_length),
+            new_device_approval: p.new_device_approval,
         },
     )
     .await
@@ -225,6 +237,7 @@ mod tests {
             show_app_name: true,
             show_location: true,
             number_length: 2,
+            new_device_approval: false,
         }
     }
 
@@ -245,7 +258,7 @@ mod tests {
             };
             assert_eq!(p.apply(&update), Err(PolicyError::BadNumberLength));
         }
-        assert!(p.to_string().ends_with("number-length: 2"));
+        assert!(p.to_string().contains("number-length: 2\n"));
     }
 
     #[test]

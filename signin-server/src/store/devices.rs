@@ -80,16 +80,45 @@ pub async fn accounts_for_sign_in(
     upn: &str,
     kind: RequestKind,
 ) -> StoreResult<Vec<String>> {
+    // A device awaiting approval (PROTOCOL.md §5.8) answers nothing yet.
     let query = match kind {
         RequestKind::Passwordless => {
             "SELECT account_id FROM devices WHERE upn = $1 AND passwordless_public_key IS NOT NULL \
-             ORDER BY enrolled_at, account_id"
+             AND awaiting_approval = 0 ORDER BY enrolled_at, account_id"
         }
-        RequestKind::Push => {
-            "SELECT account_id FROM devices WHERE upn = $1 ORDER BY enrolled_at, account_id"
+        RequestKind::Push | RequestKind::NewDevice => {
+            "SELECT account_id FROM devices WHERE upn = $1 AND awaiting_approval = 0 \
+             ORDER BY enrolled_at, account_id"
         }
     };
     Ok(sqlx::query_scalar(query).bind(upn).fetch_all(pool).await?)
+}
+
+/// The user's active devices other than `except` (who are asked about a new device).
+pub async fn other_active_devices(
+    pool: &Pool,
+    upn: &str,
+    except: &str,
+) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT account_id FROM devices WHERE upn = $1 AND account_id <> $2 \
+         AND awaiting_approval = 0 ORDER BY enrolled_at, account_id",
+    )
+    .bind(upn)
+    .bind(except)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Activates a device that awaits approval; whether it did.
+pub async fn approve(pool: &Pool, account_id: &str) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE devices SET awaiting_approval = 0 WHERE account_id = $1 AND awaiting_approval = 1",
+    )
+    .bind(account_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The UPN a device belongs to, if it exists.
@@ -143,6 +172,8 @@ pub struct DeviceSummary {
     pub passwordless_enabled_at: Option<i64>,
     /// When it last answered a sign-in (proved its key); `None` before its first answer.
     pub last_used_at: Option<i64>,
+    /// Enrolled, but waiting for one of the user's other devices to approve it.
+    pub awaiting_approval: bool,
 }
 
 type SummaryRow = (
@@ -155,13 +186,26 @@ type SummaryRow = (
     Option<String>,
     Option<i64>,
     Option<i64>,
+    i64,
 );
 
 const SUMMARY_SELECT: &str = "SELECT account_id, upn, device_name, push_kind, enrolled_at, \
-     push_stale_at, push_stale_reason, passwordless_enabled_at, last_used_at FROM devices";
+     push_stale_at, push_stale_reason, passwordless_enabled_at, last_used_at, awaiting_approval \
+     FROM devices";
 
 fn summary(
-    (account_id, upn, device_name, push_kind, enrolled_at, stale_at, stale_reason, pwl, used): SummaryRow,
+    (
+        account_id,
+        upn,
+        device_name,
+        push_kind,
+        enrolled_at,
+        stale_at,
+        stale_reason,
+        pwl,
+        used,
+        awaiting,
+    ): SummaryRow,
 ) -> DeviceSummary {
     DeviceSummary {
         account_id,
@@ -173,6 +217,7 @@ fn summary(
         push_stale_reason: stale_reason,
         passwordless_enabled_at: pwl,
         last_used_at: used,
+        awaiting_approval: awaiting != 0,
     }
 }
 

@@ -90,6 +90,9 @@ pub struct NewDevice<'a> {
     pub push_token: &'a str,
     pub device_name: &'a str,
     pub enrolled_at: i64,
+    /// The policy holds new devices for approval: the device waits for one of the user's
+    /// other active devices, if there is one (decided in the enrollment's transaction).
+    pub hold_for_approval: bool,
 }
 
 /// Atomically uses the code (only if still unused, unexpired and with this challenge) and
@@ -116,7 +119,9 @@ pub async fn use_code_and_enroll(
     }
     sqlx::query(
         "INSERT INTO devices (account_id, upn, device_public_key, push_kind, push_token, \
-         device_name, enrolled_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         device_name, enrolled_at, awaiting_approval) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         CASE WHEN $8 = 1 AND EXISTS (SELECT 1 FROM devices WHERE upn = $2 \
+         AND awaiting_approval = 0) THEN 1 ELSE 0 END)",
     )
     .bind(device.account_id)
     .bind(device.upn)
@@ -125,6 +130,7 @@ pub async fn use_code_and_enroll(
     .bind(device.push_token)
     .bind(device.device_name)
     .bind(device.enrolled_at)
+    .bind(i64::from(device.hold_for_approval))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -49,6 +49,7 @@ pub fn kind_str(kind: RequestKind) -> &'static str {
     match kind {
         RequestKind::Passwordless => "passwordless",
         RequestKind::Push => "push",
+        RequestKind::NewDevice => "new_device",
     }
 }
 
@@ -74,6 +75,8 @@ pub struct StoredRequest {
     pub status: Status,
     pub wrong_attempts: u32,
     pub last_response_ts: Option<u64>,
+    /// On a `new_device` request: the device it asks about.
+    pub subject_account_id: Option<String>,
 }
 
 impl fmt::Debug for StoredRequest {
@@ -113,6 +116,7 @@ struct RequestRow {
     status: String,
     wrong_attempts: i64,
     last_response_ts: Option<i64>,
+    subject_account_id: Option<String>,
 }
 
 impl TryFrom<RequestRow> for StoredRequest {
@@ -127,6 +131,7 @@ impl TryFrom<RequestRow> for StoredRequest {
             kind: match r.kind.as_str() {
                 "passwordless" => RequestKind::Passwordless,
                 "push" => RequestKind::Push,
+                "new_device" => RequestKind::NewDevice,
                 other => anyhow::bail!("unknown stored kind {other:?}"),
             },
             details: r.details,
@@ -139,13 +144,15 @@ impl TryFrom<RequestRow> for StoredRequest {
             status: Status::parse(&r.status)?,
             wrong_attempts: u32::try_from(r.wrong_attempts)?,
             last_response_ts: r.last_response_ts.map(|t| u64::try_from(t).unwrap_or(0)),
+            subject_account_id: r.subject_account_id,
         })
     }
 }
 
 const REQUEST_COLUMNS: &str =
     "id, signin_id, client_id, account_id, upn, kind, details, signature, number, nonce, \
-     number_matching, created_at, expires_at, status, wrong_attempts, last_response_ts";
+     number_matching, created_at, expires_at, status, wrong_attempts, last_response_ts, \
+     subject_account_id";
 
 /// One device's request.
 pub async fn load_request(pool: &Pool, id: &str) -> StoreResult<Option<StoredRequest>> {
@@ -211,6 +218,8 @@ pub struct NewSignIn<'a> {
     /// The earlier sign-in this one replaces ("resend"): superseded only if it is still
     /// pending and was started for the same user by the same application.
     pub replaces: Option<&'a str>,
+    /// On a `new_device` notice: the device it asks about.
+    pub subject: Option<&'a str>,
 }
 
 /// Stores a sign-in as one request per device, in one transaction; returns the id of the
@@ -244,8 +253,8 @@ pub async fn insert_sign_in(
         sqlx::query(
             "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, kind, \
              details, signature, number, nonce, number_matching, created_at, expires_at, \
-             status, wrong_attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 0)",
+             status, wrong_attempts, subject_account_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 0, $14)",
         )
         .bind(new.id.as_str())
         .bind(sign_in.signin_id)
@@ -260,6 +269,7 @@ pub async fn insert_sign_in(
         .bind(i64::from(sign_in.number_matching))
         .bind(sign_in.created_at)
         .bind(sign_in.expires_at)
+        .bind(sign_in.subject)
         .execute(&mut *tx)
         .await?;
     }

@@ -91,6 +91,8 @@ fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
                     "The phone shows which application asks.", p.show_app_name))
                 (checkbox("show_location", "Show geographic location in push and passwordless notifications",
                     "The phone shows where the sign-in comes from (\u{201c}Unknown location\u{201d} when it cannot tell).", p.show_location))
+                (checkbox("new_device_approval", "New devices need approval from one of the user's devices",
+                    "A device added for a user who already has one gets no sign-ins until one of their other devices approves it. Off: they are only told.", p.new_device_approval))
                 label for="number_length" { "Digits of the number to type" }
                 input type="number" id="number_length" name="number_length" min="2" max="6" required
                     value=(p.number_length) aria-describedby="number_length-hint";
@@ -137,6 +139,7 @@ pub struct PolicyForm {
     pub show_location: Option<String>,
     /// Absent (an older form): the length stays as it is.
     pub number_length: Option<String>,
+    pub new_device_approval: Option<String>,
 }
 
 /// `POST /admin/policy`: every setting at once; audited; effective at once.
@@ -163,6 +166,7 @@ pub async fn save_policy(
             number_matching: Some(f.number_matching.is_some()),
             show_app_name: Some(f.show_app_name.is_some()),
             show_location: Some(f.show_location.is_some()),
+            new_device_approval: Some(f.new_device_approval.is_some()),
             number_length: f
                 .number_length
                 .as_deref()

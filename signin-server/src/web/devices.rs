@@ -50,7 +50,10 @@ pub fn table(
                         td { (platform(&d.push_kind)) }
                         td { (crate::rfc3339(d.enrolled_at)) }
                         td { (when(d.last_used_at, "Never")) }
-                        td { @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" } }
+                        td {
+                            @if d.awaiting_approval { strong { "Awaiting approval" } br; }
+                            @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" }
+                        }
                         td {
                             form.inline method="post" action=(remove_action) {
                                 (csrf(session))

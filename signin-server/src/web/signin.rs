@@ -609,6 +609,8 @@ pub async fn complete(
                 how: match req.kind {
                     RequestKind::Passwordless => "phone_sign_in",
                     RequestKind::Push => "password_and_push",
+                    // Never a session's sign-in (only the server sends these): no session.
+                    RequestKind::NewDevice => return Ok(Redirect::to("/signin").into_response()),
                 },
                 answered: Some((&req.signin_id, req.id.as_str())),
                 to: "/me",

@@ -29,6 +29,10 @@ pub struct Harness {
     /// When set (`http://host:port`), requests go over HTTP to a `signin-server` process on
     /// this database instead of to `app` in this process (`crash.rs`).
     pub remote: Option<String>,
+    /// Keep the "was this you?" requests a new phone's enrollment sends the user's other
+    /// phones (`new_device.rs`). Off: `Phone::enroll` closes them, so that the tests of other
+    /// things see only their own sign-ins.
+    pub new_device_notices: bool,
 }
 
 /// `Authorization: Basic` for a registered application's credential.
@@ -74,6 +78,7 @@ pub async fn harness_with_state(
         state,
         app_auth: basic_auth(&registered.client_id, &registered.client_secret),
         remote: None,
+        new_device_notices: false,
     }
 }
 
@@ -205,6 +210,18 @@ impl Harness {
         phone
     }
 
+    /// Closes the pending `new_device` requests of `upn` (see `new_device_notices`).
+    pub async fn close_new_device_notices(&self, upn: &str) {
+        sqlx::query(
+            "UPDATE signin_requests SET status = 'closed' \
+             WHERE upn = $1 AND kind = 'new_device' AND status = 'pending'",
+        )
+        .bind(upn)
+        .execute(&self.state.pool)
+        .await
+        .unwrap();
+    }
+
     pub async fn start_signin(&self, upn: &str) -> Reply {
         self.post_as_app("/api/v1/signin", json!({ "upn": upn }))
             .await
@@ -309,6 +326,14 @@ impl Phone {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         self.account_id = Some(AccountId::parse(r.body["account_id"].as_str().unwrap()).unwrap());
+        if !h.new_device_notices {
+            let upn =
+                signin_server::store::devices::owner_of(&h.state.pool, self.account().as_str())
+                    .await
+                    .unwrap()
+                    .expect("enrolled");
+            h.close_new_device_notices(&upn).await;
+        }
     }
 
     pub fn passwordless_body(&self, timestamp: UnixMillis) -> Value {

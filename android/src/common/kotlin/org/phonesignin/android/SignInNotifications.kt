@@ -28,8 +28,10 @@ object SignInNotifications {
             when (request.kind) {
                 RequestKind.PASSWORDLESS -> "Approve sign-in?"
                 RequestKind.PUSH -> "Approve sign-in request?"
+                RequestKind.NEW_DEVICE -> "New device added. Was this you?"
             }
         val lines = buildList {
+            request.deviceName?.let { add("Device: $it") }
             add(request.upn)
             request.appName?.let { add("App: $it") }
             request.location?.let { add("Location: $it") }
