@@ -597,26 +597,26 @@ pub mod scan {
                 value.len() >= 12,
                 "{what}: {value:?} is too short to scan for"
             );
-            if !self.0.iter().any(|s| s.value == value) {
-                self.0.push(Secret {
-                    what: what.to_owned(),
-                    value: value.to_owned(),
-                    number: false,
-                });
-            }
+            self.add(what, value, false);
         }
 
-        /// A sign-in number (two digits).
+        /// A sign-in number (2 to 6 digits).
         pub fn number(&mut self, what: &str, value: &str) {
             assert!(
-                value.len() == 2 && value.bytes().all(|b| b.is_ascii_digit()),
+                (2..=6).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()),
                 "{what}: {value:?}"
             );
-            if !self.0.iter().any(|s| s.value == value) {
+            self.add(what, value, true);
+        }
+
+        /// Once per kind and value: the same random number drawn for two kinds (a sign-in's
+        /// and the page's, 1 in 90) is collected under both, so that each kind is checked.
+        fn add(&mut self, what: &str, value: &str, number: bool) {
+            if !self.0.iter().any(|s| s.what == what && s.value == value) {
                 self.0.push(Secret {
                     what: what.to_owned(),
                     value: value.to_owned(),
-                    number: true,
+                    number,
                 });
             }
         }
