@@ -151,8 +151,13 @@ impl Authenticator {
     /// Long-polls every account concurrently (up to `wait_seconds`, capped at 60), fetches and
     /// stores what arrives, and returns the pending requests.
     pub async fn poll(&self, wait_seconds: u32) -> Result<Vec<PendingRequest>> {
-        enroll::retry_unregistrations(&self.core).await;
-        Ok(push::poll(&self.core, wait_seconds).await?)
+        // Alongside, not before: an unreachable server of a removed account must not delay
+        // the requests of the others.
+        let (_, polled) = tokio::join!(
+            enroll::retry_unregistrations(&self.core),
+            push::poll(&self.core, wait_seconds)
+        );
+        Ok(polled?)
     }
 
     /// Ends every `poll` in progress now (the app went to the background, the user closed the

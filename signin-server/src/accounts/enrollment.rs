@@ -160,8 +160,14 @@ pub async fn complete(
     )
     .await?;
     tracing::info!(account_id = %account_id, "device enrolled");
-    // The user's other devices are asked "was this you?" (PROTOCOL.md §5.8).
-    crate::sign_in::notify_new_device(state, &upn, &account_id, &proof.device_name).await?;
+    // The user's other devices are asked "was this you?" (PROTOCOL.md §5.8). The enrollment
+    // is committed: a failure here must not tell the phone it failed (it would drop a key the
+    // server keeps). A device held for approval then waits until someone removes it.
+    if let Err(e) =
+        crate::sign_in::notify_new_device(state, &upn, &account_id, &proof.device_name).await
+    {
+        tracing::warn!(error = %e, "could not ask the user's other devices about the new one");
+    }
     Ok(EnrollCompleteResponse {
         account_id,
         totp_uri: Some(totp_uri.to_string()),
