@@ -44,6 +44,7 @@ impl DemoServer {
             show_location: Some(true),
             new_device_approval: None,
             number_length: None,
+            phishing_resistant: None,
         };
         accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())

@@ -124,6 +124,13 @@ enum PhoneCommand {
         #[command(subcommand)]
         command: TotpCommand,
     },
+    /// Let this computer's sign-in pages find this phone (phishing-resistant sign-in): listens
+    /// on 127.0.0.1 until interrupted. Approvals of such sign-ins need their page seen here.
+    BrowserListener {
+        /// The port the sign-in pages call (the server's `--browser-listener-port`).
+        #[arg(long, default_value_t = authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT)]
+        port: u16,
+    },
     /// Print the current TOTP code of an account: a TOTP id, a sign-in account (id or UPN)
     /// whose enrollment brought it, or a label (`issuer:name` or name).
     Code {
@@ -207,6 +214,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             TotpCommand::Remove { account } => phone.totp_remove(&out, &account).await,
         },
         PhoneCommand::Code { account } => phone.code(&out, &account).await,
+        PhoneCommand::BrowserListener { port } => phone.browser_listener(&out, port).await,
     }
 }
 

@@ -187,8 +187,38 @@ impl Phone {
                 );
                 Ok(ExitCode::from(EXIT_WRONG_NUMBER))
             }
+            Err(AuthenticatorError::BrowserOriginMismatch {
+                seen_origin,
+                expected_origin,
+            }) => {
+                out.print(
+                    || format!("Not approved: the sign-in page on this computer is at {seen_origin}, not {expected_origin}. \
+                                Someone may be relaying it to steal your sign-in: close it, and report this request (`authenticator report`)."),
+                    || json!({"error": "browser_origin_mismatch", "seen_origin": seen_origin, "expected_origin": expected_origin}),
+                );
+                Ok(ExitCode::FAILURE)
+            }
             other => self.report_decision(out, other),
         }
+    }
+
+    /// Serves the sign-in pages of this computer's browsers until interrupted (PROTOCOL.md
+    /// §5.9): what a phishing-resistant sign-in needs before it can be approved here.
+    pub async fn browser_listener(&self, out: &Output, port: u16) -> Result<ExitCode> {
+        let bound = self
+            .core
+            .start_browser_listener(port)
+            .await
+            .context("cannot start the browser listener")?;
+        out.print(
+            || format!("Listening for sign-in pages on http://127.0.0.1:{bound} (Ctrl-C stops)."),
+            || json!({"port": bound}),
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        self.core.stop_browser_listener();
+        Ok(ExitCode::SUCCESS)
     }
 
     pub async fn deny(
@@ -307,6 +337,11 @@ pub fn describe_request(r: &PendingRequest) -> String {
     if r.number_matching {
         s.push_str(&format!("  number: {} digits", r.number_length));
     }
+    if let Some(origin) = &r.browser_origin {
+        s.push_str(&format!(
+            "  phishing-resistant: approve on the computer showing {origin}"
+        ));
+    }
     let left = r
         .expires_at_ms
         .saturating_sub(authenticator_protocol::UnixMillis::now().millis())
@@ -332,6 +367,7 @@ fn request_json(r: &PendingRequest) -> serde_json::Value {
         },
         "app_name": r.app_name, "location": r.location, "device_name": r.device_name,
         "number_matching": r.number_matching, "number_length": r.number_length,
+        "browser_origin": r.browser_origin,
         "created_at_ms": r.created_at_ms, "expires_at_ms": r.expires_at_ms,
     })
 }

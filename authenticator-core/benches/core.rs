@@ -59,6 +59,7 @@ fn details() -> RequestDetails {
         nonce: b64(&[7u8; 32]),
         created_at: now,
         expires_at: now.plus_secs(90),
+        browser: None,
     }
 }
 
@@ -111,6 +112,7 @@ fn encode_and_sign(c: &mut Criterion) {
         typed_number: Some(TypedNumber::parse("42").unwrap()),
         context_sha256: signed.context_sha256(),
         timestamp: UnixMillis::now(),
+        browser_origin: None,
     };
     let mut group = c.benchmark_group("approval");
     group.bench_function("canonical encode (signed_bytes)", |b| {

@@ -8,7 +8,7 @@ use authenticator_protocol::sign_in::Decision as WireDecision;
 use crate::error::{AuthenticatorError, Error};
 use crate::internal::http::{HttpTransport, ReqwestTransport, ServerApi};
 use crate::internal::store::Store;
-use crate::internal::{enroll, push, sign_in, totp, Core};
+use crate::internal::{browser, enroll, push, sign_in, totp, Core};
 use crate::platform::{DeviceKeyStore, SecretStore};
 use crate::types::{
     AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget,
@@ -207,6 +207,32 @@ impl Authenticator {
         .await?)
     }
 
+    /// Starts the browser listener (PROTOCOL.md §5.9, phishing-resistant sign-in) on
+    /// `127.0.0.1:port` — `47813` unless the deployment chose another; 0 picks a free port —
+    /// and returns the port. Sign-in pages on this device announce themselves to it; an
+    /// approval of a phishing-resistant sign-in needs its page seen at the server's origin.
+    /// Replaces a listener already running. Runs until `stop_browser_listener` or the
+    /// `Authenticator` is dropped.
+    pub async fn start_browser_listener(&self, port: u16) -> Result<u16> {
+        self.stop_browser_listener();
+        let listener = browser::listen(self.core.store.clone(), port).await?;
+        let bound = listener.port;
+        *self
+            .core
+            .browser_listener
+            .lock()
+            .map_err(|_| Error::Internal("browser listener lock poisoned".into()))? =
+            Some(listener);
+        Ok(bound)
+    }
+
+    /// Stops the browser listener, if one runs (e.g. when the app goes to the background).
+    pub fn stop_browser_listener(&self) {
+        if let Ok(mut running) = self.core.browser_listener.lock() {
+            running.take();
+        }
+    }
+
     /// "This wasn't me": denies and reports fraud (no user verification).
     pub async fn report_fraud(&self, account_id: String, request_id: String) -> Result<Decision> {
         Ok(sign_in::answer(
@@ -250,10 +276,11 @@ impl Authenticator {
         if data_dir.trim().is_empty() {
             return Err(Error::InvalidInput("the data directory is empty".into()).into());
         }
-        let store = Store::open(&PathBuf::from(data_dir))?;
+        let store = Arc::new(Store::open(&PathBuf::from(data_dir))?);
         Ok(Arc::new(Authenticator {
             core: Core {
                 store,
+                browser_listener: std::sync::Mutex::new(None),
                 keys: key_store,
                 secrets: secret_store,
                 api: ServerApi::new(transport),

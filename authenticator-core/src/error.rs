@@ -60,6 +60,21 @@ pub enum AuthenticatorError {
     InvalidTotpUri { reason: String },
     #[error("unknown TOTP account")]
     UnknownTotpAccount,
+    /// A phishing-resistant sign-in (PROTOCOL.md §5.9) whose page this Authenticator has not
+    /// seen: it must be approved on the device that shows the sign-in page, with the browser
+    /// listener running (`start_browser_listener`).
+    #[error("open the sign-in page on this device: this sign-in must be approved where its page is shown")]
+    BrowserNotSeen,
+    /// The sign-in page the user has open is served from `seen_origin`, not from the
+    /// server's `expected_origin`: someone is relaying it (phishing). Nothing was signed; the
+    /// app should tell the user not to sign in there, and offer "this wasn't me".
+    #[error(
+        "the sign-in page is at {seen_origin}, not {expected_origin}: someone may be relaying it"
+    )]
+    BrowserOriginMismatch {
+        seen_origin: String,
+        expected_origin: String,
+    },
     /// The app opened the core without a `SecretStore`: TOTP secrets cannot be kept.
     #[error("no secret store: open the authenticator with one to keep TOTP accounts")]
     SecretStoreUnavailable,
@@ -131,6 +146,10 @@ pub(crate) enum Error {
     UnknownTotpAccount,
     #[error("no secret store")]
     NoSecretStore,
+    #[error("the sign-in page was not seen on this device")]
+    BrowserNotSeen,
+    #[error("the sign-in page was seen at another origin")]
+    BrowserOriginMismatch { seen: String, expected: String },
     #[error("secret store: {0}")]
     SecretStore(PlatformError),
     #[error("internal: {0}")]
@@ -163,6 +182,7 @@ impl From<Error> for AuthenticatorError {
                     attempts_left: attempts_left.unwrap_or(0),
                 },
                 ErrorCode::RequestFailed => A::RequestFailed,
+                ErrorCode::BrowserNotBound => A::BrowserNotSeen,
                 _ => A::ServerRejected {
                     status,
                     code: code.as_str().to_owned(),
@@ -208,6 +228,11 @@ impl From<Error> for AuthenticatorError {
             },
             Error::UnknownTotpAccount => A::UnknownTotpAccount,
             Error::NoSecretStore => A::SecretStoreUnavailable,
+            Error::BrowserNotSeen => A::BrowserNotSeen,
+            Error::BrowserOriginMismatch { seen, expected } => A::BrowserOriginMismatch {
+                seen_origin: seen,
+                expected_origin: expected,
+            },
             Error::SecretStore(p) => A::KeyStore {
                 reason: format!("secret store: {p}"),
             },
@@ -253,6 +278,10 @@ mod tests {
         assert_eq!(
             server(ErrorCode::RequestFailed, None),
             AuthenticatorError::RequestFailed
+        );
+        assert_eq!(
+            server(ErrorCode::BrowserNotBound, None),
+            AuthenticatorError::BrowserNotSeen
         );
         for code in [
             ErrorCode::InvalidRequest,

@@ -644,6 +644,7 @@ impl FakeServer {
             nonce: b64(&random32()),
             created_at: now,
             expires_at: UnixMillis(now.0 + ttl_ms),
+            browser: None,
         };
         let low = 10u32.pow(u32::from(number_length) - 1);
         let random = u32::from_be_bytes(random32()[..4].try_into().unwrap());
@@ -1016,6 +1017,7 @@ impl FakeServer {
             typed_number: typed.clone(),
             context_sha256: context,
             timestamp: req.timestamp,
+            browser_origin: None,
         };
         if key.verify(&response.signed_bytes(), &signature).is_err() {
             return error(401, ErrorCode::BadSignature);

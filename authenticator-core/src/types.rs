@@ -126,6 +126,9 @@ pub struct PendingRequest {
     pub number_matching: bool,
     /// How many digits the number has (2 to 6): the input to show.
     pub number_length: u8,
+    /// A phishing-resistant sign-in (§5.9): the origin its page must be at. It can be
+    /// approved only on the device showing that page (the browser listener saw it there).
+    pub browser_origin: Option<String>,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
 }
@@ -143,6 +146,7 @@ impl From<&authenticator_protocol::sign_in::RequestDetails> for PendingRequest {
             device_name: d.device_name.as_deref().map(shown),
             number_matching: d.number_matching,
             number_length: d.number_length,
+            browser_origin: d.browser.as_ref().map(|b| shown(&b.origin)),
             created_at_ms: d.created_at.millis(),
             expires_at_ms: d.expires_at.millis(),
         }
@@ -155,6 +159,9 @@ fn shown(server_text: &str) -> String {
 }
 
 /// What a push turned into. Only real failures (network, forged data, storage) are errors.
+// By value: uniffi lowers enum fields by value (a `Box` is not an FFI type), and one push
+// outcome at a time is no memory concern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum PushOutcome {
     /// Verified details to show to the user.

@@ -27,6 +27,7 @@ fn details() -> RequestDetails {
         nonce: b64(&[7u8; 32]),
         created_at: UnixMillis::now(),
         expires_at: UnixMillis::now().plus_secs(90),
+        browser: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn bench(c: &mut Criterion) {
         typed_number: Some(TypedNumber::parse("42").unwrap()),
         context_sha256: signed.context_sha256(),
         timestamp: UnixMillis::now(),
+        browser_origin: None,
     };
     let bytes = response.signed_bytes();
     let sig = device.sign(&bytes);

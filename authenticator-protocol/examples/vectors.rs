@@ -5,7 +5,8 @@ use authenticator_protocol::encoding::{b64, sha256, unb64};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
 use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::sign_in::{
-    request_details_signed_bytes, Decision, DeviceAuth, RequestDetails, RequestKind, SignInResponse,
+    request_details_signed_bytes, BrowserBinding, Decision, DeviceAuth, RequestDetails,
+    RequestKind, SignInResponse,
 };
 use authenticator_protocol::{AccountId, PublicKey, RequestId, TypedNumber, UnixMillis};
 use p256::ecdsa::signature::Signer;
@@ -109,6 +110,7 @@ fn main() {
         nonce: b64(&nonce),
         created_at: t0,
         expires_at: t0.plus_secs(90),
+        browser: None,
     };
     let details_json = serde_json::to_string(&details).unwrap();
     let context = sha256(details_json.as_bytes());
@@ -120,13 +122,18 @@ fn main() {
         typed_number: number.map(|n| TypedNumber::parse(n).unwrap()),
         context_sha256: context,
         timestamp: t0.plus_secs(10),
+        browser_origin: None,
     };
     let response_inputs = |r: &SignInResponse| {
-        json!({
+        let mut inputs = json!({
             "request_id": r.request_id, "account_id": r.account_id, "nonce": b64(&r.nonce),
             "decision": r.decision, "typed_number": r.typed_number.as_ref().map(|n| n.as_str()),
             "context_sha256": b64(&r.context_sha256), "timestamp": r.timestamp,
-        })
+        });
+        if let Some(origin) = &r.browser_origin {
+            inputs["browser_origin"] = json!(origin);
+        }
+        inputs
     };
     let approve = response(Decision::Approve, Some("42"));
     // A six-digit number (the longest a policy or an elevated risk asks for): the details
@@ -140,6 +147,24 @@ fn main() {
     let six_approve = SignInResponse {
         typed_number: Some(TypedNumber::parse("284193").unwrap()),
         context_sha256: six_context,
+        ..approve.clone()
+    };
+    // A browser-bound request (§5.9, phishing-resistant policy): the details carry the
+    // challenge and the origin; the approval the origin the authenticator saw, under the
+    // `response-bound` tag.
+    let origin = "https://id.contoso.test";
+    let bound = RequestDetails {
+        browser: Some(BrowserBinding {
+            challenge: b64(&[0x33u8; 16]),
+            origin: origin.into(),
+        }),
+        ..details.clone()
+    };
+    let bound_json = serde_json::to_string(&bound).unwrap();
+    let bound_context = sha256(bound_json.as_bytes());
+    let bound_approve = SignInResponse {
+        context_sha256: bound_context,
+        browser_origin: Some(origin.into()),
         ..approve.clone()
     };
     let deny = response(Decision::Deny, None);
@@ -205,6 +230,22 @@ fn main() {
             response_inputs(&six_approve),
             six_approve.signed_bytes(),
         ),
+        {
+            let mut v = vector(
+                "request-details/browser-bound",
+                &server,
+                json!({"details": bound_json}),
+                request_details_signed_bytes(&bound_json),
+            );
+            v["context_sha256"] = json!(b64(&bound_context));
+            v
+        },
+        vector(
+            "response/approve-browser-bound",
+            &passwordless,
+            response_inputs(&bound_approve),
+            bound_approve.signed_bytes(),
+        ),
         vector(
             "response/deny",
             &device,
@@ -234,6 +275,11 @@ fn main() {
     let truncated = approve.signed_bytes()[..approve.signed_bytes().len() - 1].to_vec();
     let mut other_context = approve.clone();
     other_context.context_sha256 = sha256(b"a different screen");
+    let bound_sig = passwordless.sign(&bound_approve.signed_bytes());
+    let mut proxied = bound_approve.clone();
+    proxied.browser_origin = Some("https://id.contoso.test.relay.example".into());
+    let mut unbound = bound_approve.clone();
+    unbound.browser_origin = None;
     let negative = vec![
         json!({"name": "approve/changed-typed-number", "public_key": "passwordless", "bytes_hex": hex::encode(changed_number.signed_bytes()),
                "signature": approve_sig, "error": "BadSignature"}),
@@ -247,6 +293,10 @@ fn main() {
                "signature": other.sign(&approve.signed_bytes()), "error": "BadSignature"}),
         json!({"name": "approve/device-key-for-passwordless", "public_key": "passwordless", "bytes_hex": hex::encode(approve.signed_bytes()),
                "signature": device.sign(&approve.signed_bytes()), "error": "BadSignature"}),
+        json!({"name": "approve-browser-bound/other-origin", "public_key": "passwordless", "bytes_hex": hex::encode(proxied.signed_bytes()),
+               "signature": bound_sig, "error": "BadSignature"}),
+        json!({"name": "approve-browser-bound/unbound-layout", "public_key": "passwordless", "bytes_hex": hex::encode(unbound.signed_bytes()),
+               "signature": bound_sig, "error": "BadSignature"}),
     ];
 
     let doc = json!({

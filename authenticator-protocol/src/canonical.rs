@@ -9,6 +9,8 @@ pub const ENROLL_TAG: &[u8] = b"phonesignin/v1/enroll";
 pub const PASSWORDLESS_KEY_TAG: &[u8] = b"phonesignin/v1/passwordless-key";
 pub const REQUEST_DETAILS_TAG: &[u8] = b"phonesignin/v1/request-details";
 pub const RESPONSE_TAG: &[u8] = b"phonesignin/v1/response";
+/// A response to a browser-bound request (§5.9): the `response` fields, then the origin.
+pub const BOUND_RESPONSE_TAG: &[u8] = b"phonesignin/v1/response-bound";
 pub const DEVICE_AUTH_TAG: &[u8] = b"phonesignin/v1/device-auth";
 
 /// Builder for a canonical message.

@@ -3,7 +3,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{Canonical, DEVICE_AUTH_TAG, REQUEST_DETAILS_TAG, RESPONSE_TAG};
+use crate::canonical::{
+    Canonical, BOUND_RESPONSE_TAG, DEVICE_AUTH_TAG, REQUEST_DETAILS_TAG, RESPONSE_TAG,
+};
 use crate::encoding::{b64, sha256, unb64_fixed};
 use crate::{AccountId, ProtocolError, PublicKey, RequestId, Signature, TypedNumber, UnixMillis};
 
@@ -50,10 +52,68 @@ pub struct RequestDetails {
         skip_serializing_if = "is_default_number_length"
     )]
     pub number_length: u8,
+    /// Browser binding (§5.9, the policy's phishing-resistant option): an approval counts only
+    /// when the authenticator saw the sign-in page itself, at this origin. Omitted otherwise
+    /// (a parser that does not know the field refuses such details: fails closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserBinding>,
     /// 32 random bytes, base64url: binds the answer to this request instance.
     pub nonce: String,
     pub created_at: UnixMillis,
     pub expires_at: UnixMillis,
+}
+
+/// What the sign-in page and the authenticator on the same device share (§5.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserBinding {
+    /// 16 random bytes, base64url: the page hands it to the authenticator's loopback listener.
+    pub challenge: String,
+    /// The origin the page must be served from (`https://signin.example.com`), as a browser
+    /// writes it in the `Origin` header.
+    pub origin: String,
+}
+
+/// The loopback port the Authenticator listens on for sign-in pages (§5.9), unless the
+/// deployment chose another.
+pub const DEFAULT_BROWSER_LISTENER_PORT: u16 = 47813;
+
+/// The path of the listener that the sign-in page posts the challenge to (§5.9).
+pub const BROWSER_LISTENER_PATH: &str = "/v1/browser-binding";
+
+/// Length in bytes of a browser-binding challenge.
+pub const BROWSER_CHALLENGE_BYTES: usize = 16;
+
+impl BrowserBinding {
+    /// The challenge's 16 bytes, and the origin in its serialized form (scheme, host, port
+    /// only; `https`, or `http` on a loopback host).
+    pub fn check(&self) -> Result<[u8; BROWSER_CHALLENGE_BYTES], ProtocolError> {
+        if web_origin(&self.origin).as_deref() != Some(self.origin.as_str()) {
+            return Err(ProtocolError::MalformedField("browser.origin"));
+        }
+        unb64_fixed::<BROWSER_CHALLENGE_BYTES>("browser.challenge", &self.challenge)
+    }
+}
+
+/// The serialized origin of `url` (`scheme://host[:port]`, as a browser's `Origin` header
+/// writes it), for `https` URLs and `http` ones on a loopback host; `None` for anything else
+/// (other schemes, opaque origins, `null`).
+pub fn web_origin(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let secure = match parsed.scheme() {
+        "https" => true,
+        "http" => false,
+        _ => return None,
+    };
+    let loopback = match parsed.host()? {
+        url::Host::Domain(name) => name == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    if !secure && !loopback {
+        return None;
+    }
+    Some(parsed.origin().ascii_serialization())
 }
 
 fn default_number_length() -> u8 {
@@ -115,6 +175,9 @@ impl SignedRequestDetails {
         details.nonce_bytes()?;
         if !crate::number::NUMBER_DIGITS.contains(&details.number_length) {
             return Err(ProtocolError::InvalidNumberLength);
+        }
+        if let Some(binding) = &details.browser {
+            binding.check()?;
         }
         Ok(details)
     }
@@ -232,19 +295,31 @@ pub struct SignInResponse {
     pub typed_number: Option<TypedNumber>,
     pub context_sha256: [u8; 32],
     pub timestamp: UnixMillis,
+    /// The origin of the sign-in page the authenticator saw (§5.9), on an approval of a
+    /// browser-bound request only. Its presence selects the `response-bound` layout.
+    pub browser_origin: Option<String>,
 }
 
 impl SignInResponse {
+    /// §6.2: the `response` layout, or, when a browser origin is carried, the
+    /// `response-bound` layout: the same fields under its own tag, then the origin.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        Canonical::new(RESPONSE_TAG)
+        let tag = match self.browser_origin {
+            None => RESPONSE_TAG,
+            Some(_) => BOUND_RESPONSE_TAG,
+        };
+        let message = Canonical::new(tag)
             .str(self.request_id.as_str())
             .str(self.account_id.as_str())
             .field(&self.nonce)
             .field(&[self.decision.wire_byte()])
             .str(self.typed_number.as_ref().map_or("", |n| n.as_str()))
             .field(&self.context_sha256)
-            .u64(self.timestamp.millis())
-            .finish()
+            .u64(self.timestamp.millis());
+        match &self.browser_origin {
+            None => message.finish(),
+            Some(origin) => message.str(origin).finish(),
+        }
     }
 
     pub fn to_wire(&self, signature: &Signature) -> crate::wire::ResponseBody {
@@ -255,6 +330,7 @@ impl SignInResponse {
             nonce: b64(&self.nonce),
             context_sha256: b64(&self.context_sha256),
             timestamp: self.timestamp,
+            browser_origin: self.browser_origin.clone(),
             signature: signature.to_b64(),
         }
     }
@@ -336,6 +412,7 @@ mod tests {
             device_name: None,
             number_matching: true,
             number_length: 2,
+            browser: None,
             nonce: b64(&[7u8; 32]),
             created_at: UnixMillis(1),
             expires_at: UnixMillis(2),
@@ -393,6 +470,140 @@ mod tests {
                 "{out_of_range}"
             );
         }
+    }
+
+    fn bound(origin: &str) -> RequestDetails {
+        RequestDetails {
+            browser: Some(BrowserBinding {
+                challenge: b64(&[9u8; BROWSER_CHALLENGE_BYTES]),
+                origin: origin.into(),
+            }),
+            ..details()
+        }
+    }
+
+    #[test]
+    fn browser_binding_is_omitted_when_absent_signed_when_present_and_checked() {
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        let plain = SignedRequestDetails::sign(&details(), &server);
+        assert!(!plain.details.contains("browser"), "v1 bytes unchanged");
+        let signed = SignedRequestDetails::sign(&bound("https://id.contoso.test"), &server);
+        assert!(signed.details.contains(
+            r#""browser":{"challenge":"CQkJCQkJCQkJCQkJCQkJCQ","origin":"https://id.contoso.test"}"#
+        ));
+        assert_eq!(
+            signed.verify(&server.public_key()).unwrap().browser,
+            bound("https://id.contoso.test").browser
+        );
+        // Not an origin as a browser writes it: a path, a trailing slash, another scheme,
+        // plain http off loopback, `null`.
+        for origin in [
+            "https://id.contoso.test/",
+            "https://id.contoso.test/signin",
+            "HTTPS://id.contoso.test",
+            "http://id.contoso.test",
+            "ftp://id.contoso.test",
+            "null",
+            "",
+        ] {
+            assert_eq!(
+                SignedRequestDetails::sign(&bound(origin), &server).verify(&server.public_key()),
+                Err(ProtocolError::MalformedField("browser.origin")),
+                "{origin:?}"
+            );
+        }
+        let short = RequestDetails {
+            browser: Some(BrowserBinding {
+                challenge: b64(&[9u8; 15]),
+                origin: "https://id.contoso.test".into(),
+            }),
+            ..details()
+        };
+        assert!(matches!(
+            SignedRequestDetails::sign(&short, &server).verify(&server.public_key()),
+            Err(ProtocolError::InvalidLength { .. })
+        ));
+        // An unknown member inside the binding fails closed.
+        let json = signed.details.replace(
+            r#""origin":"https://id.contoso.test"}"#,
+            r#""origin":"https://id.contoso.test","extra":1}"#,
+        );
+        let extra = SignedRequestDetails {
+            signature: server.sign(&request_details_signed_bytes(&json)).to_b64(),
+            details: json,
+        };
+        assert!(matches!(
+            extra.verify(&server.public_key()),
+            Err(ProtocolError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn web_origin_is_what_a_browser_puts_in_the_origin_header() {
+        for (url, origin) in [
+            ("https://id.contoso.test/", Some("https://id.contoso.test")),
+            (
+                "https://ID.Contoso.test:443/x?y",
+                Some("https://id.contoso.test"),
+            ),
+            (
+                "https://id.contoso.test:8443",
+                Some("https://id.contoso.test:8443"),
+            ),
+            ("http://127.0.0.1:8080/", Some("http://127.0.0.1:8080")),
+            ("http://localhost:3000", Some("http://localhost:3000")),
+            ("http://[::1]:80/", Some("http://[::1]")),
+            ("http://id.contoso.test/", None),
+            ("file:///etc/passwd", None),
+            ("null", None),
+        ] {
+            assert_eq!(web_origin(url).as_deref(), origin, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_browser_origin_selects_the_bound_layout_and_is_signed() {
+        let response = SignInResponse {
+            request_id: RequestId::random(),
+            account_id: AccountId::random(),
+            nonce: [1; 32],
+            decision: Decision::Approve,
+            typed_number: Some(TypedNumber::parse("42").unwrap()),
+            context_sha256: [2; 32],
+            timestamp: UnixMillis(3),
+            browser_origin: None,
+        };
+        let plain = response.signed_bytes();
+        assert_eq!(&plain[4..4 + RESPONSE_TAG.len()], RESPONSE_TAG);
+        let bound = SignInResponse {
+            browser_origin: Some("https://id.contoso.test".into()),
+            ..response.clone()
+        };
+        let bytes = bound.signed_bytes();
+        assert_eq!(&bytes[4..4 + BOUND_RESPONSE_TAG.len()], BOUND_RESPONSE_TAG);
+        assert!(bytes.ends_with(b"\0\0\0\x17https://id.contoso.test"));
+        let (key, _) = EcdsaSigner::generate().unwrap();
+        let signature = key.sign(&bytes);
+        let other_origin = SignInResponse {
+            browser_origin: Some("https://id.contoso.test.evil".into()),
+            ..response.clone()
+        };
+        assert!(key.public_key().verify(&bytes, &signature).is_ok());
+        assert!(key
+            .public_key()
+            .verify(&other_origin.signed_bytes(), &signature)
+            .is_err());
+        assert!(key.public_key().verify(&plain, &signature).is_err());
+        let wire = bound.to_wire(&signature);
+        assert_eq!(
+            wire.browser_origin.as_deref(),
+            Some("https://id.contoso.test")
+        );
+        let unbound_wire = serde_json::to_string(&response.to_wire(&signature)).unwrap();
+        assert!(
+            !unbound_wire.contains("browser_origin"),
+            "v1 body unchanged"
+        );
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub struct ResponseBody {
     pub nonce: String,
     pub context_sha256: String,
     pub timestamp: UnixMillis,
+    /// On an approval of a browser-bound request only (§5.9): the sign-in page's origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_origin: Option<String>,
     pub signature: String,
 }
 
@@ -160,6 +163,9 @@ pub enum ErrorCode {
     RateLimited,
     /// Sign-ins for this user are paused after a "this wasn't me" report.
     Paused,
+    /// An approval of a browser-bound request (§5.9) without the origin of the real sign-in
+    /// page: the authenticator did not see it, or saw another one (a relaying proxy's).
+    BrowserNotBound,
     Internal,
     /// A code this client version does not know.
     #[serde(other)]
@@ -186,6 +192,7 @@ impl ErrorCode {
             ErrorCode::NotPasswordlessCapable => "not_passwordless_capable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Paused => "paused",
+            ErrorCode::BrowserNotBound => "browser_not_bound",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -211,6 +218,7 @@ mod tests {
             ErrorCode::WrongNumber,
             ErrorCode::RequestNotPending,
             ErrorCode::NotPasswordlessCapable,
+            ErrorCode::BrowserNotBound,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

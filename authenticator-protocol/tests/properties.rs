@@ -19,8 +19,8 @@ use authenticator_protocol::canonical::Canonical;
 use authenticator_protocol::encoding::{b64, unb64_fixed};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
 use authenticator_protocol::sign_in::{
-    request_details_signed_bytes, Decision, DeviceAuth, RequestDetails, RequestKind,
-    SignInResponse, SignedRequestDetails,
+    request_details_signed_bytes, BrowserBinding, Decision, DeviceAuth, RequestDetails,
+    RequestKind, SignInResponse, SignedRequestDetails,
 };
 use authenticator_protocol::{
     AccountId, EcdsaSigner, ProtocolError, PublicKey, RequestId, TypedNumber, UnixMillis,
@@ -37,6 +37,7 @@ const ENROLL_TAG: &[u8] = b"phonesignin/v1/enroll";
 const PASSWORDLESS_KEY_TAG: &[u8] = b"phonesignin/v1/passwordless-key";
 const REQUEST_DETAILS_TAG: &[u8] = b"phonesignin/v1/request-details";
 const RESPONSE_TAG: &[u8] = b"phonesignin/v1/response";
+const BOUND_RESPONSE_TAG: &[u8] = b"phonesignin/v1/response-bound";
 const DEVICE_AUTH_TAG: &[u8] = b"phonesignin/v1/device-auth";
 
 /// `message = frame(f_1) || … || frame(f_n)`, `frame(x) = u32_be(len(x)) || x`, read back.
@@ -248,7 +249,8 @@ impl Message for RequestDetails {
         number_length,
         nonce,
         created_at,
-        expires_at
+        expires_at,
+        browser
     );
     fn canonical(&self) -> Vec<u8> {
         request_details_signed_bytes(&json(self))
@@ -273,14 +275,21 @@ impl Message for SignInResponse {
         decision,
         typed_number,
         context_sha256,
-        timestamp
+        timestamp,
+        browser_origin
     );
     fn canonical(&self) -> Vec<u8> {
         self.signed_bytes()
     }
+    /// §6.2: the `response` layout, or with a browser origin the `response-bound` one (its
+    /// own tag, the same fields, then the origin).
     fn spec_fields(&self) -> Vec<Vec<u8>> {
-        vec![
-            RESPONSE_TAG.to_vec(),
+        let tag = match self.browser_origin {
+            None => RESPONSE_TAG,
+            Some(_) => BOUND_RESPONSE_TAG,
+        };
+        let mut fields = vec![
+            tag.to_vec(),
             text(self.request_id.as_str()),
             text(self.account_id.as_str()),
             self.nonce.to_vec(),
@@ -288,7 +297,11 @@ impl Message for SignInResponse {
             text(self.typed_number.as_ref().map_or("", |n| n.as_str())),
             self.context_sha256.to_vec(),
             int(self.timestamp),
-        ]
+        ];
+        if let Some(origin) = &self.browser_origin {
+            fields.push(text(origin));
+        }
+        fields
     }
 }
 
@@ -351,6 +364,17 @@ impl Tweak for Option<String> {
     fn tweaked(&self) -> Self {
         match self {
             None => Some(String::new()),
+            Some(_) => None,
+        }
+    }
+}
+impl Tweak for Option<BrowserBinding> {
+    fn tweaked(&self) -> Self {
+        match self {
+            None => Some(BrowserBinding {
+                challenge: b64(&[0u8; 16]),
+                origin: "https://id.contoso.test".into(),
+            }),
             Some(_) => None,
         }
     }
@@ -587,12 +611,19 @@ fn request_details() -> BoxedStrategy<RequestDetails> {
             prop::option::of(adversarial_text()),
             prop::option::of(adversarial_text()),
         ),
-        (any::<bool>(), 2u8..=6, bytes32(), millis(), millis()),
+        (
+            any::<bool>(),
+            2u8..=6,
+            bytes32(),
+            millis(),
+            millis(),
+            prop::option::of(browser_binding()),
+        ),
     )
         .prop_map(
             |(
                 (request_id, account_id, kind, upn, server_name, app_name, location, device_name),
-                (number_matching, number_length, nonce, created_at, expires_at),
+                (number_matching, number_length, nonce, created_at, expires_at, browser),
             )| RequestDetails {
                 v: 1,
                 request_id,
@@ -608,8 +639,27 @@ fn request_details() -> BoxedStrategy<RequestDetails> {
                 nonce: b64(&nonce),
                 created_at,
                 expires_at,
+                browser,
             },
         )
+        .boxed()
+}
+
+/// A valid binding (the details must verify): any challenge, an https origin with any host
+/// label and port.
+fn browser_binding() -> BoxedStrategy<BrowserBinding> {
+    (
+        any::<[u8; 16]>(),
+        "[a-z][a-z0-9-]{0,20}[a-z0-9]",
+        prop::option::of(1u16..),
+    )
+        .prop_map(|(challenge, host, port)| BrowserBinding {
+            challenge: b64(&challenge),
+            origin: match port {
+                Some(port) if port != 443 => format!("https://{host}.test:{port}"),
+                _ => format!("https://{host}.test"),
+            },
+        })
         .boxed()
 }
 
@@ -622,9 +672,19 @@ fn sign_in_response() -> BoxedStrategy<SignInResponse> {
         typed_number(),
         bytes32(),
         millis(),
+        prop::option::of(adversarial_text()),
     )
         .prop_map(
-            |(request_id, account_id, nonce, decision, typed_number, context_sha256, timestamp)| {
+            |(
+                request_id,
+                account_id,
+                nonce,
+                decision,
+                typed_number,
+                context_sha256,
+                timestamp,
+                browser_origin,
+            )| {
                 SignInResponse {
                     request_id,
                     account_id,
@@ -633,6 +693,7 @@ fn sign_in_response() -> BoxedStrategy<SignInResponse> {
                     typed_number,
                     context_sha256,
                     timestamp,
+                    browser_origin,
                 }
             },
         )
@@ -977,7 +1038,7 @@ proptest! {
             ENROLL_TAG,
             PASSWORDLESS_KEY_TAG,
             REQUEST_DETAILS_TAG,
-            RESPONSE_TAG,
+            if response.browser_origin.is_some() { BOUND_RESPONSE_TAG } else { RESPONSE_TAG },
             DEVICE_AUTH_TAG,
         ];
         for (i, bytes) in all.iter().enumerate() {

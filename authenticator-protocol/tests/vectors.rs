@@ -67,11 +67,12 @@ fn rebuild(name: &str, i: &Value) -> Vec<u8> {
             timestamp: t(i, "timestamp"),
         }
         .signed_bytes(),
-        "request-details" | "request-details/six-digit-number" => {
-            request_details_signed_bytes(s(i, "details"))
-        }
+        "request-details"
+        | "request-details/six-digit-number"
+        | "request-details/browser-bound" => request_details_signed_bytes(s(i, "details")),
         "response/approve"
         | "response/approve-six-digit-number"
+        | "response/approve-browser-bound"
         | "response/deny"
         | "response/report" => SignInResponse {
             request_id: RequestId::parse(s(i, "request_id")).unwrap(),
@@ -83,6 +84,7 @@ fn rebuild(name: &str, i: &Value) -> Vec<u8> {
                 .map(|n| TypedNumber::parse(n).unwrap()),
             context_sha256: unb64_fixed("context_sha256", s(i, "context_sha256")).unwrap(),
             timestamp: t(i, "timestamp"),
+            browser_origin: i["browser_origin"].as_str().map(str::to_owned),
         }
         .signed_bytes(),
         "device-auth" => DeviceAuth::signed_bytes(
@@ -99,7 +101,7 @@ fn rebuild(name: &str, i: &Value) -> Vec<u8> {
 fn every_vector_rebuilds_to_its_exact_bytes_and_verifies() {
     let doc = doc();
     let vectors = doc["vectors"].as_array().unwrap();
-    assert_eq!(vectors.len(), 11);
+    assert_eq!(vectors.len(), 13);
     for v in vectors {
         let name = s(v, "name");
         let bytes = rebuild(name, &v["inputs"]);
@@ -126,7 +128,7 @@ fn every_vector_rebuilds_to_its_exact_bytes_and_verifies() {
 fn every_negative_vector_fails_with_bad_signature() {
     let doc = doc();
     let negative = doc["negative"].as_array().unwrap();
-    assert_eq!(negative.len(), 6);
+    assert_eq!(negative.len(), 8);
     for v in negative {
         let bytes = hex::decode(s(v, "bytes_hex")).unwrap();
         let sig = Signature::from_b64("signature", s(v, "signature")).unwrap();
@@ -269,8 +271,8 @@ fn ids_are_framed_as_their_22_character_text_not_their_16_bytes() {
             }
         }
     }
-    // account_id: passwordless-key ×2, response ×4, device-auth; request_id: response ×4.
-    assert_eq!(checked, 11);
+    // account_id: passwordless-key ×2, response ×5, device-auth; request_id: response ×5.
+    assert_eq!(checked, 13);
     // Position: `response` starts frame(tag) || frame(request_id text) || frame(account_id text).
     let approve = hex::decode(s(vector(&doc, "response/approve"), "bytes_hex")).unwrap();
     let after_tag = &approve[4 + RESPONSE_TAG.len()..];

@@ -53,6 +53,7 @@ pub fn measure() -> Bound {
         nonce: b64(&[7u8; 32]),
         created_at: now,
         expires_at: UnixMillis(now.0 + 90_000),
+        browser: None,
     };
     // Warm up, then time.
     let mut signed = SignedRequestDetails::sign(&details, &server);
@@ -73,6 +74,7 @@ pub fn measure() -> Bound {
         typed_number: Some(TypedNumber::parse("42").expect("number")),
         context_sha256: signed.context_sha256(),
         timestamp: now,
+        browser_origin: None,
     };
     let response_sig = device.sign(&response.signed_bytes());
     let key = device.public_key();

@@ -222,6 +222,7 @@ impl Phone {
             typed_number: Some(TypedNumber::parse(&number)?),
             context_sha256: signed.context_sha256(),
             timestamp: UnixMillis::now(),
+            browser_origin: None,
         };
         let body = response.to_wire(&self.passwordless.sign(&response.signed_bytes()));
         let approving = Instant::now();

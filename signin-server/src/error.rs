@@ -49,6 +49,13 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("sign-ins are paused for this user after a report: try again later")]
     Paused { retry_after_secs: u64 },
+    /// §5.9: an approval of a browser-bound sign-in without the origin of the real sign-in
+    /// page (the Authenticator did not see the page, or saw it somewhere else).
+    #[error("this sign-in must be approved by the Authenticator on the device that shows the sign-in page")]
+    BrowserNotBound,
+    /// The phishing-resistant option is on but the server does not know its own origin.
+    #[error("the phishing-resistant sign-in needs the server's public URL (serve --public-url)")]
+    PublicUrlRequired,
     /// A server fault. The client sees a generic message; the cause is logged once.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -74,7 +81,8 @@ impl AppError {
             AppError::NotPasswordlessCapable => ErrorCode::NotPasswordlessCapable,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::Paused { .. } => ErrorCode::Paused,
-            AppError::Internal(_) => ErrorCode::Internal,
+            AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
+            AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
         }
     }
 
@@ -95,11 +103,14 @@ impl AppError {
             AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
                 StatusCode::CONFLICT
             }
-            AppError::KeyNotAllowed | AppError::PolicyDisabled | AppError::Paused { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            AppError::KeyNotAllowed
+            | AppError::PolicyDisabled
+            | AppError::Paused { .. }
+            | AppError::BrowserNotBound => StatusCode::FORBIDDEN,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Internal(_) | AppError::PublicUrlRequired => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 

@@ -125,6 +125,7 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     let settings = Settings {
         server_name: store::server_name(&pool).await?,
         request_ttl_secs: config.request_ttl_secs,
+        browser_listener_port: config.browser_listener_port,
     };
     // The effective settings, without the database URL (it may carry a password) or keys.
     let backend = store::Backend::of_url(&config.database)?;

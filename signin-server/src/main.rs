@@ -237,6 +237,11 @@ enum PolicyCommand {
         /// `on`: a new device waits until one of the user's other devices approves it.
         #[arg(long, value_parser = on_off)]
         new_device_approval: Option<bool>,
+        /// `on`: sign-ins on the sign-in pages are bound to the browser (phishing-resistant,
+        /// PROTOCOL.md §5.9): only the Authenticator on the same device, which saw the page at
+        /// the server's origin, can approve. Needs `serve --public-url`.
+        #[arg(long, value_parser = on_off)]
+        phishing_resistant: Option<bool>,
     },
     /// Print the policy.
     Show,
@@ -359,6 +364,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                     show_location,
                     number_length,
                     new_device_approval,
+                    phishing_resistant,
                 },
         } => {
             let p = accounts::set_policy(
@@ -372,6 +378,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                     show_location,
                     number_length,
                     new_device_approval,
+                    phishing_resistant,
                 },
             )
             .await?;

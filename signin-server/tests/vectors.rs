@@ -9,8 +9,8 @@ use authenticator_protocol::wire::ResponseBody;
 use authenticator_protocol::{AccountId, PublicKey, RequestId, Signature, UnixMillis};
 use serde_json::Value;
 use signin_server::sign_in::verify::{
-    number_matches, verify_device_auth, verify_enroll_proof, verify_passwordless_registration,
-    verify_response,
+    check_browser_binding, number_matches, verify_device_auth, verify_enroll_proof,
+    verify_passwordless_registration, verify_response, BrowserCheck,
 };
 use signin_server::store::devices::DeviceKeys;
 use signin_server::store::requests::{Status, StoredRequest};
@@ -109,6 +109,7 @@ fn response_of(v: &Value) -> (SignInResponse, ResponseBody) {
         typed_number: typed,
         context_sha256: unb64_fixed::<32>("c", &s(v, "context_sha256")).unwrap(),
         timestamp: ms(v, "timestamp"),
+        browser_origin: v["inputs"]["browser_origin"].as_str().map(str::to_owned),
     };
     let body = r.to_wire(&Signature::from_b64("s", &sig(v)).unwrap());
     (r, body)
@@ -132,6 +133,8 @@ fn every_vector_is_covered() {
         "request-details/six-digit-number",
         "response/approve",
         "response/approve-six-digit-number",
+        "request-details/browser-bound",
+        "response/approve-browser-bound",
         "response/deny",
         "response/report",
         "device-auth",
@@ -417,4 +420,58 @@ fn device_auth_through_the_server_check() {
         verify_device_auth(&method, &pq, &parsed, &v.key("other_device")),
         Err(AppError::BadSignature)
     ));
+}
+
+#[test]
+fn a_browser_bound_approval_through_the_server_checks() {
+    let v = Vectors::load();
+    let d = v.vector("request-details/browser-bound");
+    let text = s(d, "details");
+    let details = SignedRequestDetails {
+        details: text.clone(),
+        signature: sig(d),
+    }
+    .verify(&v.key("server"))
+    .unwrap();
+    let binding = details.browser.expect("a browser binding");
+    assert_eq!(binding.origin, "https://id.contoso.test");
+    let stored = v.stored_request_of(
+        "request-details/browser-bound",
+        "response/approve-browser-bound",
+    );
+    assert_eq!(stored.browser_binding().unwrap(), Some(binding.clone()));
+    let (r, body) = response_of(v.vector("response/approve-browser-bound"));
+    assert_eq!(body.browser_origin.as_deref(), Some("https://id.contoso.test"));
+    let verified = verify_response(&stored, &v.keys(), &body).unwrap();
+    assert_eq!(check_browser_binding(&stored, &verified).unwrap(), BrowserCheck::Ok);
+    assert!(number_matches(&stored, &verified));
+    // The same signature with the origin changed (a relay's) or dropped: not this approval.
+    for origin in [Some("https://id.contoso.test.relay.example"), None] {
+        let mut changed = body.clone();
+        changed.browser_origin = origin.map(str::to_owned);
+        assert!(
+            matches!(
+                verify_response(&stored, &v.keys(), &changed),
+                Err(AppError::BadSignature)
+            ),
+            "{origin:?}"
+        );
+    }
+    // A validly signed approval for another origin, or for none: refused by the binding.
+    let relayed = SignInResponse {
+        browser_origin: Some("https://id.contoso.test.relay.example".into()),
+        ..r.clone()
+    };
+    assert_eq!(
+        check_browser_binding(&stored, &relayed).unwrap(),
+        BrowserCheck::OtherOrigin
+    );
+    let unseen = SignInResponse {
+        browser_origin: None,
+        ..r
+    };
+    assert_eq!(
+        check_browser_binding(&stored, &unseen).unwrap(),
+        BrowserCheck::NotSeen
+    );
 }

@@ -1590,3 +1590,197 @@ async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new
         );
     }
 }
+
+// ---- the phishing-resistant option (issue 10, PROTOCOL.md §5.9) ----
+
+use authenticator_protocol::sign_in::Decision;
+use authenticator_protocol::UnixMillis;
+
+async fn phishing_resistant(h: &Harness, public_url: Option<&str>) {
+    let update = PolicyUpdate {
+        phishing_resistant: Some(true),
+        ..Default::default()
+    };
+    signin_server::accounts::set_policy(&h.state.pool, &update)
+        .await
+        .unwrap();
+    if let Some(url) = public_url {
+        signin_server::store::set_setting(
+            &h.state.pool,
+            signin_server::store::PUBLIC_URL_SETTING,
+            url,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The attribute `name` of the wait page's card.
+fn attribute(r: &Reply, name: &str) -> Option<String> {
+    let html = text(r);
+    let marker = format!("{name}=\"");
+    let at = html.find(&marker)? + marker.len();
+    Some(html[at..].split('"').next().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn phishing_resistant_sign_ins_need_the_configured_public_url_not_the_request_host() {
+    let h = harness().await;
+    h.ready_phone("bobby@contoso.test").await;
+    phishing_resistant(&h, None).await;
+    let mut browser = Browser::new(&h);
+    let r = browser.get("/signin").await;
+    let csrf = csrf_of(&r);
+    let r = browser
+        .post("/signin", &[("csrf", &csrf), ("upn", "bobby@contoso.test")])
+        .await;
+    // No sign-in was started: the origin would have come from the request's Host, which a
+    // relaying proxy chooses.
+    assert!(
+        text(&r).contains("needs the server's public URL"),
+        "{:?}",
+        r.body
+    );
+    let started = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "signin_started")
+        .count();
+    assert_eq!(started, 0);
+}
+
+#[tokio::test]
+async fn a_browser_bound_sign_in_counts_only_an_approval_for_the_page_origin() {
+    let h = harness().await;
+    let phone = h.ready_phone("bobby@contoso.test").await;
+    phishing_resistant(&h, Some("http://127.0.0.1:8080/")).await;
+    let origin = "http://127.0.0.1:8080";
+
+    let mut browser = Browser::new(&h);
+    let (_, _) = browser.submit_upn("bobby@contoso.test").await;
+    let wait = browser.get("/signin/wait").await;
+    let number = number_of(&wait);
+    let challenge = attribute(&wait, "data-browser-challenge").expect("a challenge on the page");
+    assert_eq!(
+        attribute(&wait, "data-browser-listener").as_deref(),
+        Some("http://127.0.0.1:47813/v1/browser-binding")
+    );
+    let csp = wait.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("connect-src 'self' http://127.0.0.1:47813;"),
+        "{csp}"
+    );
+    assert!(text(&wait).contains("phishing-resistant"));
+
+    // The signed details carry the page's challenge and the configured origin.
+    let p = phone.poll(&h, 0).await;
+    let id = p.body["pushes"][0]["rid"].as_str().unwrap().to_owned();
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let details = f.signed.verify(phone.server_key.as_ref().unwrap()).unwrap();
+    let binding = details.browser.expect("browser-bound details");
+    assert_eq!(binding.challenge, challenge);
+    assert_eq!(binding.origin, origin);
+
+    let approve = |seen: Option<&str>| {
+        phone.response_seen_at(
+            &f,
+            Decision::Approve,
+            Some(&number),
+            &phone.passwordless,
+            UnixMillis::now(),
+            seen,
+        )
+    };
+    // A phone that did not see the page: refused, the sign-in goes on.
+    let r = h.post(&respond_uri(&id), approve(None)).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::FORBIDDEN, "browser_not_bound")
+    );
+    let status = h
+        .get(&format!("/api/v1/signin/{id}"), Some(h.app_auth.clone()))
+        .await;
+    assert_eq!(status.body["status"], "pending");
+    // An approval signed for a relay's origin: refused, and the sign-in is over.
+    let r = h
+        .post(&respond_uri(&id), approve(Some("http://localhost:9999")))
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::FORBIDDEN, "browser_not_bound")
+    );
+    let status = h
+        .get(&format!("/api/v1/signin/{id}"), Some(h.app_auth.clone()))
+        .await;
+    assert_eq!(status.body["status"], "failed");
+    let r = h.post(&respond_uri(&id), approve(Some(origin))).await;
+    assert_eq!(
+        r.error(),
+        "request_not_pending",
+        "nothing more for that sign-in"
+    );
+    let csrf = csrf_of(&wait);
+    browser.post("/signin/complete", &[("csrf", &csrf)]).await;
+    assert_ne!(browser.get("/me").await.status, StatusCode::OK);
+    let outcomes: Vec<String> = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert!(outcomes.iter().any(|o| o == "browser_not_seen"));
+    assert!(outcomes.iter().any(|o| o == "browser_other_origin"));
+
+    // The next sign-in, approved for the page's own origin: signed in.
+    let mut browser = Browser::new(&h);
+    browser.submit_upn("bobby@contoso.test").await;
+    let wait = browser.get("/signin/wait").await;
+    let number = number_of(&wait);
+    let p = phone.poll(&h, 0).await;
+    let id = p.body["pushes"][0]["rid"].as_str().unwrap().to_owned();
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let ok = phone.response_seen_at(
+        &f,
+        Decision::Approve,
+        Some(&number),
+        &phone.passwordless,
+        UnixMillis::now(),
+        Some(origin),
+    );
+    let r = h.post(&respond_uri(&id), ok).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let csrf = csrf_of(&wait);
+    let r = browser.post("/signin/complete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.headers["location"], "/me");
+    assert_eq!(browser.get("/me").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn api_sign_ins_are_not_browser_bound_and_refuse_a_browser_origin() {
+    let h = harness().await;
+    let phone = h.ready_phone("bobby@contoso.test").await;
+    phishing_resistant(&h, Some("http://127.0.0.1:8080/")).await;
+    let started = h.start_signin("bobby@contoso.test").await;
+    let number = started.body["number"].as_str().unwrap().to_owned();
+    let p = phone.poll(&h, 0).await;
+    let id = p.body["pushes"][0]["rid"].as_str().unwrap().to_owned();
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let details = f.signed.verify(phone.server_key.as_ref().unwrap()).unwrap();
+    assert_eq!(details.browser, None, "no page of ours: nothing to bind to");
+    let stray = phone.response_seen_at(
+        &f,
+        Decision::Approve,
+        Some(&number),
+        &phone.passwordless,
+        UnixMillis::now(),
+        Some("http://127.0.0.1:8080"),
+    );
+    let r = h.post(&respond_uri(&id), stray).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let ok = phone.answer(&f, Decision::Approve, Some(&number));
+    assert_eq!(h.post(&respond_uri(&id), ok).await.status, StatusCode::OK);
+}

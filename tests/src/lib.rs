@@ -4,8 +4,10 @@
 //! that speaks the protocol by hand (the attacker's own account).
 #![forbid(unsafe_code)]
 
+pub mod chromium;
 pub mod proxy;
 pub mod raw_device;
+pub mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,8 +73,28 @@ impl TestServer {
         request_ttl_secs: u64,
         push: signin_server::delivery::push::PushConfig,
     ) -> Result<Self> {
+        Self::start_on_configured(db, name, request_ttl_secs, |c| ServeConfig { push, ..c }).await
+    }
+
+    /// A server (policy: any mode) whose configuration `configure` adjusts.
+    pub async fn start_configured(
+        name: &str,
+        configure: impl FnOnce(ServeConfig) -> ServeConfig,
+    ) -> Result<Self> {
+        let db = Arc::new(TestDatabase::create().await?);
+        let ttl = authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
+        let server = Self::start_on_configured(db, name, ttl, configure).await?;
+        server.set_policy(Mode::Any).await?;
+        Ok(server)
+    }
+
+    async fn start_on_configured(
+        db: Arc<TestDatabase>,
+        name: &str,
+        request_ttl_secs: u64,
+        configure: impl FnOnce(ServeConfig) -> ServeConfig,
+    ) -> Result<Self> {
         let config = ServeConfig {
-            push,
             listen: ([127, 0, 0, 1], 0).into(),
             database: db.url.clone(),
             server_name: Some(name.into()),
@@ -85,7 +107,7 @@ impl TestServer {
             },
             ..ServeConfig::default()
         };
-        let running = signin_server::spawn(config).await?;
+        let running = signin_server::spawn(configure(config)).await?;
         // One "My Apps" per database; another instance on it registers its own name.
         let registered = match accounts::applications::add(running.pool(), "My Apps").await {
             Ok(r) => r,
@@ -116,6 +138,7 @@ impl TestServer {
             show_location: Some(true),
             new_device_approval: None,
             number_length: None,
+            phishing_resistant: None,
         };
         accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())

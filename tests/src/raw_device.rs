@@ -97,6 +97,7 @@ impl RawDevice {
             typed_number: Some(TypedNumber::parse(number)?),
             context_sha256: authenticator_protocol::encoding::sha256(details_text.as_bytes()),
             timestamp: UnixMillis::now(),
+            browser_origin: None,
         };
         let sig = self.passwordless_key.sign(&response.signed_bytes());
         let body = serde_json::to_value(response.to_wire(&sig))?;

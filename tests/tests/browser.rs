@@ -237,6 +237,8 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.set_checkbox("#show_app_name", true).await?;
     b.set_checkbox("#show_location", false).await?;
     b.fill("#number_length", "4").await?;
+    // The phishing-resistant option has its own end-to-end test (phishing.rs).
+    b.set_checkbox("#phishing_resistant", false).await?;
     b.click("#save").await?;
     assert!(b.text("[role=status]").await?.contains("Policy saved"));
     let expected = Policy {
@@ -248,6 +250,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         show_location: false,
         number_length: 4,
         new_device_approval: false,
+        phishing_resistant: false,
     };
     assert_eq!(policy::load(&pool).await?, expected);
     b.shot("admin-policy-saved").await?;

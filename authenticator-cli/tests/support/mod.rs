@@ -44,6 +44,7 @@ pub async fn setup_with(config: ServeConfig) -> Setup {
         show_location: Some(true),
         new_device_approval: None,
         number_length: None,
+        phishing_resistant: None,
     };
     accounts::set_policy(server.pool(), &update).await.unwrap();
     accounts::add_user(server.pool(), UPN, "Bobby Smith", &[])

@@ -1,4 +1,5 @@
 //! Everything behind the exported facade.
+pub(crate) mod browser;
 pub(crate) mod enroll;
 pub mod http;
 pub(crate) mod push;
@@ -19,13 +20,16 @@ use http::{DeviceSigner, ServerApi};
 use store::{Account, Store};
 
 pub(crate) struct Core {
-    pub store: Store,
+    /// Shared with the browser listener's task.
+    pub store: Arc<Store>,
     pub keys: Arc<dyn DeviceKeyStore>,
     /// Seals TOTP secrets; without one the core keeps no TOTP accounts.
     pub secrets: Option<Arc<dyn SecretStore>>,
     pub api: ServerApi,
     /// Bumped by `Authenticator::cancel_poll`: long-polls in progress at that moment end.
     pub poll_cancel: tokio::sync::watch::Sender<u64>,
+    /// The browser listener (§5.9), while the app runs one.
+    pub browser_listener: std::sync::Mutex<Option<browser::BrowserListener>>,
 }
 
 /// A fresh, unique key alias: `psi.<16 random bytes>.<purpose>`.

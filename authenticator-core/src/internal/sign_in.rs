@@ -166,6 +166,15 @@ pub(crate) async fn answer(
         None
     };
 
+    // §5.9: a phishing-resistant request is approved only for the page this device saw, at
+    // the origin the server signed. Checked before the user is asked anything.
+    let browser_origin = match (&details.browser, decision) {
+        (Some(binding), WireDecision::Approve) => {
+            Some(super::browser::approved_origin(&core.store, binding)?)
+        }
+        _ => None,
+    };
+
     let response = SignInResponse {
         request_id: request_id.clone(),
         account_id: account.account_id.clone(),
@@ -180,6 +189,7 @@ pub(crate) async fn answer(
             &request_id,
             UnixMillis::now(),
         )?,
+        browser_origin,
     };
     // Every approval is signed only after the user passed verification for that signature
     // (whichever key signs it); deny and report need none.

@@ -12,7 +12,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::types::AccountSummary;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const MIGRATION_1: &str = "
 CREATE TABLE accounts (
@@ -118,6 +118,25 @@ CREATE TABLE unregistrations (
     attempts         INTEGER NOT NULL DEFAULT 0
 );
 ";
+
+/// Sign-in pages the browser listener saw (PROTOCOL.md §5.9): the page's challenge and the
+/// origin its browser sent. In the store, not in memory, so that a listener in one process
+/// (the desktop phone's `browser-listener`) serves an approval in another. Pruned after
+/// `SIGHTING_TTL_MS`, at most `MAX_SIGHTINGS` rows.
+const MIGRATION_7: &str = "
+CREATE TABLE browser_sightings (
+    challenge  TEXT NOT NULL,
+    origin     TEXT NOT NULL,
+    seen_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (challenge, origin)
+);
+";
+
+/// How long a sighting is kept: longer than any sign-in request lives.
+pub(crate) const SIGHTING_TTL_MS: u64 = 15 * 60 * 1000;
+/// The most sightings kept (the oldest go first): a page that floods the listener only
+/// pushes out sightings, it never grows the store.
+pub(crate) const MAX_SIGHTINGS: i64 = 512;
 
 /// A removed account's pending notice to its server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +260,7 @@ impl Store {
             (4, MIGRATION_4),
             (5, MIGRATION_5),
             (6, MIGRATION_6),
+            (7, MIGRATION_7),
         ] {
             if version < to {
                 let tx = conn.transaction()?;
@@ -586,6 +606,49 @@ impl Store {
     }
 
     /// Drops requests that expired more than a day ago (housekeeping).
+    /// Records that a sign-in page with `challenge` was seen at `origin` (§5.9).
+    pub fn record_browser_sighting(
+        &self,
+        challenge: &str,
+        origin: &str,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO browser_sightings (challenge, origin, seen_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (challenge, origin) DO UPDATE SET seen_at_ms = excluded.seen_at_ms",
+            rusqlite::params![challenge, origin, clamp(now.millis())],
+        )?;
+        conn.execute(
+            "DELETE FROM browser_sightings WHERE seen_at_ms < ?1 OR rowid NOT IN
+             (SELECT rowid FROM browser_sightings ORDER BY seen_at_ms DESC LIMIT ?2)",
+            rusqlite::params![
+                clamp(now.millis().saturating_sub(SIGHTING_TTL_MS)),
+                MAX_SIGHTINGS
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every origin a page with `challenge` was seen at within `SIGHTING_TTL_MS` of `now`.
+    pub fn browser_sightings(&self, challenge: &str, now: UnixMillis) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT origin FROM browser_sightings WHERE challenge = ?1 AND seen_at_ms >= ?2
+             ORDER BY origin",
+        )?;
+        let origins = stmt
+            .query_map(
+                rusqlite::params![
+                    challenge,
+                    clamp(now.millis().saturating_sub(SIGHTING_TTL_MS))
+                ],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(origins)
+    }
+
     pub fn prune(&self, now: UnixMillis) -> Result<()> {
         let conn = self.conn()?;
         conn.execute(
@@ -948,6 +1011,7 @@ mod tests {
             nonce: authenticator_protocol::encoding::b64(&[7u8; 32]),
             created_at: UnixMillis(1),
             expires_at: UnixMillis(u64::MAX / 4),
+            browser: None,
         };
         (SignedRequestDetails::sign(&details, &server), details)
     }

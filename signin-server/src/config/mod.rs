@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub geoip: Option<std::path::PathBuf>,
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The Authenticator's loopback listener the sign-in page calls (§5.9).
+    pub browser_listener_port: u16,
 }
 
 impl Default for ServeConfig {
@@ -63,6 +65,7 @@ impl Default for ServeConfig {
             risk: Default::default(),
             geoip: None,
             trusted_proxies: Vec::new(),
+            browser_listener_port: authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT,
         }
     }
 }
@@ -72,6 +75,8 @@ impl Default for ServeConfig {
 pub struct Settings {
     pub server_name: String,
     pub request_ttl_secs: u64,
+    /// The Authenticator's loopback listener the sign-in page calls (§5.9).
+    pub browser_listener_port: u16,
 }
 
 impl Default for Settings {
@@ -79,6 +84,7 @@ impl Default for Settings {
         Settings {
             server_name: crate::store::DEFAULT_SERVER_NAME.into(),
             request_ttl_secs: DEFAULT_REQUEST_TTL_SECS,
+            browser_listener_port: authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT,
         }
     }
 }
@@ -268,6 +274,10 @@ impl ServeConfig {
                 .trusted_proxies
                 .or(fs.trusted_proxies)
                 .unwrap_or(d.trusted_proxies),
+            browser_listener_port: s
+                .browser_listener_port
+                .or(fs.browser_listener_port)
+                .unwrap_or(d.browser_listener_port),
         };
         config.check()?;
         Ok(config)

@@ -45,6 +45,10 @@ pub struct ServerSection {
           value_parser = parse_proxy, value_name = "TRUSTED_PROXIES")]
     #[serde(default, deserialize_with = "proxies")]
     pub trusted_proxies: Option<Vec<IpNet>>,
+    /// The loopback port the Authenticator listens on for the sign-in page under the
+    /// phishing-resistant policy (PROTOCOL.md §5.9; default 47813, what the apps use).
+    #[arg(long, env = "SIGNIN_BROWSER_LISTENER_PORT")]
+    pub browser_listener_port: Option<u16>,
 }
 
 /// `[delivery]`: push clients. A client is configured when its table is in the file or any of

@@ -18,7 +18,8 @@ use std::time::Duration;
 use authenticator_protocol::encoding::b64;
 use authenticator_protocol::push::PushEnvelope;
 use authenticator_protocol::sign_in::{
-    Decision, RequestDetails, RequestKind, SignedRequestDetails,
+    web_origin, BrowserBinding, Decision, RequestDetails, RequestKind, SignedRequestDetails,
+    BROWSER_CHALLENGE_BYTES,
 };
 use authenticator_protocol::wire::{ResponseBody, MAX_WRONG_NUMBERS};
 use authenticator_protocol::{AccountId, RequestId, UnixMillis, PROTOCOL_VERSION};
@@ -30,7 +31,7 @@ use crate::delivery::Delivery;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::requests::{self as requests, NewRequest, NewSignIn, Status, StoredRequest};
-use crate::store::{devices, now_ms, to_db_ms, users};
+use crate::store::{self, devices, now_ms, to_db_ms, users};
 
 /// Longest UPN accepted (after trimming).
 pub const MAX_UPN_LEN: usize = 256;
@@ -53,7 +54,8 @@ pub struct StartSignIn<'a> {
     pub replaces: Option<&'a str>,
     /// Started by an unauthenticated browser on the sign-in pages (for the server itself, or
     /// for an OpenID Connect client's authorization): the rate limit also counts the client
-    /// address, as for the built-in portal.
+    /// address, as for the built-in portal, and the phishing-resistant policy binds the
+    /// approval to that browser (§5.9).
     pub browser: bool,
 }
 
@@ -153,6 +155,11 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         .then(|| state.locator.locate(s.client_ip));
     // Phone sign-in always uses number matching, whatever the policy says.
     let number_matching = s.kind == RequestKind::Passwordless || policy.number_matching;
+    let browser = if policy.phishing_resistant && s.browser {
+        Some(browser_binding(state).await?)
+    } else {
+        None
+    };
     let signin_id = send_requests(
         state,
         &Outgoing {
@@ -167,6 +174,7 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
             number: &number,
             number_matching,
             number_length,
+            browser,
             expires_at,
             replaces: s.replaces,
         },
@@ -176,6 +184,19 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         id: signin_id,
         number,
         expires_at,
+    })
+}
+
+/// §5.9: a fresh challenge and the origin the sign-in page must be at: that of the configured
+/// public URL, never one taken from the request (a relaying proxy chooses those headers).
+async fn browser_binding(state: &AppState) -> Result<BrowserBinding, AppError> {
+    let url = store::get_setting(&state.pool, store::PUBLIC_URL_SETTING)
+        .await?
+        .ok_or(AppError::PublicUrlRequired)?;
+    let origin = web_origin(&url).ok_or(AppError::PublicUrlRequired)?;
+    Ok(BrowserBinding {
+        challenge: b64(&random_bytes::<BROWSER_CHALLENGE_BYTES>()?),
+        origin,
     })
 }
 
@@ -194,6 +215,8 @@ struct Outgoing<'a> {
     number: &'a str,
     number_matching: bool,
     number_length: u8,
+    /// §5.9: the page and origin the approval must come from (phishing-resistant policy).
+    browser: Option<BrowserBinding>,
     expires_at: UnixMillis,
     replaces: Option<&'a str>,
 }
@@ -224,6 +247,7 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
             device_name: o.device_name.clone(),
             number_matching: o.number_matching,
             number_length: o.number_length,
+            browser: o.browser.clone(),
             nonce: nonce.clone(),
             created_at,
             expires_at: o.expires_at,
@@ -329,6 +353,7 @@ pub async fn notify_new_device(
             number: "",
             number_matching: false,
             number_length: authenticator_protocol::number::DEFAULT_NUMBER_DIGITS,
+            browser: None,
             expires_at: UnixMillis::now().plus_secs(NEW_DEVICE_TTL_SECS),
             replaces: None,
         },
@@ -513,6 +538,36 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         request_id: Some(req.id.as_str()),
         outcome,
     };
+
+    // 4a. browser binding (§5.9): only the Authenticator that saw the real page approves.
+    match verify::check_browser_binding(&req, &response)? {
+        verify::BrowserCheck::Ok => {}
+        verify::BrowserCheck::NotSeen => {
+            audit::record(
+                &state.pool,
+                Event::SignInDecision,
+                entry("browser_not_seen"),
+            )
+            .await?;
+            return Err(AppError::BrowserNotBound);
+        }
+        verify::BrowserCheck::OtherOrigin => {
+            // The user approved a relayed page: whoever holds this sign-in is not the user's
+            // browser. End it, so the relay can try nothing more with it.
+            if !requests::decide(&state.pool, &req, Status::Failed, ts, now_ms()).await? {
+                return Err(lost_race(state, &req).await?);
+            }
+            state.request_waiters.wake(&req.signin_id);
+            audit::record(
+                &state.pool,
+                Event::SignInFailed,
+                entry("browser_other_origin"),
+            )
+            .await?;
+            tracing::warn!(request_id = %req.id, "approval for a relayed sign-in page refused");
+            return Err(AppError::BrowserNotBound);
+        }
+    }
 
     // 5. number matching.
     if !verify::number_matches(&req, &response) {

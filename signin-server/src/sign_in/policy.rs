@@ -76,6 +76,10 @@ pub struct Policy {
     /// A device enrolled for a user who already has one waits until one of the others
     /// approves it (PROTOCOL.md §5.8); off: they are only told.
     pub new_device_approval: bool,
+    /// Sign-ins started on the sign-in pages are bound to the browser showing them (PROTOCOL.md
+    /// §5.9): only the Authenticator on that device, having seen the page at the server's
+    /// own origin, can approve them. Stops a relaying (real-time phishing) proxy.
+    pub phishing_resistant: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +105,7 @@ pub struct PolicyUpdate {
     pub show_location: Option<bool>,
     pub number_length: Option<u8>,
     pub new_device_approval: Option<bool>,
+    pub phishing_resistant: Option<bool>,
 }
 
 impl Policy {
@@ -114,6 +119,7 @@ impl Policy {
             show_location: u.show_location.unwrap_or(self.show_location),
             number_length: u.number_length.unwrap_or(self.number_length),
             new_device_approval: u.new_device_approval.unwrap_or(self.new_device_approval),
+            phishing_resistant: u.phishing_resistant.unwrap_or(self.phishing_resistant),
         };
         if next.mode == Mode::Passwordless && !next.number_matching {
             return Err(PolicyError::NumberMatchingRequired);
@@ -181,11 +187,12 @@ impl fmt::Display for Policy {
         writeln!(f, "show-app-name: {}", on_off(self.show_app_name))?;
         writeln!(f, "show-location: {}", on_off(self.show_location))?;
         writeln!(f, "number-length: {}", self.number_length)?;
-        write!(
+        writeln!(
             f,
             "new-device-approval: {}",
             on_off(self.new_device_approval)
-        )
+        )?;
+        write!(f, "phishing-resistant: {}", on_off(self.phishing_resistant))
     }
 }
 
@@ -204,6 +211,7 @@ pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
             .filter(|d| NUMBER_DIGITS.contains(d))
             .unwrap_or(authenticator_protocol::number::DEFAULT_NUMBER_DIGITS),
         new_device_approval: row.new_device_approval,
+        phishing_resistant: row.phishing_resistant,
     })
 }
 
@@ -219,6 +227,7 @@ pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
             show_location: p.show_location,
             number_length: i64::from(p.number_length),
             new_device_approval: p.new_device_approval,
+            phishing_resistant: p.phishing_resistant,
         },
     )
     .await
@@ -238,6 +247,7 @@ mod tests {
             show_location: true,
             number_length: 2,
             new_device_approval: false,
+            phishing_resistant: false,
         }
     }
 

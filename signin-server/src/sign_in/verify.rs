@@ -124,6 +124,7 @@ pub fn verify_response(
         typed_number,
         context_sha256,
         timestamp: body.timestamp,
+        browser_origin: body.browser_origin.clone(),
     };
     verify(key, &response.signed_bytes(), &body.signature)?;
     let nonce_ok = ct_eq(&response.nonce, &stored.nonce);
@@ -145,6 +146,48 @@ pub fn check_response_time(
         return Err(AppError::Replay);
     }
     Ok(())
+}
+
+/// What a verified response says about the browser (§5.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowserCheck {
+    /// The request is not browser-bound, or the approval carries the page's own origin, or
+    /// it is a deny/report (which needs no browser).
+    Ok,
+    /// An approval of a browser-bound request that carries no origin: the Authenticator did
+    /// not see the sign-in page (the user answered on a device without the page).
+    NotSeen,
+    /// An approval signed for another origin: the page the user saw was served elsewhere — a
+    /// relaying proxy. The sign-in is ended.
+    OtherOrigin,
+}
+
+/// §5.6 step 4a: the browser origin of a response against the signed details' binding. A
+/// `browser_origin` on anything but an approval of a browser-bound request is malformed.
+pub fn check_browser_binding(
+    stored: &StoredRequest,
+    response: &SignInResponse,
+) -> Result<BrowserCheck, AppError> {
+    let binding = stored
+        .browser_binding()
+        .map_err(|e| AppError::internal(anyhow::anyhow!("stored details: {e}")))?;
+    match (binding, response.decision, &response.browser_origin) {
+        (None, _, None) | (Some(_), Decision::Deny | Decision::Report, None) => {
+            Ok(BrowserCheck::Ok)
+        }
+        (Some(binding), Decision::Approve, Some(seen)) => Ok(
+            // Not secret (the page shows it), so a plain comparison.
+            if *seen == binding.origin {
+                BrowserCheck::Ok
+            } else {
+                BrowserCheck::OtherOrigin
+            },
+        ),
+        (Some(_), Decision::Approve, None) => Ok(BrowserCheck::NotSeen),
+        (_, _, Some(_)) => Err(AppError::InvalidRequest(
+            "browser_origin belongs only to an approval of a browser-bound request",
+        )),
+    }
 }
 
 /// §5.6 step 5: whether the typed number is right (constant-time). Always true when the

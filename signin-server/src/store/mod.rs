@@ -62,6 +62,8 @@ pub type Conn = sqlx::AnyConnection;
 pub const SERVER_KEY_SETTING: &str = "server_signing_key_pkcs8";
 pub const SERVER_NAME_SETTING: &str = "server_name";
 pub const ENROLLMENT_TTL_SETTING: &str = "enrollment_ttl_secs";
+/// The URL users and phones reach the server at (`serve --public-url`).
+pub const PUBLIC_URL_SETTING: &str = "public_url";
 pub const DEFAULT_SERVER_NAME: &str = "Contoso";
 
 /// Which database a URL names.

@@ -12,13 +12,14 @@ pub struct PolicyRow {
     pub show_location: bool,
     pub number_length: i64,
     pub new_device_approval: bool,
+    pub phishing_resistant: bool,
 }
 
 pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
-    type Row = (i64, String, String, i64, i64, i64, i64, i64);
-    let (enabled, target, mode, nm, app, loc, digits, approval): Row = sqlx::query_as(
+    type Row = (i64, String, String, i64, i64, i64, i64, i64, i64);
+    let (enabled, target, mode, nm, app, loc, digits, approval, bound): Row = sqlx::query_as(
         "SELECT enabled, target, mode, number_matching, show_app_name, show_location, \
-         number_length, new_device_approval FROM policy WHERE id = 1",
+         number_length, new_device_approval, phishing_resistant FROM policy WHERE id = 1",
     )
     .fetch_one(pool)
     .await?;
@@ -31,6 +32,7 @@ pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
         show_location: loc != 0,
         number_length: digits,
         new_device_approval: approval != 0,
+        phishing_resistant: bound != 0,
     })
 }
 
@@ -38,7 +40,7 @@ pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
     sqlx::query(
         "UPDATE policy SET enabled = $1, target = $2, mode = $3, number_matching = $4, \
          show_app_name = $5, show_location = $6, number_length = $7, \
-         new_device_approval = $8, updated_at = $9 WHERE id = 1",
+         new_device_approval = $8, phishing_resistant = $9, updated_at = $10 WHERE id = 1",
     )
     .bind(i64::from(p.enabled))
     .bind(&p.target)
@@ -48,6 +50,7 @@ pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
     .bind(i64::from(p.show_location))
     .bind(p.number_length)
     .bind(i64::from(p.new_device_approval))
+    .bind(i64::from(p.phishing_resistant))
     .bind(now_ms())
     .execute(pool)
     .await?;

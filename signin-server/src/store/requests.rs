@@ -2,7 +2,7 @@
 use std::fmt;
 
 use authenticator_protocol::encoding::unb64_fixed;
-use authenticator_protocol::sign_in::RequestKind;
+use authenticator_protocol::sign_in::{BrowserBinding, RequestKind};
 use authenticator_protocol::{AccountId, RequestId, UnixMillis};
 
 use crate::store::{from_db_ms, lock_user, Pool, StoreError, StoreResult};
@@ -92,6 +92,16 @@ impl fmt::Debug for StoredRequest {
 }
 
 impl StoredRequest {
+    /// The browser binding the signed details carry (§5.9), if any: read from the very text
+    /// the phone was sent, so what is checked is what the phone was told.
+    pub fn browser_binding(&self) -> Result<Option<BrowserBinding>, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Binding {
+            browser: Option<BrowserBinding>,
+        }
+        Ok(serde_json::from_str::<Binding>(&self.details)?.browser)
+    }
+
     /// Pending but past its expiry: reported (and stored) as expired.
     pub fn is_expired_at(&self, now: UnixMillis) -> bool {
         now >= self.expires_at

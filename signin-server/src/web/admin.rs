@@ -93,6 +93,8 @@ fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
                     "The phone shows where the sign-in comes from (\u{201c}Unknown location\u{201d} when it cannot tell).", p.show_location))
                 (checkbox("new_device_approval", "New devices need approval from one of the user's devices",
                     "A device added for a user who already has one gets no sign-ins until one of their other devices approves it. Off: they are only told.", p.new_device_approval))
+                (checkbox("phishing_resistant", "Phishing-resistant sign-in (bind the approval to the browser)",
+                    "Sign-ins on these pages can be approved only by the Authenticator on the same computer or phone as the browser, after it saw this page at this server's own address: a site that relays the page gets no session. Users then sign in on a device that has the Authenticator. Needs the server's public URL.", p.phishing_resistant))
                 label for="number_length" { "Digits of the number to type" }
                 input type="number" id="number_length" name="number_length" min="2" max="6" required
                     value=(p.number_length) aria-describedby="number_length-hint";
@@ -140,6 +142,7 @@ pub struct PolicyForm {
     /// Absent (an older form): the length stays as it is.
     pub number_length: Option<String>,
     pub new_device_approval: Option<String>,
+    pub phishing_resistant: Option<String>,
 }
 
 /// `POST /admin/policy`: every setting at once; audited; effective at once.
@@ -167,6 +170,7 @@ pub async fn save_policy(
             show_app_name: Some(f.show_app_name.is_some()),
             show_location: Some(f.show_location.is_some()),
             new_device_approval: Some(f.new_device_approval.is_some()),
+            phishing_resistant: Some(f.phishing_resistant.is_some()),
             number_length: f
                 .number_length
                 .as_deref()

@@ -27,7 +27,7 @@ use crate::state::AppState;
 pub use session::Session;
 
 /// Settings-table key of the server's public URL (`serve --public-url`).
-pub const PUBLIC_URL_SETTING: &str = "public_url";
+pub use crate::store::PUBLIC_URL_SETTING;
 /// Members of this group may open the admin pages (`admin user add --group admins`).
 pub const ADMIN_GROUP: &str = "admins";
 
@@ -104,16 +104,26 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// Every page's Content-Security-Policy (see [`csp_connecting_to`] for the one exception).
+pub(crate) const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// [`CONTENT_SECURITY_POLICY`] that also lets the page's script connect to `origin`.
+pub(crate) fn csp_connecting_to(origin: &str) -> String {
+    CONTENT_SECURITY_POLICY.replace(
+        "connect-src 'self'",
+        &format!("connect-src 'self' {origin}"),
+    )
+}
+
 /// The pages' headers (also on the OpenID Connect endpoints' pages, `oidc::routes`).
 pub(crate) async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    // A page that must reach more (the sign-in page under the phishing-resistant policy calls
+    // the Authenticator's loopback listener) sets its own, otherwise as strict.
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -500,11 +500,32 @@ pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Res
         return Ok(outcome_page(&session, status));
     }
     let push = req.kind == RequestKind::Push;
+    // §5.9: the page hands its challenge to the Authenticator on this device, which reads
+    // the page's origin from what the browser itself sends.
+    let binding = req
+        .browser_binding()
+        .map_err(|e| WebError::Internal(anyhow::anyhow!("stored details: {e}")))?;
+    let listener_origin = format!("http://127.0.0.1:{}", state.settings.browser_listener_port);
+    let listener = binding.as_ref().map(|_| {
+        format!(
+            "{listener_origin}{}",
+            authenticator_protocol::sign_in::BROWSER_LISTENER_PATH
+        )
+    });
     let content = html! {
         // The sign-in's id (what the page's script polls), whichever device's request is shown.
-        section.card.narrow data-request-id=(req.signin_id) {
+        section.card.narrow data-request-id=(req.signin_id)
+            data-browser-challenge=[binding.as_ref().map(|b| b.challenge.as_str())]
+            data-browser-listener=[listener.as_deref()] {
             h1 { "Approve sign-in request" }
             p.muted { "Signing in as " strong { (req.upn) } }
+            @if binding.is_some() {
+                p { "This sign-in is phishing-resistant: approve it in the Authenticator on "
+                    strong { "this" } " computer or phone, the one showing this page." }
+                p id="browser-status" role="status" aria-live="polite" {
+                    "Looking for the Authenticator on this device\u{2026}"
+                }
+            }
             @if req.number_matching {
                 p { "Open your Authenticator app, and enter the number shown to sign in." }
                 p.number id="number" aria-label=(format!("Number to enter: {}", req.number)) { (req.number) }
@@ -532,10 +553,15 @@ pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Res
         }
         script src="/assets/signin.js" defer {}
     };
-    Ok(page(
-        &session,
-        layout("Approve sign-in request", None, content),
-    ))
+    let mut response = page(&session, layout("Approve sign-in request", None, content));
+    if binding.is_some() {
+        let csp = super::csp_connecting_to(&listener_origin);
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp).map_err(|e| WebError::Internal(e.into()))?,
+        );
+    }
+    Ok(response)
 }
 
 fn outcome_page(session: &Session, status: Status) -> Response {

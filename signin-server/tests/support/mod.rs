@@ -60,6 +60,7 @@ pub async fn harness_with_state(
         Settings {
             server_name: "Contoso".into(),
             request_ttl_secs,
+            ..Default::default()
         },
     )
     .await
@@ -410,6 +411,20 @@ impl Phone {
         key: &EcdsaSigner,
         timestamp: UnixMillis,
     ) -> Value {
+        self.response_seen_at(f, decision, typed, key, timestamp, None)
+    }
+
+    /// Like `response`, carrying `browser_origin` (§5.9: the origin the phone saw the
+    /// sign-in page at), signed in the `response-bound` layout when present.
+    pub fn response_seen_at(
+        &self,
+        f: &Fetched,
+        decision: Decision,
+        typed: Option<&str>,
+        key: &EcdsaSigner,
+        timestamp: UnixMillis,
+        browser_origin: Option<&str>,
+    ) -> Value {
         let r = SignInResponse {
             request_id: f.request_id.clone(),
             account_id: self.account().clone(),
@@ -418,6 +433,7 @@ impl Phone {
             typed_number: typed.map(|t| TypedNumber::parse(t).unwrap()),
             context_sha256: f.signed.context_sha256(),
             timestamp,
+            browser_origin: browser_origin.map(str::to_owned),
         };
         serde_json::to_value(r.to_wire(&key.sign(&r.signed_bytes()))).unwrap()
     }

@@ -35,4 +35,25 @@
     });
   }
   poll();
+
+  // Phishing-resistant sign-in (PROTOCOL.md §5.9): hand the challenge to the Authenticator's
+  // loopback listener on this device. The browser adds this page's real origin (the Origin
+  // header, which no script can set); the Authenticator approves only for the server's own.
+  var challenge = page.getAttribute("data-browser-challenge");
+  var listener = page.getAttribute("data-browser-listener");
+  var seen = document.getElementById("browser-status");
+  function announce(tries) {
+    if (leaving || !challenge || !listener) { return; }
+    fetch(listener, {
+      method: "POST", mode: "cors", credentials: "omit", cache: "no-store",
+      headers: { "Content-Type": "text/plain" }, body: challenge
+    }).then(function (r) {
+      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      if (seen) { seen.textContent = "The Authenticator on this device has seen this page: approve there."; }
+    }).catch(function () {
+      if (seen) { seen.textContent = "Open the Authenticator on this device: it has not seen this page yet."; }
+      if (tries < 120) { setTimeout(function () { announce(tries + 1); }, Math.min(1000 * (tries + 1), 5000)); }
+    });
+  }
+  announce(0);
 })();

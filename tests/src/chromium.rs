@@ -1,0 +1,211 @@
+//! Headless Chromium driven through chromedriver (WebDriver), for the tests that need a real
+//! browser: real cookies, real redirects, the pages' script, and the `Origin` header the
+//! browser itself writes (what the phishing-resistant sign-in relies on).
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian `chromium`,
+//! `chromium-driver`; `cargo xtask test` installs them). Without them a test fails: it never
+//! skips.
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long an element may take to appear.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Chromium {
+    pub client: Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    /// Screenshots go to `target/screenshots/<prefix>-NN-<name>.png`.
+    prefix: String,
+    shots: u32,
+}
+
+/// `target/screenshots/` (or `$CARGO_TARGET_DIR/screenshots/`).
+pub fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("screenshots")
+}
+
+/// A loopback port nobody listens on at the moment.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Chromium {
+    /// A fresh browser (its own profile: no cookies) whose screenshots are named `prefix-…`.
+    pub async fn start(prefix: &str) -> Result<Self> {
+        for tool in [CHROMIUM, CHROMEDRIVER] {
+            if !std::path::Path::new(tool).exists() {
+                bail!("{tool} is missing: the browser tests need `apt-get install -y chromium chromium-driver`");
+            }
+        }
+        let port = free_port()?;
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver")?;
+        // Bounded wait for chromedriver to listen.
+        let mut up = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !up {
+            bail!("chromedriver did not start");
+        }
+        let profile = tempfile::tempdir()?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1100,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        // chromedriver listens on loopback: plain HTTP, no TLS stack needed.
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("starting a Chromium session")?;
+        std::fs::create_dir_all(screenshot_dir())?;
+        Ok(Chromium {
+            client,
+            _driver: driver,
+            _profile: profile,
+            prefix: prefix.to_owned(),
+            shots: 0,
+        })
+    }
+
+    /// Saves a screenshot of the page at hand.
+    pub async fn shot(&mut self, name: &str) -> Result<()> {
+        self.shots += 1;
+        let png = self.client.screenshot().await?;
+        let file = format!("{}-{:02}-{name}.png", self.prefix, self.shots);
+        std::fs::write(screenshot_dir().join(file), png)?;
+        Ok(())
+    }
+
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        Ok(self.client.goto(url).await?)
+    }
+
+    pub async fn wait_for(&self, css: &str) -> Result<Element> {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("waiting for {css}"))
+    }
+
+    pub async fn text(&self, css: &str) -> Result<String> {
+        Ok(self.wait_for(css).await?.text().await?)
+    }
+
+    /// Waits (bounded by [`WAIT`]) until the text of `css` contains `part`; returns it.
+    pub async fn wait_for_text(&self, css: &str, part: &str) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.text(css).await?;
+            if text.contains(part) {
+                return Ok(text);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{css} says {text:?}, never {part:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (bounded by [`WAIT`]) until the page's path is `path`.
+    pub async fn wait_for_path(&self, path: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.path().await?;
+            if now == path {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the browser stayed at {now}, never reached {path}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn fill(&self, css: &str, value: &str) -> Result<()> {
+        let e = self.wait_for(css).await?;
+        e.clear().await?;
+        e.send_keys(value).await?;
+        Ok(())
+    }
+
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.wait_for(css).await?.click().await?;
+        Ok(())
+    }
+
+    pub async fn set_checkbox(&self, css: &str, on: bool) -> Result<()> {
+        let e = self.wait_for(css).await?;
+        let checked = e.prop("checked").await?.as_deref() == Some("true");
+        if checked != on {
+            e.click().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn path(&self) -> Result<String> {
+        Ok(self.client.current_url().await?.path().to_owned())
+    }
+
+    /// Types the UPN on the sign-in page of the server at `base` (`http://host:port/`) and
+    /// submits it.
+    pub async fn enter_upn(&self, base: &str, upn: &str) -> Result<()> {
+        self.goto(&format!("{base}signin")).await?;
+        self.fill("#upn", upn).await?;
+        self.click("#next").await
+    }
+
+    pub async fn sign_out(&self) -> Result<()> {
+        self.click("form[action='/signout'] button").await?;
+        self.wait_for("#upn").await?;
+        Ok(())
+    }
+
+    /// The id of the sign-in the page at hand waits for (`data-request-id`).
+    pub async fn sign_in_id(&self) -> Result<String> {
+        self.wait_for("[data-request-id]")
+            .await?
+            .attr("data-request-id")
+            .await?
+            .context("request id on the page")
+    }
+}
