@@ -71,6 +71,28 @@ impl DemoServer {
         Ok(())
     }
 
+    /// The issuer (OpenID Provider) URL: the loopback origin, without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.base_url.trim_end_matches('/').to_owned()
+    }
+
+    /// Registers a confidential OpenID Connect client (`admin app add --name N
+    /// --redirect-uri U`): its name is what the phone shows. The secret is returned once.
+    pub async fn register_oidc_client(
+        &self,
+        name: &str,
+        redirect_uri: &str,
+    ) -> Result<accounts::applications::Registered> {
+        signin_server::oidc::clients::add(
+            self.running.pool(),
+            name,
+            &[redirect_uri.to_owned()],
+            false,
+            None,
+        )
+        .await
+    }
+
     /// The application's sign-in page: the user types the UPN, the page gets the number to
     /// show (the application authenticates with its credential).
     pub async fn start_sign_in(&self, upn: &str) -> Result<Value> {

@@ -144,6 +144,48 @@ fn the_demo_runs_the_whole_ceremony_by_itself() {
         "shows the wrong-number refusal"
     );
     assert!(text.contains("Signed in as Bobby Smith"), "ends signed in");
+
+    // The sample application signs in through OpenID Connect: the phone names the
+    // registered client, and the app validated the ID token and read userinfo.
+    let oidc = text
+        .split_once("Admin registers Contoso Notes")
+        .map(|(_, rest)| rest)
+        .expect("the OpenID Connect section runs");
+    assert!(oidc.contains("   App: Contoso Notes\n"), "{oidc}");
+    assert!(
+        oidc.contains("The phone shows Contoso Notes, the name the admin registered"),
+        "{oidc}"
+    );
+    assert!(
+        oidc.contains("✔ ID token valid: signature (ES256, against the JWKS), issuer, audience, expiry, nonce, at_hash"),
+        "{oidc}"
+    );
+    assert!(
+        oidc.contains("✔ Contoso Notes signed in Bobby Smith <bobby@contoso.test>:"),
+        "{oidc}"
+    );
+    let claim = |name: &str| {
+        oidc.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}:")))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} line: {oidc}"))
+    };
+    let sub = claim("sub");
+    assert!(
+        sub.len() >= 22
+            && sub
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "sub is opaque, never the user name: {sub:?}"
+    );
+    assert_eq!(claim("amr"), "mfa, swk, user");
+    assert_eq!(claim("acr"), "urn:phonesignin:acr:mfa");
+    assert!(claim("auth_time").starts_with("20"), "{oidc}");
+    // Never a token, an authorization code or the client secret (the registration link,
+    // earlier, is meant to be shown: it is the QR code's text).
+    for secret in ["eyJ", "code=", "client_secret:", "access_token"] {
+        assert!(!oidc.contains(secret), "prints {secret:?}: {oidc}");
+    }
 }
 
 /// The offline fallback from the command line (issue 11): the enrollment's TOTP secret shows a
