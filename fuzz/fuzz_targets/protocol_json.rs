@@ -114,7 +114,7 @@ fuzz_target!(|data: &[u8]| {
                 typed_number: typed.map(|t| t.expect("checked above")),
                 context_sha256: context,
                 timestamp: body.timestamp,
-                browser_origin: None,
+                browser_origin: body.browser_origin,
             };
             if let Ok(sig) = Signature::from_b64("signature", &body.signature) {
                 assert!(key().verify(&response.signed_bytes(), &sig).is_err());
