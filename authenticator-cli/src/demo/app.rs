@@ -512,3 +512,154 @@ async fn finish(app: &App, login: Login, params: CallbackParams) -> Result<Signe
         at_hash_checked,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider (the real server on a loopback port) and the app registered with it.
+    async fn provider_and_app() -> (signin_server::RunningServer, SampleApp, tempfile::TempDir) {
+        let db = tempfile::tempdir().unwrap();
+        let server = signin_server::spawn(signin_server::ServeConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            database: format!("sqlite://{}", db.path().join("s.db").display()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let bound = bind().await.unwrap();
+        let registered = signin_server::oidc::clients::add(
+            server.pool(),
+            NAME,
+            &[bound.redirect_uri()],
+            false,
+            None,
+        )
+        .await
+        .unwrap();
+        let app = start(
+            bound,
+            Registration {
+                issuer: format!("http://{}", server.addr),
+                client_id: registered.client_id,
+                client_secret: ClientSecret::new(registered.client_secret),
+            },
+        )
+        .await
+        .unwrap();
+        (server, app, db)
+    }
+
+    fn browser() -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// `/login` in this browser: the `state` it sent to the provider.
+    async fn login_state(app: &SampleApp, browser: &reqwest::Client) -> String {
+        let r = browser
+            .get(format!("{}/login", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let q: HashMap<_, _> = to.query_pairs().into_owned().collect();
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert!(q.contains_key("nonce") && q.contains_key("code_challenge"));
+        assert_eq!(q["scope"], "openid profile");
+        q["state"].clone()
+    }
+
+    async fn callback_refused(
+        app: &mut SampleApp,
+        browser: &reqwest::Client,
+        query: &[(&str, &str)],
+    ) -> String {
+        let r = browser
+            .get(format!("{}{CALLBACK_PATH}", app.url))
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let err = app
+            .next_sign_in(Duration::from_secs(10))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refused the sign-in"), "{err}");
+        err
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_callback_refuses_what_this_browser_did_not_start() {
+        let (server, mut app, _db) = provider_and_app().await;
+        let iss = format!("http://{}", server.addr);
+        let b = browser();
+
+        // No login in this browser: nothing to complete.
+        let err = callback_refused(
+            &mut app,
+            &b,
+            &[("code", "c"), ("state", "s"), ("iss", &iss)],
+        )
+        .await;
+        assert!(err.contains("no sign-in is in progress"), "{err}");
+
+        // A forged state.
+        let _ = login_state(&app, &b).await;
+        let err = callback_refused(
+            &mut app,
+            &b,
+            &[("code", "c"), ("state", "forged"), ("iss", &iss)],
+        )
+        .await;
+        assert!(err.contains("state does not match"), "{err}");
+
+        // The right state from another provider (RFC 9207), or without iss.
+        let state = login_state(&app, &b).await;
+        let err = callback_refused(
+            &mut app,
+            &b,
+            &[
+                ("code", "c"),
+                ("state", &state),
+                ("iss", "http://127.0.0.1:1"),
+            ],
+        )
+        .await;
+        assert!(err.contains("expected provider"), "{err}");
+        let state = login_state(&app, &b).await;
+        let err = callback_refused(&mut app, &b, &[("code", "c"), ("state", &state)]).await;
+        assert!(err.contains("expected provider"), "{err}");
+
+        // A login completes once: its state does not work a second time.
+        let state = login_state(&app, &b).await;
+        let query = [
+            ("code", "not-a-code"),
+            ("state", state.as_str()),
+            ("iss", &iss),
+        ];
+        let err = callback_refused(&mut app, &b, &query).await;
+        assert!(err.contains("the token endpoint refused the code"), "{err}");
+        let err = callback_refused(&mut app, &b, &query).await;
+        assert!(err.contains("no sign-in is in progress"), "{err}");
+
+        // The provider's error comes through, after the state check.
+        let state = login_state(&app, &b).await;
+        let err = callback_refused(
+            &mut app,
+            &b,
+            &[("error", "access_denied"), ("state", &state), ("iss", &iss)],
+        )
+        .await;
+        assert!(err.contains("access_denied"), "{err}");
+
+        app.shutdown().await;
+        server.shutdown().await;
+    }
+}
