@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use authenticator_core::testing::AlwaysVerified;
 use authenticator_core::{
-    AccountSummary, Authenticator, AuthenticatorError, Decision, DeviceKeyStore, PushKind,
-    PushRegistration, SoftwareKeyStore, UserVerifier, WrappingKeySource,
+    AccountSummary, Authenticator, AuthenticatorError, Decision, DeviceKeyStore, PendingRequest,
+    PushKind, PushRegistration, SoftwareKeyStore, UserVerifier, WrappingKeySource,
 };
 use serde_json::{json, Value};
 use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
@@ -253,6 +253,19 @@ impl TestPhone {
     pub async fn report_fraud(&self, request_id: String) -> Result<Decision, AuthenticatorError> {
         let account = self.account_for(&request_id).await.map_err(internal)?;
         self.core.report_fraud(account, request_id).await
+    }
+
+    /// The request the sign-in page in `page` waits for (`data-request-id`), as it reached
+    /// this phone (long-poll).
+    pub async fn request_on_page(&self, page: &chromium::Chromium) -> Result<PendingRequest> {
+        let id = page.sign_in_id().await?;
+        for _ in 0..5 {
+            let pending = self.core.poll(5).await?;
+            if let Some(r) = pending.into_iter().find(|r| r.request_id == id) {
+                return Ok(r);
+            }
+        }
+        bail!("the request did not reach the phone")
     }
 
     /// Enrolls from a registration link and enables phone sign-in.

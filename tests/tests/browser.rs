@@ -7,187 +7,17 @@
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian `chromium`, `chromium-driver`;
 //! `.ci/run` installs them). Without them the test fails: it never skips.
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use e2e::chromium::Chromium as Browser;
 use e2e::{TestPhone, TestServer};
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
 use signin_server::accounts::passwords::set_password;
 use signin_server::sign_in::policy::{self, Mode, Policy, PolicyUpdate, Target};
 use signin_server::{accounts, web};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ADMIN: &str = "ada@contoso.test";
 const ADMIN_PASSWORD: &str = "admin password 1";
 const BOBBY: &str = "bobby@contoso.test";
 const BOBBY_PASSWORD: &str = "bobby password 1";
-const WAIT: Duration = Duration::from_secs(20);
-
-struct Browser {
-    client: Client,
-    _driver: tokio::process::Child,
-    _profile: tempfile::TempDir,
-    shots: PathBuf,
-    n: u32,
-}
-
-fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("screenshots")
-}
-
-impl Browser {
-    async fn start() -> Result<Self> {
-        for tool in [CHROMIUM, CHROMEDRIVER] {
-            if !std::path::Path::new(tool).exists() {
-                bail!("{tool} is missing: the browser tests need `apt-get install -y chromium chromium-driver`");
-            }
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let driver = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting chromedriver")?;
-        // Bounded wait for chromedriver to listen.
-        let mut up = false;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !up {
-            bail!("chromedriver did not start");
-        }
-        let profile = tempfile::tempdir()?;
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1100,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        // chromedriver listens on loopback: plain HTTP, no TLS stack needed.
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .context("starting a Chromium session")?;
-        let shots = screenshot_dir();
-        std::fs::create_dir_all(&shots)?;
-        Ok(Browser {
-            client,
-            _driver: driver,
-            _profile: profile,
-            shots,
-            n: 0,
-        })
-    }
-
-    async fn shot(&mut self, name: &str) -> Result<()> {
-        self.n += 1;
-        let png = self.client.screenshot().await?;
-        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.n)), png)?;
-        Ok(())
-    }
-
-    async fn goto(&self, url: &str) -> Result<()> {
-        Ok(self.client.goto(url).await?)
-    }
-
-    async fn wait_for(&self, css: &str) -> Result<fantoccini::elements::Element> {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .with_context(|| format!("waiting for {css}"))
-    }
-
-    async fn text(&self, css: &str) -> Result<String> {
-        Ok(self.wait_for(css).await?.text().await?)
-    }
-
-    async fn fill(&self, css: &str, value: &str) -> Result<()> {
-        let e = self.wait_for(css).await?;
-        e.clear().await?;
-        e.send_keys(value).await?;
-        Ok(())
-    }
-
-    async fn click(&self, css: &str) -> Result<()> {
-        self.wait_for(css).await?.click().await?;
-        Ok(())
-    }
-
-    async fn set_checkbox(&self, css: &str, on: bool) -> Result<()> {
-        let e = self.wait_for(css).await?;
-        let checked = e.prop("checked").await?.as_deref() == Some("true");
-        if checked != on {
-            e.click().await?;
-        }
-        Ok(())
-    }
-
-    async fn path(&self) -> Result<String> {
-        Ok(self.client.current_url().await?.path().to_owned())
-    }
-
-    /// Types the UPN on the sign-in page and submits it.
-    async fn enter_upn(&self, base: &str, upn: &str) -> Result<()> {
-        self.goto(&format!("{base}signin")).await?;
-        self.fill("#upn", upn).await?;
-        self.click("#next").await
-    }
-
-    async fn sign_out(&self) -> Result<()> {
-        self.click("form[action='/signout'] button").await?;
-        self.wait_for("#upn").await?;
-        Ok(())
-    }
-}
-
-/// The request the page at hand shows (`data-request-id`), as it reached the phone (long-poll).
-async fn phone_request(
-    phone: &TestPhone,
-    b: &Browser,
-) -> Result<authenticator_core::PendingRequest> {
-    let id = b
-        .wait_for("[data-request-id]")
-        .await?
-        .attr("data-request-id")
-        .await?
-        .context("request id on the page")?;
-    for _ in 0..5 {
-        let pending = phone.core.poll(5).await?;
-        if let Some(r) = pending.into_iter().find(|r| r.request_id == id) {
-            return Ok(r);
-        }
-    }
-    bail!("the request did not reach the phone")
-}
 
 fn decode_qr(png: &[u8]) -> Result<String> {
     let img = image::load_from_memory(png)?.to_luma8();
@@ -205,7 +35,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     let pool = server.running.pool().clone();
     accounts::add_user(&pool, ADMIN, "Ada Admin", &[web::ADMIN_GROUP.to_owned()]).await?;
     set_password(&pool, ADMIN, ADMIN_PASSWORD).await?;
-    let mut b = Browser::start().await?;
+    let mut b = Browser::start("browser").await?;
 
     // --- The admin signs in with a password (no phone yet) and sets the policy.
     b.goto(&format!("{base}signin")).await?;
@@ -333,7 +163,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     let number = b.text("#number").await?;
     assert_eq!(number.len(), 2, "a two-digit number");
     b.shot("signin-number").await?;
-    let request = phone_request(&phone, &b).await?;
+    let request = phone.request_on_page(&b).await?;
     // The server's own pages are the built-in registered application.
     assert_eq!(request.app_name.as_deref(), Some("Sign-in portal"));
     assert_eq!(request.location.as_deref(), Some("Unknown location"));
@@ -360,7 +190,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.click("#sign-in").await?;
     let number = b.text("#number").await?;
     b.shot("signin-push-number").await?;
-    let request = phone_request(&phone, &b).await?;
+    let request = phone.request_on_page(&b).await?;
     assert_eq!(request.kind, authenticator_core::RequestKind::Push);
     phone
         .core
@@ -380,7 +210,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     // --- Resend gives a new request; the phone denies it: the page says so.
     b.enter_upn(&base, BOBBY).await?;
     b.wait_for("#number").await?;
-    let first = phone_request(&phone, &b).await?;
+    let first = phone.request_on_page(&b).await?;
     b.click("#resend").await?;
     // The new page, with the new request.
     b.wait_for(&format!(
@@ -388,7 +218,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         first.request_id
     ))
     .await?;
-    let second = phone_request(&phone, &b).await?;
+    let second = phone.request_on_page(&b).await?;
     assert_ne!(
         first.request_id, second.request_id,
         "resend makes a new request"
@@ -408,7 +238,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     // --- "This wasn't me": the page says it was reported.
     b.enter_upn(&base, BOBBY).await?;
     b.wait_for("#number").await?;
-    let request = phone_request(&phone, &b).await?;
+    let request = phone.request_on_page(&b).await?;
     phone
         .core
         .report_fraud(request.account_id.clone(), request.request_id)

@@ -17,15 +17,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use e2e::chromium::{free_port, Chromium};
 use e2e::{TestPhone, TestServer};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{json, Value};
 use signin_server::oidc::clients;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const BOBBY: &str = "bobby@contoso.test";
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -47,12 +46,6 @@ fn rp_dir() -> Result<PathBuf> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-rp/rp.mjs");
     std::fs::copy(&script, dir.join("rp.mjs")).context("copying rp.mjs")?;
     Ok(dir)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The relying party process, its stdout line by line, and its stderr (for failures).
@@ -114,93 +107,6 @@ impl Rp {
     }
 }
 
-struct Browser {
-    client: Client,
-    _driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start() -> Result<Self> {
-        for tool in [CHROMIUM, CHROMEDRIVER] {
-            if !std::path::Path::new(tool).exists() {
-                bail!("{tool} is missing: `apt-get install -y chromium chromium-driver`");
-            }
-        }
-        let port = free_port()?;
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting chromedriver")?;
-        let mut up = false;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !up {
-            bail!("chromedriver did not start");
-        }
-        let profile = tempfile::tempdir()?;
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1100,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .context("starting a Chromium session")?;
-        Ok(Browser {
-            client,
-            _driver: driver,
-            _profile: profile,
-        })
-    }
-
-    async fn wait_for(&self, css: &str) -> Result<fantoccini::elements::Element> {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .with_context(|| format!("waiting for {css}"))
-    }
-
-    async fn text(&self, css: &str) -> Result<String> {
-        Ok(self.wait_for(css).await?.text().await?)
-    }
-
-    async fn shot(&self, name: &str) -> Result<()> {
-        let dir = target_dir().join("screenshots");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(
-            dir.join(format!("oidc-{name}.png")),
-            self.client.screenshot().await?,
-        )?;
-        Ok(())
-    }
-}
-
-/// The newest request pending on the phone (long-poll), checked to name `app`.
 async fn phone_request(phone: &TestPhone, app: &str) -> Result<authenticator_core::PendingRequest> {
     for _ in 0..10 {
         let mut pending = phone.core.poll(5).await?;
@@ -245,7 +151,7 @@ async fn openid_client_signs_in_with_code_and_pkce_in_chromium_with_the_phone_ap
     )?;
     assert_eq!(rp.line(WAIT).await?, "listening");
 
-    let b = Browser::start().await?;
+    let mut b = Chromium::start("oidc").await?;
     b.client
         .goto(&format!("http://127.0.0.1:{rp_port}/login"))
         .await?;

@@ -7,8 +7,8 @@
 //! number. The user types it on the phone — and the phone refuses, because the page it saw was
 //! at the relay's origin; the relay's session never signs in. The same user on the real page
 //! signs in. Without the listener, the phone cannot approve at all.
-use anyhow::{bail, Context, Result};
-use authenticator_core::{AuthenticatorError, Decision, PendingRequest};
+use anyhow::{Context, Result};
+use authenticator_core::{AuthenticatorError, Decision};
 use e2e::chromium::Chromium;
 use e2e::relay::RelayingProxy;
 use e2e::{TestPhone, TestServer};
@@ -16,18 +16,6 @@ use signin_server::sign_in::policy::PolicyUpdate;
 use signin_server::{accounts, store};
 
 const BOBBY: &str = "bobby@contoso.test";
-
-/// The request the page at hand waits for, as it reached the phone (long-poll).
-async fn phone_request(phone: &TestPhone, page: &Chromium) -> Result<PendingRequest> {
-    let id = page.sign_in_id().await?;
-    for _ in 0..5 {
-        let pending = phone.core.poll(5).await?;
-        if let Some(r) = pending.into_iter().find(|r| r.request_id == id) {
-            return Ok(r);
-        }
-    }
-    bail!("the request did not reach the phone")
-}
 
 async fn status_of(server: &TestServer, id: &str) -> Result<String> {
     let (client_id, secret) = &server.app;
@@ -77,7 +65,7 @@ async fn a_relaying_proxy_gets_no_session_while_the_browser_on_the_real_page_sig
         .wait_for_text("#browser-status", "has seen this page")
         .await?;
     victim.shot("relayed-number-page").await?;
-    let request = phone_request(&phone, &victim).await?;
+    let request = phone.request_on_page(&victim).await?;
     assert_eq!(
         request.browser_origin.as_deref(),
         Some(real_origin.as_str())
@@ -120,7 +108,7 @@ async fn a_relaying_proxy_gets_no_session_while_the_browser_on_the_real_page_sig
     user.wait_for_text("#browser-status", "has seen this page")
         .await?;
     user.shot("real-number-page").await?;
-    let request = phone_request(&phone, &user).await?;
+    let request = phone.request_on_page(&user).await?;
     assert_eq!(
         phone
             .core
@@ -144,7 +132,7 @@ async fn a_relaying_proxy_gets_no_session_while_the_browser_on_the_real_page_sig
     let number = user.text("#number").await?;
     user.wait_for_text("#browser-status", "has not seen this page")
         .await?;
-    let request = phone_request(&phone, &user).await?;
+    let request = phone.request_on_page(&user).await?;
     assert_eq!(
         phone
             .core
