@@ -441,9 +441,15 @@ fn a_browser_bound_approval_through_the_server_checks() {
     );
     assert_eq!(stored.browser_binding().unwrap(), Some(binding.clone()));
     let (r, body) = response_of(v.vector("response/approve-browser-bound"));
-    assert_eq!(body.browser_origin.as_deref(), Some("https://id.contoso.test"));
+    assert_eq!(
+        body.browser_origin.as_deref(),
+        Some("https://id.contoso.test")
+    );
     let verified = verify_response(&stored, &v.keys(), &body).unwrap();
-    assert_eq!(check_browser_binding(&stored, &verified).unwrap(), BrowserCheck::Ok);
+    assert_eq!(
+        check_browser_binding(&stored, &verified).unwrap(),
+        BrowserCheck::Ok
+    );
     assert!(number_matches(&stored, &verified));
     // The same signature with the origin changed (a relay's) or dropped: not this approval.
     for origin in [Some("https://id.contoso.test.relay.example"), None] {
