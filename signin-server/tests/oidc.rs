@@ -218,8 +218,20 @@ async fn phone_answers(
     assert_eq!(details["app_name"], app_name, "the phone names the client");
     assert_eq!(details["number_matching"], true);
     let typed = (decision == Decision::Approve).then_some(number);
-    h.post(&respond_uri(&rid), phone.answer(&f, decision, typed))
-        .await
+    // A browser-bound sign-in (phishing-resistant policy): this phone stands for the
+    // Authenticator on the browser's device, which saw the page at the signed origin.
+    let body = match details["browser"]["origin"].as_str() {
+        Some(origin) if decision == Decision::Approve => phone.response_seen_at(
+            &f,
+            decision,
+            typed,
+            &phone.passwordless,
+            authenticator_protocol::UnixMillis::now(),
+            Some(origin),
+        ),
+        _ => phone.answer(&f, decision, typed),
+    };
+    h.post(&respond_uri(&rid), body).await
 }
 
 /// Runs the browser from `authorize` through the sign-in pages with the phone approving, up
@@ -1453,4 +1465,36 @@ fn admin_app_add_registers_clients_and_admin_oidc_key_rotates() {
     assert!(ok, "{err}");
     let (_, list, _) = admin_cli(&db, &["oidc-key", "list"]);
     assert_eq!(list.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn a_phishing_resistant_sign_in_says_so_in_the_id_token() {
+    let r = ready().await;
+    let pool = &r.h.state.pool;
+    signin_server::store::set_setting(
+        pool,
+        signin_server::store::PUBLIC_URL_SETTING,
+        &format!("{ISSUER}/"),
+    )
+    .await
+    .unwrap();
+    let update = signin_server::sign_in::policy::PolicyUpdate {
+        phishing_resistant: Some(true),
+        ..Default::default()
+    };
+    signin_server::accounts::set_policy(pool, &update)
+        .await
+        .unwrap();
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = code_for(&r, &mut b, "n-phr").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    let claims = verify_id_token(&r.h, t.body["id_token"].as_str().unwrap(), &r.client.id).await;
+    assert_eq!(claims.amr, vec!["mfa", "phr", "swk", "user"]);
+    assert_eq!(claims.acr, oidc::ACR_PHISHING_RESISTANT);
+    let discovery = b.get("/.well-known/openid-configuration").await;
+    assert!(discovery.body["acr_values_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(oidc::ACR_PHISHING_RESISTANT)));
 }

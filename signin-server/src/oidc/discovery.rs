@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::authorize::{issuer, SUPPORTED_SCOPES};
 use super::{
-    OAuthError, ACR_MFA, ACR_SINGLE_FACTOR, AUTHORIZE_PATH, CIBA_GRANT_TYPE, CIBA_PATH, JWKS_PATH,
-    TOKEN_PATH, USERINFO_PATH,
+    OAuthError, ACR_MFA, ACR_PHISHING_RESISTANT, ACR_SINGLE_FACTOR, AUTHORIZE_PATH,
+    CIBA_GRANT_TYPE, CIBA_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
 };
 use crate::state::AppState;
 use crate::web::session::public_base;
@@ -83,7 +83,7 @@ pub async fn configuration(
             "name",
             "preferred_username",
         ],
-        acr_values_supported: &[ACR_MFA, ACR_SINGLE_FACTOR],
+        acr_values_supported: &[ACR_PHISHING_RESISTANT, ACR_MFA, ACR_SINGLE_FACTOR],
         prompt_values_supported: &["none", "login", "consent", "select_account"],
         claims_parameter_supported: false,
         request_parameter_supported: false,

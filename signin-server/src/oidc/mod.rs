@@ -47,6 +47,12 @@ pub const CIBA_GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
 pub const ACR_MFA: &str = "urn:phonesignin:acr:mfa";
 /// `acr` of a sign-in with one factor (a password alone, a temporary access pass).
 pub const ACR_SINGLE_FACTOR: &str = "urn:phonesignin:acr:single-factor";
+/// `acr` of a phishing-resistant sign-in: more than one factor, and the approval bound to the
+/// browser that showed the page (PROTOCOL.md §5.9).
+pub const ACR_PHISHING_RESISTANT: &str = "urn:phonesignin:acr:phr";
+/// The `amr` value of a phishing-resistant sign-in. Not one of RFC 8176's; the name other
+/// identity providers (Okta) use for the same property.
+pub const AMR_PHISHING_RESISTANT: &str = "phr";
 
 /// The OpenID Connect routes, merged into `crate::app`.
 pub fn routes() -> Router<AppState> {
@@ -80,11 +86,13 @@ pub(crate) fn random_secret() -> Result<String, OAuthError> {
 /// `how`). The phone's approval is a signature by a key on the phone released after the
 /// phone's own user verification, so it is `swk` (the server has no attestation that the key
 /// is hardware-bound, so never `hwk`) plus `user`. Unknown ways have no `amr` (and the
-/// single-factor `acr`).
+/// single-factor `acr`). A sign-in bound to the browser (§5.9, `…_bound`) adds `phr`.
 pub fn amr_for(how: &str) -> &'static [&'static str] {
     match how {
         "phone_sign_in" => &["mfa", "swk", "user"],
+        "phone_sign_in_bound" => &["mfa", "phr", "swk", "user"],
         "password_and_push" => &["mfa", "pwd", "swk", "user"],
+        "password_and_push_bound" => &["mfa", "phr", "pwd", "swk", "user"],
         "password" => &["pwd"],
         "temporary_pass" | "totp" | "backup_code" => &["otp"],
         _ => &[],
@@ -93,7 +101,10 @@ pub fn amr_for(how: &str) -> &'static [&'static str] {
 
 /// `acr` for a list of `amr` values.
 pub fn acr_for(amr: &[String]) -> &'static str {
-    if amr.iter().any(|m| m == "mfa") {
+    let has = |value: &str| amr.iter().any(|m| m == value);
+    if has("mfa") && has(AMR_PHISHING_RESISTANT) {
+        ACR_PHISHING_RESISTANT
+    } else if has("mfa") {
         ACR_MFA
     } else {
         ACR_SINGLE_FACTOR

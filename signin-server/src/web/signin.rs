@@ -630,13 +630,23 @@ pub async fn complete(
         Status::Approved => {
             // The session holds the sign-in's id; `req` is the request of the device that
             // answered, which may be another one of the user's devices.
+            // Approved under a browser binding (§5.9): this browser showed the page the
+            // Authenticator saw, which the ID token says (`phr`).
+            let bound = req
+                .browser_binding()
+                .map_err(|e| WebError::Internal(anyhow::anyhow!("stored details: {e}")))?
+                .is_some();
             let how = SignedIn {
                 upn: &req.upn,
-                how: match req.kind {
-                    RequestKind::Passwordless => "phone_sign_in",
-                    RequestKind::Push => "password_and_push",
+                how: match (req.kind, bound) {
+                    (RequestKind::Passwordless, false) => "phone_sign_in",
+                    (RequestKind::Passwordless, true) => "phone_sign_in_bound",
+                    (RequestKind::Push, false) => "password_and_push",
+                    (RequestKind::Push, true) => "password_and_push_bound",
                     // Never a session's sign-in (only the server sends these): no session.
-                    RequestKind::NewDevice => return Ok(Redirect::to("/signin").into_response()),
+                    (RequestKind::NewDevice, _) => {
+                        return Ok(Redirect::to("/signin").into_response())
+                    }
                 },
                 answered: Some((&req.signin_id, req.id.as_str())),
                 to: "/me",
