@@ -15,7 +15,7 @@
 use authenticator_protocol::text;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, RawQuery, State};
-use axum::http::header::{self, HeaderValue, COOKIE};
+use axum::http::header::{self, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -27,7 +27,7 @@ use crate::audit::{self, Event};
 use crate::state::AppState;
 use crate::store::oidc::{self as store, AuthorizationRow, CodeRow, SessionAuthRow};
 use crate::store::{now_ms, Pool};
-use crate::web::session::{public_base, PublicBase, SIGNED_IN_TTL_MS};
+use crate::web::session::{cookie_value, public_base, PublicBase, SIGNED_IN_TTL_MS};
 use crate::web::{html, pages, Session, WebError};
 
 /// Cookie of an authorization in progress over plain http (loopback development only).
@@ -92,18 +92,6 @@ impl BrowserFlow {
             .as_ref()
             .and_then(|f| f.request.login_hint.as_deref())
     }
-}
-
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 impl FromRequestParts<AppState> for BrowserFlow {

@@ -119,7 +119,8 @@ fn random_sid() -> Result<String, WebError> {
     Ok(b64(&bytes))
 }
 
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+/// The value of the cookie `name` in the request's `Cookie` headers.
+pub(crate) fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
         .headers
         .get_all(COOKIE)
