@@ -104,6 +104,51 @@ public final class PhoneSignIn: Sendable {
         try await core.reportFraud(accountId: request.accountId, requestId: request.requestId)
     }
 
+    /// The port sign-in pages post to (PROTOCOL.md §5.9) unless the deployment changed it
+    /// (`signin-server serve --browser-listener-port`): the server's page and this app must agree
+    /// on it, and nothing tells the app another one, so keep this unless told otherwise.
+    public static let defaultBrowserListenerPort: UInt16 = 47813
+
+    /// Phishing-resistant sign-in (PROTOCOL.md §5.9): listens on `127.0.0.1:port` for the
+    /// sign-in pages open in a browser on this device, and returns the port it bound (0 picks a
+    /// free one, for tests). A request whose `browserOrigin` is set can only be approved after
+    /// its page announced itself here, and only at the server's own origin: the browser writes
+    /// the page's origin itself, so a relayed (phished) page is told apart.
+    ///
+    /// iOS suspends an app seconds after it leaves the foreground, and a suspended listener
+    /// answers nothing (the system may even reclaim its socket): call this every time the app
+    /// becomes active, and ``stopBrowserListener()`` when its background time ends. Calling it
+    /// again replaces the running listener. A port another app holds throws
+    /// `AuthenticatorError.InvalidInput`.
+    @discardableResult
+    public func startBrowserListener(port: UInt16 = PhoneSignIn.defaultBrowserListenerPort) async throws -> UInt16 {
+        var retries = 0
+        while true {
+            do {
+                let bound = try await core.startBrowserListener(port: port)
+                listenerPort.set(bound)
+                return bound
+            } catch AuthenticatorError.InvalidInput where port != 0 && port == listenerPort.get() && retries < Self.restartRetries {
+                // The core stops the running listener before it binds, but the old socket closes
+                // a moment later (its task ends asynchronously), so binding the port this
+                // listener held can fail at first. Only then, and only briefly, try again.
+                retries += 1
+                try await Task.sleep(nanoseconds: Self.restartRetryNanoseconds)
+            }
+        }
+    }
+
+    /// Restarting on the port just released: 40 tries 25 ms apart, one second in all.
+    private static let restartRetries = 40
+    private static let restartRetryNanoseconds: UInt64 = 25_000_000
+    /// The port the browser listener last bound (see ``startBrowserListener(port:)``).
+    private let listenerPort = LockedPort()
+
+    /// Stops the browser listener; does nothing when none runs. What it has seen is kept (15 min).
+    public func stopBrowserListener() {
+        core.stopBrowserListener()
+    }
+
     /// Offline fallback: the TOTP accounts (each enrollment's, removed with its account, and
     /// imports). Show ``totpCode(_:)`` when the user cannot approve (no network): they type it
     /// on the sign-in page ("Use a verification code").
@@ -139,6 +184,15 @@ public final class PhoneSignIn: Sendable {
         }
         return text
     }
+}
+
+/// A port behind a lock, so that ``PhoneSignIn`` stays `Sendable`.
+final class LockedPort: @unchecked Sendable {
+    private let lock = NSLock()
+    private var port: UInt16?
+
+    func get() -> UInt16? { lock.withLock { port } }
+    func set(_ value: UInt16) { lock.withLock { port = value } }
 }
 
 /// An APNs notification's payload as a `Sendable` value. `userInfo` (`[AnyHashable: Any]`) may

@@ -53,3 +53,31 @@ func fallbackCode(_ phone: PhoneSignIn, accountId: String) async throws -> Strin
     return "\(code.code) (\(code.secondsRemaining) s left)"
 }
 // end-snippet
+
+// snippet:swift-browser-listener
+/// `active` true when the app becomes active, false when its background time ends (iOS then suspends it).
+func browserListener(_ phone: PhoneSignIn, active: Bool) async -> Bool {
+    guard active else {
+        phone.stopBrowserListener()
+        return false
+    }
+    do {
+        try await phone.startBrowserListener() // port 47813, unless the server was told another one
+        return true
+    } catch {
+        return false // another app holds the port: phishing-resistant sign-ins cannot be approved here now
+    }
+}
+
+/// Approves a request; one with a `browserOrigin` needs its sign-in page open on this device.
+func approveOnThisDevice(_ phone: PhoneSignIn, _ request: PendingRequest, typed: String, show: (String) -> Void) async throws {
+    do {
+        _ = try await phone.approve(request, typedNumber: typed)
+    } catch AuthenticatorError.BrowserNotSeen {
+        show("Open the sign-in page on this device, then approve again.")
+    } catch AuthenticatorError.BrowserOriginMismatch(let seenOrigin, let expectedOrigin) {
+        show("Don't sign in: that page is at \(seenOrigin), not \(expectedOrigin). Someone may be relaying it.")
+        // and offer "This wasn't me" → try await phone.reportFraud(request)
+    }
+}
+// end-snippet

@@ -620,6 +620,99 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         tally.report("push data maps")
     }
 
+    /// A well-formed browser challenge (16 bytes, base64url).
+    static let challenge = "AAECAwQFBgcICQoLDA0ODw"
+
+    static func listenerURL(_ port: UInt16) -> String { "http://127.0.0.1:\(port)/v1/browser-binding" }
+
+    /// No answer from `port` on loopback (the listener there stopped), within a few seconds.
+    func expectNothingListens(on port: UInt16, sourceLocation: SourceLocation = #_sourceLocation) async {
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            do {
+                _ = try await listenerCall(Self.listenerURL(port), body: Self.challenge, origin: nil)
+            } catch {
+                return // refused, or a kept-alive connection closed by the stopped listener
+            }
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+        Issue.record("something still answers on 127.0.0.1:\(port)", sourceLocation: sourceLocation)
+    }
+
+    @Test func browserListenerOnATakenPortIsATypedErrorStartAndStopInAnyOrderAreFineAndHostileRequestsAre4xx() async throws {
+        let tally = HostileTally()
+        let core = try Authenticator(dataDir: tempDirectory().path, keyStore: EnclaveFormatKeyStore())
+        let before = try await core.accounts()
+        for _ in 0..<3 { await hostile(tally, "stopBrowserListener() without a listener") { core.stopBrowserListener() } }
+
+        // A port another socket holds: a typed error, never a panic, and no listener.
+        let taken = try LoopbackSocket()
+        let onTaken = await hostile(tally, "startBrowserListener(\(taken.port)) on a taken port", allowed: ["InvalidInput"]) {
+            try await core.startBrowserListener(port: taken.port)
+        }
+        #expect(onTaken?.value == nil, "a listener started on a port already taken")
+        taken.close()
+        await hostile(tally, "stopBrowserListener() after a failed start") { core.stopBrowserListener() }
+
+        // Started twice: the second replaces the first, whose port stops answering.
+        let first = try #require(await hostile(tally, "startBrowserListener(0)") { try await core.startBrowserListener(port: 0) }?.value)
+        #expect(try await listenerCall(Self.listenerURL(first), body: Self.challenge, origin: nil).status == 403)
+        let second = try #require(await hostile(tally, "startBrowserListener(0) while one runs") { try await core.startBrowserListener(port: 0) }?.value)
+        if second != first { await expectNothingListens(on: first) }
+        // The same port again, at once: the raw core stops the old listener first but its socket
+        // closes a moment later, so this may be refused (typed); the facade retries.
+        let sameAgain = await hostile(tally, "startBrowserListener(\(second)) while listening there", allowed: ["InvalidInput"]) {
+            try await core.startBrowserListener(port: second)
+        }
+        var restarted = sameAgain?.value
+        if let restarted { #expect(restarted == second) } else {
+            restarted = await hostile(tally, "startBrowserListener(0) after that") { try await core.startBrowserListener(port: 0) }?.value
+        }
+        let again = try #require(restarted)
+        // Another Authenticator (another app) cannot take the port this one holds.
+        let other = try Authenticator(dataDir: tempDirectory().path, keyStore: EnclaveFormatKeyStore())
+        let onHeld = await hostile(tally, "another core's startBrowserListener(\(again))", allowed: ["InvalidInput"]) {
+            try await other.startBrowserListener(port: again)
+        }
+        #expect(onHeld?.value == nil, "two listeners on one port")
+
+        // Hostile requests to the listener: each refused with a 4xx, and it goes on answering.
+        let url = Self.listenerURL(again)
+        let origin = "https://signin.contoso.test"
+        func status(_ method: String, _ body: String?, _ origin: String?, at: String? = nil) async throws -> Int {
+            tally.record("HTTP")
+            return try await listenerCall(at ?? url, method: method, body: body, origin: origin).status
+        }
+        #expect(try await status("POST", Self.challenge, nil) == 403, "no Origin: not a page")
+        #expect(try await status("POST", Self.challenge, "null") == 403, "an opaque origin")
+        #expect(try await status("POST", Self.challenge, "https://" + String(repeating: "a", count: 300)) == 403, "an overlong origin")
+        #expect(try await status("OPTIONS", nil, nil) == 403, "a preflight without Origin")
+        #expect(try await status("POST", Self.challenge, origin, at: url.replacingOccurrences(of: "/v1/browser-binding", with: "/v1/other")) == 404)
+        #expect(try await status("GET", nil, origin) == 405)
+        for body in ["", "not a challenge", String(Self.challenge.dropLast()), Self.challenge + "A", "%" + Self.challenge.dropFirst(), String(repeating: "\0", count: 8)] {
+            #expect(try await status("POST", body, origin) == 400, "body \(hostileShow(body))")
+        }
+        #expect(try await status("POST", String(repeating: "A", count: 4096), origin) == 413, "a body over the listener's bound")
+        #expect(try await status("OPTIONS", nil, origin) == 204, "the preflight of a page")
+        #expect(try await status("POST", Self.challenge, origin) == 204, "a page")
+
+        for _ in 0..<2 { await hostile(tally, "stopBrowserListener()") { core.stopBrowserListener() } }
+        await expectNothingListens(on: again)
+        try await expectStillWorks(core, server, accountsBefore: before)
+
+        // Through the facade (what apps call on every activation): starting again on the port it
+        // holds, or just released, always listens there again.
+        let phone = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore())
+        let port = try await phone.startBrowserListener(port: 0)
+        for restart in 1...5 { #expect(try await phone.startBrowserListener(port: port) == port, "restart \(restart) on \(port)") }
+        for _ in 0..<2 { phone.stopBrowserListener() }
+        #expect(try await phone.startBrowserListener(port: port) == port, "start on \(port) after a stop")
+        #expect(try await listenerCall(Self.listenerURL(port), body: Self.challenge, origin: nil).status == 403)
+        phone.stopBrowserListener()
+        await expectNothingListens(on: port)
+        tally.report("browser listener")
+    }
+
     @Test func pollWithExtremeWaitsAnswersAndCancelPollEndsEvenTheLongestWait() async throws {
         let tally = HostileTally()
         let core = try Authenticator(dataDir: tempDirectory().path, keyStore: EnclaveFormatKeyStore())

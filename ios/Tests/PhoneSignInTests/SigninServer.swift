@@ -25,20 +25,41 @@ final class SigninServer: @unchecked Sendable {
 
     deinit { process.terminate() }
 
-    static func start() throws -> SigninServer {
+    /// Stops the server now. SIGKILL: on Linux the child of Foundation's `Process` inherits a
+    /// signal mask that blocks SIGTERM (`SigBlk` in /proc), so `terminate()` leaves it running;
+    /// its database is thrown away anyway.
+    func close() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// With `browserListenerPort`: the phishing-resistant policy (PROTOCOL.md §5.9), the sign-in
+    /// pages pointing their script at an Authenticator listening on that port. Such sign-ins are
+    /// bound to the origin of the server's public URL, so the server then listens on a free port
+    /// picked here and is told that URL.
+    static func start(browserListenerPort: UInt16? = nil) throws -> SigninServer {
         guard let binary = ProcessInfo.processInfo.environment["SIGNIN_SERVER"] else {
             throw Failure(description: "run through `cargo xtask swift-test` (SIGNIN_SERVER is not set)")
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("signin-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let database = "sqlite://\(dir.appendingPathComponent("signin.db").path)"
-        _ = try admin(binary, database, [
+        var policy = [
             "policy", "set", "--enabled", "true", "--target", "all", "--mode", "any",
             "--number-matching", "on", "--show-app-name", "on", "--show-location", "on",
-        ])
+        ]
+        var serve = ["--database", database, "serve", "--listen", "127.0.0.1:0"]
+        if let browserListenerPort {
+            policy += ["--phishing-resistant", "on"]
+            let port = try LoopbackSocket().port // closed again at once: free for the server
+            serve[serve.count - 1] = "127.0.0.1:\(port)"
+            serve += ["--public-url", "http://127.0.0.1:\(port)/", "--browser-listener-port", "\(browserListenerPort)"]
+        }
+        _ = try admin(binary, database, policy)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--database", database, "serve", "--listen", "127.0.0.1:0"]
+        process.arguments = serve
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")

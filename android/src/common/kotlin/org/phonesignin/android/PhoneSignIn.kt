@@ -2,6 +2,7 @@ package org.phonesignin.android
 
 import java.nio.charset.CharacterCodingException
 import kotlinx.coroutines.CancellationException
+import kotlinx.coroutines.delay
 import org.phonesignin.core.AccountSummary
 import org.phonesignin.core.Authenticator
 import org.phonesignin.core.AuthenticatorException
@@ -100,6 +101,41 @@ class PhoneSignIn(
         core.reportFraud(request.accountId, request.requestId)
 
     /**
+     * Phishing-resistant sign-in (PROTOCOL.md §5.9): listens on `127.0.0.1:[port]` for the
+     * sign-in pages open in a browser on this device, and returns the port it bound (0 picks
+     * a free one, for tests). A request with [PendingRequest.browserOrigin] set can only be
+     * approved after its page announced itself here, and only at the server's own origin: the
+     * browser writes the page's origin itself, so a relayed (phished) page is told apart.
+     *
+     * Android may freeze a process in the background, and a frozen listener answers nothing:
+     * call this when the app comes to the foreground (or from a foreground service while a
+     * sign-in is in progress), and [stopBrowserListener] when it leaves. Calling it again
+     * replaces the running listener, so it is safe from every `onStart`. A port another app
+     * holds throws [AuthenticatorException.InvalidInput].
+     */
+    suspend fun startBrowserListener(port: UShort = DEFAULT_BROWSER_LISTENER_PORT): UShort {
+        var retries = 0
+        while (true) {
+            try {
+                return core.startBrowserListener(port).also { listenerPort = it }
+            } catch (e: AuthenticatorException.InvalidInput) {
+                // The core stops the running listener before it binds, but the old socket closes
+                // a moment later (its task ends asynchronously), so binding the port this
+                // listener held can fail at first. Only then, and only briefly, try again.
+                if (port.toInt() == 0 || port != listenerPort || retries >= RESTART_RETRIES) throw e
+                retries += 1
+                delay(RESTART_RETRY_MS)
+            }
+        }
+    }
+
+    /** The port the browser listener last bound (see [startBrowserListener]). */
+    @Volatile private var listenerPort: UShort? = null
+
+    /** Stops the browser listener; does nothing when none runs. What it has seen is kept (15 min). */
+    fun stopBrowserListener() = core.stopBrowserListener()
+
+    /**
      * Offline fallback: the TOTP accounts (each enrollment's, removed with its account, and
      * imports). Show [totpCode] when the user cannot approve (no network): they type it on the
      * sign-in page ("Use a verification code").
@@ -118,6 +154,17 @@ class PhoneSignIn(
     override fun close() = core.close()
 
     companion object {
+        /**
+         * The port sign-in pages post to (PROTOCOL.md §5.9) unless the deployment changed it
+         * (`signin-server serve --browser-listener-port`): the server's page and this app must
+         * agree on it, and nothing tells the app another one, so keep this unless told otherwise.
+         */
+        const val DEFAULT_BROWSER_LISTENER_PORT: UShort = 47813u
+
+        /** Restarting on the port just released: 40 tries 25 ms apart, one second in all. */
+        private const val RESTART_RETRIES = 40
+        private const val RESTART_RETRY_MS = 25L
+
         /** No push service: the app calls [waitForRequests]. */
         val LONG_POLL = PushRegistration(PushKind.LONG_POLL, "")
 

@@ -53,3 +53,26 @@ suspend fun fallbackCode(phone: PhoneSignIn, accountId: String): String? {
     return "${code.code} (${code.secondsRemaining} s left)"
 }
 // end-snippet
+
+// snippet:kotlin-browser-listener
+/** From a `ProcessLifecycleOwner` observer's `onStart`, and from a foreground service while a sign-in waits. */
+suspend fun listenForSignInPages(phone: PhoneSignIn): Boolean =
+    try {
+        phone.startBrowserListener() // port 47813, unless the server was told another one
+        true
+    } catch (e: AuthenticatorException.InvalidInput) {
+        false // another app holds the port: phishing-resistant sign-ins cannot be approved here now
+    }
+
+/** Approves a request; one with [PendingRequest.browserOrigin] needs its sign-in page open on this device. */
+suspend fun approveOnThisDevice(phone: PhoneSignIn, request: PendingRequest, typed: String, show: (String) -> Unit) {
+    try {
+        phone.approve(request, typed)
+    } catch (e: AuthenticatorException.BrowserNotSeen) {
+        show("Open the sign-in page on this device, then approve again.")
+    } catch (e: AuthenticatorException.BrowserOriginMismatch) {
+        show("Don't sign in: that page is at ${e.seenOrigin}, not ${e.expectedOrigin}. Someone may be relaying it.")
+        // and offer "This wasn't me" → phone.reportFraud(request)
+    }
+}
+// end-snippet

@@ -1,6 +1,9 @@
 package org.phonesignin.android
 
 import java.io.File
+import java.io.IOException
+import java.net.InetAddress
+import java.net.ServerSocket
 import java.nio.charset.CharacterCodingException
 import java.nio.file.Files
 import java.util.concurrent.ConcurrentHashMap
@@ -534,6 +537,95 @@ class HostileInputTest {
         }
     }
 
+    /** No answer from [port] on loopback (the listener there stopped), within a few seconds. */
+    private suspend fun assertNothingListensOn(port: UShort) {
+        withTimeout(5_000) {
+            while (true) {
+                try {
+                    BrowserBindingTest.announce(listenerUrl(port), CHALLENGE, origin = null)
+                } catch (e: IOException) {
+                    break // refused, or a kept-alive connection closed by the stopped listener
+                }
+                delay(50)
+            }
+        }
+    }
+
+    @Test
+    fun browserListenerOnATakenPortIsATypedErrorStartAndStopInAnyOrderAreFineAndHostileRequestsAre4xx() {
+        runBlocking {
+            Authenticator(dataDir(), JcaKeyStore()).use { core ->
+                val before = core.accounts()
+                repeat(3) { hostile("stopBrowserListener() without a listener") { core.stopBrowserListener() }.getOrThrow() }
+
+                // A port another socket holds: a typed error, never a panic, and no listener.
+                ServerSocket(0, 50, InetAddress.getLoopbackAddress()).use { taken ->
+                    val port = taken.localPort.toUShort()
+                    hostile("startBrowserListener($port) on a taken port", AuthenticatorException.InvalidInput::class) {
+                        core.startBrowserListener(port)
+                    }.onSuccess { fail("a listener started on a port already taken: $it") }
+                }
+                hostile("stopBrowserListener() after a failed start") { core.stopBrowserListener() }.getOrThrow()
+
+                // Started twice: the second replaces the first, whose port stops answering.
+                val first = hostile("startBrowserListener(0)") { core.startBrowserListener(0u) }.getOrThrow()
+                assertEquals(403, BrowserBindingTest.announce(listenerUrl(first), CHALLENGE, origin = null).statusCode())
+                val second = hostile("startBrowserListener(0) while one runs") { core.startBrowserListener(0u) }.getOrThrow()
+                if (second != first) assertNothingListensOn(first)
+                // The same port again, at once: the raw core stops the old listener first but its
+                // socket closes a moment later, so this may be refused (typed); the facade retries.
+                val sameAgain = hostile("startBrowserListener($second) while listening there", AuthenticatorException.InvalidInput::class) {
+                    core.startBrowserListener(second)
+                }
+                sameAgain.onSuccess { assertEquals(second, it) }
+                val again = sameAgain.getOrNull() ?: hostile("startBrowserListener(0) after that") { core.startBrowserListener(0u) }.getOrThrow()
+                // Another Authenticator (another app) cannot take the port this one holds.
+                Authenticator(dataDir(), JcaKeyStore()).use { other ->
+                    hostile("another core's startBrowserListener($again)", AuthenticatorException.InvalidInput::class) {
+                        other.startBrowserListener(again)
+                    }.onSuccess { fail("two listeners on one port: $it") }
+                }
+
+                // Hostile requests to the listener: each refused with a 4xx, and it goes on answering.
+                val url = listenerUrl(again)
+                val origin = "https://signin.contoso.test"
+                fun status(method: String, body: String?, origin: String?, at: String = url): Int {
+                    calls.incrementAndGet()
+                    callsHere.incrementAndGet()
+                    return BrowserBindingTest.call(at, method, body, origin).statusCode()
+                }
+                assertEquals(403, status("POST", CHALLENGE, null), "no Origin: not a page")
+                assertEquals(403, status("POST", CHALLENGE, "null"), "an opaque origin")
+                assertEquals(403, status("POST", CHALLENGE, "https://" + "a".repeat(300)), "an overlong origin")
+                assertEquals(403, status("OPTIONS", null, null), "a preflight without Origin")
+                assertEquals(404, status("POST", CHALLENGE, origin, at = url.replace("/v1/browser-binding", "/v1/other")))
+                assertEquals(405, status("GET", null, origin))
+                for (body in listOf("", "not a challenge", CHALLENGE.dropLast(1), CHALLENGE + "A", "%" + CHALLENGE.drop(1), "\u0000".repeat(8))) {
+                    assertEquals(400, status("POST", body, origin), "body ${show(body)}")
+                }
+                assertEquals(413, status("POST", "A".repeat(4096), origin), "a body over the listener's bound")
+                assertEquals(204, status("OPTIONS", null, origin), "the preflight of a page")
+                assertEquals(204, status("POST", CHALLENGE, origin), "a page")
+
+                repeat(2) { hostile("stopBrowserListener()") { core.stopBrowserListener() }.getOrThrow() }
+                assertNothingListensOn(again)
+                assertStillWorks(core, before)
+            }
+            // Through the facade (what apps call on every return to the foreground): starting
+            // again on the port it holds, or just released, always listens there again.
+            PhoneSignIn(dataDir(), JcaKeyStore()).use { phone ->
+                val port = phone.startBrowserListener(0u)
+                repeat(5) { assertEquals(port, phone.startBrowserListener(port), "restart ${it + 1} on $port") }
+                repeat(2) { phone.stopBrowserListener() }
+                assertEquals(port, phone.startBrowserListener(port), "start on $port after a stop")
+                assertEquals(403, BrowserBindingTest.announce(listenerUrl(port), CHALLENGE, origin = null).statusCode())
+                phone.stopBrowserListener()
+                assertNothingListensOn(port)
+            }
+            report("browser listener")
+        }
+    }
+
     @Test
     fun pollWithExtremeWaitsAnswersAndCancelPollEndsEvenTheLongestWait() {
         runBlocking {
@@ -694,6 +786,11 @@ class HostileInputTest {
 
     companion object {
         private const val MIB = 1 shl 20
+
+        /** A well-formed browser challenge (16 bytes, base64url). */
+        private const val CHALLENGE = "AAECAwQFBgcICQoLDA0ODw"
+
+        private fun listenerUrl(port: UShort) = "http://127.0.0.1:$port/v1/browser-binding"
 
         /** Every hostile call made by this class (for the report). */
         private val calls = AtomicInteger()

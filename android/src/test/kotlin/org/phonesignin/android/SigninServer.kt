@@ -1,6 +1,8 @@
 package org.phonesignin.android
 
 import java.io.File
+import java.net.InetAddress
+import java.net.ServerSocket
 import java.net.URI
 import java.net.http.HttpClient
 import java.net.http.HttpRequest
@@ -83,16 +85,30 @@ class SigninServer private constructor(
     }
 
     companion object {
-        fun start(): SigninServer {
+        /**
+         * With [browserListenerPort]: the phishing-resistant policy (PROTOCOL.md §5.9), the
+         * sign-in pages pointing their script at an Authenticator listening on that port. Such
+         * sign-ins are bound to the origin of the server's public URL, so the server then listens
+         * on a free port picked here and is told that URL.
+         */
+        fun start(browserListenerPort: UShort? = null): SigninServer {
             val binary = System.getProperty("signin.server")
                 ?: error("run through `cargo xtask kotlin-test` (system property signin.server is not set)")
             val dir = Files.createTempDirectory("signin-server").toFile()
             val database = "sqlite://${File(dir, "signin.db").absolutePath}"
-            runAdmin(
-                binary, database, "policy", "set", "--enabled", "true", "--target", "all", "--mode", "any",
+            val policy = mutableListOf(
+                "policy", "set", "--enabled", "true", "--target", "all", "--mode", "any",
                 "--number-matching", "on", "--show-app-name", "on", "--show-location", "on",
             )
-            val process = ProcessBuilder(binary, "--database", database, "serve", "--listen", "127.0.0.1:0")
+            val serve = mutableListOf(binary, "--database", database, "serve", "--listen", "127.0.0.1:0")
+            if (browserListenerPort != null) {
+                policy += listOf("--phishing-resistant", "on")
+                val port = ServerSocket(0, 1, InetAddress.getLoopbackAddress()).use { it.localPort }
+                serve[serve.size - 1] = "127.0.0.1:$port"
+                serve += listOf("--public-url", "http://127.0.0.1:$port/", "--browser-listener-port", "$browserListenerPort")
+            }
+            runAdmin(binary, database, *policy.toTypedArray())
+            val process = ProcessBuilder(serve)
                 .redirectError(File(dir, "server.log"))
                 .start()
             val reader = process.inputStream.bufferedReader()
