@@ -215,21 +215,42 @@ impl Authenticator {
     /// `Authenticator` is dropped.
     pub async fn start_browser_listener(&self, port: u16) -> Result<u16> {
         self.stop_browser_listener();
+        // The stopped listener's socket closes when its task ends: wait for that, so the
+        // same port binds again (what an app does each time it comes to the foreground).
+        let stopping = self
+            .core
+            .browser_listener_stopping
+            .lock()
+            .map_err(|_| Error::Internal("browser listener lock poisoned".into()))?
+            .take();
+        if let Some(task) = stopping {
+            browser::stopped(task).await;
+        }
         let listener = browser::listen(self.core.store.clone(), port).await?;
         let bound = listener.port;
-        *self
+        let previous = self
             .core
             .browser_listener
             .lock()
-            .map_err(|_| Error::Internal("browser listener lock poisoned".into()))? =
-            Some(listener);
+            .map_err(|_| Error::Internal("browser listener lock poisoned".into()))?
+            .replace(listener);
+        // Another start raced this one: keep the newest, stop the other.
+        drop(previous);
         Ok(bound)
     }
 
     /// Stops the browser listener, if one runs (e.g. when the app goes to the background).
+    /// Its port is free once the next `start_browser_listener` begins binding.
     pub fn stop_browser_listener(&self) {
-        if let Ok(mut running) = self.core.browser_listener.lock() {
-            running.take();
+        let running = match self.core.browser_listener.lock() {
+            Ok(mut running) => running.take(),
+            Err(_) => return,
+        };
+        if let Some(task) = running.and_then(browser::BrowserListener::stop) {
+            if let Ok(mut stopping) = self.core.browser_listener_stopping.lock() {
+                // An older stop's task was aborted too; the newest is the one to wait for.
+                *stopping = Some(task);
+            }
         }
     }
 
@@ -281,6 +302,7 @@ impl Authenticator {
             core: Core {
                 store,
                 browser_listener: std::sync::Mutex::new(None),
+                browser_listener_stopping: std::sync::Mutex::new(None),
                 keys: key_store,
                 secrets: secret_store,
                 api: ServerApi::new(transport),

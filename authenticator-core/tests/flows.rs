@@ -1437,3 +1437,40 @@ async fn server_text_with_control_or_bidi_characters_is_shown_escaped() {
         request.app_name
     );
 }
+
+/// A sign-in page announcing itself to the listener at `port` as a browser at `origin` would.
+async fn announce(port: u16, origin: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/browser-binding"))
+        .header("origin", origin)
+        .header("content-type", "text/plain")
+        .body(b64(&[7u8; 16]))
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(reqwest::StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// What an app does each time it comes back to the foreground: stop, then start on the same
+/// port at once — the stopped listener's socket is closed before the new one binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_listener_restarts_on_its_own_port_at_once() {
+    let p = phone(&[]);
+    let port = p.auth.start_browser_listener(0).await.unwrap();
+    assert_eq!(announce(port, "https://id.contoso.test").await, 204);
+    for round in 0..20 {
+        // Start again while running (replaces it), and stop-then-start.
+        let again = p.auth.start_browser_listener(port).await;
+        assert_eq!(again, Ok(port), "restart while running, round {round}");
+        p.auth.stop_browser_listener();
+        let again = p.auth.start_browser_listener(port).await;
+        assert_eq!(again, Ok(port), "start after stop, round {round}");
+    }
+    assert_eq!(announce(port, "https://id.contoso.test").await, 204);
+    p.auth.stop_browser_listener();
+    assert_ne!(
+        announce(port, "https://id.contoso.test").await,
+        204,
+        "a stopped listener sees no page"
+    );
+}

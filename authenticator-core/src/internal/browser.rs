@@ -38,13 +38,33 @@ const MAX_BODY: usize = 64;
 /// A running listener; stops when dropped.
 pub(crate) struct BrowserListener {
     pub port: u16,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BrowserListener {
+    /// Stops serving and returns the task: its socket is closed once the task has ended, so
+    /// await it before binding the same port again (`stopped`).
+    pub fn stop(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let task = self.task.take();
+        if let Some(task) = &task {
+            task.abort();
+        }
+        task
+    }
 }
 
 impl Drop for BrowserListener {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
+}
+
+/// Waits until a stopped listener's task has ended (its socket and connections closed).
+pub(crate) async fn stopped(task: tokio::task::JoinHandle<()>) {
+    // Aborted: the result is the cancellation, which is what was asked for.
+    let _ = task.await;
 }
 
 /// Binds `127.0.0.1:port` (0: any free port) and serves sign-in pages until dropped.
@@ -85,7 +105,10 @@ pub(crate) async fn listen(store: Arc<Store>, port: u16) -> Result<BrowserListen
         }
     });
     tracing::info!(port, "browser listener started");
-    Ok(BrowserListener { port, task })
+    Ok(BrowserListener {
+        port,
+        task: Some(task),
+    })
 }
 
 async fn handle(store: &Store, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -30,6 +30,9 @@ pub(crate) struct Core {
     pub poll_cancel: tokio::sync::watch::Sender<u64>,
     /// The browser listener (§5.9), while the app runs one.
     pub browser_listener: std::sync::Mutex<Option<browser::BrowserListener>>,
+    /// The task of a listener being stopped, until it has closed its socket: a new start
+    /// waits for it, so that the app can stop and start again on the same port at once.
+    pub browser_listener_stopping: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A fresh, unique key alias: `psi.<16 random bytes>.<purpose>`.
