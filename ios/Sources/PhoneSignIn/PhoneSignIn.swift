@@ -122,27 +122,8 @@ public final class PhoneSignIn: Sendable {
     /// `AuthenticatorError.InvalidInput`.
     @discardableResult
     public func startBrowserListener(port: UInt16 = PhoneSignIn.defaultBrowserListenerPort) async throws -> UInt16 {
-        var retries = 0
-        while true {
-            do {
-                let bound = try await core.startBrowserListener(port: port)
-                listenerPort.set(bound)
-                return bound
-            } catch AuthenticatorError.InvalidInput where port != 0 && port == listenerPort.get() && retries < Self.restartRetries {
-                // The core stops the running listener before it binds, but the old socket closes
-                // a moment later (its task ends asynchronously), so binding the port this
-                // listener held can fail at first. Only then, and only briefly, try again.
-                retries += 1
-                try await Task.sleep(nanoseconds: Self.restartRetryNanoseconds)
-            }
-        }
+        try await core.startBrowserListener(port: port)
     }
-
-    /// Restarting on the port just released: 40 tries 25 ms apart, one second in all.
-    private static let restartRetries = 40
-    private static let restartRetryNanoseconds: UInt64 = 25_000_000
-    /// The port the browser listener last bound (see ``startBrowserListener(port:)``).
-    private let listenerPort = LockedPort()
 
     /// Stops the browser listener; does nothing when none runs. What it has seen is kept (15 min).
     public func stopBrowserListener() {
@@ -184,15 +165,6 @@ public final class PhoneSignIn: Sendable {
         }
         return text
     }
-}
-
-/// A port behind a lock, so that ``PhoneSignIn`` stays `Sendable`.
-final class LockedPort: @unchecked Sendable {
-    private let lock = NSLock()
-    private var port: UInt16?
-
-    func get() -> UInt16? { lock.withLock { port } }
-    func set(_ value: UInt16) { lock.withLock { port = value } }
 }
 
 /// An APNs notification's payload as a `Sendable` value. `userInfo` (`[AnyHashable: Any]`) may

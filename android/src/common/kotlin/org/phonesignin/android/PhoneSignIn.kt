@@ -2,7 +2,6 @@ package org.phonesignin.android
 
 import java.nio.charset.CharacterCodingException
 import kotlinx.coroutines.CancellationException
-import kotlinx.coroutines.delay
 import org.phonesignin.core.AccountSummary
 import org.phonesignin.core.Authenticator
 import org.phonesignin.core.AuthenticatorException
@@ -113,24 +112,8 @@ class PhoneSignIn(
      * replaces the running listener, so it is safe from every `onStart`. A port another app
      * holds throws [AuthenticatorException.InvalidInput].
      */
-    suspend fun startBrowserListener(port: UShort = DEFAULT_BROWSER_LISTENER_PORT): UShort {
-        var retries = 0
-        while (true) {
-            try {
-                return core.startBrowserListener(port).also { listenerPort = it }
-            } catch (e: AuthenticatorException.InvalidInput) {
-                // The core stops the running listener before it binds, but the old socket closes
-                // a moment later (its task ends asynchronously), so binding the port this
-                // listener held can fail at first. Only then, and only briefly, try again.
-                if (port.toInt() == 0 || port != listenerPort || retries >= RESTART_RETRIES) throw e
-                retries += 1
-                delay(RESTART_RETRY_MS)
-            }
-        }
-    }
-
-    /** The port the browser listener last bound (see [startBrowserListener]). */
-    @Volatile private var listenerPort: UShort? = null
+    suspend fun startBrowserListener(port: UShort = DEFAULT_BROWSER_LISTENER_PORT): UShort =
+        core.startBrowserListener(port)
 
     /** Stops the browser listener; does nothing when none runs. What it has seen is kept (15 min). */
     fun stopBrowserListener() = core.stopBrowserListener()
@@ -160,10 +143,6 @@ class PhoneSignIn(
          * agree on it, and nothing tells the app another one, so keep this unless told otherwise.
          */
         const val DEFAULT_BROWSER_LISTENER_PORT: UShort = 47813u
-
-        /** Restarting on the port just released: 40 tries 25 ms apart, one second in all. */
-        private const val RESTART_RETRIES = 40
-        private const val RESTART_RETRY_MS = 25L
 
         /** No push service: the app calls [waitForRequests]. */
         val LONG_POLL = PushRegistration(PushKind.LONG_POLL, "")
