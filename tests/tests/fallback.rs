@@ -302,3 +302,41 @@ async fn backup_codes_from_the_security_info_page_work_once_each() -> Result<()>
     );
     Ok(())
 }
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// RFC 6238 Appendix B end to end (SHA-1; the seed is the ASCII "12345678901234567890"): the
+/// server's TOTP gives the RFC's codes (six digits: the last six of its eight), and the phone,
+/// given that secret through the `otpauth://` link the server makes, shows the server's code.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_and_the_phone_compute_the_rfc_6238_codes() -> Result<()> {
+    let seed = b"12345678901234567890".to_vec();
+    let server = signin_server::accounts::totp::Totp::new(seed, "Contoso", "bobby@contoso.test");
+    for (secs, rfc) in [
+        (59, "94287082"),
+        (1_111_111_109, "07081804"),
+        (1_111_111_111, "14050471"),
+        (1_234_567_890, "89005924"),
+        (2_000_000_000, "69279037"),
+        (20_000_000_000, "65353130"),
+    ] {
+        assert_eq!(server.code_at(secs), rfc[2..], "T = {secs}");
+    }
+    let (phone, _dir) = phone()?;
+    let account = phone.add_totp_account(server.uri().to_string()).await?;
+    let before = unix_secs();
+    let shown = phone.totp_code(account.totp_id).await?;
+    let after = unix_secs();
+    // The same step as the server's, whichever side of a step boundary the call fell on.
+    assert!(
+        [server.code_at(before), server.code_at(after)].contains(&shown.code),
+        "the phone's code is not the server's"
+    );
+    assert_eq!(shown.period, 30);
+    Ok(())
+}

@@ -91,3 +91,48 @@ async fn the_first_phone_is_asked_about_a_second_and_denying_removes_it() {
         "the intruder is refused"
     );
 }
+
+/// A device removed by an admin while a sign-in waits on it: its answer is refused at once,
+/// with the right number and the user's verification, and the sign-in is not approved.
+#[tokio::test]
+async fn a_removed_device_cannot_answer_the_request_it_already_holds() {
+    let server = TestServer::start("Contoso").await.unwrap();
+    let link = server.user_with_link(BOBBY, "Bobby Smith").await.unwrap();
+    let phone = TestPhone::new().unwrap();
+    let account = phone.enroll_passwordless(&link).await.unwrap();
+    let (id, number) = server.start_sign_in(BOBBY).await.unwrap();
+    let pending = phone.core.poll(5).await.unwrap();
+    assert!(
+        pending.iter().any(|r| r.request_id == id),
+        "the request reached the phone"
+    );
+
+    signin_server::accounts::devices::remove(server.running.pool(), &account.account_id)
+        .await
+        .unwrap();
+    let refused = phone
+        .core
+        .approve(account.account_id.clone(), id.clone(), number)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(
+                authenticator_core::AuthenticatorError::ServerRejected { status: 404, .. }
+                    | authenticator_core::AuthenticatorError::NotEnrolled
+            )
+        ),
+        "{refused:?}"
+    );
+    let status: serde_json::Value = server
+        .browser
+        .get(format!("{}api/v1/signin/{id}", server.base_url))
+        .basic_auth(&server.app.0, Some(&server.app.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(status["status"], "approved", "{status}");
+}
