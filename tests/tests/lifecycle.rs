@@ -124,15 +124,15 @@ async fn a_removed_device_cannot_answer_the_request_it_already_holds() {
         ),
         "{refused:?}"
     );
-    let status: serde_json::Value = server
+    // The request went with the device (its only one): the page learns the sign-in is gone.
+    let page: serde_json::Value = server
         .browser
         .get(format!("{}api/v1/signin/{id}", server.base_url))
-        .basic_auth(&server.app.0, Some(&server.app.1))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_ne!(status["status"], "approved", "{status}");
+    assert_eq!(page["error"], "unknown_request", "{page}");
 }

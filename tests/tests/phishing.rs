@@ -7,7 +7,7 @@
 //! number. The user types it on the phone — and the phone refuses, because the page it saw was
 //! at the relay's origin; the relay's session never signs in. The same user on the real page
 //! signs in. Without the listener, the phone cannot approve at all.
-use anyhow::{Context, Result};
+use anyhow::Result;
 use authenticator_core::{AuthenticatorError, Decision};
 use e2e::chromium::Chromium;
 use e2e::relay::RelayingProxy;
@@ -16,22 +16,6 @@ use signin_server::sign_in::policy::PolicyUpdate;
 use signin_server::{accounts, store};
 
 const BOBBY: &str = "bobby@contoso.test";
-
-async fn status_of(server: &TestServer, id: &str) -> Result<String> {
-    let (client_id, secret) = &server.app;
-    let body: serde_json::Value = server
-        .browser
-        .get(format!("{}api/v1/signin/{id}", server.base_url))
-        .basic_auth(client_id, Some(secret))
-        .send()
-        .await?
-        .json()
-        .await?;
-    body["status"]
-        .as_str()
-        .map(str::to_owned)
-        .context("a sign-in status")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relaying_proxy_gets_no_session_while_the_browser_on_the_real_page_signs_in() -> Result<()>
@@ -87,7 +71,7 @@ async fn a_relaying_proxy_gets_no_session_while_the_browser_on_the_real_page_sig
             expected_origin: real_origin.clone(),
         })
     );
-    assert_eq!(status_of(&server, &request.request_id).await?, "pending");
+    assert_eq!(server.status(&request.request_id).await?, "pending");
     // The relay's browser session is not signed in.
     victim.goto(&format!("{}me", relay.base_url)).await?;
     victim.wait_for("#upn").await?;
