@@ -1474,3 +1474,22 @@ async fn the_browser_listener_restarts_on_its_own_port_at_once() {
         "a stopped listener sees no page"
     );
 }
+
+/// A connection that sends nothing is closed by the listener (it does not keep it open for a
+/// local program that hoards connections); a page's request on another connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_listener_closes_connections_that_send_nothing() {
+    use tokio::io::AsyncReadExt;
+    let p = phone(&[]);
+    let port = p.auth.start_browser_listener(0).await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    assert_eq!(announce(port, "https://id.contoso.test").await, 204);
+    // Bounded wait (a generous multiple of the listener's header timeout): end of stream, not a hang.
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(60), idle.read(&mut buf))
+        .await
+        .expect("the listener closed the idle connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}

@@ -34,6 +34,9 @@ use crate::error::{Error, Result};
 const MAX_ORIGIN_LEN: usize = 256;
 /// Largest body read: the challenge is 22 characters.
 const MAX_BODY: usize = 64;
+/// How long a connection may take to send its request's headers: a page sends them at once;
+/// a local program that opens connections and sends nothing does not keep them.
+pub(crate) const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A running listener; stops when dropped.
 pub(crate) struct BrowserListener {
@@ -99,6 +102,8 @@ pub(crate) async fn listen(store: Arc<Store>, port: u16) -> Result<BrowserListen
                 });
                 // A connection that breaks off is the page's business, not ours.
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
