@@ -168,9 +168,7 @@ pub fn check_browser_binding(
     stored: &StoredRequest,
     response: &SignInResponse,
 ) -> Result<BrowserCheck, AppError> {
-    let binding = stored
-        .browser_binding()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("stored details: {e}")))?;
+    let binding = stored.browser_binding()?;
     match (binding, response.decision, &response.browser_origin) {
         (None, _, None) | (Some(_), Decision::Deny | Decision::Report, None) => {
             Ok(BrowserCheck::Ok)

@@ -94,12 +94,14 @@ impl fmt::Debug for StoredRequest {
 impl StoredRequest {
     /// The browser binding the signed details carry (§5.9), if any: read from the very text
     /// the phone was sent, so what is checked is what the phone was told.
-    pub fn browser_binding(&self) -> Result<Option<BrowserBinding>, serde_json::Error> {
+    pub fn browser_binding(&self) -> StoreResult<Option<BrowserBinding>> {
         #[derive(serde::Deserialize)]
         struct Binding {
             browser: Option<BrowserBinding>,
         }
-        Ok(serde_json::from_str::<Binding>(&self.details)?.browser)
+        serde_json::from_str::<Binding>(&self.details)
+            .map(|b| b.browser)
+            .map_err(|e| StoreError::Corrupt(format!("stored request details: {e}")))
     }
 
     /// Pending but past its expiry: reported (and stored) as expired.

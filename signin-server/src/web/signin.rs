@@ -502,9 +502,7 @@ pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Res
     let push = req.kind == RequestKind::Push;
     // §5.9: the page hands its challenge to the Authenticator on this device, which reads
     // the page's origin from what the browser itself sends.
-    let binding = req
-        .browser_binding()
-        .map_err(|e| WebError::Internal(anyhow::anyhow!("stored details: {e}")))?;
+    let binding = req.browser_binding()?;
     let listener_origin = format!("http://127.0.0.1:{}", state.settings.browser_listener_port);
     let listener = binding.as_ref().map(|_| {
         format!(
@@ -632,10 +630,7 @@ pub async fn complete(
             // answered, which may be another one of the user's devices.
             // Approved under a browser binding (§5.9): this browser showed the page the
             // Authenticator saw, which the ID token says (`phr`).
-            let bound = req
-                .browser_binding()
-                .map_err(|e| WebError::Internal(anyhow::anyhow!("stored details: {e}")))?
-                .is_some();
+            let bound = req.browser_binding()?.is_some();
             let how = SignedIn {
                 upn: &req.upn,
                 how: match (req.kind, bound) {
