@@ -14,19 +14,7 @@ use support::*;
 async fn no_numbers_codes_keys_or_tokens_in_audit_or_logs() {
     // A thread-local capture: on the current-thread runtime, spawned push tasks run on this
     // thread, under the same subscriber.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        // What an operator runs with, plus everything of our own crate (library internals at
-        // TRACE print byte counts and window sizes, which are noise here).
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,signin_server=trace",
-        ))
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     let dir = tempfile::tempdir().unwrap();
     let apns = Apns::start(dir.path()).await;

@@ -320,17 +320,7 @@ async fn no_vapid_key_auth_secret_or_endpoint_in_logs_or_audit() {
     use support::scan::{leaks, Captured, Secrets};
     // Thread-local capture: on the current-thread runtime the push tasks and the local push
     // service run on this thread, under this subscriber.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,signin_server=trace",
-        ))
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     let service = LocalPushService::start().await.unwrap();
     let (h, vapid_key) = webpush_harness(true, fast_retry(2)).await;

@@ -523,6 +523,24 @@ pub mod scan {
     pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
 
     impl Captured {
+        /// Captures this thread's logs at what an operator runs with plus everything of our own
+        /// crate (`info,signin_server=trace`; library internals at TRACE print byte counts and
+        /// window sizes, which are noise here), until the guard is dropped. Thread-local: use a
+        /// current-thread runtime, so that spawned tasks run under it too.
+        pub fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "info,signin_server=trace",
+                ))
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || writer.clone())
+                .finish();
+            (captured, tracing::subscriber::set_default(subscriber))
+        }
+
         pub fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
         }
