@@ -151,7 +151,23 @@ impl TestServer {
     }
 
     pub async fn link(&self, upn: &str) -> Result<String> {
-        let url = url::Url::parse(&self.base_url)?;
+        self.link_naming(upn, &self.base_url).await
+    }
+
+    /// Adds the user and returns a registration link that names `server_url` as the server
+    /// (a proxy in front of this one: the phone then talks to it).
+    pub async fn user_with_link_naming(
+        &self,
+        upn: &str,
+        name: &str,
+        server_url: &str,
+    ) -> Result<String> {
+        accounts::add_user(self.running.pool(), upn, name, &[]).await?;
+        self.link_naming(upn, server_url).await
+    }
+
+    async fn link_naming(&self, upn: &str, server_url: &str) -> Result<String> {
+        let url = url::Url::parse(server_url)?;
         accounts::registration_link(self.running.pool(), upn, &url, 600).await
     }
 

@@ -27,12 +27,8 @@ async fn bobby() -> (TestServer, TestPhone, String) {
 async fn bobby_behind_proxy() -> (TestServer, RecordingProxy, TestPhone, AccountSummary) {
     let server = TestServer::start("Contoso").await.unwrap();
     let proxy = RecordingProxy::start(&server.base_url).await.unwrap();
-    let pool = server.running.pool();
-    signin_server::accounts::add_user(pool, BOBBY, "Bobby Smith", &[])
-        .await
-        .unwrap();
-    let proxy_url = url::Url::parse(&proxy.base_url).unwrap();
-    let link = signin_server::accounts::registration_link(pool, BOBBY, &proxy_url, 600)
+    let link = server
+        .user_with_link_naming(BOBBY, "Bobby Smith", &proxy.base_url)
         .await
         .unwrap();
     let phone = TestPhone::new().unwrap();

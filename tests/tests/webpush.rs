@@ -99,12 +99,8 @@ async fn the_core_refuses_a_malformed_webpush_registration_before_any_network() 
     let server = TestServer::start("Contoso").await.unwrap();
     // The link names a recording proxy in front of the server: it sees every request.
     let proxy = RecordingProxy::start(&server.base_url).await.unwrap();
-    let pool = server.running.pool();
-    signin_server::accounts::add_user(pool, BOBBY, "Bobby Smith", &[])
-        .await
-        .unwrap();
-    let proxy_url = url::Url::parse(&proxy.base_url).unwrap();
-    let link = signin_server::accounts::registration_link(pool, BOBBY, &proxy_url, 600)
+    let link = server
+        .user_with_link_naming(BOBBY, "Bobby Smith", &proxy.base_url)
         .await
         .unwrap();
     let phone = TestPhone::new().unwrap();
