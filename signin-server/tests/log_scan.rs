@@ -18,7 +18,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::json;
 use signin_server::accounts;
 use signin_server::audit::Row;
-use support::scan::{leaks, Captured, Secret, Secrets};
+use support::scan::{audit_leaks, leaks, Captured, Secret, Secrets};
 use support::*;
 
 /// The process-wide capture: DEBUG for every target, from every thread.
@@ -39,43 +39,13 @@ fn captured() -> &'static Captured {
     })
 }
 
-/// The audit log as two texts: every field of every row (scanned for text secrets), and only
-/// the fields that carry data — event, user, ids, outcome — (scanned for two-digit numbers,
-/// which the sequence numbers and times hold by chance).
-fn audit_texts(rows: &[Row]) -> (String, String) {
-    let all = rows.iter().map(|r| format!("{r}\n{r:?}\n")).collect();
-    let data = rows
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {} {} {}\n",
-                r.event,
-                r.upn.as_deref().unwrap_or("-"),
-                r.account_id.as_deref().unwrap_or("-"),
-                r.request_id.as_deref().unwrap_or("-"),
-                r.outcome
-            )
-        })
-        .collect();
-    (all, data)
-}
-
 /// Where each secret was found in the logs and the audit log.
 fn scan(logs: &str, rows: &[Row], secrets: &[Secret]) -> Vec<String> {
-    let (all, data) = audit_texts(rows);
     let mut found: Vec<String> = leaks(logs, secrets)
         .into_iter()
         .map(|(s, line)| format!("{} ({}) in the logs: {line}", s.what, s.value))
         .collect();
-    let (numbers, texts): (Vec<Secret>, Vec<Secret>) =
-        secrets.iter().cloned().partition(|s| s.number);
-    for (text, secrets) in [(&all, &texts), (&data, &numbers)] {
-        found.extend(
-            leaks(text, secrets)
-                .into_iter()
-                .map(|(s, line)| format!("{} ({}) in the audit log: {line}", s.what, s.value)),
-        );
-    }
+    found.extend(audit_leaks(rows, secrets));
     found
 }
 

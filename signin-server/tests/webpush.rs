@@ -317,7 +317,7 @@ async fn enrollment_refuses_malformed_webpush_tokens() {
 /// own crate) or the audit log, also when a subscription goes stale.
 #[tokio::test(flavor = "current_thread")]
 async fn no_vapid_key_auth_secret_or_endpoint_in_logs_or_audit() {
-    use support::scan::{leaks, Captured, Secrets};
+    use support::scan::{audit_leaks, audit_texts, leaks, Captured, Secrets};
     // Thread-local capture: on the current-thread runtime the push tasks and the local push
     // service run on this thread, under this subscriber.
     let (captured, _guard) = Captured::install();
@@ -370,19 +370,15 @@ async fn no_vapid_key_auth_secret_or_endpoint_in_logs_or_audit() {
     for r in [&first, &second] {
         secrets.number("number", r.body["number"].as_str().unwrap());
     }
-    let audit: String = signin_server::audit::list(&h.state.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| format!("{r}\n{r:?}\n"))
-        .collect();
+    let rows = signin_server::audit::list(&h.state.pool).await.unwrap();
+    let (_, audit) = audit_texts(&rows);
     let logs = captured.text();
     assert!(logs.contains("push sent"), "logs were captured: {logs}");
     assert!(audit.contains("webpush:http_410"), "{audit}");
-    for (name, text) in [("audit", &audit), ("logs", &logs)] {
-        let hits = leaks(text, &secrets.0);
-        assert!(hits.is_empty(), "in the {name}: {hits:#?}");
-    }
+    let hits = leaks(&logs, &secrets.0);
+    assert!(hits.is_empty(), "in the logs: {hits:#?}");
+    let hits = audit_leaks(&rows, &secrets.0);
+    assert!(hits.is_empty(), "{hits:#?}");
 }
 
 /// `admin webpush-key show` prints the stored public key (creating the key once);

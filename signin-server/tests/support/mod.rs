@@ -518,6 +518,43 @@ impl Drop for ServerProcess {
 pub mod scan {
     use std::sync::{Arc, Mutex};
 
+    /// The audit log as two texts: every field of every row (scanned for text secrets), and
+    /// only the fields that carry data — event, user, ids, outcome — (scanned for two-digit
+    /// numbers, which the sequence numbers and times hold by chance).
+    pub fn audit_texts(rows: &[signin_server::audit::Row]) -> (String, String) {
+        let all = rows.iter().map(|r| format!("{r}\n{r:?}\n")).collect();
+        let data = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {}\n",
+                    r.event,
+                    r.upn.as_deref().unwrap_or("-"),
+                    r.account_id.as_deref().unwrap_or("-"),
+                    r.request_id.as_deref().unwrap_or("-"),
+                    r.outcome
+                )
+            })
+            .collect();
+        (all, data)
+    }
+
+    /// Where each secret was found in the audit log ([`audit_texts`]), one line each.
+    pub fn audit_leaks(rows: &[signin_server::audit::Row], secrets: &[Secret]) -> Vec<String> {
+        let (all, data) = audit_texts(rows);
+        let (numbers, texts): (Vec<Secret>, Vec<Secret>) =
+            secrets.iter().cloned().partition(|s| s.number);
+        let mut found = Vec::new();
+        for (text, secrets) in [(&all, &texts), (&data, &numbers)] {
+            found.extend(
+                leaks(text, secrets)
+                    .into_iter()
+                    .map(|(s, line)| format!("{} ({}) in the audit log: {line}", s.what, s.value)),
+            );
+        }
+        found
+    }
+
     /// Log output captured from `tracing` (a `MakeWriter` for `tracing_subscriber::fmt`).
     #[derive(Clone, Default)]
     pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
