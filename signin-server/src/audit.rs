@@ -39,6 +39,16 @@ pub enum Event {
     FallbackUsed,
     BackupCodesCreated,
     FallbackUnlocked,
+    /// [`crate::trust::authenticate`] refused a credential (held or removed device, disabled
+    /// or paused user); the outcome names why and the method.
+    AccessRefused,
+    /// Sessions and tokens ended (pause, disable, sign out everywhere); the outcome says why
+    /// and how many.
+    SessionsEnded,
+    UserDisabled,
+    UserEnabled,
+    /// A phone was added held (from a single-factor session); the outcome says until when.
+    DeviceHeld,
 }
 
 impl Event {
@@ -72,6 +82,11 @@ impl Event {
             Event::FallbackUsed => "fallback_used",
             Event::BackupCodesCreated => "backup_codes_created",
             Event::FallbackUnlocked => "fallback_unlocked",
+            Event::AccessRefused => "access_refused",
+            Event::SessionsEnded => "sessions_ended",
+            Event::UserDisabled => "user_disabled",
+            Event::UserEnabled => "user_enabled",
+            Event::DeviceHeld => "device_held",
         }
     }
 }

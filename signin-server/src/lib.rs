@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod sign_in;
 pub mod state;
 pub mod store;
+pub mod trust;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`).
 #[cfg(feature = "testing")]

@@ -181,6 +181,22 @@ enum UserCommand {
         #[arg(long)]
         upn: String,
     },
+    /// Disable a user: no sign-in by any method, and every session and token ends at once.
+    Disable {
+        #[arg(long)]
+        upn: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        #[arg(long)]
+        upn: String,
+    },
+    /// Sign a user out everywhere: every web session, authorization code and access token
+    /// ends at once (on every server instance).
+    SignOut {
+        #[arg(long)]
+        upn: String,
+    },
     /// Issue a single-use temporary access pass (printed once): signs the user in once, to
     /// register a phone where the policy refuses a password alone.
     TemporaryPass {
@@ -342,6 +358,40 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             eprintln!(
                 "Single use, valid {ttl_secs} s: the user chooses \"Use a temporary access pass\" \
                  on the password page."
+            );
+        }
+        AdminCommand::User {
+            command: UserCommand::Disable { upn },
+        } => {
+            if !signin_server::trust::set_disabled(pool, upn.trim(), true).await? {
+                anyhow::bail!("no user {}", upn.trim());
+            }
+            println!("disabled {}: every session and token ended", upn.trim());
+        }
+        AdminCommand::User {
+            command: UserCommand::Enable { upn },
+        } => {
+            if !signin_server::trust::set_disabled(pool, upn.trim(), false).await? {
+                anyhow::bail!("no user {}", upn.trim());
+            }
+            println!("enabled {}", upn.trim());
+        }
+        AdminCommand::User {
+            command: UserCommand::SignOut { upn },
+        } => {
+            let upn = upn.trim();
+            if !signin_server::store::users::exists(pool, upn).await? {
+                anyhow::bail!("no user {upn}");
+            }
+            let ended = signin_server::trust::end_sessions(
+                pool,
+                upn,
+                signin_server::trust::EndReason::SignOutEverywhere,
+            )
+            .await?;
+            println!(
+                "signed {upn} out everywhere: {} web sessions, {} access tokens, {} codes ended",
+                ended.web_sessions, ended.access_tokens, ended.codes
             );
         }
         AdminCommand::User {

@@ -63,7 +63,7 @@ fn wrong_code(avoid: &[&str]) -> String {
 #[tokio::test]
 async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows_it() {
     let h = harness().await;
-    let (_phone, totp) = enrolled(&h, "bobby@contoso.test").await;
+    let (phone, totp) = enrolled(&h, "bobby@contoso.test").await;
     let upn = "bobby@contoso.test";
     let code = totp.generate(now_secs());
 
@@ -80,7 +80,8 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
             .await
             .unwrap(),
         Outcome::SignedIn {
-            method: Method::Totp
+            method: Method::Totp,
+            device: Some(phone.account_id.as_ref().unwrap().as_str().to_owned()),
         }
     );
     // The same code again, and the previous step's code: replays.
@@ -167,7 +168,7 @@ async fn concurrent_uses_of_one_totp_code_sign_in_exactly_once() {
 async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_admin_unlocks() {
     let h = harness().await;
     let upn = "bobby@contoso.test";
-    let (_phone, totp) = enrolled(&h, upn).await;
+    let (phone, totp) = enrolled(&h, upn).await;
     fallback::set_enabled(&h.state.pool, true).await.unwrap();
     let current = totp.generate(now_secs());
     let around = [
@@ -219,7 +220,8 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
             .await
             .unwrap(),
         Outcome::SignedIn {
-            method: Method::Totp
+            method: Method::Totp,
+            device: Some(phone.account_id.as_ref().unwrap().as_str().to_owned()),
         }
     );
     let outcomes = events(&h, upn, "fallback_used").await;
@@ -274,7 +276,8 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
             .await
             .unwrap(),
         Outcome::SignedIn {
-            method: Method::BackupCode
+            method: Method::BackupCode,
+            device: None,
         }
     );
     // Once only; typed in capitals without dashes, another code works.
@@ -290,7 +293,8 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
             .await
             .unwrap(),
         Outcome::SignedIn {
-            method: Method::BackupCode
+            method: Method::BackupCode,
+            device: None,
         }
     );
     assert_eq!(
@@ -325,7 +329,8 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
             .await
             .unwrap(),
         Outcome::SignedIn {
-            method: Method::BackupCode
+            method: Method::BackupCode,
+            device: None,
         }
     );
     // Two sets created (a repeat within a minute is one entry with `repeats`).

@@ -350,6 +350,7 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
         cooldown_secs: 600,
         max_cooldown_secs: 3600,
         report_pause_secs: 3600,
+        user_burst: 10,
     };
     let h = push_harness(Some(&apns), None, fast_retry(2), policy).await;
     let victim = h

@@ -268,7 +268,10 @@ fn number_of(r: &Reply) -> String {
     let at = html.find("id=\"number\"").expect("the number");
     let rest = &html[at..];
     let start = rest.find('>').unwrap() + 1;
-    rest[start..start + 2].to_owned()
+    rest[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
 }
 
 #[tokio::test]
@@ -1396,6 +1399,28 @@ async fn a_user_sees_their_devices_and_removes_one_which_is_refused_at_once() {
         "a still enrolled"
     );
 
+    // A session from a password alone may not remove a phone (SECURITY.md, "Methods,
+    // strengths and what a session may do"): a relayed password is not the phone.
+    let r = bob.remove_device(a.account().as_str()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(text(&r).contains("To remove a phone"), "{}", text(&r));
+    assert_eq!(a.poll(&h, 0).await.status, StatusCode::OK);
+    // Signed in with a temporary access pass from the admin, Bob removes it.
+    let pass =
+        signin_server::accounts::temporary_pass::issue(&h.state.pool, "bob@contoso.test", 600)
+            .await
+            .unwrap();
+    let mut bob = Browser::new(&h);
+    let (r, _) = bob.submit_upn("bob@contoso.test").await;
+    assert_eq!(location(&r), Some("/signin/password"));
+    let page = bob.get("/signin/pass").await;
+    let r = bob
+        .post(
+            "/signin/pass",
+            &[("csrf", &csrf_of(&page)), ("pass", &pass)],
+        )
+        .await;
+    assert_eq!(location(&r), Some("/me/security-info"), "{}", text(&r));
     let r = bob.remove_device(a.account().as_str()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(text(&r).contains("Device removed"), "{}", text(&r));
@@ -1488,8 +1513,10 @@ async fn phone_sign_in(b: &mut Browser<'_>, h: &Harness, phone: &Phone, upn: &st
 }
 
 /// The walkthrough of OPERATIONS.md "A new phone": a user whose phone is lost signs in with a
-/// backup code, registers the new phone and removes the old one; the old one is refused and
-/// the new one signs in.
+/// backup code and registers the new phone, which waits (the old phone is asked; nobody
+/// answers) for the recovery waiting period; a backup-code session may not remove the old
+/// phone. Once the waiting period ends, the new phone signs in and removes the old one; the
+/// old one is refused and the new one signs in.
 #[tokio::test]
 async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new_one_and_removes_the_old(
 ) {
@@ -1559,10 +1586,32 @@ async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new
         StatusCode::NO_CONTENT
     );
 
-    // The old phone is removed on the same page.
+    assert!(text(&r).contains("held-notice"), "{}", text(&r));
+    // The new phone waits: the backup code is one relayable secret, not the phone.
+    let devices = signin_server::store::devices::of_user(&h.state.pool, upn)
+        .await
+        .unwrap();
+    assert!(devices[1].awaiting_approval, "{devices:?}");
+    // Nor may the backup-code session remove the old phone.
     let r = b.remove_device(old.account().as_str()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", text(&r));
+    assert_eq!(old.poll(&h, 0).await.status, StatusCode::OK);
+
+    // Nobody denies it: the waiting period ends (moved back in the database), the new phone
+    // signs Bob in, and that session removes the old phone.
+    sqlx::query("UPDATE devices SET held_until = $1 WHERE account_id = $2")
+        .bind(signin_server::store::now_ms() - 1)
+        .bind(new.account().as_str())
+        .execute(&h.state.pool)
+        .await
+        .unwrap();
+    let mut later = Browser::new(&h);
+    phone_sign_in(&mut later, &h, &new, upn).await;
+    let r = later.remove_device(old.account().as_str()).await;
     assert!(text(&r).contains("Device removed"), "{}", text(&r));
     assert_ne!(old.poll(&h, 0).await.status, StatusCode::OK);
+    // The backup-code session was not made by the old phone: it lives on.
+    assert_eq!(b.get("/me").await.status, StatusCode::OK);
 
     // From now on the new phone signs Bob in; the used backup code does not.
     let mut later = Browser::new(&h);
@@ -1580,6 +1629,7 @@ async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new
     for (event, outcome) in [
         ("fallback_used", "backup_code:ok"),
         ("device_removed", "by_user"),
+        ("device_approved", "by=waiting_period"),
     ] {
         assert!(
             audit_rows(&h, event, upn)

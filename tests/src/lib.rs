@@ -4,6 +4,7 @@
 //! that speaks the protocol by hand (the attacker's own account).
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod chromium;
 pub mod proxy;
 pub mod raw_device;

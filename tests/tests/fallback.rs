@@ -5,13 +5,13 @@
 //! once each; each step is audited.
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use authenticator_core::testing::AlwaysVerified;
 use authenticator_core::{
     Authenticator, PushKind, PushRegistration, SoftwareKeyStore, WrappingKeySource,
 };
+use e2e::browser::Browser;
 use e2e::TestServer;
-use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 use signin_server::accounts::fallback;
 
@@ -29,96 +29,6 @@ fn phone() -> Result<(Arc<Authenticator>, tempfile::TempDir)> {
         keys,
     )?;
     Ok((core, dir))
-}
-
-/// A browser on the sign-in pages: one session cookie, no redirects followed.
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookie: Option<String>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Self {
-        Browser {
-            base: server.base_url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookie: None,
-        }
-    }
-
-    async fn take(&mut self, r: reqwest::Response) -> Result<Page> {
-        if let Some(set) = r.headers().get(SET_COOKIE) {
-            let pair = set
-                .to_str()?
-                .split(';')
-                .next()
-                .context("cookie")?
-                .to_owned();
-            self.cookie = Some(pair);
-        }
-        Ok(Page {
-            status: r.status(),
-            location: r
-                .headers()
-                .get(LOCATION)
-                .map(|l| l.to_str().unwrap_or_default().to_owned()),
-            headers: r.headers().clone(),
-            body: r.text().await?,
-        })
-    }
-
-    async fn get(&mut self, path: &str) -> Result<Page> {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(c) = &self.cookie {
-            req = req.header(COOKIE, c);
-        }
-        let r = req.send().await?;
-        self.take(r).await
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Result<Page> {
-        let mut req = self.http.post(format!("{}{path}", self.base)).form(pairs);
-        if let Some(c) = &self.cookie {
-            req = req.header(COOKIE, c);
-        }
-        let r = req.send().await?;
-        self.take(r).await
-    }
-
-    /// The CSRF token of the form on `path`.
-    async fn csrf(&mut self, path: &str) -> Result<String> {
-        let page = self.get(path).await?;
-        let Some(at) = page.body.find("name=\"csrf\" value=\"") else {
-            bail!("no form on {path}: {} {}", page.status, page.body);
-        };
-        let rest = &page.body[at + "name=\"csrf\" value=\"".len()..];
-        Ok(rest[..rest.find('"').context("csrf end")?].to_owned())
-    }
-
-    /// Types the UPN on `/signin`, then a code on `/signin/fallback`.
-    async fn sign_in_with_code(&mut self, upn: &str, code: &str) -> Result<Page> {
-        let csrf = self.csrf("/signin").await?;
-        let r = self
-            .post("/signin", &[("csrf", &csrf), ("upn", upn)])
-            .await?;
-        if r.status != StatusCode::SEE_OTHER {
-            bail!("UPN not taken: {}", r.status);
-        }
-        let csrf = self.csrf("/signin/fallback").await?;
-        self.post("/signin/fallback", &[("csrf", &csrf), ("code", code)])
-            .await
-    }
 }
 
 fn longpoll() -> PushRegistration {

@@ -15,8 +15,9 @@ use crate::error::AppError;
 use crate::sign_in::random_bytes;
 use crate::sign_in::verify::{check_fresh, verify_enroll_proof, verify_passwordless_registration};
 use crate::state::AppState;
-use crate::store::enrollment::{self as codes, NewDevice};
+use crate::store::enrollment::{self as codes, Hold, NewDevice};
 use crate::store::{devices, from_db_ms, now_ms, to_db_ms};
+use crate::trust::{self, AccountChange, Method, Permission};
 
 /// What the database keys an enrollment code by: SHA-256 of the code, base64url.
 pub fn code_hash(code: &str) -> String {
@@ -91,7 +92,8 @@ pub async fn complete(
     // The code and its current challenge.
     let hash = code_hash(&body.code);
     let now = now_ms();
-    let Some((upn, Some(stored_challenge))) = codes::usable_code(&state.pool, &hash, now).await?
+    let Some((upn, Some(stored_challenge), issued_by)) =
+        codes::usable_code(&state.pool, &hash, now).await?
     else {
         return Err(AppError::InvalidCode);
     };
@@ -115,10 +117,32 @@ pub async fn complete(
 
     // Atomically: use the code (only if still unused with this challenge) and register.
     let account_id = AccountId::random();
-    let hold_for_approval = crate::sign_in::policy::load(&state.pool)
+    let policy = crate::sign_in::policy::load(&state.pool)
         .await
-        .map_err(AppError::Internal)?
-        .new_device_approval;
+        .map_err(AppError::Internal)?;
+    // The code remembers how the session that asked for it was made (`None`: an admin);
+    // `trust::may` decides what that session may add.
+    let permission = match issued_by.as_deref() {
+        None => Permission::Allowed,
+        Some(m) => trust::may(
+            Method::parse(m).ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("stored issued_by is not a method"))
+            })?,
+            AccountChange::AddPhone,
+            policy.phishing_resistant,
+        ),
+    };
+    let hold = match permission {
+        Permission::Refused => return Err(AppError::PolicyDisabled),
+        // Held even when the policy does not hold new devices: until another device or an
+        // admin approves, or (unless the policy requires approval) the waiting period ends.
+        Permission::AllowedHeld if policy.new_device_approval => Some(Hold::UntilApproved),
+        Permission::AllowedHeld => Some(Hold::UntilApprovedOr(
+            now.saturating_add(trust::RECOVERY_WAIT_SECS * 1000),
+        )),
+        Permission::Allowed if policy.new_device_approval => Some(Hold::UntilApproved),
+        Permission::Allowed => None,
+    };
     let enrolled = codes::use_code_and_enroll(
         &state.pool,
         &hash,
@@ -132,13 +156,13 @@ pub async fn complete(
             push_token: &proof.push_token,
             device_name: &proof.device_name,
             enrolled_at: to_db_ms(UnixMillis::now()),
-            hold_for_approval,
+            hold,
         },
     )
     .await?;
-    if !enrolled {
+    let Some(held) = enrolled else {
         return Err(AppError::InvalidCode);
-    }
+    };
     audit::record(
         &state.pool,
         Event::Enrolled,
@@ -150,6 +174,30 @@ pub async fn complete(
         },
     )
     .await?;
+    if held {
+        let outcome = match hold {
+            Some(Hold::UntilApprovedOr(until)) => format!(
+                "until_approved_or={} issued_by={}",
+                crate::rfc3339(until),
+                issued_by.as_deref().unwrap_or("admin")
+            ),
+            _ => format!(
+                "until_approved issued_by={}",
+                issued_by.as_deref().unwrap_or("admin")
+            ),
+        };
+        audit::record(
+            &state.pool,
+            Event::DeviceHeld,
+            audit::Entry {
+                upn: Some(&upn),
+                account_id: Some(account_id.as_str()),
+                outcome: &outcome,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
     // The device's offline-fallback TOTP secret, given to the phone once, in this answer.
     let totp_uri = crate::accounts::totp::provision(
         &state.pool,

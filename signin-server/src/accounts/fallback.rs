@@ -52,8 +52,12 @@ impl Method {
 /// What a fallback try did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The user is signed in (the caller starts the session).
-    SignedIn { method: Method },
+    /// The code is right (the caller asks `trust::authenticate`, then starts the session);
+    /// `device` is the device whose TOTP secret matched.
+    SignedIn {
+        method: Method,
+        device: Option<String>,
+    },
     /// Not a valid code (wrong, used, expired, or not a code at all).
     Refused,
     /// A correct TOTP code of a step that was already used.
@@ -152,16 +156,26 @@ pub async fn sign_in_with_code(pool: &Pool, upn: &str, code: &str) -> Result<Out
         Method::Totp => {
             let now_secs = u64::try_from(now / 1000).map_err(AppError::internal)?;
             match totp::check(pool, upn, code.trim(), now_secs).await? {
-                totp::TotpCheck::Accepted { account_id } => {
-                    (Outcome::SignedIn { method }, Some(account_id))
-                }
+                totp::TotpCheck::Accepted { account_id } => (
+                    Outcome::SignedIn {
+                        method,
+                        device: Some(account_id.clone()),
+                    },
+                    Some(account_id),
+                ),
                 totp::TotpCheck::Replayed => (Outcome::Replayed, None),
                 totp::TotpCheck::Wrong => (Outcome::Refused, None),
             }
         }
         Method::BackupCode => {
             if backup_codes::redeem(pool, upn, code, now).await? {
-                (Outcome::SignedIn { method }, None)
+                (
+                    Outcome::SignedIn {
+                        method,
+                        device: None,
+                    },
+                    None,
+                )
             } else {
                 (Outcome::Refused, None)
             }

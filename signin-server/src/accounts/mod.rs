@@ -108,6 +108,29 @@ pub async fn registration_link(
     server_url: &Url,
     ttl_secs: u64,
 ) -> anyhow::Result<String> {
+    issue_registration_link(pool, upn, server_url, ttl_secs, None).await
+}
+
+/// A registration link the signed-in user asked for on the security-info page: the code
+/// remembers how that session was made (`issued_by`), which decides whether the phone it
+/// enrolls is held (`trust::may`, applied at enrollment).
+pub async fn registration_link_for_session(
+    pool: &Pool,
+    upn: &str,
+    server_url: &Url,
+    ttl_secs: u64,
+    issued_by: crate::trust::Method,
+) -> anyhow::Result<String> {
+    issue_registration_link(pool, upn, server_url, ttl_secs, Some(issued_by)).await
+}
+
+async fn issue_registration_link(
+    pool: &Pool,
+    upn: &str,
+    server_url: &Url,
+    ttl_secs: u64,
+    issued_by: Option<crate::trust::Method>,
+) -> anyhow::Result<String> {
     authenticator_protocol::enroll::check_server_url(server_url)
         .context("--server-url must be https (or http on a loopback address)")?;
     if !users::exists(pool, upn).await? {
@@ -125,14 +148,19 @@ pub async fn registration_link(
         upn,
         to_db_ms(now),
         to_db_ms(now.plus_secs(ttl_secs)),
+        issued_by.map(crate::trust::Method::as_str),
     )
     .await?;
+    let outcome = match issued_by {
+        Some(m) => format!("ok issued_by={m}"),
+        None => "ok issued_by=admin".to_owned(),
+    };
     audit::record(
         pool,
         Event::RegistrationLinkIssued,
         audit::Entry {
             upn: Some(upn),
-            outcome: "ok",
+            outcome: &outcome,
             ..Default::default()
         },
     )

@@ -242,6 +242,7 @@ impl ServeConfig {
                 .report_pause_secs
                 .or(fr.report_pause_secs)
                 .unwrap_or(d.risk.report_pause_secs),
+            user_burst: r.user_burst.or(fr.user_burst).unwrap_or(d.risk.user_burst),
         };
         anyhow::ensure!(
             risk.burst >= 1,

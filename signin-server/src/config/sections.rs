@@ -201,6 +201,14 @@ pub struct RiskSection {
     /// How long "this wasn't me" pauses a user's sign-ins (default 3600).
     #[arg(long = "report-pause-secs", env = "SIGNIN_RISK_REPORT_PAUSE_SECS")]
     pub report_pause_secs: Option<u64>,
+    /// Sign-ins (pushes) a user may start in a burst across every client, address and entry
+    /// point (default 10; never fewer than the per-client burst).
+    #[arg(
+        long = "rate-user-burst",
+        env = "SIGNIN_RISK_USER_BURST",
+        value_name = "RATE_USER_BURST"
+    )]
+    pub user_burst: Option<u32>,
 }
 
 /// Parses `10.0.0.0/8`, `192.0.2.1` or `::1` (a single address is a /32 or /128).

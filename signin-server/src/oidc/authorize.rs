@@ -130,18 +130,19 @@ pub async fn after_sign_in(
     pool: &Pool,
     flow: &BrowserFlow,
     session: &Session,
-    upn: &str,
-    how: &str,
+    who: &crate::trust::Authenticated,
 ) -> Result<Option<&'static str>, WebError> {
     let now = now_ms();
     store::insert_session_auth(
         pool,
         &SessionAuthRow {
             session_hash: session.id_hash(),
-            upn: upn.to_owned(),
+            upn: who.upn().to_owned(),
             auth_time: now,
-            amr: super::amr_for(how).join(" "),
+            amr: who.method().amr().join(" "),
             expires_at: now + SIGNED_IN_TTL_MS,
+            method: Some(who.method().as_str().to_owned()),
+            device: who.device().map(str::to_owned),
         },
         now,
     )
@@ -414,6 +415,8 @@ async fn issue_code(
             created_at: now,
             expires_at: now + CODE_TTL_MS,
             used_at: None,
+            method: auth.method.clone(),
+            device: auth.device.clone(),
         },
         now,
     )

@@ -27,12 +27,13 @@ use serde::Serialize;
 
 use super::clients::{self, AuthMethod, Client};
 use super::token::{issue_tokens, Authenticated};
-use super::{amr_for, no_store, random_secret, secret_hash, OAuthError, Params};
+use super::{no_store, random_secret, secret_hash, OAuthError, Params};
 use crate::sign_in::{self, StartSignIn};
 use crate::state::AppState;
 use crate::store::oidc::{self as store, CibaRow};
 use crate::store::requests::Status;
 use crate::store::{now_ms, to_db_ms};
+use crate::trust::Method;
 
 /// The least time between two polls, to start with (CIBA §7.3: default 5 seconds).
 pub const DEFAULT_INTERVAL_SECS: i64 = 5;
@@ -254,9 +255,12 @@ pub async fn redeem(
             return Err(OAuthError::SlowDown);
         }
     }
+    // The sign-in is gone when the device that held it was removed.
     let req = sign_in::current(state, &row.signin_id)
         .await?
-        .ok_or_else(|| OAuthError::Internal(anyhow::anyhow!("CIBA sign-in is missing")))?;
+        .ok_or(OAuthError::AccessDenied(
+            "the sign-in ended: its device was removed",
+        ))?;
     match req.status {
         Status::Pending => Err(OAuthError::AuthorizationPending),
         Status::Expired => Err(OAuthError::ExpiredToken),
@@ -280,8 +284,10 @@ pub async fn redeem(
                     scope: &row.scope,
                     nonce: None,
                     auth_time,
-                    amr: &amr_for("phone_sign_in").join(" "),
+                    amr: &Method::PhoneSignIn.amr().join(" "),
                     grant_hash: &req_hash,
+                    method: Some(Method::PhoneSignIn),
+                    device: Some(req.account_id.as_str()),
                 },
             )
             .await

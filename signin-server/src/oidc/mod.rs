@@ -82,23 +82,6 @@ pub(crate) fn random_secret() -> Result<String, OAuthError> {
     })?))
 }
 
-/// `amr` values (RFC 8176) of the ways a browser signs in on the pages (`web::signin`'s
-/// `how`). The phone's approval is a signature by a key on the phone released after the
-/// phone's own user verification, so it is `swk` (the server has no attestation that the key
-/// is hardware-bound, so never `hwk`) plus `user`. Unknown ways have no `amr` (and the
-/// single-factor `acr`). A sign-in bound to the browser (§5.9, `…_bound`) adds `phr`.
-pub fn amr_for(how: &str) -> &'static [&'static str] {
-    match how {
-        "phone_sign_in" => &["mfa", "swk", "user"],
-        "phone_sign_in_bound" => &["mfa", "phr", "swk", "user"],
-        "password_and_push" => &["mfa", "pwd", "swk", "user"],
-        "password_and_push_bound" => &["mfa", "phr", "pwd", "swk", "user"],
-        "password" => &["pwd"],
-        "temporary_pass" | "totp" | "backup_code" => &["otp"],
-        _ => &[],
-    }
-}
-
 /// `acr` for a list of `amr` values.
 pub fn acr_for(amr: &[String]) -> &'static str {
     let has = |value: &str| amr.iter().any(|m| m == value);

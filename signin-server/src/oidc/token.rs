@@ -65,6 +65,10 @@ pub(crate) struct Authenticated<'a> {
     pub amr: &'a str,
     /// Hash of the code or `auth_req_id` the tokens come from.
     pub grant_hash: &'a str,
+    /// How the user signed in and the device that proved it: `trust::authenticate` decides
+    /// whether they may still act when the tokens are issued.
+    pub method: Option<crate::trust::Method>,
+    pub device: Option<&'a str>,
 }
 
 /// The stable, opaque `sub` of a user (random, stored on first use).
@@ -79,6 +83,17 @@ pub(crate) async fn issue_tokens(
     iss: &str,
     a: Authenticated<'_>,
 ) -> Result<Response, OAuthError> {
+    // A session or sign-in from before the trust model, or whose method is unknown, is not
+    // enough for tokens.
+    let method = a
+        .method
+        .ok_or(OAuthError::InvalidGrant("the sign-in is no longer valid"))?;
+    if let Err(refusal) = crate::trust::authenticate(&state.pool, a.upn, method, a.device).await? {
+        tracing::info!(refusal = refusal.as_str(), "tokens refused");
+        return Err(OAuthError::AccessDenied(
+            "the user or device may no longer sign in",
+        ));
+    }
     let now = now_ms();
     let access_token = random_secret()?;
     store::insert_access_token(
@@ -91,6 +106,7 @@ pub(crate) async fn issue_tokens(
             scope: a.scope.to_owned(),
             created_at: now,
             expires_at: now + ACCESS_TOKEN_TTL_SECS * 1000,
+            device: a.device.map(str::to_owned),
         },
     )
     .await?;
@@ -257,6 +273,8 @@ async fn authorization_code(
             auth_time: row.auth_time,
             amr: &row.amr,
             grant_hash: &code_hash,
+            method: row.method.as_deref().and_then(crate::trust::Method::parse),
+            device: row.device.as_deref(),
         },
     )
     .await

@@ -134,6 +134,8 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     if !allowed {
         return Err(AppError::PolicyDisabled);
     }
+    // A device held from a single-factor session whose waiting period ended answers too.
+    crate::trust::release_due_holds(&state.pool, upn, now_ms()).await?;
     let accounts = devices::accounts_for_sign_in(&state.pool, upn, s.kind)
         .await?
         .iter()

@@ -31,6 +31,10 @@ pub struct RiskConfig {
     pub max_cooldown_secs: u64,
     /// How long "this wasn't me" pauses the user's sign-ins.
     pub report_pause_secs: u64,
+    /// The ceiling over all of a user's starts, whatever the client, address or entry point
+    /// (pages, JSON API, OpenID Connect, CIBA): this many in a burst (at least `burst`),
+    /// refilled like `burst`.
+    pub user_burst: u32,
 }
 
 impl Default for RiskConfig {
@@ -41,8 +45,26 @@ impl Default for RiskConfig {
             cooldown_secs: 60,
             max_cooldown_secs: 3600,
             report_pause_secs: 3600,
+            user_burst: 10,
         }
     }
+}
+
+impl RiskConfig {
+    /// The per-user ceiling's bucket: `user_burst` starts (never fewer than one client's
+    /// `burst`), then refilled and cooled down as `burst` is.
+    fn ceiling(&self) -> RiskConfig {
+        RiskConfig {
+            burst: self.user_burst.max(self.burst),
+            ..*self
+        }
+    }
+}
+
+/// The rate-limit subject of a user's ceiling: every start of the user counts against it. (A
+/// client id or address never contains a newline followed by `*`.)
+fn ceiling_subject(upn: &str) -> String {
+    format!("{upn}\n*")
 }
 
 /// The stored per-user state.
@@ -247,19 +269,50 @@ pub async fn admit_signin(
         .await?
         .map(|(r, _)| r);
     let paused_until = user.map_or(0, |r| r.paused_until);
-    let (verdict, strikes) = if paused_until > now {
+    let (verdict, strikes, by) = if paused_until > now {
         (
             Verdict::Paused {
                 retry_after_ms: paused_until - now,
             },
             0,
+            "user",
         )
     } else {
-        update(pool, RiskKey::Limit(subject), |current, now| {
+        let (verdict, subject_strikes) = update(pool, RiskKey::Limit(subject), |current, now| {
             let (next, verdict) = admit(cfg, current, now);
             (next, (verdict, next.strikes))
         })
-        .await?
+        .await?;
+        let ceiling = ceiling_subject(upn);
+        match verdict {
+            // Within the subject's allowance: the user's ceiling decides.
+            Verdict::Allowed => {
+                let ceiling_cfg = cfg.ceiling();
+                let (verdict, user_strikes) =
+                    update(pool, RiskKey::Limit(&ceiling), |current, now| {
+                        let (next, verdict) = admit(&ceiling_cfg, current, now);
+                        (next, (verdict, next.strikes))
+                    })
+                    .await?;
+                (verdict, subject_strikes.max(user_strikes), "user")
+            }
+            // A burst from one client or address raises the user's number length for every
+            // client (a strike on the ceiling that the quiet period forgives).
+            Verdict::Limited { new_strike, .. } => {
+                if new_strike {
+                    update(pool, RiskKey::Limit(&ceiling), |current, now| {
+                        let mut next =
+                            current.unwrap_or_else(|| UserRisk::fresh(&cfg.ceiling(), now));
+                        next.strikes = next.strikes.max(1);
+                        next.blocked_until = next.blocked_until.max(now);
+                        (next, ())
+                    })
+                    .await?;
+                }
+                (verdict, subject_strikes, "client")
+            }
+            Verdict::Paused { .. } => (verdict, subject_strikes, "user"),
+        }
     };
     let entry = |outcome| audit::Entry {
         upn: Some(upn),
@@ -283,14 +336,14 @@ pub async fn admit_signin(
             // collapses into one audit line; the cool-down's start says how long.
             let outcome = if new_strike {
                 format!(
-                    "cooldown_started retry_after_secs={}",
+                    "cooldown_started retry_after_secs={} by={by}",
                     retry_secs(retry_after_ms)
                 )
             } else {
-                "blocked".to_owned()
+                format!("blocked by={by}")
             };
             audit::record(pool, Event::RateLimited, entry(&outcome)).await?;
-            tracing::info!(new_strike, "sign-in refused: rate limited");
+            tracing::info!(new_strike, by, "sign-in refused: rate limited");
             Err(AppError::RateLimited {
                 retry_after_secs: retry_secs(retry_after_ms),
             })
@@ -328,6 +381,9 @@ pub async fn record_report(
     )
     .await?;
     tracing::warn!(request_id, "sign-in reported as fraud: user paused");
+    // A report may be about a sign-in an attacker already completed elsewhere: every session
+    // and token of the user ends now (they sign in again once the pause ends).
+    crate::trust::end_sessions(pool, upn, crate::trust::EndReason::Paused).await?;
     Ok(state)
 }
 
@@ -367,6 +423,7 @@ mod tests {
         cooldown_secs: 60,
         max_cooldown_secs: 3600,
         report_pause_secs: 3600,
+        user_burst: 10,
     };
 
     fn run(state: &mut Option<UserRisk>, now: i64) -> Verdict {

@@ -131,10 +131,12 @@ pub async fn owner_of(pool: &Pool, account_id: &str) -> StoreResult<Option<Strin
     )
 }
 
-/// Removes a device and its sign-in requests, in one transaction; whether it existed. Its
-/// pending requests end with it: the phone is refused at once (no device, no key).
+/// Removes a device, its sign-in requests and every session and token it made, in one
+/// transaction; whether it existed. Its pending requests end with it: the phone is refused at
+/// once (no device, no key), and so is every browser or application it signed in.
 pub async fn remove(pool: &Pool, account_id: &str) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
+    super::trust::end_sessions_on(&mut tx, super::trust::Made::ByDevice(account_id)).await?;
     sqlx::query("DELETE FROM signin_requests WHERE account_id = $1")
         .bind(account_id)
         .execute(&mut *tx)

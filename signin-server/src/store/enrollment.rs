@@ -7,15 +7,17 @@ pub async fn insert_code(
     upn: &str,
     created_at: i64,
     expires_at: i64,
+    issued_by: Option<&str>,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO enrollment_codes (code_hash, upn, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO enrollment_codes (code_hash, upn, created_at, expires_at, issued_by) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(code_hash)
     .bind(upn)
     .bind(created_at)
     .bind(expires_at)
+    .bind(issued_by)
     .execute(pool)
     .await?;
     Ok(())
@@ -64,14 +66,15 @@ pub async fn code_owner(pool: &Pool, code_hash: &str) -> StoreResult<Option<Code
     }))
 }
 
-/// An unused, unexpired code's user and current challenge (base64url), if it has one.
+/// An unused, unexpired code's user, current challenge (base64url) if it has one, and the
+/// method of the session that asked for it (`None`: an admin).
 pub async fn usable_code(
     pool: &Pool,
     code_hash: &str,
     now: i64,
-) -> StoreResult<Option<(String, Option<String>)>> {
+) -> StoreResult<Option<(String, Option<String>, Option<String>)>> {
     Ok(sqlx::query_as(
-        "SELECT upn, challenge FROM enrollment_codes \
+        "SELECT upn, challenge, issued_by FROM enrollment_codes \
          WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2",
     )
     .bind(code_hash)
@@ -90,20 +93,31 @@ pub struct NewDevice<'a> {
     pub push_token: &'a str,
     pub device_name: &'a str,
     pub enrolled_at: i64,
-    /// The policy holds new devices for approval: the device waits for one of the user's
-    /// other active devices, if there is one (decided in the enrollment's transaction).
-    pub hold_for_approval: bool,
+    /// The device waits for approval by one of the user's other active devices, if there is
+    /// one (decided in the enrollment's transaction); `None`: it does not wait.
+    pub hold: Option<Hold>,
+}
+
+/// How a held device waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Until another device or an admin approves it (the new-device approval policy).
+    UntilApproved,
+    /// Until approved, or until this time (Unix ms) passes without a denial (a phone added
+    /// from a single-factor session, `trust::RECOVERY_WAIT_SECS`).
+    UntilApprovedOr(i64),
 }
 
 /// Atomically uses the code (only if still unused, unexpired and with this challenge) and
-/// registers the device. Returns whether it did; nothing is written otherwise.
+/// registers the device. Returns `None` when the code was not usable (nothing is written),
+/// otherwise whether the device is held.
 pub async fn use_code_and_enroll(
     pool: &Pool,
     code_hash: &str,
     challenge: &str,
     now: i64,
     device: NewDevice<'_>,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<bool>> {
     let mut tx = pool.begin().await?;
     let used = sqlx::query(
         "UPDATE enrollment_codes SET used_at = $1 \
@@ -115,13 +129,14 @@ pub async fn use_code_and_enroll(
     .execute(&mut *tx)
     .await?;
     if used.rows_affected() != 1 {
-        return Ok(false);
+        return Ok(None);
     }
     sqlx::query(
         "INSERT INTO devices (account_id, upn, device_public_key, push_kind, push_token, \
-         device_name, enrolled_at, awaiting_approval) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-         CASE WHEN $8 = 1 AND EXISTS (SELECT 1 FROM devices WHERE upn = $2 \
-         AND awaiting_approval = 0) THEN 1 ELSE 0 END)",
+         device_name, enrolled_at, awaiting_approval, held_until) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, h.held, CASE WHEN h.held = 1 THEN $9 END \
+         FROM (SELECT CASE WHEN $8 = 1 AND EXISTS (SELECT 1 FROM devices WHERE upn = $2 \
+         AND awaiting_approval = 0) THEN 1 ELSE 0 END AS held) h",
     )
     .bind(device.account_id)
     .bind(device.upn)
@@ -130,9 +145,18 @@ pub async fn use_code_and_enroll(
     .bind(device.push_token)
     .bind(device.device_name)
     .bind(device.enrolled_at)
-    .bind(i64::from(device.hold_for_approval))
+    .bind(i64::from(device.hold.is_some()))
+    .bind(match device.hold {
+        Some(Hold::UntilApprovedOr(until)) => Some(until),
+        _ => None,
+    })
     .execute(&mut *tx)
     .await?;
+    let held: i64 =
+        sqlx::query_scalar("SELECT awaiting_approval FROM devices WHERE account_id = $1")
+            .bind(device.account_id)
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(held != 0))
 }

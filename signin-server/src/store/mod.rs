@@ -39,6 +39,7 @@ pub mod risk;
 pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trust;
 pub mod users;
 pub mod webpush;
 

@@ -198,6 +198,9 @@ pub struct SessionAuthRow {
     /// `amr` values, space-separated.
     pub amr: String,
     pub expires_at: i64,
+    /// How the session signed in (`trust::Method`) and the device that proved it.
+    pub method: Option<String>,
+    pub device: Option<String>,
 }
 
 pub async fn insert_session_auth(pool: &Pool, row: &SessionAuthRow, now: i64) -> StoreResult<()> {
@@ -206,14 +209,16 @@ pub async fn insert_session_auth(pool: &Pool, row: &SessionAuthRow, now: i64) ->
         .execute(pool)
         .await?;
     sqlx::query(
-        "INSERT INTO oidc_session_auth (session_hash, upn, auth_time, amr, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO oidc_session_auth (session_hash, upn, auth_time, amr, expires_at, method, \
+         device) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&row.session_hash)
     .bind(&row.upn)
     .bind(row.auth_time)
     .bind(&row.amr)
     .bind(row.expires_at)
+    .bind(&row.method)
+    .bind(&row.device)
     .execute(pool)
     .await?;
     Ok(())
@@ -225,7 +230,8 @@ pub async fn find_session_auth(
     now: i64,
 ) -> StoreResult<Option<SessionAuthRow>> {
     Ok(sqlx::query_as(
-        "SELECT session_hash, upn, auth_time, amr, expires_at FROM oidc_session_auth \
+        "SELECT session_hash, upn, auth_time, amr, expires_at, method, device \
+         FROM oidc_session_auth \
          WHERE session_hash = $1 AND expires_at > $2",
     )
     .bind(session_hash)
@@ -250,10 +256,13 @@ pub struct CodeRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// How the browser signed in (`trust::Method`) and the device that proved it.
+    pub method: Option<String>,
+    pub device: Option<String>,
 }
 
 const CODE_COLUMNS: &str = "code_hash, client_id, redirect_uri, upn, scope, nonce, \
-     code_challenge, auth_time, amr, created_at, expires_at, used_at";
+     code_challenge, auth_time, amr, created_at, expires_at, used_at, method, device";
 
 /// Stores a code (and first drops codes expired for a day: a reuse within that day is still
 /// recognized as one).
@@ -264,7 +273,7 @@ pub async fn insert_code(pool: &Pool, row: &CodeRow, now: i64) -> StoreResult<()
         .await?;
     sqlx::query(&format!(
         "INSERT INTO oidc_codes ({CODE_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&row.code_hash)
     .bind(&row.client_id)
@@ -278,6 +287,8 @@ pub async fn insert_code(pool: &Pool, row: &CodeRow, now: i64) -> StoreResult<()
     .bind(row.created_at)
     .bind(row.expires_at)
     .bind(row.used_at)
+    .bind(&row.method)
+    .bind(&row.device)
     .execute(pool)
     .await?;
     Ok(())
@@ -316,6 +327,8 @@ pub struct AccessTokenRow {
     pub scope: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The device that proved the sign-in the token comes from: removing it revokes the token.
+    pub device: Option<String>,
 }
 
 pub async fn insert_access_token(pool: &Pool, row: &AccessTokenRow) -> StoreResult<()> {
@@ -325,7 +338,7 @@ pub async fn insert_access_token(pool: &Pool, row: &AccessTokenRow) -> StoreResu
         .await?;
     sqlx::query(
         "INSERT INTO oidc_access_tokens (token_hash, grant_hash, client_id, upn, scope, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         created_at, expires_at, device) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&row.token_hash)
     .bind(&row.grant_hash)
@@ -334,6 +347,7 @@ pub async fn insert_access_token(pool: &Pool, row: &AccessTokenRow) -> StoreResu
     .bind(&row.scope)
     .bind(row.created_at)
     .bind(row.expires_at)
+    .bind(&row.device)
     .execute(pool)
     .await?;
     Ok(())
@@ -346,7 +360,7 @@ pub async fn find_access_token(
     now: i64,
 ) -> StoreResult<Option<AccessTokenRow>> {
     Ok(sqlx::query_as(
-        "SELECT token_hash, grant_hash, client_id, upn, scope, created_at, expires_at \
+        "SELECT token_hash, grant_hash, client_id, upn, scope, created_at, expires_at, device \
          FROM oidc_access_tokens WHERE token_hash = $1 AND expires_at > $2",
     )
     .bind(token_hash)

@@ -9,9 +9,16 @@ pub struct SessionRow {
     pub pending_request: Option<String>,
     pub pending_kind: Option<String>,
     pub resends: i64,
+    /// How a signed-in session was made (`trust::Method`'s name) and by which device, if a
+    /// device made it: removing that device ends the session.
+    pub method: Option<String>,
+    pub device: Option<String>,
 }
 
-/// The unexpired session with this id hash.
+/// The unexpired session with this id hash. A signed-in session also needs its user not
+/// disabled and the device that made it (if one did) still enrolled and not held: ending a
+/// credential deletes its sessions (`trust::end_sessions`), and this holds even for a session
+/// written in the same instant.
 pub async fn find(pool: &Pool, id_hash: &str, now: i64) -> StoreResult<Option<SessionRow>> {
     type Row = (
         Option<String>,
@@ -19,22 +26,29 @@ pub async fn find(pool: &Pool, id_hash: &str, now: i64) -> StoreResult<Option<Se
         Option<String>,
         Option<String>,
         i64,
+        Option<String>,
+        Option<String>,
     );
     let row: Option<Row> = sqlx::query_as(
-        "SELECT upn, pending_upn, pending_request, pending_kind, resends \
-         FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
+        "SELECT s.upn, s.pending_upn, s.pending_request, s.pending_kind, s.resends, s.method, \
+         s.device FROM web_sessions s WHERE s.id_hash = $1 AND s.expires_at > $2 \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.upn = s.upn AND u.disabled = 1) \
+         AND (s.device IS NULL OR EXISTS (SELECT 1 FROM devices d \
+         WHERE d.account_id = s.device AND d.upn = s.upn AND d.awaiting_approval = 0))",
     )
     .bind(id_hash)
     .bind(now)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(
-        |(upn, pending_upn, pending_request, pending_kind, resends)| SessionRow {
+        |(upn, pending_upn, pending_request, pending_kind, resends, method, device)| SessionRow {
             upn,
             pending_upn,
             pending_request,
             pending_kind,
             resends,
+            method,
+            device,
         },
     ))
 }
@@ -61,8 +75,8 @@ pub async fn insert(
     }
     sqlx::query(
         "INSERT INTO web_sessions (id_hash, upn, pending_upn, pending_request, \
-         pending_kind, resends, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         pending_kind, resends, created_at, expires_at, method, device) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id_hash)
     .bind(&row.upn)
@@ -72,6 +86,8 @@ pub async fn insert(
     .bind(row.resends)
     .bind(now)
     .bind(expires_at)
+    .bind(&row.method)
+    .bind(&row.device)
     .execute(pool)
     .await?;
     Ok(())

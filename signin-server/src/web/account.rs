@@ -1,7 +1,7 @@
 //! The signed-in landing page and security info (add the Authenticator app: QR code + link).
 use authenticator_protocol::encoding::b64;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::{html, Markup};
 
@@ -9,6 +9,7 @@ use super::pages::{csrf, layout, notice, Notice};
 use super::signin::CsrfForm;
 use super::{page, signed_in, Session, User, WebError};
 use crate::state::AppState;
+use crate::trust::{self, AccountChange, Permission};
 
 /// `GET /me`
 pub async fn landing(
@@ -71,6 +72,15 @@ fn security_page(
             }
         }
         (extra)
+        section.card aria-labelledby="sessions-title" {
+            h2 id="sessions-title" { "Signed-in browsers and apps" }
+            p.hint { "Lost a device, or signed in somewhere you no longer use? This signs you out \
+                      of every browser and application, this one included." }
+            form method="post" action=(SIGN_OUT_EVERYWHERE_PATH) {
+                (csrf(session))
+                div.actions { button.secondary type="submit" id="sign-out-everywhere" { "Sign out everywhere" } }
+            }
+        }
     };
     page(
         session,
@@ -153,12 +163,36 @@ pub async fn add_authenticator(
             html! {},
         ));
     }
+    let method = session.method.ok_or(WebError::SignInRequired)?;
+    let permission = trust::may(method, AccountChange::AddPhone, policy.phishing_resistant);
+    if permission == Permission::Refused {
+        let mut r = security_page(
+            &session,
+            &user,
+            Notice::Error(
+                "Your organization requires phishing-resistant sign-in: a phone can be added \
+                 only after signing in with your Authenticator app, or with a temporary access \
+                 pass from your administrator, not with a password or verification code.",
+            ),
+            table,
+            html! {},
+        );
+        *r.status_mut() = axum::http::StatusCode::FORBIDDEN;
+        return Ok(r);
+    }
     let ttl = crate::store::enrollment_ttl_secs(&state.pool)
         .await
         .map_err(WebError::Internal)?;
-    let link = crate::accounts::registration_link(&state.pool, &user.upn, &session.base.url, ttl)
-        .await
-        .map_err(WebError::Internal)?;
+    let link = crate::accounts::registration_link_for_session(
+        &state.pool,
+        &user.upn,
+        &session.base.url,
+        ttl,
+        method,
+    )
+    .await
+    .map_err(WebError::Internal)?;
+    let held = permission == Permission::AllowedHeld;
     let qr = qr_data_url(&link).map_err(WebError::Internal)?;
     let minutes = ttl.div_ceil(60);
     let extra = html! {
@@ -174,11 +208,37 @@ pub async fn add_authenticator(
             p id="link-label" { "Can't scan it? Enter this link in the app:" }
             code.link id="registration-link" aria-labelledby="link-label" { (link) }
             p.hint { "The link works once and expires in " (minutes) " minutes. Keep it to yourself." }
+            @if held {
+                p.notice id="held-notice" role="status" {
+                    "You signed in with a password or a verification code, so if you already \
+                     have a phone registered, the new one waits until one of your other phones \
+                     approves it (it is asked now), your administrator does, or "
+                    (trust::RECOVERY_WAIT_SECS / 3600) " hours pass without a denial."
+                }
+            }
             p { "Then, in the app, choose " strong { "Enable phone sign-in" } " for this account." }
             p { a href="/me/security-info" id="done" { "Done" } }
         }
     };
     Ok(security_page(&session, &user, Notice::None, table, extra))
+}
+
+pub const SIGN_OUT_EVERYWHERE_PATH: &str = "/me/security-info/sign-out-everywhere";
+
+/// `POST /me/security-info/sign-out-everywhere`: ends every session and token of the user
+/// (`trust::end_sessions`), this browser's too.
+pub async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    session.check_csrf(&f.csrf)?;
+    let user = signed_in(&state, &session).await?;
+    trust::end_sessions(&state.pool, &user.upn, trust::EndReason::SignOutEverywhere).await?;
+    let mut r = axum::response::Redirect::to("/signin").into_response();
+    r.headers_mut()
+        .append(axum::http::header::SET_COOKIE, session.clear_cookie());
+    Ok(r)
 }
 
 #[cfg(test)]

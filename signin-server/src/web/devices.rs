@@ -9,10 +9,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
-use super::{admin_user, page, signed_in, Session, User, WebError};
+use super::{admin_user, may_change, page, signed_in, Session, User, WebError};
 use crate::accounts::devices::{remove_as, Remover};
 use crate::state::AppState;
 use crate::store::devices::{self, DeviceSummary};
+use crate::trust::{AccountChange, Permission};
 
 pub const USER_REMOVE_PATH: &str = "/me/security-info/devices/remove";
 pub const ADMIN_PATH: &str = "/admin/devices";
@@ -96,7 +97,16 @@ pub async fn remove_own(
     let user = signed_in(&state, &session).await?;
     let owner = devices::owner_of(&state.pool, f.account_id.trim()).await?;
     let removed = match owner {
+        // Another user's device gets the answer of no device at all, whatever the session.
         Some(upn) if upn == user.upn => {
+            if may_change(&state, &session, AccountChange::RemovePhone).await?
+                == Permission::Refused
+            {
+                let n = Notice::Error(super::TOO_WEAK_TO_CHANGE);
+                let mut r = super::account::security_info_with(&state, &session, &user, n).await?;
+                *r.status_mut() = axum::http::StatusCode::FORBIDDEN;
+                return Ok(r);
+            }
             remove_as(&state.pool, &f.account_id, Remover::User)
                 .await
                 .map_err(WebError::Internal)?;

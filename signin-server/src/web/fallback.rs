@@ -15,6 +15,7 @@ use super::{page, Session, User, WebError};
 use crate::accounts::fallback::{self, Outcome};
 use crate::accounts::{backup_codes, fallback::Method};
 use crate::state::AppState;
+use crate::trust::{self, AccountChange, Permission};
 
 #[derive(Deserialize)]
 pub struct CodeForm {
@@ -87,14 +88,15 @@ pub async fn submit(
         r
     };
     match outcome {
-        Outcome::SignedIn { method } => {
+        Outcome::SignedIn { method, device } => {
             session.pending_upn = None;
             let how = SignedIn {
                 upn: &upn,
-                how: match method {
-                    Method::Totp => "totp",
-                    Method::BackupCode => "backup_code",
+                method: match method {
+                    Method::Totp => trust::Method::Totp,
+                    Method::BackupCode => trust::Method::BackupCode,
                 },
+                device: device.as_deref(),
                 answered: None,
                 to: "/me/security-info",
             };
@@ -162,6 +164,14 @@ pub async fn create_backup_codes(
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
     let user = super::signed_in(&state, &session).await?;
+    if super::may_change(&state, &session, AccountChange::CreateBackupCodes).await?
+        == Permission::Refused
+    {
+        let n = Notice::Error(super::TOO_WEAK_TO_CHANGE);
+        let mut r = super::account::security_info_with(&state, &session, &user, n).await?;
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return Ok(r);
+    }
     let codes = fallback::create_backup_codes(&state.pool, &user.upn).await?;
     let content = html! {
         section.card aria-labelledby="codes-title" {

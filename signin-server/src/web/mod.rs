@@ -68,6 +68,10 @@ pub fn routes() -> Router<AppState> {
             "/me/security-info/backup-codes",
             post(fallback::create_backup_codes),
         )
+        .route(
+            account::SIGN_OUT_EVERYWHERE_PATH,
+            post(account::sign_out_everywhere),
+        )
         .route("/admin", get(|| async { Redirect::to("/admin/policy") }))
         .route(
             "/admin/policy",
@@ -265,6 +269,25 @@ pub async fn signed_in(state: &AppState, session: &Session) -> Result<User, WebE
         .await?
         .ok_or(WebError::SignInRequired)
 }
+
+/// What `trust::may` answers for `change` by this signed-in session (its method, the policy
+/// as it is now).
+pub async fn may_change(
+    state: &AppState,
+    session: &Session,
+    change: crate::trust::AccountChange,
+) -> Result<crate::trust::Permission, WebError> {
+    let method = session.method.ok_or(WebError::SignInRequired)?;
+    let policy = crate::sign_in::policy::load(&state.pool)
+        .await
+        .map_err(WebError::Internal)?;
+    Ok(crate::trust::may(method, change, policy.phishing_resistant))
+}
+
+/// Why a session may not make an account change, for the page.
+pub const TOO_WEAK_TO_CHANGE: &str = "You signed in with a password or a verification code \
+    alone. To remove a phone or create backup codes, sign in with your Authenticator app, or \
+    ask your administrator for a temporary access pass.";
 
 /// The signed-in user if an administrator, `Forbidden` if not.
 pub async fn admin_user(state: &AppState, session: &Session) -> Result<User, WebError> {

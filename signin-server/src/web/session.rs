@@ -13,6 +13,7 @@ use super::WebError;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionRow};
 use crate::store::{now_ms, Pool};
+use crate::trust::{Authenticated, Method, Principal};
 
 /// Cookie name over plain http (loopback development only).
 pub const SESSION_COOKIE: &str = "psi_session";
@@ -85,6 +86,10 @@ pub struct Session {
     pub pending_request: Option<String>,
     pub pending_kind: Option<String>,
     pub resends: i64,
+    /// How a signed-in session was made, and by which device (`trust`): what the account
+    /// changes it may make depend on it.
+    pub method: Option<Method>,
+    pub device: Option<String>,
     /// Not in the browser yet: the response must set the cookie.
     pub is_new: bool,
     /// Has a row in `web_sessions`. A browser that only opened the sign-in page has a cookie
@@ -142,8 +147,19 @@ impl Session {
             pending_request: None,
             pending_kind: None,
             resends: 0,
+            method: None,
+            device: None,
             is_new: true,
             stored: false,
+        })
+    }
+
+    /// Who this session is signed in as, and how; `None` when not signed in.
+    pub fn principal(&self) -> Option<Principal> {
+        Some(Principal {
+            upn: self.upn.clone()?,
+            method: self.method?,
+            device: self.device.clone(),
         })
     }
 
@@ -200,6 +216,8 @@ impl Session {
             pending_request: self.pending_request.clone(),
             pending_kind: self.pending_kind.clone(),
             resends: self.resends,
+            method: self.method.map(|m| m.as_str().to_owned()),
+            device: self.device.clone(),
         }
     }
 
@@ -234,13 +252,14 @@ impl Session {
         Ok(())
     }
 
-    /// Ends this session and starts a signed-in one for `upn` under a new id (no session
-    /// fixation). When `consume_request` is given, the old session must still hold that
-    /// pending request: an approval signs in one browser once.
+    /// Ends this session and starts a signed-in one for `who` under a new id (no session
+    /// fixation), recording how and by which device it was made. When `consume_request` is
+    /// given, the old session must still hold that pending request: an approval signs in one
+    /// browser once.
     pub async fn rotate_to_signed_in(
         &self,
         pool: &Pool,
-        upn: &str,
+        who: &Authenticated,
         consume_request: Option<&str>,
     ) -> Result<Session, WebError> {
         if self.stored {
@@ -252,7 +271,9 @@ impl Session {
             return Err(WebError::SessionGone);
         }
         let mut next = Session::fresh(self.base.clone())?;
-        next.upn = Some(upn.to_owned());
+        next.upn = Some(who.upn().to_owned());
+        next.method = Some(who.method());
+        next.device = who.device().map(str::to_owned);
         next.save(pool).await?;
         Ok(next)
     }
@@ -285,14 +306,18 @@ impl FromRequestParts<AppState> for Session {
         // A cookie without a row (the sign-in page was only opened, or the row expired): an
         // anonymous session, stored at its first form post.
         let row = row.unwrap_or_default();
+        // A signed-in session always says how it was made; one that does not is not signed in.
+        let method = row.method.as_deref().and_then(Method::parse);
         Ok(Session {
             sid: sid.to_owned(),
             base,
-            upn: row.upn,
+            upn: row.upn.filter(|_| method.is_some()),
             pending_upn: row.pending_upn,
             pending_request: row.pending_request,
             pending_kind: row.pending_kind,
             resends: row.resends,
+            method,
+            device: row.device,
             is_new: false,
             stored,
         })

@@ -21,6 +21,7 @@ use crate::oidc::authorize::BrowserFlow;
 use crate::sign_in::{self, StartSignIn, Started};
 use crate::state::AppState;
 use crate::store::requests::{kind_str, Status, StoredRequest};
+use crate::trust::{self, Method, Refusal};
 
 /// "Resend request" works this many times per sign-in attempt (then: start over).
 pub const MAX_RESENDS: i64 = 3;
@@ -309,7 +310,8 @@ pub async fn submit_pass(
         &session,
         SignedIn {
             upn: &upn,
-            how: "temporary_pass",
+            method: Method::TemporaryPass,
+            device: None,
             answered: None,
             to: "/me/security-info",
         },
@@ -318,40 +320,78 @@ pub async fn submit_pass(
     .await
 }
 
-/// A browser that has just signed in: who, how (audited), the sign-in request it completes
-/// (consumed with the session, so it completes once), and where it goes next.
+/// A browser that has just proven who it is: who, how and with which device (checked by
+/// `trust::authenticate`, audited), the sign-in request it completes (consumed with the
+/// session, so it completes once), and where it goes next.
 pub(super) struct SignedIn<'a> {
     pub(super) upn: &'a str,
-    pub(super) how: &'static str,
+    pub(super) method: Method,
+    /// The device whose key or TOTP secret proved it.
+    pub(super) device: Option<&'a str>,
     /// (sign-in id, id of the request that was approved).
     pub(super) answered: Option<(&'a str, &'a str)>,
     pub(super) to: &'static str,
 }
 
-/// Moves the browser to a new, signed-in session id, audits the sign-in, redirects (during an
-/// OpenID Connect authorization, `flow`, back to it: `oidc::authorize::after_sign_in`, which
-/// also records how and when for the ID token).
+/// What the browser sees when `trust::authenticate` refuses a proven credential.
+fn refusal_page(session: &Session, refusal: &Refusal) -> Response {
+    let text = match refusal {
+        Refusal::Disabled => "This account is disabled. Contact your administrator.".to_owned(),
+        Refusal::Paused { retry_after_secs } => {
+            let minutes = retry_after_secs.div_ceil(60);
+            format!(
+                "Sign-ins to this account are paused for {minutes} more minute{} because a \
+                 sign-in was reported as not yours. Try again later, or ask your administrator.",
+                if minutes == 1 { "" } else { "s" }
+            )
+        }
+        Refusal::DeviceHeld => "This Authenticator app is waiting for approval from another of \
+             your devices or your administrator. It cannot sign you in yet."
+            .to_owned(),
+        Refusal::DeviceGone => {
+            "This Authenticator app is no longer registered for your account.".to_owned()
+        }
+        Refusal::UnknownUser => "We could not sign you in.".to_owned(),
+    };
+    let mut r = page(
+        session,
+        super::pages::message_page("You have not been signed in", &text),
+    );
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r
+}
+
+/// The one way a browser becomes signed in: `trust::authenticate` decides whether the proven
+/// credential may act for the user now (the user not disabled or paused, the device not held
+/// or removed); then the browser moves to a new, signed-in session id that records how it was
+/// made, the sign-in is audited, and the browser is redirected (during an OpenID Connect
+/// authorization, `flow`, back to it: `oidc::authorize::after_sign_in`, which also records how
+/// and when for the ID token).
 pub(super) async fn signed_in(
     state: &AppState,
     session: &Session,
     s: SignedIn<'_>,
     flow: &BrowserFlow,
 ) -> Result<Response, WebError> {
+    let who = match trust::authenticate(&state.pool, s.upn, s.method, s.device).await? {
+        Ok(who) => who,
+        Err(refusal) => return Ok(refusal_page(session, &refusal)),
+    };
     let next = session
-        .rotate_to_signed_in(&state.pool, s.upn, s.answered.map(|(signin, _)| signin))
+        .rotate_to_signed_in(&state.pool, &who, s.answered.map(|(signin, _)| signin))
         .await?;
     audit::record(
         &state.pool,
         Event::WebSignIn,
         audit::Entry {
             upn: Some(s.upn),
+            account_id: s.device,
             request_id: s.answered.map(|(_, request)| request),
-            outcome: s.how,
-            ..Default::default()
+            outcome: s.method.as_str(),
         },
     )
     .await?;
-    let to = crate::oidc::authorize::after_sign_in(&state.pool, flow, &next, s.upn, s.how)
+    let to = crate::oidc::authorize::after_sign_in(&state.pool, flow, &next, &who)
         .await?
         .unwrap_or(s.to);
     Ok(see_other(&next, to))
@@ -467,7 +507,8 @@ pub async fn submit_password(
             // The Authenticator is not in use for this user: the password alone.
             let how = SignedIn {
                 upn: &upn,
-                how: "password",
+                method: Method::Password,
+                device: None,
                 answered: None,
                 to: "/me",
             };
@@ -633,16 +674,17 @@ pub async fn complete(
             let bound = req.browser_binding()?.is_some();
             let how = SignedIn {
                 upn: &req.upn,
-                how: match (req.kind, bound) {
-                    (RequestKind::Passwordless, false) => "phone_sign_in",
-                    (RequestKind::Passwordless, true) => "phone_sign_in_bound",
-                    (RequestKind::Push, false) => "password_and_push",
-                    (RequestKind::Push, true) => "password_and_push_bound",
+                method: match (req.kind, bound) {
+                    (RequestKind::Passwordless, false) => Method::PhoneSignIn,
+                    (RequestKind::Passwordless, true) => Method::PhoneSignInBound,
+                    (RequestKind::Push, false) => Method::PasswordAndPush,
+                    (RequestKind::Push, true) => Method::PasswordAndPushBound,
                     // Never a session's sign-in (only the server sends these): no session.
                     (RequestKind::NewDevice, _) => {
                         return Ok(Redirect::to("/signin").into_response())
                     }
                 },
+                device: Some(req.account_id.as_str()),
                 answered: Some((&req.signin_id, req.id.as_str())),
                 to: "/me",
             };

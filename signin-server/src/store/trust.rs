@@ -1,0 +1,156 @@
+//! What the trust model (`crate::trust`) reads and ends: a user's standing (disabled, paused)
+//! with one credential's (a device: whose, held, held until), due holds released, and every
+//! session and token a credential or a user made.
+use super::{Pool, StoreResult};
+
+/// One user's standing and, when asked, one device's, read together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub disabled: bool,
+    /// Unix ms until which sign-ins are paused (0: not paused).
+    pub paused_until: i64,
+    /// The device asked about, if it exists.
+    pub device: Option<DeviceStanding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStanding {
+    pub owner: String,
+    pub held: bool,
+    pub held_until: Option<i64>,
+}
+
+/// The standing of `upn` and of device `device`; `None` when the user does not exist.
+pub async fn standing(
+    pool: &Pool,
+    upn: &str,
+    device: Option<&str>,
+) -> StoreResult<Option<Standing>> {
+    type Row = (i64, Option<i64>, Option<String>, Option<i64>, Option<i64>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT u.disabled, r.paused_until, d.upn, d.awaiting_approval, d.held_until \
+         FROM users u LEFT JOIN user_risk r ON r.upn = u.upn \
+         LEFT JOIN devices d ON d.account_id = $2 WHERE u.upn = $1",
+    )
+    .bind(upn)
+    .bind(device.unwrap_or(""))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(disabled, paused_until, owner, held, held_until)| Standing {
+            disabled: disabled != 0,
+            paused_until: paused_until.unwrap_or(0),
+            device: owner.map(|owner| DeviceStanding {
+                owner,
+                held: held.unwrap_or(0) != 0,
+                held_until,
+            }),
+        },
+    ))
+}
+
+/// Activates the user's devices whose waiting period ended by `now`; returns their ids.
+pub async fn release_due_holds(pool: &Pool, upn: &str, now: i64) -> StoreResult<Vec<String>> {
+    let mut tx = pool.begin().await?;
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT account_id FROM devices WHERE upn = $1 AND awaiting_approval = 1 \
+         AND held_until IS NOT NULL AND held_until <= $2 ORDER BY account_id",
+    )
+    .bind(upn)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut released = Vec::with_capacity(due.len());
+    for account_id in due {
+        let done = sqlx::query(
+            "UPDATE devices SET awaiting_approval = 0, held_until = NULL \
+             WHERE account_id = $1 AND awaiting_approval = 1",
+        )
+        .bind(&account_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            released.push(account_id);
+        }
+    }
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Whose sessions and tokens end.
+#[derive(Debug, Clone, Copy)]
+pub enum Made<'a> {
+    /// Everything this device made (its approvals, its TOTP codes).
+    ByDevice(&'a str),
+    /// Everything of this user, however made.
+    ForUser(&'a str),
+}
+
+/// How many of each ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ended {
+    pub web_sessions: u64,
+    pub access_tokens: u64,
+    pub codes: u64,
+}
+
+/// Ends, in one transaction, the web sessions (and what OpenID Connect recorded about them),
+/// the unredeemed authorization codes and the access tokens that `made` covers.
+pub async fn end_sessions(pool: &Pool, made: Made<'_>) -> StoreResult<Ended> {
+    let mut tx = pool.begin().await?;
+    let ended = end_sessions_on(&mut tx, made).await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+/// [`end_sessions`] inside a transaction the caller holds (a device's removal).
+pub(super) async fn end_sessions_on(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    made: Made<'_>,
+) -> StoreResult<Ended> {
+    let (column, key) = match made {
+        Made::ByDevice(d) => ("device", d),
+        Made::ForUser(u) => ("upn", u),
+    };
+    sqlx::query(&format!(
+        "DELETE FROM oidc_session_auth WHERE {column} = $1 OR session_hash IN \
+         (SELECT id_hash FROM web_sessions WHERE {column} = $1)"
+    ))
+    .bind(key)
+    .execute(&mut **tx)
+    .await?;
+    let web_sessions = sqlx::query(&format!("DELETE FROM web_sessions WHERE {column} = $1"))
+        .bind(key)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let codes = sqlx::query(&format!(
+        "DELETE FROM oidc_codes WHERE {column} = $1 AND used_at IS NULL"
+    ))
+    .bind(key)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let access_tokens = sqlx::query(&format!(
+        "DELETE FROM oidc_access_tokens WHERE {column} = $1"
+    ))
+    .bind(key)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(Ended {
+        web_sessions,
+        access_tokens,
+        codes,
+    })
+}
+
+/// Disables or enables a user; whether the user exists.
+pub async fn set_disabled(pool: &Pool, upn: &str, disabled: bool) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE users SET disabled = $2 WHERE upn = $1")
+        .bind(upn)
+        .bind(i64::from(disabled))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
