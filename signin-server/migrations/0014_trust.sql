@@ -17,6 +17,9 @@ CREATE INDEX oidc_access_tokens_upn ON oidc_access_tokens (upn);
 ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE enrollment_codes ADD COLUMN issued_by TEXT;
 ALTER TABLE devices ADD COLUMN held_until BIGINT;
+-- The device whose session created the user's backup codes: if another device reports it as
+-- not the user's, those codes go with it.
+ALTER TABLE backup_code_sets ADD COLUMN created_by_device TEXT;
 -- Sessions from before this migration do not say how they were made: they end (sign in again).
 DELETE FROM oidc_session_auth;
 DELETE FROM web_sessions WHERE upn IS NOT NULL;

@@ -47,6 +47,8 @@ pub enum Event {
     SessionsEnded,
     UserDisabled,
     UserEnabled,
+    /// The backup codes a reported device's session created were deleted.
+    BackupCodesRevoked,
     /// A phone was added held (from a single-factor session); the outcome says until when.
     DeviceHeld,
 }
@@ -87,6 +89,7 @@ impl Event {
             Event::UserDisabled => "user_disabled",
             Event::UserEnabled => "user_enabled",
             Event::DeviceHeld => "device_held",
+            Event::BackupCodesRevoked => "backup_codes_revoked",
         }
     }
 }

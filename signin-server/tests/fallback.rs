@@ -265,7 +265,7 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
     let upn = "dave@contoso.test";
     h.add_user(upn, &[]).await;
     fallback::set_enabled(&h.state.pool, true).await.unwrap();
-    let codes = fallback::create_backup_codes(&h.state.pool, upn)
+    let codes = fallback::create_backup_codes(&h.state.pool, upn, None)
         .await
         .unwrap();
     assert_eq!(codes.len(), 10);
@@ -305,7 +305,7 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
     );
     // Another user cannot use them.
     h.add_user("erin@contoso.test", &[]).await;
-    fallback::create_backup_codes(&h.state.pool, "erin@contoso.test")
+    fallback::create_backup_codes(&h.state.pool, "erin@contoso.test", None)
         .await
         .unwrap();
     assert_eq!(
@@ -315,7 +315,7 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
         Outcome::Refused
     );
     // A new set: the old unused codes stop working, the new ones work.
-    let fresh = fallback::create_backup_codes(&h.state.pool, upn)
+    let fresh = fallback::create_backup_codes(&h.state.pool, upn, None)
         .await
         .unwrap();
     assert_eq!(

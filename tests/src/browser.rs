@@ -115,11 +115,12 @@ impl Browser {
         let mut request = None;
         for _ in 0..5 {
             let pending = phone.core.poll(5).await?;
-            if let Some(r) = pending
-                .iter()
-                .find(|r| r.request_id == id)
-                .or_else(|| pending.iter().find(|r| r.upn == upn && r.number_matching))
-            {
+            if let Some(r) = pending.iter().find(|r| r.request_id == id).or_else(|| {
+                pending
+                    .iter()
+                    .filter(|r| r.upn == upn && r.number_matching)
+                    .max_by_key(|r| r.created_at_ms)
+            }) {
                 request = Some(r.clone());
                 break;
             }
@@ -131,6 +132,14 @@ impl Browser {
             .await?;
         let csrf = self.csrf("/signin/wait").await?;
         self.post("/signin/complete", &[("csrf", &csrf)]).await
+    }
+
+    /// The same browser (its session cookie) talking to another server instance on the same
+    /// database.
+    pub fn on(&self, server: &TestServer) -> Browser {
+        let mut other = Browser::new(server);
+        other.cookie = self.cookie.clone();
+        other
     }
 
     /// Whether this browser is signed in (`/me` answers instead of sending it to `/signin`).

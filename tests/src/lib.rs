@@ -232,6 +232,50 @@ impl TestPhone {
         Ok(TestPhone { core, _dir: dir })
     }
 
+    /// A phone whose software key store also seals TOTP secrets: it keeps the offline
+    /// fallback's TOTP secret that comes with each enrollment.
+    pub fn with_totp() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let keys = Arc::new(SoftwareKeyStore::open(
+            dir.path().join("keys"),
+            WrappingKeySource::Memory,
+            Arc::new(AlwaysVerified),
+        )?);
+        let core = Authenticator::with_secret_store(
+            dir.path().join("data").to_string_lossy().into_owned(),
+            keys.clone(),
+            keys,
+        )?;
+        Ok(TestPhone { core, _dir: dir })
+    }
+
+    /// The TOTP code this phone shows now for `account_id` (the offline fallback).
+    pub async fn totp_code_for(&self, account_id: &str) -> Result<String> {
+        let totp = self
+            .core
+            .totp_accounts()?
+            .into_iter()
+            .find(|t| t.account_id.as_deref() == Some(account_id))
+            .context("no TOTP secret for the account")?;
+        Ok(self.core.totp_code(totp.totp_id).await?.code)
+    }
+
+    /// Enrolls from a registration link (long-poll, no phone sign-in); the account id.
+    pub async fn enroll(&self, link: &str, name: &str) -> Result<String> {
+        let account = self
+            .core
+            .enroll(
+                link.into(),
+                name.into(),
+                PushRegistration {
+                    kind: PushKind::LongPoll,
+                    token: String::new(),
+                },
+            )
+            .await?;
+        Ok(account.account_id)
+    }
+
     /// A phone over `keys`, which verify the user themselves.
     pub fn with(keys: Arc<dyn DeviceKeyStore>) -> Result<Self> {
         let dir = tempfile::tempdir()?;

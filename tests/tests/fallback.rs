@@ -6,29 +6,16 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use authenticator_core::testing::AlwaysVerified;
-use authenticator_core::{
-    Authenticator, PushKind, PushRegistration, SoftwareKeyStore, WrappingKeySource,
-};
+use authenticator_core::{Authenticator, PushKind, PushRegistration};
 use e2e::browser::Browser;
-use e2e::TestServer;
+use e2e::{TestPhone, TestServer};
 use reqwest::StatusCode;
 use signin_server::accounts::fallback;
 
-/// A phone whose software key store also seals its TOTP secrets.
-fn phone() -> Result<(Arc<Authenticator>, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let keys = Arc::new(SoftwareKeyStore::open(
-        dir.path().join("keys"),
-        WrappingKeySource::Memory,
-        Arc::new(AlwaysVerified),
-    )?);
-    let core = Authenticator::with_secret_store(
-        dir.path().join("data").to_string_lossy().into_owned(),
-        keys.clone(),
-        keys,
-    )?;
-    Ok((core, dir))
+/// A phone whose software key store also seals its TOTP secrets (`TestPhone::with_totp`).
+fn phone() -> Result<(Arc<Authenticator>, TestPhone)> {
+    let phone = TestPhone::with_totp()?;
+    Ok((phone.core.clone(), phone))
 }
 
 fn longpoll() -> PushRegistration {

@@ -70,13 +70,14 @@ pub async fn create(
     pool: &Pool,
     upn: &str,
     now_ms: i64,
+    created_by_device: Option<&str>,
 ) -> Result<Vec<Zeroizing<String>>, AppError> {
     let salt = random_bytes::<16>()?;
     let codes = (0..COUNT)
         .map(|_| random_code())
         .collect::<Result<Vec<_>, _>>()?;
     let hashes = hash_blocking(codes.clone(), salt.to_vec()).await?;
-    db::replace_backup_codes(pool, upn, &b64(&salt), &hashes, now_ms).await?;
+    db::replace_backup_codes(pool, upn, &b64(&salt), &hashes, now_ms, created_by_device).await?;
     Ok(codes
         .iter()
         .map(|c| Zeroizing::new(format!("{}-{}-{}", &c[..4], &c[4..8], &c[8..])))

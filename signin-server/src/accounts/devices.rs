@@ -97,8 +97,28 @@ pub async fn remove_as(pool: &Pool, account_id: &str, by: Remover) -> anyhow::Re
     let Some(upn) = devices::owner_of(pool, account_id).await? else {
         bail!("no device {account_id}");
     };
+    // Reported by another of the user's devices as not the user's: what its sessions
+    // created goes too (backup codes would otherwise sign the reported party in again).
+    let revoked = if by == Remover::OtherDevice {
+        crate::store::trust::revoke_backup_codes_made_by(pool, account_id).await?
+    } else {
+        0
+    };
     if !devices::remove(pool, account_id).await? {
         bail!("no device {account_id}");
+    }
+    if revoked > 0 {
+        audit::record(
+            pool,
+            Event::BackupCodesRevoked,
+            audit::Entry {
+                upn: Some(&upn),
+                account_id: Some(account_id),
+                outcome: "made_by_reported_device",
+                ..Default::default()
+            },
+        )
+        .await?;
     }
     audit::record(
         pool,

@@ -197,11 +197,14 @@ pub async fn sign_in_with_code(pool: &Pool, upn: &str, code: &str) -> Result<Out
 }
 
 /// Creates a new set of backup codes for `upn` (audited) and returns them for display once.
+/// `created_by_device` is the device whose session asked (`None`: no device made it): if
+/// another of the user's devices reports that one, the codes go with it.
 pub async fn create_backup_codes(
     pool: &Pool,
     upn: &str,
+    created_by_device: Option<&str>,
 ) -> Result<Vec<zeroize::Zeroizing<String>>, AppError> {
-    let codes = backup_codes::create(pool, upn, now_ms()).await?;
+    let codes = backup_codes::create(pool, upn, now_ms(), created_by_device).await?;
     // No count in the outcome (always `backup_codes::COUNT`): a bare two-digit number in the
     // audit log could be mistaken for a sign-in number (the log scan flagged it).
     audit::record(

@@ -118,8 +118,11 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     if upn.is_empty() || upn.len() > MAX_UPN_LEN {
         return Err(AppError::InvalidRequest("upn must be 1 to 256 characters"));
     }
-    if !users::exists(&state.pool, upn).await? {
-        return Err(AppError::UnknownAccount);
+    match crate::store::trust::standing(&state.pool, upn, None).await? {
+        None => return Err(AppError::UnknownAccount),
+        // A disabled user gets no push (and `trust::authenticate` refuses any approval).
+        Some(s) if s.disabled => return Err(AppError::PolicyDisabled),
+        Some(_) => {}
     }
     let groups = users::groups_of(&state.pool, upn).await?;
     let policy = policy::load(&state.pool)

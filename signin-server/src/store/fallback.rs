@@ -103,6 +103,7 @@ pub async fn replace_backup_codes(
     salt: &str,
     hashes: &[String],
     now: i64,
+    created_by_device: Option<&str>,
 ) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("DELETE FROM backup_codes WHERE upn = $1")
@@ -113,12 +114,16 @@ pub async fn replace_backup_codes(
         .bind(upn)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO backup_code_sets (upn, salt, created_at) VALUES ($1, $2, $3)")
-        .bind(upn)
-        .bind(salt)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO backup_code_sets (upn, salt, created_at, created_by_device) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(upn)
+    .bind(salt)
+    .bind(now)
+    .bind(created_by_device)
+    .execute(&mut *tx)
+    .await?;
     for hash in hashes {
         sqlx::query("INSERT INTO backup_codes (upn, code_hash, used_at) VALUES ($1, $2, NULL)")
             .bind(upn)

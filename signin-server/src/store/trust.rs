@@ -154,3 +154,22 @@ pub async fn set_disabled(pool: &Pool, upn: &str, disabled: bool) -> StoreResult
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Deletes the backup codes a session of `device` created; how many sets (0 or 1 per user).
+pub async fn revoke_backup_codes_made_by(pool: &Pool, device: &str) -> StoreResult<u64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "DELETE FROM backup_codes WHERE upn IN \
+         (SELECT upn FROM backup_code_sets WHERE created_by_device = $1)",
+    )
+    .bind(device)
+    .execute(&mut *tx)
+    .await?;
+    let sets = sqlx::query("DELETE FROM backup_code_sets WHERE created_by_device = $1")
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(sets)
+}

@@ -172,7 +172,8 @@ pub async fn create_backup_codes(
         *r.status_mut() = StatusCode::FORBIDDEN;
         return Ok(r);
     }
-    let codes = fallback::create_backup_codes(&state.pool, &user.upn).await?;
+    let codes =
+        fallback::create_backup_codes(&state.pool, &user.upn, session.device.as_deref()).await?;
     let content = html! {
         section.card aria-labelledby="codes-title" {
             h1 id="codes-title" { "Your backup codes" }
