@@ -216,7 +216,8 @@ async fn totp_add_list_code_and_remove_from_the_command_line() {
     assert_eq!(
         fallback::sign_in_with_code(pool, UPN, &text).await.unwrap(),
         Outcome::SignedIn {
-            method: Method::Totp
+            method: Method::Totp,
+            device: Some(id.clone()),
         }
     );
     assert_eq!(

@@ -47,6 +47,9 @@ pub enum Event {
     SessionsEnded,
     UserDisabled,
     UserEnabled,
+    /// A user's UPN changed (`admin user rename`, or to lower case at start); the entry is
+    /// under the new UPN, the outcome names the old.
+    UserRenamed,
     /// The backup codes a reported device's session created were deleted.
     BackupCodesRevoked,
     /// A phone was added held (from a single-factor session); the outcome says until when.
@@ -89,6 +92,7 @@ impl Event {
             Event::UserDisabled => "user_disabled",
             Event::UserEnabled => "user_enabled",
             Event::DeviceHeld => "device_held",
+            Event::UserRenamed => "user_renamed",
             Event::BackupCodesRevoked => "backup_codes_revoked",
         }
     }

@@ -14,6 +14,7 @@ pub mod sign_in;
 pub mod state;
 pub mod store;
 pub mod trust;
+pub mod upn;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`).
 #[cfg(feature = "testing")]
@@ -114,6 +115,9 @@ pub fn rfc3339(ms: i64) -> String {
 pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.check()?;
     let pool = store::connect(&config.database).await?;
+    // User names compare ignoring case: a database from before is brought to the rule, or
+    // the server refuses to start, naming the users to rename.
+    accounts::normalize_upns(&pool).await?;
     if let Some(name) = &config.server_name {
         store::set_setting(&pool, store::SERVER_NAME_SETTING, name).await?;
     }

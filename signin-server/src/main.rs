@@ -143,6 +143,12 @@ enum DeviceCommand {
         #[arg(long, allow_hyphen_values = true)]
         id: String,
     },
+    /// Approve a device that awaits approval (new-device approval, or a phone added from a
+    /// session made with a code or password alone): it gets sign-ins from now on.
+    Approve {
+        #[arg(long, allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +186,15 @@ enum UserCommand {
     Resume {
         #[arg(long)]
         upn: String,
+    },
+    /// Rename a user (for instance one of two users whose names differ only by case, which
+    /// the server refuses to start with): everything of theirs moves to the new name.
+    Rename {
+        /// The user's name exactly as stored (as the refusal lists it).
+        #[arg(long)]
+        upn: String,
+        #[arg(long)]
+        new_upn: String,
     },
     /// Disable a user: no sign-in by any method, and every session and token ends at once.
     Disable {
@@ -301,6 +316,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin { command } => {
             let pool = store::connect(&file.database_url(cli.database)).await?;
+            // Every command but the rename that mends them works on case-insensitive names.
+            if !matches!(
+                command,
+                AdminCommand::User {
+                    command: UserCommand::Rename { .. }
+                }
+            ) {
+                accounts::normalize_upns(&pool).await?;
+            }
             admin_command(&pool, command).await
         }
     }
@@ -329,7 +353,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             if let Some(p) = password {
                 signin_server::accounts::passwords::set_password(pool, &upn, &p).await?;
             }
-            println!("added user {}", upn.trim());
+            println!("added user {}", signin_server::upn::cli_arg("--upn", &upn)?);
         }
         AdminCommand::User {
             command: UserCommand::SetPassword { upn },
@@ -361,9 +385,16 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             );
         }
         AdminCommand::User {
+            command: UserCommand::Rename { upn, new_upn },
+        } => {
+            let renamed = accounts::rename_user(pool, &upn, &new_upn).await?;
+            println!("renamed {} to {renamed}", upn.trim());
+        }
+        AdminCommand::User {
             command: UserCommand::Disable { upn },
         } => {
-            if !signin_server::trust::set_disabled(pool, upn.trim(), true).await? {
+            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
+            if !signin_server::trust::set_disabled(pool, &upn, true).await? {
                 anyhow::bail!("no user {}", upn.trim());
             }
             println!("disabled {}: every session and token ended", upn.trim());
@@ -371,7 +402,8 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::Enable { upn },
         } => {
-            if !signin_server::trust::set_disabled(pool, upn.trim(), false).await? {
+            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
+            if !signin_server::trust::set_disabled(pool, &upn, false).await? {
                 anyhow::bail!("no user {}", upn.trim());
             }
             println!("enabled {}", upn.trim());
@@ -379,7 +411,8 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::SignOut { upn },
         } => {
-            let upn = upn.trim();
+            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
+            let upn = upn.as_str();
             if !signin_server::store::users::exists(pool, upn).await? {
                 anyhow::bail!("no user {upn}");
             }
@@ -397,7 +430,8 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::Resume { upn },
         } => {
-            if signin_server::sign_in::risk::resume(pool, upn.trim()).await? {
+            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
+            if signin_server::sign_in::risk::resume(pool, &upn).await? {
                 println!("resumed sign-ins for {}", upn.trim());
             } else {
                 println!("{} was not paused", upn.trim());
@@ -466,7 +500,9 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                 .transpose()
             };
             let filter = store::audit::AuditFilter {
-                upn: upn.map(|u| u.trim().to_owned()),
+                upn: upn
+                    .map(|u| signin_server::upn::cli_arg("--upn", &u))
+                    .transpose()?,
                 event,
                 since: time("--since", since)?,
                 until: time("--until", until)?,
@@ -531,6 +567,12 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         } => {
             accounts::devices::remove(pool, &id).await?;
             println!("removed device {}", id.trim());
+        }
+        AdminCommand::Device {
+            command: DeviceCommand::Approve { id },
+        } => {
+            accounts::devices::approve_as_admin(pool, &id).await?;
+            println!("approved device {}", id.trim());
         }
         AdminCommand::OidcKey { command } => {
             signin_server::oidc::keys::run_admin(pool, command).await?

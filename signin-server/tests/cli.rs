@@ -823,3 +823,131 @@ async fn names_with_control_characters_are_refused_and_text_others_wrote_is_prin
         "{show}"
     );
 }
+
+/// Issue 19: user names compare ignoring case (`Upn`, stored in lower case). A database from
+/// before that holds two users who differ only by case makes every command but the rename
+/// refuse, naming both and the command; after the rename, the remaining mixed-case names are
+/// lowered at start with everything of theirs (groups here).
+#[test]
+fn users_who_differ_only_by_case_stop_the_server_until_one_is_renamed() {
+    let test_db = TestDatabase::create_blocking().unwrap();
+    let db = test_db.url.clone();
+    ok(
+        &db,
+        &[
+            "admin",
+            "user",
+            "add",
+            "--upn",
+            "bob@contoso.test",
+            "--name",
+            "Bob",
+        ],
+    );
+    // Rows as a server before the rule could have written them.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = signin_server::store::connect(&db).await.unwrap();
+        for upn in ["Bob@Contoso.test", "Carol@Contoso.test"] {
+            sqlx::query("INSERT INTO users (upn, display_name, created_at) VALUES ($1, $2, 0)")
+                .bind(upn)
+                .bind("Someone")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO user_groups (upn, group_name) VALUES ($1, 'pilots')")
+            .bind("Carol@Contoso.test")
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    let refused = fails(
+        &db,
+        &["admin", "user", "show", "--upn", "carol@contoso.test"],
+    );
+    assert!(
+        refused.contains("Bob@Contoso.test, bob@contoso.test")
+            && refused.contains("admin user rename --upn OLD --new-upn NEW"),
+        "{refused}"
+    );
+    let out = ok(
+        &db,
+        &[
+            "admin",
+            "user",
+            "rename",
+            "--upn",
+            "Bob@Contoso.test",
+            "--new-upn",
+            "Robert@Contoso.test",
+        ],
+    );
+    assert_eq!(out, "renamed Bob@Contoso.test to robert@contoso.test\n");
+    // Carol is lowered at this start, with her group; found in any case.
+    let shown = ok(
+        &db,
+        &["admin", "user", "show", "--upn", "CAROL@contoso.test"],
+    );
+    assert!(
+        shown.contains("carol@contoso.test") && shown.contains("pilots"),
+        "{shown}"
+    );
+    let refused = fails(
+        &db,
+        &[
+            "admin",
+            "user",
+            "add",
+            "--upn",
+            "ROBERT@contoso.test",
+            "--name",
+            "R",
+        ],
+    );
+    assert!(refused.contains("already exists"), "{refused}");
+}
+
+/// `admin device approve`: a device that awaits approval gets sign-ins once an admin approves
+/// it (audited); a device that does not wait is refused with a message.
+#[tokio::test]
+async fn admin_device_approve_releases_a_held_device() {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    let upn = "bobby@contoso.test";
+    signin_server::accounts::set_policy(
+        &h.state.pool,
+        &signin_server::sign_in::policy::PolicyUpdate {
+            new_device_approval: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let first = h.ready_phone(upn).await;
+    let mut second = Phone::new();
+    second.enroll(&h, &h.link(upn, 600).await).await;
+    let held = || async {
+        signin_server::store::devices::of_user(&h.state.pool, upn)
+            .await
+            .unwrap()[1]
+            .awaiting_approval
+    };
+    assert!(held().await);
+    let id = second.account().as_str().to_owned();
+    let out = ok(&db, &["admin", "device", "approve", "--id", &id]);
+    assert_eq!(out.trim(), format!("approved device {id}"));
+    assert!(!held().await);
+    let err = fails(&db, &["admin", "device", "approve", "--id", &id]);
+    assert!(err.contains("is not awaiting approval"), "{err}");
+    let err = fails(
+        &db,
+        &[
+            "admin",
+            "device",
+            "approve",
+            "--id",
+            first.account().as_str(),
+        ],
+    );
+    assert!(err.contains("is not awaiting approval"), "{err}");
+}

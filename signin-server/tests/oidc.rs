@@ -1498,3 +1498,87 @@ async fn a_phishing_resistant_sign_in_says_so_in_the_id_token() {
         .unwrap()
         .contains(&serde_json::json!(oidc::ACR_PHISHING_RESISTANT)));
 }
+
+/// Issue 19: tokens belong to the credential that made them. Removing the phone that approved
+/// the sign-in revokes its access token and spends its unredeemed code; pausing the user
+/// (a report) and disabling the user revoke every token; a code redeemed for a disabled user
+/// gets no tokens.
+#[tokio::test]
+async fn removing_the_phone_pausing_or_disabling_the_user_revokes_tokens_and_codes() {
+    let mut r = ready().await;
+    let pool = r.h.state.pool.clone();
+    let pool = &pool;
+    let account = r.phone.account().as_str().to_owned();
+    // Removing the phone.
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = code_for(&r, &mut b, "n1").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    let access = t.body["access_token"].as_str().unwrap().to_owned();
+    let (unredeemed, unredeemed_verifier) = code_for(&r, &mut Browser::new(&r.h), "n2").await;
+    assert_eq!(userinfo(&r.h, &access).await.status, StatusCode::OK);
+    signin_server::accounts::devices::remove(pool, &account)
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo(&r.h, &access).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let spent = redeem(&r.h, &r.client, &unredeemed, &unredeemed_verifier).await;
+    assert_eq!(spent.error(), "invalid_grant", "{:?}", spent.body);
+
+    // Pausing and disabling end every token of the user, whichever device made it.
+    for end in ["pause", "disable"] {
+        // A new phone for Bob (the first one was removed).
+        let mut phone = Phone::new();
+        phone.enroll(&r.h, &r.h.link(BOB, 600).await).await;
+        assert_eq!(
+            phone.enable_passwordless(&r.h).await.status,
+            StatusCode::NO_CONTENT
+        );
+        r.phone = phone;
+        let r2 = &r;
+        let (code, verifier) = code_for(r2, &mut Browser::new(&r.h), "n3").await;
+        let t = redeem(&r.h, &r.client, &code, &verifier).await;
+        let access = t.body["access_token"].as_str().unwrap().to_owned();
+        let (later, later_verifier) = code_for(r2, &mut Browser::new(&r.h), "n4").await;
+        match end {
+            "pause" => {
+                signin_server::sign_in::risk::record_report(
+                    pool,
+                    &Default::default(),
+                    BOB,
+                    r2.phone.account().as_str(),
+                    "rid",
+                )
+                .await
+                .unwrap();
+            }
+            _ => {
+                signin_server::trust::set_disabled(pool, BOB, true)
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(
+            userinfo(&r.h, &access).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{end}"
+        );
+        let refused = redeem(&r.h, &r.client, &later, &later_verifier).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{end}: {:?}",
+            refused.body
+        );
+        signin_server::sign_in::risk::resume(pool, BOB)
+            .await
+            .unwrap();
+        signin_server::trust::set_disabled(pool, BOB, false)
+            .await
+            .unwrap();
+        signin_server::accounts::devices::remove(pool, r2.phone.account().as_str())
+            .await
+            .unwrap();
+    }
+}

@@ -517,3 +517,31 @@ async fn pausing_disabling_and_signing_out_everywhere_end_every_session_on_every
     }
     Ok(())
 }
+
+/// User names compare ignoring case (`Upn`, Unicode lower case), everywhere: a user added as
+/// `Dana@Fabrikam.test` signs in as `dana@fabrikam.test` on the pages, through the JSON API in
+/// any case, and a second user differing only by case is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn upns_are_case_insensitive_everywhere() -> Result<()> {
+    let server = TestServer::start("Fabrikam").await?;
+    let link = server
+        .user_with_link("Dana@Fabrikam.test", "Dana Scully")
+        .await?;
+    let phone = TestPhone::new()?;
+    let account = phone.enroll_passwordless(&link).await?;
+    assert_eq!(account.upn, "dana@fabrikam.test", "the stored form");
+    let mut b = Browser::new(&server);
+    let r = b.sign_in_with_phone("dana@fabrikam.test", &phone).await?;
+    assert_eq!(r.location.as_deref(), Some("/me"), "{}", r.body);
+    let me = b.get("/me").await?;
+    assert!(me.body.contains("dana@fabrikam.test"), "{}", me.body);
+    for typed in ["DANA@FABRIKAM.TEST", " Dana@fabrikam.Test "] {
+        let (id, _) = server.start_sign_in(typed).await?;
+        assert_eq!(server.status(&id).await?, "pending", "{typed}");
+    }
+    let again =
+        accounts::add_user(server.running.pool(), "dana@FABRIKAM.test", "Dana 2", &[]).await;
+    let refused = again.expect_err("a second Dana");
+    assert!(refused.to_string().contains("already exists"), "{refused}");
+    Ok(())
+}

@@ -49,7 +49,8 @@ pub fn line(d: &DeviceSummary) -> String {
 
 /// The user's devices, oldest first, as lines.
 pub async fn list(pool: &Pool, upn: &str) -> anyhow::Result<Vec<String>> {
-    let upn = upn.trim();
+    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = upn.as_str();
     if !users::exists(pool, upn).await? {
         bail!("no user {upn}");
     }
@@ -82,6 +83,29 @@ impl Remover {
             Remover::OtherDevice => "by_other_device",
         }
     }
+}
+
+/// Activates a device that awaits approval, as an admin (audited `device_approved by_admin`).
+pub async fn approve_as_admin(pool: &Pool, account_id: &str) -> anyhow::Result<()> {
+    let account_id = account_id.trim();
+    let Some(upn) = devices::owner_of(pool, account_id).await? else {
+        bail!("no device {account_id}");
+    };
+    if !devices::approve(pool, account_id).await? {
+        bail!("device {account_id} is not awaiting approval");
+    }
+    audit::record(
+        pool,
+        Event::DeviceApproved,
+        audit::Entry {
+            upn: Some(&upn),
+            account_id: Some(account_id),
+            outcome: "by_admin",
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Removes a device as an admin (audited; see [`remove_as`]).

@@ -285,7 +285,8 @@ pub async fn run_admin(pool: &Pool, command: AdminCommand) -> anyhow::Result<()>
             );
         }
         AdminCommand::Unlock { upn } => {
-            let upn = upn.trim();
+            let upn = crate::upn::cli_arg("--upn", &upn)?;
+            let upn = upn.as_str();
             if !users::exists(pool, upn).await? {
                 anyhow::bail!("no user {upn}");
             }

@@ -19,6 +19,7 @@ use crate::audit::{self, Event};
 use crate::sign_in::policy::{self, Policy, PolicyUpdate};
 use crate::store::risk::RiskKey;
 use crate::store::{self, now_ms, to_db_ms, users, Pool};
+use crate::upn::Upn;
 use authenticator_protocol::text;
 use enrollment::code_hash;
 
@@ -36,12 +37,11 @@ pub(crate) fn check_plain_flag(flag: &str, value: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates a user. Fails clearly if the UPN exists.
+/// Creates a user. Fails clearly if the UPN exists, in any case (`Upn`).
 pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> anyhow::Result<()> {
-    let upn = upn.trim();
-    if upn.is_empty() || upn.len() > 256 {
-        bail!("--upn must be 1 to 256 characters");
-    }
+    check_plain_flag("--upn", upn.trim())?;
+    let upn = Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = upn.as_str();
     if name.trim().is_empty() {
         bail!("--name must not be empty");
     }
@@ -60,7 +60,7 @@ pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> 
         check_plain_flag(flag, value)?;
     }
     if !users::insert(pool, upn, name.trim(), &trimmed).await? {
-        bail!("user {upn} already exists");
+        bail!("user {upn} already exists (user names are compared ignoring case)");
     }
     audit::record(
         pool,
@@ -73,6 +73,66 @@ pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> 
     )
     .await?;
     Ok(())
+}
+
+/// The command that renames a user (named by the start-up refusal below).
+pub const RENAME_COMMAND: &str = "signin-server admin user rename --upn OLD --new-upn NEW";
+
+/// Brings a database from before case-insensitive UPNs to the rule: every UPN stored in lower
+/// case (`Upn`). Refuses, changing nothing, when users differ only by case, listing them and
+/// the command that renames one; otherwise renames each in one transaction (audited).
+pub async fn normalize_upns(pool: &Pool) -> anyhow::Result<()> {
+    let upns = users::all_upns(pool).await?;
+    let mut by_form: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for upn in &upns {
+        let form = Upn::parse(upn).map_or_else(|_| upn.to_lowercase(), |u| u.as_str().to_owned());
+        by_form.entry(form).or_default().push(upn);
+    }
+    let clashes: Vec<String> = by_form
+        .values()
+        .filter(|same| same.len() > 1)
+        .map(|same| same.join(", "))
+        .collect();
+    if !clashes.is_empty() {
+        bail!(
+            "user names are compared ignoring case now, and these users differ only by case: \
+             {}. Rename all but one of each (or merge them by hand) with `{RENAME_COMMAND}`, \
+             then start again",
+            clashes.join("; ")
+        );
+    }
+    for (form, same) in by_form {
+        let [stored] = same.as_slice() else { continue };
+        if *stored != form {
+            rename_user(pool, stored, &form).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Renames a user (`from` exactly as stored; `to` is normalised), moving everything that is
+/// theirs. Audited (`user_renamed`).
+pub async fn rename_user(pool: &Pool, from: &str, to: &str) -> anyhow::Result<String> {
+    let to = Upn::parse(to).map_err(|e| anyhow::anyhow!("--new-upn: {e}"))?;
+    let from = from.trim();
+    if !users::exists(pool, from).await? {
+        bail!("no user {from}");
+    }
+    if !users::rename(pool, from, to.as_str()).await? {
+        bail!("user {to} already exists (user names are compared ignoring case)");
+    }
+    let outcome = format!("from={from}");
+    audit::record(
+        pool,
+        Event::UserRenamed,
+        audit::Entry {
+            upn: Some(to.as_str()),
+            outcome: &outcome,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(to.as_str().to_owned())
 }
 
 pub async fn set_policy(pool: &Pool, update: &PolicyUpdate) -> anyhow::Result<Policy> {
@@ -133,6 +193,8 @@ async fn issue_registration_link(
 ) -> anyhow::Result<String> {
     authenticator_protocol::enroll::check_server_url(server_url)
         .context("--server-url must be https (or http on a loopback address)")?;
+    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = upn.as_str();
     if !users::exists(pool, upn).await? {
         bail!("no user {upn}");
     }
@@ -177,7 +239,8 @@ async fn issue_registration_link(
 /// device's push channel (with stale tokens). Never tokens or keys.
 pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
     use std::fmt::Write;
-    let upn = upn.trim();
+    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = upn.as_str();
     let Some(users::UserRecord {
         display_name: name,
         groups,
@@ -253,7 +316,9 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
 
 /// Adds `upn` to `group` (audited). Errors name the problem.
 pub async fn add_group_member(pool: &Pool, group: &str, upn: &str) -> anyhow::Result<()> {
-    let (group, upn) = (group.trim(), upn.trim());
+    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = upn.as_str();
+    let group = group.trim();
     if group.is_empty() || group.len() > 128 {
         bail!("the group name must be 1 to 128 characters");
     }

@@ -331,13 +331,19 @@ fn check(p: &Params, client: &Client) -> Result<Checked, (&'static str, &'static
                 .into(),
         ),
     };
-    let login_hint = p.get("login_hint").map(|h| h.trim().to_owned());
-    if login_hint
-        .as_ref()
-        .is_some_and(|h| h.len() > MAX_LOGIN_HINT_LEN || text::escape(h) != *h)
-    {
-        return Err(("invalid_request", "login_hint is not a plain user name"));
-    }
+    // The hint in the one form of a user name (`Upn`), compared as stored.
+    let login_hint = match p.get("login_hint") {
+        None => None,
+        Some(h) if h.trim().len() > MAX_LOGIN_HINT_LEN || text::escape(h.trim()) != h.trim() => {
+            return Err(("invalid_request", "login_hint is not a plain user name"))
+        }
+        Some(h) => Some(
+            crate::upn::Upn::parse(h)
+                .map_err(|_| ("invalid_request", "login_hint is not a plain user name"))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
     Ok(Checked {
         scope,
         state,
@@ -359,7 +365,7 @@ fn satisfies(
     not_before: Option<i64>,
     now: i64,
 ) -> bool {
-    if login_hint.is_some_and(|h| !h.eq_ignore_ascii_case(&auth.upn)) {
+    if login_hint.is_some_and(|h| h != auth.upn) {
         return false;
     }
     if max_age.is_some_and(|m| now - auth.auth_time > m * 1000) {

@@ -88,7 +88,10 @@ pub async fn backchannel_authorize(
              show the binding_message of the response",
         ));
     }
-    let upn = p.require("login_hint", "login_hint is required")?;
+    // The user in the one form of a user name (`Upn`); what is not one is no user.
+    let upn = crate::upn::Upn::parse(p.require("login_hint", "login_hint is required")?)
+        .map_err(|_| OAuthError::from(crate::error::AppError::UnknownAccount))?;
+    let upn = upn.as_str();
     let ttl = i64::try_from(state.settings.request_ttl_secs).unwrap_or(i64::MAX);
     let expires_in = match p.get("requested_expiry") {
         None => ttl,

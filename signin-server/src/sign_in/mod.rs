@@ -34,7 +34,7 @@ use crate::store::requests::{self as requests, NewRequest, NewSignIn, Status, St
 use crate::store::{self, devices, now_ms, to_db_ms, users};
 
 /// Longest UPN accepted (after trimming).
-pub const MAX_UPN_LEN: usize = 256;
+pub use crate::upn::MAX_UPN_LEN;
 
 /// What an entry point asks for.
 #[derive(Debug, Clone, Copy)]
@@ -114,10 +114,11 @@ fn limit_subject(upn: &str, s: &StartSignIn<'_>) -> String {
 /// the first answer wins). They share the number and the expiry; each has its own id, nonce
 /// and signed details (which name its account).
 pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppError> {
-    let upn = s.upn.trim();
-    if upn.is_empty() || upn.len() > MAX_UPN_LEN {
-        return Err(AppError::InvalidRequest("upn must be 1 to 256 characters"));
-    }
+    let upn = crate::upn::Upn::parse(s.upn).map_err(|e| match e {
+        crate::upn::UpnError::Length => AppError::InvalidRequest("upn must be 1 to 256 characters"),
+        crate::upn::UpnError::NotPlain => AppError::UnknownAccount,
+    })?;
+    let upn = upn.as_str();
     match crate::store::trust::standing(&state.pool, upn, None).await? {
         None => return Err(AppError::UnknownAccount),
         // A disabled user gets no push (and `trust::authenticate` refuses any approval).

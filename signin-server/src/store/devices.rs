@@ -113,7 +113,8 @@ pub async fn other_active_devices(
 /// Activates a device that awaits approval; whether it did.
 pub async fn approve(pool: &Pool, account_id: &str) -> StoreResult<bool> {
     let done = sqlx::query(
-        "UPDATE devices SET awaiting_approval = 0 WHERE account_id = $1 AND awaiting_approval = 1",
+        "UPDATE devices SET awaiting_approval = 0, held_until = NULL \
+         WHERE account_id = $1 AND awaiting_approval = 1",
     )
     .bind(account_id)
     .execute(pool)

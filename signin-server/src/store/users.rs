@@ -149,3 +149,73 @@ pub async fn password_hash(pool: &Pool, upn: &str) -> StoreResult<Option<String>
             .await?,
     )
 }
+
+/// Every column that holds a user's UPN besides `users.upn` (the audit log keeps what it
+/// recorded). [`rename`] moves them.
+const UPN_COLUMNS: &[(&str, &str)] = &[
+    ("user_groups", "upn"),
+    ("user_passwords", "upn"),
+    ("enrollment_codes", "upn"),
+    ("devices", "upn"),
+    ("signin_requests", "upn"),
+    ("web_sessions", "upn"),
+    ("web_sessions", "pending_upn"),
+    ("user_risk", "upn"),
+    ("temporary_passes", "upn"),
+    ("oidc_subjects", "upn"),
+    ("oidc_session_auth", "upn"),
+    ("oidc_codes", "upn"),
+    ("oidc_access_tokens", "upn"),
+    ("ciba_requests", "upn"),
+    ("totp_secrets", "upn"),
+    ("backup_code_sets", "upn"),
+    ("backup_codes", "upn"),
+    ("fallback_tries", "upn"),
+];
+
+/// Every stored UPN, sorted.
+pub async fn all_upns(pool: &Pool) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT upn FROM users ORDER BY upn")
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Renames user `from` to `to` with everything that is theirs, in one transaction (the new
+/// row first, then every reference, then the old row, so foreign keys hold throughout).
+/// `false`, with nothing written, when `from` does not exist or `to` does.
+pub async fn rename(pool: &Pool, from: &str, to: &str) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO users (upn, display_name, created_at, disabled) \
+         SELECT $2, display_name, created_at, disabled FROM users WHERE upn = $1 \
+         AND NOT EXISTS (SELECT 1 FROM users WHERE upn = $2)",
+    )
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() != 1 {
+        return Ok(false);
+    }
+    // Rows a user has at most one of: a leftover under the new name (fallback tries of an
+    // unknown UPN typed before) gives way to the user's own.
+    sqlx::query("DELETE FROM fallback_tries WHERE upn = $1")
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    for (table, column) in UPN_COLUMNS {
+        sqlx::query(&format!(
+            "UPDATE {table} SET {column} = $2 WHERE {column} = $1"
+        ))
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM users WHERE upn = $1")
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}

@@ -298,21 +298,23 @@ pub async fn add_user(
         .map(str::to_owned)
         .collect();
     let result = async {
+        let upn = crate::upn::Upn::parse(&f.upn).map_err(|e| anyhow::anyhow!("{e}"))?;
         if !f.password.is_empty() {
             // Checked before the user exists, so a bad password adds nobody.
             crate::accounts::passwords::hash_password(&f.password)?;
         }
-        crate::accounts::add_user(&state.pool, &f.upn, &f.name, &groups).await?;
+        crate::accounts::add_user(&state.pool, upn.as_str(), &f.name, &groups).await?;
         if !f.password.is_empty() {
-            crate::accounts::passwords::set_password(&state.pool, &f.upn, &f.password).await?;
+            crate::accounts::passwords::set_password(&state.pool, upn.as_str(), &f.password)
+                .await?;
         }
-        anyhow::Ok(())
+        anyhow::Ok(upn)
     }
     .await;
     let message;
     let n = match &result {
-        Ok(()) => {
-            message = format!("Added {}.", f.upn.trim());
+        Ok(upn) => {
+            message = format!("Added {upn}.");
             Notice::Info(&message)
         }
         Err(e) => {
@@ -391,9 +393,11 @@ pub async fn add_member(
     session.check_csrf(&f.csrf)?;
     let user = admin_user(&state, &session).await?;
     let message;
-    let n = match crate::accounts::add_group_member(&state.pool, &f.group, &f.upn).await {
+    let upn =
+        crate::upn::Upn::parse(&f.upn).map_or_else(|_| f.upn.trim().to_owned(), |u| u.to_string());
+    let n = match crate::accounts::add_group_member(&state.pool, &f.group, &upn).await {
         Ok(()) => {
-            message = format!("Added {} to {}.", f.upn.trim(), f.group.trim());
+            message = format!("Added {} to {}.", upn, f.group.trim());
             Notice::Info(&message)
         }
         Err(e) => {
@@ -447,7 +451,7 @@ impl AuditQuery {
                 .ok_or("Times are YYYY-MM-DD or RFC 3339 (2026-12-02T10:00:00Z)."),
         };
         Ok(AuditFilter {
-            upn: opt(&self.upn),
+            upn: opt(&self.upn).map(|u| crate::upn::Upn::parse(&u).map_or(u, |u| u.to_string())),
             event: opt(&self.event),
             since: time(&self.since)?,
             until: time(&self.until)?,

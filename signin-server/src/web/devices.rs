@@ -135,7 +135,11 @@ async fn admin_body(
     upn: Option<&str>,
     n: Notice<'_>,
 ) -> Result<Markup, WebError> {
-    let upn = upn.map(str::trim).filter(|u| !u.is_empty());
+    let upn = upn
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| crate::upn::Upn::parse(u).map_or_else(|_| u.to_owned(), |u| u.to_string()));
+    let upn = upn.as_deref();
     let list = match upn {
         Some(upn) => devices::of_user(&state.pool, upn).await?,
         None => devices::all(&state.pool).await?,

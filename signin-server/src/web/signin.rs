@@ -22,6 +22,7 @@ use crate::sign_in::{self, StartSignIn, Started};
 use crate::state::AppState;
 use crate::store::requests::{kind_str, Status, StoredRequest};
 use crate::trust::{self, Method, Refusal};
+use crate::upn::Upn;
 
 /// "Resend request" works this many times per sign-in attempt (then: start over).
 pub const MAX_RESENDS: i64 = 3;
@@ -113,14 +114,16 @@ pub async fn submit_upn(
     Form(f): Form<UpnForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
-    let upn = f.upn.trim();
-    if upn.is_empty() || upn.len() > 256 {
+    // One form of the name from here on (`Upn`: trimmed, lower case): the pages and every
+    // rule see the same name however it was typed.
+    let Ok(upn) = Upn::parse(&f.upn) else {
         return Ok(upn_page(
             &session,
             Notice::Error("Enter your email or username."),
             "",
         ));
-    }
+    };
+    let upn = upn.as_str();
     session.pending_upn = Some(upn.to_owned());
     session.pending_request = None;
     session.pending_kind = None;

@@ -1,0 +1,102 @@
+//! The user principal name, parsed and normalised once: trimmed, 1 to 256 bytes, one plain
+//! line, in Unicode lower case. Every UPN that comes from outside (the sign-in page, the JSON
+//! API, OpenID Connect `login_hint`, CIBA hints, the admin CLI and pages) goes through
+//! [`Upn::parse`], so UPNs compare case-insensitively everywhere by comparing stored text.
+//! A database from before this rule is brought to it at start ([`crate::accounts::normalize_upns`]).
+use std::fmt;
+
+use authenticator_protocol::text;
+
+/// Longest UPN accepted (after trimming).
+pub const MAX_UPN_LEN: usize = 256;
+
+/// A user principal name in its one stored form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Upn(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpnError {
+    #[error("a user name must be 1 to 256 characters")]
+    Length,
+    #[error(
+        "a user name must not contain control, newline or bidirectional formatting characters"
+    )]
+    NotPlain,
+}
+
+impl Upn {
+    pub fn parse(text: &str) -> Result<Upn, UpnError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed.len() > MAX_UPN_LEN {
+            return Err(UpnError::Length);
+        }
+        if text::check_plain(trimmed).is_err() {
+            return Err(UpnError::NotPlain);
+        }
+        let lower = trimmed.to_lowercase();
+        // Lower case can be longer (a few letters expand): the bound holds for the stored form.
+        if lower.len() > MAX_UPN_LEN {
+            return Err(UpnError::Length);
+        }
+        Ok(Upn(lower))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Upn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Upn {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A UPN the admin CLI was given, in its stored form (an error names the flag; the value is
+/// never echoed, so a control character cannot reach the terminal).
+pub fn cli_arg(flag: &str, text: &str) -> anyhow::Result<String> {
+    Upn::parse(text)
+        .map(|u| u.0)
+        .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upns_are_trimmed_and_lower_cased_in_unicode() {
+        for (typed, stored) in [
+            ("Dana@Fabrikam.test", "dana@fabrikam.test"),
+            ("  BOBBY@contoso.test\t", "bobby@contoso.test"),
+            ("ÉLODIE@Exemple.fr", "élodie@exemple.fr"),
+            ("ΟΔΥΣΣΕΥΣ@example.gr", "οδυσσευς@example.gr"),
+        ] {
+            assert_eq!(Upn::parse(typed).unwrap().as_str(), stored, "{typed}");
+        }
+        assert_eq!(
+            Upn::parse("Dana@Fabrikam.test"),
+            Upn::parse("dana@FABRIKAM.TEST")
+        );
+    }
+
+    #[test]
+    fn empty_long_and_multi_line_upns_are_refused() {
+        assert_eq!(Upn::parse("  "), Err(UpnError::Length));
+        assert_eq!(Upn::parse(&"a".repeat(257)), Err(UpnError::Length));
+        assert!(Upn::parse(&"a".repeat(256)).is_ok());
+        // 'İ' (2 bytes) lower-cases to "i̇" (3 bytes): the stored form is bounded too.
+        assert_eq!(Upn::parse(&"İ".repeat(128)), Err(UpnError::Length));
+        assert_eq!(Upn::parse("bob\n@contoso.test"), Err(UpnError::NotPlain));
+        assert_eq!(
+            Upn::parse("bob\u{202e}@contoso.test"),
+            Err(UpnError::NotPlain)
+        );
+    }
+}
