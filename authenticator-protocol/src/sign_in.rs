@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::canonical::{
     Canonical, BOUND_RESPONSE_TAG, DEVICE_AUTH_TAG, REQUEST_DETAILS_TAG, RESPONSE_TAG,
 };
-use crate::encoding::{b64, sha256, unb64_fixed};
+use crate::encoding::{sha256, unb64_fixed};
 use crate::{AccountId, ProtocolError, PublicKey, RequestId, Signature, TypedNumber, UnixMillis};
 
 /// Which ceremony a request belongs to.
@@ -321,19 +321,6 @@ impl SignInResponse {
             Some(origin) => message.str(origin).finish(),
         }
     }
-
-    pub fn to_wire(&self, signature: &Signature) -> crate::wire::ResponseBody {
-        crate::wire::ResponseBody {
-            account_id: self.account_id.clone(),
-            decision: self.decision,
-            typed_number: self.typed_number.as_ref().map(|n| n.as_str().to_owned()),
-            nonce: b64(&self.nonce),
-            context_sha256: b64(&self.context_sha256),
-            timestamp: self.timestamp,
-            browser_origin: self.browser_origin.clone(),
-            signature: signature.to_b64(),
-        }
-    }
 }
 
 /// Authentication of a device's read requests (poll, fetch details):
@@ -397,6 +384,7 @@ impl DeviceAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::b64;
     use crate::EcdsaSigner;
 
     fn details() -> RequestDetails {
@@ -594,16 +582,6 @@ mod tests {
             .verify(&other_origin.signed_bytes(), &signature)
             .is_err());
         assert!(key.public_key().verify(&plain, &signature).is_err());
-        let wire = bound.to_wire(&signature);
-        assert_eq!(
-            wire.browser_origin.as_deref(),
-            Some("https://id.contoso.test")
-        );
-        let unbound_wire = serde_json::to_string(&response.to_wire(&signature)).unwrap();
-        assert!(
-            !unbound_wire.contains("browser_origin"),
-            "v1 body unchanged"
-        );
     }
 
     #[test]
