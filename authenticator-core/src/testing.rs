@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Test fakes (compiled for tests and with the `testing` feature): verifiers, key stores that
 //! record what they were asked, and an in-process fake sign-in server that checks every
 //! signature with the protocol crate, as the real server does.
