@@ -2,6 +2,9 @@
 //! iOS shells do, with a software key store and a local passcode instead of hardware keys and
 //! biometrics. `authenticator demo` runs the whole ceremony against an in-process sign-in server.
 #![forbid(unsafe_code)]
+// Product code handles every failure as a typed error (issue 19); tests, benches and examples
+// are separate targets and allow these at their top.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod demo;
 mod demo_server;
@@ -161,10 +164,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {

@@ -70,14 +70,17 @@ impl Phone {
         if let Some(a) = all.iter().find(|a| a.account_id == account) {
             return Ok(a.clone());
         }
-        let by_upn: Vec<_> = all
+        let mut by_upn = all
             .into_iter()
-            .filter(|a| a.upn.eq_ignore_ascii_case(account))
-            .collect();
-        match by_upn.len() {
-            1 => Ok(by_upn.into_iter().next().expect("one")),
-            0 => bail!("no account {account:?} on this phone (see `authenticator accounts`)"),
-            _ => bail!("{account:?} is enrolled with several servers: use the account id"),
+            .filter(|a| a.upn.eq_ignore_ascii_case(account));
+        match (by_upn.next(), by_upn.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => {
+                bail!("no account {account:?} on this phone (see `authenticator accounts`)")
+            }
+            (Some(_), Some(_)) => {
+                bail!("{account:?} is enrolled with several servers: use the account id")
+            }
         }
     }
 

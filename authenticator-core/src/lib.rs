@@ -2,6 +2,9 @@
 //! exported to Kotlin and Swift with uniffi. The platform key store (which verifies the user
 //! for the signatures that carry a prompt) is a foreign trait; the network, storage and every
 //! signature check live here.
+// Product code handles every failure as a typed error (issue 19); tests, benches and examples
+// are separate targets and allow these at their top.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 uniffi::setup_scaffolding!();
 
 mod authenticator;

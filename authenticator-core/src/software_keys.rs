@@ -190,7 +190,9 @@ impl DeviceKeyStore for SoftwareKeyStore {
         let key = self.load(&alias)?;
         verify_for_signature(self.verifier.as_ref(), prompt).await?;
         // DER, as Android and iOS return it: the core normalizes.
-        Ok(key.sign(&message).to_der())
+        key.try_sign(&message)
+            .map(|signature| signature.to_der())
+            .map_err(|_| failed("could not sign"))
     }
 
     async fn delete(&self, alias: String) -> Result<(), PlatformError> {

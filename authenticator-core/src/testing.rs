@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Test fakes (compiled for tests and with the `testing` feature): verifiers, key stores that
 //! record what they were asked, and an in-process fake sign-in server that checks every
 //! signature with the protocol crate, as the real server does.
@@ -901,7 +902,9 @@ impl FakeServer {
             .requests
             .iter()
             .filter(|(_, r)| {
-                r.account_id == *account_id && r.status == "pending" && r.details.expires_at > now
+                r.account_id == *account_id
+                    && r.status == "pending"
+                    && !r.details.expires_at.is_expired_at(now)
             })
             .map(|(id, r)| PushEnvelope::new(r.account_id.clone(), id.clone()))
             .collect();
@@ -917,7 +920,7 @@ impl FakeServer {
         else {
             return error(404, ErrorCode::UnknownRequest);
         };
-        if request.details.expires_at <= UnixMillis::now() {
+        if request.details.expires_at.is_expired_at(UnixMillis::now()) {
             return error(410, ErrorCode::RequestExpired);
         }
         if request.status != "pending" {
@@ -979,7 +982,7 @@ impl FakeServer {
             return error(404, ErrorCode::UnknownRequest);
         };
         let now = UnixMillis::now();
-        if request.details.expires_at <= now {
+        if request.details.expires_at.is_expired_at(now) {
             return error(410, ErrorCode::RequestExpired);
         }
         if request.status != "pending" {

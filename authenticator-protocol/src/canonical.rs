@@ -22,8 +22,7 @@ impl Canonical {
         Canonical(Vec::with_capacity(256)).field(tag)
     }
     pub fn field(mut self, bytes: &[u8]) -> Self {
-        let len = u32::try_from(bytes.len()).expect("a protocol field is shorter than 4 GiB");
-        self.0.extend_from_slice(&len.to_be_bytes());
+        push_len(&mut self.0, bytes.len());
         self.0.extend_from_slice(bytes);
         self
     }
@@ -38,9 +37,52 @@ impl Canonical {
     }
 }
 
+/// The length prefix of a frame: `u32_be(len)`. A length that does not fit below `ffffffff`
+/// (no v1 field comes near: they are identifiers, keys, hashes and bounded text) is written
+/// `ffffffff || u64_be(len)`, so every input has exactly one encoding and no two inputs share
+/// one (PROTOCOL.md §2); a 4-byte prefix never starts with `ffffffff`.
+fn push_len(out: &mut Vec<u8>, len: usize) {
+    match u32::try_from(len) {
+        Ok(short) if short != u32::MAX => out.extend_from_slice(&short.to_be_bytes()),
+        _ => {
+            out.extend_from_slice(&u32::MAX.to_be_bytes());
+            // Lossless: `usize` is at most 64 bits (checked at compile time below).
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+}
+
+const _: () = assert!(
+    usize::BITS <= u64::BITS,
+    "a length must fit the 8-byte prefix"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_below_ffffffff_are_four_bytes_and_longer_ones_escape_to_eight() {
+        let prefix = |len: usize| {
+            let mut out = Vec::new();
+            push_len(&mut out, len);
+            out
+        };
+        assert_eq!(prefix(0), [0, 0, 0, 0]);
+        assert_eq!(prefix(22), [0, 0, 0, 22]);
+        assert_eq!(prefix(0xffff_fffe), [0xff, 0xff, 0xff, 0xfe]);
+        assert_eq!(
+            prefix(0xffff_ffff),
+            [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]
+        );
+        #[cfg(target_pointer_width = "64")]
+        {
+            assert_eq!(
+                prefix(0x1_0000_0000),
+                [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]
+            );
+        }
+    }
 
     #[test]
     fn frames_are_length_prefixed_big_endian() {

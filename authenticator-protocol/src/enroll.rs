@@ -101,13 +101,15 @@ impl EnrollmentUrl {
     }
 
     pub fn to_url_string(&self) -> String {
-        let mut url = Url::parse("phonesignin://enroll").expect("static URL parses");
-        url.query_pairs_mut()
+        // The query as `Url::query_pairs_mut` writes it (application/x-www-form-urlencoded),
+        // after the fixed scheme and host: no URL to parse, so nothing that can fail.
+        let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("v", &PROTOCOL_VERSION.to_string())
             .append_pair("server", self.server.as_str())
             .append_pair("code", &self.code)
-            .append_pair("fp", &self.server_fingerprint);
-        url.into()
+            .append_pair("fp", &self.server_fingerprint)
+            .finish();
+        format!("{ENROLLMENT_SCHEME}://enroll?{query}")
     }
 
     /// Joins an API path (`/api/v1/...`) onto the server base URL, keeping any base path.
@@ -211,6 +213,31 @@ mod tests {
         assert_eq!(parsed.server_fingerprint, FP);
         assert_eq!(parsed.server.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(parsed.to_url_string(), text);
+    }
+
+    /// The text is what `Url::query_pairs_mut` on `phonesignin://enroll` wrote before, byte
+    /// for byte, also for servers whose URL needs escaping in a query.
+    #[test]
+    fn the_url_text_is_the_form_encoded_query_after_the_fixed_prefix() {
+        for server in [
+            "http://127.0.0.1:8080/",
+            "https://id.example/tenant a/?x=1&y=ü#frag",
+            "https://[::1]:9/+%2F",
+        ] {
+            let link = EnrollmentUrl {
+                server: Url::parse(server).unwrap(),
+                code: CODE.into(),
+                server_fingerprint: FP.into(),
+            };
+            let mut expected = Url::parse("phonesignin://enroll").unwrap();
+            expected
+                .query_pairs_mut()
+                .append_pair("v", "1")
+                .append_pair("server", link.server.as_str())
+                .append_pair("code", CODE)
+                .append_pair("fp", FP);
+            assert_eq!(link.to_url_string(), expected.as_str(), "{server}");
+        }
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub enum ProtocolError {
     InvalidJson(String),
     #[error("could not create a key: {0}")]
     KeyGeneration(&'static str),
+    /// The operating system's random source failed (identifiers and signatures need it).
+    #[error("the system random source failed")]
+    RandomSource,
+    #[error("could not sign: {0}")]
+    Signing(&'static str),
 }
 
 impl From<serde_json::Error> for ProtocolError {

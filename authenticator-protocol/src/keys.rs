@@ -56,7 +56,7 @@ impl PublicKey {
     /// Checks `signature` over exactly `message`.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), ProtocolError> {
         UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &self.0[..])
-            .verify(message, &signature.0)
+            .verify(message, &signature.fixed)
             .map_err(|_| ProtocolError::BadSignature)
     }
 }
@@ -69,7 +69,11 @@ impl fmt::Debug for PublicKey {
 
 /// An ECDSA P-256/SHA-256 signature, held as 64 fixed bytes `r || s`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Signature([u8; 64]);
+pub struct Signature {
+    fixed: [u8; 64],
+    /// The same signature parsed: `r` and `s` are valid scalars, checked when it was made.
+    parsed: p256::ecdsa::Signature,
+}
 
 impl Signature {
     /// Accepts the fixed 64-byte form or an X.9.62 / ASN.1 DER `SEQUENCE { r, s }`.
@@ -80,7 +84,10 @@ impl Signature {
             p256::ecdsa::Signature::from_der(bytes)
         }
         .map_err(|_| ProtocolError::InvalidSignatureEncoding)?;
-        Ok(Signature(sig.to_bytes().into()))
+        Ok(Signature {
+            fixed: sig.to_bytes().into(),
+            parsed: sig,
+        })
     }
 
     /// Accepts only the wire format (64 bytes).
@@ -97,20 +104,16 @@ impl Signature {
     }
 
     pub fn as_bytes(&self) -> &[u8; 64] {
-        &self.0
+        &self.fixed
     }
 
     pub fn to_b64(&self) -> String {
-        b64(&self.0)
+        b64(&self.fixed)
     }
 
     /// The X9.62 DER form, as Android and iOS produce it.
     pub fn to_der(&self) -> Vec<u8> {
-        p256::ecdsa::Signature::from_slice(&self.0)
-            .expect("held signatures are valid")
-            .to_der()
-            .as_bytes()
-            .to_vec()
+        self.parsed.to_der().as_bytes().to_vec()
     }
 }
 
@@ -124,6 +127,8 @@ impl fmt::Debug for Signature {
 /// store use it; phones use hardware keys instead.
 pub struct EcdsaSigner {
     pair: EcdsaKeyPair,
+    /// The pair's public key in the wire format, checked once when the key is loaded.
+    public: PublicKey,
     rng: SystemRandom,
 }
 
@@ -142,23 +147,32 @@ impl EcdsaSigner {
         let pair =
             EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
                 .map_err(|_| ProtocolError::KeyGeneration("not a P-256 PKCS#8 key"))?;
-        Ok(EcdsaSigner { pair, rng })
+        let public = PublicKey::from_sec1(pair.public_key().as_ref())
+            .map_err(|_| ProtocolError::KeyGeneration("not an uncompressed P-256 public key"))?;
+        Ok(EcdsaSigner { pair, public, rng })
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey::from_sec1(self.pair.public_key().as_ref()).expect("ring gives uncompressed SEC1")
+        self.public.clone()
     }
 
-    pub fn sign(&self, message: &[u8]) -> Signature {
+    /// Signs `message`: a fixed 64-byte `r || s` signature, or [`ProtocolError::Signing`] when
+    /// the signature cannot be made (ring's signing fails only when its random source does).
+    pub fn try_sign(&self, message: &[u8]) -> Result<Signature, ProtocolError> {
         let sig = self
             .pair
             .sign(&self.rng, message)
-            .expect("P-256 signing does not fail");
-        Signature(
-            sig.as_ref()
-                .try_into()
-                .expect("fixed signatures are 64 bytes"),
-        )
+            .map_err(|_| ProtocolError::Signing("the random source failed"))?;
+        Signature::from_platform_bytes(sig.as_ref())
+            .map_err(|_| ProtocolError::Signing("not a valid fixed P-256 signature"))
+    }
+
+    /// [`Self::try_sign`] that panics when signing fails. Kept only so that signin-server
+    /// compiles unchanged until it calls `try_sign` (issue 19); the phone crates never call
+    /// it. Remove it then.
+    #[allow(clippy::expect_used)]
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        self.try_sign(message).expect("P-256 signing does not fail")
     }
 }
 
@@ -190,7 +204,7 @@ mod tests {
     #[test]
     fn der_signatures_normalize_and_verify() {
         let (signer, _) = EcdsaSigner::generate().unwrap();
-        let sig = signer.sign(b"hello");
+        let sig = signer.try_sign(b"hello").unwrap();
         let back = Signature::from_platform_bytes(&sig.to_der()).unwrap();
         assert_eq!(back, sig);
         signer.public_key().verify(b"hello", &back).unwrap();
@@ -218,5 +232,18 @@ mod tests {
             Signature::from_platform_bytes(&[0u8; 64]),
             Err(ProtocolError::InvalidSignatureEncoding)
         );
+        assert_eq!(
+            Signature::from_b64("signature", &b64(&[0u8; 64])),
+            Err(ProtocolError::InvalidSignatureEncoding)
+        );
+    }
+
+    #[test]
+    fn a_loaded_key_has_the_public_key_of_its_pkcs8_document() {
+        let (signer, pkcs8) = EcdsaSigner::generate().unwrap();
+        let again = EcdsaSigner::from_pkcs8(&pkcs8).unwrap();
+        assert_eq!(again.public_key(), signer.public_key());
+        let sig = again.try_sign(b"m").unwrap();
+        signer.public_key().verify(b"m", &sig).unwrap();
     }
 }

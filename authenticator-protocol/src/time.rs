@@ -22,4 +22,41 @@ impl UnixMillis {
     pub fn distance(self, other: UnixMillis) -> u64 {
         self.0.abs_diff(other.0)
     }
+
+    /// Whether something that expires at `self` (a request's or a code's `expires_at`) has
+    /// expired at `now`: from its expiry's own millisecond on, `now >= self`. The one expiry
+    /// rule of the protocol, which the phone and the server both apply: at `expires_at` a
+    /// request can no longer be answered, and one millisecond before it still can.
+    pub fn is_expired_at(self, now: UnixMillis) -> bool {
+        now >= self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnixMillis;
+
+    #[test]
+    fn an_expiry_holds_until_its_own_millisecond_and_not_from_it() {
+        let expires_at = UnixMillis(1_700_000_000_000);
+        assert!(
+            !expires_at.is_expired_at(UnixMillis(1_699_999_999_999)),
+            "1 ms before"
+        );
+        assert!(
+            expires_at.is_expired_at(UnixMillis(1_700_000_000_000)),
+            "at"
+        );
+        assert!(
+            expires_at.is_expired_at(UnixMillis(1_700_000_000_001)),
+            "1 ms after"
+        );
+    }
+
+    #[test]
+    fn the_ends_of_the_range_follow_the_same_rule() {
+        assert!(UnixMillis(0).is_expired_at(UnixMillis(0)));
+        assert!(!UnixMillis(u64::MAX).is_expired_at(UnixMillis(u64::MAX - 1)));
+        assert!(UnixMillis(u64::MAX).is_expired_at(UnixMillis(u64::MAX)));
+    }
 }

@@ -1,9 +1,10 @@
 //! JSON bodies of the device endpoints (`/api/v1/...`). See docs/PROTOCOL.md for each route.
 use serde::{Deserialize, Serialize};
 
+use crate::encoding::b64;
 use crate::push::{PushChannelKind, PushEnvelope, UnknownPushChannelKind};
-use crate::sign_in::{Decision, SignedRequestDetails};
-use crate::{AccountId, UnixMillis};
+use crate::sign_in::{Decision, SignInResponse, SignedRequestDetails};
+use crate::{AccountId, Signature, UnixMillis};
 
 pub const ENROLL_CHALLENGE_PATH: &str = "/api/v1/enroll/challenge";
 pub const ENROLL_COMPLETE_PATH: &str = "/api/v1/enroll/complete";
@@ -125,6 +126,23 @@ pub struct ResponseBody {
     pub signature: String,
 }
 
+// The conversion lives here, above `sign_in`, so that `sign_in` (the signed messages) does not
+// import the JSON bodies that carry them: `wire` → `sign_in`, never back.
+impl SignInResponse {
+    pub fn to_wire(&self, signature: &Signature) -> ResponseBody {
+        ResponseBody {
+            account_id: self.account_id.clone(),
+            decision: self.decision,
+            typed_number: self.typed_number.as_ref().map(|n| n.as_str().to_owned()),
+            nonce: b64(&self.nonce),
+            context_sha256: b64(&self.context_sha256),
+            timestamp: self.timestamp,
+            browser_origin: self.browser_origin.clone(),
+            signature: signature.to_b64(),
+        }
+    }
+}
+
 /// Final state after an accepted response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResponseAccepted {
@@ -211,6 +229,7 @@ pub const MAX_WRONG_NUMBERS: u32 = 3;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{EcdsaSigner, RequestId, TypedNumber};
 
     #[test]
     fn error_codes_serialize_as_their_stable_strings() {
@@ -239,5 +258,35 @@ mod tests {
         let channel: PushChannel = serde_json::from_str(r#"{"kind": "carrier-pigeon"}"#).unwrap();
         assert_eq!(channel.token, "");
         assert_eq!(channel.parsed_kind(), Err(UnknownPushChannelKind));
+    }
+
+    #[test]
+    fn a_response_body_carries_the_browser_origin_of_bound_approvals_only() {
+        let response = SignInResponse {
+            request_id: RequestId::random(),
+            account_id: AccountId::random(),
+            nonce: [1; 32],
+            decision: Decision::Approve,
+            typed_number: Some(TypedNumber::parse("42").unwrap()),
+            context_sha256: [2; 32],
+            timestamp: UnixMillis(3),
+            browser_origin: None,
+        };
+        let bound = SignInResponse {
+            browser_origin: Some("https://id.contoso.test".into()),
+            ..response.clone()
+        };
+        let (key, _) = EcdsaSigner::generate().unwrap();
+        let signature = key.sign(&bound.signed_bytes());
+        let wire = bound.to_wire(&signature);
+        assert_eq!(
+            wire.browser_origin.as_deref(),
+            Some("https://id.contoso.test")
+        );
+        let unbound_wire = serde_json::to_string(&response.to_wire(&signature)).unwrap();
+        assert!(
+            !unbound_wire.contains("browser_origin"),
+            "v1 body unchanged"
+        );
     }
 }

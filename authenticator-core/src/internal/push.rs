@@ -36,7 +36,9 @@ pub(crate) async fn handle(core: &Core, envelope: PushEnvelope) -> Result<PushOu
         }
     }
     match fetch(core, &account, &envelope.request_id).await {
-        Ok(details) if details.expires_at <= UnixMillis::now() => Ok(PushOutcome::Expired),
+        Ok(details) if details.expires_at.is_expired_at(UnixMillis::now()) => {
+            Ok(PushOutcome::Expired)
+        }
         Ok(details) => Ok(PushOutcome::ShowRequest {
             request: PendingRequest::from(&details),
         }),

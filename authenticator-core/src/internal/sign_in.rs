@@ -138,7 +138,7 @@ pub(crate) async fn answer(
         return Err(Error::AlreadyAnswered);
     }
     let now = UnixMillis::now();
-    if now >= details.expires_at {
+    if details.expires_at.is_expired_at(now) {
         core.store
             .finish_request(&account_id, &request_id, RequestState::Closed)?;
         return Err(Error::RequestExpired);

@@ -558,7 +558,10 @@ impl Store {
         raw.map(RawRequest::into_request).transpose()
     }
 
-    /// Pending requests not expired at `now`, newest first.
+    /// Pending requests not expired at `now`, newest first. `expires_at_ms > now` is the SQL
+    /// spelling of `!expires_at.is_expired_at(now)` (`UnixMillis::is_expired_at`, the protocol's
+    /// one expiry rule), so the index on `(state, expires_at_ms)` serves it; a test pins the two
+    /// to the same millisecond.
     pub fn pending_requests(&self, now: UnixMillis) -> Result<Vec<StoredRequest>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
@@ -605,7 +608,6 @@ impl Store {
         )? > 0)
     }
 
-    /// Drops requests that expired more than a day ago (housekeeping).
     /// Records that a sign-in page with `challenge` was seen at `origin` (§5.9).
     pub fn record_browser_sighting(
         &self,
@@ -649,6 +651,7 @@ impl Store {
         Ok(origins)
     }
 
+    /// Drops requests that expired more than a day ago (housekeeping).
     pub fn prune(&self, now: UnixMillis) -> Result<()> {
         let conn = self.conn()?;
         conn.execute(
@@ -1014,6 +1017,40 @@ mod tests {
             browser: None,
         };
         (SignedRequestDetails::sign(&details, &server), details)
+    }
+
+    #[test]
+    fn a_request_stops_being_pending_at_the_millisecond_the_protocol_calls_it_expired() {
+        let store = Store::in_memory().unwrap();
+        let a = account("a");
+        store.insert_account(&a).unwrap();
+        let (_, mut details) = signed_details(&a, &RequestId::random());
+        let expires_at = UnixMillis(1_700_000_000_000);
+        details.expires_at = expires_at;
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        let signed = SignedRequestDetails::sign(&details, &server);
+        assert!(store.upsert_request(&signed, &details).unwrap());
+        for now in [
+            expires_at.millis() - 1,
+            expires_at.millis(),
+            expires_at.millis() + 1,
+        ] {
+            let now = UnixMillis(now);
+            let pending = store.pending_requests(now).unwrap().len();
+            assert_eq!(
+                pending == 0,
+                expires_at.is_expired_at(now),
+                "at {now:?}: {pending} pending"
+            );
+        }
+        assert_eq!(
+            store
+                .pending_requests(UnixMillis(expires_at.millis() - 1))
+                .unwrap()
+                .len(),
+            1,
+            "one millisecond before its expiry a request is still pending"
+        );
     }
 
     #[test]
