@@ -1,18 +1,12 @@
 //! The reference sign-in service of the phone sign-in protocol (docs/PROTOCOL.md, server side).
 #![forbid(unsafe_code)]
 
-pub mod accounts;
 pub mod api;
-pub mod audit;
 pub mod config;
-pub mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod extract;
 pub mod oidc;
-pub mod sign_in;
-pub mod state;
-pub mod store;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`).
 #[cfg(feature = "testing")]
@@ -32,12 +26,13 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use signin_domain::{rules, store};
 use tracing::Instrument;
 
 pub use config::{ServeConfig, Settings};
 pub use embedded::{spawn, RunningServer};
-pub use error::AppError;
-pub use state::AppState;
+pub use error::HttpError;
+pub use signin_domain::{AppError, AppState};
 
 /// Request bodies are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -63,7 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/signin/{id}", get(api::signin::status))
         .merge(web::routes())
         .merge(oidc::routes())
-        .fallback(|| async { AppError::NotFound })
+        .fallback(|| async { HttpError(AppError::NotFound) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(log_requests))
         .with_state(state)
@@ -99,14 +94,6 @@ async fn log_requests(req: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
-}
-
-/// RFC 3339 (UTC) text of a Unix-milliseconds time.
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| ms.to_string())
 }
 
 /// Opens the database, applies the `serve` settings and returns the handler state.
@@ -147,12 +134,12 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         .with_risk(config.risk)
         .with_trusted_proxies(config.trusted_proxies.clone());
     if let Some(path) = &config.geoip {
-        state = state.with_locator(std::sync::Arc::new(sign_in::geoip::MaxMindLocator::open(
+        state = state.with_locator(std::sync::Arc::new(rules::geoip::MaxMindLocator::open(
             path,
         )?));
     }
     if backend == store::Backend::Postgres {
-        delivery::cluster::start(&config.database, &state).await?;
+        signin_domain::cluster::start(&config.database, &state).await?;
     }
     Ok(state)
 }

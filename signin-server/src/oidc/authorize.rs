@@ -22,13 +22,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::clients::{self, Client};
 use super::{random_secret, secret_hash, OAuthError, Params, RESUME_PATH};
-use crate::accounts::applications::Application;
-use crate::audit::{self, Event};
-use crate::state::AppState;
-use crate::store::oidc::{self as store, AuthorizationRow, CodeRow, SessionAuthRow};
-use crate::store::{now_ms, Pool};
 use crate::web::session::{cookie_value, public_base, PublicBase, SIGNED_IN_TTL_MS};
 use crate::web::{html, pages, Session, WebError};
+use signin_domain::accounts::applications::Application;
+use signin_domain::audit::{self, Event};
+use signin_domain::state::AppState;
+use signin_domain::store::oidc::{self as store, AuthorizationRow, CodeRow, SessionAuthRow};
+use signin_domain::store::{now_ms, Pool};
 
 /// Cookie of an authorization in progress over plain http (loopback development only).
 pub const FLOW_COOKIE: &str = "psi_oidc";

@@ -28,11 +28,11 @@ use serde::Serialize;
 use super::clients::{self, AuthMethod, Client};
 use super::token::{issue_tokens, Authenticated};
 use super::{amr_for, no_store, random_secret, secret_hash, OAuthError, Params};
-use crate::sign_in::{self, StartSignIn};
-use crate::state::AppState;
-use crate::store::oidc::{self as store, CibaRow};
-use crate::store::requests::Status;
-use crate::store::{now_ms, to_db_ms};
+use signin_domain::sign_in::{self, StartSignIn};
+use signin_domain::state::AppState;
+use signin_domain::store::oidc::{self as store, CibaRow};
+use signin_domain::store::requests::Status;
+use signin_domain::store::{now_ms, to_db_ms};
 
 /// The least time between two polls, to start with (CIBA §7.3: default 5 seconds).
 pub const DEFAULT_INTERVAL_SECS: i64 = 5;

@@ -16,11 +16,11 @@ use super::clients::{self, AuthMethod, Client};
 use super::{
     acr_for, ciba, no_store, random_secret, secret_hash, OAuthError, Params, CIBA_GRANT_TYPE,
 };
-use crate::audit::{self, Event};
-use crate::state::AppState;
-use crate::store::oidc::{self as store, AccessTokenRow};
-use crate::store::{now_ms, users};
 use crate::web::session::public_base;
+use signin_domain::audit::{self, Event};
+use signin_domain::state::AppState;
+use signin_domain::store::oidc::{self as store, AccessTokenRow};
+use signin_domain::store::{now_ms, users};
 
 /// ID tokens live 5 minutes: a relying party validates one right after the token request.
 pub const ID_TOKEN_TTL_SECS: i64 = 300;
@@ -68,7 +68,7 @@ pub(crate) struct Authenticated<'a> {
 }
 
 /// The stable, opaque `sub` of a user (random, stored on first use).
-pub async fn subject(pool: &crate::store::Pool, upn: &str) -> Result<String, OAuthError> {
+pub async fn subject(pool: &signin_domain::store::Pool, upn: &str) -> Result<String, OAuthError> {
     let fresh = random_secret()?;
     Ok(store::subject_for(pool, upn, &fresh).await?)
 }

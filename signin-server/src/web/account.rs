@@ -8,7 +8,7 @@ use maud::{html, Markup};
 use super::pages::{csrf, layout, notice, Notice};
 use super::signin::CsrfForm;
 use super::{page, signed_in, Session, User, WebError};
-use crate::state::AppState;
+use signin_domain::state::AppState;
 
 /// `GET /me`
 pub async fn landing(
@@ -40,7 +40,7 @@ async fn devices_table(
     session: &Session,
     user: &User,
 ) -> Result<Markup, WebError> {
-    let devices = crate::store::devices::of_user(&state.pool, &user.upn).await?;
+    let devices = signin_domain::store::devices::of_user(&state.pool, &user.upn).await?;
     Ok(html! {
         @if devices.is_empty() {
             p id="no-methods" { "You have no Authenticator app yet." }
@@ -139,7 +139,7 @@ pub async fn add_authenticator(
     session.check_csrf(&f.csrf)?;
     let user = signed_in(&state, &session).await?;
     let table = devices_table(&state, &session, &user).await?;
-    let policy = crate::sign_in::policy::load(&state.pool)
+    let policy = signin_domain::rules::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
     if !(policy.allows_passwordless_for(&user.groups) || policy.allows_push_for(&user.groups)) {
@@ -153,12 +153,13 @@ pub async fn add_authenticator(
             html! {},
         ));
     }
-    let ttl = crate::store::enrollment_ttl_secs(&state.pool)
+    let ttl = signin_domain::store::enrollment_ttl_secs(&state.pool)
         .await
         .map_err(WebError::Internal)?;
-    let link = crate::accounts::registration_link(&state.pool, &user.upn, &session.base.url, ttl)
-        .await
-        .map_err(WebError::Internal)?;
+    let link =
+        signin_domain::accounts::registration_link(&state.pool, &user.upn, &session.base.url, ttl)
+            .await
+            .map_err(WebError::Internal)?;
     let qr = qr_data_url(&link).map_err(WebError::Internal)?;
     let minutes = ttl.div_ceil(60);
     let extra = html! {

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use super::pages::{csrf, layout, notice, Notice};
 use super::signin::{signed_in, CsrfForm, SignedIn};
 use super::{page, Session, User, WebError};
-use crate::accounts::fallback::{self, Outcome};
-use crate::accounts::{backup_codes, fallback::Method};
-use crate::state::AppState;
+use signin_domain::accounts::fallback::{self, Outcome};
+use signin_domain::accounts::{backup_codes, fallback::Method};
+use signin_domain::state::AppState;
 
 #[derive(Deserialize)]
 pub struct CodeForm {

@@ -23,11 +23,11 @@ use axum::Router;
 use maud::Markup;
 
 use crate::error::InternalCause;
-use crate::state::AppState;
 pub use session::Session;
+use signin_domain::state::AppState;
 
 /// Settings-table key of the server's public URL (`serve --public-url`).
-pub use crate::store::PUBLIC_URL_SETTING;
+pub use signin_domain::store::PUBLIC_URL_SETTING;
 /// Members of this group may open the admin pages (`admin user add --group admins`).
 pub const ADMIN_GROUP: &str = "admins";
 
@@ -161,16 +161,16 @@ impl WebError {
     }
 }
 
-impl From<crate::store::StoreError> for WebError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<signin_domain::store::StoreError> for WebError {
+    fn from(e: signin_domain::store::StoreError) -> Self {
         WebError::Internal(e.into())
     }
 }
 
-impl From<crate::error::AppError> for WebError {
-    fn from(e: crate::error::AppError) -> Self {
+impl From<signin_domain::AppError> for WebError {
+    fn from(e: signin_domain::AppError) -> Self {
         match e {
-            crate::error::AppError::Internal(cause) => WebError::Internal(cause),
+            signin_domain::AppError::Internal(cause) => WebError::Internal(cause),
             other => WebError::Internal(anyhow::anyhow!("unexpected: {other}")),
         }
     }
@@ -250,12 +250,17 @@ impl User {
     }
 }
 
-pub async fn load_user(pool: &crate::store::Pool, upn: &str) -> Result<Option<User>, WebError> {
-    Ok(crate::store::users::find(pool, upn).await?.map(|u| User {
-        upn: u.upn,
-        display_name: u.display_name,
-        groups: u.groups,
-    }))
+pub async fn load_user(
+    pool: &signin_domain::store::Pool,
+    upn: &str,
+) -> Result<Option<User>, WebError> {
+    Ok(signin_domain::store::users::find(pool, upn)
+        .await?
+        .map(|u| User {
+            upn: u.upn,
+            display_name: u.display_name,
+            groups: u.groups,
+        }))
 }
 
 /// The signed-in user, or `SignInRequired`.

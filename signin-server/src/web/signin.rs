@@ -12,15 +12,15 @@ use serde::Deserialize;
 
 use super::pages::{csrf, layout, notice, Notice};
 use super::{load_user, page, see_other, Session, WebError};
-use crate::accounts::applications;
-use crate::accounts::passwords::{self, PasswordCheck};
-use crate::audit::{self, Event};
-use crate::error::AppError;
 use crate::extract::ClientIp;
 use crate::oidc::authorize::BrowserFlow;
-use crate::sign_in::{self, StartSignIn, Started};
-use crate::state::AppState;
-use crate::store::requests::{kind_str, Status, StoredRequest};
+use signin_domain::accounts::applications;
+use signin_domain::accounts::passwords::{self, PasswordCheck};
+use signin_domain::audit::{self, Event};
+use signin_domain::sign_in::{self, StartSignIn, Started};
+use signin_domain::state::AppState;
+use signin_domain::store::requests::{kind_str, Status, StoredRequest};
+use signin_domain::AppError;
 
 /// "Resend request" works this many times per sign-in attempt (then: start over).
 pub const MAX_RESENDS: i64 = 3;
@@ -293,7 +293,7 @@ pub async fn submit_pass(
     if f.pass.trim().is_empty() || f.pass.len() > 64 {
         return Ok(pass_page(&session, &upn, Notice::Error("Enter the pass.")));
     }
-    let ok = crate::accounts::temporary_pass::redeem(&state.pool, &upn, &f.pass)
+    let ok = signin_domain::accounts::temporary_pass::redeem(&state.pool, &upn, &f.pass)
         .await
         .map_err(WebError::Internal)?;
     if !ok {

@@ -1,0 +1,186 @@
+//! The one mapping of the domain's error ([`AppError`]) to HTTP: status, `ErrorBody` with the
+//! stable `ErrorCode` of PROTOCOL.md §8, and the `Retry-After`/`WWW-Authenticate` headers.
+//! Handlers return [`HttpError`] (the orphan rule keeps `IntoResponse for AppError` out of
+//! this crate); `?` converts every domain error into it.
+use std::sync::Arc;
+
+use authenticator_protocol::wire::{ErrorBody, ErrorCode};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+pub use signin_domain::AppError;
+
+/// A domain error on its way to becoming an HTTP response.
+#[derive(Debug)]
+pub struct HttpError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for HttpError {
+    fn from(e: E) -> Self {
+        HttpError(e.into())
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The protocol's error code of a domain error.
+pub fn code(e: &AppError) -> ErrorCode {
+    match e {
+        AppError::InvalidRequest(_) | AppError::NotFound => ErrorCode::InvalidRequest,
+        AppError::InvalidCode => ErrorCode::InvalidCode,
+        AppError::UnknownAccount => ErrorCode::UnknownAccount,
+        AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
+        AppError::BadSignature => ErrorCode::BadSignature,
+        AppError::StaleTimestamp => ErrorCode::StaleTimestamp,
+        AppError::UnknownRequest => ErrorCode::UnknownRequest,
+        AppError::RequestExpired => ErrorCode::RequestExpired,
+        AppError::RequestNotPending => ErrorCode::RequestNotPending,
+        AppError::WrongNumber { .. } => ErrorCode::WrongNumber,
+        AppError::RequestFailed => ErrorCode::RequestFailed,
+        AppError::Replay => ErrorCode::Replay,
+        AppError::KeyNotAllowed => ErrorCode::KeyNotAllowed,
+        AppError::PolicyDisabled => ErrorCode::PolicyDisabled,
+        AppError::NotPasswordlessCapable => ErrorCode::NotPasswordlessCapable,
+        AppError::RateLimited { .. } => ErrorCode::RateLimited,
+        AppError::Paused { .. } => ErrorCode::Paused,
+        AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
+        AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
+    }
+}
+
+/// The HTTP status of a domain error.
+pub fn status(e: &AppError) -> StatusCode {
+    match e {
+        AppError::InvalidRequest(_)
+        | AppError::InvalidCode
+        | AppError::WrongNumber { .. }
+        | AppError::RequestFailed => StatusCode::BAD_REQUEST,
+        AppError::UnknownAccount | AppError::UnknownRequest | AppError::NotFound => {
+            StatusCode::NOT_FOUND
+        }
+        AppError::Unauthorized
+        | AppError::UnauthorizedApplication
+        | AppError::BadSignature
+        | AppError::StaleTimestamp => StatusCode::UNAUTHORIZED,
+        AppError::RequestExpired => StatusCode::GONE,
+        AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
+            StatusCode::CONFLICT
+        }
+        AppError::KeyNotAllowed
+        | AppError::PolicyDisabled
+        | AppError::Paused { .. }
+        | AppError::BrowserNotBound => StatusCode::FORBIDDEN,
+        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::Internal(_) | AppError::PublicUrlRequired => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Attached to 500 responses so that the logging middleware records the cause once, inside
+/// the request span.
+#[derive(Clone)]
+pub struct InternalCause(pub Arc<anyhow::Error>);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let HttpError(error) = self;
+        let status = status(&error);
+        let body = ErrorBody {
+            error: code(&error),
+            message: match &error {
+                AppError::InvalidRequest(m) => (*m).to_owned(),
+                other => other.to_string(),
+            },
+            attempts_left: match error {
+                AppError::WrongNumber { attempts_left } => Some(attempts_left),
+                _ => None,
+            },
+        };
+        let retry_after = match &error {
+            AppError::RateLimited { retry_after_secs } | AppError::Paused { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        if matches!(error, AppError::UnauthorizedApplication) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"sign-in API\""),
+            );
+        }
+        if let AppError::Internal(cause) = error {
+            response
+                .extensions_mut()
+                .insert(InternalCause(Arc::new(cause)));
+        }
+        response
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_the_protocol_status() {
+        let cases = [
+            (AppError::InvalidRequest("x"), 400, "invalid_request"),
+            (AppError::InvalidCode, 400, "invalid_code"),
+            (AppError::UnknownAccount, 404, "unknown_account"),
+            (AppError::Unauthorized, 401, "unauthorized"),
+            (AppError::BadSignature, 401, "bad_signature"),
+            (AppError::StaleTimestamp, 401, "stale_timestamp"),
+            (AppError::UnknownRequest, 404, "unknown_request"),
+            (AppError::RequestExpired, 410, "request_expired"),
+            (AppError::RequestNotPending, 409, "request_not_pending"),
+            (
+                AppError::WrongNumber { attempts_left: 1 },
+                400,
+                "wrong_number",
+            ),
+            (AppError::RequestFailed, 400, "request_failed"),
+            (AppError::Replay, 409, "replay"),
+            (AppError::KeyNotAllowed, 403, "key_not_allowed"),
+            (AppError::PolicyDisabled, 403, "policy_disabled"),
+            (
+                AppError::NotPasswordlessCapable,
+                409,
+                "not_passwordless_capable",
+            ),
+            (
+                AppError::RateLimited {
+                    retry_after_secs: 60,
+                },
+                429,
+                "rate_limited",
+            ),
+            (
+                AppError::Paused {
+                    retry_after_secs: 60,
+                },
+                403,
+                "paused",
+            ),
+            (AppError::internal(anyhow::anyhow!("boom")), 500, "internal"),
+        ];
+        for (err, status_code, error_code) in cases {
+            assert_eq!(status(&err).as_u16(), status_code, "{err}");
+            assert_eq!(code(&err).as_str(), error_code);
+        }
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let resp = HttpError(AppError::internal(anyhow::anyhow!("secret detail"))).into_response();
+        assert!(resp.extensions().get::<InternalCause>().is_some());
+        let msg = AppError::internal(anyhow::anyhow!("secret detail")).to_string();
+        assert!(!msg.contains("secret"));
+    }
+}
