@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use authenticator_protocol::enroll::EnrollmentUrl;
-use signin_server::store::testing::TestDatabase;
+use signin_domain::store::testing::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signin-server");
 
@@ -140,8 +140,8 @@ fn serve_prints_its_address_and_stops_on_sigterm() {
     // `--server-name` was stored.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let name = rt.block_on(async {
-        let pool = signin_server::store::connect(&db).await.unwrap();
-        signin_server::store::server_name(&pool).await.unwrap()
+        let pool = signin_domain::store::connect(&db).await.unwrap();
+        signin_domain::store::server_name(&pool).await.unwrap()
     });
     assert_eq!(name, "Fabrikam");
 }
@@ -215,7 +215,7 @@ use authenticator_protocol::sign_in::Decision;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use signin_server::{accounts, audit, store};
+use signin_domain::{accounts, audit, store};
 use support::{basic_auth, respond_uri, Harness, Phone};
 
 /// Runs a command that must succeed: its stdout.
