@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::accounts;
+use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_server::{RunningServer, ServeConfig};
 
 pub struct DemoServer {

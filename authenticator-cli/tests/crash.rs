@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use signin_domain::rules::risk::RiskConfig;
 use signin_domain::accounts;
+use signin_domain::rules::risk::RiskConfig;
 use signin_server::ServeConfig;
 use support::{json_out, setup_with, Setup, UPN};
 

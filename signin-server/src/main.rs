@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use signin_server::config::{Layer, ServeConfig};
 use signin_domain::rules::policy;
 use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::{accounts, audit, store};
+use signin_server::config::{Layer, ServeConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]

@@ -19,9 +19,9 @@ use authenticator_core::{
     PushKind, PushRegistration, SoftwareKeyStore, UserVerifier, WrappingKeySource,
 };
 use serde_json::{json, Value};
+use signin_domain::accounts;
 use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::store::testing::TestDatabase;
-use signin_domain::accounts;
 use signin_server::{RunningServer, ServeConfig};
 
 /// A sign-in server on a loopback port, its SQLite file in a temporary directory (or a fresh

@@ -10,9 +10,9 @@
 use anyhow::{Context, Result};
 use e2e::chromium::Chromium as Browser;
 use e2e::{TestPhone, TestServer};
+use signin_domain::accounts;
 use signin_domain::accounts::passwords::set_password;
 use signin_domain::rules::policy::{self, Mode, Policy, PolicyUpdate, Target};
-use signin_domain::accounts;
 use signin_server::web;
 
 const ADMIN: &str = "ada@contoso.test";

@@ -9,7 +9,7 @@
 //! SQLite pass already built them with feature `e2e-tests/postgres-tests`, so this pass only runs.
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -54,7 +54,7 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// A fresh cluster in `target/<name>` (deleted first if it exists).
     pub(crate) fn start_in(name: &str) -> Result<Self> {
-        let bin = server_bin_dir()?;
+        let bin = crate::system::server_bin_dir()?;
         let dir = std::env::current_dir()?.join("target").join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -142,52 +142,6 @@ impl Drop for Cluster {
                 .stdout(std::process::Stdio::null())
                 .status();
         }
-    }
-}
-
-/// The programs the cluster needs from a server bin directory.
-const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
-
-fn has_server_programs(bin: &Path) -> bool {
-    SERVER_PROGRAMS.iter().all(|p| bin.join(p).is_file())
-}
-
-/// `/usr/lib/postgresql/<newest>/bin` (Debian) that holds initdb, pg_ctl and postgres, or
-/// `$PG_BIN`. PATH is not consulted: an `initdb` there (e.g. a /usr/local/bin symlink into a
-/// removed /usr/lib/postgresql/NN, or a client-only install) says nothing about the server.
-/// The install step checks with this same function.
-pub fn server_bin_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("PG_BIN") {
-        let dir = PathBuf::from(dir);
-        if !has_server_programs(&dir) {
-            bail!(
-                "PG_BIN={} does not hold {}",
-                dir.display(),
-                SERVER_PROGRAMS.join(", ")
-            );
-        }
-        return Ok(dir);
-    }
-    let root = Path::new("/usr/lib/postgresql");
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| {
-                    let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-                    let bin = e.path().join("bin");
-                    has_server_programs(&bin).then_some((v, bin))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    match versions.pop() {
-        Some((_, bin)) => Ok(bin),
-        None => bail!(
-            "PostgreSQL server binaries not found under /usr/lib/postgresql \
-             (apt-get install -y postgresql, or set PG_BIN)"
-        ),
     }
 }
 

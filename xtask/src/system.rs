@@ -6,7 +6,7 @@
 //! when something is missing, and a package that `apt-get install` leaves missing is reinstalled
 //! once. Not root: `sudo -n` when it works, else a clear error naming the apt-get command.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -30,7 +30,7 @@ pub enum Need {
     Chromium,
     /// `/usr/bin/chromedriver` (tests/tests/browser.rs).
     Chromedriver,
-    /// The server binaries `xtask`'s PostgreSQL pass runs (see [`crate::postgres::server_bin_dir`]).
+    /// The server binaries `xtask`'s PostgreSQL pass runs (see [`server_bin_dir`]).
     Postgres,
 }
 
@@ -99,9 +99,7 @@ impl Need {
             // The same lookup the PostgreSQL pass uses (never `initdb` on PATH: a stray
             // /usr/local/bin/initdb may point into a removed /usr/lib/postgresql/NN). As root
             // the cluster runs as the `postgres` user, which the package creates.
-            Need::Postgres => {
-                crate::postgres::server_bin_dir().is_ok() && (!is_root() || user_exists("postgres"))
-            }
+            Need::Postgres => server_bin_dir().is_ok() && (!is_root() || user_exists("postgres")),
         }
     }
 
@@ -131,7 +129,7 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
     }
     if missing.contains(&Need::Postgres) && std::env::var_os("PG_BIN").is_some() {
         // An explicit PG_BIN is never "fixed" by installing another PostgreSQL.
-        crate::postgres::server_bin_dir()?;
+        server_bin_dir()?;
     }
     let mut packages: Vec<String> = Vec::new();
     for n in &missing {
@@ -337,4 +335,50 @@ fn metapackage_depends(package: &str, prefix: &str) -> Vec<String> {
         .map(|d| d.trim().to_owned())
         .filter(|d| d.starts_with(prefix) && !d.contains('<'))
         .collect()
+}
+
+/// The programs the cluster needs from a server bin directory.
+const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
+fn has_server_programs(bin: &Path) -> bool {
+    SERVER_PROGRAMS.iter().all(|p| bin.join(p).is_file())
+}
+
+/// `/usr/lib/postgresql/<newest>/bin` (Debian) that holds initdb, pg_ctl and postgres, or
+/// `$PG_BIN`. PATH is not consulted: an `initdb` there (e.g. a /usr/local/bin symlink into a
+/// removed /usr/lib/postgresql/NN, or a client-only install) says nothing about the server.
+/// The install step checks with this same function.
+pub fn server_bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        let dir = PathBuf::from(dir);
+        if !has_server_programs(&dir) {
+            bail!(
+                "PG_BIN={} does not hold {}",
+                dir.display(),
+                SERVER_PROGRAMS.join(", ")
+            );
+        }
+        return Ok(dir);
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+                    let bin = e.path().join("bin");
+                    has_server_programs(&bin).then_some((v, bin))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    match versions.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql \
+             (apt-get install -y postgresql, or set PG_BIN)"
+        ),
+    }
 }

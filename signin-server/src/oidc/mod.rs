@@ -8,7 +8,7 @@
 //!   `admin oidc-key rotate`);
 //! - [`clients`]: registration and client authentication at the token endpoint;
 //! - [`authorize`]: the authorization endpoint, whose sign-in is the server's own sign-in
-//!   pages (`web::signin`) with the client named on the phone ([`authorize::BrowserFlow`]);
+//!   pages (`web::signin`) with the client named on the phone ([`crate::web::flow::BrowserFlow`]);
 //! - [`token`]: the token endpoint (authorization code + PKCE, CIBA) and userinfo;
 //! - [`ciba`]: the backchannel authentication endpoint (poll and ping modes).
 //!
@@ -41,7 +41,7 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const JWKS_PATH: &str = "/oauth2/jwks";
 pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 /// Where the sign-in pages send a browser back once it has signed in during an authorization.
-pub const RESUME_PATH: &str = "/oauth2/authorize/resume";
+pub use crate::web::flow::RESUME_PATH;
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const USERINFO_PATH: &str = "/oauth2/userinfo";
 pub const CIBA_PATH: &str = "/oauth2/bc-authorize";

@@ -70,7 +70,7 @@ pub async fn form(session: Session) -> Result<Response, WebError> {
 pub async fn submit(
     State(state): State<AppState>,
     mut session: Session,
-    flow: crate::oidc::authorize::BrowserFlow,
+    flow: super::flow::BrowserFlow,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod admin_apps;
 pub mod devices;
 pub mod fallback;
+pub mod flow;
 pub mod pages;
 pub mod session;
 pub mod signin;

@@ -10,10 +10,10 @@ use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
+use super::flow::BrowserFlow;
 use super::pages::{csrf, layout, notice, Notice};
 use super::{load_user, page, see_other, Session, WebError};
 use crate::extract::ClientIp;
-use crate::oidc::authorize::BrowserFlow;
 use signin_domain::accounts::applications;
 use signin_domain::accounts::passwords::{self, PasswordCheck};
 use signin_domain::audit::{self, Event};
@@ -329,7 +329,7 @@ pub(super) struct SignedIn<'a> {
 }
 
 /// Moves the browser to a new, signed-in session id, audits the sign-in, redirects (during an
-/// OpenID Connect authorization, `flow`, back to it: `oidc::authorize::after_sign_in`, which
+/// OpenID Connect authorization, `flow`, back to it: `flow::after_sign_in`, which
 /// also records how and when for the ID token).
 pub(super) async fn signed_in(
     state: &AppState,
@@ -351,7 +351,7 @@ pub(super) async fn signed_in(
         },
     )
     .await?;
-    let to = crate::oidc::authorize::after_sign_in(&state.pool, flow, &next, s.upn, s.how)
+    let to = super::flow::after_sign_in(&state.pool, flow, &next, s.upn, s.how)
         .await?
         .unwrap_or(s.to);
     Ok(see_other(&next, to))
