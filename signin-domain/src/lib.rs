@@ -16,6 +16,7 @@
 //! - [`sign_in`]: the sign-in lifecycle; [`enrollment`]: phone registration; [`cluster`]: the
 //!   relay between server instances on PostgreSQL.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounts;
 pub mod audit;

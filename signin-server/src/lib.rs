@@ -1,5 +1,6 @@
 //! The reference sign-in service of the phone sign-in protocol (docs/PROTOCOL.md, server side).
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
 pub mod config;
@@ -8,8 +9,10 @@ pub mod error;
 pub mod extract;
 pub mod oidc;
 pub mod web;
-/// A local Web Push service for tests (an HTTP server, so not under `delivery/`).
+/// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test
+/// equipment only (feature `testing`): there, a failed `expect` is a failed test.
 #[cfg(feature = "testing")]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod webpush_local;
 
 use std::io::Write;
