@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
-use signin_server::{accounts, RunningServer, ServeConfig};
+use signin_domain::accounts;
+use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{RunningServer, ServeConfig};
 
 pub struct DemoServer {
     pub base_url: String,
@@ -56,7 +57,7 @@ impl DemoServer {
 
     pub async fn registration_link(&self, upn: &str) -> Result<String> {
         let url = url::Url::parse(&self.base_url)?;
-        let ttl = signin_server::store::enrollment_ttl_secs(self.running.pool()).await?;
+        let ttl = signin_domain::store::enrollment_ttl_secs(self.running.pool()).await?;
         accounts::registration_link(self.running.pool(), upn, &url, ttl).await
     }
 

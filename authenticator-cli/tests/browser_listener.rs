@@ -9,8 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
 use serde_json::Value;
-use signin_server::sign_in::policy::PolicyUpdate;
-use signin_server::{accounts, store, ServeConfig};
+use signin_domain::rules::policy::PolicyUpdate;
+use signin_domain::{accounts, store};
+use signin_server::ServeConfig;
 use support::{json_out, setup_with, Setup, UPN};
 
 /// The listener process; killed when dropped.

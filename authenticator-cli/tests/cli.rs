@@ -193,8 +193,8 @@ fn the_demo_runs_the_whole_ceremony_by_itself() {
 /// codes; `totp list` / `totp remove`.
 #[tokio::test(flavor = "multi_thread")]
 async fn totp_add_list_code_and_remove_from_the_command_line() {
-    use signin_server::accounts::fallback::{self, Method, Outcome};
-    use signin_server::accounts::totp::Totp;
+    use signin_domain::accounts::fallback::{self, Method, Outcome};
+    use signin_domain::accounts::totp::Totp;
 
     let s = setup().await;
     let link = s.link().await;

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use signin_server::sign_in::risk::RiskConfig;
-use signin_server::{accounts, ServeConfig};
+use signin_domain::accounts;
+use signin_domain::rules::risk::RiskConfig;
+use signin_server::ServeConfig;
 use support::{json_out, setup_with, Setup, UPN};
 
 /// Kills per phase: enrollment, enabling phone sign-in, approval (205 in all).

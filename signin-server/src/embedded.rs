@@ -7,8 +7,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::ServeConfig;
-use crate::state::AppState;
-use crate::store::Pool;
+use signin_domain::state::AppState;
+use signin_domain::store::Pool;
 
 /// A server running on a tokio task. Dropping it without `shutdown` aborts the task.
 pub struct RunningServer {
@@ -55,7 +55,7 @@ impl RunningServer {
         &self.state
     }
 
-    /// The server's database, for administration (`crate::accounts`).
+    /// The server's database, for administration (`signin_domain::accounts`).
     pub fn pool(&self) -> &Pool {
         &self.state.pool
     }

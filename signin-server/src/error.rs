@@ -1,127 +1,79 @@
-//! The one error type of the server and its one mapping to HTTP (`ErrorBody` with the stable
-//! `ErrorCode` of PROTOCOL.md §8).
+//! The one mapping of the domain's error ([`AppError`]) to HTTP: status, `ErrorBody` with the
+//! stable `ErrorCode` of PROTOCOL.md §8, and the `Retry-After`/`WWW-Authenticate` headers.
+//! Handlers return [`HttpError`] (the orphan rule keeps `IntoResponse for AppError` out of
+//! this crate); `?` converts every domain error into it.
 use std::sync::Arc;
 
 use authenticator_protocol::wire::{ErrorBody, ErrorCode};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+pub use signin_domain::AppError;
 
-/// Every failure a handler can answer with. Messages are static and never contain user data,
-/// so they are safe to log and to send.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error("invalid request: {0}")]
-    InvalidRequest(&'static str),
-    #[error("enrollment code unknown, used or expired")]
-    InvalidCode,
-    #[error("no such account")]
-    UnknownAccount,
-    #[error("missing or malformed device authentication")]
-    Unauthorized,
-    /// The sign-in start API without the credential of a registered application.
-    #[error("a registered application's client id and secret are required (HTTP Basic)")]
-    UnauthorizedApplication,
-    #[error("a signature or binding does not verify")]
-    BadSignature,
-    #[error("signed timestamp too far from server time")]
-    StaleTimestamp,
-    #[error("no such request for this account")]
-    UnknownRequest,
-    #[error("request expired")]
-    RequestExpired,
-    #[error("request is no longer pending")]
-    RequestNotPending,
-    #[error("wrong number")]
-    WrongNumber { attempts_left: u32 },
-    #[error("too many wrong numbers: request failed")]
-    RequestFailed,
-    #[error("response timestamp is not newer than a previous response")]
-    Replay,
-    #[error("the key required for this response is not registered")]
-    KeyNotAllowed,
-    #[error("the Authenticator method is disabled for this user")]
-    PolicyDisabled,
-    #[error("the user has no phone with phone sign-in enabled")]
-    NotPasswordlessCapable,
-    #[error("no such endpoint")]
-    NotFound,
-    #[error("too many sign-in attempts: try again later")]
-    RateLimited { retry_after_secs: u64 },
-    #[error("sign-ins are paused for this user after a report: try again later")]
-    Paused { retry_after_secs: u64 },
-    /// §5.9: an approval of a browser-bound sign-in without the origin of the real sign-in
-    /// page (the Authenticator did not see the page, or saw it somewhere else).
-    #[error("this sign-in must be approved by the Authenticator on the device that shows the sign-in page")]
-    BrowserNotBound,
-    /// The phishing-resistant option is on but the server does not know its own origin.
-    #[error("the phishing-resistant sign-in needs the server's public URL (serve --public-url)")]
-    PublicUrlRequired,
-    /// A server fault. The client sees a generic message; the cause is logged once.
-    #[error("internal error")]
-    Internal(#[source] anyhow::Error),
-}
+/// A domain error on its way to becoming an HTTP response.
+#[derive(Debug)]
+pub struct HttpError(pub AppError);
 
-impl AppError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            AppError::InvalidRequest(_) | AppError::NotFound => ErrorCode::InvalidRequest,
-            AppError::InvalidCode => ErrorCode::InvalidCode,
-            AppError::UnknownAccount => ErrorCode::UnknownAccount,
-            AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
-            AppError::BadSignature => ErrorCode::BadSignature,
-            AppError::StaleTimestamp => ErrorCode::StaleTimestamp,
-            AppError::UnknownRequest => ErrorCode::UnknownRequest,
-            AppError::RequestExpired => ErrorCode::RequestExpired,
-            AppError::RequestNotPending => ErrorCode::RequestNotPending,
-            AppError::WrongNumber { .. } => ErrorCode::WrongNumber,
-            AppError::RequestFailed => ErrorCode::RequestFailed,
-            AppError::Replay => ErrorCode::Replay,
-            AppError::KeyNotAllowed => ErrorCode::KeyNotAllowed,
-            AppError::PolicyDisabled => ErrorCode::PolicyDisabled,
-            AppError::NotPasswordlessCapable => ErrorCode::NotPasswordlessCapable,
-            AppError::RateLimited { .. } => ErrorCode::RateLimited,
-            AppError::Paused { .. } => ErrorCode::Paused,
-            AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
-            AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::InvalidRequest(_)
-            | AppError::InvalidCode
-            | AppError::WrongNumber { .. }
-            | AppError::RequestFailed => StatusCode::BAD_REQUEST,
-            AppError::UnknownAccount | AppError::UnknownRequest | AppError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
-            AppError::Unauthorized
-            | AppError::UnauthorizedApplication
-            | AppError::BadSignature
-            | AppError::StaleTimestamp => StatusCode::UNAUTHORIZED,
-            AppError::RequestExpired => StatusCode::GONE,
-            AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
-                StatusCode::CONFLICT
-            }
-            AppError::KeyNotAllowed
-            | AppError::PolicyDisabled
-            | AppError::Paused { .. }
-            | AppError::BrowserNotBound => StatusCode::FORBIDDEN,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Internal(_) | AppError::PublicUrlRequired => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
-    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
-        AppError::Internal(e.into())
+impl<E: Into<AppError>> From<E> for HttpError {
+    fn from(e: E) -> Self {
+        HttpError(e.into())
     }
 }
 
-impl From<crate::store::StoreError> for AppError {
-    fn from(e: crate::store::StoreError) -> Self {
-        AppError::Internal(e.into())
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The protocol's error code of a domain error.
+pub fn code(e: &AppError) -> ErrorCode {
+    match e {
+        AppError::InvalidRequest(_) | AppError::NotFound => ErrorCode::InvalidRequest,
+        AppError::InvalidCode => ErrorCode::InvalidCode,
+        AppError::UnknownAccount => ErrorCode::UnknownAccount,
+        AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
+        AppError::BadSignature => ErrorCode::BadSignature,
+        AppError::StaleTimestamp => ErrorCode::StaleTimestamp,
+        AppError::UnknownRequest => ErrorCode::UnknownRequest,
+        AppError::RequestExpired => ErrorCode::RequestExpired,
+        AppError::RequestNotPending => ErrorCode::RequestNotPending,
+        AppError::WrongNumber { .. } => ErrorCode::WrongNumber,
+        AppError::RequestFailed => ErrorCode::RequestFailed,
+        AppError::Replay => ErrorCode::Replay,
+        AppError::KeyNotAllowed => ErrorCode::KeyNotAllowed,
+        AppError::PolicyDisabled => ErrorCode::PolicyDisabled,
+        AppError::NotPasswordlessCapable => ErrorCode::NotPasswordlessCapable,
+        AppError::RateLimited { .. } => ErrorCode::RateLimited,
+        AppError::Paused { .. } => ErrorCode::Paused,
+        AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
+        AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
+    }
+}
+
+/// The HTTP status of a domain error.
+pub fn status(e: &AppError) -> StatusCode {
+    match e {
+        AppError::InvalidRequest(_)
+        | AppError::InvalidCode
+        | AppError::WrongNumber { .. }
+        | AppError::RequestFailed => StatusCode::BAD_REQUEST,
+        AppError::UnknownAccount | AppError::UnknownRequest | AppError::NotFound => {
+            StatusCode::NOT_FOUND
+        }
+        AppError::Unauthorized
+        | AppError::UnauthorizedApplication
+        | AppError::BadSignature
+        | AppError::StaleTimestamp => StatusCode::UNAUTHORIZED,
+        AppError::RequestExpired => StatusCode::GONE,
+        AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
+            StatusCode::CONFLICT
+        }
+        AppError::KeyNotAllowed
+        | AppError::PolicyDisabled
+        | AppError::Paused { .. }
+        | AppError::BrowserNotBound => StatusCode::FORBIDDEN,
+        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::Internal(_) | AppError::PublicUrlRequired => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -130,21 +82,22 @@ impl From<crate::store::StoreError> for AppError {
 #[derive(Clone)]
 pub struct InternalCause(pub Arc<anyhow::Error>);
 
-impl IntoResponse for AppError {
+impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status = self.status();
+        let HttpError(error) = self;
+        let status = status(&error);
         let body = ErrorBody {
-            error: self.code(),
-            message: match &self {
+            error: code(&error),
+            message: match &error {
                 AppError::InvalidRequest(m) => (*m).to_owned(),
                 other => other.to_string(),
             },
-            attempts_left: match self {
+            attempts_left: match error {
                 AppError::WrongNumber { attempts_left } => Some(attempts_left),
                 _ => None,
             },
         };
-        let retry_after = match &self {
+        let retry_after = match &error {
             AppError::RateLimited { retry_after_secs } | AppError::Paused { retry_after_secs } => {
                 Some(*retry_after_secs)
             }
@@ -157,13 +110,13 @@ impl IntoResponse for AppError {
                 axum::http::HeaderValue::from(secs),
             );
         }
-        if matches!(self, AppError::UnauthorizedApplication) {
+        if matches!(error, AppError::UnauthorizedApplication) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Basic realm=\"sign-in API\""),
             );
         }
-        if let AppError::Internal(cause) = self {
+        if let AppError::Internal(cause) = error {
             response
                 .extensions_mut()
                 .insert(InternalCause(Arc::new(cause)));
@@ -171,7 +124,6 @@ impl IntoResponse for AppError {
         response
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,15 +170,15 @@ mod tests {
             ),
             (AppError::internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];
-        for (err, status, code) in cases {
-            assert_eq!(err.status().as_u16(), status, "{err}");
-            assert_eq!(err.code().as_str(), code);
+        for (err, status_code, error_code) in cases {
+            assert_eq!(status(&err).as_u16(), status_code, "{err}");
+            assert_eq!(code(&err).as_str(), error_code);
         }
     }
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {
-        let resp = AppError::internal(anyhow::anyhow!("secret detail")).into_response();
+        let resp = HttpError(AppError::internal(anyhow::anyhow!("secret detail"))).into_response();
         assert!(resp.extensions().get::<InternalCause>().is_some());
         let msg = AppError::internal(anyhow::anyhow!("secret detail")).to_string();
         assert!(!msg.contains("secret"));

@@ -9,11 +9,11 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::accounts::applications::{self, Application};
-use crate::error::AppError;
-use crate::sign_in::verify::{check_device_auth_fresh, verify_device_auth};
-use crate::state::AppState;
-use crate::store::devices::{load_device, Device};
+use crate::error::{AppError, HttpError};
+use signin_domain::accounts::applications::{self, Application};
+use signin_domain::rules::verify::{check_device_auth_fresh, verify_device_auth};
+use signin_domain::state::AppState;
+use signin_domain::store::devices::{load_device, Device};
 
 /// A device whose `Authorization: PSI-Device …` header verified for this exact method and
 /// path-with-query.
@@ -21,9 +21,9 @@ use crate::store::devices::{load_device, Device};
 pub struct AuthenticatedDevice(pub Device);
 
 impl FromRequestParts<AppState> for AuthenticatedDevice {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -57,9 +57,9 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
 pub struct AuthenticatedApplication(pub Application);
 
 impl FromRequestParts<AppState> for AuthenticatedApplication {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
         let (client_id, secret) =
             basic_credentials(&parts.headers).ok_or(AppError::UnauthorizedApplication)?;
         let app = applications::authenticate(&state.pool, &client_id, &secret).await?;

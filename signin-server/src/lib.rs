@@ -1,23 +1,18 @@
 //! The reference sign-in service of the phone sign-in protocol (docs/PROTOCOL.md, server side).
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod accounts;
 pub mod api;
-pub mod audit;
 pub mod config;
-pub mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod extract;
 pub mod oidc;
-pub mod sign_in;
-pub mod state;
-pub mod store;
-pub mod trust;
-pub mod upn;
 pub mod web;
-/// A local Web Push service for tests (an HTTP server, so not under `delivery/`).
+/// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test
+/// equipment only (feature `testing`): there, a failed `expect` is a failed test.
 #[cfg(feature = "testing")]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod webpush_local;
 
 use std::io::Write;
@@ -34,12 +29,13 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use signin_domain::{rules, store};
 use tracing::Instrument;
 
 pub use config::{ServeConfig, Settings};
 pub use embedded::{spawn, RunningServer};
-pub use error::AppError;
-pub use state::AppState;
+pub use error::HttpError;
+pub use signin_domain::{AppError, AppState};
 
 /// Request bodies are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -65,7 +61,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/signin/{id}", get(api::signin::status))
         .merge(web::routes())
         .merge(oidc::routes())
-        .fallback(|| async { AppError::NotFound })
+        .fallback(|| async { HttpError(AppError::NotFound) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(log_requests))
         .with_state(state)
@@ -103,21 +99,13 @@ async fn log_requests(req: Request, next: Next) -> Response {
     .await
 }
 
-/// RFC 3339 (UTC) text of a Unix-milliseconds time.
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| ms.to_string())
-}
-
 /// Opens the database, applies the `serve` settings and returns the handler state.
 pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.check()?;
     let pool = store::connect(&config.database).await?;
     // User names compare ignoring case: a database from before is brought to the rule, or
     // the server refuses to start, naming the users to rename.
-    accounts::normalize_upns(&pool).await?;
+    signin_domain::accounts::normalize_upns(&pool).await?;
     if let Some(name) = &config.server_name {
         store::set_setting(&pool, store::SERVER_NAME_SETTING, name).await?;
     }
@@ -152,12 +140,12 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         .with_risk(config.risk)
         .with_trusted_proxies(config.trusted_proxies.clone());
     if let Some(path) = &config.geoip {
-        state = state.with_locator(std::sync::Arc::new(sign_in::geoip::MaxMindLocator::open(
+        state = state.with_locator(std::sync::Arc::new(rules::geoip::MaxMindLocator::open(
             path,
         )?));
     }
     if backend == store::Backend::Postgres {
-        delivery::cluster::start(&config.database, &state).await?;
+        signin_domain::cluster::start(&config.database, &state).await?;
     }
     Ok(state)
 }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use signin_domain::rules::policy;
+use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
+use signin_domain::{accounts, audit, store};
 use signin_server::config::{Layer, ServeConfig};
-use signin_server::sign_in::policy;
-use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
-use signin_server::{accounts, audit, store};
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]
@@ -95,7 +95,7 @@ enum AdminCommand {
     /// The Web Push (UnifiedPush) VAPID key: show its public key, rotate it.
     WebpushKey {
         #[command(subcommand)]
-        command: signin_server::delivery::webpush::AdminCommand,
+        command: signin_domain::delivery::webpush::AdminCommand,
     },
     /// The offline fallback sign-in (TOTP and backup codes): policy switch and locks.
     Fallback {
@@ -344,35 +344,35 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             let password = if password_stdin {
                 let p = read_password_line()?;
                 // Checked first, so that a refused password adds nobody.
-                signin_server::accounts::passwords::hash_password(&p)?;
+                signin_domain::accounts::passwords::hash_password(&p)?;
                 Some(p)
             } else {
                 None
             };
             accounts::add_user(pool, &upn, &name, &groups).await?;
             if let Some(p) = password {
-                signin_server::accounts::passwords::set_password(pool, &upn, &p).await?;
+                signin_domain::accounts::passwords::set_password(pool, &upn, &p).await?;
             }
-            println!("added user {}", signin_server::upn::cli_arg("--upn", &upn)?);
+            println!("added user {}", signin_domain::upn::cli_arg("--upn", &upn)?);
         }
         AdminCommand::User {
             command: UserCommand::SetPassword { upn },
         } => {
             let p = read_password_line()?;
-            signin_server::accounts::passwords::set_password(pool, &upn, &p).await?;
+            signin_domain::accounts::passwords::set_password(pool, &upn, &p).await?;
             println!("password set for {}", upn.trim());
         }
         AdminCommand::User {
             command: UserCommand::AddToGroup { upn, group },
         } => {
-            signin_server::accounts::add_group_member(pool, &group, &upn).await?;
+            signin_domain::accounts::add_group_member(pool, &group, &upn).await?;
             println!("added {} to {}", upn.trim(), group.trim());
         }
         AdminCommand::User {
             command: UserCommand::Show { upn },
         } => println!(
             "{}",
-            signin_server::accounts::describe_user(pool, &upn).await?
+            signin_domain::accounts::describe_user(pool, &upn).await?
         ),
         AdminCommand::User {
             command: UserCommand::TemporaryPass { upn, ttl_secs },
@@ -393,8 +393,8 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::Disable { upn },
         } => {
-            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
-            if !signin_server::trust::set_disabled(pool, &upn, true).await? {
+            let upn = signin_domain::upn::cli_arg("--upn", &upn)?;
+            if !signin_domain::trust::set_disabled(pool, &upn, true).await? {
                 anyhow::bail!("no user {}", upn.trim());
             }
             println!("disabled {}: every session and token ended", upn.trim());
@@ -402,8 +402,8 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::Enable { upn },
         } => {
-            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
-            if !signin_server::trust::set_disabled(pool, &upn, false).await? {
+            let upn = signin_domain::upn::cli_arg("--upn", &upn)?;
+            if !signin_domain::trust::set_disabled(pool, &upn, false).await? {
                 anyhow::bail!("no user {}", upn.trim());
             }
             println!("enabled {}", upn.trim());
@@ -411,15 +411,15 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::SignOut { upn },
         } => {
-            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
+            let upn = signin_domain::upn::cli_arg("--upn", &upn)?;
             let upn = upn.as_str();
-            if !signin_server::store::users::exists(pool, upn).await? {
+            if !signin_domain::store::users::exists(pool, upn).await? {
                 anyhow::bail!("no user {upn}");
             }
-            let ended = signin_server::trust::end_sessions(
+            let ended = signin_domain::trust::end_sessions(
                 pool,
                 upn,
-                signin_server::trust::EndReason::SignOutEverywhere,
+                signin_domain::trust::EndReason::SignOutEverywhere,
             )
             .await?;
             println!(
@@ -430,8 +430,8 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
         AdminCommand::User {
             command: UserCommand::Resume { upn },
         } => {
-            let upn = signin_server::upn::cli_arg("--upn", &upn)?;
-            if signin_server::sign_in::risk::resume(pool, &upn).await? {
+            let upn = signin_domain::upn::cli_arg("--upn", &upn)?;
+            if signin_domain::rules::risk::resume(pool, &upn).await? {
                 println!("resumed sign-ins for {}", upn.trim());
             } else {
                 println!("{} was not paused", upn.trim());
@@ -501,7 +501,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             };
             let filter = store::audit::AuditFilter {
                 upn: upn
-                    .map(|u| signin_server::upn::cli_arg("--upn", &u))
+                    .map(|u| signin_domain::upn::cli_arg("--upn", &u))
                     .transpose()?,
                 event,
                 since: time("--since", since)?,
@@ -578,7 +578,7 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
             signin_server::oidc::keys::run_admin(pool, command).await?
         }
         AdminCommand::WebpushKey { command } => {
-            signin_server::delivery::webpush::run_admin(pool, command).await?
+            signin_domain::delivery::webpush::run_admin(pool, command).await?
         }
         AdminCommand::Fallback { command } => accounts::fallback::run_admin(pool, command).await?,
     }

@@ -29,7 +29,7 @@ use axum::Router;
 use p256::ecdsa::signature::Verifier;
 use serde_json::Value;
 
-use crate::delivery::jwt::decode;
+use signin_domain::delivery::jwt::decode;
 
 /// One subscription's private half (what the phone keeps).
 struct Sub {
@@ -330,7 +330,7 @@ async fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::webpush::{new_stored_key, VapidKey};
+    use signin_domain::delivery::webpush::{new_stored_key, VapidKey};
 
     const ORIGIN: &str = "http://127.0.0.1:9";
     const SUBJECT: &str = "mailto:ops@contoso.test";

@@ -9,8 +9,8 @@ use authenticator_protocol::UnixMillis;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use signin_server::accounts;
-use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
+use signin_domain::accounts;
+use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use support::*;
 
 const BOB: &str = "bobby@contoso.test";
@@ -75,7 +75,7 @@ async fn enroll_sign_in_and_approve() {
     assert_eq!(phone.poll(&h, 0).await.body, json!({"pushes": []}));
 
     // The audit log names events, never secrets.
-    let rows = signin_server::audit::list(&h.state.pool).await.unwrap();
+    let rows = signin_domain::audit::list(&h.state.pool).await.unwrap();
     let events: Vec<_> = rows.iter().map(|r| r.event.as_str()).collect();
     for e in [
         "user_added",

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use authenticator_protocol::enroll::EnrollmentUrl;
-use signin_server::store::testing::TestDatabase;
+use signin_domain::store::testing::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signin-server");
 
@@ -140,8 +140,8 @@ fn serve_prints_its_address_and_stops_on_sigterm() {
     // `--server-name` was stored.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let name = rt.block_on(async {
-        let pool = signin_server::store::connect(&db).await.unwrap();
-        signin_server::store::server_name(&pool).await.unwrap()
+        let pool = signin_domain::store::connect(&db).await.unwrap();
+        signin_domain::store::server_name(&pool).await.unwrap()
     });
     assert_eq!(name, "Fabrikam");
 }
@@ -215,7 +215,7 @@ use authenticator_protocol::sign_in::Decision;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use signin_server::{accounts, audit, store};
+use signin_domain::{accounts, audit, store};
 use support::{basic_auth, respond_uri, Harness, Phone};
 
 /// Runs a command that must succeed: its stdout.
@@ -846,7 +846,7 @@ fn users_who_differ_only_by_case_stop_the_server_until_one_is_renamed() {
     );
     // Rows as a server before the rule could have written them.
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let pool = signin_server::store::connect(&db).await.unwrap();
+        let pool = signin_domain::store::connect(&db).await.unwrap();
         for upn in ["Bob@Contoso.test", "Carol@Contoso.test"] {
             sqlx::query("INSERT INTO users (upn, display_name, created_at) VALUES ($1, $2, 0)")
                 .bind(upn)
@@ -914,9 +914,9 @@ async fn admin_device_approve_releases_a_held_device() {
     let h = support::harness().await;
     let db = h.db.url.clone();
     let upn = "bobby@contoso.test";
-    signin_server::accounts::set_policy(
+    signin_domain::accounts::set_policy(
         &h.state.pool,
-        &signin_server::sign_in::policy::PolicyUpdate {
+        &signin_domain::rules::policy::PolicyUpdate {
             new_device_approval: Some(true),
             ..Default::default()
         },
@@ -927,7 +927,7 @@ async fn admin_device_approve_releases_a_held_device() {
     let mut second = Phone::new();
     second.enroll(&h, &h.link(upn, 600).await).await;
     let held = || async {
-        signin_server::store::devices::of_user(&h.state.pool, upn)
+        signin_domain::store::devices::of_user(&h.state.pool, upn)
             .await
             .unwrap()[1]
             .awaiting_approval

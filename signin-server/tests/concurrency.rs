@@ -64,7 +64,7 @@ fn tally(replies: &[(StatusCode, Value)]) -> BTreeMap<(u16, String), usize> {
 
 /// Audit entries of `event` naming request `id`, counting collapsed repeats.
 async fn audited(h: &Harness, event: &str, id: &str) -> i64 {
-    signin_server::audit::list(&h.state.pool)
+    signin_domain::audit::list(&h.state.pool)
         .await
         .unwrap()
         .iter()
@@ -342,7 +342,7 @@ async fn enrolled_devices(h: &Harness, upn: &str) -> i64 {
 async fn code_is_used(h: &Harness, code: &str) -> bool {
     let used: Option<i64> =
         sqlx::query_scalar("SELECT used_at FROM enrollment_codes WHERE code_hash = $1")
-            .bind(signin_server::accounts::enrollment::code_hash(code))
+            .bind(signin_domain::accounts::code_hash(code))
             .fetch_one(&h.state.pool)
             .await
             .unwrap();
@@ -372,7 +372,7 @@ async fn one_enrollment_won(h: &Harness, phones: &mut [Phone], replies: &[(Statu
         winner.enable_passwordless(h).await.status,
         StatusCode::NO_CONTENT
     );
-    let enrolled: Vec<_> = signin_server::audit::list(&h.state.pool)
+    let enrolled: Vec<_> = signin_domain::audit::list(&h.state.pool)
         .await
         .unwrap()
         .into_iter()

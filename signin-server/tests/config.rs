@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
-use signin_server::store::testing::TestDatabase;
+use signin_domain::store::testing::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signin-server");
 const VARS: [&str; 7] = [

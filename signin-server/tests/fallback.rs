@@ -5,8 +5,8 @@
 mod support;
 
 use axum::http::StatusCode;
-use signin_server::accounts::fallback::{self, Method, Outcome};
-use signin_server::audit;
+use signin_domain::accounts::fallback::{self, Method, Outcome};
+use signin_domain::audit;
 use support::*;
 use totp_rs::TOTP;
 
@@ -298,7 +298,7 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
         }
     );
     assert_eq!(
-        signin_server::accounts::backup_codes::counts(&h.state.pool, upn)
+        signin_domain::accounts::backup_codes::counts(&h.state.pool, upn)
             .await
             .unwrap(),
         (8, 10)
@@ -369,7 +369,7 @@ async fn a_removed_phones_totp_codes_are_refused_and_secrets_are_stored_sealed()
     let stored = dump(&h, "totp_secrets", "account_id, secret_enc").await;
     assert!(!stored.contains(&totp.get_secret_base32()), "{stored}");
     assert!(!stored.contains(&authenticator_protocol::encoding::b64(&totp.secret)));
-    signin_server::accounts::devices::remove(&h.state.pool, phone.account().as_str())
+    signin_domain::accounts::devices::remove(&h.state.pool, phone.account().as_str())
         .await
         .unwrap();
     let code = totp.generate(now_secs());
@@ -451,7 +451,7 @@ async fn admins_switch_the_offline_fallback_on_the_policy_page_and_others_cannot
     h.add_user("ada@contoso.test", &["admins"]).await;
     h.add_user("bobby@contoso.test", &[]).await;
     for upn in ["ada@contoso.test", "bobby@contoso.test"] {
-        signin_server::accounts::passwords::set_password(&h.state.pool, upn, "a long password 1")
+        signin_domain::accounts::passwords::set_password(&h.state.pool, upn, "a long password 1")
             .await
             .unwrap();
     }
@@ -558,7 +558,7 @@ async fn an_unknown_upn_is_answered_like_a_known_one() {
 #[test]
 fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
     use std::process::Command;
-    let db = signin_server::store::testing::TestDatabase::create_blocking().unwrap();
+    let db = signin_domain::store::testing::TestDatabase::create_blocking().unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_signin-server"))
             .arg("--database")
@@ -591,7 +591,7 @@ fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
     // Lock Bob's fallback, then unlock it.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let pool = signin_server::store::connect(&db.url).await.unwrap();
+        let pool = signin_domain::store::connect(&db.url).await.unwrap();
         for _ in 0..fallback::MAX_CONSECUTIVE_FAILURES {
             fallback::sign_in_with_code(&pool, upn, "000000")
                 .await

@@ -12,8 +12,8 @@ use axum::http::Request;
 use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::json;
-use signin_server::sign_in::geoip::MaxMindLocator;
-use signin_server::sign_in::location::{Locator, UNKNOWN_LOCATION};
+use signin_domain::rules::geoip::MaxMindLocator;
+use signin_domain::rules::location::{Locator, UNKNOWN_LOCATION};
 use support::*;
 
 #[derive(Serialize)]

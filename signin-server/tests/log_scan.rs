@@ -16,8 +16,8 @@ use authenticator_protocol::{AccountId, UnixMillis};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use signin_server::accounts;
-use signin_server::audit::Row;
+use signin_domain::accounts;
+use signin_domain::audit::Row;
 use support::scan::{audit_leaks, leaks, Captured, Secret, Secrets};
 use support::*;
 
@@ -404,7 +404,7 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
 
     // Dave creates backup codes and signs in with one; Alice with her phone's TOTP code
     // (offline fallback), after a wrong code.
-    signin_server::accounts::fallback::set_enabled(&h.state.pool, true)
+    signin_domain::accounts::fallback::set_enabled(&h.state.pool, true)
         .await
         .unwrap();
     let csrf = b.csrf("/me/security-info").await;
@@ -421,7 +421,7 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
         s.text("backup code", c);
         s.text("backup code", &c.replace('-', ""));
     }
-    let key = signin_server::store::get_setting(&h.state.pool, "fallback_totp_key")
+    let key = signin_domain::store::get_setting(&h.state.pool, "fallback_totp_key")
         .await
         .unwrap()
         .unwrap();
@@ -475,7 +475,7 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
     for b in &browsers {
         b.secrets_into(&mut s);
     }
-    let rows = signin_server::audit::list(&h.state.pool).await.unwrap();
+    let rows = signin_domain::audit::list(&h.state.pool).await.unwrap();
     let logs = logs.text();
 
     // The run did what it says, and the capture saw it: our events and sqlx's statements.
@@ -559,7 +559,7 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
         let v = &secret.value;
         let line = format!(
             "2026-11-25T20:{v}:00.000000Z  INFO http{{http_seq=7 method=POST route=/api/v1/x}}: \
-             signin_server::sign_in: leaked value={v}"
+             signin_domain::sign_in: leaked value={v}"
         );
         let planted = format!("{logs}{line}\n");
         let found = scan(&planted, &rows, std::slice::from_ref(secret));

@@ -6,8 +6,8 @@ mod support;
 use authenticator_protocol::sign_in::{Decision, RequestDetails, RequestKind};
 use axum::http::StatusCode;
 use serde_json::json;
-use signin_server::accounts;
-use signin_server::sign_in::policy::PolicyUpdate;
+use signin_domain::accounts;
+use signin_domain::rules::policy::PolicyUpdate;
 use support::{harness, respond_uri, Harness, Phone};
 
 const BOB: &str = "bob@contoso.test";
@@ -60,7 +60,7 @@ async fn answer(h: &Harness, phone: &Phone, id: &str, decision: Decision) -> ser
 }
 
 async fn audit(h: &Harness, event: &str) -> Vec<String> {
-    signin_server::audit::list(&h.state.pool)
+    signin_domain::audit::list(&h.state.pool)
         .await
         .unwrap()
         .into_iter()
@@ -104,7 +104,7 @@ async fn with_the_switch_a_new_device_gets_no_sign_ins_until_another_approves_it
     // A first device never waits.
     let first = h.ready_phone(BOB).await;
     let second = enroll_another(&h).await;
-    let devices = signin_server::store::devices::of_user(&h.state.pool, BOB)
+    let devices = signin_domain::store::devices::of_user(&h.state.pool, BOB)
         .await
         .unwrap();
     assert!(!devices[0].awaiting_approval);
@@ -115,7 +115,7 @@ async fn with_the_switch_a_new_device_gets_no_sign_ins_until_another_approves_it
     let (id, _) = new_device_request(&h, &first).await;
     // A sign-in goes to the first phone only.
     let for_push = || async {
-        signin_server::store::devices::accounts_for_sign_in(&h.state.pool, BOB, RequestKind::Push)
+        signin_domain::store::devices::accounts_for_sign_in(&h.state.pool, BOB, RequestKind::Push)
             .await
             .unwrap()
     };
@@ -129,7 +129,7 @@ async fn with_the_switch_a_new_device_gets_no_sign_ins_until_another_approves_it
     assert_eq!(audit(&h, "device_approved").await, ["ok"]);
     assert_eq!(for_push().await.len(), 2, "approved: it gets sign-ins");
     assert!(
-        !signin_server::store::devices::of_user(&h.state.pool, BOB)
+        !signin_domain::store::devices::of_user(&h.state.pool, BOB)
             .await
             .unwrap()[1]
             .awaiting_approval
@@ -157,7 +157,7 @@ async fn a_denied_or_reported_new_device_is_removed_at_once() {
         // Removed: its calls are refused, the user has one device again.
         assert_ne!(intruder.poll(&h, 0).await.status, StatusCode::OK);
         assert_eq!(
-            signin_server::store::devices::of_user(&h.state.pool, BOB)
+            signin_domain::store::devices::of_user(&h.state.pool, BOB)
                 .await
                 .unwrap()
                 .len(),

@@ -6,9 +6,9 @@ mod support;
 use authenticator_protocol::sign_in::{Decision, RequestDetails};
 use axum::http::StatusCode;
 use serde_json::json;
-use signin_server::sign_in::policy::PolicyUpdate;
-use signin_server::sign_in::risk::{self, RiskConfig};
-use signin_server::{accounts, AppState};
+use signin_domain::rules::policy::PolicyUpdate;
+use signin_domain::rules::risk::{self, RiskConfig};
+use signin_domain::{accounts, AppState};
 use support::{harness, harness_with_state, respond_uri, Harness, Phone};
 
 const BOB: &str = "bob@contoso.test";

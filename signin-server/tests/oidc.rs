@@ -584,7 +584,7 @@ async fn an_unregistered_client_gets_an_error_page_at_authorize_and_invalid_clie
     assert!(resp.headers.get("location").is_none());
     assert!(text(&resp).contains("not registered"));
     // An API-only application (no redirect URI) is not an OpenID Connect client either.
-    let api_app = signin_server::accounts::applications::add(&r.h.state.pool, "Batch Job")
+    let api_app = signin_domain::accounts::applications::add(&r.h.state.pool, "Batch Job")
         .await
         .unwrap();
     let resp = b
@@ -1254,7 +1254,7 @@ async fn ciba_ping_notifies_the_client_endpoint_with_its_token_when_the_phone_an
 /// A browser signed in with a password alone (a user without a phone, policy mode `any`).
 async fn password_browser<'h>(h: &'h Harness, upn: &str, groups: &[&str]) -> Browser<'h> {
     h.add_user(upn, groups).await;
-    signin_server::accounts::passwords::set_password(&h.state.pool, upn, "a long password 1")
+    signin_domain::accounts::passwords::set_password(&h.state.pool, upn, "a long password 1")
         .await
         .unwrap();
     let mut b = Browser::new(h);
@@ -1471,18 +1471,18 @@ fn admin_app_add_registers_clients_and_admin_oidc_key_rotates() {
 async fn a_phishing_resistant_sign_in_says_so_in_the_id_token() {
     let r = ready().await;
     let pool = &r.h.state.pool;
-    signin_server::store::set_setting(
+    signin_domain::store::set_setting(
         pool,
-        signin_server::store::PUBLIC_URL_SETTING,
+        signin_domain::store::PUBLIC_URL_SETTING,
         &format!("{ISSUER}/"),
     )
     .await
     .unwrap();
-    let update = signin_server::sign_in::policy::PolicyUpdate {
+    let update = signin_domain::rules::policy::PolicyUpdate {
         phishing_resistant: Some(true),
         ..Default::default()
     };
-    signin_server::accounts::set_policy(pool, &update)
+    signin_domain::accounts::set_policy(pool, &update)
         .await
         .unwrap();
     let mut b = Browser::new(&r.h);
@@ -1516,7 +1516,7 @@ async fn removing_the_phone_pausing_or_disabling_the_user_revokes_tokens_and_cod
     let access = t.body["access_token"].as_str().unwrap().to_owned();
     let (unredeemed, unredeemed_verifier) = code_for(&r, &mut Browser::new(&r.h), "n2").await;
     assert_eq!(userinfo(&r.h, &access).await.status, StatusCode::OK);
-    signin_server::accounts::devices::remove(pool, &account)
+    signin_domain::accounts::devices::remove(pool, &account)
         .await
         .unwrap();
     assert_eq!(
@@ -1543,7 +1543,7 @@ async fn removing_the_phone_pausing_or_disabling_the_user_revokes_tokens_and_cod
         let (later, later_verifier) = code_for(r2, &mut Browser::new(&r.h), "n4").await;
         match end {
             "pause" => {
-                signin_server::sign_in::risk::record_report(
+                signin_domain::rules::risk::record_report(
                     pool,
                     &Default::default(),
                     BOB,
@@ -1554,7 +1554,7 @@ async fn removing_the_phone_pausing_or_disabling_the_user_revokes_tokens_and_cod
                 .unwrap();
             }
             _ => {
-                signin_server::trust::set_disabled(pool, BOB, true)
+                signin_domain::trust::set_disabled(pool, BOB, true)
                     .await
                     .unwrap();
             }
@@ -1571,13 +1571,11 @@ async fn removing_the_phone_pausing_or_disabling_the_user_revokes_tokens_and_cod
             "{end}: {:?}",
             refused.body
         );
-        signin_server::sign_in::risk::resume(pool, BOB)
+        signin_domain::rules::risk::resume(pool, BOB).await.unwrap();
+        signin_domain::trust::set_disabled(pool, BOB, false)
             .await
             .unwrap();
-        signin_server::trust::set_disabled(pool, BOB, false)
-            .await
-            .unwrap();
-        signin_server::accounts::devices::remove(pool, r2.phone.account().as_str())
+        signin_domain::accounts::devices::remove(pool, r2.phone.account().as_str())
             .await
             .unwrap();
     }

@@ -13,8 +13,8 @@ use authenticator_protocol::{EcdsaSigner, RequestId, UnixMillis};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
-use signin_server::accounts;
-use signin_server::sign_in::policy::{Mode, PolicyUpdate};
+use signin_domain::accounts;
+use signin_domain::rules::policy::{Mode, PolicyUpdate};
 use support::*;
 
 const BOB: &str = "bobby@contoso.test";
@@ -511,7 +511,7 @@ async fn phone_sign_in_always_uses_number_matching_even_when_the_policy_has_it_o
 async fn push_requests_use_number_matching_as_the_policy_says() {
     let h = harness().await;
     h.add_user(BOB, &[]).await;
-    signin_server::accounts::passwords::set_password(&h.state.pool, BOB, "bobby password 1")
+    signin_domain::accounts::passwords::set_password(&h.state.pool, BOB, "bobby password 1")
         .await
         .unwrap();
     // Enrolled, phone sign-in not enabled: the web sign-in asks for the password, then pushes.
@@ -590,7 +590,7 @@ async fn response_keys_follow_section_6_3_for_passwordless_requests() {
 async fn push_approvals_use_the_passwordless_key_when_the_account_has_one() {
     let h = harness().await;
     let phone = h.ready_phone(BOB).await;
-    signin_server::accounts::passwords::set_password(&h.state.pool, BOB, "bobby password 1")
+    signin_domain::accounts::passwords::set_password(&h.state.pool, BOB, "bobby password 1")
         .await
         .unwrap();
     set_policy(
@@ -777,7 +777,7 @@ async fn wrong_numbers_count_across_the_devices_of_one_sign_in() {
 async fn push_goes_to_every_enrolled_phone() {
     let h = harness().await;
     h.add_user(BOB, &[]).await;
-    signin_server::accounts::passwords::set_password(&h.state.pool, BOB, "bobby password 1")
+    signin_domain::accounts::passwords::set_password(&h.state.pool, BOB, "bobby password 1")
         .await
         .unwrap();
     set_policy(
@@ -974,7 +974,7 @@ async fn signin_upn_is_trimmed_then_matched_ignoring_case() {
         );
     }
     assert!(
-        signin_server::accounts::add_user(&h.state.pool, "CAROL@contoso.test", "Carol 2", &[])
+        signin_domain::accounts::add_user(&h.state.pool, "CAROL@contoso.test", "Carol 2", &[])
             .await
             .is_err()
     );

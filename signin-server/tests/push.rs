@@ -7,7 +7,7 @@ use authenticator_protocol::sign_in::Decision;
 use axum::http::{StatusCode, Version};
 use endpoints::*;
 use serde_json::json;
-use signin_server::sign_in::risk::RiskConfig;
+use signin_domain::rules::risk::RiskConfig;
 
 use support::*;
 
@@ -450,7 +450,7 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
     assert!(paused[0].contains("risk=elevated"), "{paused:?}");
 
     // Risk is stored and shown to admins.
-    let shown = signin_server::accounts::describe_user(&h.state.pool, "victim@contoso.com")
+    let shown = signin_domain::accounts::describe_user(&h.state.pool, "victim@contoso.com")
         .await
         .unwrap();
     assert!(
@@ -462,13 +462,13 @@ async fn push_bombing_is_bounded_and_a_report_stops_it() {
 
     // An admin may end the pause; the rate limit still applies afterwards.
     assert!(
-        signin_server::sign_in::risk::resume(&h.state.pool, "victim@contoso.com")
+        signin_domain::rules::risk::resume(&h.state.pool, "victim@contoso.com")
             .await
             .unwrap()
     );
     let r = h.start_signin("victim@contoso.com").await;
     assert_eq!(r.error(), "rate_limited");
-    let shown = signin_server::accounts::describe_user(&h.state.pool, "victim@contoso.com")
+    let shown = signin_domain::accounts::describe_user(&h.state.pool, "victim@contoso.com")
         .await
         .unwrap();
     assert!(

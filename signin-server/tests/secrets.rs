@@ -79,7 +79,7 @@ async fn no_numbers_codes_keys_or_tokens_in_audit_or_logs() {
     assert_eq!(fcm.sends().len(), 1);
     assert_eq!(apns.hits().len(), 2);
 
-    let rows = signin_server::audit::list(&h.state.pool).await.unwrap();
+    let rows = signin_domain::audit::list(&h.state.pool).await.unwrap();
     let (_, audit) = audit_texts(&rows);
     let logs = captured.text();
     assert!(logs.contains("push sent"), "logs were captured: {logs}");

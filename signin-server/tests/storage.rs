@@ -2,8 +2,8 @@
 //! concurrent writers, the audit sequence, one pending request per user.
 mod support;
 
-use signin_server::audit::{self, Event};
-use signin_server::store;
+use signin_domain::audit::{self, Event};
+use signin_domain::store;
 use support::*;
 
 const BOB: &str = "bob@contoso.test";
@@ -71,7 +71,7 @@ async fn repeated_audit_entries_collapse_into_one_line_and_cannot_hide_others() 
     );
     assert!(new[1].last_at.unwrap() >= new[1].at);
     // The filters find the other user's entries whatever the volume.
-    let filter = signin_server::store::audit::AuditFilter {
+    let filter = signin_domain::store::audit::AuditFilter {
         upn: Some("alice@contoso.test".into()),
         limit: 500,
         ..Default::default()

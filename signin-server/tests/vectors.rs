@@ -8,12 +8,12 @@ use authenticator_protocol::sign_in::{
 use authenticator_protocol::wire::ResponseBody;
 use authenticator_protocol::{AccountId, PublicKey, RequestId, Signature, UnixMillis};
 use serde_json::Value;
-use signin_server::sign_in::verify::{
+use signin_domain::rules::verify::{
     check_browser_binding, number_matches, verify_device_auth, verify_enroll_proof,
     verify_passwordless_registration, verify_response, BrowserCheck,
 };
-use signin_server::store::devices::DeviceKeys;
-use signin_server::store::requests::{Status, StoredRequest};
+use signin_domain::store::devices::DeviceKeys;
+use signin_domain::store::requests::{Status, StoredRequest};
 use signin_server::AppError;
 
 const V1: &str = include_str!("../../authenticator-protocol/tests/vectors/v1.json");

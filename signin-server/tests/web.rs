@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use signin_server::accounts::passwords::{self, PasswordCheck, PasswordGuard, PasswordLimits};
-use signin_server::audit;
+use signin_domain::accounts::passwords::{self, PasswordCheck, PasswordGuard, PasswordLimits};
+use signin_domain::audit;
 use support::*;
 
 const HOST: &str = "127.0.0.1:8080";
@@ -330,7 +330,7 @@ async fn the_session_id_from_before_the_upn_post_cannot_complete_the_sign_in() {
 
 #[tokio::test]
 async fn the_session_id_from_before_the_password_post_cannot_complete_a_push_sign_in() {
-    use signin_server::sign_in::policy::{Mode, PolicyUpdate};
+    use signin_domain::rules::policy::{Mode, PolicyUpdate};
     let h = harness().await;
     let phone = h.ready_phone("bobby@contoso.test").await;
     passwords::set_password(&h.state.pool, "bobby@contoso.test", "bobby password 1")
@@ -340,7 +340,7 @@ async fn the_session_id_from_before_the_password_post_cannot_complete_a_push_sig
         mode: Some(Mode::Push),
         ..Default::default()
     };
-    signin_server::accounts::set_policy(&h.state.pool, &push)
+    signin_domain::accounts::set_policy(&h.state.pool, &push)
         .await
         .unwrap();
     let mut browser = Browser::new(&h);
@@ -392,9 +392,9 @@ async fn the_session_id_from_before_the_password_post_cannot_complete_a_push_sig
 // ---- shared helpers for the review items below ----
 
 use serde_json::json;
-use signin_server::accounts;
-use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
-use signin_server::store;
+use signin_domain::accounts;
+use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
+use signin_domain::store;
 
 const PASSWORD: &str = "a long password 1";
 
@@ -457,7 +457,7 @@ impl Browser<'_> {
     }
 }
 
-async fn audit_rows(h: &Harness, event: &str, upn: &str) -> Vec<signin_server::audit::Row> {
+async fn audit_rows(h: &Harness, event: &str, upn: &str) -> Vec<signin_domain::audit::Row> {
     audit::list(&h.state.pool)
         .await
         .unwrap()
@@ -649,7 +649,7 @@ async fn an_expired_pass_and_another_users_pass_are_refused() {
     let now = store::now_ms();
     store::passes::insert(
         &h.state.pool,
-        &accounts::enrollment::code_hash(expired),
+        &accounts::code_hash(expired),
         "newbie@contoso.test",
         now - 60_000,
         now - 1,
@@ -1104,7 +1104,7 @@ async fn portal_start(h: &Harness, ip: &str, upn: &str) -> Reply {
 async fn a_rate_limited_portal_start_from_one_address_limits_neither_another_address_nor_a_registered_application(
 ) {
     let h = harness_with_state(90, |s| {
-        s.with_risk(signin_server::sign_in::risk::RiskConfig {
+        s.with_risk(signin_domain::rules::risk::RiskConfig {
             burst: 2,
             ..Default::default()
         })
@@ -1169,7 +1169,7 @@ async fn a_rate_limited_portal_start_from_one_address_limits_neither_another_add
 #[tokio::test]
 async fn a_rate_limited_registered_application_does_not_limit_the_portal_or_another_application() {
     let h = harness_with_state(90, |s| {
-        s.with_risk(signin_server::sign_in::risk::RiskConfig {
+        s.with_risk(signin_domain::rules::risk::RiskConfig {
             burst: 2,
             ..Default::default()
         })
@@ -1310,7 +1310,7 @@ async fn a_sign_in_completes_on_the_remaining_phone_after_the_first_phone_is_rem
 #[tokio::test]
 async fn portal_starts_from_one_ipv6_64_share_one_start_limit() {
     let h = harness_with_state(90, |s| {
-        s.with_risk(signin_server::sign_in::risk::RiskConfig {
+        s.with_risk(signin_domain::rules::risk::RiskConfig {
             burst: 2,
             ..Default::default()
         })
@@ -1407,7 +1407,7 @@ async fn a_user_sees_their_devices_and_removes_one_which_is_refused_at_once() {
     assert_eq!(a.poll(&h, 0).await.status, StatusCode::OK);
     // Signed in with a temporary access pass from the admin, Bob removes it.
     let pass =
-        signin_server::accounts::temporary_pass::issue(&h.state.pool, "bob@contoso.test", 600)
+        signin_domain::accounts::temporary_pass::issue(&h.state.pool, "bob@contoso.test", 600)
             .await
             .unwrap();
     let mut bob = Browser::new(&h);
@@ -1523,7 +1523,7 @@ async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new
     let h = harness().await;
     let upn = "bob@contoso.test";
     set_policy(&h, Mode::Passwordless, Target::All).await;
-    signin_server::accounts::fallback::set_enabled(&h.state.pool, true)
+    signin_domain::accounts::fallback::set_enabled(&h.state.pool, true)
         .await
         .unwrap();
     let old = h.ready_phone(upn).await;
@@ -1588,7 +1588,7 @@ async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new
 
     assert!(text(&r).contains("held-notice"), "{}", text(&r));
     // The new phone waits: the backup code is one relayable secret, not the phone.
-    let devices = signin_server::store::devices::of_user(&h.state.pool, upn)
+    let devices = signin_domain::store::devices::of_user(&h.state.pool, upn)
         .await
         .unwrap();
     assert!(devices[1].awaiting_approval, "{devices:?}");
@@ -1600,7 +1600,7 @@ async fn a_user_who_lost_their_phone_signs_in_with_a_backup_code_registers_a_new
     // Nobody denies it: the waiting period ends (moved back in the database), the new phone
     // signs Bob in, and that session removes the old phone.
     sqlx::query("UPDATE devices SET held_until = $1 WHERE account_id = $2")
-        .bind(signin_server::store::now_ms() - 1)
+        .bind(signin_domain::store::now_ms() - 1)
         .bind(new.account().as_str())
         .execute(&h.state.pool)
         .await
@@ -1651,13 +1651,13 @@ async fn phishing_resistant(h: &Harness, public_url: Option<&str>) {
         phishing_resistant: Some(true),
         ..Default::default()
     };
-    signin_server::accounts::set_policy(&h.state.pool, &update)
+    signin_domain::accounts::set_policy(&h.state.pool, &update)
         .await
         .unwrap();
     if let Some(url) = public_url {
-        signin_server::store::set_setting(
+        signin_domain::store::set_setting(
             &h.state.pool,
-            signin_server::store::PUBLIC_URL_SETTING,
+            signin_domain::store::PUBLIC_URL_SETTING,
             url,
         )
         .await

@@ -11,9 +11,9 @@ use authenticator_protocol::UnixMillis;
 use axum::http::StatusCode;
 use endpoints::{audit_outcomes, fast_retry, stale_reason};
 use serde_json::json;
-use signin_server::delivery::push::{RetryPolicy, WebPushClient, WebPushConfig};
-use signin_server::delivery::webpush::VapidKey;
-use signin_server::store;
+use signin_domain::delivery::push::{RetryPolicy, WebPushClient, WebPushConfig};
+use signin_domain::delivery::webpush::VapidKey;
+use signin_domain::store;
 use signin_server::webpush_local::LocalPushService;
 
 use support::*;
@@ -370,7 +370,7 @@ async fn no_vapid_key_auth_secret_or_endpoint_in_logs_or_audit() {
     for r in [&first, &second] {
         secrets.number("number", r.body["number"].as_str().unwrap());
     }
-    let rows = signin_server::audit::list(&h.state.pool).await.unwrap();
+    let rows = signin_domain::audit::list(&h.state.pool).await.unwrap();
     let (_, audit) = audit_texts(&rows);
     let logs = captured.text();
     assert!(logs.contains("push sent"), "logs were captured: {logs}");
@@ -411,9 +411,9 @@ async fn the_admin_shows_and_rotates_the_vapid_key() {
     let sub = service.subscribe_restricted(&old_key);
     h.ready_phone_with_push("rot@contoso.com", "webpush", &sub.token)
         .await;
-    signin_server::delivery::webpush::run_admin(
+    signin_domain::delivery::webpush::run_admin(
         &h.state.pool,
-        signin_server::delivery::webpush::AdminCommand::Rotate,
+        signin_domain::delivery::webpush::AdminCommand::Rotate,
     )
     .await
     .unwrap();

@@ -20,12 +20,13 @@ use authenticator_core::{
     PushKind, PushRegistration, SoftwareKeyStore, UserVerifier, WrappingKeySource,
 };
 use serde_json::{json, Value};
-use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
-use signin_server::store::testing::TestDatabase;
-use signin_server::{accounts, RunningServer, ServeConfig};
+use signin_domain::accounts;
+use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
+use signin_domain::store::testing::TestDatabase;
+use signin_server::{RunningServer, ServeConfig};
 
 /// A sign-in server on a loopback port, its SQLite file in a temporary directory (or a fresh
-/// PostgreSQL database when `TEST_DATABASE_URL` is set: see `signin_server::store::testing`).
+/// PostgreSQL database when `TEST_DATABASE_URL` is set: see `signin_domain::store::testing`).
 pub struct TestServer {
     pub base_url: String,
     pub running: RunningServer,
@@ -50,7 +51,7 @@ impl TestServer {
     /// A server (policy: any mode) that also pushes through `push` (APNs, FCM, Web Push).
     pub async fn start_with_push(
         name: &str,
-        push: signin_server::delivery::push::PushConfig,
+        push: signin_domain::delivery::push::PushConfig,
     ) -> Result<Self> {
         let db = Arc::new(TestDatabase::create().await?);
         let ttl = authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
@@ -72,7 +73,7 @@ impl TestServer {
         db: Arc<TestDatabase>,
         name: &str,
         request_ttl_secs: u64,
-        push: signin_server::delivery::push::PushConfig,
+        push: signin_domain::delivery::push::PushConfig,
     ) -> Result<Self> {
         Self::start_on_configured(db, name, request_ttl_secs, |c| ServeConfig { push, ..c }).await
     }
@@ -102,7 +103,7 @@ impl TestServer {
             request_ttl_secs,
             // The ceremony suites start many sign-ins per user; the anti-fatigue limits have
             // their own tests (signin-server/tests/push.rs). Reports still pause the user.
-            risk: signin_server::sign_in::risk::RiskConfig {
+            risk: signin_domain::rules::risk::RiskConfig {
                 burst: 1000,
                 ..Default::default()
             },

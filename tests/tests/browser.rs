@@ -10,9 +10,10 @@
 use anyhow::{Context, Result};
 use e2e::chromium::Chromium as Browser;
 use e2e::{TestPhone, TestServer};
-use signin_server::accounts::passwords::set_password;
-use signin_server::sign_in::policy::{self, Mode, Policy, PolicyUpdate, Target};
-use signin_server::{accounts, web};
+use signin_domain::accounts;
+use signin_domain::accounts::passwords::set_password;
+use signin_domain::rules::policy::{self, Mode, Policy, PolicyUpdate, Target};
+use signin_server::web;
 
 const ADMIN: &str = "ada@contoso.test";
 const ADMIN_PASSWORD: &str = "admin password 1";

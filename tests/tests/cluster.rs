@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::{TestPhone, TestServer};
-use signin_server::store::testing::TestDatabase;
-use signin_server::store::Backend;
+use signin_domain::store::testing::TestDatabase;
+use signin_domain::store::Backend;
 
 const ALICE: &str = "alice@contoso.test";
 /// Generous bound for a wake-up that should take milliseconds (a long-poll that is not woken
@@ -33,14 +33,14 @@ async fn pair() -> Pair {
         .await
         .unwrap();
     let b = TestServer::start_on(db, "Contoso", 90).await.unwrap();
-    a.set_policy(signin_server::sign_in::policy::Mode::Any)
+    a.set_policy(signin_domain::rules::policy::Mode::Any)
         .await
         .unwrap();
-    signin_server::accounts::add_user(a.running.pool(), ALICE, "Alice", &[])
+    signin_domain::accounts::add_user(a.running.pool(), ALICE, "Alice", &[])
         .await
         .unwrap();
     let b_url = url::Url::parse(&b.base_url).unwrap();
-    let link = signin_server::accounts::registration_link(b.running.pool(), ALICE, &b_url, 600)
+    let link = signin_domain::accounts::registration_link(b.running.pool(), ALICE, &b_url, 600)
         .await
         .unwrap();
     let phone = TestPhone::new().unwrap();

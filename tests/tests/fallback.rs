@@ -10,7 +10,7 @@ use authenticator_core::{Authenticator, PushKind, PushRegistration};
 use e2e::browser::Browser;
 use e2e::{TestPhone, TestServer};
 use reqwest::StatusCode;
-use signin_server::accounts::fallback;
+use signin_domain::accounts::fallback;
 
 /// A phone whose software key store also seals its TOTP secrets (`TestPhone::with_totp`).
 fn phone() -> Result<(Arc<Authenticator>, TestPhone)> {
@@ -98,7 +98,7 @@ async fn the_phones_totp_code_signs_in_once_and_wrong_codes_are_bounded() -> Res
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert!(r.headers.contains_key("retry-after"));
 
-    let audit = signin_server::audit::list(pool).await?;
+    let audit = signin_domain::audit::list(pool).await?;
     let outcomes: Vec<&str> = audit
         .iter()
         .filter(|r| r.event == "fallback_used")
@@ -122,7 +122,7 @@ async fn backup_codes_from_the_security_info_page_work_once_each() -> Result<()>
     server.user_with_link(upn, "Dave").await?;
     fallback::set_enabled(pool, true).await?;
     // Dave signs in once with a temporary access pass and creates backup codes.
-    let pass = signin_server::accounts::temporary_pass::issue(pool, upn, 600).await?;
+    let pass = signin_domain::accounts::temporary_pass::issue(pool, upn, 600).await?;
     let mut b = Browser::new(&server);
     let csrf = b.csrf("/signin").await?;
     b.post("/signin", &[("csrf", &csrf), ("upn", upn)]).await?;
@@ -184,7 +184,7 @@ async fn backup_codes_from_the_security_info_page_work_once_each() -> Result<()>
         info.body
     );
 
-    let audit = signin_server::audit::list(pool).await?;
+    let audit = signin_domain::audit::list(pool).await?;
     assert!(audit
         .iter()
         .any(|r| r.event == "backup_codes_created" && r.outcome == "ok"));
@@ -213,7 +213,7 @@ fn unix_secs() -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_server_and_the_phone_compute_the_rfc_6238_codes() -> Result<()> {
     let seed = b"12345678901234567890".to_vec();
-    let server = signin_server::accounts::totp::Totp::new(seed, "Contoso", "bobby@contoso.test");
+    let server = signin_domain::accounts::totp::Totp::new(seed, "Contoso", "bobby@contoso.test");
     for (secs, rfc) in [
         (59, "94287082"),
         (1_111_111_109, "07081804"),

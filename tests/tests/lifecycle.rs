@@ -12,7 +12,7 @@ async fn removing_the_account_on_the_phone_removes_the_device_on_the_server() {
     let account = phone.enroll_passwordless(&link).await.unwrap();
     let pool = server.running.pool();
     assert_eq!(
-        signin_server::store::devices::of_user(pool, BOBBY)
+        signin_domain::store::devices::of_user(pool, BOBBY)
             .await
             .unwrap()
             .len(),
@@ -27,13 +27,13 @@ async fn removing_the_account_on_the_phone_removes_the_device_on_the_server() {
 
     assert!(phone.core.accounts().await.unwrap().is_empty());
     assert!(
-        signin_server::store::devices::of_user(pool, BOBBY)
+        signin_domain::store::devices::of_user(pool, BOBBY)
             .await
             .unwrap()
             .is_empty(),
         "the server forgot the device"
     );
-    let removed: Vec<_> = signin_server::audit::list(pool)
+    let removed: Vec<_> = signin_domain::audit::list(pool)
         .await
         .unwrap()
         .into_iter()
@@ -81,7 +81,7 @@ async fn the_first_phone_is_asked_about_a_second_and_denying_removes_it() {
             .unwrap(),
         Decision::Denied
     );
-    let left = signin_server::store::devices::of_user(server.running.pool(), BOBBY)
+    let left = signin_domain::store::devices::of_user(server.running.pool(), BOBBY)
         .await
         .unwrap();
     assert_eq!(left.len(), 1);
@@ -107,7 +107,7 @@ async fn a_removed_device_cannot_answer_the_request_it_already_holds() {
         "the request reached the phone"
     );
 
-    signin_server::accounts::devices::remove(server.running.pool(), &account.account_id)
+    signin_domain::accounts::devices::remove(server.running.pool(), &account.account_id)
         .await
         .unwrap();
     let refused = phone

@@ -3,8 +3,8 @@
 //! signed, and a report raises the next sign-in's number to at least four digits.
 use authenticator_core::{AuthenticatorError, Decision};
 use e2e::{TestPhone, TestServer};
-use signin_server::accounts;
-use signin_server::sign_in::policy::PolicyUpdate;
+use signin_domain::accounts;
+use signin_domain::rules::policy::PolicyUpdate;
 
 const BOBBY: &str = "bobby@contoso.test";
 
@@ -70,7 +70,7 @@ async fn the_phone_asks_for_as_many_digits_as_the_policy_and_the_risk_say() {
         .report_fraud(request.account_id, request.request_id)
         .await
         .unwrap();
-    assert!(signin_server::sign_in::risk::resume(pool, BOBBY)
+    assert!(signin_domain::rules::risk::resume(pool, BOBBY)
         .await
         .unwrap());
     let (_, number) = server.start_sign_in(BOBBY).await.unwrap();

@@ -12,8 +12,8 @@ use authenticator_core::{AuthenticatorError, Decision};
 use e2e::chromium::Chromium;
 use e2e::relay::RelayingProxy;
 use e2e::{TestPhone, TestServer};
-use signin_server::sign_in::policy::PolicyUpdate;
-use signin_server::{accounts, store};
+use signin_domain::rules::policy::PolicyUpdate;
+use signin_domain::{accounts, store};
 
 const BOBBY: &str = "bobby@contoso.test";
 

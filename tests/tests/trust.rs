@@ -5,11 +5,12 @@ use anyhow::{Context, Result};
 use e2e::browser::{Browser, Page};
 use e2e::{TestPhone, TestServer};
 use reqwest::StatusCode;
-use signin_server::accounts::{self, fallback};
-use signin_server::sign_in::policy::PolicyUpdate;
-use signin_server::sign_in::risk::{self, RiskConfig};
-use signin_server::store::devices;
-use signin_server::{store, trust, ServeConfig};
+use signin_domain::accounts::{self, fallback};
+use signin_domain::rules::policy::PolicyUpdate;
+use signin_domain::rules::risk::{self, RiskConfig};
+use signin_domain::store::devices;
+use signin_domain::{store, trust};
+use signin_server::ServeConfig;
 
 const UPN: &str = "bobby@contoso.test";
 
@@ -59,7 +60,7 @@ fn link_on(page: &Page) -> Option<String> {
 }
 
 async fn audit(server: &TestServer, event: &str) -> Result<Vec<String>> {
-    Ok(signin_server::audit::list(server.running.pool())
+    Ok(signin_domain::audit::list(server.running.pool())
         .await?
         .into_iter()
         .filter(|r| r.event == event)

@@ -10,7 +10,7 @@ use authenticator_core::{
 };
 use e2e::proxy::RecordingProxy;
 use e2e::{TestPhone, TestServer};
-use signin_server::delivery::push::{PushConfig, WebPushConfig};
+use signin_domain::delivery::push::{PushConfig, WebPushConfig};
 use signin_server::webpush_local::LocalPushService;
 
 const BOBBY: &str = "bobby@contoso.test";

@@ -1,6 +1,6 @@
 //! The PostgreSQL pass of `cargo xtask test`: a throwaway PostgreSQL cluster on 127.0.0.1 under
-//! `target/postgres/` (initdb + pg_ctl; as root, run as the `postgres` user), then the server's
-//! and the end-to-end suites again with `TEST_DATABASE_URL` pointing at it (each test creates
+//! `target/postgres/` (initdb + pg_ctl; as root, run as the `postgres` user), then the domain's,
+//! the server's and the end-to-end suites again with `TEST_DATABASE_URL` pointing at it (each test creates
 //! its own database), plus the two-instance tests (`e2e-tests` feature `postgres-tests`).
 //! The cluster is stopped and left on disk for inspection (`target/postgres/log`); the next run
 //! deletes it. Needs the Debian `postgresql` server binaries (the install step installs them).
@@ -17,8 +17,9 @@ use anyhow::{bail, Context, Result};
 use crate::builds::Workspace;
 use crate::run;
 
-/// The packages whose tests run again on PostgreSQL.
-const PACKAGES: [&str; 2] = ["signin-server", "e2e-tests"];
+/// The packages whose tests run again on PostgreSQL: the domain (its store), the server and the
+/// end-to-end suites.
+const PACKAGES: [&str; 3] = ["signin-domain", "signin-server", "e2e-tests"];
 
 pub fn test_on_postgres(workspace: &Workspace) -> Result<()> {
     crate::system::ensure(&[crate::system::Need::Postgres])?;
@@ -28,7 +29,7 @@ pub fn test_on_postgres(workspace: &Workspace) -> Result<()> {
         .map(|a| (a.executable.clone(), a.manifest_dir.clone()))
         .collect();
     if binaries.len() < 4 {
-        bail!("expected the server's and the end-to-end test binaries, found {binaries:?}");
+        bail!("expected the domain's, the server's and the end-to-end test binaries, found {binaries:?}");
     }
     let cluster = Cluster::start_in("postgres")?;
     println!("xtask: PostgreSQL cluster on 127.0.0.1:{}", cluster.port);

@@ -6,8 +6,9 @@
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use signin_server::sign_in::policy::{Mode, PolicyUpdate, Target};
-use signin_server::{accounts, RunningServer, ServeConfig};
+use signin_domain::accounts;
+use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
+use signin_server::{RunningServer, ServeConfig};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_authenticator");
 pub const UPN: &str = "bobby@contoso.test";

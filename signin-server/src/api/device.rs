@@ -8,17 +8,17 @@ use axum::http::StatusCode;
 
 use super::json::{AppJson, AppQuery};
 use super::WaitQuery;
-use crate::accounts::enrollment;
-use crate::error::AppError;
+use crate::error::{AppError, HttpError};
 use crate::extract::AuthenticatedDevice;
-use crate::sign_in;
-use crate::state::AppState;
+use signin_domain::enrollment;
+use signin_domain::sign_in;
+use signin_domain::state::AppState;
 
 /// `POST /api/v1/device/passwordless`
 pub async fn passwordless(
     State(state): State<AppState>,
     AppJson(body): AppJson<PasswordlessRequest>,
-) -> Result<StatusCode, AppError> {
+) -> Result<StatusCode, HttpError> {
     enrollment::enable_phone_sign_in(&state, &body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -28,24 +28,24 @@ pub async fn passwordless(
 pub async fn unregister(
     State(state): State<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
-) -> Result<StatusCode, AppError> {
-    let removed = crate::accounts::devices::remove_as(
+) -> Result<StatusCode, HttpError> {
+    let removed = signin_domain::accounts::devices::remove_as(
         &state.pool,
         device.account_id.as_str(),
-        crate::accounts::devices::Remover::Device,
+        signin_domain::accounts::devices::Remover::Device,
     )
     .await;
     match removed {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         // Removed meanwhile (an admin, the user, a retried notice): already forgotten.
         Err(_)
-            if crate::store::devices::owner_of(&state.pool, device.account_id.as_str())
+            if signin_domain::store::devices::owner_of(&state.pool, device.account_id.as_str())
                 .await?
                 .is_none() =>
         {
-            Err(AppError::UnknownAccount)
+            Err(AppError::UnknownAccount.into())
         }
-        Err(e) => Err(AppError::internal(e)),
+        Err(e) => Err(AppError::internal(e).into()),
     }
 }
 
@@ -54,7 +54,7 @@ pub async fn poll(
     State(state): State<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
     AppQuery(q): AppQuery<WaitQuery>,
-) -> Result<AppJson<PollResponse>, AppError> {
+) -> Result<AppJson<PollResponse>, HttpError> {
     let pushes = sign_in::wait_pending_for(&state, &device.account_id, q.duration()).await?;
     Ok(AppJson(PollResponse { pushes }))
 }
@@ -64,7 +64,7 @@ pub async fn request_details(
     State(state): State<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
     Path(id): Path<String>,
-) -> Result<AppJson<SignedRequestDetails>, AppError> {
+) -> Result<AppJson<SignedRequestDetails>, HttpError> {
     Ok(AppJson(
         sign_in::details_for(&state, &id, &device.account_id).await?,
     ))
@@ -75,7 +75,7 @@ pub async fn respond(
     State(state): State<AppState>,
     Path(id): Path<String>,
     AppJson(body): AppJson<ResponseBody>,
-) -> Result<AppJson<ResponseAccepted>, AppError> {
+) -> Result<AppJson<ResponseAccepted>, HttpError> {
     let status = sign_in::answer(&state, &id, &body).await?;
     Ok(AppJson(ResponseAccepted {
         status: status.as_str().to_owned(),

@@ -5,15 +5,15 @@ use authenticator_protocol::wire::{
 use axum::extract::State;
 
 use super::json::AppJson;
-use crate::accounts::enrollment;
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::error::HttpError;
+use signin_domain::enrollment;
+use signin_domain::state::AppState;
 
 /// `POST /api/v1/enroll/challenge`
 pub async fn challenge(
     State(state): State<AppState>,
     AppJson(body): AppJson<EnrollChallengeRequest>,
-) -> Result<AppJson<EnrollChallengeResponse>, AppError> {
+) -> Result<AppJson<EnrollChallengeResponse>, HttpError> {
     Ok(AppJson(enrollment::challenge(&state, &body).await?))
 }
 
@@ -21,6 +21,6 @@ pub async fn challenge(
 pub async fn complete(
     State(state): State<AppState>,
     AppJson(body): AppJson<EnrollCompleteRequest>,
-) -> Result<AppJson<EnrollCompleteResponse>, AppError> {
+) -> Result<AppJson<EnrollCompleteResponse>, HttpError> {
     Ok(AppJson(enrollment::complete(&state, &body).await?))
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::AppError;
+use crate::error::{AppError, HttpError};
 
 /// `axum::Json`, but a body that is not the expected JSON answers `invalid_request` with the
 /// `ErrorBody` shape instead of axum's plain-text rejection.
@@ -18,7 +18,7 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
@@ -31,7 +31,8 @@ where
                 JsonRejection::JsonDataError(_) => "JSON body has missing or malformed fields",
                 JsonRejection::BytesRejection(_) => "could not read the request body",
                 _ => "invalid JSON body",
-            })),
+            })
+            .into()),
         }
     }
 }
@@ -51,7 +52,7 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
@@ -59,7 +60,7 @@ where
             .map(|q| AppQuery(q.0))
             .map_err(|e: QueryRejection| {
                 let _ = e;
-                AppError::InvalidRequest("malformed query parameters")
+                AppError::InvalidRequest("malformed query parameters").into()
             })
     }
 }

@@ -1,5 +1,5 @@
-//! The JSON API (PROTOCOL.md §5, §7): thin handlers over `crate::sign_in` and
-//! `crate::accounts`.
+//! The JSON API (PROTOCOL.md §5, §7): thin handlers over `signin_domain::sign_in` and
+//! `signin_domain::accounts`.
 pub mod device;
 pub mod enroll;
 pub mod json;

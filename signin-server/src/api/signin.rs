@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::json::{AppJson, AppQuery};
 use super::WaitQuery;
-use crate::error::AppError;
+use crate::error::{AppError, HttpError};
 use crate::extract::{AuthenticatedApplication, ClientIp};
-use crate::sign_in::{self, StartSignIn};
-use crate::state::AppState;
-use crate::store::to_db_ms;
+use signin_domain::sign_in::{self, StartSignIn};
+use signin_domain::state::AppState;
+use signin_domain::store::to_db_ms;
 
 #[derive(Debug, Deserialize)]
 pub struct StartSignInBody {
@@ -49,11 +49,12 @@ pub async fn start(
     AuthenticatedApplication(application): AuthenticatedApplication,
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<StartSignInBody>,
-) -> Result<AppJson<SignInStarted>, AppError> {
+) -> Result<AppJson<SignInStarted>, HttpError> {
     if body.app.is_some() {
         return Err(AppError::InvalidRequest(
             "app is not accepted: the phone shows the registered application's name",
-        ));
+        )
+        .into());
     }
     let started = sign_in::start(
         &state,
@@ -70,7 +71,7 @@ pub async fn start(
     Ok(AppJson(SignInStarted {
         id: started.id,
         number: started.number,
-        expires_at: crate::rfc3339(to_db_ms(started.expires_at)),
+        expires_at: signin_domain::format::rfc3339(to_db_ms(started.expires_at)),
     }))
 }
 
@@ -79,10 +80,10 @@ pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
     AppQuery(q): AppQuery<WaitQuery>,
-) -> Result<AppJson<SignInStatus>, AppError> {
+) -> Result<AppJson<SignInStatus>, HttpError> {
     let req = sign_in::wait(&state, &id, q.duration()).await?;
     Ok(AppJson(SignInStatus {
         status: req.status.as_str().to_owned(),
-        expires_at: crate::rfc3339(to_db_ms(req.expires_at)),
+        expires_at: signin_domain::format::rfc3339(to_db_ms(req.expires_at)),
     }))
 }

@@ -14,11 +14,13 @@ use anyhow::Context;
 use authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
 use serde::Deserialize;
 
-use crate::delivery::push::{ApnsConfig, FcmConfig, PushConfig, WebPushConfig};
-use crate::delivery::{apns, fcm};
-use crate::sign_in::risk::RiskConfig;
+use signin_domain::delivery::push::{ApnsConfig, FcmConfig, PushConfig, WebPushConfig};
+use signin_domain::delivery::{apns, fcm};
+use signin_domain::rules::risk::RiskConfig;
 
 pub mod sections;
+
+pub use signin_domain::settings::Settings;
 
 pub use sections::{
     parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, RiskSection,
@@ -65,25 +67,6 @@ impl Default for ServeConfig {
             risk: Default::default(),
             geoip: None,
             trusted_proxies: Vec::new(),
-            browser_listener_port: authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT,
-        }
-    }
-}
-
-/// What handlers need to know at run time.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub server_name: String,
-    pub request_ttl_secs: u64,
-    /// The Authenticator's loopback listener the sign-in page calls (§5.9).
-    pub browser_listener_port: u16,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            server_name: crate::store::DEFAULT_SERVER_NAME.into(),
-            request_ttl_secs: DEFAULT_REQUEST_TTL_SECS,
             browser_listener_port: authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT,
         }
     }
@@ -421,7 +404,7 @@ mod tests {
         assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
         assert!(c.geoip.is_some());
         assert_eq!(c.trusted_proxies.len(), 2);
-        assert_eq!(c.risk, crate::sign_in::risk::RiskConfig::default());
+        assert_eq!(c.risk, signin_domain::rules::risk::RiskConfig::default());
 
         let f =
             Layer::parse("[delivery.apns]\nkey_path = \"k.p8\"\nkey_id = \"K\"\nteam_id = \"T\"")

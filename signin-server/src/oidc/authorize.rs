@@ -14,26 +14,22 @@
 //!    single use, stored hashed, bound to the client, the redirect URI and the PKCE challenge).
 use authenticator_protocol::text;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, RawQuery, State};
-use axum::http::header::{self, HeaderValue};
-use axum::http::request::Parts;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::clients::{self, Client};
-use super::{random_secret, secret_hash, OAuthError, Params, RESUME_PATH};
-use crate::accounts::applications::Application;
-use crate::audit::{self, Event};
-use crate::state::AppState;
-use crate::store::oidc::{self as store, AuthorizationRow, CodeRow, SessionAuthRow};
-use crate::store::{now_ms, Pool};
-use crate::web::session::{cookie_value, public_base, PublicBase, SIGNED_IN_TTL_MS};
+use super::{random_secret, secret_hash, OAuthError, Params};
+use crate::web::flow::flow_cookie;
+pub use crate::web::flow::{after_sign_in, BrowserFlow, Flow, FLOW_COOKIE, SECURE_FLOW_COOKIE};
+use crate::web::session::PublicBase;
 use crate::web::{html, pages, Session, WebError};
+use signin_domain::audit::{self, Event};
+use signin_domain::state::AppState;
+use signin_domain::store::oidc::{self as store, AuthorizationRow, CodeRow, SessionAuthRow};
+use signin_domain::store::{now_ms, Pool};
 
-/// Cookie of an authorization in progress over plain http (loopback development only).
-pub const FLOW_COOKIE: &str = "psi_oidc";
-/// The same over https (`__Host-`: Secure, Path=/, no Domain).
-pub const SECURE_FLOW_COOKIE: &str = "__Host-psi_oidc";
 /// An authorization request waits this long for its sign-in.
 pub const AUTHORIZATION_TTL_MS: i64 = 10 * 60 * 1000;
 /// Authorization codes live 60 seconds.
@@ -45,110 +41,6 @@ const MAX_LOGIN_HINT_LEN: usize = 256;
 
 /// Scopes this provider knows; others are ignored (OpenID Connect Core §3.1.2.1).
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile"];
-
-fn flow_cookie_name(base: &PublicBase) -> &'static str {
-    if base.secure() {
-        SECURE_FLOW_COOKIE
-    } else {
-        FLOW_COOKIE
-    }
-}
-
-fn flow_cookie(base: &PublicBase, value: &str, max_age_secs: i64) -> HeaderValue {
-    let secure = if base.secure() { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}",
-        flow_cookie_name(base)
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// An authorization request in progress in this browser.
-#[derive(Debug, Clone)]
-pub struct Flow {
-    handle_hash: String,
-    pub request: AuthorizationRow,
-    pub client: Client,
-}
-
-/// The browser's authorization in progress, if any (from its `psi_oidc` cookie). The sign-in
-/// pages take it to name the client on the phone and to come back here once signed in.
-#[derive(Debug, Clone, Default)]
-pub struct BrowserFlow(Option<Flow>);
-
-impl BrowserFlow {
-    pub fn is_active(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// The client to name on the phone, during an authorization.
-    pub fn application(&self) -> Option<&Application> {
-        self.0.as_ref().map(|f| &f.client.application)
-    }
-
-    /// The `login_hint` of the authorization, to prefill the UPN.
-    pub fn login_hint(&self) -> Option<&str> {
-        self.0
-            .as_ref()
-            .and_then(|f| f.request.login_hint.as_deref())
-    }
-}
-
-impl FromRequestParts<AppState> for BrowserFlow {
-    type Rejection = WebError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        let Ok(base) = public_base(&state.pool, parts).await else {
-            return Ok(BrowserFlow(None));
-        };
-        let Some(handle) = cookie_value(parts, flow_cookie_name(&base)) else {
-            return Ok(BrowserFlow(None));
-        };
-        if handle.len() != 43 {
-            return Ok(BrowserFlow(None));
-        }
-        let handle_hash = secret_hash(handle);
-        let Some(request) = store::find_authorization(&state.pool, &handle_hash, now_ms()).await?
-        else {
-            return Ok(BrowserFlow(None));
-        };
-        let client = clients::find(&state.pool, &request.client_id)
-            .await
-            .map_err(|e| WebError::internal(anyhow::anyhow!("{e}")))?;
-        Ok(BrowserFlow(client.map(|client| Flow {
-            handle_hash,
-            request,
-            client,
-        })))
-    }
-}
-
-/// After the sign-in pages signed a browser in (`web::signin::signed_in`): records how and
-/// when (for `auth_time`, `amr`, `max_age`), and, during an authorization, returns where the
-/// browser goes next ([`RESUME_PATH`]).
-pub async fn after_sign_in(
-    pool: &Pool,
-    flow: &BrowserFlow,
-    session: &Session,
-    who: &crate::trust::Authenticated,
-) -> Result<Option<&'static str>, WebError> {
-    let now = now_ms();
-    store::insert_session_auth(
-        pool,
-        &SessionAuthRow {
-            session_hash: session.id_hash(),
-            upn: who.upn().to_owned(),
-            auth_time: now,
-            amr: who.method().amr().join(" "),
-            expires_at: now + SIGNED_IN_TTL_MS,
-            method: Some(who.method().as_str().to_owned()),
-            device: who.device().map(str::to_owned),
-        },
-        now,
-    )
-    .await?;
-    Ok(flow.is_active().then_some(RESUME_PATH))
-}
 
 /// A page for a request that cannot go back to the client (unknown client, redirect URI not
 /// registered): the user sees why; nothing goes to the URI.
@@ -338,7 +230,7 @@ fn check(p: &Params, client: &Client) -> Result<Checked, (&'static str, &'static
             return Err(("invalid_request", "login_hint is not a plain user name"))
         }
         Some(h) => Some(
-            crate::upn::Upn::parse(h)
+            signin_domain::upn::Upn::parse(h)
                 .map_err(|_| ("invalid_request", "login_hint is not a plain user name"))?
                 .as_str()
                 .to_owned(),

@@ -28,12 +28,12 @@ use serde::Serialize;
 use super::clients::{self, AuthMethod, Client};
 use super::token::{issue_tokens, Authenticated};
 use super::{no_store, random_secret, secret_hash, OAuthError, Params};
-use crate::sign_in::{self, StartSignIn};
-use crate::state::AppState;
-use crate::store::oidc::{self as store, CibaRow};
-use crate::store::requests::Status;
-use crate::store::{now_ms, to_db_ms};
-use crate::trust::Method;
+use signin_domain::sign_in::{self, StartSignIn};
+use signin_domain::state::AppState;
+use signin_domain::store::oidc::{self as store, CibaRow};
+use signin_domain::store::requests::Status;
+use signin_domain::store::{now_ms, to_db_ms};
+use signin_domain::trust::Method;
 
 /// The least time between two polls, to start with (CIBA §7.3: default 5 seconds).
 pub const DEFAULT_INTERVAL_SECS: i64 = 5;
@@ -89,7 +89,7 @@ pub async fn backchannel_authorize(
         ));
     }
     // The user in the one form of a user name (`Upn`); what is not one is no user.
-    let upn = crate::upn::Upn::parse(p.require("login_hint", "login_hint is required")?)
+    let upn = signin_domain::upn::Upn::parse(p.require("login_hint", "login_hint is required")?)
         .map_err(|_| OAuthError::from(crate::error::AppError::UnknownAccount))?;
     let upn = upn.as_str();
     let ttl = i64::try_from(state.settings.request_ttl_secs).unwrap_or(i64::MAX);

@@ -10,8 +10,8 @@ use super::{
     OAuthError, ACR_MFA, ACR_PHISHING_RESISTANT, ACR_SINGLE_FACTOR, AUTHORIZE_PATH,
     CIBA_GRANT_TYPE, CIBA_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
 };
-use crate::state::AppState;
 use crate::web::session::public_base;
+use signin_domain::state::AppState;
 
 #[derive(Debug, Serialize)]
 struct Metadata {

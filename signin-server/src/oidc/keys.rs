@@ -15,8 +15,8 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
-use crate::store::oidc::{self as store, SigningKeyRow};
-use crate::store::{now_ms, Pool};
+use signin_domain::store::oidc::{self as store, SigningKeyRow};
+use signin_domain::store::{now_ms, Pool};
 
 /// The key that signs ID tokens now. `Debug` shows the key id only.
 pub struct SigningKey {
@@ -158,7 +158,10 @@ pub async fn run_admin(pool: &Pool, command: AdminCommand) -> anyhow::Result<()>
         AdminCommand::List => {
             for (i, (kid, created_at)) in list(pool).await?.into_iter().enumerate() {
                 let role = if i == 0 { "signing" } else { "published" };
-                println!("{kid} {} {role}", crate::rfc3339(created_at));
+                println!(
+                    "{kid} {} {role}",
+                    signin_domain::format::rfc3339(created_at)
+                );
             }
         }
         AdminCommand::Rotate => {

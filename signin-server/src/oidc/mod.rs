@@ -8,7 +8,7 @@
 //!   `admin oidc-key rotate`);
 //! - [`clients`]: registration and client authentication at the token endpoint;
 //! - [`authorize`]: the authorization endpoint, whose sign-in is the server's own sign-in
-//!   pages (`web::signin`) with the client named on the phone ([`authorize::BrowserFlow`]);
+//!   pages (`web::signin`) with the client named on the phone ([`crate::web::flow::BrowserFlow`]);
 //! - [`token`]: the token endpoint (authorization code + PKCE, CIBA) and userinfo;
 //! - [`ciba`]: the backchannel authentication endpoint (poll and ping modes).
 //!
@@ -22,7 +22,7 @@ pub mod token;
 
 use std::sync::Arc;
 
-use authenticator_protocol::encoding::{b64, sha256};
+use authenticator_protocol::encoding::b64;
 use axum::http::header::{self, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -31,28 +31,21 @@ use axum::Router;
 use serde::Serialize;
 
 use crate::error::InternalCause;
-use crate::state::AppState;
+pub use signin_domain::oidc::{
+    acr_for, secret_hash, ACR_MFA, ACR_PHISHING_RESISTANT, ACR_SINGLE_FACTOR,
+    AMR_PHISHING_RESISTANT,
+};
+use signin_domain::state::AppState;
 
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const JWKS_PATH: &str = "/oauth2/jwks";
 pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 /// Where the sign-in pages send a browser back once it has signed in during an authorization.
-pub const RESUME_PATH: &str = "/oauth2/authorize/resume";
+pub use crate::web::flow::RESUME_PATH;
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const USERINFO_PATH: &str = "/oauth2/userinfo";
 pub const CIBA_PATH: &str = "/oauth2/bc-authorize";
 pub const CIBA_GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
-
-/// `acr` of a sign-in with more than one factor (phone sign-in, password + phone).
-pub const ACR_MFA: &str = "urn:phonesignin:acr:mfa";
-/// `acr` of a sign-in with one factor (a password alone, a temporary access pass).
-pub const ACR_SINGLE_FACTOR: &str = "urn:phonesignin:acr:single-factor";
-/// `acr` of a phishing-resistant sign-in: more than one factor, and the approval bound to the
-/// browser that showed the page (PROTOCOL.md §5.9).
-pub const ACR_PHISHING_RESISTANT: &str = "urn:phonesignin:acr:phr";
-/// The `amr` value of a phishing-resistant sign-in. Not one of RFC 8176's; the name other
-/// identity providers (Okta) use for the same property.
-pub const AMR_PHISHING_RESISTANT: &str = "phr";
 
 /// The OpenID Connect routes, merged into `crate::app`.
 pub fn routes() -> Router<AppState> {
@@ -70,28 +63,11 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(crate::web::security_headers))
 }
 
-/// SHA-256 (base64url) of a secret handed out (codes, tokens, handles): what is stored.
-pub(crate) fn secret_hash(secret: &str) -> String {
-    b64(&sha256(secret.as_bytes()))
-}
-
 /// 32 random bytes, base64url: every code, token and handle.
 pub(crate) fn random_secret() -> Result<String, OAuthError> {
-    Ok(b64(&crate::sign_in::random_bytes::<32>().map_err(|e| {
-        OAuthError::Internal(anyhow::anyhow!("random source: {e}"))
-    })?))
-}
-
-/// `acr` for a list of `amr` values.
-pub fn acr_for(amr: &[String]) -> &'static str {
-    let has = |value: &str| amr.iter().any(|m| m == value);
-    if has("mfa") && has(AMR_PHISHING_RESISTANT) {
-        ACR_PHISHING_RESISTANT
-    } else if has("mfa") {
-        ACR_MFA
-    } else {
-        ACR_SINGLE_FACTOR
-    }
+    Ok(b64(&signin_domain::random::random_bytes::<32>().map_err(
+        |e| OAuthError::Internal(anyhow::anyhow!("random source: {e}")),
+    )?))
 }
 
 /// Parameters of a form or query string, each at most once (RFC 6749 §3.1: "parameters MUST
@@ -206,15 +182,15 @@ impl OAuthError {
     }
 }
 
-impl From<crate::store::StoreError> for OAuthError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<signin_domain::store::StoreError> for OAuthError {
+    fn from(e: signin_domain::store::StoreError) -> Self {
         OAuthError::Internal(e.into())
     }
 }
 
-impl From<crate::error::AppError> for OAuthError {
-    fn from(e: crate::error::AppError) -> Self {
-        use crate::error::AppError;
+impl From<signin_domain::AppError> for OAuthError {
+    fn from(e: signin_domain::AppError) -> Self {
+        use signin_domain::AppError;
         match e {
             AppError::Internal(cause) => OAuthError::Internal(cause),
             AppError::UnknownAccount => OAuthError::UnknownUserId,

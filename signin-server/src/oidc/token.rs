@@ -16,11 +16,11 @@ use super::clients::{self, AuthMethod, Client};
 use super::{
     acr_for, ciba, no_store, random_secret, secret_hash, OAuthError, Params, CIBA_GRANT_TYPE,
 };
-use crate::audit::{self, Event};
-use crate::state::AppState;
-use crate::store::oidc::{self as store, AccessTokenRow};
-use crate::store::{now_ms, users};
 use crate::web::session::public_base;
+use signin_domain::audit::{self, Event};
+use signin_domain::state::AppState;
+use signin_domain::store::oidc::{self as store, AccessTokenRow};
+use signin_domain::store::{now_ms, users};
 
 /// ID tokens live 5 minutes: a relying party validates one right after the token request.
 pub const ID_TOKEN_TTL_SECS: i64 = 300;
@@ -67,12 +67,12 @@ pub(crate) struct Authenticated<'a> {
     pub grant_hash: &'a str,
     /// How the user signed in and the device that proved it: `trust::authenticate` decides
     /// whether they may still act when the tokens are issued.
-    pub method: Option<crate::trust::Method>,
+    pub method: Option<signin_domain::trust::Method>,
     pub device: Option<&'a str>,
 }
 
 /// The stable, opaque `sub` of a user (random, stored on first use).
-pub async fn subject(pool: &crate::store::Pool, upn: &str) -> Result<String, OAuthError> {
+pub async fn subject(pool: &signin_domain::store::Pool, upn: &str) -> Result<String, OAuthError> {
     let fresh = random_secret()?;
     Ok(store::subject_for(pool, upn, &fresh).await?)
 }
@@ -88,7 +88,9 @@ pub(crate) async fn issue_tokens(
     let method = a
         .method
         .ok_or(OAuthError::InvalidGrant("the sign-in is no longer valid"))?;
-    if let Err(refusal) = crate::trust::authenticate(&state.pool, a.upn, method, a.device).await? {
+    if let Err(refusal) =
+        signin_domain::trust::authenticate(&state.pool, a.upn, method, a.device).await?
+    {
         tracing::info!(refusal = refusal.as_str(), "tokens refused");
         return Err(OAuthError::AccessDenied(
             "the user or device may no longer sign in",
@@ -273,7 +275,10 @@ async fn authorization_code(
             auth_time: row.auth_time,
             amr: &row.amr,
             grant_hash: &code_hash,
-            method: row.method.as_deref().and_then(crate::trust::Method::parse),
+            method: row
+                .method
+                .as_deref()
+                .and_then(signin_domain::trust::Method::parse),
             device: row.device.as_deref(),
         },
     )

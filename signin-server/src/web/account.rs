@@ -8,8 +8,8 @@ use maud::{html, Markup};
 use super::pages::{csrf, layout, notice, Notice};
 use super::signin::CsrfForm;
 use super::{page, signed_in, Session, User, WebError};
-use crate::state::AppState;
-use crate::trust::{self, AccountChange, Permission};
+use signin_domain::state::AppState;
+use signin_domain::trust::{self, AccountChange, Permission};
 
 /// `GET /me`
 pub async fn landing(
@@ -41,7 +41,7 @@ async fn devices_table(
     session: &Session,
     user: &User,
 ) -> Result<Markup, WebError> {
-    let devices = crate::store::devices::of_user(&state.pool, &user.upn).await?;
+    let devices = signin_domain::store::devices::of_user(&state.pool, &user.upn).await?;
     Ok(html! {
         @if devices.is_empty() {
             p id="no-methods" { "You have no Authenticator app yet." }
@@ -149,7 +149,7 @@ pub async fn add_authenticator(
     session.check_csrf(&f.csrf)?;
     let user = signed_in(&state, &session).await?;
     let table = devices_table(&state, &session, &user).await?;
-    let policy = crate::sign_in::policy::load(&state.pool)
+    let policy = signin_domain::rules::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
     if !(policy.allows_passwordless_for(&user.groups) || policy.allows_push_for(&user.groups)) {
@@ -180,10 +180,10 @@ pub async fn add_authenticator(
         *r.status_mut() = axum::http::StatusCode::FORBIDDEN;
         return Ok(r);
     }
-    let ttl = crate::store::enrollment_ttl_secs(&state.pool)
+    let ttl = signin_domain::store::enrollment_ttl_secs(&state.pool)
         .await
         .map_err(WebError::Internal)?;
-    let link = crate::accounts::registration_link_for_session(
+    let link = signin_domain::accounts::registration_link_for_session(
         &state.pool,
         &user.upn,
         &session.base.url,

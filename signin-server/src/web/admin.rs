@@ -8,10 +8,10 @@ use serde::Deserialize;
 
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, page, Session, User, WebError};
-use crate::sign_in::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
-use crate::state::AppState;
-use crate::store::audit::AuditFilter;
-use crate::store::users;
+use signin_domain::rules::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
+use signin_domain::state::AppState;
+use signin_domain::store::audit::AuditFilter;
+use signin_domain::store::users;
 
 /// How many audit entries the audit page shows (newest first).
 pub const AUDIT_PAGE_ROWS: i64 = 500;
@@ -114,7 +114,7 @@ pub async fn policy_page(
     session: Session,
 ) -> Result<Response, WebError> {
     let user = admin_user(&state, &session).await?;
-    let p = crate::sign_in::policy::load(&state.pool)
+    let p = signin_domain::rules::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
     let fallback = super::fallback::admin_card(&state, &session).await?;
@@ -153,7 +153,7 @@ pub async fn save_policy(
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
     let user = admin_user(&state, &session).await?;
-    let current = crate::sign_in::policy::load(&state.pool)
+    let current = signin_domain::rules::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
     let parsed = (|| {
@@ -186,7 +186,7 @@ pub async fn save_policy(
     if let Err(e) = current.apply(&update) {
         return Ok(policy_error(&session, &user, &current, &e));
     }
-    let saved = crate::accounts::set_policy(&state.pool, &update)
+    let saved = signin_domain::accounts::set_policy(&state.pool, &update)
         .await
         .map_err(WebError::Internal)?;
     let body = policy_form(
@@ -298,15 +298,19 @@ pub async fn add_user(
         .map(str::to_owned)
         .collect();
     let result = async {
-        let upn = crate::upn::Upn::parse(&f.upn).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let upn = signin_domain::upn::Upn::parse(&f.upn).map_err(|e| anyhow::anyhow!("{e}"))?;
         if !f.password.is_empty() {
             // Checked before the user exists, so a bad password adds nobody.
-            crate::accounts::passwords::hash_password(&f.password)?;
+            signin_domain::accounts::passwords::hash_password(&f.password)?;
         }
-        crate::accounts::add_user(&state.pool, upn.as_str(), &f.name, &groups).await?;
+        signin_domain::accounts::add_user(&state.pool, upn.as_str(), &f.name, &groups).await?;
         if !f.password.is_empty() {
-            crate::accounts::passwords::set_password(&state.pool, upn.as_str(), &f.password)
-                .await?;
+            signin_domain::accounts::passwords::set_password(
+                &state.pool,
+                upn.as_str(),
+                &f.password,
+            )
+            .await?;
         }
         anyhow::Ok(upn)
     }
@@ -393,9 +397,9 @@ pub async fn add_member(
     session.check_csrf(&f.csrf)?;
     let user = admin_user(&state, &session).await?;
     let message;
-    let upn =
-        crate::upn::Upn::parse(&f.upn).map_or_else(|_| f.upn.trim().to_owned(), |u| u.to_string());
-    let n = match crate::accounts::add_group_member(&state.pool, &f.group, &upn).await {
+    let upn = signin_domain::upn::Upn::parse(&f.upn)
+        .map_or_else(|_| f.upn.trim().to_owned(), |u| u.to_string());
+    let n = match signin_domain::accounts::add_group_member(&state.pool, &f.group, &upn).await {
         Ok(()) => {
             message = format!("Added {} to {}.", upn, f.group.trim());
             Notice::Info(&message)
@@ -451,7 +455,8 @@ impl AuditQuery {
                 .ok_or("Times are YYYY-MM-DD or RFC 3339 (2026-12-02T10:00:00Z)."),
         };
         Ok(AuditFilter {
-            upn: opt(&self.upn).map(|u| crate::upn::Upn::parse(&u).map_or(u, |u| u.to_string())),
+            upn: opt(&self.upn)
+                .map(|u| signin_domain::upn::Upn::parse(&u).map_or(u, |u| u.to_string())),
             event: opt(&self.event),
             since: time(&self.since)?,
             until: time(&self.until)?,
@@ -486,7 +491,10 @@ pub async fn audit_page(
 ) -> Result<Response, WebError> {
     let user = admin_user(&state, &session).await?;
     let (rows, error) = match q.filter() {
-        Ok(f) => (crate::store::audit::query(&state.pool, &f).await?, None),
+        Ok(f) => (
+            signin_domain::store::audit::query(&state.pool, &f).await?,
+            None,
+        ),
         Err(e) => (Vec::new(), Some(e)),
     };
     let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= AUDIT_PAGE_ROWS;
@@ -514,9 +522,9 @@ pub async fn audit_page(
                     tr {
                         td { (r.seq) }
                         td {
-                            (crate::rfc3339(r.at))
+                            (signin_domain::format::rfc3339(r.at))
                             @if r.repeats > 0 {
-                                " (×" (r.repeats + 1) ", last " (crate::rfc3339(r.last_at.unwrap_or(r.at))) ")"
+                                " (×" (r.repeats + 1) ", last " (signin_domain::format::rfc3339(r.last_at.unwrap_or(r.at))) ")"
                             }
                         }
                         td { (r.event) }

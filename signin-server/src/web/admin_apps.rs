@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, page, Session, User, WebError};
-use crate::accounts::applications;
-use crate::oidc::clients;
-use crate::state::AppState;
+use signin_domain::accounts::applications;
+use signin_domain::oidc::clients;
+use signin_domain::state::AppState;
 
 pub const APPS_PATH: &str = "/admin/apps";
 pub const REMOVE_APP_PATH: &str = "/admin/apps/remove";

@@ -10,17 +10,17 @@ use serde::Deserialize;
 
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, may_change, page, signed_in, Session, User, WebError};
-use crate::accounts::devices::{remove_as, Remover};
-use crate::state::AppState;
-use crate::store::devices::{self, DeviceSummary};
-use crate::trust::{AccountChange, Permission};
+use signin_domain::accounts::devices::{remove_as, Remover};
+use signin_domain::state::AppState;
+use signin_domain::store::devices::{self, DeviceSummary};
+use signin_domain::trust::{AccountChange, Permission};
 
 pub const USER_REMOVE_PATH: &str = "/me/security-info/devices/remove";
 pub const ADMIN_PATH: &str = "/admin/devices";
 pub const ADMIN_REMOVE_PATH: &str = "/admin/devices/remove";
 
 fn when(at: Option<i64>, none: &'static str) -> String {
-    at.map_or_else(|| none.to_owned(), crate::rfc3339)
+    at.map_or_else(|| none.to_owned(), signin_domain::format::rfc3339)
 }
 
 /// The devices as a table with a remove button each, posting to `remove_action`. The names
@@ -49,7 +49,7 @@ pub fn table(
                         @if show_user { td { (d.upn) } }
                         td { (d.device_name) }
                         td { (platform(&d.push_kind)) }
-                        td { (crate::rfc3339(d.enrolled_at)) }
+                        td { (signin_domain::format::rfc3339(d.enrolled_at)) }
                         td { (when(d.last_used_at, "Never")) }
                         td {
                             @if d.awaiting_approval { strong { "Awaiting approval" } br; }
@@ -135,10 +135,9 @@ async fn admin_body(
     upn: Option<&str>,
     n: Notice<'_>,
 ) -> Result<Markup, WebError> {
-    let upn = upn
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(|u| crate::upn::Upn::parse(u).map_or_else(|_| u.to_owned(), |u| u.to_string()));
+    let upn = upn.map(str::trim).filter(|u| !u.is_empty()).map(|u| {
+        signin_domain::upn::Upn::parse(u).map_or_else(|_| u.to_owned(), |u| u.to_string())
+    });
     let upn = upn.as_deref();
     let list = match upn {
         Some(upn) => devices::of_user(&state.pool, upn).await?,

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use super::pages::{csrf, layout, notice, Notice};
 use super::signin::{signed_in, CsrfForm, SignedIn};
 use super::{page, Session, User, WebError};
-use crate::accounts::fallback::{self, Outcome};
-use crate::accounts::{backup_codes, fallback::Method};
-use crate::state::AppState;
-use crate::trust::{self, AccountChange, Permission};
+use signin_domain::accounts::fallback::{self, Outcome};
+use signin_domain::accounts::{backup_codes, fallback::Method};
+use signin_domain::state::AppState;
+use signin_domain::trust::{self, AccountChange, Permission};
 
 #[derive(Deserialize)]
 pub struct CodeForm {
@@ -71,7 +71,7 @@ pub async fn form(session: Session) -> Result<Response, WebError> {
 pub async fn submit(
     State(state): State<AppState>,
     mut session: Session,
-    flow: crate::oidc::authorize::BrowserFlow,
+    flow: super::flow::BrowserFlow,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod admin_apps;
 pub mod devices;
 pub mod fallback;
+pub mod flow;
 pub mod pages;
 pub mod session;
 pub mod signin;
@@ -23,11 +24,11 @@ use axum::Router;
 use maud::Markup;
 
 use crate::error::InternalCause;
-use crate::state::AppState;
 pub use session::Session;
+use signin_domain::state::AppState;
 
 /// Settings-table key of the server's public URL (`serve --public-url`).
-pub use crate::store::PUBLIC_URL_SETTING;
+pub use signin_domain::store::PUBLIC_URL_SETTING;
 /// Members of this group may open the admin pages (`admin user add --group admins`).
 pub const ADMIN_GROUP: &str = "admins";
 
@@ -165,16 +166,16 @@ impl WebError {
     }
 }
 
-impl From<crate::store::StoreError> for WebError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<signin_domain::store::StoreError> for WebError {
+    fn from(e: signin_domain::store::StoreError) -> Self {
         WebError::Internal(e.into())
     }
 }
 
-impl From<crate::error::AppError> for WebError {
-    fn from(e: crate::error::AppError) -> Self {
+impl From<signin_domain::AppError> for WebError {
+    fn from(e: signin_domain::AppError) -> Self {
         match e {
-            crate::error::AppError::Internal(cause) => WebError::Internal(cause),
+            signin_domain::AppError::Internal(cause) => WebError::Internal(cause),
             other => WebError::Internal(anyhow::anyhow!("unexpected: {other}")),
         }
     }
@@ -254,12 +255,17 @@ impl User {
     }
 }
 
-pub async fn load_user(pool: &crate::store::Pool, upn: &str) -> Result<Option<User>, WebError> {
-    Ok(crate::store::users::find(pool, upn).await?.map(|u| User {
-        upn: u.upn,
-        display_name: u.display_name,
-        groups: u.groups,
-    }))
+pub async fn load_user(
+    pool: &signin_domain::store::Pool,
+    upn: &str,
+) -> Result<Option<User>, WebError> {
+    Ok(signin_domain::store::users::find(pool, upn)
+        .await?
+        .map(|u| User {
+            upn: u.upn,
+            display_name: u.display_name,
+            groups: u.groups,
+        }))
 }
 
 /// The signed-in user, or `SignInRequired`.
@@ -275,13 +281,17 @@ pub async fn signed_in(state: &AppState, session: &Session) -> Result<User, WebE
 pub async fn may_change(
     state: &AppState,
     session: &Session,
-    change: crate::trust::AccountChange,
-) -> Result<crate::trust::Permission, WebError> {
+    change: signin_domain::trust::AccountChange,
+) -> Result<signin_domain::trust::Permission, WebError> {
     let method = session.method.ok_or(WebError::SignInRequired)?;
-    let policy = crate::sign_in::policy::load(&state.pool)
+    let policy = signin_domain::rules::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
-    Ok(crate::trust::may(method, change, policy.phishing_resistant))
+    Ok(signin_domain::trust::may(
+        method,
+        change,
+        policy.phishing_resistant,
+    ))
 }
 
 /// Why a session may not make an account change, for the page.

@@ -10,10 +10,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::WebError;
-use crate::state::AppState;
-use crate::store::sessions::{self, SessionRow};
-use crate::store::{now_ms, Pool};
-use crate::trust::{Authenticated, Method, Principal};
+use signin_domain::state::AppState;
+use signin_domain::store::sessions::{self, SessionRow};
+use signin_domain::store::{now_ms, Pool};
+use signin_domain::trust::{Authenticated, Method, Principal};
 
 /// Cookie name over plain http (loopback development only).
 pub const SESSION_COOKIE: &str = "psi_session";
@@ -57,7 +57,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 pub async fn public_base(pool: &Pool, parts: &Parts) -> Result<PublicBase, WebError> {
-    if let Some(u) = crate::store::get_setting(pool, super::PUBLIC_URL_SETTING).await? {
+    if let Some(u) = signin_domain::store::get_setting(pool, super::PUBLIC_URL_SETTING).await? {
         let url =
             url::Url::parse(&u).map_err(|_| WebError::Config("stored public URL is invalid"))?;
         return Ok(PublicBase { url });

@@ -10,19 +10,19 @@ use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
+use super::flow::BrowserFlow;
 use super::pages::{csrf, layout, notice, Notice};
 use super::{load_user, page, see_other, Session, WebError};
-use crate::accounts::applications;
-use crate::accounts::passwords::{self, PasswordCheck};
-use crate::audit::{self, Event};
-use crate::error::AppError;
 use crate::extract::ClientIp;
-use crate::oidc::authorize::BrowserFlow;
-use crate::sign_in::{self, StartSignIn, Started};
-use crate::state::AppState;
-use crate::store::requests::{kind_str, Status, StoredRequest};
-use crate::trust::{self, Method, Refusal};
-use crate::upn::Upn;
+use signin_domain::accounts::applications;
+use signin_domain::accounts::passwords::{self, PasswordCheck};
+use signin_domain::audit::{self, Event};
+use signin_domain::sign_in::{self, StartSignIn, Started};
+use signin_domain::state::AppState;
+use signin_domain::store::requests::{kind_str, Status, StoredRequest};
+use signin_domain::trust::{self, Method, Refusal};
+use signin_domain::upn::Upn;
+use signin_domain::AppError;
 
 /// "Resend request" works this many times per sign-in attempt (then: start over).
 pub const MAX_RESENDS: i64 = 3;
@@ -297,7 +297,7 @@ pub async fn submit_pass(
     if f.pass.trim().is_empty() || f.pass.len() > 64 {
         return Ok(pass_page(&session, &upn, Notice::Error("Enter the pass.")));
     }
-    let ok = crate::accounts::temporary_pass::redeem(&state.pool, &upn, &f.pass)
+    let ok = signin_domain::accounts::temporary_pass::redeem(&state.pool, &upn, &f.pass)
         .await
         .map_err(WebError::Internal)?;
     if !ok {
@@ -368,7 +368,7 @@ fn refusal_page(session: &Session, refusal: &Refusal) -> Response {
 /// credential may act for the user now (the user not disabled or paused, the device not held
 /// or removed); then the browser moves to a new, signed-in session id that records how it was
 /// made, the sign-in is audited, and the browser is redirected (during an OpenID Connect
-/// authorization, `flow`, back to it: `oidc::authorize::after_sign_in`, which also records how
+/// authorization, `flow`, back to it: `flow::after_sign_in`, which also records how
 /// and when for the ID token).
 pub(super) async fn signed_in(
     state: &AppState,
@@ -394,7 +394,7 @@ pub(super) async fn signed_in(
         },
     )
     .await?;
-    let to = crate::oidc::authorize::after_sign_in(&state.pool, flow, &next, &who)
+    let to = super::flow::after_sign_in(&state.pool, flow, &next, &who)
         .await?
         .unwrap_or(s.to);
     Ok(see_other(&next, to))

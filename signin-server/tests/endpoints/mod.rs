@@ -17,9 +17,9 @@ use axum::{Json, Router};
 use base64::Engine;
 use ring::signature::{self, KeyPair};
 use serde_json::{json, Value};
-use signin_server::delivery::jwt::{decode, DecodedJwt};
-use signin_server::delivery::push::{PushConfig, RetryPolicy};
-use signin_server::sign_in::risk::RiskConfig;
+use signin_domain::delivery::jwt::{decode, DecodedJwt};
+use signin_domain::delivery::push::{PushConfig, RetryPolicy};
+use signin_domain::rules::risk::RiskConfig;
 
 use crate::support::{harness_with_state, Harness, Phone};
 
@@ -166,8 +166,8 @@ impl Apns {
         }
     }
 
-    pub fn config(&self) -> signin_server::delivery::push::ApnsConfig {
-        signin_server::delivery::push::ApnsConfig {
+    pub fn config(&self) -> signin_domain::delivery::push::ApnsConfig {
+        signin_domain::delivery::push::ApnsConfig {
             key_path: self.key_path.clone(),
             key_id: APNS_KEY_ID.into(),
             team_id: APNS_TEAM_ID.into(),
@@ -338,7 +338,7 @@ impl Fcm {
     /// Starts the endpoints and writes a service-account file naming them.
     pub async fn start(dir: &Path) -> Fcm {
         let key_pem = include_str!("../fixtures/fcm-test-key.pem");
-        let der = signin_server::delivery::jwt::pem_to_der(key_pem, "PRIVATE KEY").unwrap();
+        let der = signin_domain::delivery::jwt::pem_to_der(key_pem, "PRIVATE KEY").unwrap();
         let pair = signature::RsaKeyPair::from_pkcs8(&der).unwrap();
         let shared = FcmShared {
             public_key: Arc::new(pair.public_key().as_ref().to_vec()),
@@ -372,8 +372,8 @@ impl Fcm {
         }
     }
 
-    pub fn config(&self) -> signin_server::delivery::push::FcmConfig {
-        signin_server::delivery::push::FcmConfig {
+    pub fn config(&self) -> signin_domain::delivery::push::FcmConfig {
+        signin_domain::delivery::push::FcmConfig {
             service_account_path: self.service_account.clone(),
             project_id: None,
             endpoint: url::Url::parse(&self.url).unwrap(),
@@ -444,7 +444,7 @@ pub fn generous() -> RiskConfig {
 }
 
 pub async fn audit_outcomes(h: &Harness, event: &str) -> Vec<String> {
-    signin_server::audit::list(&h.state.pool)
+    signin_domain::audit::list(&h.state.pool)
         .await
         .unwrap()
         .into_iter()
@@ -455,7 +455,7 @@ pub async fn audit_outcomes(h: &Harness, event: &str) -> Vec<String> {
 
 /// How many times `event` happened: collapsed repeats count (see `store::audit`).
 pub async fn audit_count(h: &Harness, event: &str) -> i64 {
-    signin_server::audit::list(&h.state.pool)
+    signin_domain::audit::list(&h.state.pool)
         .await
         .unwrap()
         .into_iter()

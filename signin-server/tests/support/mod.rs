@@ -15,8 +15,9 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use signin_server::store::testing::TestDatabase;
-use signin_server::{accounts, app, store, AppState, Settings};
+use signin_domain::store::testing::TestDatabase;
+use signin_domain::{accounts, store, AppState};
+use signin_server::{app, Settings};
 use tower::ServiceExt;
 
 pub struct Harness {
@@ -66,7 +67,7 @@ pub async fn harness_with_state(
     .await
     .unwrap();
     // Tests start many sign-ins per user: a generous limit unless a test sets its own.
-    let state = configure(state.with_risk(signin_server::sign_in::risk::RiskConfig {
+    let state = configure(state.with_risk(signin_domain::rules::risk::RiskConfig {
         burst: 1000,
         ..Default::default()
     }));
@@ -329,7 +330,7 @@ impl Phone {
         self.account_id = Some(AccountId::parse(r.body["account_id"].as_str().unwrap()).unwrap());
         if !h.new_device_notices {
             let upn =
-                signin_server::store::devices::owner_of(&h.state.pool, self.account().as_str())
+                signin_domain::store::devices::owner_of(&h.state.pool, self.account().as_str())
                     .await
                     .unwrap()
                     .expect("enrolled");
@@ -521,7 +522,7 @@ pub mod scan {
     /// The audit log as two texts: every field of every row (scanned for text secrets), and
     /// only the fields that carry data — event, user, ids, outcome — (scanned for two-digit
     /// numbers, which the sequence numbers and times hold by chance).
-    pub fn audit_texts(rows: &[signin_server::audit::Row]) -> (String, String) {
+    pub fn audit_texts(rows: &[signin_domain::audit::Row]) -> (String, String) {
         let all = rows.iter().map(|r| format!("{r}\n{r:?}\n")).collect();
         let data = rows
             .iter()
@@ -540,7 +541,7 @@ pub mod scan {
     }
 
     /// Where each secret was found in the audit log ([`audit_texts`]), one line each.
-    pub fn audit_leaks(rows: &[signin_server::audit::Row], secrets: &[Secret]) -> Vec<String> {
+    pub fn audit_leaks(rows: &[signin_domain::audit::Row], secrets: &[Secret]) -> Vec<String> {
         let (all, data) = audit_texts(rows);
         let (numbers, texts): (Vec<Secret>, Vec<Secret>) =
             secrets.iter().cloned().partition(|s| s.number);

@@ -85,7 +85,7 @@ impl std::fmt::Debug for VapidKey {
 }
 
 /// A fresh key pair as the database keeps it.
-pub(crate) fn new_stored_key() -> anyhow::Result<StoredVapidKey> {
+pub fn new_stored_key() -> anyhow::Result<StoredVapidKey> {
     let (signer, pkcs8) = EcdsaSigner::generate().context("generating the VAPID key")?;
     Ok(StoredVapidKey {
         private_key: b64(&pkcs8),
@@ -108,7 +108,7 @@ impl VapidKey {
         Self::from_stored(&stored)
     }
 
-    pub(crate) fn from_stored(stored: &StoredVapidKey) -> anyhow::Result<Self> {
+    pub fn from_stored(stored: &StoredVapidKey) -> anyhow::Result<Self> {
         let der = unb64("vapid_private_key", &stored.private_key).context("stored VAPID key")?;
         let key = Es256Key::from_pkcs8_der(&der).context("stored VAPID key")?;
         let public_b64 = b64(&key.public_key_sec1());

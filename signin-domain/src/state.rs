@@ -5,11 +5,11 @@ use authenticator_protocol::EcdsaSigner;
 use tokio::sync::watch;
 
 use crate::accounts::passwords::{PasswordGuard, PasswordLimits};
-use crate::config::Settings;
 use crate::delivery::push::{Dispatcher, RetryPolicy, Transport};
 use crate::delivery::{LongPoll, Waiters};
-use crate::sign_in::location::{Locator, NoGeoIp};
-use crate::sign_in::risk::RiskConfig;
+use crate::rules::location::{Locator, NoGeoIp};
+use crate::rules::risk::RiskConfig;
+use crate::settings::Settings;
 use crate::store::Pool;
 use ipnet::IpNet;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::audit::{self, Event};
-use crate::sign_in::risk::address_key;
+use crate::rules::risk::address_key;
 use crate::store::{users, Pool, StoreResult};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;

@@ -1,6 +1,6 @@
 //! Registering a phone: the one-time code's challenge and completion (PROTOCOL.md §5.1–§5.2),
 //! and enabling phone sign-in on an enrolled account (§5.3).
-use authenticator_protocol::encoding::{b64, ct_eq, sha256, unb64_fixed};
+use authenticator_protocol::encoding::{b64, ct_eq, unb64_fixed};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
 use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::webpush::WebPushSubscription;
@@ -10,19 +10,15 @@ use authenticator_protocol::wire::{
 };
 use authenticator_protocol::{text, AccountId, PublicKey, UnixMillis};
 
+use crate::accounts::code_hash;
 use crate::audit::{self, Event};
 use crate::error::AppError;
-use crate::sign_in::random_bytes;
-use crate::sign_in::verify::{check_fresh, verify_enroll_proof, verify_passwordless_registration};
+use crate::random::random_bytes;
+use crate::rules::verify::{check_fresh, verify_enroll_proof, verify_passwordless_registration};
 use crate::state::AppState;
 use crate::store::enrollment::{self as codes, Hold, NewDevice};
 use crate::store::{devices, from_db_ms, now_ms, to_db_ms};
 use crate::trust::{self, AccountChange, Method, Permission};
-
-/// What the database keys an enrollment code by: SHA-256 of the code, base64url.
-pub fn code_hash(code: &str) -> String {
-    b64(&sha256(code.as_bytes()))
-}
 
 /// §5.1: a fresh challenge for a usable code (voiding the previous one), signed by the server.
 pub async fn challenge(
@@ -117,7 +113,7 @@ pub async fn complete(
 
     // Atomically: use the code (only if still unused with this challenge) and register.
     let account_id = AccountId::random();
-    let policy = crate::sign_in::policy::load(&state.pool)
+    let policy = crate::rules::policy::load(&state.pool)
         .await
         .map_err(AppError::Internal)?;
     // The code remembers how the session that asked for it was made (`None`: an admin);
@@ -178,7 +174,7 @@ pub async fn complete(
         let outcome = match hold {
             Some(Hold::UntilApprovedOr(until)) => format!(
                 "until_approved_or={} issued_by={}",
-                crate::rfc3339(until),
+                crate::format::rfc3339(until),
                 issued_by.as_deref().unwrap_or("admin")
             ),
             _ => format!(

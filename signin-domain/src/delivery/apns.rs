@@ -18,11 +18,8 @@ pub const SANDBOX_ENDPOINT: &str = "https://api.sandbox.push.apple.com";
 /// Apple rejects provider tokens older than one hour; refresh well before.
 pub const TOKEN_REFRESH: Duration = Duration::from_secs(50 * 60);
 
-fn default_endpoint() -> Url {
-    Url::parse(PRODUCTION_ENDPOINT).expect("valid URL")
-}
-
-#[derive(Debug, Clone, Deserialize)]
+/// Built by the server's configuration (which defaults `endpoint` to [`PRODUCTION_ENDPOINT`]).
+#[derive(Debug, Clone)]
 pub struct ApnsConfig {
     /// The `.p8` signing key downloaded from the Apple developer account.
     pub key_path: PathBuf,
@@ -34,7 +31,6 @@ pub struct ApnsConfig {
     pub topic: String,
     /// `https://api.push.apple.com` (default), the sandbox, or a local test endpoint.
     /// An `http://` endpoint is spoken to in HTTP/2 cleartext (prior knowledge).
-    #[serde(default = "default_endpoint")]
     pub endpoint: Url,
 }
 

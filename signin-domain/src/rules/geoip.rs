@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::sign_in::location::{is_local, Locator, UNKNOWN_LOCATION};
+use crate::rules::location::{is_local, Locator, UNKNOWN_LOCATION};
 
 pub struct MaxMindLocator {
     reader: maxminddb::Reader<Vec<u8>>,

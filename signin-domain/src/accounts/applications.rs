@@ -14,7 +14,7 @@ use authenticator_protocol::text;
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
-use crate::sign_in::random_bytes;
+use crate::random::random_bytes;
 use crate::store::applications::{self as store, ApplicationRow};
 use crate::store::{now_ms, Pool};
 

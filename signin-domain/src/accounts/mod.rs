@@ -3,7 +3,6 @@
 pub mod applications;
 pub mod backup_codes;
 pub mod devices;
-pub mod enrollment;
 pub mod fallback;
 pub mod passwords;
 pub mod temporary_pass;
@@ -16,12 +15,17 @@ use authenticator_protocol::UnixMillis;
 use url::Url;
 
 use crate::audit::{self, Event};
-use crate::sign_in::policy::{self, Policy, PolicyUpdate};
+use crate::rules::policy::{self, Policy, PolicyUpdate};
 use crate::store::risk::RiskKey;
 use crate::store::{self, now_ms, to_db_ms, users, Pool};
 use crate::upn::Upn;
 use authenticator_protocol::text;
-use enrollment::code_hash;
+
+/// What the database keys an enrollment code or a temporary access pass by: SHA-256 of the
+/// code, base64url.
+pub fn code_hash(code: &str) -> String {
+    b64(&authenticator_protocol::encoding::sha256(code.as_bytes()))
+}
 
 /// What the phone, the pages and terminals show must be one plain line: a value given with
 /// `flag` that holds a control, newline or bidirectional formatting character is refused,
@@ -277,11 +281,15 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
                 r.reports
             )?;
             if let Some(at) = r.last_report_at {
-                write!(out, ", last report {}", crate::rfc3339(at))?;
+                write!(out, ", last report {}", crate::format::rfc3339(at))?;
             }
             writeln!(out, ")")?;
             if r.paused_until > now {
-                writeln!(out, "paused: until {}", crate::rfc3339(r.paused_until))?;
+                writeln!(
+                    out,
+                    "paused: until {}",
+                    crate::format::rfc3339(r.paused_until)
+                )?;
             } else {
                 writeln!(out, "paused: no")?;
             }
@@ -299,7 +307,7 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
             out,
             "rate limit: blocked for {} until {} (cool-down #{})",
             text::escape(&client),
-            crate::rfc3339(r.blocked_until),
+            crate::format::rfc3339(r.blocked_until),
             r.strikes
         )?;
     }

@@ -19,22 +19,16 @@ pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 /// An access token is renewed this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(120);
 
-fn default_endpoint() -> Url {
-    Url::parse(PRODUCTION_ENDPOINT).expect("valid URL")
-}
-
-#[derive(Debug, Clone, Deserialize)]
+/// Built by the server's configuration (which defaults `endpoint` to [`PRODUCTION_ENDPOINT`]).
+#[derive(Debug, Clone)]
 pub struct FcmConfig {
     /// The service-account JSON key file of the Firebase project.
     pub service_account_path: PathBuf,
     /// Default: the service account's `project_id`.
-    #[serde(default)]
     pub project_id: Option<String>,
     /// `https://fcm.googleapis.com` (default) or a local test endpoint.
-    #[serde(default = "default_endpoint")]
     pub endpoint: Url,
     /// Default: the service account's `token_uri`.
-    #[serde(default)]
     pub token_uri: Option<Url>,
 }
 

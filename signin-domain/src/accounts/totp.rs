@@ -12,7 +12,7 @@ use totp_rs::{Algorithm, TOTP};
 use zeroize::Zeroizing;
 
 use crate::error::AppError;
-use crate::sign_in::random_bytes;
+use crate::random::random_bytes;
 use crate::store::fallback::{self as db, TOTP_KEY_SETTING};
 use crate::store::Pool;
 

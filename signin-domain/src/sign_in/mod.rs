@@ -3,14 +3,9 @@
 //! later OpenID Connect and CIBA). No HTTP and no SQL here: handlers call these functions,
 //! these call `crate::store`.
 //!
-//! Beside it, the rules it applies: [`policy`] (who may use which mode), [`verify`]
-//! (signatures, freshness, number matching), [`risk`] (anti-fatigue limits and pauses) and
-//! [`location`] (what the phone shows as "where").
-pub mod geoip;
-pub mod location;
-pub mod policy;
-pub mod risk;
-pub mod verify;
+//! Beside it, the rules it applies ([`crate::rules`]): [`policy`] (who may use which mode),
+//! [`verify`] (signatures, freshness, number matching), [`risk`] (anti-fatigue limits and
+//! pauses) and `location` (what the phone shows as "where").
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -29,6 +24,8 @@ use crate::accounts::applications::Application;
 use crate::audit::{self, Event};
 use crate::delivery::Delivery;
 use crate::error::AppError;
+use crate::random::random_bytes;
+use crate::rules::{policy, risk, verify};
 use crate::state::AppState;
 use crate::store::requests::{self as requests, NewRequest, NewSignIn, Status, StoredRequest};
 use crate::store::{self, devices, now_ms, to_db_ms, users};
@@ -83,14 +80,6 @@ pub fn random_number(digits: u8) -> String {
     rand::rngs::OsRng
         .gen_range(10u32.pow(digits - 1)..10u32.pow(digits))
         .to_string()
-}
-
-/// `N` bytes from the OS CSPRNG (nonces, challenges, credentials).
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
-    let mut bytes = [0u8; N];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| AppError::internal(anyhow::anyhow!("random source failed")))?;
-    Ok(bytes)
 }
 
 /// Who a start counts against in the rate limit: the user *and* the requesting application,

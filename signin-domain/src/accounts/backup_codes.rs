@@ -7,7 +7,7 @@ use argon2::Argon2;
 use zeroize::Zeroizing;
 
 use crate::error::AppError;
-use crate::sign_in::random_bytes;
+use crate::random::random_bytes;
 use crate::store::fallback as db;
 use crate::store::Pool;
 use authenticator_protocol::encoding::{b64, unb64};

@@ -129,7 +129,7 @@ pub use crate::store::audit::AuditRow as Row;
 impl fmt::Display for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Users' names and outcomes can hold text someone else chose: escaped for terminals.
-        let at = crate::rfc3339(self.at);
+        let at = crate::format::rfc3339(self.at);
         write!(f, "{} {at} {}", self.seq, self.event)?;
         if let Some(u) = &self.upn {
             write!(f, " upn={}", text::escape(u))?;
@@ -146,7 +146,7 @@ impl fmt::Display for Row {
                 f,
                 " repeats={} last={}",
                 self.repeats,
-                crate::rfc3339(self.last_at.unwrap_or(self.at))
+                crate::format::rfc3339(self.last_at.unwrap_or(self.at))
             )?;
         }
         Ok(())

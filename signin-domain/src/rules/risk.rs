@@ -366,7 +366,7 @@ pub async fn record_report(
     .await?;
     let outcome = format!(
         "paused_until={} risk={}",
-        crate::rfc3339(state.paused_until),
+        crate::format::rfc3339(state.paused_until),
         state.level()
     );
     audit::record(

@@ -157,8 +157,7 @@ impl RetryPolicy {
 }
 
 /// Push settings of `serve` (config file section `[push]`, environment, flags).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default)]
 pub struct PushConfig {
     pub apns: Option<ApnsConfig>,
     pub fcm: Option<FcmConfig>,

@@ -6,9 +6,9 @@
 use anyhow::bail;
 use authenticator_protocol::encoding::b64;
 
-use super::enrollment::code_hash;
+use super::code_hash;
 use crate::audit::{self, Event};
-use crate::sign_in::random_bytes;
+use crate::random::random_bytes;
 use crate::store::{now_ms, passes, users, Pool};
 
 pub const DEFAULT_TTL_SECS: u64 = 3600;

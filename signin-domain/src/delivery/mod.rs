@@ -3,7 +3,6 @@
 //! such a channel (`crate::delivery::push::Dispatcher`, the `Delivery` in `AppState`); a decision wakes
 //! `GET /api/v1/signin/{id}?wait`.
 pub mod apns;
-pub mod cluster;
 pub mod fcm;
 pub mod jwt;
 pub mod push;
@@ -23,14 +22,14 @@ pub trait Delivery: Send + Sync + 'static {
 }
 
 /// In-memory wake-ups keyed by an id (an account id or a request id). With PostgreSQL, wake-ups
-/// are also relayed to the other server instances (`crate::delivery::cluster`).
+/// are also relayed to the other server instances (`crate::cluster`).
 #[derive(Debug, Default)]
 pub struct Waiters {
     map: Mutex<HashMap<String, Arc<Notify>>>,
     relay: OnceLock<Relay>,
 }
 
-/// Where `Waiters::wake` also sends its keys (set once, by `crate::delivery::cluster`).
+/// Where `Waiters::wake` also sends its keys (set once, by `crate::cluster`).
 pub struct Relay(pub Box<dyn Fn(&str) + Send + Sync>);
 
 impl std::fmt::Debug for Relay {

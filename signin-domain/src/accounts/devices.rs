@@ -15,7 +15,7 @@ pub fn line(d: &DeviceSummary) -> String {
         "device {} ({}): enrolled {}, push {}",
         d.account_id,
         text::escape(&d.device_name),
-        crate::rfc3339(d.enrolled_at),
+        crate::format::rfc3339(d.enrolled_at),
         d.push_kind
     );
     // Writing to a String cannot fail.
@@ -23,7 +23,7 @@ pub fn line(d: &DeviceSummary) -> String {
         Some(at) => write!(
             out,
             " STALE since {} ({})",
-            crate::rfc3339(at),
+            crate::format::rfc3339(at),
             d.push_stale_reason.as_deref().unwrap_or("-")
         ),
         None => write!(out, " ok"),
@@ -32,7 +32,7 @@ pub fn line(d: &DeviceSummary) -> String {
         out.push_str("; AWAITING APPROVAL");
     }
     let _ = match d.last_used_at {
-        Some(at) => write!(out, "; last used {}", crate::rfc3339(at)),
+        Some(at) => write!(out, "; last used {}", crate::format::rfc3339(at)),
         None => write!(out, "; never used"),
     };
     let _ = write!(

@@ -1,0 +1,80 @@
+//! The one error type of the domain. It knows nothing of HTTP: `signin-server` maps it to a
+//! response (status, `ErrorBody` with the stable `ErrorCode` of PROTOCOL.md §8) in one place.
+
+/// Every failure a handler can answer with. Messages are static and never contain user data,
+/// so they are safe to log and to send.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    #[error("enrollment code unknown, used or expired")]
+    InvalidCode,
+    #[error("no such account")]
+    UnknownAccount,
+    #[error("missing or malformed device authentication")]
+    Unauthorized,
+    /// The sign-in start API without the credential of a registered application.
+    #[error("a registered application's client id and secret are required (HTTP Basic)")]
+    UnauthorizedApplication,
+    #[error("a signature or binding does not verify")]
+    BadSignature,
+    #[error("signed timestamp too far from server time")]
+    StaleTimestamp,
+    #[error("no such request for this account")]
+    UnknownRequest,
+    #[error("request expired")]
+    RequestExpired,
+    #[error("request is no longer pending")]
+    RequestNotPending,
+    #[error("wrong number")]
+    WrongNumber { attempts_left: u32 },
+    #[error("too many wrong numbers: request failed")]
+    RequestFailed,
+    #[error("response timestamp is not newer than a previous response")]
+    Replay,
+    #[error("the key required for this response is not registered")]
+    KeyNotAllowed,
+    #[error("the Authenticator method is disabled for this user")]
+    PolicyDisabled,
+    #[error("the user has no phone with phone sign-in enabled")]
+    NotPasswordlessCapable,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("too many sign-in attempts: try again later")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("sign-ins are paused for this user after a report: try again later")]
+    Paused { retry_after_secs: u64 },
+    /// §5.9: an approval of a browser-bound sign-in without the origin of the real sign-in
+    /// page (the Authenticator did not see the page, or saw it somewhere else).
+    #[error("this sign-in must be approved by the Authenticator on the device that shows the sign-in page")]
+    BrowserNotBound,
+    /// The phishing-resistant option is on but the server does not know its own origin.
+    #[error("the phishing-resistant sign-in needs the server's public URL (serve --public-url)")]
+    PublicUrlRequired,
+    /// A server fault. The client sees a generic message; the cause is logged once.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_show_their_cause() {
+        let msg = AppError::internal(anyhow::anyhow!("secret detail")).to_string();
+        assert!(!msg.contains("secret"));
+    }
+}

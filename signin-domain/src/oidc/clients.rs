@@ -1,0 +1,234 @@
+//! OpenID Connect clients: registered applications with redirect URIs.
+//!
+//! `admin app add --name N --redirect-uri U [--redirect-uri U2] [--public]` registers one.
+//! A confidential client gets a secret (printed once, stored as SHA-256 like every
+//! application's) and authenticates at the token endpoint with `client_secret_basic` or
+//! `client_secret_post`; a public client (a native or browser app) has no secret
+//! (`token_endpoint_auth_method` `none`) and must use PKCE with S256. Redirect URIs are
+//! matched exactly (no prefix, no wildcard) and must be `https`, or `http` on a loopback
+//! address (RFC 8252 §7.3), without a fragment.
+use std::fmt;
+
+use anyhow::bail;
+use authenticator_protocol::encoding::{b64, ct_eq, sha256, unb64_fixed};
+use authenticator_protocol::text;
+
+use crate::accounts::applications::{check_name, Application, Registered};
+use crate::audit::{self, Event};
+use crate::random::random_bytes;
+use crate::store::oidc::{self as store, ClientRow};
+use crate::store::{now_ms, Pool, StoreResult};
+
+/// At most this many redirect URIs per client.
+pub const MAX_REDIRECT_URIS: usize = 10;
+/// Longest redirect URI accepted.
+pub const MAX_REDIRECT_URI_LEN: usize = 2000;
+
+/// A registered OpenID Connect client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub application: Application,
+    pub redirect_uris: Vec<String>,
+    /// No secret: PKCE (S256) is required, and it cannot use CIBA or the JSON API.
+    pub public: bool,
+    /// CIBA ping mode: where the server POSTs `{"auth_req_id"}` when a request is decided.
+    pub ciba_notification_endpoint: Option<String>,
+    secret_hash: Option<String>,
+}
+
+impl Client {
+    fn from_row(r: ClientRow) -> Option<Client> {
+        let redirect_uris: Vec<String> = r
+            .redirect_uris
+            .as_deref()?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Some(Client {
+            application: Application {
+                client_id: r.client_id,
+                name: r.name,
+                builtin: r.builtin != 0,
+            },
+            redirect_uris,
+            public: r.public_client != 0,
+            ciba_notification_endpoint: r.ciba_notification_endpoint,
+            secret_hash: r.secret_hash,
+        })
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.application.client_id
+    }
+
+    /// Exact, code-point-for-code-point match (OpenID Connect Core §3.1.2.1).
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether `secret` is this confidential client's secret (constant time).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        let presented = sha256(secret.as_bytes());
+        let Some(stored) = self.secret_hash.as_deref() else {
+            return false;
+        };
+        match unb64_fixed::<32>("secret_hash", stored) {
+            Ok(stored) => ct_eq(&stored, &presented),
+            Err(_) => false,
+        }
+    }
+}
+
+/// What `admin app list` prints for an application: its line, then for a client its type,
+/// redirect URIs and CIBA mode.
+pub struct Listed {
+    pub application: Application,
+    pub client: Option<Client>,
+}
+
+impl fmt::Display for Listed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.application)?;
+        if let Some(c) = &self.client {
+            let kind = if c.public { "public" } else { "confidential" };
+            write!(f, " (OpenID Connect client, {kind}")?;
+            for uri in &c.redirect_uris {
+                write!(f, ", redirect_uri {}", text::escape(uri))?;
+            }
+            if let Some(ep) = &c.ciba_notification_endpoint {
+                write!(f, ", CIBA ping to {}", text::escape(ep))?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+/// A redirect URI as registered: absolute, `https` (or `http` on a loopback address), no
+/// fragment, no user info.
+pub fn check_redirect_uri(uri: &str) -> anyhow::Result<String> {
+    if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_LEN || uri.trim() != uri {
+        bail!("--redirect-uri must be 1 to {MAX_REDIRECT_URI_LEN} characters without spaces around it");
+    }
+    let parsed =
+        url::Url::parse(uri).map_err(|e| anyhow::anyhow!("--redirect-uri {uri:?}: {e}"))?;
+    if parsed.fragment().is_some() {
+        bail!("--redirect-uri must not have a fragment (#...)");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        bail!("--redirect-uri must not carry user info");
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => {}
+        "http" if loopback => {}
+        _ => bail!("--redirect-uri must be https (or http on a loopback address): {uri:?}"),
+    }
+    Ok(uri.to_owned())
+}
+
+/// A CIBA ping notification endpoint: `https`, or `http` on a loopback address.
+pub fn check_notification_endpoint(uri: &str) -> anyhow::Result<String> {
+    check_redirect_uri(uri).map_err(|_| {
+        anyhow::anyhow!("--ciba-ping-endpoint must be https (or http on a loopback address)")
+    })
+}
+
+/// Registers an OpenID Connect client. A public client gets no secret.
+pub async fn add(
+    pool: &Pool,
+    name: &str,
+    redirect_uris: &[String],
+    public: bool,
+    ciba_ping_endpoint: Option<&str>,
+) -> anyhow::Result<Registered> {
+    let name = check_name(name)?;
+    if redirect_uris.is_empty() {
+        bail!("an OpenID Connect client needs at least one --redirect-uri");
+    }
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        bail!("at most {MAX_REDIRECT_URIS} --redirect-uri");
+    }
+    let mut uris = Vec::new();
+    for u in redirect_uris {
+        let u = check_redirect_uri(u)?;
+        if !uris.contains(&u) {
+            uris.push(u);
+        }
+    }
+    if public && ciba_ping_endpoint.is_some() {
+        bail!("CIBA needs a confidential client: --ciba-ping-endpoint cannot go with --public");
+    }
+    let ping = ciba_ping_endpoint
+        .map(check_notification_endpoint)
+        .transpose()?;
+    let client_id = format!("app-{}", b64(&random_bytes::<12>()?));
+    let secret = (!public)
+        .then(|| random_bytes::<32>().map(|b| b64(&b)))
+        .transpose()?;
+    let row = ClientRow {
+        client_id: client_id.clone(),
+        name: name.to_owned(),
+        secret_hash: secret.as_ref().map(|s| b64(&sha256(s.as_bytes()))),
+        builtin: 0,
+        redirect_uris: Some(uris.join("\n")),
+        public_client: i64::from(public),
+        ciba_notification_endpoint: ping,
+        created_at: now_ms(),
+    };
+    if !store::insert_client(pool, &row).await? {
+        bail!("an application named {:?} is already registered", name);
+    }
+    let outcome = format!(
+        "client_id={client_id} oidc={}",
+        if public { "public" } else { "confidential" }
+    );
+    audit::record(
+        pool,
+        Event::ApplicationAdded,
+        audit::Entry {
+            outcome: &outcome,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Registered {
+        client_id,
+        client_secret: secret.unwrap_or_default(),
+    })
+}
+
+/// The OpenID Connect client `client_id`, if it is one.
+pub async fn find(pool: &Pool, client_id: &str) -> StoreResult<Option<Client>> {
+    if client_id.is_empty() || client_id.len() > 128 {
+        return Ok(None);
+    }
+    Ok(store::find_client(pool, client_id)
+        .await?
+        .and_then(Client::from_row))
+}
+
+/// Every application, with the OpenID Connect details of those that are clients.
+pub async fn list(pool: &Pool) -> anyhow::Result<Vec<Listed>> {
+    Ok(store::all_clients(pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let application = Application {
+                client_id: r.client_id.clone(),
+                name: r.name.clone(),
+                builtin: r.builtin != 0,
+            };
+            Listed {
+                application,
+                client: Client::from_row(r),
+            }
+        })
+        .collect())
+}
