@@ -20,9 +20,8 @@ macro_rules! opaque_id {
                     .map_err(|_| ProtocolError::RandomSource)?;
                 Ok($name(b64(&bytes)))
             }
-            /// [`Self::try_random`] that panics when the random source fails. Kept only so
-            /// that signin-server compiles unchanged until it calls `try_random` (issue 19);
-            /// the phone crates never call it. Remove it then.
+            /// [`Self::try_random`] that panics when the random source fails: for tests,
+            /// benches and test fakes only. Product code calls `try_random`.
             #[allow(clippy::expect_used)]
             pub fn random() -> Self {
                 Self::try_random().expect("the OS random source works")

@@ -167,9 +167,8 @@ impl EcdsaSigner {
             .map_err(|_| ProtocolError::Signing("not a valid fixed P-256 signature"))
     }
 
-    /// [`Self::try_sign`] that panics when signing fails. Kept only so that signin-server
-    /// compiles unchanged until it calls `try_sign` (issue 19); the phone crates never call
-    /// it. Remove it then.
+    /// [`Self::try_sign`] that panics when signing fails: for tests, benches and test fakes
+    /// only. Product code (the phone crates, signin-domain) calls `try_sign`.
     #[allow(clippy::expect_used)]
     pub fn sign(&self, message: &[u8]) -> Signature {
         self.try_sign(message).expect("P-256 signing does not fail")

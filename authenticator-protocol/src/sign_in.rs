@@ -170,9 +170,8 @@ impl SignedRequestDetails {
         })
     }
 
-    /// [`Self::try_sign`] that panics when serializing or signing fails. Kept only so that
-    /// signin-server compiles unchanged until it calls `try_sign` (issue 19); the phone crates
-    /// never call it. Remove it then.
+    /// [`Self::try_sign`] that panics when serializing or signing fails: for tests, benches
+    /// and test fakes only. Product code (signin-domain) calls `try_sign`.
     #[allow(clippy::expect_used)]
     pub fn sign(details: &RequestDetails, server: &crate::EcdsaSigner) -> Self {
         Self::try_sign(details, server).expect("details serialize and sign")

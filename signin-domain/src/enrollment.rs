@@ -40,7 +40,10 @@ pub async fn challenge(
         server_name: state.settings.server_name.clone(),
         expires_at: from_db_ms(owner.expires_at),
     };
-    let signature = state.signer.sign(&signed.signed_bytes(&body.code));
+    let signature = state
+        .signer
+        .try_sign(&signed.signed_bytes(&body.code))
+        .map_err(AppError::internal)?;
     tracing::info!("enrollment challenge issued");
     Ok(EnrollChallengeResponse {
         challenge: b64(&signed.challenge),
@@ -112,7 +115,7 @@ pub async fn complete(
     check_fresh(body.timestamp, UnixMillis::now())?;
 
     // Atomically: use the code (only if still unused with this challenge) and register.
-    let account_id = AccountId::random();
+    let account_id = AccountId::try_random().map_err(AppError::internal)?;
     let policy = crate::rules::policy::load(&state.pool)
         .await
         .map_err(AppError::Internal)?;

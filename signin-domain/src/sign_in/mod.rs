@@ -228,7 +228,7 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
     }
     let mut prepared = Vec::with_capacity(o.accounts.len());
     for account_id in &o.accounts {
-        let id = RequestId::random();
+        let id = RequestId::try_random().map_err(AppError::internal)?;
         let nonce = b64(&random_bytes::<32>()?);
         let details = RequestDetails {
             v: PROTOCOL_VERSION,
@@ -248,7 +248,8 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
             expires_at: o.expires_at,
         };
         prepared.push(Prepared {
-            signed: SignedRequestDetails::sign(&details, &state.signer),
+            signed: SignedRequestDetails::try_sign(&details, &state.signer)
+                .map_err(AppError::internal)?,
             id,
             account_id: account_id.clone(),
             nonce,

@@ -247,6 +247,14 @@ pub fn from_db_ms(ms: i64) -> UnixMillis {
     UnixMillis(u64::try_from(ms).unwrap_or(0))
 }
 
+/// The server's one expiry rule for what it stores with an `expires_at` in database
+/// milliseconds (sign-in requests, codes, tokens, passes, CIBA requests): the protocol's
+/// [`UnixMillis::is_expired_at`], which the phone uses too (expired at `expires_at` itself).
+/// SQL states the same rule as `expires_at > now` for what is still valid.
+pub fn is_expired(expires_at: i64, now: i64) -> bool {
+    from_db_ms(expires_at).is_expired_at(from_db_ms(now))
+}
+
 pub async fn get_setting(pool: &Pool, name: &str) -> StoreResult<Option<String>> {
     Ok(
         sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
@@ -307,5 +315,19 @@ pub async fn enrollment_ttl_secs(pool: &Pool) -> anyhow::Result<u64> {
     match get_setting(pool, ENROLLMENT_TTL_SETTING).await? {
         Some(v) => v.parse().context("stored enrollment TTL"),
         None => Ok(authenticator_protocol::wire::DEFAULT_ENROLLMENT_TTL_SECS),
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::is_expired;
+
+    #[test]
+    fn stored_things_expire_at_their_expiry_instant_as_on_the_phone() {
+        assert!(!is_expired(1_000, 999));
+        assert!(is_expired(1_000, 1_000));
+        assert!(is_expired(1_000, 1_001));
+        // A negative stored time (never written) counts as the epoch: long expired.
+        assert!(is_expired(-5, 0));
     }
 }

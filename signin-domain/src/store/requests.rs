@@ -106,7 +106,7 @@ impl StoredRequest {
 
     /// Pending but past its expiry: reported (and stored) as expired.
     pub fn is_expired_at(&self, now: UnixMillis) -> bool {
-        now >= self.expires_at
+        self.expires_at.is_expired_at(now)
     }
 }
 
@@ -312,7 +312,9 @@ pub async fn pending_until(pool: &Pool, id: &RequestId, now: i64) -> StoreResult
             .fetch_optional(pool)
             .await?;
     Ok(match row {
-        Some((status, expires_at)) if status == Status::Pending.as_str() && expires_at > now => {
+        Some((status, expires_at))
+            if status == Status::Pending.as_str() && !super::is_expired(expires_at, now) =>
+        {
             Some(expires_at)
         }
         _ => None,

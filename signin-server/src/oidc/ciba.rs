@@ -238,7 +238,7 @@ pub async fn redeem(
         return Err(OAuthError::InvalidGrant("auth_req_id already redeemed"));
     }
     let now = now_ms();
-    if now >= row.expires_at {
+    if signin_domain::store::is_expired(row.expires_at, now) {
         return Err(OAuthError::ExpiredToken);
     }
     // Poll mode: no faster than the interval (ping mode polls once, after the ping).

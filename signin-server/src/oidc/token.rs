@@ -241,7 +241,7 @@ async fn authorization_code(
         .await?;
         return Err(OAuthError::InvalidGrant("code already used"));
     }
-    if row.expires_at <= now {
+    if signin_domain::store::is_expired(row.expires_at, now) {
         return Err(OAuthError::InvalidGrant("code expired"));
     }
     // From here on the code is spent, whatever the outcome: one attempt per code.
