@@ -1,29 +1,20 @@
-//! The one mapping of the domain's error ([`AppError`]) to HTTP: status, `ErrorBody` with the
-//! stable `ErrorCode` of PROTOCOL.md §8, and the `Retry-After`/`WWW-Authenticate` headers.
-//! Handlers return [`HttpError`] (the orphan rule keeps `IntoResponse for AppError` out of
-//! this crate); `?` converts every domain error into it.
+//! The one place the domain's error ([`AppError`]) becomes HTTP, for each of the server's
+//! three surfaces: the JSON API ([`HttpError`]: status, `ErrorBody` with the stable
+//! `ErrorCode` of PROTOCOL.md §8, and the `Retry-After`/`WWW-Authenticate` headers), the pages
+//! (`web::WebError`) and OpenID Connect (`oidc::OAuthError`, RFC 6749 errors). Handlers return
+//! one of these (the orphan rule keeps `IntoResponse for AppError` out of this crate); `?`
+//! converts every domain error into it. The carrier types live in `http_error`, below the
+//! surfaces, so that this module may name them all.
 use std::sync::Arc;
+
+pub use crate::http_error::{HttpError, InternalCause};
+use crate::oidc::OAuthError;
+use crate::web::WebError;
 
 use authenticator_protocol::wire::{ErrorBody, ErrorCode};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 pub use signin_domain::AppError;
-
-/// A domain error on its way to becoming an HTTP response.
-#[derive(Debug)]
-pub struct HttpError(pub AppError);
-
-impl<E: Into<AppError>> From<E> for HttpError {
-    fn from(e: E) -> Self {
-        HttpError(e.into())
-    }
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// The protocol's error code of a domain error.
 pub fn code(e: &AppError) -> ErrorCode {
@@ -77,11 +68,6 @@ pub fn status(e: &AppError) -> StatusCode {
     }
 }
 
-/// Attached to 500 responses so that the logging middleware records the cause once, inside
-/// the request span.
-#[derive(Clone)]
-pub struct InternalCause(pub Arc<anyhow::Error>);
-
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let HttpError(error) = self;
@@ -124,6 +110,38 @@ impl IntoResponse for HttpError {
         response
     }
 }
+/// The pages show a domain refusal they did not handle where it can happen as a fault.
+impl From<signin_domain::AppError> for WebError {
+    fn from(e: signin_domain::AppError) -> Self {
+        match e {
+            signin_domain::AppError::Internal(cause) => WebError::Internal(cause),
+            other => WebError::Internal(anyhow::anyhow!("unexpected: {other}")),
+        }
+    }
+}
+
+/// OpenID Connect answers RFC 6749 / CIBA errors.
+impl From<signin_domain::AppError> for OAuthError {
+    fn from(e: signin_domain::AppError) -> Self {
+        use signin_domain::AppError;
+        match e {
+            AppError::Internal(cause) => OAuthError::Internal(cause),
+            AppError::UnknownAccount => OAuthError::UnknownUserId,
+            AppError::NotPasswordlessCapable => {
+                OAuthError::AccessDenied("the user has no phone with phone sign-in")
+            }
+            AppError::PolicyDisabled => {
+                OAuthError::AccessDenied("the Authenticator is not enabled for this user")
+            }
+            AppError::RateLimited { .. } | AppError::Paused { .. } => {
+                OAuthError::TemporarilyUnavailable("too many sign-ins for this user: try later")
+            }
+            AppError::InvalidRequest(d) => OAuthError::InvalidRequest(d),
+            other => OAuthError::Internal(anyhow::anyhow!("unexpected: {other}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

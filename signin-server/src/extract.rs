@@ -9,11 +9,12 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::error::{AppError, HttpError};
+use crate::http_error::HttpError;
 use signin_domain::accounts::applications::{self, Application};
 use signin_domain::rules::verify::{check_device_auth_fresh, verify_device_auth};
 use signin_domain::state::AppState;
 use signin_domain::store::devices::{load_device, Device};
+use signin_domain::AppError;
 
 /// A device whose `Authorization: PSI-Device …` header verified for this exact method and
 /// path-with-query.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod extract;
+pub mod http_error;
 pub mod oidc;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test

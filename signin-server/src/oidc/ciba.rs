@@ -90,7 +90,7 @@ pub async fn backchannel_authorize(
     }
     // The user in the one form of a user name (`Upn`); what is not one is no user.
     let upn = signin_domain::upn::Upn::parse(p.require("login_hint", "login_hint is required")?)
-        .map_err(|_| OAuthError::from(crate::error::AppError::UnknownAccount))?;
+        .map_err(|_| OAuthError::from(signin_domain::AppError::UnknownAccount))?;
     let upn = upn.as_str();
     let ttl = i64::try_from(state.settings.request_ttl_secs).unwrap_or(i64::MAX);
     let expires_in = match p.get("requested_expiry") {

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
 
-use crate::error::InternalCause;
+use crate::http_error::InternalCause;
 pub use signin_domain::oidc::{
     acr_for, secret_hash, ACR_MFA, ACR_PHISHING_RESISTANT, ACR_SINGLE_FACTOR,
     AMR_PHISHING_RESISTANT,
@@ -185,27 +185,6 @@ impl OAuthError {
 impl From<signin_domain::store::StoreError> for OAuthError {
     fn from(e: signin_domain::store::StoreError) -> Self {
         OAuthError::Internal(e.into())
-    }
-}
-
-impl From<signin_domain::AppError> for OAuthError {
-    fn from(e: signin_domain::AppError) -> Self {
-        use signin_domain::AppError;
-        match e {
-            AppError::Internal(cause) => OAuthError::Internal(cause),
-            AppError::UnknownAccount => OAuthError::UnknownUserId,
-            AppError::NotPasswordlessCapable => {
-                OAuthError::AccessDenied("the user has no phone with phone sign-in")
-            }
-            AppError::PolicyDisabled => {
-                OAuthError::AccessDenied("the Authenticator is not enabled for this user")
-            }
-            AppError::RateLimited { .. } | AppError::Paused { .. } => {
-                OAuthError::TemporarilyUnavailable("too many sign-ins for this user: try later")
-            }
-            AppError::InvalidRequest(d) => OAuthError::InvalidRequest(d),
-            other => OAuthError::Internal(anyhow::anyhow!("unexpected: {other}")),
-        }
     }
 }
 

@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::Markup;
 
-use crate::error::InternalCause;
+use crate::http_error::InternalCause;
 pub use session::Session;
 use signin_domain::state::AppState;
 
@@ -169,15 +169,6 @@ impl WebError {
 impl From<signin_domain::store::StoreError> for WebError {
     fn from(e: signin_domain::store::StoreError) -> Self {
         WebError::Internal(e.into())
-    }
-}
-
-impl From<signin_domain::AppError> for WebError {
-    fn from(e: signin_domain::AppError) -> Self {
-        match e {
-            signin_domain::AppError::Internal(cause) => WebError::Internal(cause),
-            other => WebError::Internal(anyhow::anyhow!("unexpected: {other}")),
-        }
     }
 }
 
