@@ -56,6 +56,9 @@ impl Chromium {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which the browser it starts joins: dropping this ends
+            // them all (`Drop for Chromium`), not chromedriver alone.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("starting chromedriver")?;
@@ -207,5 +210,19 @@ impl Chromium {
             .attr("data-request-id")
             .await?
             .context("request id on the page")
+    }
+}
+
+impl Drop for Chromium {
+    /// Killing chromedriver alone would leave its browser running as an orphan: the whole
+    /// process group goes (whether or not the test closed the session first).
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }

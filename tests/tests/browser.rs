@@ -267,7 +267,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     }
     b.shot("admin-audit").await?;
 
-    b.client.close().await?;
+    b.client.clone().close().await?;
     server.running.shutdown().await;
     Ok(())
 }
