@@ -1580,3 +1580,78 @@ async fn removing_the_phone_pausing_or_disabling_the_user_revokes_tokens_and_cod
             .unwrap();
     }
 }
+
+/// Issue 20, finding 3: a ping endpoint that answers with a redirect does not make the server
+/// call the redirect's target (an internal address, say): the ping goes to the registered
+/// endpoint only.
+#[tokio::test]
+async fn ciba_ping_does_not_follow_redirects() {
+    use std::sync::{Arc, Mutex};
+    let hits: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let (to_ping, to_inside) = (hits.clone(), hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = axum::Router::new()
+        .route(
+            "/ping",
+            axum::routing::post(move || {
+                let hits = to_ping.clone();
+                async move {
+                    hits.lock().unwrap().push("ping");
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(axum::http::header::LOCATION, "/inside")],
+                    )
+                }
+            }),
+        )
+        .route(
+            "/inside",
+            axum::routing::any(move || {
+                let hits = to_inside.clone();
+                async move {
+                    hits.lock().unwrap().push("inside");
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let r = clients::add(
+        &h.state.pool,
+        "Kiosk",
+        &[REDIRECT.to_owned()],
+        false,
+        Some(&format!("http://{addr}/ping")),
+    )
+    .await
+    .unwrap();
+    let client = Creds {
+        id: r.client_id,
+        secret: r.client_secret,
+    };
+    let s = bc_authorize(
+        &h,
+        &client,
+        &[
+            ("scope", "openid"),
+            ("login_hint", BOB),
+            ("client_notification_token", "tok-1"),
+        ],
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    let binding = s.body["binding_message"].as_str().unwrap().to_owned();
+    let ok = phone_answers(&h, &phone, "Kiosk", &binding, Decision::Approve).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let mut waited = 0;
+    while hits.lock().unwrap().is_empty() && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    // Time for a followed redirect to land, had there been one.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(*hits.lock().unwrap(), ["ping"]);
+}

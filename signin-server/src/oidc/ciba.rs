@@ -194,8 +194,11 @@ fn spawn_ping(
         if let Err(e) = sign_in::wait(&state, &signin_id, wait).await {
             tracing::warn!(error = %e, "CIBA ping: waiting for the sign-in failed");
         }
+        // A redirect is never followed (as for Web Push): the client's endpoint could otherwise
+        // send the server's POST, or a GET, to any address the server reaches.
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
         {
             Ok(c) => c,
