@@ -13,6 +13,7 @@ mod bindings;
 mod builds;
 mod fuzz;
 mod kotlin;
+mod leftovers;
 mod mobile_size;
 mod postgres;
 mod snippets;
@@ -139,6 +140,8 @@ fn workspace_root() -> PathBuf {
 
 fn test() -> Result<()> {
     let started = Instant::now();
+    // The browsers, drivers and servers already running are not this run's (`leftovers`).
+    let running_before = leftovers::snapshot();
     // Before anything else: a fresh machine gets every package now, not one failure at a time.
     step("install", toolchains::install_all)?;
     lint()?;
@@ -178,6 +181,9 @@ fn test() -> Result<()> {
     // `cargo xtask fuzz --seconds 600` (docs/SECURITY.md, "Fuzzing").
     step("fuzz: every target briefly", || {
         fuzz::fuzz(fuzz::CI_SECONDS)
+    })?;
+    step("no process left behind", || {
+        leftovers::check(&running_before)
     })?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
