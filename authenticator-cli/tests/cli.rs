@@ -214,14 +214,18 @@ async fn totp_add_list_code_and_remove_from_the_command_line() {
     let pool = s.server.pool();
     fallback::set_enabled(pool, true).await.unwrap();
     assert_eq!(
-        fallback::sign_in_with_code(pool, UPN, &text).await.unwrap(),
+        fallback::sign_in_with_code(pool, &s.server.state().passwords, UPN, &text)
+            .await
+            .unwrap(),
         Outcome::SignedIn {
             method: Method::Totp,
             device: Some(id.clone()),
         }
     );
     assert_eq!(
-        fallback::sign_in_with_code(pool, UPN, &text).await.unwrap(),
+        fallback::sign_in_with_code(pool, &s.server.state().passwords, UPN, &text)
+            .await
+            .unwrap(),
         Outcome::Replayed
     );
     // Without --json only the code is on stdout.

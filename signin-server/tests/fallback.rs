@@ -69,14 +69,14 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
 
     // Off by default.
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
             .await
             .unwrap(),
         Outcome::Disabled
     );
     fallback::set_enabled(&h.state.pool, true).await.unwrap();
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -86,7 +86,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     );
     // The same code again, and the previous step's code: replays.
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
             .await
             .unwrap(),
         Outcome::Replayed
@@ -94,7 +94,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     let previous = totp.generate(now_secs() - 30);
     if previous != code {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, upn, &previous)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &previous)
                 .await
                 .unwrap(),
             Outcome::Replayed
@@ -104,7 +104,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     let (_, other) = enrolled(&h, "carol@contoso.test").await;
     let old = totp.generate(now_secs() - 90);
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &old)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &old)
             .await
             .unwrap(),
         Outcome::Refused
@@ -112,7 +112,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     let carols = other.generate(now_secs());
     if carols != code && carols != previous {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, upn, &carols)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &carols)
                 .await
                 .unwrap(),
             Outcome::Refused
@@ -142,9 +142,10 @@ async fn concurrent_uses_of_one_totp_code_sign_in_exactly_once() {
     let tries: Vec<_> = (0..5)
         .map(|_| {
             let pool = h.state.pool.clone();
+            let argon2 = h.state.passwords.clone();
             let code = code.clone();
             tokio::spawn(async move {
-                fallback::sign_in_with_code(&pool, "bobby@contoso.test", &code)
+                fallback::sign_in_with_code(&pool, &argon2, "bobby@contoso.test", &code)
                     .await
                     .unwrap()
             })
@@ -180,7 +181,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     let wrong = wrong_code(&avoid);
     for _ in 0..fallback::TRIES_PER_WINDOW {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, upn, &wrong)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &wrong)
                 .await
                 .unwrap(),
             Outcome::Refused
@@ -188,7 +189,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     }
     // The window is full: even the right code is not checked.
     let Outcome::Throttled { retry_after_secs } =
-        fallback::sign_in_with_code(&h.state.pool, upn, &current)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &current)
             .await
             .unwrap()
     else {
@@ -200,7 +201,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     move_window(&h, upn).await;
     for _ in 0..(fallback::MAX_CONSECUTIVE_FAILURES - fallback::TRIES_PER_WINDOW) {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, upn, &wrong)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &wrong)
                 .await
                 .unwrap(),
             Outcome::Refused
@@ -208,7 +209,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     }
     move_window(&h, upn).await;
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &current)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &current)
             .await
             .unwrap(),
         Outcome::Locked
@@ -216,7 +217,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     assert!(fallback::unlock(&h.state.pool, upn).await.unwrap());
     let code = totp.generate(now_secs());
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -272,7 +273,7 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
     let distinct: std::collections::HashSet<&str> = codes.iter().map(|c| c.as_str()).collect();
     assert_eq!(distinct.len(), 10);
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &codes[0])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[0])
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -282,14 +283,14 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
     );
     // Once only; typed in capitals without dashes, another code works.
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &codes[0])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[0])
             .await
             .unwrap(),
         Outcome::Refused
     );
     let typed = codes[1].replace('-', " ").to_uppercase();
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &typed)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &typed)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -309,9 +310,14 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
         .await
         .unwrap();
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, "erin@contoso.test", &codes[2])
-            .await
-            .unwrap(),
+        fallback::sign_in_with_code(
+            &h.state.pool,
+            &h.state.passwords,
+            "erin@contoso.test",
+            &codes[2]
+        )
+        .await
+        .unwrap(),
         Outcome::Refused
     );
     // A new set: the old unused codes stop working, the new ones work.
@@ -319,13 +325,13 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
         .await
         .unwrap();
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &codes[2])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[2])
             .await
             .unwrap(),
         Outcome::Refused
     );
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &fresh[9])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &fresh[9])
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -374,7 +380,7 @@ async fn a_removed_phones_totp_codes_are_refused_and_secrets_are_stored_sealed()
         .unwrap();
     let code = totp.generate(now_secs());
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
             .await
             .unwrap(),
         Outcome::Refused
@@ -540,7 +546,7 @@ async fn an_unknown_upn_is_answered_like_a_known_one() {
             .take(fallback::TRIES_PER_WINDOW as usize + 1)
         {
             seen.push(
-                fallback::sign_in_with_code(&h.state.pool, upn, code)
+                fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, code)
                     .await
                     .unwrap(),
             );
@@ -592,8 +598,9 @@ fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pool = signin_domain::store::connect(&db.url).await.unwrap();
+        let argon2 = signin_domain::accounts::passwords::PasswordGuard::default();
         for _ in 0..fallback::MAX_CONSECUTIVE_FAILURES {
-            fallback::sign_in_with_code(&pool, upn, "000000")
+            fallback::sign_in_with_code(&pool, &argon2, upn, "000000")
                 .await
                 .unwrap();
             sqlx::query("UPDATE fallback_tries SET window_tries = 0 WHERE upn = $1")
@@ -603,7 +610,7 @@ fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
                 .unwrap();
         }
         assert_eq!(
-            fallback::sign_in_with_code(&pool, upn, "000000")
+            fallback::sign_in_with_code(&pool, &argon2, upn, "000000")
                 .await
                 .unwrap(),
             Outcome::Locked
@@ -636,4 +643,37 @@ fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
         ok && audit.contains("outcome=ok") && audit.contains("nothing_to_reset"),
         "{audit}"
     );
+}
+
+/// Issue 20, finding 2: backup-code tries (19 MiB of Argon2 each) share the password checks'
+/// bound: 24 concurrent tries with unknown user names never run more hashes at once than it
+/// allows (the memory they can take is the bound's), and every try is still checked.
+#[tokio::test]
+async fn concurrent_backup_code_tries_never_run_more_argon2_hashes_at_once_than_the_bound() {
+    let h = harness_with_state(90, |s| {
+        s.with_password_limits(signin_domain::accounts::passwords::PasswordLimits {
+            concurrency: 2,
+            ..Default::default()
+        })
+    })
+    .await;
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    let tries: Vec<_> = (0..24)
+        .map(|i| {
+            let pool = h.state.pool.clone();
+            let argon2 = h.state.passwords.clone();
+            tokio::spawn(async move {
+                let upn = format!("nobody{i}@contoso.test");
+                fallback::sign_in_with_code(&pool, &argon2, &upn, "abcd-efgh-jkmn")
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tries {
+        assert_eq!(t.await.unwrap(), Outcome::Refused);
+    }
+    let stats = h.state.passwords.stats();
+    assert_eq!(stats.hashes, 24, "every try hashed");
+    assert!(stats.max_in_flight <= 2, "{} at once", stats.max_in_flight);
 }

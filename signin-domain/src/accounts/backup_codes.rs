@@ -6,6 +6,7 @@
 use argon2::Argon2;
 use zeroize::Zeroizing;
 
+use super::passwords::PasswordGuard;
 use crate::error::AppError;
 use crate::random::random_bytes;
 use crate::store::fallback as db;
@@ -89,20 +90,36 @@ pub async fn counts(pool: &Pool, upn: &str) -> Result<(i64, i64), AppError> {
     Ok(db::backup_code_counts(pool, upn).await?)
 }
 
-/// Uses `text` if it is one of the user's unused backup codes.
-pub async fn redeem(pool: &Pool, upn: &str, text: &str, now_ms: i64) -> Result<bool, AppError> {
+/// Uses `text` if it is one of the user's unused backup codes. The Argon2 hash runs under
+/// `argon2`'s bound, with the password checks (`PasswordGuard::run_argon2`).
+pub async fn redeem(
+    pool: &Pool,
+    argon2: &PasswordGuard,
+    upn: &str,
+    text: &str,
+    now_ms: i64,
+) -> Result<bool, AppError> {
     let Some(code) = normalize(text) else {
         return Ok(false);
     };
-    let Some(salt) = db::backup_code_salt(pool, upn).await? else {
-        // The same Argon2 work as for a user with codes: the time does not tell who has some.
-        hash_blocking(vec![code], vec![0; 16]).await?;
-        return Ok(false);
+    // An unknown user, or one without codes, costs the same Argon2 work under a dummy salt:
+    // the time does not tell who has some.
+    let salt = match db::backup_code_salt(pool, upn).await? {
+        None => None,
+        Some(salt) => Some(unb64("backup_code_salt", &salt).map_err(|_| {
+            AppError::internal(anyhow::anyhow!("stored backup-code salt is corrupt"))
+        })?),
     };
-    let salt = unb64("backup_code_salt", &salt)
-        .map_err(|_| AppError::internal(anyhow::anyhow!("stored backup-code salt is corrupt")))?;
-    let hashed = hash_blocking(vec![code], salt).await?;
-    Ok(db::use_backup_code(pool, upn, &hashed[0], now_ms).await?)
+    let known = salt.is_some();
+    let salt = salt.unwrap_or_else(|| vec![0; 16]);
+    let hashed = argon2
+        .run_argon2(move || hash(&code, &salt))
+        .await
+        .map_err(AppError::Internal)??;
+    if !known {
+        return Ok(false);
+    }
+    Ok(db::use_backup_code(pool, upn, &hashed, now_ms).await?)
 }
 
 #[cfg(test)]

@@ -116,7 +116,12 @@ async fn audit_try(
 }
 
 /// One fallback sign-in try of `upn` with `code` (a TOTP code or a backup code).
-pub async fn sign_in_with_code(pool: &Pool, upn: &str, code: &str) -> Result<Outcome, AppError> {
+pub async fn sign_in_with_code(
+    pool: &Pool,
+    argon2: &super::passwords::PasswordGuard,
+    upn: &str,
+    code: &str,
+) -> Result<Outcome, AppError> {
     if !enabled(pool).await? {
         audit_try(pool, upn, None, "disabled").await?;
         return Ok(Outcome::Disabled);
@@ -168,7 +173,7 @@ pub async fn sign_in_with_code(pool: &Pool, upn: &str, code: &str) -> Result<Out
             }
         }
         Method::BackupCode => {
-            if backup_codes::redeem(pool, upn, code, now).await? {
+            if backup_codes::redeem(pool, argon2, upn, code, now).await? {
                 (
                     Outcome::SignedIn {
                         method,

@@ -263,6 +263,34 @@ impl PasswordGuard {
         }
     }
 
+    /// Runs one Argon2 computation (a password check, a backup-code try) on a blocking thread,
+    /// at most `concurrency` at once across all of them: each holds 19 MiB while it runs, so the
+    /// bound is the memory bound. Beyond it, callers queue. The permit is held until the
+    /// computation ends, even if the request that asked for it is dropped.
+    pub async fn run_argon2<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("Argon2 semaphore")?;
+        let counters = self.counters.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let out = work();
+            counters.hashes.fetch_add(1, Ordering::SeqCst);
+            counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+        .await
+        .context("Argon2 task")
+    }
+
     /// Takes one attempt from the user's and the address's buckets, or neither when either is
     /// empty. No address (unknown client): only the user's bucket.
     fn admit(&self, upn: &str, ip: Option<IpAddr>) -> Result<(), (Throttle, Duration)> {
@@ -307,33 +335,20 @@ pub async fn verify_password(
     let phc = users::password_hash(pool, upn).await?;
     let known = phc.is_some();
     let password = password.to_owned();
-    let permit = guard
-        .permits
-        .clone()
-        .acquire_owned()
-        .await
-        .context("password check semaphore")?;
-    let counters = guard.counters.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        if password.len() > MAX_PASSWORD_BYTES {
-            return false;
-        }
-        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let phc = phc.unwrap_or_else(|| dummy_hash().to_owned());
-        let ok = match PasswordHash::new(&phc) {
-            Ok(parsed) => Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-            Err(_) => false,
-        };
-        counters.hashes.fetch_add(1, Ordering::SeqCst);
-        counters.in_flight.fetch_sub(1, Ordering::SeqCst);
-        ok
-    })
-    .await
-    .context("password check task")?;
+    let ok = guard
+        .run_argon2(move || {
+            if password.len() > MAX_PASSWORD_BYTES {
+                return false;
+            }
+            let phc = phc.unwrap_or_else(|| dummy_hash().to_owned());
+            match PasswordHash::new(&phc) {
+                Ok(parsed) => Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await?;
     Ok(if known && ok {
         PasswordCheck::Correct
     } else {

@@ -81,7 +81,7 @@ pub async fn submit(
     if f.code.trim().is_empty() || f.code.len() > 64 {
         return Ok(code_page(&session, &upn, Notice::Error("Enter the code.")));
     }
-    let outcome = fallback::sign_in_with_code(&state.pool, &upn, &f.code).await?;
+    let outcome = fallback::sign_in_with_code(&state.pool, &state.passwords, &upn, &f.code).await?;
     let refused = |text: &str, status: StatusCode| {
         let mut r = code_page(&session, &upn, Notice::Error(text));
         *r.status_mut() = status;
