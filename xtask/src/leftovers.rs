@@ -76,6 +76,15 @@ mod tests {
         std::fs::copy("/bin/sleep", &fake).unwrap();
         let before = snapshot();
         let mut child = std::process::Command::new(&fake).arg("30").spawn().unwrap();
+        // Until its `exec` completes, the child still shows the test's own command line.
+        let seen = (0..250).any(|_| {
+            let found = snapshot().iter().any(|(pid, _)| *pid == child.id());
+            if !found {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            found
+        });
+        assert!(seen, "the stand-in never showed up as signin-server");
         let err = check(&before).unwrap_err().to_string();
         assert!(
             err.contains(&format!("signin-server (pid {})", child.id())),
