@@ -1655,3 +1655,41 @@ async fn ciba_ping_does_not_follow_redirects() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(*hits.lock().unwrap(), ["ping"]);
 }
+
+/// Issue 20, finding 7 (first part): a ping-mode client that polls the token endpoint without
+/// waiting for its ping is slowed down like a poll-mode client.
+#[tokio::test]
+async fn a_ping_mode_client_that_polls_too_fast_gets_slow_down() {
+    let h = harness().await;
+    let _phone = h.ready_phone(BOB).await;
+    let r = clients::add(
+        &h.state.pool,
+        "Kiosk",
+        &[REDIRECT.to_owned()],
+        false,
+        Some("http://127.0.0.1:9/ping"),
+    )
+    .await
+    .unwrap();
+    let client = Creds {
+        id: r.client_id,
+        secret: r.client_secret,
+    };
+    let s = bc_authorize(
+        &h,
+        &client,
+        &[
+            ("scope", "openid"),
+            ("login_hint", BOB),
+            ("client_notification_token", "tok-1"),
+        ],
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    let id = s.body["auth_req_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ciba_poll(&h, &client, &id).await.error(),
+        "authorization_pending"
+    );
+    assert_eq!(ciba_poll(&h, &client, &id).await.error(), "slow_down");
+}

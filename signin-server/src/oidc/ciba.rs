@@ -244,22 +244,20 @@ pub async fn redeem(
     if signin_domain::store::is_expired(row.expires_at, now) {
         return Err(OAuthError::ExpiredToken);
     }
-    // Poll mode: no faster than the interval (ping mode polls once, after the ping).
-    if row.notification_token.is_none() {
-        let too_soon = row
-            .last_poll_at
-            .is_some_and(|t| now - t < row.interval_secs * 1000);
-        let interval = if too_soon {
-            row.interval_secs + SLOW_DOWN_STEP_SECS
-        } else {
-            row.interval_secs
-        };
-        let recorded =
-            store::record_ciba_poll(&state.pool, &req_hash, row.last_poll_at, now, interval)
-                .await?;
-        if too_soon || !recorded {
-            return Err(OAuthError::SlowDown);
-        }
+    // No faster than the interval, in poll mode and in ping mode alike (a ping-mode client
+    // polls once, after the ping; one that polls anyway is slowed down like any other).
+    let too_soon = row
+        .last_poll_at
+        .is_some_and(|t| now - t < row.interval_secs * 1000);
+    let interval = if too_soon {
+        row.interval_secs + SLOW_DOWN_STEP_SECS
+    } else {
+        row.interval_secs
+    };
+    let recorded =
+        store::record_ciba_poll(&state.pool, &req_hash, row.last_poll_at, now, interval).await?;
+    if too_soon || !recorded {
+        return Err(OAuthError::SlowDown);
     }
     // The sign-in is gone when the device that held it was removed.
     let req = sign_in::current(state, &row.signin_id)
