@@ -58,8 +58,9 @@ impl AsRef<str> for Upn {
     }
 }
 
-/// A UPN the admin CLI was given, in its stored form (an error names the flag; the value is
-/// never echoed, so a control character cannot reach the terminal).
+/// A UPN an administrator gave (a CLI flag, an admin page, the accounts API), in its stored
+/// form; an error names the flag and never echoes the value, so a control character cannot
+/// reach the terminal.
 pub fn cli_arg(flag: &str, text: &str) -> anyhow::Result<String> {
     Upn::parse(text)
         .map(|u| u.0)

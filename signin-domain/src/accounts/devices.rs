@@ -49,7 +49,7 @@ pub fn line(d: &DeviceSummary) -> String {
 
 /// The user's devices, oldest first, as lines.
 pub async fn list(pool: &Pool, upn: &str) -> anyhow::Result<Vec<String>> {
-    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = crate::upn::cli_arg("--upn", upn)?;
     let upn = upn.as_str();
     if !users::exists(pool, upn).await? {
         bail!("no user {upn}");

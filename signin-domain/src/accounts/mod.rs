@@ -44,7 +44,7 @@ pub(crate) fn check_plain_flag(flag: &str, value: &str) -> anyhow::Result<()> {
 /// Creates a user. Fails clearly if the UPN exists, in any case (`Upn`).
 pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> anyhow::Result<()> {
     check_plain_flag("--upn", upn.trim())?;
-    let upn = Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = crate::upn::cli_arg("--upn", upn)?;
     let upn = upn.as_str();
     if name.trim().is_empty() {
         bail!("--name must not be empty");
@@ -197,7 +197,7 @@ async fn issue_registration_link(
 ) -> anyhow::Result<String> {
     authenticator_protocol::enroll::check_server_url(server_url)
         .context("--server-url must be https (or http on a loopback address)")?;
-    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = crate::upn::cli_arg("--upn", upn)?;
     let upn = upn.as_str();
     if !users::exists(pool, upn).await? {
         bail!("no user {upn}");
@@ -243,7 +243,7 @@ async fn issue_registration_link(
 /// device's push channel (with stale tokens). Never tokens or keys.
 pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
     use std::fmt::Write;
-    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = crate::upn::cli_arg("--upn", upn)?;
     let upn = upn.as_str();
     let Some(users::UserRecord {
         display_name: name,
@@ -324,7 +324,7 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
 
 /// Adds `upn` to `group` (audited). Errors name the problem.
 pub async fn add_group_member(pool: &Pool, group: &str, upn: &str) -> anyhow::Result<()> {
-    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = crate::upn::cli_arg("--upn", upn)?;
     let upn = upn.as_str();
     let group = group.trim();
     if group.is_empty() || group.len() > 128 {

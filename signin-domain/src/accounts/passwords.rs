@@ -41,7 +41,7 @@ fn dummy_hash() -> &'static str {
 
 /// Sets (or replaces) the password of an existing user. Audited without the password.
 pub async fn set_password(pool: &Pool, upn: &str, password: &str) -> anyhow::Result<()> {
-    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = crate::upn::cli_arg("--upn", upn)?;
     let upn = upn.as_str();
     let phc = hash_password(password)?;
     if !users::exists(pool, upn).await? {

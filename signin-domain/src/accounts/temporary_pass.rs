@@ -16,7 +16,7 @@ pub const MAX_TTL_SECS: u64 = 8 * 3600;
 
 /// Issues a pass for `upn` and returns it (to be handed to the user; it is not stored).
 pub async fn issue(pool: &Pool, upn: &str, ttl_secs: u64) -> anyhow::Result<String> {
-    let upn = crate::upn::Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    let upn = crate::upn::cli_arg("--upn", upn)?;
     let upn = upn.as_str();
     if ttl_secs == 0 || ttl_secs > MAX_TTL_SECS {
         bail!("--ttl-secs must be 1 to {MAX_TTL_SECS}");
