@@ -1149,6 +1149,23 @@ async fn ciba_expired_auth_req_id_and_denial_and_refused_requests() {
     );
 }
 
+/// A confidential client "Kiosk" in CIBA ping mode, notified at `endpoint`.
+async fn ping_client(h: &Harness, endpoint: &str) -> Creds {
+    let r = clients::add(
+        &h.state.pool,
+        "Kiosk",
+        &[REDIRECT.to_owned()],
+        false,
+        Some(endpoint),
+    )
+    .await
+    .unwrap();
+    Creds {
+        id: r.client_id,
+        secret: r.client_secret,
+    }
+}
+
 #[tokio::test]
 async fn ciba_ping_notifies_the_client_endpoint_with_its_token_when_the_phone_answers() {
     use std::sync::{Arc, Mutex};
@@ -1173,19 +1190,7 @@ async fn ciba_ping_notifies_the_client_endpoint_with_its_token_when_the_phone_an
 
     let h = harness().await;
     let phone = h.ready_phone(BOB).await;
-    let r = clients::add(
-        &h.state.pool,
-        "Kiosk",
-        &[REDIRECT.to_owned()],
-        false,
-        Some(&format!("http://{addr}/ping")),
-    )
-    .await
-    .unwrap();
-    let client = Creds {
-        id: r.client_id,
-        secret: r.client_secret,
-    };
+    let client = ping_client(&h, &format!("http://{addr}/ping")).await;
     let missing = bc_authorize(&h, &client, &[("scope", "openid"), ("login_hint", BOB)]).await;
     assert_eq!(
         missing.error(),
@@ -1619,19 +1624,7 @@ async fn ciba_ping_does_not_follow_redirects() {
 
     let h = harness().await;
     let phone = h.ready_phone(BOB).await;
-    let r = clients::add(
-        &h.state.pool,
-        "Kiosk",
-        &[REDIRECT.to_owned()],
-        false,
-        Some(&format!("http://{addr}/ping")),
-    )
-    .await
-    .unwrap();
-    let client = Creds {
-        id: r.client_id,
-        secret: r.client_secret,
-    };
+    let client = ping_client(&h, &format!("http://{addr}/ping")).await;
     let s = bc_authorize(
         &h,
         &client,
@@ -1662,19 +1655,7 @@ async fn ciba_ping_does_not_follow_redirects() {
 async fn a_ping_mode_client_that_polls_too_fast_gets_slow_down() {
     let h = harness().await;
     let _phone = h.ready_phone(BOB).await;
-    let r = clients::add(
-        &h.state.pool,
-        "Kiosk",
-        &[REDIRECT.to_owned()],
-        false,
-        Some("http://127.0.0.1:9/ping"),
-    )
-    .await
-    .unwrap();
-    let client = Creds {
-        id: r.client_id,
-        secret: r.client_secret,
-    };
+    let client = ping_client(&h, "http://127.0.0.1:9/ping").await;
     let s = bc_authorize(
         &h,
         &client,
