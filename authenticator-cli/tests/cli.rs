@@ -214,7 +214,7 @@ async fn totp_add_list_code_and_remove_from_the_command_line() {
     let pool = s.server.pool();
     fallback::set_enabled(pool, true).await.unwrap();
     assert_eq!(
-        fallback::sign_in_with_code(pool, &s.server.state().passwords, UPN, &text)
+        fallback::sign_in_with_code(pool, &s.server.state().passwords, UPN, &text, None)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -223,7 +223,7 @@ async fn totp_add_list_code_and_remove_from_the_command_line() {
         }
     );
     assert_eq!(
-        fallback::sign_in_with_code(pool, &s.server.state().passwords, UPN, &text)
+        fallback::sign_in_with_code(pool, &s.server.state().passwords, UPN, &text, None)
             .await
             .unwrap(),
         Outcome::Replayed

@@ -293,6 +293,7 @@ mod tests {
             ErrorCode::Replay,
             ErrorCode::KeyNotAllowed,
             ErrorCode::RateLimited,
+            ErrorCode::ServerBusy,
             ErrorCode::Internal,
             ErrorCode::Unknown,
         ] {

@@ -184,6 +184,9 @@ pub enum ErrorCode {
     /// An approval of a browser-bound request (§5.9) without the origin of the real sign-in
     /// page: the authenticator did not see it, or saw another one (a relaying proxy's).
     BrowserNotBound,
+    /// The server is at a capacity limit (connections, waiting long-polls, password checks);
+    /// `Retry-After` says when to retry.
+    ServerBusy,
     Internal,
     /// A code this client version does not know.
     #[serde(other)]
@@ -211,6 +214,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Paused => "paused",
             ErrorCode::BrowserNotBound => "browser_not_bound",
+            ErrorCode::ServerBusy => "server_busy",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

@@ -44,6 +44,12 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("sign-ins are paused for this user after a report: try again later")]
     Paused { retry_after_secs: u64 },
+    /// A capacity limit of this server instance (OPERATIONS.md, "Resource limits").
+    #[error("{}: try again later", .limit.describe())]
+    AtCapacity {
+        limit: Capacity,
+        retry_after_secs: u64,
+    },
     /// §5.9: an approval of a browser-bound sign-in without the origin of the real sign-in
     /// page (the Authenticator did not see the page, or saw it somewhere else).
     #[error("this sign-in must be approved by the Authenticator on the device that shows the sign-in page")]
@@ -54,6 +60,35 @@ pub enum AppError {
     /// A server fault. The client sees a generic message; the cause is logged once.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Which capacity limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capacity {
+    /// Long-polls waiting for one device's requests.
+    DeviceLongPolls,
+    /// Long-polls waiting for one sign-in's outcome.
+    SignInLongPolls,
+    /// Long-polls waiting in this instance.
+    LongPolls,
+    /// Argon2 checks (passwords, backup codes, passes) running and queued in this instance.
+    PasswordChecks,
+}
+
+impl Capacity {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Capacity::DeviceLongPolls => "too many requests are waiting for this device",
+            Capacity::SignInLongPolls => "too many requests are waiting for this sign-in",
+            Capacity::LongPolls => "the server has too many waiting requests",
+            Capacity::PasswordChecks => "the server is busy checking other passwords",
+        }
+    }
+
+    /// A limit on one client's share (429) rather than on the server as a whole (503).
+    pub fn per_client(self) -> bool {
+        matches!(self, Capacity::DeviceLongPolls | Capacity::SignInLongPolls)
+    }
 }
 
 impl AppError {

@@ -5,6 +5,7 @@ use authenticator_protocol::EcdsaSigner;
 use tokio::sync::watch;
 
 use crate::accounts::passwords::{PasswordGuard, PasswordLimits};
+use crate::delivery::parking::{Parking, ParkingLimits};
 use crate::delivery::push::{Dispatcher, RetryPolicy, Transport};
 use crate::delivery::{LongPoll, Waiters};
 use crate::rules::location::{Locator, NoGeoIp};
@@ -21,6 +22,8 @@ pub struct AppState {
     pub longpoll: Arc<LongPoll>,
     /// Sign-in pages waiting for a request to leave `pending`.
     pub request_waiters: Arc<Waiters>,
+    /// Bounds on the long-polls waiting on `longpoll` and `request_waiters`.
+    pub parking: Arc<Parking>,
     pub locator: Arc<dyn Locator>,
     /// Wakes devices: long-poll always, APNs/FCM when configured.
     pub dispatcher: Dispatcher,
@@ -56,6 +59,7 @@ impl AppState {
             trusted_proxies: Arc::new(Vec::new()),
             longpoll,
             request_waiters: Arc::new(Waiters::default()),
+            parking: Arc::new(Parking::default()),
             locator: Arc::new(NoGeoIp),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
@@ -82,6 +86,12 @@ impl AppState {
     /// Password-check limits (a fresh guard: concurrency bound and empty buckets).
     pub fn with_password_limits(mut self, limits: PasswordLimits) -> Self {
         self.passwords = Arc::new(PasswordGuard::new(limits));
+        self
+    }
+
+    /// Bounds on waiting long-polls (fresh counts).
+    pub fn with_parking_limits(mut self, limits: ParkingLimits) -> Self {
+        self.parking = Arc::new(Parking::new(limits));
         self
     }
 

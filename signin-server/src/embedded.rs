@@ -27,19 +27,16 @@ pub async fn spawn(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("could not listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = crate::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let router = crate::app(state.clone());
     let shutdown_state = state.clone();
+    let limits = config.limits.connections;
+    let exempt = config.trusted_proxies.clone();
     let task = tokio::spawn(async move {
         let graceful = async move {
             let _ = stopped.await;
             shutdown_state.begin_shutdown();
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!(error = %e, "embedded server failed");
-        }
+        crate::listener::serve(listener, router, limits, exempt, graceful).await;
     });
     Ok(RunningServer {
         addr,

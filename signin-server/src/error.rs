@@ -35,6 +35,8 @@ pub fn code(e: &AppError) -> ErrorCode {
         AppError::PolicyDisabled => ErrorCode::PolicyDisabled,
         AppError::NotPasswordlessCapable => ErrorCode::NotPasswordlessCapable,
         AppError::RateLimited { .. } => ErrorCode::RateLimited,
+        AppError::AtCapacity { limit, .. } if limit.per_client() => ErrorCode::RateLimited,
+        AppError::AtCapacity { .. } => ErrorCode::ServerBusy,
         AppError::Paused { .. } => ErrorCode::Paused,
         AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
         AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
@@ -64,6 +66,8 @@ pub fn status(e: &AppError) -> StatusCode {
         | AppError::Paused { .. }
         | AppError::BrowserNotBound => StatusCode::FORBIDDEN,
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::AtCapacity { limit, .. } if limit.per_client() => StatusCode::TOO_MANY_REQUESTS,
+        AppError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
         AppError::Internal(_) | AppError::PublicUrlRequired => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -84,9 +88,11 @@ impl IntoResponse for HttpError {
             },
         };
         let retry_after = match &error {
-            AppError::RateLimited { retry_after_secs } | AppError::Paused { retry_after_secs } => {
-                Some(*retry_after_secs)
-            }
+            AppError::RateLimited { retry_after_secs }
+            | AppError::Paused { retry_after_secs }
+            | AppError::AtCapacity {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -115,6 +121,9 @@ impl From<signin_domain::AppError> for WebError {
     fn from(e: signin_domain::AppError) -> Self {
         match e {
             signin_domain::AppError::Internal(cause) => WebError::Internal(cause),
+            signin_domain::AppError::AtCapacity {
+                retry_after_secs, ..
+            } => WebError::Busy { retry_after_secs },
             other => WebError::Internal(anyhow::anyhow!("unexpected: {other}")),
         }
     }
@@ -135,6 +144,9 @@ impl From<signin_domain::AppError> for OAuthError {
             }
             AppError::RateLimited { .. } | AppError::Paused { .. } => {
                 OAuthError::TemporarilyUnavailable("too many sign-ins for this user: try later")
+            }
+            AppError::AtCapacity { .. } => {
+                OAuthError::TemporarilyUnavailable("the server is busy: try later")
             }
             AppError::InvalidRequest(d) => OAuthError::InvalidRequest(d),
             other => OAuthError::Internal(anyhow::anyhow!("unexpected: {other}")),

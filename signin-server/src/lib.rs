@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod error;
 pub mod extract;
 pub mod http_error;
+pub mod listener;
 pub mod oidc;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test
@@ -17,7 +18,6 @@ pub mod web;
 pub mod webpush_local;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -139,7 +139,13 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         .await?
         .with_push(transports, config.push.retry)
         .with_risk(config.risk)
-        .with_trusted_proxies(config.trusted_proxies.clone());
+        .with_trusted_proxies(config.trusted_proxies.clone())
+        .with_parking_limits(config.limits.parking)
+        .with_password_limits(signin_domain::accounts::passwords::PasswordLimits {
+            concurrency: config.limits.argon2_concurrency,
+            queue: config.limits.argon2_queue,
+            ..Default::default()
+        });
     if let Some(path) = &config.geoip {
         state = state.with_locator(std::sync::Arc::new(rules::geoip::MaxMindLocator::open(
             path,
@@ -164,18 +170,21 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, "listening");
+    let mut limits = config.limits.connections;
+    listener::fit_to_descriptor_limit(&mut limits);
     let shutdown_state = state.clone();
-    axum::serve(
+    listener::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        app(state),
+        limits,
+        config.trusted_proxies.clone(),
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            shutdown_state.begin_shutdown();
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        shutdown_state.begin_shutdown();
-    })
-    .await
-    .context("server failed")?;
+    .await;
     Ok(())
 }
 

@@ -69,14 +69,14 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
 
     // Off by default.
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code, None)
             .await
             .unwrap(),
         Outcome::Disabled
     );
     fallback::set_enabled(&h.state.pool, true).await.unwrap();
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code, None)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -86,7 +86,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     );
     // The same code again, and the previous step's code: replays.
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code, None)
             .await
             .unwrap(),
         Outcome::Replayed
@@ -94,7 +94,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     let previous = totp.generate(now_secs() - 30);
     if previous != code {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &previous)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &previous, None)
                 .await
                 .unwrap(),
             Outcome::Replayed
@@ -104,7 +104,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     let (_, other) = enrolled(&h, "carol@contoso.test").await;
     let old = totp.generate(now_secs() - 90);
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &old)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &old, None)
             .await
             .unwrap(),
         Outcome::Refused
@@ -112,7 +112,7 @@ async fn a_totp_code_signs_in_once_per_time_step_and_only_when_the_policy_allows
     let carols = other.generate(now_secs());
     if carols != code && carols != previous {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &carols)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &carols, None)
                 .await
                 .unwrap(),
             Outcome::Refused
@@ -145,7 +145,7 @@ async fn concurrent_uses_of_one_totp_code_sign_in_exactly_once() {
             let argon2 = h.state.passwords.clone();
             let code = code.clone();
             tokio::spawn(async move {
-                fallback::sign_in_with_code(&pool, &argon2, "bobby@contoso.test", &code)
+                fallback::sign_in_with_code(&pool, &argon2, "bobby@contoso.test", &code, None)
                     .await
                     .unwrap()
             })
@@ -181,7 +181,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     let wrong = wrong_code(&avoid);
     for _ in 0..fallback::TRIES_PER_WINDOW {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &wrong)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &wrong, None)
                 .await
                 .unwrap(),
             Outcome::Refused
@@ -189,7 +189,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     }
     // The window is full: even the right code is not checked.
     let Outcome::Throttled { retry_after_secs } =
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &current)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &current, None)
             .await
             .unwrap()
     else {
@@ -201,7 +201,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     move_window(&h, upn).await;
     for _ in 0..(fallback::MAX_CONSECUTIVE_FAILURES - fallback::TRIES_PER_WINDOW) {
         assert_eq!(
-            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &wrong)
+            fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &wrong, None)
                 .await
                 .unwrap(),
             Outcome::Refused
@@ -209,7 +209,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     }
     move_window(&h, upn).await;
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &current)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &current, None)
             .await
             .unwrap(),
         Outcome::Locked
@@ -217,7 +217,7 @@ async fn tries_are_bounded_per_window_and_locked_after_ten_failures_until_an_adm
     assert!(fallback::unlock(&h.state.pool, upn).await.unwrap());
     let code = totp.generate(now_secs());
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code, None)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -273,7 +273,7 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
     let distinct: std::collections::HashSet<&str> = codes.iter().map(|c| c.as_str()).collect();
     assert_eq!(distinct.len(), 10);
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[0])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[0], None)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -283,14 +283,14 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
     );
     // Once only; typed in capitals without dashes, another code works.
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[0])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[0], None)
             .await
             .unwrap(),
         Outcome::Refused
     );
     let typed = codes[1].replace('-', " ").to_uppercase();
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &typed)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &typed, None)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -314,7 +314,8 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
             &h.state.pool,
             &h.state.passwords,
             "erin@contoso.test",
-            &codes[2]
+            &codes[2],
+            None
         )
         .await
         .unwrap(),
@@ -325,13 +326,13 @@ async fn backup_codes_work_once_and_a_new_set_replaces_the_old_one() {
         .await
         .unwrap();
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[2])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &codes[2], None)
             .await
             .unwrap(),
         Outcome::Refused
     );
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &fresh[9])
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &fresh[9], None)
             .await
             .unwrap(),
         Outcome::SignedIn {
@@ -380,7 +381,7 @@ async fn a_removed_phones_totp_codes_are_refused_and_secrets_are_stored_sealed()
         .unwrap();
     let code = totp.generate(now_secs());
     assert_eq!(
-        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code)
+        fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, &code, None)
             .await
             .unwrap(),
         Outcome::Refused
@@ -546,7 +547,7 @@ async fn an_unknown_upn_is_answered_like_a_known_one() {
             .take(fallback::TRIES_PER_WINDOW as usize + 1)
         {
             seen.push(
-                fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, code)
+                fallback::sign_in_with_code(&h.state.pool, &h.state.passwords, upn, code, None)
                     .await
                     .unwrap(),
             );
@@ -600,7 +601,7 @@ fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
         let pool = signin_domain::store::connect(&db.url).await.unwrap();
         let argon2 = signin_domain::accounts::passwords::PasswordGuard::default();
         for _ in 0..fallback::MAX_CONSECUTIVE_FAILURES {
-            fallback::sign_in_with_code(&pool, &argon2, upn, "000000")
+            fallback::sign_in_with_code(&pool, &argon2, upn, "000000", None)
                 .await
                 .unwrap();
             sqlx::query("UPDATE fallback_tries SET window_tries = 0 WHERE upn = $1")
@@ -610,7 +611,7 @@ fn the_admin_cli_switches_shows_and_unlocks_the_fallback() {
                 .unwrap();
         }
         assert_eq!(
-            fallback::sign_in_with_code(&pool, &argon2, upn, "000000")
+            fallback::sign_in_with_code(&pool, &argon2, upn, "000000", None)
                 .await
                 .unwrap(),
             Outcome::Locked
@@ -664,7 +665,7 @@ async fn concurrent_backup_code_tries_never_run_more_argon2_hashes_at_once_than_
             let argon2 = h.state.passwords.clone();
             tokio::spawn(async move {
                 let upn = format!("nobody{i}@contoso.test");
-                fallback::sign_in_with_code(&pool, &argon2, &upn, "abcd-efgh-jkmn")
+                fallback::sign_in_with_code(&pool, &argon2, &upn, "abcd-efgh-jkmn", None)
                     .await
                     .unwrap()
             })
@@ -676,4 +677,76 @@ async fn concurrent_backup_code_tries_never_run_more_argon2_hashes_at_once_than_
     let stats = h.state.passwords.stats();
     assert_eq!(stats.hashes, 24, "every try hashed");
     assert!(stats.max_in_flight <= 2, "{} at once", stats.max_in_flight);
+}
+
+/// Issue 20, finding 6: one address trying codes for made-up users (each with its own per-user
+/// budget) is bounded per address like password attempts, and its throttled tries are one
+/// counted audit entry instead of a row each.
+#[tokio::test]
+async fn one_address_spraying_made_up_users_is_throttled_and_collapses_into_one_audit_entry() {
+    let h = harness().await;
+    fallback::set_enabled(&h.state.pool, true).await.unwrap();
+    let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let mut throttled = 0;
+    for i in 0..200 {
+        let upn = format!("spray{i}@contoso.test");
+        match fallback::sign_in_with_code(
+            &h.state.pool,
+            &h.state.passwords,
+            &upn,
+            "000000",
+            Some(ip),
+        )
+        .await
+        .unwrap()
+        {
+            Outcome::Throttled { retry_after_secs } => {
+                assert!(retry_after_secs >= 1);
+                throttled += 1;
+            }
+            Outcome::Refused => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let burst = signin_domain::accounts::passwords::IP_ATTEMPT_BURST as usize;
+    assert!(
+        throttled >= 200 - burst - 2,
+        "only {throttled} of 200 were throttled"
+    );
+
+    let rows: Vec<_> = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "fallback_used")
+        .collect();
+    assert!(
+        rows.len() <= burst + 3,
+        "{} audit rows for 200 tries",
+        rows.len()
+    );
+    let collapsed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.outcome.starts_with("throttled address="))
+        .collect();
+    assert_eq!(collapsed.len(), 1, "{collapsed:?}");
+    assert_eq!(collapsed[0].upn, None, "the entry names no made-up user");
+    assert_eq!(collapsed[0].repeats + 1, throttled as i64);
+    assert!(
+        !collapsed[0].outcome.contains("198.51.100.7"),
+        "the address itself is not stored"
+    );
+
+    // Another address has its own budget.
+    let other: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let r = fallback::sign_in_with_code(
+        &h.state.pool,
+        &h.state.passwords,
+        "spray0@contoso.test",
+        "000000",
+        Some(other),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(r, Outcome::Refused), "{r:?}");
 }

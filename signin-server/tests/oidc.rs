@@ -1057,6 +1057,45 @@ async fn ciba_poll_pending_then_slow_down_then_tokens_once_after_the_phone_types
     assert_eq!(ciba_poll(&r.h, &other, &id).await.error(), "invalid_grant");
 }
 
+/// Issue 20, finding 7: a CIBA request asked to live 30 s must not leave the phone a request
+/// that lives the server's full 90 s: the user would approve for nothing.
+#[tokio::test]
+async fn ciba_requested_expiry_is_also_the_expiry_of_the_phones_request() {
+    let r = ready().await;
+    let s = bc_authorize(
+        &r.h,
+        &r.client,
+        &[
+            ("scope", "openid"),
+            ("login_hint", BOB),
+            ("requested_expiry", "30"),
+        ],
+    )
+    .await;
+    assert_eq!(s.body["expires_in"], 30);
+    let binding = s.body["binding_message"].as_str().unwrap().to_owned();
+    let p = r.phone.poll(&r.h, 5).await;
+    let rid = p.body["pushes"][0]["rid"].as_str().unwrap().to_owned();
+    let f = r.phone.fetch(&r.h, &rid).await.unwrap();
+    let details: serde_json::Value = serde_json::from_str(&f.signed.details).unwrap();
+    let lifetime =
+        details["expires_at"].as_i64().unwrap() - details["created_at"].as_i64().unwrap();
+    assert!(
+        (29_000..=30_000).contains(&lifetime),
+        "the phone's request lives {lifetime} ms"
+    );
+    // Both expire together: past 30 s, the phone's approval is refused as expired.
+    age_rows(&r.h, "ciba_requests", "expires_at", 31_000).await;
+    age_rows(&r.h, "signin_requests", "expires_at", 31_000).await;
+    let late =
+        r.h.post(
+            &respond_uri(&rid),
+            r.phone.answer(&f, Decision::Approve, Some(&binding)),
+        )
+        .await;
+    assert_eq!(late.error(), "request_expired", "{:?}", late.body);
+}
+
 #[tokio::test]
 async fn ciba_expired_auth_req_id_and_denial_and_refused_requests() {
     let r = ready().await;

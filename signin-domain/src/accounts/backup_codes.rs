@@ -50,9 +50,13 @@ fn random_code() -> Result<Zeroizing<String>, AppError> {
 /// Argon2id (crate defaults: m = 19 MiB, t = 2) of a normalized code under the set's salt.
 fn hash(code: &str, salt: &[u8]) -> Result<String, AppError> {
     let mut out = Zeroizing::new([0u8; 32]);
-    Argon2::default()
-        .hash_password_into(code.as_bytes(), salt, out.as_mut_slice())
-        .map_err(|e| AppError::internal(anyhow::anyhow!("argon2: {e}")))?;
+    super::hash_pool::hash_into(
+        &Argon2::default(),
+        code.as_bytes(),
+        salt,
+        out.as_mut_slice(),
+    )
+    .map_err(|e| AppError::internal(anyhow::anyhow!("argon2: {e}")))?;
     Ok(b64(out.as_slice()))
 }
 
@@ -112,10 +116,7 @@ pub async fn redeem(
     };
     let known = salt.is_some();
     let salt = salt.unwrap_or_else(|| vec![0; 16]);
-    let hashed = argon2
-        .run_argon2(move || hash(&code, &salt))
-        .await
-        .map_err(AppError::Internal)??;
+    let hashed = argon2.run_argon2(move || hash(&code, &salt)).await??;
     if !known {
         return Ok(false);
     }

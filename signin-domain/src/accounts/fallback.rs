@@ -7,7 +7,13 @@
 //! Tries are bounded per typed UPN (existing or not), before any code is checked: at most [`TRIES_PER_WINDOW`] per
 //! [`WINDOW_SECS`], and after [`MAX_CONSECUTIVE_FAILURES`] failures in a row the fallback stays
 //! locked until an admin unlocks it (`admin fallback unlock --upn U`); a success resets both.
-//! Every try, the switch, creating backup codes and unlocking are audited (never a code).
+//! Tries are also bounded per client address, with password attempts (the address bucket of
+//! [`super::passwords::PasswordGuard`]): one address cannot spray made-up UPNs, each with its own
+//! per-UPN budget. Every try, the switch, creating backup codes and unlocking are audited (never
+//! a code); tries an address makes beyond its bound are one counted entry per address, not a row
+//! each (an audit flood otherwise: ~8 M rows a day from one address).
+use std::net::IpAddr;
+
 use crate::audit::{self, Event};
 use crate::error::AppError;
 use crate::store::fallback::{self as db, TryRefused, FALLBACK_ENABLED_SETTING};
@@ -115,16 +121,42 @@ async fn audit_try(
     Ok(())
 }
 
-/// One fallback sign-in try of `upn` with `code` (a TOTP code or a backup code).
+async fn audit_try_anonymous(pool: &Pool, outcome: &str) -> Result<(), AppError> {
+    audit::record(
+        pool,
+        Event::FallbackUsed,
+        audit::Entry {
+            outcome,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// One fallback sign-in try of `upn` with `code` (a TOTP code or a backup code), from the
+/// client address `ip` when known.
 pub async fn sign_in_with_code(
     pool: &Pool,
     argon2: &super::passwords::PasswordGuard,
     upn: &str,
     code: &str,
+    ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
     if !enabled(pool).await? {
         audit_try(pool, upn, None, "disabled").await?;
         return Ok(Outcome::Disabled);
+    }
+    if let Some(ip) = ip {
+        if let Err(wait) = argon2.admit_address(ip) {
+            // No user in the entry: one row per address, its repeats counted (audit::record
+            // collapses identical entries), whatever names the address sprays.
+            let outcome = format!("throttled address={}", crate::rules::risk::address_tag(ip));
+            audit_try_anonymous(pool, &outcome).await?;
+            return Ok(Outcome::Throttled {
+                retry_after_secs: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0),
+            });
+        }
     }
     // An unknown UPN goes the same way as a known one (its tries are counted and throttled
     // too, and no code matches it): the pages do not tell who exists.

@@ -4,6 +4,7 @@ pub mod applications;
 pub mod backup_codes;
 pub mod devices;
 pub mod fallback;
+mod hash_pool;
 pub mod passwords;
 pub mod temporary_pass;
 pub mod totp;

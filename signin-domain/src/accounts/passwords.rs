@@ -2,14 +2,16 @@
 //! p=1), stored as PHC strings. Only the hash is stored; passwords are never logged.
 use anyhow::{bail, Context};
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
+
+use crate::error::{AppError, Capacity};
 
 use crate::audit::{self, Event};
 use crate::rules::risk::address_key;
@@ -87,11 +89,23 @@ pub const IP_ATTEMPT_REFILL: Duration = Duration::from_secs(6);
 /// or addresses. When full, refilled buckets are dropped first, then the least recently used.
 pub const MAX_TRACKED_BUCKETS: usize = 10_000;
 
+/// Memory one Argon2id hash holds while it runs (the crate's default m = 19 MiB, plus its
+/// working set), what [`PasswordLimits::for_memory`] divides the configured budget by.
+pub const ARGON2_MIB: usize = 19;
+/// Checks that may wait for a running one to finish before new ones are refused (default).
+pub const ARGON2_QUEUE: usize = 64;
+/// How long a queued check waits at most before it is refused.
+pub const ARGON2_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
 /// Limits of [`PasswordGuard`]; the defaults are the constants above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordLimits {
-    /// Argon2 hashes at once (default: the number of cores).
+    /// Argon2 hashes at once (default: the number of cores): the memory bound is this times
+    /// [`ARGON2_MIB`].
     pub concurrency: usize,
+    /// Checks that may queue for a place; beyond, and after [`ARGON2_QUEUE_WAIT`], a check is
+    /// refused with [`AppError::AtCapacity`].
+    pub queue: usize,
     pub user_burst: u32,
     pub user_refill: Duration,
     pub ip_burst: u32,
@@ -102,11 +116,19 @@ impl Default for PasswordLimits {
     fn default() -> Self {
         PasswordLimits {
             concurrency: default_concurrency(),
+            queue: ARGON2_QUEUE,
             user_burst: USER_ATTEMPT_BURST,
             user_refill: USER_ATTEMPT_REFILL,
             ip_burst: IP_ATTEMPT_BURST,
             ip_refill: IP_ATTEMPT_REFILL,
         }
+    }
+}
+
+impl PasswordLimits {
+    /// As many concurrent hashes as `memory_mib` holds (at least one).
+    pub fn concurrency_for_memory(memory_mib: usize) -> usize {
+        (memory_mib / ARGON2_MIB).max(1)
     }
 }
 
@@ -206,6 +228,7 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
 
 #[derive(Debug, Default)]
 struct Counters {
+    queued: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     hashes: AtomicU64,
@@ -217,6 +240,7 @@ struct Counters {
 pub struct PasswordGuard {
     limits: PasswordLimits,
     permits: Arc<Semaphore>,
+    threads: super::hash_pool::HashPool,
     users: Mutex<Buckets<String>>,
     addresses: Mutex<Buckets<IpAddr>>,
     counters: Arc<Counters>,
@@ -245,6 +269,7 @@ impl PasswordGuard {
         };
         PasswordGuard {
             permits: Arc::new(Semaphore::new(limits.concurrency)),
+            threads: super::hash_pool::HashPool::new(limits.concurrency),
             limits,
             users: Mutex::default(),
             addresses: Mutex::default(),
@@ -265,30 +290,62 @@ impl PasswordGuard {
 
     /// Runs one Argon2 computation (a password check, a backup-code try) on a blocking thread,
     /// at most `concurrency` at once across all of them: each holds 19 MiB while it runs, so the
-    /// bound is the memory bound. Beyond it, callers queue. The permit is held until the
-    /// computation ends, even if the request that asked for it is dropped.
+    /// bound is the memory bound. Beyond it, up to `queue` callers wait (at most
+    /// [`ARGON2_QUEUE_WAIT`]); the others are refused at once with [`AppError::AtCapacity`].
+    /// The permit is held until the computation ends, even if the request that asked for it is
+    /// dropped.
     pub async fn run_argon2<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .context("Argon2 semaphore")?;
+    ) -> Result<T, AppError> {
+        let busy = || AppError::AtCapacity {
+            limit: Capacity::PasswordChecks,
+            retry_after_secs: 1,
+        };
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => {
+                return Err(AppError::internal(anyhow::anyhow!(
+                    "Argon2 semaphore closed"
+                )))
+            }
+            Err(TryAcquireError::NoPermits) => {
+                let queued = Queued::enter(&self.counters);
+                if queued.position > self.limits.queue {
+                    return Err(busy());
+                }
+                match tokio::time::timeout(ARGON2_QUEUE_WAIT, self.permits.clone().acquire_owned())
+                    .await
+                {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(e)) => return Err(AppError::internal(e)),
+                    Err(_) => return Err(busy()),
+                }
+            }
+        };
         let counters = self.counters.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
-            let out = work();
-            counters.hashes.fetch_add(1, Ordering::SeqCst);
-            counters.in_flight.fetch_sub(1, Ordering::SeqCst);
-            out
-        })
-        .await
-        .context("Argon2 task")
+        self.threads
+            .run(move || {
+                let _permit = permit;
+                let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                let out = work();
+                counters.hashes.fetch_add(1, Ordering::SeqCst);
+                counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+                out
+            })
+            .await
+    }
+
+    /// Takes one attempt from the address's bucket only (a way in with its own per-user
+    /// bound, like the fallback codes); how long to wait when it is empty.
+    pub fn admit_address(&self, ip: IpAddr) -> Result<(), Duration> {
+        let l = &self.limits;
+        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        let key = address_key(ip);
+        addresses.refill(&key, l.ip_burst, l.ip_refill, Instant::now())?;
+        addresses.take(&key);
+        Ok(())
     }
 
     /// Takes one attempt from the user's and the address's buckets, or neither when either is
@@ -314,6 +371,26 @@ impl PasswordGuard {
     }
 }
 
+/// A place in the queue for an Argon2 permit, left when dropped.
+struct Queued<'a> {
+    counters: &'a Counters,
+    /// 1 for the first in the queue.
+    position: usize,
+}
+
+impl<'a> Queued<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        let position = counters.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        Queued { counters, position }
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Whether `password` is the password of `upn`, attempted from `ip`. Throttled attempts
 /// (per user, per address) are refused without hashing. Unknown users and users without a
 /// password are checked against a dummy hash and fail. Argon2 runs on a blocking thread, at
@@ -325,7 +402,7 @@ pub async fn verify_password(
     upn: &str,
     ip: Option<IpAddr>,
     password: &str,
-) -> anyhow::Result<PasswordCheck> {
+) -> Result<PasswordCheck, AppError> {
     if let Err((by, wait)) = guard.admit(upn, ip) {
         return Ok(PasswordCheck::Throttled {
             by,
@@ -342,9 +419,7 @@ pub async fn verify_password(
             }
             let phc = phc.unwrap_or_else(|| dummy_hash().to_owned());
             match PasswordHash::new(&phc) {
-                Ok(parsed) => Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok(),
+                Ok(parsed) => super::hash_pool::verify_phc(password.as_bytes(), &parsed),
                 Err(_) => false,
             }
         })
@@ -359,6 +434,60 @@ pub async fn verify_password(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn checks_beyond_the_running_and_queued_bound_are_refused_as_busy() {
+        let guard = Arc::new(PasswordGuard::new(PasswordLimits {
+            concurrency: 1,
+            queue: 1,
+            ..PasswordLimits::default()
+        }));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(Mutex::new(hold));
+        let running = {
+            let (guard, hold) = (guard.clone(), hold.clone());
+            tokio::spawn(async move {
+                guard
+                    .run_argon2(move || {
+                        let _ = hold.lock().unwrap().recv();
+                    })
+                    .await
+            })
+        };
+        while guard.counters.in_flight.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let queued = {
+            let guard = guard.clone();
+            tokio::spawn(async move { guard.run_argon2(|| 2).await })
+        };
+        while guard.counters.queued.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let refused = guard.run_argon2(|| 3).await;
+        assert!(
+            matches!(
+                refused,
+                Err(AppError::AtCapacity {
+                    limit: Capacity::PasswordChecks,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        release.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        assert_eq!(queued.await.unwrap().unwrap(), 2, "the queued check ran");
+        assert_eq!(guard.counters.queued.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn the_memory_budget_sets_how_many_hashes_run_at_once() {
+        assert_eq!(PasswordLimits::concurrency_for_memory(1), 1);
+        assert_eq!(PasswordLimits::concurrency_for_memory(38), 2);
+        assert_eq!(PasswordLimits::concurrency_for_memory(56), 2);
+        assert_eq!(PasswordLimits::concurrency_for_memory(1024), 53);
+    }
 
     #[test]
     fn buckets_refill_and_stay_bounded() {
@@ -393,6 +522,7 @@ mod tests {
 
     #[test]
     fn argon2id_phc_and_minimum_length() {
+        use argon2::password_hash::PasswordVerifier;
         let phc = hash_password("correct horse").unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(!phc.contains("correct horse"));

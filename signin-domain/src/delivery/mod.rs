@@ -5,6 +5,7 @@
 pub mod apns;
 pub mod fcm;
 pub mod jwt;
+pub mod parking;
 pub mod push;
 pub mod webpush;
 

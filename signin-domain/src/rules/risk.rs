@@ -159,6 +159,21 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A short pseudonym of a client address (its /64 for IPv6), for entries that must tell
+/// addresses apart without storing them: a keyed hash under a key that lives as long as this
+/// process, so it links entries of one run and reveals nothing later.
+pub fn address_tag(ip: std::net::IpAddr) -> String {
+    use base64::Engine;
+    static KEY: std::sync::OnceLock<ring::hmac::Key> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let secret = crate::random::random_bytes::<32>().unwrap_or([0; 32]);
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret)
+    });
+    let address = address_key(ip).to_string();
+    let tag = ring::hmac::sign(key, address.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..6])
+}
+
 fn secs_ms(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }

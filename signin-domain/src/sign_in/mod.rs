@@ -54,6 +54,9 @@ pub struct StartSignIn<'a> {
     /// address, as for the built-in portal, and the phishing-resistant policy binds the
     /// approval to that browser (§5.9).
     pub browser: bool,
+    /// A shorter lifetime than the server's request TTL (a CIBA `requested_expiry`): the
+    /// phone's request must not outlive what it was started for, or the user approves nothing.
+    pub lifetime_secs: Option<u64>,
 }
 
 /// A started sign-in. The number is for the sign-in page only: `Debug` hides it.
@@ -144,7 +147,12 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
 
     let number_length = elevation.number_digits(policy.number_length);
     let number = random_number(number_length);
-    let expires_at = UnixMillis::now().plus_secs(state.settings.request_ttl_secs);
+    let ttl = s
+        .lifetime_secs
+        .map_or(state.settings.request_ttl_secs, |secs| {
+            secs.clamp(1, state.settings.request_ttl_secs)
+        });
+    let expires_at = UnixMillis::now().plus_secs(ttl);
     let location = policy
         .show_location
         .then(|| state.locator.locate(s.client_ip));
@@ -431,6 +439,7 @@ pub async fn wait(state: &AppState, id: &str, wait: Duration) -> Result<StoredRe
         .unwrap_or(0)
         .saturating_add(50);
     let wait = wait.min(Duration::from_millis(until_expiry));
+    let _parked = state.parking.sign_in(id)?;
     let decided: Option<StoredRequest> = state
         .request_waiters
         .wait_for(id, wait, &state.shutdown, || async {
@@ -465,6 +474,10 @@ pub async fn wait_pending_for(
     account_id: &AccountId,
     wait: Duration,
 ) -> Result<Vec<PushEnvelope>, AppError> {
+    if wait.is_zero() {
+        return pending_for(state, account_id).await;
+    }
+    let _parked = state.parking.device(account_id.as_str())?;
     state
         .longpoll
         .accounts

@@ -65,6 +65,7 @@ pub async fn start(
             client_ip: ip,
             replaces: None,
             browser: false,
+            lifetime_secs: None,
         },
     )
     .await?;

@@ -14,6 +14,8 @@ use anyhow::Context;
 use authenticator_protocol::wire::DEFAULT_REQUEST_TTL_SECS;
 use serde::Deserialize;
 
+use signin_domain::accounts::passwords::PasswordLimits;
+use signin_domain::delivery::parking::ParkingLimits;
 use signin_domain::delivery::push::{ApnsConfig, FcmConfig, PushConfig, WebPushConfig};
 use signin_domain::delivery::{apns, fcm};
 use signin_domain::rules::risk::RiskConfig;
@@ -22,9 +24,10 @@ pub mod sections;
 
 pub use signin_domain::settings::Settings;
 
+pub use crate::listener::ConnectionLimits;
 pub use sections::{
-    parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, RiskSection,
-    ServerSection, WebPushSection,
+    parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, LimitsSection,
+    RiskSection, ServerSection, WebPushSection,
 };
 
 pub const DEFAULT_DATABASE: &str = "sqlite://signin.db";
@@ -52,6 +55,30 @@ pub struct ServeConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The Authenticator's loopback listener the sign-in page calls (§5.9).
     pub browser_listener_port: u16,
+    /// Connection, long-poll and Argon2 bounds (`[limits]`).
+    pub limits: ResourceLimits,
+}
+
+/// What one server instance allows its clients (`[limits]`; OPERATIONS.md, "Resource limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    pub connections: ConnectionLimits,
+    pub parking: ParkingLimits,
+    /// Argon2 checks at once (from `argon2_memory_mib`).
+    pub argon2_concurrency: usize,
+    pub argon2_queue: usize,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        let passwords = PasswordLimits::default();
+        ResourceLimits {
+            connections: ConnectionLimits::default(),
+            parking: ParkingLimits::default(),
+            argon2_concurrency: passwords.concurrency,
+            argon2_queue: passwords.queue,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -68,6 +95,7 @@ impl Default for ServeConfig {
             geoip: None,
             trusted_proxies: Vec::new(),
             browser_listener_port: authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT,
+            limits: ResourceLimits::default(),
         }
     }
 }
@@ -93,6 +121,9 @@ pub struct Layer {
     #[command(flatten)]
     #[serde(default)]
     pub risk: RiskSection,
+    #[command(flatten)]
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 impl Layer {
@@ -120,6 +151,81 @@ impl Layer {
         flag.or_else(|| self.database.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
     }
+}
+
+/// `[limits]`: flags > file > defaults; every bound at least 1 (0 would refuse everything).
+fn merge_limits(
+    l: LimitsSection,
+    f: LimitsSection,
+    d: ResourceLimits,
+) -> anyhow::Result<ResourceLimits> {
+    let positive = |value: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {
+        anyhow::ensure!(
+            value != Some(0),
+            "{} must be at least 1",
+            named(key, "limits")
+        );
+        Ok(value)
+    };
+    let count = |value: Option<usize>, key: &str| -> anyhow::Result<Option<usize>> {
+        anyhow::ensure!(
+            value != Some(0),
+            "{} must be at least 1",
+            named(key, "limits")
+        );
+        Ok(value)
+    };
+    let secs = |value: Option<u64>, default: std::time::Duration| {
+        value.map_or(default, std::time::Duration::from_secs)
+    };
+    let dc = d.connections;
+    let dp = d.parking;
+    let argon2_memory = count(
+        l.argon2_memory_mib.or(f.argon2_memory_mib),
+        "argon2_memory_mib",
+    )?;
+    Ok(ResourceLimits {
+        connections: ConnectionLimits {
+            header_read_timeout: secs(
+                positive(
+                    l.header_read_timeout_secs.or(f.header_read_timeout_secs),
+                    "header_read_timeout_secs",
+                )?,
+                dc.header_read_timeout,
+            ),
+            idle_timeout: secs(
+                positive(
+                    l.idle_timeout_secs.or(f.idle_timeout_secs),
+                    "idle_timeout_secs",
+                )?,
+                dc.idle_timeout,
+            ),
+            max_connections: count(l.max_connections.or(f.max_connections), "max_connections")?
+                .unwrap_or(dc.max_connections),
+            max_connections_per_address: count(
+                l.max_connections_per_address
+                    .or(f.max_connections_per_address),
+                "max_connections_per_address",
+            )?
+            .unwrap_or(dc.max_connections_per_address),
+        },
+        parking: ParkingLimits {
+            per_device: count(
+                l.max_polls_per_device.or(f.max_polls_per_device),
+                "max_polls_per_device",
+            )?
+            .unwrap_or(dp.per_device),
+            per_sign_in: count(
+                l.max_polls_per_sign_in.or(f.max_polls_per_sign_in),
+                "max_polls_per_sign_in",
+            )?
+            .unwrap_or(dp.per_sign_in),
+            total: count(l.max_polls.or(f.max_polls), "max_polls")?.unwrap_or(dp.total),
+        },
+        argon2_concurrency: argon2_memory
+            .map_or(d.argon2_concurrency, PasswordLimits::concurrency_for_memory),
+        argon2_queue: l.argon2_queue.or(f.argon2_queue).unwrap_or(d.argon2_queue),
+    })
 }
 
 impl ServeConfig {
@@ -233,6 +339,8 @@ impl ServeConfig {
             named("burst", "risk")
         );
 
+        let limits = merge_limits(flags.limits, file.limits, d.limits)?;
+
         let config = ServeConfig {
             listen: s.listen.or(fs.listen).unwrap_or(d.listen),
             database,
@@ -262,6 +370,7 @@ impl ServeConfig {
                 .browser_listener_port
                 .or(fs.browser_listener_port)
                 .unwrap_or(d.browser_listener_port),
+            limits,
         };
         config.check()?;
         Ok(config)

@@ -227,3 +227,38 @@ fn proxies<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Err
         .collect::<Result<_, _>>()
         .map(Some)
 }
+
+/// `[limits]`: what one server instance allows its clients (OPERATIONS.md, "Resource limits").
+#[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Seconds a connection may take to send a request head, from opening or after its last
+    /// response (default 10).
+    #[arg(long, env = "SIGNIN_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request body or a response write may make no progress (default 30).
+    #[arg(long, env = "SIGNIN_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Open connections in total (default 4096; lowered to what the open-file limit allows).
+    #[arg(long, env = "SIGNIN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address; trusted proxies are exempt (default 256).
+    #[arg(long, env = "SIGNIN_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Waiting `device/poll` long-polls of one device (default 4).
+    #[arg(long, env = "SIGNIN_MAX_POLLS_PER_DEVICE")]
+    pub max_polls_per_device: Option<usize>,
+    /// Waiting `signin/{id}?wait` long-polls of one sign-in (default 8).
+    #[arg(long, env = "SIGNIN_MAX_POLLS_PER_SIGN_IN")]
+    pub max_polls_per_sign_in: Option<usize>,
+    /// Waiting long-polls in total (default 2048).
+    #[arg(long, env = "SIGNIN_MAX_POLLS")]
+    pub max_polls: Option<usize>,
+    /// Memory for Argon2 checks (passwords, backup codes) in MiB: one check holds 19 MiB, so
+    /// this bounds how many run at once (default 19 × the number of cores).
+    #[arg(long, env = "SIGNIN_ARGON2_MEMORY_MIB")]
+    pub argon2_memory_mib: Option<usize>,
+    /// Argon2 checks that may wait for a place before new ones are refused (default 64).
+    #[arg(long, env = "SIGNIN_ARGON2_QUEUE")]
+    pub argon2_queue: Option<usize>,
+}

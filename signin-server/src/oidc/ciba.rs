@@ -130,13 +130,16 @@ pub async fn backchannel_authorize(
             client_ip: None,
             replaces: None,
             browser: false,
+            lifetime_secs: u64::try_from(expires_in).ok(),
         },
     )
     .await?;
     let auth_req_id = random_secret()?;
     let req_hash = secret_hash(&auth_req_id);
     let now = now_ms();
-    let expires_at = (now + expires_in * 1000).min(to_db_ms(started.expires_at));
+    // The sign-in was started to live `expires_in` (finding 7 of issue 20): the auth_req_id
+    // and the phone's request end together.
+    let expires_at = to_db_ms(started.expires_at);
     let row = CibaRow {
         req_hash: req_hash.clone(),
         client_id: client.client_id().to_owned(),
@@ -172,7 +175,7 @@ pub async fn backchannel_authorize(
     Ok(no_store(
         axum::Json(Started {
             auth_req_id,
-            expires_in: (expires_at - now) / 1000,
+            expires_in: (expires_at - now + 999).max(0) / 1000,
             interval: DEFAULT_INTERVAL_SECS,
             binding_message: started.number.clone(),
         })

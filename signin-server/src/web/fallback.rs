@@ -70,6 +70,7 @@ pub async fn form(session: Session) -> Result<Response, WebError> {
 /// a new phone, for instance), within the bounded tries of `accounts::fallback`.
 pub async fn submit(
     State(state): State<AppState>,
+    crate::extract::ClientIp(ip): crate::extract::ClientIp,
     mut session: Session,
     flow: super::flow::BrowserFlow,
     Form(f): Form<CodeForm>,
@@ -81,7 +82,8 @@ pub async fn submit(
     if f.code.trim().is_empty() || f.code.len() > 64 {
         return Ok(code_page(&session, &upn, Notice::Error("Enter the code.")));
     }
-    let outcome = fallback::sign_in_with_code(&state.pool, &state.passwords, &upn, &f.code).await?;
+    let outcome =
+        fallback::sign_in_with_code(&state.pool, &state.passwords, &upn, &f.code, ip).await?;
     let refused = |text: &str, status: StatusCode| {
         let mut r = code_page(&session, &upn, Notice::Error(text));
         *r.status_mut() = status;

@@ -156,6 +156,9 @@ pub enum WebError {
     SessionGone,
     #[error("{0}")]
     Config(&'static str),
+    /// A capacity limit of the server (OPERATIONS.md, "Resource limits").
+    #[error("the server is busy")]
+    Busy { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -189,6 +192,11 @@ impl IntoResponse for WebError {
                 "This page is for administrators.",
             ),
             WebError::Config(m) => (StatusCode::INTERNAL_SERVER_ERROR, "Server not configured", *m),
+            WebError::Busy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "The server is busy right now. Please try again in a moment.",
+            ),
             WebError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
@@ -197,6 +205,11 @@ impl IntoResponse for WebError {
         };
         let body = pages::message_page(title, text);
         let mut response = (status, html(body)).into_response();
+        if let WebError::Busy { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         if let WebError::Internal(cause) = self {
             response
                 .extensions_mut()

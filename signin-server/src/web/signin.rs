@@ -177,6 +177,7 @@ async fn start(
             client_ip: ip,
             replaces,
             browser: true,
+            lifetime_secs: None,
         },
     )
     .await
@@ -418,9 +419,8 @@ pub async fn submit_password(
     let Some(upn) = session.pending_upn.clone() else {
         return Ok(Redirect::to("/signin").into_response());
     };
-    let checked = passwords::verify_password(&state.pool, &state.passwords, &upn, ip, &f.password)
-        .await
-        .map_err(WebError::Internal)?;
+    let checked =
+        passwords::verify_password(&state.pool, &state.passwords, &upn, ip, &f.password).await?;
     if let PasswordCheck::Throttled {
         by,
         retry_after_secs,

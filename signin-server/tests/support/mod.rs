@@ -472,9 +472,33 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(database: &str, extra_args: &[&str]) -> ServerProcess {
+        Self::start_command(
+            std::process::Command::new(env!("CARGO_BIN_EXE_signin-server")),
+            database,
+            extra_args,
+        )
+    }
+
+    /// `start` with at most `limit` open files (soft and hard: the server cannot raise it).
+    pub fn start_with_open_file_limit(
+        database: &str,
+        extra_args: &[&str],
+        limit: u32,
+    ) -> ServerProcess {
+        let mut sh = std::process::Command::new("sh");
+        sh.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_signin-server"));
+        Self::start_command(sh, database, extra_args)
+    }
+
+    fn start_command(
+        mut command: std::process::Command,
+        database: &str,
+        extra_args: &[&str],
+    ) -> ServerProcess {
         use std::io::BufRead as _;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_signin-server"))
+        use std::process::Stdio;
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
             .args(extra_args)
             .stdin(Stdio::null())
