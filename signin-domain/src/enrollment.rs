@@ -69,12 +69,17 @@ pub async fn complete(
     let kind = body.push.parsed_kind().map_err(|_| {
         AppError::InvalidRequest("push.kind must be longpoll, apns, fcm or webpush")
     })?;
-    // A Web Push subscription is a URL the server will POST to: https (http only on
-    // loopback), a real P-256 key and a 16-byte secret (PROTOCOL.md §6.1).
-    if kind == PushChannelKind::WebPush && WebPushSubscription::parse(&body.push.token).is_err() {
-        return Err(AppError::InvalidRequest(
-            "a webpush token is <p256dh>.<auth>.<https endpoint>",
-        ));
+    // A Web Push subscription is a URL the server will POST to: a real P-256 key, a 16-byte
+    // secret (PROTOCOL.md §6.1) and an endpoint the outbound policy accepts (https to a host
+    // that is not an internal address; its name is resolved and checked at every push).
+    if kind == PushChannelKind::WebPush {
+        let subscription = WebPushSubscription::parse(&body.push.token).map_err(|_| {
+            AppError::InvalidRequest("a webpush token is <p256dh>.<auth>.<https endpoint>")
+        })?;
+        state
+            .outbound
+            .check_url(&subscription.endpoint)
+            .map_err(AppError::EndpointRefused)?;
     }
     if body.device_name.len() > 200 || body.push.token.len() > 4096 {
         return Err(AppError::InvalidRequest(

@@ -51,6 +51,9 @@ pub enum AppError {
     /// The phishing-resistant option is on but the server does not know its own origin.
     #[error("the phishing-resistant sign-in needs the server's public URL (serve --public-url)")]
     PublicUrlRequired,
+    /// A URL the server would call (a Web Push endpoint) that the outbound policy refuses.
+    #[error("the push endpoint is refused: {0}")]
+    EndpointRefused(#[source] crate::outbound::OutboundError),
     /// A server fault. The client sees a generic message; the cause is logged once.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),

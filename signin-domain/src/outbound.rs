@@ -243,7 +243,10 @@ const V6_RANGES: [(Ipv6Net, Range); 11] = [
     (v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), Range::Reserved),
     (v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), Range::Reserved),
     (v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48), Range::Benchmarking),
-    (v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), Range::Documentation),
+    (
+        v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+        Range::Documentation,
+    ),
     (v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), Range::Documentation),
     (v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), Range::UniqueLocal),
     (v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), Range::LinkLocal),
@@ -308,7 +311,10 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Range> {
 
 /// `localhost` and names under it (RFC 6761 §6.3), which resolve to loopback addresses.
 fn is_localhost(domain: &str) -> bool {
-    let d = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
+    let d = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
     d == "localhost" || d.ends_with(".localhost")
 }
 
@@ -477,13 +483,11 @@ impl OutboundPolicy {
 
     /// The addresses of `name`, looked up once.
     async fn resolve(&self, name: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
-        let found = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::lookup_host((name, port)),
-        )
-        .await
-        .map_err(|_| OutboundError::Timeout)?
-        .map_err(|_| OutboundError::Resolve)?;
+        let found =
+            tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((name, port)))
+                .await
+                .map_err(|_| OutboundError::Timeout)?
+                .map_err(|_| OutboundError::Resolve)?;
         Ok(found.collect())
     }
 }
@@ -631,7 +635,10 @@ mod tests {
         };
         assert_eq!(allowing.check_address(ip("10.20.1.2"), false), Ok(()));
         // The IPv4-mapped form of an allowed address is allowed too.
-        assert_eq!(allowing.check_address(ip("::ffff:10.20.1.2"), false), Ok(()));
+        assert_eq!(
+            allowing.check_address(ip("::ffff:10.20.1.2"), false),
+            Ok(())
+        );
         assert_eq!(allowing.check_address(ip("fd00::5"), false), Ok(()));
         assert_eq!(
             allowing.check_address(ip("10.21.0.1"), false),
@@ -656,7 +663,10 @@ mod tests {
             policy.check_resolved(&[ip("2606:4700:4700::1111"), ip("::1")], false),
             Err(OutboundError::Address(Range::Loopback))
         );
-        assert_eq!(policy.check_resolved(&[], false), Err(OutboundError::Resolve));
+        assert_eq!(
+            policy.check_resolved(&[], false),
+            Err(OutboundError::Resolve)
+        );
         // Development: http only when every address is loopback.
         assert_eq!(
             dev().check_resolved(&[ip("127.0.0.1"), ip("::1")], true),
@@ -687,8 +697,14 @@ mod tests {
             ("ftp://push.example.net/x", Malformed),
             ("https://user:pw@push.example.net/x", UserInfo),
             ("https://0.0.0.0:8443/x", Address(Range::Unspecified)),
-            ("https://[::ffff:127.0.0.1]:8443/x", Address(Range::Loopback)),
-            ("https://169.254.169.254/latest/meta-data", Address(Range::LinkLocal)),
+            (
+                "https://[::ffff:127.0.0.1]:8443/x",
+                Address(Range::Loopback),
+            ),
+            (
+                "https://169.254.169.254/latest/meta-data",
+                Address(Range::LinkLocal),
+            ),
             ("https://127.0.0.1/x", Address(Range::Loopback)),
             ("https://[::1]/x", Address(Range::Loopback)),
             ("https://localhost/x", Address(Range::Loopback)),
@@ -705,10 +721,7 @@ mod tests {
         ] {
             assert_eq!(policy.check_url(&url(bad)), Err(want), "{bad}");
         }
-        assert_eq!(
-            policy.parse_url("not a url"),
-            Err(OutboundError::Malformed)
-        );
+        assert_eq!(policy.parse_url("not a url"), Err(OutboundError::Malformed));
 
         // Development: loopback by http or https; other http still refused.
         let dev = dev();
@@ -721,7 +734,11 @@ mod tests {
         ] {
             assert_eq!(dev.check_url(&url(good)), Ok(()), "{good}");
         }
-        for bad in ["http://push.example.net/x", "http://10.0.0.1/x", "http://0.0.0.0/x"] {
+        for bad in [
+            "http://push.example.net/x",
+            "http://10.0.0.1/x",
+            "http://0.0.0.0/x",
+        ] {
             assert_eq!(dev.check_url(&url(bad)), Err(NotHttps), "{bad}");
         }
         assert_eq!(
@@ -805,7 +822,10 @@ mod tests {
         for (target, want) in [
             (format!("https://localhost:{port}/"), Range::Loopback),
             (format!("https://127.0.0.1:{port}/"), Range::Loopback),
-            (format!("https://[::ffff:127.0.0.1]:{port}/"), Range::Loopback),
+            (
+                format!("https://[::ffff:127.0.0.1]:{port}/"),
+                Range::Loopback,
+            ),
             (format!("https://0.0.0.0:{port}/"), Range::Unspecified),
             (format!("https://169.254.169.254:{port}/"), Range::LinkLocal),
         ] {
@@ -816,13 +836,24 @@ mod tests {
             );
         }
         assert_eq!(
-            get(&policy, &format!("http://localhost:{port}/")).await.unwrap_err(),
+            get(&policy, &format!("http://localhost:{port}/"))
+                .await
+                .unwrap_err(),
             OutboundError::NotHttps
         );
-        assert_eq!(connections.load(Ordering::SeqCst), 0, "nothing was contacted");
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            0,
+            "nothing was contacted"
+        );
 
-        let answer = get(&dev(), &format!("http://localhost:{port}/")).await.unwrap();
-        assert_eq!((answer.status.as_u16(), answer.body.as_slice()), (200, &b"ok"[..]));
+        let answer = get(&dev(), &format!("http://localhost:{port}/"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer.status.as_u16(), answer.body.as_slice()),
+            (200, &b"ok"[..])
+        );
         assert_eq!(connections.load(Ordering::SeqCst), 1);
         // An allowed network lets https through to it (here nothing speaks TLS: the
         // handshake is given up on after the connect timeout).
@@ -831,7 +862,9 @@ mod tests {
             connect_timeout: Duration::from_millis(300),
             ..Default::default()
         };
-        let err = get(&allowing, &format!("https://localhost:{port}/")).await.unwrap_err();
+        let err = get(&allowing, &format!("https://localhost:{port}/"))
+            .await
+            .unwrap_err();
         assert!(!err.is_refusal(), "{err:?}");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
@@ -852,9 +885,11 @@ mod tests {
         );
         let (port, _) = server(Reply::Bytes(location.as_bytes())).await;
         let answer = dev()
-            .send(reqwest::Method::POST, &url(&format!("http://127.0.0.1:{port}/ping")), |r| {
-                r.body("{}")
-            })
+            .send(
+                reqwest::Method::POST,
+                &url(&format!("http://127.0.0.1:{port}/ping")),
+                |r| r.body("{}"),
+            )
             .await
             .unwrap();
         assert_eq!(answer.status.as_u16(), 307);
@@ -874,17 +909,25 @@ mod tests {
         let (port, _) = server(Reply::Endless).await;
         let started = std::time::Instant::now();
         assert_eq!(
-            get(&policy, &format!("http://127.0.0.1:{port}/")).await.unwrap_err(),
+            get(&policy, &format!("http://127.0.0.1:{port}/"))
+                .await
+                .unwrap_err(),
             too_large
         );
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
 
         let (port, _) = server(Reply::Bytes(
             b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\nxx",
         ))
         .await;
         assert_eq!(
-            get(&policy, &format!("http://127.0.0.1:{port}/")).await.unwrap_err(),
+            get(&policy, &format!("http://127.0.0.1:{port}/"))
+                .await
+                .unwrap_err(),
             too_large
         );
         let body = "y".repeat(1025);
@@ -893,15 +936,22 @@ mod tests {
         );
         let (port, _) = server(Reply::Bytes(close_delimited.as_bytes())).await;
         assert_eq!(
-            get(&policy, &format!("http://127.0.0.1:{port}/")).await.unwrap_err(),
+            get(&policy, &format!("http://127.0.0.1:{port}/"))
+                .await
+                .unwrap_err(),
             too_large
         );
         let exact: &'static str = Box::leak(
-            format!("HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n{}", &body[..1024])
-                .into_boxed_str(),
+            format!(
+                "HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n{}",
+                &body[..1024]
+            )
+            .into_boxed_str(),
         );
         let (port, _) = server(Reply::Bytes(exact.as_bytes())).await;
-        let answer = get(&policy, &format!("http://127.0.0.1:{port}/")).await.unwrap();
+        let answer = get(&policy, &format!("http://127.0.0.1:{port}/"))
+            .await
+            .unwrap();
         assert_eq!((answer.status.as_u16(), answer.body.len()), (201, 1024));
     }
 
@@ -915,10 +965,16 @@ mod tests {
         };
         let started = std::time::Instant::now();
         assert_eq!(
-            get(&policy, &format!("http://127.0.0.1:{port}/")).await.unwrap_err(),
+            get(&policy, &format!("http://127.0.0.1:{port}/"))
+                .await
+                .unwrap_err(),
             OutboundError::Timeout
         );
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(connections.load(Ordering::SeqCst), 1);
     }
 }

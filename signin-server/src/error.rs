@@ -19,7 +19,9 @@ pub use signin_domain::AppError;
 /// The protocol's error code of a domain error.
 pub fn code(e: &AppError) -> ErrorCode {
     match e {
-        AppError::InvalidRequest(_) | AppError::NotFound => ErrorCode::InvalidRequest,
+        AppError::InvalidRequest(_) | AppError::NotFound | AppError::EndpointRefused(_) => {
+            ErrorCode::InvalidRequest
+        }
         AppError::InvalidCode => ErrorCode::InvalidCode,
         AppError::UnknownAccount => ErrorCode::UnknownAccount,
         AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
@@ -45,6 +47,7 @@ pub fn code(e: &AppError) -> ErrorCode {
 pub fn status(e: &AppError) -> StatusCode {
     match e {
         AppError::InvalidRequest(_)
+        | AppError::EndpointRefused(_)
         | AppError::InvalidCode
         | AppError::WrongNumber { .. }
         | AppError::RequestFailed => StatusCode::BAD_REQUEST,
@@ -185,6 +188,11 @@ mod tests {
                 },
                 403,
                 "paused",
+            ),
+            (
+                AppError::EndpointRefused(signin_domain::outbound::OutboundError::NotHttps),
+                400,
+                "invalid_request",
             ),
             (AppError::internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];

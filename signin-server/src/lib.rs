@@ -132,14 +132,23 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         webpush = config.push.webpush.is_some(),
         geoip = config.geoip.is_some(),
         trusted_proxies = config.trusted_proxies.len(),
+        outbound_allow_http_loopback = config.outbound.allow_http_loopback,
+        outbound_allow_networks = config.outbound.allow_networks.len(),
         "starting"
     );
-    let transports = config.push.open_transports(&pool).await?;
+    if config.outbound.allow_http_loopback {
+        tracing::warn!(
+            "[outbound] allow_http_loopback is on: Web Push and CIBA ping endpoints may be plain \
+             http on loopback addresses (a development setting, never for production)"
+        );
+    }
+    let transports = config.push.open_transports(&pool, &config.outbound).await?;
     let mut state = AppState::new(pool, settings)
         .await?
         .with_push(transports, config.push.retry)
         .with_risk(config.risk)
-        .with_trusted_proxies(config.trusted_proxies.clone());
+        .with_trusted_proxies(config.trusted_proxies.clone())
+        .with_outbound(config.outbound.clone());
     if let Some(path) = &config.geoip {
         state = state.with_locator(std::sync::Arc::new(rules::geoip::MaxMindLocator::open(
             path,

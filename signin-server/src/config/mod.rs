@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use signin_domain::delivery::push::{ApnsConfig, FcmConfig, PushConfig, WebPushConfig};
 use signin_domain::delivery::{apns, fcm};
+use signin_domain::outbound::OutboundPolicy;
 use signin_domain::rules::risk::RiskConfig;
 
 pub mod sections;
@@ -23,8 +24,8 @@ pub mod sections;
 pub use signin_domain::settings::Settings;
 
 pub use sections::{
-    parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, RiskSection,
-    ServerSection, WebPushSection,
+    parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, OutboundSection,
+    RiskSection, ServerSection, WebPushSection,
 };
 
 pub const DEFAULT_DATABASE: &str = "sqlite://signin.db";
@@ -52,6 +53,8 @@ pub struct ServeConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The Authenticator's loopback listener the sign-in page calls (§5.9).
     pub browser_listener_port: u16,
+    /// What the server may call on someone's say-so (Web Push, CIBA ping).
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for ServeConfig {
@@ -68,6 +71,7 @@ impl Default for ServeConfig {
             geoip: None,
             trusted_proxies: Vec::new(),
             browser_listener_port: authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT,
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -93,6 +97,9 @@ pub struct Layer {
     #[command(flatten)]
     #[serde(default)]
     pub risk: RiskSection,
+    #[command(flatten)]
+    #[serde(default)]
+    pub outbound: OutboundSection,
 }
 
 impl Layer {
@@ -192,10 +199,7 @@ impl ServeConfig {
                         named("subject", "delivery.webpush")
                     )
                 })?;
-                let config = WebPushConfig {
-                    subject,
-                    allow_http_loopback: false,
-                };
+                let config = WebPushConfig { subject };
                 config.check().with_context(|| {
                     format!(
                         "{} must be a mailto: or https: URL",
@@ -233,6 +237,8 @@ impl ServeConfig {
             named("burst", "risk")
         );
 
+        let outbound = outbound_policy(flags.outbound, file.outbound)?;
+
         let config = ServeConfig {
             listen: s.listen.or(fs.listen).unwrap_or(d.listen),
             database,
@@ -262,6 +268,7 @@ impl ServeConfig {
                 .browser_listener_port
                 .or(fs.browser_listener_port)
                 .unwrap_or(d.browser_listener_port),
+            outbound,
         };
         config.check()?;
         Ok(config)
@@ -280,6 +287,27 @@ impl ServeConfig {
         }
         Ok(())
     }
+}
+
+/// The outbound policy of the flags (and their variables) over the file over the defaults.
+/// `serve` and `admin app add` (for a CIBA ping endpoint) read it alike.
+pub fn outbound_policy(
+    flags: OutboundSection,
+    file: OutboundSection,
+) -> anyhow::Result<OutboundPolicy> {
+    let d = OutboundPolicy::default();
+    let policy = OutboundPolicy {
+        allow_http_loopback: flags
+            .allow_http_loopback
+            .or(file.allow_http_loopback)
+            .unwrap_or(d.allow_http_loopback),
+        allow_networks: flags
+            .allow_networks
+            .or(file.allow_networks)
+            .unwrap_or_default(),
+        ..d
+    };
+    Ok(policy)
 }
 
 /// Both layers of a section when either has it (a table in the file, or one of its flags).
@@ -400,7 +428,8 @@ mod tests {
         assert_eq!(fcm.project_id.as_deref(), Some("phone-signin-prod"));
         let webpush = c.push.webpush.as_ref().unwrap();
         assert_eq!(webpush.subject, "mailto:signin-ops@example.com");
-        assert!(!webpush.allow_http_loopback);
+        assert_eq!(c.outbound, OutboundPolicy::default());
+        assert_eq!(f.outbound.allow_http_loopback, Some(false));
         assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
         assert!(c.geoip.is_some());
         assert_eq!(c.trusted_proxies.len(), 2);
@@ -537,6 +566,57 @@ mod tests {
         let c = merged(Layer::default(), &file);
         assert_eq!(c.push.webpush.unwrap().subject, "https://ops.example.com/");
         assert!(Layer::parse("[delivery.webpush]\nvapid_key = \"x\"").is_err());
+    }
+
+    /// `[outbound]`: safe defaults (no http, no allowed network), each key from the file or a
+    /// flag.
+    #[test]
+    fn the_outbound_section_layers_and_defaults_to_the_safe_policy() {
+        let c = merged(Layer::default(), &Layer::default());
+        assert!(!c.outbound.allow_http_loopback);
+        assert!(c.outbound.allow_networks.is_empty());
+
+        let file = Layer::parse(
+            "[outbound]\nallow_http_loopback = true\nallow_networks = [\"10.8.0.0/16\", \"fd00::1\"]",
+        )
+        .unwrap();
+        let c = merged(Layer::default(), &file);
+        assert!(c.outbound.allow_http_loopback);
+        assert_eq!(
+            c.outbound.allow_networks,
+            vec![
+                "10.8.0.0/16".parse::<ipnet::IpNet>().unwrap(),
+                "fd00::1/128".parse().unwrap()
+            ]
+        );
+
+        use clap::{Args, FromArgMatches};
+        let command = Layer::augment_args(clap::Command::new("serve"));
+        let matches = command
+            .try_get_matches_from([
+                "serve",
+                "--outbound-allow-http-loopback=false",
+                "--outbound-allow-network",
+                "192.168.5.0/24",
+            ])
+            .unwrap();
+        let flags = Layer::from_arg_matches(&matches).unwrap();
+        let c = merged(flags, &file);
+        assert!(!c.outbound.allow_http_loopback);
+        assert_eq!(
+            c.outbound.allow_networks,
+            vec!["192.168.5.0/24".parse::<ipnet::IpNet>().unwrap()]
+        );
+        // The bare flag means true.
+        let command = Layer::augment_args(clap::Command::new("serve"));
+        let matches = command
+            .try_get_matches_from(["serve", "--outbound-allow-http-loopback"])
+            .unwrap();
+        let flags = Layer::from_arg_matches(&matches).unwrap();
+        assert_eq!(flags.outbound.allow_http_loopback, Some(true));
+
+        assert!(Layer::parse("[outbound]\nallow_networks = [\"internal\"]").is_err());
+        assert!(Layer::parse("[outbound]\nallow_http = true").is_err());
     }
 
     #[test]
