@@ -184,6 +184,9 @@ pub enum ErrorCode {
     /// An approval of a browser-bound request (§5.9) without the origin of the real sign-in
     /// page: the authenticator did not see it, or saw another one (a relaying proxy's).
     BrowserNotBound,
+    /// Enrollment with a push channel refused: the user already has the most devices with a
+    /// push channel the server allows.
+    TooManyPushChannels,
     Internal,
     /// A code this client version does not know.
     #[serde(other)]
@@ -211,6 +214,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Paused => "paused",
             ErrorCode::BrowserNotBound => "browser_not_bound",
+            ErrorCode::TooManyPushChannels => "too_many_push_channels",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

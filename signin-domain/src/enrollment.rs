@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::random::random_bytes;
 use crate::rules::verify::{check_fresh, verify_enroll_proof, verify_passwordless_registration};
 use crate::state::AppState;
-use crate::store::enrollment::{self as codes, Hold, NewDevice};
+use crate::store::enrollment::{self as codes, Enrolled, Hold, NewDevice};
 use crate::store::{devices, from_db_ms, now_ms, to_db_ms};
 use crate::trust::{self, AccountChange, Method, Permission};
 
@@ -147,6 +147,9 @@ pub async fn complete(
         Permission::Allowed if policy.new_device_approval => Some(Hold::UntilApproved),
         Permission::Allowed => None,
     };
+    // Each push channel is one more request per sign-in: at most so many per user.
+    let push_channel_cap =
+        (kind != PushChannelKind::LongPoll).then_some(state.outbound.max_push_channels_per_user);
     let enrolled = codes::use_code_and_enroll(
         &state.pool,
         &hash,
@@ -161,11 +164,18 @@ pub async fn complete(
             device_name: &proof.device_name,
             enrolled_at: to_db_ms(UnixMillis::now()),
             hold,
+            push_channel_cap,
         },
     )
     .await?;
-    let Some(held) = enrolled else {
-        return Err(AppError::InvalidCode);
+    let held = match enrolled {
+        Enrolled::Device { held } => held,
+        Enrolled::CodeNotUsable => return Err(AppError::InvalidCode),
+        Enrolled::TooManyPushChannels => {
+            return Err(AppError::TooManyPushChannels {
+                max: state.outbound.max_push_channels_per_user,
+            })
+        }
     };
     audit::record(
         &state.pool,

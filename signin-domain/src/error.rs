@@ -54,6 +54,13 @@ pub enum AppError {
     /// A URL the server would call (a Web Push endpoint) that the outbound policy refuses.
     #[error("the push endpoint is refused: {0}")]
     EndpointRefused(#[source] crate::outbound::OutboundError),
+    /// The user already has the most devices with a push channel the server allows
+    /// (`[outbound] max_push_channels_per_user`).
+    #[error(
+        "the user already has {max} devices with a push channel: remove one, or enroll this \
+         one with long-poll"
+    )]
+    TooManyPushChannels { max: u32 },
     /// A server fault. The client sees a generic message; the cause is logged once.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),

@@ -39,6 +39,7 @@ pub fn code(e: &AppError) -> ErrorCode {
         AppError::RateLimited { .. } => ErrorCode::RateLimited,
         AppError::Paused { .. } => ErrorCode::Paused,
         AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
+        AppError::TooManyPushChannels { .. } => ErrorCode::TooManyPushChannels,
         AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
     }
 }
@@ -59,9 +60,10 @@ pub fn status(e: &AppError) -> StatusCode {
         | AppError::BadSignature
         | AppError::StaleTimestamp => StatusCode::UNAUTHORIZED,
         AppError::RequestExpired => StatusCode::GONE,
-        AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
-            StatusCode::CONFLICT
-        }
+        AppError::RequestNotPending
+        | AppError::Replay
+        | AppError::NotPasswordlessCapable
+        | AppError::TooManyPushChannels { .. } => StatusCode::CONFLICT,
         AppError::KeyNotAllowed
         | AppError::PolicyDisabled
         | AppError::Paused { .. }
@@ -193,6 +195,11 @@ mod tests {
                 AppError::EndpointRefused(signin_domain::outbound::OutboundError::NotHttps),
                 400,
                 "invalid_request",
+            ),
+            (
+                AppError::TooManyPushChannels { max: 10 },
+                409,
+                "too_many_push_channels",
             ),
             (AppError::internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];

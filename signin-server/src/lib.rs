@@ -134,6 +134,7 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         trusted_proxies = config.trusted_proxies.len(),
         outbound_allow_http_loopback = config.outbound.allow_http_loopback,
         outbound_allow_networks = config.outbound.allow_networks.len(),
+        max_push_channels_per_user = config.outbound.max_push_channels_per_user,
         "starting"
     );
     if config.outbound.allow_http_loopback {

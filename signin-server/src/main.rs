@@ -579,6 +579,7 @@ async fn admin_command(
                 OutboundSection {
                     allow_http_loopback: outbound_allow_http_loopback,
                     allow_networks: outbound_allow_networks,
+                    max_push_channels_per_user: None,
                 },
                 outbound.clone(),
             )?;

@@ -493,9 +493,13 @@ async fn the_admin_shows_and_rotates_the_vapid_key() {
 /// Posts an enrollment of a fresh phone for `upn` (a user already added) with a Web Push
 /// `token`; the raw answer.
 async fn try_enroll(h: &Harness, upn: &str, token: &str) -> Reply {
+    try_enroll_kind(h, upn, "webpush", token).await
+}
+
+async fn try_enroll_kind(h: &Harness, upn: &str, kind: &str, token: &str) -> Reply {
     let link = h.link(upn, 600).await;
     let mut phone = Phone::new();
-    phone.push_kind = "webpush".into();
+    phone.push_kind = kind.into();
     phone.push_token = token.into();
     let challenge = phone.challenge(h, &link).await.unwrap();
     h.post(
@@ -664,4 +668,87 @@ async fn pushes_to_internal_addresses_are_refused_at_send_time() {
         "no connection to the loopback port"
     );
     assert!(service.received().is_empty());
+}
+
+/// Issue 20, finding 3: each push channel is one more request (up to four attempts) per
+/// sign-in, so a user may have at most `max_push_channels_per_user` devices with a live one.
+/// The next enrollment with a channel is refused with 409 `too_many_push_channels` and its code
+/// stays usable; long-poll devices do not count, nor do stale channels; other users are not
+/// affected.
+#[tokio::test]
+async fn push_channels_per_user_are_capped() {
+    let service = LocalPushService::start().await.unwrap();
+    let policy = OutboundPolicy {
+        max_push_channels_per_user: 2,
+        ..outbound(true)
+    };
+    let (h, _) = webpush_harness_with(policy.clone(), policy, fast_retry(1)).await;
+    let upn = "many@contoso.com";
+    let first = h
+        .ready_phone_with_push(upn, "webpush", &service.subscribe().token)
+        .await;
+    let r = try_enroll_kind(&h, upn, "apns", &"ab".repeat(32)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    // The third channel: refused, nothing stored, the code still usable.
+    let link = h.link(upn, 600).await;
+    let mut phone = Phone::new();
+    phone.push_kind = "webpush".into();
+    phone.push_token = service.subscribe().token;
+    let challenge = phone.challenge(&h, &link).await.unwrap();
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            phone.complete_body(&link.code, challenge),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::CONFLICT, "too_many_push_channels"),
+        "{:?}",
+        r.body
+    );
+    let message = r.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("already has 2 devices with a push channel"),
+        "{message}"
+    );
+    let count = |upn: &'static str| {
+        let pool = h.state.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM devices WHERE upn = $1")
+                .bind(upn)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(upn).await, 2);
+    // The same code enrolls the phone with long-poll, which is not counted.
+    phone.push_kind = "longpoll".into();
+    phone.push_token = String::new();
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            phone.complete_body(&link.code, challenge),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(count(upn).await, 3);
+    let r = try_enroll_kind(&h, upn, "fcm", "fcm-token").await;
+    assert_eq!(r.error(), "too_many_push_channels", "{:?}", r.body);
+
+    // Another user has their own allowance.
+    h.ready_phone_with_push("other@contoso.com", "webpush", &service.subscribe().token)
+        .await;
+
+    // A stale channel is never pushed to, so it does not count.
+    sqlx::query("UPDATE devices SET push_stale_at = 1 WHERE account_id = $1")
+        .bind(first.account().as_str())
+        .execute(&h.state.pool)
+        .await
+        .unwrap();
+    let r = try_enroll(&h, upn, &service.subscribe().token).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(count(upn).await, 4);
 }

@@ -53,7 +53,8 @@ pub struct ServeConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The Authenticator's loopback listener the sign-in page calls (§5.9).
     pub browser_listener_port: u16,
-    /// What the server may call on someone's say-so (Web Push, CIBA ping).
+    /// What the server may call on someone's say-so (Web Push, CIBA ping), and the push
+    /// channels a user may have.
     pub outbound: OutboundPolicy,
 }
 
@@ -305,8 +306,17 @@ pub fn outbound_policy(
             .allow_networks
             .or(file.allow_networks)
             .unwrap_or_default(),
+        max_push_channels_per_user: flags
+            .max_push_channels_per_user
+            .or(file.max_push_channels_per_user)
+            .unwrap_or(d.max_push_channels_per_user),
         ..d
     };
+    anyhow::ensure!(
+        policy.max_push_channels_per_user >= 1,
+        "{} must be at least 1",
+        named("max_push_channels_per_user", "outbound")
+    );
     Ok(policy)
 }
 
@@ -430,6 +440,7 @@ mod tests {
         assert_eq!(webpush.subject, "mailto:signin-ops@example.com");
         assert_eq!(c.outbound, OutboundPolicy::default());
         assert_eq!(f.outbound.allow_http_loopback, Some(false));
+        assert_eq!(f.outbound.max_push_channels_per_user, Some(10));
         assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
         assert!(c.geoip.is_some());
         assert_eq!(c.trusted_proxies.len(), 2);
@@ -568,16 +579,18 @@ mod tests {
         assert!(Layer::parse("[delivery.webpush]\nvapid_key = \"x\"").is_err());
     }
 
-    /// `[outbound]`: safe defaults (no http, no allowed network), each key from the file or a
-    /// flag.
+    /// `[outbound]`: safe defaults (no http, no allowed network, 10 push channels), each key
+    /// from the file or a flag, and a cap of 0 refused naming the setting.
     #[test]
     fn the_outbound_section_layers_and_defaults_to_the_safe_policy() {
         let c = merged(Layer::default(), &Layer::default());
         assert!(!c.outbound.allow_http_loopback);
         assert!(c.outbound.allow_networks.is_empty());
+        assert_eq!(c.outbound.max_push_channels_per_user, 10);
 
         let file = Layer::parse(
-            "[outbound]\nallow_http_loopback = true\nallow_networks = [\"10.8.0.0/16\", \"fd00::1\"]",
+            "[outbound]\nallow_http_loopback = true\nallow_networks = [\"10.8.0.0/16\", \"fd00::1\"]\n\
+             max_push_channels_per_user = 3",
         )
         .unwrap();
         let c = merged(Layer::default(), &file);
@@ -589,6 +602,7 @@ mod tests {
                 "fd00::1/128".parse().unwrap()
             ]
         );
+        assert_eq!(c.outbound.max_push_channels_per_user, 3);
 
         use clap::{Args, FromArgMatches};
         let command = Layer::augment_args(clap::Command::new("serve"));
@@ -598,6 +612,8 @@ mod tests {
                 "--outbound-allow-http-loopback=false",
                 "--outbound-allow-network",
                 "192.168.5.0/24",
+                "--max-push-channels-per-user",
+                "2",
             ])
             .unwrap();
         let flags = Layer::from_arg_matches(&matches).unwrap();
@@ -607,6 +623,7 @@ mod tests {
             c.outbound.allow_networks,
             vec!["192.168.5.0/24".parse::<ipnet::IpNet>().unwrap()]
         );
+        assert_eq!(c.outbound.max_push_channels_per_user, 2);
         // The bare flag means true.
         let command = Layer::augment_args(clap::Command::new("serve"));
         let matches = command
@@ -615,6 +632,16 @@ mod tests {
         let flags = Layer::from_arg_matches(&matches).unwrap();
         assert_eq!(flags.outbound.allow_http_loopback, Some(true));
 
+        let err = ServeConfig::merge(
+            Layer::default(),
+            Layer::parse("[outbound]\nmax_push_channels_per_user = 0").unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--max-push-channels-per-user (SIGNIN_OUTBOUND_MAX_PUSH_CHANNELS_PER_USER, \
+             [outbound] `max_push_channels_per_user`) must be at least 1"
+        );
         assert!(Layer::parse("[outbound]\nallow_networks = [\"internal\"]").is_err());
         assert!(Layer::parse("[outbound]\nallow_http = true").is_err());
     }

@@ -212,7 +212,7 @@ pub struct RiskSection {
 }
 
 /// `[outbound]`: what the server may call on someone's say-so (Web Push endpoints, CIBA ping
-/// endpoints: `signin_domain::outbound::OutboundPolicy`).
+/// endpoints: `signin_domain::outbound::OutboundPolicy`) and the push channels a user may have.
 #[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundSection {
@@ -235,6 +235,14 @@ pub struct OutboundSection {
           value_parser = parse_proxy, value_name = "ALLOW_NETWORKS")]
     #[serde(default, deserialize_with = "networks")]
     pub allow_networks: Option<Vec<IpNet>>,
+    /// The most devices with a push channel (APNs, FCM, Web Push) one user may have; a further
+    /// enrollment with one is refused (409 too_many_push_channels). Default 10.
+    #[arg(
+        long = "max-push-channels-per-user",
+        env = "SIGNIN_OUTBOUND_MAX_PUSH_CHANNELS_PER_USER",
+        value_name = "MAX_PUSH_CHANNELS_PER_USER"
+    )]
+    pub max_push_channels_per_user: Option<u32>,
 }
 
 /// Parses `10.0.0.0/8`, `192.0.2.1` or `::1` (a single address is a /32 or /128).
