@@ -187,6 +187,9 @@ pub enum ErrorCode {
     /// The server is at a capacity limit (connections, waiting long-polls, password checks);
     /// `Retry-After` says when to retry.
     ServerBusy,
+    /// Enrollment with a push channel refused: the user already has the most devices with a
+    /// push channel the server allows.
+    TooManyPushChannels,
     Internal,
     /// A code this client version does not know.
     #[serde(other)]
@@ -215,6 +218,7 @@ impl ErrorCode {
             ErrorCode::Paused => "paused",
             ErrorCode::BrowserNotBound => "browser_not_bound",
             ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::TooManyPushChannels => "too_many_push_channels",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::random::random_bytes;
 use crate::rules::verify::{check_fresh, verify_enroll_proof, verify_passwordless_registration};
 use crate::state::AppState;
-use crate::store::enrollment::{self as codes, Hold, NewDevice};
+use crate::store::enrollment::{self as codes, Enrolled, Hold, NewDevice};
 use crate::store::{devices, from_db_ms, now_ms, to_db_ms};
 use crate::trust::{self, AccountChange, Method, Permission};
 
@@ -69,12 +69,17 @@ pub async fn complete(
     let kind = body.push.parsed_kind().map_err(|_| {
         AppError::InvalidRequest("push.kind must be longpoll, apns, fcm or webpush")
     })?;
-    // A Web Push subscription is a URL the server will POST to: https (http only on
-    // loopback), a real P-256 key and a 16-byte secret (PROTOCOL.md §6.1).
-    if kind == PushChannelKind::WebPush && WebPushSubscription::parse(&body.push.token).is_err() {
-        return Err(AppError::InvalidRequest(
-            "a webpush token is <p256dh>.<auth>.<https endpoint>",
-        ));
+    // A Web Push subscription is a URL the server will POST to: a real P-256 key, a 16-byte
+    // secret (PROTOCOL.md §6.1) and an endpoint the outbound policy accepts (https to a host
+    // that is not an internal address; its name is resolved and checked at every push).
+    if kind == PushChannelKind::WebPush {
+        let subscription = WebPushSubscription::parse(&body.push.token).map_err(|_| {
+            AppError::InvalidRequest("a webpush token is <p256dh>.<auth>.<https endpoint>")
+        })?;
+        state
+            .outbound
+            .check_url(&subscription.endpoint)
+            .map_err(AppError::EndpointRefused)?;
     }
     if body.device_name.len() > 200 || body.push.token.len() > 4096 {
         return Err(AppError::InvalidRequest(
@@ -142,6 +147,9 @@ pub async fn complete(
         Permission::Allowed if policy.new_device_approval => Some(Hold::UntilApproved),
         Permission::Allowed => None,
     };
+    // Each push channel is one more request per sign-in: at most so many per user.
+    let push_channel_cap =
+        (kind != PushChannelKind::LongPoll).then_some(state.outbound.max_push_channels_per_user);
     let enrolled = codes::use_code_and_enroll(
         &state.pool,
         &hash,
@@ -156,11 +164,18 @@ pub async fn complete(
             device_name: &proof.device_name,
             enrolled_at: to_db_ms(UnixMillis::now()),
             hold,
+            push_channel_cap,
         },
     )
     .await?;
-    let Some(held) = enrolled else {
-        return Err(AppError::InvalidCode);
+    let held = match enrolled {
+        Enrolled::Device { held } => held,
+        Enrolled::CodeNotUsable => return Err(AppError::InvalidCode),
+        Enrolled::TooManyPushChannels => {
+            return Err(AppError::TooManyPushChannels {
+                max: state.outbound.max_push_channels_per_user,
+            })
+        }
     };
     audit::record(
         &state.pool,

@@ -57,6 +57,16 @@ pub enum AppError {
     /// The phishing-resistant option is on but the server does not know its own origin.
     #[error("the phishing-resistant sign-in needs the server's public URL (serve --public-url)")]
     PublicUrlRequired,
+    /// A URL the server would call (a Web Push endpoint) that the outbound policy refuses.
+    #[error("the push endpoint is refused: {0}")]
+    EndpointRefused(#[source] crate::outbound::OutboundError),
+    /// The user already has the most devices with a push channel the server allows
+    /// (`[outbound] max_push_channels_per_user`).
+    #[error(
+        "the user already has {max} devices with a push channel: remove one, or enroll this \
+         one with long-poll"
+    )]
+    TooManyPushChannels { max: u32 },
     /// A server fault. The client sees a generic message; the cause is logged once.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),

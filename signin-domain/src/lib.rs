@@ -6,7 +6,8 @@
 //!
 //! Layers, each using only those below it (`signin-server/tests/layering.rs` checks that no
 //! two modules use each other):
-//! - [`format`], [`random`], [`settings`]: helpers and run-time settings;
+//! - [`format`], [`random`], [`settings`]: helpers and run-time settings; [`outbound`]: the
+//!   policy for every URL the server calls on someone's say-so (Web Push, CIBA ping);
 //! - [`store`]: SQL (SQLite or PostgreSQL), migrations; [`error`]: the domain's error;
 //! - [`audit`]: the audit log; [`rules`]: policy, risk, verification, location;
 //! - [`accounts`]: users, groups, passwords, devices, applications, fallback codes;
@@ -26,6 +27,7 @@ pub mod enrollment;
 pub mod error;
 pub mod format;
 pub mod oidc;
+pub mod outbound;
 pub mod random;
 pub mod rules;
 pub mod settings;

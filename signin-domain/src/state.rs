@@ -8,6 +8,7 @@ use crate::accounts::passwords::{PasswordGuard, PasswordLimits};
 use crate::delivery::parking::{Parking, ParkingLimits};
 use crate::delivery::push::{Dispatcher, RetryPolicy, Transport};
 use crate::delivery::{LongPoll, Waiters};
+use crate::outbound::OutboundPolicy;
 use crate::rules::location::{Locator, NoGeoIp};
 use crate::rules::risk::RiskConfig;
 use crate::settings::Settings;
@@ -33,6 +34,9 @@ pub struct AppState {
     pub passwords: Arc<PasswordGuard>,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Arc<Vec<IpNet>>,
+    /// What the server may call on someone's say-so (Web Push endpoints at enrollment, CIBA
+    /// pings) and the cap on push channels per user. The Web Push client carries its own copy.
+    pub outbound: Arc<OutboundPolicy>,
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
 }
@@ -57,6 +61,7 @@ impl AppState {
             risk: Arc::new(RiskConfig::default()),
             passwords: Arc::new(PasswordGuard::default()),
             trusted_proxies: Arc::new(Vec::new()),
+            outbound: Arc::new(OutboundPolicy::default()),
             longpoll,
             request_waiters: Arc::new(Waiters::default()),
             parking: Arc::new(Parking::default()),
@@ -97,6 +102,12 @@ impl AppState {
 
     pub fn with_trusted_proxies(mut self, proxies: Vec<IpNet>) -> Self {
         self.trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The outbound policy (default: https to public addresses only).
+    pub fn with_outbound(mut self, policy: OutboundPolicy) -> Self {
+        self.outbound = Arc::new(policy);
         self
     }
 

@@ -19,7 +19,9 @@ pub use signin_domain::AppError;
 /// The protocol's error code of a domain error.
 pub fn code(e: &AppError) -> ErrorCode {
     match e {
-        AppError::InvalidRequest(_) | AppError::NotFound => ErrorCode::InvalidRequest,
+        AppError::InvalidRequest(_) | AppError::NotFound | AppError::EndpointRefused(_) => {
+            ErrorCode::InvalidRequest
+        }
         AppError::InvalidCode => ErrorCode::InvalidCode,
         AppError::UnknownAccount => ErrorCode::UnknownAccount,
         AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
@@ -39,6 +41,7 @@ pub fn code(e: &AppError) -> ErrorCode {
         AppError::AtCapacity { .. } => ErrorCode::ServerBusy,
         AppError::Paused { .. } => ErrorCode::Paused,
         AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
+        AppError::TooManyPushChannels { .. } => ErrorCode::TooManyPushChannels,
         AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
     }
 }
@@ -47,6 +50,7 @@ pub fn code(e: &AppError) -> ErrorCode {
 pub fn status(e: &AppError) -> StatusCode {
     match e {
         AppError::InvalidRequest(_)
+        | AppError::EndpointRefused(_)
         | AppError::InvalidCode
         | AppError::WrongNumber { .. }
         | AppError::RequestFailed => StatusCode::BAD_REQUEST,
@@ -58,9 +62,10 @@ pub fn status(e: &AppError) -> StatusCode {
         | AppError::BadSignature
         | AppError::StaleTimestamp => StatusCode::UNAUTHORIZED,
         AppError::RequestExpired => StatusCode::GONE,
-        AppError::RequestNotPending | AppError::Replay | AppError::NotPasswordlessCapable => {
-            StatusCode::CONFLICT
-        }
+        AppError::RequestNotPending
+        | AppError::Replay
+        | AppError::NotPasswordlessCapable
+        | AppError::TooManyPushChannels { .. } => StatusCode::CONFLICT,
         AppError::KeyNotAllowed
         | AppError::PolicyDisabled
         | AppError::Paused { .. }
@@ -197,6 +202,16 @@ mod tests {
                 },
                 403,
                 "paused",
+            ),
+            (
+                AppError::EndpointRefused(signin_domain::outbound::OutboundError::NotHttps),
+                400,
+                "invalid_request",
+            ),
+            (
+                AppError::TooManyPushChannels { max: 10 },
+                409,
+                "too_many_push_channels",
             ),
             (AppError::internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];

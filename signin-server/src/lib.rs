@@ -132,9 +132,18 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         webpush = config.push.webpush.is_some(),
         geoip = config.geoip.is_some(),
         trusted_proxies = config.trusted_proxies.len(),
+        outbound_allow_http_loopback = config.outbound.allow_http_loopback,
+        outbound_allow_networks = config.outbound.allow_networks.len(),
+        max_push_channels_per_user = config.outbound.max_push_channels_per_user,
         "starting"
     );
-    let transports = config.push.open_transports(&pool).await?;
+    if config.outbound.allow_http_loopback {
+        tracing::warn!(
+            "[outbound] allow_http_loopback is on: Web Push and CIBA ping endpoints may be plain \
+             http on loopback addresses (a development setting, never for production)"
+        );
+    }
+    let transports = config.push.open_transports(&pool, &config.outbound).await?;
     let mut state = AppState::new(pool, settings)
         .await?
         .with_push(transports, config.push.retry)
@@ -145,7 +154,8 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
             concurrency: config.limits.argon2_concurrency,
             queue: config.limits.argon2_queue,
             ..Default::default()
-        });
+        })
+        .with_outbound(config.outbound.clone());
     if let Some(path) = &config.geoip {
         state = state.with_locator(std::sync::Arc::new(rules::geoip::MaxMindLocator::open(
             path,

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use signin_domain::rules::policy;
 use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::{accounts, audit, store};
-use signin_server::config::{Layer, ServeConfig};
+use signin_server::config::{Layer, OutboundSection, ServeConfig};
+use signin_server::oidc::clients::PingEndpoint;
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]
@@ -117,9 +118,28 @@ enum AppCommand {
         /// A public client (native or browser app): no secret, PKCE required.
         #[arg(long, requires = "redirect_uris")]
         public: bool,
-        /// CIBA ping mode: the client's notification endpoint.
+        /// CIBA ping mode: the client's notification endpoint, https to a host that is not an
+        /// internal address (the outbound policy, `[outbound]` of the config file).
         #[arg(long, requires = "redirect_uris")]
         ciba_ping_endpoint: Option<String>,
+        /// Development only: accept a plain-http ping endpoint on a loopback address (the
+        /// server needs the same setting to ping it). As `serve`'s flag, variable and
+        /// `[outbound] allow_http_loopback`.
+        #[arg(
+            long = "outbound-allow-http-loopback",
+            env = "SIGNIN_OUTBOUND_ALLOW_HTTP_LOOPBACK",
+            value_name = "BOOL",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_parser = clap::builder::BoolishValueParser::new()
+        )]
+        outbound_allow_http_loopback: Option<bool>,
+        /// A network the ping endpoint's address may be in although it is not public
+        /// (repeatable). As `serve`'s flag, variable and `[outbound] allow_networks`.
+        #[arg(long = "outbound-allow-network", env = "SIGNIN_OUTBOUND_ALLOW_NETWORKS",
+              value_delimiter = ',', value_parser = signin_server::config::parse_proxy)]
+        outbound_allow_networks: Option<Vec<ipnet::IpNet>>,
     },
     /// List the applications (the built-in portal among them).
     List,
@@ -325,12 +345,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ) {
                 accounts::normalize_upns(&pool).await?;
             }
-            admin_command(&pool, command).await
+            admin_command(&pool, command, &file.outbound).await
         }
     }
 }
 
-async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Result<()> {
+/// `admin app add`: an application, or with redirect URIs an OpenID Connect client (with a
+/// ping endpoint already checked under the outbound policy).
+async fn add_app(
+    pool: &store::Pool,
+    name: &str,
+    redirect_uris: &[String],
+    public: bool,
+    ping: Option<&PingEndpoint>,
+) -> anyhow::Result<()> {
+    let registered = if redirect_uris.is_empty() {
+        accounts::applications::add(pool, name).await?
+    } else {
+        signin_server::oidc::clients::add(pool, name, redirect_uris, public, ping).await?
+    };
+    println!("client_id: {}", registered.client_id);
+    if !public {
+        println!("client_secret: {}", registered.client_secret);
+        eprintln!("The secret is shown only now; store it in the application's settings.");
+    }
+    Ok(())
+}
+
+/// Runs an admin command; `outbound` is the config file's `[outbound]` (a CIBA ping endpoint
+/// is held to the policy the server will ping it under).
+async fn admin_command(
+    pool: &store::Pool,
+    command: AdminCommand,
+    outbound: &OutboundSection,
+) -> anyhow::Result<()> {
     match command {
         AdminCommand::User {
             command:
@@ -522,25 +570,24 @@ async fn admin_command(pool: &store::Pool, command: AdminCommand) -> anyhow::Res
                     redirect_uris,
                     public,
                     ciba_ping_endpoint,
+                    outbound_allow_http_loopback,
+                    outbound_allow_networks,
                 },
         } => {
-            let registered = if redirect_uris.is_empty() {
-                accounts::applications::add(pool, &name).await?
-            } else {
-                signin_server::oidc::clients::add(
-                    pool,
-                    &name,
-                    &redirect_uris,
-                    public,
-                    ciba_ping_endpoint.as_deref(),
-                )
-                .await?
-            };
-            println!("client_id: {}", registered.client_id);
-            if !public {
-                println!("client_secret: {}", registered.client_secret);
-                eprintln!("The secret is shown only now; store it in the application's settings.");
-            }
+            // These flags (and their variables) over the file's `[outbound]`, as for `serve`.
+            let policy = signin_server::config::outbound_policy(
+                OutboundSection {
+                    allow_http_loopback: outbound_allow_http_loopback,
+                    allow_networks: outbound_allow_networks,
+                    max_push_channels_per_user: None,
+                },
+                outbound.clone(),
+            )?;
+            let ping = ciba_ping_endpoint
+                .as_deref()
+                .map(|p| PingEndpoint::parse(p, &policy))
+                .transpose()?;
+            add_app(pool, &name, &redirect_uris, public, ping.as_ref()).await?;
         }
         AdminCommand::App {
             command: AppCommand::List,

@@ -1,7 +1,9 @@
 //! A local Web Push service for tests (feature `testing`): an axum server on 127.0.0.1 that
 //! hands out subscriptions (a fresh P-256 key pair and authentication secret each, endpoint
-//! `http://127.0.0.1:PORT/push/ID`) and, for every message, does what a real push service and
-//! the phone's UnifiedPush connector do together:
+//! `http://127.0.0.1:PORT/push/ID`; a server enrolls and pushes to such plain-http loopback
+//! endpoints only under the outbound policy's development setting, `allow_http_loopback`) and,
+//! for every message, does what a real push service and the phone's UnifiedPush connector do
+//! together:
 //! - checks the VAPID header (RFC 8292): `Authorization: vapid t=<JWT>, k=<key>`, the JWT is
 //!   ES256 and verifies under `k`, `aud` is this service's origin, `exp` is in the future and
 //!   at most 24 hours away, `sub` is a `mailto:` or `https:` URL, and `k` is the key the

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
+use signin_domain::outbound::{OutboundError, OutboundPolicy, Range};
 use signin_server::oidc::token::IdTokenClaims;
 use signin_server::oidc::{self, clients};
 use support::*;
@@ -1188,14 +1189,30 @@ async fn ciba_expired_auth_req_id_and_denial_and_refused_requests() {
     );
 }
 
-/// A confidential client "Kiosk" in CIBA ping mode, notified at `endpoint`.
+/// The outbound policy with the development setting: the ping receivers of these tests are
+/// plain http on 127.0.0.1.
+fn development() -> OutboundPolicy {
+    OutboundPolicy {
+        allow_http_loopback: true,
+        ..Default::default()
+    }
+}
+
+/// A harness that may ping loopback receivers over plain http (the development setting).
+async fn ping_harness() -> Harness {
+    harness_with_state(90, |s| s.with_outbound(development())).await
+}
+
+/// A confidential client "Kiosk" in CIBA ping mode, notified at `endpoint` (registered under
+/// the harness's outbound policy).
 async fn ping_client(h: &Harness, endpoint: &str) -> Creds {
+    let endpoint = clients::PingEndpoint::parse(endpoint, &h.state.outbound).unwrap();
     let r = clients::add(
         &h.state.pool,
         "Kiosk",
         &[REDIRECT.to_owned()],
         false,
-        Some(endpoint),
+        Some(&endpoint),
     )
     .await
     .unwrap();
@@ -1227,7 +1244,7 @@ async fn ciba_ping_notifies_the_client_endpoint_with_its_token_when_the_phone_an
     );
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
 
-    let h = harness().await;
+    let h = ping_harness().await;
     let phone = h.ready_phone(BOB).await;
     let client = ping_client(&h, &format!("http://{addr}/ping")).await;
     let missing = bc_authorize(&h, &client, &[("scope", "openid"), ("login_hint", BOB)]).await;
@@ -1661,7 +1678,7 @@ async fn ciba_ping_does_not_follow_redirects() {
         );
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
 
-    let h = harness().await;
+    let h = ping_harness().await;
     let phone = h.ready_phone(BOB).await;
     let client = ping_client(&h, &format!("http://{addr}/ping")).await;
     let s = bc_authorize(
@@ -1692,7 +1709,7 @@ async fn ciba_ping_does_not_follow_redirects() {
 /// waiting for its ping is slowed down like a poll-mode client.
 #[tokio::test]
 async fn a_ping_mode_client_that_polls_too_fast_gets_slow_down() {
-    let h = harness().await;
+    let h = ping_harness().await;
     let _phone = h.ready_phone(BOB).await;
     let client = ping_client(&h, "http://127.0.0.1:9/ping").await;
     let s = bc_authorize(
@@ -1712,4 +1729,196 @@ async fn a_ping_mode_client_that_polls_too_fast_gets_slow_down() {
         "authorization_pending"
     );
     assert_eq!(ciba_poll(&h, &client, &id).await.error(), "slow_down");
+}
+
+/// Issue 20, finding 3: a ping endpoint is a URL the server POSTs to on a client's say-so, so
+/// registration holds it to the outbound policy: https to a host that is not an internal
+/// address; plain http only on a loopback address, and only under the development setting.
+/// The error names the rule.
+#[tokio::test]
+async fn client_registration_holds_ping_endpoints_to_the_outbound_policy() {
+    let h = harness().await;
+    let production = OutboundPolicy::default();
+    for (endpoint, want) in [
+        ("http://127.0.0.1:9/ping", OutboundError::NotHttps),
+        ("http://localhost:9/ping", OutboundError::NotHttps),
+        ("http://kiosk.contoso.test/ping", OutboundError::NotHttps),
+        (
+            "https://169.254.169.254/latest/meta-data/",
+            OutboundError::Address(Range::LinkLocal),
+        ),
+        (
+            "https://[::ffff:127.0.0.1]:8443/ping",
+            OutboundError::Address(Range::Loopback),
+        ),
+        (
+            "https://0.0.0.0/ping",
+            OutboundError::Address(Range::Unspecified),
+        ),
+        (
+            "https://10.0.0.7/ping",
+            OutboundError::Address(Range::Private),
+        ),
+        (
+            "https://localhost/ping",
+            OutboundError::Address(Range::Loopback),
+        ),
+    ] {
+        let err = clients::PingEndpoint::parse(endpoint, &production).unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<OutboundError>(),
+            Some(&want),
+            "{endpoint}"
+        );
+        assert!(
+            format!("{err:#}").starts_with("--ciba-ping-endpoint is refused: "),
+            "{err:#}"
+        );
+    }
+    // Under the development setting loopback http is accepted; other http never is.
+    assert!(clients::PingEndpoint::parse("http://127.0.0.1:9/ping", &development()).is_ok());
+    assert_eq!(
+        clients::PingEndpoint::parse("http://kiosk.contoso.test/ping", &development())
+            .unwrap_err()
+            .downcast_ref::<OutboundError>(),
+        Some(&OutboundError::NotHttps)
+    );
+    let ok = clients::PingEndpoint::parse("https://kiosk.contoso.test/ciba", &production).unwrap();
+    clients::add(
+        &h.state.pool,
+        "Kiosk",
+        &[REDIRECT.to_owned()],
+        false,
+        Some(&ok),
+    )
+    .await
+    .unwrap();
+    let listed = clients::list(&h.state.pool).await.unwrap();
+    assert!(listed.iter().any(|l| l
+        .to_string()
+        .contains("CIBA ping to https://kiosk.contoso.test/ciba")));
+}
+
+/// `admin app add` refuses a plain-http ping endpoint unless the development setting is given
+/// (flag, variable or `[outbound]` of the config file), and an http one that is not loopback
+/// even then.
+#[test]
+fn admin_app_add_refuses_a_plain_http_ping_endpoint_without_the_development_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let add = |name: &str, endpoint: &str, extra: &[&str], config: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_signin-server"));
+        command.env_remove("SIGNIN_OUTBOUND_ALLOW_HTTP_LOOPBACK");
+        command.env_remove("SIGNIN_OUTBOUND_ALLOW_NETWORKS");
+        command.env_remove("SIGNIN_CONFIG");
+        if let Some(c) = config {
+            command.arg("--config").arg(c);
+        }
+        let out = command
+            .args(["--database", &db, "admin", "app", "add", "--name", name])
+            .args(["--redirect-uri", "https://kiosk.contoso.test/cb"])
+            .args(["--ciba-ping-endpoint", endpoint])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (ok, err) = add("A", "http://127.0.0.1:9/ping", &[], None);
+    assert!(
+        !ok && err.contains("--ciba-ping-endpoint is refused") && err.contains("https"),
+        "{err}"
+    );
+    let (ok, err) = add("B", "https://169.254.169.254/latest", &[], None);
+    assert!(!ok && err.contains("link-local"), "{err}");
+    let (ok, err) = add(
+        "C",
+        "http://kiosk.contoso.test/ping",
+        &["--outbound-allow-http-loopback"],
+        None,
+    );
+    assert!(!ok && err.contains("https"), "{err}");
+    let (ok, err) = add(
+        "D",
+        "http://127.0.0.1:9/ping",
+        &["--outbound-allow-http-loopback"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let config = dir.path().join("signin.toml");
+    std::fs::write(&config, "[outbound]\nallow_http_loopback = true\n").unwrap();
+    let (ok, err) = add("E", "http://127.0.0.1:9/ping", &[], Some(&config));
+    assert!(ok, "{err}");
+    let (ok, err) = add("F", "https://kiosk.contoso.test/ciba", &[], None);
+    assert!(ok, "{err}");
+}
+
+/// Issue 20, finding 3, at send time: a ping endpoint whose name resolves to an internal
+/// address now (here `localhost`; DNS can change after registration) is not contacted. With
+/// the development setting the same endpoint is (the control: the ping does go out).
+#[tokio::test]
+async fn a_ping_endpoint_whose_name_resolves_to_loopback_is_not_contacted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for (h, contacted) in [(harness().await, false), (ping_harness().await, true)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        let phone = h.ready_phone(BOB).await;
+        let client = {
+            let endpoint =
+                clients::PingEndpoint::parse("https://kiosk.contoso.test/ciba", &h.state.outbound)
+                    .unwrap();
+            let r = clients::add(
+                &h.state.pool,
+                "Kiosk",
+                &[REDIRECT.to_owned()],
+                false,
+                Some(&endpoint),
+            )
+            .await
+            .unwrap();
+            Creds {
+                id: r.client_id,
+                secret: r.client_secret,
+            }
+        };
+        // The name now resolves to a loopback address.
+        sqlx::query("UPDATE applications SET ciba_notification_endpoint = $1 WHERE client_id = $2")
+            .bind(format!("https://localhost:{port}/ciba"))
+            .bind(&client.id)
+            .execute(&h.state.pool)
+            .await
+            .unwrap();
+        let s = bc_authorize(
+            &h,
+            &client,
+            &[
+                ("scope", "openid"),
+                ("login_hint", BOB),
+                ("client_notification_token", "tok-1"),
+            ],
+        )
+        .await;
+        assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+        let binding = s.body["binding_message"].as_str().unwrap().to_owned();
+        let ok = phone_answers(&h, &phone, "Kiosk", &binding, Decision::Approve).await;
+        assert_eq!(ok.status, StatusCode::OK);
+        let mut waited = 0;
+        while connections.load(Ordering::SeqCst) == 0 && waited < 20 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst) > 0,
+            contacted,
+            "contacted: {contacted}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use endpoints::{audit_outcomes, fast_retry, stale_reason};
 use serde_json::json;
 use signin_domain::delivery::push::{RetryPolicy, WebPushClient, WebPushConfig};
 use signin_domain::delivery::webpush::VapidKey;
+use signin_domain::outbound::OutboundPolicy;
 use signin_domain::store;
 use signin_server::webpush_local::LocalPushService;
 
@@ -20,23 +21,47 @@ use support::*;
 
 const SUBJECT: &str = "mailto:signin-ops@contoso.test";
 
+/// The outbound policy with the development setting the local push service (plain http on
+/// 127.0.0.1) needs, or without it.
+fn outbound(allow_http_loopback: bool) -> OutboundPolicy {
+    OutboundPolicy {
+        allow_http_loopback,
+        ..Default::default()
+    }
+}
+
 /// A harness whose server pushes through Web Push; returns the server's VAPID public key.
-async fn webpush_harness(allow_http_loopback: bool, retry: RetryPolicy) -> (Harness, String) {
+/// Enrollment checks endpoints under `registration`, pushes go out under `sending`.
+async fn webpush_harness_with(
+    registration: OutboundPolicy,
+    sending: OutboundPolicy,
+    retry: RetryPolicy,
+) -> (Harness, String) {
     let mut h = harness_with_ttl(90).await;
     let client = WebPushClient::open(
         &h.state.pool,
         &WebPushConfig {
             subject: SUBJECT.into(),
-            allow_http_loopback,
         },
+        &sending,
     )
     .await
     .unwrap();
     let key = client.vapid_public_key().to_owned();
-    let state = h.state.clone().with_push(vec![Arc::new(client)], retry);
+    let state = h
+        .state
+        .clone()
+        .with_outbound(registration)
+        .with_push(vec![Arc::new(client)], retry);
     h.app = signin_server::app(state.clone());
     h.state = state;
     (h, key)
+}
+
+/// The same policy for enrolling and pushing.
+async fn webpush_harness(allow_http_loopback: bool, retry: RetryPolicy) -> (Harness, String) {
+    let policy = outbound(allow_http_loopback);
+    webpush_harness_with(policy.clone(), policy, retry).await
 }
 
 fn now_secs() -> u64 {
@@ -252,7 +277,24 @@ async fn throttling_and_server_errors_are_retried_with_a_bound_and_redirects_not
 #[tokio::test]
 async fn plain_http_endpoints_are_refused_unless_allowed_for_tests() {
     let service = LocalPushService::start().await.unwrap();
+    // Without the development setting a plain-http endpoint is refused at enrollment…
     let (h, _) = webpush_harness(false, fast_retry(3)).await;
+    h.add_user("local@contoso.com", &[]).await;
+    let r = try_enroll(&h, "local@contoso.com", &service.subscribe().token).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        r.body["message"].as_str().unwrap().contains("https"),
+        "{:?}",
+        r.body
+    );
+    // …and one registered while it was on (the server since restarted without it) is never
+    // pushed to: the channel goes stale.
+    let (h, _) = webpush_harness_with(outbound(true), outbound(false), fast_retry(3)).await;
     let sub = service.subscribe();
     let phone = h
         .ready_phone_with_push("local@contoso.com", "webpush", &sub.token)
@@ -424,8 +466,8 @@ async fn the_admin_shows_and_rotates_the_vapid_key() {
         &h.state.pool,
         &WebPushConfig {
             subject: SUBJECT.into(),
-            allow_http_loopback: true,
         },
+        &outbound(true),
     )
     .await
     .unwrap();
@@ -446,4 +488,267 @@ async fn the_admin_shows_and_rotates_the_vapid_key() {
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].vapid.as_ref().unwrap().key, new_key);
     assert_eq!(received[0].status, 403);
+}
+
+/// Posts an enrollment of a fresh phone for `upn` (a user already added) with a Web Push
+/// `token`; the raw answer.
+async fn try_enroll(h: &Harness, upn: &str, token: &str) -> Reply {
+    try_enroll_kind(h, upn, "webpush", token).await
+}
+
+async fn try_enroll_kind(h: &Harness, upn: &str, kind: &str, token: &str) -> Reply {
+    let link = h.link(upn, 600).await;
+    let mut phone = Phone::new();
+    phone.push_kind = kind.into();
+    phone.push_token = token.into();
+    let challenge = phone.challenge(h, &link).await.unwrap();
+    h.post(
+        "/api/v1/enroll/complete",
+        phone.complete_body(&link.code, challenge),
+    )
+    .await
+}
+
+/// `<p256dh>.<auth>.` of a well-formed subscription, for tokens with another endpoint.
+fn keys_of(token: &str) -> String {
+    let (p256dh, rest) = token.split_once('.').unwrap();
+    let (auth, _) = rest.split_once('.').unwrap();
+    format!("{p256dh}.{auth}.")
+}
+
+/// Issue 20, finding 3: a Web Push endpoint is a URL the server POSTs to, chosen by whoever
+/// enrolls. One at an internal address (the review's 0.0.0.0, ::ffff:127.0.0.1 and the cloud
+/// metadata address among them) is refused at enrollment with the rule that refused it, and
+/// nothing is stored; an allowed network lets its addresses through.
+#[tokio::test]
+async fn enrollment_refuses_webpush_endpoints_at_internal_addresses() {
+    let service = LocalPushService::start().await.unwrap();
+    let (h, _) = webpush_harness(false, fast_retry(1)).await;
+    h.add_user("mallory@contoso.com", &[]).await;
+    let keys = keys_of(&service.subscribe().token);
+    for (endpoint, rule) in [
+        ("https://0.0.0.0:8443/push/1", "unspecified"),
+        ("https://[::ffff:127.0.0.1]:8443/push/1", "loopback"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[::ffff:a9fe:a9fe]/latest/meta-data/", "link-local"),
+        ("https://127.0.0.1:8443/push/1", "loopback"),
+        ("https://[::1]:8443/push/1", "loopback"),
+        ("https://localhost:8443/push/1", "loopback"),
+        ("https://10.1.2.3/push/1", "private"),
+        ("https://192.168.1.1/push/1", "private"),
+        ("https://100.64.0.1/push/1", "carrier-grade NAT"),
+        ("https://[fd00::1]/push/1", "unique-local"),
+        ("https://[fe80::1]/push/1", "link-local"),
+        ("https://224.0.0.1/push/1", "multicast"),
+        ("https://255.255.255.255/push/1", "broadcast"),
+        ("http://127.0.0.1:8080/push/1", "https"),
+    ] {
+        let r = try_enroll(&h, "mallory@contoso.com", &format!("{keys}{endpoint}")).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{endpoint}: {:?}",
+            r.body
+        );
+        let message = r.body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the push endpoint is refused") && message.contains(rule),
+            "{endpoint}: {message}"
+        );
+        assert!(
+            !message.contains(endpoint),
+            "the endpoint is not echoed: {message}"
+        );
+    }
+    let devices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE upn = $1")
+        .bind("mallory@contoso.com")
+        .fetch_one(&h.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(devices, 0);
+
+    // A public host enrolls; so does an internal push service in an allowed network.
+    let r = try_enroll(
+        &h,
+        "mallory@contoso.com",
+        &format!("{keys}https://push.example.net/push/1"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let allowing = OutboundPolicy {
+        allow_networks: vec!["10.1.0.0/16".parse().unwrap()],
+        ..Default::default()
+    };
+    let (h, _) = webpush_harness_with(allowing.clone(), allowing, fast_retry(1)).await;
+    h.add_user("ops@contoso.com", &[]).await;
+    let r = try_enroll(
+        &h,
+        "ops@contoso.com",
+        &format!("{keys}https://10.1.2.3/push/1"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = try_enroll(
+        &h,
+        "ops@contoso.com",
+        &format!("{keys}https://10.2.0.1/push/1"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+}
+
+/// Issue 20, finding 3, at send time: an endpoint stored before the policy, or whose name
+/// resolves to an internal address now (`localhost`: DNS can change after enrollment), is not
+/// contacted. The push is rejected with the rule's name (audited), the channel is not stale
+/// (allowing the network in the configuration makes it work again), and a listener on the
+/// loopback port the endpoints name sees no connection.
+#[tokio::test]
+async fn pushes_to_internal_addresses_are_refused_at_send_time() {
+    let service = LocalPushService::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let (h, _) = webpush_harness(false, fast_retry(2)).await;
+    let keys = keys_of(&service.subscribe().token);
+    for (i, (endpoint, reason)) in [
+        (
+            format!("https://0.0.0.0:{port}/push/1"),
+            "address_unspecified",
+        ),
+        (
+            format!("https://[::ffff:127.0.0.1]:{port}/push/1"),
+            "address_loopback",
+        ),
+        (
+            format!("https://localhost:{port}/push/1"),
+            "address_loopback",
+        ),
+        (
+            "https://169.254.169.254/latest/meta-data/".to_owned(),
+            "address_link_local",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let upn = format!("stored{i}@contoso.com");
+        let phone = h
+            .ready_phone_with_push(
+                &upn,
+                "webpush",
+                &format!("{keys}https://push.example.net/push/{i}"),
+            )
+            .await;
+        // Stored as it was before the policy (or as its name now resolves).
+        sqlx::query("UPDATE devices SET push_token = $1 WHERE account_id = $2")
+            .bind(format!("{keys}{endpoint}"))
+            .bind(phone.account().as_str())
+            .execute(&h.state.pool)
+            .await
+            .unwrap();
+        h.start_signin(&upn).await;
+        h.state.dispatcher.wait_idle().await;
+        assert_eq!(
+            audit_outcomes(&h, "push_delivery").await.last().unwrap(),
+            &format!("webpush:rejected:{reason}"),
+            "{endpoint}"
+        );
+        assert_eq!(stale_reason(&h, &phone).await, None, "{endpoint}");
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection to the loopback port"
+    );
+    assert!(service.received().is_empty());
+}
+
+/// Issue 20, finding 3: each push channel is one more request (up to four attempts) per
+/// sign-in, so a user may have at most `max_push_channels_per_user` devices with a live one.
+/// The next enrollment with a channel is refused with 409 `too_many_push_channels` and its code
+/// stays usable; long-poll devices do not count, nor do stale channels; other users are not
+/// affected.
+#[tokio::test]
+async fn push_channels_per_user_are_capped() {
+    let service = LocalPushService::start().await.unwrap();
+    let policy = OutboundPolicy {
+        max_push_channels_per_user: 2,
+        ..outbound(true)
+    };
+    let (h, _) = webpush_harness_with(policy.clone(), policy, fast_retry(1)).await;
+    let upn = "many@contoso.com";
+    let first = h
+        .ready_phone_with_push(upn, "webpush", &service.subscribe().token)
+        .await;
+    let r = try_enroll_kind(&h, upn, "apns", &"ab".repeat(32)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    // The third channel: refused, nothing stored, the code still usable.
+    let link = h.link(upn, 600).await;
+    let mut phone = Phone::new();
+    phone.push_kind = "webpush".into();
+    phone.push_token = service.subscribe().token;
+    let challenge = phone.challenge(&h, &link).await.unwrap();
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            phone.complete_body(&link.code, challenge),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::CONFLICT, "too_many_push_channels"),
+        "{:?}",
+        r.body
+    );
+    let message = r.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("already has 2 devices with a push channel"),
+        "{message}"
+    );
+    let count = |upn: &'static str| {
+        let pool = h.state.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM devices WHERE upn = $1")
+                .bind(upn)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(upn).await, 2);
+    // The same code enrolls the phone with long-poll, which is not counted.
+    phone.push_kind = "longpoll".into();
+    phone.push_token = String::new();
+    let r = h
+        .post(
+            "/api/v1/enroll/complete",
+            phone.complete_body(&link.code, challenge),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(count(upn).await, 3);
+    let r = try_enroll_kind(&h, upn, "fcm", "fcm-token").await;
+    assert_eq!(r.error(), "too_many_push_channels", "{:?}", r.body);
+
+    // Another user has their own allowance.
+    h.ready_phone_with_push("other@contoso.com", "webpush", &service.subscribe().token)
+        .await;
+
+    // A stale channel is never pushed to, so it does not count.
+    sqlx::query("UPDATE devices SET push_stale_at = 1 WHERE account_id = $1")
+        .bind(first.account().as_str())
+        .execute(&h.state.pool)
+        .await
+        .unwrap();
+    let r = try_enroll(&h, upn, &service.subscribe().token).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(count(upn).await, 4);
 }

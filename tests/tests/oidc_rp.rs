@@ -21,7 +21,9 @@ use e2e::chromium::{free_port, Chromium};
 use e2e::{TestPhone, TestServer};
 use fantoccini::Locator;
 use serde_json::{json, Value};
+use signin_domain::outbound::OutboundPolicy;
 use signin_server::oidc::clients;
+use signin_server::ServeConfig;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -124,7 +126,16 @@ async fn phone_request(phone: &TestPhone, app: &str) -> Result<authenticator_cor
 }
 
 async fn ready() -> Result<(TestServer, TestPhone, String)> {
-    let server = TestServer::start("Contoso").await?;
+    // The CIBA ping receiver (the openid-client script) listens on plain http on 127.0.0.1:
+    // the outbound policy's development setting.
+    let server = TestServer::start_configured("Contoso", |c| ServeConfig {
+        outbound: OutboundPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        },
+        ..c
+    })
+    .await?;
     let link = server.user_with_link(BOBBY, "Bobby Smith").await?;
     let phone = TestPhone::new()?;
     phone.enroll_passwordless(&link).await?;
@@ -282,12 +293,16 @@ async fn openid_client_ciba_poll_approves_denies_and_times_out_and_ping_approves
     assert_eq!(denied, "error access_denied");
 
     let ping_port = free_port()?;
+    let endpoint = clients::PingEndpoint::parse(
+        &format!("http://127.0.0.1:{ping_port}/ping"),
+        &server.running.state().outbound,
+    )?;
     let ping = clients::add(
         pool,
         "Call Centre",
         &["https://callcentre.contoso.test/cb".to_owned()],
         false,
-        Some(&format!("http://127.0.0.1:{ping_port}/ping")),
+        Some(&endpoint),
     )
     .await?;
     let ping_args = [

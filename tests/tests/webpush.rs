@@ -11,23 +11,29 @@ use authenticator_core::{
 use e2e::proxy::RecordingProxy;
 use e2e::{TestPhone, TestServer};
 use signin_domain::delivery::push::{PushConfig, WebPushConfig};
+use signin_domain::outbound::OutboundPolicy;
 use signin_server::webpush_local::LocalPushService;
+use signin_server::ServeConfig;
 
 const BOBBY: &str = "bobby@contoso.test";
 
 #[tokio::test]
 async fn a_webpush_phone_is_woken_through_its_push_service_and_approves() {
     let service = LocalPushService::start().await.unwrap();
-    let server = TestServer::start_with_push(
-        "Contoso",
-        PushConfig {
+    // The local push service is plain http on 127.0.0.1: the development setting.
+    let server = TestServer::start_configured("Contoso", |c| ServeConfig {
+        push: PushConfig {
             webpush: Some(WebPushConfig {
                 subject: "mailto:signin-ops@contoso.test".into(),
-                allow_http_loopback: true,
             }),
             ..Default::default()
         },
-    )
+        outbound: OutboundPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        },
+        ..c
+    })
     .await
     .unwrap();
     let link = server.user_with_link(BOBBY, "Bobby Smith").await.unwrap();

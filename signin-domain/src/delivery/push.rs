@@ -181,11 +181,15 @@ impl PushConfig {
     }
 
     /// Every configured client, Web Push included (its VAPID key lives in the database and is
-    /// created there on first use).
-    pub async fn open_transports(&self, pool: &Pool) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
+    /// created there on first use; it sends under the outbound policy).
+    pub async fn open_transports(
+        &self,
+        pool: &Pool,
+        outbound: &crate::outbound::OutboundPolicy,
+    ) -> anyhow::Result<Vec<Arc<dyn Transport>>> {
         let mut out = self.transports()?;
         if let Some(c) = &self.webpush {
-            out.push(Arc::new(WebPushClient::open(pool, c).await?));
+            out.push(Arc::new(WebPushClient::open(pool, c, outbound).await?));
         }
         Ok(out)
     }

@@ -9,8 +9,10 @@
 //!
 //! 404 and 410 mean the subscription is gone: the channel is marked stale (and audited) like
 //! an invalid APNs/FCM token. 429 and 5xx are retried (honouring `Retry-After`); other
-//! refusals are not. Redirects are not followed. The endpoint URL is a capability and the
-//! `auth` secret a secret: neither is logged; errors carry only the HTTP status.
+//! refusals are not. Every push goes through the outbound policy (`crate::outbound`): https
+//! only, every address the endpoint's host resolves to checked, no redirect followed, short
+//! timeouts, a bounded answer. The endpoint URL is a capability and the `auth` secret a
+//! secret: neither is logged; errors carry only the HTTP status or the rule that refused.
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,7 +23,8 @@ use serde::Deserialize;
 use web_push_native::p256;
 
 use super::jwt::Es256Key;
-use super::push::{http_error_reason, retry_after, PushError, PushTarget, Transport, KIND_WEBPUSH};
+use super::push::{retry_after, PushError, PushTarget, Transport, KIND_WEBPUSH};
+use crate::outbound::{OutboundError, OutboundPolicy};
 use crate::store::webpush::{self as stored, StoredVapidKey};
 use crate::store::{now_ms, Pool};
 
@@ -35,10 +38,6 @@ pub struct WebPushConfig {
     /// The VAPID `sub` claim: how the push service's operator reaches you, `mailto:` or
     /// `https:` (RFC 8292 §2.1).
     pub subject: String,
-    /// Push to `http://` endpoints on a loopback address (a local push service in tests).
-    /// Off in production: such subscriptions are then marked stale instead.
-    #[serde(default)]
-    pub allow_http_loopback: bool,
 }
 
 /// Why a VAPID subject is refused.
@@ -179,7 +178,7 @@ pub async fn run_admin(pool: &Pool, command: AdminCommand) -> anyhow::Result<()>
 }
 
 pub struct WebPushClient {
-    http: reqwest::Client,
+    outbound: OutboundPolicy,
     vapid: VapidKey,
     config: WebPushConfig,
 }
@@ -194,19 +193,17 @@ impl std::fmt::Debug for WebPushClient {
 }
 
 impl WebPushClient {
-    /// The client with the database's VAPID key (created on first use).
-    pub async fn open(pool: &Pool, config: &WebPushConfig) -> anyhow::Result<Self> {
+    /// The client with the database's VAPID key (created on first use), sending under
+    /// `outbound` (`http://` endpoints only with its development setting).
+    pub async fn open(
+        pool: &Pool,
+        config: &WebPushConfig,
+        outbound: &OutboundPolicy,
+    ) -> anyhow::Result<Self> {
         config.check()?;
         let vapid = VapidKey::load_or_create(pool).await?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            // A push service answers; it does not send the server elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("building the Web Push HTTP client")?;
         Ok(WebPushClient {
-            http,
+            outbound: outbound.clone(),
             vapid,
             config: config.clone(),
         })
@@ -224,6 +221,27 @@ pub fn encrypt(subscription: &WebPushSubscription, plaintext: &[u8]) -> Result<V
     let auth = web_push_native::Auth::from(subscription.auth);
     web_push_native::encrypt(plaintext.to_vec(), &ua_public, &auth)
         .map_err(|_| PushError::Rejected("encryption_failed".into()))
+}
+
+/// What an outbound refusal or failure means for a push: plain http without the development
+/// setting marks the channel stale (`insecure_endpoint`, as before the policy); an address the
+/// policy refuses, or an oversized answer, is a rejection (not retried, not stale: allowing the
+/// network in the configuration makes the channel work again); the network's failures are
+/// retried.
+pub fn outbound_push_error(e: &OutboundError) -> PushError {
+    match e {
+        OutboundError::NotHttps => PushError::InvalidToken("insecure_endpoint".into()),
+        OutboundError::Malformed | OutboundError::UserInfo => {
+            PushError::InvalidToken("invalid_subscription".into())
+        }
+        OutboundError::Address(_) | OutboundError::ResponseTooLarge { .. } => {
+            PushError::Rejected(e.reason().into())
+        }
+        OutboundError::Resolve
+        | OutboundError::Connect
+        | OutboundError::Timeout
+        | OutboundError::Network => PushError::retryable(e.reason()),
+    }
 }
 
 /// What a push service's answer means (RFC 8030 §5, §8.3; RFC 8292 §4).
@@ -249,9 +267,6 @@ impl Transport for WebPushClient {
     async fn send(&self, target: &PushTarget) -> Result<(), PushError> {
         let subscription = WebPushSubscription::parse(&target.token)
             .map_err(|_| PushError::InvalidToken("invalid_subscription".into()))?;
-        if subscription.is_insecure_loopback() && !self.config.allow_http_loopback {
-            return Err(PushError::InvalidToken("insecure_endpoint".into()));
-        }
         let now = UnixMillis::now().millis();
         let ttl_secs = target
             .expires_at
@@ -263,19 +278,20 @@ impl Transport for WebPushClient {
         let authorization =
             self.vapid
                 .authorization(&subscription.audience(), &self.config.subject, now / 1000);
-        let response = self
-            .http
-            .post(subscription.endpoint.clone())
-            .header("TTL", ttl_secs.to_string())
-            .header("Urgency", "high")
-            .header(reqwest::header::CONTENT_ENCODING, "aes128gcm")
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::AUTHORIZATION, authorization)
-            .body(body)
-            .send()
+        let answer = self
+            .outbound
+            .send(reqwest::Method::POST, &subscription.endpoint, |request| {
+                request
+                    .header("TTL", ttl_secs.to_string())
+                    .header("Urgency", "high")
+                    .header(reqwest::header::CONTENT_ENCODING, "aes128gcm")
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::AUTHORIZATION, authorization)
+                    .body(body)
+            })
             .await
-            .map_err(|e| PushError::retryable(http_error_reason(&e)))?;
-        classify(response.status(), retry_after(response.headers()))
+            .map_err(|e| outbound_push_error(&e))?;
+        classify(answer.status, retry_after(&answer.headers))
     }
 }
 

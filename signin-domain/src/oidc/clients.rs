@@ -6,7 +6,8 @@
 //! `client_secret_post`; a public client (a native or browser app) has no secret
 //! (`token_endpoint_auth_method` `none`) and must use PKCE with S256. Redirect URIs are
 //! matched exactly (no prefix, no wildcard) and must be `https`, or `http` on a loopback
-//! address (RFC 8252 §7.3), without a fragment.
+//! address (RFC 8252 §7.3), without a fragment. A CIBA ping endpoint, which the server itself
+//! calls, is held to the outbound policy instead ([`PingEndpoint`]).
 use std::fmt;
 
 use anyhow::bail;
@@ -15,6 +16,7 @@ use authenticator_protocol::text;
 
 use crate::accounts::applications::{check_name, Application, Registered};
 use crate::audit::{self, Event};
+use crate::outbound::{OutboundError, OutboundPolicy};
 use crate::random::random_bytes;
 use crate::store::oidc::{self as store, ClientRow};
 use crate::store::{now_ms, Pool, StoreResult};
@@ -133,11 +135,35 @@ pub fn check_redirect_uri(uri: &str) -> anyhow::Result<String> {
     Ok(uri.to_owned())
 }
 
-/// A CIBA ping notification endpoint: `https`, or `http` on a loopback address.
-pub fn check_notification_endpoint(uri: &str) -> anyhow::Result<String> {
-    check_redirect_uri(uri).map_err(|_| {
-        anyhow::anyhow!("--ciba-ping-endpoint must be https (or http on a loopback address)")
-    })
+/// A CIBA ping notification endpoint the outbound policy accepted at registration: https
+/// to a host that is not an internal address (plain http to a loopback address only under the
+/// development setting). The server POSTs to it on the client's say-so, so every ping checks
+/// it again, with the addresses its name resolves to then (`crate::outbound`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingEndpoint(String);
+
+impl PingEndpoint {
+    /// Checks `uri` under `outbound`; the error says which rule refused it (its cause is the
+    /// [`OutboundError`]).
+    pub fn parse(uri: &str, outbound: &OutboundPolicy) -> anyhow::Result<Self> {
+        if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_LEN || uri.trim() != uri {
+            bail!(
+                "--ciba-ping-endpoint must be 1 to {MAX_REDIRECT_URI_LEN} characters without \
+                 spaces around it"
+            );
+        }
+        let url = outbound.parse_url(uri).map_err(|e: OutboundError| {
+            anyhow::Error::new(e).context("--ciba-ping-endpoint is refused")
+        })?;
+        if url.fragment().is_some() {
+            bail!("--ciba-ping-endpoint must not have a fragment (#...)");
+        }
+        Ok(PingEndpoint(uri.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Registers an OpenID Connect client. A public client gets no secret.
@@ -146,7 +172,7 @@ pub async fn add(
     name: &str,
     redirect_uris: &[String],
     public: bool,
-    ciba_ping_endpoint: Option<&str>,
+    ciba_ping_endpoint: Option<&PingEndpoint>,
 ) -> anyhow::Result<Registered> {
     let name = check_name(name)?;
     if redirect_uris.is_empty() {
@@ -165,9 +191,7 @@ pub async fn add(
     if public && ciba_ping_endpoint.is_some() {
         bail!("CIBA needs a confidential client: --ciba-ping-endpoint cannot go with --public");
     }
-    let ping = ciba_ping_endpoint
-        .map(check_notification_endpoint)
-        .transpose()?;
+    let ping = ciba_ping_endpoint.map(|p| p.as_str().to_owned());
     let client_id = format!("app-{}", b64(&random_bytes::<12>()?));
     let secret = (!public)
         .then(|| random_bytes::<32>().map(|b| b64(&b)))

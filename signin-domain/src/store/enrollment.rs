@@ -1,5 +1,5 @@
 //! One-time enrollment codes (keyed by SHA-256 of the code) and their challenges.
-use super::{Pool, StoreResult};
+use super::{lock_user, Pool, StoreResult};
 
 pub async fn insert_code(
     pool: &Pool,
@@ -96,6 +96,21 @@ pub struct NewDevice<'a> {
     /// The device waits for approval by one of the user's other active devices, if there is
     /// one (decided in the enrollment's transaction); `None`: it does not wait.
     pub hold: Option<Hold>,
+    /// The device registers a push channel, and the user may have at most this many devices
+    /// with one that is not stale (`None`: long-poll, not counted).
+    pub push_channel_cap: Option<u32>,
+}
+
+/// What [`use_code_and_enroll`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolled {
+    /// The code was not usable: nothing is written.
+    CodeNotUsable,
+    /// The user already has `push_channel_cap` devices with a live push channel: nothing is
+    /// written, the code stays usable.
+    TooManyPushChannels,
+    /// The device is registered; `held`: it waits for approval.
+    Device { held: bool },
 }
 
 /// How a held device waits.
@@ -109,16 +124,20 @@ pub enum Hold {
 }
 
 /// Atomically uses the code (only if still unused, unexpired and with this challenge) and
-/// registers the device. Returns `None` when the code was not usable (nothing is written),
-/// otherwise whether the device is held.
+/// registers the device, unless it would exceed the user's push channel cap (counted under
+/// the user's lock, so concurrent enrollments cannot pass it together).
 pub async fn use_code_and_enroll(
     pool: &Pool,
     code_hash: &str,
     challenge: &str,
     now: i64,
     device: NewDevice<'_>,
-) -> StoreResult<Option<bool>> {
+) -> StoreResult<Enrolled> {
     let mut tx = pool.begin().await?;
+    if device.push_channel_cap.is_some() {
+        // Counting, then inserting: serialized per user.
+        lock_user(&mut tx, device.upn).await?;
+    }
     let used = sqlx::query(
         "UPDATE enrollment_codes SET used_at = $1 \
          WHERE code_hash = $2 AND used_at IS NULL AND challenge = $3 AND expires_at > $1",
@@ -129,7 +148,20 @@ pub async fn use_code_and_enroll(
     .execute(&mut *tx)
     .await?;
     if used.rows_affected() != 1 {
-        return Ok(None);
+        return Ok(Enrolled::CodeNotUsable);
+    }
+    if let Some(cap) = device.push_channel_cap {
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM devices WHERE upn = $1 AND push_kind <> 'longpoll' \
+             AND push_stale_at IS NULL",
+        )
+        .bind(device.upn)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= i64::from(cap) {
+            // Dropping the transaction rolls the code's use back.
+            return Ok(Enrolled::TooManyPushChannels);
+        }
     }
     sqlx::query(
         "INSERT INTO devices (account_id, upn, device_public_key, push_kind, push_token, \
@@ -158,5 +190,5 @@ pub async fn use_code_and_enroll(
             .fetch_one(&mut *tx)
             .await?;
     tx.commit().await?;
-    Ok(Some(held != 0))
+    Ok(Enrolled::Device { held: held != 0 })
 }

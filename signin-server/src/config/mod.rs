@@ -18,6 +18,7 @@ use signin_domain::accounts::passwords::PasswordLimits;
 use signin_domain::delivery::parking::ParkingLimits;
 use signin_domain::delivery::push::{ApnsConfig, FcmConfig, PushConfig, WebPushConfig};
 use signin_domain::delivery::{apns, fcm};
+use signin_domain::outbound::OutboundPolicy;
 use signin_domain::rules::risk::RiskConfig;
 
 pub mod sections;
@@ -27,7 +28,7 @@ pub use signin_domain::settings::Settings;
 pub use crate::listener::ConnectionLimits;
 pub use sections::{
     parse_proxy, ApnsSection, DeliverySection, FcmSection, GeoIpSection, LimitsSection,
-    RiskSection, ServerSection, WebPushSection,
+    OutboundSection, RiskSection, ServerSection, WebPushSection,
 };
 
 pub const DEFAULT_DATABASE: &str = "sqlite://signin.db";
@@ -57,6 +58,9 @@ pub struct ServeConfig {
     pub browser_listener_port: u16,
     /// Connection, long-poll and Argon2 bounds (`[limits]`).
     pub limits: ResourceLimits,
+    /// What the server may call on someone's say-so (Web Push, CIBA ping), and the push
+    /// channels a user may have.
+    pub outbound: OutboundPolicy,
 }
 
 /// What one server instance allows its clients (`[limits]`; OPERATIONS.md, "Resource limits").
@@ -96,6 +100,7 @@ impl Default for ServeConfig {
             trusted_proxies: Vec::new(),
             browser_listener_port: authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT,
             limits: ResourceLimits::default(),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -124,6 +129,9 @@ pub struct Layer {
     #[command(flatten)]
     #[serde(default)]
     pub limits: LimitsSection,
+    #[command(flatten)]
+    #[serde(default)]
+    pub outbound: OutboundSection,
 }
 
 impl Layer {
@@ -298,10 +306,7 @@ impl ServeConfig {
                         named("subject", "delivery.webpush")
                     )
                 })?;
-                let config = WebPushConfig {
-                    subject,
-                    allow_http_loopback: false,
-                };
+                let config = WebPushConfig { subject };
                 config.check().with_context(|| {
                     format!(
                         "{} must be a mailto: or https: URL",
@@ -340,6 +345,7 @@ impl ServeConfig {
         );
 
         let limits = merge_limits(flags.limits, file.limits, d.limits)?;
+        let outbound = outbound_policy(flags.outbound, file.outbound)?;
 
         let config = ServeConfig {
             listen: s.listen.or(fs.listen).unwrap_or(d.listen),
@@ -371,6 +377,7 @@ impl ServeConfig {
                 .or(fs.browser_listener_port)
                 .unwrap_or(d.browser_listener_port),
             limits,
+            outbound,
         };
         config.check()?;
         Ok(config)
@@ -389,6 +396,36 @@ impl ServeConfig {
         }
         Ok(())
     }
+}
+
+/// The outbound policy of the flags (and their variables) over the file over the defaults.
+/// `serve` and `admin app add` (for a CIBA ping endpoint) read it alike.
+pub fn outbound_policy(
+    flags: OutboundSection,
+    file: OutboundSection,
+) -> anyhow::Result<OutboundPolicy> {
+    let d = OutboundPolicy::default();
+    let policy = OutboundPolicy {
+        allow_http_loopback: flags
+            .allow_http_loopback
+            .or(file.allow_http_loopback)
+            .unwrap_or(d.allow_http_loopback),
+        allow_networks: flags
+            .allow_networks
+            .or(file.allow_networks)
+            .unwrap_or_default(),
+        max_push_channels_per_user: flags
+            .max_push_channels_per_user
+            .or(file.max_push_channels_per_user)
+            .unwrap_or(d.max_push_channels_per_user),
+        ..d
+    };
+    anyhow::ensure!(
+        policy.max_push_channels_per_user >= 1,
+        "{} must be at least 1",
+        named("max_push_channels_per_user", "outbound")
+    );
+    Ok(policy)
 }
 
 /// Both layers of a section when either has it (a table in the file, or one of its flags).
@@ -509,7 +546,9 @@ mod tests {
         assert_eq!(fcm.project_id.as_deref(), Some("phone-signin-prod"));
         let webpush = c.push.webpush.as_ref().unwrap();
         assert_eq!(webpush.subject, "mailto:signin-ops@example.com");
-        assert!(!webpush.allow_http_loopback);
+        assert_eq!(c.outbound, OutboundPolicy::default());
+        assert_eq!(f.outbound.allow_http_loopback, Some(false));
+        assert_eq!(f.outbound.max_push_channels_per_user, Some(10));
         assert_eq!(fcm.endpoint.as_str(), "https://fcm.googleapis.com/");
         assert!(c.geoip.is_some());
         assert_eq!(c.trusted_proxies.len(), 2);
@@ -646,6 +685,73 @@ mod tests {
         let c = merged(Layer::default(), &file);
         assert_eq!(c.push.webpush.unwrap().subject, "https://ops.example.com/");
         assert!(Layer::parse("[delivery.webpush]\nvapid_key = \"x\"").is_err());
+    }
+
+    /// `[outbound]`: safe defaults (no http, no allowed network, 10 push channels), each key
+    /// from the file or a flag, and a cap of 0 refused naming the setting.
+    #[test]
+    fn the_outbound_section_layers_and_defaults_to_the_safe_policy() {
+        let c = merged(Layer::default(), &Layer::default());
+        assert!(!c.outbound.allow_http_loopback);
+        assert!(c.outbound.allow_networks.is_empty());
+        assert_eq!(c.outbound.max_push_channels_per_user, 10);
+
+        let file = Layer::parse(
+            "[outbound]\nallow_http_loopback = true\nallow_networks = [\"10.8.0.0/16\", \"fd00::1\"]\n\
+             max_push_channels_per_user = 3",
+        )
+        .unwrap();
+        let c = merged(Layer::default(), &file);
+        assert!(c.outbound.allow_http_loopback);
+        assert_eq!(
+            c.outbound.allow_networks,
+            vec![
+                "10.8.0.0/16".parse::<ipnet::IpNet>().unwrap(),
+                "fd00::1/128".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.outbound.max_push_channels_per_user, 3);
+
+        use clap::{Args, FromArgMatches};
+        let command = Layer::augment_args(clap::Command::new("serve"));
+        let matches = command
+            .try_get_matches_from([
+                "serve",
+                "--outbound-allow-http-loopback=false",
+                "--outbound-allow-network",
+                "192.168.5.0/24",
+                "--max-push-channels-per-user",
+                "2",
+            ])
+            .unwrap();
+        let flags = Layer::from_arg_matches(&matches).unwrap();
+        let c = merged(flags, &file);
+        assert!(!c.outbound.allow_http_loopback);
+        assert_eq!(
+            c.outbound.allow_networks,
+            vec!["192.168.5.0/24".parse::<ipnet::IpNet>().unwrap()]
+        );
+        assert_eq!(c.outbound.max_push_channels_per_user, 2);
+        // The bare flag means true.
+        let command = Layer::augment_args(clap::Command::new("serve"));
+        let matches = command
+            .try_get_matches_from(["serve", "--outbound-allow-http-loopback"])
+            .unwrap();
+        let flags = Layer::from_arg_matches(&matches).unwrap();
+        assert_eq!(flags.outbound.allow_http_loopback, Some(true));
+
+        let err = ServeConfig::merge(
+            Layer::default(),
+            Layer::parse("[outbound]\nmax_push_channels_per_user = 0").unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--max-push-channels-per-user (SIGNIN_OUTBOUND_MAX_PUSH_CHANNELS_PER_USER, \
+             [outbound] `max_push_channels_per_user`) must be at least 1"
+        );
+        assert!(Layer::parse("[outbound]\nallow_networks = [\"internal\"]").is_err());
+        assert!(Layer::parse("[outbound]\nallow_http = true").is_err());
     }
 
     #[test]

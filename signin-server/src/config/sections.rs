@@ -43,7 +43,7 @@ pub struct ServerSection {
     /// comma-separated in the environment variable.
     #[arg(long = "trusted-proxy", env = "SIGNIN_TRUSTED_PROXIES", value_delimiter = ',',
           value_parser = parse_proxy, value_name = "TRUSTED_PROXIES")]
-    #[serde(default, deserialize_with = "proxies")]
+    #[serde(default, deserialize_with = "networks")]
     pub trusted_proxies: Option<Vec<IpNet>>,
     /// The loopback port the Authenticator listens on for the sign-in page under the
     /// phishing-resistant policy (PROTOCOL.md §5.9; default 47813, what the apps use).
@@ -211,6 +211,40 @@ pub struct RiskSection {
     pub user_burst: Option<u32>,
 }
 
+/// `[outbound]`: what the server may call on someone's say-so (Web Push endpoints, CIBA ping
+/// endpoints: `signin_domain::outbound::OutboundPolicy`) and the push channels a user may have.
+#[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSection {
+    /// Development only: let Web Push and CIBA ping endpoints be plain http on a loopback
+    /// address (and loopback addresses at all). Default false.
+    #[arg(
+        long = "outbound-allow-http-loopback",
+        env = "SIGNIN_OUTBOUND_ALLOW_HTTP_LOOPBACK",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_http_loopback: Option<bool>,
+    /// A network (CIDR or address) that Web Push and CIBA ping endpoints may be in although it
+    /// is private, loopback, link-local or otherwise not public (an internal push service).
+    /// Repeatable; comma-separated in the environment variable. Default none.
+    #[arg(long = "outbound-allow-network", env = "SIGNIN_OUTBOUND_ALLOW_NETWORKS", value_delimiter = ',',
+          value_parser = parse_proxy, value_name = "ALLOW_NETWORKS")]
+    #[serde(default, deserialize_with = "networks")]
+    pub allow_networks: Option<Vec<IpNet>>,
+    /// The most devices with a push channel (APNs, FCM, Web Push) one user may have; a further
+    /// enrollment with one is refused (409 too_many_push_channels). Default 10.
+    #[arg(
+        long = "max-push-channels-per-user",
+        env = "SIGNIN_OUTBOUND_MAX_PUSH_CHANNELS_PER_USER",
+        value_name = "MAX_PUSH_CHANNELS_PER_USER"
+    )]
+    pub max_push_channels_per_user: Option<u32>,
+}
+
 /// Parses `10.0.0.0/8`, `192.0.2.1` or `::1` (a single address is a /32 or /128).
 pub fn parse_proxy(text: &str) -> Result<IpNet, String> {
     let t = text.trim();
@@ -219,8 +253,9 @@ pub fn parse_proxy(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{t:?} is not an IP address or CIDR network"))
 }
 
-/// `trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]`, read with [`parse_proxy`] like the flag.
-fn proxies<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
+/// `trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]` (and `allow_networks`), read with
+/// [`parse_proxy`] like the flag.
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
         .map(|p| parse_proxy(p).map_err(serde::de::Error::custom))

@@ -15,7 +15,8 @@
 //! user denied, reported or failed the number, and the tokens once on approval. In ping mode
 //! (a client registered with `--ciba-ping-endpoint`) the server also POSTs
 //! `{"auth_req_id"}` with `Authorization: Bearer <client_notification_token>` to that
-//! endpoint when the sign-in is decided or expires.
+//! endpoint when the sign-in is decided or expires, under the outbound policy
+//! (`signin_domain::outbound`).
 use std::time::Duration;
 
 use authenticator_protocol::sign_in::RequestKind;
@@ -28,6 +29,7 @@ use serde::Serialize;
 use super::clients::{self, AuthMethod, Client};
 use super::token::{issue_tokens, Authenticated};
 use super::{no_store, random_secret, secret_hash, OAuthError, Params};
+use signin_domain::outbound::OutboundError;
 use signin_domain::sign_in::{self, StartSignIn};
 use signin_domain::state::AppState;
 use signin_domain::store::oidc::{self as store, CibaRow};
@@ -197,32 +199,41 @@ fn spawn_ping(
         if let Err(e) = sign_in::wait(&state, &signin_id, wait).await {
             tracing::warn!(error = %e, "CIBA ping: waiting for the sign-in failed");
         }
-        // A redirect is never followed (as for Web Push): the client's endpoint could otherwise
-        // send the server's POST, or a GET, to any address the server reaches.
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "CIBA ping: no HTTP client");
-                return;
+        // Under the outbound policy (as Web Push): https, the endpoint's addresses checked
+        // again now (its DNS may have changed since registration), no redirect followed (the
+        // client's endpoint could otherwise send the server's POST, or a GET, to any address
+        // the server reaches), short timeouts, a bounded answer.
+        let sent = match url::Url::parse(&endpoint) {
+            Ok(url) => {
+                state
+                    .outbound
+                    .send(reqwest::Method::POST, &url, |request| {
+                        request
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({ "auth_req_id": auth_req_id }))
+                    })
+                    .await
             }
+            Err(_) => Err(OutboundError::Malformed),
         };
-        let sent = client
-            .post(&endpoint)
-            .bearer_auth(&token)
-            .json(&serde_json::json!({ "auth_req_id": auth_req_id }))
-            .send()
-            .await;
         match sent {
-            Ok(r) => {
-                tracing::info!(status = r.status().as_u16(), signin_id = %signin_id, "CIBA ping sent")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.without_url(), signin_id = %signin_id, "CIBA ping failed")
-            }
+            Ok(answer) => tracing::info!(
+                status = answer.status.as_u16(),
+                signin_id = %signin_id,
+                "CIBA ping sent"
+            ),
+            Err(e) if e.is_refusal() => tracing::warn!(
+                reason = e.reason(),
+                error = %e,
+                signin_id = %signin_id,
+                "CIBA ping refused by the outbound policy"
+            ),
+            Err(e) => tracing::warn!(
+                reason = e.reason(),
+                error = %e,
+                signin_id = %signin_id,
+                "CIBA ping failed"
+            ),
         }
     });
 }
