@@ -556,6 +556,99 @@ async fn invalid_number_shape_is_refused_before_verification() {
     ));
 }
 
+/// Issue 20, finding 4, the phone's side: ids and numbers are taken exactly as given, as the
+/// server takes them. The refusal vectors of PROTOCOL.md §9 and the padded forms of the real
+/// ids and number are refused with typed errors before anything is asked or signed; they used
+/// to be trimmed into the real ones (`"42\n"` was 42).
+#[tokio::test]
+async fn padded_ids_and_numbers_are_refused_not_trimmed() {
+    const V1: &str = include_str!("../../authenticator-protocol/tests/vectors/v1.json");
+    let vectors: serde_json::Value = serde_json::from_str(V1).unwrap();
+    let s = server("contoso", 7001);
+    let p = phone(std::slice::from_ref(&s));
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    p.keys.clear();
+
+    let mut numbers: Vec<String> = vectors["refusals"]["typed_number"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["typed_number"].as_str().unwrap().to_owned())
+        .collect();
+    numbers.extend([
+        format!(" {number}"),
+        format!("{number}\n"),
+        format!("\t{number}"),
+        format!("{number}\u{a0}"),
+        format!(" {number}\n"),
+    ]);
+    for typed in &numbers {
+        assert_eq!(
+            p.auth
+                .approve(id.clone(), rid.clone(), typed.clone())
+                .await
+                .unwrap_err(),
+            AuthenticatorError::InvalidNumber,
+            "{typed:?}"
+        );
+    }
+    let padded_ids = [
+        (format!(" {id}"), rid.clone()),
+        (format!("{id}\n"), rid.clone()),
+        (id.clone(), format!("{rid}\t")),
+        (id.clone(), format!("\u{a0}{rid}")),
+    ];
+    for (a, r) in &padded_ids {
+        for result in [
+            p.auth.approve(a.clone(), r.clone(), number.clone()).await,
+            p.auth.deny(a.clone(), r.clone()).await,
+            p.auth.report_fraud(a.clone(), r.clone()).await,
+        ] {
+            assert!(
+                matches!(result, Err(AuthenticatorError::InvalidInput { .. })),
+                "{a:?} {r:?}: {result:?}"
+            );
+        }
+        let fetched = p.auth.fetch_request(a.clone(), r.clone()).await;
+        assert!(
+            matches!(fetched, Err(AuthenticatorError::InvalidInput { .. })),
+            "{a:?} {r:?}"
+        );
+        // In a push, too.
+        let push = serde_json::json!({"v": 1, "aid": a, "rid": r}).to_string();
+        assert!(matches!(
+            p.auth.handle_push_json(push).await,
+            Err(AuthenticatorError::InvalidPushPayload { .. })
+        ));
+    }
+    for v in vectors["refusals"]["ids"].as_array().unwrap() {
+        let text = v["text"].as_str().unwrap().to_owned();
+        let result = match v["field"].as_str().unwrap() {
+            "account_id" => p.auth.deny(text.clone(), rid.clone()).await,
+            _ => p.auth.deny(id.clone(), text.clone()).await,
+        };
+        assert!(
+            matches!(result, Err(AuthenticatorError::InvalidInput { .. })),
+            "{text:?}"
+        );
+    }
+    assert_eq!(p.verifier.calls(), 0, "nobody was asked");
+    assert!(p.keys.calls().is_empty(), "nothing was signed");
+    assert!(s.responses().is_empty(), "nothing was sent");
+    assert_eq!(s.status(&rid), "pending");
+    // The exact ids and digits approve.
+    assert_eq!(
+        p.auth.approve(id, rid, number.clone()).await.unwrap(),
+        Decision::Approved
+    );
+    assert_eq!(
+        s.responses()[0].typed_number.as_deref(),
+        Some(number.as_str())
+    );
+}
+
 #[tokio::test]
 async fn a_longer_number_must_be_typed_whole_before_anything_is_signed() {
     let s = server("contoso", 7001);

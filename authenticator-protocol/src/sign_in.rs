@@ -385,10 +385,8 @@ impl DeviceAuth {
         };
         Ok(DeviceAuth {
             account_id: AccountId::parse(a)?,
-            timestamp: UnixMillis(
-                t.parse()
-                    .map_err(|_| ProtocolError::MalformedField("authorization"))?,
-            ),
+            timestamp: UnixMillis::parse_decimal(t)
+                .ok_or(ProtocolError::MalformedField("authorization"))?,
             signature: Signature::from_b64("signature", s)?,
         })
     }
@@ -706,6 +704,20 @@ mod tests {
         assert_eq!(DeviceAuth::parse_header(&auth.to_header()).unwrap(), auth);
         for bad in ["", "Bearer x", "PSI-Device a.b", "PSI-Device a.1.c.d"] {
             assert!(DeviceAuth::parse_header(bad).is_err(), "{bad}");
+        }
+        // One header per signed message: the time has one spelling, the id and the signature
+        // are taken as written (issue 20, finding 4).
+        let sig = auth.signature.to_b64();
+        let (id, ms) = (auth.account_id.as_str(), auth.timestamp.millis());
+        for bad in [
+            format!("PSI-Device {id}.+{ms}.{sig}"),
+            format!("PSI-Device {id}.0{ms}.{sig}"),
+            format!("PSI-Device {id}. {ms}.{sig}"),
+            format!("PSI-Device {id} .{ms}.{sig}"),
+            format!("PSI-Device  {id}.{ms}.{sig}"),
+            format!("PSI-Device {id}.{ms}.{sig} "),
+        ] {
+            assert!(DeviceAuth::parse_header(&bad).is_err(), "{bad:?}");
         }
     }
 }

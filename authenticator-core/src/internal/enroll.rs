@@ -17,10 +17,10 @@ use crate::types::{AccountSummary, PushKind, PushRegistration};
 const MAX_DEVICE_NAME_CHARS: usize = 64;
 const MAX_PUSH_TOKEN_BYTES: usize = 4096;
 
-fn check_inputs(device_name: &str, push: &PushRegistration) -> Result<()> {
-    let name = device_name.trim();
+fn check_inputs(name: &str, push: &PushRegistration) -> Result<()> {
     // PROTOCOL.md §5.2: the server refuses a device name over 200 bytes (64 emoji are 256).
-    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS || name.len() > 200 {
+    // The name is signed as given (§2): nothing is trimmed, a blank one is refused.
+    if name.trim().is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS || name.len() > 200 {
         return Err(Error::InvalidInput(format!(
             "the device name must have 1 to {MAX_DEVICE_NAME_CHARS} characters and at most 200 bytes"
         )));
@@ -61,7 +61,6 @@ pub(crate) async fn enroll(
     push: PushRegistration,
 ) -> Result<AccountSummary> {
     let link = EnrollmentUrl::parse(enrollment_url).map_err(Error::EnrollmentUrl)?;
-    let device_name = device_name.trim();
     check_inputs(device_name, &push)?;
 
     let answer = core
