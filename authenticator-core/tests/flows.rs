@@ -221,6 +221,11 @@ async fn malformed_enrollment_input_is_a_typed_error_without_network() {
         ("x".repeat(65).as_str(), longpoll()),
         ("Pixel\nLocation: Seattle", longpoll()),
         ("Pixel\u{202e}", longpoll()),
+        // Issue 20, finding 5: the one gate for names, as the server applies it.
+        ("Pixel\u{200b}", longpoll()),
+        ("Pi\u{ad}xel", longpoll()),
+        ("Pixel \u{e000}", longpoll()),
+        ("👨\u{200d}👩\u{200d}👧", longpoll()),
         (
             "Pixel",
             PushRegistration {
@@ -1503,32 +1508,109 @@ async fn every_approval_signature_carries_the_prompt_and_no_other_signature_does
     assert_eq!(p.verifier.calls(), 3, "deny and report asked nothing");
 }
 
-/// Review issue 8, Medium 3: text the server signed is still only text. A control, newline or
-/// bidirectional character in it is shown as a visible escape, so it cannot fake a
-/// `Location:` line or reorder what the user reads.
+/// Review issue 8, Medium 3, then issue 20, finding 5: text the server signed is still only
+/// text. A name that holds a control, newline, bidirectional, invisible, private-use or
+/// unassigned character could fake a `Location:` line, reorder what the user reads, or pass for
+/// another name: it is refused with a typed error naming the field and the code point — at
+/// enrollment (nothing stored, no key made) and in sign-in details (not stored, not shown, not
+/// answerable), whether fetched, pushed or polled.
 #[tokio::test]
-async fn server_text_with_control_or_bidi_characters_is_shown_escaped() {
+async fn server_names_with_invisible_control_or_private_use_characters_are_refused_not_shown() {
     let s = server("contoso", 7001);
     let p = phone(std::slice::from_ref(&s));
+    let refused = |err: &AuthenticatorError, field: &str, c: char| match err {
+        AuthenticatorError::UnsafeServerText {
+            field: f,
+            code_point,
+            detail,
+        } => {
+            assert_eq!((f.as_str(), *code_point), (field, u32::from(c)), "{err:?}");
+            assert!(
+                detail.contains(&format!("U+{:04X}", u32::from(c))),
+                "{detail}"
+            );
+        }
+        other => panic!("{field} U+{:04X}: {other:?}", u32::from(c)),
+    };
+
+    // Enrollment: the names the account would be stored and shown under.
+    for (upn, name, field, c) in [
+        (
+            "u@x.test",
+            "Bobby\u{200B} Smith",
+            "display_name",
+            '\u{200B}',
+        ),
+        ("u@x.test", "Bo\u{E000}bby", "display_name", '\u{E000}'),
+        ("u\u{FEFF}@x.test", "Bobby", "upn", '\u{FEFF}'),
+        ("u@x.test", "Bobby\nSmith", "display_name", '\n'),
+    ] {
+        let err = enrollment_error(&p, s.enrollment_url(upn, name)).await;
+        refused(&err, field, c);
+    }
+    assert!(p.auth.accounts().await.unwrap().is_empty());
+    assert!(p.keys.generated().is_empty(), "no key was made");
+    assert_eq!(s.enrolled_accounts(), 0);
+
+    // Sign-in details: the application name with each code point of the review, and others.
     let id = enroll(&p, &s, "u@x.test").await;
-    let hostile = "Mail\nLocation: Seattle, US\u{1b}[2K\u{202e}";
+    for c in [
+        '\u{200B}',
+        '\u{200C}',
+        '\u{200D}',
+        '\u{FEFF}',
+        '\u{00AD}',
+        '\u{FFF9}',
+        '\u{1D173}',
+        '\u{E000}',
+        '\u{0378}',
+        '\n',
+        '\u{1b}',
+        '\u{202E}',
+    ] {
+        let hostile = format!("My{c}Apps");
+        let (rid, _) = s.create_request_with(
+            &id,
+            authenticator_protocol::RequestId::random().as_str(),
+            &hostile,
+            WireKind::Push,
+            true,
+            TTL,
+        );
+        let err = p
+            .auth
+            .fetch_request(id.clone(), rid.clone())
+            .await
+            .unwrap_err();
+        refused(&err, "app_name", c);
+        let push = s.envelope(&id, &rid).to_apns_json().to_string();
+        refused(
+            &p.auth.handle_push_json(push).await.unwrap_err(),
+            "app_name",
+            c,
+        );
+        assert!(p.auth.pending_requests().await.unwrap().is_empty());
+        assert_eq!(
+            p.auth
+                .approve(id.clone(), rid.clone(), "42".into())
+                .await
+                .unwrap_err(),
+            AuthenticatorError::UnknownRequest
+        );
+        assert_eq!(s.status(&rid), "pending");
+    }
+    assert!(s.responses().is_empty());
+    // A plain name is shown as it is.
     let (rid, _) = s.create_request_with(
         &id,
         authenticator_protocol::RequestId::random().as_str(),
-        hostile,
+        "Intranet — Zürich 👪",
         WireKind::Push,
         true,
         TTL,
     );
     let request = p.auth.fetch_request(id, rid).await.unwrap();
-    assert_eq!(
-        request.app_name.as_deref(),
-        Some("Mail\\u{a}Location: Seattle, US\\u{1b}[2K\\u{202e}")
-    );
-    assert_eq!(
-        p.auth.pending_requests().await.unwrap()[0].app_name,
-        request.app_name
-    );
+    assert_eq!(request.app_name.as_deref(), Some("Intranet — Zürich 👪"));
 }
 
 /// A sign-in page announcing itself to the listener at `port` as a browser at `origin` would.

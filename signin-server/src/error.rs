@@ -19,7 +19,9 @@ pub use signin_domain::AppError;
 /// The protocol's error code of a domain error.
 pub fn code(e: &AppError) -> ErrorCode {
     match e {
-        AppError::InvalidRequest(_) | AppError::NotFound => ErrorCode::InvalidRequest,
+        AppError::InvalidRequest(_) | AppError::UnsafeText { .. } | AppError::NotFound => {
+            ErrorCode::InvalidRequest
+        }
         AppError::InvalidCode => ErrorCode::InvalidCode,
         AppError::UnknownAccount => ErrorCode::UnknownAccount,
         AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
@@ -45,6 +47,7 @@ pub fn code(e: &AppError) -> ErrorCode {
 pub fn status(e: &AppError) -> StatusCode {
     match e {
         AppError::InvalidRequest(_)
+        | AppError::UnsafeText { .. }
         | AppError::InvalidCode
         | AppError::WrongNumber { .. }
         | AppError::RequestFailed => StatusCode::BAD_REQUEST,
@@ -137,6 +140,9 @@ impl From<signin_domain::AppError> for OAuthError {
                 OAuthError::TemporarilyUnavailable("too many sign-ins for this user: try later")
             }
             AppError::InvalidRequest(d) => OAuthError::InvalidRequest(d),
+            AppError::UnsafeText { .. } => OAuthError::InvalidRequest(
+                "a name holds a control, format, private-use or unassigned character",
+            ),
             other => OAuthError::Internal(anyhow::anyhow!("unexpected: {other}")),
         }
     }
@@ -150,6 +156,14 @@ mod tests {
     fn every_variant_maps_to_the_protocol_status() {
         let cases = [
             (AppError::InvalidRequest("x"), 400, "invalid_request"),
+            (
+                AppError::UnsafeText {
+                    field: "device_name",
+                    error: authenticator_protocol::text::check_plain("\u{200B}").unwrap_err(),
+                },
+                400,
+                "invalid_request",
+            ),
             (AppError::InvalidCode, 400, "invalid_code"),
             (AppError::UnknownAccount, 404, "unknown_account"),
             (AppError::Unauthorized, 401, "unauthorized"),

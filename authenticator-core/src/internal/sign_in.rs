@@ -34,6 +34,7 @@ pub(crate) fn verify_details(
         | ProtocolError::InvalidBase64(_)
         | ProtocolError::InvalidLength { .. }
         | ProtocolError::InvalidSignatureEncoding => Error::BadServerSignature("request details"),
+        ProtocolError::UnsafeText { field, error } => Error::UnsafeServerText { field, error },
         other => Error::InvalidResponse(other.to_string()),
     })
 }
