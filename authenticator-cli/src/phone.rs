@@ -262,7 +262,7 @@ impl Phone {
         };
         let mut holders: Vec<String> = Vec::new();
         for r in self.core.pending_requests().await? {
-            if r.request_id == request.trim()
+            if r.request_id == request
                 && account.as_ref().is_none_or(|a| *a == r.account_id)
                 && !holders.contains(&r.account_id)
             {
@@ -274,7 +274,7 @@ impl Phone {
             1 => Ok(holders.pop()),
             _ => bail!(
                 "request {} is pending on several accounts: say which with --account",
-                request.trim()
+                request
             ),
         }
     }

@@ -177,7 +177,8 @@ impl Authenticator {
     /// Approves the request `request_id` of account `account_id` (both from its
     /// `PendingRequest`: a request is only known under the account whose server sent it).
     /// `typed_number` is what the user typed (ignored when the request has no number
-    /// matching). The approval signature carries the user-verification prompt: the key store
+    /// matching), exactly: the digits and nothing around them (`" 42"` is `InvalidNumber`,
+    /// never trimmed; PROTOCOL.md §2). The approval signature carries the user-verification prompt: the key store
     /// verifies the user for that very signature.
     pub async fn approve(
         &self,

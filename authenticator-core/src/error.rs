@@ -75,6 +75,18 @@ pub enum AuthenticatorError {
         seen_origin: String,
         expected_origin: String,
     },
+    /// The server sent a name to show (the user name, display name or server name of an
+    /// enrollment; the user, server, application or device name or the location of a sign-in
+    /// request) that holds a character names may not hold: an invisible or formatting
+    /// character (U+200B…), a private-use, unassigned or control character. It could look
+    /// like another name, so it is refused, never shown: nothing was stored or signed.
+    /// `field` names the field, `code_point` the first such character (0x200B).
+    #[error("the sign-in service sent a {field} that could pass for another name: {detail}")]
+    UnsafeServerText {
+        field: String,
+        code_point: u32,
+        detail: String,
+    },
     /// The app opened the core without a `SecretStore`: TOTP secrets cannot be kept.
     #[error("no secret store: open the authenticator with one to keep TOTP accounts")]
     SecretStoreUnavailable,
@@ -116,6 +128,12 @@ pub(crate) enum Error {
     ServerKeyMismatch,
     #[error("bad server signature: {0}")]
     BadServerSignature(&'static str),
+    /// A name the server sent fails the one gate for names (`text::check_plain`).
+    #[error("server text: field `{field}` {error}")]
+    UnsafeServerText {
+        field: &'static str,
+        error: authenticator_protocol::text::UnsafeText,
+    },
     #[error("not enrolled")]
     NotEnrolled,
     #[error("already enrolled")]
@@ -201,6 +219,11 @@ impl From<Error> for AuthenticatorError {
             },
             Error::ServerKeyMismatch => A::ServerKeyMismatch,
             Error::BadServerSignature(_) => A::BadServerSignature,
+            Error::UnsafeServerText { field, error } => A::UnsafeServerText {
+                field: field.to_owned(),
+                code_point: error.code_point(),
+                detail: error.to_string(),
+            },
             Error::NotEnrolled => A::NotEnrolled,
             Error::AlreadyEnrolled => A::AlreadyEnrolled,
             Error::PhoneSignInNotEnabled => A::PhoneSignInNotEnabled,
@@ -306,6 +329,27 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_look_alike_server_name_becomes_its_own_typed_error() {
+        let error = authenticator_protocol::text::check_plain("Con\u{200B}toso").unwrap_err();
+        let public = AuthenticatorError::from(Error::UnsafeServerText {
+            field: "app_name",
+            error,
+        });
+        match &public {
+            AuthenticatorError::UnsafeServerText {
+                field,
+                code_point,
+                detail,
+            } => {
+                assert_eq!((field.as_str(), *code_point), ("app_name", 0x200B));
+                assert!(detail.contains("U+200B"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!public.to_string().contains('\u{200B}'));
     }
 
     #[test]

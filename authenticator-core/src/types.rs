@@ -109,9 +109,12 @@ impl From<WireKind> for RequestKind {
 
 /// A verified sign-in request waiting for the user. It never carries the number: the user
 /// reads it on the sign-in screen and types it here. A request is identified by
-/// (`account_id`, `request_id`): answer it with both. The text fields come from the server and
-/// are escaped (`authenticator_protocol::text::escape`): a control, newline or bidirectional
-/// character shows as a visible `\u{…}`, so no field can fake a line of another.
+/// (`account_id`, `request_id`): answer it with both. The text fields come from the server:
+/// details whose names hold a control, newline, bidirectional, invisible, private-use or
+/// unassigned character are refused before they become a `PendingRequest`
+/// (`AuthenticatorError::UnsafeServerText`; `authenticator_protocol::text::check_plain`), and
+/// the fields are escaped all the same (`text::escape`: such a character would show as a
+/// visible `\u{…}`), so no field can fake a line of another or pass for another name.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct PendingRequest {
     pub request_id: String,

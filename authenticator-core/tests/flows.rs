@@ -221,6 +221,11 @@ async fn malformed_enrollment_input_is_a_typed_error_without_network() {
         ("x".repeat(65).as_str(), longpoll()),
         ("Pixel\nLocation: Seattle", longpoll()),
         ("Pixel\u{202e}", longpoll()),
+        // Issue 20, finding 5: the one gate for names, as the server applies it.
+        ("Pixel\u{200b}", longpoll()),
+        ("Pi\u{ad}xel", longpoll()),
+        ("Pixel \u{e000}", longpoll()),
+        ("👨\u{200d}👩\u{200d}👧", longpoll()),
         (
             "Pixel",
             PushRegistration {
@@ -554,6 +559,99 @@ async fn invalid_number_shape_is_refused_before_verification() {
             .unwrap_err(),
         AuthenticatorError::InvalidInput { .. }
     ));
+}
+
+/// Issue 20, finding 4, the phone's side: ids and numbers are taken exactly as given, as the
+/// server takes them. The refusal vectors of PROTOCOL.md §9 and the padded forms of the real
+/// ids and number are refused with typed errors before anything is asked or signed; they used
+/// to be trimmed into the real ones (`"42\n"` was 42).
+#[tokio::test]
+async fn padded_ids_and_numbers_are_refused_not_trimmed() {
+    const V1: &str = include_str!("../../authenticator-protocol/tests/vectors/v1.json");
+    let vectors: serde_json::Value = serde_json::from_str(V1).unwrap();
+    let s = server("contoso", 7001);
+    let p = phone(std::slice::from_ref(&s));
+    let id = enroll(&p, &s, "u@x.test").await;
+    let (rid, number) = s.create_request(&id, WireKind::Push, true, TTL);
+    p.auth.fetch_request(id.clone(), rid.clone()).await.unwrap();
+    p.keys.clear();
+
+    let mut numbers: Vec<String> = vectors["refusals"]["typed_number"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["typed_number"].as_str().unwrap().to_owned())
+        .collect();
+    numbers.extend([
+        format!(" {number}"),
+        format!("{number}\n"),
+        format!("\t{number}"),
+        format!("{number}\u{a0}"),
+        format!(" {number}\n"),
+    ]);
+    for typed in &numbers {
+        assert_eq!(
+            p.auth
+                .approve(id.clone(), rid.clone(), typed.clone())
+                .await
+                .unwrap_err(),
+            AuthenticatorError::InvalidNumber,
+            "{typed:?}"
+        );
+    }
+    let padded_ids = [
+        (format!(" {id}"), rid.clone()),
+        (format!("{id}\n"), rid.clone()),
+        (id.clone(), format!("{rid}\t")),
+        (id.clone(), format!("\u{a0}{rid}")),
+    ];
+    for (a, r) in &padded_ids {
+        for result in [
+            p.auth.approve(a.clone(), r.clone(), number.clone()).await,
+            p.auth.deny(a.clone(), r.clone()).await,
+            p.auth.report_fraud(a.clone(), r.clone()).await,
+        ] {
+            assert!(
+                matches!(result, Err(AuthenticatorError::InvalidInput { .. })),
+                "{a:?} {r:?}: {result:?}"
+            );
+        }
+        let fetched = p.auth.fetch_request(a.clone(), r.clone()).await;
+        assert!(
+            matches!(fetched, Err(AuthenticatorError::InvalidInput { .. })),
+            "{a:?} {r:?}"
+        );
+        // In a push, too.
+        let push = serde_json::json!({"v": 1, "aid": a, "rid": r}).to_string();
+        assert!(matches!(
+            p.auth.handle_push_json(push).await,
+            Err(AuthenticatorError::InvalidPushPayload { .. })
+        ));
+    }
+    for v in vectors["refusals"]["ids"].as_array().unwrap() {
+        let text = v["text"].as_str().unwrap().to_owned();
+        let result = match v["field"].as_str().unwrap() {
+            "account_id" => p.auth.deny(text.clone(), rid.clone()).await,
+            _ => p.auth.deny(id.clone(), text.clone()).await,
+        };
+        assert!(
+            matches!(result, Err(AuthenticatorError::InvalidInput { .. })),
+            "{text:?}"
+        );
+    }
+    assert_eq!(p.verifier.calls(), 0, "nobody was asked");
+    assert!(p.keys.calls().is_empty(), "nothing was signed");
+    assert!(s.responses().is_empty(), "nothing was sent");
+    assert_eq!(s.status(&rid), "pending");
+    // The exact ids and digits approve.
+    assert_eq!(
+        p.auth.approve(id, rid, number.clone()).await.unwrap(),
+        Decision::Approved
+    );
+    assert_eq!(
+        s.responses()[0].typed_number.as_deref(),
+        Some(number.as_str())
+    );
 }
 
 #[tokio::test]
@@ -1410,32 +1508,109 @@ async fn every_approval_signature_carries_the_prompt_and_no_other_signature_does
     assert_eq!(p.verifier.calls(), 3, "deny and report asked nothing");
 }
 
-/// Review issue 8, Medium 3: text the server signed is still only text. A control, newline or
-/// bidirectional character in it is shown as a visible escape, so it cannot fake a
-/// `Location:` line or reorder what the user reads.
+/// Review issue 8, Medium 3, then issue 20, finding 5: text the server signed is still only
+/// text. A name that holds a control, newline, bidirectional, invisible, private-use or
+/// unassigned character could fake a `Location:` line, reorder what the user reads, or pass for
+/// another name: it is refused with a typed error naming the field and the code point — at
+/// enrollment (nothing stored, no key made) and in sign-in details (not stored, not shown, not
+/// answerable), whether fetched, pushed or polled.
 #[tokio::test]
-async fn server_text_with_control_or_bidi_characters_is_shown_escaped() {
+async fn server_names_with_invisible_control_or_private_use_characters_are_refused_not_shown() {
     let s = server("contoso", 7001);
     let p = phone(std::slice::from_ref(&s));
+    let refused = |err: &AuthenticatorError, field: &str, c: char| match err {
+        AuthenticatorError::UnsafeServerText {
+            field: f,
+            code_point,
+            detail,
+        } => {
+            assert_eq!((f.as_str(), *code_point), (field, u32::from(c)), "{err:?}");
+            assert!(
+                detail.contains(&format!("U+{:04X}", u32::from(c))),
+                "{detail}"
+            );
+        }
+        other => panic!("{field} U+{:04X}: {other:?}", u32::from(c)),
+    };
+
+    // Enrollment: the names the account would be stored and shown under.
+    for (upn, name, field, c) in [
+        (
+            "u@x.test",
+            "Bobby\u{200B} Smith",
+            "display_name",
+            '\u{200B}',
+        ),
+        ("u@x.test", "Bo\u{E000}bby", "display_name", '\u{E000}'),
+        ("u\u{FEFF}@x.test", "Bobby", "upn", '\u{FEFF}'),
+        ("u@x.test", "Bobby\nSmith", "display_name", '\n'),
+    ] {
+        let err = enrollment_error(&p, s.enrollment_url(upn, name)).await;
+        refused(&err, field, c);
+    }
+    assert!(p.auth.accounts().await.unwrap().is_empty());
+    assert!(p.keys.generated().is_empty(), "no key was made");
+    assert_eq!(s.enrolled_accounts(), 0);
+
+    // Sign-in details: the application name with each code point of the review, and others.
     let id = enroll(&p, &s, "u@x.test").await;
-    let hostile = "Mail\nLocation: Seattle, US\u{1b}[2K\u{202e}";
+    for c in [
+        '\u{200B}',
+        '\u{200C}',
+        '\u{200D}',
+        '\u{FEFF}',
+        '\u{00AD}',
+        '\u{FFF9}',
+        '\u{1D173}',
+        '\u{E000}',
+        '\u{0378}',
+        '\n',
+        '\u{1b}',
+        '\u{202E}',
+    ] {
+        let hostile = format!("My{c}Apps");
+        let (rid, _) = s.create_request_with(
+            &id,
+            authenticator_protocol::RequestId::random().as_str(),
+            &hostile,
+            WireKind::Push,
+            true,
+            TTL,
+        );
+        let err = p
+            .auth
+            .fetch_request(id.clone(), rid.clone())
+            .await
+            .unwrap_err();
+        refused(&err, "app_name", c);
+        let push = s.envelope(&id, &rid).to_apns_json().to_string();
+        refused(
+            &p.auth.handle_push_json(push).await.unwrap_err(),
+            "app_name",
+            c,
+        );
+        assert!(p.auth.pending_requests().await.unwrap().is_empty());
+        assert_eq!(
+            p.auth
+                .approve(id.clone(), rid.clone(), "42".into())
+                .await
+                .unwrap_err(),
+            AuthenticatorError::UnknownRequest
+        );
+        assert_eq!(s.status(&rid), "pending");
+    }
+    assert!(s.responses().is_empty());
+    // A plain name is shown as it is.
     let (rid, _) = s.create_request_with(
         &id,
         authenticator_protocol::RequestId::random().as_str(),
-        hostile,
+        "Intranet — Zürich 👪",
         WireKind::Push,
         true,
         TTL,
     );
     let request = p.auth.fetch_request(id, rid).await.unwrap();
-    assert_eq!(
-        request.app_name.as_deref(),
-        Some("Mail\\u{a}Location: Seattle, US\\u{1b}[2K\\u{202e}")
-    );
-    assert_eq!(
-        p.auth.pending_requests().await.unwrap()[0].app_name,
-        request.app_name
-    );
+    assert_eq!(request.app_name.as_deref(), Some("Intranet — Zürich 👪"));
 }
 
 /// A sign-in page announcing itself to the listener at `port` as a browser at `origin` would.

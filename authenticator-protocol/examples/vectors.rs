@@ -1,6 +1,6 @@
 //! Generates `tests/vectors/v1.json`: fixed private scalars, RFC 6979 (deterministic) signatures,
 //! so running it again gives the same file. `cargo run -p authenticator-protocol --example vectors`.
-use authenticator_protocol::canonical::Canonical;
+use authenticator_protocol::canonical::{Canonical, RESPONSE_TAG};
 use authenticator_protocol::encoding::{b64, sha256, unb64};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
 use authenticator_protocol::push::PushChannelKind;
@@ -8,7 +8,7 @@ use authenticator_protocol::sign_in::{
     request_details_signed_bytes, BrowserBinding, Decision, DeviceAuth, RequestDetails,
     RequestKind, SignInResponse,
 };
-use authenticator_protocol::{AccountId, PublicKey, RequestId, TypedNumber, UnixMillis};
+use authenticator_protocol::{AccountId, PublicKey, RequestId, Signature, TypedNumber, UnixMillis};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::SigningKey;
 use serde_json::{json, Value};
@@ -56,6 +56,21 @@ fn id_framing(field: &'static str, text: &str) -> Value {
         "framed_hex": hex::encode(Canonical::new(b"").str(text).finish().split_off(4)),
         "wrong_framed_bytes_hex": hex::encode(Canonical::new(b"").field(&bytes).finish().split_off(4)),
     })
+}
+
+/// The `response` layout with `typed` framed as it is, whatever it holds: what a signer that
+/// signed the body's text as sent would sign. `TypedNumber` refuses such text, so the
+/// refusal vectors build the bytes by hand.
+fn response_bytes_with_text(r: &SignInResponse, typed: &str) -> Vec<u8> {
+    Canonical::new(RESPONSE_TAG)
+        .str(r.request_id.as_str())
+        .str(r.account_id.as_str())
+        .field(&r.nonce)
+        .field(&[r.decision.wire_byte()])
+        .str(typed)
+        .field(&r.context_sha256)
+        .u64(r.timestamp.millis())
+        .finish()
 }
 
 fn vector(name: &str, signer: &Key, inputs: Value, bytes: Vec<u8>) -> Value {
@@ -299,6 +314,59 @@ fn main() {
                "signature": bound_sig, "error": "BadSignature"}),
     ];
 
+    // Refusals (§2, §5.6 step 3): a field is checked as received and verified exactly as
+    // received. Each body is the `response/approve` body with `typed_number` changed, signed
+    // either over the digits a trimming reader would see (the approve signature) or over the
+    // text as sent; both are `invalid_request`, never an approval and never `bad_signature`.
+    let approve_body = approve.to_wire(&Signature::from_b64("signature", &approve_sig).unwrap());
+    let refusal = |name: &str, typed: &str, signed: &str| {
+        let bytes = response_bytes_with_text(&approve, signed);
+        let signature = passwordless.sign(&bytes);
+        let mut body = serde_json::to_value(&approve_body).unwrap();
+        body["typed_number"] = json!(typed);
+        body["signature"] = json!(signature);
+        json!({"name": name, "typed_number": typed, "signed_typed_number": signed,
+               "bytes_hex": hex::encode(&bytes), "signature": signature, "body": body,
+               "server": "invalid_request", "phone": "InvalidNumber"})
+    };
+    let refusals = vec![
+        refusal("typed-number/leading-space", " 42", "42"),
+        refusal("typed-number/trailing-newline", "42\n", "42"),
+        refusal("typed-number/leading-tab", "\t42", "42"),
+        refusal("typed-number/trailing-no-break-space", "42\u{a0}", "42"),
+        refusal("typed-number/leading-space-signed-as-sent", " 42", " 42"),
+        refusal(
+            "typed-number/fullwidth-digits-signed-as-sent",
+            "４２",
+            "４２",
+        ),
+        refusal(
+            "typed-number/arabic-indic-digits-signed-as-sent",
+            "٤٢",
+            "٤٢",
+        ),
+    ];
+    // Identifiers are their 22 characters exactly: with anything around them they are no id.
+    let id_refusals: Vec<Value> = [
+        ("account_id", format!(" {account_id}")),
+        ("account_id", format!("{account_id}\n")),
+        ("request_id", format!("{request_id}\t")),
+        ("request_id", format!("\u{a0}{request_id}")),
+    ]
+    .into_iter()
+    .map(|(field, text)| json!({"field": field, "text": text, "server": "invalid_request", "phone": "InvalidInput"}))
+    .collect();
+    // The device-auth header's time has one spelling (§4): the vector's header with the time
+    // written another way is `unauthorized`, though the signature covers the same integer.
+    let auth_sig = device.sign(&DeviceAuth::signed_bytes("GET", poll_path, &account_id, t0));
+    let header_refusals: Vec<Value> = [
+        ("timestamp-with-plus-sign", format!("+{}", t0.millis())),
+        ("timestamp-with-leading-zero", format!("0{}", t0.millis())),
+    ]
+    .into_iter()
+    .map(|(name, time)| json!({"name": name, "header": format!("PSI-Device {account_id}.{time}.{auth_sig}"), "server": "unauthorized"}))
+    .collect();
+
     let doc = json!({
         "description": "Phone sign-in protocol v1 test vectors. Deterministic (RFC 6979) signatures from fixed private scalars; production signatures are randomized, so check exact bytes and verification only.",
         "keys": {
@@ -331,6 +399,11 @@ fn main() {
         },
         "vectors": vectors,
         "negative": negative,
+        "refusals": {
+            "typed_number": refusals,
+            "ids": id_refusals,
+            "device_auth_header": header_refusals,
+        },
         "canonical_example": { "tag": "t", "fields": ["ab"], "u64": 1, "bytes_hex": hex::encode(Canonical::new(b"t").str("ab").u64(1).finish()) },
     });
     if std::env::args().any(|a| a == "--markdown") {
@@ -338,6 +411,29 @@ fn main() {
     } else {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
     }
+}
+
+/// `text` as a quoted string whose white space and invisible characters are visible: `\n`,
+/// `\t`, and `\u{a0}` for a no-break space (a plain space stays a space).
+fn shown(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' => out.push(' '),
+            c if c.is_whitespace() || c.is_control() => {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The vectors section of docs/PROTOCOL.md (between the VECTORS markers).
@@ -414,4 +510,49 @@ fn print_markdown(doc: &Value) {
         );
     }
     println!("\nThe negative vectors' message bytes are in `v1.json`.");
+
+    let r = &doc["refusals"];
+    println!("\n#### Refusals: the text as received (§2, §5.6 step 3)\n");
+    println!(
+        "Each body is the `response/approve` body with `typed_number` (and the signature) changed. \
+         The server answers 400 `invalid_request` before any signature check, whatever the \
+         signature covers (the digits a trimming reader would see, or the text as sent); the \
+         phone refuses to sign such a number (`InvalidNumber`). White space is shown escaped \
+         (`\\n`, `\\t`, `\\u{{a0}}` for a no-break space).\n"
+    );
+    println!("| name | `typed_number` | signature over | signature |\n|---|---|---|---|");
+    for v in r["typed_number"].as_array().unwrap() {
+        println!(
+            "| `{}` | `{}` | `{}` | `{}` |",
+            v["name"].as_str().unwrap(),
+            shown(v["typed_number"].as_str().unwrap()),
+            shown(v["signed_typed_number"].as_str().unwrap()),
+            v["signature"].as_str().unwrap()
+        );
+    }
+    println!(
+        "\nIdentifiers with anything around them are no identifier: in a body the server answers \
+         `invalid_request` (in a path, `unknown_request`), and the phone refuses them as input \
+         (`InvalidInput`) and in a push (`InvalidPushPayload`).\n"
+    );
+    println!("| field | text |\n|---|---|");
+    for v in r["ids"].as_array().unwrap() {
+        println!(
+            "| `{}` | `{}` |",
+            v["field"].as_str().unwrap(),
+            shown(v["text"].as_str().unwrap())
+        );
+    }
+    println!(
+        "\nThe `device-auth` header with its time written another way (the signature is the \
+         vector's, over the same integer): 401 `unauthorized`.\n"
+    );
+    println!("| name | header |\n|---|---|");
+    for v in r["device_auth_header"].as_array().unwrap() {
+        println!(
+            "| `{}` | `{}` |",
+            v["name"].as_str().unwrap(),
+            v["header"].as_str().unwrap()
+        );
+    }
 }

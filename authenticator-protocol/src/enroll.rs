@@ -134,6 +134,20 @@ pub struct EnrollChallenge {
 }
 
 impl EnrollChallenge {
+    /// The names the phone stores and shows (user name, display name, server name) through the
+    /// one gate for names ([`crate::text::check_plain`]).
+    pub fn check_text(&self) -> Result<(), ProtocolError> {
+        for (field, value) in [
+            ("upn", &self.upn),
+            ("display_name", &self.display_name),
+            ("server_name", &self.server_name),
+        ] {
+            crate::text::check_plain(value)
+                .map_err(|error| ProtocolError::UnsafeText { field, error })?;
+        }
+        Ok(())
+    }
+
     pub fn signed_bytes(&self, code: &str) -> Vec<u8> {
         Canonical::new(ENROLL_CHALLENGE_TAG)
             .field(&sha256(code.as_bytes()))
@@ -203,6 +217,34 @@ mod tests {
             server_fingerprint: FP.into(),
         }
         .to_url_string()
+    }
+
+    /// Issue 20, finding 5: the names the phone stores at enrollment pass the one gate.
+    #[test]
+    fn a_challenge_with_a_look_alike_name_is_refused_naming_the_field() {
+        let challenge = EnrollChallenge {
+            challenge: [1; 32],
+            upn: "bobby@contoso.test".into(),
+            display_name: "Bobby Smith".into(),
+            server_name: "Contoso".into(),
+            expires_at: UnixMillis(1),
+        };
+        assert_eq!(challenge.check_text(), Ok(()));
+        for field in ["upn", "display_name", "server_name"] {
+            let mut bad = challenge.clone();
+            let value = match field {
+                "upn" => &mut bad.upn,
+                "display_name" => &mut bad.display_name,
+                _ => &mut bad.server_name,
+            };
+            value.insert(3, '\u{200B}');
+            match bad.check_text() {
+                Err(ProtocolError::UnsafeText { field: f, error }) => {
+                    assert_eq!((f, error.code_point()), (field, 0x200B));
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

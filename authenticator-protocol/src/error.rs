@@ -45,6 +45,13 @@ pub enum ProtocolError {
     RandomSource,
     #[error("could not sign: {0}")]
     Signing(&'static str),
+    /// A name meant to be shown (a user, application, device or server name, a location)
+    /// holds a character that names may not hold ([`crate::text::check_plain`]).
+    #[error("field `{field}` {error}")]
+    UnsafeText {
+        field: &'static str,
+        error: crate::text::UnsafeText,
+    },
 }
 
 impl From<serde_json::Error> for ProtocolError {

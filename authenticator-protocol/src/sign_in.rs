@@ -133,6 +133,26 @@ impl RequestDetails {
     pub fn number_fits(&self, typed: &TypedNumber) -> bool {
         typed.digits() == self.number_length
     }
+
+    /// The text the phone shows (user name, server, application, location, device name)
+    /// through the one gate for names ([`crate::text::check_plain`]): details that would show
+    /// an invisible, private-use or unassigned character are refused, not shown.
+    pub fn check_text(&self) -> Result<(), ProtocolError> {
+        let fields = [
+            ("upn", Some(&self.upn)),
+            ("server_name", Some(&self.server_name)),
+            ("app_name", self.app_name.as_ref()),
+            ("location", self.location.as_ref()),
+            ("device_name", self.device_name.as_ref()),
+        ];
+        for (field, value) in fields {
+            if let Some(value) = value {
+                crate::text::check_plain(value)
+                    .map_err(|error| ProtocolError::UnsafeText { field, error })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Details as they travel: the exact JSON text and the server's signature over it.
@@ -192,6 +212,7 @@ impl SignedRequestDetails {
         if let Some(binding) = &details.browser {
             binding.check()?;
         }
+        details.check_text()?;
         Ok(details)
     }
 
@@ -385,10 +406,8 @@ impl DeviceAuth {
         };
         Ok(DeviceAuth {
             account_id: AccountId::parse(a)?,
-            timestamp: UnixMillis(
-                t.parse()
-                    .map_err(|_| ProtocolError::MalformedField("authorization"))?,
-            ),
+            timestamp: UnixMillis::parse_decimal(t)
+                .ok_or(ProtocolError::MalformedField("authorization"))?,
             signature: Signature::from_b64("signature", s)?,
         })
     }
@@ -597,6 +616,34 @@ mod tests {
         assert!(key.public_key().verify(&plain, &signature).is_err());
     }
 
+    /// Issue 20, finding 5: signed details whose names hold an invisible, private-use or
+    /// unassigned character are refused with the field and the character, not shown.
+    #[test]
+    fn signed_details_with_a_look_alike_name_are_refused_naming_the_field() {
+        let (server, _) = EcdsaSigner::generate().unwrap();
+        type Set = fn(&mut RequestDetails, String);
+        let cases: [(&str, Set); 5] = [
+            ("upn", |d, v| d.upn = v),
+            ("server_name", |d, v| d.server_name = v),
+            ("app_name", |d, v| d.app_name = Some(v)),
+            ("location", |d, v| d.location = Some(v)),
+            ("device_name", |d, v| d.device_name = Some(v)),
+        ];
+        for (field, set) in cases {
+            for c in ['\u{200B}', '\u{FEFF}', '\u{E000}', '\u{0378}', '\n'] {
+                let mut d = details();
+                set(&mut d, format!("My{c}Apps"));
+                let signed = SignedRequestDetails::sign(&d, &server);
+                match signed.verify(&server.public_key()) {
+                    Err(ProtocolError::UnsafeText { field: f, error }) => {
+                        assert_eq!((f, error.character), (field, c));
+                    }
+                    other => panic!("{field} U+{:04X}: {other:?}", u32::from(c)),
+                }
+            }
+        }
+    }
+
     #[test]
     fn signed_but_malformed_details_are_typed_errors() {
         let (server, _) = EcdsaSigner::generate().unwrap();
@@ -706,6 +753,20 @@ mod tests {
         assert_eq!(DeviceAuth::parse_header(&auth.to_header()).unwrap(), auth);
         for bad in ["", "Bearer x", "PSI-Device a.b", "PSI-Device a.1.c.d"] {
             assert!(DeviceAuth::parse_header(bad).is_err(), "{bad}");
+        }
+        // One header per signed message: the time has one spelling, the id and the signature
+        // are taken as written (issue 20, finding 4).
+        let sig = auth.signature.to_b64();
+        let (id, ms) = (auth.account_id.as_str(), auth.timestamp.millis());
+        for bad in [
+            format!("PSI-Device {id}.+{ms}.{sig}"),
+            format!("PSI-Device {id}.0{ms}.{sig}"),
+            format!("PSI-Device {id}. {ms}.{sig}"),
+            format!("PSI-Device {id} .{ms}.{sig}"),
+            format!("PSI-Device  {id}.{ms}.{sig}"),
+            format!("PSI-Device {id}.{ms}.{sig} "),
+        ] {
+            assert!(DeviceAuth::parse_header(&bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -30,6 +30,20 @@ impl UnixMillis {
     pub fn is_expired_at(self, now: UnixMillis) -> bool {
         now >= self
     }
+
+    /// A time written as decimal text (the device-auth header, §4): ASCII digits only, no
+    /// sign, no white space, no leading zero (except `0` itself), at most `u64::MAX`. One
+    /// value has one spelling, so the text carried is the text signed (`str::parse` would also
+    /// take `+1767225600000` and `01767225600000`).
+    pub fn parse_decimal(text: &str) -> Option<UnixMillis> {
+        let canonical = !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_digit())
+            && (text == "0" || !text.starts_with('0'));
+        if !canonical {
+            return None;
+        }
+        text.parse().ok().map(UnixMillis)
+    }
 }
 
 #[cfg(test)]
@@ -51,6 +65,33 @@ mod tests {
             expires_at.is_expired_at(UnixMillis(1_700_000_000_001)),
             "1 ms after"
         );
+    }
+
+    #[test]
+    fn decimal_times_have_one_spelling() {
+        assert_eq!(
+            UnixMillis::parse_decimal("1767225600000"),
+            Some(UnixMillis(1_767_225_600_000))
+        );
+        assert_eq!(UnixMillis::parse_decimal("0"), Some(UnixMillis(0)));
+        assert_eq!(
+            UnixMillis::parse_decimal("18446744073709551615"),
+            Some(UnixMillis(u64::MAX))
+        );
+        for bad in [
+            "",
+            "+1767225600000",
+            "01767225600000",
+            "00",
+            " 1767225600000",
+            "1767225600000\n",
+            "-1",
+            "1_000",
+            "18446744073709551616",
+            "١٧٦٧",
+        ] {
+            assert_eq!(UnixMillis::parse_decimal(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -359,3 +359,146 @@ fn enroll_proof_vector_push_kind_is_a_push_channel_kind() {
     let kind = s(&vector(&doc, "enroll-proof")["inputs"], "push_kind");
     assert_eq!(PushChannelKind::parse(kind), Ok(PushChannelKind::LongPoll));
 }
+
+/// The refusal vectors (PROTOCOL.md §2, §5.6 step 3; issue 20, finding 4): each typed number
+/// is refused as text, whatever its signature covers. The signatures are good ones — over the
+/// digits a trimming reader would see, or over the text as sent — so a reader that refuses
+/// them refuses the text, not the signature.
+#[test]
+fn refused_typed_numbers_are_refused_as_text_though_their_signatures_verify() {
+    let doc = doc();
+    let approve = vector(&doc, "response/approve");
+    let refusals = doc["refusals"]["typed_number"].as_array().unwrap();
+    assert_eq!(refusals.len(), 7);
+    let mut over_the_approved_bytes = 0;
+    for r in refusals {
+        let name = s(r, "name");
+        let (typed, signed) = (s(r, "typed_number"), s(r, "signed_typed_number"));
+        assert_eq!(
+            TypedNumber::parse(typed),
+            Err(ProtocolError::InvalidNumber),
+            "{name}"
+        );
+        // The body is the approve body with only the typed number and the signature changed.
+        let body = &r["body"];
+        assert_eq!(body["typed_number"], typed, "{name}");
+        assert_eq!(body["signature"], r["signature"], "{name}");
+        for k in [
+            "account_id",
+            "decision",
+            "nonce",
+            "context_sha256",
+            "timestamp",
+        ] {
+            assert_eq!(body[k], approve["inputs"][k], "{name}: {k}");
+        }
+        // The signed bytes: the approve layout with `signed` framed as it is.
+        let mut bytes = hex::decode(s(approve, "bytes_hex")).unwrap();
+        let at = 4 + RESPONSE_TAG.len() + 26 + 26 + 36 + 5;
+        assert_eq!(&bytes[at..at + 6], b"\0\0\0\x0242");
+        bytes.splice(
+            at..at + 6,
+            [&(signed.len() as u32).to_be_bytes()[..], signed.as_bytes()].concat(),
+        );
+        assert_eq!(hex::encode(&bytes), s(r, "bytes_hex"), "{name}");
+        let sig = Signature::from_b64("signature", s(r, "signature")).unwrap();
+        key(&doc, "passwordless")
+            .verify(&bytes, &sig)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if signed == "42" {
+            assert_eq!(s(r, "bytes_hex"), s(approve, "bytes_hex"), "{name}");
+            over_the_approved_bytes += 1;
+        } else {
+            assert_eq!(signed, typed, "{name}: signed as sent");
+        }
+        assert_eq!(s(r, "server"), "invalid_request");
+        assert_eq!(s(r, "phone"), "InvalidNumber");
+    }
+    assert_eq!(over_the_approved_bytes, 4);
+}
+
+/// Identifiers with anything around them, and device-auth headers whose time is spelt another
+/// way, are refused by the parsers both sides use.
+#[test]
+fn refused_ids_and_device_auth_headers_do_not_parse() {
+    let doc = doc();
+    let ids = doc["refusals"]["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 4);
+    for id in ids {
+        let text = s(id, "text");
+        let refused = match s(id, "field") {
+            "account_id" => AccountId::parse(text).is_err(),
+            "request_id" => RequestId::parse(text).is_err(),
+            other => panic!("unknown field {other}"),
+        };
+        assert!(refused, "{text:?}");
+        // …and in a push envelope.
+        let env = match s(id, "field") {
+            "account_id" => {
+                serde_json::json!({"v": 1, "aid": text, "rid": "ICEiIyQlJicoKSorLC0uLw"})
+            }
+            _ => serde_json::json!({"v": 1, "aid": "EBESExQVFhcYGRobHB0eHw", "rid": text}),
+        };
+        assert!(
+            matches!(
+                PushEnvelope::from_json(&env.to_string()),
+                Err(ProtocolError::MalformedPush(_))
+            ),
+            "{text:?}"
+        );
+    }
+    let headers = doc["refusals"]["device_auth_header"].as_array().unwrap();
+    assert_eq!(headers.len(), 2);
+    let auth = vector(&doc, "device-auth");
+    for h in headers {
+        let header = s(h, "header");
+        assert_eq!(
+            DeviceAuth::parse_header(header),
+            Err(ProtocolError::MalformedField("authorization")),
+            "{}",
+            s(h, "name")
+        );
+        // Only the time's spelling differs from the vector's own header, which parses.
+        let good = format!(
+            "PSI-Device {}.{}.{}",
+            s(&auth["inputs"], "account_id"),
+            t(&auth["inputs"], "timestamp").millis(),
+            s(auth, "signature")
+        );
+        assert!(DeviceAuth::parse_header(&good).is_ok());
+        let (head, _) = header.split_at(header.rfind('.').unwrap());
+        let (good_head, _) = good.split_at(good.rfind('.').unwrap());
+        assert_ne!(head, good_head);
+        assert!(header.ends_with(s(auth, "signature")));
+    }
+}
+
+#[test]
+fn protocol_md_shows_the_refusal_vectors() {
+    let doc = doc();
+    for r in doc["refusals"]["typed_number"].as_array().unwrap() {
+        assert!(
+            PROTOCOL_MD.contains(&format!("`{}`", s(r, "name"))),
+            "PROTOCOL.md lacks refusal {}",
+            s(r, "name")
+        );
+        assert!(PROTOCOL_MD.contains(s(r, "signature")));
+    }
+    for h in doc["refusals"]["device_auth_header"].as_array().unwrap() {
+        assert!(PROTOCOL_MD.contains(s(h, "header")));
+    }
+    for id in doc["refusals"]["ids"].as_array().unwrap() {
+        let text = s(id, "text");
+        let core = text.trim_matches(|c: char| c.is_whitespace());
+        assert_eq!(core.len(), 22);
+        // The table shows the white space escaped and the id in full.
+        let escaped = text
+            .replace('\n', "\\n")
+            .replace('\t', "\\t")
+            .replace('\u{a0}', "\\u{a0}");
+        assert!(
+            PROTOCOL_MD.contains(&format!("`\"{escaped}\"`")),
+            "PROTOCOL.md lacks the refused id {text:?}"
+        );
+    }
+}

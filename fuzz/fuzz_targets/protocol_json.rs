@@ -99,6 +99,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(body) = parse::<ResponseBody>(data) {
         let typed = body.typed_number.as_deref().map(TypedNumber::parse);
+        // A number is its text, byte for byte (PROTOCOL.md §5.6 step 3): what is signed is
+        // exactly what the body carries.
+        if let (Some(Ok(t)), Some(text)) = (&typed, body.typed_number.as_deref()) {
+            assert_eq!(t.as_str(), text);
+        }
         if let (Ok(nonce), Ok(context)) = (
             unb64_fixed::<32>("nonce", &body.nonce),
             unb64_fixed::<32>("context_sha256", &body.context_sha256),

@@ -86,12 +86,13 @@ pub async fn complete(
             "device_name or push token too long",
         ));
     }
-    // Admins read the name (`admin device list`): one plain line.
-    if text::check_plain(&body.device_name).is_err() {
-        return Err(AppError::InvalidRequest(
-            "device_name must not contain control, newline or bidirectional characters",
-        ));
-    }
+    // The user's other phones show the name ("was this you?", §5.8) and admins read it
+    // (`admin device list`): the one gate for names, as the phone applies it. Checked as sent,
+    // which is what the proof signs (§2): nothing is trimmed.
+    text::check_plain(&body.device_name).map_err(|error| AppError::UnsafeText {
+        field: "device_name",
+        error,
+    })?;
 
     // The code and its current challenge.
     let hash = code_hash(&body.code);

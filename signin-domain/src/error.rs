@@ -1,12 +1,22 @@
 //! The one error type of the domain. It knows nothing of HTTP: `signin-server` maps it to a
 //! response (status, `ErrorBody` with the stable `ErrorCode` of PROTOCOL.md §8) in one place.
 
-/// Every failure a handler can answer with. Messages are static and never contain user data,
-/// so they are safe to log and to send.
+/// Every failure a handler can answer with. Messages are static and never contain user data
+/// (a refused name's message names the code point, `U+200B`, never the text), so they are safe
+/// to log and to send.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// A name shown to people (a user, group, application or device name) holds a character
+    /// names may not hold (`authenticator_protocol::text::check_plain`, the one gate every way
+    /// a name comes in uses): `field` says which (`device_name`, `--name`, …). A 400
+    /// `invalid_request` on the API; the admin CLI and pages print the message.
+    #[error("{field} {error}")]
+    UnsafeText {
+        field: &'static str,
+        error: authenticator_protocol::text::UnsafeText,
+    },
     #[error("enrollment code unknown, used or expired")]
     InvalidCode,
     #[error("no such account")]
@@ -116,6 +126,18 @@ impl From<crate::store::StoreError> for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_name_names_the_field_and_the_code_point_never_the_text() {
+        let error = authenticator_protocol::text::check_plain("Pix\u{200B}el").unwrap_err();
+        let msg = AppError::UnsafeText {
+            field: "device_name",
+            error,
+        }
+        .to_string();
+        assert!(msg.starts_with("device_name holds U+200B"), "{msg}");
+        assert!(!msg.contains("Pix"), "{msg}");
+    }
 
     #[test]
     fn internal_errors_do_not_show_their_cause() {

@@ -18,10 +18,10 @@ pub struct Upn(String);
 pub enum UpnError {
     #[error("a user name must be 1 to 256 characters")]
     Length,
-    #[error(
-        "a user name must not contain control, newline or bidirectional formatting characters"
-    )]
-    NotPlain,
+    /// The one gate for names (`text::check_plain`): no control, newline, bidirectional,
+    /// invisible or other format, private-use or unassigned character.
+    #[error("a user name {0}")]
+    NotPlain(text::UnsafeText),
 }
 
 impl Upn {
@@ -30,9 +30,7 @@ impl Upn {
         if trimmed.is_empty() || trimmed.len() > MAX_UPN_LEN {
             return Err(UpnError::Length);
         }
-        if text::check_plain(trimmed).is_err() {
-            return Err(UpnError::NotPlain);
-        }
+        text::check_plain(trimmed).map_err(UpnError::NotPlain)?;
         let lower = trimmed.to_lowercase();
         // Lower case can be longer (a few letters expand): the bound holds for the stored form.
         if lower.len() > MAX_UPN_LEN {
@@ -94,10 +92,13 @@ mod tests {
         assert!(Upn::parse(&"a".repeat(256)).is_ok());
         // 'İ' (2 bytes) lower-cases to "i̇" (3 bytes): the stored form is bounded too.
         assert_eq!(Upn::parse(&"İ".repeat(128)), Err(UpnError::Length));
-        assert_eq!(Upn::parse("bob\n@contoso.test"), Err(UpnError::NotPlain));
-        assert_eq!(
-            Upn::parse("bob\u{202e}@contoso.test"),
-            Err(UpnError::NotPlain)
-        );
+        for c in [
+            '\n', '\u{202e}', '\u{200b}', '\u{feff}', '\u{ad}', '\u{e000}',
+        ] {
+            match Upn::parse(&format!("bob{c}@contoso.test")) {
+                Err(UpnError::NotPlain(e)) => assert_eq!(e.character, c),
+                other => panic!("U+{:04X}: {other:?}", u32::from(c)),
+            }
+        }
     }
 }

@@ -19,9 +19,10 @@ pub use signin_domain::AppError;
 /// The protocol's error code of a domain error.
 pub fn code(e: &AppError) -> ErrorCode {
     match e {
-        AppError::InvalidRequest(_) | AppError::NotFound | AppError::EndpointRefused(_) => {
-            ErrorCode::InvalidRequest
-        }
+        AppError::InvalidRequest(_)
+        | AppError::UnsafeText { .. }
+        | AppError::NotFound
+        | AppError::EndpointRefused(_) => ErrorCode::InvalidRequest,
         AppError::InvalidCode => ErrorCode::InvalidCode,
         AppError::UnknownAccount => ErrorCode::UnknownAccount,
         AppError::Unauthorized | AppError::UnauthorizedApplication => ErrorCode::Unauthorized,
@@ -51,6 +52,7 @@ pub fn status(e: &AppError) -> StatusCode {
     match e {
         AppError::InvalidRequest(_)
         | AppError::EndpointRefused(_)
+        | AppError::UnsafeText { .. }
         | AppError::InvalidCode
         | AppError::WrongNumber { .. }
         | AppError::RequestFailed => StatusCode::BAD_REQUEST,
@@ -154,6 +156,9 @@ impl From<signin_domain::AppError> for OAuthError {
                 OAuthError::TemporarilyUnavailable("the server is busy: try later")
             }
             AppError::InvalidRequest(d) => OAuthError::InvalidRequest(d),
+            AppError::UnsafeText { .. } => OAuthError::InvalidRequest(
+                "a name holds a control, format, private-use or unassigned character",
+            ),
             other => OAuthError::Internal(anyhow::anyhow!("unexpected: {other}")),
         }
     }
@@ -167,6 +172,14 @@ mod tests {
     fn every_variant_maps_to_the_protocol_status() {
         let cases = [
             (AppError::InvalidRequest("x"), 400, "invalid_request"),
+            (
+                AppError::UnsafeText {
+                    field: "device_name",
+                    error: authenticator_protocol::text::check_plain("\u{200B}").unwrap_err(),
+                },
+                400,
+                "invalid_request",
+            ),
             (AppError::InvalidCode, 400, "invalid_code"),
             (AppError::UnknownAccount, 404, "unknown_account"),
             (AppError::Unauthorized, 401, "unauthorized"),

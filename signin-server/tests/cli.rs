@@ -440,17 +440,23 @@ fn admin_app_add_refuses_duplicate_and_unsafe_names_and_the_portal_cannot_be_rem
         assert!(err.contains("already registered"), "{same:?}: {err}");
     }
     // A caller once printed a fake location line above the real one: no such names.
+    // Nor names that look like another (issue 20, finding 5): invisible, format, private-use.
     for (name, code) in [
         ("Mail\nLocation: Seattle, US", "U+000A"),
         ("Mail\u{1b}[2K", "U+001B"),
         ("Mail\u{202e}gnp.exe", "U+202E"),
+        ("Pay\u{200b}roll", "U+200B"),
+        ("Pay\u{ad}roll", "U+00AD"),
+        ("Payroll\u{e000}", "U+E000"),
     ] {
         let err = fails(&db, &["admin", "app", "add", "--name", name]);
         assert!(
-            err.contains("must not contain control, newline or bidirectional"),
+            err.contains(&format!("--name holds {code}"))
+                && err.contains(
+                    "a name may hold no control, format, private-use or unassigned character"
+                ),
             "{name:?}: {err}"
         );
-        assert!(err.contains(code), "{name:?}: {err}");
     }
     for bad in ["   ", &"n".repeat(129)] {
         assert!(fails(&db, &["admin", "app", "add", "--name", bad]).contains("1 to 128"));
@@ -729,7 +735,10 @@ async fn names_with_control_characters_are_refused_and_text_others_wrote_is_prin
         ("--name", "Bobby\u{1b}[2J"),
         ("--name", "Bobby\nupn: admin@contoso.test"),
         ("--name", "Bobby \u{202e}nimda"),
+        ("--name", "Bob\u{200b}by"),
+        ("--name", "Bobby\u{feff}"),
         ("--upn", "bobby\u{1b}@contoso.test"),
+        ("--upn", "bob\u{200d}by@contoso.test"),
     ] {
         let mut args = vec![
             "admin",
@@ -744,9 +753,10 @@ async fn names_with_control_characters_are_refused_and_text_others_wrote_is_prin
         args[at] = value;
         let err = fails(&db, &args);
         assert!(
-            err.contains(&format!(
-                "{flag} must not contain control, newline or bidirectional formatting characters"
-            )),
+            err.contains(&format!("{flag} holds U+"))
+                && err.contains(
+                    "a name may hold no control, format, private-use or unassigned character"
+                ),
             "{value:?}: {err}"
         );
     }
@@ -769,7 +779,7 @@ async fn names_with_control_characters_are_refused_and_text_others_wrote_is_prin
             "pilot\nadmins",
         ],
     );
-    assert!(err.contains("--group must not contain control"), "{err}");
+    assert!(err.contains("--group holds U+000A"), "{err}");
 
     // Text that arrives from elsewhere (an outcome, a device's own name) is printed escaped.
     let _phone = h.ready_phone("bobby@contoso.test").await;

@@ -484,6 +484,78 @@ async fn a_null_typed_number_under_number_matching_counts_as_a_wrong_number() {
     assert_eq!(s.body["status"], "failed");
 }
 
+/// Issue 20, finding 4: the typed number is checked as received and verified exactly as
+/// received. White space around the right digits, with a signature over the bare digits, used
+/// to be trimmed away and approved; it is `invalid_request`, uses no attempt, and the request
+/// stays pending for the real answer.
+#[tokio::test]
+async fn a_typed_number_with_white_space_around_the_digits_is_invalid_request_though_the_signature_covers_the_digits(
+) {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let (id, number) = start(&h, BOB).await;
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let t0 = UnixMillis::now().0;
+    let padded = [
+        format!(" {number}"),
+        format!("{number}\n"),
+        format!("\t{number}"),
+        format!("{number}\u{a0}"),
+    ];
+    for (k, sent) in (1..).zip(&padded) {
+        let body =
+            phone.response_with_typed_text(&f, sent, &number, &phone.passwordless, ms(t0 + k));
+        let r = h.post(&respond_uri(&id), body).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{sent:?}: {:?}",
+            r.body
+        );
+        let s = h.get(&format!("/api/v1/signin/{id}"), None).await;
+        assert_eq!(s.body["status"], "pending", "{sent:?}");
+    }
+    // No attempt was used and no earlier response recorded: the exact digits approve.
+    let body = phone.response_with_typed_text(&f, &number, &number, &phone.passwordless, ms(t0));
+    let r = h.post(&respond_uri(&id), body).await;
+    assert_eq!(r.body, json!({"status": "approved"}));
+}
+
+/// Issue 20, finding 4: a typed number that is not 2 to 6 ASCII digits is `invalid_request`
+/// (§5.6 step 3) even when it is signed exactly as sent; it used to be `bad_signature`, the
+/// server having verified other bytes than the body's.
+#[tokio::test]
+async fn a_typed_number_signed_as_sent_that_is_not_ascii_digits_is_invalid_request_not_bad_signature(
+) {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let (id, number) = start(&h, BOB).await;
+    let f = phone.fetch(&h, &id).await.unwrap();
+    let t0 = UnixMillis::now().0;
+    let fullwidth: String = number
+        .chars()
+        .map(|c| char::from_u32(u32::from(c) - u32::from('0') + 0xFF10).unwrap())
+        .collect();
+    for (k, sent) in (1..).zip([
+        format!(" {number}"),
+        format!("{number}\n"),
+        fullwidth,
+        " 42".to_owned(),
+    ]) {
+        let body =
+            phone.response_with_typed_text(&f, &sent, &sent, &phone.passwordless, ms(t0 + k));
+        let r = h.post(&respond_uri(&id), body).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{sent:?}: {:?}",
+            r.body
+        );
+    }
+    let s = h.get(&format!("/api/v1/signin/{id}"), None).await;
+    assert_eq!(s.body["status"], "pending");
+}
+
 #[tokio::test]
 async fn phone_sign_in_always_uses_number_matching_even_when_the_policy_has_it_off() {
     let h = harness().await;
@@ -844,6 +916,29 @@ async fn device_auth_refuses_a_header_more_than_60_s_old_or_more_than_5_s_ahead_
         let r = h.get(pq, Some(phone.auth_at("GET", pq, ms(ts)))).await;
         assert_eq!(r.status, StatusCode::OK, "{ts} {:?}", r.body);
     }
+}
+
+/// Issue 20, finding 4 (§4): the header's time has one spelling. The same signed integer
+/// written `+…` or `0…` used to be read as that integer and accepted.
+#[tokio::test]
+async fn device_auth_refuses_a_time_written_with_a_sign_or_a_leading_zero_as_unauthorized() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let pq = "/api/v1/device/poll?wait=0";
+    let now = UnixMillis::now();
+    let header = phone.auth_at("GET", pq, now);
+    let time = format!(".{}.", now.0);
+    assert!(header.contains(&time));
+    for spelling in [format!(".+{}.", now.0), format!(".0{}.", now.0)] {
+        let r = h.get(pq, Some(header.replacen(&time, &spelling, 1))).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{spelling}"
+        );
+    }
+    let r = h.get(pq, Some(header)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 // ---- §7: the sign-in page API ----

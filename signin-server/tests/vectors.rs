@@ -481,3 +481,45 @@ fn a_browser_bound_approval_through_the_server_checks() {
         BrowserCheck::NotSeen
     );
 }
+
+/// The refusal vectors (PROTOCOL.md §5.6 step 3, issue 20 finding 4) through the server's
+/// check: each body is `invalid_request`, whether its signature covers the digits a trimming
+/// reader would see (`" 42"` signed as `"42"`: it used to be approved) or the text as sent
+/// (`" 42"` signed as `" 42"`: it used to be `bad_signature`).
+#[test]
+fn refused_typed_numbers_are_invalid_request_whatever_their_signature_covers() {
+    let v = Vectors::load();
+    let stored = v.stored_request();
+    let keys = v.keys();
+    let refusals = v.doc["refusals"]["typed_number"].as_array().unwrap();
+    assert_eq!(refusals.len(), 7);
+    for r in refusals {
+        let name = r["name"].as_str().unwrap();
+        let body: ResponseBody = serde_json::from_value(r["body"].clone()).unwrap();
+        assert_eq!(body.typed_number.as_deref(), r["typed_number"].as_str());
+        // The signature is good over the bytes it covers…
+        let signature = Signature::from_b64("s", r["signature"].as_str().unwrap()).unwrap();
+        v.key("passwordless")
+            .verify(&bytes(r), &signature)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // …and the body is refused for its text all the same.
+        match verify_response(&stored, &keys, &body) {
+            Err(AppError::InvalidRequest(m)) => assert!(m.contains("typed_number"), "{name}: {m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+/// The device-auth headers whose time is spelt another way do not parse: the extractor answers
+/// `unauthorized` before it looks up the account.
+#[test]
+fn refused_device_auth_headers_do_not_parse() {
+    let v = Vectors::load();
+    let headers = v.doc["refusals"]["device_auth_header"].as_array().unwrap();
+    assert!(!headers.is_empty());
+    for h in headers {
+        let header = h["header"].as_str().unwrap();
+        assert!(DeviceAuth::parse_header(header).is_err(), "{header}");
+        assert_eq!(h["server"], "unauthorized");
+    }
+}

@@ -138,7 +138,10 @@ async fn handle(store: &Store, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 Ok(body) => body.to_bytes(),
                 Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, Some(&origin)),
             };
-            let challenge = String::from_utf8_lossy(&body).trim().to_owned();
+            // The challenge exactly as the page sent it (§5.9): nothing trimmed.
+            let Ok(challenge) = String::from_utf8(body.to_vec()) else {
+                return reply(StatusCode::BAD_REQUEST, Some(&origin));
+            };
             if unb64_fixed::<BROWSER_CHALLENGE_BYTES>("challenge", &challenge).is_err() {
                 return reply(StatusCode::BAD_REQUEST, Some(&origin));
             }

@@ -7,7 +7,7 @@ use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::text;
 use authenticator_protocol::webpush::WebPushSubscription;
 use authenticator_protocol::wire::{self, PushChannel};
-use authenticator_protocol::{AccountId, PublicKey, Signature, UnixMillis};
+use authenticator_protocol::{AccountId, ProtocolError, PublicKey, Signature, UnixMillis};
 
 use super::store::Account;
 use super::{new_alias, Core};
@@ -17,19 +17,18 @@ use crate::types::{AccountSummary, PushKind, PushRegistration};
 const MAX_DEVICE_NAME_CHARS: usize = 64;
 const MAX_PUSH_TOKEN_BYTES: usize = 4096;
 
-fn check_inputs(device_name: &str, push: &PushRegistration) -> Result<()> {
-    let name = device_name.trim();
+fn check_inputs(name: &str, push: &PushRegistration) -> Result<()> {
     // PROTOCOL.md §5.2: the server refuses a device name over 200 bytes (64 emoji are 256).
-    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS || name.len() > 200 {
+    // The name is signed as given (§2): nothing is trimmed, a blank one is refused.
+    if name.trim().is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS || name.len() > 200 {
         return Err(Error::InvalidInput(format!(
             "the device name must have 1 to {MAX_DEVICE_NAME_CHARS} characters and at most 200 bytes"
         )));
     }
-    // The server refuses these too: admins read the name in `admin device list`.
-    if text::check_plain(name).is_err() {
-        return Err(Error::InvalidInput(
-            "the device name must not contain control, newline or bidirectional characters".into(),
-        ));
+    // The one gate for names, which the server applies too: the user's other phones show the
+    // name ("was this you?") and admins read it in `admin device list`.
+    if let Err(e) = text::check_plain(name) {
+        return Err(Error::InvalidInput(format!("the device name {e}")));
     }
     match push.kind {
         PushKind::LongPoll if !push.token.is_empty() => Err(Error::InvalidInput(
@@ -61,7 +60,6 @@ pub(crate) async fn enroll(
     push: PushRegistration,
 ) -> Result<AccountSummary> {
     let link = EnrollmentUrl::parse(enrollment_url).map_err(Error::EnrollmentUrl)?;
-    let device_name = device_name.trim();
     check_inputs(device_name, &push)?;
 
     let answer = core
@@ -96,6 +94,12 @@ pub(crate) async fn enroll(
     server_key
         .verify(&challenge.signed_bytes(&link.code), &signature)
         .map_err(|_| Error::BadServerSignature("enrollment challenge"))?;
+    // The names this account is stored and shown under pass the one gate for names: a
+    // look-alike is refused before a key is made or anything stored.
+    challenge.check_text().map_err(|e| match e {
+        ProtocolError::UnsafeText { field, error } => Error::UnsafeServerText { field, error },
+        other => Error::InvalidResponse(other.to_string()),
+    })?;
 
     let alias = new_alias("device")?;
     let device_key = core.generate_key(&alias, false).await?;

@@ -14,14 +14,14 @@ use super::Core;
 use crate::error::{Error, Result};
 use crate::types::{Decision, PendingRequest};
 
+/// Ids are taken exactly as given (PROTOCOL.md §1, §2: they are signed as their text): an id
+/// with white space around it is malformed, never trimmed into another.
 pub(crate) fn parse_request_id(text: &str) -> Result<RequestId> {
-    RequestId::parse(text.trim())
-        .map_err(|_| Error::InvalidInput("the request id is malformed".into()))
+    RequestId::parse(text).map_err(|_| Error::InvalidInput("the request id is malformed".into()))
 }
 
 pub(crate) fn parse_account_id(text: &str) -> Result<AccountId> {
-    AccountId::parse(text.trim())
-        .map_err(|_| Error::InvalidInput("the account id is malformed".into()))
+    AccountId::parse(text).map_err(|_| Error::InvalidInput("the account id is malformed".into()))
 }
 
 /// Checks the server signature with the pinned key, then the shape of the details.
@@ -34,6 +34,7 @@ pub(crate) fn verify_details(
         | ProtocolError::InvalidBase64(_)
         | ProtocolError::InvalidLength { .. }
         | ProtocolError::InvalidSignatureEncoding => Error::BadServerSignature("request details"),
+        ProtocolError::UnsafeText { field, error } => Error::UnsafeServerText { field, error },
         other => Error::InvalidResponse(other.to_string()),
     })
 }

@@ -332,7 +332,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         #expect(try await core.accounts().isEmpty)
         // The real link was never used by any of that: it still enrolls, with a device name that
         // is hostile to SQL and paths but plain text.
-        let account = try await core.enroll(enrollmentUrl: realLink, deviceName: "'; DROP TABLE accounts; -- ../../etc/passwd 👨‍👩‍👧", push: hostileLongPoll)
+        let account = try await core.enroll(enrollmentUrl: realLink, deviceName: "'; DROP TABLE accounts; -- ../../etc/passwd 👪", push: hostileLongPoll)
         #expect(try await core.accounts() == [account])
         try await expectStillWorks(core, server, accountsBefore: [account])
         tally.report("enroll")
@@ -393,7 +393,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         tally.report("account ids")
     }
 
-    @Test func hostileRequestIdsAndNumbersLeaveTheRealRequestPendingThenTheNumberWithANewlineApproves() async throws {
+    @Test func hostileRequestIdsAndNumbersLeaveTheRealRequestPendingThenTheExactNumberApproves() async throws {
         let tally = HostileTally()
         let phone = try await hostilePhoneWithPendingRequest(server)
         let core = phone.core
@@ -427,10 +427,17 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
             await hostile(tally, "reportFraud(\(s))", allowed: unknownRequest) { try await core.reportFraud(accountId: a, requestId: r) }
             await hostile(tally, "fetchRequest(\(s))", allowed: ["InvalidInput"]) { try await core.fetchRequest(accountId: a, requestId: r) }
         }
-        // Ids with surrounding whitespace are the ids: fetching by them gives the real request.
-        #expect(await hostile(tally, "fetchRequest(padded)") {
-            try await core.fetchRequest(accountId: " \(aid)\n", requestId: "\t\(realRid) ")
-        }?.value == phone.request)
+        // Ids are taken exactly as given (PROTOCOL.md §2): with white space around them they are
+        // malformed, never trimmed into the real ones.
+        for (a, r) in [(" \(aid)\n", realRid), (aid, "\t\(realRid) "), ("\(aid)\n", "\(realRid)\n")] {
+            let s = "\(hostileShow(a)), \(hostileShow(r))"
+            #expect(await hostile(tally, "fetchRequest(padded \(s))", allowed: ["InvalidInput"]) {
+                try await core.fetchRequest(accountId: a, requestId: r)
+            }?.value == nil)
+            #expect(await hostile(tally, "approve(padded \(s))", allowed: ["InvalidInput"]) {
+                try await core.approve(accountId: a, requestId: r, typedNumber: phone.number)
+            }?.value == nil)
+        }
 
         // Numbers that are not two ASCII digits are refused before anything is signed or sent.
         let signedBefore = phone.keys.signatureCount
@@ -443,13 +450,20 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         #expect(try await server.signInStatus(realRid) == "pending")
         #expect(try await core.pendingRequests() == [phone.request])
 
-        // "42\n" is the two digits 42: a wrong one costs one attempt, the right one approves.
-        let wrong = (phone.number == "42" ? "43" : "42") + "\n"
-        #expect(await hostile(tally, "approve(real, real, wrong + newline)", allowed: ["WrongNumber"]) {
+        // The number is the text, byte for byte (PROTOCOL.md §5.6): "42\n", " 42" or a no-break
+        // space are refused before anything is signed, not trimmed into 42; no attempt is used.
+        for padded in ["\(phone.number)\n", " \(phone.number)", "\t\(phone.number)", "\(phone.number)\u{A0}"] {
+            #expect(await hostile(tally, "approve(real, real, \(hostileShow(padded)))", allowed: ["InvalidNumber"]) {
+                try await core.approve(accountId: aid, requestId: realRid, typedNumber: padded)
+            }?.error == .InvalidNumber)
+        }
+        #expect(phone.keys.signatureCount == signedBefore, "nothing signed for a padded number")
+        let wrong = phone.number == "42" ? "43" : "42"
+        #expect(await hostile(tally, "approve(real, real, wrong)", allowed: ["WrongNumber"]) {
             try await core.approve(accountId: aid, requestId: realRid, typedNumber: wrong)
         }?.error == .WrongNumber(attemptsLeft: 2))
-        #expect(await hostile(tally, "approve(real, real, number + newline)") {
-            try await core.approve(accountId: aid, requestId: realRid, typedNumber: " \(phone.number)\n")
+        #expect(await hostile(tally, "approve(real, real, number)") {
+            try await core.approve(accountId: aid, requestId: realRid, typedNumber: phone.number)
         }?.value == .approved)
         #expect(try await server.signInStatus(realRid) == "approved")
         // Answered: any further answer is a typed refusal.

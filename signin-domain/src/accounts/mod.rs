@@ -16,6 +16,7 @@ use authenticator_protocol::UnixMillis;
 use url::Url;
 
 use crate::audit::{self, Event};
+use crate::error::AppError;
 use crate::rules::policy::{self, Policy, PolicyUpdate};
 use crate::store::risk::RiskKey;
 use crate::store::{self, now_ms, to_db_ms, users, Pool};
@@ -28,17 +29,12 @@ pub fn code_hash(code: &str) -> String {
     b64(&authenticator_protocol::encoding::sha256(code.as_bytes()))
 }
 
-/// What the phone, the pages and terminals show must be one plain line: a value given with
-/// `flag` that holds a control, newline or bidirectional formatting character is refused,
-/// naming the flag and the character.
-pub(crate) fn check_plain_flag(flag: &str, value: &str) -> anyhow::Result<()> {
-    if let Err(c) = text::check_plain(value) {
-        bail!(
-            "{flag} must not contain control, newline or bidirectional formatting characters \
-             (found U+{:04X})",
-            u32::from(c)
-        );
-    }
+/// What the phone, the pages and terminals show passes the one gate for names
+/// (`text::check_plain`): a value given with `flag` that holds a control, newline,
+/// bidirectional, invisible or other format, private-use or unassigned character is refused
+/// with [`AppError::UnsafeText`], naming the flag and the code point (never the text).
+pub(crate) fn check_plain_flag(flag: &'static str, value: &str) -> anyhow::Result<()> {
+    text::check_plain(value).map_err(|error| AppError::UnsafeText { field: flag, error })?;
     Ok(())
 }
 

@@ -45,6 +45,9 @@ fn english<'a>(n: &Option<Names<'a>>) -> Option<&'a str> {
         .and_then(|m| m.get("en").copied())
         .map(str::trim)
         .filter(|s| !s.is_empty())
+        // Shown on the phone like a name: a database entry that fails the one gate for names
+        // is no location (the phone would refuse the whole request).
+        .filter(|s| authenticator_protocol::text::check_plain(s).is_ok())
 }
 
 impl MaxMindLocator {
@@ -82,6 +85,32 @@ impl Locator for MaxMindLocator {
                 .lookup(ip)
                 .unwrap_or_else(|| UNKNOWN_LOCATION.to_owned()),
             _ => UNKNOWN_LOCATION.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 20, finding 5: a location is shown on the phone like a name; a database name that
+    /// fails the one gate for names is no name (the phone would refuse the whole request).
+    #[test]
+    fn a_database_name_that_fails_the_name_gate_is_no_name() {
+        let names = |en: &'static str| {
+            Some(Names {
+                names: Some(BTreeMap::from([("en", en)])),
+                iso_code: None,
+            })
+        };
+        assert_eq!(english(&names(" Zürich ")), Some("Zürich"));
+        for bad in [
+            "Seat\u{200B}tle",
+            "Seattle\u{E000}",
+            "Seattle\nUS",
+            "\u{FEFF}",
+        ] {
+            assert_eq!(english(&names(bad)), None, "{bad:?}");
         }
     }
 }

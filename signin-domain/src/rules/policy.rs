@@ -17,7 +17,12 @@ impl Target {
         match text {
             "all" => Ok(Target::All),
             _ => match text.strip_prefix("group:") {
-                Some(g) if !g.trim().is_empty() => Ok(Target::Group(g.trim().to_owned())),
+                Some(g) if !g.trim().is_empty() => {
+                    // A group name is shown like every other name: the one gate for names.
+                    authenticator_protocol::text::check_plain(g.trim())
+                        .map_err(PolicyError::UnsafeGroup)?;
+                    Ok(Target::Group(g.trim().to_owned()))
+                }
                 _ => Err(PolicyError::BadTarget),
             },
         }
@@ -92,6 +97,8 @@ pub enum PolicyError {
     NumberMatchingRequired,
     #[error("the number length must be 2 to 6 digits")]
     BadNumberLength,
+    #[error("the target group {0}")]
+    UnsafeGroup(authenticator_protocol::text::UnsafeText),
 }
 
 /// Changes requested by `admin policy set`; `None` keeps the current value.

@@ -108,7 +108,7 @@ fn limit_subject(upn: &str, s: &StartSignIn<'_>) -> String {
 pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppError> {
     let upn = crate::upn::Upn::parse(s.upn).map_err(|e| match e {
         crate::upn::UpnError::Length => AppError::InvalidRequest("upn must be 1 to 256 characters"),
-        crate::upn::UpnError::NotPlain => AppError::UnknownAccount,
+        crate::upn::UpnError::NotPlain(_) => AppError::UnknownAccount,
     })?;
     let upn = upn.as_str();
     match crate::store::trust::standing(&state.pool, upn, None).await? {

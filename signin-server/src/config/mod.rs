@@ -386,6 +386,11 @@ impl ServeConfig {
     /// What cannot be told from one value alone. [`ServeConfig::merge`] calls it; `prepare`
     /// calls it again for a `ServeConfig` built in code (the demo, tests).
     pub fn check(&self) -> anyhow::Result<()> {
+        // Every phone shows the server's name: the one gate for names.
+        if let Some(name) = &self.server_name {
+            authenticator_protocol::text::check_plain(name)
+                .map_err(|e| anyhow::anyhow!("{} {e}", named("name", "server")))?;
+        }
         if let Some(url) = &self.public_url {
             authenticator_protocol::enroll::check_server_url(url).with_context(|| {
                 format!(
@@ -466,6 +471,37 @@ mod tests {
             server,
             ..Default::default()
         }
+    }
+
+    /// Issue 20, finding 5: every phone shows the server's name, so it passes the one gate for
+    /// names; the error names the setting and the code point.
+    #[test]
+    fn a_server_name_with_a_look_alike_character_is_refused() {
+        for c in ['\u{200B}', '\u{FEFF}', '\u{E000}', '\n'] {
+            let name = format!("Con{c}toso");
+            let err = ServeConfig::merge(
+                server_flags(ServerSection {
+                    name: Some(name),
+                    ..Default::default()
+                }),
+                Layer::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("--server-name"), "{err}");
+            assert!(
+                err.contains(&format!("holds U+{:04X}", u32::from(c))),
+                "{err}"
+            );
+        }
+        let c = merged(
+            server_flags(ServerSection {
+                name: Some("Contoso — Zürich".into()),
+                ..Default::default()
+            }),
+            &Layer::default(),
+        );
+        assert_eq!(c.server_name.as_deref(), Some("Contoso — Zürich"));
     }
 
     #[test]

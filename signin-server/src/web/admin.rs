@@ -211,6 +211,9 @@ fn policy_error(session: &Session, user: &User, current: &Policy, e: &PolicyErro
         PolicyError::BadTarget => "Not saved: enter the group name, or choose all users.",
         PolicyError::BadMode => "Not saved: choose an authentication mode.",
         PolicyError::BadNumberLength => "Not saved: the number has 2 to 6 digits.",
+        PolicyError::UnsafeGroup(_) => {
+            "Not saved: a group name may hold no control, format, private-use or unassigned character."
+        }
     };
     let body = policy_form(session, current, Notice::Error(text));
     admin_page(session, user, "Authenticator policy", "/admin/policy", body)

@@ -439,6 +439,34 @@ impl Phone {
         serde_json::to_value(r.to_wire(&key.sign(&r.signed_bytes()))).unwrap()
     }
 
+    /// A response body whose `typed_number` is `sent`, signed over the `response` layout with
+    /// `signed` framed in its place, byte for byte — text `TypedNumber` refuses included
+    /// (PROTOCOL.md §5.6 step 3: the server must refuse it before the signature).
+    pub fn response_with_typed_text(
+        &self,
+        f: &Fetched,
+        sent: &str,
+        signed: &str,
+        key: &EcdsaSigner,
+        timestamp: UnixMillis,
+    ) -> Value {
+        use authenticator_protocol::canonical::{Canonical, RESPONSE_TAG};
+        let bytes = Canonical::new(RESPONSE_TAG)
+            .str(f.request_id.as_str())
+            .str(self.account().as_str())
+            .field(&f.nonce)
+            .field(&[Decision::Approve.wire_byte()])
+            .str(signed)
+            .field(&f.signed.context_sha256())
+            .u64(timestamp.millis())
+            .finish();
+        json!({
+            "account_id": self.account(), "decision": "approve", "typed_number": sent,
+            "nonce": b64(&f.nonce), "context_sha256": b64(&f.signed.context_sha256()),
+            "timestamp": timestamp, "signature": key.sign(&bytes).to_b64(),
+        })
+    }
+
     /// Approve (passwordless key), deny/report (device key), now.
     pub fn answer(&self, f: &Fetched, decision: Decision, typed: Option<&str>) -> Value {
         let key = match decision {

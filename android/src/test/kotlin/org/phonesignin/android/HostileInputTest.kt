@@ -241,7 +241,7 @@ class HostileInputTest {
                 assertEquals(emptyList(), core.accounts())
                 // The real link was never used by any of that: it still enrolls, with a device name
                 // that is hostile to SQL and paths but plain text.
-                val account = core.enroll(realLink, "'; DROP TABLE accounts; -- ../../etc/passwd 👨‍👩‍👧", PhoneSignIn.LONG_POLL)
+                val account = core.enroll(realLink, "'; DROP TABLE accounts; -- ../../etc/passwd 👪", PhoneSignIn.LONG_POLL)
                 assertEquals(listOf(account), core.accounts())
                 assertStillWorks(core, listOf(account))
             }
@@ -312,7 +312,7 @@ class HostileInputTest {
     }
 
     @Test
-    fun hostileRequestIdsAndNumbersLeaveTheRealRequestPendingThenTheNumberWithANewlineApproves() {
+    fun hostileRequestIdsAndNumbersLeaveTheRealRequestPendingThenTheExactNumberApproves() {
         runBlocking {
             val phone = enrolledWithPendingRequest()
             phone.core.use { core ->
@@ -348,8 +348,16 @@ class HostileInputTest {
                         core.fetchRequest(a, r)
                     }
                 }
-                // Ids with surrounding whitespace are the ids: fetching by them gives the real request.
-                assertEquals(phone.request, hostile("fetchRequest(padded)") { core.fetchRequest(" $aid\n", "\t$realRid ") }.getOrThrow())
+                // Ids are taken exactly as given (PROTOCOL.md §2): with white space around them they are
+                // malformed, never trimmed into the real ones.
+                for ((a, r) in listOf(" $aid\n" to realRid, aid to "\t$realRid ", "$aid\n" to "$realRid\n")) {
+                    hostile("fetchRequest(padded ${show(a)}, ${show(r)})", AuthenticatorException.InvalidInput::class) {
+                        core.fetchRequest(a, r)
+                    }.onSuccess { fail("fetchRequest(${show(a)}, ${show(r)}) succeeded") }
+                    hostile("approve(padded ${show(a)}, ${show(r)})", AuthenticatorException.InvalidInput::class) {
+                        core.approve(a, r, phone.number)
+                    }.onSuccess { fail("approve(${show(a)}, ${show(r)}) succeeded") }
+                }
 
                 // Numbers that are not two ASCII digits are refused before anything is signed or sent.
                 val signedBefore = phone.keys.signed.size
@@ -362,14 +370,21 @@ class HostileInputTest {
                 assertEquals("pending", server.signInStatus(realRid))
                 assertEquals(listOf(phone.request), core.pendingRequests())
 
-                // "42\n" is the two digits 42: a wrong one costs one attempt, the right one approves.
-                val wrong = (if (phone.number == "42") "43" else "42") + "\n"
-                val e = hostile("approve(real, real, wrong + newline)", AuthenticatorException.WrongNumber::class) {
+                // The number is the text, byte for byte (PROTOCOL.md §5.6): "42\n", " 42" or a no-break
+                // space are refused before anything is signed, not trimmed into 42; no attempt is used.
+                for (padded in listOf("${phone.number}\n", " ${phone.number}", "\t${phone.number}", "${phone.number}\u00A0")) {
+                    hostile("approve(real, real, ${show(padded)})", AuthenticatorException.InvalidNumber::class) {
+                        core.approve(aid, realRid, padded)
+                    }.onSuccess { fail("approve with ${show(padded)} succeeded") }
+                }
+                assertEquals(signedBefore, phone.keys.signed.size, "nothing signed for a padded number")
+                val wrong = if (phone.number == "42") "43" else "42"
+                val e = hostile("approve(real, real, wrong)", AuthenticatorException.WrongNumber::class) {
                     core.approve(aid, realRid, wrong)
                 }.exceptionOrNull()
                 assertEquals(2u, assertIs<AuthenticatorException.WrongNumber>(e).attemptsLeft)
-                assertEquals(Decision.APPROVED, hostile("approve(real, real, number + newline)") {
-                    core.approve(aid, realRid, " ${phone.number}\n")
+                assertEquals(Decision.APPROVED, hostile("approve(real, real, number)") {
+                    core.approve(aid, realRid, phone.number)
                 }.getOrThrow())
                 assertEquals("approved", server.signInStatus(realRid))
                 // Answered: any further answer is a typed refusal.
