@@ -514,6 +514,31 @@ mod tests {
     }
 
     #[test]
+    fn the_limits_section_layers_over_the_defaults() {
+        let file =
+            Layer::parse("[limits]\nmax_connections_per_address = 9\nargon2_memory_mib = 57")
+                .unwrap();
+        let flags = Layer {
+            limits: LimitsSection {
+                header_read_timeout_secs: Some(3),
+                max_connections_per_address: Some(7),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = ServeConfig::merge(flags, file.clone()).unwrap();
+        let l = c.limits;
+        assert_eq!(l.connections.max_connections_per_address, 7, "a flag wins");
+        assert_eq!(l.connections.header_read_timeout.as_secs(), 3);
+        assert_eq!(l.argon2_concurrency, 3, "57 MiB holds three 19 MiB hashes");
+        assert_eq!(l.parking, ParkingLimits::default());
+        let c = ServeConfig::merge(Layer::default(), file).unwrap();
+        assert_eq!(c.limits.connections.max_connections_per_address, 9);
+        let example = Layer::parse(include_str!("../../signin.example.toml")).unwrap();
+        assert!(example.limits.max_polls.is_some() && example.limits.argon2_queue.is_some());
+    }
+
+    #[test]
     fn precedence_is_overrides_then_file_then_defaults() {
         let f = Layer::parse(
             r#"
