@@ -242,9 +242,10 @@ async fn a_page_the_browser_allows_signs_in() -> Result<()> {
 /// first request is the one that signs in.
 ///
 /// Headless Chromium answers the prompt itself (Block), having opened its connection to the
-/// listener first; the page waits, silent, until the permission changes. That the listener
-/// keeps a connection on which the browser holds the request through a prompt is tested in
-/// `authenticator-core` (`internal::browser`): headless Chromium never holds one.
+/// listener first; the page waits, silent, until the permission changes, and its request then
+/// goes out on that connection if the listener kept it. A request held through a visible
+/// prompt, which headless Chromium never shows, is tested in `authenticator-core`
+/// (`internal::browser`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_page_allowed_after_the_header_timeout_signs_in_on_its_first_request() -> Result<()> {
     let phone = TestPhone::new()?;
@@ -280,9 +281,10 @@ async fn a_page_allowed_after_the_header_timeout_signs_in_on_its_first_request()
         Decision::Approved
     );
     browser.wait_for_path("/me").await?;
-    eprintln!(
-        "the browser opened {} connection(s) to the listener",
-        tap.connections()
-    );
+    // The request went out on the connection the browser opened when it asked, silent since
+    // then for longer than the header timeout: the listener kept it. (Closed after the header
+    // timeout, Chromium opens a second one here, and headless the request still gets through:
+    // only a request held through a visible prompt is lost with the connection.)
+    assert_eq!(tap.connections(), 1);
     Ok(())
 }
