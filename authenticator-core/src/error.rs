@@ -62,8 +62,14 @@ pub enum AuthenticatorError {
     UnknownTotpAccount,
     /// A phishing-resistant sign-in (PROTOCOL.md §5.9) whose page this Authenticator has not
     /// seen: it must be approved on the device that shows the sign-in page, with the browser
-    /// listener running (`start_browser_listener`).
-    #[error("open the sign-in page on this device: this sign-in must be approved where its page is shown")]
+    /// listener running (`start_browser_listener`), and the browser must let the page reach
+    /// it (Chrome's Local Network Access permission: a user who clicked Block once is never
+    /// asked again until they allow "Apps on device" in the site's settings).
+    #[error(
+        "the sign-in page has not reached the Authenticator on this device: open it on this \
+         device, and let the browser allow it to reach apps on this device (if Chrome blocked \
+         it, set \u{201c}Apps on device\u{201d} to Allow in the site's settings)"
+    )]
     BrowserNotSeen,
     /// The sign-in page the user has open is served from `seen_origin`, not from the
     /// server's `expected_origin`: someone is relaying it (phishing). Nothing was signed; the

@@ -27,6 +27,17 @@ use crate::internal::http::{
 use crate::platform::{verify_for_signature, DeviceKeyStore, PlatformError, UserVerifier};
 use crate::types::VerificationOutcome;
 
+// ---------------------------------------------------------------- browser listener
+
+/// How long the browser listener lets a connection take over a request's headers, and sit
+/// idle (PROTOCOL.md §5.9; `internal::browser`).
+pub const BROWSER_LISTENER_HEADER_READ_TIMEOUT: std::time::Duration =
+    crate::internal::browser::HEADER_READ_TIMEOUT;
+/// How long up to [`BROWSER_LISTENER_PROMPT_WAITS`] new connections may wait for their first
+/// request (a browser asking its user first).
+pub const BROWSER_LISTENER_PROMPT_WAIT: std::time::Duration = crate::internal::browser::PROMPT_WAIT;
+pub const BROWSER_LISTENER_PROMPT_WAITS: usize = crate::internal::browser::PROMPT_WAITS;
+
 // ---------------------------------------------------------------- verifiers
 
 /// Always answers `Verified`.

@@ -1650,21 +1650,41 @@ async fn the_browser_listener_restarts_on_its_own_port_at_once() {
     );
 }
 
-/// A connection that sends nothing is closed by the listener (it does not keep it open for a
-/// local program that hoards connections); a page's request on another connection is served.
+/// Connections that send nothing are closed by the listener (it does not keep them open for a
+/// local program that hoards connections): only a few may wait long for their first request
+/// (a browser asking its user first), any further one is closed after the header timeout;
+/// a page's request on another connection is served all the while.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_listener_closes_connections_that_send_nothing() {
+    use authenticator_core::testing::{
+        BROWSER_LISTENER_HEADER_READ_TIMEOUT, BROWSER_LISTENER_PROMPT_WAITS,
+    };
     use tokio::io::AsyncReadExt;
     let p = phone(&[]);
     let port = p.auth.start_browser_listener(0).await.unwrap();
+    // These take every long wait (handed out in the order connections arrive)…
+    let mut hoarded = Vec::new();
+    for _ in 0..BROWSER_LISTENER_PROMPT_WAITS {
+        hoarded.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    // …so this one gets the header timeout.
     let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     assert_eq!(announce(port, "https://id.contoso.test").await, 204);
-    // Bounded wait (a generous multiple of the listener's header timeout): end of stream, not a hang.
+    // Bounded wait (a generous multiple of the header timeout): end of stream, not a hang.
     let mut buf = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(60), idle.read(&mut buf))
-        .await
-        .expect("the listener closed the idle connection");
+    let read = tokio::time::timeout(
+        BROWSER_LISTENER_HEADER_READ_TIMEOUT * 12,
+        idle.read(&mut buf),
+    )
+    .await
+    .expect("the listener closed the idle connection");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(announce(port, "https://id.contoso.test").await, 204);
+    drop(hoarded);
 }

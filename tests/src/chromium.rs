@@ -10,9 +10,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use axum::http::Method;
 use fantoccini::elements::Element;
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -46,6 +48,11 @@ pub fn free_port() -> Result<u16> {
 impl Chromium {
     /// A fresh browser (its own profile: no cookies) whose screenshots are named `prefix-…`.
     pub async fn start(prefix: &str) -> Result<Self> {
+        Self::start_with(prefix, &[]).await
+    }
+
+    /// [`Chromium::start`] with more command-line switches (e.g. [`public_address`]).
+    pub async fn start_with(prefix: &str, switches: &[String]) -> Result<Self> {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             if !std::path::Path::new(tool).exists() {
                 bail!("{tool} is missing: the browser tests need `apt-get install -y chromium chromium-driver`");
@@ -78,19 +85,26 @@ impl Chromium {
             bail!("chromedriver did not start");
         }
         let profile = tempfile::tempdir()?;
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1100,1000",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(switches.iter().cloned());
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1100,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
+            json!({"binary": CHROMIUM, "args": args}),
         );
         // chromedriver listens on loopback: plain HTTP, no TLS stack needed.
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -203,6 +217,34 @@ impl Chromium {
         Ok(())
     }
 
+    /// A Chrome DevTools Protocol command, through chromedriver (`goog/cdp/execute`).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
+        let command = CdpCommand {
+            cmd: cmd.to_owned(),
+            params,
+        };
+        self.client
+            .issue_cmd(command)
+            .await
+            .with_context(|| format!("CDP {cmd}"))
+    }
+
+    /// Sets this browser's Local Network Access permission (`loopback-network`: may pages at
+    /// `origin` reach this device's loopback addresses) to `setting` — `granted`, `denied`
+    /// or `prompt` — as the user's answer to Chrome's prompt, or the site's settings, would.
+    pub async fn set_loopback_permission(&self, origin: &str, setting: &str) -> Result<()> {
+        self.cdp(
+            "Browser.setPermission",
+            json!({
+                "permission": {"name": "loopback-network"},
+                "setting": setting,
+                "origin": origin,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The id of the sign-in the page at hand waits for (`data-request-id`).
     pub async fn sign_in_id(&self) -> Result<String> {
         self.wait_for("[data-request-id]")
@@ -210,6 +252,37 @@ impl Chromium {
             .attr("data-request-id")
             .await?
             .context("request id on the page")
+    }
+}
+
+/// The switch that makes Chromium take the server at `addr` (`127.0.0.1:PORT`) for a public
+/// site: its pages then need Local Network Access to reach the Authenticator's listener on
+/// loopback, as a real sign-in site's do. They stay a secure context (`http://127.0.0.1` is
+/// potentially trustworthy), which the permission requires.
+pub fn public_address(addr: std::net::SocketAddr) -> String {
+    format!("--ip-address-space-overrides={addr}=public")
+}
+
+/// chromedriver's `POST /session/{id}/goog/cdp/execute`.
+#[derive(Debug)]
+struct CdpCommand {
+    cmd: String,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for CdpCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> std::result::Result<url::Url, url::ParseError> {
+        let session = session_id.unwrap_or_default();
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (Method::POST, Some(body.to_string()))
     }
 }
 

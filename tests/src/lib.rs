@@ -1,7 +1,8 @@
 //! Harness for the end-to-end tests: a real `signin-server` on `127.0.0.1:0` with a real SQLite
 //! file, phones built on `authenticator-core` (software keys, scripted verifiers), the browser
-//! side of the sign-in page, a recording proxy (the network attacker's view) and a raw device
-//! that speaks the protocol by hand (the attacker's own account).
+//! side of the sign-in page, a recording proxy (the network attacker's view), a tap on the
+//! Authenticator's browser listener (what the page sent it) and a raw device that speaks the
+//! protocol by hand (the attacker's own account).
 #![forbid(unsafe_code)]
 
 pub mod browser;
@@ -9,6 +10,7 @@ pub mod chromium;
 pub mod proxy;
 pub mod raw_device;
 pub mod relay;
+pub mod tap;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,6 +15,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use authenticator_protocol::encoding::unb64_fixed;
 use authenticator_protocol::sign_in::{
@@ -34,9 +35,48 @@ use crate::error::{Error, Result};
 const MAX_ORIGIN_LEN: usize = 256;
 /// Largest body read: the challenge is 22 characters.
 const MAX_BODY: usize = 64;
-/// How long a connection may take to send its request's headers: a page sends them at once;
-/// a local program that opens connections and sends nothing does not keep them.
-pub(crate) const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a connection may take to send a request's headers once it sends anything, and how
+/// long it may sit idle between requests: a page sends its headers at once, and a local program
+/// that opens connections and sends nothing does not keep them.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new connection may wait before the first byte of its first request, while the
+/// browser asks its user. Chrome's Local Network Access (PROTOCOL.md §5.9) opens the connection
+/// to the listener, then holds the page's request until the user answers the prompt "… wants to
+/// access other apps and services on this device": the request arrives on that connection
+/// seconds later, when the user clicks Allow. With only [`HEADER_READ_TIMEOUT`] (as before),
+/// an Allow clicked after 5 s failed that request, and the page showed "has not seen" until
+/// its retry. A user who reads the prompt answers within two minutes; one who takes longer
+/// loses nothing but this first try (the page tries again as soon as the permission turns
+/// granted).
+///
+/// Idle connections cannot hoard this wait: only [`PROMPT_WAITS`] connections may wait so long
+/// at a time (taken at accept, in order, and given back at the first byte, at end of stream
+/// or at the end of the wait); any other connection gets [`HEADER_READ_TIMEOUT`] from the
+/// start, and once a connection has sent its first byte it is held to that timeout for good
+/// (hyper's header timeout also runs while a kept-alive connection is idle). A local program
+/// that fills the slots with silent connections leaves the listener as it was before this
+/// wait existed: every page is still served, only a page behind a prompt answered after 5 s
+/// needs its retry.
+pub(crate) const PROMPT_WAIT: Duration = Duration::from_secs(120);
+/// How many connections may wait [`PROMPT_WAIT`] at the same time: one per sign-in page with a
+/// pending prompt (the page sends one request at a time), and a few pages open at once.
+pub(crate) const PROMPT_WAITS: usize = 8;
+
+/// The listener's timeouts (tests shorten them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    pub header_read: Duration,
+    pub prompt_wait: Duration,
+    pub prompt_waits: usize,
+}
+
+impl Timeouts {
+    pub(crate) const DEFAULT: Timeouts = Timeouts {
+        header_read: HEADER_READ_TIMEOUT,
+        prompt_wait: PROMPT_WAIT,
+        prompt_waits: PROMPT_WAITS,
+    };
+}
 
 /// A running listener; stops when dropped.
 pub(crate) struct BrowserListener {
@@ -72,6 +112,14 @@ pub(crate) async fn stopped(task: tokio::task::JoinHandle<()>) {
 
 /// Binds `127.0.0.1:port` (0: any free port) and serves sign-in pages until dropped.
 pub(crate) async fn listen(store: Arc<Store>, port: u16) -> Result<BrowserListener> {
+    listen_with(store, port, Timeouts::DEFAULT).await
+}
+
+pub(crate) async fn listen_with(
+    store: Arc<Store>,
+    port: u16,
+    timeouts: Timeouts,
+) -> Result<BrowserListener> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .map_err(|e| Error::InvalidInput(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
@@ -79,6 +127,7 @@ pub(crate) async fn listen(store: Arc<Store>, port: u16) -> Result<BrowserListen
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?
         .port();
+    let prompt_waits = Arc::new(tokio::sync::Semaphore::new(timeouts.prompt_waits));
     let task = tokio::spawn(async move {
         // The connections live in this set, inside this task: stopping the listener (aborting
         // the task) closes the kept-alive ones too, so a stopped listener sees no more pages.
@@ -90,12 +139,22 @@ pub(crate) async fn listen(store: Arc<Store>, port: u16) -> Result<BrowserListen
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::warn!(error = %e, "browser listener: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
+            // Taken here, in the order connections arrive, not in the connection's task.
+            let slot = prompt_waits.clone().try_acquire_owned().ok();
             let store = store.clone();
             connections.spawn(async move {
+                if let Some(slot) = slot {
+                    let sent = first_byte(&stream, timeouts.prompt_wait).await;
+                    // Given back before a silent connection is closed.
+                    drop(slot);
+                    if !sent {
+                        return;
+                    }
+                }
                 let service = hyper::service::service_fn(move |req| {
                     let store = store.clone();
                     async move { Ok::<_, Infallible>(handle(&store, req).await) }
@@ -103,7 +162,7 @@ pub(crate) async fn listen(store: Arc<Store>, port: u16) -> Result<BrowserListen
                 // A connection that breaks off is the page's business, not ours.
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .header_read_timeout(timeouts.header_read)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
@@ -114,6 +173,16 @@ pub(crate) async fn listen(store: Arc<Store>, port: u16) -> Result<BrowserListen
         port,
         task: Some(task),
     })
+}
+
+/// Waits up to `wait` for the first byte on a new connection ([`PROMPT_WAIT`]); false when
+/// the connection ended, failed or sent nothing in time (then it is closed).
+async fn first_byte(stream: &tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(wait, stream.peek(&mut byte)).await,
+        Ok(Ok(n)) if n > 0
+    )
 }
 
 async fn handle(store: &Store, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -131,7 +200,8 @@ async fn handle(store: &Store, req: Request<Incoming>) -> Response<Full<Bytes>> 
         return reply(StatusCode::FORBIDDEN, None);
     };
     match *req.method() {
-        // A preflight (Private Network Access): allow the one simple POST.
+        // A preflight: Chrome's Local Network Access sends none (the POST is a simple
+        // request), its predecessor Private Network Access did; allow the one simple POST.
         Method::OPTIONS => reply(StatusCode::NO_CONTENT, Some(&origin)),
         Method::POST => {
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
@@ -283,6 +353,144 @@ mod tests {
             approved_origin(&store, &b),
             Err(Error::BrowserNotSeen)
         ));
+    }
+
+    /// The listener's timeouts, shortened: [`HOLD`] is longer than `header_read` and well
+    /// within `prompt_wait`.
+    const SHORT: Timeouts = Timeouts {
+        header_read: Duration::from_millis(200),
+        prompt_wait: Duration::from_secs(20),
+        prompt_waits: 2,
+    };
+    /// How long the "browser" holds its request after connecting (the prompt on screen).
+    const HOLD: Duration = Duration::from_millis(1500);
+
+    async fn connect(port: u16) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap()
+    }
+
+    /// The page's request on `stream`, as a browser sends it: the status answered, or None
+    /// when the listener had closed the connection.
+    async fn announce(stream: &mut tokio::net::TcpStream, challenge: &str) -> Option<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "POST {BROWSER_LISTENER_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Origin: https://id.contoso.test\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{challenge}",
+            challenge.len()
+        );
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return None;
+        }
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            // Bounded: an answer or the end of the connection, never a hang.
+            let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk))
+                .await
+                .expect("the listener answered or closed the connection");
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&chunk[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+    }
+
+    /// Bounded: true once the listener has closed `stream` (end of stream, or reset).
+    async fn closed(stream: &mut tokio::net::TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("the listener closed the connection");
+        matches!(read, Ok(0) | Err(_))
+    }
+
+    fn challenge(n: u8) -> String {
+        b64(&[n; BROWSER_CHALLENGE_BYTES])
+    }
+
+    fn seen(store: &Store, challenge: &str) -> Vec<String> {
+        store
+            .browser_sightings(challenge, UnixMillis::now())
+            .unwrap()
+    }
+
+    /// Chrome's Local Network Access: the browser connects, then holds the page's request
+    /// until its user answers the prompt; the request comes later than the header timeout.
+    #[tokio::test]
+    async fn a_request_held_behind_a_browser_prompt_is_still_served() {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let listener = listen_with(store.clone(), 0, SHORT).await.unwrap();
+        let mut page = connect(listener.port).await;
+        tokio::time::sleep(HOLD).await;
+        assert_eq!(announce(&mut page, &challenge(1)).await, Some(204));
+        assert_eq!(seen(&store, &challenge(1)), ["https://id.contoso.test"]);
+    }
+
+    /// Silent connections cannot hoard the long wait: only `prompt_waits` of them get it, the
+    /// others are closed after the header timeout, and pages are still served.
+    #[tokio::test]
+    async fn only_a_few_connections_may_wait_long_for_their_first_request() {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let listener = listen_with(store.clone(), 0, SHORT).await.unwrap();
+        // Accepted in this order: the first two take the two long waits.
+        let mut first = connect(listener.port).await;
+        let mut second = connect(listener.port).await;
+        let mut third = connect(listener.port).await;
+        tokio::time::sleep(HOLD).await;
+        assert_eq!(announce(&mut third, &challenge(3)).await, None);
+        assert!(seen(&store, &challenge(3)).is_empty());
+        // A page that does not wait is served while both long waits are taken.
+        let mut quick = connect(listener.port).await;
+        assert_eq!(announce(&mut quick, &challenge(4)).await, Some(204));
+        assert_eq!(announce(&mut first, &challenge(1)).await, Some(204));
+        assert_eq!(announce(&mut second, &challenge(2)).await, Some(204));
+        // Both gave their wait back with their first byte: a new connection may wait again.
+        let mut again = connect(listener.port).await;
+        tokio::time::sleep(HOLD).await;
+        assert_eq!(announce(&mut again, &challenge(5)).await, Some(204));
+    }
+
+    /// The long wait is for the first request only: a kept-alive connection idle for longer
+    /// than the header timeout is closed.
+    #[tokio::test]
+    async fn after_its_first_request_a_connection_may_not_idle() {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let listener = listen_with(store.clone(), 0, SHORT).await.unwrap();
+        let mut page = connect(listener.port).await;
+        assert_eq!(announce(&mut page, &challenge(1)).await, Some(204));
+        assert!(closed(&mut page).await);
+    }
+
+    /// A connection that never sends is closed at the end of the long wait, and its wait is
+    /// free for the next connection.
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_prompt_wait_and_frees_it() {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let timeouts = Timeouts {
+            prompt_wait: Duration::from_secs(4),
+            prompt_waits: 1,
+            ..SHORT
+        };
+        let listener = listen_with(store.clone(), 0, timeouts).await.unwrap();
+        let mut silent = connect(listener.port).await;
+        assert!(closed(&mut silent).await);
+        let mut page = connect(listener.port).await;
+        tokio::time::sleep(HOLD).await;
+        assert_eq!(announce(&mut page, &challenge(1)).await, Some(204));
     }
 
     #[test]

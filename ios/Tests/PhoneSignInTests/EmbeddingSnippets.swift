@@ -74,7 +74,7 @@ func approveOnThisDevice(_ phone: PhoneSignIn, _ request: PendingRequest, typed:
     do {
         _ = try await phone.approve(request, typedNumber: typed)
     } catch AuthenticatorError.BrowserNotSeen {
-        show("Open the sign-in page on this device, then approve again.")
+        show("Open the sign-in page on this device and let the browser allow it to reach apps on this device (Chrome: the site's “Apps on device” setting), then approve again.")
     } catch AuthenticatorError.BrowserOriginMismatch(let seenOrigin, let expectedOrigin) {
         show("Don't sign in: that page is at \(seenOrigin), not \(expectedOrigin). Someone may be relaying it.")
         // and offer "This wasn't me" → try await phone.reportFraud(request)

@@ -69,7 +69,7 @@ suspend fun approveOnThisDevice(phone: PhoneSignIn, request: PendingRequest, typ
     try {
         phone.approve(request, typed)
     } catch (e: AuthenticatorException.BrowserNotSeen) {
-        show("Open the sign-in page on this device, then approve again.")
+        show("Open the sign-in page on this device and let the browser allow it to reach apps on this device (Chrome: the site's “Apps on device” setting), then approve again.")
     } catch (e: AuthenticatorException.BrowserOriginMismatch) {
         show("Don't sign in: that page is at ${e.seenOrigin}, not ${e.expectedOrigin}. Someone may be relaying it.")
         // and offer "This wasn't me" → phone.reportFraud(request)
