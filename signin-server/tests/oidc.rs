@@ -2312,6 +2312,34 @@ async fn a_public_client_gets_a_refresh_token_only_when_its_code_came_with_pkce(
     assert_eq!(t.body["scope"], "openid profile");
 }
 
+/// CIBA asks for `offline_access` too: the refresh token belongs to the phone that approved.
+#[tokio::test]
+async fn a_ciba_sign_in_with_offline_access_gets_a_refresh_token_of_the_approving_phone() {
+    let r = ready().await;
+    let s = bc_authorize(
+        &r.h,
+        &r.client,
+        &[("scope", "openid offline_access"), ("login_hint", BOB)],
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    let id = s.body["auth_req_id"].as_str().unwrap().to_owned();
+    let binding = s.body["binding_message"].as_str().unwrap().to_owned();
+    let ok = phone_answers(&r.h, &r.phone, "Contoso Mail", &binding, Decision::Approve).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    let t = ciba_poll(&r.h, &r.client, &id).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], "openid offline_access");
+    let rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let t = refresh(&r.h, &r.client, &rt).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    let rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    signin_domain::accounts::devices::remove(&r.h.state.pool, r.phone.account().as_str())
+        .await
+        .unwrap();
+    assert!(is_invalid_grant(&refresh(&r.h, &r.client, &rt).await));
+}
+
 /// Rotation is one conditional update: of ten concurrent refreshes with one token, exactly one
 /// gets tokens; the others presented a spent token, which ends the family (the winner's new
 /// refresh token included).
