@@ -54,6 +54,10 @@ pub enum Event {
     BackupCodesRevoked,
     /// A phone was added held (from a single-factor session); the outcome says until when.
     DeviceHeld,
+    /// OpenID Connect tokens of one grant were revoked: a spent refresh token presented again
+    /// (its whole family), or a client's revocation request (RFC 7009). The outcome says which
+    /// and how many.
+    TokensRevoked,
 }
 
 impl Event {
@@ -94,6 +98,7 @@ impl Event {
             Event::DeviceHeld => "device_held",
             Event::UserRenamed => "user_renamed",
             Event::BackupCodesRevoked => "backup_codes_revoked",
+            Event::TokensRevoked => "tokens_revoked",
         }
     }
 }

@@ -9,7 +9,8 @@ use std::fmt;
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
-use crate::store::trust::{self as db, Ended, Made};
+use crate::store::oidc::{self as tokens_db, NewTokens, Stored};
+use crate::store::trust::{self as db, Ended, Made, Standing};
 use crate::store::{now_ms, Pool};
 
 /// How a user proved who they are. The names are what sessions store and the audit log says
@@ -173,24 +174,8 @@ pub async fn authenticate(
     if device.is_some() {
         release_due_holds(pool, upn, now).await?;
     }
-    let refusal = match db::standing(pool, upn, device).await? {
-        None => Some(Refusal::UnknownUser),
-        Some(s) if s.disabled => Some(Refusal::Disabled),
-        Some(s) if s.paused_until > now => Some(Refusal::Paused {
-            retry_after_secs: u64::try_from(s.paused_until - now)
-                .unwrap_or(0)
-                .div_ceil(1000)
-                .max(1),
-        }),
-        Some(s) => match (device, s.device) {
-            (None, _) => None,
-            (Some(_), None) => Some(Refusal::DeviceGone),
-            (Some(_), Some(d)) if d.owner != upn => Some(Refusal::DeviceGone),
-            (Some(_), Some(d)) if d.held => Some(Refusal::DeviceHeld),
-            (Some(_), Some(_)) => None,
-        },
-    };
-    if let Some(refusal) = refusal {
+    let standing = db::standing(pool, upn, device).await?;
+    if let Some(refusal) = refusal(standing.as_ref(), upn, device, now) {
         let outcome = format!("{} method={}", refusal.as_str(), method.as_str());
         audit::record(
             pool,
@@ -215,6 +200,66 @@ pub async fn authenticate(
         method,
         device: device.map(str::to_owned),
     }))
+}
+
+/// The rule [`authenticate`] applies to a standing read from the database: why `upn` (proven
+/// by `device`, when a device proved it) may not act at `now`, if it may not.
+fn refusal(
+    standing: Option<&Standing>,
+    upn: &str,
+    device: Option<&str>,
+    now: i64,
+) -> Option<Refusal> {
+    match standing {
+        None => Some(Refusal::UnknownUser),
+        Some(s) if s.disabled => Some(Refusal::Disabled),
+        Some(s) if s.paused_until > now => Some(Refusal::Paused {
+            retry_after_secs: u64::try_from(s.paused_until - now)
+                .unwrap_or(0)
+                .div_ceil(1000)
+                .max(1),
+        }),
+        Some(s) => match (device, &s.device) {
+            (None, _) => None,
+            (Some(_), None) => Some(Refusal::DeviceGone),
+            (Some(_), Some(d)) if d.owner != upn => Some(Refusal::DeviceGone),
+            (Some(_), Some(d)) if d.held => Some(Refusal::DeviceHeld),
+            (Some(_), Some(_)) => None,
+        },
+    }
+}
+
+/// Writes OpenID Connect tokens for `who`, which [`authenticate`] let act: the access token,
+/// and a refresh token (spending the one it replaces). The rule is applied again inside the
+/// writing transaction, under the user's lock, to the standing read there. Ending sessions
+/// ([`end_sessions`], a device's removal) takes the same lock, so tokens written concurrently
+/// with an end are either written first and ended with the rest, or not written: a device
+/// removed or a user paused or disabled meanwhile is [`Stored::Refused`], and a refresh whose
+/// token was ended meanwhile (sign-out everywhere too) is [`Stored::Gone`].
+pub async fn store_tokens(
+    pool: &Pool,
+    who: &Authenticated,
+    tokens: NewTokens<'_>,
+) -> Result<Stored, AppError> {
+    let bound_to_who = |upn: &str, device: Option<&str>| upn == who.upn && device == who.device();
+    if !bound_to_who(&tokens.access.upn, tokens.access.device.as_deref())
+        || tokens
+            .refresh
+            .is_some_and(|r| !bound_to_who(&r.upn, r.device.as_deref()))
+    {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "tokens for another user or device than the one authenticated"
+        )));
+    }
+    let now = tokens.now;
+    let stored = tokens_db::store_tokens(pool, tokens, |standing| {
+        refusal(standing, &who.upn, who.device(), now).is_none()
+    })
+    .await?;
+    if stored == Stored::Refused {
+        tracing::info!(method = who.method.as_str(), "tokens refused at the store");
+    }
+    Ok(stored)
 }
 
 /// A session's principal as stored: who and how (what [`may`] decides on).
@@ -303,17 +348,19 @@ impl EndReason {
     }
 }
 
-/// Ends every web session, authorization code and access token of `upn` at once (every server
-/// instance reads sessions from the database). Audited (`sessions_ended`). A removed device's
-/// sessions end with it, in `store::devices::remove`.
+/// Ends every web session, authorization code, access token and refresh token of `upn` at
+/// once (every server instance reads sessions and tokens from the database). Audited
+/// (`sessions_ended`). A removed device's sessions and tokens end with it, in
+/// `store::devices::remove`.
 pub async fn end_sessions(pool: &Pool, upn: &str, why: EndReason) -> Result<Ended, AppError> {
     let ended = db::end_sessions(pool, Made::ForUser(upn)).await?;
     let outcome = format!(
-        "{} web_sessions={} access_tokens={} codes={}",
+        "{} web_sessions={} access_tokens={} codes={} refresh_tokens={}",
         why.as_str(),
         ended.web_sessions,
         ended.access_tokens,
-        ended.codes
+        ended.codes,
+        ended.refresh_tokens
     );
     audit::record(
         pool,

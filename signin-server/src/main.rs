@@ -122,6 +122,14 @@ enum AppCommand {
         /// internal address (the outbound policy, `[outbound]` of the config file).
         #[arg(long, requires = "redirect_uris")]
         ciba_ping_endpoint: Option<String>,
+        /// How long a refresh token family (the `offline_access` scope) lives from its
+        /// sign-in, however often it is refreshed; 0: the client gets no refresh tokens.
+        #[arg(long, requires = "redirect_uris",
+              default_value_t = signin_server::oidc::clients::DEFAULT_REFRESH_LIFETIME_SECS)]
+        refresh_lifetime_secs: u64,
+        /// A refresh token unused this long ends (default: no idle limit).
+        #[arg(long, requires = "redirect_uris")]
+        refresh_idle_secs: Option<u64>,
         /// Development only: accept a plain-http ping endpoint on a loopback address (the
         /// server needs the same setting to ping it). As `serve`'s flag, variable and
         /// `[outbound] allow_http_loopback`.
@@ -358,11 +366,20 @@ async fn add_app(
     redirect_uris: &[String],
     public: bool,
     ping: Option<&PingEndpoint>,
+    refresh: signin_server::oidc::clients::RefreshLifetimes,
 ) -> anyhow::Result<()> {
     let registered = if redirect_uris.is_empty() {
         accounts::applications::add(pool, name).await?
     } else {
-        signin_server::oidc::clients::add(pool, name, redirect_uris, public, ping).await?
+        signin_server::oidc::clients::add_with_refresh(
+            pool,
+            name,
+            redirect_uris,
+            public,
+            ping,
+            refresh,
+        )
+        .await?
     };
     println!("client_id: {}", registered.client_id);
     if !public {
@@ -471,8 +488,9 @@ async fn admin_command(
             )
             .await?;
             println!(
-                "signed {upn} out everywhere: {} web sessions, {} access tokens, {} codes ended",
-                ended.web_sessions, ended.access_tokens, ended.codes
+                "signed {upn} out everywhere: {} web sessions, {} access tokens, {} codes, {} \
+                 refresh tokens ended",
+                ended.web_sessions, ended.access_tokens, ended.codes, ended.refresh_tokens
             );
         }
         AdminCommand::User {
@@ -570,10 +588,16 @@ async fn admin_command(
                     redirect_uris,
                     public,
                     ciba_ping_endpoint,
+                    refresh_lifetime_secs,
+                    refresh_idle_secs,
                     outbound_allow_http_loopback,
                     outbound_allow_networks,
                 },
         } => {
+            let refresh = signin_server::oidc::clients::RefreshLifetimes::new(
+                refresh_lifetime_secs,
+                refresh_idle_secs,
+            )?;
             // These flags (and their variables) over the file's `[outbound]`, as for `serve`.
             let policy = signin_server::config::outbound_policy(
                 OutboundSection {
@@ -587,7 +611,7 @@ async fn admin_command(
                 .as_deref()
                 .map(|p| PingEndpoint::parse(p, &policy))
                 .transpose()?;
-            add_app(pool, &name, &redirect_uris, public, ping.as_ref()).await?;
+            add_app(pool, &name, &redirect_uris, public, ping.as_ref(), refresh).await?;
         }
         AdminCommand::App {
             command: AppCommand::List,

@@ -397,15 +397,33 @@ async fn discovery_names_every_endpoint_under_the_issuer_and_the_jwks_has_the_es
             "backchannel_authentication_endpoint",
             "/oauth2/bc-authorize",
         ),
+        ("revocation_endpoint", "/oauth2/revoke"),
+        ("introspection_endpoint", "/oauth2/introspect"),
     ] {
         assert_eq!(m[field], format!("{ISSUER}{path}"), "{field}");
     }
+    assert_eq!(
+        m["scopes_supported"],
+        json!(["openid", "profile", "offline_access"])
+    );
+    assert_eq!(
+        m["revocation_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(
+        m["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
     assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
     assert_eq!(m["response_types_supported"], json!(["code"]));
     assert_eq!(
         m["grant_types_supported"],
-        json!(["authorization_code", "urn:openid:params:grant-type:ciba"])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "urn:openid:params:grant-type:ciba"
+        ])
     );
     assert_eq!(
         m["backchannel_token_delivery_modes_supported"],
@@ -1488,7 +1506,7 @@ fn admin_app_add_registers_clients_and_admin_oidc_key_rotates() {
     assert!(!ok && err.contains("https"), "{err}");
     let (ok, list, _) = admin_cli(&db, &["app", "list"]);
     assert!(ok);
-    assert!(list.contains(&format!("{id} Contoso Mail (OpenID Connect client, confidential, redirect_uri https://mail.contoso.test/cb)")), "{list}");
+    assert!(list.contains(&format!("{id} Contoso Mail (OpenID Connect client, confidential, redirect_uri https://mail.contoso.test/cb, refresh tokens 2592000 s)")), "{list}");
     assert!(
         list.contains("Contoso Files (OpenID Connect client, public"),
         "{list}"
@@ -1921,4 +1939,903 @@ async fn a_ping_endpoint_whose_name_resolves_to_loopback_is_not_contacted() {
             "contacted: {contacted}"
         );
     }
+}
+
+// ---- refresh tokens, revocation, introspection (issue 21) ----
+
+const OFFLINE: &str = "openid profile offline_access";
+
+/// The authorization URI of `client_id` asking for `scope`, with a PKCE challenge (when given).
+fn scoped_authorize_uri(client_id: &str, scope: &str, challenge: Option<&str>) -> String {
+    let mut pairs = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("nonce", "n-offline"),
+    ];
+    if let Some(c) = challenge {
+        pairs.extend([("code_challenge", c), ("code_challenge_method", "S256")]);
+    }
+    format!("/oauth2/authorize?{}", form(&pairs))
+}
+
+/// A code of `r.client` (named `app_name`) for `scope` (a whole ceremony in `b`), with its
+/// PKCE verifier.
+async fn scoped_code(
+    r: &Ready,
+    b: &mut Browser<'_>,
+    app_name: &str,
+    scope: &str,
+) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let q = sign_in_via_pages(
+        b,
+        &r.phone,
+        app_name,
+        &scoped_authorize_uri(&r.client.id, scope, Some(&challenge)),
+    )
+    .await;
+    (q["code"].clone(), verifier)
+}
+
+/// Access and refresh token of a sign-in (in a fresh browser) asking for `offline_access`.
+async fn offline_tokens(r: &Ready) -> (String, String) {
+    offline_tokens_of(r, "Contoso Mail").await
+}
+
+async fn offline_tokens_of(r: &Ready, app_name: &str) -> (String, String) {
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = scoped_code(r, &mut b, app_name, OFFLINE).await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], OFFLINE);
+    (
+        t.body["access_token"].as_str().unwrap().to_owned(),
+        t.body["refresh_token"]
+            .as_str()
+            .expect("offline_access gives a refresh token")
+            .to_owned(),
+    )
+}
+
+async fn refresh(h: &Harness, c: &Creds, refresh_token: &str) -> Reply {
+    token_request(
+        h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+        Some(c),
+    )
+    .await
+}
+
+/// A form POST to `path` with HTTP Basic of `c`.
+async fn client_post(h: &Harness, path: &str, c: &Creds, pairs: &[(&str, &str)]) -> Reply {
+    h.send(
+        Request::post(path)
+            .header("host", HOST)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", basic_auth(&c.id, &c.secret))
+            .body(Body::from(form(pairs)))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn revoke(h: &Harness, c: &Creds, token: &str) -> Reply {
+    client_post(h, "/oauth2/revoke", c, &[("token", token)]).await
+}
+
+async fn introspect(h: &Harness, c: &Creds, token: &str) -> Reply {
+    client_post(h, "/oauth2/introspect", c, &[("token", token)]).await
+}
+
+fn is_invalid_grant(t: &Reply) -> bool {
+    (t.status, t.error()) == (StatusCode::BAD_REQUEST, "invalid_grant")
+}
+
+async fn refresh_rows(h: &Harness) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM oidc_refresh_tokens")
+        .fetch_one(&h.state.pool)
+        .await
+        .unwrap()
+}
+
+async fn audit_outcomes(h: &Harness, event: &str) -> Vec<String> {
+    signin_domain::audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.event == event)
+        .map(|row| row.outcome)
+        .collect()
+}
+
+#[tokio::test]
+async fn offline_access_gives_a_refresh_token_that_rotates_on_every_use() {
+    let r = ready().await;
+    let (access, first) = offline_tokens(&r).await;
+    let claims = {
+        let u = userinfo(&r.h, &access).await;
+        assert_eq!(u.status, StatusCode::OK);
+        u.body["sub"].as_str().unwrap().to_owned()
+    };
+    let t = refresh(&r.h, &r.client, &first).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.headers["cache-control"], "no-store");
+    assert_eq!(t.body["token_type"], "Bearer");
+    assert_eq!(t.body["scope"], OFFLINE);
+    let second = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let access2 = t.body["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first, "a new refresh token on every use");
+    assert_ne!(access2, access);
+    // The ID token of a refresh: the same user and sign-in, no nonce (Core §12.2).
+    let id = verify_id_token(&r.h, t.body["id_token"].as_str().unwrap(), &r.client.id).await;
+    assert_eq!(id.sub, claims);
+    assert_eq!(id.nonce, None);
+    assert_eq!(id.amr, vec!["mfa", "swk", "user"]);
+    assert_eq!(id.at_hash, b64(&sha256(access2.as_bytes())[..16]));
+    let u = userinfo(&r.h, &access2).await;
+    assert_eq!(u.status, StatusCode::OK, "{:?}", u.body);
+    assert_eq!(u.body["preferred_username"], BOB);
+
+    // The family keeps the end of its first token; the spent one stays, to recognize reuse.
+    let ends: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT expires_at, used_at FROM oidc_refresh_tokens ORDER BY created_at")
+            .fetch_all(&r.h.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(ends.len(), 2);
+    assert_eq!(ends[0].0, ends[1].0);
+    assert!(ends[0].1.is_some() && ends[1].1.is_none());
+
+    // A narrower scope for the new access token; the family keeps what it was granted.
+    let t = token_request(
+        &r.h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &second),
+            ("scope", "openid"),
+        ],
+        Some(&r.client),
+    )
+    .await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], "openid");
+    let third = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let u = userinfo(&r.h, t.body["access_token"].as_str().unwrap()).await;
+    assert!(u.body.get("preferred_username").is_none(), "{:?}", u.body);
+    // More than was granted: invalid_scope, and the token is not spent.
+    let wider = token_request(
+        &r.h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &third),
+            ("scope", "openid email"),
+        ],
+        Some(&r.client),
+    )
+    .await;
+    assert_eq!(
+        (wider.status, wider.error()),
+        (StatusCode::BAD_REQUEST, "invalid_scope")
+    );
+    // Another client presenting it learns nothing and spends nothing.
+    let thief = confidential(&r.h, "Thief App", REDIRECT).await;
+    assert!(is_invalid_grant(&refresh(&r.h, &thief, &third).await));
+    let t = refresh(&r.h, &r.client, &third).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], OFFLINE);
+    // An unknown token, a missing one.
+    assert!(is_invalid_grant(
+        &refresh(&r.h, &r.client, "not-a-token").await
+    ));
+    let missing = token_request(&r.h, &[("grant_type", "refresh_token")], Some(&r.client)).await;
+    assert_eq!(missing.error(), "invalid_request");
+    let refreshed = audit_outcomes(&r.h, "web_signin").await;
+    assert!(
+        refreshed
+            .iter()
+            .any(|o| o == &format!("tokens_refreshed client_id={} refresh_token", r.client.id)),
+        "{refreshed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_spent_refresh_token_presented_again_revokes_the_whole_family() {
+    let r = ready().await;
+    let (access1, first) = offline_tokens(&r).await;
+    let t = refresh(&r.h, &r.client, &first).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    let second = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let access2 = t.body["access_token"].as_str().unwrap().to_owned();
+    // Another family of the same user and client is not touched.
+    let (other_access, other_refresh) = offline_tokens(&r).await;
+
+    // The first token again (a thief, or the client after the thief): refused, and nobody
+    // keeps the family: neither the newer refresh token nor any access token of it works.
+    let reused = refresh(&r.h, &r.client, &first).await;
+    assert!(is_invalid_grant(&reused), "{:?}", reused.body);
+    let after = refresh(&r.h, &r.client, &second).await;
+    assert!(is_invalid_grant(&after), "{:?}", after.body);
+    for access in [&access1, &access2] {
+        assert_eq!(
+            userinfo(&r.h, access).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            introspect(&r.h, &r.client, access).await.body,
+            json!({"active": false})
+        );
+    }
+    assert_eq!(userinfo(&r.h, &other_access).await.status, StatusCode::OK);
+    let t = refresh(&r.h, &r.client, &other_refresh).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    // Audited once, with what went.
+    let revoked = audit_outcomes(&r.h, "tokens_revoked").await;
+    assert_eq!(
+        revoked,
+        vec![format!(
+            "refresh_token_reused client_id={} refresh_tokens=2 access_tokens=2",
+            r.client.id
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_public_client_gets_a_refresh_token_only_when_its_code_came_with_pkce() {
+    let r = ready().await;
+    let files = public_client(&r.h, "Contoso Files").await;
+    let redeem_public = |code: String, verifier: Option<String>| {
+        let h = &r.h;
+        let id = files.id.clone();
+        async move {
+            let mut pairs = vec![
+                ("grant_type", "authorization_code".to_owned()),
+                ("client_id", id),
+                ("code", code),
+                ("redirect_uri", REDIRECT.to_owned()),
+            ];
+            if let Some(v) = verifier {
+                pairs.push(("code_verifier", v));
+            }
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            token_request(h, &pairs, None).await
+        }
+    };
+    // With PKCE: a refresh token, refreshed with the client id alone.
+    let (verifier, challenge) = pkce();
+    let mut b = Browser::new(&r.h);
+    let q = sign_in_via_pages(
+        &mut b,
+        &r.phone,
+        "Contoso Files",
+        &scoped_authorize_uri(&files.id, OFFLINE, Some(&challenge)),
+    )
+    .await;
+    let t = redeem_public(q["code"].clone(), Some(verifier)).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], OFFLINE);
+    let rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let t = token_request(
+        &r.h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &files.id),
+            ("refresh_token", &rt),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert!(t.body["refresh_token"].is_string());
+
+    // Without PKCE the authorization endpoint gives a public client no code at all...
+    let no_pkce = b.get(&scoped_authorize_uri(&files.id, OFFLINE, None)).await;
+    assert_eq!(query_of(&location(&no_pkce))["error"], "invalid_request");
+    // ...and a code without a PKCE challenge (as stored before that rule) gets no refresh
+    // token: offline_access is not granted.
+    let code = "a-public-code-without-pkce";
+    let now = signin_domain::store::now_ms();
+    signin_domain::store::oidc::insert_code(
+        &r.h.state.pool,
+        &signin_domain::store::oidc::CodeRow {
+            code_hash: oidc::secret_hash(code),
+            client_id: files.id.clone(),
+            redirect_uri: REDIRECT.to_owned(),
+            upn: BOB.to_owned(),
+            scope: OFFLINE.to_owned(),
+            nonce: None,
+            code_challenge: None,
+            auth_time: now,
+            amr: "mfa swk user".to_owned(),
+            created_at: now,
+            expires_at: now + 60_000,
+            used_at: None,
+            method: Some("phone_sign_in".to_owned()),
+            device: Some(r.phone.account().as_str().to_owned()),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let t = redeem_public(code.to_owned(), None).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert!(t.body.get("refresh_token").is_none(), "{:?}", t.body);
+    assert_eq!(t.body["scope"], "openid profile");
+
+    // A confidential client needs no PKCE for one; a client registered without refresh
+    // tokens gets none.
+    let mut b = Browser::new(&r.h);
+    let q = sign_in_via_pages(
+        &mut b,
+        &r.phone,
+        "Contoso Mail",
+        &scoped_authorize_uri(&r.client.id, OFFLINE, None),
+    )
+    .await;
+    let t = token_request(
+        &r.h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+        ],
+        Some(&r.client),
+    )
+    .await;
+    assert!(t.body["refresh_token"].is_string(), "{:?}", t.body);
+    let none = clients::add_with_refresh(
+        &r.h.state.pool,
+        "Kiosk Notes",
+        &[REDIRECT.to_owned()],
+        false,
+        None,
+        clients::RefreshLifetimes::new(0, None).unwrap(),
+    )
+    .await
+    .unwrap();
+    let none = Creds {
+        id: none.client_id,
+        secret: none.client_secret,
+    };
+    let (verifier, challenge) = pkce();
+    let back = b
+        .get(&scoped_authorize_uri(&none.id, OFFLINE, Some(&challenge)))
+        .await;
+    let q = query_of(&location(&back));
+    let t = redeem(&r.h, &none, &q["code"], &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert!(t.body.get("refresh_token").is_none(), "{:?}", t.body);
+    assert_eq!(t.body["scope"], "openid profile");
+}
+
+/// CIBA asks for `offline_access` too: the refresh token belongs to the phone that approved.
+#[tokio::test]
+async fn a_ciba_sign_in_with_offline_access_gets_a_refresh_token_of_the_approving_phone() {
+    let r = ready().await;
+    let s = bc_authorize(
+        &r.h,
+        &r.client,
+        &[("scope", "openid offline_access"), ("login_hint", BOB)],
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    let id = s.body["auth_req_id"].as_str().unwrap().to_owned();
+    let binding = s.body["binding_message"].as_str().unwrap().to_owned();
+    let ok = phone_answers(&r.h, &r.phone, "Contoso Mail", &binding, Decision::Approve).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    let t = ciba_poll(&r.h, &r.client, &id).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], "openid offline_access");
+    let rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let t = refresh(&r.h, &r.client, &rt).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    let rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    signin_domain::accounts::devices::remove(&r.h.state.pool, r.phone.account().as_str())
+        .await
+        .unwrap();
+    assert!(is_invalid_grant(&refresh(&r.h, &r.client, &rt).await));
+}
+
+/// Rotation is one conditional update: of ten concurrent refreshes with one token, exactly one
+/// gets tokens; the others presented a spent token, which ends the family (the winner's new
+/// refresh token included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_with_one_token_rotate_it_once_and_the_others_end_the_family() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let r = ready().await;
+    let (_, rt) = offline_tokens(&r).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let app = r.h.app.clone();
+        let req = Request::post("/oauth2/token")
+            .header("host", HOST)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", basic_auth(&r.client.id, &r.client.secret))
+            .body(Body::from(form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &rt),
+            ])))
+            .unwrap();
+        set.spawn(async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        });
+    }
+    let answers = set.join_all().await;
+    let (won, lost): (Vec<_>, Vec<_>) = answers
+        .into_iter()
+        .partition(|(status, _)| *status == StatusCode::OK);
+    assert_eq!(won.len(), 1, "{lost:?}");
+    for (status, body) in &lost {
+        assert_eq!(
+            (*status, &body["error"]),
+            (StatusCode::BAD_REQUEST, &json!("invalid_grant"))
+        );
+    }
+    let newer = won[0].1["refresh_token"].as_str().unwrap();
+    assert!(is_invalid_grant(&refresh(&r.h, &r.client, newer).await));
+    assert_eq!(refresh_rows(&r.h).await, 0);
+}
+
+/// Issue 21, done when: "a refresh token stops working within one second of its device being
+/// removed" — here the very next refresh after the removal is refused, whether an admin removes
+/// the phone or the user does on their security-info page. Runs on SQLite, and on PostgreSQL in
+/// `cargo xtask test`'s PostgreSQL pass (`TEST_DATABASE_URL`).
+#[tokio::test]
+async fn a_refresh_token_stops_working_at_once_when_its_device_is_removed() {
+    let mut r = ready().await;
+    let pool = r.h.state.pool.clone();
+    // An admin removes the phone.
+    let (access, first) = offline_tokens(&r).await;
+    let t = refresh(&r.h, &r.client, &first).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    let second = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let access2 = t.body["access_token"].as_str().unwrap().to_owned();
+    let removed_at = std::time::Instant::now();
+    signin_domain::accounts::devices::remove(&pool, r.phone.account().as_str())
+        .await
+        .unwrap();
+    let refused = refresh(&r.h, &r.client, &second).await;
+    let took = removed_at.elapsed();
+    assert!(is_invalid_grant(&refused), "{:?}", refused.body);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    for a in [&access, &access2] {
+        assert_eq!(userinfo(&r.h, a).await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        refresh_rows(&r.h).await,
+        0,
+        "the family went with the device"
+    );
+
+    // Bob, signed in with a new phone, removes it on his own page.
+    let mut phone = Phone::new();
+    phone.enroll(&r.h, &r.h.link(BOB, 600).await).await;
+    assert_eq!(
+        phone.enable_passwordless(&r.h).await.status,
+        StatusCode::NO_CONTENT
+    );
+    r.phone = phone;
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = scoped_code(&r, &mut b, "Contoso Mail", OFFLINE).await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    let rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let info = b.get("/me/security-info").await;
+    assert_eq!(info.status, StatusCode::OK);
+    let removed_at = std::time::Instant::now();
+    let removal = b
+        .post(
+            "/me/security-info/devices/remove",
+            &[
+                ("csrf", &csrf_of(&info)),
+                ("account_id", r.phone.account().as_str()),
+            ],
+        )
+        .await;
+    assert!(
+        removal.status.is_success() || removal.status.is_redirection(),
+        "{:?}",
+        removal.body
+    );
+    assert_eq!(
+        signin_domain::store::devices::owner_of(&pool, r.phone.account().as_str())
+            .await
+            .unwrap(),
+        None
+    );
+    let refused = refresh(&r.h, &r.client, &rt).await;
+    let took = removed_at.elapsed();
+    assert!(is_invalid_grant(&refused), "{:?}", refused.body);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    let removed = audit_outcomes(&r.h, "device_removed").await;
+    assert_eq!(removed, vec!["by_admin", "by_user"]);
+}
+
+/// A refresh asks the trust model again: a paused or disabled user, or one signed out
+/// everywhere, gets `invalid_grant` (the trust rules delete the tokens, and a refresh whose
+/// user's standing changed without that is refused all the same).
+#[tokio::test]
+async fn a_refresh_after_pausing_disabling_or_signing_the_user_out_is_invalid_grant() {
+    let r = ready().await;
+    let pool = r.h.state.pool.clone();
+    let pool = &pool;
+    for end in [
+        "pause",
+        "disable",
+        "sign_out_everywhere",
+        "disabled_in_the_database",
+    ] {
+        let (_, rt) = offline_tokens(&r).await;
+        match end {
+            "pause" => {
+                signin_domain::rules::risk::record_report(
+                    pool,
+                    &Default::default(),
+                    BOB,
+                    r.phone.account().as_str(),
+                    "rid",
+                )
+                .await
+                .unwrap();
+            }
+            "disable" => {
+                signin_domain::trust::set_disabled(pool, BOB, true)
+                    .await
+                    .unwrap();
+            }
+            "sign_out_everywhere" => {
+                let ended = signin_domain::trust::end_sessions(
+                    pool,
+                    BOB,
+                    signin_domain::trust::EndReason::SignOutEverywhere,
+                )
+                .await
+                .unwrap();
+                assert_eq!(ended.refresh_tokens, 1, "{ended:?}");
+            }
+            _ => {
+                // Only the flag, as if the tokens had not been deleted: the refresh itself
+                // asks `trust::authenticate`.
+                sqlx::query("UPDATE users SET disabled = 1 WHERE upn = $1")
+                    .bind(BOB)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                assert_eq!(refresh_rows(&r.h).await, 1);
+            }
+        }
+        let t = refresh(&r.h, &r.client, &rt).await;
+        assert!(is_invalid_grant(&t), "{end}: {:?}", t.body);
+        // Ended for good: not back when the user is.
+        signin_domain::rules::risk::resume(pool, BOB).await.unwrap();
+        signin_domain::trust::set_disabled(pool, BOB, false)
+            .await
+            .unwrap();
+        let t = refresh(&r.h, &r.client, &rt).await;
+        assert!(is_invalid_grant(&t), "{end}, after: {:?}", t.body);
+        assert_eq!(refresh_rows(&r.h).await, 0, "{end}");
+    }
+    let ended = audit_outcomes(&r.h, "sessions_ended").await;
+    assert!(
+        ended
+            .iter()
+            .any(|o| o.starts_with("sign_out_everywhere ") && o.ends_with(" refresh_tokens=1")),
+        "{ended:?}"
+    );
+    let refused = audit_outcomes(&r.h, "access_refused").await;
+    assert!(
+        refused.iter().any(|o| o == "disabled method=phone_sign_in"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_ends_at_its_clients_lifetime_and_after_its_idle_limit() {
+    let mut r = ready().await;
+    let short = clients::add_with_refresh(
+        &r.h.state.pool,
+        "Contoso Notes",
+        &[REDIRECT.to_owned()],
+        false,
+        None,
+        clients::RefreshLifetimes::new(3600, Some(600)).unwrap(),
+    )
+    .await
+    .unwrap();
+    r.client = Creds {
+        id: short.client_id,
+        secret: short.client_secret,
+    };
+    let rows = |h: &Harness| {
+        let pool = h.state.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64, Option<i64>)>(
+                "SELECT created_at, expires_at, idle_expires_at FROM oidc_refresh_tokens \
+                 WHERE used_at IS NULL",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // Idle: unused for longer than 600 s.
+    let (_, rt) = offline_tokens_of(&r, "Contoso Notes").await;
+    let [(created, ends, idle)] = rows(&r.h).await[..] else {
+        panic!("one token")
+    };
+    assert_eq!(ends - created, 3_600_000);
+    assert_eq!(idle, Some(created + 600_000));
+    age_rows(&r.h, "oidc_refresh_tokens", "idle_expires_at", 600_001).await;
+    assert!(is_invalid_grant(&refresh(&r.h, &r.client, &rt).await));
+    // Absolute: used within the idle limit each time, but past the family's end.
+    let (_, rt) = offline_tokens_of(&r, "Contoso Notes").await;
+    let t = refresh(&r.h, &r.client, &rt).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    let rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    age_rows(&r.h, "oidc_refresh_tokens", "expires_at", 3_600_001).await;
+    let expired = refresh(&r.h, &r.client, &rt).await;
+    assert!(is_invalid_grant(&expired), "{:?}", expired.body);
+    assert_eq!(
+        introspect(&r.h, &r.client, &rt).await.body,
+        json!({"active": false})
+    );
+    // Registration refuses lifetimes out of range.
+    for (lifetime, idle) in [(0, Some(60)), (3600, Some(0)), (3600, Some(7200))] {
+        assert!(clients::RefreshLifetimes::new(lifetime, idle).is_err());
+    }
+    assert!(clients::RefreshLifetimes::new(clients::MAX_REFRESH_LIFETIME_SECS + 1, None).is_err());
+}
+
+#[tokio::test]
+async fn revocation_ends_a_family_or_one_access_token_and_introspection_tells_resource_servers() {
+    let r = ready().await;
+    let api = confidential(&r.h, "Contoso API", "https://api.contoso.test/unused").await;
+    let (access, rt) = offline_tokens(&r).await;
+    // A resource server introspects an access token.
+    let i = introspect(&r.h, &api, &access).await;
+    assert_eq!(i.status, StatusCode::OK, "{:?}", i.body);
+    assert_eq!(i.headers["cache-control"], "no-store");
+    let sub = userinfo(&r.h, &access).await.body["sub"].clone();
+    let (exp, iat) = (
+        i.body["exp"].as_i64().unwrap(),
+        i.body["iat"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, 600);
+    assert_eq!(
+        i.body,
+        json!({
+            "active": true,
+            "scope": OFFLINE,
+            "client_id": r.client.id,
+            "sub": sub,
+            "exp": exp,
+            "iat": iat,
+            "token_type": "Bearer",
+        })
+    );
+    // A refresh token is active only to its own client.
+    let own = introspect(&r.h, &r.client, &rt).await;
+    assert_eq!(own.body["active"], true, "{:?}", own.body);
+    assert_eq!(own.body["client_id"], r.client.id.as_str());
+    assert_eq!(
+        introspect(&r.h, &api, &rt).await.body,
+        json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&r.h, &api, "unknown").await.body,
+        json!({"active": false})
+    );
+    // Introspection needs a confidential client's credentials.
+    let files = public_client(&r.h, "Contoso Files").await;
+    let public = h_post_form(
+        &r.h,
+        "/oauth2/introspect",
+        &[("client_id", &files.id), ("token", &access)],
+    )
+    .await;
+    assert_eq!(
+        (public.status, public.error()),
+        (StatusCode::BAD_REQUEST, "unauthorized_client")
+    );
+    let anonymous = h_post_form(&r.h, "/oauth2/introspect", &[("token", &access)]).await;
+    assert_eq!(
+        (anonymous.status, anonymous.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+    let wrong = Creds {
+        id: api.id.clone(),
+        secret: "wrong".to_owned(),
+    };
+    assert_eq!(
+        introspect(&r.h, &wrong, &access).await.error(),
+        "invalid_client"
+    );
+
+    // Revoking: another client's token, an unknown one: 200, nothing happens.
+    for token in [rt.as_str(), access.as_str(), "unknown"] {
+        let v = revoke(&r.h, &api, token).await;
+        assert_eq!(v.status, StatusCode::OK, "{:?}", v.body);
+    }
+    assert_eq!(userinfo(&r.h, &access).await.status, StatusCode::OK);
+    assert_eq!(introspect(&r.h, &r.client, &rt).await.body["active"], true);
+    assert_eq!(revoke(&r.h, &wrong, "x").await.error(), "invalid_client");
+    // One access token alone.
+    let t = refresh(&r.h, &r.client, &rt).await;
+    let rt2 = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let access2 = t.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        revoke(&r.h, &r.client, &access).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        introspect(&r.h, &api, &access).await.body,
+        json!({"active": false})
+    );
+    assert_eq!(userinfo(&r.h, &access2).await.status, StatusCode::OK);
+    // The spent refresh token is inactive; the current one, revoked, takes its family.
+    assert_eq!(
+        introspect(&r.h, &r.client, &rt).await.body,
+        json!({"active": false})
+    );
+    let v = client_post(
+        &r.h,
+        "/oauth2/revoke",
+        &r.client,
+        &[("token", &rt2), ("token_type_hint", "refresh_token")],
+    )
+    .await;
+    assert_eq!(v.status, StatusCode::OK);
+    assert_eq!(
+        introspect(&r.h, &api, &access2).await.body,
+        json!({"active": false})
+    );
+    assert_eq!(
+        userinfo(&r.h, &access2).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(is_invalid_grant(&refresh(&r.h, &r.client, &rt2).await));
+    // A public client revokes its own refresh token with its client id.
+    let (verifier, challenge) = pkce();
+    let mut b = Browser::new(&r.h);
+    let q = sign_in_via_pages(
+        &mut b,
+        &r.phone,
+        "Contoso Files",
+        &scoped_authorize_uri(&files.id, OFFLINE, Some(&challenge)),
+    )
+    .await;
+    let t = token_request(
+        &r.h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &files.id),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+        None,
+    )
+    .await;
+    let public_rt = t.body["refresh_token"].as_str().unwrap().to_owned();
+    let v = h_post_form(
+        &r.h,
+        "/oauth2/revoke",
+        &[("client_id", &files.id), ("token", &public_rt)],
+    )
+    .await;
+    assert_eq!(v.status, StatusCode::OK);
+    let t = token_request(
+        &r.h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &files.id),
+            ("refresh_token", &public_rt),
+        ],
+        None,
+    )
+    .await;
+    assert!(is_invalid_grant(&t), "{:?}", t.body);
+    let revoked = audit_outcomes(&r.h, "tokens_revoked").await;
+    assert_eq!(
+        revoked,
+        vec![
+            format!(
+                "revoked_by_client client_id={} access_tokens=1",
+                r.client.id
+            ),
+            format!(
+                "revoked_by_client client_id={} refresh_tokens=2 access_tokens=1",
+                r.client.id
+            ),
+            format!(
+                "revoked_by_client client_id={} refresh_tokens=1 access_tokens=1",
+                files.id
+            ),
+        ]
+    );
+}
+
+/// A form POST to `path` without HTTP Basic.
+async fn h_post_form(h: &Harness, path: &str, pairs: &[(&str, &str)]) -> Reply {
+    h.send(
+        Request::post(path)
+            .header("host", HOST)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form(pairs)))
+            .unwrap(),
+    )
+    .await
+}
+
+#[test]
+fn admin_app_add_sets_a_clients_refresh_token_lifetimes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let add = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "app",
+            "add",
+            "--name",
+            name,
+            "--redirect-uri",
+            "https://notes.contoso.test/cb",
+        ];
+        args.extend_from_slice(extra);
+        admin_cli(&db, &args)
+    };
+    let (ok, _, err) = add(
+        "Notes",
+        &[
+            "--refresh-lifetime-secs",
+            "86400",
+            "--refresh-idle-secs",
+            "3600",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = add("Kiosk", &["--refresh-lifetime-secs", "0"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = add("Mail", &[]);
+    assert!(ok, "{err}");
+    let (_, list, _) = admin_cli(&db, &["app", "list"]);
+    assert!(
+        list.contains(
+            "redirect_uri https://notes.contoso.test/cb, refresh tokens 86400 s (idle 3600 s))"
+        ),
+        "{list}"
+    );
+    assert!(list.contains("Kiosk (OpenID Connect client, confidential, redirect_uri https://notes.contoso.test/cb, no refresh tokens)"), "{list}");
+    assert!(list.contains("Mail (OpenID Connect client, confidential, redirect_uri https://notes.contoso.test/cb, refresh tokens 2592000 s)"), "{list}");
+    let (ok, _, err) = add(
+        "Idle",
+        &[
+            "--refresh-lifetime-secs",
+            "3600",
+            "--refresh-idle-secs",
+            "7200",
+        ],
+    );
+    assert!(!ok && err.contains("--refresh-idle-secs"), "{err}");
+    let (ok, _, err) = add("Long", &["--refresh-lifetime-secs", "40000000"]);
+    assert!(!ok && err.contains("--refresh-lifetime-secs"), "{err}");
+    // Without --redirect-uri there is no OpenID Connect client to give refresh tokens to.
+    let (ok, _, _) = admin_cli(
+        &db,
+        &[
+            "app",
+            "add",
+            "--name",
+            "Api",
+            "--refresh-lifetime-secs",
+            "60",
+        ],
+    );
+    assert!(!ok);
 }

@@ -2,12 +2,18 @@
 // end-to-end tests of the sign-in server's OpenID Provider and CIBA (tests/tests/oidc_rp.rs).
 // Everything that matters is done by the library: discovery, PKCE, state and nonce, the code
 // exchange, ID-token validation against the JWKS (signature, iss, aud, exp, nonce), userinfo,
-// and the CIBA request and polling (authorization_pending, slow_down).
+// refresh, revocation and introspection, and the CIBA request and polling
+// (authorization_pending, slow_down).
 //
 //   OIDC_CLIENT_SECRET=… node rp.mjs web ISSUER CLIENT_ID PORT
-//     Serves http://127.0.0.1:PORT: /login starts a code flow with PKCE (S256), /callback
-//     finishes it and shows {"claims", "userinfo"} as JSON in <pre id="result"> (or the error in
-//     <pre id="error">). Prints "listening" once ready.
+//     Serves http://127.0.0.1:PORT: /login starts a code flow with PKCE (S256) (with
+//     `?offline=1` the scope adds offline_access), /callback finishes it and shows {"claims",
+//     "userinfo", "scope", "refresh_token" (whether one came)} as JSON in <pre id="result"> (or
+//     the error in <pre id="error">). Prints "listening" once ready. With the last sign-in's
+//     tokens, /refresh introspects the access token, refreshes (rotation), presents the spent
+//     refresh token again and then the new one, and introspects the new access token; /revoke
+//     revokes the refresh token, then introspects the access token and tries the refresh token
+//     and userinfo. Each shows what happened as JSON the same way.
 //   OIDC_CLIENT_SECRET=… node rp.mjs ciba ISSUER CLIENT_ID LOGIN_HINT [poll|ping PING_PORT] [EXPIRY]
 //     Starts a CIBA request, prints "binding_message NN" (what a consumption device shows),
 //     then waits for the result (polling, or for the ping on http://127.0.0.1:PING_PORT/ping)
@@ -32,8 +38,10 @@ const config = await client.discovery(new URL(issuer), clientId, clientSecret, u
 });
 
 function errorCode(e) {
-  // OAuth errors from the server (ResponseBodyError, AuthorizationResponseError) carry `error`.
-  return e?.error ?? e?.cause?.error ?? e?.code ?? e?.name ?? 'unknown';
+  // OAuth errors from the server (ResponseBodyError, AuthorizationResponseError) carry `error`;
+  // a refused bearer token (WWWAuthenticateChallengeError) carries it in its challenge.
+  return e?.error ?? e?.cause?.error ?? e?.cause?.[0]?.parameters?.error ?? e?.code ??
+    e?.name ?? 'unknown';
 }
 
 async function profile(tokens) {
@@ -48,10 +56,22 @@ function page(res, status, id, value) {
   res.end(`<!doctype html><title>RP</title><pre id="${id}">${text}</pre>`);
 }
 
+// What the server answered to a call that may fail: 'ok', or the OAuth error code.
+async function outcome(call) {
+  try {
+    await call();
+    return 'ok';
+  } catch (e) {
+    return errorCode(e);
+  }
+}
+
 async function web(port) {
   const redirectUri = `http://127.0.0.1:${port}/callback`;
   // One pending login per state (the browser's session, kept in memory for the test).
   const pending = new Map();
+  // The tokens of the last sign-in (for /refresh and /revoke).
+  let latest;
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, `http://127.0.0.1:${port}`);
     try {
@@ -62,7 +82,7 @@ async function web(port) {
         pending.set(state, { codeVerifier, nonce });
         const parameters = {
           redirect_uri: redirectUri,
-          scope: 'openid profile',
+          scope: url.searchParams.get('offline') ? 'openid profile offline_access' : 'openid profile',
           code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
           code_challenge_method: 'S256',
           state,
@@ -91,7 +111,46 @@ async function web(port) {
           expectedNonce: login.nonce,
           idTokenExpected: true,
         });
-        page(res, 200, 'result', await profile(tokens));
+        latest = tokens;
+        page(res, 200, 'result', {
+          ...(await profile(tokens)),
+          scope: tokens.scope,
+          refresh_token: typeof tokens.refresh_token === 'string',
+        });
+        return;
+      }
+      if (url.pathname === '/refresh') {
+        const first = latest;
+        const sub = first.claims().sub;
+        // A resource server's view of the access token.
+        const introspected = await client.tokenIntrospection(config, first.access_token);
+        const second = await client.refreshTokenGrant(config, first.refresh_token);
+        const refreshed = {
+          rotated: typeof second.refresh_token === 'string' &&
+            second.refresh_token !== first.refresh_token,
+          scope: second.scope,
+          claims: second.claims(),
+          userinfo: await client.fetchUserInfo(config, second.access_token, sub),
+        };
+        // The spent refresh token again: refused, and the family ends with it.
+        const reuse = await outcome(() => client.refreshTokenGrant(config, first.refresh_token));
+        const afterReuse = await outcome(() => client.refreshTokenGrant(config, second.refresh_token));
+        const newAccess = await client.tokenIntrospection(config, second.access_token);
+        page(res, 200, 'result', {
+          introspected, refreshed, reuse, after_reuse: afterReuse, new_access: newAccess,
+        });
+        return;
+      }
+      if (url.pathname === '/revoke') {
+        const sub = latest.claims().sub;
+        const before = await client.tokenIntrospection(config, latest.access_token);
+        await client.tokenRevocation(config, latest.refresh_token, { token_type_hint: 'refresh_token' });
+        // Unknown tokens are not an error (RFC 7009 §2.2).
+        const unknown = await outcome(() => client.tokenRevocation(config, 'not-a-token'));
+        const after = await client.tokenIntrospection(config, latest.access_token);
+        const refresh = await outcome(() => client.refreshTokenGrant(config, latest.refresh_token));
+        const userinfo = await outcome(() => client.fetchUserInfo(config, latest.access_token, sub));
+        page(res, 200, 'result', { before, unknown, after, refresh, userinfo });
         return;
       }
       res.writeHead(404);

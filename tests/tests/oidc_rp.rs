@@ -8,6 +8,9 @@
 //!   reads userinfo.
 //! - CIBA: poll mode approved, denied and timed out (the server's `expired_token`), and ping
 //!   mode approved; the number the phone types is the `binding_message` the library received.
+//! - Refresh tokens (`offline_access`): the library refreshes (a new refresh token each time),
+//!   presents the spent one again (refused, and the family ends), revokes one (RFC 7009) and
+//!   introspects access tokens (RFC 7662).
 //!
 //! Needs node, `/usr/bin/chromium`, `/usr/bin/chromedriver`, and `openid-client` installed in
 //! `target/oidc-rp/` (`cargo xtask install-toolchains`, which `cargo xtask test` runs). Without
@@ -141,6 +144,59 @@ async fn ready() -> Result<(TestServer, TestPhone, String)> {
     phone.enroll_passwordless(&link).await?;
     let issuer = server.base_url.trim_end_matches('/').to_owned();
     Ok((server, phone, issuer))
+}
+
+/// The relying party's page at `path` in the browser: the JSON it shows as its result (an
+/// error page fails, with what it said).
+async fn rp_result(b: &mut Chromium, rp_port: u16, path: &str) -> Result<Value> {
+    b.client
+        .goto(&format!("http://127.0.0.1:{rp_port}{path}"))
+        .await?;
+    let shown = b
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#result, #error"))
+        .await?;
+    let text = shown.text().await?;
+    if shown.attr("id").await?.as_deref() != Some("result") {
+        bail!("{path}: {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// From the relying party's `/login?...` through the provider's sign-in page, the phone
+/// approving with the number, back to the relying party: what its callback shows.
+async fn sign_in_in_chromium(
+    b: &mut Chromium,
+    phone: &TestPhone,
+    app: &str,
+    rp_port: u16,
+    login: &str,
+) -> Result<Value> {
+    b.client
+        .goto(&format!("http://127.0.0.1:{rp_port}{login}"))
+        .await?;
+    let upn = b.wait_for("#upn").await?;
+    upn.send_keys(BOBBY).await?;
+    b.wait_for("#next").await?.click().await?;
+    let number = b.text("#number").await?;
+    let request = phone_request(phone, app).await?;
+    phone
+        .core
+        .approve(request.account_id.clone(), request.request_id, number)
+        .await?;
+    let shown = b
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#result, #error"))
+        .await?;
+    let text = shown.text().await?;
+    if shown.attr("id").await?.as_deref() != Some("result") {
+        bail!("the sign-in ended in an error: {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,5 +390,67 @@ async fn openid_client_ciba_poll_approves_denies_and_times_out_and_ping_approves
     )
     .await?;
     assert_eq!(timed_out, "error expired_token");
+    Ok(())
+}
+
+/// Issue 21: refresh tokens, revocation and introspection through openid-client, after a code
+/// flow with `offline_access` in Chromium with the phone approving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_refreshes_rotates_revokes_and_introspects_tokens() -> Result<()> {
+    let (server, phone, issuer) = ready().await?;
+    let rp_port = free_port()?;
+    let app = clients::add(
+        server.running.pool(),
+        "Contoso Notes",
+        &[format!("http://127.0.0.1:{rp_port}/callback")],
+        false,
+        None,
+    )
+    .await?;
+    let mut rp = Rp::spawn(
+        &app.client_secret,
+        &["web", &issuer, &app.client_id, &rp_port.to_string()],
+    )?;
+    assert_eq!(rp.line(WAIT).await?, "listening");
+    let mut b = Chromium::start("oidc-refresh").await?;
+
+    let signed_in =
+        sign_in_in_chromium(&mut b, &phone, "Contoso Notes", rp_port, "/login?offline=1").await?;
+    assert_eq!(signed_in["scope"], "openid profile offline_access");
+    assert_eq!(signed_in["refresh_token"], true, "{signed_in}");
+    let sub = signed_in["claims"]["sub"].clone();
+
+    let r = rp_result(&mut b, rp_port, "/refresh").await?;
+    b.shot("refresh").await?;
+    // The access token, as a resource server sees it.
+    let seen = &r["introspected"];
+    assert_eq!(seen["active"], true, "{r}");
+    assert_eq!(seen["client_id"], app.client_id);
+    assert_eq!(seen["sub"], sub);
+    assert_eq!(seen["scope"], "openid profile offline_access");
+    assert_eq!(seen["token_type"], "Bearer");
+    assert!(seen["exp"].as_i64().unwrap_or(0) > seen["iat"].as_i64().unwrap_or(i64::MAX));
+    // A refresh: new tokens, a new refresh token, a refreshed ID token the library validated.
+    let refreshed = &r["refreshed"];
+    assert_eq!(refreshed["rotated"], true, "{r}");
+    assert_eq!(refreshed["scope"], "openid profile offline_access");
+    assert_eq!(refreshed["claims"]["sub"], sub);
+    assert_eq!(refreshed["claims"]["aud"], app.client_id);
+    assert_eq!(refreshed["userinfo"]["preferred_username"], BOBBY);
+    // The spent token again: refused, and the newer one and its access token end with it.
+    assert_eq!(r["reuse"], "invalid_grant", "{r}");
+    assert_eq!(r["after_reuse"], "invalid_grant", "{r}");
+    assert_eq!(r["new_access"], json!({"active": false}));
+
+    // A new family (the browser is still signed in at the provider: no phone this time),
+    // revoked by the application.
+    let again = rp_result(&mut b, rp_port, "/login?offline=1").await?;
+    assert_eq!(again["refresh_token"], true, "{again}");
+    let r = rp_result(&mut b, rp_port, "/revoke").await?;
+    assert_eq!(r["before"]["active"], true, "{r}");
+    assert_eq!(r["unknown"], "ok", "{r}");
+    assert_eq!(r["after"], json!({"active": false}), "{r}");
+    assert_eq!(r["refresh"], "invalid_grant", "{r}");
+    assert_eq!(r["userinfo"], "invalid_token", "{r}");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! OpenID Connect clients: registered applications with redirect URIs.
 //!
-//! `admin app add --name N --redirect-uri U [--redirect-uri U2] [--public]` registers one.
+//! `admin app add --name N --redirect-uri U [--redirect-uri U2] [--public]
+//! [--refresh-lifetime-secs S] [--refresh-idle-secs S]` registers one.
 //! A confidential client gets a secret (printed once, stored as SHA-256 like every
 //! application's) and authenticates at the token endpoint with `client_secret_basic` or
 //! `client_secret_post`; a public client (a native or browser app) has no secret
@@ -26,6 +27,107 @@ pub const MAX_REDIRECT_URIS: usize = 10;
 /// Longest redirect URI accepted.
 pub const MAX_REDIRECT_URI_LEN: usize = 2000;
 
+/// Refresh token lifetime of a client, when none is given: 30 days from the sign-in.
+pub const DEFAULT_REFRESH_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+/// The longest refresh token lifetime (and idle limit) a client may have: one year.
+pub const MAX_REFRESH_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+
+/// How long a client's refresh tokens live: a family (the refresh tokens one sign-in gave,
+/// each replacing the one before) ends `lifetime_secs` after its sign-in however often it is
+/// used, and a token unused for `idle_secs` ends too. With `lifetime_secs` 0 the client gets
+/// no refresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshLifetimes {
+    lifetime_secs: u64,
+    idle_secs: Option<u64>,
+}
+
+impl Default for RefreshLifetimes {
+    fn default() -> Self {
+        RefreshLifetimes {
+            lifetime_secs: DEFAULT_REFRESH_LIFETIME_SECS,
+            idle_secs: None,
+        }
+    }
+}
+
+impl RefreshLifetimes {
+    /// Checks the lifetimes an administrator gives: at most [`MAX_REFRESH_LIFETIME_SECS`], and
+    /// an idle limit between 1 s and the lifetime (none without refresh tokens).
+    pub fn new(lifetime_secs: u64, idle_secs: Option<u64>) -> anyhow::Result<Self> {
+        if lifetime_secs > MAX_REFRESH_LIFETIME_SECS {
+            bail!("--refresh-lifetime-secs must be at most {MAX_REFRESH_LIFETIME_SECS} (a year)");
+        }
+        match idle_secs {
+            Some(_) if lifetime_secs == 0 => {
+                bail!("--refresh-idle-secs needs refresh tokens (--refresh-lifetime-secs above 0)")
+            }
+            Some(idle) if idle == 0 || idle > lifetime_secs => {
+                bail!("--refresh-idle-secs must be between 1 and --refresh-lifetime-secs")
+            }
+            _ => {}
+        }
+        Ok(RefreshLifetimes {
+            lifetime_secs,
+            idle_secs,
+        })
+    }
+
+    /// Whether the client gets refresh tokens at all.
+    pub fn issued(&self) -> bool {
+        self.lifetime_secs > 0
+    }
+
+    /// Seconds from the sign-in to the end of a family.
+    pub fn lifetime_secs(&self) -> u64 {
+        self.lifetime_secs
+    }
+
+    /// Seconds a token may go unused, if limited.
+    pub fn idle_secs(&self) -> Option<u64> {
+        self.idle_secs
+    }
+
+    /// [`Self::lifetime_secs`] in milliseconds, as stored times are.
+    pub fn lifetime_ms(&self) -> i64 {
+        secs_to_ms(self.lifetime_secs)
+    }
+
+    /// [`Self::idle_secs`] in milliseconds.
+    pub fn idle_ms(&self) -> Option<i64> {
+        self.idle_secs.map(secs_to_ms)
+    }
+
+    /// As stored: a row written by hand (negative or out of range) counts as the nearest
+    /// allowed value, never as a longer lifetime.
+    fn from_row(lifetime_secs: i64, idle_secs: Option<i64>) -> Self {
+        let clamp = |v: i64| u64::try_from(v).unwrap_or(0).min(MAX_REFRESH_LIFETIME_SECS);
+        let lifetime_secs = clamp(lifetime_secs);
+        RefreshLifetimes {
+            lifetime_secs,
+            idle_secs: idle_secs.map(|i| clamp(i).clamp(1, lifetime_secs.max(1))),
+        }
+    }
+}
+
+/// At most [`MAX_REFRESH_LIFETIME_SECS`] (every constructor clamps to it), so no overflow.
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.min(MAX_REFRESH_LIFETIME_SECS)).unwrap_or(0) * 1000
+}
+
+impl fmt::Display for RefreshLifetimes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.issued() {
+            return f.write_str("no refresh tokens");
+        }
+        write!(f, "refresh tokens {} s", self.lifetime_secs)?;
+        if let Some(idle) = self.idle_secs {
+            write!(f, " (idle {idle} s)")?;
+        }
+        Ok(())
+    }
+}
+
 /// A registered OpenID Connect client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
@@ -35,6 +137,8 @@ pub struct Client {
     pub public: bool,
     /// CIBA ping mode: where the server POSTs `{"auth_req_id"}` when a request is decided.
     pub ciba_notification_endpoint: Option<String>,
+    /// Its refresh tokens' lifetimes (for the `offline_access` scope).
+    pub refresh: RefreshLifetimes,
     secret_hash: Option<String>,
 }
 
@@ -56,6 +160,7 @@ impl Client {
             redirect_uris,
             public: r.public_client != 0,
             ciba_notification_endpoint: r.ciba_notification_endpoint,
+            refresh: RefreshLifetimes::from_row(r.refresh_lifetime_secs, r.refresh_idle_secs),
             secret_hash: r.secret_hash,
         })
     }
@@ -101,7 +206,7 @@ impl fmt::Display for Listed {
             if let Some(ep) = &c.ciba_notification_endpoint {
                 write!(f, ", CIBA ping to {}", text::escape(ep))?;
             }
-            f.write_str(")")?;
+            write!(f, ", {})", c.refresh)?;
         }
         Ok(())
     }
@@ -166,13 +271,34 @@ impl PingEndpoint {
     }
 }
 
-/// Registers an OpenID Connect client. A public client gets no secret.
+/// Registers an OpenID Connect client with the default refresh token lifetimes. A public
+/// client gets no secret.
 pub async fn add(
     pool: &Pool,
     name: &str,
     redirect_uris: &[String],
     public: bool,
     ciba_ping_endpoint: Option<&PingEndpoint>,
+) -> anyhow::Result<Registered> {
+    add_with_refresh(
+        pool,
+        name,
+        redirect_uris,
+        public,
+        ciba_ping_endpoint,
+        RefreshLifetimes::default(),
+    )
+    .await
+}
+
+/// Registers an OpenID Connect client whose refresh tokens live `refresh`.
+pub async fn add_with_refresh(
+    pool: &Pool,
+    name: &str,
+    redirect_uris: &[String],
+    public: bool,
+    ciba_ping_endpoint: Option<&PingEndpoint>,
+    refresh: RefreshLifetimes,
 ) -> anyhow::Result<Registered> {
     let name = check_name(name)?;
     if redirect_uris.is_empty() {
@@ -205,13 +331,22 @@ pub async fn add(
         public_client: i64::from(public),
         ciba_notification_endpoint: ping,
         created_at: now_ms(),
+        refresh_lifetime_secs: i64::try_from(refresh.lifetime_secs).unwrap_or(i64::MAX),
+        refresh_idle_secs: refresh
+            .idle_secs
+            .map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
     };
     if !store::insert_client(pool, &row).await? {
         bail!("an application named {:?} is already registered", name);
     }
     let outcome = format!(
-        "client_id={client_id} oidc={}",
-        if public { "public" } else { "confidential" }
+        "client_id={client_id} oidc={} refresh_lifetime_secs={}{}",
+        if public { "public" } else { "confidential" },
+        refresh.lifetime_secs,
+        refresh
+            .idle_secs
+            .map(|i| format!(" refresh_idle_secs={i}"))
+            .unwrap_or_default()
     );
     audit::record(
         pool,

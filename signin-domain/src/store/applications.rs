@@ -48,11 +48,23 @@ pub async fn all(pool: &Pool) -> StoreResult<Vec<ApplicationRow>> {
     )
 }
 
-/// Removes a registered (not built-in) application; `false` if there is none.
+/// Removes a registered (not built-in) application, and with it the access and refresh tokens
+/// issued to it, in one transaction; `false` if there is none.
 pub async fn remove(pool: &Pool, client_id: &str) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
     let done = sqlx::query("DELETE FROM applications WHERE client_id = $1 AND builtin = 0")
         .bind(client_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    for table in ["oidc_access_tokens", "oidc_refresh_tokens"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE client_id = $1"))
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }

@@ -1,7 +1,9 @@
-//! OpenID Connect and CIBA state (`migrations/0006_oidc.sql`): clients (the `applications`
-//! rows with redirect URIs), signing keys, subjects, browser authorizations, codes, access
-//! tokens and CIBA requests. Secrets are stored as hashes; the callers hash.
-use super::{Pool, StoreResult};
+//! OpenID Connect and CIBA state (`migrations/0006_oidc.sql`, `0015_refresh_tokens.sql`):
+//! clients (the `applications` rows with redirect URIs), signing keys, subjects, browser
+//! authorizations, codes, access and refresh tokens and CIBA requests. Secrets are stored as
+//! hashes; the callers hash.
+use super::trust::{standing_on, Standing};
+use super::{lock_user, Pool, StoreResult};
 
 /// A registered application with its OpenID Connect columns.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -15,16 +17,21 @@ pub struct ClientRow {
     pub public_client: i64,
     pub ciba_notification_endpoint: Option<String>,
     pub created_at: i64,
+    /// How long a refresh token family lives from its sign-in, in seconds (0: none issued).
+    pub refresh_lifetime_secs: i64,
+    /// How long a refresh token may go unused, in seconds (`None`: no idle limit).
+    pub refresh_idle_secs: Option<i64>,
 }
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, builtin, redirect_uris, \
-     public_client, ciba_notification_endpoint, created_at";
+     public_client, ciba_notification_endpoint, created_at, refresh_lifetime_secs, \
+     refresh_idle_secs";
 
 /// Inserts a client; `false` (nothing written) when the name is taken.
 pub async fn insert_client(pool: &Pool, row: &ClientRow) -> StoreResult<bool> {
     let done = sqlx::query(&format!(
-        "INSERT INTO applications ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT DO NOTHING"
+        "INSERT INTO applications ({CLIENT_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
     ))
     .bind(&row.client_id)
     .bind(&row.name)
@@ -34,6 +41,8 @@ pub async fn insert_client(pool: &Pool, row: &ClientRow) -> StoreResult<bool> {
     .bind(row.public_client)
     .bind(row.ciba_notification_endpoint.as_deref())
     .bind(row.created_at)
+    .bind(row.refresh_lifetime_secs)
+    .bind(row.refresh_idle_secs)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -331,28 +340,6 @@ pub struct AccessTokenRow {
     pub device: Option<String>,
 }
 
-pub async fn insert_access_token(pool: &Pool, row: &AccessTokenRow) -> StoreResult<()> {
-    sqlx::query("DELETE FROM oidc_access_tokens WHERE expires_at <= $1")
-        .bind(row.created_at)
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO oidc_access_tokens (token_hash, grant_hash, client_id, upn, scope, \
-         created_at, expires_at, device) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&row.token_hash)
-    .bind(&row.grant_hash)
-    .bind(&row.client_id)
-    .bind(&row.upn)
-    .bind(&row.scope)
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .bind(&row.device)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 /// The unexpired access token with this hash.
 pub async fn find_access_token(
     pool: &Pool,
@@ -369,13 +356,207 @@ pub async fn find_access_token(
     .await?)
 }
 
-/// Revokes every access token issued from one grant (a code presented twice).
-pub async fn revoke_grant(pool: &Pool, grant_hash: &str) -> StoreResult<u64> {
-    let done = sqlx::query("DELETE FROM oidc_access_tokens WHERE grant_hash = $1")
+/// How many tokens a revocation ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revoked {
+    pub access_tokens: u64,
+    /// Spent ones included.
+    pub refresh_tokens: u64,
+}
+
+/// Revokes, in one transaction, every access and refresh token issued from one grant (a code
+/// or `auth_req_id` hash, which is also the family of the refresh tokens issued from it): a
+/// code presented twice, a spent refresh token presented again, a refresh token revoked.
+pub async fn revoke_grant(pool: &Pool, grant_hash: &str) -> StoreResult<Revoked> {
+    let mut tx = pool.begin().await?;
+    let access_tokens = sqlx::query("DELETE FROM oidc_access_tokens WHERE grant_hash = $1")
         .bind(grant_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let refresh_tokens = sqlx::query("DELETE FROM oidc_refresh_tokens WHERE family = $1")
+        .bind(grant_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(Revoked {
+        access_tokens,
+        refresh_tokens,
+    })
+}
+
+/// Revokes one access token of `client_id` (RFC 7009); the user it was for, if there was one.
+pub async fn revoke_access_token(
+    pool: &Pool,
+    token_hash: &str,
+    client_id: &str,
+) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM oidc_access_tokens WHERE token_hash = $1 AND client_id = $2 RETURNING upn",
+    )
+    .bind(token_hash)
+    .bind(client_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+// ---- refresh tokens ----
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefreshTokenRow {
+    pub token_hash: String,
+    /// The grant the family comes from (code or auth_req_id hash; the access tokens'
+    /// `grant_hash`).
+    pub family: String,
+    pub client_id: String,
+    pub upn: String,
+    pub scope: String,
+    pub auth_time: i64,
+    /// `amr` values, space-separated.
+    pub amr: String,
+    /// How the user signed in (`trust::Method`) and the device that proved it.
+    pub method: String,
+    pub device: Option<String>,
+    pub created_at: i64,
+    /// The family's absolute end.
+    pub expires_at: i64,
+    /// This token's idle end, if the client has an idle limit.
+    pub idle_expires_at: Option<i64>,
+    /// When it was rotated; a spent token presented again revokes its family.
+    pub used_at: Option<i64>,
+}
+
+const REFRESH_COLUMNS: &str = "token_hash, family, client_id, upn, scope, auth_time, amr, \
+     method, device, created_at, expires_at, idle_expires_at, used_at";
+
+pub async fn find_refresh_token(
+    pool: &Pool,
+    token_hash: &str,
+) -> StoreResult<Option<RefreshTokenRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REFRESH_COLUMNS} FROM oidc_refresh_tokens WHERE token_hash = $1"
+    ))
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Tokens to store at once ([`store_tokens`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewTokens<'a> {
+    pub access: &'a AccessTokenRow,
+    pub refresh: Option<&'a RefreshTokenRow>,
+    /// The refresh token this rotation spends: nothing is stored unless it is unspent and
+    /// unexpired at `now`, and it is spent with the store.
+    pub spends: Option<&'a str>,
+    pub now: i64,
+}
+
+/// What [`store_tokens`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Stored,
+    /// The refresh token to spend was spent meanwhile (a concurrent refresh): nothing stored.
+    AlreadySpent,
+    /// The refresh token to spend expired or was deleted (revoked, its credential ended)
+    /// meanwhile: nothing stored.
+    Gone,
+    /// The user's or the device's standing, read again under the user's lock, does not allow
+    /// it: nothing stored.
+    Refused,
+}
+
+/// Stores an access token (and a refresh token, spending the one it replaces) in one
+/// transaction under the user's lock, after `may_act` agreed again with the standing of the
+/// user and the device read inside it. Ending sessions takes the same lock
+/// (`store::trust::end_sessions_on`), so a token is never written for a credential that was
+/// removed, or a user who was paused or disabled, after it was checked: either it is written
+/// first and ended with the rest, or it finds the end here.
+pub async fn store_tokens(
+    pool: &Pool,
+    t: NewTokens<'_>,
+    may_act: impl FnOnce(Option<&Standing>) -> bool,
+) -> StoreResult<Stored> {
+    let a = t.access;
+    // Expired rows go first, outside the transaction (a table-wide delete under one user's
+    // lock would make concurrent issues wait on each other). Refresh token families that
+    // ended: their spent tokens no longer need recognizing.
+    sqlx::query("DELETE FROM oidc_access_tokens WHERE expires_at <= $1")
+        .bind(t.now)
         .execute(pool)
         .await?;
-    Ok(done.rows_affected())
+    if t.refresh.is_some() {
+        sqlx::query("DELETE FROM oidc_refresh_tokens WHERE expires_at <= $1")
+            .bind(t.now)
+            .execute(pool)
+            .await?;
+    }
+    let mut tx = pool.begin().await?;
+    lock_user(&mut tx, &a.upn).await?;
+    if let Some(spent) = t.spends {
+        let done = sqlx::query(
+            "UPDATE oidc_refresh_tokens SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             AND (idle_expires_at IS NULL OR idle_expires_at > $2)",
+        )
+        .bind(spent)
+        .bind(t.now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            let used_at: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT used_at FROM oidc_refresh_tokens WHERE token_hash = $1")
+                    .bind(spent)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(match used_at {
+                Some(Some(_)) => Stored::AlreadySpent,
+                _ => Stored::Gone,
+            });
+        }
+    }
+    let standing = standing_on(&mut tx, &a.upn, a.device.as_deref()).await?;
+    if !may_act(standing.as_ref()) {
+        return Ok(Stored::Refused);
+    }
+    sqlx::query(
+        "INSERT INTO oidc_access_tokens (token_hash, grant_hash, client_id, upn, scope, \
+         created_at, expires_at, device) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&a.token_hash)
+    .bind(&a.grant_hash)
+    .bind(&a.client_id)
+    .bind(&a.upn)
+    .bind(&a.scope)
+    .bind(a.created_at)
+    .bind(a.expires_at)
+    .bind(&a.device)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(r) = t.refresh {
+        sqlx::query(&format!(
+            "INSERT INTO oidc_refresh_tokens ({REFRESH_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(&r.token_hash)
+        .bind(&r.family)
+        .bind(&r.client_id)
+        .bind(&r.upn)
+        .bind(&r.scope)
+        .bind(r.auth_time)
+        .bind(&r.amr)
+        .bind(&r.method)
+        .bind(&r.device)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .bind(r.idle_expires_at)
+        .bind(r.used_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Stored::Stored)
 }
 
 // ---- CIBA ----

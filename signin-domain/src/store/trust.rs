@@ -1,7 +1,11 @@
 //! What the trust model (`crate::trust`) reads and ends: a user's standing (disabled, paused)
 //! with one credential's (a device: whose, held, held until), due holds released, and every
 //! session and token a credential or a user made.
-use super::{Pool, StoreResult};
+//!
+//! Ending takes the user's lock ([`lock_user`]) first, as does every transaction that writes
+//! tokens (`store::oidc::store_tokens`): a token written concurrently is either written before
+//! the end (and ended with the rest) or finds, under the lock, that its credential is gone.
+use super::{lock_user, Conn, Pool, StoreResult};
 
 /// One user's standing and, when asked, one device's, read together.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,17 @@ pub async fn standing(
     upn: &str,
     device: Option<&str>,
 ) -> StoreResult<Option<Standing>> {
+    let mut conn = pool.acquire().await?;
+    standing_on(&mut conn, upn, device).await
+}
+
+/// [`standing`] on a connection the caller holds (inside a transaction that took the user's
+/// lock, to decide again at the instant something is written).
+pub(super) async fn standing_on(
+    conn: &mut Conn,
+    upn: &str,
+    device: Option<&str>,
+) -> StoreResult<Option<Standing>> {
     type Row = (i64, Option<i64>, Option<String>, Option<i64>, Option<i64>);
     let row: Option<Row> = sqlx::query_as(
         "SELECT u.disabled, r.paused_until, d.upn, d.awaiting_approval, d.held_until \
@@ -34,7 +49,7 @@ pub async fn standing(
     )
     .bind(upn)
     .bind(device.unwrap_or(""))
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     Ok(row.map(
         |(disabled, paused_until, owner, held, held_until)| Standing {
@@ -81,10 +96,13 @@ pub struct Ended {
     pub web_sessions: u64,
     pub access_tokens: u64,
     pub codes: u64,
+    /// Refresh tokens, spent ones of their families included.
+    pub refresh_tokens: u64,
 }
 
 /// Ends, in one transaction, the web sessions (and what OpenID Connect recorded about them),
-/// the unredeemed authorization codes and the access tokens that `made` covers.
+/// the unredeemed authorization codes, the access tokens and the refresh tokens that `made`
+/// covers.
 pub async fn end_sessions(pool: &Pool, made: Made<'_>) -> StoreResult<Ended> {
     let mut tx = pool.begin().await?;
     let ended = end_sessions_on(&mut tx, made).await?;
@@ -101,6 +119,18 @@ pub(super) async fn end_sessions_on(
         Made::ByDevice(d) => ("device", d),
         Made::ForUser(u) => ("upn", u),
     };
+    match made {
+        Made::ForUser(u) => lock_user(tx, u).await?,
+        Made::ByDevice(d) => {
+            sqlx::query(
+                "UPDATE users SET display_name = display_name \
+                 WHERE upn = (SELECT upn FROM devices WHERE account_id = $1)",
+            )
+            .bind(d)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
     sqlx::query(&format!(
         "DELETE FROM oidc_session_auth WHERE {column} = $1 OR session_hash IN \
          (SELECT id_hash FROM web_sessions WHERE {column} = $1)"
@@ -127,10 +157,18 @@ pub(super) async fn end_sessions_on(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    let refresh_tokens = sqlx::query(&format!(
+        "DELETE FROM oidc_refresh_tokens WHERE {column} = $1"
+    ))
+    .bind(key)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     Ok(Ended {
         web_sessions,
         access_tokens,
         codes,
+        refresh_tokens,
     })
 }
 

@@ -40,7 +40,9 @@ const MAX_NONCE_LEN: usize = 512;
 const MAX_LOGIN_HINT_LEN: usize = 256;
 
 /// Scopes this provider knows; others are ignored (OpenID Connect Core §3.1.2.1).
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile"];
+/// `offline_access` asks for a refresh token (§11); clients are registered by an administrator,
+/// which stands for the consent §11 asks for, so `prompt=consent` is not required.
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", super::OFFLINE_ACCESS];
 
 /// A page for a request that cannot go back to the client (unknown client, redirect URI not
 /// registered): the user sees why; nothing goes to the URI.

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::clients::{self, AuthMethod, Client};
-use super::token::{issue_tokens, Authenticated};
+use super::token::{issue_tokens, Authenticated, Offline};
 use super::{no_store, random_secret, secret_hash, OAuthError, Params};
 use signin_domain::outbound::OutboundError;
 use signin_domain::sign_in::{self, StartSignIn};
@@ -306,6 +306,7 @@ pub async fn redeem(
                     grant_hash: &req_hash,
                     method: Some(Method::PhoneSignIn),
                     device: Some(req.account_id.as_str()),
+                    offline: Offline::New { pkce: false },
                 },
             )
             .await

@@ -8,10 +8,14 @@ use serde::Serialize;
 use super::authorize::{issuer, SUPPORTED_SCOPES};
 use super::{
     OAuthError, ACR_MFA, ACR_PHISHING_RESISTANT, ACR_SINGLE_FACTOR, AUTHORIZE_PATH,
-    CIBA_GRANT_TYPE, CIBA_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
+    CIBA_GRANT_TYPE, CIBA_PATH, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH,
+    USERINFO_PATH,
 };
 use crate::web::session::public_base;
 use signin_domain::state::AppState;
+
+/// How clients authenticate at the token and revocation endpoints (`none`: public clients).
+const CLIENT_AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
 
 #[derive(Debug, Serialize)]
 struct Metadata {
@@ -21,6 +25,8 @@ struct Metadata {
     userinfo_endpoint: String,
     jwks_uri: String,
     backchannel_authentication_endpoint: String,
+    revocation_endpoint: String,
+    introspection_endpoint: String,
     scopes_supported: &'static [&'static str],
     response_types_supported: &'static [&'static str],
     response_modes_supported: &'static [&'static str],
@@ -28,6 +34,8 @@ struct Metadata {
     subject_types_supported: &'static [&'static str],
     id_token_signing_alg_values_supported: &'static [&'static str],
     token_endpoint_auth_methods_supported: &'static [&'static str],
+    revocation_endpoint_auth_methods_supported: &'static [&'static str],
+    introspection_endpoint_auth_methods_supported: &'static [&'static str],
     code_challenge_methods_supported: &'static [&'static str],
     claims_supported: &'static [&'static str],
     acr_values_supported: &'static [&'static str],
@@ -56,17 +64,21 @@ pub async fn configuration(
         userinfo_endpoint: at(USERINFO_PATH),
         jwks_uri: at(JWKS_PATH),
         backchannel_authentication_endpoint: at(CIBA_PATH),
+        revocation_endpoint: at(REVOCATION_PATH),
+        introspection_endpoint: at(INTROSPECTION_PATH),
         issuer: iss,
         scopes_supported: SUPPORTED_SCOPES,
         response_types_supported: &["code"],
         response_modes_supported: &["query"],
-        grant_types_supported: &["authorization_code", CIBA_GRANT_TYPE],
+        grant_types_supported: &["authorization_code", "refresh_token", CIBA_GRANT_TYPE],
         subject_types_supported: &["public"],
         id_token_signing_alg_values_supported: &["ES256"],
-        token_endpoint_auth_methods_supported: &[
+        token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+        revocation_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+        // Introspection answers confidential clients (resource servers) only.
+        introspection_endpoint_auth_methods_supported: &[
             "client_secret_basic",
             "client_secret_post",
-            "none",
         ],
         code_challenge_methods_supported: &["S256"],
         claims_supported: &[

@@ -9,7 +9,10 @@
 //! - [`clients`]: registration and client authentication at the token endpoint;
 //! - [`authorize`]: the authorization endpoint, whose sign-in is the server's own sign-in
 //!   pages (`web::signin`) with the client named on the phone ([`crate::web::flow::BrowserFlow`]);
-//! - [`token`]: the token endpoint (authorization code + PKCE, CIBA) and userinfo;
+//! - [`token`]: the token endpoint (authorization code + PKCE, refresh token, CIBA) and
+//!   userinfo;
+//! - [`refresh`]: refresh tokens (rotation, reuse detection), revocation (RFC 7009) and token
+//!   introspection (RFC 7662);
 //! - [`ciba`]: the backchannel authentication endpoint (poll and ping modes).
 //!
 //! Errors are [`OAuthError`]: RFC 6749 §5.2 JSON (`{"error", "error_description"}`).
@@ -18,6 +21,7 @@ pub mod ciba;
 pub mod clients;
 pub mod discovery;
 pub mod keys;
+pub mod refresh;
 pub mod token;
 
 use std::sync::Arc;
@@ -46,6 +50,10 @@ pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const USERINFO_PATH: &str = "/oauth2/userinfo";
 pub const CIBA_PATH: &str = "/oauth2/bc-authorize";
 pub const CIBA_GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
+pub const REVOCATION_PATH: &str = "/oauth2/revoke";
+pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
+/// The scope that asks for a refresh token (OpenID Connect Core §11).
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// The OpenID Connect routes, merged into `crate::app`.
 pub fn routes() -> Router<AppState> {
@@ -60,6 +68,8 @@ pub fn routes() -> Router<AppState> {
         .route(TOKEN_PATH, post(token::token))
         .route(USERINFO_PATH, get(token::userinfo).post(token::userinfo))
         .route(CIBA_PATH, post(ciba::backchannel_authorize))
+        .route(REVOCATION_PATH, post(refresh::revoke))
+        .route(INTROSPECTION_PATH, post(refresh::introspect))
         .layer(axum::middleware::map_response(crate::web::security_headers))
 }
 
@@ -68,6 +78,24 @@ pub(crate) fn random_secret() -> Result<String, OAuthError> {
     Ok(b64(&signin_domain::random::random_bytes::<32>().map_err(
         |e| OAuthError::Internal(anyhow::anyhow!("random source: {e}")),
     )?))
+}
+
+/// The parameters of a form-encoded POST to the token, revocation or introspection endpoint
+/// (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1): another content type is `invalid_request`.
+pub(crate) fn form_params(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<Params, OAuthError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::InvalidRequest(
+            "expected Content-Type: application/x-www-form-urlencoded",
+        ));
+    }
+    Params::parse(body)
 }
 
 /// Parameters of a form or query string, each at most once (RFC 6749 §3.1: "parameters MUST

@@ -1,7 +1,8 @@
 //! The token endpoint (RFC 6749 §3.2, OpenID Connect Core §3.1.3; grant types
-//! `authorization_code` and CIBA's `urn:openid:params:grant-type:ciba`) and the userinfo
-//! endpoint (§5.3). Access tokens are opaque (32 random bytes, stored hashed) and only open
-//! userinfo; there are no refresh tokens.
+//! `authorization_code`, `refresh_token` ([`super::refresh`]) and CIBA's
+//! `urn:openid:params:grant-type:ciba`) and the userinfo endpoint (§5.3). Access tokens are
+//! opaque (32 random bytes, stored hashed) and open userinfo (and introspection); refresh
+//! tokens, for the `offline_access` scope, are the same kind of secret, rotated on every use.
 use authenticator_protocol::encoding::{b64, sha256};
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
@@ -14,13 +15,17 @@ use serde::{Deserialize, Serialize};
 use super::authorize::issuer;
 use super::clients::{self, AuthMethod, Client};
 use super::{
-    acr_for, ciba, no_store, random_secret, secret_hash, OAuthError, Params, CIBA_GRANT_TYPE,
+    acr_for, ciba, form_params, no_store, random_secret, refresh, secret_hash, OAuthError, Params,
+    CIBA_GRANT_TYPE, OFFLINE_ACCESS,
 };
 use crate::web::session::public_base;
 use signin_domain::audit::{self, Event};
 use signin_domain::state::AppState;
-use signin_domain::store::oidc::{self as store, AccessTokenRow};
+use signin_domain::store::oidc::{
+    self as store, AccessTokenRow, NewTokens, RefreshTokenRow, Stored,
+};
 use signin_domain::store::{now_ms, users};
+use signin_domain::trust::{self, Method};
 
 /// ID tokens live 5 minutes: a relying party validates one right after the token request.
 pub const ID_TOKEN_TTL_SECS: i64 = 300;
@@ -50,7 +55,20 @@ struct TokenResponse {
     token_type: &'static str,
     expires_in: i64,
     id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
     scope: String,
+}
+
+/// Where the tokens of an issue come from, for the refresh token it gives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Offline<'a> {
+    /// A new grant (a code, a CIBA request): a new refresh token family when `offline_access`
+    /// was asked for, the client has refresh tokens, and, for a public client, the code came
+    /// with PKCE (`pkce`).
+    New { pkce: bool },
+    /// A refresh: the token presented, spent by this issue, is replaced by one of its family.
+    Rotate(&'a RefreshTokenRow),
 }
 
 /// Who signed in, how and when: what the tokens say.
@@ -67,8 +85,23 @@ pub(crate) struct Authenticated<'a> {
     pub grant_hash: &'a str,
     /// How the user signed in and the device that proved it: `trust::authenticate` decides
     /// whether they may still act when the tokens are issued.
-    pub method: Option<signin_domain::trust::Method>,
+    pub method: Option<Method>,
     pub device: Option<&'a str>,
+    pub offline: Offline<'a>,
+}
+
+/// Whether a space-separated scope holds `value`.
+pub(crate) fn has_scope(scope: &str, value: &str) -> bool {
+    scope.split(' ').any(|s| s == value)
+}
+
+/// `scope` without `value`.
+fn without_scope(scope: &str, value: &str) -> String {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty() && *s != value)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The stable, opaque `sub` of a user (random, stored on first use).
@@ -77,41 +110,127 @@ pub async fn subject(pool: &signin_domain::store::Pool, upn: &str) -> Result<Str
     Ok(store::subject_for(pool, upn, &fresh).await?)
 }
 
-/// Issues an access token and an ID token.
+/// Issues an access token, an ID token and, for `offline_access`, a refresh token (a new
+/// family, or the next of the family a refresh spends). The user and the device that signed
+/// in must still be allowed to act (`trust::authenticate`); a refused refresh is
+/// `invalid_grant` and ends its family.
 pub(crate) async fn issue_tokens(
     state: &AppState,
     iss: &str,
     a: Authenticated<'_>,
 ) -> Result<Response, OAuthError> {
+    let refreshing = matches!(a.offline, Offline::Rotate(_));
+    let refused = || {
+        if refreshing {
+            OAuthError::InvalidGrant("the user or device may no longer sign in")
+        } else {
+            OAuthError::AccessDenied("the user or device may no longer sign in")
+        }
+    };
     // A session or sign-in from before the trust model, or whose method is unknown, is not
     // enough for tokens.
     let method = a
         .method
         .ok_or(OAuthError::InvalidGrant("the sign-in is no longer valid"))?;
-    if let Err(refusal) =
-        signin_domain::trust::authenticate(&state.pool, a.upn, method, a.device).await?
-    {
-        tracing::info!(refusal = refusal.as_str(), "tokens refused");
-        return Err(OAuthError::AccessDenied(
-            "the user or device may no longer sign in",
-        ));
-    }
+    let who = match trust::authenticate(&state.pool, a.upn, method, a.device).await? {
+        Ok(who) => who,
+        Err(refusal) => {
+            tracing::info!(refusal = refusal.as_str(), "tokens refused");
+            if refreshing {
+                refresh::end_family(state, a.client, a.upn, a.grant_hash, "refused").await?;
+            }
+            return Err(refused());
+        }
+    };
     let now = now_ms();
+    let lifetimes = a.client.refresh;
+    let refresh_token = match a.offline {
+        Offline::New { pkce } => {
+            (has_scope(a.scope, OFFLINE_ACCESS) && lifetimes.issued() && (pkce || !a.client.public))
+                .then(random_secret)
+                .transpose()?
+        }
+        Offline::Rotate(_) => Some(random_secret()?),
+    };
+    // `offline_access` is granted only with a refresh token (OpenID Connect Core §11).
+    let scope = match (a.offline, &refresh_token) {
+        (Offline::New { .. }, None) => without_scope(a.scope, OFFLINE_ACCESS),
+        _ => a.scope.to_owned(),
+    };
+    let refresh_row = refresh_token.as_ref().map(|token| {
+        // A token unused for the idle limit ends, never after its family.
+        let idle_end = |family_end: i64| lifetimes.idle_ms().map(|i| (now + i).min(family_end));
+        match a.offline {
+            Offline::Rotate(old) => RefreshTokenRow {
+                token_hash: secret_hash(token),
+                created_at: now,
+                idle_expires_at: idle_end(old.expires_at),
+                used_at: None,
+                ..old.clone()
+            },
+            Offline::New { .. } => {
+                let expires_at = now + lifetimes.lifetime_ms();
+                RefreshTokenRow {
+                    token_hash: secret_hash(token),
+                    family: a.grant_hash.to_owned(),
+                    client_id: a.client.client_id().to_owned(),
+                    upn: a.upn.to_owned(),
+                    scope: scope.clone(),
+                    auth_time: a.auth_time,
+                    amr: a.amr.to_owned(),
+                    method: method.as_str().to_owned(),
+                    device: a.device.map(str::to_owned),
+                    created_at: now,
+                    expires_at,
+                    idle_expires_at: idle_end(expires_at),
+                    used_at: None,
+                }
+            }
+        }
+    });
     let access_token = random_secret()?;
-    store::insert_access_token(
+    let access_row = AccessTokenRow {
+        token_hash: secret_hash(&access_token),
+        grant_hash: a.grant_hash.to_owned(),
+        client_id: a.client.client_id().to_owned(),
+        upn: a.upn.to_owned(),
+        scope: scope.clone(),
+        created_at: now,
+        expires_at: now + ACCESS_TOKEN_TTL_SECS * 1000,
+        device: a.device.map(str::to_owned),
+    };
+    let spends = match a.offline {
+        Offline::Rotate(old) => Some(old.token_hash.as_str()),
+        Offline::New { .. } => None,
+    };
+    let stored = trust::store_tokens(
         &state.pool,
-        &AccessTokenRow {
-            token_hash: secret_hash(&access_token),
-            grant_hash: a.grant_hash.to_owned(),
-            client_id: a.client.client_id().to_owned(),
-            upn: a.upn.to_owned(),
-            scope: a.scope.to_owned(),
-            created_at: now,
-            expires_at: now + ACCESS_TOKEN_TTL_SECS * 1000,
-            device: a.device.map(str::to_owned),
+        &who,
+        NewTokens {
+            access: &access_row,
+            refresh: refresh_row.as_ref(),
+            spends,
+            now,
         },
     )
     .await?;
+    match stored {
+        Stored::Stored => {}
+        // Spent by a concurrent refresh: a reuse like any other.
+        Stored::AlreadySpent => {
+            refresh::end_family(state, a.client, a.upn, a.grant_hash, "refresh_token_reused")
+                .await?;
+            return Err(OAuthError::InvalidGrant("refresh token already used"));
+        }
+        // Ended meanwhile (its device removed, its user signed out, revoked, expired).
+        Stored::Gone => return Err(OAuthError::InvalidGrant("unknown refresh token")),
+        Stored::Refused => {
+            if refreshing {
+                refresh::end_family(state, a.client, a.upn, a.grant_hash, "refused").await?;
+            }
+            return Err(refused());
+        }
+    }
     let amr: Vec<String> = a
         .amr
         .split(' ')
@@ -134,7 +253,20 @@ pub(crate) async fn issue_tokens(
         .await
         .map_err(OAuthError::Internal)?;
     let id_token = key.sign(&claims).map_err(OAuthError::Internal)?;
-    let outcome = format!("tokens_issued client_id={}", a.client.client_id());
+    let outcome = format!(
+        "{} client_id={}{}",
+        if refreshing {
+            "tokens_refreshed"
+        } else {
+            "tokens_issued"
+        },
+        a.client.client_id(),
+        if refresh_token.is_some() {
+            " refresh_token"
+        } else {
+            ""
+        }
+    );
     audit::record(
         &state.pool,
         Event::WebSignIn,
@@ -145,14 +277,21 @@ pub(crate) async fn issue_tokens(
         },
     )
     .await?;
-    tracing::info!(client_id = %a.client.client_id(), kid = %key.kid, "tokens issued");
+    tracing::info!(
+        client_id = %a.client.client_id(),
+        kid = %key.kid,
+        refreshing,
+        refresh_token = refresh_token.is_some(),
+        "tokens issued"
+    );
     Ok(no_store(
         axum::Json(TokenResponse {
             access_token,
             token_type: "Bearer",
             expires_in: ACCESS_TOKEN_TTL_SECS,
             id_token,
-            scope: a.scope.to_owned(),
+            refresh_token,
+            scope,
         })
         .into_response(),
     ))
@@ -165,16 +304,7 @@ pub async fn token(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let headers: &HeaderMap = &parts.headers;
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(OAuthError::InvalidRequest(
-            "expected Content-Type: application/x-www-form-urlencoded",
-        ));
-    }
-    let p = Params::parse(&body)?;
+    let p = form_params(headers, &body)?;
     let (client, method) = clients::authenticate(&state.pool, headers, &p).await?;
     let base = public_base(&state.pool, &parts)
         .await
@@ -182,6 +312,7 @@ pub async fn token(
     let iss = issuer(&base);
     match p.require("grant_type", "grant_type is required")? {
         "authorization_code" => authorization_code(&state, &iss, &client, &p).await,
+        "refresh_token" => refresh::grant(&state, &iss, &client, &p).await,
         CIBA_GRANT_TYPE => {
             if method == AuthMethod::None {
                 return Err(OAuthError::UnauthorizedClient(
@@ -226,9 +357,14 @@ async fn authorization_code(
         return Err(OAuthError::InvalidGrant("unknown code"));
     }
     if row.used_at.is_some() {
-        // RFC 6749 §4.1.2: a code used twice revokes what it gave.
+        // RFC 6749 §4.1.2: a code used twice revokes what it gave, refresh tokens included.
         let revoked = store::revoke_grant(&state.pool, &code_hash).await?;
-        tracing::warn!(client_id = %client.client_id(), revoked, "authorization code reused");
+        tracing::warn!(
+            client_id = %client.client_id(),
+            access_tokens = revoked.access_tokens,
+            refresh_tokens = revoked.refresh_tokens,
+            "authorization code reused"
+        );
         audit::record(
             &state.pool,
             Event::WebSignIn,
@@ -275,11 +411,11 @@ async fn authorization_code(
             auth_time: row.auth_time,
             amr: &row.amr,
             grant_hash: &code_hash,
-            method: row
-                .method
-                .as_deref()
-                .and_then(signin_domain::trust::Method::parse),
+            method: row.method.as_deref().and_then(Method::parse),
             device: row.device.as_deref(),
+            offline: Offline::New {
+                pkce: row.code_challenge.is_some(),
+            },
         },
     )
     .await
@@ -325,7 +461,7 @@ pub async fn userinfo(
     let Some(user) = users::find(&state.pool, &row.upn).await? else {
         return Err(OAuthError::InvalidToken);
     };
-    let profile = row.scope.split(' ').any(|s| s == "profile");
+    let profile = has_scope(&row.scope, "profile");
     Ok(no_store(
         axum::Json(UserInfo {
             sub: subject(&state.pool, &row.upn).await?,
