@@ -16,6 +16,7 @@
 pub mod authorize;
 pub mod ciba;
 pub mod clients;
+pub mod cors;
 pub mod discovery;
 pub mod keys;
 pub mod token;
@@ -48,17 +49,28 @@ pub const CIBA_PATH: &str = "/oauth2/bc-authorize";
 pub const CIBA_GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
 
 /// The OpenID Connect routes, merged into `crate::app`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: AppState) -> Router<AppState> {
+    // Public documents: any origin may read them (single-page applications discover here).
+    let documents = Router::new()
         .route(DISCOVERY_PATH, get(discovery::configuration))
         .route(JWKS_PATH, get(discovery::jwks))
+        .layer(axum::middleware::from_fn(cors::any_origin));
+    // What a public client's script calls from its own origin.
+    let browser_callable = Router::new()
+        .route(TOKEN_PATH, post(token::token))
+        .route(USERINFO_PATH, get(token::userinfo).post(token::userinfo))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            cors::public_clients,
+        ));
+    Router::new()
+        .merge(documents)
+        .merge(browser_callable)
         .route(
             AUTHORIZE_PATH,
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route(RESUME_PATH, get(authorize::resume))
-        .route(TOKEN_PATH, post(token::token))
-        .route(USERINFO_PATH, get(token::userinfo).post(token::userinfo))
         .route(CIBA_PATH, post(ciba::backchannel_authorize))
         .layer(axum::middleware::map_response(crate::web::security_headers))
 }
