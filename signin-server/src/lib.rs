@@ -61,7 +61,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/signin", post(api::signin::start))
         .route("/api/v1/signin/{id}", get(api::signin::status))
         .merge(web::routes())
-        .merge(oidc::routes())
+        .merge(oidc::routes(state.clone()))
         .fallback(|| async { HttpError(AppError::NotFound) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(log_requests))

@@ -2839,3 +2839,76 @@ fn admin_app_add_sets_a_clients_refresh_token_lifetimes() {
     );
     assert!(!ok);
 }
+
+/// Issue 21, item 3: single-page applications. Metadata and keys are readable from any
+/// origin; the token and userinfo endpoints answer CORS only to the origins of public
+/// clients' registered redirect URIs (a confidential client's origin, or any other, gets none).
+#[tokio::test]
+async fn cors_lets_public_clients_origins_call_token_and_userinfo_and_anyone_read_metadata() {
+    let h = harness().await;
+    clients::add(
+        &h.state.pool,
+        "Single Page",
+        &["https://spa.example.com/app/cb".to_owned()],
+        true,
+        None,
+    )
+    .await
+    .unwrap();
+    confidential(&h, "Server App", "https://server.example.com/cb").await;
+    let call = |method: &str, path: &str, origin: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", HOST)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(if method == "POST" {
+                "grant_type=authorization_code"
+            } else {
+                ""
+            }))
+            .unwrap()
+    };
+    let acao = |r: &Reply| {
+        r.headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    for path in ["/.well-known/openid-configuration", "/oauth2/jwks"] {
+        let r = h.send(call("GET", path, "https://anyone.example")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(acao(&r).as_deref(), Some("*"), "{path}");
+    }
+
+    let spa = "https://spa.example.com";
+    for path in ["/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke"] {
+        let pre = h.send(call("OPTIONS", path, spa)).await;
+        assert_eq!(pre.status, StatusCode::NO_CONTENT, "{path}");
+        assert_eq!(acao(&pre).as_deref(), Some(spa), "{path}");
+        let methods = pre.headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap();
+        assert!(methods.contains("POST"), "{methods}");
+        let headers = pre.headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(headers.contains("Authorization"), "{headers}");
+        for other in ["https://server.example.com", "https://evil.example", "null"] {
+            let refused = h.send(call("OPTIONS", path, other)).await;
+            assert_eq!(acao(&refused), None, "{path} from {other}");
+        }
+    }
+    // The real call (an error here: no code) still carries the header, so that the app can
+    // read the error; another origin's does not.
+    let t = h.send(call("POST", "/oauth2/token", spa)).await;
+    assert!(t.status.is_client_error(), "{:?}", t.status);
+    assert_eq!(acao(&t).as_deref(), Some(spa));
+    assert!(t.headers["vary"].to_str().unwrap().contains("Origin"));
+    let t = h
+        .send(call("POST", "/oauth2/token", "https://server.example.com"))
+        .await;
+    assert_eq!(acao(&t), None);
+}

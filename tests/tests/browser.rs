@@ -275,3 +275,92 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
 fn url_encoded(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// The single-page application's page: on load it reads the provider's metadata and keys and
+/// calls the token endpoint (an error answer, but one the script can read), then writes what it
+/// got into `#result`.
+fn spa_page(issuer: &str) -> String {
+    format!(
+        r#"<!doctype html><title>SPA</title><pre id="result"></pre><script>
+const out = {{}};
+const note = (k, v) => {{ out[k] = v; }};
+(async () => {{
+  try {{ note("issuer", (await (await fetch("{issuer}/.well-known/openid-configuration")).json()).issuer); }}
+  catch (e) {{ note("issuer", "blocked"); }}
+  try {{ note("keys", (await (await fetch("{issuer}/oauth2/jwks")).json()).keys.length); }}
+  catch (e) {{ note("keys", "blocked"); }}
+  try {{
+    const r = await fetch("{issuer}/oauth2/token", {{ method: "POST",
+      headers: {{ "Content-Type": "application/x-www-form-urlencoded" }},
+      body: "grant_type=authorization_code&code=nope&client_id=" + location.hash.slice(1) }});
+    note("token", (await r.json()).error);
+  }} catch (e) {{ note("token", "blocked"); }}
+  document.getElementById("result").textContent = JSON.stringify(out);
+  document.getElementById("result").id = "done";
+}})();
+</script>"#
+    )
+}
+
+/// Serves `page` at `/` on a free loopback port: another origin than the server's.
+async fn serve_page(page: String) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let origin = format!("http://{}", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let page = page.clone();
+            async move { axum::response::Html(page) }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((origin, task))
+}
+
+/// Issue 21, item 3, in a real browser: a page on another origin reads discovery and the JWKS
+/// and, when it is a registered public client's origin, the token endpoint's answer; a page on
+/// an unregistered origin is blocked by the browser at the token endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_page_app_on_another_origin_calls_the_provider_from_chromium() -> Result<()> {
+    let server = TestServer::start("Contoso").await?;
+    let issuer = server.base_url.trim_end_matches('/').to_owned();
+    let (spa, spa_task) = serve_page(spa_page(&issuer)).await?;
+    let (stranger, stranger_task) = serve_page(spa_page(&issuer)).await?;
+    let client = signin_domain::oidc::clients::add(
+        server.running.pool(),
+        "Single Page",
+        &[format!("{spa}/cb")],
+        true,
+        None,
+    )
+    .await?;
+    let mut b = Browser::start("spa").await?;
+    let mut results = Vec::new();
+    for origin in [&spa, &stranger] {
+        b.goto(&format!("{origin}/#{}", client.client_id)).await?;
+        let text = b.text("#done").await?;
+        let got: serde_json::Value = serde_json::from_str(&text)?;
+        results.push(got);
+    }
+    b.shot("cors").await?;
+    spa_task.abort();
+    stranger_task.abort();
+    let (registered, unregistered) = (&results[0], &results[1]);
+    assert_eq!(registered["issuer"], issuer.as_str(), "{registered}");
+    assert!(
+        registered["keys"].as_u64().unwrap_or(0) >= 1,
+        "{registered}"
+    );
+    // An OAuth error the script could read (the code is made up), not a browser block.
+    let error = registered["token"].as_str().unwrap_or("blocked");
+    assert!(error.starts_with("invalid_"), "{registered}");
+    assert_eq!(
+        unregistered["issuer"],
+        issuer.as_str(),
+        "metadata is for anyone"
+    );
+    assert_eq!(unregistered["token"], "blocked", "{unregistered}");
+    Ok(())
+}

@@ -373,6 +373,25 @@ pub async fn find(pool: &Pool, client_id: &str) -> StoreResult<Option<Client>> {
         .and_then(Client::from_row))
 }
 
+/// The origins (`scheme://host[:port]`) of every public client's registered redirect URIs:
+/// the single-page applications whose scripts may call the token, userinfo and revocation
+/// endpoints from the browser (CORS).
+pub async fn public_client_origins(pool: &Pool) -> StoreResult<Vec<String>> {
+    let mut origins: Vec<String> = store::all_clients(pool)
+        .await?
+        .into_iter()
+        .filter_map(Client::from_row)
+        .filter(|c| c.public)
+        .flat_map(|c| c.redirect_uris)
+        .filter_map(|uri| url::Url::parse(&uri).ok())
+        .map(|url| url.origin().ascii_serialization())
+        .filter(|origin| origin != "null")
+        .collect();
+    origins.sort();
+    origins.dedup();
+    Ok(origins)
+}
+
 /// Every application, with the OpenID Connect details of those that are clients.
 pub async fn list(pool: &Pool) -> anyhow::Result<Vec<Listed>> {
     Ok(store::all_clients(pool)

@@ -19,6 +19,7 @@
 pub mod authorize;
 pub mod ciba;
 pub mod clients;
+pub mod cors;
 pub mod discovery;
 pub mod keys;
 pub mod refresh;
@@ -56,19 +57,30 @@ pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
 pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// The OpenID Connect routes, merged into `crate::app`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: AppState) -> Router<AppState> {
+    // Public documents: any origin may read them (single-page applications discover here).
+    let documents = Router::new()
         .route(DISCOVERY_PATH, get(discovery::configuration))
         .route(JWKS_PATH, get(discovery::jwks))
+        .layer(axum::middleware::from_fn(cors::any_origin));
+    // What a public client's script calls from its own origin.
+    let browser_callable = Router::new()
+        .route(TOKEN_PATH, post(token::token))
+        .route(USERINFO_PATH, get(token::userinfo).post(token::userinfo))
+        .route(REVOCATION_PATH, post(refresh::revoke))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            cors::public_clients,
+        ));
+    Router::new()
+        .merge(documents)
+        .merge(browser_callable)
         .route(
             AUTHORIZE_PATH,
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route(RESUME_PATH, get(authorize::resume))
-        .route(TOKEN_PATH, post(token::token))
-        .route(USERINFO_PATH, get(token::userinfo).post(token::userinfo))
         .route(CIBA_PATH, post(ciba::backchannel_authorize))
-        .route(REVOCATION_PATH, post(refresh::revoke))
         .route(INTROSPECTION_PATH, post(refresh::introspect))
         .layer(axum::middleware::map_response(crate::web::security_headers))
 }
