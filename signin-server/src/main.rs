@@ -10,7 +10,7 @@ use signin_domain::rules::policy;
 use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::{accounts, audit, store};
 use signin_server::config::{Layer, OutboundSection, ServeConfig};
-use signin_server::oidc::clients::PingEndpoint;
+use signin_server::oidc::clients::{BackchannelLogoutUri, Logout, PingEndpoint};
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]
@@ -122,9 +122,17 @@ enum AppCommand {
         /// internal address (the outbound policy, `[outbound]` of the config file).
         #[arg(long, requires = "redirect_uris")]
         ciba_ping_endpoint: Option<String>,
-        /// Development only: accept a plain-http ping endpoint on a loopback address (the
-        /// server needs the same setting to ping it). As `serve`'s flag, variable and
-        /// `[outbound] allow_http_loopback`.
+        /// An exact URI the end-session endpoint may send the browser back to after signing
+        /// out (repeatable; the rules of --redirect-uri).
+        #[arg(long = "post-logout-redirect-uri", requires = "redirect_uris")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Back-Channel Logout: where the server POSTs a logout token when a session that gave
+        /// this client tokens ends. Held to the outbound policy, like --ciba-ping-endpoint.
+        #[arg(long, requires = "redirect_uris")]
+        backchannel_logout_uri: Option<String>,
+        /// Development only: accept a plain-http ping or back-channel logout endpoint on a
+        /// loopback address (the server needs the same setting to call it). As `serve`'s flag,
+        /// variable and `[outbound] allow_http_loopback`.
         #[arg(
             long = "outbound-allow-http-loopback",
             env = "SIGNIN_OUTBOUND_ALLOW_HTTP_LOOPBACK",
@@ -135,7 +143,8 @@ enum AppCommand {
             value_parser = clap::builder::BoolishValueParser::new()
         )]
         outbound_allow_http_loopback: Option<bool>,
-        /// A network the ping endpoint's address may be in although it is not public
+        /// A network the ping or back-channel logout endpoint's address may be in although it
+        /// is not public
         /// (repeatable). As `serve`'s flag, variable and `[outbound] allow_networks`.
         #[arg(long = "outbound-allow-network", env = "SIGNIN_OUTBOUND_ALLOW_NETWORKS",
               value_delimiter = ',', value_parser = signin_server::config::parse_proxy)]
@@ -351,18 +360,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `admin app add`: an application, or with redirect URIs an OpenID Connect client (with a
-/// ping endpoint already checked under the outbound policy).
+/// ping endpoint and a back-channel logout URI already checked under the outbound policy).
 async fn add_app(
     pool: &store::Pool,
     name: &str,
     redirect_uris: &[String],
     public: bool,
     ping: Option<&PingEndpoint>,
+    logout: &Logout,
 ) -> anyhow::Result<()> {
     let registered = if redirect_uris.is_empty() {
         accounts::applications::add(pool, name).await?
     } else {
-        signin_server::oidc::clients::add(pool, name, redirect_uris, public, ping).await?
+        signin_server::oidc::clients::add_with_logout(
+            pool,
+            name,
+            redirect_uris,
+            public,
+            ping,
+            logout,
+        )
+        .await?
     };
     println!("client_id: {}", registered.client_id);
     if !public {
@@ -570,6 +588,8 @@ async fn admin_command(
                     redirect_uris,
                     public,
                     ciba_ping_endpoint,
+                    post_logout_redirect_uris,
+                    backchannel_logout_uri,
                     outbound_allow_http_loopback,
                     outbound_allow_networks,
                 },
@@ -587,7 +607,14 @@ async fn admin_command(
                 .as_deref()
                 .map(|p| PingEndpoint::parse(p, &policy))
                 .transpose()?;
-            add_app(pool, &name, &redirect_uris, public, ping.as_ref()).await?;
+            let logout = Logout {
+                post_logout_redirect_uris,
+                backchannel_logout_uri: backchannel_logout_uri
+                    .as_deref()
+                    .map(|u| BackchannelLogoutUri::parse(u, &policy))
+                    .transpose()?,
+            };
+            add_app(pool, &name, &redirect_uris, public, ping.as_ref(), &logout).await?;
         }
         AdminCommand::App {
             command: AppCommand::List,

@@ -306,6 +306,7 @@ pub async fn redeem(
                     grant_hash: &req_hash,
                     method: Some(Method::PhoneSignIn),
                     device: Some(req.account_id.as_str()),
+                    sid: None,
                 },
             )
             .await
