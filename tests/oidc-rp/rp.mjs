@@ -7,7 +7,11 @@
 //   OIDC_CLIENT_SECRET=… node rp.mjs web ISSUER CLIENT_ID PORT
 //     Serves http://127.0.0.1:PORT: /login starts a code flow with PKCE (S256), /callback
 //     finishes it and shows {"claims", "userinfo"} as JSON in <pre id="result"> (or the error in
-//     <pre id="error">). Prints "listening" once ready.
+//     <pre id="error">: an error the provider sent back, such as access_denied, is what the
+//     library reports). /logout sends the browser to the provider's end_session_endpoint with
+//     the URL the library builds (id_token_hint of the last sign-in, post_logout_redirect_uri
+//     http://127.0.0.1:PORT/logged-out, state); /logged-out checks the state and shows
+//     {"state_ok": true} in <pre id="logged-out">. Prints "listening" once ready.
 //   OIDC_CLIENT_SECRET=… node rp.mjs ciba ISSUER CLIENT_ID LOGIN_HINT [poll|ping PING_PORT] [EXPIRY]
 //     Starts a CIBA request, prints "binding_message NN" (what a consumption device shows),
 //     then waits for the result (polling, or for the ping on http://127.0.0.1:PING_PORT/ping)
@@ -50,8 +54,12 @@ function page(res, status, id, value) {
 
 async function web(port) {
   const redirectUri = `http://127.0.0.1:${port}/callback`;
+  const postLogoutRedirectUri = `http://127.0.0.1:${port}/logged-out`;
   // One pending login per state (the browser's session, kept in memory for the test).
   const pending = new Map();
+  // The last sign-in's ID token (the hint of the next sign-out) and the sign-out's state.
+  let lastIdToken;
+  let logoutState;
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, `http://127.0.0.1:${port}`);
     try {
@@ -91,7 +99,26 @@ async function web(port) {
           expectedNonce: login.nonce,
           idTokenExpected: true,
         });
+        lastIdToken = tokens.id_token;
         page(res, 200, 'result', await profile(tokens));
+        return;
+      }
+      if (url.pathname === '/logout') {
+        logoutState = client.randomState();
+        const to = client.buildEndSessionUrl(config, {
+          id_token_hint: lastIdToken,
+          post_logout_redirect_uri: postLogoutRedirectUri,
+          state: logoutState,
+        });
+        lastIdToken = undefined;
+        res.writeHead(302, { location: to.href });
+        res.end();
+        return;
+      }
+      if (url.pathname === '/logged-out') {
+        const ok = logoutState !== undefined && url.searchParams.get('state') === logoutState;
+        logoutState = undefined;
+        page(res, ok ? 200 : 400, ok ? 'logged-out' : 'error', ok ? { state_ok: true } : { error: 'wrong_state' });
         return;
       }
       res.writeHead(404);
