@@ -10,7 +10,7 @@ use std::fmt;
 use crate::audit::{self, Event};
 use crate::error::AppError;
 use crate::store::oidc::{self as tokens_db, NewTokens, Stored};
-use crate::store::trust::{self as db, Ended, Made, Standing};
+use crate::store::trust::{self as db, Ended, EndedSession, Made, Standing};
 use crate::store::{now_ms, Pool};
 
 /// How a user proved who they are. The names are what sessions store and the audit log says
@@ -372,6 +372,57 @@ pub async fn end_sessions(pool: &Pool, upn: &str, why: EndReason) -> Result<Ende
         },
     )
     .await?;
+    Ok(ended)
+}
+
+/// How one browser's session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOut {
+    /// The user signed out on the server's pages.
+    Pages,
+    /// An application sent the browser to the end-session endpoint (RP-initiated logout).
+    Application,
+}
+
+impl SignOut {
+    fn as_str(self) -> &'static str {
+        match self {
+            SignOut::Pages => "pages",
+            SignOut::Application => "rp_logout",
+        }
+    }
+}
+
+/// Ends one browser's session (by its id hash) and what it made: the session, its OpenID
+/// Connect record, the unredeemed codes it issued and the access tokens they gave. Returns the
+/// session's `sid` and the clients it issued codes to (to tell them, Back-Channel Logout).
+/// Audited (`web_signout`) when the session was signed in (`upn`).
+pub async fn end_session(
+    pool: &Pool,
+    id_hash: &str,
+    upn: Option<&str>,
+    how: SignOut,
+) -> Result<EndedSession, AppError> {
+    let ended = db::end_web_session(pool, id_hash).await?;
+    if let Some(upn) = upn {
+        let outcome = format!(
+            "ok by={} access_tokens={} codes={} clients={}",
+            how.as_str(),
+            ended.ended.access_tokens,
+            ended.ended.codes,
+            ended.clients.len()
+        );
+        audit::record(
+            pool,
+            Event::WebSignOut,
+            audit::Entry {
+                upn: Some(upn),
+                outcome: &outcome,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
     Ok(ended)
 }
 

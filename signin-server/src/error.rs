@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 pub use crate::http_error::{HttpError, InternalCause};
+use crate::oidc::logout::LogoutRefusal;
 use crate::oidc::OAuthError;
 use crate::web::WebError;
 
@@ -133,6 +134,36 @@ impl From<signin_domain::AppError> for WebError {
             } => WebError::Busy { retry_after_secs },
             other => WebError::Internal(anyhow::anyhow!("unexpected: {other}")),
         }
+    }
+}
+
+/// A refused end-session request is a page (400), never a redirect: nothing is sent to an
+/// address the request did not prove it may use (RP-Initiated Logout 1.0 §3).
+impl IntoResponse for LogoutRefusal {
+    fn into_response(self) -> Response {
+        let text = match self {
+            LogoutRefusal::RepeatedParameter => "The sign-out request repeats a parameter.",
+            LogoutRefusal::Hint(_) => {
+                "The application's sign-out request names a sign-in this service did not make \
+                 for it. You have not been signed out."
+            }
+            LogoutRefusal::UnknownClient => {
+                "The application that sent you here is not registered with this sign-in service."
+            }
+            LogoutRefusal::RedirectWithoutClient | LogoutRefusal::UnregisteredRedirect => {
+                "The application asked to return to an address that is not registered for it. \
+                 You have not been signed out."
+            }
+            LogoutRefusal::StateTooLong => "The sign-out request is too long.",
+        };
+        (
+            StatusCode::BAD_REQUEST,
+            crate::web::html(crate::web::pages::message_page(
+                "Sign-out request refused",
+                text,
+            )),
+        )
+            .into_response()
     }
 }
 

@@ -10,7 +10,7 @@ use signin_domain::rules::policy;
 use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::{accounts, audit, store};
 use signin_server::config::{Layer, OutboundSection, ServeConfig};
-use signin_server::oidc::clients::PingEndpoint;
+use signin_server::oidc::clients::{BackchannelLogoutUri, Logout, PingEndpoint};
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]
@@ -130,9 +130,17 @@ enum AppCommand {
         /// A refresh token unused this long ends (default: no idle limit).
         #[arg(long, requires = "redirect_uris")]
         refresh_idle_secs: Option<u64>,
-        /// Development only: accept a plain-http ping endpoint on a loopback address (the
-        /// server needs the same setting to ping it). As `serve`'s flag, variable and
-        /// `[outbound] allow_http_loopback`.
+        /// An exact URI the end-session endpoint may send the browser back to after signing
+        /// out (repeatable; the rules of --redirect-uri).
+        #[arg(long = "post-logout-redirect-uri", requires = "redirect_uris")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Back-Channel Logout: where the server POSTs a logout token when a session that gave
+        /// this client tokens ends. Held to the outbound policy, like --ciba-ping-endpoint.
+        #[arg(long, requires = "redirect_uris")]
+        backchannel_logout_uri: Option<String>,
+        /// Development only: accept a plain-http ping or back-channel logout endpoint on a
+        /// loopback address (the server needs the same setting to call it). As `serve`'s flag,
+        /// variable and `[outbound] allow_http_loopback`.
         #[arg(
             long = "outbound-allow-http-loopback",
             env = "SIGNIN_OUTBOUND_ALLOW_HTTP_LOOPBACK",
@@ -143,7 +151,8 @@ enum AppCommand {
             value_parser = clap::builder::BoolishValueParser::new()
         )]
         outbound_allow_http_loopback: Option<bool>,
-        /// A network the ping endpoint's address may be in although it is not public
+        /// A network the ping or back-channel logout endpoint's address may be in although it
+        /// is not public
         /// (repeatable). As `serve`'s flag, variable and `[outbound] allow_networks`.
         #[arg(long = "outbound-allow-network", env = "SIGNIN_OUTBOUND_ALLOW_NETWORKS",
               value_delimiter = ',', value_parser = signin_server::config::parse_proxy)]
@@ -359,7 +368,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `admin app add`: an application, or with redirect URIs an OpenID Connect client (with a
-/// ping endpoint already checked under the outbound policy).
+/// ping endpoint and a back-channel logout URI already checked under the outbound policy).
 async fn add_app(
     pool: &store::Pool,
     name: &str,
@@ -367,17 +376,19 @@ async fn add_app(
     public: bool,
     ping: Option<&PingEndpoint>,
     refresh: signin_server::oidc::clients::RefreshLifetimes,
+    logout: &Logout,
 ) -> anyhow::Result<()> {
     let registered = if redirect_uris.is_empty() {
         accounts::applications::add(pool, name).await?
     } else {
-        signin_server::oidc::clients::add_with_refresh(
+        signin_server::oidc::clients::add_with_options(
             pool,
             name,
             redirect_uris,
             public,
             ping,
             refresh,
+            logout,
         )
         .await?
     };
@@ -590,6 +601,8 @@ async fn admin_command(
                     ciba_ping_endpoint,
                     refresh_lifetime_secs,
                     refresh_idle_secs,
+                    post_logout_redirect_uris,
+                    backchannel_logout_uri,
                     outbound_allow_http_loopback,
                     outbound_allow_networks,
                 },
@@ -611,7 +624,23 @@ async fn admin_command(
                 .as_deref()
                 .map(|p| PingEndpoint::parse(p, &policy))
                 .transpose()?;
-            add_app(pool, &name, &redirect_uris, public, ping.as_ref(), refresh).await?;
+            let logout = Logout {
+                post_logout_redirect_uris,
+                backchannel_logout_uri: backchannel_logout_uri
+                    .as_deref()
+                    .map(|u| BackchannelLogoutUri::parse(u, &policy))
+                    .transpose()?,
+            };
+            add_app(
+                pool,
+                &name,
+                &redirect_uris,
+                public,
+                ping.as_ref(),
+                refresh,
+                &logout,
+            )
+            .await?;
         }
         AdminCommand::App {
             command: AppCommand::List,

@@ -2256,6 +2256,7 @@ async fn a_public_client_gets_a_refresh_token_only_when_its_code_came_with_pkce(
             used_at: None,
             method: Some("phone_sign_in".to_owned()),
             device: Some(r.phone.account().as_str().to_owned()),
+            sid: None,
         },
         now,
     )
@@ -2911,4 +2912,1076 @@ async fn cors_lets_public_clients_origins_call_token_and_userinfo_and_anyone_rea
         .send(call("POST", "/oauth2/token", "https://server.example.com"))
         .await;
     assert_eq!(acao(&t), None);
+}
+
+// ---- issue 21: sign-out, errors that reach the application, requests honoured ----
+
+const POST_LOGOUT: &str = "http://127.0.0.1:9000/signed-out";
+
+/// A confidential client with a post-logout redirect URI and, optionally, a back-channel
+/// logout URI (registered under the harness's outbound policy).
+async fn logout_client(h: &Harness, name: &str, backchannel: Option<&str>) -> Creds {
+    let logout = clients::Logout {
+        post_logout_redirect_uris: vec![POST_LOGOUT.to_owned()],
+        backchannel_logout_uri: backchannel
+            .map(|u| clients::BackchannelLogoutUri::parse(u, &h.state.outbound).unwrap()),
+    };
+    let r = clients::add_with_logout(
+        &h.state.pool,
+        name,
+        &[REDIRECT.to_owned()],
+        false,
+        None,
+        &logout,
+    )
+    .await
+    .unwrap();
+    Creds {
+        id: r.client_id,
+        secret: r.client_secret,
+    }
+}
+
+/// Tokens for `c`: through the sign-in pages with the phone (a browser not signed in yet), or
+/// at once (a signed-in browser).
+async fn tokens_for(
+    h: &Harness,
+    phone: &Phone,
+    b: &mut Browser<'_>,
+    c: &Creds,
+    app: &str,
+    signed_in: bool,
+) -> Value {
+    let (verifier, challenge) = pkce();
+    let uri = authorize_uri(
+        &c.id,
+        REDIRECT,
+        &[
+            ("state", "st"),
+            ("nonce", "n"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let q = if signed_in {
+        query_of(&location(&b.get(&uri).await))
+    } else {
+        sign_in_via_pages(b, phone, app, &uri).await
+    };
+    let t = redeem(h, c, &q["code"], &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    t.body
+}
+
+fn logout_uri(pairs: &[(&str, &str)]) -> String {
+    format!("/oauth2/logout?{}", form(pairs))
+}
+
+/// Whether the browser is signed in on the pages.
+async fn signed_in(b: &mut Browser<'_>) -> bool {
+    let me = b.get("/me").await;
+    me.status == StatusCode::OK
+}
+
+/// An ID token of this provider's key with any claims (expired ones, other issuers…).
+async fn own_token(h: &Harness, claims: &Value) -> String {
+    oidc::keys::current(&h.state.pool)
+        .await
+        .unwrap()
+        .sign(claims)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn discovery_names_the_end_session_endpoint_back_channel_logout_form_post_and_the_acrs() {
+    let h = harness().await;
+    let m = Browser::new(&h)
+        .get("/.well-known/openid-configuration")
+        .await
+        .body;
+    assert_eq!(m["end_session_endpoint"], format!("{ISSUER}/oauth2/logout"));
+    assert_eq!(m["backchannel_logout_supported"], true);
+    assert_eq!(m["backchannel_logout_session_supported"], true);
+    assert_eq!(m["response_modes_supported"], json!(["query", "form_post"]));
+    assert_eq!(
+        m["acr_values_supported"],
+        json!([
+            oidc::ACR_PHISHING_RESISTANT,
+            oidc::ACR_MFA,
+            oidc::ACR_SINGLE_FACTOR
+        ])
+    );
+    assert_eq!(m["claims_parameter_supported"], true);
+    assert!(m["claims_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("sid")));
+}
+
+#[tokio::test]
+async fn logout_with_a_valid_hint_ends_the_session_returns_with_state_and_the_next_sign_in_needs_the_phone(
+) {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let c = logout_client(&h, "Contoso Mail", None).await;
+    let mut b = Browser::new(&h);
+    let t = tokens_for(&h, &phone, &mut b, &c, "Contoso Mail", false).await;
+    let id_token = t["id_token"].as_str().unwrap();
+    let access = t["access_token"].as_str().unwrap();
+    assert!(signed_in(&mut b).await);
+    assert_eq!(userinfo(&h, access).await.status, StatusCode::OK);
+
+    let r = b
+        .get(&logout_uri(&[
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+            ("state", "bye-1"),
+        ]))
+        .await;
+    assert_eq!(
+        location(&r),
+        format!("{POST_LOGOUT}?state=bye-1"),
+        "back to the client at once, state echoed"
+    );
+    assert!(!b.cookies.contains_key("psi_session"), "the cookie goes");
+    assert!(!signed_in(&mut b).await);
+    assert_eq!(
+        userinfo(&h, access).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the session's access tokens end with it"
+    );
+    // The session is gone from the server, not only from this browser's cookie jar.
+    assert_eq!(
+        signin_domain::store::sessions::count(&h.state.pool)
+            .await
+            .unwrap(),
+        0
+    );
+    // The next authorization needs the phone again (sign_in_via_pages asserts the sign-in
+    // page and the phone's request).
+    let again = tokens_for(&h, &phone, &mut b, &c, "Contoso Mail", false).await;
+    assert!(again["id_token"].is_string());
+
+    // An expired ID token is still a hint (RP-Initiated Logout §2), and without a redirect URI
+    // the browser sees the signed-out page.
+    let claims = verify_id_token(&h, again["id_token"].as_str().unwrap(), &c.id).await;
+    let mut old = serde_json::to_value(&claims).unwrap();
+    old["exp"] = json!(claims.iat - 3600);
+    old["iat"] = json!(claims.iat - 3900);
+    let expired = own_token(&h, &old).await;
+    let r = b.get(&logout_uri(&[("id_token_hint", &expired)])).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(text(&r).contains("You have signed out"), "{:?}", r.body);
+    assert!(!signed_in(&mut b).await);
+}
+
+#[tokio::test]
+async fn logout_without_a_hint_or_with_another_users_asks_first_with_a_csrf_protected_form() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let c = logout_client(&h, "Contoso Mail", None).await;
+    let mut b = Browser::new(&h);
+    tokens_for(&h, &phone, &mut b, &c, "Contoso Mail", false).await;
+    // Another user's ID token (Ada's `sub`, this provider's key).
+    h.add_user("ada@contoso.test", &[]).await;
+    let ada = oidc::token::subject(&h.state.pool, "ada@contoso.test")
+        .await
+        .unwrap();
+    let adas = own_token(
+        &h,
+        &json!({"iss": ISSUER, "sub": ada, "aud": c.id, "iat": 1, "exp": 2}),
+    )
+    .await;
+    for hint in [None, Some(adas.as_str())] {
+        let mut pairs = vec![
+            ("client_id", c.id.as_str()),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+            ("state", "s-2"),
+        ];
+        if let Some(hint) = hint {
+            pairs.push(("id_token_hint", hint));
+        }
+        let page = b.get(&logout_uri(&pairs)).await;
+        assert_eq!(page.status, StatusCode::OK, "a page, not a redirect");
+        assert!(text(&page).contains("Sign out?"));
+        assert!(text(&page).contains("Contoso Mail"));
+        assert!(
+            signed_in(&mut b).await,
+            "nothing ended before the user says so"
+        );
+        // The form's post needs this session's CSRF token.
+        let forged = b
+            .post(
+                "/oauth2/logout/confirm",
+                &[
+                    ("csrf", "forged"),
+                    ("client_id", &c.id),
+                    ("post_logout_redirect_uri", POST_LOGOUT),
+                ],
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        assert!(signed_in(&mut b).await);
+        if hint.is_some() {
+            // The user confirms this time.
+            let csrf = csrf_of(&page);
+            let done = b
+                .post(
+                    "/oauth2/logout/confirm",
+                    &[
+                        ("csrf", &csrf),
+                        ("client_id", &c.id),
+                        ("post_logout_redirect_uri", POST_LOGOUT),
+                        ("state", "s-2"),
+                    ],
+                )
+                .await;
+            // After a form post, a page goes on to the client (form-action 'self').
+            assert_eq!(continue_url(&done), format!("{POST_LOGOUT}?state=s-2"));
+            assert!(!signed_in(&mut b).await);
+        }
+    }
+}
+
+#[tokio::test]
+async fn logout_refuses_unregistered_post_logout_redirect_uris_and_hints_this_provider_did_not_issue(
+) {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let c = logout_client(&h, "Contoso Mail", None).await;
+    let other = logout_client(&h, "Contoso Files", None).await;
+    let mut b = Browser::new(&h);
+    let t = tokens_for(&h, &phone, &mut b, &c, "Contoso Mail", false).await;
+    let id_token = t["id_token"].as_str().unwrap().to_owned();
+    let claims: Value = serde_json::to_value(verify_id_token(&h, &id_token, &c.id).await).unwrap();
+    let kid = jsonwebtoken::decode_header(&id_token).unwrap().kid.unwrap();
+    // Signed by a key that is not this provider's, under its kid.
+    let (_, pkcs8) = authenticator_protocol::EcdsaSigner::generate().unwrap();
+    let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+    header.kid = Some(kid);
+    let forged = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
+    )
+    .unwrap();
+    let mut elsewhere = claims.clone();
+    elsewhere["iss"] = json!("https://evil.example");
+    let other_issuer = own_token(&h, &elsewhere).await;
+    let refused: Vec<Vec<(&str, &str)>> = vec![
+        vec![
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ],
+        vec![
+            ("client_id", &c.id),
+            (
+                "post_logout_redirect_uri",
+                "http://127.0.0.1:9000/signed-out/",
+            ),
+        ],
+        // Registered for another client than the one the hint was issued to.
+        vec![
+            ("client_id", &other.id),
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ],
+        // A redirect URI without a client.
+        vec![("post_logout_redirect_uri", POST_LOGOUT)],
+        vec![
+            ("id_token_hint", "garbage"),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ],
+        vec![
+            ("id_token_hint", &forged),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ],
+        vec![
+            ("id_token_hint", &other_issuer),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ],
+        vec![("client_id", "app-unknown")],
+    ];
+    for pairs in refused {
+        let r = b.get(&logout_uri(&pairs)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{pairs:?}");
+        assert!(r.headers.get("location").is_none(), "{pairs:?}");
+        assert!(text(&r).contains("Sign-out request refused"), "{pairs:?}");
+        assert!(signed_in(&mut b).await, "{pairs:?}: still signed in");
+    }
+    // The genuine hint does it.
+    let r = b
+        .get(&logout_uri(&[
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ]))
+        .await;
+    assert_eq!(location(&r), POST_LOGOUT);
+    assert!(!signed_in(&mut b).await);
+}
+
+#[tokio::test]
+async fn a_cross_site_post_to_the_end_session_endpoint_goes_on_as_a_get_that_carries_the_cookie() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let c = logout_client(&h, "Contoso Mail", None).await;
+    let mut b = Browser::new(&h);
+    let t = tokens_for(&h, &phone, &mut b, &c, "Contoso Mail", false).await;
+    let pairs = [
+        ("id_token_hint", t["id_token"].as_str().unwrap()),
+        ("post_logout_redirect_uri", POST_LOGOUT),
+        ("state", "x"),
+    ];
+    // SameSite=Lax: the application's cross-site form post arrives without the cookie.
+    let cookies = std::mem::take(&mut b.cookies);
+    let r = b.post("/oauth2/logout", &pairs).await;
+    let to = location(&r);
+    assert!(to.starts_with("/oauth2/logout?"), "{to}");
+    assert_eq!(
+        query_of(&format!("{ISSUER}{to}")),
+        query_of(&format!("{ISSUER}/?{}", form(&pairs)))
+    );
+    b.cookies = cookies;
+    assert!(signed_in(&mut b).await);
+    let r = b.get(&to).await;
+    assert_eq!(location(&r), format!("{POST_LOGOUT}?state=x"));
+    assert!(!signed_in(&mut b).await);
+}
+
+/// A local receiver of back-channel logout requests: answers `first` to the first request and
+/// 200 after, and keeps each request's content type and `logout_token`.
+async fn logout_receiver(
+    first: StatusCode,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sink = got.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap,
+                  axum::Form(f): axum::Form<HashMap<String, String>>| {
+                let sink = sink.clone();
+                async move {
+                    let mut got = sink.lock().unwrap();
+                    let kind = headers["content-type"].to_str().unwrap().to_owned();
+                    got.push((kind, f.get("logout_token").cloned().unwrap_or_default()));
+                    if got.len() == 1 {
+                        first
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    (format!("http://{addr}/backchannel"), got)
+}
+
+/// Waits until `got` holds `n` entries (at most `secs` seconds).
+async fn wait_for<T: Clone>(got: &std::sync::Mutex<Vec<T>>, n: usize, secs: u64) -> Vec<T> {
+    for _ in 0..secs * 20 {
+        if got.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    got.lock().unwrap().clone()
+}
+
+/// Verifies a logout token as Back-Channel Logout 1.0 §2.6 has a client do: `typ`, signature
+/// against the JWKS, `iss`, `aud`; returns its claims.
+async fn verify_logout_token(h: &Harness, token: &str, client_id: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(header.alg, Algorithm::ES256);
+    let jwks = Browser::new(h).get("/oauth2/jwks").await.body;
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header.kid.as_deref().unwrap())
+        .expect("the ID-token key signs logout tokens");
+    let key =
+        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+            .unwrap();
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&[client_id]);
+    v.set_issuer(&[ISSUER]);
+    v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
+    jsonwebtoken::decode::<Value>(token, &key, &v)
+        .expect("the logout token verifies")
+        .claims
+}
+
+#[tokio::test]
+async fn back_channel_logout_posts_a_signed_logout_token_to_the_sessions_clients_and_retries() {
+    let h = ping_harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let (uri, got) = logout_receiver(StatusCode::SERVICE_UNAVAILABLE).await;
+    let mail = logout_client(&h, "Contoso Mail", Some(&uri)).await;
+    // A client of the same session without a back-channel URI, and one with a URI that this
+    // session gave no code.
+    let files = logout_client(&h, "Contoso Files", None).await;
+    let (unused_uri, unused) = logout_receiver(StatusCode::OK).await;
+    logout_client(&h, "Contoso Chat", Some(&unused_uri)).await;
+    let mut b = Browser::new(&h);
+    let t = tokens_for(&h, &phone, &mut b, &mail, "Contoso Mail", false).await;
+    tokens_for(&h, &phone, &mut b, &files, "Contoso Files", true).await;
+    let id = verify_id_token(&h, t["id_token"].as_str().unwrap(), &mail.id).await;
+    let sid = id
+        .sid
+        .clone()
+        .expect("a browser sign-in's ID token says sid");
+
+    let r = b
+        .get(&logout_uri(&[
+            ("id_token_hint", t["id_token"].as_str().unwrap()),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ]))
+        .await;
+    assert_eq!(location(&r), POST_LOGOUT);
+    // The first POST is answered 503: the same token comes again.
+    let posts = wait_for(&got, 2, 10).await;
+    assert_eq!(posts.len(), 2, "one retry after a 503: {posts:?}");
+    assert_eq!(posts[0], posts[1]);
+    assert_eq!(posts[0].0, "application/x-www-form-urlencoded");
+    let claims = verify_logout_token(&h, &posts[0].1, &mail.id).await;
+    assert_eq!(claims["sub"], id.sub);
+    assert_eq!(claims["sid"], sid);
+    assert_eq!(
+        claims["events"],
+        json!({"http://schemas.openid.net/event/backchannel-logout": {}})
+    );
+    assert!(claims.get("nonce").is_none(), "a logout token has no nonce");
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 22));
+    assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap());
+    // A logout token is no ID token: it is refused as an id_token_hint.
+    let mut b2 = Browser::new(&h);
+    let refused = b2
+        .get(&logout_uri(&[
+            ("id_token_hint", &posts[0].1),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ]))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        unused.lock().unwrap().is_empty(),
+        "only the session's clients"
+    );
+
+    // The pages' own "Sign out" tells the clients too.
+    got.lock().unwrap().clear();
+    let mut b = Browser::new(&h);
+    tokens_for(&h, &phone, &mut b, &mail, "Contoso Mail", false).await;
+    let me = b.get("/me").await;
+    let r = b.post("/signout", &[("csrf", &csrf_of(&me))]).await;
+    assert_eq!(location(&r), "/signin");
+    let posts = wait_for(&got, 1, 5).await;
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let claims = verify_logout_token(&h, &posts[0].1, &mail.id).await;
+    assert_eq!(claims["sub"], id.sub);
+    assert_ne!(claims["sid"], sid, "a new sign-in is a new session");
+}
+
+#[tokio::test]
+async fn a_back_channel_logout_uri_is_held_to_the_outbound_policy() {
+    let production = OutboundPolicy::default();
+    for (uri, want) in [
+        ("http://127.0.0.1:9/bcl", OutboundError::NotHttps),
+        (
+            "https://169.254.169.254/bcl",
+            OutboundError::Address(Range::LinkLocal),
+        ),
+        (
+            "https://10.1.2.3/bcl",
+            OutboundError::Address(Range::Private),
+        ),
+    ] {
+        let err = clients::BackchannelLogoutUri::parse(uri, &production).unwrap_err();
+        assert_eq!(err.downcast_ref::<OutboundError>(), Some(&want), "{uri}");
+        assert!(
+            format!("{err:#}").starts_with("--backchannel-logout-uri is refused: "),
+            "{err:#}"
+        );
+    }
+    assert!(clients::BackchannelLogoutUri::parse("http://127.0.0.1:9/bcl", &development()).is_ok());
+    assert!(
+        clients::BackchannelLogoutUri::parse("https://mail.contoso.test/bcl", &production).is_ok()
+    );
+    // Post-logout redirect URIs follow the redirect URIs' rules.
+    let h = harness().await;
+    for bad in [
+        "http://evil.example/",
+        "https://mail.contoso.test/#x",
+        "relative",
+    ] {
+        let logout = clients::Logout {
+            post_logout_redirect_uris: vec![bad.to_owned()],
+            backchannel_logout_uri: None,
+        };
+        let err = clients::add_with_logout(
+            &h.state.pool,
+            "X",
+            &[REDIRECT.to_owned()],
+            false,
+            None,
+            &logout,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("--post-logout-redirect-uri"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn admin_app_add_registers_post_logout_redirect_uris_and_a_back_channel_logout_uri() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let add = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "app",
+            "add",
+            "--name",
+            name,
+            "--redirect-uri",
+            "https://mail.contoso.test/cb",
+        ];
+        args.extend_from_slice(extra);
+        admin_cli(&db, &args)
+    };
+    let (ok, out, err) = add(
+        "Contoso Mail",
+        &[
+            "--post-logout-redirect-uri",
+            "https://mail.contoso.test/bye",
+            "--post-logout-redirect-uri",
+            "http://127.0.0.1:7777/bye",
+            "--backchannel-logout-uri",
+            "https://mail.contoso.test/backchannel",
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = field(&out, "client_id").unwrap().to_owned();
+    let (_, list, _) = admin_cli(&db, &["app", "list"]);
+    assert!(
+        list.contains(&format!(
+            "{id} Contoso Mail (OpenID Connect client, confidential, redirect_uri \
+             https://mail.contoso.test/cb, post_logout_redirect_uri https://mail.contoso.test/bye, \
+             post_logout_redirect_uri http://127.0.0.1:7777/bye, back-channel logout to \
+             https://mail.contoso.test/backchannel, refresh tokens 2592000 s)"
+        )),
+        "{list}"
+    );
+    let (ok, _, err) = add(
+        "B",
+        &["--post-logout-redirect-uri", "http://evil.example/bye"],
+    );
+    assert!(!ok && err.contains("--post-logout-redirect-uri"), "{err}");
+    let (ok, _, err) = add("C", &["--backchannel-logout-uri", "http://127.0.0.1:9/bcl"]);
+    assert!(
+        !ok && err.contains("--backchannel-logout-uri is refused"),
+        "{err}"
+    );
+    let (ok, _, err) = add(
+        "D",
+        &[
+            "--backchannel-logout-uri",
+            "http://127.0.0.1:9/bcl",
+            "--outbound-allow-http-loopback",
+        ],
+    );
+    assert!(ok, "{err}");
+}
+
+/// The phone ends the sign-in of an authorization `how` (deny, report, or nobody answers and
+/// it expires); returns the browser's page after "I've answered".
+async fn ended_sign_in(
+    h: &Harness,
+    phone: &Phone,
+    b: &mut Browser<'_>,
+    authorize: &str,
+    how: &str,
+) -> Reply {
+    let r = b.get(authorize).await;
+    assert_eq!(location(&r), "/signin");
+    let page = b.get("/signin").await;
+    let r = b
+        .post("/signin", &[("csrf", &csrf_of(&page)), ("upn", BOB)])
+        .await;
+    assert_eq!(location(&r), "/signin/wait");
+    let wait = b.get("/signin/wait").await;
+    let csrf = csrf_of(&wait);
+    match how {
+        "deny" => {
+            phone_answers(h, phone, "Contoso Mail", "", Decision::Deny).await;
+        }
+        "report" => {
+            phone_answers(h, phone, "Contoso Mail", "", Decision::Report).await;
+        }
+        _ => age_rows(h, "signin_requests", "expires_at", 600_000).await,
+    }
+    // A link from elsewhere cannot end an authorization whose sign-in is still going: checked
+    // before the phone's answer in `a_pending_sign_in_cannot_be_aborted`.
+    b.post("/signin/complete", &[("csrf", &csrf)]).await
+}
+
+#[tokio::test]
+async fn a_denied_reported_or_expired_sign_in_returns_access_denied_to_the_application() {
+    for (how, outcome) in [
+        ("deny", "denied"),
+        ("expire", "expired"),
+        ("report", "reported"),
+    ] {
+        let r = ready().await;
+        let mut b = Browser::new(&r.h);
+        let authorize = authorize_uri(&r.client.id, REDIRECT, &[("state", "st-9")]);
+        let page = ended_sign_in(&r.h, &r.phone, &mut b, &authorize, how).await;
+        // The page says so, then goes back to the application by itself.
+        assert_eq!(page.status, StatusCode::OK, "{how}");
+        let html = text(&page);
+        assert!(
+            html.contains(&format!("data-outcome=\"{outcome}\"")),
+            "{how}: {html}"
+        );
+        assert!(
+            html.contains("http-equiv=\"refresh\" content=\"3;url=/oauth2/authorize/abort\""),
+            "{how}: {html}"
+        );
+        assert!(html.contains("Returning to <strong>Contoso Mail</strong>"));
+        let back = b.get("/oauth2/authorize/abort").await;
+        let q = query_of(&location(&back));
+        assert_eq!(q["error"], "access_denied", "{how}");
+        assert_eq!(q["state"], "st-9");
+        assert_eq!(q["iss"], ISSUER);
+        assert!(location(&back).starts_with(REDIRECT));
+        assert!(
+            !b.cookies.contains_key("psi_oidc"),
+            "the authorization ends"
+        );
+        // Once.
+        let again = b.get("/oauth2/authorize/abort").await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn a_pending_sign_in_cannot_be_aborted_by_a_link() {
+    let r = ready().await;
+    let mut b = Browser::new(&r.h);
+    let authorize = authorize_uri(&r.client.id, REDIRECT, &[("state", "s")]);
+    let first = b.get(&authorize).await;
+    assert_eq!(location(&first), "/signin");
+    // Nothing started yet.
+    assert_eq!(location(&b.get("/oauth2/authorize/abort").await), "/signin");
+    let page = b.get("/signin").await;
+    b.post("/signin", &[("csrf", &csrf_of(&page)), ("upn", BOB)])
+        .await;
+    // Waiting for the phone.
+    assert_eq!(
+        location(&b.get("/oauth2/authorize/abort").await),
+        "/signin/wait"
+    );
+    assert!(b.cookies.contains_key("psi_oidc"), "still in progress");
+}
+
+#[tokio::test]
+async fn form_post_answers_with_a_form_for_the_client_under_a_csp_that_admits_only_its_origin() {
+    let r = ready().await;
+    let mut b = Browser::new(&r.h);
+    let (verifier, challenge) = pkce();
+    let authorize = authorize_uri(
+        &r.client.id,
+        REDIRECT,
+        &[
+            ("response_mode", "form_post"),
+            ("state", "fp-1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    // Through the sign-in pages: the answer at the end is the form.
+    let first = b.get(&authorize).await;
+    assert_eq!(location(&first), "/signin");
+    let page = b.get("/signin").await;
+    b.post("/signin", &[("csrf", &csrf_of(&page)), ("upn", BOB)])
+        .await;
+    let wait = b.get("/signin/wait").await;
+    let number = number_of(&wait);
+    phone_answers(&r.h, &r.phone, "Contoso Mail", &number, Decision::Approve).await;
+    b.post("/signin/complete", &[("csrf", &csrf_of(&wait))])
+        .await;
+    let answer = b.get(oidc::RESUME_PATH).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let fields = form_post_fields(&answer);
+    assert_eq!(fields["state"], "fp-1");
+    assert_eq!(fields["iss"], ISSUER);
+    assert!(location_free(&answer));
+    let t = redeem(&r.h, &r.client, &fields["code"], &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+
+    // Signed in: at once, as a form too; and errors go the same way.
+    let (_, challenge) = pkce();
+    let at_once = b
+        .get(&authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[
+                ("response_mode", "form_post"),
+                ("state", "fp-2"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        ))
+        .await;
+    assert!(form_post_fields(&at_once).contains_key("code"));
+    let error = Browser::new(&r.h)
+        .get(&authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[
+                ("response_mode", "form_post"),
+                ("prompt", "none"),
+                ("state", "fp-3"),
+            ],
+        ))
+        .await;
+    let fields = form_post_fields(&error);
+    assert_eq!(fields["error"], "login_required");
+    assert_eq!(fields["state"], "fp-3");
+    // An unsupported mode is an error in the query.
+    let other = Browser::new(&r.h)
+        .get(&authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[("response_mode", "fragment"), ("state", "fp-4")],
+        ))
+        .await;
+    let q = query_of(&location(&other));
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["state"], "fp-4");
+}
+
+/// No `Location`: a page, not a redirect.
+fn location_free(r: &Reply) -> bool {
+    r.headers.get("location").is_none()
+}
+
+/// The fields of a `form_post` answer, after checking the page: a form posting to the
+/// redirect URI, submitted by the server's static script (no inline script), under a CSP whose
+/// `form-action` admits the client's origin only.
+fn form_post_fields(r: &Reply) -> HashMap<String, String> {
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let csp = r.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("form-action http://127.0.0.1:9000;"), "{csp}");
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("nonce-"),
+        "{csp}"
+    );
+    let html = text(r);
+    assert!(html.contains(&format!(
+        "<form id=\"autosubmit\" method=\"post\" action=\"{REDIRECT}\">"
+    )));
+    assert!(html.contains("<script src=\"/assets/autosubmit.js\" defer>"));
+    assert_eq!(html.matches("<script").count(), 1, "no inline script");
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|field| {
+            let (name, rest) = field.split_once('"').unwrap();
+            let value = rest
+                .split("value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .replace("&amp;", "&");
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn userinfo_takes_the_access_token_in_a_form_body_but_not_two_ways_at_once() {
+    let r = ready().await;
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = code_for(&r, &mut b, "n").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    let access = t.body["access_token"].as_str().unwrap();
+    let post = |auth: Option<String>, body: String, kind: &'static str| {
+        let mut req = Request::post("/oauth2/userinfo")
+            .header("host", HOST)
+            .header("content-type", kind);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        r.h.send(req.body(Body::from(body)).unwrap())
+    };
+    let ok = post(
+        None,
+        form(&[("access_token", access)]),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    assert_eq!(ok.body["preferred_username"], BOB);
+    let both = post(
+        Some(format!("Bearer {access}")),
+        form(&[("access_token", access)]),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    assert_eq!(both.error(), "invalid_request");
+    // Not in another body type, not in the query.
+    let json_body = post(
+        None,
+        format!("{{\"access_token\":\"{access}\"}}"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(json_body.status, StatusCode::UNAUTHORIZED);
+    let query =
+        r.h.send(
+            Request::get(format!("/oauth2/userinfo?access_token={access}"))
+                .header("host", HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(query.status, StatusCode::UNAUTHORIZED);
+    let wrong = post(
+        None,
+        form(&[("access_token", "nope")]),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(wrong.error(), "invalid_token");
+}
+
+/// Turns the policy's phishing-resistant option on (it needs the public URL).
+async fn phishing_resistant_policy(h: &Harness) {
+    let pool = &h.state.pool;
+    signin_domain::store::set_setting(
+        pool,
+        signin_domain::store::PUBLIC_URL_SETTING,
+        &format!("{ISSUER}/"),
+    )
+    .await
+    .unwrap();
+    let update = signin_domain::rules::policy::PolicyUpdate {
+        phishing_resistant: Some(true),
+        ..Default::default()
+    };
+    signin_domain::accounts::set_policy(pool, &update)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_phishing_resistant_acr_is_unmet_without_the_policy_and_honoured_with_it() {
+    let r = ready().await;
+    let mut b = Browser::new(&r.h);
+    // An mfa sign-in (the policy is off).
+    let (code, _) = code_for(&r, &mut b, "n").await;
+    assert!(!code.is_empty());
+    let essential =
+        json!({"id_token": {"acr": {"essential": true, "values": [oidc::ACR_PHISHING_RESISTANT]}}})
+            .to_string();
+    for extra in [
+        vec![("acr_values", oidc::ACR_PHISHING_RESISTANT)],
+        vec![("claims", essential.as_str())],
+    ] {
+        let mut pairs = vec![("state", "acr-1")];
+        pairs.extend(extra.iter().copied());
+        let back = b.get(&authorize_uri(&r.client.id, REDIRECT, &pairs)).await;
+        let q = query_of(&location(&back));
+        assert_eq!(q["error"], "unmet_authentication_requirements", "{extra:?}");
+        assert_eq!(q["state"], "acr-1");
+        assert_eq!(q["iss"], ISSUER);
+    }
+    // Asking for mfa or less, or listing phr among weaker values, is met by this sign-in.
+    for acr_values in [
+        oidc::ACR_MFA.to_owned(),
+        format!("{} {}", oidc::ACR_PHISHING_RESISTANT, oidc::ACR_MFA),
+        "urn:other:acr".to_owned(),
+    ] {
+        let back = b
+            .get(&authorize_uri(
+                &r.client.id,
+                REDIRECT,
+                &[("acr_values", &acr_values)],
+            ))
+            .await;
+        assert!(
+            query_of(&location(&back)).contains_key("code"),
+            "{acr_values}"
+        );
+    }
+    let malformed = b
+        .get(&authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[("claims", "{not json")],
+        ))
+        .await;
+    assert_eq!(query_of(&location(&malformed))["error"], "invalid_request");
+
+    // With the policy on, the mfa session is not enough: prompt=none says so, otherwise the
+    // browser signs in again, bound to it, and gets a phishing-resistant code.
+    phishing_resistant_policy(&r.h).await;
+    let none = b
+        .get(&authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[
+                ("acr_values", oidc::ACR_PHISHING_RESISTANT),
+                ("prompt", "none"),
+            ],
+        ))
+        .await;
+    assert_eq!(query_of(&location(&none))["error"], "login_required");
+    let (verifier, challenge) = pkce();
+    let q = sign_in_via_pages(
+        &mut b,
+        &r.phone,
+        "Contoso Mail",
+        &authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[
+                ("acr_values", oidc::ACR_PHISHING_RESISTANT),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        ),
+    )
+    .await;
+    let t = redeem(&r.h, &r.client, &q["code"], &verifier).await;
+    let claims = verify_id_token(&r.h, t.body["id_token"].as_str().unwrap(), &r.client.id).await;
+    assert_eq!(claims.acr, oidc::ACR_PHISHING_RESISTANT);
+}
+
+#[tokio::test]
+async fn a_sign_in_weaker_than_the_requested_acr_is_unmet_at_the_end_of_the_sign_in() {
+    let h = harness().await;
+    let client = confidential(&h, "Contoso Mail", REDIRECT).await;
+    // A user without a phone signs in with a password alone (single-factor).
+    let mut b = password_browser(&h, "ada@contoso.test", &[]).await;
+    let authorize = authorize_uri(
+        &client.id,
+        REDIRECT,
+        &[("acr_values", oidc::ACR_MFA), ("state", "acr-2")],
+    );
+    let r = b.get(&authorize).await;
+    assert_eq!(
+        location(&r),
+        "/signin",
+        "the session is too weak: sign in again"
+    );
+    let page = b.get("/signin").await;
+    b.post(
+        "/signin",
+        &[("csrf", &csrf_of(&page)), ("upn", "ada@contoso.test")],
+    )
+    .await;
+    let page = b.get("/signin/password").await;
+    let r = b
+        .post(
+            "/signin/password",
+            &[("csrf", &csrf_of(&page)), ("password", "a long password 1")],
+        )
+        .await;
+    assert_eq!(location(&r), oidc::RESUME_PATH);
+    let q = query_of(&continue_url(&b.get(oidc::RESUME_PATH).await));
+    assert_eq!(q["error"], "unmet_authentication_requirements");
+    assert_eq!(q["state"], "acr-2");
+    assert!(!q.contains_key("code"));
+}
+
+#[tokio::test]
+async fn id_token_hint_must_be_this_providers_for_this_client_and_name_the_sessions_user() {
+    let r = ready().await;
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = code_for(&r, &mut b, "n").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    let id_token = t.body["id_token"].as_str().unwrap().to_owned();
+    let claims =
+        serde_json::to_value(verify_id_token(&r.h, &id_token, &r.client.id).await).unwrap();
+    let none = |hint: &str| {
+        authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[("prompt", "none"), ("id_token_hint", hint), ("state", "h")],
+        )
+    };
+    // Garbage, and tokens this provider did not issue for this client: invalid_request.
+    let mut other_issuer = claims.clone();
+    other_issuer["iss"] = json!("https://evil.example");
+    let mut other_client = claims.clone();
+    other_client["aud"] = json!("app-someone-else");
+    for hint in [
+        "garbage".to_owned(),
+        format!("{id_token}x"),
+        own_token(&r.h, &other_issuer).await,
+        own_token(&r.h, &other_client).await,
+    ] {
+        let q = query_of(&location(&b.get(&none(&hint)).await));
+        assert_eq!(q["error"], "invalid_request", "{hint}");
+        assert_eq!(q["state"], "h");
+        assert!(!q.contains_key("code"));
+    }
+    // The session's user's own hint (also expired) gets a code.
+    let mut expired = claims.clone();
+    expired["exp"] = json!(1);
+    for hint in [id_token.clone(), own_token(&r.h, &expired).await] {
+        let q = query_of(&location(&b.get(&none(&hint)).await));
+        assert!(q.contains_key("code"), "{q:?}");
+    }
+    // Another user's: login_required (prompt=none), or a sign-in as that user.
+    r.h.add_user("ada@contoso.test", &[]).await;
+    let mut ada = claims.clone();
+    ada["sub"] = json!(oidc::token::subject(&r.h.state.pool, "ada@contoso.test")
+        .await
+        .unwrap());
+    let adas = own_token(&r.h, &ada).await;
+    let q = query_of(&location(&b.get(&none(&adas)).await));
+    assert_eq!(q["error"], "login_required");
+    let to = b
+        .get(&authorize_uri(
+            &r.client.id,
+            REDIRECT,
+            &[("id_token_hint", &adas), ("state", "h2")],
+        ))
+        .await;
+    assert_eq!(location(&to), "/signin");
+    let page = b.get("/signin").await;
+    assert!(
+        text(&page).contains("value=\"ada@contoso.test\""),
+        "the hint's user is filled in"
+    );
+    // Bob signs in instead: the request ends with login_required, no code.
+    let r2 = b
+        .post("/signin", &[("csrf", &csrf_of(&page)), ("upn", BOB)])
+        .await;
+    assert_eq!(location(&r2), "/signin/wait");
+    let wait = b.get("/signin/wait").await;
+    let number = number_of(&wait);
+    phone_answers(&r.h, &r.phone, "Contoso Mail", &number, Decision::Approve).await;
+    b.post("/signin/complete", &[("csrf", &csrf_of(&wait))])
+        .await;
+    let q = query_of(&continue_url(&b.get(oidc::RESUME_PATH).await));
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], "h2");
 }

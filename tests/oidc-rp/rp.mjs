@@ -13,7 +13,12 @@
 //     tokens, /refresh introspects the access token, refreshes (rotation), presents the spent
 //     refresh token again and then the new one, and introspects the new access token; /revoke
 //     revokes the refresh token, then introspects the access token and tries the refresh token
-//     and userinfo. Each shows what happened as JSON the same way.
+//     and userinfo. Each shows what happened as JSON the same way. An error the provider sent
+//     back (such as access_denied) is what the library reports in <pre id="error">. /logout
+//     sends the browser to the provider's end_session_endpoint with the URL the library builds
+//     (id_token_hint of the last sign-in, post_logout_redirect_uri
+//     http://127.0.0.1:PORT/logged-out, state); /logged-out checks the state and shows
+//     {"state_ok": true} in <pre id="logged-out">.
 //   OIDC_CLIENT_SECRET=… node rp.mjs ciba ISSUER CLIENT_ID LOGIN_HINT [poll|ping PING_PORT] [EXPIRY]
 //     Starts a CIBA request, prints "binding_message NN" (what a consumption device shows),
 //     then waits for the result (polling, or for the ping on http://127.0.0.1:PING_PORT/ping)
@@ -68,10 +73,14 @@ async function outcome(call) {
 
 async function web(port) {
   const redirectUri = `http://127.0.0.1:${port}/callback`;
+  const postLogoutRedirectUri = `http://127.0.0.1:${port}/logged-out`;
   // One pending login per state (the browser's session, kept in memory for the test).
   const pending = new Map();
   // The tokens of the last sign-in (for /refresh and /revoke).
   let latest;
+  // The last sign-in's ID token (the hint of the next sign-out) and the sign-out's state.
+  let lastIdToken;
+  let logoutState;
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, `http://127.0.0.1:${port}`);
     try {
@@ -112,6 +121,7 @@ async function web(port) {
           idTokenExpected: true,
         });
         latest = tokens;
+        lastIdToken = tokens.id_token;
         page(res, 200, 'result', {
           ...(await profile(tokens)),
           scope: tokens.scope,
@@ -151,6 +161,24 @@ async function web(port) {
         const refresh = await outcome(() => client.refreshTokenGrant(config, latest.refresh_token));
         const userinfo = await outcome(() => client.fetchUserInfo(config, latest.access_token, sub));
         page(res, 200, 'result', { before, unknown, after, refresh, userinfo });
+        return;
+      }
+      if (url.pathname === '/logout') {
+        logoutState = client.randomState();
+        const to = client.buildEndSessionUrl(config, {
+          id_token_hint: lastIdToken,
+          post_logout_redirect_uri: postLogoutRedirectUri,
+          state: logoutState,
+        });
+        lastIdToken = undefined;
+        res.writeHead(302, { location: to.href });
+        res.end();
+        return;
+      }
+      if (url.pathname === '/logged-out') {
+        const ok = logoutState !== undefined && url.searchParams.get('state') === logoutState;
+        logoutState = undefined;
+        page(res, ok ? 200 : 400, ok ? 'logged-out' : 'error', ok ? { state_ok: true } : { error: 'wrong_state' });
         return;
       }
       res.writeHead(404);

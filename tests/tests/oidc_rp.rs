@@ -11,6 +11,10 @@
 //! - Refresh tokens (`offline_access`): the library refreshes (a new refresh token each time),
 //!   presents the spent one again (refused, and the family ends), revokes one (RFC 7009) and
 //!   introspects access tokens (RFC 7662).
+//! - Sign-out: the library builds the end-session URL (`id_token_hint`,
+//!   `post_logout_redirect_uri`, `state`); the provider ends the session and returns with the
+//!   state, and the next sign-in needs the phone again. A sign-in the phone denies comes back
+//!   to the library's callback as `access_denied` (with `state` and `iss`, which it checks).
 //!
 //! Needs node, `/usr/bin/chromium`, `/usr/bin/chromedriver`, and `openid-client` installed in
 //! `target/oidc-rp/` (`cargo xtask install-toolchains`, which `cargo xtask test` runs). Without
@@ -257,6 +261,104 @@ async fn openid_client_signs_in_with_code_and_pkce_in_chromium_with_the_phone_ap
     assert_eq!(result["userinfo"]["sub"], claims["sub"]);
     assert_eq!(result["userinfo"]["preferred_username"], BOBBY);
     assert_eq!(result["userinfo"]["name"], "Bobby Smith");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_signs_out_through_the_end_session_endpoint_and_gets_access_denied_when_the_phone_denies(
+) -> Result<()> {
+    let (server, phone, issuer) = ready().await?;
+    let rp_port = free_port()?;
+    let rp = format!("http://127.0.0.1:{rp_port}");
+    let app = clients::add_with_logout(
+        server.running.pool(),
+        "Contoso Mail",
+        &[format!("{rp}/callback")],
+        false,
+        None,
+        &clients::Logout {
+            post_logout_redirect_uris: vec![format!("{rp}/logged-out")],
+            backchannel_logout_uri: None,
+        },
+    )
+    .await?;
+    let mut node = Rp::spawn(
+        &app.client_secret,
+        &["web", &issuer, &app.client_id, &rp_port.to_string()],
+    )?;
+    assert_eq!(node.line(WAIT).await?, "listening");
+    let mut b = Chromium::start("oidc-logout").await?;
+
+    // Signed in through the provider's pages with the phone.
+    b.client.goto(&format!("{rp}/login")).await?;
+    b.wait_for("#upn").await?.send_keys(BOBBY).await?;
+    b.wait_for("#next").await?.click().await?;
+    let number = b.text("#number").await?;
+    let request = phone_request(&phone, "Contoso Mail").await?;
+    phone
+        .core
+        .approve(request.account_id.clone(), request.request_id, number)
+        .await?;
+    let text = b.wait_for_text("#result, #error", "").await?;
+    assert!(
+        b.client.find(Locator::Css("#result")).await.is_ok(),
+        "{text}"
+    );
+
+    // Sign-out: the library's end-session URL; the provider returns to the application with
+    // its state (which the application checks).
+    b.client.goto(&format!("{rp}/logout")).await?;
+    let shown = b
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#logged-out, #error, #outcome, h1"))
+        .await?;
+    let said = shown.text().await?;
+    b.shot("logged-out").await?;
+    assert_eq!(
+        shown.attr("id").await?.as_deref(),
+        Some("logged-out"),
+        "{said}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&said)?,
+        json!({"state_ok": true})
+    );
+    assert!(b
+        .client
+        .current_url()
+        .await?
+        .as_str()
+        .starts_with(&format!("{rp}/logged-out?")));
+
+    // The session ended: the next sign-in shows the provider's page again, and this time the
+    // phone denies. The page says so, then the browser returns to the application, whose
+    // library reports the provider's access_denied.
+    b.client.goto(&format!("{rp}/login")).await?;
+    b.wait_for("#upn").await?;
+    assert_eq!(b.client.current_url().await?.path(), "/signin");
+    b.wait_for("#upn").await?.send_keys(BOBBY).await?;
+    b.wait_for("#next").await?.click().await?;
+    b.wait_for("#number").await?;
+    let request = phone_request(&phone, "Contoso Mail").await?;
+    phone
+        .core
+        .deny(request.account_id.clone(), request.request_id)
+        .await?;
+    b.wait_for_text("#outcome", "denied").await?;
+    b.shot("denied").await?;
+    let shown = b
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#error, #result"))
+        .await?;
+    let said = shown.text().await?;
+    b.shot("access-denied").await?;
+    assert_eq!(shown.attr("id").await?.as_deref(), Some("error"), "{said}");
+    let error: Value = serde_json::from_str(&said)?;
+    assert_eq!(error["error"], "access_denied", "{said}");
     Ok(())
 }
 

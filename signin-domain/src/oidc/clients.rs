@@ -9,6 +9,12 @@
 //! matched exactly (no prefix, no wildcard) and must be `https`, or `http` on a loopback
 //! address (RFC 8252 §7.3), without a fragment. A CIBA ping endpoint, which the server itself
 //! calls, is held to the outbound policy instead ([`PingEndpoint`]).
+//!
+//! Sign-out (OpenID Connect RP-Initiated Logout 1.0 and Back-Channel Logout 1.0):
+//! `--post-logout-redirect-uri U` (repeatable; the same rules as redirect URIs, matched exactly)
+//! is where the end-session endpoint may send a browser back; `--backchannel-logout-uri U` is
+//! where the server POSTs a logout token when a session the client got tokens from ends, held to
+//! the outbound policy like a ping endpoint ([`BackchannelLogoutUri`]).
 use std::fmt;
 
 use anyhow::bail;
@@ -139,18 +145,26 @@ pub struct Client {
     pub ciba_notification_endpoint: Option<String>,
     /// Its refresh tokens' lifetimes (for the `offline_access` scope).
     pub refresh: RefreshLifetimes,
+    /// Where the end-session endpoint may send a browser back (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Back-Channel Logout: where the server POSTs a logout token.
+    pub backchannel_logout_uri: Option<String>,
     secret_hash: Option<String>,
+}
+
+/// URIs stored one per line.
+fn lines_of(stored: Option<&str>) -> Vec<String> {
+    stored
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Client {
     fn from_row(r: ClientRow) -> Option<Client> {
-        let redirect_uris: Vec<String> = r
-            .redirect_uris
-            .as_deref()?
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let redirect_uris = lines_of(Some(r.redirect_uris.as_deref()?));
         Some(Client {
             application: Application {
                 client_id: r.client_id,
@@ -161,6 +175,8 @@ impl Client {
             public: r.public_client != 0,
             ciba_notification_endpoint: r.ciba_notification_endpoint,
             refresh: RefreshLifetimes::from_row(r.refresh_lifetime_secs, r.refresh_idle_secs),
+            post_logout_redirect_uris: lines_of(r.post_logout_redirect_uris.as_deref()),
+            backchannel_logout_uri: r.backchannel_logout_uri,
             secret_hash: r.secret_hash,
         })
     }
@@ -172,6 +188,11 @@ impl Client {
     /// Exact, code-point-for-code-point match (OpenID Connect Core §3.1.2.1).
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
         self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Exact match against the registered post-logout redirect URIs (RP-Initiated Logout §3).
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
     }
 
     /// Whether `secret` is this confidential client's secret (constant time).
@@ -206,6 +227,12 @@ impl fmt::Display for Listed {
             if let Some(ep) = &c.ciba_notification_endpoint {
                 write!(f, ", CIBA ping to {}", text::escape(ep))?;
             }
+            for uri in &c.post_logout_redirect_uris {
+                write!(f, ", post_logout_redirect_uri {}", text::escape(uri))?;
+            }
+            if let Some(uri) = &c.backchannel_logout_uri {
+                write!(f, ", back-channel logout to {}", text::escape(uri))?;
+            }
             write!(f, ", {})", c.refresh)?;
         }
         Ok(())
@@ -215,16 +242,25 @@ impl fmt::Display for Listed {
 /// A redirect URI as registered: absolute, `https` (or `http` on a loopback address), no
 /// fragment, no user info.
 pub fn check_redirect_uri(uri: &str) -> anyhow::Result<String> {
+    check_browser_uri("--redirect-uri", uri)
+}
+
+/// A post-logout redirect URI as registered: the rules of [`check_redirect_uri`].
+pub fn check_post_logout_redirect_uri(uri: &str) -> anyhow::Result<String> {
+    check_browser_uri("--post-logout-redirect-uri", uri)
+}
+
+/// A URI a browser is sent to (`flag` names it in errors).
+fn check_browser_uri(flag: &str, uri: &str) -> anyhow::Result<String> {
     if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_LEN || uri.trim() != uri {
-        bail!("--redirect-uri must be 1 to {MAX_REDIRECT_URI_LEN} characters without spaces around it");
+        bail!("{flag} must be 1 to {MAX_REDIRECT_URI_LEN} characters without spaces around it");
     }
-    let parsed =
-        url::Url::parse(uri).map_err(|e| anyhow::anyhow!("--redirect-uri {uri:?}: {e}"))?;
+    let parsed = url::Url::parse(uri).map_err(|e| anyhow::anyhow!("{flag} {uri:?}: {e}"))?;
     if parsed.fragment().is_some() {
-        bail!("--redirect-uri must not have a fragment (#...)");
+        bail!("{flag} must not have a fragment (#...)");
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        bail!("--redirect-uri must not carry user info");
+        bail!("{flag} must not carry user info");
     }
     let loopback = match parsed.host() {
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
@@ -235,9 +271,24 @@ pub fn check_redirect_uri(uri: &str) -> anyhow::Result<String> {
     match parsed.scheme() {
         "https" if parsed.host().is_some() => {}
         "http" if loopback => {}
-        _ => bail!("--redirect-uri must be https (or http on a loopback address): {uri:?}"),
+        _ => bail!("{flag} must be https (or http on a loopback address): {uri:?}"),
     }
     Ok(uri.to_owned())
+}
+
+/// A URL the server itself calls on a client's say-so, checked under `outbound` at
+/// registration (`flag` names it in errors; the cause is the [`OutboundError`]).
+fn check_outbound_uri(flag: &str, uri: &str, outbound: &OutboundPolicy) -> anyhow::Result<()> {
+    if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_LEN || uri.trim() != uri {
+        bail!("{flag} must be 1 to {MAX_REDIRECT_URI_LEN} characters without spaces around it");
+    }
+    let url = outbound
+        .parse_url(uri)
+        .map_err(|e: OutboundError| anyhow::Error::new(e).context(format!("{flag} is refused")))?;
+    if url.fragment().is_some() {
+        bail!("{flag} must not have a fragment (#...)");
+    }
+    Ok(())
 }
 
 /// A CIBA ping notification endpoint the outbound policy accepted at registration: https
@@ -251,18 +302,7 @@ impl PingEndpoint {
     /// Checks `uri` under `outbound`; the error says which rule refused it (its cause is the
     /// [`OutboundError`]).
     pub fn parse(uri: &str, outbound: &OutboundPolicy) -> anyhow::Result<Self> {
-        if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_LEN || uri.trim() != uri {
-            bail!(
-                "--ciba-ping-endpoint must be 1 to {MAX_REDIRECT_URI_LEN} characters without \
-                 spaces around it"
-            );
-        }
-        let url = outbound.parse_url(uri).map_err(|e: OutboundError| {
-            anyhow::Error::new(e).context("--ciba-ping-endpoint is refused")
-        })?;
-        if url.fragment().is_some() {
-            bail!("--ciba-ping-endpoint must not have a fragment (#...)");
-        }
+        check_outbound_uri("--ciba-ping-endpoint", uri, outbound)?;
         Ok(PingEndpoint(uri.to_owned()))
     }
 
@@ -271,8 +311,35 @@ impl PingEndpoint {
     }
 }
 
-/// Registers an OpenID Connect client with the default refresh token lifetimes. A public
-/// client gets no secret.
+/// A Back-Channel Logout URI the outbound policy accepted at registration: the server POSTs
+/// logout tokens to it, so, like a [`PingEndpoint`], it is https to a host that is not an
+/// internal address (plain http to a loopback address only under the development setting),
+/// and every delivery checks it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackchannelLogoutUri(String);
+
+impl BackchannelLogoutUri {
+    /// Checks `uri` under `outbound`; the error says which rule refused it.
+    pub fn parse(uri: &str, outbound: &OutboundPolicy) -> anyhow::Result<Self> {
+        check_outbound_uri("--backchannel-logout-uri", uri, outbound)?;
+        Ok(BackchannelLogoutUri(uri.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a client registers beyond its redirect URIs: sign-out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Logout {
+    /// Where the end-session endpoint may send the browser back (checked like redirect URIs).
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<BackchannelLogoutUri>,
+}
+
+/// Registers an OpenID Connect client with the default refresh token lifetimes and no
+/// sign-out settings. A public client gets no secret.
 pub async fn add(
     pool: &Pool,
     name: &str,
@@ -280,15 +347,35 @@ pub async fn add(
     public: bool,
     ciba_ping_endpoint: Option<&PingEndpoint>,
 ) -> anyhow::Result<Registered> {
-    add_with_refresh(
+    add_with_options(
         pool,
         name,
         redirect_uris,
         public,
         ciba_ping_endpoint,
         RefreshLifetimes::default(),
+        &Logout::default(),
     )
     .await
+}
+
+/// `uris` checked by `check` (at most [`MAX_REDIRECT_URIS`], duplicates dropped).
+fn checked_uris(
+    flag: &str,
+    uris: &[String],
+    check: fn(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<Vec<String>> {
+    if uris.len() > MAX_REDIRECT_URIS {
+        bail!("at most {MAX_REDIRECT_URIS} {flag}");
+    }
+    let mut checked = Vec::new();
+    for u in uris {
+        let u = check(u)?;
+        if !checked.contains(&u) {
+            checked.push(u);
+        }
+    }
+    Ok(checked)
 }
 
 /// Registers an OpenID Connect client whose refresh tokens live `refresh`.
@@ -300,20 +387,61 @@ pub async fn add_with_refresh(
     ciba_ping_endpoint: Option<&PingEndpoint>,
     refresh: RefreshLifetimes,
 ) -> anyhow::Result<Registered> {
+    let logout = Logout::default();
+    add_with_options(
+        pool,
+        name,
+        redirect_uris,
+        public,
+        ciba_ping_endpoint,
+        refresh,
+        &logout,
+    )
+    .await
+}
+
+/// Registers an OpenID Connect client with its sign-out settings ([`Logout`]).
+pub async fn add_with_logout(
+    pool: &Pool,
+    name: &str,
+    redirect_uris: &[String],
+    public: bool,
+    ciba_ping_endpoint: Option<&PingEndpoint>,
+    logout: &Logout,
+) -> anyhow::Result<Registered> {
+    let refresh = RefreshLifetimes::default();
+    add_with_options(
+        pool,
+        name,
+        redirect_uris,
+        public,
+        ciba_ping_endpoint,
+        refresh,
+        logout,
+    )
+    .await
+}
+
+/// Registers an OpenID Connect client with its refresh token lifetimes and sign-out settings.
+pub async fn add_with_options(
+    pool: &Pool,
+    name: &str,
+    redirect_uris: &[String],
+    public: bool,
+    ciba_ping_endpoint: Option<&PingEndpoint>,
+    refresh: RefreshLifetimes,
+    logout: &Logout,
+) -> anyhow::Result<Registered> {
     let name = check_name(name)?;
     if redirect_uris.is_empty() {
         bail!("an OpenID Connect client needs at least one --redirect-uri");
     }
-    if redirect_uris.len() > MAX_REDIRECT_URIS {
-        bail!("at most {MAX_REDIRECT_URIS} --redirect-uri");
-    }
-    let mut uris = Vec::new();
-    for u in redirect_uris {
-        let u = check_redirect_uri(u)?;
-        if !uris.contains(&u) {
-            uris.push(u);
-        }
-    }
+    let uris = checked_uris("--redirect-uri", redirect_uris, check_redirect_uri)?;
+    let post_logout = checked_uris(
+        "--post-logout-redirect-uri",
+        &logout.post_logout_redirect_uris,
+        check_post_logout_redirect_uri,
+    )?;
     if public && ciba_ping_endpoint.is_some() {
         bail!("CIBA needs a confidential client: --ciba-ping-endpoint cannot go with --public");
     }
@@ -335,6 +463,11 @@ pub async fn add_with_refresh(
         refresh_idle_secs: refresh
             .idle_secs
             .map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+        post_logout_redirect_uris: (!post_logout.is_empty()).then(|| post_logout.join("\n")),
+        backchannel_logout_uri: logout
+            .backchannel_logout_uri
+            .as_ref()
+            .map(|u| u.as_str().to_owned()),
     };
     if !store::insert_client(pool, &row).await? {
         bail!("an application named {:?} is already registered", name);

@@ -21,17 +21,21 @@ pub struct ClientRow {
     pub refresh_lifetime_secs: i64,
     /// How long a refresh token may go unused, in seconds (`None`: no idle limit).
     pub refresh_idle_secs: Option<i64>,
+    /// Exact post-logout redirect URIs, one per line.
+    pub post_logout_redirect_uris: Option<String>,
+    /// Where the server POSTs logout tokens (Back-Channel Logout).
+    pub backchannel_logout_uri: Option<String>,
 }
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, builtin, redirect_uris, \
      public_client, ciba_notification_endpoint, created_at, refresh_lifetime_secs, \
-     refresh_idle_secs";
+     refresh_idle_secs, post_logout_redirect_uris, backchannel_logout_uri";
 
 /// Inserts a client; `false` (nothing written) when the name is taken.
 pub async fn insert_client(pool: &Pool, row: &ClientRow) -> StoreResult<bool> {
     let done = sqlx::query(&format!(
         "INSERT INTO applications ({CLIENT_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
     ))
     .bind(&row.client_id)
     .bind(&row.name)
@@ -43,6 +47,8 @@ pub async fn insert_client(pool: &Pool, row: &ClientRow) -> StoreResult<bool> {
     .bind(row.created_at)
     .bind(row.refresh_lifetime_secs)
     .bind(row.refresh_idle_secs)
+    .bind(row.post_logout_redirect_uris.as_deref())
+    .bind(row.backchannel_logout_uri.as_deref())
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -120,6 +126,16 @@ pub async fn subject_for(pool: &Pool, upn: &str, fresh: &str) -> StoreResult<Str
     )
 }
 
+/// The user whose `sub` this is, if any (an `id_token_hint`'s subject).
+pub async fn upn_for_subject(pool: &Pool, sub: &str) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT upn FROM oidc_subjects WHERE sub = $1")
+            .bind(sub)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
 // ---- browser authorizations ----
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -136,10 +152,17 @@ pub struct AuthorizationRow {
     pub max_age: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// `form_post`, or `None` for the query.
+    pub response_mode: Option<String>,
+    /// The weakest `acr` the client accepts.
+    pub acr_min: Option<String>,
+    /// The user an `id_token_hint` named: only they may complete the authorization.
+    pub hint_upn: Option<String>,
 }
 
 const AUTHORIZATION_COLUMNS: &str = "handle_hash, client_id, redirect_uri, scope, state, nonce, \
-     code_challenge, login_hint, prompt_login, max_age, created_at, expires_at";
+     code_challenge, login_hint, prompt_login, max_age, created_at, expires_at, response_mode, \
+     acr_min, hint_upn";
 
 /// Stores an authorization request (and first drops expired ones).
 pub async fn insert_authorization(
@@ -153,7 +176,7 @@ pub async fn insert_authorization(
         .await?;
     sqlx::query(&format!(
         "INSERT INTO oidc_authorizations ({AUTHORIZATION_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&row.handle_hash)
     .bind(&row.client_id)
@@ -167,6 +190,9 @@ pub async fn insert_authorization(
     .bind(row.max_age)
     .bind(row.created_at)
     .bind(row.expires_at)
+    .bind(row.response_mode.as_deref())
+    .bind(row.acr_min.as_deref())
+    .bind(row.hint_upn.as_deref())
     .execute(pool)
     .await?;
     Ok(())
@@ -210,6 +236,8 @@ pub struct SessionAuthRow {
     /// How the session signed in (`trust::Method`) and the device that proved it.
     pub method: Option<String>,
     pub device: Option<String>,
+    /// The session's OpenID Connect session id (`sid` of its ID and logout tokens).
+    pub sid: Option<String>,
 }
 
 pub async fn insert_session_auth(pool: &Pool, row: &SessionAuthRow, now: i64) -> StoreResult<()> {
@@ -219,7 +247,7 @@ pub async fn insert_session_auth(pool: &Pool, row: &SessionAuthRow, now: i64) ->
         .await?;
     sqlx::query(
         "INSERT INTO oidc_session_auth (session_hash, upn, auth_time, amr, expires_at, method, \
-         device) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         device, sid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&row.session_hash)
     .bind(&row.upn)
@@ -228,6 +256,7 @@ pub async fn insert_session_auth(pool: &Pool, row: &SessionAuthRow, now: i64) ->
     .bind(row.expires_at)
     .bind(&row.method)
     .bind(&row.device)
+    .bind(&row.sid)
     .execute(pool)
     .await?;
     Ok(())
@@ -239,7 +268,7 @@ pub async fn find_session_auth(
     now: i64,
 ) -> StoreResult<Option<SessionAuthRow>> {
     Ok(sqlx::query_as(
-        "SELECT session_hash, upn, auth_time, amr, expires_at, method, device \
+        "SELECT session_hash, upn, auth_time, amr, expires_at, method, device, sid \
          FROM oidc_session_auth \
          WHERE session_hash = $1 AND expires_at > $2",
     )
@@ -268,10 +297,12 @@ pub struct CodeRow {
     /// How the browser signed in (`trust::Method`) and the device that proved it.
     pub method: Option<String>,
     pub device: Option<String>,
+    /// The session it was issued in (`oidc_session_auth.sid`).
+    pub sid: Option<String>,
 }
 
 const CODE_COLUMNS: &str = "code_hash, client_id, redirect_uri, upn, scope, nonce, \
-     code_challenge, auth_time, amr, created_at, expires_at, used_at, method, device";
+     code_challenge, auth_time, amr, created_at, expires_at, used_at, method, device, sid";
 
 /// Stores a code (and first drops codes expired for a day: a reuse within that day is still
 /// recognized as one).
@@ -282,7 +313,7 @@ pub async fn insert_code(pool: &Pool, row: &CodeRow, now: i64) -> StoreResult<()
         .await?;
     sqlx::query(&format!(
         "INSERT INTO oidc_codes ({CODE_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&row.code_hash)
     .bind(&row.client_id)
@@ -298,6 +329,7 @@ pub async fn insert_code(pool: &Pool, row: &CodeRow, now: i64) -> StoreResult<()
     .bind(row.used_at)
     .bind(&row.method)
     .bind(&row.device)
+    .bind(&row.sid)
     .execute(pool)
     .await?;
     Ok(())
@@ -323,6 +355,31 @@ pub async fn consume_code(pool: &Pool, code_hash: &str, now: i64) -> StoreResult
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Records that session `sid` issued a code to `client_id` (kept until the session would
+/// expire): the clients told when the session ends.
+pub async fn record_session_client(
+    pool: &Pool,
+    sid: &str,
+    client_id: &str,
+    now: i64,
+    expires_at: i64,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM oidc_session_clients WHERE expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO oidc_session_clients (sid, client_id, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(sid)
+    .bind(client_id)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 // ---- access tokens ----

@@ -172,6 +172,71 @@ pub(super) async fn end_sessions_on(
     })
 }
 
+/// What ending one browser's session ended, and whom to tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndedSession {
+    pub ended: Ended,
+    /// The session's OpenID Connect session id, if it had signed in.
+    pub sid: Option<String>,
+    /// The clients the session issued codes to.
+    pub clients: Vec<String>,
+}
+
+/// Ends, in one transaction, one web session (by its id hash): its row, what OpenID Connect
+/// recorded about it, the unredeemed codes it issued, the access tokens those codes gave, and
+/// the list of clients it issued codes to (returned, for Back-Channel Logout).
+pub async fn end_web_session(pool: &Pool, id_hash: &str) -> StoreResult<EndedSession> {
+    let mut tx = pool.begin().await?;
+    let sid: Option<String> = sqlx::query_scalar(
+        "SELECT sid FROM oidc_session_auth WHERE session_hash = $1 AND sid IS NOT NULL",
+    )
+    .bind(id_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut ended = Ended::default();
+    let mut clients = Vec::new();
+    if let Some(sid) = sid.as_deref() {
+        ended.access_tokens = sqlx::query(
+            "DELETE FROM oidc_access_tokens WHERE grant_hash IN \
+             (SELECT code_hash FROM oidc_codes WHERE sid = $1)",
+        )
+        .bind(sid)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        ended.codes = sqlx::query("DELETE FROM oidc_codes WHERE sid = $1 AND used_at IS NULL")
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        clients = sqlx::query_scalar(
+            "SELECT client_id FROM oidc_session_clients WHERE sid = $1 ORDER BY client_id",
+        )
+        .bind(sid)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM oidc_session_clients WHERE sid = $1")
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM oidc_session_auth WHERE session_hash = $1")
+        .bind(id_hash)
+        .execute(&mut *tx)
+        .await?;
+    ended.web_sessions = sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(EndedSession {
+        ended,
+        sid,
+        clients,
+    })
+}
+
 /// Disables or enables a user; whether the user exists.
 pub async fn set_disabled(pool: &Pool, upn: &str, disabled: bool) -> StoreResult<bool> {
     let done = sqlx::query("UPDATE users SET disabled = $2 WHERE upn = $1")

@@ -307,6 +307,7 @@ pub async fn redeem(
                     method: Some(Method::PhoneSignIn),
                     device: Some(req.account_id.as_str()),
                     offline: Offline::New { pkce: false },
+                    sid: None,
                 },
             )
             .await

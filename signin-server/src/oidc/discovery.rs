@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::authorize::{issuer, SUPPORTED_SCOPES};
 use super::{
     OAuthError, ACR_MFA, ACR_PHISHING_RESISTANT, ACR_SINGLE_FACTOR, AUTHORIZE_PATH,
-    CIBA_GRANT_TYPE, CIBA_PATH, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH,
-    USERINFO_PATH,
+    CIBA_GRANT_TYPE, CIBA_PATH, END_SESSION_PATH, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH,
+    TOKEN_PATH, USERINFO_PATH,
 };
 use crate::web::session::public_base;
 use signin_domain::state::AppState;
@@ -27,6 +27,7 @@ struct Metadata {
     backchannel_authentication_endpoint: String,
     revocation_endpoint: String,
     introspection_endpoint: String,
+    end_session_endpoint: String,
     scopes_supported: &'static [&'static str],
     response_types_supported: &'static [&'static str],
     response_modes_supported: &'static [&'static str],
@@ -46,6 +47,8 @@ struct Metadata {
     authorization_response_iss_parameter_supported: bool,
     backchannel_token_delivery_modes_supported: &'static [&'static str],
     backchannel_user_code_parameter_supported: bool,
+    backchannel_logout_supported: bool,
+    backchannel_logout_session_supported: bool,
 }
 
 /// `GET /.well-known/openid-configuration`
@@ -65,11 +68,12 @@ pub async fn configuration(
         jwks_uri: at(JWKS_PATH),
         backchannel_authentication_endpoint: at(CIBA_PATH),
         revocation_endpoint: at(REVOCATION_PATH),
+        end_session_endpoint: at(END_SESSION_PATH),
         introspection_endpoint: at(INTROSPECTION_PATH),
         issuer: iss,
         scopes_supported: SUPPORTED_SCOPES,
         response_types_supported: &["code"],
-        response_modes_supported: &["query"],
+        response_modes_supported: &["query", "form_post"],
         grant_types_supported: &["authorization_code", "refresh_token", CIBA_GRANT_TYPE],
         subject_types_supported: &["public"],
         id_token_signing_alg_values_supported: &["ES256"],
@@ -94,15 +98,20 @@ pub async fn configuration(
             "at_hash",
             "name",
             "preferred_username",
+            "sid",
         ],
         acr_values_supported: &[ACR_PHISHING_RESISTANT, ACR_MFA, ACR_SINGLE_FACTOR],
         prompt_values_supported: &["none", "login", "consent", "select_account"],
-        claims_parameter_supported: false,
+        // Read for an essential `acr` (authorize::requested_acr); other claims requested
+        // there are answered as their scopes say.
+        claims_parameter_supported: true,
         request_parameter_supported: false,
         request_uri_parameter_supported: false,
         authorization_response_iss_parameter_supported: true,
         backchannel_token_delivery_modes_supported: &["poll", "ping"],
         backchannel_user_code_parameter_supported: false,
+        backchannel_logout_supported: true,
+        backchannel_logout_session_supported: true,
     };
     Ok(cacheable(axum::Json(metadata).into_response()))
 }

@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
     EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 
 use signin_domain::store::oidc::{self as store, SigningKeyRow};
@@ -35,10 +35,37 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// A compact JWS (ES256, with `kid`) over `claims`.
     pub fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        self.sign_typed(None, claims)
+    }
+
+    /// A compact JWS (ES256, with `kid`) with the header's `typ` (explicit typing, RFC 8725
+    /// §3.11: a logout token says `logout+jwt`, so that it is never taken for an ID token).
+    pub fn sign_typed<T: Serialize>(
+        &self,
+        typ: Option<&str>,
+        claims: &T,
+    ) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).context("signing an ID token")
+        if let Some(typ) = typ {
+            header.typ = Some(typ.to_owned());
+        }
+        jsonwebtoken::encode(&header, claims, &self.encoding).context("signing a token")
     }
+}
+
+/// The public key of the published key `kid` (to verify a token this provider signed, such as
+/// an `id_token_hint`); `None` when no published key has that id.
+pub async fn verifying_key(pool: &Pool, kid: &str) -> anyhow::Result<Option<DecodingKey>> {
+    let keys = store::signing_keys(pool).await?;
+    let Some(row) = keys.iter().find(|k| k.kid == kid) else {
+        return Ok(None);
+    };
+    let sec1 = signer_of(row)?.public_key();
+    let (x, y) = sec1.as_bytes()[1..].split_at(32);
+    Ok(Some(
+        DecodingKey::from_ec_components(&b64(x), &b64(y)).context("stored OIDC signing key")?,
+    ))
 }
 
 /// The key id: the first 16 bytes of SHA-256 of the public key (SEC1), base64url.

@@ -13,7 +13,10 @@
 //!   userinfo;
 //! - [`refresh`]: refresh tokens (rotation, reuse detection), revocation (RFC 7009) and token
 //!   introspection (RFC 7662);
-//! - [`ciba`]: the backchannel authentication endpoint (poll and ping modes).
+//! - [`ciba`]: the backchannel authentication endpoint (poll and ping modes);
+//! - [`logout`]: the end-session endpoint (RP-Initiated Logout 1.0), the pages' sign-out, and
+//!   Back-Channel Logout 1.0 to the clients a session gave codes to;
+//! - [`hint`]: `id_token_hint` checks (authorization and end-session endpoints).
 //!
 //! Errors are [`OAuthError`]: RFC 6749 §5.2 JSON (`{"error", "error_description"}`).
 pub mod authorize;
@@ -21,7 +24,9 @@ pub mod ciba;
 pub mod clients;
 pub mod cors;
 pub mod discovery;
+pub mod hint;
 pub mod keys;
+pub mod logout;
 pub mod refresh;
 pub mod token;
 
@@ -45,11 +50,18 @@ use signin_domain::state::AppState;
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const JWKS_PATH: &str = "/oauth2/jwks";
 pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
-/// Where the sign-in pages send a browser back once it has signed in during an authorization.
-pub use crate::web::flow::RESUME_PATH;
+/// Where the sign-in pages send a browser back once it has signed in during an authorization,
+/// and where one whose sign-in was denied, reported, failed or expired goes to tell the client.
+pub use crate::web::flow::{ABORT_PATH, RESUME_PATH};
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const USERINFO_PATH: &str = "/oauth2/userinfo";
 pub const CIBA_PATH: &str = "/oauth2/bc-authorize";
+/// The end-session endpoint (RP-Initiated Logout 1.0).
+pub const END_SESSION_PATH: &str = "/oauth2/logout";
+/// Where its confirmation form posts.
+pub const END_SESSION_CONFIRM_PATH: &str = "/oauth2/logout/confirm";
+/// The pages' own sign-out (the header's "Sign out" button): the same ending of the session.
+pub const SIGN_OUT_PATH: &str = "/signout";
 pub const CIBA_GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
 pub const REVOCATION_PATH: &str = "/oauth2/revoke";
 pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
@@ -80,6 +92,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route(RESUME_PATH, get(authorize::resume))
+        .route(ABORT_PATH, get(authorize::abort))
+        .route(
+            END_SESSION_PATH,
+            get(logout::end_session_get).post(logout::end_session_post),
+        )
+        .route(END_SESSION_CONFIRM_PATH, post(logout::confirm))
+        .route(SIGN_OUT_PATH, post(logout::sign_out))
         .route(CIBA_PATH, post(ciba::backchannel_authorize))
         .route(INTROSPECTION_PATH, post(refresh::introspect))
         .layer(axum::middleware::map_response(crate::web::security_headers))
@@ -136,6 +155,13 @@ impl Params {
 
     pub fn require(&self, name: &str, missing: &'static str) -> Result<&str, OAuthError> {
         self.get(name).ok_or(OAuthError::InvalidRequest(missing))
+    }
+
+    /// The parameters form-encoded again (as a query string).
+    pub fn encode(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.0.iter())
+            .finish()
     }
 }
 

@@ -131,6 +131,9 @@ pub(crate) async fn grant(
             method: Some(method),
             device: row.device.as_deref(),
             offline: Offline::Rotate(&row),
+            // Refresh rows do not keep the browser session's id: a refreshed ID token has no
+            // `sid` (its session's back-channel logout still names the user's `sub`).
+            sid: None,
         },
     )
     .await

@@ -5,7 +5,7 @@
 //! tokens, for the `offline_access` scope, are the same kind of secret, rotated on every use.
 use authenticator_protocol::encoding::{b64, sha256};
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -47,6 +47,10 @@ pub struct IdTokenClaims {
     pub acr: String,
     /// Left half of SHA-256 of the access token (§3.1.3.6).
     pub at_hash: String,
+    /// The provider's session the sign-in belongs to (Back-Channel Logout 1.0 §2.1): the
+    /// `sid` of the logout token sent when it ends. Browser sign-ins only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sid: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,6 +92,8 @@ pub(crate) struct Authenticated<'a> {
     pub method: Option<Method>,
     pub device: Option<&'a str>,
     pub offline: Offline<'a>,
+    /// The browser session the code was issued in (none for CIBA).
+    pub sid: Option<&'a str>,
 }
 
 /// Whether a space-separated scope holds `value`.
@@ -248,6 +254,7 @@ pub(crate) async fn issue_tokens(
         acr: acr_for(&amr).to_owned(),
         amr,
         at_hash: b64(&sha256(access_token.as_bytes())[..16]),
+        sid: a.sid.map(str::to_owned),
     };
     let key = super::keys::current(&state.pool)
         .await
@@ -416,28 +423,49 @@ async fn authorization_code(
             offline: Offline::New {
                 pkce: row.code_challenge.is_some(),
             },
+            sid: row.sid.as_deref(),
         },
     )
     .await
 }
 
-/// The bearer access token of a userinfo request (header only: RFC 6750 §2.1).
-pub struct BearerToken(String);
-
-impl FromRequestParts<AppState> for BearerToken {
-    type Rejection = OAuthError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, OAuthError> {
-        let value = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(OAuthError::InvalidToken)?;
-        let (scheme, token) = value.split_once(' ').ok_or(OAuthError::InvalidToken)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(OAuthError::InvalidToken);
+/// The bearer access token of a userinfo request: in the `Authorization` header (RFC 6750
+/// §2.1), or in a form-encoded `POST` body as `access_token` (§2.2). One method only (§2): a
+/// request that uses both is `invalid_request`. Not in the query (§2.3: it ends up in logs).
+fn bearer_token(parts: &Parts, body: &[u8]) -> Result<String, OAuthError> {
+    let header = match parts.headers.get(AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value.to_str().map_err(|_| OAuthError::InvalidToken)?;
+            let (scheme, token) = value.split_once(' ').ok_or(OAuthError::InvalidToken)?;
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(OAuthError::InvalidToken);
+            }
+            Some(token.trim().to_owned())
         }
-        Ok(BearerToken(token.trim().to_owned()))
+    };
+    let form = parts.method == axum::http::Method::POST
+        && parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.split(';').next().is_some_and(|m| {
+                    m.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
+            });
+    let in_body = if form {
+        Params::parse(body)?.get("access_token").map(str::to_owned)
+    } else {
+        None
+    };
+    match (header, in_body) {
+        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest(
+            "send the access token one way only (header or form body)",
+        )),
+        (Some(t), None) | (None, Some(t)) => Ok(t),
+        (None, None) => Err(OAuthError::InvalidToken),
     }
 }
 
@@ -453,8 +481,10 @@ struct UserInfo {
 /// `GET|POST /oauth2/userinfo`: `sub`, and with scope `profile` the display name and UPN.
 pub async fn userinfo(
     State(state): State<AppState>,
-    BearerToken(token): BearerToken,
+    parts: Parts,
+    body: Bytes,
 ) -> Result<Response, OAuthError> {
+    let token = bearer_token(&parts, &body)?;
     let row = store::find_access_token(&state.pool, &secret_hash(&token), now_ms())
         .await?
         .ok_or(OAuthError::InvalidToken)?;

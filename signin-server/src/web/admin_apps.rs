@@ -39,7 +39,7 @@ async fn apps_body(state: &AppState, session: &Session, n: Notice<'_>) -> Result
         (notice(n))
         p.hint {
             "Register applications with "
-            code { "signin-server admin app add --name NAME [--redirect-uri URI [--public]]" }
+            code { "signin-server admin app add --name NAME [--redirect-uri URI [--public] [--post-logout-redirect-uri URI] [--backchannel-logout-uri URI]]" }
             " (the secret is shown once, there). The phone shows the name."
         }
         table id="apps" {
@@ -48,6 +48,7 @@ async fn apps_body(state: &AppState, session: &Session, n: Notice<'_>) -> Result
                 th scope="col" { "Client id" }
                 th scope="col" { "Kind" }
                 th scope="col" { "Redirect URIs" }
+                th scope="col" { "After sign-out" }
                 th scope="col" { "Action" }
             } }
             tbody {
@@ -61,6 +62,7 @@ async fn apps_body(state: &AppState, session: &Session, n: Notice<'_>) -> Result
                             } @else if let Some(c) = &l.client {
                                 @if c.public { "OpenID Connect, public" } @else { "OpenID Connect, confidential" }
                                 @if c.ciba_notification_endpoint.is_some() { ", CIBA ping" }
+                                @if c.backchannel_logout_uri.is_some() { ", back-channel logout" }
                             } @else {
                                 "Sign-in API"
                             }
@@ -68,6 +70,11 @@ async fn apps_body(state: &AppState, session: &Session, n: Notice<'_>) -> Result
                         td {
                             @if let Some(c) = &l.client {
                                 @for uri in &c.redirect_uris { code { (uri) } br; }
+                            }
+                        }
+                        td {
+                            @if let Some(c) = &l.client {
+                                @for uri in &c.post_logout_redirect_uris { code { (uri) } br; }
                             }
                         }
                         td {

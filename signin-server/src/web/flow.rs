@@ -18,6 +18,9 @@ use super::{Session, WebError};
 
 /// Where the sign-in pages send a browser back once it has signed in during an authorization.
 pub const RESUME_PATH: &str = "/oauth2/authorize/resume";
+/// Where the sign-in pages send a browser whose sign-in was denied, reported, failed or
+/// expired during an authorization: the client gets `access_denied`.
+pub const ABORT_PATH: &str = "/oauth2/authorize/abort";
 
 /// Cookie of an authorization in progress over plain http (loopback development only).
 pub const FLOW_COOKIE: &str = "psi_oidc";
@@ -70,6 +73,14 @@ impl BrowserFlow {
             .as_ref()
             .and_then(|f| f.request.login_hint.as_deref())
     }
+
+    /// The client's name and where a sign-in that did not succeed goes to tell it
+    /// ([`ABORT_PATH`]), during an authorization.
+    pub fn abort_to(&self) -> Option<(&str, &'static str)> {
+        self.0
+            .as_ref()
+            .map(|f| (f.client.application.name.as_str(), ABORT_PATH))
+    }
 }
 
 impl FromRequestParts<AppState> for BrowserFlow {
@@ -111,6 +122,9 @@ pub async fn after_sign_in(
     who: &signin_domain::trust::Authenticated,
 ) -> Result<Option<&'static str>, WebError> {
     let now = now_ms();
+    // The session's `sid` (ID and logout tokens): random, unrelated to the cookie.
+    let sid = signin_domain::random::random_bytes::<16>()
+        .map_err(|e| WebError::internal(anyhow::anyhow!("random source: {e}")))?;
     store::insert_session_auth(
         pool,
         &SessionAuthRow {
@@ -121,6 +135,7 @@ pub async fn after_sign_in(
             expires_at: now + SIGNED_IN_TTL_MS,
             method: Some(who.method().as_str().to_owned()),
             device: who.device().map(str::to_owned),
+            sid: Some(authenticator_protocol::encoding::b64(&sid)),
         },
         now,
     )

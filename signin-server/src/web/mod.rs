@@ -34,6 +34,9 @@ pub const ADMIN_GROUP: &str = "admins";
 
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const SIGNIN_JS: &str = include_str!("assets/signin.js");
+const AUTOSUBMIT_JS: &str = include_str!("assets/autosubmit.js");
+/// The script that submits a page's `form#autosubmit` (the `form_post` response mode).
+pub const AUTOSUBMIT_JS_PATH: &str = "/assets/autosubmit.js";
 
 /// The pages' routes, merged into `crate::app`.
 pub fn routes() -> Router<AppState> {
@@ -55,7 +58,8 @@ pub fn routes() -> Router<AppState> {
         .route("/signin/wait", get(signin::wait))
         .route("/signin/complete", post(signin::complete))
         .route("/signin/resend", post(signin::resend))
-        .route("/signout", post(signin::sign_out))
+        // `/signout` (the header's "Sign out") is `oidc::logout::sign_out`: ending a session
+        // also tells the applications it signed in to (Back-Channel Logout).
         .route("/me", get(account::landing))
         .route("/me/security-info", get(account::security_info))
         .route(devices::USER_REMOVE_PATH, post(devices::remove_own))
@@ -95,6 +99,10 @@ pub fn routes() -> Router<AppState> {
             "/assets/signin.js",
             get(|| async { asset("text/javascript; charset=utf-8", SIGNIN_JS) }),
         )
+        .route(
+            AUTOSUBMIT_JS_PATH,
+            get(|| async { asset("text/javascript; charset=utf-8", AUTOSUBMIT_JS) }),
+        )
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -120,6 +128,11 @@ pub(crate) fn csp_connecting_to(origin: &str) -> String {
         "connect-src 'self'",
         &format!("connect-src 'self' {origin}"),
     )
+}
+
+/// [`CONTENT_SECURITY_POLICY`] whose forms may also post to `origin` (and nowhere else).
+pub(crate) fn csp_with_form_action(origin: &str) -> String {
+    CONTENT_SECURITY_POLICY.replace("form-action 'self'", &format!("form-action {origin}"))
 }
 
 /// The pages' headers (also on the OpenID Connect endpoints' pages, `oidc::routes`).

@@ -30,11 +30,25 @@ pub fn csrf(session: &Session) -> Markup {
 
 /// The whole page: header with navigation, `main` with the content.
 pub fn layout(title: &str, user: Option<(&User, &Session)>, content: Markup) -> Markup {
+    layout_refreshing(title, user, None, content)
+}
+
+/// [`layout`] that goes on to `refresh.1` after `refresh.0` seconds by itself (a meta refresh:
+/// a navigation, no script).
+pub fn layout_refreshing(
+    title: &str,
+    user: Option<(&User, &Session)>,
+    refresh: Option<(u32, &str)>,
+    content: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
+                @if let Some((secs, to)) = refresh {
+                    meta http-equiv="refresh" content=(format!("{secs};url={to}"));
+                }
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Phone sign-in" }
                 link rel="stylesheet" href="/assets/style.css";

@@ -11,7 +11,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::flow::BrowserFlow;
-use super::pages::{csrf, layout, notice, Notice};
+use super::pages::{csrf, layout, layout_refreshing, notice, Notice};
 use super::{load_user, page, see_other, Session, WebError};
 use crate::extract::ClientIp;
 use signin_domain::accounts::applications;
@@ -535,13 +535,17 @@ async fn pending(state: &AppState, session: &Session) -> Result<Option<StoredReq
 }
 
 /// `GET /signin/wait`: the number, and the wait for the phone.
-pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Response, WebError> {
+pub async fn wait(
+    State(state): State<AppState>,
+    session: Session,
+    flow: BrowserFlow,
+) -> Result<Response, WebError> {
     let Some(req) = pending(&state, &session).await? else {
         return Ok(Redirect::to("/signin").into_response());
     };
     let status = req.status;
     if !matches!(status, Status::Pending | Status::Approved) {
-        return Ok(outcome_page(&session, status));
+        return Ok(outcome_page(&session, status, &flow));
     }
     let push = req.kind == RequestKind::Push;
     // §5.9: the page hands its challenge to the Authenticator on this device, which reads
@@ -606,7 +610,15 @@ pub async fn wait(State(state): State<AppState>, session: Session) -> Result<Res
     Ok(response)
 }
 
-fn outcome_page(session: &Session, status: Status) -> Response {
+/// During an OpenID Connect authorization, the page of a sign-in that did not succeed goes
+/// back to the application by itself after this many seconds (it gets `access_denied`).
+pub const RETURN_TO_APP_AFTER_SECS: u32 = 3;
+
+/// The page of a sign-in that ended without signing in. During an OpenID Connect
+/// authorization (`flow`), it says so, then returns to the application by itself (a meta
+/// refresh to `flow::ABORT_PATH`, which gives the application `access_denied`); elsewhere it
+/// offers to resend.
+fn outcome_page(session: &Session, status: Status, flow: &BrowserFlow) -> Response {
     let (title, text) = match status {
         Status::Denied => (
             "Sign-in denied",
@@ -629,17 +641,30 @@ fn outcome_page(session: &Session, status: Status) -> Response {
             ("Sign-in in progress", "Please wait.")
         }
     };
-    let can_resend = session.resends < MAX_RESENDS
+    let ended = matches!(
+        status,
+        Status::Denied | Status::Reported | Status::Expired | Status::Failed
+    );
+    let back_to_app = flow.abort_to().filter(|_| ended);
+    let can_resend = back_to_app.is_none()
+        && session.resends < MAX_RESENDS
         && matches!(status, Status::Expired | Status::Failed | Status::Denied);
     page(
         session,
-        layout(
+        layout_refreshing(
             title,
             None,
+            back_to_app.map(|(_, to)| (RETURN_TO_APP_AFTER_SECS, to)),
             html! {
                 section.card.narrow {
                     h1 id="outcome" data-outcome=(status.as_str()) { (title) }
                     p.notice.error role="alert" { (text) }
+                    @if let Some((app, to)) = back_to_app {
+                        p role="status" { "Returning to " strong { (app) } "\u{2026}" }
+                        div.actions {
+                            a id="return-to-app" href=(to) { "Return to " (app) " now" }
+                        }
+                    }
                     div.actions {
                         @if can_resend {
                             form method="post" action="/signin/resend" {
@@ -694,7 +719,7 @@ pub async fn complete(
             signed_in(&state, &session, how, &flow).await
         }
         Status::Pending => Ok(Redirect::to("/signin/wait").into_response()),
-        other => Ok(outcome_page(&session, other)),
+        other => Ok(outcome_page(&session, other, &flow)),
     }
 }
 
@@ -739,30 +764,4 @@ pub async fn resend(
             super::pages::message_page("Could not resend", &refusal_text(&other)),
         )),
     }
-}
-
-/// `POST /signout`
-pub async fn sign_out(
-    State(state): State<AppState>,
-    session: Session,
-    Form(f): Form<CsrfForm>,
-) -> Result<Response, WebError> {
-    session.check_csrf(&f.csrf)?;
-    session.destroy(&state.pool).await?;
-    if let Some(upn) = session.upn.as_deref() {
-        audit::record(
-            &state.pool,
-            Event::WebSignOut,
-            audit::Entry {
-                upn: Some(upn),
-                outcome: "ok",
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
-    let mut r = Redirect::to("/signin").into_response();
-    r.headers_mut()
-        .append(header::SET_COOKIE, session.clear_cookie());
-    Ok(r)
 }
