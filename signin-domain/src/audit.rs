@@ -58,6 +58,9 @@ pub enum Event {
     /// (its whole family), or a client's revocation request (RFC 7009). The outcome says which
     /// and how many.
     TokensRevoked,
+    /// A user's attributes were set (`admin user set`); the outcome names the fields, never
+    /// their values.
+    UserAttributesSet,
 }
 
 impl Event {
@@ -99,6 +102,7 @@ impl Event {
             Event::UserRenamed => "user_renamed",
             Event::BackupCodesRevoked => "backup_codes_revoked",
             Event::TokensRevoked => "tokens_revoked",
+            Event::UserAttributesSet => "user_attributes_set",
         }
     }
 }

@@ -214,6 +214,23 @@ enum UserCommand {
         #[arg(long)]
         group: String,
     },
+    /// Set a user's attributes, the claims applications get (OpenID Connect scopes `email`
+    /// and `profile`): only the options given change; an empty value clears one.
+    Set {
+        #[arg(long)]
+        upn: String,
+        /// Email address (stored in lower case). A new address is not verified unless
+        /// `--email-verified true` says so.
+        #[arg(long)]
+        email: Option<String>,
+        /// Whether the email address is verified (the `email_verified` claim): true or false.
+        #[arg(long, value_parser = on_off)]
+        email_verified: Option<bool>,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        family_name: Option<String>,
+    },
     /// Show a user: groups, risk, pause, rate limit, devices and their push channels.
     Show {
         #[arg(long)]
@@ -443,6 +460,29 @@ async fn admin_command(
         } => {
             signin_domain::accounts::add_group_member(pool, &group, &upn).await?;
             println!("added {} to {}", upn.trim(), group.trim());
+        }
+        AdminCommand::User {
+            command:
+                UserCommand::Set {
+                    upn,
+                    email,
+                    email_verified,
+                    given_name,
+                    family_name,
+                },
+        } => {
+            accounts::attributes::set_attributes(
+                pool,
+                &upn,
+                accounts::attributes::AttributesUpdate {
+                    email,
+                    email_verified,
+                    given_name,
+                    family_name,
+                },
+            )
+            .await?;
+            println!("attributes set for {}", upn.trim());
         }
         AdminCommand::User {
             command: UserCommand::Show { upn },

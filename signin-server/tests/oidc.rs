@@ -404,8 +404,25 @@ async fn discovery_names_every_endpoint_under_the_issuer_and_the_jwks_has_the_es
     }
     assert_eq!(
         m["scopes_supported"],
-        json!(["openid", "profile", "offline_access"])
+        json!(["openid", "profile", "email", "groups", "offline_access"])
     );
+    for claim in [
+        "name",
+        "preferred_username",
+        "given_name",
+        "family_name",
+        "email",
+        "email_verified",
+        "groups",
+    ] {
+        assert!(
+            m["claims_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(claim)),
+            "{claim}"
+        );
+    }
     assert_eq!(
         m["revocation_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post", "none"])
@@ -3984,4 +4001,205 @@ async fn id_token_hint_must_be_this_providers_for_this_client_and_name_the_sessi
     let q = query_of(&continue_url(&b.get(oidc::RESUME_PATH).await));
     assert_eq!(q["error"], "login_required");
     assert_eq!(q["state"], "h2");
+}
+
+// ---- claims: email, groups, given and family names (issue 21) ----
+
+/// Bob with an email address (verified), given and family names, and two groups.
+async fn with_attributes(r: &Ready) {
+    let pool = &r.h.state.pool;
+    signin_domain::accounts::attributes::set_attributes(
+        pool,
+        BOB,
+        signin_domain::accounts::attributes::AttributesUpdate {
+            email: Some("Bobby.Tables@Contoso.TEST".to_owned()),
+            email_verified: Some(true),
+            given_name: Some("Bobby".to_owned()),
+            family_name: Some("Tables".to_owned()),
+        },
+    )
+    .await
+    .unwrap();
+    for group in ["sales", "engineering"] {
+        signin_domain::accounts::add_group_member(pool, group, BOB)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_email_groups_and_profile_scopes_give_their_claims_in_userinfo_and_the_id_token() {
+    let r = ready().await;
+    with_attributes(&r).await;
+    let mut b = Browser::new(&r.h);
+    // Unknown scopes are ignored and not echoed; the supported ones are all granted.
+    let (code, verifier) = scoped_code(
+        &r,
+        &mut b,
+        "Contoso Mail",
+        "openid email unknown groups profile phone",
+    )
+    .await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], "openid profile email groups");
+    let claims = verify_id_token(&r.h, t.body["id_token"].as_str().unwrap(), &r.client.id).await;
+    let expected = json!({
+        "name": "Test User",
+        "preferred_username": BOB,
+        "given_name": "Bobby",
+        "family_name": "Tables",
+        "email": "bobby.tables@contoso.test",
+        "email_verified": true,
+        "groups": ["engineering", "sales"],
+    });
+    assert_eq!(Value::Object(claims.user.clone()), expected);
+    let u = userinfo(&r.h, t.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(u.status, StatusCode::OK, "{:?}", u.body);
+    let mut with_sub = expected.clone();
+    with_sub["sub"] = json!(claims.sub);
+    assert_eq!(u.body, with_sub);
+
+    // `email` alone: the address, nothing of the profile or the groups.
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = scoped_code(&r, &mut b, "Contoso Mail", "openid email").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    assert_eq!(t.body["scope"], "openid email");
+    let claims = verify_id_token(&r.h, t.body["id_token"].as_str().unwrap(), &r.client.id).await;
+    let expected = json!({"email": "bobby.tables@contoso.test", "email_verified": true});
+    assert_eq!(Value::Object(claims.user.clone()), expected);
+    let u = userinfo(&r.h, t.body["access_token"].as_str().unwrap()).await;
+    let mut with_sub = expected.clone();
+    with_sub["sub"] = json!(claims.sub);
+    assert_eq!(u.body, with_sub);
+}
+
+#[tokio::test]
+async fn without_those_scopes_no_user_claims_are_given() {
+    let r = ready().await;
+    with_attributes(&r).await;
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = scoped_code(&r, &mut b, "Contoso Mail", "openid").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+    assert_eq!(t.body["scope"], "openid");
+    let raw = t.body["id_token"].as_str().unwrap();
+    let claims = verify_id_token(&r.h, raw, &r.client.id).await;
+    assert!(claims.user.is_empty(), "{:?}", claims.user);
+    let u = userinfo(&r.h, t.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(u.body, json!({"sub": claims.sub}));
+}
+
+#[tokio::test]
+async fn an_unverified_or_missing_email_says_so_and_profile_puts_names_in_the_id_token() {
+    let r = ready().await;
+    let mut b = Browser::new(&r.h);
+    // No attributes set: `profile` still gives name and preferred_username (in the ID token
+    // too); `email` gives nothing without an address; `groups` an empty list.
+    let (code, verifier) =
+        scoped_code(&r, &mut b, "Contoso Mail", "openid profile email groups").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    let claims = verify_id_token(&r.h, t.body["id_token"].as_str().unwrap(), &r.client.id).await;
+    assert_eq!(
+        Value::Object(claims.user),
+        json!({"name": "Test User", "preferred_username": BOB, "groups": []})
+    );
+    // A new address is not verified unless the administrator says so.
+    signin_domain::accounts::attributes::set_attributes(
+        &r.h.state.pool,
+        BOB,
+        signin_domain::accounts::attributes::AttributesUpdate {
+            email: Some("bob@contoso.test".to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut b = Browser::new(&r.h);
+    let (code, verifier) = scoped_code(&r, &mut b, "Contoso Mail", "openid email").await;
+    let t = redeem(&r.h, &r.client, &code, &verifier).await;
+    let u = userinfo(&r.h, t.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(u.body["email"], "bob@contoso.test");
+    assert_eq!(u.body["email_verified"], false);
+}
+
+#[test]
+fn admin_user_set_sets_email_and_names_and_refuses_a_bad_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let (ok, _, err) = admin_cli(&db, &["user", "add", "--upn", BOB, "--name", "Bob"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = admin_cli(
+        &db,
+        &[
+            "user",
+            "set",
+            "--upn",
+            BOB,
+            "--email",
+            "Bob.T@Contoso.TEST",
+            "--email-verified",
+            "true",
+            "--given-name",
+            "Bob",
+            "--family-name",
+            "Tables",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("attributes set"), "{out}");
+    let (ok, out, _) = admin_cli(&db, &["user", "show", "--upn", BOB]);
+    assert!(ok);
+    assert_eq!(field(&out, "email"), Some("bob.t@contoso.test (verified)"));
+    assert_eq!(field(&out, "given name"), Some("Bob"));
+    assert_eq!(field(&out, "family name"), Some("Tables"));
+    for bad in [
+        "bob",
+        "bob@localhost",
+        "bob@@contoso.test",
+        "b ob@contoso.test",
+    ] {
+        let (ok, _, err) = admin_cli(&db, &["user", "set", "--upn", BOB, "--email", bad]);
+        assert!(!ok, "{bad} accepted");
+        assert!(err.contains("--email is not an email address"), "{err}");
+        assert!(
+            !err.contains(bad),
+            "the refusal does not repeat the value: {err}"
+        );
+    }
+    let (ok, _, err) = admin_cli(
+        &db,
+        &["user", "set", "--upn", BOB, "--given-name", "Bob\u{202e}"],
+    );
+    assert!(!ok);
+    assert!(err.contains("--given-name"), "{err}");
+    let (ok, _, err) = admin_cli(&db, &["user", "set", "--upn", BOB]);
+    assert!(!ok);
+    assert!(err.contains("nothing to set"), "{err}");
+    let (ok, _, err) = admin_cli(
+        &db,
+        &[
+            "user",
+            "set",
+            "--upn",
+            "nobody@contoso.test",
+            "--email",
+            "a@b.test",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("no user"), "{err}");
+    // Refused values changed nothing; clearing the address clears its verification.
+    let (_, out, _) = admin_cli(&db, &["user", "show", "--upn", BOB]);
+    assert_eq!(field(&out, "email"), Some("bob.t@contoso.test (verified)"));
+    let (ok, _, err) = admin_cli(&db, &["user", "set", "--upn", BOB, "--email", ""]);
+    assert!(ok, "{err}");
+    let (_, out, _) = admin_cli(&db, &["user", "show", "--upn", BOB]);
+    assert_eq!(field(&out, "email"), Some("-"));
+    let (ok, _, err) = admin_cli(
+        &db,
+        &["user", "set", "--upn", BOB, "--email-verified", "true"],
+    );
+    assert!(!ok);
+    assert!(err.contains("needs an email address"), "{err}");
 }

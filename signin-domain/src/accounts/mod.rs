@@ -1,6 +1,7 @@
 //! Users, groups, passwords and phone registration: what the admin CLI, the admin pages and
 //! the enrollment API do to accounts.
 pub mod applications;
+pub mod attributes;
 pub mod backup_codes;
 pub mod devices;
 pub mod fallback;
@@ -264,6 +265,24 @@ pub async fn describe_user(pool: &Pool, upn: &str) -> anyhow::Result<String> {
             text::escape(&groups.join(", ")).into_owned()
         }
     )?;
+    if let Some(a) = users::attributes(pool, upn).await? {
+        let or_dash = |v: &Option<String>| {
+            v.as_deref()
+                .map_or_else(|| "-".to_owned(), |v| text::escape(v).into_owned())
+        };
+        writeln!(
+            out,
+            "email: {}{}",
+            or_dash(&a.email),
+            match (&a.email, a.email_verified) {
+                (None, _) => "",
+                (Some(_), true) => " (verified)",
+                (Some(_), false) => " (not verified)",
+            }
+        )?;
+        writeln!(out, "given name: {}", or_dash(&a.given_name))?;
+        writeln!(out, "family name: {}", or_dash(&a.family_name))?;
+    }
     let limited = store::risk::blocked_limits(pool, upn, now).await?;
     let risk = store::risk::load(pool, RiskKey::User(upn))
         .await?

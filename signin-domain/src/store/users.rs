@@ -43,6 +43,53 @@ pub async fn find(pool: &Pool, upn: &str) -> StoreResult<Option<UserRecord>> {
     }))
 }
 
+/// The attributes a user's OpenID Connect claims come from (`admin user set`): email address
+/// (lower case) and whether it is verified, given and family names. `None` when not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+}
+
+/// `email`, `email_verified`, `given_name`, `family_name` as read.
+type AttributesRow = (Option<String>, i64, Option<String>, Option<String>);
+
+/// The user's attributes, if the user exists.
+pub async fn attributes(pool: &Pool, upn: &str) -> StoreResult<Option<Attributes>> {
+    let row: Option<AttributesRow> = sqlx::query_as(
+        "SELECT email, email_verified, given_name, family_name FROM users WHERE upn = $1",
+    )
+    .bind(upn)
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map(|(email, verified, given_name, family_name)| Attributes {
+            email,
+            email_verified: verified != 0,
+            given_name,
+            family_name,
+        }),
+    )
+}
+
+/// Replaces the user's attributes; `false` when there is no such user.
+pub async fn set_attributes(pool: &Pool, upn: &str, a: &Attributes) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE users SET email = $2, email_verified = $3, given_name = $4, family_name = $5 \
+         WHERE upn = $1",
+    )
+    .bind(upn)
+    .bind(a.email.as_deref())
+    .bind(i64::from(a.email_verified))
+    .bind(a.given_name.as_deref())
+    .bind(a.family_name.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Inserts the user and their groups in one transaction; `false` (and nothing written) if the
 /// UPN exists.
 pub async fn insert(pool: &Pool, upn: &str, name: &str, groups: &[&str]) -> StoreResult<bool> {
@@ -186,8 +233,10 @@ pub async fn all_upns(pool: &Pool) -> StoreResult<Vec<String>> {
 pub async fn rename(pool: &Pool, from: &str, to: &str) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO users (upn, display_name, created_at, disabled) \
-         SELECT $2, display_name, created_at, disabled FROM users WHERE upn = $1 \
+        "INSERT INTO users (upn, display_name, created_at, disabled, email, email_verified, \
+         given_name, family_name) \
+         SELECT $2, display_name, created_at, disabled, email, email_verified, given_name, \
+         family_name FROM users WHERE upn = $1 \
          AND NOT EXISTS (SELECT 1 FROM users WHERE upn = $2)",
     )
     .bind(from)

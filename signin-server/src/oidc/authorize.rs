@@ -56,7 +56,16 @@ const MAX_LOGIN_HINT_LEN: usize = 256;
 /// Scopes this provider knows; others are ignored (OpenID Connect Core §3.1.2.1).
 /// `offline_access` asks for a refresh token (§11); clients are registered by an administrator,
 /// which stands for the consent §11 asks for, so `prompt=consent` is not required.
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", super::OFFLINE_ACCESS];
+/// `profile`, `email` and `groups` ask for the user's claims (`token::user_claims`), in
+/// userinfo and in the ID token. The granted scope (the token response's `scope`) is the
+/// supported scopes asked for; others are not echoed.
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "groups",
+    super::OFFLINE_ACCESS,
+];
 
 /// A page for a request that cannot go back to the client (unknown client, redirect URI not
 /// registered): the user sees why; nothing goes to the URI.

@@ -51,6 +51,11 @@ pub struct IdTokenClaims {
     /// `sid` of the logout token sent when it ends. Browser sign-ins only.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sid: Option<String>,
+    /// The user's claims the granted scopes ask for ([`user_claims`]): the same as userinfo
+    /// answers, in the ID token too (OpenID Connect Core §5.4 allows it), so that an
+    /// application that reads only the ID token has them.
+    #[serde(flatten, default)]
+    pub user: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +113,51 @@ fn without_scope(scope: &str, value: &str) -> String {
         .filter(|s| !s.is_empty() && *s != value)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The claims of user `upn` that `scope` asks for (OpenID Connect Core §5.4): `profile`
+/// gives `name`, `preferred_username` (the UPN), and `given_name` and `family_name` when set;
+/// `email` gives `email` and `email_verified` when the user has an address; `groups` gives
+/// `groups`, the user's group names (possibly none). `None` when there is no such user.
+pub(crate) async fn user_claims(
+    pool: &signin_domain::store::Pool,
+    upn: &str,
+    scope: &str,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, OAuthError> {
+    use serde_json::Value;
+    let Some(user) = users::find(pool, upn).await? else {
+        return Ok(None);
+    };
+    let attributes = users::attributes(pool, upn).await?.unwrap_or_default();
+    let mut claims = serde_json::Map::new();
+    if has_scope(scope, "profile") {
+        claims.insert("name".into(), Value::String(user.display_name));
+        claims.insert("preferred_username".into(), Value::String(user.upn));
+        for (claim, value) in [
+            ("given_name", attributes.given_name),
+            ("family_name", attributes.family_name),
+        ] {
+            if let Some(value) = value {
+                claims.insert(claim.into(), Value::String(value));
+            }
+        }
+    }
+    if has_scope(scope, "email") {
+        if let Some(email) = attributes.email {
+            claims.insert("email".into(), Value::String(email));
+            claims.insert(
+                "email_verified".into(),
+                Value::Bool(attributes.email_verified),
+            );
+        }
+    }
+    if has_scope(scope, "groups") {
+        claims.insert(
+            "groups".into(),
+            Value::Array(user.groups.into_iter().map(Value::String).collect()),
+        );
+    }
+    Ok(Some(claims))
 }
 
 /// The stable, opaque `sub` of a user (random, stored on first use).
@@ -255,6 +305,9 @@ pub(crate) async fn issue_tokens(
         amr,
         at_hash: b64(&sha256(access_token.as_bytes())[..16]),
         sid: a.sid.map(str::to_owned),
+        user: user_claims(&state.pool, a.upn, &scope)
+            .await?
+            .unwrap_or_default(),
     };
     let key = super::keys::current(&state.pool)
         .await
@@ -469,16 +522,8 @@ fn bearer_token(parts: &Parts, body: &[u8]) -> Result<String, OAuthError> {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct UserInfo {
-    sub: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    preferred_username: Option<String>,
-}
-
-/// `GET|POST /oauth2/userinfo`: `sub`, and with scope `profile` the display name and UPN.
+/// `GET|POST /oauth2/userinfo`: `sub`, and the claims the token's scopes ask for
+/// ([`user_claims`]).
 pub async fn userinfo(
     State(state): State<AppState>,
     parts: Parts,
@@ -488,16 +533,14 @@ pub async fn userinfo(
     let row = store::find_access_token(&state.pool, &secret_hash(&token), now_ms())
         .await?
         .ok_or(OAuthError::InvalidToken)?;
-    let Some(user) = users::find(&state.pool, &row.upn).await? else {
+    let Some(claims) = user_claims(&state.pool, &row.upn, &row.scope).await? else {
         return Err(OAuthError::InvalidToken);
     };
-    let profile = has_scope(&row.scope, "profile");
-    Ok(no_store(
-        axum::Json(UserInfo {
-            sub: subject(&state.pool, &row.upn).await?,
-            name: profile.then(|| user.display_name.clone()),
-            preferred_username: profile.then(|| user.upn.clone()),
-        })
-        .into_response(),
-    ))
+    let mut answer = serde_json::Map::new();
+    answer.insert(
+        "sub".into(),
+        serde_json::Value::String(subject(&state.pool, &row.upn).await?),
+    );
+    answer.extend(claims);
+    Ok(no_store(axum::Json(answer).into_response()))
 }
