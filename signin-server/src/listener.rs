@@ -121,7 +121,8 @@ impl Admission {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refusal::Full)?;
-        let peer = canonical(peer);
+        // `::ffff:192.0.2.1` on a dual-stack socket is the IPv4 client 192.0.2.1: one count.
+        let peer = peer.to_canonical();
         let address = if self.exempt.iter().any(|net| net.contains(&peer)) {
             None
         } else {
@@ -156,14 +157,6 @@ impl Drop for Slot {
                 }
             }
         }
-    }
-}
-
-/// `::ffff:192.0.2.1` is the IPv4 client 192.0.2.1 on a dual-stack socket: one address, one count.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -359,14 +352,6 @@ pub fn fit_to_descriptor_limit(limits: &mut ConnectionLimits) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_ipv4_mapped_peer_counts_as_its_ipv4_address() {
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(canonical(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(canonical(v6), v6);
-    }
 
     #[test]
     fn the_per_address_cap_counts_open_connections_and_exempts_trusted_proxies() {

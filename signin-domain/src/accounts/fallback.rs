@@ -103,7 +103,7 @@ pub async fn set_enabled(pool: &Pool, on: bool) -> anyhow::Result<()> {
 
 async fn audit_try(
     pool: &Pool,
-    upn: &str,
+    upn: Option<&str>,
     account_id: Option<&str>,
     outcome: &str,
 ) -> Result<(), AppError> {
@@ -111,21 +111,8 @@ async fn audit_try(
         pool,
         Event::FallbackUsed,
         audit::Entry {
-            upn: Some(upn),
+            upn,
             account_id,
-            outcome,
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-async fn audit_try_anonymous(pool: &Pool, outcome: &str) -> Result<(), AppError> {
-    audit::record(
-        pool,
-        Event::FallbackUsed,
-        audit::Entry {
             outcome,
             ..Default::default()
         },
@@ -144,7 +131,7 @@ pub async fn sign_in_with_code(
     ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
     if !enabled(pool).await? {
-        audit_try(pool, upn, None, "disabled").await?;
+        audit_try(pool, Some(upn), None, "disabled").await?;
         return Ok(Outcome::Disabled);
     }
     if let Some(ip) = ip {
@@ -152,7 +139,7 @@ pub async fn sign_in_with_code(
             // No user in the entry: one row per address, its repeats counted (audit::record
             // collapses identical entries), whatever names the address sprays.
             let outcome = format!("throttled address={}", crate::rules::risk::address_tag(ip));
-            audit_try_anonymous(pool, &outcome).await?;
+            audit_try(pool, None, None, &outcome).await?;
             return Ok(Outcome::Throttled {
                 retry_after_secs: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0),
             });
@@ -173,7 +160,7 @@ pub async fn sign_in_with_code(
     match taken {
         Ok(()) => {}
         Err(TryRefused::Locked) => {
-            audit_try(pool, upn, None, "locked").await?;
+            audit_try(pool, Some(upn), None, "locked").await?;
             return Ok(Outcome::Locked);
         }
         Err(TryRefused::WindowFull { until }) => {
@@ -181,12 +168,12 @@ pub async fn sign_in_with_code(
                 .unwrap_or(1000)
                 .div_ceil(1000);
             let outcome = format!("throttled retry_after_secs={retry_after_secs}");
-            audit_try(pool, upn, None, &outcome).await?;
+            audit_try(pool, Some(upn), None, &outcome).await?;
             return Ok(Outcome::Throttled { retry_after_secs });
         }
     }
     let Some(method) = Method::of(code) else {
-        audit_try(pool, upn, None, "refused").await?;
+        audit_try(pool, Some(upn), None, "refused").await?;
         return Ok(Outcome::Refused);
     };
     let (outcome, account_id) = match method {
@@ -226,7 +213,7 @@ pub async fn sign_in_with_code(
         Outcome::Replayed => format!("{}:replay", method.as_str()),
         _ => format!("{}:refused", method.as_str()),
     };
-    audit_try(pool, upn, account_id.as_deref(), &text).await?;
+    audit_try(pool, Some(upn), account_id.as_deref(), &text).await?;
     if let Outcome::SignedIn { .. } = outcome {
         tracing::info!(method = method.as_str(), "offline fallback sign-in");
     }
