@@ -374,7 +374,7 @@ async fn sign_in_to_sample_app(
         .next_sign_in(Duration::from_secs(if own_browser { 300 } else { 30 }))
         .await?;
     let mut checked =
-        "signature (ES256, against the JWKS), issuer, audience, expiry, nonce".to_owned();
+        "signature (RS256, against the JWKS), issuer, audience, expiry, nonce".to_owned();
     if user.at_hash_checked {
         checked.push_str(", at_hash");
     }

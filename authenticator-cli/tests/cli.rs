@@ -157,7 +157,7 @@ fn the_demo_runs_the_whole_ceremony_by_itself() {
         "{oidc}"
     );
     assert!(
-        oidc.contains("✔ ID token valid: signature (ES256, against the JWKS), issuer, audience, expiry, nonce, at_hash"),
+        oidc.contains("✔ ID token valid: signature (RS256, against the JWKS), issuer, audience, expiry, nonce, at_hash"),
         "{oidc}"
     );
     assert!(

@@ -10,7 +10,9 @@ use signin_domain::rules::policy;
 use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::{accounts, audit, store};
 use signin_server::config::{Layer, OutboundSection, ServeConfig};
-use signin_server::oidc::clients::{BackchannelLogoutUri, Logout, PingEndpoint};
+use signin_server::oidc::clients::{
+    BackchannelLogoutUri, ClientOptions, IdTokenAlg, Logout, PingEndpoint,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "signin-server", version, about = "Phone sign-in service")]
@@ -138,6 +140,10 @@ enum AppCommand {
         /// this client tokens ends. Held to the outbound policy, like --ciba-ping-endpoint.
         #[arg(long, requires = "redirect_uris")]
         backchannel_logout_uri: Option<String>,
+        /// How its ID tokens (and logout tokens) are signed: RS256, the default of OpenID
+        /// Connect for a client that names none, or ES256.
+        #[arg(long, requires = "redirect_uris", value_enum, default_value_t = IdTokenAlgArg::Rs256)]
+        id_token_alg: IdTokenAlgArg,
         /// Development only: accept a plain-http ping or back-channel logout endpoint on a
         /// loopback address (the server needs the same setting to call it). As `serve`'s flag,
         /// variable and `[outbound] allow_http_loopback`.
@@ -165,6 +171,24 @@ enum AppCommand {
         #[arg(long)]
         client_id: String,
     },
+}
+
+/// `--id-token-alg` (the domain's [`IdTokenAlg`] knows no `clap`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum IdTokenAlgArg {
+    #[value(name = "RS256", alias = "rs256")]
+    Rs256,
+    #[value(name = "ES256", alias = "es256")]
+    Es256,
+}
+
+impl From<IdTokenAlgArg> for IdTokenAlg {
+    fn from(a: IdTokenAlgArg) -> IdTokenAlg {
+        match a {
+            IdTokenAlgArg::Rs256 => IdTokenAlg::Rs256,
+            IdTokenAlgArg::Es256 => IdTokenAlg::Es256,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,8 +416,7 @@ async fn add_app(
     redirect_uris: &[String],
     public: bool,
     ping: Option<&PingEndpoint>,
-    refresh: signin_server::oidc::clients::RefreshLifetimes,
-    logout: &Logout,
+    options: &ClientOptions,
 ) -> anyhow::Result<()> {
     let registered = if redirect_uris.is_empty() {
         accounts::applications::add(pool, name).await?
@@ -404,8 +427,7 @@ async fn add_app(
             redirect_uris,
             public,
             ping,
-            refresh,
-            logout,
+            options,
         )
         .await?
     };
@@ -643,6 +665,7 @@ async fn admin_command(
                     refresh_idle_secs,
                     post_logout_redirect_uris,
                     backchannel_logout_uri,
+                    id_token_alg,
                     outbound_allow_http_loopback,
                     outbound_allow_networks,
                 },
@@ -671,16 +694,12 @@ async fn admin_command(
                     .map(|u| BackchannelLogoutUri::parse(u, &policy))
                     .transpose()?,
             };
-            add_app(
-                pool,
-                &name,
-                &redirect_uris,
-                public,
-                ping.as_ref(),
+            let options = ClientOptions {
                 refresh,
-                &logout,
-            )
-            .await?;
+                logout,
+                id_token_alg: id_token_alg.into(),
+            };
+            add_app(pool, &name, &redirect_uris, public, ping.as_ref(), &options).await?;
         }
         AdminCommand::App {
             command: AppCommand::List,

@@ -14,6 +14,7 @@ use axum::http::{Request, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 use signin_domain::outbound::{OutboundError, OutboundPolicy, Range};
+use signin_server::oidc::clients::IdTokenAlg;
 use signin_server::oidc::token::IdTokenClaims;
 use signin_server::oidc::{self, clients};
 use support::*;
@@ -303,6 +304,39 @@ async fn userinfo(h: &Harness, access_token: &str) -> Reply {
     .await
 }
 
+/// The JWKS key a token names (`kid`), checked as a relying party does: published for
+/// signatures, for exactly the token's algorithm (RS256 with an RSA key, ES256 with a P-256
+/// one), no private part.
+fn published_key(jwks: &Value, token: &str) -> (DecodingKey, Algorithm) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let kid = header.kid.expect("a kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("the kid is published");
+    assert_eq!(jwk["use"], "sig");
+    assert!(jwk.get("d").is_none(), "no private part is published");
+    let key = match header.alg {
+        Algorithm::ES256 => {
+            assert_eq!(
+                (&jwk["kty"], &jwk["crv"], &jwk["alg"]),
+                (&json!("EC"), &json!("P-256"), &json!("ES256"))
+            );
+            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+                .unwrap()
+        }
+        Algorithm::RS256 => {
+            assert_eq!((&jwk["kty"], &jwk["alg"]), (&json!("RSA"), &json!("RS256")));
+            DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
+                .unwrap()
+        }
+        other => panic!("a token signed with {other:?}"),
+    };
+    (key, header.alg)
+}
+
 /// Verifies an ID token against the JWKS, as a relying party does.
 async fn verify_id_token(h: &Harness, id_token: &str, client_id: &str) -> IdTokenClaims {
     let jwks = h
@@ -314,28 +348,8 @@ async fn verify_id_token(h: &Harness, id_token: &str, client_id: &str) -> IdToke
         )
         .await;
     assert_eq!(jwks.status, StatusCode::OK);
-    let header = jsonwebtoken::decode_header(id_token).unwrap();
-    assert_eq!(header.alg, Algorithm::ES256);
-    let kid = header.kid.expect("a kid");
-    let jwk = jwks.body["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .expect("the kid is published");
-    assert_eq!(
-        (&jwk["kty"], &jwk["crv"], &jwk["alg"], &jwk["use"]),
-        (
-            &json!("EC"),
-            &json!("P-256"),
-            &json!("ES256"),
-            &json!("sig")
-        )
-    );
-    let key =
-        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
-            .unwrap();
-    let mut v = Validation::new(Algorithm::ES256);
+    let (key, alg) = published_key(&jwks.body, id_token);
+    let mut v = Validation::new(alg);
     v.set_audience(&[client_id]);
     v.set_issuer(&[ISSUER]);
     jsonwebtoken::decode::<IdTokenClaims>(id_token, &key, &v)
@@ -432,7 +446,10 @@ async fn discovery_names_every_endpoint_under_the_issuer_and_the_jwks_has_the_es
         json!(["client_secret_basic", "client_secret_post"])
     );
     assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
-    assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
+    assert_eq!(
+        m["id_token_signing_alg_values_supported"],
+        json!(["RS256", "ES256"])
+    );
     assert_eq!(m["response_types_supported"], json!(["code"]));
     assert_eq!(
         m["grant_types_supported"],
@@ -448,38 +465,140 @@ async fn discovery_names_every_endpoint_under_the_issuer_and_the_jwks_has_the_es
     );
     let jwks = b.get("/oauth2/jwks").await;
     let keys = jwks.body["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    assert!(keys[0].get("d").is_none(), "no private part is published");
-    // The key is stored: the same kid after a restart (a new router over the same database).
-    let kid = keys[0]["kid"].clone();
-    let again = signin_server::oidc::keys::jwks(&h.state.pool)
+    // One key per algorithm discovery lists, none with a private part.
+    let algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    assert_eq!(algs.len(), 2, "{keys:?}");
+    assert!(
+        algs.contains(&"RS256") && algs.contains(&"ES256"),
+        "{algs:?}"
+    );
+    for key in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "no private part is published");
+        }
+    }
+    // The keys are stored: the same kids after a restart (a new router over the same database).
+    let kids: Vec<Value> = keys.iter().map(|k| k["kid"].clone()).collect();
+    let again: Vec<Value> = signin_server::oidc::keys::jwks(&h.state.pool)
         .await
-        .unwrap();
-    assert_eq!(again.keys[0].common.key_id.as_deref(), kid.as_str());
+        .unwrap()
+        .keys
+        .into_iter()
+        .map(|k| json!(k.common.key_id.unwrap()))
+        .collect();
+    assert_eq!(again, kids);
 }
 
 #[tokio::test]
 async fn a_rotated_key_signs_new_tokens_and_the_old_one_stays_published_until_removed() {
     let h = harness().await;
     let pool = &h.state.pool;
-    let first = oidc::keys::current(pool).await.unwrap().kid;
-    let second = oidc::keys::rotate(pool).await.unwrap();
-    assert_ne!(first, second);
-    assert_eq!(oidc::keys::current(pool).await.unwrap().kid, second);
-    let published: Vec<_> = oidc::keys::jwks(pool)
+    for alg in IdTokenAlg::ALL {
+        let first = oidc::keys::current(pool, alg).await.unwrap().kid;
+        let second = oidc::keys::rotate(pool, alg).await.unwrap();
+        assert_ne!(first, second);
+        let now = oidc::keys::current(pool, alg).await.unwrap();
+        assert_eq!((now.kid.as_str(), now.alg), (second.as_str(), alg));
+        let published: Vec<_> = oidc::keys::jwks(pool)
+            .await
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.common.key_id.unwrap())
+            .collect();
+        assert!(
+            published.contains(&first) && published.contains(&second),
+            "{alg}: {published:?}"
+        );
+        assert!(
+            oidc::keys::remove(pool, &second).await.is_err(),
+            "the key that signs {alg} cannot be removed"
+        );
+        oidc::keys::remove(pool, &first).await.unwrap();
+        let after: Vec<_> = oidc::keys::jwks(pool)
+            .await
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.common.key_id.unwrap())
+            .collect();
+        assert!(!after.contains(&first) && after.contains(&second));
+    }
+    // Rotating one algorithm never changes the other's signing key.
+    let es = oidc::keys::current(pool, IdTokenAlg::Es256)
         .await
         .unwrap()
-        .keys
-        .into_iter()
-        .map(|k| k.common.key_id.unwrap())
-        .collect();
-    assert_eq!(published, vec![second.clone(), first.clone()]);
-    assert!(
-        oidc::keys::remove(pool, &second).await.is_err(),
-        "the signing key cannot be removed"
+        .kid;
+    oidc::keys::rotate(pool, IdTokenAlg::Rs256).await.unwrap();
+    assert_eq!(
+        oidc::keys::current(pool, IdTokenAlg::Es256)
+            .await
+            .unwrap()
+            .kid,
+        es
     );
-    oidc::keys::remove(pool, &first).await.unwrap();
-    assert_eq!(oidc::keys::jwks(pool).await.unwrap().keys.len(), 1);
+    assert_eq!(oidc::keys::jwks(pool).await.unwrap().keys.len(), 3);
+}
+
+/// OpenID Connect Discovery §3 requires RS256, and it is the default of a client that names no
+/// `id_token_signed_response_alg`; a client registered for ES256 gets ES256. Each token verifies
+/// under the published key of its algorithm, and a signed-in browser gets each client's own.
+#[tokio::test]
+async fn a_client_gets_rs256_id_tokens_by_default_and_es256_when_registered_for_it() {
+    let h = harness().await;
+    let phone = h.ready_phone(BOB).await;
+    let rs = confidential(&h, "Contoso Mail", REDIRECT).await;
+    let es = clients::add_with_options(
+        &h.state.pool,
+        "Contoso Files",
+        &[REDIRECT.to_owned()],
+        false,
+        None,
+        &clients::ClientOptions {
+            id_token_alg: IdTokenAlg::Es256,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let es = Creds {
+        id: es.client_id,
+        secret: es.client_secret,
+    };
+    assert_eq!(
+        clients::find(&h.state.pool, &es.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id_token_alg,
+        IdTokenAlg::Es256
+    );
+    let mut b = Browser::new(&h);
+    let first = tokens_for(&h, &phone, &mut b, &rs, "Contoso Mail", false).await;
+    let second = tokens_for(&h, &phone, &mut b, &es, "Contoso Files", true).await;
+    let mut kids = Vec::new();
+    for (t, c, alg) in [
+        (&first, &rs, Algorithm::RS256),
+        (&second, &es, Algorithm::ES256),
+    ] {
+        let id_token = t["id_token"].as_str().unwrap();
+        let header = jsonwebtoken::decode_header(id_token).unwrap();
+        assert_eq!(header.alg, alg);
+        let claims = verify_id_token(&h, id_token, &c.id).await;
+        assert_eq!(claims.aud, c.id);
+        kids.push(header.kid.unwrap());
+    }
+    assert_ne!(kids[0], kids[1], "one key per algorithm");
+    // Refreshing the keys of one algorithm leaves the other client's tokens alone.
+    oidc::keys::rotate(&h.state.pool, IdTokenAlg::Rs256)
+        .await
+        .unwrap();
+    let third = tokens_for(&h, &phone, &mut b, &es, "Contoso Files", true).await;
+    let header = jsonwebtoken::decode_header(third["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (header.alg, header.kid.as_ref()),
+        (Algorithm::ES256, Some(&kids[1]))
+    );
 }
 
 // ---- the code flow ----
@@ -1523,44 +1642,60 @@ fn admin_app_add_registers_clients_and_admin_oidc_key_rotates() {
     assert!(!ok && err.contains("https"), "{err}");
     let (ok, list, _) = admin_cli(&db, &["app", "list"]);
     assert!(ok);
-    assert!(list.contains(&format!("{id} Contoso Mail (OpenID Connect client, confidential, redirect_uri https://mail.contoso.test/cb, refresh tokens 2592000 s)")), "{list}");
+    assert!(list.contains(&format!("{id} Contoso Mail (OpenID Connect client, confidential, redirect_uri https://mail.contoso.test/cb, refresh tokens 2592000 s, ID tokens RS256)")), "{list}");
     assert!(
         list.contains("Contoso Files (OpenID Connect client, public"),
         "{list}"
     );
     assert!(!list.contains(secret));
 
-    let (ok, out, _) = admin_cli(&db, &["oidc-key", "rotate"]);
-    assert!(ok);
-    let first = out
-        .trim()
-        .strip_prefix("new signing key ")
-        .unwrap()
-        .to_owned();
-    let (ok, out, _) = admin_cli(&db, &["oidc-key", "rotate"]);
+    // `rotate` makes a key of each algorithm; `--alg` one.
+    let (ok, out, err) = admin_cli(&db, &["oidc-key", "rotate"]);
+    assert!(ok, "{err}");
+    let made: Vec<(&str, &str)> = out
+        .lines()
+        .map(|l| {
+            let rest = l.strip_prefix("new ").unwrap();
+            let (alg, kid) = rest.split_once(" signing key ").unwrap();
+            (alg, kid)
+        })
+        .collect();
+    assert_eq!(
+        made.iter().map(|m| m.0).collect::<Vec<_>>(),
+        ["RS256", "ES256"],
+        "{out}"
+    );
+    let first = made[1].1.to_owned();
+    let (ok, out, _) = admin_cli(&db, &["oidc-key", "rotate", "--alg", "ES256"]);
     assert!(ok);
     let second = out
         .trim()
-        .strip_prefix("new signing key ")
+        .strip_prefix("new ES256 signing key ")
         .unwrap()
         .to_owned();
+    let (ok, _, err) = admin_cli(&db, &["oidc-key", "rotate", "--alg", "HS256"]);
+    assert!(!ok && err.contains("RS256 or ES256"), "{err}");
     let (_, list, _) = admin_cli(&db, &["oidc-key", "list"]);
     let lines: Vec<&str> = list.lines().collect();
-    assert_eq!(lines.len(), 2, "{list}");
+    assert_eq!(lines.len(), 3, "{list}");
     assert!(
-        lines[0].starts_with(&second) && lines[0].ends_with("signing"),
+        lines[0].starts_with(&format!("{second} ES256 ")) && lines[0].ends_with("signing"),
         "{list}"
     );
     assert!(
-        lines[1].starts_with(&first) && lines[1].ends_with("published"),
+        lines[1].starts_with(&format!("{first} ES256 ")) && lines[1].ends_with("published"),
         "{list}"
+    );
+    assert!(
+        lines[2].contains(" RS256 ") && lines[2].ends_with("signing"),
+        "the RS256 key still signs: {list}"
     );
     let (ok, _, err) = admin_cli(&db, &["oidc-key", "remove", "--kid", &second]);
     assert!(!ok && err.contains("rotate first"), "{err}");
     let (ok, _, err) = admin_cli(&db, &["oidc-key", "remove", "--kid", &first]);
     assert!(ok, "{err}");
     let (_, list, _) = admin_cli(&db, &["oidc-key", "list"]);
-    assert_eq!(list.lines().count(), 1);
+    assert_eq!(list.lines().count(), 2);
 }
 
 #[tokio::test]
@@ -2820,17 +2955,19 @@ fn admin_app_add_sets_a_clients_refresh_token_lifetimes() {
     assert!(ok, "{err}");
     let (ok, _, err) = add("Kiosk", &["--refresh-lifetime-secs", "0"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = add("Mail", &[]);
+    let (ok, _, err) = add("Mail", &["--id-token-alg", "ES256"]);
     assert!(ok, "{err}");
+    let (ok, _, err) = add("Bad alg", &["--id-token-alg", "none"]);
+    assert!(!ok && err.contains("--id-token-alg"), "{err}");
     let (_, list, _) = admin_cli(&db, &["app", "list"]);
     assert!(
         list.contains(
-            "redirect_uri https://notes.contoso.test/cb, refresh tokens 86400 s (idle 3600 s))"
+            "redirect_uri https://notes.contoso.test/cb, refresh tokens 86400 s (idle 3600 s), ID tokens RS256)"
         ),
         "{list}"
     );
-    assert!(list.contains("Kiosk (OpenID Connect client, confidential, redirect_uri https://notes.contoso.test/cb, no refresh tokens)"), "{list}");
-    assert!(list.contains("Mail (OpenID Connect client, confidential, redirect_uri https://notes.contoso.test/cb, refresh tokens 2592000 s)"), "{list}");
+    assert!(list.contains("Kiosk (OpenID Connect client, confidential, redirect_uri https://notes.contoso.test/cb, no refresh tokens, ID tokens RS256)"), "{list}");
+    assert!(list.contains("Mail (OpenID Connect client, confidential, redirect_uri https://notes.contoso.test/cb, refresh tokens 2592000 s, ID tokens ES256)"), "{list}");
     let (ok, _, err) = add(
         "Idle",
         &[
@@ -3002,7 +3139,7 @@ async fn signed_in(b: &mut Browser<'_>) -> bool {
 
 /// An ID token of this provider's key with any claims (expired ones, other issuers…).
 async fn own_token(h: &Harness, claims: &Value) -> String {
-    oidc::keys::current(&h.state.pool)
+    oidc::keys::current(&h.state.pool, IdTokenAlg::default())
         .await
         .unwrap()
         .sign(claims)
@@ -3171,12 +3308,22 @@ async fn logout_refuses_unregistered_post_logout_redirect_uris_and_hints_this_pr
     let t = tokens_for(&h, &phone, &mut b, &c, "Contoso Mail", false).await;
     let id_token = t["id_token"].as_str().unwrap().to_owned();
     let claims: Value = serde_json::to_value(verify_id_token(&h, &id_token, &c.id).await).unwrap();
-    let kid = jsonwebtoken::decode_header(&id_token).unwrap().kid.unwrap();
-    // Signed by a key that is not this provider's, under its kid.
+    let genuine = jsonwebtoken::decode_header(&id_token).unwrap();
+    assert_eq!(genuine.alg, Algorithm::RS256, "the client's default");
+    // Signed by a key that is not this provider's, under its kid and algorithm.
+    let foreign_rsa = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let foreign_rsa = {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        jsonwebtoken::EncodingKey::from_rsa_der(foreign_rsa.to_pkcs1_der().unwrap().as_bytes())
+    };
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = genuine.kid.clone();
+    let forged = jsonwebtoken::encode(&header, &claims, &foreign_rsa).unwrap();
+    // Algorithm confusion: the RSA key's kid on an ES256 token (signed by some P-256 key).
     let (_, pkcs8) = authenticator_protocol::EcdsaSigner::generate().unwrap();
     let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
-    header.kid = Some(kid);
-    let forged = jsonwebtoken::encode(
+    header.kid = genuine.kid.clone();
+    let confused = jsonwebtoken::encode(
         &header,
         &claims,
         &jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
@@ -3211,6 +3358,10 @@ async fn logout_refuses_unregistered_post_logout_redirect_uris_and_hints_this_pr
         ],
         vec![
             ("id_token_hint", &forged),
+            ("post_logout_redirect_uri", POST_LOGOUT),
+        ],
+        vec![
+            ("id_token_hint", &confused),
             ("post_logout_redirect_uri", POST_LOGOUT),
         ],
         vec![
@@ -3317,18 +3468,10 @@ async fn wait_for<T: Clone>(got: &std::sync::Mutex<Vec<T>>, n: usize, secs: u64)
 async fn verify_logout_token(h: &Harness, token: &str, client_id: &str) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
-    assert_eq!(header.alg, Algorithm::ES256);
     let jwks = Browser::new(h).get("/oauth2/jwks").await.body;
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == header.kid.as_deref().unwrap())
-        .expect("the ID-token key signs logout tokens");
-    let key =
-        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
-            .unwrap();
-    let mut v = Validation::new(Algorithm::ES256);
+    // The ID-token key of the client's algorithm signs logout tokens.
+    let (key, alg) = published_key(&jwks, token);
+    let mut v = Validation::new(alg);
     v.set_audience(&[client_id]);
     v.set_issuer(&[ISSUER]);
     v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
@@ -3496,7 +3639,7 @@ fn admin_app_add_registers_post_logout_redirect_uris_and_a_back_channel_logout_u
             "{id} Contoso Mail (OpenID Connect client, confidential, redirect_uri \
              https://mail.contoso.test/cb, post_logout_redirect_uri https://mail.contoso.test/bye, \
              post_logout_redirect_uri http://127.0.0.1:7777/bye, back-channel logout to \
-             https://mail.contoso.test/backchannel, refresh tokens 2592000 s)"
+             https://mail.contoso.test/backchannel, refresh tokens 2592000 s, ID tokens RS256)"
         )),
         "{list}"
     );

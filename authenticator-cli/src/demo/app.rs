@@ -10,7 +10,7 @@
 //!   authorization endpoint.
 //! - `GET /callback`: that login (once), `state` and `iss` (RFC 9207) checked against it; the
 //!   code exchanged at the token endpoint (`client_secret_basic`, with the PKCE verifier); the
-//!   ID token validated (ES256 signature against the JWKS, issuer, audience, expiry, nonce,
+//!   ID token validated (RS256 signature against the JWKS, issuer, audience, expiry, nonce,
 //!   `at_hash`); userinfo read; the app's own session started; redirect home.
 //!
 //! Nothing here logs or shows a code, a token or the client secret. The cookies are plain
@@ -467,11 +467,12 @@ async fn finish(app: &App, login: Login, params: CallbackParams) -> Result<Signe
     let id_token = token
         .id_token()
         .context("the token endpoint gave no ID token")?;
-    // The provider signs with ES256 (discovery says so); anything else is refused.
+    // Registered without an algorithm, the app gets RS256 ID tokens (OpenID Connect's
+    // default); anything else is refused.
     let verifier = app
         .client
         .id_token_verifier()
-        .set_allowed_algs([CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+        .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
     let claims = id_token
         .claims(&verifier, &login.nonce)
         .context("the ID token is not valid")?;

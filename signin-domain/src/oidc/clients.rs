@@ -149,6 +149,8 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// Back-Channel Logout: where the server POSTs a logout token.
     pub backchannel_logout_uri: Option<String>,
+    /// How its ID tokens and logout tokens are signed.
+    pub id_token_alg: IdTokenAlg,
     secret_hash: Option<String>,
 }
 
@@ -177,6 +179,9 @@ impl Client {
             refresh: RefreshLifetimes::from_row(r.refresh_lifetime_secs, r.refresh_idle_secs),
             post_logout_redirect_uris: lines_of(r.post_logout_redirect_uris.as_deref()),
             backchannel_logout_uri: r.backchannel_logout_uri,
+            // Only `add_with_options` writes the column; a name it never writes fails closed
+            // (no such client) rather than signing with an algorithm the client does not expect.
+            id_token_alg: IdTokenAlg::from_name(&r.id_token_alg)?,
             secret_hash: r.secret_hash,
         })
     }
@@ -233,7 +238,7 @@ impl fmt::Display for Listed {
             if let Some(uri) = &c.backchannel_logout_uri {
                 write!(f, ", back-channel logout to {}", text::escape(uri))?;
             }
-            write!(f, ", {})", c.refresh)?;
+            write!(f, ", {}, ID tokens {})", c.refresh, c.id_token_alg)?;
         }
         Ok(())
     }
@@ -338,6 +343,49 @@ pub struct Logout {
     pub backchannel_logout_uri: Option<BackchannelLogoutUri>,
 }
 
+/// The JWS algorithm of a client's ID tokens and logout tokens (`id_token_signed_response_alg`).
+/// [`IdTokenAlg::Rs256`] is the default, as OpenID Connect Dynamic Client Registration §2 has it
+/// for a client that names none; `ES256` (P-256, smaller and faster) for clients that ask.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IdTokenAlg {
+    #[default]
+    Rs256,
+    Es256,
+}
+
+impl IdTokenAlg {
+    /// Every algorithm the provider signs with, as discovery lists them (RS256 first: the
+    /// default).
+    pub const ALL: [IdTokenAlg; 2] = [IdTokenAlg::Rs256, IdTokenAlg::Es256];
+
+    /// The JWS `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdTokenAlg::Rs256 => "RS256",
+            IdTokenAlg::Es256 => "ES256",
+        }
+    }
+
+    /// The algorithm named `alg` (exactly as JWS spells it); `None` for any other.
+    pub fn from_name(alg: &str) -> Option<IdTokenAlg> {
+        IdTokenAlg::ALL.into_iter().find(|a| a.as_str() == alg)
+    }
+}
+
+impl fmt::Display for IdTokenAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a client registers beyond its redirect URIs, public flag and CIBA ping endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    pub refresh: RefreshLifetimes,
+    pub logout: Logout,
+    pub id_token_alg: IdTokenAlg,
+}
+
 /// Registers an OpenID Connect client with the default refresh token lifetimes and no
 /// sign-out settings. A public client gets no secret.
 pub async fn add(
@@ -353,8 +401,7 @@ pub async fn add(
         redirect_uris,
         public,
         ciba_ping_endpoint,
-        RefreshLifetimes::default(),
-        &Logout::default(),
+        &ClientOptions::default(),
     )
     .await
 }
@@ -387,15 +434,17 @@ pub async fn add_with_refresh(
     ciba_ping_endpoint: Option<&PingEndpoint>,
     refresh: RefreshLifetimes,
 ) -> anyhow::Result<Registered> {
-    let logout = Logout::default();
+    let options = ClientOptions {
+        refresh,
+        ..ClientOptions::default()
+    };
     add_with_options(
         pool,
         name,
         redirect_uris,
         public,
         ciba_ping_endpoint,
-        refresh,
-        &logout,
+        &options,
     )
     .await
 }
@@ -409,29 +458,36 @@ pub async fn add_with_logout(
     ciba_ping_endpoint: Option<&PingEndpoint>,
     logout: &Logout,
 ) -> anyhow::Result<Registered> {
-    let refresh = RefreshLifetimes::default();
+    let options = ClientOptions {
+        logout: logout.clone(),
+        ..ClientOptions::default()
+    };
     add_with_options(
         pool,
         name,
         redirect_uris,
         public,
         ciba_ping_endpoint,
-        refresh,
-        logout,
+        &options,
     )
     .await
 }
 
-/// Registers an OpenID Connect client with its refresh token lifetimes and sign-out settings.
+/// Registers an OpenID Connect client with its refresh token lifetimes, sign-out settings and
+/// ID-token algorithm ([`ClientOptions`]).
 pub async fn add_with_options(
     pool: &Pool,
     name: &str,
     redirect_uris: &[String],
     public: bool,
     ciba_ping_endpoint: Option<&PingEndpoint>,
-    refresh: RefreshLifetimes,
-    logout: &Logout,
+    options: &ClientOptions,
 ) -> anyhow::Result<Registered> {
+    let ClientOptions {
+        refresh,
+        logout,
+        id_token_alg,
+    } = options;
     let name = check_name(name)?;
     if redirect_uris.is_empty() {
         bail!("an OpenID Connect client needs at least one --redirect-uri");
@@ -468,12 +524,13 @@ pub async fn add_with_options(
             .backchannel_logout_uri
             .as_ref()
             .map(|u| u.as_str().to_owned()),
+        id_token_alg: id_token_alg.as_str().to_owned(),
     };
     if !store::insert_client(pool, &row).await? {
         bail!("an application named {:?} is already registered", name);
     }
     let outcome = format!(
-        "client_id={client_id} oidc={} refresh_lifetime_secs={}{}",
+        "client_id={client_id} oidc={} id_token_alg={id_token_alg} refresh_lifetime_secs={}{}",
         if public { "public" } else { "confidential" },
         refresh.lifetime_secs,
         refresh

@@ -25,17 +25,19 @@ pub struct ClientRow {
     pub post_logout_redirect_uris: Option<String>,
     /// Where the server POSTs logout tokens (Back-Channel Logout).
     pub backchannel_logout_uri: Option<String>,
+    /// The JWS algorithm of its ID and logout tokens (`RS256` or `ES256`).
+    pub id_token_alg: String,
 }
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, builtin, redirect_uris, \
      public_client, ciba_notification_endpoint, created_at, refresh_lifetime_secs, \
-     refresh_idle_secs, post_logout_redirect_uris, backchannel_logout_uri";
+     refresh_idle_secs, post_logout_redirect_uris, backchannel_logout_uri, id_token_alg";
 
 /// Inserts a client; `false` (nothing written) when the name is taken.
 pub async fn insert_client(pool: &Pool, row: &ClientRow) -> StoreResult<bool> {
     let done = sqlx::query(&format!(
         "INSERT INTO applications ({CLIENT_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING"
     ))
     .bind(&row.client_id)
     .bind(&row.name)
@@ -49,6 +51,7 @@ pub async fn insert_client(pool: &Pool, row: &ClientRow) -> StoreResult<bool> {
     .bind(row.refresh_idle_secs)
     .bind(row.post_logout_redirect_uris.as_deref())
     .bind(row.backchannel_logout_uri.as_deref())
+    .bind(&row.id_token_alg)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -77,26 +80,32 @@ pub async fn all_clients(pool: &Pool) -> StoreResult<Vec<ClientRow>> {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SigningKeyRow {
     pub kid: String,
+    /// The JWS algorithm it signs with: `ES256` (a P-256 key) or `RS256` (an RSA key).
+    pub alg: String,
     pub pkcs8: String,
     pub created_at: i64,
 }
 
-/// Every signing key, newest first (the first one signs).
+/// Every signing key, newest first (the newest of each algorithm signs).
 pub async fn signing_keys(pool: &Pool) -> StoreResult<Vec<SigningKeyRow>> {
     Ok(sqlx::query_as(
-        "SELECT kid, pkcs8, created_at FROM oidc_signing_keys ORDER BY created_at DESC, kid",
+        "SELECT kid, alg, pkcs8, created_at FROM oidc_signing_keys \
+         ORDER BY created_at DESC, kid",
     )
     .fetch_all(pool)
     .await?)
 }
 
 pub async fn insert_signing_key(pool: &Pool, row: &SigningKeyRow) -> StoreResult<()> {
-    sqlx::query("INSERT INTO oidc_signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
-        .bind(&row.kid)
-        .bind(&row.pkcs8)
-        .bind(row.created_at)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO oidc_signing_keys (kid, alg, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&row.kid)
+    .bind(&row.alg)
+    .bind(&row.pkcs8)
+    .bind(row.created_at)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -76,7 +76,7 @@ pub async fn configuration(
         response_modes_supported: &["query", "form_post"],
         grant_types_supported: &["authorization_code", "refresh_token", CIBA_GRANT_TYPE],
         subject_types_supported: &["public"],
-        id_token_signing_alg_values_supported: &["ES256"],
+        id_token_signing_alg_values_supported: &["RS256", "ES256"],
         token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
         revocation_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
         // Introspection answers confidential clients (resource servers) only.

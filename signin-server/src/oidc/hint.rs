@@ -1,24 +1,24 @@
 //! `id_token_hint` (OpenID Connect Core §3.1.2.1, RP-Initiated Logout 1.0 §2): an ID token this
 //! provider issued, handed back by a client to name the user it means. The hint is checked as
-//! the provider's own token: signed (ES256) by a key this provider publishes, issued by this
-//! issuer, an ID token (not a logout token). Its expiry is **not** checked: both specifications
+//! the provider's own token: signed by a key this provider publishes, with the algorithm that
+//! key is for (RS256 or ES256), issued by this issuer, an ID token (not a logout token). Its expiry is **not** checked: both specifications
 //! let a client send an expired ID token as a hint (it names a user; it grants nothing).
 use std::collections::HashSet;
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
 use serde_json::Value;
 
 use super::OAuthError;
 use signin_domain::store::Pool;
 
-/// Longest hint accepted (an ID token of this provider is well under 1 KiB).
+/// Longest hint accepted (an ID token of this provider is well under 2 KiB).
 const MAX_HINT_LEN: usize = 8 * 1024;
 
 /// Why a hint is not an ID token of this provider. The text is static; it never repeats the
 /// token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HintError {
-    #[error("not a compact JWS with ES256 and a key id")]
+    #[error("not a compact JWS with a key id, signed with the algorithm of that key")]
     Malformed,
     #[error("signed with a key this provider does not publish")]
     UnknownKey,
@@ -61,22 +61,23 @@ pub async fn verify(
     let Ok(header) = jsonwebtoken::decode_header(token) else {
         return Ok(Err(HintError::Malformed));
     };
-    if header.alg != Algorithm::ES256 {
-        return Ok(Err(HintError::Malformed));
-    }
     if header.typ.as_deref().is_some_and(|t| t != "JWT") {
         return Ok(Err(HintError::NotAnIdToken));
     }
     let Some(kid) = header.kid.as_deref() else {
         return Ok(Err(HintError::Malformed));
     };
-    let Some(key) = super::keys::verifying_key(pool, kid)
+    let Some((alg, key)) = super::keys::verifying_key(pool, kid)
         .await
         .map_err(OAuthError::Internal)?
     else {
         return Ok(Err(HintError::UnknownKey));
     };
-    let mut validation = Validation::new(Algorithm::ES256);
+    // The header's `alg` must be the one the named key is for: no algorithm confusion.
+    if header.alg != super::keys::jws_alg(alg) {
+        return Ok(Err(HintError::Malformed));
+    }
+    let mut validation = Validation::new(header.alg);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;

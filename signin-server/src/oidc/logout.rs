@@ -373,7 +373,7 @@ async fn tell_clients(
     for client_id in &ended.clients {
         if let Some(c) = clients::find(&state.pool, client_id).await? {
             if let Some(uri) = c.backchannel_logout_uri {
-                targets.push((c.application.client_id, uri));
+                targets.push((c.application.client_id, c.id_token_alg, uri));
             }
         }
     }
@@ -381,11 +381,12 @@ async fn tell_clients(
         return Ok(());
     }
     let sub = token::subject(&state.pool, upn).await?;
-    let key = keys::current(&state.pool)
-        .await
-        .map_err(WebError::Internal)?;
     let now = now_ms() / 1000;
-    for (client_id, uri) in targets {
+    for (client_id, alg, uri) in targets {
+        // Signed like the client's ID tokens (Back-Channel Logout 1.0 §2.4).
+        let key = keys::current(&state.pool, alg)
+            .await
+            .map_err(WebError::Internal)?;
         let claims = LogoutTokenClaims {
             iss: iss.to_owned(),
             aud: client_id.clone(),

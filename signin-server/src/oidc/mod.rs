@@ -4,7 +4,7 @@
 //! docs/INTEGRATION.md is the operator's guide; this module is the whole surface:
 //!
 //! - [`discovery`]: `/.well-known/openid-configuration` and the JWKS;
-//! - [`keys`]: the ES256 ID-token signing keys (stored in the database, rotated by
+//! - [`keys`]: the ID-token signing keys, RS256 and ES256 (stored in the database, rotated by
 //!   `admin oidc-key rotate`);
 //! - [`clients`]: registration and client authentication at the token endpoint;
 //! - [`authorize`]: the authorization endpoint, whose sign-in is the server's own sign-in

@@ -309,7 +309,7 @@ pub(crate) async fn issue_tokens(
             .await?
             .unwrap_or_default(),
     };
-    let key = super::keys::current(&state.pool)
+    let key = super::keys::current(&state.pool, a.client.id_token_alg)
         .await
         .map_err(OAuthError::Internal)?;
     let id_token = key.sign(&claims).map_err(OAuthError::Internal)?;
