@@ -81,7 +81,8 @@ pub fn jws_alg(alg: IdTokenAlg) -> Algorithm {
 
 /// A stored key, decoded.
 enum KeyPair {
-    Ec(EcdsaSigner),
+    // Both boxed: the two keys differ a lot in size and this enum lives in a cache.
+    Ec(Box<EcdsaSigner>),
     Rsa(Box<rsa::RsaPrivateKey>),
 }
 
@@ -91,7 +92,7 @@ impl KeyPair {
             IdTokenAlg::Es256 => {
                 let (signer, pkcs8) =
                     EcdsaSigner::generate().context("generating an ES256 signing key")?;
-                (KeyPair::Ec(signer), pkcs8)
+                (KeyPair::Ec(Box::new(signer)), pkcs8)
             }
             IdTokenAlg::Rs256 => {
                 let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS)
@@ -112,9 +113,9 @@ impl KeyPair {
         })?;
         let pkcs8 = unb64("oidc signing key", &row.pkcs8).context("stored OIDC signing key")?;
         let pair = match alg {
-            IdTokenAlg::Es256 => {
-                KeyPair::Ec(EcdsaSigner::from_pkcs8(&pkcs8).context("stored ES256 signing key")?)
-            }
+            IdTokenAlg::Es256 => KeyPair::Ec(Box::new(
+                EcdsaSigner::from_pkcs8(&pkcs8).context("stored ES256 signing key")?,
+            )),
             IdTokenAlg::Rs256 => KeyPair::Rsa(Box::new(
                 rsa::RsaPrivateKey::from_pkcs8_der(&pkcs8).context("stored RS256 signing key")?,
             )),
