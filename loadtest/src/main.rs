@@ -121,9 +121,9 @@ async fn run(args: Args) -> Result<()> {
         bound.sign_us, bound.verify_us
     );
     println!(
-        "| database | delivery | concurrency | ceremonies | ceremonies/s | ceremony p50 / p99 ms | approval POST p50 / p99 ms | server CPU ms / ceremony | server CPU % | ratio |"
+        "| database | delivery | concurrency | ceremonies | ceremonies/s | ceremony p50 / p99 ms | approval POST p50 / p99 ms | server CPU ms / ceremony | server CPU % | ratio | statements / ceremony |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &delivery in &args.delivery {
         for &concurrency in &args.concurrency {
             let report = level(
@@ -140,7 +140,7 @@ async fn run(args: Args) -> Result<()> {
             let per_cpu_second = report.done as f64 / report.server_cpu_s;
             let ratio = per_cpu_second / (1e6 / crypto_per_ceremony_us);
             println!(
-                "| {} | {} | {concurrency} | {} | {:.0} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} | {:.0} | {:.2} |",
+                "| {} | {} | {concurrency} | {} | {:.0} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} | {:.0} | {:.2} | {:.1} |",
                 args.label,
                 delivery.name(),
                 report.done,
@@ -152,6 +152,7 @@ async fn run(args: Args) -> Result<()> {
                 report.server_cpu_s * 1e3 / report.done as f64,
                 100.0 * report.server_cpu_s / report.wall_s,
                 ratio,
+                report.statements as f64 / report.done as f64,
             );
         }
     }
@@ -172,6 +173,9 @@ struct LevelReport {
     done: usize,
     wall_s: f64,
     server_cpu_s: f64,
+    /// SQL statements the server ran for the row (its own counter; queries, not `BEGIN`/`COMMIT`
+    /// on SQLite).
+    statements: u64,
     ceremony: stats::Latencies,
     approval: stats::Latencies,
 }
@@ -186,11 +190,13 @@ async fn level(
 ) -> Result<LevelReport> {
     // Warm-up: every worker's connection pool and the server's caches.
     run_workers(server, phones, delivery, concurrency, concurrency * 2, max).await?;
+    let statements_before = server.statements().await?;
     let cpu_before = server.cpu_seconds()?;
     let started = Instant::now();
     let results = run_workers(server, phones, delivery, concurrency, ceremonies, max).await?;
     let wall_s = started.elapsed().as_secs_f64();
     let server_cpu_s = server.cpu_seconds()? - cpu_before;
+    let statements = server.statements().await? - statements_before;
     let mut ceremony = stats::Latencies::default();
     let mut approval = stats::Latencies::default();
     for c in &results {
@@ -201,6 +207,7 @@ async fn level(
         done: results.len(),
         wall_s,
         server_cpu_s,
+        statements,
         ceremony,
         approval,
     })

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod http_error;
 pub mod listener;
 pub mod oidc;
+pub mod statements;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test
 /// equipment only (feature `testing`): there, a failed `expect` is a failed test.
@@ -45,6 +46,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/debug/statements", get(statement_count))
         .route(ENROLL_CHALLENGE_PATH, post(api::enroll::challenge))
         .route(ENROLL_COMPLETE_PATH, post(api::enroll::complete))
         .route(PASSWORDLESS_PATH, post(api::device::passwordless))
@@ -98,6 +100,14 @@ async fn log_requests(req: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// `GET /debug/statements`: the number of SQL statements run so far, when the server was
+/// started with `SIGNIN_COUNT_STATEMENTS=1` (for `cargo xtask bench`); otherwise not found.
+async fn statement_count() -> Result<String, HttpError> {
+    statements::count()
+        .map(|n| n.to_string())
+        .ok_or(HttpError(AppError::NotFound))
 }
 
 /// Opens the database, applies the `serve` settings and returns the handler state.

@@ -146,6 +146,92 @@ fn serve_prints_its_address_and_stops_on_sigterm() {
     assert_eq!(name, "Fabrikam");
 }
 
+/// A plain `GET` on a running server: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.lines().next().unwrap_or_default().to_owned();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_statement_counter_is_off_by_default_and_counts_the_queries_of_a_request_when_asked() {
+    let test_db = TestDatabase::create_blocking().unwrap();
+    let plain = support::ServerProcess::start(&test_db.url, &[]);
+    let (status, _) = http_get(&plain.addr, "/debug/statements");
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+    drop(plain);
+
+    let counting = support::ServerProcess::start_with_env(
+        &test_db.url,
+        &[],
+        &[("SIGNIN_COUNT_STATEMENTS", "1")],
+    );
+    let count = || -> u64 {
+        let (status, body) = http_get(&counting.addr, "/debug/statements");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        body.trim().parse().unwrap()
+    };
+    let before = count();
+    // Not a database request: the count stays.
+    assert_eq!(count(), before);
+    // The JWKS reads the signing keys from the database: at least one query.
+    let (status, _) = http_get(&counting.addr, "/oauth2/jwks");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(count() > before, "the JWKS request's queries were counted");
+}
+
+#[test]
+fn log_lines_written_through_the_background_writer_are_all_flushed_when_the_server_stops() {
+    let test_db = TestDatabase::create_blocking().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &test_db.url,
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("signin-server listening on http://")
+        .unwrap()
+        .to_owned();
+    for _ in 0..50 {
+        http_get(&addr, "/healthz");
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    // One access line per request, every one of them written, and the last line of all.
+    assert_eq!(text.matches("route=/healthz").count(), 50, "{text}");
+    assert!(text.contains("shutting down"), "{text}");
+}
+
 #[test]
 fn user_show_resume_and_delivery_flags() {
     let dir = tempfile::tempdir().unwrap();

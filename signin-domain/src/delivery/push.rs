@@ -395,7 +395,7 @@ impl Inner {
             };
             match transport.send(&target).await {
                 Ok(()) => {
-                    tracing::info!(kind, request_id = %envelope.request_id, attempt, "push sent");
+                    tracing::debug!(kind, request_id = %envelope.request_id, attempt, "push sent");
                     self.record(Event::PushDelivery, &upn, envelope, &outcome(kind, "sent"))
                         .await?;
                     return Ok(());

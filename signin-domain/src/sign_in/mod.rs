@@ -312,7 +312,8 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
         )
         .await?;
     }
-    tracing::info!(
+    // DEBUG: the request's HTTP line is the one INFO line (the audit log keeps the event).
+    tracing::debug!(
         signin_id = %signin_id,
         devices = prepared.len(),
         client_id = %o.client_id,
@@ -630,7 +631,8 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         )
         .await?;
     }
-    tracing::info!(request_id = %req.id, decision = response.decision.as_str(), "sign-in answered");
+    // DEBUG: the HTTP line is the request's one INFO line; the audit log keeps the answer.
+    tracing::debug!(request_id = %req.id, decision = response.decision.as_str(), "sign-in answered");
     Ok(new_status)
 }
 

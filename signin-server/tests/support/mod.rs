@@ -507,6 +507,17 @@ impl ServerProcess {
         )
     }
 
+    /// `start` with extra environment variables.
+    pub fn start_with_env(
+        database: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_signin-server"));
+        command.envs(env.iter().copied());
+        Self::start_command(command, database, extra_args)
+    }
+
     /// `start` with at most `limit` open files (soft and hard: the server cannot raise it).
     pub fn start_with_open_file_limit(
         database: &str,
@@ -622,7 +633,7 @@ pub mod scan {
             let writer = captured.clone();
             let subscriber = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(
-                    "info,signin_server=trace",
+                    "info,signin_server=trace,signin_domain=trace",
                 ))
                 .with_ansi(false)
                 .without_time()
