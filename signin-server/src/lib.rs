@@ -51,6 +51,10 @@ pub fn app(state: AppState) -> Router {
         .route(POLL_PATH, get(api::device::poll))
         .route(DEVICE_PATH, delete(api::device::unregister))
         .route(
+            authenticator_protocol::push_registration::PUSH_REGISTRATION_PATH,
+            post(api::push::update),
+        )
+        .route(
             "/api/v1/device/requests/{id}",
             get(api::device::request_details),
         )
