@@ -96,7 +96,8 @@ mod tests {
 
     fn update() -> PushRegistrationUpdate {
         PushRegistrationUpdate {
-            account_id: AccountId::random(),
+            // Fixed, so that each changed field below is the only difference.
+            account_id: AccountId::parse("EBESExQVFhcYGRobHB0eHw").unwrap(),
             push_kind: "fcm".into(),
             push_token: "new-token".into(),
             timestamp: UnixMillis(7),
