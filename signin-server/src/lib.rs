@@ -10,6 +10,10 @@ pub mod extract;
 pub mod http_error;
 pub mod listener;
 pub mod oidc;
+/// Local APNs and FCM endpoints for tests (feature `testing`), as `webpush_local`.
+#[cfg(feature = "testing")]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod push_local;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test
 /// equipment only (feature `testing`): there, a failed `expect` is a failed test.

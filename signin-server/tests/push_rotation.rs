@@ -73,7 +73,11 @@ async fn after_an_apns_rotation_the_next_push_goes_to_the_new_token_and_the_stal
 
     let r = rotate(&h, &phone, "apns", NEW_APNS_TOKEN).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
-    assert_eq!(stale_reason(&h, &phone).await, None, "the stale mark is gone");
+    assert_eq!(
+        stale_reason(&h, &phone).await,
+        None,
+        "the stale mark is gone"
+    );
     assert_eq!(
         audit_outcomes(&h, "push_registration_updated").await,
         vec!["apns"]
@@ -224,7 +228,11 @@ async fn rotations_to_a_channel_enrollment_would_refuse_are_refused() {
         ("webpush", "not-a-subscription", "invalid_request"),
     ] {
         let r = rotate(&h, &phone, kind, token).await;
-        assert_eq!((r.status, r.error()), (StatusCode::BAD_REQUEST, code), "{kind}");
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, code),
+            "{kind}"
+        );
     }
     // An account the server does not know.
     let mut stranger = Phone::new();
