@@ -10,6 +10,7 @@ mod demo;
 mod demo_server;
 mod passcode;
 mod phone;
+mod push;
 mod totp;
 
 use std::path::PathBuf;
@@ -75,6 +76,15 @@ enum PhoneCommand {
         url: String,
         #[arg(long, default_value = "Desktop phone")]
         device_name: String,
+        #[command(flatten)]
+        push: push::PushArgs,
+    },
+    /// The push channel changed (a phone app's new FCM token, APNs device token or Web Push
+    /// subscription): tell every account's server, signed by the account's device key. Exits
+    /// 4 when some server was not told (unreachable: run it again later; or refused).
+    PushUpdate {
+        #[command(flatten)]
+        push: push::PushArgs,
     },
     /// List the accounts on this phone.
     Accounts,
@@ -195,7 +205,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let phone = Phone::open(&home, cli.passcode, cli.key_protection)?;
     let out = phone::Output { json: cli.json };
     match command {
-        PhoneCommand::Enroll { url, device_name } => phone.enroll(&out, &url, &device_name).await,
+        PhoneCommand::Enroll {
+            url,
+            device_name,
+            push,
+        } => phone.enroll(&out, &url, &device_name, &push).await,
+        PhoneCommand::PushUpdate { push } => phone.push_update(&out, &push).await,
         PhoneCommand::Accounts => phone.accounts(&out).await,
         PhoneCommand::EnablePhoneSignIn { account } => {
             phone.enable_phone_sign_in(&out, &account).await

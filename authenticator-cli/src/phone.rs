@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use authenticator_core::{
-    AccountSummary, Authenticator, AuthenticatorError, Decision, PendingRequest, PushKind,
-    PushRegistration, RequestKind, SoftwareKeyStore, WrappingKeySource,
+    AccountSummary, Authenticator, AuthenticatorError, Decision, PendingRequest, RequestKind,
+    SoftwareKeyStore, WrappingKeySource,
 };
 use serde_json::json;
 
@@ -84,11 +84,14 @@ impl Phone {
         }
     }
 
-    pub async fn enroll(&self, out: &Output, url: &str, device_name: &str) -> Result<ExitCode> {
-        let push = PushRegistration {
-            kind: PushKind::LongPoll,
-            token: String::new(),
-        };
+    pub async fn enroll(
+        &self,
+        out: &Output,
+        url: &str,
+        device_name: &str,
+        push: &crate::push::PushArgs,
+    ) -> Result<ExitCode> {
+        let push = push.registration()?;
         let a = self
             .core
             .enroll(url.to_owned(), device_name.to_owned(), push)

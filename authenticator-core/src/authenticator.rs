@@ -8,11 +8,11 @@ use authenticator_protocol::sign_in::Decision as WireDecision;
 use crate::error::{AuthenticatorError, Error};
 use crate::internal::http::{HttpTransport, ReqwestTransport, ServerApi};
 use crate::internal::store::Store;
-use crate::internal::{browser, enroll, push, sign_in, totp, Core};
+use crate::internal::{browser, enroll, push, push_registration, sign_in, totp, Core};
 use crate::platform::{DeviceKeyStore, SecretStore};
 use crate::types::{
     AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget,
-    TotpAccount, TotpCode,
+    PushUpdateResult, TotpAccount, TotpCode,
 };
 
 type Result<T> = std::result::Result<T, AuthenticatorError>;
@@ -87,6 +87,18 @@ impl Authenticator {
         self.core.finish_interrupted_key_work().await?;
         enroll::retry_unregistrations(&self.core).await;
         Ok(enroll::enroll(&self.core, &enrollment_url, &device_name, push).await?)
+    }
+
+    /// The app's push registration changed (FCM `onNewToken`, a new APNs device token, a
+    /// UnifiedPush endpoint change): tells every account's server, signed by the account's
+    /// device key (PROTOCOL.md §5.10). One result per account: `Updated`, `RetryLater` (call
+    /// again later) or `Refused`. `InvalidInput` (nothing sent) for a registration enrollment
+    /// would refuse too.
+    pub async fn update_push_registration(
+        &self,
+        push: PushRegistration,
+    ) -> Result<Vec<PushUpdateResult>> {
+        Ok(push_registration::update_all(&self.core, &push).await?)
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountSummary>> {
@@ -308,6 +320,7 @@ impl Authenticator {
                 secrets: secret_store,
                 api: ServerApi::new(transport),
                 poll_cancel: tokio::sync::watch::channel(0).0,
+                push_rotation: tokio::sync::Mutex::new(authenticator_protocol::UnixMillis(0)),
             },
         }))
     }

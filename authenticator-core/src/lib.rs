@@ -31,6 +31,6 @@ pub use platform::{
 pub use software_keys::{SoftwareKeyStore, WrappingKeySource};
 pub use types::{
     AccountSummary, Decision, PendingRequest, PushKind, PushOutcome, PushRegistration, PushTarget,
-    RequestKind, TotpAccount, TotpCode, VerificationOutcome,
+    PushUpdateOutcome, PushUpdateResult, RequestKind, TotpAccount, TotpCode, VerificationOutcome,
 };
 pub use webpush::web_push_token;

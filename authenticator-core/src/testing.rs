@@ -383,6 +383,8 @@ struct FakeCode {
 struct FakeAccount {
     device_key: PublicKey,
     passwordless_key: Option<PublicKey>,
+    /// The push channel of the last accepted rotation (§5.10) and its signed time.
+    rotated_push: Option<(wire::PushChannel, UnixMillis)>,
 }
 
 struct FakeRequest {
@@ -716,6 +718,7 @@ impl FakeServer {
             (HttpMethod::Post, ["api", "v1", "enroll", "challenge"]) => self.challenge(&body),
             (HttpMethod::Post, ["api", "v1", "enroll", "complete"]) => self.complete(&body),
             (HttpMethod::Post, ["api", "v1", "device", "passwordless"]) => self.passwordless(&body),
+            (HttpMethod::Post, ["api", "v1", "device", "push"]) => self.rotate_push(&body),
             (HttpMethod::Get, ["api", "v1", "device", "poll"]) => match self.device_auth(req) {
                 Ok(account_id) => self.poll(&account_id),
                 Err(r) => r,
@@ -839,6 +842,7 @@ impl FakeServer {
             FakeAccount {
                 device_key,
                 passwordless_key: None,
+                rotated_push: None,
             },
         );
         reply(
@@ -848,6 +852,53 @@ impl FakeServer {
                 account_id,
             },
         )
+    }
+
+    /// §5.10: the device key's signature over exactly the body, then newer than the last.
+    fn rotate_push(&self, body: &[u8]) -> Reply {
+        let Ok(req) = serde_json::from_slice::<
+            authenticator_protocol::push_registration::PushRegistrationRequest,
+        >(body) else {
+            return error(400, ErrorCode::InvalidRequest);
+        };
+        let mut st = self.state.lock().unwrap();
+        let Some(account) = st.accounts.get_mut(&req.account_id) else {
+            return error(404, ErrorCode::UnknownAccount);
+        };
+        let Ok(sig) = Signature::from_b64("signature", &req.signature) else {
+            return error(400, ErrorCode::InvalidRequest);
+        };
+        if account
+            .device_key
+            .verify(&req.update().signed_bytes(), &sig)
+            .is_err()
+        {
+            return error(401, ErrorCode::BadSignature);
+        }
+        if account
+            .rotated_push
+            .as_ref()
+            .is_some_and(|(_, at)| *at >= req.timestamp)
+        {
+            return error(409, ErrorCode::Replay);
+        }
+        account.rotated_push = Some((req.push.clone(), req.timestamp));
+        (204, Vec::new())
+    }
+
+    /// The server forgets the account (an admin removed the device there).
+    pub fn forget_account(&self, account_id: &str) {
+        let id = AccountId::parse(account_id).unwrap();
+        self.state.lock().unwrap().accounts.remove(&id);
+    }
+
+    /// The push channel (kind, token) of the account's last accepted rotation, if any.
+    pub fn rotated_push(&self, account_id: &str) -> Option<(String, String)> {
+        let id = AccountId::parse(account_id).unwrap();
+        self.state.lock().unwrap().accounts[&id]
+            .rotated_push
+            .as_ref()
+            .map(|(p, _)| (p.kind.clone(), p.token.clone()))
     }
 
     fn passwordless(&self, body: &[u8]) -> Reply {

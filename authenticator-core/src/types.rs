@@ -70,6 +70,33 @@ impl std::fmt::Debug for PushRegistration {
     }
 }
 
+/// What became of one account's push rotation (`update_push_registration`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PushUpdateOutcome {
+    /// The server pushes to the new registration from now on.
+    Updated,
+    /// Not done now (no network, a server fault, the key store failed): call
+    /// `update_push_registration` again later, e.g. when the app next starts.
+    RetryLater { reason: String },
+    /// The server refused it; `code` is a stable code of PROTOCOL.md §8 (`unknown_account`:
+    /// the account was removed there; `too_many_push_channels`: the user has too many phones
+    /// with push). Calling again will not help.
+    Refused {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+}
+
+/// One account's result of `update_push_registration`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PushUpdateResult {
+    pub account_id: String,
+    pub upn: String,
+    pub server_name: String,
+    pub outcome: PushUpdateOutcome,
+}
+
 /// Which request a push refers to (opaque ids only).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct PushTarget {

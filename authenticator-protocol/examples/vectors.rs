@@ -4,6 +4,7 @@ use authenticator_protocol::canonical::{Canonical, RESPONSE_TAG};
 use authenticator_protocol::encoding::{b64, sha256, unb64};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
 use authenticator_protocol::push::PushChannelKind;
+use authenticator_protocol::push_registration::PushRegistrationUpdate;
 use authenticator_protocol::sign_in::{
     request_details_signed_bytes, BrowserBinding, Decision, DeviceAuth, RequestDetails,
     RequestKind, SignInResponse,
@@ -185,6 +186,13 @@ fn main() {
     let deny = response(Decision::Deny, None);
     let report = response(Decision::Report, None);
     let poll_path = "/api/v1/device/poll?wait=30";
+    // §5.10: the device's new FCM token, a day after enrollment.
+    let rotation = PushRegistrationUpdate {
+        account_id: account_id.clone(),
+        push_kind: PushChannelKind::Fcm.as_str().into(),
+        push_token: "fcm-token-after-restore".into(),
+        timestamp: t0.plus_secs(86_400),
+    };
 
     let vectors = vec![
         vector(
@@ -279,6 +287,13 @@ fn main() {
             json!({"method": "GET", "path_and_query": poll_path, "account_id": account_id, "timestamp": t0}),
             DeviceAuth::signed_bytes("GET", poll_path, &account_id, t0),
         ),
+        vector(
+            "push-registration",
+            &device,
+            json!({"account_id": account_id, "push_kind": rotation.push_kind, "push_token": rotation.push_token,
+                   "timestamp": rotation.timestamp}),
+            rotation.signed_bytes(),
+        ),
     ];
 
     // Negative vectors: a message and a signature that must NOT verify under the named key.
@@ -312,6 +327,11 @@ fn main() {
                "signature": bound_sig, "error": "BadSignature"}),
         json!({"name": "approve-browser-bound/unbound-layout", "public_key": "passwordless", "bytes_hex": hex::encode(unbound.signed_bytes()),
                "signature": bound_sig, "error": "BadSignature"}),
+        // §5.10: another device's key cannot move this account's pushes.
+        json!({"name": "push-registration/another-devices-key", "public_key": "device", "bytes_hex": hex::encode(rotation.signed_bytes()),
+               "signature": other.sign(&rotation.signed_bytes()), "error": "BadSignature"}),
+        json!({"name": "push-registration/changed-token", "public_key": "device", "bytes_hex": hex::encode(PushRegistrationUpdate { push_token: "attacker-token".into(), ..rotation.clone() }.signed_bytes()),
+               "signature": device.sign(&rotation.signed_bytes()), "error": "BadSignature"}),
     ];
 
     // Refusals (§2, §5.6 step 3): a field is checked as received and verified exactly as

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod keys;
 pub mod number;
 pub mod push;
+pub mod push_registration;
 pub mod sign_in;
 pub mod text;
 pub mod time;

@@ -61,6 +61,8 @@ pub enum Event {
     /// A user's attributes were set (`admin user set`); the outcome names the fields, never
     /// their values.
     UserAttributesSet,
+    /// A device replaced its push channel (PROTOCOL.md §5.10); the outcome is the new kind.
+    PushRegistrationUpdated,
 }
 
 impl Event {
@@ -103,6 +105,7 @@ impl Event {
             Event::BackupCodesRevoked => "backup_codes_revoked",
             Event::TokensRevoked => "tokens_revoked",
             Event::UserAttributesSet => "user_attributes_set",
+            Event::PushRegistrationUpdated => "push_registration_updated",
         }
     }
 }

@@ -3,7 +3,6 @@
 use authenticator_protocol::encoding::{b64, ct_eq, unb64_fixed};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
 use authenticator_protocol::push::PushChannelKind;
-use authenticator_protocol::webpush::WebPushSubscription;
 use authenticator_protocol::wire::{
     EnrollChallengeRequest, EnrollChallengeResponse, EnrollCompleteRequest, EnrollCompleteResponse,
     PasswordlessRequest,
@@ -66,21 +65,8 @@ pub async fn complete(
         .map_err(|_| AppError::InvalidRequest("challenge must be 32 bytes of base64url"))?;
     let device_public_key = PublicKey::from_b64("device_public_key", &body.device_public_key)
         .map_err(|_| AppError::InvalidRequest("device_public_key is not a P-256 SEC1 key"))?;
-    let kind = body.push.parsed_kind().map_err(|_| {
-        AppError::InvalidRequest("push.kind must be longpoll, apns, fcm or webpush")
-    })?;
-    // A Web Push subscription is a URL the server will POST to: a real P-256 key, a 16-byte
-    // secret (PROTOCOL.md §6.1) and an endpoint the outbound policy accepts (https to a host
-    // that is not an internal address; its name is resolved and checked at every push).
-    if kind == PushChannelKind::WebPush {
-        let subscription = WebPushSubscription::parse(&body.push.token).map_err(|_| {
-            AppError::InvalidRequest("a webpush token is <p256dh>.<auth>.<https endpoint>")
-        })?;
-        state
-            .outbound
-            .check_url(&subscription.endpoint)
-            .map_err(AppError::EndpointRefused)?;
-    }
+    // The one check of a push channel, which rotation (§5.10) applies too.
+    let kind = crate::rules::push_channel::check(&state.outbound, &body.push)?;
     if body.device_name.len() > 200 || body.push.token.len() > 4096 {
         return Err(AppError::InvalidRequest(
             "device_name or push token too long",

@@ -15,7 +15,8 @@
 //!   client registration;
 //! - [`state`]: the handle ([`AppState`]) the flows run on;
 //! - [`sign_in`]: the sign-in lifecycle; [`enrollment`]: phone registration; [`cluster`]: the
-//!   relay between server instances on PostgreSQL.
+//!   relay between server instances on PostgreSQL; [`push_rotation`]: a device's new push
+//!   channel (§5.10) and its delivery health.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod format;
 pub mod oidc;
 pub mod outbound;
+pub mod push_rotation;
 pub mod random;
 pub mod rules;
 pub mod settings;

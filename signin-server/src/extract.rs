@@ -46,6 +46,8 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             &auth,
             &device.keys.device,
         )?;
+        // Delivery health: the phone's last authenticated contact.
+        signin_domain::push_rotation::seen(&state.pool, &device.account_id).await;
         Ok(AuthenticatedDevice(device))
     }
 }

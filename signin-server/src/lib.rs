@@ -10,6 +10,10 @@ pub mod extract;
 pub mod http_error;
 pub mod listener;
 pub mod oidc;
+/// Local APNs and FCM endpoints for tests (feature `testing`), as `webpush_local`.
+#[cfg(feature = "testing")]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod push_local;
 pub mod statements;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test
@@ -52,6 +56,10 @@ pub fn app(state: AppState) -> Router {
         .route(PASSWORDLESS_PATH, post(api::device::passwordless))
         .route(POLL_PATH, get(api::device::poll))
         .route(DEVICE_PATH, delete(api::device::unregister))
+        .route(
+            authenticator_protocol::push_registration::PUSH_REGISTRATION_PATH,
+            post(api::push::update),
+        )
         .route(
             "/api/v1/device/requests/{id}",
             get(api::device::request_details),

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use authenticator_protocol::encoding::unb64_fixed;
 use authenticator_protocol::enroll::{EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration};
+use authenticator_protocol::push_registration::{PushRegistrationUpdate, PUSH_REGISTRATION_PATH};
 use authenticator_protocol::sign_in::{Decision, DeviceAuth, SignInResponse, SignedRequestDetails};
 use authenticator_protocol::wire::{
     EnrollChallengeResponse, EnrollCompleteResponse, PollResponse, PushChannel,
@@ -141,6 +142,29 @@ impl RawDevice {
             .error_for_status()?
             .json()
             .await?)
+    }
+
+    /// Posts a push rotation (PROTOCOL.md §5.10) that names `claimed_account` (someone else's,
+    /// for a forgery) and is signed by this device's own key. Returns (status, body).
+    pub async fn forge_push_rotation(
+        &self,
+        claimed_account: &str,
+        kind: &str,
+        token: &str,
+    ) -> Result<(u16, Value)> {
+        let update = PushRegistrationUpdate {
+            account_id: AccountId::parse(claimed_account)?,
+            push_kind: kind.into(),
+            push_token: token.into(),
+            timestamp: UnixMillis::now(),
+        };
+        let body = update.to_wire(&self.device_key.sign(&update.signed_bytes()));
+        let url = EnrollmentUrl::endpoint(&self.server, PUSH_REGISTRATION_PATH);
+        let resp = self.client.post(url).json(&body).send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
     }
 
     /// Posts a raw response body (for replays).

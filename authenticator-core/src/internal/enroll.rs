@@ -30,6 +30,11 @@ fn check_inputs(name: &str, push: &PushRegistration) -> Result<()> {
     if let Err(e) = text::check_plain(name) {
         return Err(Error::InvalidInput(format!("the device name {e}")));
     }
+    check_push(push)
+}
+
+/// A push registration as enrollment and rotation (`update_push_registration`) accept it.
+pub(crate) fn check_push(push: &PushRegistration) -> Result<()> {
     match push.kind {
         PushKind::LongPoll if !push.token.is_empty() => Err(Error::InvalidInput(
             "long-poll registrations have no push token".into(),

@@ -212,6 +212,19 @@ impl ServerApi {
         self.post(url, body).await.map(|_| ())
     }
 
+    /// §5.10: the device's new push channel, signed by its device key.
+    pub async fn update_push(
+        &self,
+        server: &Url,
+        body: &authenticator_protocol::push_registration::PushRegistrationRequest,
+    ) -> Result<()> {
+        let url = EnrollmentUrl::endpoint(
+            server,
+            authenticator_protocol::push_registration::PUSH_REGISTRATION_PATH,
+        );
+        self.post(url, body).await.map(|_| ())
+    }
+
     pub async fn poll(
         &self,
         server: &Url,

@@ -3,6 +3,7 @@ pub(crate) mod browser;
 pub(crate) mod enroll;
 pub mod http;
 pub(crate) mod push;
+pub(crate) mod push_registration;
 pub(crate) mod sign_in;
 pub(crate) mod store;
 pub(crate) mod totp;
@@ -33,6 +34,10 @@ pub(crate) struct Core {
     /// The task of a listener being stopped, until it has closed its socket: a new start
     /// waits for it, so that the app can stop and start again on the same port at once.
     pub browser_listener_stopping: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Push rotations (§5.10) one at a time, and the signed time of the last one: a server
+    /// takes only a rotation newer than the one in force, so two calls in the same
+    /// millisecond, or overlapping calls, must still reach it in order, the last one winning.
+    pub push_rotation: tokio::sync::Mutex<authenticator_protocol::UnixMillis>,
 }
 
 /// A fresh, unique key alias: `psi.<16 random bytes>.<purpose>`.

@@ -346,6 +346,18 @@ impl Store {
         raw.map(RawAccount::into_account).transpose()
     }
 
+    /// The account's push channel kind after a rotation (PROTOCOL.md §5.10).
+    pub fn set_push_kind(&self, id: &AccountId, kind: PushChannelKind) -> Result<()> {
+        let changed = self.conn()?.execute(
+            "UPDATE accounts SET push_kind = ?2 WHERE account_id = ?1",
+            params![id.as_str(), kind.as_str()],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotEnrolled);
+        }
+        Ok(())
+    }
+
     /// Sets the passwordless alias; returns the previous one, journaled in the same transaction
     /// (the caller deletes its key, then `forget_key`).
     pub fn set_passwordless_alias(&self, id: &AccountId, alias: &str) -> Result<Option<String>> {

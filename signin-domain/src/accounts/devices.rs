@@ -35,6 +35,17 @@ pub fn line(d: &DeviceSummary) -> String {
         Some(at) => write!(out, "; last used {}", crate::format::rfc3339(at)),
         None => write!(out, "; never used"),
     };
+    // Delivery health (PROTOCOL.md §5.10).
+    if d.push_kind != "longpoll" {
+        let _ = match d.last_push_at {
+            Some(at) => write!(out, "; last push delivered {}", crate::format::rfc3339(at)),
+            None => write!(out, "; no push delivered yet"),
+        };
+    }
+    let _ = match d.last_seen_at {
+        Some(at) => write!(out, "; last seen {}", crate::format::rfc3339(at)),
+        None => write!(out, "; never seen"),
+    };
     let _ = write!(
         out,
         "; phone sign-in {}",
@@ -156,4 +167,50 @@ pub async fn remove_as(pool: &Pool, account_id: &str, by: Remover) -> anyhow::Re
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(push_kind: &str) -> DeviceSummary {
+        DeviceSummary {
+            account_id: "acct".into(),
+            upn: "ada@contoso.test".into(),
+            device_name: "Pixel".into(),
+            push_kind: push_kind.into(),
+            enrolled_at: 0,
+            push_stale_at: None,
+            push_stale_reason: None,
+            passwordless_enabled_at: Some(0),
+            last_used_at: None,
+            awaiting_approval: false,
+            last_push_at: None,
+            last_seen_at: None,
+        }
+    }
+
+    #[test]
+    fn the_admin_line_shows_delivery_health() {
+        let mut d = device("fcm");
+        let never = line(&d);
+        assert!(
+            never.contains("; no push delivered yet; never seen;"),
+            "{never}"
+        );
+        d.last_push_at = Some(60_000);
+        d.last_seen_at = Some(120_000);
+        let seen = line(&d);
+        assert!(
+            seen.contains(&format!(
+                "; last push delivered {}; last seen {};",
+                crate::format::rfc3339(60_000),
+                crate::format::rfc3339(120_000)
+            )),
+            "{seen}"
+        );
+        assert!(seen.ends_with("phone sign-in on"), "{seen}");
+        // A long-poll phone gets no pushes: nothing to say about them.
+        assert!(!line(&device("longpoll")).contains("push delivered"));
+    }
 }

@@ -396,6 +396,13 @@ impl Inner {
             match transport.send(&target).await {
                 Ok(()) => {
                     tracing::debug!(kind, request_id = %envelope.request_id, attempt, "push sent");
+                    // Delivery health: the device's "last push delivered".
+                    crate::store::push_channels::push_delivered(
+                        &self.pool,
+                        envelope.account_id.as_str(),
+                        now_ms(),
+                    )
+                    .await?;
                     self.record(Event::PushDelivery, &upn, envelope, &outcome(kind, "sent"))
                         .await?;
                     return Ok(());

@@ -177,6 +177,10 @@ pub struct DeviceSummary {
     pub last_used_at: Option<i64>,
     /// Enrolled, but waiting for one of the user's other devices to approve it.
     pub awaiting_approval: bool,
+    /// When a push service last accepted a push for it (delivery health); `None`: never.
+    pub last_push_at: Option<i64>,
+    /// When it last proved its key to the server (poll, fetch, answer, push rotation).
+    pub last_seen_at: Option<i64>,
 }
 
 type SummaryRow = (
@@ -190,11 +194,13 @@ type SummaryRow = (
     Option<i64>,
     Option<i64>,
     i64,
+    Option<i64>,
+    Option<i64>,
 );
 
 const SUMMARY_SELECT: &str = "SELECT account_id, upn, device_name, push_kind, enrolled_at, \
-     push_stale_at, push_stale_reason, passwordless_enabled_at, last_used_at, awaiting_approval \
-     FROM devices";
+     push_stale_at, push_stale_reason, passwordless_enabled_at, last_used_at, awaiting_approval, \
+     last_push_at, last_seen_at FROM devices";
 
 fn summary(
     (
@@ -208,6 +214,8 @@ fn summary(
         pwl,
         used,
         awaiting,
+        last_push_at,
+        last_seen_at,
     ): SummaryRow,
 ) -> DeviceSummary {
     DeviceSummary {
@@ -221,6 +229,8 @@ fn summary(
         passwordless_enabled_at: pwl,
         last_used_at: used,
         awaiting_approval: awaiting != 0,
+        last_push_at,
+        last_seen_at,
     }
 }
 

@@ -34,6 +34,7 @@ pub mod notify;
 pub mod oidc;
 pub mod passes;
 pub mod policy;
+pub mod push_channels;
 pub mod requests;
 pub mod risk;
 pub mod sessions;

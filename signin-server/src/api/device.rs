@@ -77,6 +77,8 @@ pub async fn respond(
     AppJson(body): AppJson<ResponseBody>,
 ) -> Result<AppJson<ResponseAccepted>, HttpError> {
     let status = sign_in::answer(&state, &id, &body).await?;
+    // The answer's signature proved the device's key: its "last seen".
+    signin_domain::push_rotation::seen(&state.pool, &body.account_id).await;
     Ok(AppJson(ResponseAccepted {
         status: status.as_str().to_owned(),
     }))

@@ -40,6 +40,8 @@ pub fn table(
                 th scope="col" { "Platform" }
                 th scope="col" { "Added" }
                 th scope="col" { "Last used" }
+                th scope="col" { "Last push delivered" }
+                th scope="col" { "Last seen" }
                 th scope="col" { "Phone sign-in" }
                 th scope="col" { "Action" }
             } }
@@ -51,6 +53,10 @@ pub fn table(
                         td { (platform(&d.push_kind)) }
                         td { (signin_domain::format::rfc3339(d.enrolled_at)) }
                         td { (when(d.last_used_at, "Never")) }
+                        // Delivery health (PROTOCOL.md §5.10): pushes delivered while the
+                        // phone is not seen point to a dead push token.
+                        td.last-push { (last_push(d)) }
+                        td.last-seen { (when(d.last_seen_at, "Never")) }
                         td {
                             @if d.awaiting_approval { strong { "Awaiting approval" } br; }
                             @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" }
@@ -67,6 +73,20 @@ pub fn table(
                 }
             }
         }
+    }
+}
+
+/// "Last push delivered": a long-poll phone gets no pushes; a channel the push service
+/// called invalid says so.
+fn last_push(d: &DeviceSummary) -> String {
+    if d.push_kind == "longpoll" {
+        return "No push (long-poll)".to_owned();
+    }
+    let last = when(d.last_push_at, "Never");
+    if d.push_stale_at.is_some() {
+        format!("{last} (push token no longer valid: the phone must open the app)")
+    } else {
+        last
     }
 }
 
