@@ -19,8 +19,12 @@ pub const USER_REMOVE_PATH: &str = "/me/security-info/devices/remove";
 pub const ADMIN_PATH: &str = "/admin/devices";
 pub const ADMIN_REMOVE_PATH: &str = "/admin/devices/remove";
 
-fn when(at: Option<i64>, none: &'static str) -> String {
-    at.map_or_else(|| none.to_owned(), signin_domain::format::rfc3339)
+/// A moment in the viewer's time zone (`pages::local_time`), or `none`.
+fn when(at: Option<i64>, none: &'static str) -> Markup {
+    match at {
+        Some(ms) => super::pages::local_time(ms),
+        None => html! { (none) },
+    }
 }
 
 /// The devices as a table with a remove button each, posting to `remove_action`. The names
@@ -37,7 +41,7 @@ pub fn table(
             thead { tr {
                 @if show_user { th scope="col" { "User" } }
                 th scope="col" { "Device" }
-                th scope="col" { "Platform" }
+                th scope="col" { "Notifications" }
                 th scope="col" { "Added" }
                 th scope="col" { "Last used" }
                 th scope="col" { "Phone sign-in" }
@@ -49,7 +53,7 @@ pub fn table(
                         @if show_user { td { (d.upn) } }
                         td { (d.device_name) }
                         td { (platform(&d.push_kind)) }
-                        td { (signin_domain::format::rfc3339(d.enrolled_at)) }
+                        td { (super::pages::local_time(d.enrolled_at)) }
                         td { (when(d.last_used_at, "Never")) }
                         td {
                             @if d.awaiting_approval { strong { "Awaiting approval" } br; }
@@ -70,13 +74,13 @@ pub fn table(
     }
 }
 
-/// What the push channel says about the phone.
-fn platform(push_kind: &str) -> &'static str {
+/// How the phone hears of a sign-in, in words (its push channel).
+pub fn platform(push_kind: &str) -> &'static str {
     match push_kind {
-        "apns" => "iOS (APNs)",
-        "fcm" => "Android (FCM)",
-        "webpush" => "Web Push / UnifiedPush",
-        _ => "No push (long-poll)",
+        "apns" => "iPhone notifications",
+        "fcm" => "Android notifications",
+        "webpush" => "Web Push notifications",
+        _ => "No notifications: the app checks when opened",
     }
 }
 
