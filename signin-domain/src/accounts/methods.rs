@@ -44,7 +44,9 @@ pub async fn other_ways(pool: &Pool, upn: &str) -> Result<OtherWays, AppError> {
         .is_empty();
     let has_password = passwords::has_password(pool, upn).await?;
     let code = fallback::enabled(pool).await?
-        && (!store::fallback::totp_secrets_of(pool, upn).await?.is_empty()
+        && (!store::fallback::totp_secrets_of(pool, upn)
+            .await?
+            .is_empty()
             || backup_codes::counts(pool, upn).await?.0 > 0)
         && store::fallback::consecutive_failures(pool, upn).await?
             < fallback::MAX_CONSECUTIVE_FAILURES;

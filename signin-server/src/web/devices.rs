@@ -36,7 +36,7 @@ pub fn table(
     show_user: bool,
 ) -> Markup {
     html! {
-        table id="devices" {
+        table.stack id="devices" {
             caption.muted { "Authenticator apps" }
             thead { tr {
                 @if show_user { th scope="col" { "User" } }
@@ -50,16 +50,16 @@ pub fn table(
             tbody {
                 @for d in list {
                     tr data-account=(d.account_id) {
-                        @if show_user { td { (d.upn) } }
-                        td { (d.device_name) }
-                        td { (platform(&d.push_kind)) }
-                        td { (super::pages::local_time(d.enrolled_at)) }
-                        td { (when(d.last_used_at, "Never")) }
-                        td {
+                        @if show_user { td data-label="User" { (d.upn) } }
+                        td data-label="Device" { (d.device_name) }
+                        td data-label="Notifications" { (platform(&d.push_kind)) }
+                        td data-label="Added" { (super::pages::local_time(d.enrolled_at)) }
+                        td data-label="Last used" { (when(d.last_used_at, "Never")) }
+                        td data-label="Phone sign-in" {
                             @if d.awaiting_approval { strong { "Awaiting approval" } br; }
                             @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" }
                         }
-                        td {
+                        td data-label="Action" {
                             form.inline method="post" action=(remove_action) {
                                 (csrf(session))
                                 input type="hidden" name="account_id" value=(d.account_id);

@@ -112,8 +112,14 @@ pub fn routes() -> Router<AppState> {
             PAGE_JS_PATH,
             get(|| async { asset("text/javascript; charset=utf-8", PAGE_JS) }),
         )
-        .route(FAVICON_PATH, get(|| async { asset("image/svg+xml", FAVICON_SVG) }))
-        .route("/favicon.ico", get(|| async { asset("image/svg+xml", FAVICON_SVG) }))
+        .route(
+            FAVICON_PATH,
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
         .route(
             AUTOSUBMIT_JS_PATH,
             get(|| async { asset("text/javascript; charset=utf-8", AUTOSUBMIT_JS) }),

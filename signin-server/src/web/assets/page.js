@@ -4,6 +4,9 @@
 // 2. Security info: while the page is open it asks GET /me/security-info/devices/state
 //    every few seconds, and when the user's phones change (one enrolled, phone sign-in
 //    enabled, one approved or removed) it loads the page again, saying a new one was added.
+// 3. Tables: each cell of a table in <main> gets its column's heading as data-label, and the
+//    table the class "stack": on a narrow screen (style.css) each row is then one block of
+//    "Heading: value" lines instead of columns wider than the phone.
 (function () {
   "use strict";
   function localTimes() {
@@ -46,7 +49,28 @@
     setTimeout(check, 2000);
   }
 
-  function start() { localTimes(); watchDevices(); }
+  function stackTables() {
+    var tables = document.querySelectorAll("main table");
+    for (var t = 0; t < tables.length; t++) {
+      var table = tables[t];
+      if (!table.tHead || !table.tHead.rows.length) { continue; }
+      var heads = table.tHead.rows[0].cells;
+      for (var b = 0; b < table.tBodies.length; b++) {
+        var rows = table.tBodies[b].rows;
+        for (var r = 0; r < rows.length; r++) {
+          var cells = rows[r].cells;
+          for (var c = 0; c < cells.length && c < heads.length; c++) {
+            if (!cells[c].hasAttribute("data-label")) {
+              cells[c].setAttribute("data-label", heads[c].textContent.trim());
+            }
+          }
+        }
+      }
+      table.classList.add("stack");
+    }
+  }
+
+  function start() { localTimes(); stackTables(); watchDevices(); }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {
