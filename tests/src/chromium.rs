@@ -113,6 +113,21 @@ impl Chromium {
             .await
             .context("starting a Chromium session")?;
         std::fs::create_dir_all(screenshot_dir())?;
+        // The screenshots of an earlier run under this prefix go: the folder shows this run.
+        let earlier = format!("{prefix}-");
+        for entry in std::fs::read_dir(screenshot_dir())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let numbered = name.strip_prefix(&earlier).is_some_and(|rest| {
+                rest.len() > 3
+                    && rest.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+                    && rest.as_bytes()[2] == b'-'
+            });
+            if numbered && name.ends_with(".png") {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         Ok(Chromium {
             client,
             _driver: driver,

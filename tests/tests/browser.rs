@@ -618,6 +618,19 @@ async fn every_page_passes_axe_at_phone_and_desktop_sizes_without_sideways_scrol
         b.wait_for(&format!("#other-ways {way}")).await?;
     }
     b.check_page("failed").await?;
+    // The ways lead to their pages, for this user.
+    b.click("#other-ways #use-pass").await?;
+    b.wait_for("#pass").await?;
+    assert_eq!(b.path().await?, "/signin/pass");
+    assert!(b.text("main").await?.contains(BOBBY));
+    b.check_page("pass").await?;
+    // Back on the failed page (its address again: the sign-in is over, nothing is resent).
+    b.goto(&format!("{base}signin/wait")).await?;
+    b.wait_for("#outcome[data-outcome=failed]").await?;
+    b.click("#other-ways #use-code").await?;
+    b.wait_for("#code").await?;
+    assert_eq!(b.path().await?, "/signin/fallback");
+    b.check_page("code").await?;
 
     // --- Item 1: a request nobody answers (another instance, same database, requests
     // living 2 s): the page moves on to "expired" by itself, with the other ways.
@@ -659,7 +672,10 @@ async fn every_page_passes_axe_at_phone_and_desktop_sizes_without_sideways_scrol
             .any(|c| shown.contains(c.as_str())),
         "{shown}"
     );
-    b.wait_for("#paused-ways").await?;
+    assert!(b
+        .text("#paused-ways")
+        .await?
+        .contains("ask your administrator"));
     b.check_page("paused").await?;
 
     b.client.clone().close().await?;
