@@ -42,7 +42,35 @@ impl Upn {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this may be a new user's name: an email address (`name@example.com`: one `@`
+    /// with text on both sides, a domain that neither starts nor ends with a dot) or a
+    /// username, without spaces either way. Only names being created are held to it (the
+    /// admin CLI and pages); a stored name is looked up as it is.
+    pub fn check_new(&self) -> Result<(), NotAUserName> {
+        if self.0.chars().any(char::is_whitespace) {
+            return Err(NotAUserName);
+        }
+        match self.0.split_once('@') {
+            None => Ok(()),
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.') =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(NotAUserName),
+        }
+    }
 }
+
+/// A name [`Upn::check_new`] refuses for a new user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a user name must be an email address (name@example.com) or a username, without spaces")]
+pub struct NotAUserName;
 
 impl fmt::Display for Upn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -83,6 +111,29 @@ mod tests {
             Upn::parse("Dana@Fabrikam.test"),
             Upn::parse("dana@FABRIKAM.TEST")
         );
+    }
+
+    #[test]
+    fn a_new_user_name_is_an_email_address_or_a_username_without_spaces() {
+        for name in ["bobby@contoso.test", "bobby", "b.smith@mail.contoso.test"] {
+            assert_eq!(Upn::parse(name).unwrap().check_new(), Ok(()), "{name}");
+        }
+        for name in [
+            "not an email",
+            "bobby @contoso.test",
+            "@contoso.test",
+            "bobby@",
+            "bobby@@contoso.test",
+            "a@b@contoso.test",
+            "bobby@.contoso.test",
+            "bobby@contoso.test.",
+        ] {
+            assert_eq!(
+                Upn::parse(name).unwrap().check_new(),
+                Err(NotAUserName),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -750,3 +750,69 @@ async fn one_address_spraying_made_up_users_is_throttled_and_collapses_into_one_
     .unwrap();
     assert!(matches!(r, Outcome::Refused), "{r:?}");
 }
+
+/// Issue 22, item 1: "Other ways to sign in" (the number, denied, expired and failed pages)
+/// lists exactly the ways the user has now and the policy allows: each appears with the
+/// method, goes with the policy that allows it, and another user's methods never count.
+#[tokio::test]
+async fn other_ways_list_exactly_what_the_user_has_and_the_policy_allows() {
+    use signin_domain::accounts::methods::{other_ways, OtherWays};
+    use signin_domain::accounts::{self, passwords, temporary_pass};
+    use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
+
+    let h = harness().await;
+    let pool = &h.state.pool;
+    let set_mode = |mode: Mode| PolicyUpdate {
+        enabled: Some(true),
+        target: Some(Target::All),
+        mode: Some(mode),
+        number_matching: Some(true),
+        ..PolicyUpdate::default()
+    };
+    accounts::set_policy(pool, &set_mode(Mode::Any))
+        .await
+        .unwrap();
+    let upn = "carol@contoso.test";
+    let (phone, _totp) = enrolled(&h, upn).await;
+    // A phone without phone sign-in, the fallback off (its default), no pass, no password.
+    assert_eq!(other_ways(pool, upn).await.unwrap(), OtherWays::default());
+    // Another user's pass and password are not Carol's.
+    h.add_user("dave@contoso.test", &[]).await;
+    temporary_pass::issue(pool, "dave@contoso.test", 3600)
+        .await
+        .unwrap();
+    passwords::set_password(pool, "dave@contoso.test", "dave's password 1")
+        .await
+        .unwrap();
+    assert_eq!(other_ways(pool, upn).await.unwrap(), OtherWays::default());
+
+    let r = phone.enable_passwordless(&h).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    fallback::set_enabled(pool, true).await.unwrap();
+    temporary_pass::issue(pool, upn, 3600).await.unwrap();
+    passwords::set_password(pool, upn, "carol's password 1")
+        .await
+        .unwrap();
+    let every_way = OtherWays {
+        phone: true,
+        temporary_pass: true,
+        code: true,
+        password: true,
+    };
+    assert_eq!(other_ways(pool, upn).await.unwrap(), every_way);
+
+    // The fallback switched off: no code. Phone sign-in only (no push after a password):
+    // no password.
+    fallback::set_enabled(pool, false).await.unwrap();
+    accounts::set_policy(pool, &set_mode(Mode::Passwordless))
+        .await
+        .unwrap();
+    assert_eq!(
+        other_ways(pool, upn).await.unwrap(),
+        OtherWays {
+            code: false,
+            password: false,
+            ..every_way
+        }
+    );
+}

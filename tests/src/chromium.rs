@@ -113,6 +113,21 @@ impl Chromium {
             .await
             .context("starting a Chromium session")?;
         std::fs::create_dir_all(screenshot_dir())?;
+        // The screenshots of an earlier run under this prefix go: the folder shows this run.
+        let earlier = format!("{prefix}-");
+        for entry in std::fs::read_dir(screenshot_dir())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let numbered = name.strip_prefix(&earlier).is_some_and(|rest| {
+                rest.len() > 3
+                    && rest.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+                    && rest.as_bytes()[2] == b'-'
+            });
+            if numbered && name.ends_with(".png") {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         Ok(Chromium {
             client,
             _driver: driver,
@@ -245,6 +260,127 @@ impl Chromium {
         Ok(())
     }
 
+    /// Checks the page at hand as a user on a phone and on a desktop would see it, each of
+    /// [`PAGE_SIZES`] in turn: axe-core finds no serious or critical violation of its rules,
+    /// the page does not scroll sideways, and a screenshot of each size goes to
+    /// `target/screenshots/<prefix>-NN-<name>-<size>.png`. Fails naming the page, the size
+    /// and each problem. The browser is back at its own size afterwards.
+    pub async fn check_page(&mut self, name: &str) -> Result<()> {
+        self.check_page_in(name, ColorScheme::Light).await
+    }
+
+    /// [`Chromium::check_page`] with the system asking for `scheme` (`prefers-color-scheme`).
+    pub async fn check_page_in(&mut self, name: &str, scheme: ColorScheme) -> Result<()> {
+        self.set_color_scheme(scheme).await?;
+        let mut problems = Vec::new();
+        for (size, width, height) in PAGE_SIZES {
+            self.cdp(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+            )
+            .await?;
+            let label = match scheme {
+                ColorScheme::Light => size.to_owned(),
+                ColorScheme::Dark => format!("{size}-dark"),
+            };
+            let (scroll, client) = self.page_widths().await?;
+            if scroll > client {
+                problems.push(format!(
+                    "{label}: the page scrolls sideways ({scroll} px of content in {client} px)"
+                ));
+            }
+            for v in self.axe_violations().await? {
+                if matches!(v.impact.as_str(), "serious" | "critical") {
+                    problems.push(format!(
+                        "{label}: axe {} ({}): {} at {}",
+                        v.id,
+                        v.impact,
+                        v.help,
+                        v.nodes.join(", ")
+                    ));
+                }
+            }
+            self.shot(&format!("{name}-{label}")).await?;
+        }
+        self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+            .await?;
+        self.set_color_scheme(ColorScheme::Light).await?;
+        if !problems.is_empty() {
+            bail!(
+                "page {name} ({}):\n  {}",
+                self.path().await.unwrap_or_default(),
+                problems.join("\n  ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes the pages see `prefers-color-scheme: scheme`.
+    pub async fn set_color_scheme(&self, scheme: ColorScheme) -> Result<()> {
+        let value = match scheme {
+            ColorScheme::Light => "light",
+            ColorScheme::Dark => "dark",
+        };
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": value}]}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The width of the page's content and of its viewport (CSS px).
+    pub async fn page_widths(&self) -> Result<(u64, u64)> {
+        let got = self
+            .client
+            .execute(
+                "const e = document.documentElement; return [e.scrollWidth, e.clientWidth];",
+                vec![],
+            )
+            .await?;
+        let pair: (u64, u64) = serde_json::from_value(got).context("page widths")?;
+        Ok(pair)
+    }
+
+    /// Runs axe-core (`target/axe`, installed by `cargo xtask install-toolchains`) on the page
+    /// at hand; its violations, every impact.
+    pub async fn axe_violations(&self) -> Result<Vec<AxeViolation>> {
+        let loaded = self
+            .client
+            .execute("return typeof window.axe === 'object';", vec![])
+            .await?;
+        if loaded != Value::Bool(true) {
+            let source = std::fs::read_to_string(axe_script()).with_context(|| {
+                format!(
+                    "{} is missing: run `cargo xtask install-toolchains` (npm axe-core)",
+                    axe_script().display()
+                )
+            })?;
+            self.client
+                .execute(&format!("{source}\nreturn true;"), vec![])
+                .await
+                .context("loading axe-core into the page")?;
+        }
+        let got = self
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ["violations"] }).then(function (r) {
+                  done(JSON.stringify(r.violations.map(function (v) {
+                    return { id: v.id, impact: v.impact || "", help: v.help,
+                             nodes: v.nodes.map(function (n) { return n.target.join(" "); }) };
+                  })));
+                }, function (e) { done("error: " + e); });"#,
+                vec![],
+            )
+            .await?;
+        let text = got.as_str().context("axe-core's answer")?;
+        if let Some(e) = text.strip_prefix("error: ") {
+            bail!("axe-core failed on the page: {e}");
+        }
+        serde_json::from_str(text).context("axe-core's violations")
+    }
+
     /// The id of the sign-in the page at hand waits for (`data-request-id`).
     pub async fn sign_in_id(&self) -> Result<String> {
         self.wait_for("[data-request-id]")
@@ -253,6 +389,34 @@ impl Chromium {
             .await?
             .context("request id on the page")
     }
+}
+
+/// The sizes [`Chromium::check_page`] looks at a page in: a phone and a desktop (CSS px).
+pub const PAGE_SIZES: [(&str, u32, u32); 2] = [("phone", 390, 844), ("desktop", 1280, 800)];
+
+/// What the system asks the pages for (`prefers-color-scheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorScheme {
+    Light,
+    Dark,
+}
+
+/// One rule axe-core found broken on a page, with the elements (CSS selectors) it found it on.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AxeViolation {
+    pub id: String,
+    /// `minor`, `moderate`, `serious` or `critical`.
+    pub impact: String,
+    pub help: String,
+    pub nodes: Vec<String>,
+}
+
+/// `target/axe/node_modules/axe-core/axe.min.js` (xtask's `install_axe`).
+pub fn axe_script() -> PathBuf {
+    screenshot_dir()
+        .parent()
+        .map(|t| t.join("axe/node_modules/axe-core/axe.min.js"))
+        .unwrap_or_default()
 }
 
 /// The switch that makes Chromium take the server at `addr` (`127.0.0.1:PORT`) for a public

@@ -5,7 +5,8 @@
 //!   JUnit 4, debootstrap, Chromium + chromedriver, the PostgreSQL server binaries;
 //! - the rustfmt and clippy rustup components;
 //! - npm: `kotlin-compiler` into `target/tools`; `openid-client` (the relying party of the
-//!   OpenID Connect end-to-end test, `tests/oidc-rp/`) into `target/oidc-rp` from its lock file;
+//!   OpenID Connect end-to-end test, `tests/oidc-rp/`) into `target/oidc-rp` and `axe-core` (the
+//!   accessibility rules of the browser suite, `tests/axe/`) into `target/axe`, from their lock files;
 //! - a Debian trixie chroot with Swift 6 (`swiftlang`) and OpenSSL's libcrypto (the P-256 the
 //!   Swift tests use to play the Secure Enclave) in `target/swiftroot`.
 //!
@@ -46,6 +47,7 @@ pub fn install_all() -> Result<()> {
     system::ensure_rust_components()?;
     install_kotlin()?;
     install_oidc_rp()?;
+    install_axe()?;
     install_swift_chroot()
 }
 
@@ -57,27 +59,45 @@ pub fn oidc_rp_dir() -> PathBuf {
 /// `npm ci` of `tests/oidc-rp/` (openid-client, pinned by its package-lock.json) into
 /// `target/oidc-rp`; skipped when that lock file is already installed there.
 pub fn install_oidc_rp() -> Result<()> {
-    let source = Path::new("tests/oidc-rp");
-    let dir = oidc_rp_dir();
+    install_npm_lock(Path::new("tests/oidc-rp"), &oidc_rp_dir(), "openid-client")
+}
+
+/// Where the browser suite (`tests/tests/browser.rs`) reads `axe-core/axe.min.js` from.
+pub fn axe_dir() -> PathBuf {
+    PathBuf::from("target/axe")
+}
+
+/// `npm ci` of `tests/axe/` (axe-core, pinned by its package-lock.json) into `target/axe`;
+/// skipped when that lock file is already installed there.
+pub fn install_axe() -> Result<()> {
+    install_npm_lock(Path::new("tests/axe"), &axe_dir(), "axe-core")
+}
+
+/// `npm ci` of the npm project in `source` (its package.json and package-lock.json) into
+/// `dir`, unless `dir` already holds that lock file and `package` is installed.
+fn install_npm_lock(source: &Path, dir: &Path, package: &str) -> Result<()> {
     let lock = std::fs::read_to_string(source.join("package-lock.json"))
-        .context("tests/oidc-rp/package-lock.json")?;
-    let installed = dir.join("node_modules/openid-client/package.json").exists()
+        .with_context(|| format!("{}/package-lock.json", source.display()))?;
+    let installed = dir
+        .join(format!("node_modules/{package}/package.json"))
+        .exists()
         && std::fs::read_to_string(dir.join("package-lock.json")).is_ok_and(|l| l == lock);
     if installed {
         return Ok(());
     }
     println!(
-        "xtask: installing tests/oidc-rp (openid-client) into {}",
+        "xtask: installing {} ({package}) into {}",
+        source.display(),
         dir.display()
     );
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(dir)?;
     for file in ["package.json", "package-lock.json"] {
         std::fs::copy(source.join(file), dir.join(file))
-            .with_context(|| format!("copying tests/oidc-rp/{file}"))?;
+            .with_context(|| format!("copying {}/{file}", source.display()))?;
     }
     run(Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&dir))
+        .arg(dir))
 }
 
 pub fn install_kotlin() -> Result<()> {

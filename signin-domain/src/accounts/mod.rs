@@ -6,6 +6,7 @@ pub mod backup_codes;
 pub mod devices;
 pub mod fallback;
 mod hash_pool;
+pub mod methods;
 pub mod passwords;
 pub mod temporary_pass;
 pub mod totp;
@@ -42,7 +43,8 @@ pub(crate) fn check_plain_flag(flag: &'static str, value: &str) -> anyhow::Resul
 /// Creates a user. Fails clearly if the UPN exists, in any case (`Upn`).
 pub async fn add_user(pool: &Pool, upn: &str, name: &str, groups: &[String]) -> anyhow::Result<()> {
     check_plain_flag("--upn", upn.trim())?;
-    let upn = crate::upn::cli_arg("--upn", upn)?;
+    let upn = Upn::parse(upn).map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
+    upn.check_new().map_err(|e| anyhow::anyhow!("--upn: {e}"))?;
     let upn = upn.as_str();
     if name.trim().is_empty() {
         bail!("--name must not be empty");

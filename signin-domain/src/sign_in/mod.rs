@@ -431,8 +431,31 @@ pub async fn current(state: &AppState, signin_id: &str) -> Result<Option<StoredR
 /// Waits up to `wait` (and at the latest until the request expires) for request `id` to leave
 /// `pending`; returns it as it then is. `unknown_request` if there is no such request.
 pub async fn wait(state: &AppState, id: &str, wait: Duration) -> Result<StoredRequest, AppError> {
+    wait_while(state, id, wait, |r| r.status == Status::Pending).await
+}
+
+/// [`wait`] that also returns when the sign-in's count of wrong numbers is past `wrong_seen`:
+/// the sign-in page says each wrong try as it happens.
+pub async fn wait_for_news(
+    state: &AppState,
+    id: &str,
+    wait: Duration,
+    wrong_seen: u32,
+) -> Result<StoredRequest, AppError> {
+    wait_while(state, id, wait, |r| {
+        r.status == Status::Pending && r.wrong_attempts <= wrong_seen
+    })
+    .await
+}
+
+async fn wait_while(
+    state: &AppState,
+    id: &str,
+    wait: Duration,
+    unchanged: impl Fn(&StoredRequest) -> bool,
+) -> Result<StoredRequest, AppError> {
     let req = current(state, id).await?.ok_or(AppError::UnknownRequest)?;
-    if req.status != Status::Pending || wait.is_zero() {
+    if !unchanged(&req) || wait.is_zero() {
         return Ok(req);
     }
     // Wake up at the latest when the request expires, to report it promptly.
@@ -445,7 +468,7 @@ pub async fn wait(state: &AppState, id: &str, wait: Duration) -> Result<StoredRe
         .request_waiters
         .wait_for(id, wait, &state.shutdown, || async {
             let r = current(state, id).await?.ok_or(AppError::UnknownRequest)?;
-            Ok((r.status != Status::Pending).then_some(Some(r)))
+            Ok((!unchanged(&r)).then_some(Some(r)))
         })
         .await?;
     match decided {
@@ -594,6 +617,8 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
             state.request_waiters.wake(&req.signin_id);
             return Err(AppError::RequestFailed);
         }
+        // The sign-in page counts the wrong tries as they come (`wait_for_news`).
+        state.request_waiters.wake(&req.signin_id);
         return Err(AppError::WrongNumber {
             attempts_left: MAX_WRONG_NUMBERS.saturating_sub(attempts),
         });

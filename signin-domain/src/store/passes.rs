@@ -35,3 +35,17 @@ pub async fn consume(pool: &Pool, code_hash: &str, upn: &str, now: i64) -> Store
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Whether `upn` holds a pass that is unused and unexpired at `now` (what "Other ways to sign
+/// in" offers; the pass itself is never read).
+pub async fn has_usable(pool: &Pool, upn: &str, now: i64) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT expires_at FROM temporary_passes \
+         WHERE upn = $1 AND used_at IS NULL AND expires_at > $2 LIMIT 1",
+    )
+    .bind(upn)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}

@@ -1,6 +1,6 @@
 //! The signed-in landing page and security info (add the Authenticator app: QR code + link).
 use authenticator_protocol::encoding::b64;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::{html, Markup};
@@ -17,11 +17,28 @@ pub async fn landing(
     session: Session,
 ) -> Result<Response, WebError> {
     let user = signed_in(&state, &session).await?;
+    // A user without a phone (signed in with a password, say) is offered to add one, where
+    // the policy has the Authenticator for them.
+    let offer_phone = signin_domain::store::devices::of_user(&state.pool, &user.upn)
+        .await?
+        .is_empty()
+        && authenticator_allowed(&state, &user).await?;
     let content = html! {
         section.card {
             h1 id="signed-in" { "You're signed in" }
             p { "Welcome, " strong { (user.display_name) } " (" (user.upn) ")." }
             p { "Signed in to " (state.settings.server_name) "." }
+            @if offer_phone {
+                section.offer id="add-phone-offer" aria-labelledby="add-phone-title" {
+                    h2 id="add-phone-title" { "Sign in with your phone" }
+                    p { "Add the Authenticator app: next time you sign in, you only type your \
+                         name and approve on your phone, with no password to remember." }
+                    form method="post" action="/me/security-info/authenticator" {
+                        (csrf(&session))
+                        div.actions { button type="submit" id="add-phone" { "Add the Authenticator app" } }
+                    }
+                }
+            }
             ul {
                 li { a href="/me/security-info" { "Security info: add or review sign-in methods" } }
                 @if user.is_admin() {
@@ -36,6 +53,43 @@ pub async fn landing(
     ))
 }
 
+/// Whether the policy has the Authenticator (phone sign-in or push) for `user`.
+async fn authenticator_allowed(state: &AppState, user: &User) -> Result<bool, WebError> {
+    let policy = signin_domain::rules::policy::load(&state.pool)
+        .await
+        .map_err(WebError::Internal)?;
+    Ok(policy.allows_passwordless_for(&user.groups) || policy.allows_push_for(&user.groups))
+}
+
+/// Where the security-info page asks whether the user's phones changed (`page.js`).
+pub const DEVICES_STATE_PATH: &str = "/me/security-info/devices/state";
+
+/// What changes when a phone enrolls, enables phone sign-in, is approved or removed: the
+/// number of devices first (so the page can tell "added"), then those with phone sign-in,
+/// then those awaiting approval.
+fn devices_state_of(devices: &[signin_domain::store::devices::DeviceSummary]) -> String {
+    format!(
+        "{}:{}:{}",
+        devices.len(),
+        devices
+            .iter()
+            .filter(|d| d.passwordless_enabled_at.is_some())
+            .count(),
+        devices.iter().filter(|d| d.awaiting_approval).count()
+    )
+}
+
+/// `GET /me/security-info/devices/state`: `{"state": "devices:phone sign-in:awaiting"}` of
+/// the signed-in user (counts only: no names or ids).
+pub async fn devices_state(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, WebError> {
+    let user = signed_in(&state, &session).await?;
+    let devices = signin_domain::store::devices::of_user(&state.pool, &user.upn).await?;
+    Ok(axum::Json(serde_json::json!({ "state": devices_state_of(&devices) })).into_response())
+}
+
 async fn devices_table(
     state: &AppState,
     session: &Session,
@@ -43,11 +97,14 @@ async fn devices_table(
 ) -> Result<Markup, WebError> {
     let devices = signin_domain::store::devices::of_user(&state.pool, &user.upn).await?;
     Ok(html! {
-        @if devices.is_empty() {
-            p id="no-methods" { "You have no Authenticator app yet." }
-        } @else {
-            div id="methods" {
-                (super::devices::table(session, &devices, super::devices::USER_REMOVE_PATH, false))
+        div data-devices-state=(devices_state_of(&devices))
+            data-devices-state-url=(DEVICES_STATE_PATH) {
+            @if devices.is_empty() {
+                p id="no-methods" { "You have no Authenticator app yet." }
+            } @else {
+                div id="methods" {
+                    (super::devices::table(session, &devices, super::devices::USER_REMOVE_PATH, false))
+                }
             }
         }
     })
@@ -88,12 +145,36 @@ fn security_page(
     )
 }
 
+/// `?added=1` of `/me/security-info`: `page.js` came back after a phone enrolled.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SecurityInfoQuery {
+    pub added: Option<String>,
+}
+
 /// `GET /me/security-info`
 pub async fn security_info(
     State(state): State<AppState>,
     session: Session,
+    Query(q): Query<SecurityInfoQuery>,
 ) -> Result<Response, WebError> {
     let user = signed_in(&state, &session).await?;
+    if q.added.is_some() {
+        let devices = signin_domain::store::devices::of_user(&state.pool, &user.upn).await?;
+        if let Some(newest) = devices.iter().max_by_key(|d| d.enrolled_at) {
+            let text = format!(
+                "{} was added. {}",
+                newest.device_name,
+                if newest.awaiting_approval {
+                    "It can sign you in once it is approved."
+                } else if newest.passwordless_enabled_at.is_some() {
+                    "You can now sign in with your phone."
+                } else {
+                    "To sign in with only your phone, choose \u{201c}Enable phone sign-in\u{201d} in the app."
+                }
+            );
+            return security_info_with(&state, &session, &user, Notice::Info(&text)).await;
+        }
+    }
     security_info_with(&state, &session, &user, Notice::None).await
 }
 
@@ -152,7 +233,7 @@ pub async fn add_authenticator(
     let policy = signin_domain::rules::policy::load(&state.pool)
         .await
         .map_err(WebError::Internal)?;
-    if !(policy.allows_passwordless_for(&user.groups) || policy.allows_push_for(&user.groups)) {
+    if !authenticator_allowed(&state, &user).await? {
         return Ok(security_page(
             &session,
             &user,

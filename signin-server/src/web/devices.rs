@@ -19,8 +19,12 @@ pub const USER_REMOVE_PATH: &str = "/me/security-info/devices/remove";
 pub const ADMIN_PATH: &str = "/admin/devices";
 pub const ADMIN_REMOVE_PATH: &str = "/admin/devices/remove";
 
-fn when(at: Option<i64>, none: &'static str) -> String {
-    at.map_or_else(|| none.to_owned(), signin_domain::format::rfc3339)
+/// A moment in the viewer's time zone (`pages::local_time`), or `none`.
+fn when(at: Option<i64>, none: &'static str) -> Markup {
+    match at {
+        Some(ms) => super::pages::local_time(ms),
+        None => html! { (none) },
+    }
 }
 
 /// The devices as a table with a remove button each, posting to `remove_action`. The names
@@ -32,12 +36,12 @@ pub fn table(
     show_user: bool,
 ) -> Markup {
     html! {
-        table id="devices" {
+        table.stack id="devices" {
             caption.muted { "Authenticator apps" }
             thead { tr {
                 @if show_user { th scope="col" { "User" } }
                 th scope="col" { "Device" }
-                th scope="col" { "Platform" }
+                th scope="col" { "Notifications" }
                 th scope="col" { "Added" }
                 th scope="col" { "Last used" }
                 th scope="col" { "Last push delivered" }
@@ -48,20 +52,20 @@ pub fn table(
             tbody {
                 @for d in list {
                     tr data-account=(d.account_id) {
-                        @if show_user { td { (d.upn) } }
-                        td { (d.device_name) }
-                        td { (platform(&d.push_kind)) }
-                        td { (signin_domain::format::rfc3339(d.enrolled_at)) }
-                        td { (when(d.last_used_at, "Never")) }
+                        @if show_user { td data-label="User" { (d.upn) } }
+                        td data-label="Device" { (d.device_name) }
+                        td data-label="Notifications" { (platform(&d.push_kind)) }
+                        td data-label="Added" { (super::pages::local_time(d.enrolled_at)) }
+                        td data-label="Last used" { (when(d.last_used_at, "Never")) }
                         // Delivery health (PROTOCOL.md §5.10): pushes delivered while the
                         // phone is not seen point to a dead push token.
-                        td.last-push { (last_push(d)) }
-                        td.last-seen { (when(d.last_seen_at, "Never")) }
-                        td {
+                        td.last-push data-label="Last push delivered" { (last_push(d)) }
+                        td.last-seen data-label="Last seen" { (when(d.last_seen_at, "Never")) }
+                        td data-label="Phone sign-in" {
                             @if d.awaiting_approval { strong { "Awaiting approval" } br; }
                             @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" }
                         }
-                        td {
+                        td data-label="Action" {
                             form.inline method="post" action=(remove_action) {
                                 (csrf(session))
                                 input type="hidden" name="account_id" value=(d.account_id);
@@ -78,25 +82,25 @@ pub fn table(
 
 /// "Last push delivered": a long-poll phone gets no pushes; a channel the push service
 /// called invalid says so.
-fn last_push(d: &DeviceSummary) -> String {
+fn last_push(d: &DeviceSummary) -> Markup {
     if d.push_kind == "longpoll" {
-        return "No push (long-poll)".to_owned();
+        return html! { "No push channel" };
     }
-    let last = when(d.last_push_at, "Never");
-    if d.push_stale_at.is_some() {
-        format!("{last} (push token no longer valid: the phone must open the app)")
-    } else {
-        last
+    html! {
+        (when(d.last_push_at, "Never"))
+        @if d.push_stale_at.is_some() {
+            " (push token no longer valid: the phone must open the app)"
+        }
     }
 }
 
-/// What the push channel says about the phone.
-fn platform(push_kind: &str) -> &'static str {
+/// How the phone hears of a sign-in, in words (its push channel).
+pub fn platform(push_kind: &str) -> &'static str {
     match push_kind {
-        "apns" => "iOS (APNs)",
-        "fcm" => "Android (FCM)",
-        "webpush" => "Web Push / UnifiedPush",
-        _ => "No push (long-poll)",
+        "apns" => "iPhone notifications",
+        "fcm" => "Android notifications",
+        "webpush" => "Web Push notifications",
+        _ => "No notifications: the app checks when opened",
     }
 }
 

@@ -35,6 +35,13 @@ pub const ADMIN_GROUP: &str = "admins";
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const SIGNIN_JS: &str = include_str!("assets/signin.js");
 const AUTOSUBMIT_JS: &str = include_str!("assets/autosubmit.js");
+const PAGE_JS: &str = include_str!("assets/page.js");
+const FAVICON_SVG: &str = include_str!("assets/favicon.svg");
+/// Every page's script: times in the viewer's time zone, and security info that updates
+/// itself when a phone enrolls.
+pub const PAGE_JS_PATH: &str = "/assets/page.js";
+/// The pages' icon (also answered at `/favicon.ico`, where browsers look by themselves).
+pub const FAVICON_PATH: &str = "/assets/favicon.svg";
 /// The script that submits a page's `form#autosubmit` (the `form_post` response mode).
 pub const AUTOSUBMIT_JS_PATH: &str = "/assets/autosubmit.js";
 
@@ -56,12 +63,14 @@ pub fn routes() -> Router<AppState> {
             get(fallback::form).post(fallback::submit),
         )
         .route("/signin/wait", get(signin::wait))
+        .route("/signin/wait/status", get(signin::wait_status))
         .route("/signin/complete", post(signin::complete))
         .route("/signin/resend", post(signin::resend))
         // `/signout` (the header's "Sign out") is `oidc::logout::sign_out`: ending a session
         // also tells the applications it signed in to (Back-Channel Logout).
         .route("/me", get(account::landing))
         .route("/me/security-info", get(account::security_info))
+        .route(account::DEVICES_STATE_PATH, get(account::devices_state))
         .route(devices::USER_REMOVE_PATH, post(devices::remove_own))
         .route(devices::ADMIN_PATH, get(devices::admin_page))
         .route(devices::ADMIN_REMOVE_PATH, post(devices::admin_remove))
@@ -98,6 +107,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/assets/signin.js",
             get(|| async { asset("text/javascript; charset=utf-8", SIGNIN_JS) }),
+        )
+        .route(
+            PAGE_JS_PATH,
+            get(|| async { asset("text/javascript; charset=utf-8", PAGE_JS) }),
+        )
+        .route(
+            FAVICON_PATH,
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
         )
         .route(
             AUTOSUBMIT_JS_PATH,

@@ -23,6 +23,25 @@ pub fn notice(n: Notice<'_>) -> Markup {
     }
 }
 
+/// A moment for people: `<time>` with the instant in `datetime` and UTC as its text, which
+/// `page.js` rewrites in the viewer's own time zone and language (the server does not know
+/// them).
+pub fn local_time(ms: i64) -> Markup {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute()
+    );
+    html! {
+        time datetime=(signin_domain::format::rfc3339(ms)) data-local { (text) }
+    }
+}
+
 /// The hidden CSRF field of every POST form.
 pub fn csrf(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf_token()); }
@@ -51,7 +70,9 @@ pub fn layout_refreshing(
                 }
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Phone sign-in" }
+                link rel="icon" href=(super::FAVICON_PATH) type="image/svg+xml";
                 link rel="stylesheet" href="/assets/style.css";
+                script src=(super::PAGE_JS_PATH) defer {}
             }
             body {
                 a.skip href="#main" { "Skip to main content" }

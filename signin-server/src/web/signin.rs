@@ -3,7 +3,7 @@
 //! sign-in, the password for push) and again at sign-in; the browser that started a request is
 //! the only one it can sign in, once.
 use authenticator_protocol::sign_in::RequestKind;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -11,10 +11,11 @@ use maud::html;
 use serde::Deserialize;
 
 use super::flow::BrowserFlow;
-use super::pages::{csrf, layout, layout_refreshing, notice, Notice};
+use super::pages::{csrf, layout, layout_refreshing, local_time, notice, Notice};
 use super::{load_user, page, see_other, Session, WebError};
 use crate::extract::ClientIp;
 use signin_domain::accounts::applications;
+use signin_domain::accounts::methods::{self, OtherWays};
 use signin_domain::accounts::passwords::{self, PasswordCheck};
 use signin_domain::audit::{self, Event};
 use signin_domain::sign_in::{self, StartSignIn, Started};
@@ -50,7 +51,12 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-fn upn_page(session: &Session, n: Notice<'_>, upn: &str) -> Response {
+/// The organisation the sign-in pages name (`[server] name`), above each page's heading.
+fn organisation(state: &AppState) -> maud::Markup {
+    html! { p.organisation id="organisation" { (state.settings.server_name) } }
+}
+
+fn upn_page(state: &AppState, session: &Session, n: Notice<'_>, upn: &str) -> Response {
     page(
         session,
         layout(
@@ -58,6 +64,7 @@ fn upn_page(session: &Session, n: Notice<'_>, upn: &str) -> Response {
             None,
             html! {
                 section.card.narrow {
+                    (organisation(state))
                     h1 { "Sign in" }
                     (notice(n))
                     form method="post" action="/signin" {
@@ -66,7 +73,9 @@ fn upn_page(session: &Session, n: Notice<'_>, upn: &str) -> Response {
                         input type="text" id="upn" name="upn" value=(upn) autocomplete="username"
                             required autofocus spellcheck="false" autocapitalize="none"
                             aria-describedby="upn-hint";
-                        p.hint id="upn-hint" { "For example bobby@contoso.com" }
+                        p.hint id="upn-hint" {
+                            "For example bobby@contoso.com. Capital letters make no difference."
+                        }
                         div.actions { button type="submit" id="next" { "Next" } }
                     }
                 }
@@ -78,13 +87,18 @@ fn upn_page(session: &Session, n: Notice<'_>, upn: &str) -> Response {
 /// `GET /signin`
 /// During an OpenID Connect authorization that needs a sign-in (`BrowserFlow`), the form
 /// shows even to a signed-in browser, with the client's `login_hint` filled in.
-pub async fn form(session: Session, flow: BrowserFlow) -> Result<Response, WebError> {
+pub async fn form(
+    State(state): State<AppState>,
+    session: Session,
+    flow: BrowserFlow,
+) -> Result<Response, WebError> {
     if session.upn.is_some() && !flow.is_active() {
         return Ok(Redirect::to("/me").into_response());
     }
     // Nothing is stored for a page view: the cookie (set now if new) carries the CSRF
     // token's secret, and the first form post stores the session.
     Ok(upn_page(
+        &state,
         &session,
         Notice::None,
         flow.login_hint().unwrap_or_default(),
@@ -118,17 +132,29 @@ pub async fn submit_upn(
     // rule see the same name however it was typed.
     let Ok(upn) = Upn::parse(&f.upn) else {
         return Ok(upn_page(
+            &state,
             &session,
             Notice::Error("Enter your email or username."),
             "",
         ));
     };
     let upn = upn.as_str();
+    // This browser's earlier sign-in, if still pending, is withdrawn from the phone when the
+    // new one is sent: one request per browser on the phone, never a pile of look-alikes.
+    let previous = session.pending_request.take();
     session.pending_upn = Some(upn.to_owned());
-    session.pending_request = None;
     session.pending_kind = None;
     session.resends = 0;
-    match start(&state, ip, upn, RequestKind::Passwordless, None, &flow).await {
+    match start(
+        &state,
+        ip,
+        upn,
+        RequestKind::Passwordless,
+        previous.as_deref(),
+        &flow,
+    )
+    .await
+    {
         Ok(started) => {
             // The sign-in continues under a new session id (see `Session::rotate_id`).
             session.rotate_id(&state.pool).await?;
@@ -145,7 +171,12 @@ pub async fn submit_upn(
             Ok(see_other(&session, "/signin/password"))
         }
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
+        Err(AppError::Paused { retry_after_secs }) => {
+            session.save(&state.pool).await?;
+            paused_page(&state, &session, upn, retry_after_secs).await
+        }
         Err(other) => Ok(upn_page(
+            &state,
             &session,
             Notice::Error(&refusal_text(&other)),
             upn,
@@ -155,7 +186,8 @@ pub async fn submit_upn(
 
 /// A sign-in from these pages: the phone names the built-in portal application, or during an
 /// OpenID Connect authorization the client's registered name. `replaces` is this browser's
-/// earlier sign-in (resend); no other start supersedes one.
+/// earlier sign-in (resend, or a new start from the same browser); no other start supersedes
+/// one.
 async fn start(
     state: &AppState,
     ip: Option<std::net::IpAddr>,
@@ -475,7 +507,17 @@ pub async fn submit_password(
             Notice::Error("Your username or password is incorrect."),
         ));
     };
-    match start(&state, ip, &upn, RequestKind::Push, None, &flow).await {
+    let previous = session.pending_request.take();
+    match start(
+        &state,
+        ip,
+        &upn,
+        RequestKind::Push,
+        previous.as_deref(),
+        &flow,
+    )
+    .await
+    {
         Ok(started) => {
             session.resends = 0;
             // The push sign-in continues under a new session id (see `Session::rotate_id`).
@@ -518,6 +560,10 @@ pub async fn submit_password(
             signed_in(&state, &session, how, &flow).await
         }
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
+        Err(AppError::Paused { retry_after_secs }) => {
+            session.save(&state.pool).await?;
+            paused_page(&state, &session, &upn, retry_after_secs).await
+        }
         Err(other) => Ok(password_page(
             &session,
             &upn,
@@ -534,18 +580,160 @@ async fn pending(state: &AppState, session: &Session) -> Result<Option<StoredReq
     Ok(sign_in::current(state, id).await?)
 }
 
+/// What `/signin/wait` may say on top of the number: that a new request was just sent
+/// (`?resent`), or that "Continue" was pressed before the phone answered (`?early`).
+#[derive(Debug, Default, Deserialize)]
+pub struct WaitQuery {
+    pub resent: Option<String>,
+    pub early: Option<String>,
+}
+
+/// How many more times this sign-in may be resent.
+fn resends_left(session: &Session) -> i64 {
+    (MAX_RESENDS - session.resends).max(0)
+}
+
+/// Seconds until `req` expires (0 once it has): the phone shows the same lifetime.
+fn seconds_left(req: &StoredRequest) -> u64 {
+    let left = signin_domain::store::to_db_ms(req.expires_at) - signin_domain::store::now_ms();
+    u64::try_from(left).unwrap_or(0).div_ceil(1000)
+}
+
+fn plural(n: i64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// Resend, with its limit said: how many are left, or that there are none and why.
+fn resend_control(session: &Session) -> maud::Markup {
+    let left = resends_left(session);
+    html! {
+        @if left > 0 {
+            form method="post" action="/signin/resend" {
+                (csrf(session))
+                button.secondary type="submit" id="resend" { "Send a new request" }
+            }
+            p.hint id="resend-limit" {
+                "The earlier request is withdrawn from your phone. "
+                (plural(left, "new request", "new requests")) " left for this sign-in."
+            }
+        } @else {
+            p.hint id="resend-limit" {
+                "You have sent the most new requests for one sign-in ("
+                (MAX_RESENDS) "). To try again, start over."
+            }
+        }
+    }
+}
+
+/// "Other ways to sign in" (`accounts::methods::other_ways`): the methods this user has and
+/// the policy allows. `phone`: list a new request to the phone too (on the pages of a request
+/// that ended; the number page has its own resend button beside the request).
+fn other_ways_section(session: &Session, ways: &OtherWays, phone: bool) -> maud::Markup {
+    let phone = phone && ways.phone;
+    let can_resend = resends_left(session) > 0;
+    html! {
+        section.other-ways id="other-ways" aria-labelledby="other-ways-title" {
+            h2 id="other-ways-title" { "Other ways to sign in" }
+            @if phone || ways.temporary_pass || ways.code || ways.password {
+                ul {
+                    @if phone && can_resend {
+                        li {
+                            form.inline method="post" action="/signin/resend" {
+                                (csrf(session))
+                                button.link type="submit" id="resend" { "Send a new request to your phone" }
+                            }
+                        }
+                    }
+                    @if ways.temporary_pass {
+                        li { a href="/signin/pass" id="use-pass" { "Use a temporary access pass" } }
+                    }
+                    @if ways.code {
+                        li { a href="/signin/fallback" id="use-code" {
+                            "Use a verification code from your Authenticator app, or a backup code"
+                        } }
+                    }
+                    @if ways.password {
+                        li { a href="/signin/password" id="use-password" { "Use your password" } }
+                    }
+                }
+                @if phone && !can_resend {
+                    p.hint id="resend-limit" {
+                        "You have sent the most new requests to your phone for one sign-in ("
+                        (MAX_RESENDS) "). To try your phone again, start over."
+                    }
+                }
+            } @else {
+                p id="no-other-ways" {
+                    "Your account has no other way to sign in. Your administrator can give you \
+                     a temporary access pass."
+                }
+            }
+            p { a href="/signin" { "Start over, or use another account" } }
+        }
+    }
+}
+
+/// The page of a user whose sign-ins are paused after a report ("This wasn't me"): until
+/// when (in the viewer's time zone, by `page.js`; UTC without script), and that no other way
+/// works meanwhile — `trust::authenticate` refuses every method of a paused user — so the way
+/// out is the administrator. Status 403 with `Retry-After`.
+async fn paused_page(
+    state: &AppState,
+    session: &Session,
+    upn: &str,
+    retry_after_secs: u64,
+) -> Result<Response, WebError> {
+    let until = signin_domain::store::now_ms()
+        .saturating_add(i64::try_from(retry_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let minutes = retry_after_secs.div_ceil(60);
+    let content = html! {
+        section.card.narrow {
+            (organisation(state))
+            h1 id="outcome" data-outcome="paused" { "Sign-ins paused" }
+            p.muted { "Signing in as " strong { (upn) } }
+            p.notice.error role="alert" id="paused-until" {
+                "A sign-in request to your phone was reported as not yours, so sign-ins to this \
+                 account are paused until " (local_time(until)) " (in "
+                (plural(i64::try_from(minutes).unwrap_or(i64::MAX), "minute", "minutes")) ")."
+            }
+            section.other-ways id="other-ways" aria-labelledby="other-ways-title" {
+                h2 id="other-ways-title" { "Other ways to sign in" }
+                p id="paused-ways" {
+                    "Until then no way of signing in works for this account: not your phone, \
+                     your password, a verification code or a temporary access pass. If you need \
+                     to sign in sooner, ask your administrator: they can check what happened \
+                     and resume sign-ins."
+                }
+                p { a href="/signin" { "Use another account" } }
+            }
+        }
+    };
+    let mut r = page(session, layout("Sign-ins paused", None, content));
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Ok(r)
+}
+
 /// `GET /signin/wait`: the number, and the wait for the phone.
 pub async fn wait(
     State(state): State<AppState>,
     session: Session,
     flow: BrowserFlow,
+    Query(q): Query<WaitQuery>,
 ) -> Result<Response, WebError> {
     let Some(req) = pending(&state, &session).await? else {
         return Ok(Redirect::to("/signin").into_response());
     };
     let status = req.status;
+    let ways = methods::other_ways(&state.pool, &req.upn).await?;
     if !matches!(status, Status::Pending | Status::Approved) {
-        return Ok(outcome_page(&session, status, &flow));
+        return Ok(outcome_page(&state, &session, status, &flow, &ways));
     }
     let push = req.kind == RequestKind::Push;
     // §5.9: the page hands its challenge to the Authenticator on this device, which reads
@@ -558,13 +746,30 @@ pub async fn wait(
             authenticator_protocol::sign_in::BROWSER_LISTENER_PATH
         )
     });
+    let left = seconds_left(&req);
+    let wrong = req.wrong_attempts;
+    let max_wrong = authenticator_protocol::wire::MAX_WRONG_NUMBERS;
     let content = html! {
-        // The sign-in's id (what the page's script polls), whichever device's request is shown.
+        // The sign-in's id, whichever device's request is shown; the page's script asks
+        // `/signin/wait/status` (this session's sign-in) for news.
         section.card.narrow data-request-id=(req.signin_id)
+            data-expires-in=(left) data-wrong=(wrong) data-max-wrong=(max_wrong)
             data-browser-challenge=[binding.as_ref().map(|b| b.challenge.as_str())]
             data-browser-listener=[listener.as_deref()] {
+            (organisation(&state))
             h1 { "Approve sign-in request" }
             p.muted { "Signing in as " strong { (req.upn) } }
+            @if q.resent.is_some() {
+                p.notice.info role="status" id="resent" {
+                    "A new request was sent to your phone, with a new number. The earlier \
+                     request was withdrawn."
+                }
+            }
+            @if q.early.is_some() {
+                p.notice.info role="status" id="not-yet" {
+                    "Your phone has not answered yet. This page moves on by itself when it does."
+                }
+            }
             @if binding.is_some() {
                 p { "This sign-in is phishing-resistant: approve it in the Authenticator on "
                     strong { "this" } " computer or phone, the one showing this page." }
@@ -581,21 +786,27 @@ pub async fn wait(
             @if push {
                 p.hint { "Your password was correct: approve on your phone to finish signing in." }
             }
-            p id="wait-status" role="status" aria-live="polite" { "Waiting for your phone…" }
-            div.actions {
-                form id="complete-form" method="post" action="/signin/complete" {
-                    (csrf(&session))
-                    button type="submit" id="continue" { "I've answered on my phone" }
-                }
-                @if session.resends < MAX_RESENDS {
-                    form method="post" action="/signin/resend" {
-                        (csrf(&session))
-                        button.secondary type="submit" id="resend" { "Resend request" }
-                    }
+            // Updated by the script every second; read out only when it changes by a minute
+            // (the script sets the live region's text then).
+            p id="countdown" {
+                "This request expires in " span id="seconds-left" { (left) } " seconds."
+            }
+            p id="wrong-tries" role="status" aria-live="polite" {
+                @if wrong > 0 {
+                    (wrong_tries_text(wrong, max_wrong))
                 }
             }
-            p { a href="/signin/fallback" id="use-code" { "Can't use your phone? Use a verification code" } }
-            p { a href="/signin" { "Use another account" } }
+            p id="wait-status" role="status" aria-live="polite" { "Waiting for your phone\u{2026}" }
+            // The page moves on by itself when the phone answers (`signin.js` submits this
+            // form); without script, the button does it by hand, and pressed early it says so.
+            form id="complete-form" method="post" action="/signin/complete" {
+                (csrf(&session))
+                noscript {
+                    button type="submit" id="continue" { "I've answered on my phone" }
+                }
+            }
+            div.actions { (resend_control(&session)) }
+            (other_ways_section(&session, &ways, false))
         }
         script src="/assets/signin.js" defer {}
     };
@@ -610,6 +821,85 @@ pub async fn wait(
     Ok(response)
 }
 
+/// What the number page says after `wrong` wrong numbers on the phone (of `max`).
+fn wrong_tries_text(wrong: u32, max: u32) -> String {
+    let left = max.saturating_sub(wrong);
+    format!(
+        "{} entered on your phone. {} left.",
+        if wrong == 1 {
+            "A wrong number was".to_owned()
+        } else {
+            format!("{wrong} wrong numbers were")
+        },
+        if left == 1 {
+            "1 try".to_owned()
+        } else {
+            format!("{left} tries")
+        }
+    )
+}
+
+/// `?wrong=N` of `/signin/wait/status`: the wrong tries the page already shows.
+#[derive(Debug, Default, Deserialize)]
+pub struct StatusQuery {
+    #[serde(default)]
+    pub wrong: u32,
+}
+
+/// What the number page's script learns from `/signin/wait/status`.
+#[derive(Debug, serde::Serialize)]
+pub struct WaitStatus {
+    /// `pending`, `approved`, `denied`, `reported`, `expired`, `failed`, or `none` (this
+    /// browser has no sign-in in progress).
+    pub status: &'static str,
+    pub wrong_attempts: u32,
+    pub message: Option<String>,
+    pub expires_in_secs: u64,
+}
+
+/// How long `/signin/wait/status` holds a request when nothing changes.
+pub const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// `GET /signin/wait/status?wrong=N`: this browser's sign-in, answered when its status
+/// changes or a new wrong number is entered on the phone (or after [`STATUS_WAIT`]). Only the
+/// session's own sign-in: nothing here takes an id from the request.
+pub async fn wait_status(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<StatusQuery>,
+) -> Result<Response, WebError> {
+    let Some(id) = session.pending_request.as_deref() else {
+        return Ok(axum::Json(WaitStatus {
+            status: "none",
+            wrong_attempts: 0,
+            message: None,
+            expires_in_secs: 0,
+        })
+        .into_response());
+    };
+    let req = match sign_in::wait_for_news(&state, id, STATUS_WAIT, q.wrong).await {
+        Ok(req) => req,
+        Err(AppError::UnknownRequest) => {
+            return Ok(axum::Json(WaitStatus {
+                status: "none",
+                wrong_attempts: 0,
+                message: None,
+                expires_in_secs: 0,
+            })
+            .into_response())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let max = authenticator_protocol::wire::MAX_WRONG_NUMBERS;
+    Ok(axum::Json(WaitStatus {
+        status: req.status.as_str(),
+        wrong_attempts: req.wrong_attempts,
+        message: (req.wrong_attempts > 0).then(|| wrong_tries_text(req.wrong_attempts, max)),
+        expires_in_secs: seconds_left(&req),
+    })
+    .into_response())
+}
+
 /// During an OpenID Connect authorization, the page of a sign-in that did not succeed goes
 /// back to the application by itself after this many seconds (it gets `access_denied`).
 pub const RETURN_TO_APP_AFTER_SECS: u32 = 3;
@@ -617,8 +907,14 @@ pub const RETURN_TO_APP_AFTER_SECS: u32 = 3;
 /// The page of a sign-in that ended without signing in. During an OpenID Connect
 /// authorization (`flow`), it says so, then returns to the application by itself (a meta
 /// refresh to `flow::ABORT_PATH`, which gives the application `access_denied`); elsewhere it
-/// offers to resend.
-fn outcome_page(session: &Session, status: Status, flow: &BrowserFlow) -> Response {
+/// lists the other ways to sign in (`ways`), a new request to the phone among them.
+fn outcome_page(
+    state: &AppState,
+    session: &Session,
+    status: Status,
+    flow: &BrowserFlow,
+    ways: &OtherWays,
+) -> Response {
     let (title, text) = match status {
         Status::Denied => (
             "Sign-in denied",
@@ -646,9 +942,16 @@ fn outcome_page(session: &Session, status: Status, flow: &BrowserFlow) -> Respon
         Status::Denied | Status::Reported | Status::Expired | Status::Failed
     );
     let back_to_app = flow.abort_to().filter(|_| ended);
-    let can_resend = back_to_app.is_none()
-        && session.resends < MAX_RESENDS
+    // After "This wasn't me" the user is paused: no way works until the pause ends (the next
+    // start says until when), so none is offered here.
+    let offer_ways = back_to_app.is_none()
         && matches!(status, Status::Expired | Status::Failed | Status::Denied);
+    // A password + phone sign-in goes to the phone again as it came (the user has typed the
+    // password), whether or not phone sign-in alone is open to them.
+    let phone_again = OtherWays {
+        phone: ways.phone || session.pending_kind.as_deref() == Some(kind_str(RequestKind::Push)),
+        ..*ways
+    };
     page(
         session,
         layout_refreshing(
@@ -657,6 +960,7 @@ fn outcome_page(session: &Session, status: Status, flow: &BrowserFlow) -> Respon
             back_to_app.map(|(_, to)| (RETURN_TO_APP_AFTER_SECS, to)),
             html! {
                 section.card.narrow {
+                    (organisation(state))
                     h1 id="outcome" data-outcome=(status.as_str()) { (title) }
                     p.notice.error role="alert" { (text) }
                     @if let Some((app, to)) = back_to_app {
@@ -665,14 +969,10 @@ fn outcome_page(session: &Session, status: Status, flow: &BrowserFlow) -> Respon
                             a id="return-to-app" href=(to) { "Return to " (app) " now" }
                         }
                     }
-                    div.actions {
-                        @if can_resend {
-                            form method="post" action="/signin/resend" {
-                                (csrf(session))
-                                button type="submit" id="resend" { "Resend request" }
-                            }
-                        }
-                        a href="/signin" { "Start over" }
+                    @if offer_ways {
+                        (other_ways_section(session, &phone_again, true))
+                    } @else {
+                        div.actions { a href="/signin" { "Start over" } }
                     }
                 }
             },
@@ -718,8 +1018,12 @@ pub async fn complete(
             };
             signed_in(&state, &session, how, &flow).await
         }
-        Status::Pending => Ok(Redirect::to("/signin/wait").into_response()),
-        other => Ok(outcome_page(&session, other, &flow)),
+        // Pressed before the phone answered: the number page again, saying so.
+        Status::Pending => Ok(Redirect::to("/signin/wait?early=1").into_response()),
+        other => {
+            let ways = methods::other_ways(&state.pool, &req.upn).await?;
+            Ok(outcome_page(&state, &session, other, &flow, &ways))
+        }
     }
 }
 
@@ -747,7 +1051,10 @@ pub async fn resend(
             &session,
             super::pages::message_page(
                 "Too many requests",
-                "You have resent this request too many times. Start over to try again.",
+                &format!(
+                    "You have sent the most new requests for one sign-in ({MAX_RESENDS}). \
+                     Start over to try again."
+                ),
             ),
         ));
     }
@@ -756,9 +1063,12 @@ pub async fn resend(
         Ok(started) => {
             session.resends += 1;
             start_waiting(&state, &mut session, started, kind).await?;
-            Ok(see_other(&session, "/signin/wait"))
+            Ok(see_other(&session, "/signin/wait?resent=1"))
         }
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
+        Err(AppError::Paused { retry_after_secs }) => {
+            paused_page(&state, &session, &upn, retry_after_secs).await
+        }
         Err(other) => Ok(page(
             &session,
             super::pages::message_page("Could not resend", &refusal_text(&other)),

@@ -1,20 +1,50 @@
-// The number page: waits for the phone's answer by long-poll on GET /api/v1/signin/{id}?wait=25,
-// then submits the page's "Continue" form, which signs the browser in or shows the outcome.
-// Without JavaScript the same form works by hand.
+// The number page: asks GET /signin/wait/status (this browser's sign-in, long-poll) for news,
+// counts down the request's lifetime (the phone shows the same), says each wrong number
+// entered on the phone, and when the phone has answered (or the request ended) submits the
+// page's form, which signs the browser in or shows the outcome. Without JavaScript the form's
+// button does the same by hand.
 (function () {
   "use strict";
   var page = document.querySelector("[data-request-id]");
   var form = document.getElementById("complete-form");
   var status = document.getElementById("wait-status");
+  var wrongText = document.getElementById("wrong-tries");
+  var secondsText = document.getElementById("seconds-left");
+  var countdown = document.getElementById("countdown");
   if (!page || !form) { return; }
-  var id = page.getAttribute("data-request-id");
+  var wrong = parseInt(page.getAttribute("data-wrong") || "0", 10) || 0;
   var failures = 0;
   // Once the user submits a form here (resend), this page is done: never race that navigation.
   var leaving = false;
   document.addEventListener("submit", function () { leaving = true; }, true);
+  function finish(text) {
+    if (leaving) { return; }
+    leaving = true;
+    if (status && text) { status.textContent = text; }
+    form.submit();
+  }
+
+  // The countdown: from the seconds the server said the request has left (not this device's
+  // clock), corrected by each status answer.
+  var deadline = Date.now() + 1000 * (parseInt(page.getAttribute("data-expires-in") || "0", 10) || 0);
+  function minutesAndSeconds(secs) {
+    var m = Math.floor(secs / 60), s = secs % 60;
+    return m > 0 ? m + " min " + (s < 10 ? "0" : "") + s + " s" : s + " s";
+  }
+  function tick() {
+    if (leaving) { return; }
+    var left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+    if (countdown) {
+      countdown.textContent = left > 0 ? "Time left to answer: " + minutesAndSeconds(left) : "The request has expired.";
+    }
+    if (left <= 0) { finish("The request has expired."); return; }
+    setTimeout(tick, 1000);
+  }
+  if (secondsText) { tick(); }
+
   function poll() {
     if (leaving) { return; }
-    fetch("/api/v1/signin/" + encodeURIComponent(id) + "?wait=25", {
+    fetch("/signin/wait/status?wrong=" + wrong, {
       credentials: "same-origin", cache: "no-store"
     }).then(function (r) {
       if (!r.ok) { throw new Error("HTTP " + r.status); }
@@ -22,15 +52,19 @@
     }).then(function (body) {
       failures = 0;
       if (leaving) { return; }
-      if (body.status === "pending") { poll(); return; }
-      if (status) {
-        status.textContent = body.status === "approved" ? "Approved. Signing you in…" : "The request has ended.";
+      if (typeof body.expires_in_secs === "number" && body.status === "pending") {
+        deadline = Date.now() + 1000 * body.expires_in_secs;
       }
-      form.submit();
+      if (body.wrong_attempts > wrong) {
+        wrong = body.wrong_attempts;
+        if (wrongText && body.message) { wrongText.textContent = body.message; }
+      }
+      if (body.status === "pending") { poll(); return; }
+      finish(body.status === "approved" ? "Approved. Signing you in\u2026" : "The request has ended.");
     }).catch(function () {
       failures += 1;
       if (leaving) { return; }
-      if (failures > 20) { form.submit(); return; }
+      if (failures > 20) { finish(""); return; }
       setTimeout(poll, Math.min(1000 * failures, 5000));
     });
   }
