@@ -6,9 +6,12 @@
 //!
 //! - A phone sign-in through the module, and the claims an administrator set (email and
 //!   `email_verified`, given and family name, groups) in the application's environment.
-//! - Logout: the module's `<redirect_uri>?logout=<url>` goes through the end-session
-//!   endpoint; the server's session ends (the next visit needs the phone again) and the
-//!   refresh token stops working.
+//! - Logout: the module's `<redirect_uri>?logout=<url>` revokes its tokens at the revocation
+//!   endpoint and goes through the end-session endpoint; the server's session ends (the next
+//!   visit needs the phone again) and the refresh token stops working.
+//! - Back-channel logout: signing out on the provider's pages sends a logout token to the
+//!   module of an application that registered `<redirect_uri>?logout=backchannel`, which ends
+//!   its session; an application that registered none keeps its own session.
 //! - Refresh: the module refreshes the access token with the refresh token
 //!   (`OIDCRefreshAccessTokenBeforeExpiry`), gets a new refresh token each time, and once the
 //!   device is removed the refresh fails and the module ends its session.
@@ -36,7 +39,10 @@ use fantoccini::Locator;
 use serde_json::Value;
 use signin_domain::accounts;
 use signin_domain::accounts::applications::Registered;
+use signin_domain::oidc::clients::BackchannelLogoutUri;
+use signin_domain::outbound::OutboundPolicy;
 use signin_server::oidc::{clients, INTROSPECTION_PATH, TOKEN_PATH};
+use signin_server::ServeConfig;
 
 const BOBBY: &str = "bobby@contoso.test";
 const APP: &str = "Contoso Intranet";
@@ -163,7 +169,16 @@ fn random_hex() -> String {
 
 /// A server whose user Bobby has a phone (phone sign-in), and the issuer.
 async fn ready() -> Result<(TestServer, TestPhone, String)> {
-    let server = TestServer::start("Contoso").await?;
+    // Apache's back-channel logout URI is plain http on 127.0.0.1: the outbound policy's
+    // development setting.
+    let server = TestServer::start_configured("Contoso", |c| ServeConfig {
+        outbound: OutboundPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        },
+        ..c
+    })
+    .await?;
     let link = server.user_with_link(BOBBY, "Bobby Smith").await?;
     let phone = TestPhone::new()?;
     phone.enroll_passwordless(&link).await?;
@@ -171,25 +186,37 @@ async fn ready() -> Result<(TestServer, TestPhone, String)> {
     Ok((server, phone, issuer))
 }
 
-/// Registers the application for the Apache on `port` (its redirect URI and where its logout
-/// returns) and starts that Apache.
-async fn apache_for(
+/// Registers the application `name` for the Apache on `port` (its redirect URI, where its
+/// logout returns and, with `backchannel`, the module's back-channel logout URI) and starts
+/// that Apache.
+async fn apache_named(
     server: &TestServer,
     issuer: &str,
+    name: &str,
     response_mode: &str,
+    backchannel: bool,
     extra: &str,
 ) -> Result<(Apache, Registered)> {
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
+    let backchannel_logout_uri = backchannel
+        .then(|| {
+            // The module answers back-channel logout at its redirect URI.
+            BackchannelLogoutUri::parse(
+                &format!("{base}/protected/redirect_uri?logout=backchannel"),
+                &server.running.state().outbound,
+            )
+        })
+        .transpose()?;
     let app = clients::add_with_logout(
         server.running.pool(),
-        &format!("{APP} ({response_mode})"),
+        name,
         &[format!("{base}/protected/redirect_uri")],
         false,
         None,
         &clients::Logout {
             post_logout_redirect_uris: vec![format!("{base}/logged-out")],
-            backchannel_logout_uri: None,
+            backchannel_logout_uri,
         },
     )
     .await?;
@@ -202,6 +229,18 @@ async fn apache_for(
     };
     let apache = Apache::start(port, |root| httpd_conf(root, port, &rp), &site())?;
     Ok((apache, app))
+}
+
+/// [`apache_named`] for the application `"{APP} ({response_mode})"`, without back-channel
+/// logout.
+async fn apache_for(
+    server: &TestServer,
+    issuer: &str,
+    response_mode: &str,
+    extra: &str,
+) -> Result<(Apache, Registered)> {
+    let name = format!("{APP} ({response_mode})");
+    apache_named(server, issuer, &name, response_mode, false, extra).await
 }
 
 /// On the provider's sign-in page: types the UPN, and the phone approves with the number
@@ -415,6 +454,19 @@ async fn mod_auth_openidc_logout_goes_through_the_end_session_endpoint_and_ends_
     b.goto(&format!("{}me", server.base_url)).await?;
     b.wait_for("#upn").await?;
     assert_eq!(b.path().await?, "/signin");
+    // On its way out the module revoked its tokens at the revocation endpoint (RFC 7009):
+    // the refresh token, with its family.
+    let revoked: Vec<String> = signin_domain::audit::list(server.running.pool())
+        .await?
+        .into_iter()
+        .filter(|r| r.event == "tokens_revoked")
+        .map(|r| r.outcome)
+        .collect();
+    let by_module = format!("revoked_by_client client_id={} ", app.client_id);
+    assert!(
+        revoked.iter().any(|o| o.starts_with(&by_module)),
+        "{revoked:?}"
+    );
     // The tokens the session gave the module end with it.
     assert_eq!(introspect(&issuer, &app, &access).await?["active"], false);
     let refused = refresh_grant(&issuer, &app, &refresh).await?;
@@ -429,6 +481,81 @@ async fn mod_auth_openidc_logout_goes_through_the_end_session_endpoint_and_ends_
     let again = environment(&b, &apache).await?;
     assert_eq!(var(&again, "REMOTE_USER")?, BOBBY);
     assert_ne!(var(&again, "OIDC_access_token")?, access);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mod_auth_openidc_ends_its_session_when_the_provider_signs_out_through_the_back_channel(
+) -> Result<()> {
+    let (server, phone, issuer) = ready().await?;
+    // Two applications in one browser: the intranet registered the module's back-channel
+    // logout URI, the wiki did not.
+    let intranet_name = format!("{APP} (back-channel)");
+    let (intranet, _) =
+        apache_named(&server, &issuer, &intranet_name, "form_post", true, "").await?;
+    // Cookies do not tell ports apart: two modules on one host need their own cookie names.
+    let wiki_cookies = "OIDCCookie contoso_wiki_session\nOIDCStateCookiePrefix contoso_wiki_state_";
+    let wiki_name = "Contoso Wiki";
+    let (wiki, _) = apache_named(
+        &server,
+        &issuer,
+        wiki_name,
+        "form_post",
+        false,
+        wiki_cookies,
+    )
+    .await?;
+    let mut b = Chromium::start("mod-auth-openidc-backchannel").await?;
+
+    b.goto(&format!("{}/protected/env", intranet.base)).await?;
+    approve_on_phone(&b, &phone, &intranet_name).await?;
+    let env = environment(&b, &intranet).await?;
+    assert_eq!(var(&env, "REMOTE_USER")?, BOBBY);
+    // The ID token names the provider's session (`sid`): the logout token will name it too.
+    assert!(!var(&env, "OIDC_CLAIM_sid")?.is_empty(), "{env:?}");
+    // The wiki signs in on the provider's session (single sign-on: no page, no phone).
+    b.goto(&format!("{}/protected/env", wiki.base)).await?;
+    let env = environment(&b, &wiki).await?;
+    assert_eq!(var(&env, "REMOTE_USER")?, BOBBY);
+
+    // The user signs out on the provider's own pages: its session ends, and the provider
+    // POSTs a logout token to the intranet's module.
+    b.goto(&format!("{}me", server.base_url)).await?;
+    b.wait_for("main").await?;
+    b.sign_out().await?;
+    b.shot("signed-out-at-provider").await?;
+
+    // Delivery runs in the background: the intranet's page shows, until the module has
+    // ended the session the logout token names, after which the page needs a sign-in again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        b.goto(&format!("{}/protected/env", intranet.base)).await?;
+        let shown = b
+            .client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#env, #upn, pre"))
+            .await?;
+        if shown.attr("id").await?.as_deref() == Some("upn") {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the intranet's module never ended its session (the browser is at {})\nApache:\n{}",
+                b.client.current_url().await?,
+                intranet.error_log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.path().await?, "/signin");
+    b.shot("intranet-signs-in-again").await?;
+
+    // The wiki registered no back-channel logout URI: nobody told it, and its module's own
+    // session goes on (the provider's sign-out reaches only the applications that listen).
+    b.goto(&format!("{}/protected/env", wiki.base)).await?;
+    let env = environment(&b, &wiki).await?;
+    assert_eq!(var(&env, "REMOTE_USER")?, BOBBY);
     Ok(())
 }
 
