@@ -12,6 +12,10 @@
 //! - Back-channel logout: signing out on the provider's pages sends a logout token to the
 //!   module of an application that registered `<redirect_uri>?logout=backchannel`, which ends
 //!   its session; an application that registered none keeps its own session.
+//! - An API behind Apache as an OAuth 2.0 resource server (`AuthType oauth20`): a bearer token
+//!   is accepted while the introspection endpoint calls it active, and refused once revoked.
+//! - `acr_values` asking for a phishing-resistant sign-in the policy cannot give: the
+//!   provider's `unmet_authentication_requirements`, shown by the module.
 //! - Refresh: the module refreshes the access token with the refresh token
 //!   (`OIDCRefreshAccessTokenBeforeExpiry`), gets a new refresh token each time, and once the
 //!   device is removed the refresh fails and the module ends its session.
@@ -41,7 +45,7 @@ use signin_domain::accounts;
 use signin_domain::accounts::applications::Registered;
 use signin_domain::oidc::clients::BackchannelLogoutUri;
 use signin_domain::outbound::OutboundPolicy;
-use signin_server::oidc::{clients, INTROSPECTION_PATH, TOKEN_PATH};
+use signin_server::oidc::{clients, INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_PATH};
 use signin_server::ServeConfig;
 
 const BOBBY: &str = "bobby@contoso.test";
@@ -128,6 +132,48 @@ OIDCPassRefreshToken On
     Require claim groups:admins
 </Location>
 "#
+    ));
+    conf
+}
+
+/// The httpd.conf of an API that Apache protects as an OAuth 2.0 resource server
+/// (`AuthType oauth20`): a bearer token is accepted when the provider's introspection
+/// endpoint (RFC 7662), asked as the API's own client, says it is active.
+fn api_conf(root: &Path, port: u16, issuer: &str, api: &Registered, extra: &str) -> String {
+    let mut conf = Apache::preamble(
+        root,
+        port,
+        &[
+            ("authn_core_module", "mod_authn_core.so"),
+            ("authz_core_module", "mod_authz_core.so"),
+            ("authz_user_module", "mod_authz_user.so"),
+            ("cgi_module", "mod_cgi.so"),
+            ("auth_openidc_module", "mod_auth_openidc.so"),
+        ],
+    );
+    let root = root.display();
+    conf.push_str(&format!(
+        r#"
+DocumentRoot "{root}/htdocs"
+<Directory "{root}/htdocs">
+    Options +ExecCGI
+    SetHandler cgi-script
+    Require all granted
+</Directory>
+
+OIDCOAuthServerMetadataURL {issuer}/.well-known/openid-configuration
+OIDCOAuthIntrospectionEndpointAuth client_secret_basic
+OIDCOAuthClientID {client_id}
+OIDCOAuthClientSecret {client_secret}
+{extra}
+
+<Location /api>
+    AuthType oauth20
+    Require valid-user
+</Location>
+"#,
+        client_id = api.client_id,
+        client_secret = api.client_secret,
     ));
     conf
 }
@@ -560,6 +606,89 @@ async fn mod_auth_openidc_ends_its_session_when_the_provider_signs_out_through_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mod_auth_openidc_as_a_resource_server_accepts_only_tokens_the_introspection_endpoint_calls_active(
+) -> Result<()> {
+    let (server, phone, issuer) = ready().await?;
+    let (intranet, app) = apache_for(&server, &issuer, "form_post", "").await?;
+    // The API is its own confidential client: it authenticates at the introspection endpoint.
+    // (Its redirect URI is never used: an API only introspects.)
+    let api_client = clients::add(
+        server.running.pool(),
+        "Contoso API",
+        &["http://127.0.0.1:9/unused".to_owned()],
+        false,
+        None,
+    )
+    .await?;
+    let port = free_port()?;
+    let api = Apache::start(
+        port,
+        |root| {
+            api_conf(
+                root,
+                port,
+                &issuer,
+                &api_client,
+                // Introspect every request (by default the module caches an active answer
+                // until the token's exp, and would let the revoked token in below).
+                "OIDCOAuthTokenIntrospectionInterval -1",
+            )
+        },
+        &[SiteFile {
+            path: "htdocs/api/env",
+            contents: ENV_CGI,
+            executable: true,
+        }],
+    )?;
+    let b = Chromium::start("mod-auth-openidc-api").await?;
+
+    // The intranet's sign-in gives it an access token for the API.
+    b.goto(&format!("{}/protected/env", intranet.base)).await?;
+    approve_on_phone(&b, &phone, &format!("{APP} (form_post)")).await?;
+    let env = environment(&b, &intranet).await?;
+    let access = var(&env, "OIDC_access_token")?.to_owned();
+    let sub = var(&env, "OIDC_CLAIM_sub")?.to_owned();
+
+    let http = reqwest::Client::new();
+    let call = |token: Option<&str>| {
+        let mut r = http.get(format!("{}/api/env", api.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    // The token is accepted: the module asked the introspection endpoint, and the API runs
+    // for the user the answer names.
+    let r = call(Some(&access)).await?;
+    assert_eq!(r.status(), 200, "Apache:\n{}", api.error_log());
+    let body = r.text().await?;
+    assert!(body.contains(&format!("REMOTE_USER={sub}")), "{body}");
+    // No token, and a token the provider never issued: 401 with a bearer challenge.
+    let r = call(None).await?;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()?
+        .starts_with("Bearer"));
+    let r = call(Some("not-a-token-of-this-provider")).await?;
+    assert_eq!(r.status(), 401);
+
+    // The intranet revokes its access token (RFC 7009): the API refuses it from then on.
+    let revoked = http
+        .post(format!("{issuer}{REVOCATION_PATH}"))
+        .basic_auth(&app.client_id, Some(&app.client_secret))
+        .form(&[
+            ("token", access.as_str()),
+            ("token_type_hint", "access_token"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(revoked.status(), 200);
+    let r = call(Some(&access)).await?;
+    assert_eq!(r.status(), 401, "Apache:\n{}", api.error_log());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mod_auth_openidc_refreshes_the_access_token_until_the_device_is_removed() -> Result<()> {
     let (server, phone, issuer) = ready().await?;
     // Access tokens live 600 s: refreshing when fewer than 599 s are left refreshes on the
@@ -678,6 +807,37 @@ async fn mod_auth_openidc_shows_the_providers_access_denied_when_the_phone_denie
     assert!(
         said.contains("OpenID Connect Provider error: access_denied"),
         "{said}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mod_auth_openidc_asking_for_a_phishing_resistant_acr_gets_the_providers_unmet_authentication_requirements(
+) -> Result<()> {
+    let (server, _phone, issuer) = ready().await?;
+    // The application asks for a phishing-resistant sign-in; the policy does not bind
+    // sign-ins to the browser, so the provider cannot give one: no sign-in page, no phone,
+    // no code, but the error, which the module shows.
+    let acr = url::form_urlencoded::byte_serialize(
+        signin_domain::oidc::ACR_PHISHING_RESISTANT.as_bytes(),
+    )
+    .collect::<String>();
+    let (apache, _) = apache_for(
+        &server,
+        &issuer,
+        "form_post",
+        &format!("OIDCAuthRequestParams acr_values={acr}"),
+    )
+    .await?;
+    let mut b = Chromium::start("mod-auth-openidc-acr").await?;
+    b.goto(&format!("{}/protected/env", apache.base)).await?;
+    let said = wait_for_title(&b, "Error", &apache).await?;
+    b.shot("unmet").await?;
+    assert_eq!(b.path().await?, "/protected/redirect_uri");
+    assert!(
+        said.contains("OpenID Connect Provider error: unmet_authentication_requirements"),
+        "{said}\nApache:\n{}",
+        apache.error_log()
     );
     Ok(())
 }
