@@ -5,7 +5,9 @@
 //! user's browser and a phone on authenticator-core approves with the number the page shows.
 //!
 //! - A phone sign-in through the module, and the claims an administrator set (email and
-//!   `email_verified`, given and family name, groups) in the application's environment.
+//!   `email_verified`, given and family name, groups) in the application's environment, and
+//!   as `OIDC_CLAIM_*` headers (which a browser cannot forge) to an application behind
+//!   Apache's reverse proxy.
 //! - Logout: the module's `<redirect_uri>?logout=<url>` revokes its tokens at the revocation
 //!   endpoint and goes through the end-session endpoint; the server's session ends (the next
 //!   visit needs the phone again) and the refresh token stops working.
@@ -201,6 +203,41 @@ fn site() -> [SiteFile<'static>; 4] {
             executable: true,
         },
     ]
+}
+
+/// The application behind Apache's reverse proxy (`mod_proxy_http`), on a loopback port: it
+/// answers every request with a page listing the `OIDC_CLAIM_*` request headers Apache sent it, as
+/// `name=value` lines (HTML-escaped) in `<pre id="env">`. Ends with the test's runtime.
+async fn header_echo() -> Result<u16> {
+    async fn echo(headers: axum::http::HeaderMap) -> axum::response::Html<String> {
+        let mut lines: Vec<String> = headers
+            .iter()
+            // HTTP names are case-insensitive and arrive lower-cased; print them the way
+            // the module names them (`OIDC_CLAIM_email`).
+            .filter_map(|(name, value)| {
+                let claim = name.as_str().strip_prefix("oidc_claim_")?;
+                Some(format!(
+                    "OIDC_CLAIM_{claim}={}",
+                    String::from_utf8_lossy(value.as_bytes())
+                ))
+            })
+            .collect();
+        lines.sort();
+        let escaped = lines
+            .join("\n")
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        axum::response::Html(format!(
+            "<!DOCTYPE html><html><head><title>Contoso Backend</title></head>\
+             <body><pre id=\"env\">{escaped}</pre></body></html>"
+        ))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let app = axum::Router::new().fallback(echo);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(port)
 }
 
 /// 16 random bytes in hex (the module's cookie and state encryption passphrase).
@@ -401,7 +438,16 @@ async fn mod_auth_openidc_signs_in_with_the_phone_and_passes_the_claims_an_admin
     .await?;
     accounts::add_group_member(pool, "staff", BOBBY).await?;
     accounts::add_group_member(pool, "finance", BOBBY).await?;
-    let (apache, app) = apache_for(&server, &issuer, "form_post", "").await?;
+    // Beside the CGI script, an application behind Apache's reverse proxy, which gets the
+    // claims as `OIDC_CLAIM_*` request headers.
+    let backend = header_echo().await?;
+    let proxy = format!(
+        "LoadModule proxy_module {dir}/mod_proxy.so\n\
+         LoadModule proxy_http_module {dir}/mod_proxy_http.so\n\
+         <Location /protected/backend/>\n    ProxyPass http://127.0.0.1:{backend}/\n</Location>",
+        dir = e2e::apache::MODULE_DIR
+    );
+    let (apache, app) = apache_for(&server, &issuer, "form_post", &proxy).await?;
     let mut b = Chromium::start("mod-auth-openidc").await?;
 
     // The protected page sends the browser through the module to the provider's sign-in page.
@@ -445,6 +491,55 @@ async fn mod_auth_openidc_signs_in_with_the_phone_and_passes_the_claims_an_admin
         "{seen}"
     );
     assert!(!var(&env, "OIDC_refresh_token")?.is_empty());
+
+    // The application behind the reverse proxy gets the same claims as request headers.
+    b.goto(&format!("{}/protected/backend/", apache.base))
+        .await?;
+    let headers = environment(&b, &apache).await?;
+    assert_eq!(b.client.title().await?, "Contoso Backend");
+    assert_eq!(var(&headers, "OIDC_CLAIM_preferred_username")?, BOBBY);
+    assert_eq!(
+        var(&headers, "OIDC_CLAIM_email")?,
+        "bobby.smith@contoso.test"
+    );
+    assert_eq!(var(&headers, "OIDC_CLAIM_email_verified")?, "1");
+    assert_eq!(var(&headers, "OIDC_CLAIM_given_name")?, "Bobby");
+    assert_eq!(var(&headers, "OIDC_CLAIM_family_name")?, "Smith");
+    assert_eq!(
+        var(&headers, "OIDC_CLAIM_sub")?,
+        var(&env, "OIDC_CLAIM_sub")?
+    );
+    let mut groups: Vec<&str> = var(&headers, "OIDC_CLAIM_groups")?.split(',').collect();
+    groups.sort();
+    assert_eq!(groups, ["finance", "staff"]);
+    // A browser cannot forge them: the module removes `OIDC_*` headers it did not set.
+    b.cdp("Network.enable", serde_json::json!({})).await?;
+    b.cdp(
+        "Network.setExtraHTTPHeaders",
+        serde_json::json!({"headers": {
+            "OIDC_CLAIM_groups": "admins",
+            "OIDC_CLAIM_email": "mallory@contoso.test",
+            "OIDC_CLAIM_forged": "yes",
+        }}),
+    )
+    .await?;
+    b.goto(&format!("{}/protected/backend/", apache.base))
+        .await?;
+    let forged = environment(&b, &apache).await?;
+    assert_eq!(
+        var(&forged, "OIDC_CLAIM_email")?,
+        "bobby.smith@contoso.test"
+    );
+    assert_eq!(
+        var(&forged, "OIDC_CLAIM_groups")?,
+        var(&headers, "OIDC_CLAIM_groups")?
+    );
+    assert!(!forged.contains_key("OIDC_CLAIM_forged"), "{forged:?}");
+    b.cdp(
+        "Network.setExtraHTTPHeaders",
+        serde_json::json!({"headers": {}}),
+    )
+    .await?;
 
     // Apache authorises on the groups claim: finance yes, admins no.
     b.goto(&format!("{}/protected/finance/env", apache.base))

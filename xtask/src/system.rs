@@ -143,12 +143,14 @@ impl Need {
 const APACHE2: &str = "/usr/sbin/apache2";
 const APACHE2_MODULE_DIR: &str = "/usr/lib/apache2/modules";
 /// The modules tests/tests/mod_auth_openidc.rs loads.
-const APACHE2_MODULES: [&str; 6] = [
+const APACHE2_MODULES: [&str; 8] = [
     "mod_mpm_prefork.so",
     "mod_authn_core.so",
     "mod_authz_core.so",
     "mod_authz_user.so",
     "mod_cgi.so",
+    "mod_proxy.so",
+    "mod_proxy_http.so",
     "mod_auth_openidc.so",
 ];
 
