@@ -5,6 +5,7 @@
 //! protocol by hand (the attacker's own account).
 #![forbid(unsafe_code)]
 
+pub mod apache;
 pub mod browser;
 pub mod chromium;
 pub mod proxy;
@@ -317,6 +318,22 @@ impl TestPhone {
     pub async fn report_fraud(&self, request_id: String) -> Result<Decision, AuthenticatorError> {
         let account = self.account_for(&request_id).await.map_err(internal)?;
         self.core.report_fraud(account, request_id).await
+    }
+
+    /// The newest request that reaches this phone (long-poll), which must name the
+    /// application `app` (the client the sign-in is for).
+    pub async fn request_from(&self, app: &str) -> Result<PendingRequest> {
+        for _ in 0..10 {
+            let mut pending = self.core.poll(5).await?;
+            pending.sort_by_key(|r| r.created_at_ms);
+            if let Some(r) = pending.pop() {
+                if r.app_name.as_deref() != Some(app) {
+                    bail!("the phone names {:?}, not {app:?}", r.app_name);
+                }
+                return Ok(r);
+            }
+        }
+        bail!("no request reached the phone")
     }
 
     /// The request the sign-in page in `page` waits for (`data-request-id`), as it reached

@@ -116,22 +116,6 @@ impl Rp {
     }
 }
 
-async fn phone_request(phone: &TestPhone, app: &str) -> Result<authenticator_core::PendingRequest> {
-    for _ in 0..10 {
-        let mut pending = phone.core.poll(5).await?;
-        pending.sort_by_key(|r| r.created_at_ms);
-        if let Some(r) = pending.pop() {
-            assert_eq!(
-                r.app_name.as_deref(),
-                Some(app),
-                "the phone names the client"
-            );
-            return Ok(r);
-        }
-    }
-    bail!("no request reached the phone")
-}
-
 async fn ready() -> Result<(TestServer, TestPhone, String)> {
     // The CIBA ping receiver (the openid-client script) listens on plain http on 127.0.0.1:
     // the outbound policy's development setting.
@@ -185,7 +169,7 @@ async fn sign_in_in_chromium(
     upn.send_keys(BOBBY).await?;
     b.wait_for("#next").await?.click().await?;
     let number = b.text("#number").await?;
-    let request = phone_request(phone, app).await?;
+    let request = phone.request_from(app).await?;
     phone
         .core
         .approve(request.account_id.clone(), request.request_id, number)
@@ -235,7 +219,7 @@ async fn openid_client_signs_in_with_code_and_pkce_in_chromium_with_the_phone_ap
     b.wait_for("#next").await?.click().await?;
     let number = b.text("#number").await?;
     b.shot("number").await?;
-    let request = phone_request(&phone, "Contoso Mail").await?;
+    let request = phone.request_from("Contoso Mail").await?;
     phone
         .core
         .approve(request.account_id.clone(), request.request_id, number)
@@ -294,7 +278,7 @@ async fn openid_client_signs_out_through_the_end_session_endpoint_and_gets_acces
     b.wait_for("#upn").await?.send_keys(BOBBY).await?;
     b.wait_for("#next").await?.click().await?;
     let number = b.text("#number").await?;
-    let request = phone_request(&phone, "Contoso Mail").await?;
+    let request = phone.request_from("Contoso Mail").await?;
     phone
         .core
         .approve(request.account_id.clone(), request.request_id, number)
@@ -341,7 +325,7 @@ async fn openid_client_signs_out_through_the_end_session_endpoint_and_gets_acces
     b.wait_for("#upn").await?.send_keys(BOBBY).await?;
     b.wait_for("#next").await?.click().await?;
     b.wait_for("#number").await?;
-    let request = phone_request(&phone, "Contoso Mail").await?;
+    let request = phone.request_from("Contoso Mail").await?;
     phone
         .core
         .deny(request.account_id.clone(), request.request_id)
@@ -390,14 +374,14 @@ async fn ciba_once(
     assert!(binding.parse::<u32>().is_ok(), "{binding}");
     match answer {
         Answer::Approve => {
-            let r = phone_request(phone, app).await?;
+            let r = phone.request_from(app).await?;
             phone
                 .core
                 .approve(r.account_id.clone(), r.request_id, binding)
                 .await?;
         }
         Answer::Deny => {
-            let r = phone_request(phone, app).await?;
+            let r = phone.request_from(app).await?;
             phone.core.deny(r.account_id.clone(), r.request_id).await?;
         }
         Answer::Nothing => {}

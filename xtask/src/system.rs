@@ -32,11 +32,14 @@ pub enum Need {
     Chromedriver,
     /// The server binaries `xtask`'s PostgreSQL pass runs (see [`server_bin_dir`]).
     Postgres,
+    /// Apache httpd and mod_auth_openidc (tests/tests/mod_auth_openidc.rs runs `apache2` in
+    /// the foreground on its own configuration; no system service is used).
+    ModAuthOpenidc,
 }
 
 impl Need {
     /// Everything `cargo xtask test` needs.
-    pub const ALL: [Need; 10] = [
+    pub const ALL: [Need; 11] = [
         Need::CCompiler,
         Need::PkgConfig,
         Need::Java,
@@ -47,6 +50,7 @@ impl Need {
         Need::Chromium,
         Need::Chromedriver,
         Need::Postgres,
+        Need::ModAuthOpenidc,
     ];
 
     fn packages(self) -> &'static [&'static str] {
@@ -63,6 +67,10 @@ impl Need {
             Need::Chromium => &["chromium", "fonts-liberation"],
             Need::Chromedriver => &["chromium-driver"],
             Need::Postgres => &["postgresql"],
+            // `apache2-bin` is the server and its modules without `apache2`'s configuration
+            // and service: nothing is started or enabled on the machine (the suite runs its
+            // own `apache2` on its own configuration).
+            Need::ModAuthOpenidc => &["apache2-bin", "libapache2-mod-auth-openidc"],
         }
     }
 
@@ -79,6 +87,9 @@ impl Need {
             Need::Chromium => "/usr/bin/chromium",
             Need::Chromedriver => "/usr/bin/chromedriver",
             Need::Postgres => "PostgreSQL server (/usr/lib/postgresql/<version>/bin)",
+            Need::ModAuthOpenidc => {
+                "/usr/sbin/apache2 + /usr/lib/apache2/modules/mod_auth_openidc.so"
+            }
         }
     }
 
@@ -100,6 +111,13 @@ impl Need {
             // /usr/local/bin/initdb may point into a removed /usr/lib/postgresql/NN). As root
             // the cluster runs as the `postgres` user, which the package creates.
             Need::Postgres => server_bin_dir().is_ok() && (!is_root() || user_exists("postgres")),
+            // The binary and every module the suite loads (apache2-bin ships all but the last).
+            Need::ModAuthOpenidc => {
+                executable(Path::new(APACHE2))
+                    && APACHE2_MODULES
+                        .iter()
+                        .all(|m| Path::new(APACHE2_MODULE_DIR).join(m).is_file())
+            }
         }
     }
 
@@ -120,6 +138,21 @@ impl Need {
         }
     }
 }
+
+/// Apache httpd, as tests/tests/mod_auth_openidc.rs runs it.
+const APACHE2: &str = "/usr/sbin/apache2";
+const APACHE2_MODULE_DIR: &str = "/usr/lib/apache2/modules";
+/// The modules tests/tests/mod_auth_openidc.rs loads.
+const APACHE2_MODULES: [&str; 8] = [
+    "mod_mpm_prefork.so",
+    "mod_authn_core.so",
+    "mod_authz_core.so",
+    "mod_authz_user.so",
+    "mod_cgi.so",
+    "mod_proxy.so",
+    "mod_proxy_http.so",
+    "mod_auth_openidc.so",
+];
 
 /// Installs whatever of `needs` is missing; nothing (not even `apt-get update`) when all are present.
 pub fn ensure(needs: &[Need]) -> Result<()> {

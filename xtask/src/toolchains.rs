@@ -2,7 +2,8 @@
 //! ../shared/ENVIRONMENT.md for the recipes). [`install_all`] is the first step of
 //! `cargo xtask test` and all of `cargo xtask install-toolchains`:
 //! - Debian packages on the host ([`crate::system`]): C compiler, pkg-config, Java, npm, JNA,
-//!   JUnit 4, debootstrap, Chromium + chromedriver, the PostgreSQL server binaries;
+//!   JUnit 4, debootstrap, Chromium + chromedriver, the PostgreSQL server binaries, Apache httpd
+//!   with mod_auth_openidc;
 //! - the rustfmt and clippy rustup components;
 //! - npm: `kotlin-compiler` into `target/tools`; `openid-client` (the relying party of the
 //!   OpenID Connect end-to-end test, `tests/oidc-rp/`) into `target/oidc-rp` and `axe-core` (the
