@@ -152,7 +152,7 @@ fn main() {
         inputs
     };
     let approve = response(Decision::Approve, Some("42"));
-    // A move (§5.10): the device key vouches for account_id, with the hash of the encrypted
+    // A move (§5.11): the device key vouches for account_id, with the hash of the encrypted
     // TOTP blob it leaves with the server.
     let move_blob_hash = sha256(b"nonce and ciphertext of the TOTP accounts");
     let move_vouch = MoveVouch {

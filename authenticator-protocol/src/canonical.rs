@@ -12,7 +12,7 @@ pub const RESPONSE_TAG: &[u8] = b"phonesignin/v1/response";
 /// A response to a browser-bound request (§5.9): the `response` fields, then the origin.
 pub const BOUND_RESPONSE_TAG: &[u8] = b"phonesignin/v1/response-bound";
 pub const DEVICE_AUTH_TAG: &[u8] = b"phonesignin/v1/device-auth";
-/// A device vouching for a move of its account to a new phone (§5.10).
+/// A device vouching for a move of its account to a new phone (§5.11).
 pub const MOVE_VOUCH_TAG: &[u8] = b"phonesignin/v1/move-vouch";
 
 /// Builder for a canonical message.

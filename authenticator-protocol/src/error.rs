@@ -6,7 +6,7 @@ use thiserror::Error;
 pub enum ProtocolError {
     #[error("invalid enrollment URL: {0}")]
     InvalidEnrollmentUrl(&'static str),
-    /// A `phonesignin://move` link (§5.10) that is not well formed; names the part, never
+    /// A `phonesignin://move` link (§5.11) that is not well formed; names the part, never
     /// its value (the link holds move codes and a key).
     #[error("invalid move link: {0}")]
     InvalidMoveLink(&'static str),

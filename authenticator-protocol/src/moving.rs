@@ -1,4 +1,4 @@
-//! Moving to a new phone (PROTOCOL.md §5.10): the old phone's device key vouches for a
+//! Moving to a new phone (PROTOCOL.md §5.11): the old phone's device key vouches for a
 //! registration of a new kind (a move code), the new phone enrolls with it, and the TOTP
 //! accounts travel end-to-end encrypted under a one-time key that only the move link holds.
 use std::fmt;
@@ -92,15 +92,19 @@ pub struct MoveClaimResponse {
 }
 
 /// The one QR code (or link) of a move:
-/// `phonesignin://move?v=1&k=<one-time key>&a=<code>.<fp>.<server>&a=…&t=<index>`.
+/// `phonesignin://move?v=1&k=<one-time key>&a=<code>.<fp>.<server>&a=…&t=<index>&p=<index>…`.
 /// Each `a` is one account's move code, the pinned fingerprint of its server's key and the
-/// server's URL; `t` names the entry whose server keeps the encrypted TOTP accounts.
+/// server's URL; `t` names the entry whose server keeps the encrypted TOTP accounts; each `p`
+/// names an entry whose account had phone sign-in on (the new phone enables it with its own
+/// key).
 #[derive(Clone, PartialEq, Eq)]
 pub struct MoveLink {
     /// The one-time AES-256-GCM key of the TOTP blob (secret: never logged).
     pub key: [u8; 32],
     pub accounts: Vec<EnrollmentUrl>,
     pub totp_at: Option<usize>,
+    /// Indices of `accounts` whose account had phone sign-in on, ascending.
+    pub phone_sign_in: Vec<usize>,
 }
 
 impl fmt::Debug for MoveLink {
@@ -109,6 +113,7 @@ impl fmt::Debug for MoveLink {
             .field("key", &"<redacted>")
             .field("accounts", &self.accounts)
             .field("totp_at", &self.totp_at)
+            .field("phone_sign_in", &self.phone_sign_in)
             .finish()
     }
 }
@@ -124,6 +129,7 @@ impl MoveLink {
             return Err(bad("not a phonesignin://move link"));
         }
         let (mut v, mut k, mut t, mut accounts) = (None, None, None, Vec::new());
+        let mut phone_sign_in: Vec<usize> = Vec::new();
         for (name, value) in url.query_pairs() {
             let slot = match name.as_ref() {
                 "a" => {
@@ -131,6 +137,15 @@ impl MoveLink {
                         return Err(bad("too many accounts"));
                     }
                     accounts.push(parse_entry(&value)?);
+                    continue;
+                }
+                "p" => {
+                    let i: usize = value.parse().map_err(|_| bad("bad p"))?;
+                    // Ascending and distinct: one way to write each link.
+                    if phone_sign_in.last().is_some_and(|&last| last >= i) {
+                        return Err(bad("p out of order"));
+                    }
+                    phone_sign_in.push(i);
                     continue;
                 }
                 "v" => &mut v,
@@ -159,10 +174,14 @@ impl MoveLink {
         if totp_at.is_some_and(|i| i >= accounts.len()) {
             return Err(bad("t names no account"));
         }
+        if phone_sign_in.last().is_some_and(|&i| i >= accounts.len()) {
+            return Err(bad("p names no account"));
+        }
         Ok(MoveLink {
             key,
             accounts,
             totp_at,
+            phone_sign_in,
         })
     }
 
@@ -179,6 +198,9 @@ impl MoveLink {
         }
         if let Some(t) = self.totp_at {
             query.append_pair("t", &t.to_string());
+        }
+        for p in &self.phone_sign_in {
+            query.append_pair("p", &p.to_string());
         }
         format!("{ENROLLMENT_SCHEME}://move?{}", query.finish())
     }
@@ -226,10 +248,12 @@ mod tests {
                 entry("https://id.contoso.test/base/", "EBESExQVFhcYGRobHB0eHw"),
             ],
             totp_at: Some(1),
+            phone_sign_in: vec![0, 1],
         };
         assert_eq!(MoveLink::parse(&link.to_url_string()).unwrap(), link);
         let without = MoveLink {
             totp_at: None,
+            phone_sign_in: Vec::new(),
             ..link
         };
         assert_eq!(MoveLink::parse(&without.to_url_string()).unwrap(), without);
@@ -241,6 +265,7 @@ mod tests {
             key: [9u8; 32],
             accounts: vec![entry("http://127.0.0.1:8080/", "AAECAwQFBgcICQoLDA0ODw")],
             totp_at: Some(0),
+            phone_sign_in: vec![0],
         }
         .to_url_string();
         for (text, why) in [
@@ -251,6 +276,9 @@ mod tests {
             (good.replace("v=1", "v=2"), "version"),
             (good.replace("&t=0", "&t=1"), "t names no account"),
             (good.replace("&t=0", "&t=0&t=0"), "repeated"),
+            (good.replace("&p=0", "&p=1"), "p names no account"),
+            (good.replace("&p=0", "&p=0&p=0"), "p out of order"),
+            (good.replace("&p=0", "&p=x"), "bad p"),
             (good.replace("k=CQkJ", "k=CQk"), "bad k"),
             (good.replace("AAECAwQF", "AAECAw"), "malformed code"),
             (good.replace("http%3A", "http%3X"), "server"),

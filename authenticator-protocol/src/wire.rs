@@ -190,11 +190,11 @@ pub enum ErrorCode {
     /// Enrollment with a push channel refused: the user already has the most devices with a
     /// push channel the server allows.
     TooManyPushChannels,
-    /// A move code (§5.10) that was already used.
+    /// A move code (§5.11) that was already used.
     MoveUsed,
-    /// A move code (§5.10) past its expiry.
+    /// A move code (§5.11) past its expiry.
     MoveExpired,
-    /// A move code (§5.10) whose vouching device was removed (or is not active).
+    /// A move code (§5.11) whose vouching device was removed (or is not active).
     MoveVoucherRemoved,
     Internal,
     /// A code this client version does not know.

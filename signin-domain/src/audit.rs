@@ -61,6 +61,12 @@ pub enum Event {
     /// A user's attributes were set (`admin user set`); the outcome names the fields, never
     /// their values.
     UserAttributesSet,
+    /// A device vouched for moving its account to a new phone (PROTOCOL.md §5.11): a move
+    /// code was issued; the outcome says whether TOTP accounts were left with it.
+    MoveVouched,
+    /// A new phone enrolled with a move code: active at once; the outcome names the device
+    /// that vouched.
+    Moved,
 }
 
 impl Event {
@@ -103,6 +109,8 @@ impl Event {
             Event::BackupCodesRevoked => "backup_codes_revoked",
             Event::TokensRevoked => "tokens_revoked",
             Event::UserAttributesSet => "user_attributes_set",
+            Event::MoveVouched => "move_vouched",
+            Event::Moved => "moved",
         }
     }
 }

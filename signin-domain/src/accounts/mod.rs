@@ -6,6 +6,7 @@ pub mod backup_codes;
 pub mod devices;
 pub mod fallback;
 mod hash_pool;
+pub mod moving;
 pub mod passwords;
 pub mod temporary_pass;
 pub mod totp;

@@ -3,6 +3,7 @@
 pub mod device;
 pub mod enroll;
 pub mod json;
+pub mod moving;
 pub mod signin;
 
 /// `?wait=<seconds>` of the long-poll endpoints (capped at `MAX_WAIT_SECS`).
