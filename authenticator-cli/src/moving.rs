@@ -13,7 +13,8 @@ use qrcode::QrCode;
 use serde_json::json;
 
 use crate::passcode::write_private;
-use crate::phone::{Output, Phone};
+use crate::phone::{account_json, Output, Phone};
+use crate::totp::{label, totp_json};
 
 /// The export passphrase: given, or asked twice on the terminal (once for an import).
 pub fn passphrase(given: Option<String>, confirm: bool) -> Result<String> {
@@ -74,24 +75,27 @@ impl Phone {
                 )];
                 for a in &moved.accounts {
                     lines.push(format!(
-                        "  {} ({}) from {} — account {}",
-                        a.display_name, a.upn, a.server_name, a.account_id
+                        "  {} ({}) from {}{} — account {}",
+                        a.display_name,
+                        a.upn,
+                        a.server_name,
+                        if a.phone_sign_in_enabled {
+                            ", phone sign-in on"
+                        } else {
+                            ""
+                        },
+                        a.account_id
                     ));
                 }
                 for t in &moved.totp_accounts {
-                    lines.push(format!("  TOTP {}:{}", t.issuer, t.account_name));
+                    lines.push(format!("  TOTP {}", label(t)));
                 }
                 lines.join("\n")
             },
             || {
                 json!({
-                    "accounts": moved.accounts.iter().map(|a| json!({
-                        "account_id": a.account_id, "upn": a.upn, "server_name": a.server_name,
-                        "server_url": a.server_url,
-                    })).collect::<Vec<_>>(),
-                    "totp_accounts": moved.totp_accounts.iter().map(|t| json!({
-                        "totp_id": t.totp_id, "issuer": t.issuer, "account_name": t.account_name,
-                    })).collect::<Vec<_>>(),
+                    "accounts": moved.accounts.iter().map(account_json).collect::<Vec<_>>(),
+                    "totp_accounts": moved.totp_accounts.iter().map(totp_json).collect::<Vec<_>>(),
                 })
             },
         );
@@ -141,12 +145,12 @@ impl Phone {
             .with_context(|| format!("cannot read {}", file.display()))?;
         let added = self.core.import_totp_accounts(contents, passphrase).await?;
         out.print(
-            || format!("Added {} TOTP account(s)", added.len()),
             || {
-                json!({ "totp_accounts": added.iter().map(|t| json!({
-                    "totp_id": t.totp_id, "issuer": t.issuer, "account_name": t.account_name,
-                })).collect::<Vec<_>>() })
+                let mut lines = vec![format!("Added {} TOTP account(s):", added.len())];
+                lines.extend(added.iter().map(|t| format!("  {}", label(t))));
+                lines.join("\n")
             },
+            || json!({ "totp_accounts": added.iter().map(totp_json).collect::<Vec<_>>() }),
         );
         Ok(ExitCode::SUCCESS)
     }
