@@ -8,6 +8,7 @@
 
 mod demo;
 mod demo_server;
+mod moving;
 mod passcode;
 mod phone;
 mod push;
@@ -144,6 +145,23 @@ enum PhoneCommand {
         #[arg(long, default_value_t = authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT)]
         port: u16,
     },
+    /// Move to a new phone: print the one link (and QR code) that moves every account and
+    /// TOTP account; run `move-in` with it on the new phone.
+    MoveOut,
+    /// Complete a move on this (new) phone with the link `move-out` printed on the old one.
+    MoveIn {
+        link: String,
+        #[arg(long, default_value = "Desktop phone")]
+        device_name: String,
+    },
+    /// After a move, on the old phone: keep its accounts, or remove them all.
+    #[command(group(clap::ArgGroup::new("choice").required(true).args(["keep", "remove"])))]
+    MoveDone {
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Print the current TOTP code of an account: a TOTP id, a sign-in account (id or UPN)
     /// whose enrollment brought it, or a label (`issuer:name` or name).
     Code {
@@ -162,6 +180,19 @@ enum TotpCommand {
     Remove {
         #[arg(allow_hyphen_values = true)]
         account: String,
+    },
+    /// Write the TOTP accounts you added to a passphrase-encrypted file (never phone sign-in
+    /// keys).
+    Export {
+        file: PathBuf,
+        #[arg(long, env = "AUTHENTICATOR_EXPORT_PASSPHRASE", hide_env_values = true)]
+        passphrase: Option<String>,
+    },
+    /// Add the TOTP accounts of a file `totp export` wrote.
+    Import {
+        file: PathBuf,
+        #[arg(long, env = "AUTHENTICATOR_EXPORT_PASSPHRASE", hide_env_values = true)]
+        passphrase: Option<String>,
     },
 }
 
@@ -236,7 +267,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             TotpCommand::Add { uri } => phone.totp_add(&out, &uri).await,
             TotpCommand::List => phone.totp_list(&out).await,
             TotpCommand::Remove { account } => phone.totp_remove(&out, &account).await,
+            TotpCommand::Export { file, passphrase } => {
+                let passphrase = moving::passphrase(passphrase, true)?;
+                phone.totp_export(&out, &file, passphrase).await
+            }
+            TotpCommand::Import { file, passphrase } => {
+                let passphrase = moving::passphrase(passphrase, false)?;
+                phone.totp_import(&out, &file, passphrase).await
+            }
         },
+        PhoneCommand::MoveOut => phone.move_out(&out).await,
+        PhoneCommand::MoveIn { link, device_name } => {
+            phone.move_in(&out, &link, &device_name).await
+        }
+        PhoneCommand::MoveDone { remove, .. } => phone.move_done(&out, remove).await,
         PhoneCommand::Code { account } => phone.code(&out, &account).await,
         PhoneCommand::BrowserListener { port } => phone.browser_listener(&out, port).await,
     }

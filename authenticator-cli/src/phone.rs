@@ -356,7 +356,7 @@ pub fn describe_request(r: &PendingRequest) -> String {
     s
 }
 
-fn account_json(a: &AccountSummary) -> serde_json::Value {
+pub(crate) fn account_json(a: &AccountSummary) -> serde_json::Value {
     json!({
         "account_id": a.account_id, "upn": a.upn, "display_name": a.display_name, "server_name": a.server_name,
         "server_url": a.server_url, "phone_sign_in_enabled": a.phone_sign_in_enabled, "enrolled_at_ms": a.enrolled_at_ms,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::phone::{Output, Phone};
 
-fn label(t: &TotpAccount) -> String {
+pub(crate) fn label(t: &TotpAccount) -> String {
     if t.issuer.is_empty() {
         t.account_name.clone()
     } else {
@@ -17,7 +17,7 @@ fn label(t: &TotpAccount) -> String {
     }
 }
 
-fn totp_json(t: &TotpAccount) -> serde_json::Value {
+pub(crate) fn totp_json(t: &TotpAccount) -> serde_json::Value {
     json!({
         "totp_id": t.totp_id, "issuer": t.issuer, "account_name": t.account_name,
         "algorithm": t.algorithm, "digits": t.digits, "period": t.period, "account_id": t.account_id,

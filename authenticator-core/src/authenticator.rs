@@ -8,11 +8,11 @@ use authenticator_protocol::sign_in::Decision as WireDecision;
 use crate::error::{AuthenticatorError, Error};
 use crate::internal::http::{HttpTransport, ReqwestTransport, ServerApi};
 use crate::internal::store::Store;
-use crate::internal::{browser, enroll, push, push_registration, sign_in, totp, Core};
+use crate::internal::{browser, enroll, push, push_registration, sign_in, totp, transfer, Core};
 use crate::platform::{DeviceKeyStore, SecretStore};
 use crate::types::{
-    AccountSummary, Decision, PendingRequest, PushOutcome, PushRegistration, PushTarget,
-    PushUpdateResult, TotpAccount, TotpCode,
+    AccountSummary, Decision, MoveIn, MoveOut, PendingRequest, PushOutcome, PushRegistration,
+    PushTarget, PushUpdateResult, TotpAccount, TotpCode,
 };
 
 type Result<T> = std::result::Result<T, AuthenticatorError>;
@@ -265,6 +265,57 @@ impl Authenticator {
                 *stopping = Some(task);
             }
         }
+    }
+
+    /// Starts a move to a new phone (PROTOCOL.md §5.11), on the old phone: each account's
+    /// server issues a move code its device key vouches for (the user is verified once per
+    /// account), the TOTP accounts the user added go end-to-end encrypted with the first
+    /// account's server, and `MoveOut.link` holds it all: show it as one QR code. The link
+    /// works once, for ten minutes. Afterwards the user chooses: keep this phone's accounts,
+    /// or `remove_all_accounts`.
+    pub async fn move_out(&self) -> Result<MoveOut> {
+        self.core.finish_interrupted_key_work().await?;
+        Ok(transfer::move_out(&self.core).await?)
+    }
+
+    /// Completes a move on the new phone from the old phone's link: enrolls every account
+    /// (active at once: the old phone vouched) and adds the TOTP accounts. A used link is
+    /// `MoveAlreadyUsed`, an expired one `MoveExpired`, one whose old phone was removed
+    /// `MoveVoucherRemoved`.
+    pub async fn move_in(
+        &self,
+        move_link: String,
+        device_name: String,
+        push: PushRegistration,
+    ) -> Result<MoveIn> {
+        self.core.finish_interrupted_key_work().await?;
+        Ok(transfer::move_in(&self.core, &move_link, &device_name, push).await?)
+    }
+
+    /// After a move, on the old phone: removes every account (each server is told) and
+    /// every TOTP account.
+    pub async fn remove_all_accounts(&self) -> Result<()> {
+        self.core.finish_interrupted_key_work().await?;
+        enroll::retry_unregistrations(&self.core).await;
+        Ok(transfer::remove_everything(&self.core).await?)
+    }
+
+    /// The TOTP accounts the user added, as an export file (JSON text) encrypted under
+    /// `passphrase` (Argon2id, AES-256-GCM; at least 8 characters), for a new phone without
+    /// the old one at hand. Phone sign-in keys and the enrollments' own TOTP secrets are
+    /// never exported.
+    pub async fn export_totp_accounts(&self, passphrase: String) -> Result<String> {
+        Ok(transfer::export(&self.core, &passphrase).await?)
+    }
+
+    /// Adds the TOTP accounts of an export file. A wrong passphrase is `WrongPassphrase`; a
+    /// changed or foreign file is `InvalidExportFile`.
+    pub async fn import_totp_accounts(
+        &self,
+        export: String,
+        passphrase: String,
+    ) -> Result<Vec<TotpAccount>> {
+        Ok(transfer::import(&self.core, &export, &passphrase).await?)
     }
 
     /// "This wasn't me": denies and reports fraud (no user verification).

@@ -93,6 +93,25 @@ pub enum AuthenticatorError {
         code_point: u32,
         detail: String,
     },
+    /// Not a usable `phonesignin://move` link (or its TOTP accounts do not open under its
+    /// key); `reason` names the part, never its value.
+    #[error("this is not a valid move link: {reason}")]
+    InvalidMoveLink { reason: String },
+    /// This move link was used already: a move works once. Start a new move on the old phone.
+    #[error("this move was already used: start a new move on the old phone")]
+    MoveAlreadyUsed,
+    /// The move link expired (ten minutes). Start a new move on the old phone.
+    #[error("this move has expired: start a new move on the old phone")]
+    MoveExpired,
+    /// The phone that started the move was removed from its account (or may not act now).
+    #[error("the phone that started this move was removed: start a new move")]
+    MoveVoucherRemoved,
+    /// The export file's passphrase is not this one.
+    #[error("wrong passphrase for this export file")]
+    WrongPassphrase,
+    /// Not a TOTP export file, or one that was changed; `reason` says which.
+    #[error("this is not a usable TOTP export file: {reason}")]
+    InvalidExportFile { reason: String },
     /// The app opened the core without a `SecretStore`: TOTP secrets cannot be kept.
     #[error("no secret store: open the authenticator with one to keep TOTP accounts")]
     SecretStoreUnavailable,
@@ -176,6 +195,16 @@ pub(crate) enum Error {
     BrowserOriginMismatch { seen: String, expected: String },
     #[error("secret store: {0}")]
     SecretStore(PlatformError),
+    #[error("move link: {0}")]
+    MoveLink(ProtocolError),
+    #[error("move already used")]
+    MoveUsed,
+    #[error("the move's TOTP accounts do not open under the link's key")]
+    MoveTotpUnreadable,
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    #[error("export file: {0}")]
+    InvalidExportFile(&'static str),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -207,6 +236,9 @@ impl From<Error> for AuthenticatorError {
                 },
                 ErrorCode::RequestFailed => A::RequestFailed,
                 ErrorCode::BrowserNotBound => A::BrowserNotSeen,
+                ErrorCode::MoveUsed => A::MoveAlreadyUsed,
+                ErrorCode::MoveExpired => A::MoveExpired,
+                ErrorCode::MoveVoucherRemoved => A::MoveVoucherRemoved,
                 _ => A::ServerRejected {
                     status,
                     code: code.as_str().to_owned(),
@@ -265,6 +297,17 @@ impl From<Error> for AuthenticatorError {
             Error::SecretStore(p) => A::KeyStore {
                 reason: format!("secret store: {p}"),
             },
+            Error::MoveLink(p) => A::InvalidMoveLink {
+                reason: p.to_string(),
+            },
+            Error::MoveUsed => A::MoveAlreadyUsed,
+            Error::MoveTotpUnreadable => A::InvalidMoveLink {
+                reason: "its TOTP accounts do not open under its key".into(),
+            },
+            Error::WrongPassphrase => A::WrongPassphrase,
+            Error::InvalidExportFile(reason) => A::InvalidExportFile {
+                reason: reason.to_owned(),
+            },
             Error::Internal(reason) => A::Internal { reason },
         }
     }
@@ -311,6 +354,18 @@ mod tests {
         assert_eq!(
             server(ErrorCode::BrowserNotBound, None),
             AuthenticatorError::BrowserNotSeen
+        );
+        assert_eq!(
+            server(ErrorCode::MoveUsed, None),
+            AuthenticatorError::MoveAlreadyUsed
+        );
+        assert_eq!(
+            server(ErrorCode::MoveExpired, None),
+            AuthenticatorError::MoveExpired
+        );
+        assert_eq!(
+            server(ErrorCode::MoveVoucherRemoved, None),
+            AuthenticatorError::MoveVoucherRemoved
         );
         for code in [
             ErrorCode::InvalidRequest,

@@ -297,3 +297,34 @@ impl std::fmt::Debug for TotpCode {
             .finish_non_exhaustive()
     }
 }
+
+/// A move started on the old phone (`move_out`): show `link` as one QR code (or share it) to
+/// the new phone. It holds move codes and a one-time key: show it only to the new phone.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MoveOut {
+    /// `phonesignin://move?...`
+    pub link: String,
+    /// When the first of its move codes expires (Unix ms).
+    pub expires_at_ms: u64,
+    /// Accounts and TOTP accounts it carries.
+    pub accounts: u32,
+    pub totp_accounts: u32,
+}
+
+impl std::fmt::Debug for MoveOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoveOut")
+            .field("link", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("accounts", &self.accounts)
+            .field("totp_accounts", &self.totp_accounts)
+            .finish()
+    }
+}
+
+/// What a move brought to the new phone (`move_in`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MoveIn {
+    pub accounts: Vec<AccountSummary>,
+    pub totp_accounts: Vec<TotpAccount>,
+}

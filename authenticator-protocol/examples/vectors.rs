@@ -3,6 +3,7 @@
 use authenticator_protocol::canonical::{Canonical, RESPONSE_TAG};
 use authenticator_protocol::encoding::{b64, sha256, unb64};
 use authenticator_protocol::enroll::{EnrollChallenge, EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::moving::MoveVouch;
 use authenticator_protocol::push::PushChannelKind;
 use authenticator_protocol::push_registration::PushRegistrationUpdate;
 use authenticator_protocol::sign_in::{
@@ -152,6 +153,14 @@ fn main() {
         inputs
     };
     let approve = response(Decision::Approve, Some("42"));
+    // A move (§5.11): the device key vouches for account_id, with the hash of the encrypted
+    // TOTP blob it leaves with the server.
+    let move_blob_hash = sha256(b"nonce and ciphertext of the TOTP accounts");
+    let move_vouch = MoveVouch {
+        account_id: account_id.clone(),
+        totp_blob_sha256: Some(move_blob_hash),
+        timestamp: t0,
+    };
     // A six-digit number (the longest a policy or an elevated risk asks for): the details
     // carry `number_length`, the approval the six typed digits.
     let six = RequestDetails {
@@ -294,6 +303,22 @@ fn main() {
                    "timestamp": rotation.timestamp}),
             rotation.signed_bytes(),
         ),
+        vector(
+            "move-vouch",
+            &device,
+            json!({"account_id": account_id, "totp_blob_sha256": b64(&move_blob_hash), "timestamp": t0}),
+            move_vouch.signed_bytes(),
+        ),
+        vector(
+            "move-vouch/no-totp",
+            &device,
+            json!({"account_id": account_id, "totp_blob_sha256": null, "timestamp": t0}),
+            MoveVouch {
+                totp_blob_sha256: None,
+                ..move_vouch.clone()
+            }
+            .signed_bytes(),
+        ),
     ];
 
     // Negative vectors: a message and a signature that must NOT verify under the named key.
@@ -310,7 +335,11 @@ fn main() {
     proxied.browser_origin = Some("https://id.contoso.test.relay.example".into());
     let mut unbound = bound_approve.clone();
     unbound.browser_origin = None;
+    let mut other_blob = move_vouch.clone();
+    other_blob.totp_blob_sha256 = Some(sha256(b"another blob"));
     let negative = vec![
+        json!({"name": "move-vouch/other-blob", "public_key": "device", "bytes_hex": hex::encode(other_blob.signed_bytes()),
+               "signature": device.sign(&move_vouch.signed_bytes()), "error": "BadSignature"}),
         json!({"name": "approve/changed-typed-number", "public_key": "passwordless", "bytes_hex": hex::encode(changed_number.signed_bytes()),
                "signature": approve_sig, "error": "BadSignature"}),
         json!({"name": "approve/wrong-domain-tag", "public_key": "passwordless", "bytes_hex": hex::encode(&wrong_tag),

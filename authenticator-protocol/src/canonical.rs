@@ -14,6 +14,8 @@ pub const BOUND_RESPONSE_TAG: &[u8] = b"phonesignin/v1/response-bound";
 pub const DEVICE_AUTH_TAG: &[u8] = b"phonesignin/v1/device-auth";
 /// A device's new push channel (§5.10, push-token rotation).
 pub const PUSH_REGISTRATION_TAG: &[u8] = b"phonesignin/v1/push-registration";
+/// A device vouching for a move of its account to a new phone (§5.11).
+pub const MOVE_VOUCH_TAG: &[u8] = b"phonesignin/v1/move-vouch";
 
 /// Builder for a canonical message.
 #[derive(Debug, Clone)]

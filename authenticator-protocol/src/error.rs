@@ -6,6 +6,10 @@ use thiserror::Error;
 pub enum ProtocolError {
     #[error("invalid enrollment URL: {0}")]
     InvalidEnrollmentUrl(&'static str),
+    /// A `phonesignin://move` link (§5.11) that is not well formed; names the part, never
+    /// its value (the link holds move codes and a key).
+    #[error("invalid move link: {0}")]
+    InvalidMoveLink(&'static str),
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u64),
     #[error("server URL must use https (plain http is allowed only for loopback addresses)")]

@@ -15,6 +15,7 @@ pub mod enroll;
 mod error;
 pub mod ids;
 pub mod keys;
+pub mod moving;
 pub mod number;
 pub mod push;
 pub mod push_registration;

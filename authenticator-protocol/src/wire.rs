@@ -190,6 +190,12 @@ pub enum ErrorCode {
     /// Enrollment with a push channel refused: the user already has the most devices with a
     /// push channel the server allows.
     TooManyPushChannels,
+    /// A move code (§5.11) that was already used.
+    MoveUsed,
+    /// A move code (§5.11) past its expiry.
+    MoveExpired,
+    /// A move code (§5.11) whose vouching device was removed (or is not active).
+    MoveVoucherRemoved,
     Internal,
     /// A code this client version does not know.
     #[serde(other)]
@@ -219,6 +225,9 @@ impl ErrorCode {
             ErrorCode::BrowserNotBound => "browser_not_bound",
             ErrorCode::ServerBusy => "server_busy",
             ErrorCode::TooManyPushChannels => "too_many_push_channels",
+            ErrorCode::MoveUsed => "move_used",
+            ErrorCode::MoveExpired => "move_expired",
+            ErrorCode::MoveVoucherRemoved => "move_voucher_removed",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

@@ -8,6 +8,7 @@ use authenticator_protocol::encoding::{sha256, unb64_fixed};
 use authenticator_protocol::enroll::{
     EnrollChallenge, EnrollProof, EnrollmentUrl, PasswordlessKeyRegistration,
 };
+use authenticator_protocol::moving::MoveVouch;
 use authenticator_protocol::push::PushEnvelope;
 use authenticator_protocol::push_registration::PushRegistrationUpdate;
 use authenticator_protocol::sign_in::{
@@ -101,6 +102,14 @@ fn rebuild(name: &str, i: &Value) -> Vec<u8> {
             &AccountId::parse(s(i, "account_id")).unwrap(),
             t(i, "timestamp"),
         ),
+        "move-vouch" | "move-vouch/no-totp" => MoveVouch {
+            account_id: AccountId::parse(s(i, "account_id")).unwrap(),
+            totp_blob_sha256: i["totp_blob_sha256"]
+                .as_str()
+                .map(|h| unb64_fixed("totp_blob_sha256", h).unwrap()),
+            timestamp: t(i, "timestamp"),
+        }
+        .signed_bytes(),
         other => panic!("unknown vector {other}"),
     }
 }
@@ -109,7 +118,7 @@ fn rebuild(name: &str, i: &Value) -> Vec<u8> {
 fn every_vector_rebuilds_to_its_exact_bytes_and_verifies() {
     let doc = doc();
     let vectors = doc["vectors"].as_array().unwrap();
-    assert_eq!(vectors.len(), 14);
+    assert_eq!(vectors.len(), 16);
     for v in vectors {
         let name = s(v, "name");
         let bytes = rebuild(name, &v["inputs"]);
@@ -136,7 +145,7 @@ fn every_vector_rebuilds_to_its_exact_bytes_and_verifies() {
 fn every_negative_vector_fails_with_bad_signature() {
     let doc = doc();
     let negative = doc["negative"].as_array().unwrap();
-    assert_eq!(negative.len(), 10);
+    assert_eq!(negative.len(), 11);
     for v in negative {
         let bytes = hex::decode(s(v, "bytes_hex")).unwrap();
         let sig = Signature::from_b64("signature", s(v, "signature")).unwrap();
@@ -279,9 +288,9 @@ fn ids_are_framed_as_their_22_character_text_not_their_16_bytes() {
             }
         }
     }
-    // account_id: passwordless-key ×2, response ×5, device-auth, push-registration;
-    // request_id: response ×5.
-    assert_eq!(checked, 14);
+    // account_id: passwordless-key ×2, response ×5, device-auth, push-registration,
+    // move-vouch ×2; request_id: response ×5.
+    assert_eq!(checked, 16);
     // Position: `response` starts frame(tag) || frame(request_id text) || frame(account_id text).
     let approve = hex::decode(s(vector(&doc, "response/approve"), "bytes_hex")).unwrap();
     let after_tag = &approve[4 + RESPONSE_TAG.len()..];

@@ -63,6 +63,12 @@ pub enum Event {
     UserAttributesSet,
     /// A device replaced its push channel (PROTOCOL.md §5.10); the outcome is the new kind.
     PushRegistrationUpdated,
+    /// A device vouched for moving its account to a new phone (PROTOCOL.md §5.11): a move
+    /// code was issued; the outcome says whether TOTP accounts were left with it.
+    MoveVouched,
+    /// A new phone enrolled with a move code: active at once; the outcome names the device
+    /// that vouched.
+    Moved,
 }
 
 impl Event {
@@ -106,6 +112,8 @@ impl Event {
             Event::TokensRevoked => "tokens_revoked",
             Event::UserAttributesSet => "user_attributes_set",
             Event::PushRegistrationUpdated => "push_registration_updated",
+            Event::MoveVouched => "move_vouched",
+            Event::Moved => "moved",
         }
     }
 }

@@ -27,6 +27,8 @@ pub async fn challenge(
     let hash = code_hash(&body.code);
     let challenge = random_bytes::<32>()?;
     if !codes::set_challenge(&state.pool, &hash, &b64(&challenge), now_ms()).await? {
+        // A move code (§5.11) says why: used, expired, or its vouching device removed.
+        crate::accounts::moving::voucher_for_enrollment(&state.pool, &hash, now_ms()).await?;
         return Err(AppError::InvalidCode);
     }
     let owner = codes::code_owner(&state.pool, &hash)
@@ -83,6 +85,8 @@ pub async fn complete(
     // The code and its current challenge.
     let hash = code_hash(&body.code);
     let now = now_ms();
+    // A move code (§5.11): its vouching device, which must still be able to act, approves.
+    let voucher = crate::accounts::moving::voucher_for_enrollment(&state.pool, &hash, now).await?;
     let Some((upn, Some(stored_challenge), issued_by)) =
         codes::usable_code(&state.pool, &hash, now).await?
     else {
@@ -124,6 +128,8 @@ pub async fn complete(
         ),
     };
     let hold = match permission {
+        // The vouching device satisfies new-device approval: active at once.
+        _ if voucher.is_some() => None,
         Permission::Refused => return Err(AppError::PolicyDisabled),
         // Held even when the policy does not hold new devices: until another device or an
         // admin approves, or (unless the policy requires approval) the waiting period ends.
@@ -175,6 +181,10 @@ pub async fn complete(
         },
     )
     .await?;
+    if let Some(voucher) = &voucher {
+        crate::accounts::moving::record_moved(&state.pool, &upn, account_id.as_str(), voucher)
+            .await?;
+    }
     if held {
         let outcome = match hold {
             Some(Hold::UntilApprovedOr(until)) => format!(

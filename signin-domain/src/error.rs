@@ -77,6 +77,15 @@ pub enum AppError {
          one with long-poll"
     )]
     TooManyPushChannels { max: u32 },
+    /// A move code (PROTOCOL.md §5.11) that was already used: a move link works once.
+    #[error("this move was already used: start a new move on the old phone")]
+    MoveUsed,
+    /// A move code past its expiry.
+    #[error("this move has expired: start a new move on the old phone")]
+    MoveExpired,
+    /// A move code whose vouching device was removed (or may no longer act).
+    #[error("the phone that started this move was removed: start a new move")]
+    MoveVoucherRemoved,
     /// A server fault. The client sees a generic message; the cause is logged once.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),

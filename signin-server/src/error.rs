@@ -44,6 +44,9 @@ pub fn code(e: &AppError) -> ErrorCode {
         AppError::Paused { .. } => ErrorCode::Paused,
         AppError::BrowserNotBound => ErrorCode::BrowserNotBound,
         AppError::TooManyPushChannels { .. } => ErrorCode::TooManyPushChannels,
+        AppError::MoveUsed => ErrorCode::MoveUsed,
+        AppError::MoveExpired => ErrorCode::MoveExpired,
+        AppError::MoveVoucherRemoved => ErrorCode::MoveVoucherRemoved,
         AppError::Internal(_) | AppError::PublicUrlRequired => ErrorCode::Internal,
     }
 }
@@ -64,7 +67,9 @@ pub fn status(e: &AppError) -> StatusCode {
         | AppError::UnauthorizedApplication
         | AppError::BadSignature
         | AppError::StaleTimestamp => StatusCode::UNAUTHORIZED,
-        AppError::RequestExpired => StatusCode::GONE,
+        AppError::RequestExpired | AppError::MoveExpired => StatusCode::GONE,
+        AppError::MoveUsed => StatusCode::CONFLICT,
+        AppError::MoveVoucherRemoved => StatusCode::FORBIDDEN,
         AppError::RequestNotPending
         | AppError::Replay
         | AppError::NotPasswordlessCapable
@@ -257,6 +262,9 @@ mod tests {
                 409,
                 "too_many_push_channels",
             ),
+            (AppError::MoveUsed, 409, "move_used"),
+            (AppError::MoveExpired, 410, "move_expired"),
+            (AppError::MoveVoucherRemoved, 403, "move_voucher_removed"),
             (AppError::internal(anyhow::anyhow!("boom")), 500, "internal"),
         ];
         for (err, status_code, error_code) in cases {

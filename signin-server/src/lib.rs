@@ -53,6 +53,14 @@ pub fn app(state: AppState) -> Router {
         .route("/debug/statements", get(statement_count))
         .route(ENROLL_CHALLENGE_PATH, post(api::enroll::challenge))
         .route(ENROLL_COMPLETE_PATH, post(api::enroll::complete))
+        .route(
+            authenticator_protocol::moving::MOVE_VOUCH_PATH,
+            post(api::moving::vouch),
+        )
+        .route(
+            authenticator_protocol::moving::MOVE_CLAIM_PATH,
+            post(api::moving::claim),
+        )
         .route(PASSWORDLESS_PATH, post(api::device::passwordless))
         .route(POLL_PATH, get(api::device::poll))
         .route(DEVICE_PATH, delete(api::device::unregister))

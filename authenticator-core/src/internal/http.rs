@@ -203,6 +203,26 @@ impl ServerApi {
         decode(self.post(url, body).await?)
     }
 
+    /// §5.11: a move code for one account, vouched for by its device key.
+    pub async fn move_vouch(
+        &self,
+        server: &Url,
+        body: &authenticator_protocol::moving::MoveVouchRequest,
+    ) -> Result<authenticator_protocol::moving::MoveVouchResponse> {
+        let url = EnrollmentUrl::endpoint(server, authenticator_protocol::moving::MOVE_VOUCH_PATH);
+        decode(self.post(url, body).await?)
+    }
+
+    /// §5.11: checks a move code and takes the TOTP blob left with it.
+    pub async fn move_claim(
+        &self,
+        server: &Url,
+        body: &authenticator_protocol::moving::MoveClaimRequest,
+    ) -> Result<authenticator_protocol::moving::MoveClaimResponse> {
+        let url = EnrollmentUrl::endpoint(server, authenticator_protocol::moving::MOVE_CLAIM_PATH);
+        decode(self.post(url, body).await?)
+    }
+
     pub async fn register_passwordless(
         &self,
         server: &Url,

@@ -7,6 +7,7 @@ pub(crate) mod push_registration;
 pub(crate) mod sign_in;
 pub(crate) mod store;
 pub(crate) mod totp;
+pub(crate) mod transfer;
 
 use std::future::Future;
 use std::sync::Arc;

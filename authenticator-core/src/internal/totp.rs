@@ -134,11 +134,11 @@ pub(crate) fn code_at(
 }
 
 /// What a secret is sealed under: the platform binds it to this context (associated data).
-fn seal_context(totp_id: &str) -> String {
+pub(crate) fn seal_context(totp_id: &str) -> String {
     format!("totp/{totp_id}")
 }
 
-fn secret_store(core: &Core) -> Result<&Arc<dyn SecretStore>> {
+pub(crate) fn secret_store(core: &Core) -> Result<&Arc<dyn SecretStore>> {
     core.secrets.as_ref().ok_or(Error::NoSecretStore)
 }
 

@@ -149,6 +149,36 @@ public final class PhoneSignIn: Sendable {
         try core.removeTotpAccount(totpId: account.totpId)
     }
 
+    /// Moving to a new phone, on the old phone (PROTOCOL.md §5.11): each account's server
+    /// issues a move code this device vouches for (the user is asked once per account), and the
+    /// TOTP accounts the user added travel encrypted under a one-time key. Show `link` as one
+    /// QR code, to the new phone only: it works once, for ten minutes. Afterwards ask the user
+    /// whether to keep this phone's accounts or ``removeAllAccounts()``.
+    public func moveOut() async throws -> MoveOut { try await core.moveOut() }
+
+    /// On the new phone, with the scanned move link: enrolls every account (active at once, and
+    /// with phone sign-in where the old phone had it; the user is asked for each) and adds the
+    /// TOTP accounts. Refusals: `.MoveAlreadyUsed`, `.MoveExpired`, `.MoveVoucherRemoved`,
+    /// `.InvalidMoveLink`.
+    public func moveIn(link: String, deviceName: String, push: PushRegistration = PhoneSignIn.longPoll) async throws -> MoveIn {
+        try await core.moveIn(moveLink: link, deviceName: deviceName, push: push)
+    }
+
+    /// After a move, on the old phone: removes every account (each server is told) and TOTP
+    /// account.
+    public func removeAllAccounts() async throws { try await core.removeAllAccounts() }
+
+    /// The TOTP accounts the user added as a passphrase-encrypted file (Argon2id, AES-256-GCM),
+    /// for a new phone without the old one at hand. Never phone sign-in keys.
+    public func exportTotpAccounts(passphrase: String) async throws -> String {
+        try await core.exportTotpAccounts(passphrase: passphrase)
+    }
+
+    /// Adds the TOTP accounts of an export file: `.WrongPassphrase`, `.InvalidExportFile`.
+    public func importTotpAccounts(exportFile: String, passphrase: String) async throws -> [TotpAccount] {
+        try await core.importTotpAccounts(export: exportFile, passphrase: passphrase)
+    }
+
     static func jsonText(_ userInfo: [AnyHashable: Any]) throws -> String {
         var object: [String: Any] = [:]
         for (key, value) in userInfo {

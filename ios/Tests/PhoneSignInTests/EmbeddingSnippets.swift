@@ -81,3 +81,40 @@ func approveOnThisDevice(_ phone: PhoneSignIn, _ request: PendingRequest, typed:
     }
 }
 // end-snippet
+
+// snippet:swift-move
+/// Old phone: the link to show as one QR code (to the new phone only: once, for ten minutes).
+func startMove(_ phone: PhoneSignIn) async throws -> String {
+    try await phone.moveOut().link // asks the user once per account
+}
+
+/// New phone: the scanned link. Returns what to tell the user.
+func finishMove(_ phone: PhoneSignIn, scannedLink: String, push: PushRegistration) async throws -> String {
+    do {
+        let moved = try await phone.moveIn(link: scannedLink, deviceName: "Bobby's new iPhone", push: push)
+        return "Moved \(moved.accounts.count) account(s) and \(moved.totpAccounts.count) code(s)"
+    } catch AuthenticatorError.MoveAlreadyUsed {
+        return "This code was used already: start a new move on the old phone"
+    } catch AuthenticatorError.MoveExpired {
+        return "This code expired: start a new move on the old phone"
+    } catch AuthenticatorError.MoveVoucherRemoved {
+        return "The old phone was removed from an account: start a new move"
+    } catch AuthenticatorError.InvalidMoveLink {
+        return "This is not a move code"
+    }
+}
+
+/// Old phone, after the user chose: keep its accounts, or remove them (each server is told).
+func afterMove(_ phone: PhoneSignIn, removeFromThisPhone: Bool) async throws {
+    if removeFromThisPhone { try await phone.removeAllAccounts() }
+}
+
+/// Without the old phone: the TOTP accounts through a passphrase-encrypted file (never phone sign-in).
+func restoreCodes(_ phone: PhoneSignIn, exportFile: String, passphrase: String) async throws -> Int? {
+    do {
+        return try await phone.importTotpAccounts(exportFile: exportFile, passphrase: passphrase).count
+    } catch AuthenticatorError.WrongPassphrase {
+        return nil // ask again
+    }
+}
+// end-snippet

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod devices;
 pub mod enrollment;
 pub mod fallback;
+pub mod moving;
 pub mod notify;
 pub mod oidc;
 pub mod passes;

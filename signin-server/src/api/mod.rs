@@ -3,6 +3,7 @@
 pub mod device;
 pub mod enroll;
 pub mod json;
+pub mod moving;
 pub mod push;
 pub mod signin;
 

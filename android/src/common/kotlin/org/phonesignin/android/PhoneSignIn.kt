@@ -7,6 +7,8 @@ import org.phonesignin.core.Authenticator
 import org.phonesignin.core.AuthenticatorException
 import org.phonesignin.core.Decision
 import org.phonesignin.core.DeviceKeyStore
+import org.phonesignin.core.MoveIn
+import org.phonesignin.core.MoveOut
 import org.phonesignin.core.PendingRequest
 import org.phonesignin.core.PlatformException
 import org.phonesignin.core.PushKind
@@ -133,6 +135,39 @@ class PhoneSignIn(
     suspend fun totpCode(account: TotpAccount): TotpCode = core.totpCode(account.totpId)
 
     fun removeTotpAccount(account: TotpAccount) = core.removeTotpAccount(account.totpId)
+
+    /**
+     * Moving to a new phone, on the old phone (PROTOCOL.md §5.11): each account's server issues
+     * a move code this device vouches for (the user is asked once per account), and the TOTP
+     * accounts the user added travel encrypted under a one-time key. Show [MoveOut.link] as one
+     * QR code, to the new phone only: it works once, for ten minutes. Afterwards ask the user
+     * whether to keep this phone's accounts or [removeAllAccounts].
+     */
+    suspend fun moveOut(): MoveOut = core.moveOut()
+
+    /**
+     * On the new phone, with the scanned move link: enrolls every account (active at once, and
+     * with phone sign-in where the old phone had it; the user is asked for each) and adds the
+     * TOTP accounts. Refusals: [AuthenticatorException.MoveAlreadyUsed],
+     * [AuthenticatorException.MoveExpired], [AuthenticatorException.MoveVoucherRemoved],
+     * [AuthenticatorException.InvalidMoveLink].
+     */
+    suspend fun moveIn(moveLink: String, deviceName: String, push: PushRegistration = LONG_POLL): MoveIn =
+        text(AuthenticatorException::InvalidMoveLink) { core.moveIn(moveLink, deviceName, push) }
+
+    /** After a move, on the old phone: removes every account (each server is told) and TOTP account. */
+    suspend fun removeAllAccounts() = core.removeAllAccounts()
+
+    /**
+     * The TOTP accounts the user added as a passphrase-encrypted file (Argon2id, AES-256-GCM),
+     * for a new phone without the old one at hand. Never phone sign-in keys.
+     */
+    suspend fun exportTotpAccounts(passphrase: String): String =
+        text(AuthenticatorException::InvalidInput) { core.exportTotpAccounts(passphrase) }
+
+    /** Adds the TOTP accounts of an export file: [AuthenticatorException.WrongPassphrase], [AuthenticatorException.InvalidExportFile]. */
+    suspend fun importTotpAccounts(exportFile: String, passphrase: String): List<TotpAccount> =
+        text(AuthenticatorException::InvalidInput) { core.importTotpAccounts(exportFile, passphrase) }
 
     override fun close() = core.close()
 

@@ -76,3 +76,38 @@ suspend fun approveOnThisDevice(phone: PhoneSignIn, request: PendingRequest, typ
     }
 }
 // end-snippet
+
+// snippet:kotlin-move
+/** Old phone: the link to show as one QR code (to the new phone only: once, for ten minutes). */
+suspend fun startMove(phone: PhoneSignIn): String = phone.moveOut().link // asks the user once per account
+
+/** New phone: the scanned link. Returns what to tell the user. */
+suspend fun finishMove(phone: PhoneSignIn, scannedLink: String, fcmToken: String?): String {
+    val push = if (fcmToken != null) PhoneSignIn.fcm(fcmToken) else PhoneSignIn.LONG_POLL
+    return try {
+        val moved = phone.moveIn(scannedLink, deviceName = "Bobby's new Pixel", push = push)
+        "Moved ${moved.accounts.size} account(s) and ${moved.totpAccounts.size} code(s)"
+    } catch (e: AuthenticatorException.MoveAlreadyUsed) {
+        "This code was used already: start a new move on the old phone"
+    } catch (e: AuthenticatorException.MoveExpired) {
+        "This code expired: start a new move on the old phone"
+    } catch (e: AuthenticatorException.MoveVoucherRemoved) {
+        "The old phone was removed from an account: start a new move"
+    } catch (e: AuthenticatorException.InvalidMoveLink) {
+        "This is not a move code"
+    }
+}
+
+/** Old phone, after the user chose: keep its accounts, or remove them (each server is told). */
+suspend fun afterMove(phone: PhoneSignIn, removeFromThisPhone: Boolean) {
+    if (removeFromThisPhone) phone.removeAllAccounts()
+}
+
+/** Without the old phone: the TOTP accounts through a passphrase-encrypted file (never phone sign-in). */
+suspend fun restoreCodes(phone: PhoneSignIn, exportFile: String, passphrase: String): Int? =
+    try {
+        phone.importTotpAccounts(exportFile, passphrase).size
+    } catch (e: AuthenticatorException.WrongPassphrase) {
+        null // ask again
+    }
+// end-snippet
