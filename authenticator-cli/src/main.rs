@@ -240,7 +240,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             url,
             device_name,
             push,
-        } => phone.enroll(&out, &url, &device_name, &push).await,
+        } => {
+            phone
+                .enroll(&out, &url, &device_name, push.registration()?)
+                .await
+        }
         PhoneCommand::PushUpdate { push } => phone.push_update(&out, &push).await,
         PhoneCommand::Accounts => phone.accounts(&out).await,
         PhoneCommand::EnablePhoneSignIn { account } => {

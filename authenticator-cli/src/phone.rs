@@ -89,9 +89,8 @@ impl Phone {
         out: &Output,
         url: &str,
         device_name: &str,
-        push: &crate::push::PushArgs,
+        push: authenticator_core::PushRegistration,
     ) -> Result<ExitCode> {
-        let push = push.registration()?;
         let a = self
             .core
             .enroll(url.to_owned(), device_name.to_owned(), push)

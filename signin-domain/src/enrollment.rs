@@ -28,7 +28,7 @@ pub async fn challenge(
     let challenge = random_bytes::<32>()?;
     if !codes::set_challenge(&state.pool, &hash, &b64(&challenge), now_ms()).await? {
         // A move code (§5.11) says why: used, expired, or its vouching device removed.
-        crate::accounts::moving::voucher_for_enrollment(&state.pool, &hash, now_ms()).await?;
+        crate::moving::voucher_for_enrollment(&state.pool, &hash, now_ms()).await?;
         return Err(AppError::InvalidCode);
     }
     let owner = codes::code_owner(&state.pool, &hash)
@@ -86,7 +86,7 @@ pub async fn complete(
     let hash = code_hash(&body.code);
     let now = now_ms();
     // A move code (§5.11): its vouching device, which must still be able to act, approves.
-    let voucher = crate::accounts::moving::voucher_for_enrollment(&state.pool, &hash, now).await?;
+    let voucher = crate::moving::voucher_for_enrollment(&state.pool, &hash, now).await?;
     let Some((upn, Some(stored_challenge), issued_by)) =
         codes::usable_code(&state.pool, &hash, now).await?
     else {
@@ -182,8 +182,7 @@ pub async fn complete(
     )
     .await?;
     if let Some(voucher) = &voucher {
-        crate::accounts::moving::record_moved(&state.pool, &upn, account_id.as_str(), voucher)
-            .await?;
+        crate::moving::record_moved(&state.pool, &upn, account_id.as_str(), voucher).await?;
     }
     if held {
         let outcome = match hold {

@@ -27,6 +27,7 @@ pub mod delivery;
 pub mod enrollment;
 pub mod error;
 pub mod format;
+pub mod moving;
 pub mod oidc;
 pub mod outbound;
 pub mod push_rotation;

@@ -7,7 +7,7 @@ use authenticator_protocol::{AccountId, UnixMillis};
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
-use crate::rules::verify::check_fresh;
+use crate::rules::verify::{check_fresh, verify_push_registration};
 use crate::state::AppState;
 use crate::store::push_channels::{self, NewChannel, Replaced};
 use crate::store::{devices, now_ms, to_db_ms, Pool};
@@ -26,13 +26,7 @@ pub async fn update_push_registration(
     let device = devices::load_device(&state.pool, &body.account_id)
         .await?
         .ok_or(AppError::UnknownAccount)?;
-    let signature = authenticator_protocol::Signature::from_b64("signature", &body.signature)
-        .map_err(|_| AppError::BadSignature)?;
-    device
-        .keys
-        .device
-        .verify(&body.update().signed_bytes(), &signature)
-        .map_err(|_| AppError::BadSignature)?;
+    verify_push_registration(body, &device.keys.device)?;
     check_fresh(body.timestamp, UnixMillis::now())?;
     let replaced = push_channels::replace(
         &state.pool,

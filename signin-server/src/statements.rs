@@ -2,12 +2,14 @@
 //! ceremony" (docs/PERFORMANCE.md). Off unless `SIGNIN_COUNT_STATEMENTS=1` is set when the server
 //! starts: counting makes sqlx build a log event per statement, which costs a little CPU.
 //!
-//! sqlx reports each query it runs as a `sqlx::query` event; this layer counts those events
-//! (whatever the log filter shows). On SQLite, sqlx runs `BEGIN`/`COMMIT` without such an
+//! The database driver reports each query it runs as an event under
+//! [`STATEMENT_LOG_TARGET`]; this layer counts those events
+//! (whatever the log filter shows). On SQLite, the driver runs `BEGIN`/`COMMIT` without such an
 //! event, so the count is of queries, not of transaction control.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use signin_domain::store::STATEMENT_LOG_TARGET;
 use tracing::Subscriber;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, Layer};
@@ -27,7 +29,7 @@ where
         return None;
     }
     ENABLED.store(true, Ordering::Relaxed);
-    Some(Counter.with_filter(Targets::new().with_target("sqlx::query", LevelFilter::TRACE)))
+    Some(Counter.with_filter(Targets::new().with_target(STATEMENT_LOG_TARGET, LevelFilter::TRACE)))
 }
 
 /// Statements run since the server started, when counting is on.

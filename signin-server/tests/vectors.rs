@@ -10,7 +10,8 @@ use authenticator_protocol::{AccountId, PublicKey, RequestId, Signature, UnixMil
 use serde_json::Value;
 use signin_domain::rules::verify::{
     check_browser_binding, number_matches, verify_device_auth, verify_enroll_proof,
-    verify_passwordless_registration, verify_response, BrowserCheck,
+    verify_move_vouch, verify_passwordless_registration, verify_push_registration, verify_response,
+    BrowserCheck,
 };
 use signin_domain::store::devices::DeviceKeys;
 use signin_domain::store::requests::{Status, StoredRequest};
@@ -138,6 +139,9 @@ fn every_vector_is_covered() {
         "response/deny",
         "response/report",
         "device-auth",
+        "push-registration",
+        "move-vouch",
+        "move-vouch/no-totp",
     ];
     for n in &names {
         assert!(covered.contains(n), "vector {n} has no server check");
@@ -521,5 +525,72 @@ fn refused_device_auth_headers_do_not_parse() {
         let header = h["header"].as_str().unwrap();
         assert!(DeviceAuth::parse_header(header).is_err(), "{header}");
         assert_eq!(h["server"], "unauthorized");
+    }
+}
+
+#[test]
+fn a_push_registration_through_the_server_check() {
+    let v = Vectors::load();
+    let x = v.vector("push-registration");
+    let body = authenticator_protocol::push_registration::PushRegistrationRequest {
+        account_id: AccountId::parse(&s(x, "account_id")).unwrap(),
+        push: authenticator_protocol::wire::PushChannel {
+            kind: s(x, "push_kind"),
+            token: s(x, "push_token"),
+        },
+        timestamp: ms(x, "timestamp"),
+        signature: sig(x),
+    };
+    assert_eq!(body.update().signed_bytes(), bytes(x));
+    verify_push_registration(&body, &v.key("device")).unwrap();
+    // Another device's key, or a changed token, does not verify.
+    assert!(matches!(
+        verify_push_registration(&body, &v.key("other_device")),
+        Err(AppError::BadSignature)
+    ));
+    let mut changed = body.clone();
+    changed.push.token.push('x');
+    assert!(matches!(
+        verify_push_registration(&changed, &v.key("device")),
+        Err(AppError::BadSignature)
+    ));
+}
+
+#[test]
+fn move_vouches_through_the_server_check() {
+    let v = Vectors::load();
+    for name in ["move-vouch", "move-vouch/no-totp"] {
+        let x = v.vector(name);
+        let vouch = authenticator_protocol::moving::MoveVouch {
+            account_id: AccountId::parse(&s(x, "account_id")).unwrap(),
+            totp_blob_sha256: x["inputs"]["totp_blob_sha256"]
+                .as_str()
+                .map(|h| unb64_fixed::<32>("h", h).unwrap()),
+            timestamp: ms(x, "timestamp"),
+        };
+        assert_eq!(vouch.signed_bytes(), bytes(x), "{name}");
+        verify_move_vouch(&vouch, &sig(x), &v.key("device")).unwrap();
+        assert!(
+            matches!(
+                verify_move_vouch(&vouch, &sig(x), &v.key("other_device")),
+                Err(AppError::BadSignature)
+            ),
+            "{name}"
+        );
+        // Another blob (or none instead of one) is another message.
+        let other = authenticator_protocol::moving::MoveVouch {
+            totp_blob_sha256: match vouch.totp_blob_sha256 {
+                Some(_) => None,
+                None => Some([7; 32]),
+            },
+            ..vouch.clone()
+        };
+        assert!(
+            matches!(
+                verify_move_vouch(&other, &sig(x), &v.key("device")),
+                Err(AppError::BadSignature)
+            ),
+            "{name}"
+        );
     }
 }

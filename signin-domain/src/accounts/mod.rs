@@ -7,7 +7,6 @@ pub mod devices;
 pub mod fallback;
 mod hash_pool;
 pub mod methods;
-pub mod moving;
 pub mod passwords;
 pub mod temporary_pass;
 pub mod totp;

@@ -2,6 +2,8 @@
 //! tests call exactly these.
 use authenticator_protocol::encoding::{ct_eq, sha256, unb64_fixed};
 use authenticator_protocol::enroll::{EnrollProof, PasswordlessKeyRegistration};
+use authenticator_protocol::moving::MoveVouch;
+use authenticator_protocol::push_registration::PushRegistrationRequest;
 use authenticator_protocol::sign_in::{
     select_response_key, Decision, DeviceAuth, RequestKind, SignInResponse,
 };
@@ -85,6 +87,33 @@ pub fn verify_passwordless_registration(
     let bytes = reg.signed_bytes();
     verify(device_key, &bytes, device_signature)?;
     verify(&reg.passwordless_public_key, &bytes, key_signature)
+}
+
+/// §5.10: the account's device key over exactly the rotation's fields (another device's key,
+/// or a changed field: `bad_signature`).
+pub fn verify_push_registration(
+    body: &PushRegistrationRequest,
+    device_key: &PublicKey,
+) -> Result<(), AppError> {
+    let signature =
+        Signature::from_b64("signature", &body.signature).map_err(|_| AppError::BadSignature)?;
+    device_key
+        .verify(&body.update().signed_bytes(), &signature)
+        .map_err(|_| AppError::BadSignature)
+}
+
+/// §5.11: the account's device key over the vouch (its account, the TOTP blob's SHA-256, its
+/// time).
+pub fn verify_move_vouch(
+    vouch: &MoveVouch,
+    signature_b64: &str,
+    device_key: &PublicKey,
+) -> Result<(), AppError> {
+    let signature =
+        Signature::from_b64("signature", signature_b64).map_err(|_| AppError::BadSignature)?;
+    device_key
+        .verify(&vouch.signed_bytes(), &signature)
+        .map_err(|_| AppError::BadSignature)
 }
 
 /// §6.3: the key that must sign `decision` on a request of `kind` (the rule is

@@ -62,6 +62,11 @@ pub type Pool = sqlx::AnyPool;
 /// One connection (e.g. `&mut *tx` of `pool.begin()`).
 pub type Conn = sqlx::AnyConnection;
 
+/// The `tracing` target under which the database driver reports each statement it runs (one
+/// event per statement): what the server's statement counter counts (`signin-server`'s
+/// `statements`). Named here because only the store knows which driver it uses.
+pub const STATEMENT_LOG_TARGET: &str = "sqlx::query";
+
 pub const SERVER_KEY_SETTING: &str = "server_signing_key_pkcs8";
 pub const SERVER_NAME_SETTING: &str = "server_name";
 pub const ENROLLMENT_TTL_SETTING: &str = "enrollment_ttl_secs";

@@ -1,4 +1,4 @@
-//! §5.11: moving to a new phone (thin handlers over `signin_domain::accounts::moving`).
+//! §5.11: moving to a new phone (thin handlers over `signin_domain::moving`).
 use authenticator_protocol::moving::{
     MoveClaimRequest, MoveClaimResponse, MoveVouchRequest, MoveVouchResponse,
 };
@@ -6,7 +6,7 @@ use axum::extract::State;
 
 use super::json::AppJson;
 use crate::error::HttpError;
-use signin_domain::accounts::moving;
+use signin_domain::moving;
 use signin_domain::state::AppState;
 
 /// `POST /api/v1/move/vouch`

@@ -9,13 +9,13 @@ use authenticator_protocol::moving::{
     MoveClaimRequest, MoveClaimResponse, MoveVouch, MoveVouchRequest, MoveVouchResponse,
     MAX_TOTP_BLOB_CHARS, MOVE_TTL_SECS,
 };
-use authenticator_protocol::{Signature, UnixMillis};
+use authenticator_protocol::UnixMillis;
 
 use crate::accounts::code_hash;
 use crate::audit::{self, Event};
 use crate::error::AppError;
 use crate::random::random_bytes;
-use crate::rules::verify::check_fresh;
+use crate::rules::verify::{check_fresh, verify_move_vouch};
 use crate::state::AppState;
 use crate::store::moving::{self as store, NewMoveCode};
 use crate::store::{devices, now_ms, to_db_ms, Pool};
@@ -50,13 +50,7 @@ pub async fn vouch(
         totp_blob_sha256: blob.as_deref().map(sha256),
         timestamp: body.timestamp,
     };
-    let signature =
-        Signature::from_b64("signature", &body.signature).map_err(|_| AppError::BadSignature)?;
-    device
-        .keys
-        .device
-        .verify(&signed.signed_bytes(), &signature)
-        .map_err(|_| AppError::BadSignature)?;
+    verify_move_vouch(&signed, &body.signature, &device.keys.device)?;
     check_fresh(body.timestamp, UnixMillis::now())?;
     // A held device has no power yet; a removed one never gets here (unknown account).
     standing(&state.pool, &device.upn, body.account_id.as_str()).await?;
