@@ -220,7 +220,7 @@ impl Phone {
         tokio::signal::ctrl_c()
             .await
             .context("waiting for Ctrl-C")?;
-        self.core.stop_browser_listener();
+        self.core.stop_browser_listener().await;
         Ok(ExitCode::SUCCESS)
     }
 

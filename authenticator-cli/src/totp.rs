@@ -28,7 +28,7 @@ impl Phone {
     /// A TOTP account by its id; by the phone sign-in account (id or UPN) whose enrollment
     /// brought it; or by its label `issuer:name` or name, when exactly one has it.
     async fn resolve_totp(&self, account: &str) -> Result<TotpAccount> {
-        let all = self.core.totp_accounts()?;
+        let all = self.core.totp_accounts().await?;
         if let Some(t) = all.iter().find(|t| t.totp_id == account) {
             return Ok(t.clone());
         }
@@ -67,7 +67,7 @@ impl Phone {
     }
 
     pub async fn totp_list(&self, out: &Output) -> Result<ExitCode> {
-        let all = self.core.totp_accounts()?;
+        let all = self.core.totp_accounts().await?;
         out.print(
             || {
                 if all.is_empty() {
@@ -92,7 +92,7 @@ impl Phone {
 
     pub async fn totp_remove(&self, out: &Output, account: &str) -> Result<ExitCode> {
         let t = self.resolve_totp(account).await?;
-        self.core.remove_totp_account(t.totp_id.clone())?;
+        self.core.remove_totp_account(t.totp_id.clone()).await?;
         out.print(
             || format!("Removed TOTP account {}", label(&t)),
             || json!({"removed": t.totp_id}),

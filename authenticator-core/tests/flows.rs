@@ -501,7 +501,7 @@ async fn refused_or_cancelled_verification_signs_nothing() {
         ),
         (
             Err(authenticator_core::PlatformError::NotAvailable),
-            AuthenticatorError::VerificationFailed,
+            AuthenticatorError::VerificationUnavailable,
         ),
     ];
     for (i, (answer, expected)) in cases.into_iter().enumerate() {
@@ -1637,12 +1637,12 @@ async fn the_browser_listener_restarts_on_its_own_port_at_once() {
         // Start again while running (replaces it), and stop-then-start.
         let again = p.auth.start_browser_listener(port).await;
         assert_eq!(again, Ok(port), "restart while running, round {round}");
-        p.auth.stop_browser_listener();
+        p.auth.stop_browser_listener().await;
         let again = p.auth.start_browser_listener(port).await;
         assert_eq!(again, Ok(port), "start after stop, round {round}");
     }
     assert_eq!(announce(port, "https://id.contoso.test").await, 204);
-    p.auth.stop_browser_listener();
+    p.auth.stop_browser_listener().await;
     assert_ne!(
         announce(port, "https://id.contoso.test").await,
         204,
