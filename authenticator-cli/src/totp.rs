@@ -3,10 +3,11 @@
 //! key (`SoftwareKeyStore` is also the `SecretStore`); codes are printed, never logged.
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use authenticator_core::TotpAccount;
 use serde_json::json;
 
+use crate::failure::CliError;
 use crate::phone::{Output, Phone};
 
 fn label(t: &TotpAccount) -> String {
@@ -50,10 +51,8 @@ impl Phone {
             .collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => {
-                bail!("no TOTP account {account:?} on this phone (see `authenticator totp list`)")
-            }
-            _ => bail!("{account:?} names several TOTP accounts: use the TOTP id"),
+            [] => Err(CliError::UnknownTotpAccount(account.to_owned()).into()),
+            _ => Err(CliError::AmbiguousTotpAccount(account.to_owned()).into()),
         }
     }
 

@@ -712,8 +712,8 @@ async fn expired_request_is_refused_without_asking_anything() {
     );
     assert_eq!(
         p.auth.deny(id.clone(), rid.clone()).await.unwrap_err(),
-        AuthenticatorError::AlreadyAnswered,
-        "closed locally after expiry"
+        AuthenticatorError::RequestExpired,
+        "closed locally after expiry, and still said to be expired (not answered)"
     );
     assert_eq!(p.verifier.calls(), 0);
     assert!(p.keys.calls().is_empty());
