@@ -109,6 +109,20 @@ pub fn describe(e: &anyhow::Error) -> Value {
     object
 }
 
+/// A command line clap refused (exit 2): `{"error": "usage", "message": …}`, the message being
+/// clap's text before its usage line.
+pub fn usage(clap_text: &str) -> Value {
+    let message = clap_text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.trim_start_matches("error: ");
+    json!({ "error": "usage", "message": message })
+}
+
 /// Prints a failed command's error: on stderr always; with `json`, also as an object on stdout.
 pub fn report(e: &anyhow::Error, json: bool) {
     let described = describe(e);

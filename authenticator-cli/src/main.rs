@@ -193,7 +193,17 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A usage error under --json is a JSON object too (clap then prints its own text on
+            // stderr and exits 2); --help and --version print as usual.
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                println!("{}", failure::usage(&e.to_string()));
+            }
+            e.exit()
+        }
+    };
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

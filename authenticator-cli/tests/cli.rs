@@ -434,6 +434,16 @@ async fn json_errors_are_objects_with_a_stable_code() {
     assert_eq!(bad_uri["error"], "invalid_totp_uri");
     assert!(!bad_uri.to_string().contains("GEZDGNBV"), "{bad_uri}");
 
+    // A usage error (exit 2) under --json too.
+    let out = s.phone(&["approve", "some-request"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let usage: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(usage["error"], "usage", "{usage}");
+    assert!(
+        usage["message"].as_str().unwrap().contains("--number"),
+        "{usage}"
+    );
+
     // Without --json: stdout stays empty, the message is on stderr.
     let out = Command::new(BIN)
         .arg("--home")
