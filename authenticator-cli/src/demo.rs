@@ -68,13 +68,23 @@ pub async fn run(auto: bool) -> Result<()> {
     } else {
         std::env::var("AUTHENTICATOR_PASSCODE").ok()
     };
-    let verifier = Arc::new(PasscodeVerifier::new(&home, passcode));
+    // --auto answers every prompt itself: it never asks the terminal, not even to confirm the
+    // demo passcode.
+    let terminal = if auto {
+        crate::passcode::no_terminal()
+    } else {
+        crate::passcode::real_terminal()
+    };
+    let verifier = Arc::new(PasscodeVerifier::with_terminal(&home, passcode, terminal));
     let keys = Arc::new(SoftwareKeyStore::open(
         home.join("keys"),
         WrappingKeySource::File(home.join("wrapping.key")),
         verifier.clone(),
     )?);
-    let phone = Authenticator::new(home.to_string_lossy().into_owned(), keys)?;
+    // The same wrapping key seals the enrollment's TOTP secret (offline fallback) at rest, as
+    // on the desktop phone.
+    let phone =
+        Authenticator::with_secret_store(home.to_string_lossy().into_owned(), keys.clone(), keys)?;
     let account = phone
         .enroll(
             link,

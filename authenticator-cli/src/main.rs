@@ -9,6 +9,7 @@
 mod demo;
 mod demo_server;
 mod moving;
+mod failure;
 mod passcode;
 mod phone;
 mod push;
@@ -26,21 +27,34 @@ use crate::phone::Phone;
 #[command(
     name = "authenticator",
     version,
-    about = "Desktop phone for passwordless phone sign-in"
+    about = "Desktop phone for passwordless phone sign-in",
+    long_about = "Desktop phone for passwordless phone sign-in: it keeps accounts, answers sign-in \
+                  requests with the number shown on the sign-in screen, and shows TOTP codes. \
+                  Start with `authenticator enroll <LINK>`, or try `authenticator demo`.",
+    after_help = "The phone's home (accounts, keys, passcode hash) is --home, else \
+                  AUTHENTICATOR_HOME, else $XDG_DATA_HOME/phonesignin-authenticator, else \
+                  ~/.local/share/phonesignin-authenticator.\n\
+                  Exit codes: 0 done, 1 error (with --json: a JSON object on stdout whose \
+                  `error` is a stable code), 2 usage error, 3 wrong number (approve)."
 )]
 struct Cli {
-    /// Where this phone keeps its accounts, keys and passcode hash.
-    #[arg(long, global = true, env = "AUTHENTICATOR_HOME")]
+    /// Where this phone keeps its accounts, keys and passcode hash [default:
+    /// $XDG_DATA_HOME/phonesignin-authenticator, else ~/.local/share/phonesignin-authenticator;
+    /// created on first use].
+    #[arg(long, global = true, env = "AUTHENTICATOR_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
-    /// Machine-readable output.
+    /// Machine-readable output: results as JSON on stdout; errors as a JSON object
+    /// `{"error": <stable code>, "message": …}` on stdout (and the message on stderr).
     #[arg(long, global = true)]
     json: bool,
-    /// The local passcode (user verification). Asked on the terminal when absent.
+    /// The local passcode (user verification, in place of the phone's biometric). Asked on the
+    /// terminal when absent; the first command that needs one sets it (asked twice).
     #[arg(
         long,
         global = true,
         env = "AUTHENTICATOR_PASSCODE",
-        hide_env_values = true
+        hide_env_values = true,
+        value_name = "PASSCODE"
     )]
     passcode: Option<String>,
     /// Where the key that encrypts private keys at rest is kept.
@@ -74,8 +88,12 @@ enum Command {
 enum PhoneCommand {
     /// Add an account from a registration link (the text of the QR code).
     Enroll {
+        /// The registration link: the text of the QR code on the security-info page
+        /// (`phonesignin://enroll?…`).
+        #[arg(value_name = "LINK")]
         url: String,
-        #[arg(long, default_value = "Desktop phone")]
+        /// The name the server and its admin see for this phone.
+        #[arg(long, default_value = "Desktop phone", value_name = "NAME")]
         device_name: String,
         #[command(flatten)]
         push: push::PushArgs,
@@ -91,46 +109,52 @@ enum PhoneCommand {
     Accounts,
     /// Enable phone sign-in (passwordless) for an account (id or UPN).
     EnablePhoneSignIn {
+        /// The account: its id or its UPN (see `authenticator accounts`).
         // Ids are base64url: they may start with `-`.
         #[arg(allow_hyphen_values = true)]
         account: String,
     },
-    /// Remove an account from this phone.
+    /// Remove an account from this phone (its server is told).
     Remove {
+        /// The account: its id or its UPN (see `authenticator accounts`).
         #[arg(allow_hyphen_values = true)]
         account: String,
     },
     /// List sign-in requests waiting for an answer (never shows the number).
     Pending {
         /// Wait up to this many seconds for a request to arrive.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
         wait: u32,
     },
     /// Approve a request with the number shown on the sign-in screen.
     Approve {
+        /// The request id (see `authenticator pending`).
         // Ids are base64url: they may start with `-`.
         #[arg(allow_hyphen_values = true)]
         request: String,
-        #[arg(long)]
+        /// The number the sign-in screen shows (the phone never sees it).
+        #[arg(long, value_name = "DIGITS")]
         number: String,
         /// The account (id or UPN), when several accounts have a request with this id.
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_name = "ACCOUNT")]
         account: Option<String>,
     },
     /// Deny a request.
     Deny {
+        /// The request id (see `authenticator pending`).
         #[arg(allow_hyphen_values = true)]
         request: String,
         /// The account (id or UPN), when several accounts have a request with this id.
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_name = "ACCOUNT")]
         account: Option<String>,
     },
     /// "This wasn't me": deny and report the request as fraud.
     Report {
+        /// The request id (see `authenticator pending`).
         #[arg(allow_hyphen_values = true)]
         request: String,
         /// The account (id or UPN), when several accounts have a request with this id.
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_name = "ACCOUNT")]
         account: Option<String>,
     },
     /// TOTP accounts (offline fallback codes, and imports from other services).
@@ -142,7 +166,7 @@ enum PhoneCommand {
     /// on 127.0.0.1 until interrupted. Approvals of such sign-ins need their page seen here.
     BrowserListener {
         /// The port the sign-in pages call (the server's `--browser-listener-port`).
-        #[arg(long, default_value_t = authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT)]
+        #[arg(long, default_value_t = authenticator_protocol::sign_in::DEFAULT_BROWSER_LISTENER_PORT, value_name = "PORT")]
         port: u16,
     },
     /// Move to a new phone: print the one link (and QR code) that moves every account and
@@ -165,6 +189,7 @@ enum PhoneCommand {
     /// Print the current TOTP code of an account: a TOTP id, a sign-in account (id or UPN)
     /// whose enrollment brought it, or a label (`issuer:name` or name).
     Code {
+        /// A TOTP id, a sign-in account (id or UPN), or a label (see `authenticator totp list`).
         #[arg(allow_hyphen_values = true)]
         account: String,
     },
@@ -173,11 +198,16 @@ enum PhoneCommand {
 #[derive(Subcommand)]
 enum TotpCommand {
     /// Add a TOTP account from an `otpauth://totp/…` URI (the text of another service's QR code).
-    Add { uri: String },
+    Add {
+        /// The `otpauth://totp/…` URI (never printed: it holds the secret).
+        #[arg(value_name = "URI")]
+        uri: String,
+    },
     /// List the TOTP accounts.
     List,
     /// Remove a TOTP account.
     Remove {
+        /// A TOTP id, a sign-in account (id or UPN), or a label (see `authenticator totp list`).
         #[arg(allow_hyphen_values = true)]
         account: String,
     },
@@ -204,7 +234,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A usage error under --json is a JSON object too (clap then prints its own text on
+            // stderr and exits 2); --help and --version print as usual.
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                println!("{}", failure::usage(&e.to_string()));
+            }
+            e.exit()
+        }
+    };
+    let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -218,7 +259,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            failure::report(&e, json);
             ExitCode::FAILURE
         }
     }
@@ -231,10 +272,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     let home = match cli.home {
         Some(h) => h,
-        None => default_home()?,
+        None => {
+            let home = default_home()?;
+            if !home.exists() {
+                eprintln!(
+                    "This phone's home is {} (the default: --home or AUTHENTICATOR_HOME chooses another).",
+                    home.display()
+                );
+            }
+            home
+        }
     };
     let phone = Phone::open(&home, cli.passcode, cli.key_protection)?;
     let out = phone::Output { json: cli.json };
+    let result = run_phone(&phone, &out, command).await;
+    // A failed user verification: say what was wrong with the passcode.
+    result.map_err(|e| phone.explain(e))
+}
+
+async fn run_phone(phone: &Phone, out: &phone::Output, command: PhoneCommand) -> Result<ExitCode> {
     match command {
         PhoneCommand::Enroll {
             url,
@@ -242,51 +298,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             push,
         } => {
             phone
-                .enroll(&out, &url, &device_name, push.registration()?)
+                .enroll(out, &url, &device_name, push.registration()?)
                 .await
         }
-        PhoneCommand::PushUpdate { push } => phone.push_update(&out, &push).await,
-        PhoneCommand::Accounts => phone.accounts(&out).await,
+        PhoneCommand::PushUpdate { push } => phone.push_update(out, &push).await,
+        PhoneCommand::Accounts => phone.accounts(out).await,
         PhoneCommand::EnablePhoneSignIn { account } => {
-            phone.enable_phone_sign_in(&out, &account).await
+            phone.enable_phone_sign_in(out, &account).await
         }
-        PhoneCommand::Remove { account } => phone.remove(&out, &account).await,
-        PhoneCommand::Pending { wait } => phone.pending(&out, wait).await,
+        PhoneCommand::Remove { account } => phone.remove(out, &account).await,
+        PhoneCommand::Pending { wait } => phone.pending(out, wait).await,
         PhoneCommand::Approve {
             request,
             number,
             account,
         } => {
             phone
-                .approve(&out, &request, account.as_deref(), &number)
+                .approve(out, &request, account.as_deref(), &number)
                 .await
         }
         PhoneCommand::Deny { request, account } => {
-            phone.deny(&out, &request, account.as_deref()).await
+            phone.deny(out, &request, account.as_deref()).await
         }
         PhoneCommand::Report { request, account } => {
-            phone.report(&out, &request, account.as_deref()).await
+            phone.report(out, &request, account.as_deref()).await
         }
         PhoneCommand::Totp { command } => match command {
-            TotpCommand::Add { uri } => phone.totp_add(&out, &uri).await,
-            TotpCommand::List => phone.totp_list(&out).await,
-            TotpCommand::Remove { account } => phone.totp_remove(&out, &account).await,
+            TotpCommand::Add { uri } => phone.totp_add(out, &uri).await,
+            TotpCommand::List => phone.totp_list(out).await,
+            TotpCommand::Remove { account } => phone.totp_remove(out, &account).await,
             TotpCommand::Export { file, passphrase } => {
                 let passphrase = moving::passphrase(passphrase, true)?;
-                phone.totp_export(&out, &file, passphrase).await
+                phone.totp_export(out, &file, passphrase).await
             }
             TotpCommand::Import { file, passphrase } => {
                 let passphrase = moving::passphrase(passphrase, false)?;
-                phone.totp_import(&out, &file, passphrase).await
+                phone.totp_import(out, &file, passphrase).await
             }
         },
-        PhoneCommand::MoveOut => phone.move_out(&out).await,
+        PhoneCommand::MoveOut => phone.move_out(out).await,
         PhoneCommand::MoveIn { link, device_name } => {
-            phone.move_in(&out, &link, &device_name).await
+            phone.move_in(out, &link, &device_name).await
         }
-        PhoneCommand::MoveDone { remove, .. } => phone.move_done(&out, remove).await,
-        PhoneCommand::Code { account } => phone.code(&out, &account).await,
-        PhoneCommand::BrowserListener { port } => phone.browser_listener(&out, port).await,
+        PhoneCommand::MoveDone { remove, .. } => phone.move_done(out, remove).await,
+        PhoneCommand::Code { account } => phone.code(out, &account).await,
+        PhoneCommand::BrowserListener { port } => phone.browser_listener(out, port).await,
     }
 }
 

@@ -3,13 +3,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use authenticator_core::{
     AccountSummary, Authenticator, AuthenticatorError, Decision, PendingRequest, RequestKind,
     SoftwareKeyStore, WrappingKeySource,
 };
 use serde_json::json;
 
+use crate::failure::CliError;
 use crate::passcode::PasscodeVerifier;
 use crate::KeyProtection;
 
@@ -36,6 +37,8 @@ impl Output {
 
 pub struct Phone {
     pub core: Arc<Authenticator>,
+    /// The key store's user verification: it knows what was wrong with a passcode.
+    verifier: Arc<PasscodeVerifier>,
 }
 
 impl Phone {
@@ -51,7 +54,7 @@ impl Phone {
         // The passcode is asked by the key store, for each signature that carries a prompt.
         let verifier = Arc::new(PasscodeVerifier::new(home, passcode));
         let keys = Arc::new(
-            SoftwareKeyStore::open(home.join("keys"), wrapping, verifier)
+            SoftwareKeyStore::open(home.join("keys"), wrapping, verifier.clone())
                 .context("cannot open the key store")?,
         );
         // The same wrapping key seals the TOTP secrets (offline fallback) at rest.
@@ -61,7 +64,25 @@ impl Phone {
             keys,
         )
         .context("cannot open the authenticator")?;
-        Ok(Phone { core })
+        Ok(Phone { core, verifier })
+    }
+
+    /// A command's error, with what was wrong with the passcode when user verification failed
+    /// (wrong, not given, not set yet…: the core only knows that it failed).
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let verification = matches!(
+            e.downcast_ref::<AuthenticatorError>(),
+            Some(
+                AuthenticatorError::VerificationFailed
+                    | AuthenticatorError::VerificationUnavailable
+                    | AuthenticatorError::UserCancelled
+                    | AuthenticatorError::KeyStore { .. }
+            )
+        );
+        match self.verifier.problem() {
+            Some(problem) if verification => problem.into(),
+            _ => e,
+        }
     }
 
     /// An account by id, or by UPN when exactly one account has it.
@@ -75,12 +96,8 @@ impl Phone {
             .filter(|a| a.upn.eq_ignore_ascii_case(account));
         match (by_upn.next(), by_upn.next()) {
             (Some(one), None) => Ok(one),
-            (None, _) => {
-                bail!("no account {account:?} on this phone (see `authenticator accounts`)")
-            }
-            (Some(_), Some(_)) => {
-                bail!("{account:?} is enrolled with several servers: use the account id")
-            }
+            (None, _) => Err(CliError::UnknownAccount(account.to_owned()).into()),
+            (Some(_), Some(_)) => Err(CliError::AmbiguousAccount(account.to_owned()).into()),
         }
     }
 
@@ -222,7 +239,7 @@ impl Phone {
         tokio::signal::ctrl_c()
             .await
             .context("waiting for Ctrl-C")?;
-        self.core.stop_browser_listener();
+        self.core.stop_browser_listener().await;
         Ok(ExitCode::SUCCESS)
     }
 
@@ -274,15 +291,14 @@ impl Phone {
         match holders.len() {
             0 => Ok(account),
             1 => Ok(holders.pop()),
-            _ => bail!(
-                "request {} is pending on several accounts: say which with --account",
-                request
-            ),
+            _ => Err(CliError::AmbiguousRequest(request.to_owned()).into()),
         }
     }
 
     /// Runs `f` with the request's account; if the request was never fetched on this phone,
-    /// fetches pending requests once and retries (a push may have been missed).
+    /// fetches pending requests once and retries (a push may have been missed). A request
+    /// that is no longer pending (expired, or answered already) is found in each account's
+    /// store, so the user is told which rather than "unknown".
     async fn answer<F, Fut>(
         &self,
         request: &str,
@@ -300,10 +316,19 @@ impl Phone {
             }
         }
         self.core.poll(0).await?;
-        match self.account_of(request, account).await? {
-            Some(holder) => Ok(f(self.core.clone(), holder, request.to_owned()).await),
-            None => Ok(Err(AuthenticatorError::UnknownRequest)),
+        if let Some(holder) = self.account_of(request, account).await? {
+            return Ok(f(self.core.clone(), holder, request.to_owned()).await);
         }
+        // Pending on no account: the core looks the request up in the account's store before
+        // anything else (no network, no prompt), and says `RequestExpired` or
+        // `AlreadyAnswered` for the account that has it.
+        for a in self.core.accounts().await? {
+            let result = f(self.core.clone(), a.account_id, request.to_owned()).await;
+            if !matches!(result, Err(AuthenticatorError::UnknownRequest)) {
+                return Ok(result);
+            }
+        }
+        Ok(Err(AuthenticatorError::UnknownRequest))
     }
 
     fn report_decision(

@@ -3,10 +3,11 @@
 //! key (`SoftwareKeyStore` is also the `SecretStore`); codes are printed, never logged.
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use authenticator_core::TotpAccount;
 use serde_json::json;
 
+use crate::failure::CliError;
 use crate::phone::{Output, Phone};
 
 pub(crate) fn label(t: &TotpAccount) -> String {
@@ -28,7 +29,7 @@ impl Phone {
     /// A TOTP account by its id; by the phone sign-in account (id or UPN) whose enrollment
     /// brought it; or by its label `issuer:name` or name, when exactly one has it.
     async fn resolve_totp(&self, account: &str) -> Result<TotpAccount> {
-        let all = self.core.totp_accounts()?;
+        let all = self.core.totp_accounts().await?;
         if let Some(t) = all.iter().find(|t| t.totp_id == account) {
             return Ok(t.clone());
         }
@@ -50,10 +51,8 @@ impl Phone {
             .collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => {
-                bail!("no TOTP account {account:?} on this phone (see `authenticator totp list`)")
-            }
-            _ => bail!("{account:?} names several TOTP accounts: use the TOTP id"),
+            [] => Err(CliError::UnknownTotpAccount(account.to_owned()).into()),
+            _ => Err(CliError::AmbiguousTotpAccount(account.to_owned()).into()),
         }
     }
 
@@ -67,7 +66,7 @@ impl Phone {
     }
 
     pub async fn totp_list(&self, out: &Output) -> Result<ExitCode> {
-        let all = self.core.totp_accounts()?;
+        let all = self.core.totp_accounts().await?;
         out.print(
             || {
                 if all.is_empty() {
@@ -92,7 +91,7 @@ impl Phone {
 
     pub async fn totp_remove(&self, out: &Output, account: &str) -> Result<ExitCode> {
         let t = self.resolve_totp(account).await?;
-        self.core.remove_totp_account(t.totp_id.clone())?;
+        self.core.remove_totp_account(t.totp_id.clone()).await?;
         out.print(
             || format!("Removed TOTP account {}", label(&t)),
             || json!({"removed": t.totp_id}),

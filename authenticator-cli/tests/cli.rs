@@ -144,6 +144,9 @@ fn the_demo_runs_the_whole_ceremony_by_itself() {
         "shows the wrong-number refusal"
     );
     assert!(text.contains("Signed in as Bobby Smith"), "ends signed in");
+    // The demo's phone keeps the enrollment's TOTP secret: no warning in the transcript.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("WARN"), "{stderr}");
 
     // The sample application signs in through OpenID Connect: the phone names the
     // registered client, and the app validated the ID token and read userinfo.
@@ -288,4 +291,224 @@ async fn totp_add_list_code_and_remove_from_the_command_line() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+/// The JSON error of a failed command: exit 1 and `{"error": code, "message": …}` on stdout.
+fn json_error(out: &std::process::Output) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "the error is not a JSON object: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    v
+}
+
+/// A wrong, a missing and a never-set passcode are three different errors (issue 23, finding
+/// 4), each with its own code; none approves anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_missing_and_unset_passcodes_are_told_apart() {
+    let s = setup().await;
+    json_out(&s.phone(&["enroll", &s.link().await]).await);
+
+    // Never set, and none given (no terminal to choose one on).
+    let mut cmd = s.phone_command(&["enable-phone-sign-in", UPN]);
+    cmd.env_remove("AUTHENTICATOR_PASSCODE");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(json_error(&out)["error"], "passcode_not_set");
+    assert!(!s.home.path().join("passcode.argon2").exists());
+
+    // The first use with a passcode given sets it, and says so.
+    let out = s.phone(&["enable-phone-sign-in", UPN]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is now this phone's passcode"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_out(&out);
+
+    let started = s.start_sign_in().await;
+    let number = started["number"].as_str().unwrap().to_owned();
+    let pending = json_out(&s.phone(&["pending", "--wait", "10"]).await);
+    let request = pending[0]["request_id"].as_str().unwrap().to_owned();
+
+    let mut cmd = s.phone_command(&["approve", &request, "--number", &number]);
+    cmd.env_remove("AUTHENTICATOR_PASSCODE");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let missing = json_error(&out);
+    assert_eq!(missing["error"], "passcode_required", "{missing}");
+
+    let mut cmd = s.phone_command(&["approve", &request, "--number", &number]);
+    cmd.env("AUTHENTICATOR_PASSCODE", "not-the-passcode");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let wrong = json_error(&out);
+    assert_eq!(wrong["error"], "wrong_passcode", "{wrong}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error: wrong passcode"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(missing["message"], wrong["message"]);
+    assert_eq!(s.status(started["id"].as_str().unwrap()).await, "pending");
+}
+
+/// A request that expired on the phone says so, not "unknown request"; one that was already
+/// answered says that; an id no account has is `unknown_request`.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_and_answered_requests_say_so() {
+    let s = support::setup_with(signin_server::ServeConfig {
+        request_ttl_secs: 3,
+        ..Default::default()
+    })
+    .await;
+    json_out(&s.phone(&["enroll", &s.link().await]).await);
+    json_out(&s.phone(&["enable-phone-sign-in", UPN]).await);
+
+    s.start_sign_in().await;
+    let pending = json_out(&s.phone(&["pending", "--wait", "10"]).await);
+    let request = pending[0]["request_id"].as_str().unwrap().to_owned();
+    let expires = pending[0]["expires_at_ms"].as_u64().unwrap();
+    // Wait until the request's own expiry (the server's signed time) has passed.
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        if now > expires + 100 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(expires + 150 - now)).await;
+    }
+    let out = s.phone(&["deny", &request]).await;
+    let expired = json_error(&out);
+    assert_eq!(expired["error"], "request_expired", "{expired}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("this sign-in request expired"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Asked again (the phone has closed it by now): still expired, not "answered".
+    let again = json_error(&s.phone(&["approve", &request, "--number", "00"]).await);
+    assert_eq!(again["error"], "request_expired", "{again}");
+
+    s.start_sign_in().await;
+    let pending = json_out(&s.phone(&["pending", "--wait", "10"]).await);
+    let request = pending[0]["request_id"].as_str().unwrap().to_owned();
+    json_out(&s.phone(&["deny", &request]).await);
+    let again = json_error(&s.phone(&["deny", &request]).await);
+    assert_eq!(again["error"], "already_answered", "{again}");
+
+    let unknown = json_error(&s.phone(&["deny", "AAAAAAAAAAAAAAAAAAAAAA"]).await);
+    assert_eq!(unknown["error"], "unknown_request", "{unknown}");
+}
+
+/// `--json` errors are JSON objects with a stable code, for the phone's own refusals and the
+/// core's alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_errors_are_objects_with_a_stable_code() {
+    let s = setup().await;
+    let bad_link = json_error(&s.phone(&["enroll", "https://example.com"]).await);
+    assert_eq!(bad_link["error"], "invalid_enrollment_url");
+    let nobody = json_error(&s.phone(&["remove", "nobody@contoso.test"]).await);
+    assert_eq!(nobody["error"], "unknown_account");
+    let no_code = json_error(&s.phone(&["code", "nobody"]).await);
+    assert_eq!(no_code["error"], "unknown_totp_account");
+    let bad_uri = json_error(
+        &s.phone(&["totp", "add", "otpauth://totp/x?secret=GEZDGNBV&digits=12"])
+            .await,
+    );
+    assert_eq!(bad_uri["error"], "invalid_totp_uri");
+    assert!(!bad_uri.to_string().contains("GEZDGNBV"), "{bad_uri}");
+
+    // A usage error (exit 2) under --json too.
+    let out = s.phone(&["approve", "some-request"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let usage: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(usage["error"], "usage", "{usage}");
+    assert!(
+        usage["message"].as_str().unwrap().contains("--number"),
+        "{usage}"
+    );
+
+    // Without --json: stdout stays empty, the message is on stderr.
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(s.home.path())
+        .args(["remove", "nobody@contoso.test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: no account"));
+}
+
+/// `--help` names every required argument and the default home; a first run without `--home`
+/// says which folder it made its home.
+#[test]
+fn help_describes_arguments_and_the_default_home() {
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = help(&["--help"]);
+    assert!(
+        top.contains("~/.local/share/phonesignin-authenticator"),
+        "{top}"
+    );
+    assert!(top.contains("AUTHENTICATOR_HOME"), "{top}");
+    let approve = help(&["approve", "--help"]);
+    assert!(
+        approve.contains("<REQUEST>") && approve.contains("The request id"),
+        "{approve}"
+    );
+    assert!(
+        approve.contains("--number <DIGITS>") && approve.contains("sign-in screen shows"),
+        "{approve}"
+    );
+    let enroll = help(&["enroll", "--help"]);
+    assert!(
+        enroll.contains("<LINK>") && enroll.contains("text of the QR code"),
+        "{enroll}"
+    );
+
+    let fake_home = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(BIN)
+            .args(["accounts"])
+            .env("HOME", fake_home.path())
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("AUTHENTICATOR_HOME")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success());
+    let home = fake_home
+        .path()
+        .join(".local/share/phonesignin-authenticator");
+    assert!(home.is_dir());
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(said.contains(&home.display().to_string()), "{said}");
+    let second = run();
+    assert!(second.status.success());
+    assert!(
+        second.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
 }

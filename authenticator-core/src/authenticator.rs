@@ -60,8 +60,9 @@ impl Authenticator {
         Ok(totp::add(&self.core, &uri).await?)
     }
 
-    /// Every TOTP account: the enrollments' offline-fallback secrets and imports.
-    pub fn totp_accounts(&self) -> Result<Vec<TotpAccount>> {
+    /// Every TOTP account: the enrollments' offline-fallback secrets and imports. Async (reads
+    /// the database): Kotlin `suspend`, Swift `async`.
+    pub async fn totp_accounts(&self) -> Result<Vec<TotpAccount>> {
         Ok(totp::list(&self.core)?)
     }
 
@@ -71,8 +72,9 @@ impl Authenticator {
         Ok(totp::code(&self.core, &totp_id).await?)
     }
 
-    /// Removes a TOTP account. (An enrollment's secret also goes with its account.)
-    pub fn remove_totp_account(&self, totp_id: String) -> Result<()> {
+    /// Removes a TOTP account. (An enrollment's secret also goes with its account.) Async
+    /// (writes the database).
+    pub async fn remove_totp_account(&self, totp_id: String) -> Result<()> {
         Ok(totp::remove(&self.core, &totp_id)?)
     }
 
@@ -227,7 +229,7 @@ impl Authenticator {
     /// Replaces a listener already running. Runs until `stop_browser_listener` or the
     /// `Authenticator` is dropped.
     pub async fn start_browser_listener(&self, port: u16) -> Result<u16> {
-        self.stop_browser_listener();
+        self.stop_listener();
         // The stopped listener's socket closes when its task ends: wait for that, so the
         // same port binds again (what an app does each time it comes to the foreground).
         let stopping = self
@@ -253,18 +255,10 @@ impl Authenticator {
     }
 
     /// Stops the browser listener, if one runs (e.g. when the app goes to the background).
-    /// Its port is free once the next `start_browser_listener` begins binding.
-    pub fn stop_browser_listener(&self) {
-        let running = match self.core.browser_listener.lock() {
-            Ok(mut running) => running.take(),
-            Err(_) => return,
-        };
-        if let Some(task) = running.and_then(browser::BrowserListener::stop) {
-            if let Ok(mut stopping) = self.core.browser_listener_stopping.lock() {
-                // An older stop's task was aborted too; the newest is the one to wait for.
-                *stopping = Some(task);
-            }
-        }
+    /// Its port is free once the next `start_browser_listener` begins binding. Async, as every
+    /// call that touches the listener's state: never blocks the caller's thread.
+    pub async fn stop_browser_listener(&self) {
+        self.stop_listener();
     }
 
     /// Starts a move to a new phone (PROTOCOL.md §5.11), on the old phone: each account's
@@ -332,6 +326,20 @@ impl Authenticator {
 }
 
 impl Authenticator {
+    /// Stops the browser listener, if one runs (the body of `stop_browser_listener`).
+    fn stop_listener(&self) {
+        let running = match self.core.browser_listener.lock() {
+            Ok(mut running) => running.take(),
+            Err(_) => return,
+        };
+        if let Some(task) = running.and_then(browser::BrowserListener::stop) {
+            if let Ok(mut stopping) = self.core.browser_listener_stopping.lock() {
+                // An older stop's task was aborted too; the newest is the one to wait for.
+                *stopping = Some(task);
+            }
+        }
+    }
+
     /// Like `new`, with a chosen HTTP transport (tests plug an in-process fake server; not
     /// exported through uniffi).
     pub fn with_transport(

@@ -37,6 +37,8 @@ pub enum AuthenticatorError {
     AlreadyEnrolled,
     #[error("phone sign-in is not enabled for this account")]
     PhoneSignInNotEnabled,
+    /// "Not your request": no request with this id for this account, on this device or at its
+    /// server (the server's `unknown_request` arrives as this too, never as `ServerRejected`).
     #[error("unknown sign-in request")]
     UnknownRequest,
     #[error("the sign-in request has expired")]
@@ -51,6 +53,11 @@ pub enum AuthenticatorError {
     UserCancelled,
     #[error("user verification failed")]
     VerificationFailed,
+    /// The key store cannot verify the user: no biometric or device passcode is set up
+    /// (`PlatformError::NotAvailable`). Nothing was signed; the app should ask the user to set
+    /// up a screen lock.
+    #[error("this device has no biometric or passcode set up to verify the user")]
+    VerificationUnavailable,
     #[error("key store failure: {reason}")]
     KeyStore { reason: String },
     #[error("storage failure: {reason}")]
@@ -115,6 +122,11 @@ pub enum AuthenticatorError {
     /// The app opened the core without a `SecretStore`: TOTP secrets cannot be kept.
     #[error("no secret store: open the authenticator with one to keep TOTP accounts")]
     SecretStoreUnavailable,
+    /// The object was closed (Kotlin `close()`): it takes no more calls. Raised by the
+    /// generated Kotlin bindings in place of uniffi's untyped `IllegalStateException`
+    /// (`cargo xtask bindings` sets this up), never by the core itself.
+    #[error("this authenticator was closed")]
+    Closed,
     #[error("internal error: {reason}")]
     Internal { reason: String },
 }
@@ -175,6 +187,8 @@ pub(crate) enum Error {
     UserCancelled,
     #[error("verification failed")]
     VerificationFailed,
+    #[error("no user verification set up")]
+    VerificationUnavailable,
     #[error("key store: {0}")]
     KeyStore(PlatformError),
     #[error("key store returned an unusable {0}")]
@@ -239,6 +253,7 @@ impl From<Error> for AuthenticatorError {
                 ErrorCode::MoveUsed => A::MoveAlreadyUsed,
                 ErrorCode::MoveExpired => A::MoveExpired,
                 ErrorCode::MoveVoucherRemoved => A::MoveVoucherRemoved,
+                ErrorCode::UnknownRequest => A::UnknownRequest,
                 _ => A::ServerRejected {
                     status,
                     code: code.as_str().to_owned(),
@@ -271,6 +286,9 @@ impl From<Error> for AuthenticatorError {
             Error::UserCancelled | Error::KeyStore(PlatformError::Cancelled) => A::UserCancelled,
             Error::VerificationFailed | Error::KeyStore(PlatformError::VerificationFailed) => {
                 A::VerificationFailed
+            }
+            Error::VerificationUnavailable | Error::KeyStore(PlatformError::NotAvailable) => {
+                A::VerificationUnavailable
             }
             Error::KeyStore(p) => A::KeyStore {
                 reason: p.to_string(),
@@ -373,7 +391,6 @@ mod tests {
             ErrorCode::Unauthorized,
             ErrorCode::BadSignature,
             ErrorCode::StaleTimestamp,
-            ErrorCode::UnknownRequest,
             ErrorCode::Replay,
             ErrorCode::KeyNotAllowed,
             ErrorCode::RateLimited,
@@ -390,6 +407,42 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn not_your_request_is_one_error_whether_the_device_or_the_server_says_so() {
+        assert_eq!(
+            AuthenticatorError::from(Error::UnknownRequest),
+            AuthenticatorError::UnknownRequest
+        );
+        assert_eq!(
+            server(ErrorCode::UnknownRequest, None),
+            AuthenticatorError::UnknownRequest
+        );
+        let at_404: AuthenticatorError = Error::Server {
+            status: 404,
+            code: ErrorCode::UnknownRequest,
+            message: "unknown request".into(),
+            attempts_left: None,
+        }
+        .into();
+        assert_eq!(at_404, AuthenticatorError::UnknownRequest);
+    }
+
+    #[test]
+    fn a_key_store_without_user_verification_is_its_own_error() {
+        assert_eq!(
+            AuthenticatorError::from(Error::KeyStore(PlatformError::NotAvailable)),
+            AuthenticatorError::VerificationUnavailable
+        );
+        assert_eq!(
+            AuthenticatorError::from(Error::VerificationUnavailable),
+            AuthenticatorError::VerificationUnavailable
+        );
+        assert_ne!(
+            AuthenticatorError::VerificationUnavailable,
+            AuthenticatorError::VerificationFailed
+        );
     }
 
     #[test]

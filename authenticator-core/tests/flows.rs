@@ -501,7 +501,7 @@ async fn refused_or_cancelled_verification_signs_nothing() {
         ),
         (
             Err(authenticator_core::PlatformError::NotAvailable),
-            AuthenticatorError::VerificationFailed,
+            AuthenticatorError::VerificationUnavailable,
         ),
     ];
     for (i, (answer, expected)) in cases.into_iter().enumerate() {
@@ -712,8 +712,8 @@ async fn expired_request_is_refused_without_asking_anything() {
     );
     assert_eq!(
         p.auth.deny(id.clone(), rid.clone()).await.unwrap_err(),
-        AuthenticatorError::AlreadyAnswered,
-        "closed locally after expiry"
+        AuthenticatorError::RequestExpired,
+        "closed locally after expiry, and still said to be expired (not answered)"
     );
     assert_eq!(p.verifier.calls(), 0);
     assert!(p.keys.calls().is_empty());
@@ -1637,12 +1637,12 @@ async fn the_browser_listener_restarts_on_its_own_port_at_once() {
         // Start again while running (replaces it), and stop-then-start.
         let again = p.auth.start_browser_listener(port).await;
         assert_eq!(again, Ok(port), "restart while running, round {round}");
-        p.auth.stop_browser_listener();
+        p.auth.stop_browser_listener().await;
         let again = p.auth.start_browser_listener(port).await;
         assert_eq!(again, Ok(port), "start after stop, round {round}");
     }
     assert_eq!(announce(port, "https://id.contoso.test").await, 204);
-    p.auth.stop_browser_listener();
+    p.auth.stop_browser_listener().await;
     assert_ne!(
         announce(port, "https://id.contoso.test").await,
         204,

@@ -93,7 +93,7 @@ async fn an_enrollment_brings_its_offline_fallback_totp_which_goes_with_the_acco
         )
         .await
         .unwrap();
-    let totps = p.auth.totp_accounts().unwrap();
+    let totps = p.auth.totp_accounts().await.unwrap();
     assert_eq!(totps.len(), 1, "{totps:?}");
     let t = &totps[0];
     assert_eq!(t.account_id.as_deref(), Some(account.account_id.as_str()));
@@ -116,7 +116,7 @@ async fn an_enrollment_brings_its_offline_fallback_totp_which_goes_with_the_acco
     assert!(!files.windows(20).any(|w| w == FAKE_TOTP_SECRET));
 
     p.auth.remove_account(account.account_id).await.unwrap();
-    assert!(p.auth.totp_accounts().unwrap().is_empty());
+    assert!(p.auth.totp_accounts().await.unwrap().is_empty());
     assert_eq!(
         p.auth.totp_code(t.totp_id.clone()).await.unwrap_err(),
         AuthenticatorError::UnknownTotpAccount
@@ -153,7 +153,7 @@ async fn imported_otpauth_accounts_show_rfc_6238_codes_until_removed() {
     );
     assert_eq!(bank.account_name, "b@x.test");
     // Both (added within one millisecond, their order is not defined: compared as a set).
-    let mut listed = p.auth.totp_accounts().unwrap();
+    let mut listed = p.auth.totp_accounts().await.unwrap();
     listed.sort_by(|a, b| a.totp_id.cmp(&b.totp_id));
     let mut expected_list = vec![github.clone(), bank.clone()];
     expected_list.sort_by(|a, b| a.totp_id.cmp(&b.totp_id));
@@ -170,10 +170,16 @@ async fn imported_otpauth_accounts_show_rfc_6238_codes_until_removed() {
     assert!(expected(&secret, Algorithm::SHA256, 8, 60, t).contains(&code.code));
     assert!((1..=60).contains(&code.seconds_remaining));
 
-    p.auth.remove_totp_account(github.totp_id.clone()).unwrap();
-    assert_eq!(p.auth.totp_accounts().unwrap(), vec![bank]);
+    p.auth
+        .remove_totp_account(github.totp_id.clone())
+        .await
+        .unwrap();
+    assert_eq!(p.auth.totp_accounts().await.unwrap(), vec![bank]);
     assert_eq!(
-        p.auth.remove_totp_account(github.totp_id).unwrap_err(),
+        p.auth
+            .remove_totp_account(github.totp_id)
+            .await
+            .unwrap_err(),
         AuthenticatorError::UnknownTotpAccount
     );
     assert!(!all_bytes(p.dir.path())
@@ -199,7 +205,7 @@ async fn bad_uris_and_missing_or_failing_secret_stores_are_typed_errors() {
             other => panic!("{uri}: {other:?}"),
         }
     }
-    assert!(p.auth.totp_accounts().unwrap().is_empty());
+    assert!(p.auth.totp_accounts().await.unwrap().is_empty());
     assert_eq!(
         p.auth.totp_code("psi.nope.totp".into()).await.unwrap_err(),
         AuthenticatorError::UnknownTotpAccount
@@ -222,7 +228,7 @@ async fn bad_uris_and_missing_or_failing_secret_stores_are_typed_errors() {
         )
         .await
         .unwrap();
-    assert!(bare.auth.totp_accounts().unwrap().is_empty());
+    assert!(bare.auth.totp_accounts().await.unwrap().is_empty());
 
     // A secret store that fails: a key-store error, nothing stored.
     struct Failing;
@@ -242,7 +248,7 @@ async fn bad_uris_and_missing_or_failing_secret_stores_are_typed_errors() {
         .await
         .unwrap_err();
     assert!(matches!(e, AuthenticatorError::KeyStore { .. }), "{e:?}");
-    assert!(failing.auth.totp_accounts().unwrap().is_empty());
+    assert!(failing.auth.totp_accounts().await.unwrap().is_empty());
 }
 
 /// Hostile `otpauth://` input: every call returns an account or a typed `InvalidTotpUri`
@@ -310,7 +316,7 @@ async fn hostile_totp_uris_are_accepted_or_typed_errors_never_panics() {
             Err(other) => panic!("{uri:.80}: {other:?}"),
         }
     }
-    assert_eq!(p.auth.totp_accounts().unwrap().len(), accepted);
+    assert_eq!(p.auth.totp_accounts().await.unwrap().len(), accepted);
     for id in [
         "",
         "\0",
@@ -323,7 +329,7 @@ async fn hostile_totp_uris_are_accepted_or_typed_errors_never_panics() {
             AuthenticatorError::UnknownTotpAccount
         );
         assert_eq!(
-            p.auth.remove_totp_account(id.to_owned()).unwrap_err(),
+            p.auth.remove_totp_account(id.to_owned()).await.unwrap_err(),
             AuthenticatorError::UnknownTotpAccount
         );
     }

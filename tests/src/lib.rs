@@ -257,7 +257,8 @@ impl TestPhone {
     pub async fn totp_code_for(&self, account_id: &str) -> Result<String> {
         let totp = self
             .core
-            .totp_accounts()?
+            .totp_accounts()
+            .await?
             .into_iter()
             .find(|t| t.account_id.as_deref() == Some(account_id))
             .context("no TOTP secret for the account")?;

@@ -43,7 +43,7 @@ async fn the_phones_totp_code_signs_in_once_and_wrong_codes_are_bounded() -> Res
     let account = core
         .enroll(link, "Bobby's phone".into(), longpoll())
         .await?;
-    let totps = core.totp_accounts()?;
+    let totps = core.totp_accounts().await?;
     assert_eq!(totps.len(), 1);
     assert_eq!(
         totps[0].account_id.as_deref(),

@@ -108,7 +108,7 @@ async fn a_relaying_proxy_gets_no_session_while_the_browser_on_the_real_page_sig
 
     // 3. The listener stopped (or the page open on another computer): the phone cannot
     // approve, whatever the number.
-    phone.core.stop_browser_listener();
+    phone.core.stop_browser_listener().await;
     user.sign_out().await?;
     user.enter_upn(&server.base_url, BOBBY).await?;
     let number = user.text("#number").await?;

@@ -51,6 +51,16 @@ fn join_balanced<'a>(first: &'a str, rest: &mut impl Iterator<Item = &'a str>) -
     s
 }
 
+/// The declaration after a leading `@Throws(…)` annotation on the same line, if any.
+fn strip_throws(l: &str) -> &str {
+    match l.strip_prefix("@Throws(") {
+        Some(rest) => rest
+            .split_once(") ")
+            .map_or(l, |(_, decl)| decl.trim_start()),
+        None => l,
+    }
+}
+
 fn decl_name(after_keyword: &str) -> String {
     after_keyword
         .trim()
@@ -88,7 +98,7 @@ pub fn kotlin(src: &str) -> Vec<String> {
                 }
                 continue;
             }
-            let l = line.trim_end_matches('{').trim();
+            let l = strip_throws(line.trim_end_matches('{').trim());
             if l.starts_with("internal ") || l.starts_with("private ") || l.starts_with('@') {
                 block = KBlock::Skip;
                 continue;
@@ -133,6 +143,16 @@ pub fn kotlin(src: &str) -> Vec<String> {
                 }
             }
             KBlock::Class(n) => {
+                // The companion object's factories (`Authenticator.withSecretStore`): the
+                // class's own methods are `override`s of its interface, listed there.
+                let f = strip_throws(t);
+                if f.starts_with("fun ") && !kotlin_helper(&decl_name(&f[4..])) {
+                    let full = join_balanced(f, &mut lines);
+                    out.push(format!(
+                        "kotlin {n}.companion {}",
+                        squeeze(full.trim_end_matches('{')).trim()
+                    ));
+                }
                 if t.starts_with("constructor(")
                     && !t.contains("UniffiWithHandle")
                     && !t.contains("NoHandle")
@@ -266,6 +286,205 @@ pub fn swift(src: &str) -> Vec<String> {
     out
 }
 
+/// `source` without its string literals and comments, so braces can be counted.
+fn code_only(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        match (in_string, c) {
+            (true, '\\') => {
+                chars.next();
+            }
+            (true, '"') => in_string = false,
+            (true, _) => {}
+            (false, '"') => in_string = true,
+            (false, '/') if chars.peek() == Some(&'/') => break,
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// A declaration up to its body or initializer: after the parameter list (if any), what follows
+/// ` = ` or ` {` is dropped.
+fn signature(decl: &str) -> &str {
+    let mut depth = 0i64;
+    let mut params_end = 0;
+    for (i, c) in decl.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    params_end = i + 1;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let rest = &decl[params_end..];
+    let cut = [
+        rest.find(" = "),
+        rest.find(" {"),
+        rest.strip_suffix(" =").map(str::len),
+        rest.strip_suffix('{').map(str::len),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let end = params_end + cut.unwrap_or(rest.len());
+    decl[..end].trim_end()
+}
+
+/// The public members of a hand-written facade (Kotlin `android/src/common`, Swift
+/// `ios/Sources/PhoneSignIn`): each declaration at the top level or in a class, object or
+/// companion (never inside a function body), without `private`/`internal`/`fileprivate`
+/// ones, as `<lang> <file> <Container>.<declaration head>`.
+pub fn facade(lang: &str, file: &str, src: &str) -> Vec<String> {
+    const KINDS: &[&str] = &[
+        "class ",
+        "data class ",
+        "sealed class ",
+        "enum class ",
+        "interface ",
+        "object ",
+        "companion object",
+        "fun ",
+        "suspend fun ",
+        "val ",
+        "var ",
+        "const val ",
+        "init(",
+        "convenience init(",
+        "struct ",
+        "enum ",
+        "protocol ",
+        "func ",
+        "static func ",
+        "static let ",
+        "let ",
+        "extension ",
+        "case ",
+        "typealias ",
+    ];
+    const HIDDEN: &[&str] = &["private ", "internal ", "fileprivate ", "private(set) "];
+    const MODIFIERS: &[&str] = &[
+        "public ",
+        "open ",
+        "override ",
+        "final ",
+        "@discardableResult ",
+        "@JvmStatic ",
+        "@Throws(AuthenticatorException::class) ",
+        "nonisolated ",
+        "required ",
+        "mutating ",
+        "inline ",
+        "operator ",
+    ];
+    let mut out = Vec::new();
+    // One entry per open brace: the container's name, or None for a function body or other block.
+    let mut stack: Vec<Option<String>> = Vec::new();
+    let mut in_doc = false;
+    let mut lines = src.lines();
+    while let Some(line) = lines.next() {
+        let t = line.trim();
+        if in_doc {
+            in_doc = !t.contains("*/");
+            continue;
+        }
+        if t.starts_with("/*") {
+            in_doc = !t.contains("*/");
+            continue;
+        }
+        let code = code_only(t);
+        let in_container = stack.iter().all(Option::is_some);
+        let mut decl = code.trim();
+        // Swift members are internal unless marked; Kotlin's are public unless marked.
+        let hidden = HIDDEN.iter().any(|h| decl.starts_with(h))
+            || (lang.starts_with("swift")
+                && !decl.starts_with("public ")
+                && !decl.starts_with("open ")
+                && !decl.starts_with("case "));
+        while let Some(m) = MODIFIERS.iter().find(|m| decl.starts_with(*m)) {
+            decl = decl[m.len()..].trim_start();
+        }
+        let kind = KINDS.iter().find(|k| decl.starts_with(*k));
+        let mut opened: Option<String> = None;
+        // The code whose braces open and close blocks: a declaration's lines up to its
+        // balanced parentheses (a primary constructor over several lines).
+        let mut braces = code.clone();
+        if in_container && !hidden {
+            if let Some(k) = kind {
+                // `shown`: the declaration as written; `braces`: the same without strings.
+                let mut shown = t.to_owned();
+                while let Some(m) = MODIFIERS.iter().find(|m| shown.starts_with(*m)) {
+                    shown = shown[m.len()..].trim_start().to_owned();
+                }
+                let mut head = decl.to_owned();
+                let depth = |s: &str| s.matches('(').count() as i64 - s.matches(')').count() as i64;
+                while depth(&head) > 0 {
+                    match lines.next() {
+                        Some(l) => {
+                            head.push(' ');
+                            head.push_str(&code_only(l.trim()));
+                            shown.push(' ');
+                            shown.push_str(l.trim());
+                        }
+                        None => break,
+                    }
+                }
+                braces = head.clone();
+                let shown = squeeze(&shown);
+                let head = signature(&shown);
+                let container = stack
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(".");
+                if !(k.starts_with("case ") && container.is_empty()) {
+                    out.push(if container.is_empty() {
+                        format!("{lang} {file} {head}")
+                    } else {
+                        format!("{lang} {file} {container}.{head}")
+                    });
+                }
+                let is_type = [
+                    "class ",
+                    "data class ",
+                    "sealed class ",
+                    "enum class ",
+                    "interface ",
+                    "object ",
+                    "struct ",
+                    "enum ",
+                    "protocol ",
+                    "extension ",
+                ]
+                .contains(k);
+                if *k == "companion object" {
+                    opened = Some("companion".into());
+                } else if is_type {
+                    opened = Some(decl_name(&decl[k.len()..]));
+                }
+            }
+        }
+        for c in braces.chars() {
+            match c {
+                '{' => stack.push(opened.take().filter(|_| in_container && !hidden)),
+                '}' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +594,107 @@ public func FfiConverterTypeDecision_lift(_ buf: RustBuffer) throws -> Decision 
                 "swift public enum AuthenticatorError: Swift.Error, Equatable",
                 "swift AuthenticatorError.case WrongNumber(attemptsLeft: UInt32)",
                 "swift AuthenticatorError.case NotEnrolled",
+            ]
+        );
+    }
+
+    #[test]
+    fn kotlin_surface_lists_companion_factories_and_top_level_functions() {
+        let src = "\
+open class Authenticator: Disposable, AutoCloseable, AuthenticatorInterface
+{
+    fun uniffiCloneHandle(): Long {
+    }
+    @Throws(AuthenticatorException::class)
+    override suspend fun `accounts`() : List<AccountSummary> {
+    }
+    companion object {
+    @Throws(AuthenticatorException::class) fun `withSecretStore`(`dataDir`: kotlin.String): Authenticator {
+            return x
+    }
+    }
+}
+@Throws(AuthenticatorException::class) fun `webPushToken`(`endpoint`: kotlin.String): kotlin.String {
+    return y
+}
+";
+        assert_eq!(
+            kotlin(src),
+            vec![
+                "kotlin open class Authenticator: Disposable, AutoCloseable, AuthenticatorInterface",
+                "kotlin Authenticator.companion fun withSecretStore(dataDir: kotlin.String): Authenticator",
+                "kotlin fun webPushToken(endpoint: kotlin.String): kotlin.String",
+            ]
+        );
+    }
+
+    #[test]
+    fn facade_surface_lists_public_members_never_bodies_or_private_ones() {
+        let kt = "\
+package org.phonesignin.android
+
+/** A doc { with a brace. */
+class PhoneSignIn(
+    dataDir: String,
+    keyStore: DeviceKeyStore,
+) : AutoCloseable {
+    val core: Authenticator =
+        if (x) {
+            val local = 1
+        } else {
+            Authenticator(\"}\")
+        }
+
+    suspend fun enroll(link: String, push: PushRegistration = LONG_POLL): AccountSummary {
+        val inner = 2
+        return core.enroll(link)
+    }
+
+    private fun hidden() = 3
+
+    companion object {
+        const val PORT: UShort = 47813u
+        fun fcm(token: String) = PushRegistration(PushKind.FCM, token)
+    }
+}
+
+internal fun helper() {}
+";
+        assert_eq!(
+            facade("kotlin-facade", "PhoneSignIn.kt", kt),
+            vec![
+                "kotlin-facade PhoneSignIn.kt class PhoneSignIn(dataDir: String, keyStore: DeviceKeyStore,) : AutoCloseable",
+                "kotlin-facade PhoneSignIn.kt PhoneSignIn.val core: Authenticator",
+                "kotlin-facade PhoneSignIn.kt PhoneSignIn.suspend fun enroll(link: String, push: PushRegistration = LONG_POLL): AccountSummary",
+                "kotlin-facade PhoneSignIn.kt PhoneSignIn.companion object",
+                "kotlin-facade PhoneSignIn.kt PhoneSignIn.companion.const val PORT: UShort",
+                "kotlin-facade PhoneSignIn.kt PhoneSignIn.companion.fun fcm(token: String)",
+            ]
+        );
+        let swift = "\
+public final class PhoneSignIn: Sendable {
+    public let core: Authenticator
+    private let prompts: CancellablePrompts
+    public init(dataDirectory: URL) throws {
+        let path = \"{\"
+    }
+    static func dataPath(_ url: URL) throws -> String { url.path }
+    @discardableResult
+    public func start(port: UInt16 = 1) async throws -> UInt16 {
+        try await core.start(port: port)
+    }
+}
+final class Hidden {
+    public func notReachable() {}
+}
+";
+        assert_eq!(
+            facade("swift-facade", "PhoneSignIn.swift", swift),
+            vec![
+                "swift-facade PhoneSignIn.swift class PhoneSignIn: Sendable",
+                "swift-facade PhoneSignIn.swift PhoneSignIn.let core: Authenticator",
+                "swift-facade PhoneSignIn.swift PhoneSignIn.init(dataDirectory: URL) throws",
+                "swift-facade PhoneSignIn.swift PhoneSignIn.func start(port: UInt16 = 1) async throws -> UInt16",
             ]
         );
     }

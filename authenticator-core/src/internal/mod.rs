@@ -130,10 +130,10 @@ impl Core {
             .await
             .map_err(|e| match e {
                 PlatformError::Cancelled => Error::UserCancelled,
-                // No biometric or passcode to verify with: fails closed, as a failed prompt.
-                PlatformError::VerificationFailed | PlatformError::NotAvailable => {
-                    Error::VerificationFailed
-                }
+                PlatformError::VerificationFailed => Error::VerificationFailed,
+                // No biometric or passcode to verify with: nothing signed, and the app is told
+                // so (its own error: the user must set up a screen lock, not try again).
+                PlatformError::NotAvailable => Error::VerificationUnavailable,
                 other => Error::KeyStore(other),
             })?;
         Signature::from_platform_bytes(&raw).map_err(|_| Error::KeyFormat("signature"))

@@ -135,10 +135,15 @@ pub(crate) async fn answer(
     if details.account_id != account_id || details.request_id != request_id {
         return Err(Error::BadServerSignature("details of another request"));
     }
+    let now = UnixMillis::now();
     if stored.state != RequestState::Pending {
+        // Closed is how an expired request ends (here, or when the server says so): asked
+        // again, it is still "expired", not "answered".
+        if stored.state == RequestState::Closed && details.expires_at.is_expired_at(now) {
+            return Err(Error::RequestExpired);
+        }
         return Err(Error::AlreadyAnswered);
     }
-    let now = UnixMillis::now();
     if details.expires_at.is_expired_at(now) {
         core.store
             .finish_request(&account_id, &request_id, RequestState::Closed)?;

@@ -17,16 +17,40 @@ public final class PhoneSignIn: Sendable {
     /// The generated core object, for anything this facade does not wrap.
     public let core: Authenticator
 
+    /// Cancels the prompt of an approval whose `Task` is cancelled (see ``approve(_:typedNumber:)``).
+    private let prompts: CancellablePrompts
+
+    /// `dataDirectory` must be an absolute file URL (an app-group or Application Support
+    /// folder): a relative one, such as `URL(fileURLWithPath: "")`, would put the database in
+    /// whatever the working directory is, so it throws `AuthenticatorError.InvalidInput`.
+    ///
     /// `secretStore` seals the TOTP secrets of the offline fallback at rest
     /// (``KeychainSecretStore`` on a device). Without one the TOTP methods throw
     /// `AuthenticatorError.SecretStoreUnavailable` and enrollments keep no TOTP secret.
     public init(dataDirectory: URL, keyStore: DeviceKeyStore, secretStore: SecretStore? = nil) throws {
+        let path = try PhoneSignIn.dataPath(dataDirectory)
+        let prompts = CancellablePrompts(keyStore)
+        self.prompts = prompts
         if let secretStore {
             core = try Authenticator.withSecretStore(
-                dataDir: dataDirectory.path, keyStore: keyStore, secretStore: secretStore)
+                dataDir: path, keyStore: prompts, secretStore: secretStore)
         } else {
-            core = try Authenticator(dataDir: dataDirectory.path, keyStore: keyStore)
+            core = try Authenticator(dataDir: path, keyStore: prompts)
         }
+    }
+
+    /// The path of an absolute file URL; anything else is `InvalidInput`.
+    static func dataPath(_ url: URL) throws -> String {
+        guard url.isFileURL else {
+            throw AuthenticatorError.InvalidInput(reason: "the data directory is not a file URL")
+        }
+        // `URL(fileURLWithPath:)` of a relative path (also "") is relative to the working
+        // directory: it has a base URL, and its relative path is what the caller wrote.
+        guard url.baseURL == nil, url.relativePath.hasPrefix("/") else {
+            throw AuthenticatorError.InvalidInput(
+                reason: "the data directory must be an absolute path, not \"\(url.relativePath)\"")
+        }
+        return url.path
     }
 
     /// No push service: the app calls ``waitForRequests(waitSeconds:)``.
@@ -46,11 +70,14 @@ public final class PhoneSignIn: Sendable {
 
     /// Creates the verification-bound key for the account and registers it (prompts the user
     /// once, for the new key's first signature).
+    /// Cancelling the calling `Task` cancels the prompt, as for ``approve(_:typedNumber:)``.
     public func enablePhoneSignIn(accountId: String) async throws -> AccountSummary {
-        try await core.enablePhoneSignIn(accountId: accountId)
+        try await prompting { try await $0.enablePhoneSignIn(accountId: accountId) }
     }
 
-    /// Forgets the account on this device and deletes its keys (the server is not told).
+    /// Removes the account from this device, deletes its keys and tells its server (the device is
+    /// removed there too; a server that cannot be reached is told before later polls, enrollments
+    /// and removals).
     public func removeAccount(accountId: String) async throws {
         try await core.removeAccount(accountId: accountId)
     }
@@ -89,9 +116,35 @@ public final class PhoneSignIn: Sendable {
     /// Approves after user verification (the key store prompts for the signature);
     /// `typedNumber` is what the user typed. A request is identified by its account and its id.
     /// A dismissed prompt throws `AuthenticatorError.UserCancelled`, a failed one
-    /// `.VerificationFailed`; either way nothing was signed and the request is still pending.
+    /// `.VerificationFailed`, no biometric or passcode set up `.VerificationUnavailable`; either
+    /// way nothing was signed and the request is still pending.
+    ///
+    /// Cancelling the calling `Task` (the user left the screen) ends the approval at once with
+    /// `CancellationError`, even while the key store's prompt hangs: uniffi 0.32's Swift bindings
+    /// do not cancel a Rust future with its `Task`, so this facade answers the pending prompt
+    /// itself as `PlatformError.Cancelled` (and cancels the key store's own task, so a
+    /// LocalAuthentication prompt can be invalidated). Nothing is signed; the request stays
+    /// pending and can be approved again.
     public func approve(_ request: PendingRequest, typedNumber: String) async throws -> Decision {
-        try await core.approve(accountId: request.accountId, requestId: request.requestId, typedNumber: typedNumber)
+        try await prompting {
+            try await $0.approve(accountId: request.accountId, requestId: request.requestId, typedNumber: typedNumber)
+        }
+    }
+
+    /// Runs a call that may prompt; a cancelled `Task` cancels the prompt and throws `CancellationError`.
+    private func prompting<T: Sendable>(_ call: @Sendable (Authenticator) async throws -> T) async throws -> T {
+        try Task.checkCancellation()
+        let core = self.core
+        let prompts = self.prompts
+        do {
+            return try await withTaskCancellationHandler {
+                try await call(core)
+            } onCancel: {
+                prompts.cancelAll()
+            }
+        } catch AuthenticatorError.UserCancelled where Task.isCancelled {
+            throw CancellationError()
+        }
     }
 
     /// Denies; needs no verification.
@@ -126,14 +179,14 @@ public final class PhoneSignIn: Sendable {
     }
 
     /// Stops the browser listener; does nothing when none runs. What it has seen is kept (15 min).
-    public func stopBrowserListener() {
-        core.stopBrowserListener()
+    public func stopBrowserListener() async {
+        await core.stopBrowserListener()
     }
 
     /// Offline fallback: the TOTP accounts (each enrollment's, removed with its account, and
     /// imports). Show ``totpCode(_:)`` when the user cannot approve (no network): they type it
     /// on the sign-in page ("Use a verification code").
-    public func totpAccounts() throws -> [TotpAccount] { try core.totpAccounts() }
+    public func totpAccounts() async throws -> [TotpAccount] { try await core.totpAccounts() }
 
     /// Adds a TOTP account from another service's `otpauth://totp/…` QR code.
     public func addTotpAccount(uri: String) async throws -> TotpAccount {
@@ -145,8 +198,8 @@ public final class PhoneSignIn: Sendable {
         try await core.totpCode(totpId: account.totpId)
     }
 
-    public func removeTotpAccount(_ account: TotpAccount) throws {
-        try core.removeTotpAccount(totpId: account.totpId)
+    public func removeTotpAccount(_ account: TotpAccount) async throws {
+        try await core.removeTotpAccount(totpId: account.totpId)
     }
 
     /// Moving to a new phone, on the old phone (PROTOCOL.md §5.11): each account's server
@@ -213,5 +266,66 @@ public struct RemoteNotification: Sendable, Hashable {
     /// A payload already in JSON text (e.g. from a push library that hands over raw bytes).
     public init(json: String) {
         self.json = json
+    }
+}
+
+/// The app's key store, with the prompts in progress cancellable: ``PhoneSignIn`` hands this to
+/// the core. A signature without a prompt goes straight through. One with a prompt runs the app's
+/// `sign` in its own `Task`; ``cancelAll()`` cancels those tasks and answers their signatures
+/// at once as `PlatformError.Cancelled`, whether or not the app's prompt returns.
+final class CancellablePrompts: DeviceKeyStore, @unchecked Sendable {
+    private let inner: DeviceKeyStore
+    private let lock = NSLock()
+    private var next: UInt64 = 0
+    private var waiting: [UInt64: (CheckedContinuation<Data, Error>, Task<Void, Never>?)] = [:]
+
+    init(_ inner: DeviceKeyStore) { self.inner = inner }
+
+    func generate(alias: String, requireUserVerification: Bool) async throws -> Data {
+        try await inner.generate(alias: alias, requireUserVerification: requireUserVerification)
+    }
+
+    func delete(alias: String) async throws { try await inner.delete(alias: alias) }
+
+    func sign(alias: String, message: Data, prompt: String?) async throws -> Data {
+        guard prompt != nil else { return try await inner.sign(alias: alias, message: message, prompt: prompt) }
+        let inner = self.inner
+        return try await withCheckedThrowingContinuation { continuation in
+            let id: UInt64 = lock.withLock {
+                next += 1
+                waiting[next] = (continuation, nil)
+                return next
+            }
+            // Registered before it starts, so its answer always finds the continuation unless
+            // cancelAll answered first.
+            let task = Task {
+                let result: Result<Data, Error>
+                do { result = .success(try await inner.sign(alias: alias, message: message, prompt: prompt)) }
+                catch { result = .failure(error) }
+                self.finish(id, result)
+            }
+            lock.withLock {
+                if waiting[id] != nil { waiting[id]?.1 = task } else { task.cancel() }
+            }
+        }
+    }
+
+    private func finish(_ id: UInt64, _ result: Result<Data, Error>) {
+        let entry = lock.withLock { waiting.removeValue(forKey: id) }
+        entry?.0.resume(with: result)
+    }
+
+    /// Answers every signature whose prompt is in progress as `Cancelled`, and cancels the app's
+    /// tasks behind them.
+    func cancelAll() {
+        let all = lock.withLock { () -> [(CheckedContinuation<Data, Error>, Task<Void, Never>?)] in
+            let all = Array(waiting.values)
+            waiting.removeAll()
+            return all
+        }
+        for (continuation, task) in all {
+            task?.cancel()
+            continuation.resume(throwing: PlatformError.Cancelled)
+        }
     }
 }

@@ -31,7 +31,9 @@ struct BoundPhone {
     var origin: String { server.baseURL }
 
     func close() {
-        app.stopBrowserListener()
+        // Stopping is async now; the listener also ends when the last reference to `app` goes.
+        let app = self.app
+        Task { await app.stopBrowserListener() }
         server.close()
     }
 

@@ -182,12 +182,33 @@ func requestReachesPhone(_ phone: Phone, id: String) async throws -> PendingRequ
         #expect(try await server.signInStatus(id) == "approved")
     }
 
+    /// The key store's prompt hangs (never returns, ignores cancellation): cancelling the
+    /// approving `Task` still ends the approval at once with `CancellationError`, nothing is
+    /// signed, the request stays pending, and it can be approved afterwards.
+    @Test func cancellingTheTaskEndsAnApprovalWhosePromptHangs() async throws {
+        let phone = try await enrolledPhone(server)
+        let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")
+        let before = phone.keys.signatureCount
+        let promptsBefore = phone.keys.prompts.count
+        phone.keys.answer = .hangs
+        let app = phone.app
+        let approving = Task { try await app.approve(request, typedNumber: number) }
+        while phone.keys.prompts.count == promptsBefore { try await Task.sleep(nanoseconds: 10_000_000) }
+        approving.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await approving.value }
+        #expect(phone.keys.signatureCount == before)
+        #expect(try await server.signInStatus(id) == "pending")
+        phone.keys.answer = .verified
+        #expect(try await phone.app.approve(request, typedNumber: number) == .approved)
+        #expect(try await server.signInStatus(id) == "approved")
+    }
+
     @Test func noBiometricsOrPasscodeFailsClosed() async throws {
         let phone = try await enrolledPhone(server)
         let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")
         let before = phone.keys.signatureCount
         phone.keys.answer = .notAvailable
-        await #expect(throws: AuthenticatorError.VerificationFailed) {
+        await #expect(throws: AuthenticatorError.VerificationUnavailable) {
             _ = try await phone.app.approve(request, typedNumber: number)
         }
         #expect(phone.keys.signatureCount == before)

@@ -35,7 +35,9 @@ func answer(_ phone: PhoneSignIn, _ request: PendingRequest, askNumber: (Pending
     } catch AuthenticatorError.UserCancelled {
         // the user dismissed Face ID: keep the request on screen
     } catch AuthenticatorError.VerificationFailed {
-        // Face ID / passcode failed or is not set up: nothing was signed
+        // Face ID / passcode failed: nothing was signed
+    } catch AuthenticatorError.VerificationUnavailable {
+        // no Face ID or passcode is set up: ask the user to set one; nothing was signed
     }
 }
 // end-snippet
@@ -48,7 +50,7 @@ func openWithFallback(appGroup: URL, keys: DeviceKeyStore, secrets: SecretStore)
 
 /// When the phone cannot approve: the account's current code, which the user types on the sign-in page.
 func fallbackCode(_ phone: PhoneSignIn, accountId: String) async throws -> String? {
-    guard let totp = try phone.totpAccounts().first(where: { $0.accountId == accountId }) else { return nil }
+    guard let totp = try await phone.totpAccounts().first(where: { $0.accountId == accountId }) else { return nil }
     let code = try await phone.totpCode(totp)
     return "\(code.code) (\(code.secondsRemaining) s left)"
 }
@@ -58,7 +60,7 @@ func fallbackCode(_ phone: PhoneSignIn, accountId: String) async throws -> Strin
 /// `active` true when the app becomes active, false when its background time ends (iOS then suspends it).
 func browserListener(_ phone: PhoneSignIn, active: Bool) async -> Bool {
     guard active else {
-        phone.stopBrowserListener()
+        await phone.stopBrowserListener()
         return false
     }
     do {

@@ -67,7 +67,7 @@ import Testing
 
     @Test(arguments: [
         (PromptAnswer.failed, AuthenticatorError.VerificationFailed),
-        (PromptAnswer.notAvailable, AuthenticatorError.VerificationFailed),
+        (PromptAnswer.notAvailable, AuthenticatorError.VerificationUnavailable),
         (PromptAnswer.cancelled, AuthenticatorError.UserCancelled),
     ])
     func refusedPromptWhenEnablingIsTypedAndPhoneSignInStaysOff(answer: PromptAnswer, error: AuthenticatorError) async throws {
@@ -123,6 +123,28 @@ import Testing
             _ = try await app.handleRemoteNotification(userInfo: ["psi": Date()])
             Issue.record("accepted a Date in userInfo")
         } catch AuthenticatorError.InvalidPushPayload {}
+    }
+
+    /// `URL(fileURLWithPath: "")` is the working directory: the facade refuses it (and every
+    /// other relative path) as Kotlin's refuses "", instead of creating a database there.
+    @Test(arguments: ["", ".", "phonesignin", "./phonesignin", "../x"])
+    func relativeDataDirectoryIsRefusedByTheFacade(path: String) {
+        do {
+            _ = try PhoneSignIn(dataDirectory: URL(fileURLWithPath: path), keyStore: EnclaveFormatKeyStore())
+            Issue.record("opened a database at the relative path \"\(path)\"")
+        } catch AuthenticatorError.InvalidInput(let reason) {
+            #expect(reason.contains("absolute"))
+        } catch {
+            Issue.record("\(error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/authenticator.sqlite3"))
+        do {
+            _ = try PhoneSignIn(dataDirectory: URL(string: "https://example.test/data")!, keyStore: EnclaveFormatKeyStore())
+            Issue.record("opened a database at a web URL")
+        } catch AuthenticatorError.InvalidInput {
+        } catch {
+            Issue.record("\(error)")
+        }
     }
 
     @Test func emptyDataDirectoryIsATypedError() {

@@ -356,6 +356,72 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         tally.report("device name limits")
     }
 
+    /// Swift strings cannot hold an unpaired UTF-16 surrogate: every way of making one from lone
+    /// surrogate code units repairs it (U+FFFD), so what Kotlin callers must be guarded against
+    /// cannot reach the Swift bindings. What those ways do give passes through every exported
+    /// call that takes text, each answering or throwing a typed `AuthenticatorError`.
+    @Test func loneSurrogatesCannotBeSwiftTextAndWhatSwiftMakesOfThemIsTypedInEveryTextArgument() async throws {
+        let tally = HostileTally()
+        let units: [[UInt16]] = [[0xD800], [0xDFFF], [0xDFFF, 0xD800], [0x61, 0xD800, 0x62]]
+        var made: [String] = []
+        for u in units {
+            made.append(String(decoding: u, as: UTF16.self))
+            made.append(u.withUnsafeBufferPointer { String(utf16CodeUnits: $0.baseAddress!, count: u.count) })
+            made.append(NSString(characters: u, length: u.count) as String)
+        }
+        for text in made {
+            #expect(text.unicodeScalars.contains("\u{FFFD}"), "a lone surrogate became \(Array(text.utf16)), not U+FFFD")
+            #expect(String(decoding: Array(text.utf8), as: UTF8.self) == text, "valid UTF-8")
+        }
+        let phone = try await hostilePhoneWithPendingRequest(server)
+        let core = phone.core
+        let before = try await core.accounts()
+        let aid = phone.account.accountId
+        let rid = phone.request.requestId
+        let (_, link) = try server.newUser()
+        let p256dh = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+        let auth = "BTBZMqHH6r4Tts7J_aSIgg"
+        for t in Set(made) {
+            let d = tempDirectory().appendingPathComponent(t)
+            await hostile(tally, "PhoneSignIn(dataDirectory:)") { _ = try PhoneSignIn(dataDirectory: d, keyStore: EnclaveFormatKeyStore()) }
+            await hostile(tally, "Authenticator(dataDir:)") { _ = try Authenticator(dataDir: d.path, keyStore: EnclaveFormatKeyStore()) }
+            await hostile(tally, "Authenticator.withSecretStore(dataDir:)") {
+                _ = try Authenticator.withSecretStore(dataDir: d.path, keyStore: EnclaveFormatKeyStore(), secretStore: HandleSecretStore())
+            }
+            await hostile(tally, "enroll(link)") { try await core.enroll(enrollmentUrl: link + t, deviceName: "phone", push: PhoneSignIn.longPoll) }
+            await hostile(tally, "enroll(deviceName)") { try await core.enroll(enrollmentUrl: "\(link)&x=1", deviceName: t, push: PhoneSignIn.longPoll) }
+            await hostile(tally, "enroll(token)") {
+                try await core.enroll(enrollmentUrl: "\(link)&x=2", deviceName: "phone", push: PushRegistration(kind: .fcm, token: t))
+            }
+            await hostile(tally, "enablePhoneSignIn") { try await core.enablePhoneSignIn(accountId: aid + t) }
+            await hostile(tally, "removeAccount") { try await core.removeAccount(accountId: t + aid) }
+            await hostile(tally, "parsePushJson") { try core.parsePushJson(payload: #"{"v":1,"aid":"\#(t)","rid":"\#(rid)"}"#) }
+            await hostile(tally, "handlePushJson") { try await core.handlePushJson(payload: t) }
+            await hostile(tally, "parsePushData(value)") { try core.parsePushData(data: ["psi_v": "1", "psi_aid": t, "psi_rid": rid]) }
+            await hostile(tally, "handlePushData(key)") { try await core.handlePushData(data: [t: "1"]) }
+            await hostile(tally, "fetchRequest(accountId)") { try await core.fetchRequest(accountId: t, requestId: rid) }
+            await hostile(tally, "fetchRequest(requestId)") { try await core.fetchRequest(accountId: aid, requestId: t) }
+            await hostile(tally, "approve(accountId)") { try await core.approve(accountId: t, requestId: rid, typedNumber: phone.number) }
+            await hostile(tally, "approve(requestId)") { try await core.approve(accountId: aid, requestId: t, typedNumber: phone.number) }
+            await hostile(tally, "approve(typedNumber)") { try await core.approve(accountId: aid, requestId: rid, typedNumber: phone.number + t) }
+            await hostile(tally, "deny") { try await core.deny(accountId: aid, requestId: t) }
+            await hostile(tally, "reportFraud") { try await core.reportFraud(accountId: t, requestId: rid) }
+            await hostile(tally, "addTotpAccount") { try await core.addTotpAccount(uri: "otpauth://totp/\(t)?secret=GEZDGNBV") }
+            await hostile(tally, "totpCode") { try await core.totpCode(totpId: t) }
+            await hostile(tally, "removeTotpAccount") { try await core.removeTotpAccount(totpId: t) }
+            await hostile(tally, "webPushToken(endpoint)") { try webPushToken(endpoint: "https://push.example/" + t, p256dh: p256dh, auth: auth) }
+            await hostile(tally, "webPushToken(p256dh)") { try webPushToken(endpoint: "https://push.example/a", p256dh: p256dh + t, auth: auth) }
+            await hostile(tally, "webPushToken(auth)") { try webPushToken(endpoint: "https://push.example/a", p256dh: p256dh, auth: t) }
+        }
+        #expect(try await server.signInStatus(rid) == "pending")
+        #expect(try await core.pendingRequests() == [phone.request])
+        // U+FFFD is a legal character: a device name holding it may have enrolled the new link.
+        let after = try await core.accounts()
+        #expect(Set(before.map(\.accountId)).isSubset(of: Set(after.map(\.accountId))))
+        try await expectStillWorks(core, server, accountsBefore: after)
+        tally.report("lone surrogates")
+    }
+
     @Test func hostileAccountIdsNeverReachAnAccountAndTheRealAccountAndRequestAreUntouched() async throws {
         let tally = HostileTally()
         let phone = try await hostilePhoneWithPendingRequest(server)
@@ -400,7 +466,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         let before = try await core.accounts()
         let aid = phone.account.accountId
         let realRid = phone.request.requestId
-        let fetchRefusals: Set<String> = ["InvalidInput", "ServerRejected"]
+        let fetchRefusals: Set<String> = ["InvalidInput", "UnknownRequest", "ServerRejected"]
         let unknownRequest: Set<String> = ["InvalidInput", "UnknownRequest"]
         for rid in hostileText + hostileIdVariants(realRid) + hostileIdVariants(aid) {
             let s = hostileShow(rid)
@@ -551,7 +617,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         #expect(await hostile(tally, "handlePushJson(real)") {
             try await core.handlePushJson(payload: #"{"aps":{},"psi":\#(env(aid, rid))}"#)
         }?.value == .showRequest(request: phone.request))
-        #expect(await hostile(tally, "handlePushJson(real account, unknown request)", allowed: ["ServerRejected"]) {
+        #expect(await hostile(tally, "handlePushJson(real account, unknown request)", allowed: ["UnknownRequest"]) {
             try await core.handlePushJson(payload: env(aid, sr))
         }?.value == nil)
         #expect(try await core.pendingRequests() == [phone.request])
@@ -626,7 +692,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         #expect(await hostile(tally, "handlePushData(real)") {
             try await core.handlePushData(data: with(real, hugeKey, "x"))
         }?.value == .showRequest(request: phone.request))
-        #expect(await hostile(tally, "handlePushData(real account, unknown request)", allowed: ["ServerRejected"]) {
+        #expect(await hostile(tally, "handlePushData(real account, unknown request)", allowed: ["UnknownRequest"]) {
             try await core.handlePushData(data: with(real, "psi_rid", sr))
         }?.value == nil)
         #expect(try await core.pendingRequests() == [phone.request])
@@ -657,7 +723,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         let tally = HostileTally()
         let core = try Authenticator(dataDir: tempDirectory().path, keyStore: EnclaveFormatKeyStore())
         let before = try await core.accounts()
-        for _ in 0..<3 { await hostile(tally, "stopBrowserListener() without a listener") { core.stopBrowserListener() } }
+        for _ in 0..<3 { await hostile(tally, "stopBrowserListener() without a listener") { await core.stopBrowserListener() } }
 
         // A port another socket holds: a typed error, never a panic, and no listener.
         let taken = try LoopbackSocket()
@@ -666,7 +732,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         }
         #expect(onTaken?.value == nil, "a listener started on a port already taken")
         taken.close()
-        await hostile(tally, "stopBrowserListener() after a failed start") { core.stopBrowserListener() }
+        await hostile(tally, "stopBrowserListener() after a failed start") { await core.stopBrowserListener() }
 
         // Started twice: the second replaces the first, whose port stops answering.
         let first = try #require(await hostile(tally, "startBrowserListener(0)") { try await core.startBrowserListener(port: 0) }?.value)
@@ -706,7 +772,7 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         #expect(try await status("OPTIONS", nil, origin) == 204, "the preflight of a page")
         #expect(try await status("POST", Self.challenge, origin) == 204, "a page")
 
-        for _ in 0..<2 { await hostile(tally, "stopBrowserListener()") { core.stopBrowserListener() } }
+        for _ in 0..<2 { await hostile(tally, "stopBrowserListener()") { await core.stopBrowserListener() } }
         await expectNothingListens(on: again)
         try await expectStillWorks(core, server, accountsBefore: before)
 
@@ -715,10 +781,10 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
         let phone = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore())
         let port = try await phone.startBrowserListener(port: 0)
         for restart in 1...5 { #expect(try await phone.startBrowserListener(port: port) == port, "restart \(restart) on \(port)") }
-        for _ in 0..<2 { phone.stopBrowserListener() }
+        for _ in 0..<2 { await phone.stopBrowserListener() }
         #expect(try await phone.startBrowserListener(port: port) == port, "start on \(port) after a stop")
         #expect(try await listenerCall(Self.listenerURL(port), body: Self.challenge, origin: nil).status == 403)
-        phone.stopBrowserListener()
+        await phone.stopBrowserListener()
         await expectNothingListens(on: port)
         tally.report("browser listener")
     }

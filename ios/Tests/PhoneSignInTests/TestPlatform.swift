@@ -22,6 +22,8 @@ enum PromptAnswer: Sendable {
     case failed
     /// No biometrics or passcode set up: `PlatformError.NotAvailable`, nothing signed.
     case notAvailable
+    /// The prompt never returns, and ignores its task's cancellation (a hung system prompt).
+    case hangs
 }
 
 /// The scripted platform: a Swift `DeviceKeyStore` that hands the core exactly the Secure
@@ -59,6 +61,11 @@ final class EnclaveFormatKeyStore: DeviceKeyStore, @unchecked Sendable {
     }
 
     func sign(alias: String, message: Data, prompt: String?) async throws -> Data {
+        let hangs = lock.withLock { prompt != nil && _answer == .hangs && keys[alias] != nil }
+        if hangs {
+            lock.withLock { _requests.append(SignRequest(alias: alias, prompt: prompt)) }
+            await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }
+        }
         let key = try lock.withLock { () throws -> P256Key in
             _requests.append(SignRequest(alias: alias, prompt: prompt))
             guard let key = keys[alias] else { throw PlatformError.KeyNotFound }
@@ -68,6 +75,7 @@ final class EnclaveFormatKeyStore: DeviceKeyStore, @unchecked Sendable {
                 case .cancelled: throw PlatformError.Cancelled
                 case .failed: throw PlatformError.VerificationFailed
                 case .notAvailable: throw PlatformError.NotAvailable
+                case .hangs: throw PlatformError.Failed(reason: "unreachable: a hung prompt never returns")
                 }
             } else if userVerificationKeys.contains(alias) {
                 throw PlatformError.Failed(reason: "the user-verification key signs only with a prompt")

@@ -69,7 +69,7 @@ func referenceCode(secret: Data, secs: UInt64) -> String {
         let phone = try PhoneSignIn(dataDirectory: tempDirectory(), keyStore: EnclaveFormatKeyStore(),
                                     secretStore: HandleSecretStore())
         let account = try await phone.enroll(link: link, deviceName: "Swift test phone")
-        let totps = try phone.totpAccounts()
+        let totps = try await phone.totpAccounts()
         #expect(totps.count == 1)
         let totp = try #require(totps.first)
         #expect(totp.accountId == account.accountId)
@@ -79,7 +79,7 @@ func referenceCode(secret: Data, secs: UInt64) -> String {
         #expect(code.code.count == 6 && code.code.allSatisfy(\.isNumber))
         #expect((1...30).contains(code.secondsRemaining))
         try await phone.removeAccount(accountId: account.accountId)
-        #expect(try phone.totpAccounts().isEmpty)
+        #expect(try await phone.totpAccounts().isEmpty)
         await #expect(throws: AuthenticatorError.UnknownTotpAccount) { _ = try await phone.totpCode(totp) }
     }
 
@@ -94,9 +94,9 @@ func referenceCode(secret: Data, secs: UInt64) -> String {
         let code = try await phone.totpCode(github).code
         let secret = Data("12345678901234567890".utf8)
         #expect(code == referenceCode(secret: secret, secs: now) || code == referenceCode(secret: secret, secs: now + 30))
-        try phone.removeTotpAccount(github)
-        #expect(try phone.totpAccounts().isEmpty)
-        #expect(throws: AuthenticatorError.UnknownTotpAccount) { try phone.removeTotpAccount(github) }
+        try await phone.removeTotpAccount(github)
+        #expect(try await phone.totpAccounts().isEmpty)
+        await #expect(throws: AuthenticatorError.UnknownTotpAccount) { try await phone.removeTotpAccount(github) }
     }
 
     /// Hostile text through the TOTP methods of the raw core (SECURITY row 34): each call returns
@@ -117,10 +117,10 @@ func referenceCode(secret: Data, secs: UInt64) -> String {
                 try await phone.core.totpCode(totpId: text)
             }
             await hostile(tally, "removeTotpAccount(\(short))", allowed: ["UnknownTotpAccount"]) {
-                try phone.core.removeTotpAccount(totpId: text)
+                try await phone.core.removeTotpAccount(totpId: text)
             }
         }
-        for account in try phone.totpAccounts() {
+        for account in try await phone.totpAccounts() {
             #expect(!(account.issuer + account.accountName).unicodeScalars.contains { $0.properties.generalCategory == .control })
             let code = try await phone.totpCode(account)
             let digits = code.code.allSatisfy { $0.isNumber }
@@ -156,6 +156,6 @@ func referenceCode(secret: Data, secs: UInt64) -> String {
             Issue.record("a failing secret store stored a secret")
         } catch AuthenticatorError.KeyStore(_) {
         }
-        #expect(try failing.totpAccounts().isEmpty)
+        #expect(try await failing.totpAccounts().isEmpty)
     }
 }

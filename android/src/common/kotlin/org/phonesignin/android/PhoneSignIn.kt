@@ -1,6 +1,5 @@
 package org.phonesignin.android
 
-import java.nio.charset.CharacterCodingException
 import kotlinx.coroutines.CancellationException
 import org.phonesignin.core.AccountSummary
 import org.phonesignin.core.Authenticator
@@ -27,6 +26,8 @@ import org.phonesignin.core.webPushToken
  * this class adds is platform plumbing only:
  * - coroutines: every network call is a `suspend` function; cancelling the calling coroutine
  *   cancels the call in the core (also the long wait of [waitForRequests]);
+ * - every method that touches storage or the network is a `suspend` function (the core runs it
+ *   on its own threads), so none blocks the caller's thread;
  * - the key store callbacks are wrapped so that nothing they throw — not even a
  *   `java.lang.Error`, which the generated code does not catch — escapes into the core's
  *   callback machinery: it arrives as a typed [org.phonesignin.core.AuthenticatorException].
@@ -35,6 +36,13 @@ import org.phonesignin.core.webPushToken
  * approval signature (and with the one that enables phone sign-in), and the key store shows it
  * for that very signature ([AndroidKeystoreKeyStore]: the key's own `BiometricPrompt`, or a
  * standalone one for a key without user-authentication binding).
+ *
+ * Text from outside may hold an unpaired UTF-16 surrogate, which is not text to the core: every
+ * call then throws [AuthenticatorException.InvalidInput] (the generated bindings check every
+ * string they pass), and this facade names the argument and the error its kind of input calls
+ * for (a link: [AuthenticatorException.InvalidEnrollmentUrl]; push data:
+ * [AuthenticatorException.InvalidPushPayload]). After [close] every call throws
+ * [AuthenticatorException.Closed].
  *
  * [secretStore] seals the TOTP secrets of the offline fallback at rest ([AndroidKeystoreSecretStore]:
  * an AES-GCM key in the Android Keystore). Without one the TOTP methods fail with
@@ -58,26 +66,40 @@ class PhoneSignIn(
         enrollmentLink: String,
         deviceName: String,
         push: PushRegistration = LONG_POLL,
-    ): AccountSummary = text(AuthenticatorException::InvalidEnrollmentUrl) { core.enroll(enrollmentLink, deviceName, push) }
+    ): AccountSummary {
+        requireText("enrollmentLink", enrollmentLink, AuthenticatorException::InvalidEnrollmentUrl)
+        requireText("deviceName", deviceName, AuthenticatorException::InvalidInput)
+        return core.enroll(enrollmentLink, deviceName, push)
+    }
 
     suspend fun accounts(): List<AccountSummary> = core.accounts()
 
     /** Creates the verification-bound key for [accountId] and registers it (prompts the user). */
-    suspend fun enablePhoneSignIn(accountId: String): AccountSummary =
-        text(AuthenticatorException::InvalidInput) { core.enablePhoneSignIn(accountId) }
+    suspend fun enablePhoneSignIn(accountId: String): AccountSummary = core.enablePhoneSignIn(accountId)
 
-    suspend fun removeAccount(accountId: String) = text(AuthenticatorException::InvalidInput) { core.removeAccount(accountId) }
+    /**
+     * Removes the account from this device, deletes its keys and tells its server (the device is
+     * removed there too; a server that cannot be reached is told later).
+     */
+    suspend fun removeAccount(accountId: String) = core.removeAccount(accountId)
 
     /** FCM: hand over `RemoteMessage.data` exactly as it arrived; the core parses and verifies it. */
-    suspend fun onPushData(data: Map<String, String>): PushOutcome =
-        text(AuthenticatorException::InvalidPushPayload) { core.handlePushData(data) }
+    suspend fun onPushData(data: Map<String, String>): PushOutcome {
+        for ((key, value) in data) {
+            requireText("a push data key", key, AuthenticatorException::InvalidPushPayload)
+            requireText("push data value", value, AuthenticatorException::InvalidPushPayload)
+        }
+        return core.handlePushData(data)
+    }
 
     /**
      * UnifiedPush / Web Push: hand over the message text the connector decrypted (RFC 8291), as
      * it arrived; the core parses it, fetches the request and verifies the server's signature.
      */
-    suspend fun onPushMessage(text: String): PushOutcome =
-        text(AuthenticatorException::InvalidPushPayload) { core.handlePushJson(text) }
+    suspend fun onPushMessage(text: String): PushOutcome {
+        requireText("the push message", text, AuthenticatorException::InvalidPushPayload)
+        return core.handlePushJson(text)
+    }
 
     /**
      * Without push: waits up to [waitSeconds] (capped at 60 by the core) for sign-in requests and
@@ -92,7 +114,7 @@ class PhoneSignIn(
      * is what the user typed. A request is identified by its account and its id.
      */
     suspend fun approve(request: PendingRequest, typedNumber: String): Decision =
-        text(AuthenticatorException::InvalidInput) { core.approve(request.accountId, request.requestId, typedNumber) }
+        core.approve(request.accountId, request.requestId, typedNumber)
 
     /** Denies; needs no verification. */
     suspend fun deny(request: PendingRequest): Decision = core.deny(request.accountId, request.requestId)
@@ -118,23 +140,25 @@ class PhoneSignIn(
         core.startBrowserListener(port)
 
     /** Stops the browser listener; does nothing when none runs. What it has seen is kept (15 min). */
-    fun stopBrowserListener() = core.stopBrowserListener()
+    suspend fun stopBrowserListener() = core.stopBrowserListener()
 
     /**
      * Offline fallback: the TOTP accounts (each enrollment's, removed with its account, and
      * imports). Show [totpCode] when the user cannot approve (no network): they type it on the
      * sign-in page ("Use a verification code").
      */
-    fun totpAccounts(): List<TotpAccount> = core.totpAccounts()
+    suspend fun totpAccounts(): List<TotpAccount> = core.totpAccounts()
 
     /** Adds a TOTP account from another service's `otpauth://totp/…` QR code. */
-    suspend fun addTotpAccount(uri: String): TotpAccount =
-        text(AuthenticatorException::InvalidTotpUri) { core.addTotpAccount(uri) }
+    suspend fun addTotpAccount(uri: String): TotpAccount {
+        requireText("the otpauth URI", uri, AuthenticatorException::InvalidTotpUri)
+        return core.addTotpAccount(uri)
+    }
 
     /** The current code (RFC 6238) and the seconds it stays valid; works offline. */
     suspend fun totpCode(account: TotpAccount): TotpCode = core.totpCode(account.totpId)
 
-    fun removeTotpAccount(account: TotpAccount) = core.removeTotpAccount(account.totpId)
+    suspend fun removeTotpAccount(account: TotpAccount) = core.removeTotpAccount(account.totpId)
 
     /**
      * Moving to a new phone, on the old phone (PROTOCOL.md §5.11): each account's server issues
@@ -152,8 +176,11 @@ class PhoneSignIn(
      * [AuthenticatorException.MoveExpired], [AuthenticatorException.MoveVoucherRemoved],
      * [AuthenticatorException.InvalidMoveLink].
      */
-    suspend fun moveIn(moveLink: String, deviceName: String, push: PushRegistration = LONG_POLL): MoveIn =
-        text(AuthenticatorException::InvalidMoveLink) { core.moveIn(moveLink, deviceName, push) }
+    suspend fun moveIn(moveLink: String, deviceName: String, push: PushRegistration = LONG_POLL): MoveIn {
+        requireText("moveLink", moveLink, AuthenticatorException::InvalidMoveLink)
+        requireText("deviceName", deviceName, AuthenticatorException::InvalidInput)
+        return core.moveIn(moveLink, deviceName, push)
+    }
 
     /** After a move, on the old phone: removes every account (each server is told) and TOTP account. */
     suspend fun removeAllAccounts() = core.removeAllAccounts()
@@ -162,13 +189,19 @@ class PhoneSignIn(
      * The TOTP accounts the user added as a passphrase-encrypted file (Argon2id, AES-256-GCM),
      * for a new phone without the old one at hand. Never phone sign-in keys.
      */
-    suspend fun exportTotpAccounts(passphrase: String): String =
-        text(AuthenticatorException::InvalidInput) { core.exportTotpAccounts(passphrase) }
+    suspend fun exportTotpAccounts(passphrase: String): String {
+        requireText("passphrase", passphrase, AuthenticatorException::InvalidInput)
+        return core.exportTotpAccounts(passphrase)
+    }
 
     /** Adds the TOTP accounts of an export file: [AuthenticatorException.WrongPassphrase], [AuthenticatorException.InvalidExportFile]. */
-    suspend fun importTotpAccounts(exportFile: String, passphrase: String): List<TotpAccount> =
-        text(AuthenticatorException::InvalidInput) { core.importTotpAccounts(exportFile, passphrase) }
+    suspend fun importTotpAccounts(exportFile: String, passphrase: String): List<TotpAccount> {
+        requireText("exportFile", exportFile, AuthenticatorException::InvalidInput)
+        requireText("passphrase", passphrase, AuthenticatorException::InvalidInput)
+        return core.importTotpAccounts(exportFile, passphrase)
+    }
 
+    /** Releases the core; every later call throws [AuthenticatorException.Closed]. */
     override fun close() = core.close()
 
     companion object {
@@ -196,16 +229,31 @@ class PhoneSignIn(
 }
 
 /**
- * Kotlin strings may hold unpaired UTF-16 surrogates, which are not text in Rust: the generated
- * bindings then throw `CharacterCodingException` before the core runs (a hostile FCM data value
- * could carry one). The facade turns that into the typed error the caller already handles.
+ * Kotlin strings may hold unpaired UTF-16 surrogates, which are not text in Rust (a hostile FCM
+ * data value could carry one). The generated bindings refuse them as
+ * [AuthenticatorException.InvalidInput]; the facade checks first to name the argument and to
+ * give the error the caller expects for that kind of input.
  */
-internal suspend inline fun <T> text(invalid: (String) -> AuthenticatorException, call: () -> T): T =
-    try {
-        call()
-    } catch (e: CharacterCodingException) {
-        throw invalid("not valid Unicode text (an unpaired UTF-16 surrogate)")
+internal fun requireText(what: String, value: String, invalid: (String) -> AuthenticatorException) {
+    if (!isWellFormedUtf16(value)) throw invalid("$what is not valid Unicode text (an unpaired UTF-16 surrogate)")
+}
+
+/** True when every surrogate in [s] is half of a pair. */
+internal fun isWellFormedUtf16(s: String): Boolean {
+    var i = 0
+    while (i < s.length) {
+        val c = s[i]
+        if (Character.isHighSurrogate(c)) {
+            if (i + 1 >= s.length || !Character.isLowSurrogate(s[i + 1])) return false
+            i += 2
+        } else if (Character.isLowSurrogate(c)) {
+            return false
+        } else {
+            i += 1
+        }
     }
+    return true
+}
 
 /** Runs a platform callback; anything but a declared [PlatformException] or a cancellation becomes `Failed`. */
 internal suspend inline fun <T> guarded(what: String, call: () -> T): T =

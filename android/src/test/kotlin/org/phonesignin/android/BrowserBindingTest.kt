@@ -42,7 +42,7 @@ class BrowserBindingTest {
         val origin: String get() = server.baseUrl
 
         override fun close() {
-            phone.stopBrowserListener()
+            runBlocking { phone.stopBrowserListener() }
             phone.close()
             server.close()
         }

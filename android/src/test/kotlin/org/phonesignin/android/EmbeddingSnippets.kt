@@ -34,7 +34,9 @@ suspend fun answer(phone: PhoneSignIn, request: PendingRequest, askNumber: suspe
     } catch (e: AuthenticatorException.UserCancelled) {
         // the user dismissed the biometric prompt: keep the request on screen
     } catch (e: AuthenticatorException.VerificationFailed) {
-        // biometric / device credential failed or is not set up: nothing was signed
+        // biometric / device credential failed: nothing was signed
+    } catch (e: AuthenticatorException.VerificationUnavailable) {
+        // no biometric or screen lock is set up: ask the user to set one; nothing was signed
     } catch (e: AuthenticatorException.RequestExpired) {
         // tell the user the sign-in timed out
     }

@@ -4,7 +4,6 @@ import java.io.File
 import java.io.IOException
 import java.net.InetAddress
 import java.net.ServerSocket
-import java.nio.charset.CharacterCodingException
 import java.nio.file.Files
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicInteger
@@ -34,6 +33,7 @@ import org.phonesignin.core.PushKind
 import org.phonesignin.core.PushOutcome
 import org.phonesignin.core.PushRegistration
 import org.phonesignin.core.PushTarget
+import org.phonesignin.core.webPushToken
 
 /**
  * No panic crosses the FFI boundary (issue 9): hostile strings, maps and numbers go through every
@@ -320,8 +320,11 @@ class HostileInputTest {
                 val aid = phone.account.accountId
                 val realRid = phone.request.requestId
                 val badIds = HOSTILE_TEXT + idVariants(realRid) + idVariants(aid)
+                // The server refuses a malformed id (ServerRejected(invalid_request)); one it has
+                // never issued is "not your request": UnknownRequest, as from approve.
                 val fetchRefusals = arrayOf(
                     AuthenticatorException.InvalidInput::class,
+                    AuthenticatorException.UnknownRequest::class,
                     AuthenticatorException.ServerRejected::class,
                 )
                 val unknownRequest = arrayOf(
@@ -473,7 +476,7 @@ class HostileInputTest {
                 assertEquals(PushOutcome.UnknownAccount, hostile("handlePushJson(stranger)") { core.handlePushJson(env(strangerAid, strangerRid)) }.getOrThrow())
                 val shown = hostile("handlePushJson(real)") { core.handlePushJson("""{"aps":{},"psi":${env(aid, rid)}}""") }.getOrThrow()
                 assertEquals(phone.request, assertIs<PushOutcome.ShowRequest>(shown).request)
-                hostile("handlePushJson(real account, unknown request)", AuthenticatorException.ServerRejected::class) {
+                hostile("handlePushJson(real account, unknown request)", AuthenticatorException.UnknownRequest::class) {
                     core.handlePushJson(env(aid, strangerRid))
                 }.onSuccess { fail("an unknown request was shown: $it") }
                 assertEquals(listOf(phone.request), core.pendingRequests())
@@ -542,7 +545,7 @@ class HostileInputTest {
                 val real = mapOf("psi_v" to "1", "psi_aid" to aid, "psi_rid" to rid)
                 val shown = hostile("handlePushData(real)") { core.handlePushData(real + (hugeKey to "x")) }.getOrThrow()
                 assertEquals(phone.request, assertIs<PushOutcome.ShowRequest>(shown).request)
-                hostile("handlePushData(real account, unknown request)", AuthenticatorException.ServerRejected::class) {
+                hostile("handlePushData(real account, unknown request)", AuthenticatorException.UnknownRequest::class) {
                     core.handlePushData(real + ("psi_rid" to strangerRid))
                 }.onSuccess { fail("an unknown request was shown: $it") }
                 assertEquals(listOf(phone.request), core.pendingRequests())
@@ -679,13 +682,11 @@ class HostileInputTest {
     }
 
     @Test
-    fun loneSurrogatesAreRefusedByTheGeneratedBindingsBeforeTheCoreAndNothingPanics() {
-        // Kotlin strings may hold unpaired UTF-16 surrogates; Rust strings may not. The generated
-        // FfiConverterString encodes with CodingErrorAction.REPORT, so such a string never
-        // reaches the core: the call throws java.nio.charset.CharacterCodingException
-        // (MalformedInputException) in Kotlin, before any Rust code runs. It is neither an
-        // AuthenticatorException nor a panic; an app that takes text from untrusted sources
-        // (push data) must expect it.
+    fun loneSurrogatesInEveryTextArgumentAreATypedInvalidInputAndNothingReachesTheCore() {
+        // Kotlin strings may hold unpaired UTF-16 surrogates; Rust strings may not. Every text
+        // argument of every exported call (api-surface.txt: parameters, record fields, map keys
+        // and values, constructors, webPushToken) is refused as AuthenticatorException.InvalidInput,
+        // before the core runs: never CharacterCodingException, never a panic.
         runBlocking {
             val phone = enrolledWithPendingRequest()
             phone.core.use { core ->
@@ -695,49 +696,168 @@ class HostileInputTest {
                 val aid = phone.account.accountId
                 val rid = phone.request.requestId
                 val lone = listOf(high, low, low + high, "a${high}b", aid + high, high + aid, "\u0000$high", high.repeat(MIB))
-                val bindingRefusals = AtomicInteger()
-                suspend fun refusedBeforeTheCore(what: String, block: suspend () -> Any?) {
+                val refusals = AtomicInteger()
+                suspend fun refused(what: String, block: suspend () -> Any?) {
                     calls.incrementAndGet()
                     callsHere.incrementAndGet()
-                    try {
+                    val e = try {
                         block()
                         fail("$what: a lone surrogate was accepted")
-                    } catch (e: CharacterCodingException) {
-                        outcomes.merge(e::class.simpleName ?: "?", 1, Int::plus)
-                        bindingRefusals.incrementAndGet()
+                    } catch (e: AuthenticatorException.InvalidInput) {
+                        e
                     } catch (e: InternalException) {
                         throw AssertionError("a Rust panic crossed the FFI boundary in $what: ${e.message}", e)
+                    } catch (e: Throwable) {
+                        throw AssertionError("$what threw ${e::class.qualifiedName}, not AuthenticatorException.InvalidInput", e)
                     }
+                    assertTrue("surrogate" in e.reason, "$what: ${e.reason}")
+                    outcomes.merge("InvalidInput", 1, Int::plus)
+                    refusals.incrementAndGet()
                 }
                 val link = server.newUserLink().second
+                val totp = "otpauth://totp/Contoso:bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Contoso"
                 for (s in lone) {
-                    refusedBeforeTheCore("Authenticator") { Authenticator(dataDir() + "/" + s, JcaKeyStore()) }
-                    refusedBeforeTheCore("enroll(link)") { core.enroll(s, "phone", PhoneSignIn.LONG_POLL) }
-                    refusedBeforeTheCore("enroll(name)") { core.enroll(link, s, PhoneSignIn.LONG_POLL) }
-                    refusedBeforeTheCore("enroll(token)") { core.enroll(link, "phone", PushRegistration(PushKind.FCM, s)) }
-                    refusedBeforeTheCore("enablePhoneSignIn") { core.enablePhoneSignIn(s) }
-                    refusedBeforeTheCore("removeAccount") { core.removeAccount(s) }
-                    refusedBeforeTheCore("parsePushJson") { core.parsePushJson(s) }
-                    refusedBeforeTheCore("parsePushJson(in envelope)") { core.parsePushJson("""{"v":1,"aid":"$s","rid":"$rid"}""") }
-                    refusedBeforeTheCore("handlePushJson") { core.handlePushJson(s) }
-                    refusedBeforeTheCore("parsePushData(value)") { core.parsePushData(mapOf("psi_v" to "1", "psi_aid" to s, "psi_rid" to rid)) }
-                    refusedBeforeTheCore("parsePushData(key)") { core.parsePushData(mapOf(s to "1")) }
-                    refusedBeforeTheCore("handlePushData") { core.handlePushData(mapOf("psi_v" to s)) }
-                    refusedBeforeTheCore("fetchRequest(aid)") { core.fetchRequest(s, rid) }
-                    refusedBeforeTheCore("fetchRequest(rid)") { core.fetchRequest(aid, s) }
-                    refusedBeforeTheCore("approve(aid)") { core.approve(s, rid, phone.number) }
-                    refusedBeforeTheCore("approve(rid)") { core.approve(aid, s, phone.number) }
-                    refusedBeforeTheCore("approve(number)") { core.approve(aid, rid, phone.number + s) }
-                    refusedBeforeTheCore("deny") { core.deny(aid, s) }
-                    refusedBeforeTheCore("reportFraud") { core.reportFraud(s, rid) }
+                    refused("Authenticator(dataDir)") { Authenticator(dataDir() + "/" + s, JcaKeyStore()) }
+                    refused("Authenticator.withSecretStore(dataDir)") {
+                        Authenticator.withSecretStore(dataDir() + "/" + s, JcaKeyStore(), JcaSecretStore())
+                    }
+                    refused("enroll(link)") { core.enroll(s, "phone", PhoneSignIn.LONG_POLL) }
+                    refused("enroll(deviceName)") { core.enroll(link, s, PhoneSignIn.LONG_POLL) }
+                    refused("enroll(push token)") { core.enroll(link, "phone", PushRegistration(PushKind.FCM, s)) }
+                    refused("enablePhoneSignIn") { core.enablePhoneSignIn(s) }
+                    refused("removeAccount") { core.removeAccount(s) }
+                    refused("parsePushJson") { core.parsePushJson(s) }
+                    refused("parsePushJson(in envelope)") { core.parsePushJson("""{"v":1,"aid":"$s","rid":"$rid"}""") }
+                    refused("handlePushJson") { core.handlePushJson(s) }
+                    refused("parsePushData(value)") { core.parsePushData(mapOf("psi_v" to "1", "psi_aid" to s, "psi_rid" to rid)) }
+                    refused("parsePushData(key)") { core.parsePushData(mapOf(s to "1")) }
+                    refused("handlePushData(value)") { core.handlePushData(mapOf("psi_v" to s)) }
+                    refused("handlePushData(key)") { core.handlePushData(mapOf(s to "1", "psi_aid" to aid, "psi_rid" to rid)) }
+                    refused("fetchRequest(accountId)") { core.fetchRequest(s, rid) }
+                    refused("fetchRequest(requestId)") { core.fetchRequest(aid, s) }
+                    refused("approve(accountId)") { core.approve(s, rid, phone.number) }
+                    refused("approve(requestId)") { core.approve(aid, s, phone.number) }
+                    refused("approve(typedNumber)") { core.approve(aid, rid, phone.number + s) }
+                    refused("deny(accountId)") { core.deny(s, rid) }
+                    refused("deny(requestId)") { core.deny(aid, s) }
+                    refused("reportFraud(accountId)") { core.reportFraud(s, rid) }
+                    refused("reportFraud(requestId)") { core.reportFraud(aid, s) }
+                    refused("addTotpAccount") { core.addTotpAccount(totp + s) }
+                    refused("totpCode") { core.totpCode(s) }
+                    refused("removeTotpAccount") { core.removeTotpAccount(s) }
+                    refused("webPushToken(endpoint)") { webPushToken("https://push.example/$s", P256DH, AUTH) }
+                    refused("webPushToken(p256dh)") { webPushToken("https://push.example/a", P256DH + s, AUTH) }
+                    refused("webPushToken(auth)") { webPushToken("https://push.example/a", P256DH, s + AUTH) }
                 }
-                assertEquals(lone.size * 19, bindingRefusals.get())
+                assertEquals(lone.size * 29, refusals.get())
                 assertEquals("pending", server.signInStatus(rid))
                 assertEquals(listOf(phone.request), core.pendingRequests())
                 assertEquals(Decision.APPROVED, core.approve(aid, rid, phone.number))
                 assertStillWorks(core, before)
             }
             report("lone surrogates")
+        }
+    }
+
+    @Test
+    fun theFacadeNamesTheArgumentWithTheLoneSurrogateAndGivesItsKindOfError() {
+        runBlocking {
+            val high = Char(0xD800).toString()
+            assertFailsWith<AuthenticatorException.InvalidInput> { PhoneSignIn(dataDir() + high, JcaKeyStore()) }
+            assertFailsWith<AuthenticatorException.InvalidInput> { PhoneSignIn.webPush("https://push.example/$high", P256DH, AUTH) }
+            PhoneSignIn(dataDir(), JcaKeyStore(), JcaSecretStore()).use { phone ->
+                val (upn, link) = server.newUserLink()
+                // A surrogate in the device name is a bad device name, not a bad link.
+                val name = assertFailsWith<AuthenticatorException.InvalidInput> { phone.enroll(link, "Bob's ${high}phone") }
+                assertTrue(name.reason.startsWith("deviceName "), name.reason)
+                val url = assertFailsWith<AuthenticatorException.InvalidEnrollmentUrl> { phone.enroll(link + high, "phone") }
+                assertTrue(url.reason.startsWith("enrollmentLink "), url.reason)
+                assertFailsWith<AuthenticatorException.InvalidPushPayload> { phone.onPushMessage("{\"v\":1$high}") }
+                assertFailsWith<AuthenticatorException.InvalidPushPayload> { phone.onPushData(mapOf("psi_v" to high)) }
+                assertFailsWith<AuthenticatorException.InvalidPushPayload> { phone.onPushData(mapOf(high to "1")) }
+                assertFailsWith<AuthenticatorException.InvalidTotpUri> { phone.addTotpAccount("otpauth://totp/a$high?secret=GEZDGNBV") }
+                // The link itself was not used up: the same link still enrolls.
+                val account = phone.enablePhoneSignIn(phone.enroll(link, "Bob's phone").accountId)
+                val (id, number) = server.startSignIn(upn, "Contoso Mail")
+                val request = phone.waitForRequests(10u).single { it.requestId == id }
+                val forged = request.copy(requestId = request.requestId + high)
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.approve(forged, number) }
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.approve(request, number + high) }
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.deny(forged) }
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.reportFraud(request.copy(accountId = high)) }
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.enablePhoneSignIn(account.accountId + high) }
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.removeAccount(high) }
+                val totp = phone.totpAccounts().single { it.accountId == account.accountId }
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.totpCode(totp.copy(totpId = high)) }
+                assertFailsWith<AuthenticatorException.InvalidInput> { phone.removeTotpAccount(totp.copy(totpId = totp.totpId + high)) }
+                assertEquals("pending", server.signInStatus(id))
+                assertEquals(Decision.APPROVED, phone.approve(request, number))
+                assertEquals(listOf(totp), phone.totpAccounts())
+            }
+        }
+    }
+
+    @Test
+    fun everyCallAfterCloseIsTheTypedClosedError() {
+        runBlocking {
+            val phone = PhoneSignIn(dataDir(), JcaKeyStore(), JcaSecretStore())
+            val (_, link) = server.newUserLink()
+            val account = phone.enroll(link, "phone")
+            val totp = phone.totpAccounts().single()
+            phone.close()
+            phone.close() // closing twice is harmless
+            val request = PendingRequest(
+                requestId = "A".repeat(22), accountId = account.accountId, upn = account.upn, serverName = account.serverName,
+                kind = org.phonesignin.core.RequestKind.PASSWORDLESS, appName = null, location = null, deviceName = null,
+                numberMatching = true, numberLength = 2u, browserOrigin = null, createdAtMs = 0u, expiresAtMs = 0u,
+            )
+            val calls: List<Pair<String, suspend () -> Any?>> = listOf(
+                "accounts" to { phone.accounts() },
+                "enroll" to { phone.enroll(link, "phone") },
+                "enablePhoneSignIn" to { phone.enablePhoneSignIn(account.accountId) },
+                "removeAccount" to { phone.removeAccount(account.accountId) },
+                "onPushMessage" to { phone.onPushMessage("{}") },
+                "onPushData" to { phone.onPushData(emptyMap()) },
+                "waitForRequests" to { phone.waitForRequests(0u) },
+                "pendingRequests" to { phone.pendingRequests() },
+                "approve" to { phone.approve(request, "42") },
+                "deny" to { phone.deny(request) },
+                "reportFraud" to { phone.reportFraud(request) },
+                "startBrowserListener" to { phone.startBrowserListener(0u) },
+                "stopBrowserListener" to { phone.stopBrowserListener() },
+                "totpAccounts" to { phone.totpAccounts() },
+                "addTotpAccount" to { phone.addTotpAccount("otpauth://totp/a?secret=GEZDGNBVGY3TQOJQ") },
+                "totpCode" to { phone.totpCode(totp) },
+                "removeTotpAccount" to { phone.removeTotpAccount(totp) },
+                "core.parsePushJson" to { phone.core.parsePushJson("{}") },
+                "core.parsePushData" to { phone.core.parsePushData(emptyMap()) },
+                "core.fetchRequest" to { phone.core.fetchRequest(account.accountId, request.requestId) },
+                "core.cancelPoll" to { phone.core.cancelPoll() },
+            )
+            for ((what, call) in calls) {
+                try {
+                    call()
+                    fail("$what answered after close()")
+                } catch (e: AuthenticatorException.Closed) {
+                    // the typed error, as the generated bindings raise it
+                } catch (e: Throwable) {
+                    throw AssertionError("$what after close() threw ${e::class.qualifiedName}, not AuthenticatorException.Closed", e)
+                }
+            }
+        }
+    }
+
+    @Test
+    fun pushOutcomesPrintAsWhatHappened() {
+        assertEquals("Expired", PushOutcome.Expired.toString())
+        assertEquals("AlreadyAnswered", PushOutcome.AlreadyAnswered.toString())
+        assertEquals("UnknownAccount", PushOutcome.UnknownAccount.toString())
+        runBlocking {
+            Authenticator(dataDir(), JcaKeyStore()).use { core ->
+                val outcome = core.handlePushJson("""{"v":1,"aid":"${"A".repeat(22)}","rid":"${"B".repeat(21)}A"}""")
+                assertEquals(PushOutcome.UnknownAccount, outcome)
+                assertEquals("UnknownAccount", "$outcome")
+            }
         }
     }
 
@@ -800,6 +920,10 @@ class HostileInputTest {
 
     companion object {
         private const val MIB = 1 shl 20
+
+        /** A Web Push subscription's public key (P-256, uncompressed, base64url) and auth secret. */
+        const val P256DH = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+        const val AUTH = "BTBZMqHH6r4Tts7J_aSIgg"
 
         /** A well-formed browser challenge (16 bytes, base64url). */
         private const val CHALLENGE = "AAECAwQFBgcICQoLDA0ODw"
