@@ -896,13 +896,85 @@ fn day(d: &str) -> i64 {
     signin_server::web::admin::parse_time(d).unwrap()
 }
 
-/// An administrator signed in with a password (mode `any`, no phone).
+/// An administrator signed in with a temporary access pass (mode `any`, no phone): the
+/// console refuses a password alone.
 async fn admin_browser(h: &Harness) -> Browser<'_> {
     user_with_password(h, "ada@contoso.test", &["admins"]).await;
+    pass_browser(h, "ada@contoso.test").await
+}
+
+/// `upn` signed in with a temporary access pass issued for them.
+async fn pass_browser<'h>(h: &'h Harness, upn: &str) -> Browser<'h> {
+    let pass = accounts::temporary_pass::issue(&h.state.pool, upn, 600)
+        .await
+        .unwrap();
     let mut b = Browser::new(h);
-    let r = b.sign_in_with_password("ada@contoso.test", PASSWORD).await;
-    assert_eq!(location(&r), Some("/me"));
+    let r = submit_pass(&mut b, upn, &pass).await;
+    assert_eq!(location(&r), Some("/me/security-info"), "{}", text(&r));
     b
+}
+
+const ADMIN_PAGES: [&str; 6] = [
+    "/admin/policy",
+    "/admin/users",
+    "/admin/groups",
+    "/admin/audit",
+    "/admin/apps",
+    "/admin/devices",
+];
+
+#[tokio::test]
+async fn an_admin_signed_in_with_a_password_alone_reaches_only_security_info_not_the_console() {
+    let h = harness().await;
+    user_with_password(&h, "ada@contoso.test", &["admins"]).await;
+    let mut ada = Browser::new(&h);
+    let r = ada
+        .sign_in_with_password("ada@contoso.test", PASSWORD)
+        .await;
+    assert_eq!(location(&r), Some("/me"));
+    for path in ADMIN_PAGES {
+        let r = ada.get(path).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(text(&r).contains("id=\"console-needs-phone\""), "{path}");
+        assert!(text(&r).contains("href=\"/me/security-info\""), "{path}");
+    }
+    // Nor may it post to one: the user list stays as it was.
+    let info = ada.get("/me/security-info").await;
+    assert_eq!(info.status, StatusCode::OK);
+    let csrf = csrf_of(&info);
+    let r = ada
+        .post(
+            "/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("upn", "mallory@contoso.test"),
+                ("name", "M"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!store::users::exists(&h.state.pool, "mallory@contoso.test")
+        .await
+        .unwrap());
+    // The same administrator with a temporary access pass (or a phone) gets the console.
+    let mut strong = pass_browser(&h, "ada@contoso.test").await;
+    for path in ADMIN_PAGES {
+        assert_eq!(strong.get(path).await.status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_signed_in_with_the_phone_gets_the_console() {
+    let h = harness().await;
+    let phone = h.ready_phone("ada@contoso.test").await;
+    accounts::add_group_member(&h.state.pool, "admins", "ada@contoso.test")
+        .await
+        .unwrap();
+    let mut ada = Browser::new(&h);
+    phone_sign_in(&mut ada, &h, &phone, "ada@contoso.test").await;
+    for path in ADMIN_PAGES {
+        assert_eq!(ada.get(path).await.status, StatusCode::OK, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -1449,9 +1521,7 @@ async fn an_admin_lists_every_device_filters_by_user_and_removes_one() {
     let deny = bob.answer(&f, authenticator_protocol::sign_in::Decision::Deny, None);
     assert_eq!(h.post(&respond_uri(&id), deny).await.status, StatusCode::OK);
 
-    let mut ada = Browser::new(&h);
-    ada.sign_in_with_password("ada@contoso.test", PASSWORD)
-        .await;
+    let mut ada = pass_browser(&h, "ada@contoso.test").await;
     let page = ada.get("/admin/devices").await;
     assert_eq!(page.status, StatusCode::OK);
     for (upn, phone) in [("bob@contoso.test", &bob), ("cy@contoso.test", &cy)] {

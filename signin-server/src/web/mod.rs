@@ -165,6 +165,10 @@ pub enum WebError {
     SignInRequired,
     #[error("this page is for administrators")]
     Forbidden,
+    /// An administrator whose session was made with a password or code alone (`trust::may`,
+    /// `AccountChange::Administer`).
+    #[error("the admin console needs a sign-in with the Authenticator app or a temporary pass")]
+    ConsoleNeedsStrongerSignIn,
     #[error("this sign-in is no longer in progress")]
     SessionGone,
     #[error("{0}")]
@@ -204,6 +208,10 @@ impl IntoResponse for WebError {
                 "Not allowed",
                 "This page is for administrators.",
             ),
+            WebError::ConsoleNeedsStrongerSignIn => {
+                let body = pages::console_needs_phone_page();
+                return (StatusCode::FORBIDDEN, html(body)).into_response();
+            }
             WebError::Config(m) => (StatusCode::INTERNAL_SERVER_ERROR, "Server not configured", *m),
             WebError::Busy { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -316,12 +324,23 @@ pub const TOO_WEAK_TO_CHANGE: &str = "You signed in with a password or a verific
     alone. To remove a phone or create backup codes, sign in with your Authenticator app, or \
     ask your administrator for a temporary access pass.";
 
-/// The signed-in user if an administrator, `Forbidden` if not.
+/// The signed-in user if an administrator whose session may use the console (`trust::may`,
+/// `AccountChange::Administer`: a phone or temporary pass sign-in), `Forbidden` if not an
+/// administrator, `ConsoleNeedsStrongerSignIn` if signed in with a password or code alone.
 pub async fn admin_user(state: &AppState, session: &Session) -> Result<User, WebError> {
     let user = signed_in(state, session).await?;
-    if user.is_admin() {
-        Ok(user)
-    } else {
-        Err(WebError::Forbidden)
+    if !user.is_admin() {
+        return Err(WebError::Forbidden);
+    }
+    match may_change(
+        state,
+        session,
+        signin_domain::trust::AccountChange::Administer,
+    )
+    .await?
+    {
+        signin_domain::trust::Permission::Allowed => Ok(user),
+        signin_domain::trust::Permission::AllowedHeld
+        | signin_domain::trust::Permission::Refused => Err(WebError::ConsoleNeedsStrongerSignIn),
     }
 }
