@@ -1440,15 +1440,27 @@ async fn the_admin_page_lists_clients_and_removing_one_stops_it_at_once() {
     }
     assert!(!html.contains(&r.client.secret), "never a secret in a page");
     let csrf = csrf_of(&page);
+    // Asked first (issue 22); confirmed, removed and named.
     let done = admin
         .post(
             "/admin/apps/remove",
-            &[("csrf", &csrf), ("client_id", &r.client.id)],
+            &[
+                ("csrf", &csrf),
+                ("client_id", &r.client.id),
+                ("confirmed", "yes"),
+            ],
         )
         .await;
     assert_eq!(done.status, StatusCode::OK);
-    assert!(text(&done).contains("Removed"));
-    assert!(!text(&done).contains("Contoso Mail"));
+    assert!(
+        text(&done).contains("Removed the application \u{201c}Contoso Mail\u{201d}."),
+        "{}",
+        text(&done)
+    );
+    assert!(
+        !text(&done).contains(r.client.id.as_str()),
+        "no longer listed"
+    );
     let mut b = Browser::new(&r.h);
     let resp = b.get(&authorize_uri(&r.client.id, REDIRECT, &[])).await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST);

@@ -36,6 +36,15 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     let pool = server.running.pool().clone();
     accounts::add_user(&pool, ADMIN, "Ada Admin", &[web::ADMIN_GROUP.to_owned()]).await?;
     set_password(&pool, ADMIN, ADMIN_PASSWORD).await?;
+    // The pilot group the policy targets below exists (the policy page refuses a group
+    // nobody is in, issue 22 item 2).
+    accounts::add_user(
+        &pool,
+        "pilot-lead@contoso.test",
+        "Pilot Lead",
+        &["pilot".to_owned()],
+    )
+    .await?;
     let mut b = Browser::start("browser").await?;
 
     // --- The admin signs in with a password (no phone yet) and sets the policy.

@@ -99,6 +99,14 @@ pub enum PolicyError {
     BadNumberLength,
     #[error("the target group {0}")]
     UnsafeGroup(authenticator_protocol::text::UnsafeText),
+    /// The target names a group nobody is in (a group exists while it has members): a typo
+    /// would otherwise leave every user out.
+    #[error("there is no group {0:?} (a group exists while it has members)")]
+    UnknownGroup(String),
+    /// Phishing-resistant sign-in binds approvals to the server's own origin: without the
+    /// configured public URL every sign-in on the pages would be refused.
+    #[error("phishing-resistant sign-in needs the server's public URL (serve --public-url)")]
+    NeedsPublicUrl,
 }
 
 /// Changes requested by `admin policy set`; `None` keeps the current value.
@@ -135,6 +143,24 @@ impl Policy {
             return Err(PolicyError::BadNumberLength);
         }
         Ok(next)
+    }
+
+    /// Every setting that differs from `self` in `next`, as `name: before → after` (the
+    /// names of `admin policy show`), in the order of the policy page: what the audit log
+    /// records of a change.
+    pub fn changes_to(&self, next: &Policy) -> Vec<String> {
+        let before = self.to_string();
+        let after = next.to_string();
+        before
+            .lines()
+            .zip(after.lines())
+            .filter(|(b, a)| b != a)
+            .filter_map(|(b, a)| {
+                let (name, was) = b.split_once(": ")?;
+                let (_, now) = a.split_once(": ")?;
+                Some(format!("{name}: {was} \u{2192} {now}"))
+            })
+            .collect()
     }
 
     /// Whether the policy lets a user in `groups` approve a push as a second factor after a
@@ -201,6 +227,26 @@ impl fmt::Display for Policy {
         )?;
         write!(f, "phishing-resistant: {}", on_off(self.phishing_resistant))
     }
+}
+
+/// Whether `next` can work with what is set up: its target group has members, and
+/// phishing-resistant sign-in has the server's public URL. The admin page checks it before
+/// saving (`admin policy set` does not: the command line may set the policy up first).
+pub async fn check_setup(pool: &Pool, next: &Policy) -> StoreResult<Result<(), PolicyError>> {
+    if let Target::Group(g) = &next.target {
+        let groups = store::users::memberships(pool).await?;
+        if !groups.iter().any(|(_, group)| group == g) {
+            return Ok(Err(PolicyError::UnknownGroup(g.clone())));
+        }
+    }
+    if next.phishing_resistant
+        && store::get_setting(pool, store::PUBLIC_URL_SETTING)
+            .await?
+            .is_none()
+    {
+        return Ok(Err(PolicyError::NeedsPublicUrl));
+    }
+    Ok(Ok(()))
 }
 
 pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
@@ -276,6 +322,37 @@ mod tests {
             assert_eq!(p.apply(&update), Err(PolicyError::BadNumberLength));
         }
         assert!(p.to_string().contains("number-length: 2\n"));
+    }
+
+    #[test]
+    fn a_change_names_each_setting_that_changed_before_and_after() {
+        let p = default();
+        let next = p
+            .apply(&PolicyUpdate {
+                phishing_resistant: Some(true),
+                number_length: Some(4),
+                new_device_approval: Some(false),
+                target: Some(Target::Group("pilot".into())),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            p.changes_to(&next),
+            [
+                "target: all \u{2192} group:pilot",
+                "number-length: 2 \u{2192} 4",
+                "phishing-resistant: off \u{2192} on",
+            ]
+        );
+        assert_eq!(
+            next.changes_to(&p),
+            [
+                "target: group:pilot \u{2192} all",
+                "number-length: 4 \u{2192} 2",
+                "phishing-resistant: on \u{2192} off",
+            ]
+        );
+        assert!(p.changes_to(&p).is_empty());
     }
 
     #[test]

@@ -308,6 +308,7 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
                 account_id: Some(p.account_id.as_str()),
                 request_id: Some(p.id.as_str()),
                 outcome: "pending",
+                actor: None,
             },
         )
         .await?;
@@ -546,6 +547,7 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         account_id: Some(req.account_id.as_str()),
         request_id: Some(req.id.as_str()),
         outcome,
+        actor: None,
     };
 
     // 4a. browser binding (§5.9): only the Authenticator that saw the real page approves.
@@ -656,6 +658,7 @@ async fn new_device_answered(
                         account_id: Some(subject),
                         request_id: Some(req.id.as_str()),
                         outcome: "ok",
+                        actor: None,
                     },
                 )
                 .await?;

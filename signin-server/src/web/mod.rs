@@ -9,6 +9,7 @@
 pub mod account;
 pub mod admin;
 pub mod admin_apps;
+pub mod admin_helpdesk;
 pub mod devices;
 pub mod fallback;
 pub mod flow;
@@ -88,9 +89,15 @@ pub fn routes() -> Router<AppState> {
             "/admin/groups",
             get(admin::groups_page).post(admin::add_member),
         )
-        .route("/admin/audit", get(admin::audit_page))
+        .route(
+            admin_helpdesk::USER_PATH,
+            get(admin_helpdesk::user_page).post(admin_helpdesk::user_action),
+        )
+        .route(admin::AUDIT_PATH, get(admin::audit_page))
+        .route(admin::AUDIT_EXPORT_PATH, get(admin::audit_export))
         .route(admin_apps::APPS_PATH, get(admin_apps::apps_page))
         .route(admin_apps::REMOVE_APP_PATH, post(admin_apps::remove_app))
+        .route(admin_apps::ADD_APP_PATH, post(admin_apps::add_app))
         .route(
             "/assets/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
