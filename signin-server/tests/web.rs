@@ -1998,6 +1998,11 @@ async fn a_helpdesk_agent_finds_a_user_sees_their_methods_and_acts_from_the_web_
     assert!(!text(&found).contains("dee@contoso.test"));
     let none = ada.get("/admin/users?q=zebra").await;
     assert!(text(&none).contains("id=\"no-users\""));
+    // LIKE's wildcards are plain characters here: no name holds `%` or `_`.
+    for wildcard in ["%25", "_"] {
+        let none = ada.get(&format!("/admin/users?q={wildcard}")).await;
+        assert!(text(&none).contains("id=\"no-users\""), "{wildcard}");
+    }
 
     // Bob reports a sign-in he did not start: paused, risk raised.
     signin_domain::rules::risk::record_report(

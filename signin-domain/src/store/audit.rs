@@ -144,21 +144,6 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-/// `%part%` for `LIKE … ESCAPE '\'`, lower case, its own wildcards escaped.
-fn contains_pattern(part: Option<&str>) -> Option<String> {
-    part.map(|p| {
-        let mut pattern = String::from("%");
-        for c in p.to_lowercase().chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        pattern
-    })
-}
-
 /// The entries `f` selects, newest first.
 pub async fn query(pool: &Pool, f: &AuditFilter) -> StoreResult<Vec<AuditRow>> {
     // Unset filters compare against themselves (`$n IS NULL`), so one statement serves all.
@@ -179,14 +164,14 @@ pub async fn query(pool: &Pool, f: &AuditFilter) -> StoreResult<Vec<AuditRow>> {
               OR LOWER(account_id) LIKE $8 ESCAPE '\\' OR LOWER(request_id) LIKE $8 ESCAPE '\\') \
          ORDER BY seq {order} LIMIT $9"
     ))
-    .bind(contains_pattern(f.upn.as_deref()))
+    .bind(f.upn.as_deref().map(super::contains_pattern))
     .bind(f.event.as_deref())
     .bind(f.since)
     .bind(f.until)
     .bind(f.before_seq)
     .bind(f.after_seq)
-    .bind(contains_pattern(f.actor.as_deref()))
-    .bind(contains_pattern(f.text.as_deref()))
+    .bind(f.actor.as_deref().map(super::contains_pattern))
+    .bind(f.text.as_deref().map(super::contains_pattern))
     .bind(f.limit.clamp(1, 10_000))
     .fetch_all(pool)
     .await?;

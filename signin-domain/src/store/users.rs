@@ -167,14 +167,7 @@ pub async fn overview(pool: &Pool) -> StoreResult<Vec<UserOverview>> {
 /// The users whose UPN or display name contains `part` (case-insensitive), ordered by UPN,
 /// at most `limit` (the helpdesk's search).
 pub async fn search(pool: &Pool, part: &str, limit: i64) -> StoreResult<Vec<UserOverview>> {
-    let mut pattern = String::from("%");
-    for c in part.trim().to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
+    let pattern = super::contains_pattern(part.trim());
     let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
         "SELECT u.upn, u.display_name, \
          (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
