@@ -87,6 +87,25 @@ async fn enroll_sign_in_and_approve() {
     ] {
         assert!(events.contains(&e), "{e} in {events:?}");
     }
+    // Each names who acted (issue 22): the application started it, the phone answered.
+    let app_id = rows
+        .iter()
+        .find(|r| r.event == "application_added")
+        .and_then(|r| r.outcome.strip_prefix("client_id="))
+        .unwrap();
+    let actor_of = |event: &str| {
+        rows.iter()
+            .find(|r| r.event == event)
+            .and_then(|r| r.actor.clone())
+    };
+    assert_eq!(
+        actor_of("signin_started"),
+        Some(format!("application:{app_id}"))
+    );
+    assert_eq!(
+        actor_of("signin_decision"),
+        Some(format!("device:{}", phone.account().as_str()))
+    );
     let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
     assert!(!text.contains(&b64(&f.nonce)));
     assert!(!text.contains(&f.signed.signature));

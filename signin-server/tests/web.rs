@@ -2004,6 +2004,14 @@ async fn a_helpdesk_agent_finds_a_user_sees_their_methods_and_acts_from_the_web_
         assert!(text(&none).contains("id=\"no-users\""), "{wildcard}");
     }
 
+    // A sign-in started on the pages is the user's own in the audit log.
+    let (started, _) = Browser::new(&h).submit_upn("bob@contoso.test").await;
+    assert!(started.status.is_success() || started.status.is_redirection());
+    assert_eq!(
+        actors(&h, "signin_started", "bob@contoso.test").await,
+        ["user:bob@contoso.test"]
+    );
+
     // Bob reports a sign-in he did not start: paused, risk raised.
     signin_domain::rules::risk::record_report(
         &h.state.pool,
