@@ -2102,6 +2102,21 @@ async fn a_helpdesk_agent_finds_a_user_sees_their_methods_and_acts_from_the_web_
             .unwrap()
             .is_empty()
     );
+    // A lifetime the form does not offer (beyond 8 hours) is refused in words: no pass.
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "issue_pass",
+        &[("confirmed", "yes"), ("ttl_secs", "999999")],
+    )
+    .await;
+    assert!(
+        text(&r).contains("Not issued: a pass is valid for 1 second to 8 hours"),
+        "{}",
+        text(&r)
+    );
+    assert!(element(&r, "temporary-pass").is_none());
     let r = act(
         &mut ada,
         &page,
@@ -2184,6 +2199,29 @@ async fn a_helpdesk_agent_finds_a_user_sees_their_methods_and_acts_from_the_web_
     assert!(!dee.is_signed_in().await);
     assert!(!dee2.is_signed_in().await);
 
+    // Attributes: saved, and what applications receive.
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "set_attributes",
+        &[
+            ("email", "dee@contoso.test"),
+            ("email_verified", "on"),
+            ("given_name", "Dee"),
+            ("family_name", "Dale"),
+        ],
+    )
+    .await;
+    assert!(
+        text(&r).contains("Saved the attributes of dee@contoso.test."),
+        "{}",
+        text(&r)
+    );
+    assert!(element(&r, "user-facts")
+        .map(|_| text(&r).contains("dee@contoso.test (verified)"))
+        .unwrap());
+
     // Every action is in the audit log with the agent's name.
     let admin = format!("admin:{ADA}");
     for (event, upn) in [
@@ -2193,6 +2231,7 @@ async fn a_helpdesk_agent_finds_a_user_sees_their_methods_and_acts_from_the_web_
         ("temporary_pass_issued", "dee@contoso.test"),
         ("password_set", "dee@contoso.test"),
         ("sessions_ended", "dee@contoso.test"),
+        ("user_attributes_set", "dee@contoso.test"),
     ] {
         assert!(
             actors(&h, event, upn).await.contains(&admin),
