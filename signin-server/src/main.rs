@@ -342,6 +342,10 @@ enum PolicyCommand {
         /// the server's origin, can approve. Needs `serve --public-url`.
         #[arg(long, value_parser = on_off)]
         phishing_resistant: Option<bool>,
+        /// Groups the policy leaves out even when the target includes them, comma-separated
+        /// (`--exclude contractors,kiosks`); `--exclude ''` excludes none.
+        #[arg(long)]
+        exclude: Option<String>,
     },
     /// Print the policy.
     Show,
@@ -586,6 +590,7 @@ async fn admin_command(
                     number_length,
                     new_device_approval,
                     phishing_resistant,
+                    exclude,
                 },
         } => {
             let p = accounts::set_policy(
@@ -600,6 +605,7 @@ async fn admin_command(
                     number_length,
                     new_device_approval,
                     phishing_resistant,
+                    exclude: exclude.map(|e| e.split(',').map(str::to_owned).collect()),
                 },
             )
             .await?;

@@ -701,6 +701,24 @@ async fn sign_in_policy_and_capability() {
         "not_passwordless_capable"
     );
 
+    // An excluded group is left out even when the target is everyone (issue 22).
+    accounts::add_group_member(pool, "contractors", BOB)
+        .await
+        .unwrap();
+    set(PolicyUpdate {
+        target: Some(Target::All),
+        exclude: Some(vec!["contractors".into()]),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.start_signin(BOB).await.error(), "policy_disabled");
+    set(PolicyUpdate {
+        exclude: Some(Vec::new()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.start_signin(BOB).await.status, StatusCode::OK);
+
     set(PolicyUpdate {
         target: Some(Target::All),
         mode: Some(Mode::Push),

@@ -64,11 +64,19 @@ fn admin_commands() {
             "group:pilot",
             "--show-location",
             "off",
+            "--exclude",
+            "kiosks, contractors",
         ],
     );
     assert!(set.status.success());
     let shown = String::from_utf8(cmd(&db, &["admin", "policy", "show"]).stdout).unwrap();
     assert!(shown.contains("target: group:pilot") && shown.contains("show-location: off"));
+    assert!(shown.contains("exclude: kiosks, contractors\n"), "{shown}");
+    assert!(cmd(&db, &["admin", "policy", "set", "--exclude", ""])
+        .status
+        .success());
+    let shown = String::from_utf8(cmd(&db, &["admin", "policy", "show"]).stdout).unwrap();
+    assert!(shown.contains("exclude: (none)\n"), "{shown}");
     assert!(
         shown.contains("mode: any") && shown.contains("enabled: true"),
         "{shown}"

@@ -2471,6 +2471,7 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
 ) {
     let h = harness().await;
     h.add_user("pat@contoso.test", &["pilots"]).await;
+    h.add_user("kiosk-1@contoso.test", &["kiosks"]).await;
     let mut ada = admin_browser(&h).await;
     let before = signin_domain::rules::policy::load(&h.state.pool)
         .await
@@ -2484,6 +2485,18 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
         ("show_location", "on"),
         ("number_length", "5"),
     ];
+    // An excluded group nobody is in is refused too, naming it.
+    let mut excluded_typo = typo.to_vec();
+    excluded_typo[2] = ("group", "pilots");
+    excluded_typo.push(("exclude", "pilots, contractors-typo"));
+    let r = policy_post(&mut ada, &excluded_typo).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&r).contains("there is no group \u{201c}contractors-typo\u{201d}"),
+        "{}",
+        text(&r)
+    );
+    assert!(text(&r).contains("value=\"pilots, contractors-typo\""));
     let r = policy_post(&mut ada, &typo).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -2492,7 +2505,7 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
         text(&r)
     );
     assert!(
-        text(&r).contains("Groups: admins, pilots."),
+        text(&r).contains("Groups: admins, kiosks, pilots."),
         "the groups there are"
     );
     assert_eq!(
@@ -2554,6 +2567,7 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
             ("number_matching", "on"),
             ("number_length", "4"),
             ("phishing_resistant", "on"),
+            ("exclude", " kiosks ,"),
         ],
     )
     .await;
@@ -2564,6 +2578,8 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
         .unwrap();
     assert_eq!(saved.target, Target::Group("pilots".into()));
     assert!(saved.phishing_resistant);
+    assert_eq!(saved.exclude, ["kiosks"]);
+    assert!(text(&r).contains("id=\"exclude\" name=\"exclude\" value=\"kiosks\""));
 }
 
 #[tokio::test]

@@ -107,6 +107,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         number_length: 4,
         new_device_approval: false,
         phishing_resistant: false,
+        exclude: Vec::new(),
     };
     assert_eq!(policy::load(&pool).await?, expected);
     b.shot("admin-policy-saved").await?;

@@ -85,6 +85,9 @@ pub struct Policy {
     /// §5.9): only the Authenticator on that device, having seen the page at the server's
     /// own origin, can approve them. Stops a relaying (real-time phishing) proxy.
     pub phishing_resistant: bool,
+    /// Groups left out even when the target includes them (Entra's "exclude"): their members
+    /// are treated as users the policy does not target.
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +124,8 @@ pub struct PolicyUpdate {
     pub number_length: Option<u8>,
     pub new_device_approval: Option<bool>,
     pub phishing_resistant: Option<bool>,
+    /// The excluded groups, all of them (an empty list: none).
+    pub exclude: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -135,6 +140,10 @@ impl Policy {
             number_length: u.number_length.unwrap_or(self.number_length),
             new_device_approval: u.new_device_approval.unwrap_or(self.new_device_approval),
             phishing_resistant: u.phishing_resistant.unwrap_or(self.phishing_resistant),
+            exclude: match &u.exclude {
+                Some(groups) => exclude_list(groups)?,
+                None => self.exclude.clone(),
+            },
         };
         if next.mode == Mode::Passwordless && !next.number_matching {
             return Err(PolicyError::NumberMatchingRequired);
@@ -185,22 +194,32 @@ impl Policy {
         }
     }
 
+    /// Whether a user in `groups` is in the target and in no excluded group.
     fn targets(&self, groups: &[String]) -> bool {
-        match &self.target {
+        let included = match &self.target {
             Target::All => true,
             Target::Group(g) => groups.iter().any(|m| m == g),
-        }
+        };
+        included && !groups.iter().any(|m| self.exclude.contains(m))
     }
 
     /// Whether the policy lets a user in `groups` use phone sign-in.
     pub fn allows_passwordless_for(&self, groups: &[String]) -> bool {
-        self.enabled
-            && self.mode.allows_passwordless()
-            && match &self.target {
-                Target::All => true,
-                Target::Group(g) => groups.iter().any(|m| m == g),
-            }
+        self.enabled && self.mode.allows_passwordless() && self.targets(groups)
     }
+}
+
+/// The excluded groups as given: trimmed, empty ones dropped, each once, each through the one
+/// gate for names.
+fn exclude_list(groups: &[String]) -> Result<Vec<String>, PolicyError> {
+    let mut list: Vec<String> = Vec::new();
+    for g in groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
+        authenticator_protocol::text::check_plain(g).map_err(PolicyError::UnsafeGroup)?;
+        if !list.iter().any(|l| l == g) {
+            list.push(g.to_owned());
+        }
+    }
+    Ok(list)
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -215,6 +234,11 @@ impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "enabled: {}", self.enabled)?;
         writeln!(f, "target: {}", self.target)?;
+        if self.exclude.is_empty() {
+            writeln!(f, "exclude: (none)")?;
+        } else {
+            writeln!(f, "exclude: {}", self.exclude.join(", "))?;
+        }
         writeln!(f, "mode: {}", self.mode.as_str())?;
         writeln!(f, "number-matching: {}", on_off(self.number_matching))?;
         writeln!(f, "show-app-name: {}", on_off(self.show_app_name))?;
@@ -229,13 +253,18 @@ impl fmt::Display for Policy {
     }
 }
 
-/// Whether `next` can work with what is set up: its target group has members, and
-/// phishing-resistant sign-in has the server's public URL. The admin page checks it before
-/// saving (`admin policy set` does not: the command line may set the policy up first).
+/// Whether `next` can work with what is set up: its target group and every excluded group
+/// have members, and phishing-resistant sign-in has the server's public URL. The admin page
+/// checks it before saving (`admin policy set` does not: the command line may set the policy
+/// up first).
 pub async fn check_setup(pool: &Pool, next: &Policy) -> StoreResult<Result<(), PolicyError>> {
-    if let Target::Group(g) = &next.target {
-        let groups = store::users::memberships(pool).await?;
-        if !groups.iter().any(|(_, group)| group == g) {
+    let named = match &next.target {
+        Target::Group(g) => Some(g),
+        Target::All => None,
+    };
+    let memberships = store::users::memberships(pool).await?;
+    for g in named.into_iter().chain(&next.exclude) {
+        if !memberships.iter().any(|(_, group)| group == g) {
             return Ok(Err(PolicyError::UnknownGroup(g.clone())));
         }
     }
@@ -265,6 +294,12 @@ pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
             .unwrap_or(authenticator_protocol::number::DEFAULT_NUMBER_DIGITS),
         new_device_approval: row.new_device_approval,
         phishing_resistant: row.phishing_resistant,
+        exclude: row
+            .exclude_groups
+            .lines()
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -281,6 +316,7 @@ pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
             number_length: i64::from(p.number_length),
             new_device_approval: p.new_device_approval,
             phishing_resistant: p.phishing_resistant,
+            exclude_groups: p.exclude.join("\n"),
         },
     )
     .await
@@ -301,6 +337,7 @@ mod tests {
             number_length: 2,
             new_device_approval: false,
             phishing_resistant: false,
+            exclude: Vec::new(),
         }
     }
 
@@ -353,6 +390,52 @@ mod tests {
             ]
         );
         assert!(p.changes_to(&p).is_empty());
+    }
+
+    #[test]
+    fn excluded_groups_are_left_out_of_the_target_and_recorded_as_a_change() {
+        let p = default()
+            .apply(&PolicyUpdate {
+                target: Some(Target::Group("staff".into())),
+                mode: Some(Mode::Push),
+                exclude: Some(vec![
+                    " contractors ".into(),
+                    String::new(),
+                    "contractors".into(),
+                ]),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(p.exclude, ["contractors"], "trimmed, each once");
+        let staff = ["staff".to_owned()];
+        let both = ["staff".to_owned(), "contractors".to_owned()];
+        assert!(p.allows_push_for(&staff));
+        assert!(!p.allows_push_for(&both));
+        // Targeted in mode push: never a password alone; excluded: not targeted.
+        assert!(!p.allows_password_alone_for(&staff, false));
+        assert!(p.allows_password_alone_for(&both, false));
+        let everyone = p
+            .apply(&PolicyUpdate {
+                target: Some(Target::All),
+                mode: Some(Mode::Any),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(everyone.allows_passwordless_for(&staff));
+        assert!(!everyone.allows_passwordless_for(&both));
+        assert!(everyone.allows_passwordless_for(&[]));
+        assert!(p.to_string().contains("exclude: contractors\n"));
+        assert!(default()
+            .changes_to(&p)
+            .contains(&"exclude: (none) \u{2192} contractors".to_owned()));
+        let unsafe_name = PolicyUpdate {
+            exclude: Some(vec!["a\u{202e}b".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            default().apply(&unsafe_name),
+            Err(PolicyError::UnsafeGroup(_))
+        ));
     }
 
     #[test]

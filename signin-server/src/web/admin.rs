@@ -80,6 +80,13 @@ fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
                 (radio("target", "group", "Select group", "Only members of the group below.", matches!(p.target, Target::Group(_))))
                 label for="group" { "Group" }
                 input type="text" id="group" name="group" value=(group) autocomplete="off";
+                label for="exclude" { "Exclude groups" }
+                input type="text" id="exclude" name="exclude" value=(p.exclude.join(", ")) autocomplete="off"
+                    aria-describedby="exclude-hint";
+                p.hint id="exclude-hint" {
+                    "Comma-separated. Members of these groups are left out even when the target includes them: "
+                    "the policy treats them as users it does not target."
+                }
             }
             fieldset {
                 legend { "Authentication mode" }
@@ -147,6 +154,18 @@ pub struct PolicyForm {
     pub number_length: Option<String>,
     pub new_device_approval: Option<String>,
     pub phishing_resistant: Option<String>,
+    /// The excluded groups, comma-separated; absent (an older form): they stay as they are.
+    pub exclude: Option<String>,
+}
+
+/// The excluded groups of the form's comma-separated field.
+fn exclude_of(field: &str) -> Vec<String> {
+    field
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `POST /admin/policy`: every setting at once; audited; effective at once.
@@ -175,6 +194,7 @@ pub async fn save_policy(
             show_location: Some(f.show_location.is_some()),
             new_device_approval: Some(f.new_device_approval.is_some()),
             phishing_resistant: Some(f.phishing_resistant.is_some()),
+            exclude: f.exclude.as_deref().map(exclude_of),
             number_length: f
                 .number_length
                 .as_deref()
@@ -236,6 +256,10 @@ fn draft_of(current: &Policy, f: &PolicyForm) -> Policy {
             .unwrap_or(current.number_length),
         new_device_approval: f.new_device_approval.is_some(),
         phishing_resistant: f.phishing_resistant.is_some(),
+        exclude: f
+            .exclude
+            .as_deref()
+            .map_or_else(|| current.exclude.clone(), exclude_of),
     }
 }
 
