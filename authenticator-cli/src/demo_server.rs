@@ -46,6 +46,7 @@ impl DemoServer {
             new_device_approval: None,
             number_length: None,
             phishing_resistant: None,
+            exclude: None,
         };
         accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())

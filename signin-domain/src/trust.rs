@@ -289,6 +289,10 @@ pub enum AccountChange {
     RemovePhone,
     /// Create a new set of backup codes (the old ones stop working).
     CreateBackupCodes,
+    /// Use the admin console: change the policy and other users' sign-in (issue temporary
+    /// passes, set passwords, remove devices, ...). Only members of `admins` get that far; this
+    /// decides which of their sessions may.
+    Administer,
 }
 
 /// What [`may`] answers.
@@ -310,9 +314,13 @@ pub const RECOVERY_WAIT_SECS: i64 = 24 * 3600;
 /// The one rule for account changes. A single-factor session (a password, a TOTP code or a
 /// backup code, which a relaying site can ask for) may add a phone only held, never under the
 /// phishing-resistant policy, and may not remove phones or create backup codes: otherwise one
-/// relayed or stolen code becomes the account (issue 19, chains 1, 2 and 4).
+/// relayed or stolen code becomes the account (issue 19, chains 1, 2 and 4). Nor may it use
+/// the admin console, which controls everyone's sign-in (issue 22, item 7): an administrator
+/// signed in with a password alone may only add a phone, then sign in with it (or with a
+/// temporary access pass another administrator issued).
 pub fn may(method: Method, change: AccountChange, phishing_resistant_policy: bool) -> Permission {
     match (method.strength(), change) {
+        (Strength::SingleFactor, AccountChange::Administer) => Permission::Refused,
         (Strength::SingleFactor, AccountChange::AddPhone) if phishing_resistant_policy => {
             Permission::Refused
         }
@@ -322,7 +330,10 @@ pub fn may(method: Method, change: AccountChange, phishing_resistant_policy: boo
         }
         (
             Strength::Vouched | Strength::MultiFactor | Strength::PhishingResistant,
-            AccountChange::AddPhone | AccountChange::RemovePhone | AccountChange::CreateBackupCodes,
+            AccountChange::AddPhone
+            | AccountChange::RemovePhone
+            | AccountChange::CreateBackupCodes
+            | AccountChange::Administer,
         ) => Permission::Allowed,
     }
 }
@@ -518,6 +529,23 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_console_needs_a_phone_or_a_temporary_pass_never_a_single_factor() {
+        for m in Method::ALL {
+            let expected = match m {
+                Method::Password | Method::Totp | Method::BackupCode => Permission::Refused,
+                Method::TemporaryPass
+                | Method::PhoneSignIn
+                | Method::PhoneSignInBound
+                | Method::PasswordAndPush
+                | Method::PasswordAndPushBound => Permission::Allowed,
+            };
+            for pr in [false, true] {
+                assert_eq!(may(m, AccountChange::Administer, pr), expected, "{m}");
+            }
+        }
+    }
+
+    #[test]
     fn stronger_sessions_may_make_every_change() {
         for m in Method::ALL
             .into_iter()
@@ -527,6 +555,7 @@ mod tests {
                 AccountChange::AddPhone,
                 AccountChange::RemovePhone,
                 AccountChange::CreateBackupCodes,
+                AccountChange::Administer,
             ] {
                 for pr in [false, true] {
                     assert_eq!(may(m, change, pr), Permission::Allowed, "{m} {change:?}");

@@ -68,11 +68,19 @@ enum AdminCommand {
     },
     /// Print the audit log, oldest first (every filter optional).
     Audit {
+        /// A part of the user's name (case-insensitive).
         #[arg(long)]
         upn: Option<String>,
-        /// An event name, e.g. `rate_limited`, `signin_decision`.
+        /// An event name, e.g. `rate_limited`, `signin_decision` (OPERATIONS.md, "Audit").
         #[arg(long)]
         event: Option<String>,
+        /// A part of the actor: `admin:ada`, `cli`, `device:`, `application:`, `system`.
+        #[arg(long)]
+        actor: Option<String>,
+        /// `text` (one line an entry), `csv` (a header row; cells that would start a
+        /// spreadsheet formula begin with `'`) or `json` (an array).
+        #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+        format: AuditFormat,
         /// From this time: `YYYY-MM-DD` or RFC 3339 (UTC).
         #[arg(long)]
         since: Option<String>,
@@ -105,6 +113,13 @@ enum AdminCommand {
         #[command(subcommand)]
         command: accounts::fallback::AdminCommand,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AuditFormat {
+    Text,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -351,6 +366,10 @@ enum PolicyCommand {
         /// the server's origin, can approve. Needs `serve --public-url`.
         #[arg(long, value_parser = on_off)]
         phishing_resistant: Option<bool>,
+        /// Groups the policy leaves out even when the target includes them, comma-separated
+        /// (`--exclude contractors,kiosks`); `--exclude ''` excludes none.
+        #[arg(long)]
+        exclude: Option<String>,
     },
     /// Print the policy.
     Show,
@@ -416,7 +435,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ) {
                 accounts::normalize_upns(&pool).await?;
             }
-            admin_command(&pool, command, &file.outbound).await
+            // Every entry the command records names the command line as its actor.
+            audit::acting_as(
+                audit::Actor::CommandLine,
+                admin_command(&pool, command, &file.outbound),
+            )
+            .await
         }
     }
 }
@@ -601,6 +625,7 @@ async fn admin_command(
                     number_length,
                     new_device_approval,
                     phishing_resistant,
+                    exclude,
                 },
         } => {
             let p = accounts::set_policy(
@@ -615,6 +640,7 @@ async fn admin_command(
                     number_length,
                     new_device_approval,
                     phishing_resistant,
+                    exclude: exclude.map(|e| e.split(',').map(str::to_owned).collect()),
                 },
             )
             .await?;
@@ -640,6 +666,8 @@ async fn admin_command(
         AdminCommand::Audit {
             upn,
             event,
+            actor,
+            format,
             since,
             until,
         } => {
@@ -652,19 +680,35 @@ async fn admin_command(
                 .transpose()
             };
             let filter = store::audit::AuditFilter {
-                upn: upn
-                    .map(|u| signin_domain::upn::cli_arg("--upn", &u))
+                // A part of the name, compared in lower case (the stored form).
+                upn: upn.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()),
+                event: event
+                    .map(|e| {
+                        audit::Event::parse(e.trim())
+                            .map(|e| e.as_str().to_owned())
+                            .ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "--event must be one of the names in OPERATIONS.md (\"Audit events\")"
+                                )
+                            })
+                    })
                     .transpose()?,
-                event,
+                actor,
                 since: time("--since", since)?,
                 until: time("--until", until)?,
-                before_seq: None,
                 limit: i64::MAX,
+                ..Default::default()
             };
             let mut rows = audit::query(pool, &filter).await?;
             rows.reverse();
-            for row in rows {
-                println!("{row}");
+            match format {
+                AuditFormat::Text => {
+                    for row in rows {
+                        println!("{row}");
+                    }
+                }
+                AuditFormat::Csv => print!("{}", audit::to_csv(&rows)?),
+                AuditFormat::Json => println!("{}", audit::to_json(&rows)?),
             }
         }
         AdminCommand::App {

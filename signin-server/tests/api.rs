@@ -87,6 +87,25 @@ async fn enroll_sign_in_and_approve() {
     ] {
         assert!(events.contains(&e), "{e} in {events:?}");
     }
+    // Each names who acted (issue 22): the application started it, the phone answered.
+    let app_id = rows
+        .iter()
+        .find(|r| r.event == "application_added")
+        .and_then(|r| r.outcome.strip_prefix("client_id="))
+        .unwrap();
+    let actor_of = |event: &str| {
+        rows.iter()
+            .find(|r| r.event == event)
+            .and_then(|r| r.actor.clone())
+    };
+    assert_eq!(
+        actor_of("signin_started"),
+        Some(format!("application:{app_id}"))
+    );
+    assert_eq!(
+        actor_of("signin_decision"),
+        Some(format!("device:{}", phone.account().as_str()))
+    );
     let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
     assert!(!text.contains(&b64(&f.nonce)));
     assert!(!text.contains(&f.signed.signature));
@@ -681,6 +700,24 @@ async fn sign_in_policy_and_capability() {
         h.start_signin("nophone@contoso.test").await.error(),
         "not_passwordless_capable"
     );
+
+    // An excluded group is left out even when the target is everyone (issue 22).
+    accounts::add_group_member(pool, "contractors", BOB)
+        .await
+        .unwrap();
+    set(PolicyUpdate {
+        target: Some(Target::All),
+        exclude: Some(vec!["contractors".into()]),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.start_signin(BOB).await.error(), "policy_disabled");
+    set(PolicyUpdate {
+        exclude: Some(Vec::new()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.start_signin(BOB).await.status, StatusCode::OK);
 
     set(PolicyUpdate {
         target: Some(Target::All),

@@ -64,11 +64,19 @@ fn admin_commands() {
             "group:pilot",
             "--show-location",
             "off",
+            "--exclude",
+            "kiosks, contractors",
         ],
     );
     assert!(set.status.success());
     let shown = String::from_utf8(cmd(&db, &["admin", "policy", "show"]).stdout).unwrap();
     assert!(shown.contains("target: group:pilot") && shown.contains("show-location: off"));
+    assert!(shown.contains("exclude: kiosks, contractors\n"), "{shown}");
+    assert!(cmd(&db, &["admin", "policy", "set", "--exclude", ""])
+        .status
+        .success());
+    let shown = String::from_utf8(cmd(&db, &["admin", "policy", "show"]).stdout).unwrap();
+    assert!(shown.contains("exclude: (none)\n"), "{shown}");
     assert!(
         shown.contains("mode: any") && shown.contains("enabled: true"),
         "{shown}"
@@ -707,6 +715,7 @@ async fn append_at(h: &Harness, at: i64, event: &str, upn: &str, outcome: &str) 
             account_id: None,
             request_id: None,
             outcome,
+            actor: "system",
         },
     )
     .await
@@ -753,7 +762,10 @@ async fn admin_audit_filters_by_user_event_and_time_and_refuses_a_malformed_time
         all.extend_from_slice(args);
         ok(&db, &all)
             .lines()
-            .map(|l| l.rsplit_once("outcome=").unwrap().1.to_owned())
+            .map(|l| {
+                let rest = l.rsplit_once("outcome=").unwrap().1;
+                rest.split(" by=").next().unwrap().to_owned()
+            })
             .collect()
     };
     assert_eq!(
@@ -798,6 +810,17 @@ async fn admin_audit_filters_by_user_event_and_time_and_refuses_a_malformed_time
         "only that day's entry"
     );
     assert!(outcomes(&["--upn", "nobody@contoso.test"]).is_empty());
+
+    // Every line names its actor.
+    assert!(ok(&db, &["admin", "audit", "--upn", "eve"])
+        .trim_end()
+        .ends_with("outcome=blocked-three by=system"));
+    // A part of the name, any case.
+    assert_eq!(
+        outcomes(&["--upn", "EVE@"]),
+        ["blocked-three"],
+        "a part of the name"
+    );
 
     for (flag, bad) in [
         ("--since", "yesterday"),
@@ -1046,4 +1069,57 @@ async fn admin_device_approve_releases_a_held_device() {
         ],
     );
     assert!(err.contains("is not awaiting approval"), "{err}");
+}
+
+#[tokio::test]
+async fn admin_audit_exports_csv_and_json_naming_the_actor() {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    ok(
+        &db,
+        &[
+            "admin",
+            "user",
+            "add",
+            "--upn",
+            "carol@contoso.test",
+            "--name",
+            "Carol, \"C\"",
+        ],
+    );
+    append_at(&h, 1000, "rate_limited", "=cmd@contoso.test", "blocked").await;
+
+    let csv = ok(&db, &["admin", "audit", "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("seq,at,event,actor,upn,account_id,request_id,outcome,repeats,last_at")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        rows.iter()
+            .any(|l| l.contains(",user_added,cli,carol@contoso.test,")),
+        "{csv}"
+    );
+    // A name that starts like a spreadsheet formula is defused.
+    assert!(
+        rows.iter()
+            .any(|l| l.contains(",system,'=cmd@contoso.test,")),
+        "{csv}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&ok(
+        &db,
+        &["admin", "audit", "--format", "json", "--actor", "cli"],
+    ))
+    .unwrap();
+    let entries = json.as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e["actor"] == "cli"));
+    let added = entries.iter().find(|e| e["event"] == "user_added").unwrap();
+    assert_eq!(added["upn"], "carol@contoso.test");
+    assert!(added["at"].as_str().unwrap().ends_with('Z'));
+
+    let err = fails(&db, &["admin", "audit", "--format", "xml"]);
+    assert!(err.contains("xml"), "{err}");
 }

@@ -288,6 +288,18 @@ async fn no_secret_of_any_ceremony_appears_in_debug_logs_or_the_audit_log() {
     let mut admin = Browser::new(&h);
     let r = admin.sign_in_with_password(ADA, ADA_PASSWORD).await;
     assert_eq!(location(&r), "/me");
+    // The console needs more than a password: a temporary access pass from the CLI.
+    let pass = accounts::temporary_pass::issue(&h.state.pool, ADA, 600)
+        .await
+        .unwrap();
+    s.text("admin temporary pass", &pass);
+    let mut admin = Browser::new(&h);
+    assert_eq!(admin.submit_upn(ADA).await, "/signin/password");
+    let csrf = admin.csrf("/signin/pass").await;
+    let r = admin
+        .post("/signin/pass", &[("csrf", &csrf), ("pass", &pass)])
+        .await;
+    assert_eq!(location(&r), "/me/security-info");
     let csrf = admin.csrf("/admin/users").await;
     let r = admin
         .post(

@@ -1489,6 +1489,30 @@ async fn password_browser<'h>(h: &'h Harness, upn: &str, groups: &[&str]) -> Bro
     b
 }
 
+/// `upn` (added with `groups`) signed in on the pages with a temporary access pass (the admin
+/// console refuses a password alone).
+async fn pass_browser<'h>(h: &'h Harness, upn: &str, groups: &[&str]) -> Browser<'h> {
+    h.add_user(upn, groups).await;
+    let pass = signin_domain::accounts::temporary_pass::issue(&h.state.pool, upn, 600)
+        .await
+        .unwrap();
+    let mut b = Browser::new(h);
+    let page = b.get("/signin").await;
+    let r = b
+        .post("/signin", &[("csrf", &csrf_of(&page)), ("upn", upn)])
+        .await;
+    assert_eq!(location(&r), "/signin/password");
+    let page = b.get("/signin/pass").await;
+    let r = b
+        .post(
+            "/signin/pass",
+            &[("csrf", &csrf_of(&page)), ("pass", &pass)],
+        )
+        .await;
+    assert_eq!(location(&r), "/me/security-info");
+    b
+}
+
 #[tokio::test]
 async fn a_password_alone_session_gets_a_single_factor_acr_and_pwd_amr() {
     let h = harness().await;
@@ -1517,7 +1541,7 @@ async fn a_password_alone_session_gets_a_single_factor_acr_and_pwd_amr() {
 async fn the_admin_page_lists_clients_and_removing_one_stops_it_at_once() {
     let r = ready().await;
     let public = public_client(&r.h, "Contoso Files").await;
-    let mut admin = password_browser(&r.h, "ada@contoso.test", &["admins"]).await;
+    let mut admin = pass_browser(&r.h, "ada@contoso.test", &["admins"]).await;
     let page = admin.get("/admin/apps").await;
     assert_eq!(page.status, StatusCode::OK);
     let html = text(&page);
@@ -1535,15 +1559,27 @@ async fn the_admin_page_lists_clients_and_removing_one_stops_it_at_once() {
     }
     assert!(!html.contains(&r.client.secret), "never a secret in a page");
     let csrf = csrf_of(&page);
+    // Asked first (issue 22); confirmed, removed and named.
     let done = admin
         .post(
             "/admin/apps/remove",
-            &[("csrf", &csrf), ("client_id", &r.client.id)],
+            &[
+                ("csrf", &csrf),
+                ("client_id", &r.client.id),
+                ("confirmed", "yes"),
+            ],
         )
         .await;
     assert_eq!(done.status, StatusCode::OK);
-    assert!(text(&done).contains("Removed"));
-    assert!(!text(&done).contains("Contoso Mail"));
+    assert!(
+        text(&done).contains("Removed the application \u{201c}Contoso Mail\u{201d}."),
+        "{}",
+        text(&done)
+    );
+    assert!(
+        !text(&done).contains(r.client.id.as_str()),
+        "no longer listed"
+    );
     let mut b = Browser::new(&r.h);
     let resp = b.get(&authorize_uri(&r.client.id, REDIRECT, &[])).await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST);

@@ -847,29 +847,39 @@ async fn the_first_post_of_a_new_browser_keeps_the_anonymous_sessions_at_the_cap
 
 // ---- review (Low): the audit page filters and pages ----
 
-/// The cells of each row of the audit table (`#`, time, event, user, account, request,
-/// outcome), as HTML text.
+/// The cells of each row of the audit table (`#`, time, event, actor, user, device,
+/// request, outcome), as HTML text; none when the page says there are no entries.
 fn audit_table(r: &Reply) -> Vec<Vec<String>> {
     let html = text(r);
-    let at = html.find("<table id=\"audit\"").expect("the audit table");
+    let Some(at) = html.find(" id=\"audit\"") else {
+        return Vec::new();
+    };
     let body = &html[at..];
     let body = &body[body.find("<tbody>").unwrap() + 7..body.find("</tbody>").unwrap()];
     body.split("<tr>")
         .filter(|row| !row.trim().is_empty())
         .map(|row| {
-            row.split("<td>")
+            row.split("<td")
                 .skip(1)
-                .map(|cell| cell.split("</td>").next().unwrap().to_owned())
+                .map(|cell| {
+                    let cell = &cell[cell.find('>').unwrap() + 1..];
+                    cell.split("</td>").next().unwrap().to_owned()
+                })
                 .collect()
         })
         .collect()
 }
 
-/// The href of the "Older entries" link, if the page has one.
-fn older_link(r: &Reply) -> Option<String> {
+/// The href of the link `id` ("older" or "newer" entries), if the page has one.
+fn page_link(r: &Reply, id: &str) -> Option<String> {
     let html = text(r);
-    let at = html.find("id=\"older\" href=\"")? + "id=\"older\" href=\"".len();
+    let marker = format!("id=\"{id}\" href=\"");
+    let at = html.find(&marker)? + marker.len();
     Some(html[at..].split('"').next().unwrap().replace("&amp;", "&"))
+}
+
+fn older_link(r: &Reply) -> Option<String> {
+    page_link(r, "older")
 }
 
 fn seqs(rows: &[Vec<String>]) -> Vec<i64> {
@@ -886,6 +896,7 @@ async fn append_at(h: &Harness, at: i64, event: &str, upn: &str, outcome: &str) 
             account_id: None,
             request_id: None,
             outcome,
+            actor: "system",
         },
     )
     .await
@@ -896,13 +907,85 @@ fn day(d: &str) -> i64 {
     signin_server::web::admin::parse_time(d).unwrap()
 }
 
-/// An administrator signed in with a password (mode `any`, no phone).
+/// An administrator signed in with a temporary access pass (mode `any`, no phone): the
+/// console refuses a password alone.
 async fn admin_browser(h: &Harness) -> Browser<'_> {
     user_with_password(h, "ada@contoso.test", &["admins"]).await;
+    pass_browser(h, "ada@contoso.test").await
+}
+
+/// `upn` signed in with a temporary access pass issued for them.
+async fn pass_browser<'h>(h: &'h Harness, upn: &str) -> Browser<'h> {
+    let pass = accounts::temporary_pass::issue(&h.state.pool, upn, 600)
+        .await
+        .unwrap();
     let mut b = Browser::new(h);
-    let r = b.sign_in_with_password("ada@contoso.test", PASSWORD).await;
-    assert_eq!(location(&r), Some("/me"));
+    let r = submit_pass(&mut b, upn, &pass).await;
+    assert_eq!(location(&r), Some("/me/security-info"), "{}", text(&r));
     b
+}
+
+const ADMIN_PAGES: [&str; 6] = [
+    "/admin/policy",
+    "/admin/users",
+    "/admin/groups",
+    "/admin/audit",
+    "/admin/apps",
+    "/admin/devices",
+];
+
+#[tokio::test]
+async fn an_admin_signed_in_with_a_password_alone_reaches_only_security_info_not_the_console() {
+    let h = harness().await;
+    user_with_password(&h, "ada@contoso.test", &["admins"]).await;
+    let mut ada = Browser::new(&h);
+    let r = ada
+        .sign_in_with_password("ada@contoso.test", PASSWORD)
+        .await;
+    assert_eq!(location(&r), Some("/me"));
+    for path in ADMIN_PAGES {
+        let r = ada.get(path).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(text(&r).contains("id=\"console-needs-phone\""), "{path}");
+        assert!(text(&r).contains("href=\"/me/security-info\""), "{path}");
+    }
+    // Nor may it post to one: the user list stays as it was.
+    let info = ada.get("/me/security-info").await;
+    assert_eq!(info.status, StatusCode::OK);
+    let csrf = csrf_of(&info);
+    let r = ada
+        .post(
+            "/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("upn", "mallory@contoso.test"),
+                ("name", "M"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!store::users::exists(&h.state.pool, "mallory@contoso.test")
+        .await
+        .unwrap());
+    // The same administrator with a temporary access pass (or a phone) gets the console.
+    let mut strong = pass_browser(&h, "ada@contoso.test").await;
+    for path in ADMIN_PAGES {
+        assert_eq!(strong.get(path).await.status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_signed_in_with_the_phone_gets_the_console() {
+    let h = harness().await;
+    let phone = h.ready_phone("ada@contoso.test").await;
+    accounts::add_group_member(&h.state.pool, "admins", "ada@contoso.test")
+        .await
+        .unwrap();
+    let mut ada = Browser::new(&h);
+    phone_sign_in(&mut ada, &h, &phone, "ada@contoso.test").await;
+    for path in ADMIN_PAGES {
+        assert_eq!(ada.get(path).await.status, StatusCode::OK, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -940,16 +1023,17 @@ async fn the_audit_page_filters_by_user_event_and_time() {
         append_at(&h, at, event, upn, outcome).await;
     }
     let outcomes =
-        |r: &Reply| -> Vec<String> { audit_table(r).iter().map(|c| c[6].clone()).collect() };
+        |r: &Reply| -> Vec<String> { audit_table(r).iter().map(|c| c[7].clone()).collect() };
 
-    let r = admin.get("/admin/audit?upn=bobby%40contoso.test").await;
+    // A part of the name, in any case.
+    let r = admin.get("/admin/audit?upn=BOBBY").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         outcomes(&r),
         ["blocked four", "password", "blocked two", "blocked one"],
         "the user's entries, newest first"
     );
-    assert!(audit_table(&r).iter().all(|c| c[3] == "bobby@contoso.test"));
+    assert!(audit_table(&r).iter().all(|c| c[4] == "bobby@contoso.test"));
 
     let r = admin.get("/admin/audit?event=rate_limited").await;
     let rows = audit_table(&r);
@@ -967,6 +1051,21 @@ async fn the_audit_page_filters_by_user_event_and_time() {
     assert_eq!(outcomes(&r), ["password"]);
     // The form shows the filters it applied.
     assert!(text(&r).contains("value=\"2026-01-02T00:00:02Z\""));
+    // The event comes from a list; a name not on it is said so.
+    let r = admin.get("/admin/audit").await;
+    assert!(text(&r).contains("<option value=\"rate_limited\">rate_limited</option>"));
+    let r = admin.get("/admin/audit?event=rate_limit").await;
+    assert!(text(&r).contains("Choose an event from the list."));
+    assert!(audit_table(&r).is_empty());
+    // Nothing matches: said so, not an empty table.
+    let r = admin.get("/admin/audit?upn=nobody-here").await;
+    assert!(text(&r).contains("id=\"no-entries\""), "{}", text(&r));
+    assert!(!text(&r).contains("id=\"audit\""));
+    // The outcome text, and the actor, by a part.
+    let r = admin.get("/admin/audit?text=THREE").await;
+    assert_eq!(outcomes(&r), ["blocked three"]);
+    let r = admin.get("/admin/audit?actor=system&upn=eve").await;
+    assert_eq!(outcomes(&r), ["blocked three"]);
 
     // A time that does not parse is said so, and lists nothing.
     let r = admin.get("/admin/audit?since=yesterday").await;
@@ -994,7 +1093,7 @@ async fn the_audit_page_filters_by_user_event_and_time() {
 }
 
 #[tokio::test]
-async fn the_audit_page_shows_500_entries_and_links_to_the_older_ones_with_the_same_filters() {
+async fn the_audit_page_shows_50_entries_and_links_to_older_and_newer_ones_with_the_same_filters() {
     let h = harness().await;
     let mut admin = admin_browser(&h).await;
     let page_rows = usize::try_from(signin_server::web::admin::AUDIT_PAGE_ROWS).unwrap();
@@ -1016,12 +1115,14 @@ async fn the_audit_page_shows_500_entries_and_links_to_the_older_ones_with_the_s
             .await;
         }
     }
+    assert_eq!(page_rows, 50);
     let first = admin.get("/admin/audit?upn=noisy%40contoso.test").await;
+    assert_eq!(page_link(&first, "newer"), None, "the newest page");
     let rows = audit_table(&first);
     assert_eq!(rows.len(), page_rows);
-    assert!(rows.iter().all(|c| c[3] == noisy));
+    assert!(rows.iter().all(|c| c[4] == noisy));
     assert_eq!(
-        rows[0][6],
+        rows[0][7],
         format!("refusal {}", page_rows + 19),
         "newest first"
     );
@@ -1032,16 +1133,23 @@ async fn the_audit_page_shows_500_entries_and_links_to_the_older_ones_with_the_s
     let second = admin.get(&next).await;
     let older = audit_table(&second);
     assert_eq!(older.len(), 20);
-    assert!(older.iter().all(|c| c[3] == noisy), "the filter is kept");
-    assert_eq!(older.last().unwrap()[6], "refusal 0");
+    assert!(older.iter().all(|c| c[4] == noisy), "the filter is kept");
+    assert_eq!(older.last().unwrap()[7], "refusal 0");
     assert_eq!(older_link(&second), None, "the last page");
     // Together: every entry of the user once, in order.
     let mut all = seqs(&rows);
     all.extend(seqs(&older));
     assert!(all.windows(2).all(|w| w[0] > w[1]));
     assert_eq!(all.len(), page_rows + 20);
+    // "Newer entries" from the last page is the first page again, with the filter.
+    let back = page_link(&second, "newer").expect("a link to newer entries");
+    assert!(back.contains("upn=noisy%40contoso.test"), "{back}");
+    let again = admin.get(&back).await;
+    assert_eq!(seqs(&audit_table(&again)), seqs(&rows));
+    assert_eq!(page_link(&again, "newer"), None);
+    assert_eq!(older_link(&again), Some(next));
 
-    // Unfiltered, the first page is the newest 500 of everything.
+    // Unfiltered, the first page is the newest 50 of everything.
     let r = admin.get("/admin/audit").await;
     assert_eq!(audit_table(&r).len(), page_rows);
     assert!(older_link(&r).unwrap().starts_with("/admin/audit?before="));
@@ -1449,9 +1557,7 @@ async fn an_admin_lists_every_device_filters_by_user_and_removes_one() {
     let deny = bob.answer(&f, authenticator_protocol::sign_in::Decision::Deny, None);
     assert_eq!(h.post(&respond_uri(&id), deny).await.status, StatusCode::OK);
 
-    let mut ada = Browser::new(&h);
-    ada.sign_in_with_password("ada@contoso.test", PASSWORD)
-        .await;
+    let mut ada = pass_browser(&h, "ada@contoso.test").await;
     let page = ada.get("/admin/devices").await;
     assert_eq!(page.status, StatusCode::OK);
     for (upn, phone) in [("bob@contoso.test", &bob), ("cy@contoso.test", &cy)] {
@@ -1467,16 +1573,22 @@ async fn an_admin_lists_every_device_filters_by_user_and_removes_one() {
     assert!(!text(&only_cy).contains(bob.account().as_str()));
     assert!(text(&only_cy).contains(cy.account().as_str()));
 
+    // Asked first (issue 22), then removed and reported by name.
     let r = ada
         .post(
             "/admin/devices/remove",
             &[
                 ("csrf", &csrf_of(&page)),
                 ("account_id", cy.account().as_str()),
+                ("confirmed", "yes"),
             ],
         )
         .await;
-    assert!(text(&r).contains("Removed device"), "{}", text(&r));
+    assert!(
+        text(&r).contains("Removed \u{201c}Test Phone\u{201d} of cy@contoso.test."),
+        "{}",
+        text(&r)
+    );
     assert_ne!(cy.poll(&h, 0).await.status, StatusCode::OK);
     let removed = audit_rows(&h, "device_removed", "cy@contoso.test").await;
     assert_eq!(removed[0].outcome, "by_admin");
@@ -1833,4 +1945,710 @@ async fn api_sign_ins_are_not_browser_bound_and_refuse_a_browser_origin() {
     );
     let ok = phone.answer(&f, Decision::Approve, Some(&number));
     assert_eq!(h.post(&respond_uri(&id), ok).await.status, StatusCode::OK);
+}
+
+// ---- issue 22: the helpdesk works from the web console, and the audit log names who acted ----
+
+const ADA: &str = "ada@contoso.test";
+
+/// The actors of the `event` entries about `upn`, oldest first.
+async fn actors(h: &Harness, event: &str, upn: &str) -> Vec<String> {
+    audit_rows(h, event, upn)
+        .await
+        .into_iter()
+        .map(|r| r.actor.unwrap_or_default())
+        .collect()
+}
+
+/// The text of the element with `id` (up to its first closing tag).
+fn element(r: &Reply, id: &str) -> Option<String> {
+    let html = text(r);
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let rest = &html[at..];
+    let rest = &rest[rest.find('>')? + 1..];
+    Some(rest.split("</").next()?.to_owned())
+}
+
+/// Posts one helpdesk action on `upn`'s page (the CSRF token from `page`).
+async fn act(
+    b: &mut Browser<'_>,
+    page: &Reply,
+    upn: &str,
+    action: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let csrf = csrf_of(page);
+    let mut pairs = vec![("csrf", csrf.as_str()), ("upn", upn), ("action", action)];
+    pairs.extend_from_slice(extra);
+    b.post("/admin/user", &pairs).await
+}
+
+#[tokio::test]
+async fn a_helpdesk_agent_finds_a_user_sees_their_methods_and_acts_from_the_web_each_confirmed_and_audited_by_name(
+) {
+    let h = harness().await;
+    let bob = h.ready_phone("bob@contoso.test").await;
+    user_with_password(&h, "dee@contoso.test", &[]).await;
+    let mut ada = admin_browser(&h).await;
+
+    // Search: a part of the name, any case.
+    let found = ada.get("/admin/users?q=BOB").await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert!(text(&found).contains("href=\"/admin/user?upn=bob%40contoso.test\""));
+    assert!(!text(&found).contains("dee@contoso.test"));
+    let none = ada.get("/admin/users?q=zebra").await;
+    assert!(text(&none).contains("id=\"no-users\""));
+    // LIKE's wildcards are plain characters here: no name holds `%` or `_`.
+    for wildcard in ["%25", "_"] {
+        let none = ada.get(&format!("/admin/users?q={wildcard}")).await;
+        assert!(text(&none).contains("id=\"no-users\""), "{wildcard}");
+    }
+
+    // A sign-in started on the pages is the user's own in the audit log.
+    let (started, _) = Browser::new(&h).submit_upn("bob@contoso.test").await;
+    assert!(started.status.is_success() || started.status.is_redirection());
+    assert_eq!(
+        actors(&h, "signin_started", "bob@contoso.test").await,
+        ["user:bob@contoso.test"]
+    );
+
+    // Bob reports a sign-in he did not start: paused, risk raised.
+    signin_domain::rules::risk::record_report(
+        &h.state.pool,
+        &signin_domain::rules::risk::RiskConfig::default(),
+        "bob@contoso.test",
+        bob.account().as_str(),
+        "req-reported",
+    )
+    .await
+    .unwrap();
+    let page = ada.get("/admin/user?upn=bob%40contoso.test").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let devices = element(&page, "user-devices")
+        .map(|_| text(&page).to_owned())
+        .unwrap();
+    assert!(devices.contains("Test Phone"), "the device by name");
+    assert!(devices.contains("No push service: the app checks in while open"));
+    assert!(devices.contains(">Never<"), "not used yet");
+    assert!(element(&page, "pause").unwrap().contains("Paused until"));
+    assert!(text(&page).contains("1 \u{201c}this wasn\u{2019}t me\u{201d} reports"));
+    assert!(element(&page, "fallback").is_some());
+    assert!(text(&page).contains("id=\"no-passes\""));
+
+    // Resume (not destructive: at once).
+    let r = act(&mut ada, &page, "bob@contoso.test", "resume", &[]).await;
+    assert!(
+        text(&r).contains("Resumed sign-ins for bob@contoso.test."),
+        "{}",
+        text(&r)
+    );
+    assert!(element(&r, "pause").unwrap().contains("Not paused"));
+    // Unlock the offline fallback.
+    let r = act(&mut ada, &page, "bob@contoso.test", "unlock_fallback", &[]).await;
+    assert!(
+        text(&r).contains("offline fallback of bob@contoso.test"),
+        "{}",
+        text(&r)
+    );
+
+    // Remove a device: a confirmation page naming it first; nothing is removed yet.
+    let account = bob.account().as_str().to_owned();
+    let r = act(
+        &mut ada,
+        &page,
+        "bob@contoso.test",
+        "remove_device",
+        &[("account_id", &account)],
+    )
+    .await;
+    assert!(element(&r, "confirm").is_some(), "{}", text(&r));
+    assert!(text(&r).contains("\u{201c}Test Phone\u{201d}"));
+    assert!(text(&r).contains("name=\"confirmed\" value=\"yes\""));
+    assert_eq!(
+        store::devices::of_user(&h.state.pool, "bob@contoso.test")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = act(
+        &mut ada,
+        &page,
+        "bob@contoso.test",
+        "remove_device",
+        &[("account_id", &account), ("confirmed", "yes")],
+    )
+    .await;
+    assert!(
+        text(&r).contains("Removed \u{201c}Test Phone\u{201d} of bob@contoso.test."),
+        "{}",
+        text(&r)
+    );
+    assert!(!text(&r).contains(&format!("Removed device {account}")));
+    assert!(store::devices::of_user(&h.state.pool, "bob@contoso.test")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_ne!(bob.poll(&h, 0).await.status, StatusCode::OK);
+
+    // Issue a temporary access pass: asked first, then shown once.
+    let page = ada.get("/admin/user?upn=dee%40contoso.test").await;
+    let r = act(&mut ada, &page, "dee@contoso.test", "issue_pass", &[]).await;
+    assert!(element(&r, "confirm").is_some());
+    assert!(element(&r, "temporary-pass").is_none());
+    assert!(
+        store::passes::of_user(&h.state.pool, "dee@contoso.test", store::now_ms())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A lifetime the form does not offer (beyond 8 hours) is refused in words: no pass.
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "issue_pass",
+        &[("confirmed", "yes"), ("ttl_secs", "999999")],
+    )
+    .await;
+    assert!(
+        text(&r).contains("Not issued: a pass is valid for 1 second to 8 hours"),
+        "{}",
+        text(&r)
+    );
+    assert!(element(&r, "temporary-pass").is_none());
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "issue_pass",
+        &[("confirmed", "yes"), ("ttl_secs", "3600")],
+    )
+    .await;
+    let pass = element(&r, "temporary-pass")
+        .and_then(|p| p.strip_prefix("<code>").map(str::to_owned))
+        .expect("the pass, shown once");
+    assert!(text(&r).contains("Issued a temporary access pass for dee@contoso.test"));
+    // It signs Dee in; the user page never shows it again, but lists it as used.
+    let mut dee = Browser::new(&h);
+    let signed = submit_pass(&mut dee, "dee@contoso.test", &pass).await;
+    assert_eq!(
+        location(&signed),
+        Some("/me/security-info"),
+        "{}",
+        text(&signed)
+    );
+    let page = ada.get("/admin/user?upn=dee%40contoso.test").await;
+    assert!(!text(&page).contains(&pass));
+    assert!(element(&page, "user-passes").is_some());
+    assert!(text(&page).contains("Used "));
+    assert!(
+        text(&page).contains("<td data-label=\"How\">Temporary access pass</td>"),
+        "Dee's session, by how it was made: {}",
+        text(&page)
+    );
+
+    // Set a password: asked first; then the new one signs Dee in.
+    let r = act(&mut ada, &page, "dee@contoso.test", "set_password", &[]).await;
+    assert!(element(&r, "confirm").is_some());
+    assert!(text(&r).contains("id=\"new-password\""));
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "set_password",
+        &[("confirmed", "yes"), ("password", "a brand new password 2")],
+    )
+    .await;
+    assert!(
+        text(&r).contains("Set a new password for dee@contoso.test."),
+        "{}",
+        text(&r)
+    );
+    let mut dee2 = Browser::new(&h);
+    let r = dee2
+        .sign_in_with_password("dee@contoso.test", "a brand new password 2")
+        .await;
+    assert_eq!(location(&r), Some("/me"), "{}", text(&r));
+    assert!(dee.is_signed_in().await);
+
+    // Sign out everywhere: asked first; then both of Dee's browsers are signed out.
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "sign_out_everywhere",
+        &[],
+    )
+    .await;
+    assert!(element(&r, "confirm").is_some());
+    assert!(dee.is_signed_in().await, "not before the confirmation");
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "sign_out_everywhere",
+        &[("confirmed", "yes")],
+    )
+    .await;
+    assert!(
+        text(&r).contains("Signed dee@contoso.test out everywhere"),
+        "{}",
+        text(&r)
+    );
+    assert!(!dee.is_signed_in().await);
+    assert!(!dee2.is_signed_in().await);
+
+    // Attributes: saved, and what applications receive.
+    let r = act(
+        &mut ada,
+        &page,
+        "dee@contoso.test",
+        "set_attributes",
+        &[
+            ("email", "dee@contoso.test"),
+            ("email_verified", "on"),
+            ("given_name", "Dee"),
+            ("family_name", "Dale"),
+        ],
+    )
+    .await;
+    assert!(
+        text(&r).contains("Saved the attributes of dee@contoso.test."),
+        "{}",
+        text(&r)
+    );
+    assert!(element(&r, "user-facts")
+        .map(|_| text(&r).contains("dee@contoso.test (verified)"))
+        .unwrap());
+
+    // Every action is in the audit log with the agent's name.
+    let admin = format!("admin:{ADA}");
+    for (event, upn) in [
+        ("user_resumed", "bob@contoso.test"),
+        ("fallback_unlocked", "bob@contoso.test"),
+        ("device_removed", "bob@contoso.test"),
+        ("temporary_pass_issued", "dee@contoso.test"),
+        ("password_set", "dee@contoso.test"),
+        ("sessions_ended", "dee@contoso.test"),
+        ("user_attributes_set", "dee@contoso.test"),
+    ] {
+        assert!(
+            actors(&h, event, upn).await.contains(&admin),
+            "{event}: {:?}",
+            actors(&h, event, upn).await
+        );
+    }
+    // Dee's own sign-in is hers; the audit page shows the actor column and filters by it.
+    assert_eq!(
+        actors(&h, "temporary_pass_used", "dee@contoso.test").await,
+        ["user:dee@contoso.test"]
+    );
+    let r = ada.get("/admin/audit?actor=admin%3Aada&upn=dee").await;
+    let rows = audit_table(&r);
+    assert!(rows.len() >= 3, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|c| c[3] == admin && c[4] == "dee@contoso.test"));
+
+    // Not for someone outside `admins`.
+    let mut dee3 = Browser::new(&h);
+    dee3.sign_in_with_password("dee@contoso.test", "a brand new password 2")
+        .await;
+    assert_eq!(
+        dee3.get("/admin/user?upn=bob%40contoso.test").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn removing_a_device_or_an_application_from_the_admin_pages_asks_first_and_names_it() {
+    let h = harness().await;
+    let cy = h.ready_phone("cy@contoso.test").await;
+    let mut ada = admin_browser(&h).await;
+    let page = ada.get("/admin/devices").await;
+    let csrf = csrf_of(&page);
+    let account = cy.account().as_str().to_owned();
+    let r = ada
+        .post(
+            "/admin/devices/remove",
+            &[("csrf", &csrf), ("account_id", &account)],
+        )
+        .await;
+    assert!(
+        element(&r, "confirm").unwrap().contains("Test Phone"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(
+        store::devices::of_user(&h.state.pool, "cy@contoso.test")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = ada
+        .post(
+            "/admin/devices/remove",
+            &[
+                ("csrf", &csrf),
+                ("account_id", &account),
+                ("confirmed", "yes"),
+            ],
+        )
+        .await;
+    assert!(
+        text(&r).contains("Removed \u{201c}Test Phone\u{201d} of cy@contoso.test."),
+        "{}",
+        text(&r)
+    );
+    assert!(store::devices::of_user(&h.state.pool, "cy@contoso.test")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        actors(&h, "device_removed", "cy@contoso.test").await,
+        [format!("admin:{ADA}")]
+    );
+
+    // An application: added from the web, its secret shown once and working.
+    let page = ada.get("/admin/apps").await;
+    let csrf = csrf_of(&page);
+    let r = ada
+        .post(
+            "/admin/apps/add",
+            &[
+                ("csrf", &csrf),
+                ("name", "Payroll"),
+                ("redirect_uris", "https://payroll.contoso.test/cb\r\n"),
+            ],
+        )
+        .await;
+    assert!(
+        text(&r).contains("Added the application \u{201c}Payroll\u{201d}."),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let client_id = element(&r, "client-id").expect("the client id");
+    let secret = element(&r, "client-secret").expect("the secret, shown once");
+    assert!(signin_domain::accounts::applications::authenticate(
+        &h.state.pool,
+        &client_id,
+        &secret
+    )
+    .await
+    .is_ok());
+    let listed = ada.get("/admin/apps").await;
+    assert!(text(&listed).contains(&client_id));
+    assert!(!text(&listed).contains(&secret), "never shown again");
+    // A bad redirect URI is refused by name, nothing is added.
+    let r = ada
+        .post(
+            "/admin/apps/add",
+            &[
+                ("csrf", &csrf),
+                ("name", "Bad"),
+                ("redirect_uris", "not a uri"),
+            ],
+        )
+        .await;
+    assert!(text(&r).contains("Not added:"), "{}", text(&r));
+    // One entry by Ada (the harness's own application is the server's): Payroll's.
+    let added: Vec<_> = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "application_added" && r.actor.as_deref() != Some("system"))
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(
+        added[0].actor.as_deref(),
+        Some(format!("admin:{ADA}").as_str())
+    );
+    assert!(added[0].outcome.contains(&client_id), "{added:?}");
+    // Removing it asks first, then names it.
+    let r = ada
+        .post(
+            "/admin/apps/remove",
+            &[("csrf", &csrf), ("client_id", &client_id)],
+        )
+        .await;
+    assert!(element(&r, "confirm").is_some());
+    assert!(text(&r).contains("\u{201c}Payroll\u{201d}"));
+    assert!(signin_domain::accounts::applications::authenticate(
+        &h.state.pool,
+        &client_id,
+        &secret
+    )
+    .await
+    .is_ok());
+    let r = ada
+        .post(
+            "/admin/apps/remove",
+            &[
+                ("csrf", &csrf),
+                ("client_id", &client_id),
+                ("confirmed", "yes"),
+            ],
+        )
+        .await;
+    assert!(
+        text(&r).contains("Removed the application \u{201c}Payroll\u{201d}."),
+        "{}",
+        text(&r)
+    );
+    assert!(signin_domain::accounts::applications::authenticate(
+        &h.state.pool,
+        &client_id,
+        &secret
+    )
+    .await
+    .is_err());
+}
+
+#[tokio::test]
+async fn creating_new_backup_codes_asks_first_while_unused_codes_would_stop_working() {
+    let h = harness().await;
+    signin_domain::accounts::fallback::set_enabled(&h.state.pool, true)
+        .await
+        .unwrap();
+    let mut ada = admin_browser(&h).await;
+    let info = ada.get("/me/security-info").await;
+    let csrf = csrf_of(&info);
+    // The first set: nothing to lose, no question.
+    let r = ada
+        .post("/me/security-info/backup-codes", &[("csrf", &csrf)])
+        .await;
+    assert!(text(&r).contains("id=\"backup-codes\""), "{}", text(&r));
+    let first = text(&r)
+        .split("<code>")
+        .nth(1)
+        .unwrap()
+        .split("</code>")
+        .next()
+        .unwrap()
+        .to_owned();
+    // Again: a confirmation page; the old codes still work until confirmed.
+    let r = ada
+        .post("/me/security-info/backup-codes", &[("csrf", &csrf)])
+        .await;
+    assert!(
+        element(&r, "confirm")
+            .unwrap()
+            .contains("10 unused backup codes"),
+        "{}",
+        text(&r)
+    );
+    assert!(!text(&r).contains("id=\"backup-codes\""));
+    assert_eq!(
+        signin_domain::accounts::backup_codes::counts(&h.state.pool, ADA)
+            .await
+            .unwrap(),
+        (10, 10)
+    );
+    let r = ada
+        .post(
+            "/me/security-info/backup-codes",
+            &[("csrf", &csrf), ("confirmed", "yes")],
+        )
+        .await;
+    assert!(text(&r).contains("id=\"backup-codes\""));
+    assert!(!text(&r).contains(&first));
+}
+
+async fn policy_post(b: &mut Browser<'_>, fields: &[(&str, &str)]) -> Reply {
+    let page = b.get("/admin/policy").await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.headers);
+    let csrf = csrf_of(&page);
+    let mut pairs = vec![("csrf", csrf.as_str())];
+    pairs.extend_from_slice(fields);
+    b.post("/admin/policy", &pairs).await
+}
+
+#[tokio::test]
+async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_without_a_public_url_keeping_the_edits(
+) {
+    let h = harness().await;
+    h.add_user("pat@contoso.test", &["pilots"]).await;
+    h.add_user("kiosk-1@contoso.test", &["kiosks"]).await;
+    let mut ada = admin_browser(&h).await;
+    let before = signin_domain::rules::policy::load(&h.state.pool)
+        .await
+        .unwrap();
+    let typo = [
+        ("enabled", "on"),
+        ("target", "group"),
+        ("group", "pilots-typo"),
+        ("mode", "push"),
+        ("number_matching", "on"),
+        ("show_location", "on"),
+        ("number_length", "5"),
+    ];
+    // An excluded group nobody is in is refused too, naming it.
+    let mut excluded_typo = typo.to_vec();
+    excluded_typo[2] = ("group", "pilots");
+    excluded_typo.push(("exclude", "pilots, contractors-typo"));
+    let r = policy_post(&mut ada, &excluded_typo).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&r).contains("there is no group \u{201c}contractors-typo\u{201d}"),
+        "{}",
+        text(&r)
+    );
+    assert!(text(&r).contains("value=\"pilots, contractors-typo\""));
+    let r = policy_post(&mut ada, &typo).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&r).contains("there is no group \u{201c}pilots-typo\u{201d}"),
+        "{}",
+        text(&r)
+    );
+    assert!(
+        text(&r).contains("Groups: admins, kiosks, pilots."),
+        "the groups there are"
+    );
+    assert_eq!(
+        signin_domain::rules::policy::load(&h.state.pool)
+            .await
+            .unwrap(),
+        before
+    );
+    // The admin's edits are on the page again.
+    assert!(text(&r).contains("value=\"pilots-typo\""));
+    assert!(text(&r).contains("id=\"mode-push\" name=\"mode\" value=\"push\" checked"));
+    assert!(text(&r).contains("value=\"5\""));
+    assert!(text(&r).contains("id=\"show_location\" name=\"show_location\" value=\"on\" checked"));
+
+    // Phishing-resistant sign-in without the public URL would refuse every sign-in.
+    let r = policy_post(
+        &mut ada,
+        &[
+            ("enabled", "on"),
+            ("target", "all"),
+            ("mode", "any"),
+            ("number_matching", "on"),
+            ("number_length", "2"),
+            ("phishing_resistant", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&r).contains("needs the server\u{2019}s public URL"),
+        "{}",
+        text(&r)
+    );
+    assert!(text(&r)
+        .contains("id=\"phishing_resistant\" name=\"phishing_resistant\" value=\"on\" checked"));
+    assert!(
+        !signin_domain::rules::policy::load(&h.state.pool)
+            .await
+            .unwrap()
+            .phishing_resistant
+    );
+    signin_domain::store::set_setting(
+        &h.state.pool,
+        signin_domain::store::PUBLIC_URL_SETTING,
+        "https://id.contoso.test",
+    )
+    .await
+    .unwrap();
+    // The session cookie is named for the public URL now (`__Host-`): sign in again.
+    let mut ada = pass_browser(&h, ADA).await;
+    // The right group, phishing resistance with the URL: saved.
+    let r = policy_post(
+        &mut ada,
+        &[
+            ("enabled", "on"),
+            ("target", "group"),
+            ("group", "pilots"),
+            ("mode", "any"),
+            ("number_matching", "on"),
+            ("number_length", "4"),
+            ("phishing_resistant", "on"),
+            ("exclude", " kiosks ,"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(text(&r).contains("Policy saved"), "{}", text(&r));
+    let saved = signin_domain::rules::policy::load(&h.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(saved.target, Target::Group("pilots".into()));
+    assert!(saved.phishing_resistant);
+    assert_eq!(saved.exclude, ["kiosks"]);
+    assert!(text(&r).contains("id=\"exclude\" name=\"exclude\" value=\"kiosks\""));
+}
+
+#[tokio::test]
+async fn a_policy_change_is_audited_with_the_admin_and_every_setting_before_and_after() {
+    let h = harness().await;
+    h.add_user("pat@contoso.test", &["pilots"]).await;
+    signin_domain::store::set_setting(
+        &h.state.pool,
+        signin_domain::store::PUBLIC_URL_SETTING,
+        "https://id.contoso.test",
+    )
+    .await
+    .unwrap();
+    let mut ada = admin_browser(&h).await;
+    let before = signin_domain::rules::policy::load(&h.state.pool)
+        .await
+        .unwrap();
+    assert!(!before.phishing_resistant && before.number_length == 2);
+    let base = |pr: Option<&'static str>| {
+        let mut f = vec![
+            ("enabled", "on"),
+            ("target", "all"),
+            ("mode", before.mode.as_str()),
+            ("number_matching", "on"),
+            ("number_length", "4"),
+        ];
+        if before.show_app_name {
+            f.push(("show_app_name", "on"));
+        }
+        if before.show_location {
+            f.push(("show_location", "on"));
+        }
+        if !before.new_device_approval {
+            f.push(("new_device_approval", "on"));
+        }
+        if let Some(v) = pr {
+            f.push(("phishing_resistant", v));
+        }
+        f
+    };
+    let on = policy_post(&mut ada, &base(Some("on"))).await;
+    assert!(text(&on).contains("Policy saved"), "{}", text(&on));
+    let _off = policy_post(&mut ada, &base(None)).await;
+    let rows: Vec<_> = audit::list(&h.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "policy_changed")
+        .collect();
+    let admin = format!("admin:{ADA}");
+    let (turned_on, turned_off) = (&rows[rows.len() - 2], &rows[rows.len() - 1]);
+    assert_eq!(turned_on.actor.as_deref(), Some(admin.as_str()));
+    assert_eq!(turned_off.actor.as_deref(), Some(admin.as_str()));
+    let dev_before = if before.new_device_approval {
+        "on"
+    } else {
+        "off"
+    };
+    let dev_after = if before.new_device_approval {
+        "off"
+    } else {
+        "on"
+    };
+    assert_eq!(
+        turned_on.outcome,
+        format!(
+            "number-length: 2 \u{2192} 4; new-device-approval: {dev_before} \u{2192} {dev_after}; phishing-resistant: off \u{2192} on"
+        )
+    );
+    assert_eq!(turned_off.outcome, "phishing-resistant: on \u{2192} off");
+    assert_ne!(turned_on.seq, turned_off.seq, "two entries, not one merged");
 }

@@ -144,6 +144,7 @@ impl TestServer {
             new_device_approval: None,
             number_length: None,
             phishing_resistant: None,
+            exclude: None,
         };
         accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())

@@ -46,6 +46,7 @@ pub async fn setup_with(config: ServeConfig) -> Setup {
         new_device_approval: None,
         number_length: None,
         phishing_resistant: None,
+        exclude: None,
     };
     accounts::set_policy(server.pool(), &update).await.unwrap();
     accounts::add_user(server.pool(), UPN, "Bobby Smith", &[])

@@ -143,15 +143,12 @@ pub async fn set_policy(pool: &Pool, update: &PolicyUpdate) -> anyhow::Result<Po
     let current = policy::load(pool).await?;
     let next = current.apply(update)?;
     policy::save(pool, &next).await?;
-    let outcome = format!(
-        "enabled={} target={} mode={} number_matching={} show_app_name={} show_location={}",
-        next.enabled,
-        next.target,
-        next.mode.as_str(),
-        next.number_matching,
-        next.show_app_name,
-        next.show_location
-    );
+    let changes = current.changes_to(&next);
+    let outcome = if changes.is_empty() {
+        "unchanged".to_owned()
+    } else {
+        changes.join("; ")
+    };
     audit::record(
         pool,
         Event::PolicyChanged,

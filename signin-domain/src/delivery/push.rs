@@ -311,6 +311,7 @@ impl Inner {
                 account_id: Some(envelope.account_id.as_str()),
                 request_id: Some(envelope.request_id.as_str()),
                 outcome,
+                actor: None,
             },
         )
         .await?;

@@ -167,6 +167,7 @@ pub async fn run_admin(pool: &Pool, command: AdminCommand) -> anyhow::Result<()>
                     account_id: None,
                     request_id: None,
                     outcome: "webpush_vapid_key=rotated",
+                    actor: None,
                 },
             )
             .await?;

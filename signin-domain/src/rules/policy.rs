@@ -85,6 +85,9 @@ pub struct Policy {
     /// §5.9): only the Authenticator on that device, having seen the page at the server's
     /// own origin, can approve them. Stops a relaying (real-time phishing) proxy.
     pub phishing_resistant: bool,
+    /// Groups left out even when the target includes them (Entra's "exclude"): their members
+    /// are treated as users the policy does not target.
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +102,14 @@ pub enum PolicyError {
     BadNumberLength,
     #[error("the target group {0}")]
     UnsafeGroup(authenticator_protocol::text::UnsafeText),
+    /// The target names a group nobody is in (a group exists while it has members): a typo
+    /// would otherwise leave every user out.
+    #[error("there is no group {0:?} (a group exists while it has members)")]
+    UnknownGroup(String),
+    /// Phishing-resistant sign-in binds approvals to the server's own origin: without the
+    /// configured public URL every sign-in on the pages would be refused.
+    #[error("phishing-resistant sign-in needs the server's public URL (serve --public-url)")]
+    NeedsPublicUrl,
 }
 
 /// Changes requested by `admin policy set`; `None` keeps the current value.
@@ -113,6 +124,8 @@ pub struct PolicyUpdate {
     pub number_length: Option<u8>,
     pub new_device_approval: Option<bool>,
     pub phishing_resistant: Option<bool>,
+    /// The excluded groups, all of them (an empty list: none).
+    pub exclude: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -127,6 +140,10 @@ impl Policy {
             number_length: u.number_length.unwrap_or(self.number_length),
             new_device_approval: u.new_device_approval.unwrap_or(self.new_device_approval),
             phishing_resistant: u.phishing_resistant.unwrap_or(self.phishing_resistant),
+            exclude: match &u.exclude {
+                Some(groups) => exclude_list(groups)?,
+                None => self.exclude.clone(),
+            },
         };
         if next.mode == Mode::Passwordless && !next.number_matching {
             return Err(PolicyError::NumberMatchingRequired);
@@ -135,6 +152,24 @@ impl Policy {
             return Err(PolicyError::BadNumberLength);
         }
         Ok(next)
+    }
+
+    /// Every setting that differs from `self` in `next`, as `name: before → after` (the
+    /// names of `admin policy show`), in the order of the policy page: what the audit log
+    /// records of a change.
+    pub fn changes_to(&self, next: &Policy) -> Vec<String> {
+        let before = self.to_string();
+        let after = next.to_string();
+        before
+            .lines()
+            .zip(after.lines())
+            .filter(|(b, a)| b != a)
+            .filter_map(|(b, a)| {
+                let (name, was) = b.split_once(": ")?;
+                let (_, now) = a.split_once(": ")?;
+                Some(format!("{name}: {was} \u{2192} {now}"))
+            })
+            .collect()
     }
 
     /// Whether the policy lets a user in `groups` approve a push as a second factor after a
@@ -159,22 +194,32 @@ impl Policy {
         }
     }
 
+    /// Whether a user in `groups` is in the target and in no excluded group.
     fn targets(&self, groups: &[String]) -> bool {
-        match &self.target {
+        let included = match &self.target {
             Target::All => true,
             Target::Group(g) => groups.iter().any(|m| m == g),
-        }
+        };
+        included && !groups.iter().any(|m| self.exclude.contains(m))
     }
 
     /// Whether the policy lets a user in `groups` use phone sign-in.
     pub fn allows_passwordless_for(&self, groups: &[String]) -> bool {
-        self.enabled
-            && self.mode.allows_passwordless()
-            && match &self.target {
-                Target::All => true,
-                Target::Group(g) => groups.iter().any(|m| m == g),
-            }
+        self.enabled && self.mode.allows_passwordless() && self.targets(groups)
     }
+}
+
+/// The excluded groups as given: trimmed, empty ones dropped, each once, each through the one
+/// gate for names.
+fn exclude_list(groups: &[String]) -> Result<Vec<String>, PolicyError> {
+    let mut list: Vec<String> = Vec::new();
+    for g in groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
+        authenticator_protocol::text::check_plain(g).map_err(PolicyError::UnsafeGroup)?;
+        if !list.iter().any(|l| l == g) {
+            list.push(g.to_owned());
+        }
+    }
+    Ok(list)
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -189,6 +234,11 @@ impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "enabled: {}", self.enabled)?;
         writeln!(f, "target: {}", self.target)?;
+        if self.exclude.is_empty() {
+            writeln!(f, "exclude: (none)")?;
+        } else {
+            writeln!(f, "exclude: {}", self.exclude.join(", "))?;
+        }
         writeln!(f, "mode: {}", self.mode.as_str())?;
         writeln!(f, "number-matching: {}", on_off(self.number_matching))?;
         writeln!(f, "show-app-name: {}", on_off(self.show_app_name))?;
@@ -201,6 +251,31 @@ impl fmt::Display for Policy {
         )?;
         write!(f, "phishing-resistant: {}", on_off(self.phishing_resistant))
     }
+}
+
+/// Whether `next` can work with what is set up: its target group and every excluded group
+/// have members, and phishing-resistant sign-in has the server's public URL. The admin page
+/// checks it before saving (`admin policy set` does not: the command line may set the policy
+/// up first).
+pub async fn check_setup(pool: &Pool, next: &Policy) -> StoreResult<Result<(), PolicyError>> {
+    let named = match &next.target {
+        Target::Group(g) => Some(g),
+        Target::All => None,
+    };
+    let memberships = store::users::memberships(pool).await?;
+    for g in named.into_iter().chain(&next.exclude) {
+        if !memberships.iter().any(|(_, group)| group == g) {
+            return Ok(Err(PolicyError::UnknownGroup(g.clone())));
+        }
+    }
+    if next.phishing_resistant
+        && store::get_setting(pool, store::PUBLIC_URL_SETTING)
+            .await?
+            .is_none()
+    {
+        return Ok(Err(PolicyError::NeedsPublicUrl));
+    }
+    Ok(Ok(()))
 }
 
 pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
@@ -219,6 +294,12 @@ pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
             .unwrap_or(authenticator_protocol::number::DEFAULT_NUMBER_DIGITS),
         new_device_approval: row.new_device_approval,
         phishing_resistant: row.phishing_resistant,
+        exclude: row
+            .exclude_groups
+            .lines()
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -235,6 +316,7 @@ pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
             number_length: i64::from(p.number_length),
             new_device_approval: p.new_device_approval,
             phishing_resistant: p.phishing_resistant,
+            exclude_groups: p.exclude.join("\n"),
         },
     )
     .await
@@ -255,6 +337,7 @@ mod tests {
             number_length: 2,
             new_device_approval: false,
             phishing_resistant: false,
+            exclude: Vec::new(),
         }
     }
 
@@ -276,6 +359,83 @@ mod tests {
             assert_eq!(p.apply(&update), Err(PolicyError::BadNumberLength));
         }
         assert!(p.to_string().contains("number-length: 2\n"));
+    }
+
+    #[test]
+    fn a_change_names_each_setting_that_changed_before_and_after() {
+        let p = default();
+        let next = p
+            .apply(&PolicyUpdate {
+                phishing_resistant: Some(true),
+                number_length: Some(4),
+                new_device_approval: Some(false),
+                target: Some(Target::Group("pilot".into())),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            p.changes_to(&next),
+            [
+                "target: all \u{2192} group:pilot",
+                "number-length: 2 \u{2192} 4",
+                "phishing-resistant: off \u{2192} on",
+            ]
+        );
+        assert_eq!(
+            next.changes_to(&p),
+            [
+                "target: group:pilot \u{2192} all",
+                "number-length: 4 \u{2192} 2",
+                "phishing-resistant: on \u{2192} off",
+            ]
+        );
+        assert!(p.changes_to(&p).is_empty());
+    }
+
+    #[test]
+    fn excluded_groups_are_left_out_of_the_target_and_recorded_as_a_change() {
+        let p = default()
+            .apply(&PolicyUpdate {
+                target: Some(Target::Group("staff".into())),
+                mode: Some(Mode::Push),
+                exclude: Some(vec![
+                    " contractors ".into(),
+                    String::new(),
+                    "contractors".into(),
+                ]),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(p.exclude, ["contractors"], "trimmed, each once");
+        let staff = ["staff".to_owned()];
+        let both = ["staff".to_owned(), "contractors".to_owned()];
+        assert!(p.allows_push_for(&staff));
+        assert!(!p.allows_push_for(&both));
+        // Targeted in mode push: never a password alone; excluded: not targeted.
+        assert!(!p.allows_password_alone_for(&staff, false));
+        assert!(p.allows_password_alone_for(&both, false));
+        let everyone = p
+            .apply(&PolicyUpdate {
+                target: Some(Target::All),
+                mode: Some(Mode::Any),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(everyone.allows_passwordless_for(&staff));
+        assert!(!everyone.allows_passwordless_for(&both));
+        assert!(everyone.allows_passwordless_for(&[]));
+        assert!(p.to_string().contains("exclude: contractors\n"));
+        assert!(default()
+            .changes_to(&p)
+            .contains(&"exclude: (none) \u{2192} contractors".to_owned()));
+        let unsafe_name = PolicyUpdate {
+            exclude: Some(vec!["a\u{202e}b".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            default().apply(&unsafe_name),
+            Err(PolicyError::UnsafeGroup(_))
+        ));
     }
 
     #[test]

@@ -392,6 +392,7 @@ pub async fn record_report(
             account_id: Some(account_id),
             request_id: Some(request_id),
             outcome: &outcome,
+            actor: None,
         },
     )
     .await?;

@@ -168,6 +168,11 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         &Outgoing {
             upn,
             client_id: &s.application.client_id,
+            started_by: if s.browser || s.application.builtin {
+                audit::Actor::User(upn.to_owned())
+            } else {
+                audit::Actor::Application(s.application.client_id.clone())
+            },
             kind: s.kind,
             accounts,
             app_name: policy.show_app_name.then(|| s.application.name.clone()),
@@ -215,6 +220,10 @@ struct Outgoing<'a> {
     device_name: Option<String>,
     /// The device a `new_device` request asks about.
     subject: Option<&'a str>,
+    /// Who started it, for the audit log: the user on the pages (their own or an OpenID
+    /// Connect authorization's), the application through the API or CIBA, the server for a
+    /// new-device notice.
+    started_by: audit::Actor,
     number: &'a str,
     number_matching: bool,
     number_length: u8,
@@ -308,6 +317,7 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
                 account_id: Some(p.account_id.as_str()),
                 request_id: Some(p.id.as_str()),
                 outcome: "pending",
+                actor: Some(o.started_by.clone()),
             },
         )
         .await?;
@@ -349,6 +359,7 @@ pub async fn notify_new_device(
         &Outgoing {
             upn,
             client_id: crate::accounts::applications::PORTAL_CLIENT_ID,
+            started_by: audit::Actor::System,
             kind: RequestKind::NewDevice,
             accounts,
             app_name: None,
@@ -570,6 +581,7 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         account_id: Some(req.account_id.as_str()),
         request_id: Some(req.id.as_str()),
         outcome,
+        actor: None,
     };
 
     // 4a. browser binding (§5.9): only the Authenticator that saw the real page approves.
@@ -683,6 +695,7 @@ async fn new_device_answered(
                         account_id: Some(subject),
                         request_id: Some(req.id.as_str()),
                         outcome: "ok",
+                        actor: None,
                     },
                 )
                 .await?;

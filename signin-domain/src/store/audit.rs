@@ -15,6 +15,8 @@ pub struct AuditRow {
     pub repeats: i64,
     /// When the last of them happened.
     pub last_at: Option<i64>,
+    /// Who acted (`audit::Actor`'s text); `None` on entries from before actors were recorded.
+    pub actor: Option<String>,
 }
 
 /// The fields of an entry to append (`seq` is assigned here).
@@ -26,6 +28,8 @@ pub struct NewAuditRow<'a> {
     pub account_id: Option<&'a str>,
     pub request_id: Option<&'a str>,
     pub outcome: &'a str,
+    /// Who acted (`audit::Actor`'s text).
+    pub actor: &'a str,
 }
 
 /// How often `append` retries after another writer took the same `seq` (PostgreSQL only).
@@ -53,10 +57,10 @@ pub async fn append(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
 async fn count_repeat(pool: &Pool, e: &NewAuditRow<'_>) -> StoreResult<bool> {
     const SET: &str = "UPDATE audit_log SET repeats = repeats + 1, last_at = $1 WHERE seq = ";
     const SAME: &str = "AND COALESCE(account_id, '') = $3 AND request_id IS NULL \
-         AND outcome = $4 AND COALESCE(last_at, at) >= $5";
+         AND outcome = $4 AND COALESCE(last_at, at) >= $5 AND actor = $6";
     let query = match e.upn {
         Some(_) => {
-            format!("{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn = $6) {SAME}")
+            format!("{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn = $7) {SAME}")
         }
         None => {
             format!("{SET}(SELECT MAX(seq) FROM audit_log WHERE event = $2 AND upn IS NULL) {SAME}")
@@ -67,7 +71,8 @@ async fn count_repeat(pool: &Pool, e: &NewAuditRow<'_>) -> StoreResult<bool> {
         .bind(e.event)
         .bind(e.account_id.unwrap_or(""))
         .bind(e.outcome)
-        .bind(e.at - COLLAPSE_WINDOW_MS);
+        .bind(e.at - COLLAPSE_WINDOW_MS)
+        .bind(e.actor);
     if let Some(upn) = e.upn {
         update = update.bind(upn);
     }
@@ -82,8 +87,8 @@ async fn insert(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
     let mut attempt = 0;
     loop {
         let inserted = sqlx::query(
-            "INSERT INTO audit_log (seq, at, event, upn, account_id, request_id, outcome) \
-             SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6 FROM audit_log",
+            "INSERT INTO audit_log (seq, at, event, upn, account_id, request_id, outcome, actor) \
+             SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7 FROM audit_log",
         )
         .bind(e.at)
         .bind(e.event)
@@ -91,6 +96,7 @@ async fn insert(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
         .bind(e.account_id)
         .bind(e.request_id)
         .bind(e.outcome)
+        .bind(e.actor)
         .execute(pool)
         .await;
         match inserted {
@@ -104,7 +110,8 @@ async fn insert(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
     }
 }
 
-const COLUMNS: &str = "seq, at, event, upn, account_id, request_id, outcome, repeats, last_at";
+const COLUMNS: &str =
+    "seq, at, event, upn, account_id, request_id, outcome, repeats, last_at, actor";
 
 /// Every entry, oldest first.
 pub async fn all(pool: &Pool) -> StoreResult<Vec<AuditRow>> {
@@ -116,34 +123,60 @@ pub async fn all(pool: &Pool) -> StoreResult<Vec<AuditRow>> {
 }
 
 /// Which entries to list: every field optional; newest first, `limit` at a time, older
-/// than `before_seq` (the next page).
+/// than `before_seq` (the next page) or newer than `after_seq` (the previous page, still
+/// returned newest first).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// A part of the user's name (case-insensitive).
     pub upn: Option<String>,
+    /// The event's name, exactly.
     pub event: Option<String>,
+    /// A part of the actor (case-insensitive), e.g. `admin:ada` or `device:`.
+    pub actor: Option<String>,
+    /// A part of the outcome, the account or the request (case-insensitive).
+    pub text: Option<String>,
     /// Unix ms, inclusive.
     pub since: Option<i64>,
     /// Unix ms, exclusive.
     pub until: Option<i64>,
     pub before_seq: Option<i64>,
+    pub after_seq: Option<i64>,
     pub limit: i64,
 }
 
 /// The entries `f` selects, newest first.
 pub async fn query(pool: &Pool, f: &AuditFilter) -> StoreResult<Vec<AuditRow>> {
     // Unset filters compare against themselves (`$n IS NULL`), so one statement serves all.
-    Ok(sqlx::query_as(&format!(
+    // The previous page is the `limit` oldest entries newer than `after_seq`, read in
+    // ascending order and turned around here.
+    let order = if f.after_seq.is_some() && f.before_seq.is_none() {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let mut rows: Vec<AuditRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM audit_log \
-         WHERE ($1 IS NULL OR upn = $1) AND ($2 IS NULL OR event = $2) \
+         WHERE ($1 IS NULL OR LOWER(upn) LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR event = $2) \
          AND ($3 IS NULL OR COALESCE(last_at, at) >= $3) AND ($4 IS NULL OR at < $4) \
-         AND ($5 IS NULL OR seq < $5) ORDER BY seq DESC LIMIT $6"
+         AND ($5 IS NULL OR seq < $5) AND ($6 IS NULL OR seq > $6) \
+         AND ($7 IS NULL OR LOWER(actor) LIKE $7 ESCAPE '\\') \
+         AND ($8 IS NULL OR LOWER(outcome) LIKE $8 ESCAPE '\\' \
+              OR LOWER(account_id) LIKE $8 ESCAPE '\\' OR LOWER(request_id) LIKE $8 ESCAPE '\\') \
+         ORDER BY seq {order} LIMIT $9"
     ))
-    .bind(f.upn.as_deref())
+    .bind(f.upn.as_deref().map(super::contains_pattern))
     .bind(f.event.as_deref())
     .bind(f.since)
     .bind(f.until)
     .bind(f.before_seq)
+    .bind(f.after_seq)
+    .bind(f.actor.as_deref().map(super::contains_pattern))
+    .bind(f.text.as_deref().map(super::contains_pattern))
     .bind(f.limit.clamp(1, 10_000))
     .fetch_all(pool)
-    .await?)
+    .await?;
+    if order == "ASC" {
+        rows.reverse();
+    }
+    Ok(rows)
 }

@@ -241,6 +241,20 @@ pub async fn lock_user(conn: &mut Conn, upn: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// `%part%` for `LIKE … ESCAPE '\'` against a `LOWER(…)` column: `part` in lower case, its
+/// own wildcards escaped (the audit log's and the user search's "contains").
+pub(crate) fn contains_pattern(part: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in part.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// Current time in Unix milliseconds, as stored in the database.
 pub fn now_ms() -> i64 {
     to_db_ms(UnixMillis::now())

@@ -49,3 +49,31 @@ pub async fn has_usable(pool: &Pool, upn: &str, now: i64) -> StoreResult<bool> {
     .await?;
     Ok(found.is_some())
 }
+
+/// One of a user's temporary access passes as the helpdesk sees it (never the pass).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassSummary {
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// The user's passes that are still usable or ended in the last day, newest first.
+pub async fn of_user(pool: &Pool, upn: &str, now: i64) -> StoreResult<Vec<PassSummary>> {
+    let rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT created_at, expires_at, used_at FROM temporary_passes \
+         WHERE upn = $1 AND COALESCE(used_at, expires_at) > $2 ORDER BY created_at DESC",
+    )
+    .bind(upn)
+    .bind(now - 24 * 3600 * 1000)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(created_at, expires_at, used_at)| PassSummary {
+            created_at,
+            expires_at,
+            used_at,
+        })
+        .collect())
+}

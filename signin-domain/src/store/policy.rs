@@ -13,16 +13,20 @@ pub struct PolicyRow {
     pub number_length: i64,
     pub new_device_approval: bool,
     pub phishing_resistant: bool,
+    /// The excluded groups, one a line.
+    pub exclude_groups: String,
 }
 
 pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
-    type Row = (i64, String, String, i64, i64, i64, i64, i64, i64);
-    let (enabled, target, mode, nm, app, loc, digits, approval, bound): Row = sqlx::query_as(
-        "SELECT enabled, target, mode, number_matching, show_app_name, show_location, \
-         number_length, new_device_approval, phishing_resistant FROM policy WHERE id = 1",
-    )
-    .fetch_one(pool)
-    .await?;
+    type Row = (i64, String, String, i64, i64, i64, i64, i64, i64, String);
+    let (enabled, target, mode, nm, app, loc, digits, approval, bound, exclude): Row =
+        sqlx::query_as(
+            "SELECT enabled, target, mode, number_matching, show_app_name, show_location, \
+             number_length, new_device_approval, phishing_resistant, exclude_groups \
+             FROM policy WHERE id = 1",
+        )
+        .fetch_one(pool)
+        .await?;
     Ok(PolicyRow {
         enabled: enabled != 0,
         target,
@@ -33,6 +37,7 @@ pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
         number_length: digits,
         new_device_approval: approval != 0,
         phishing_resistant: bound != 0,
+        exclude_groups: exclude,
     })
 }
 
@@ -40,7 +45,8 @@ pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
     sqlx::query(
         "UPDATE policy SET enabled = $1, target = $2, mode = $3, number_matching = $4, \
          show_app_name = $5, show_location = $6, number_length = $7, \
-         new_device_approval = $8, phishing_resistant = $9, updated_at = $10 WHERE id = 1",
+         new_device_approval = $8, phishing_resistant = $9, updated_at = $10, \
+         exclude_groups = $11 WHERE id = 1",
     )
     .bind(i64::from(p.enabled))
     .bind(&p.target)
@@ -52,6 +58,7 @@ pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
     .bind(i64::from(p.new_device_approval))
     .bind(i64::from(p.phishing_resistant))
     .bind(now_ms())
+    .bind(&p.exclude_groups)
     .execute(pool)
     .await?;
     Ok(())

@@ -53,6 +53,38 @@ pub async fn find(pool: &Pool, id_hash: &str, now: i64) -> StoreResult<Option<Se
     ))
 }
 
+/// One signed-in web session of a user as the helpdesk sees it (never its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedInSession {
+    /// How it was made (`trust::Method`'s name).
+    pub method: Option<String>,
+    /// The device that made it, if one did.
+    pub device: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// The user's unexpired signed-in web sessions, newest first.
+pub async fn signed_in_of(pool: &Pool, upn: &str, now: i64) -> StoreResult<Vec<SignedInSession>> {
+    let rows: Vec<(Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT method, device, created_at, expires_at FROM web_sessions \
+         WHERE upn = $1 AND expires_at > $2 ORDER BY created_at DESC",
+    )
+    .bind(upn)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(method, device, created_at, expires_at)| SignedInSession {
+            method,
+            device,
+            created_at,
+            expires_at,
+        })
+        .collect())
+}
+
 /// At most this many sessions that are not signed in (sign-ins in progress) are kept: beyond
 /// it, storing one drops the oldest. A signed-in session is never dropped for room.
 pub const MAX_ANONYMOUS_SESSIONS: i64 = 20_000;

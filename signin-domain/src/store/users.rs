@@ -164,6 +164,35 @@ pub async fn overview(pool: &Pool) -> StoreResult<Vec<UserOverview>> {
         .collect())
 }
 
+/// The users whose UPN or display name contains `part` (case-insensitive), ordered by UPN,
+/// at most `limit` (the helpdesk's search).
+pub async fn search(pool: &Pool, part: &str, limit: i64) -> StoreResult<Vec<UserOverview>> {
+    let pattern = super::contains_pattern(part.trim());
+    let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT u.upn, u.display_name, \
+         (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
+         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn), \
+         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn \
+            AND d.passwordless_public_key IS NOT NULL) \
+         FROM users u WHERE LOWER(u.upn) LIKE $1 ESCAPE '\\' \
+         OR LOWER(u.display_name) LIKE $1 ESCAPE '\\' ORDER BY u.upn LIMIT $2",
+    )
+    .bind(pattern)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(upn, display_name, pw, devices, pwl)| UserOverview {
+            upn,
+            display_name,
+            has_password: pw.is_some(),
+            devices,
+            phone_sign_in_devices: pwl,
+        })
+        .collect())
+}
+
 /// Every (upn, group) membership, ordered by group, then UPN.
 pub async fn memberships(pool: &Pool) -> StoreResult<Vec<(String, String)>> {
     Ok(

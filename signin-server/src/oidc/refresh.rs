@@ -59,6 +59,9 @@ pub(crate) async fn end_family(
         audit::Entry {
             upn: Some(upn),
             outcome: &outcome,
+            // The client asked (RFC 7009), or the server found a spent token again.
+            actor: (why == "revoked_by_client")
+                .then(|| audit::Actor::Application(client.client_id().to_owned())),
             ..Default::default()
         },
     )
@@ -171,6 +174,7 @@ pub async fn revoke(
             audit::Entry {
                 upn: Some(&upn),
                 outcome: &outcome,
+                actor: Some(audit::Actor::Application(client.client_id().to_owned())),
                 ..Default::default()
             },
         )

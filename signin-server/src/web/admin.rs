@@ -1,22 +1,26 @@
 //! Admin pages (members of the `admins` group): the Authenticator policy, users, groups and the
 //! audit log.
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, page, Session, User, WebError};
-use signin_domain::rules::policy::{Mode, Policy, PolicyError, PolicyUpdate, Target};
+use signin_domain::audit::{self, Actor, Event};
+use signin_domain::rules::policy::{self, Mode, Policy, PolicyError, PolicyUpdate, Target};
 use signin_domain::state::AppState;
 use signin_domain::store::audit::AuditFilter;
 use signin_domain::store::users;
 
 /// How many audit entries the audit page shows (newest first).
-pub const AUDIT_PAGE_ROWS: i64 = 500;
+pub const AUDIT_PAGE_ROWS: i64 = 50;
+/// At most this many entries go into one export (the filters narrow it).
+pub const AUDIT_EXPORT_ROWS: i64 = 10_000;
 
-fn admin_page(
+pub(crate) fn admin_page(
     session: &Session,
     user: &User,
     title: &str,
@@ -76,6 +80,13 @@ fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
                 (radio("target", "group", "Select group", "Only members of the group below.", matches!(p.target, Target::Group(_))))
                 label for="group" { "Group" }
                 input type="text" id="group" name="group" value=(group) autocomplete="off";
+                label for="exclude" { "Exclude groups" }
+                input type="text" id="exclude" name="exclude" value=(p.exclude.join(", ")) autocomplete="off"
+                    aria-describedby="exclude-hint";
+                p.hint id="exclude-hint" {
+                    "Comma-separated. Members of these groups are left out even when the target includes them: "
+                    "the policy treats them as users it does not target."
+                }
             }
             fieldset {
                 legend { "Authentication mode" }
@@ -143,6 +154,18 @@ pub struct PolicyForm {
     pub number_length: Option<String>,
     pub new_device_approval: Option<String>,
     pub phishing_resistant: Option<String>,
+    /// The excluded groups, comma-separated; absent (an older form): they stay as they are.
+    pub exclude: Option<String>,
+}
+
+/// The excluded groups of the form's comma-separated field.
+fn exclude_of(field: &str) -> Vec<String> {
+    field
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `POST /admin/policy`: every setting at once; audited; effective at once.
@@ -171,6 +194,7 @@ pub async fn save_policy(
             show_location: Some(f.show_location.is_some()),
             new_device_approval: Some(f.new_device_approval.is_some()),
             phishing_resistant: Some(f.phishing_resistant.is_some()),
+            exclude: f.exclude.as_deref().map(exclude_of),
             number_length: f
                 .number_length
                 .as_deref()
@@ -178,22 +202,30 @@ pub async fn save_policy(
                 .transpose()?,
         })
     })();
+    let draft = draft_of(&current, &f);
     let update = match parsed {
         Ok(u) => u,
-        Err(e) => return Ok(policy_error(&session, &user, &current, &e)),
+        Err(e) => return policy_error(&state, &session, &user, &draft, &e).await,
     };
-    // Checked here for the message; `set_policy` checks again.
-    if let Err(e) = current.apply(&update) {
-        return Ok(policy_error(&session, &user, &current, &e));
+    // Checked here for the message; `set_policy` checks the settings again.
+    let next = match current.apply(&update) {
+        Ok(next) => next,
+        Err(e) => return policy_error(&state, &session, &user, &draft, &e).await,
+    };
+    if let Err(e) = policy::check_setup(&state.pool, &next).await? {
+        return policy_error(&state, &session, &user, &draft, &e).await;
     }
-    let saved = signin_domain::accounts::set_policy(&state.pool, &update)
-        .await
-        .map_err(WebError::Internal)?;
-    let body = policy_form(
-        &session,
-        &saved,
-        Notice::Info("Policy saved. It applies to new requests at once."),
-    );
+    let saved = audit::acting_as(
+        Actor::Admin(user.upn.clone()),
+        signin_domain::accounts::set_policy(&state.pool, &update),
+    )
+    .await
+    .map_err(WebError::Internal)?;
+    let fallback = super::fallback::admin_card(&state, &session).await?;
+    let body = html! {
+        (policy_form(&session, &saved, Notice::Info("Policy saved. It applies to new requests at once.")))
+        (fallback)
+    };
     Ok(admin_page(
         &session,
         &user,
@@ -203,49 +235,101 @@ pub async fn save_policy(
     ))
 }
 
-fn policy_error(session: &Session, user: &User, current: &Policy, e: &PolicyError) -> Response {
+/// The policy as the admin submitted it, valid or not: what a refused save shows again, so
+/// that no edit is lost. What does not parse keeps the current value.
+fn draft_of(current: &Policy, f: &PolicyForm) -> Policy {
+    Policy {
+        enabled: f.enabled.is_some(),
+        target: if f.target == "group" {
+            Target::Group(f.group.trim().to_owned())
+        } else {
+            Target::All
+        },
+        mode: Mode::parse(&f.mode).unwrap_or(current.mode),
+        number_matching: f.number_matching.is_some(),
+        show_app_name: f.show_app_name.is_some(),
+        show_location: f.show_location.is_some(),
+        number_length: f
+            .number_length
+            .as_deref()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(current.number_length),
+        new_device_approval: f.new_device_approval.is_some(),
+        phishing_resistant: f.phishing_resistant.is_some(),
+        exclude: f
+            .exclude
+            .as_deref()
+            .map_or_else(|| current.exclude.clone(), exclude_of),
+    }
+}
+
+/// The policy page again with what the admin submitted and why it was not saved (422).
+async fn policy_error(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    draft: &Policy,
+    e: &PolicyError,
+) -> Result<Response, WebError> {
     let text = match e {
         PolicyError::NumberMatchingRequired => {
-            "Not saved: number matching cannot be switched off when the mode is passwordless."
+            "Not saved: number matching cannot be switched off when the mode is passwordless.".to_owned()
         }
-        PolicyError::BadTarget => "Not saved: enter the group name, or choose all users.",
-        PolicyError::BadMode => "Not saved: choose an authentication mode.",
-        PolicyError::BadNumberLength => "Not saved: the number has 2 to 6 digits.",
+        PolicyError::BadTarget => "Not saved: enter the group name, or choose all users.".to_owned(),
+        PolicyError::BadMode => "Not saved: choose an authentication mode.".to_owned(),
+        PolicyError::BadNumberLength => "Not saved: the number has 2 to 6 digits.".to_owned(),
         PolicyError::UnsafeGroup(_) => {
-            "Not saved: a group name may hold no control, format, private-use or unassigned character."
+            "Not saved: a group name may hold no control, format, private-use or unassigned character.".to_owned()
         }
+        PolicyError::UnknownGroup(g) => {
+            let mut groups: Vec<String> = users::memberships(&state.pool)
+                .await?
+                .into_iter()
+                .map(|(_, g)| g)
+                .collect();
+            groups.dedup();
+            let known = if groups.is_empty() {
+                "There are no groups yet: add members on the Groups page.".to_owned()
+            } else {
+                format!("Groups: {}.", groups.join(", "))
+            };
+            format!("Not saved: there is no group \u{201c}{g}\u{201d} (a group exists while it has members). {known}")
+        }
+        PolicyError::NeedsPublicUrl => "Not saved: phishing-resistant sign-in needs the server\u{2019}s public URL \
+             (signin-server serve --public-url https://\u{2026}); without it every sign-in on these pages would be refused. \
+             Set the public URL first, or leave it off."
+            .to_owned(),
     };
-    let body = policy_form(session, current, Notice::Error(text));
-    admin_page(session, user, "Authenticator policy", "/admin/policy", body)
+    let fallback = super::fallback::admin_card(state, session).await?;
+    let body = html! { (policy_form(session, draft, Notice::Error(&text))) (fallback) };
+    let mut r = admin_page(session, user, "Authenticator policy", "/admin/policy", body);
+    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(r)
 }
 
 async fn users_body(
     state: &AppState,
     session: &Session,
+    search: &str,
     n: Notice<'_>,
 ) -> Result<Markup, WebError> {
-    let users = users::overview(&state.pool).await?;
-    let memberships = users::memberships(&state.pool).await?;
+    let listed = if search.trim().is_empty() {
+        let users = users::overview(&state.pool).await?;
+        let memberships = users::memberships(&state.pool).await?;
+        super::admin_helpdesk::users_table(&users, &memberships)
+    } else {
+        super::admin_helpdesk::search_results(state, search.trim()).await?
+    };
     Ok(html! {
         (notice(n))
-        table id="users" {
-            thead { tr {
-                th scope="col" { "User (UPN)" } th scope="col" { "Name" } th scope="col" { "Groups" }
-                th scope="col" { "Password" } th scope="col" { "Authenticator apps" } th scope="col" { "Phone sign-in" }
-            } }
-            tbody {
-                @for u in &users {
-                    tr {
-                        td { (u.upn) }
-                        td { (u.display_name) }
-                        td { (memberships.iter().filter(|(m, _)| *m == u.upn).map(|(_, g)| g.as_str()).collect::<Vec<_>>().join(", ")) }
-                        td { @if u.has_password { "Set" } @else { "None" } }
-                        td { (u.devices) }
-                        td { @if u.phone_sign_in_devices > 0 { "Enabled" } @else { "Not enabled" } }
-                    }
-                }
+        form.filters method="get" action="/admin/users" role="search" {
+            div {
+                label for="q" { "Find a user (part of the name or UPN)" }
+                input type="search" id="q" name="q" value=(search) autocomplete="off" spellcheck="false";
             }
+            div.actions { button type="submit" id="search" { "Search" } }
         }
+        (listed)
         h2 { "Add user" }
         form method="post" action="/admin/users" {
             (csrf(session))
@@ -264,13 +348,20 @@ async fn users_body(
     })
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct UsersQuery {
+    #[serde(default)]
+    pub q: String,
+}
+
 /// `GET /admin/users`
 pub async fn users_page(
     State(state): State<AppState>,
     session: Session,
+    Query(q): Query<UsersQuery>,
 ) -> Result<Response, WebError> {
     let user = admin_user(&state, &session).await?;
-    let body = users_body(&state, &session, Notice::None).await?;
+    let body = users_body(&state, &session, &q.q, Notice::None).await?;
     Ok(admin_page(&session, &user, "Users", "/admin/users", body))
 }
 
@@ -300,7 +391,7 @@ pub async fn add_user(
         .filter(|g| !g.is_empty())
         .map(str::to_owned)
         .collect();
-    let result = async {
+    let result = audit::acting_as(Actor::Admin(user.upn.clone()), async {
         let upn = signin_domain::upn::Upn::parse(&f.upn).map_err(|e| anyhow::anyhow!("{e}"))?;
         if !f.password.is_empty() {
             // Checked before the user exists, so a bad password adds nobody.
@@ -316,7 +407,7 @@ pub async fn add_user(
             .await?;
         }
         anyhow::Ok(upn)
-    }
+    })
     .await;
     let message;
     let n = match &result {
@@ -330,7 +421,7 @@ pub async fn add_user(
             Notice::Error(&message)
         }
     };
-    let body = users_body(&state, &session, n).await?;
+    let body = users_body(&state, &session, "", n).await?;
     Ok(admin_page(&session, &user, "Users", "/admin/users", body))
 }
 
@@ -402,7 +493,12 @@ pub async fn add_member(
     let message;
     let upn = signin_domain::upn::Upn::parse(&f.upn)
         .map_or_else(|_| f.upn.trim().to_owned(), |u| u.to_string());
-    let n = match signin_domain::accounts::add_group_member(&state.pool, &f.group, &upn).await {
+    let added = audit::acting_as(
+        Actor::Admin(user.upn.clone()),
+        signin_domain::accounts::add_group_member(&state.pool, &f.group, &upn),
+    )
+    .await;
+    let n = match added {
         Ok(()) => {
             message = format!("Added {} to {}.", upn, f.group.trim());
             Notice::Info(&message)
@@ -416,8 +512,9 @@ pub async fn add_member(
     Ok(admin_page(&session, &user, "Groups", "/admin/groups", body))
 }
 
-/// The audit page's query: filters by user, event and time (`YYYY-MM-DD` or RFC 3339, UTC),
-/// and `before` (a `seq`) for the next page.
+/// The audit page's query: filters by user, actor and text (parts, any case), event (from the
+/// list) and time (`YYYY-MM-DD` or RFC 3339, UTC), and `before`/`after` (a `seq`) for the older
+/// and newer pages.
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditQuery {
     #[serde(default)]
@@ -425,11 +522,20 @@ pub struct AuditQuery {
     #[serde(default)]
     pub event: String,
     #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
     pub since: String,
     #[serde(default)]
     pub until: String,
     #[serde(default)]
     pub before: Option<i64>,
+    #[serde(default)]
+    pub after: Option<i64>,
+    /// The export's format: `csv` or `json`.
+    #[serde(default)]
+    pub format: String,
 }
 
 /// `2026-12-02` (midnight UTC) or an RFC 3339 time, as Unix ms.
@@ -448,8 +554,9 @@ pub fn parse_time(text: &str) -> Option<i64> {
 }
 
 impl AuditQuery {
-    /// The store filter; a time that does not parse is an error to show.
-    pub fn filter(&self) -> Result<AuditFilter, &'static str> {
+    /// The store filter for `limit` entries; a time or event that does not parse is an error
+    /// to show.
+    pub fn filter(&self, limit: i64) -> Result<AuditFilter, &'static str> {
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
         let time = |s: &str| match opt(s) {
             None => Ok(None),
@@ -457,99 +564,227 @@ impl AuditQuery {
                 .map(Some)
                 .ok_or("Times are YYYY-MM-DD or RFC 3339 (2026-12-02T10:00:00Z)."),
         };
+        let event = match opt(&self.event) {
+            None => None,
+            Some(e) => Some(
+                Event::parse(&e)
+                    .ok_or("Choose an event from the list.")?
+                    .as_str()
+                    .to_owned(),
+            ),
+        };
         Ok(AuditFilter {
-            upn: opt(&self.upn)
-                .map(|u| signin_domain::upn::Upn::parse(&u).map_or(u, |u| u.to_string())),
-            event: opt(&self.event),
+            upn: opt(&self.upn),
+            event,
+            actor: opt(&self.actor),
+            text: opt(&self.text),
             since: time(&self.since)?,
             until: time(&self.until)?,
             before_seq: self.before,
-            limit: AUDIT_PAGE_ROWS,
+            after_seq: self.after.filter(|_| self.before.is_none()),
+            limit,
         })
     }
 
-    /// The query string of the next page (the same filters, older than `seq`).
-    fn next_page(&self, seq: i64) -> String {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
+    /// The filters as query pairs (without paging).
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
             ("upn", &self.upn),
             ("event", &self.event),
+            ("actor", &self.actor),
+            ("text", &self.text),
             ("since", &self.since),
             ("until", &self.until),
-        ] {
-            if !v.trim().is_empty() {
-                q.append_pair(k, v.trim());
-            }
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim()))
+        .collect()
+    }
+
+    /// `path` with the same filters and `extra`.
+    fn link(&self, path: &str, extra: &[(&str, &str)]) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.extend_pairs(self.pairs());
+        q.extend_pairs(extra);
+        let q = q.finish();
+        if q.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{q}")
         }
-        q.append_pair("before", &seq.to_string());
-        format!("/admin/audit?{}", q.finish())
     }
 }
 
-/// `GET /admin/audit`: the newest entries first, filtered, a page at a time.
+pub const AUDIT_PATH: &str = "/admin/audit";
+pub const AUDIT_EXPORT_PATH: &str = "/admin/audit/export";
+
+/// `GET /admin/audit`: the newest entries first, filtered, [`AUDIT_PAGE_ROWS`] a page, with
+/// links to the older and newer pages.
 pub async fn audit_page(
     State(state): State<AppState>,
     session: Session,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, WebError> {
     let user = admin_user(&state, &session).await?;
-    let (rows, error) = match q.filter() {
+    let (mut rows, error) = match q.filter(AUDIT_PAGE_ROWS + 1) {
         Ok(f) => (
             signin_domain::store::audit::query(&state.pool, &f).await?,
             None,
         ),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= AUDIT_PAGE_ROWS;
+    // One more than a page was read: it says whether there is another page that way.
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > AUDIT_PAGE_ROWS;
+    let towards_newer = q.after.is_some() && q.before.is_none();
+    if more {
+        if towards_newer {
+            rows.remove(0);
+        } else {
+            rows.pop();
+        }
+    }
+    let has_older = if towards_newer {
+        !rows.is_empty()
+    } else {
+        more
+    };
+    let has_newer = if towards_newer {
+        more
+    } else {
+        q.before.is_some() && !rows.is_empty()
+    };
+    let export = |format: &str| q.link(AUDIT_EXPORT_PATH, &[("format", format)]);
     let body = html! {
-        p { "Append-only record of policy changes, registrations, sign-ins and decisions (newest first, " (AUDIT_PAGE_ROWS) " a page). Identical entries within a minute are one line with a repeat count." }
-        form.filters method="get" action="/admin/audit" {
-            label for="f-upn" { "User" }
-            input type="text" id="f-upn" name="upn" value=(q.upn);
-            label for="f-event" { "Event" }
-            input type="text" id="f-event" name="event" value=(q.event) placeholder="e.g. rate_limited";
-            label for="f-since" { "From" }
-            input type="text" id="f-since" name="since" value=(q.since) placeholder="YYYY-MM-DD";
-            label for="f-until" { "Before" }
-            input type="text" id="f-until" name="until" value=(q.until) placeholder="YYYY-MM-DD";
-            button type="submit" id="filter" { "Filter" }
+        p { "Append-only record of who did what: policy changes, users, devices, sign-ins and decisions (newest first, " (AUDIT_PAGE_ROWS) " a page). Identical entries within a minute are one line with a repeat count." }
+        form.filters method="get" action=(AUDIT_PATH) {
+            div {
+                label for="f-upn" { "User contains" }
+                input type="search" id="f-upn" name="upn" value=(q.upn) autocomplete="off" spellcheck="false";
+            }
+            div {
+                label for="f-event" { "Event" }
+                select id="f-event" name="event" {
+                    option value="" selected[q.event.trim().is_empty()] { "Any event" }
+                    @for e in Event::ALL {
+                        option value=(e.as_str()) selected[q.event.trim() == e.as_str()] { (e.as_str()) }
+                    }
+                }
+            }
+            div {
+                label for="f-actor" { "Actor contains" }
+                input type="search" id="f-actor" name="actor" value=(q.actor) autocomplete="off"
+                    spellcheck="false" placeholder="admin:, device:, system";
+            }
+            div {
+                label for="f-text" { "Outcome, device or request contains" }
+                input type="search" id="f-text" name="text" value=(q.text) autocomplete="off" spellcheck="false";
+            }
+            div {
+                label for="f-since" { "From (UTC)" }
+                input type="date" id="f-since" name="since" value=(q.since);
+            }
+            div {
+                label for="f-until" { "Before (UTC)" }
+                input type="date" id="f-until" name="until" value=(q.until);
+            }
+            div.actions { button type="submit" id="filter" { "Filter" } a href=(AUDIT_PATH) { "Clear" } }
         }
         @if let Some(e) = error { (notice(Notice::Error(e))) }
-        table id="audit" {
-            thead { tr {
-                th scope="col" { "#" } th scope="col" { "Time (UTC)" } th scope="col" { "Event" }
-                th scope="col" { "User" } th scope="col" { "Account" } th scope="col" { "Request" } th scope="col" { "Outcome" }
-            } }
-            tbody {
-                @for r in &rows {
-                    tr {
-                        td { (r.seq) }
-                        td {
-                            (signin_domain::format::rfc3339(r.at))
-                            @if r.repeats > 0 {
-                                " (×" (r.repeats + 1) ", last " (signin_domain::format::rfc3339(r.last_at.unwrap_or(r.at))) ")"
+        p.actions {
+            a id="export-csv" href=(export("csv")) download="audit.csv" { "Export CSV" }
+            a id="export-json" href=(export("json")) download="audit.json" { "Export JSON" }
+            span.hint { "(every entry these filters select, up to " (AUDIT_EXPORT_ROWS) ")" }
+        }
+        @if rows.is_empty() {
+            p id="no-entries" { "No entries match these filters." }
+        } @else {
+            table.stack id="audit" {
+                thead { tr {
+                    th scope="col" { "#" } th scope="col" { "Time (UTC)" } th scope="col" { "Event" }
+                    th scope="col" { "Actor" } th scope="col" { "User" } th scope="col" { "Device" }
+                    th scope="col" { "Request" } th scope="col" { "Outcome" }
+                } }
+                tbody {
+                    @for r in &rows {
+                        tr {
+                            td data-label="#" { (r.seq) }
+                            td data-label="Time" {
+                                (signin_domain::format::rfc3339(r.at))
+                                @if r.repeats > 0 {
+                                    " (×" (r.repeats + 1) ", last " (signin_domain::format::rfc3339(r.last_at.unwrap_or(r.at))) ")"
+                                }
                             }
+                            td data-label="Event" { (r.event) }
+                            td data-label="Actor" { (r.actor.as_deref().unwrap_or("(not recorded)")) }
+                            td data-label="User" { (r.upn.as_deref().unwrap_or("")) }
+                            td data-label="Device" { (r.account_id.as_deref().unwrap_or("")) }
+                            td data-label="Request" { (r.request_id.as_deref().unwrap_or("")) }
+                            td data-label="Outcome" { (r.outcome) }
                         }
-                        td { (r.event) }
-                        td { (r.upn.as_deref().unwrap_or("")) }
-                        td { (r.account_id.as_deref().unwrap_or("")) }
-                        td { (r.request_id.as_deref().unwrap_or("")) }
-                        td { (r.outcome) }
                     }
                 }
             }
         }
-        @if full_page {
-            @if let Some(last) = rows.last() {
-                p { a id="older" href=(q.next_page(last.seq)) { "Older entries" } }
+        nav.pager aria-label="Audit pages" {
+            @if has_newer {
+                @if let Some(first) = rows.first() {
+                    a id="newer" href=(q.link(AUDIT_PATH, &[("after", &first.seq.to_string())])) { "\u{2190} Newer entries" }
+                }
+            }
+            @if has_older {
+                @if let Some(last) = rows.last() {
+                    a id="older" href=(q.link(AUDIT_PATH, &[("before", &last.seq.to_string())])) { "Older entries \u{2192}" }
+                }
             }
         }
     };
-    Ok(admin_page(
-        &session,
-        &user,
-        "Audit log",
-        "/admin/audit",
+    Ok(admin_page(&session, &user, "Audit log", AUDIT_PATH, body))
+}
+
+/// `GET /admin/audit/export?format=csv|json&…`: every entry the filters select (up to
+/// [`AUDIT_EXPORT_ROWS`], newest first) as a download.
+pub async fn audit_export(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, WebError> {
+    admin_user(&state, &session).await?;
+    let filter = match q.filter(AUDIT_EXPORT_ROWS) {
+        Ok(f) => AuditFilter {
+            before_seq: None,
+            after_seq: None,
+            ..f
+        },
+        Err(e) => {
+            return Ok((StatusCode::BAD_REQUEST, e).into_response());
+        }
+    };
+    let rows = signin_domain::store::audit::query(&state.pool, &filter).await?;
+    let (content_type, name, body) = match q.format.as_str() {
+        "csv" => (
+            "text/csv; charset=utf-8",
+            "audit.csv",
+            audit::to_csv(&rows).map_err(WebError::internal)?,
+        ),
+        "json" => (
+            "application/json",
+            "audit.json",
+            audit::to_json(&rows).map_err(WebError::internal)?,
+        ),
+        _ => {
+            return Ok((StatusCode::BAD_REQUEST, "format is csv or json").into_response());
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
         body,
-    ))
+    )
+        .into_response())
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, may_change, page, signed_in, Session, User, WebError};
 use signin_domain::accounts::devices::{remove_as, Remover};
+use signin_domain::audit::{self, Actor};
 use signin_domain::state::AppState;
 use signin_domain::store::devices::{self, DeviceSummary};
 use signin_domain::trust::{AccountChange, Permission};
@@ -108,6 +109,9 @@ pub fn platform(push_kind: &str) -> &'static str {
 pub struct RemoveDeviceForm {
     pub csrf: String,
     pub account_id: String,
+    /// `yes` from the admin's confirmation page.
+    #[serde(default)]
+    pub confirmed: String,
 }
 
 /// `POST /me/security-info/devices/remove`: the signed-in user removes one of their own
@@ -208,7 +212,8 @@ pub async fn admin_page(
     Ok(admin_devices_page(&session, &user, body))
 }
 
-/// `POST /admin/devices/remove`
+/// `POST /admin/devices/remove`: first a confirmation page naming the device and its user,
+/// then (`confirmed=yes`) the removal, run as the acting administrator and reported by name.
 pub async fn admin_remove(
     State(state): State<AppState>,
     session: Session,
@@ -216,10 +221,54 @@ pub async fn admin_remove(
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
     let user = admin_user(&state, &session).await?;
+    let account_id = f.account_id.trim();
+    let device = match devices::owner_of(&state.pool, account_id).await? {
+        Some(owner) => devices::of_user(&state.pool, &owner)
+            .await?
+            .into_iter()
+            .find(|d| d.account_id == account_id),
+        None => None,
+    };
+    let Some(device) = device else {
+        let body = admin_body(
+            &state,
+            &session,
+            None,
+            Notice::Error("Not removed: there is no such device."),
+        )
+        .await?;
+        return Ok(admin_devices_page(&session, &user, body));
+    };
+    if f.confirmed != "yes" {
+        let body = html! {
+            div.confirm id="confirm" {
+                p { "Remove " strong { "\u{201c}" (device.device_name) "\u{201d}" } " of " strong { (device.upn) } "?" }
+                p { "It stops approving sign-ins at once, and the sessions it signed in end. This cannot be undone: the user adds the app again to use it." }
+            }
+            form method="post" action=(ADMIN_REMOVE_PATH) {
+                (csrf(&session))
+                input type="hidden" name="account_id" value=(device.account_id);
+                input type="hidden" name="confirmed" value="yes";
+                div.actions {
+                    button type="submit" id="confirm-action" { "Remove the device" }
+                    a id="cancel" href=(ADMIN_PATH) { "Cancel" }
+                }
+            }
+        };
+        return Ok(admin_devices_page(&session, &user, body));
+    }
     let message;
-    let n = match remove_as(&state.pool, &f.account_id, Remover::Admin).await {
+    let removed = audit::acting_as(
+        Actor::Admin(user.upn.clone()),
+        remove_as(&state.pool, &device.account_id, Remover::Admin),
+    )
+    .await;
+    let n = match removed {
         Ok(()) => {
-            message = format!("Removed device {}.", f.account_id.trim());
+            message = format!(
+                "Removed \u{201c}{}\u{201d} of {}.",
+                device.device_name, device.upn
+            );
             Notice::Info(&message)
         }
         Err(e) => {

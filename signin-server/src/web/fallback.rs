@@ -10,10 +10,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::pages::{csrf, layout, notice, Notice};
-use super::signin::{signed_in, CsrfForm, SignedIn};
+use super::signin::{signed_in, SignedIn};
 use super::{page, Session, User, WebError};
 use signin_domain::accounts::fallback::{self, Outcome};
 use signin_domain::accounts::{backup_codes, fallback::Method};
+use signin_domain::audit;
 use signin_domain::state::AppState;
 use signin_domain::trust::{self, AccountChange, Permission};
 
@@ -158,11 +159,20 @@ pub async fn backup_codes_card(
     })
 }
 
-/// `POST /me/security-info/backup-codes`: a new set, shown this once.
+#[derive(Debug, Deserialize)]
+pub struct BackupCodesForm {
+    pub csrf: String,
+    /// `yes` from the confirmation page (needed only while unused codes would be voided).
+    #[serde(default)]
+    pub confirmed: String,
+}
+
+/// `POST /me/security-info/backup-codes`: a new set, shown this once. While the user has
+/// unused codes it asks first (a confirmation page: the new set voids them).
 pub async fn create_backup_codes(
     State(state): State<AppState>,
     session: Session,
-    Form(f): Form<CsrfForm>,
+    Form(f): Form<BackupCodesForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
     let user = super::signed_in(&state, &session).await?;
@@ -173,6 +183,30 @@ pub async fn create_backup_codes(
         let mut r = super::account::security_info_with(&state, &session, &user, n).await?;
         *r.status_mut() = StatusCode::FORBIDDEN;
         return Ok(r);
+    }
+    let (unused, _) = backup_codes::counts(&state.pool, &user.upn).await?;
+    if unused > 0 && f.confirmed != "yes" {
+        let content = html! {
+            section.card.narrow aria-labelledby="confirm-title" {
+                h1 id="confirm-title" { "Create new backup codes?" }
+                div.confirm id="confirm" {
+                    p { "You have " strong { (unused) " unused backup codes" } ". A new set replaces them: "
+                        "the codes you have now stop working at once." }
+                }
+                form method="post" action="/me/security-info/backup-codes" {
+                    (csrf(&session))
+                    input type="hidden" name="confirmed" value="yes";
+                    div.actions {
+                        button type="submit" id="confirm-action" { "Create new codes" }
+                        a id="cancel" href="/me/security-info" { "Keep my codes" }
+                    }
+                }
+            }
+        };
+        return Ok(page(
+            &session,
+            layout("Create new backup codes?", Some((&user, &session)), content),
+        ));
     }
     let codes =
         fallback::create_backup_codes(&state.pool, &user.upn, session.device.as_deref()).await?;
@@ -236,10 +270,13 @@ pub async fn save_switch(
     Form(f): Form<FallbackSwitchForm>,
 ) -> Result<Response, WebError> {
     session.check_csrf(&f.csrf)?;
-    super::admin_user(&state, &session).await?;
+    let admin = super::admin_user(&state, &session).await?;
     let on = f.enabled == "on";
-    fallback::set_enabled(&state.pool, on)
-        .await
-        .map_err(WebError::Internal)?;
+    audit::acting_as(
+        audit::Actor::Admin(admin.upn.clone()),
+        fallback::set_enabled(&state.pool, on),
+    )
+    .await
+    .map_err(WebError::Internal)?;
     Ok(Redirect::to("/admin/policy").into_response())
 }

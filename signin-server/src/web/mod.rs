@@ -9,6 +9,7 @@
 pub mod account;
 pub mod admin;
 pub mod admin_apps;
+pub mod admin_helpdesk;
 pub mod devices;
 pub mod fallback;
 pub mod flow;
@@ -97,9 +98,15 @@ pub fn routes() -> Router<AppState> {
             "/admin/groups",
             get(admin::groups_page).post(admin::add_member),
         )
-        .route("/admin/audit", get(admin::audit_page))
+        .route(
+            admin_helpdesk::USER_PATH,
+            get(admin_helpdesk::user_page).post(admin_helpdesk::user_action),
+        )
+        .route(admin::AUDIT_PATH, get(admin::audit_page))
+        .route(admin::AUDIT_EXPORT_PATH, get(admin::audit_export))
         .route(admin_apps::APPS_PATH, get(admin_apps::apps_page))
         .route(admin_apps::REMOVE_APP_PATH, post(admin_apps::remove_app))
+        .route(admin_apps::ADD_APP_PATH, post(admin_apps::add_app))
         .route(
             "/assets/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
@@ -186,6 +193,10 @@ pub enum WebError {
     SignInRequired,
     #[error("this page is for administrators")]
     Forbidden,
+    /// An administrator whose session was made with a password or code alone (`trust::may`,
+    /// `AccountChange::Administer`).
+    #[error("the admin console needs a sign-in with the Authenticator app or a temporary pass")]
+    ConsoleNeedsStrongerSignIn,
     #[error("this sign-in is no longer in progress")]
     SessionGone,
     #[error("{0}")]
@@ -225,6 +236,10 @@ impl IntoResponse for WebError {
                 "Not allowed",
                 "This page is for administrators.",
             ),
+            WebError::ConsoleNeedsStrongerSignIn => {
+                let body = pages::console_needs_phone_page();
+                return (StatusCode::FORBIDDEN, html(body)).into_response();
+            }
             WebError::Config(m) => (StatusCode::INTERNAL_SERVER_ERROR, "Server not configured", *m),
             WebError::Busy { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -337,12 +352,23 @@ pub const TOO_WEAK_TO_CHANGE: &str = "You signed in with a password or a verific
     alone. To remove a phone or create backup codes, sign in with your Authenticator app, or \
     ask your administrator for a temporary access pass.";
 
-/// The signed-in user if an administrator, `Forbidden` if not.
+/// The signed-in user if an administrator whose session may use the console (`trust::may`,
+/// `AccountChange::Administer`: a phone or temporary pass sign-in), `Forbidden` if not an
+/// administrator, `ConsoleNeedsStrongerSignIn` if signed in with a password or code alone.
 pub async fn admin_user(state: &AppState, session: &Session) -> Result<User, WebError> {
     let user = signed_in(state, session).await?;
-    if user.is_admin() {
-        Ok(user)
-    } else {
-        Err(WebError::Forbidden)
+    if !user.is_admin() {
+        return Err(WebError::Forbidden);
+    }
+    match may_change(
+        state,
+        session,
+        signin_domain::trust::AccountChange::Administer,
+    )
+    .await?
+    {
+        signin_domain::trust::Permission::Allowed => Ok(user),
+        signin_domain::trust::Permission::AllowedHeld
+        | signin_domain::trust::Permission::Refused => Err(WebError::ConsoleNeedsStrongerSignIn),
     }
 }

@@ -117,6 +117,26 @@ pub fn message_page(title: &str, text: &str) -> Markup {
     )
 }
 
+/// What an administrator signed in with a password or code alone sees on the admin pages.
+pub fn console_needs_phone_page() -> Markup {
+    layout(
+        "Sign in with your phone",
+        None,
+        html! {
+            section.card {
+                h1 { "Sign in with your phone" }
+                p id="console-needs-phone" {
+                    "The admin console controls everyone\u{2019}s sign-in, so it needs a sign-in with \
+                     the Authenticator app (or a temporary access pass from another administrator). \
+                     You signed in with a password or a code alone."
+                }
+                p { a href="/me/security-info" { "Add the Authenticator app on Security info" } }
+                p { "Then sign out and sign in again with your phone." }
+            }
+        },
+    )
+}
+
 /// The admin section's own navigation.
 pub fn admin_nav(current: &str) -> Markup {
     let items = [

@@ -424,6 +424,7 @@ pub(super) async fn signed_in(
             account_id: s.device,
             request_id: s.answered.map(|(_, request)| request),
             outcome: s.method.as_str(),
+            actor: None,
         },
     )
     .await?;
