@@ -66,6 +66,15 @@ public final class PhoneSignIn: Sendable {
         try await core.enroll(enrollmentUrl: link, deviceName: deviceName, push: push)
     }
 
+    /// The push registration changed: call with ``apns(deviceToken:)`` from
+    /// `application(_:didRegisterForRemoteNotificationsWithDeviceToken:)` whenever APNs hands a
+    /// token other than the one enrolled (after a restore or reinstall). Tells every account's
+    /// server, signed by each account's device key (PROTOCOL.md §5.10); one result per account.
+    /// Call again later (e.g. at the next start) for the accounts whose outcome is `.retryLater`.
+    public func updatePushRegistration(_ push: PushRegistration) async throws -> [PushUpdateResult] {
+        try await core.updatePushRegistration(push: push)
+    }
+
     public func accounts() async throws -> [AccountSummary] { try await core.accounts() }
 
     /// Creates the verification-bound key for the account and registers it (prompts the user
@@ -207,14 +216,15 @@ public final class PhoneSignIn: Sendable {
     /// TOTP accounts the user added travel encrypted under a one-time key. Show `link` as one
     /// QR code, to the new phone only: it works once, for ten minutes. Afterwards ask the user
     /// whether to keep this phone's accounts or ``removeAllAccounts()``.
-    public func moveOut() async throws -> MoveOut { try await core.moveOut() }
+    /// Cancelling the calling `Task` cancels the prompt, as for ``approve(_:typedNumber:)``.
+    public func moveOut() async throws -> MoveOut { try await prompting { try await $0.moveOut() } }
 
     /// On the new phone, with the scanned move link: enrolls every account (active at once, and
     /// with phone sign-in where the old phone had it; the user is asked for each) and adds the
     /// TOTP accounts. Refusals: `.MoveAlreadyUsed`, `.MoveExpired`, `.MoveVoucherRemoved`,
-    /// `.InvalidMoveLink`.
+    /// `.InvalidMoveLink`. Cancelling the calling `Task` cancels the prompt in progress.
     public func moveIn(link: String, deviceName: String, push: PushRegistration = PhoneSignIn.longPoll) async throws -> MoveIn {
-        try await core.moveIn(moveLink: link, deviceName: deviceName, push: push)
+        try await prompting { try await $0.moveIn(moveLink: link, deviceName: deviceName, push: push) }
     }
 
     /// After a move, on the old phone: removes every account (each server is told) and TOTP

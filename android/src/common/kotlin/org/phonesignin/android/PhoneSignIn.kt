@@ -72,6 +72,18 @@ class PhoneSignIn(
         return core.enroll(enrollmentLink, deviceName, push)
     }
 
+    /**
+     * The push registration changed: call from FCM's `onNewToken` ([fcm]) or when the UnifiedPush
+     * connector reports a new endpoint ([webPush]). Tells every account's server, signed by each
+     * account's device key (PROTOCOL.md §5.10); one [PushUpdateResult] per account. Call again
+     * later (e.g. at the next start) for the accounts whose outcome is
+     * [PushUpdateOutcome.RetryLater].
+     */
+    suspend fun updatePushRegistration(push: PushRegistration): List<PushUpdateResult> {
+        requireText("the push token", push.token, AuthenticatorException::InvalidInput)
+        return core.updatePushRegistration(push)
+    }
+
     suspend fun accounts(): List<AccountSummary> = core.accounts()
 
     /** Creates the verification-bound key for [accountId] and registers it (prompts the user). */
