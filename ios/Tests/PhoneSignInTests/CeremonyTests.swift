@@ -73,6 +73,19 @@ func requestReachesPhone(_ phone: Phone, id: String) async throws -> PendingRequ
         #expect(try await server.signInStatus(id) == "approved")
     }
 
+    @Test func aNewApnsDeviceTokenIsToldToTheServerAndTheChannelChanges() async throws {
+        let phone = try await enrolledPhone(server)
+        #expect(try server.userShow(upn: phone.upn).contains("push longpoll"))
+        // What the APNs registration callback does with a token other than the enrolled one.
+        let token = PhoneSignIn.apns(deviceToken: Data(repeating: 0xab, count: 32))
+        let results = try await phone.app.updatePushRegistration(token)
+        #expect(results.count == 1)
+        #expect(results.first?.accountId == phone.account.accountId)
+        #expect(results.first?.upn == phone.upn)
+        #expect(results.first?.outcome == .updated)
+        #expect(try server.userShow(upn: phone.upn).contains("push apns"))
+    }
+
     @Test func phoneSignInApprovalIsSignedByTheUserVerificationKeyWithThePrompt() async throws {
         let phone = try await enrolledPhone(server)
         let (id, number, request) = try await signInReachesPhone(server, phone, app: "Contoso Mail")

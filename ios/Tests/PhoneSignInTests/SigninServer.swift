@@ -100,6 +100,11 @@ final class SigninServer: @unchecked Sendable {
 
     /// Adds a fresh user (with a password for the sign-in page when given); returns its UPN and
     /// a one-time registration link.
+    /// `admin user show`: the user's devices and their push channels, as an admin sees them.
+    func userShow(upn: String) throws -> String {
+        try Self.admin(binary, database, ["user", "show", "--upn", upn])
+    }
+
     func newUser(password: String? = nil) throws -> (upn: String, link: String) {
         let upn = "swift-\(UUID().uuidString.prefix(8).lowercased())@contoso.test"
         var add = ["user", "add", "--upn", upn, "--name", "Swift User"]

@@ -21,6 +21,7 @@ import org.phonesignin.core.Decision
 import org.phonesignin.core.PendingRequest
 import org.phonesignin.core.PlatformException
 import org.phonesignin.core.PushOutcome
+import org.phonesignin.core.PushUpdateOutcome
 
 /**
  * The whole phone sign-in ceremony from Kotlin, against a real signin-server on loopback, with
@@ -149,6 +150,23 @@ class CeremonyTest {
 
         assertEquals(Decision.APPROVED, phone.app.approve(shown, number))
         assertEquals(PushOutcome.AlreadyAnswered, phone.app.onPushData(data))
+    }
+
+    @Test
+    fun aNewFcmTokenIsToldToTheServerAndTheChannelChanges() = runBlocking {
+        val phone = enrolledPhone()
+        assertTrue(server.admin("user", "show", "--upn", phone.upn).contains("push longpoll"))
+        // What FirebaseMessagingService.onNewToken does.
+        val results = phone.app.updatePushRegistration(PhoneSignIn.fcm("fcm-token-after-restore"))
+        val result = results.single()
+        assertEquals(phone.account.accountId, result.accountId)
+        assertEquals(phone.upn, result.upn)
+        assertEquals(PushUpdateOutcome.Updated, result.outcome)
+        assertTrue(server.admin("user", "show", "--upn", phone.upn).contains("push fcm"))
+        // A token that is not text never leaves the facade.
+        assertFailsWith<AuthenticatorException.InvalidInput> {
+            phone.app.updatePushRegistration(PhoneSignIn.fcm("bad\uD800token"))
+        }
     }
 
     @Test
