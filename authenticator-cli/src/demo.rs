@@ -19,6 +19,7 @@ use crate::passcode::PasscodeVerifier;
 
 mod app;
 mod browser;
+pub mod geoip;
 
 const UPN: &str = "bobby@contoso.test";
 const NAME: &str = "Bobby Smith";
@@ -118,6 +119,12 @@ pub async fn run(auto: bool) -> Result<()> {
     section(
         6,
         &format!("Browser: sign in to {APP} — the user types only {UPN}"),
+    );
+    println!(
+        "   (the browser comes from {}, a documentation address the demo's GeoIP database places in {}; \
+         the server believes X-Forwarded-For from its proxy, here loopback)",
+        geoip::BROWSER_ADDRESS,
+        geoip::BROWSER_LOCATION
     );
     let started = server.start_sign_in(UPN).await?;
     let number = started["number"]

@@ -23,13 +23,20 @@ pub async fn start(dir: &Path) -> Result<DemoServer> {
         listen: ([127, 0, 0, 1], 0).into(),
         database: format!("sqlite://{}", dir.join("signin.db").display()),
         server_name: Some("Contoso".into()),
+        // The demo's GeoIP database, and its browser's address believed from loopback as
+        // from a reverse proxy on the same machine (demo/geoip.rs).
+        geoip: Some(crate::demo::geoip::write_database(dir)?),
+        trusted_proxies: vec!["127.0.0.1/32".parse()?, "::1/128".parse()?],
         ..ServeConfig::default()
     };
     let running = signin_server::spawn(config).await?;
     Ok(DemoServer {
         base_url: format!("http://{}/", running.addr),
         running,
-        browser: reqwest::Client::new(),
+        browser: reqwest::Client::builder()
+            .default_headers(crate::demo::geoip::browser_headers()?)
+            .build()
+            .context("cannot set up the demo's browser")?,
         app: None,
     })
 }

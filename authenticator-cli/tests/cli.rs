@@ -144,6 +144,12 @@ fn the_demo_runs_the_whole_ceremony_by_itself() {
         "shows the wrong-number refusal"
     );
     assert!(text.contains("Signed in as Bobby Smith"), "ends signed in");
+    // The phone shows where the sign-in comes from: the demo's browser address, located by
+    // the demo's GeoIP database (issue 23, finding 5).
+    assert!(
+        text.contains("   Location: Seattle, United States\n"),
+        "{text}"
+    );
     // The demo's phone keeps the enrollment's TOTP secret: no warning in the transcript.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("WARN"), "{stderr}");
