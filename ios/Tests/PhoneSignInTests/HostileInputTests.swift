@@ -412,6 +412,18 @@ func expectWellFormedIds(_ target: PushTarget, _ what: String) {
             await hostile(tally, "webPushToken(endpoint)") { try webPushToken(endpoint: "https://push.example/" + t, p256dh: p256dh, auth: auth) }
             await hostile(tally, "webPushToken(p256dh)") { try webPushToken(endpoint: "https://push.example/a", p256dh: p256dh + t, auth: auth) }
             await hostile(tally, "webPushToken(auth)") { try webPushToken(endpoint: "https://push.example/a", p256dh: p256dh, auth: t) }
+            await hostile(tally, "updatePushRegistration(token)") {
+                _ = try await core.updatePushRegistration(push: PushRegistration(kind: .longPoll, token: t))
+            }
+            await hostile(tally, "moveIn(link)") {
+                _ = try await core.moveIn(moveLink: "phonesignin://move?v=1" + t, deviceName: "phone", push: PhoneSignIn.longPoll)
+            }
+            await hostile(tally, "moveIn(deviceName)") {
+                _ = try await core.moveIn(moveLink: "phonesignin://move?v=1", deviceName: t, push: PhoneSignIn.longPoll)
+            }
+            await hostile(tally, "exportTotpAccounts") { _ = try await core.exportTotpAccounts(passphrase: "passphrase" + t) }
+            await hostile(tally, "importTotpAccounts(export)") { _ = try await core.importTotpAccounts(export: "{}" + t, passphrase: "passphrase") }
+            await hostile(tally, "importTotpAccounts(passphrase)") { _ = try await core.importTotpAccounts(export: "{}", passphrase: t) }
         }
         #expect(try await server.signInStatus(rid) == "pending")
         #expect(try await core.pendingRequests() == [phone.request])

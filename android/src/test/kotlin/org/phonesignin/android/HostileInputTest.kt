@@ -748,8 +748,16 @@ class HostileInputTest {
                     refused("webPushToken(endpoint)") { webPushToken("https://push.example/$s", P256DH, AUTH) }
                     refused("webPushToken(p256dh)") { webPushToken("https://push.example/a", P256DH + s, AUTH) }
                     refused("webPushToken(auth)") { webPushToken("https://push.example/a", P256DH, s + AUTH) }
+                    refused("updatePushRegistration(push token)") {
+                        core.updatePushRegistration(PushRegistration(PushKind.FCM, s))
+                    }
+                    refused("moveIn(link)") { core.moveIn("phonesignin://move?v=1$s", "phone", PhoneSignIn.LONG_POLL) }
+                    refused("moveIn(deviceName)") { core.moveIn("phonesignin://move?v=1", s, PhoneSignIn.LONG_POLL) }
+                    refused("exportTotpAccounts") { core.exportTotpAccounts("passphrase$s") }
+                    refused("importTotpAccounts(file)") { core.importTotpAccounts("{}$s", "passphrase") }
+                    refused("importTotpAccounts(passphrase)") { core.importTotpAccounts("{}", s) }
                 }
-                assertEquals(lone.size * 29, refusals.get())
+                assertEquals(lone.size * 35, refusals.get())
                 assertEquals("pending", server.signInStatus(rid))
                 assertEquals(listOf(phone.request), core.pendingRequests())
                 assertEquals(Decision.APPROVED, core.approve(aid, rid, phone.number))
