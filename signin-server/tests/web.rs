@@ -2497,6 +2497,18 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
         text(&r)
     );
     assert!(text(&r).contains("value=\"pilots, contractors-typo\""));
+    // So is a feature's group nobody is in.
+    let mut feature_typo = typo.to_vec();
+    feature_typo[2] = ("group", "pilots");
+    feature_typo.push(("app_name_group", "pilotz"));
+    let r = policy_post(&mut ada, &feature_typo).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&r).contains("there is no group \u{201c}pilotz\u{201d}"),
+        "{}",
+        text(&r)
+    );
+    assert!(text(&r).contains("id=\"app_name_group\" name=\"app_name_group\" value=\"pilotz\""));
     let r = policy_post(&mut ada, &typo).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -2568,6 +2580,9 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
             ("number_length", "4"),
             ("phishing_resistant", "on"),
             ("exclude", " kiosks ,"),
+            ("show_location", "on"),
+            ("location_group", ""),
+            ("location_except", "pilots"),
         ],
     )
     .await;
@@ -2579,6 +2594,13 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
     assert_eq!(saved.target, Target::Group("pilots".into()));
     assert!(saved.phishing_resistant);
     assert_eq!(saved.exclude, ["kiosks"]);
+    assert_eq!(
+        saved.location_scope,
+        signin_domain::rules::policy::Scope {
+            include: Target::All,
+            exclude: vec!["pilots".into()],
+        }
+    );
     assert!(text(&r).contains("id=\"exclude\" name=\"exclude\" value=\"kiosks\""));
 }
 
