@@ -54,6 +54,7 @@ impl DemoServer {
             number_length: None,
             phishing_resistant: None,
             exclude: None,
+            ..Default::default()
         };
         accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())

@@ -370,6 +370,19 @@ enum PolicyCommand {
         /// (`--exclude contractors,kiosks`); `--exclude ''` excludes none.
         #[arg(long)]
         exclude: Option<String>,
+        /// Whom the application name is shown to, among the targeted users: `all` or
+        /// `group:<name>`.
+        #[arg(long, value_parser = |s: &str| Target::parse(s).map_err(|e| e.to_string()))]
+        show_app_name_to: Option<Target>,
+        /// Groups never shown the application name, comma-separated (`''`: none).
+        #[arg(long)]
+        show_app_name_except: Option<String>,
+        /// Whom the location is shown to, among the targeted users: `all` or `group:<name>`.
+        #[arg(long, value_parser = |s: &str| Target::parse(s).map_err(|e| e.to_string()))]
+        show_location_to: Option<Target>,
+        /// Groups never shown the location, comma-separated (`''`: none).
+        #[arg(long)]
+        show_location_except: Option<String>,
     },
     /// Print the policy.
     Show,
@@ -626,8 +639,15 @@ async fn admin_command(
                     new_device_approval,
                     phishing_resistant,
                     exclude,
+                    show_app_name_to,
+                    show_app_name_except,
+                    show_location_to,
+                    show_location_except,
                 },
         } => {
+            let list = |groups: Option<String>| {
+                groups.map(|g| g.split(',').map(str::to_owned).collect::<Vec<_>>())
+            };
             let p = accounts::set_policy(
                 pool,
                 &PolicyUpdate {
@@ -640,7 +660,11 @@ async fn admin_command(
                     number_length,
                     new_device_approval,
                     phishing_resistant,
-                    exclude: exclude.map(|e| e.split(',').map(str::to_owned).collect()),
+                    exclude: list(exclude),
+                    app_name_target: show_app_name_to,
+                    app_name_exclude: list(show_app_name_except),
+                    location_target: show_location_to,
+                    location_exclude: list(show_location_except),
                 },
             )
             .await?;

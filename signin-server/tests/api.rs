@@ -747,6 +747,46 @@ async fn sign_in_policy_and_capability() {
     assert_eq!(v["app_name"], serde_json::Value::Null);
     assert_eq!(v["location"], serde_json::Value::Null);
     assert_eq!(v["number_matching"], true);
+
+    // Each feature by groups (issue 22): Bob, in `contractors` and not in `pilot`, is shown
+    // the application's name only when it is for everyone, never the location while
+    // `contractors` is excepted from it.
+    async fn shown(h: &Harness) -> serde_json::Value {
+        let r = h.start_signin(BOB).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let details: String =
+            sqlx::query_scalar("SELECT details FROM signin_requests WHERE id = $1")
+                .bind(r.body["id"].as_str().unwrap())
+                .fetch_one(&h.state.pool)
+                .await
+                .unwrap();
+        serde_json::from_str(&details).unwrap()
+    }
+    set(PolicyUpdate {
+        show_app_name: Some(true),
+        show_location: Some(true),
+        app_name_target: Some(Target::Group("pilot".into())),
+        location_exclude: Some(vec!["contractors".into()]),
+        ..Default::default()
+    })
+    .await;
+    let v = shown(&h).await;
+    assert_eq!(v["app_name"], serde_json::Value::Null, "not in pilot");
+    assert_eq!(
+        v["location"],
+        serde_json::Value::Null,
+        "contractors excepted"
+    );
+    set(PolicyUpdate {
+        app_name_target: Some(Target::All),
+        location_exclude: Some(Vec::new()),
+        ..Default::default()
+    })
+    .await;
+    let v = shown(&h).await;
+    assert_eq!(v["app_name"], "My Apps");
+    assert_eq!(v["location"], "Unknown location");
+
     assert!(accounts::set_policy(
         pool,
         &PolicyUpdate {

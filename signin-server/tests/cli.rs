@@ -66,12 +66,21 @@ fn admin_commands() {
             "off",
             "--exclude",
             "kiosks, contractors",
+            "--show-app-name-to",
+            "group:pilot",
+            "--show-location-except",
+            "kiosks",
         ],
     );
     assert!(set.status.success());
     let shown = String::from_utf8(cmd(&db, &["admin", "policy", "show"]).stdout).unwrap();
     assert!(shown.contains("target: group:pilot") && shown.contains("show-location: off"));
     assert!(shown.contains("exclude: kiosks, contractors\n"), "{shown}");
+    assert!(
+        shown.contains("show-app-name-to: group:pilot\n")
+            && shown.contains("show-location-except: kiosks\n"),
+        "{shown}"
+    );
     assert!(cmd(&db, &["admin", "policy", "set", "--exclude", ""])
         .status
         .success());

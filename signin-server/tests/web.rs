@@ -989,6 +989,90 @@ async fn an_admin_signed_in_with_the_phone_gets_the_console() {
 }
 
 #[tokio::test]
+async fn the_audit_page_exports_what_its_filters_select_as_csv_or_json_for_admins_only() {
+    let h = harness().await;
+    let mut admin = admin_browser(&h).await;
+    append_at(
+        &h,
+        day("2026-01-02"),
+        "rate_limited",
+        "bobby@contoso.test",
+        "one",
+    )
+    .await;
+    append_at(
+        &h,
+        day("2026-01-03"),
+        "rate_limited",
+        "=x@contoso.test",
+        "two",
+    )
+    .await;
+    append_at(
+        &h,
+        day("2026-01-04"),
+        "web_signin",
+        "bobby@contoso.test",
+        "password",
+    )
+    .await;
+
+    let r = admin
+        .get("/admin/audit/export?format=csv&upn=bobby&event=rate_limited")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.content_type.as_deref(), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        r.headers["content-disposition"],
+        "attachment; filename=\"audit.csv\""
+    );
+    let csv = r.body.as_str().unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "seq,at,event,actor,upn,account_id,request_id,outcome,repeats,last_at"
+    );
+    assert_eq!(lines.len(), 2, "only Bobby's rate_limited entry: {csv}");
+    assert!(lines[1].contains(",rate_limited,system,bobby@contoso.test,,,one,0,"));
+    // A name that would start a spreadsheet formula is defused.
+    let r = admin
+        .get("/admin/audit/export?format=csv&event=rate_limited")
+        .await;
+    assert!(r.body.as_str().unwrap().contains(",'=x@contoso.test,"));
+
+    let r = admin.get("/admin/audit/export?format=json&upn=bobby").await;
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    let outcomes: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["password", "one"], "newest first");
+
+    assert_eq!(
+        admin.get("/admin/audit/export?format=xml").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        admin
+            .get("/admin/audit/export?format=csv&event=nope")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut eve = Browser::new(&h);
+    user_with_password(&h, "eve@contoso.test", &[]).await;
+    eve.sign_in_with_password("eve@contoso.test", PASSWORD)
+        .await;
+    assert_eq!(
+        eve.get("/admin/audit/export?format=csv").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
 async fn the_audit_page_filters_by_user_event_and_time() {
     let h = harness().await;
     let mut admin = admin_browser(&h).await;
@@ -2497,6 +2581,18 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
         text(&r)
     );
     assert!(text(&r).contains("value=\"pilots, contractors-typo\""));
+    // So is a feature's group nobody is in.
+    let mut feature_typo = typo.to_vec();
+    feature_typo[2] = ("group", "pilots");
+    feature_typo.push(("app_name_group", "pilotz"));
+    let r = policy_post(&mut ada, &feature_typo).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&r).contains("there is no group \u{201c}pilotz\u{201d}"),
+        "{}",
+        text(&r)
+    );
+    assert!(text(&r).contains("id=\"app_name_group\" name=\"app_name_group\" value=\"pilotz\""));
     let r = policy_post(&mut ada, &typo).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -2568,6 +2664,9 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
             ("number_length", "4"),
             ("phishing_resistant", "on"),
             ("exclude", " kiosks ,"),
+            ("show_location", "on"),
+            ("location_group", ""),
+            ("location_except", "pilots"),
         ],
     )
     .await;
@@ -2579,6 +2678,13 @@ async fn the_policy_page_refuses_an_unknown_group_and_phishing_resistance_withou
     assert_eq!(saved.target, Target::Group("pilots".into()));
     assert!(saved.phishing_resistant);
     assert_eq!(saved.exclude, ["kiosks"]);
+    assert_eq!(
+        saved.location_scope,
+        signin_domain::rules::policy::Scope {
+            include: Target::All,
+            exclude: vec!["pilots".into()],
+        }
+    );
     assert!(text(&r).contains("id=\"exclude\" name=\"exclude\" value=\"kiosks\""));
 }
 

@@ -145,6 +145,7 @@ impl TestServer {
             number_length: None,
             phishing_resistant: None,
             exclude: None,
+            ..Default::default()
         };
         accounts::set_policy(self.running.pool(), &update).await?;
         Ok(())

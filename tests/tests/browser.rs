@@ -115,6 +115,8 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         new_device_approval: false,
         phishing_resistant: false,
         exclude: Vec::new(),
+        app_name_scope: Default::default(),
+        location_scope: Default::default(),
     };
     assert_eq!(policy::load(&pool).await?, expected);
     b.shot("admin-policy-saved").await?;

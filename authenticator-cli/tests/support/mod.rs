@@ -47,6 +47,7 @@ pub async fn setup_with(config: ServeConfig) -> Setup {
         number_length: None,
         phishing_resistant: None,
         exclude: None,
+        ..Default::default()
     };
     accounts::set_policy(server.pool(), &update).await.unwrap();
     accounts::add_user(server.pool(), UPN, "Bobby Smith", &[])

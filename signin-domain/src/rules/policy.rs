@@ -38,6 +38,44 @@ impl fmt::Display for Target {
     }
 }
 
+/// Whom an additional-context feature (application name, location) is for, among the users
+/// the policy targets: everyone or one group, less the excluded groups (as Entra targets each
+/// feature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub include: Target,
+    pub exclude: Vec<String>,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope {
+            include: Target::All,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+impl Scope {
+    /// Whether a user in `groups` is in the scope.
+    pub fn covers(&self, groups: &[String]) -> bool {
+        let included = match &self.include {
+            Target::All => true,
+            Target::Group(g) => groups.iter().any(|m| m == g),
+        };
+        included && !groups.iter().any(|m| self.exclude.contains(m))
+    }
+
+    /// Every group the scope names.
+    fn groups(&self) -> impl Iterator<Item = &String> {
+        let include = match &self.include {
+            Target::Group(g) => Some(g),
+            Target::All => None,
+        };
+        include.into_iter().chain(&self.exclude)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Any,
@@ -88,6 +126,10 @@ pub struct Policy {
     /// Groups left out even when the target includes them (Entra's "exclude"): their members
     /// are treated as users the policy does not target.
     pub exclude: Vec<String>,
+    /// Whom `show_app_name` is for (when on).
+    pub app_name_scope: Scope,
+    /// Whom `show_location` is for (when on).
+    pub location_scope: Scope,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +168,10 @@ pub struct PolicyUpdate {
     pub phishing_resistant: Option<bool>,
     /// The excluded groups, all of them (an empty list: none).
     pub exclude: Option<Vec<String>>,
+    pub app_name_target: Option<Target>,
+    pub app_name_exclude: Option<Vec<String>>,
+    pub location_target: Option<Target>,
+    pub location_exclude: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -143,6 +189,26 @@ impl Policy {
             exclude: match &u.exclude {
                 Some(groups) => exclude_list(groups)?,
                 None => self.exclude.clone(),
+            },
+            app_name_scope: Scope {
+                include: u
+                    .app_name_target
+                    .clone()
+                    .unwrap_or_else(|| self.app_name_scope.include.clone()),
+                exclude: match &u.app_name_exclude {
+                    Some(groups) => exclude_list(groups)?,
+                    None => self.app_name_scope.exclude.clone(),
+                },
+            },
+            location_scope: Scope {
+                include: u
+                    .location_target
+                    .clone()
+                    .unwrap_or_else(|| self.location_scope.include.clone()),
+                exclude: match &u.location_exclude {
+                    Some(groups) => exclude_list(groups)?,
+                    None => self.location_scope.exclude.clone(),
+                },
             },
         };
         if next.mode == Mode::Passwordless && !next.number_matching {
@@ -196,11 +262,21 @@ impl Policy {
 
     /// Whether a user in `groups` is in the target and in no excluded group.
     fn targets(&self, groups: &[String]) -> bool {
-        let included = match &self.target {
-            Target::All => true,
-            Target::Group(g) => groups.iter().any(|m| m == g),
-        };
-        included && !groups.iter().any(|m| self.exclude.contains(m))
+        Scope {
+            include: self.target.clone(),
+            exclude: self.exclude.clone(),
+        }
+        .covers(groups)
+    }
+
+    /// Whether the phone shows the application's name to a user in `groups`.
+    pub fn shows_app_name_to(&self, groups: &[String]) -> bool {
+        self.show_app_name && self.app_name_scope.covers(groups)
+    }
+
+    /// Whether the phone shows the sign-in's location to a user in `groups`.
+    pub fn shows_location_to(&self, groups: &[String]) -> bool {
+        self.show_location && self.location_scope.covers(groups)
     }
 
     /// Whether the policy lets a user in `groups` use phone sign-in.
@@ -222,6 +298,15 @@ fn exclude_list(groups: &[String]) -> Result<Vec<String>, PolicyError> {
     Ok(list)
 }
 
+/// A list of groups as `admin policy show` prints it.
+fn groups_text(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "(none)".to_owned()
+    } else {
+        groups.join(", ")
+    }
+}
+
 fn on_off(b: bool) -> &'static str {
     if b {
         "on"
@@ -234,15 +319,23 @@ impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "enabled: {}", self.enabled)?;
         writeln!(f, "target: {}", self.target)?;
-        if self.exclude.is_empty() {
-            writeln!(f, "exclude: (none)")?;
-        } else {
-            writeln!(f, "exclude: {}", self.exclude.join(", "))?;
-        }
+        writeln!(f, "exclude: {}", groups_text(&self.exclude))?;
         writeln!(f, "mode: {}", self.mode.as_str())?;
         writeln!(f, "number-matching: {}", on_off(self.number_matching))?;
         writeln!(f, "show-app-name: {}", on_off(self.show_app_name))?;
+        writeln!(f, "show-app-name-to: {}", self.app_name_scope.include)?;
+        writeln!(
+            f,
+            "show-app-name-except: {}",
+            groups_text(&self.app_name_scope.exclude)
+        )?;
         writeln!(f, "show-location: {}", on_off(self.show_location))?;
+        writeln!(f, "show-location-to: {}", self.location_scope.include)?;
+        writeln!(
+            f,
+            "show-location-except: {}",
+            groups_text(&self.location_scope.exclude)
+        )?;
         writeln!(f, "number-length: {}", self.number_length)?;
         writeln!(
             f,
@@ -263,7 +356,12 @@ pub async fn check_setup(pool: &Pool, next: &Policy) -> StoreResult<Result<(), P
         Target::All => None,
     };
     let memberships = store::users::memberships(pool).await?;
-    for g in named.into_iter().chain(&next.exclude) {
+    let every = named
+        .into_iter()
+        .chain(&next.exclude)
+        .chain(next.app_name_scope.groups())
+        .chain(next.location_scope.groups());
+    for g in every {
         if !memberships.iter().any(|(_, group)| group == g) {
             return Ok(Err(PolicyError::UnknownGroup(g.clone())));
         }
@@ -294,13 +392,24 @@ pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
             .unwrap_or(authenticator_protocol::number::DEFAULT_NUMBER_DIGITS),
         new_device_approval: row.new_device_approval,
         phishing_resistant: row.phishing_resistant,
-        exclude: row
-            .exclude_groups
-            .lines()
-            .filter(|g| !g.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        exclude: lines(&row.exclude_groups),
+        app_name_scope: Scope {
+            include: Target::parse(&row.app_name_target)?,
+            exclude: lines(&row.app_name_exclude),
+        },
+        location_scope: Scope {
+            include: Target::parse(&row.location_target)?,
+            exclude: lines(&row.location_exclude),
+        },
     })
+}
+
+/// Stored group lists: one name a line.
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
@@ -317,6 +426,10 @@ pub async fn save(pool: &Pool, p: &Policy) -> StoreResult<()> {
             new_device_approval: p.new_device_approval,
             phishing_resistant: p.phishing_resistant,
             exclude_groups: p.exclude.join("\n"),
+            app_name_target: p.app_name_scope.include.to_string(),
+            app_name_exclude: p.app_name_scope.exclude.join("\n"),
+            location_target: p.location_scope.include.to_string(),
+            location_exclude: p.location_scope.exclude.join("\n"),
         },
     )
     .await
@@ -338,6 +451,8 @@ mod tests {
             new_device_approval: false,
             phishing_resistant: false,
             exclude: Vec::new(),
+            app_name_scope: Scope::default(),
+            location_scope: Scope::default(),
         }
     }
 
@@ -436,6 +551,41 @@ mod tests {
             default().apply(&unsafe_name),
             Err(PolicyError::UnsafeGroup(_))
         ));
+    }
+
+    #[test]
+    fn each_additional_context_feature_has_its_own_groups() {
+        let p = default()
+            .apply(&PolicyUpdate {
+                app_name_target: Some(Target::Group("pilot".into())),
+                location_exclude: Some(vec!["kiosks".into()]),
+                ..Default::default()
+            })
+            .unwrap();
+        let pilot = ["pilot".to_owned()];
+        let kiosk = ["kiosks".to_owned()];
+        assert!(p.shows_app_name_to(&pilot));
+        assert!(!p.shows_app_name_to(&kiosk));
+        assert!(p.shows_location_to(&pilot));
+        assert!(!p.shows_location_to(&kiosk));
+        // Off is off, whatever the groups.
+        let off = p
+            .apply(&PolicyUpdate {
+                show_app_name: Some(false),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(!off.shows_app_name_to(&pilot));
+        let shown = p.to_string();
+        assert!(shown.contains("show-app-name-to: group:pilot\n"), "{shown}");
+        assert!(shown.contains("show-location-except: kiosks\n"), "{shown}");
+        assert_eq!(
+            default().changes_to(&p),
+            [
+                "show-app-name-to: all \u{2192} group:pilot",
+                "show-location-except: (none) \u{2192} kiosks",
+            ]
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         });
     let expires_at = UnixMillis::now().plus_secs(ttl);
     let location = policy
-        .show_location
+        .shows_location_to(&groups)
         .then(|| state.locator.locate(s.client_ip));
     // Phone sign-in always uses number matching, whatever the policy says.
     let number_matching = s.kind == RequestKind::Passwordless || policy.number_matching;
@@ -175,7 +175,9 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
             },
             kind: s.kind,
             accounts,
-            app_name: policy.show_app_name.then(|| s.application.name.clone()),
+            app_name: policy
+                .shows_app_name_to(&groups)
+                .then(|| s.application.name.clone()),
             location,
             device_name: None,
             subject: None,

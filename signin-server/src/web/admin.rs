@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::pages::{admin_nav, csrf, layout, notice, Notice};
 use super::{admin_user, page, Session, User, WebError};
 use signin_domain::audit::{self, Actor, Event};
-use signin_domain::rules::policy::{self, Mode, Policy, PolicyError, PolicyUpdate, Target};
+use signin_domain::rules::policy::{self, Mode, Policy, PolicyError, PolicyUpdate, Scope, Target};
 use signin_domain::state::AppState;
 use signin_domain::store::audit::AuditFilter;
 use signin_domain::store::users;
@@ -63,6 +63,39 @@ fn radio(name: &str, value: &str, label: &str, hint: &str, checked: bool) -> Mar
     }
 }
 
+/// Whom an additional-context feature is for: one group (empty: everyone the policy targets)
+/// and the excluded groups (fields `<name>_group`, `<name>_except`).
+fn scope_fields(name: &str, what: &str, scope: &Scope) -> Markup {
+    let group = match &scope.include {
+        Target::Group(g) => g.as_str(),
+        Target::All => "",
+    };
+    let (group_id, except_id) = (format!("{name}_group"), format!("{name}_except"));
+    let hint_id = format!("{name}-scope-hint");
+    html! {
+        div.scope {
+            label for=(group_id) { "Show the " (what) " only to group" }
+            input type="text" id=(group_id) name=(group_id) value=(group) autocomplete="off" aria-describedby=(hint_id);
+            label for=(except_id) { "Never to groups" }
+            input type="text" id=(except_id) name=(except_id) value=(scope.exclude.join(", ")) autocomplete="off" aria-describedby=(hint_id);
+            p.hint id=(hint_id) { "Among the users the policy targets. Empty group: all of them; groups comma-separated." }
+        }
+    }
+}
+
+/// The scope changes the form's `group` and `except` fields ask for (absent: none).
+fn scope_of(
+    group: Option<&str>,
+    except: Option<&str>,
+) -> Result<(Option<Target>, Option<Vec<String>>), PolicyError> {
+    let include = match group.map(str::trim) {
+        None => None,
+        Some("") => Some(Target::All),
+        Some(g) => Some(Target::parse(&format!("group:{g}"))?),
+    };
+    Ok((include, except.map(exclude_of)))
+}
+
 fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
     let group = match &p.target {
         Target::Group(g) => g.as_str(),
@@ -100,8 +133,10 @@ fn policy_form(session: &Session, p: &Policy, n: Notice<'_>) -> Markup {
                     "Phone sign-in always uses number matching; it cannot be switched off in passwordless mode.", p.number_matching))
                 (checkbox("show_app_name", "Show application name in push and passwordless notifications",
                     "The phone shows which application asks.", p.show_app_name))
+                (scope_fields("app_name", "application name", &p.app_name_scope))
                 (checkbox("show_location", "Show geographic location in push and passwordless notifications",
                     "The phone shows where the sign-in comes from (\u{201c}Unknown location\u{201d} when it cannot tell).", p.show_location))
+                (scope_fields("location", "location", &p.location_scope))
                 (checkbox("new_device_approval", "New devices need approval from one of the user's devices",
                     "A device added for a user who already has one gets no sign-ins until one of their other devices approves it. Off: they are only told.", p.new_device_approval))
                 (checkbox("phishing_resistant", "Phishing-resistant sign-in (bind the approval to the browser)",
@@ -156,6 +191,11 @@ pub struct PolicyForm {
     pub phishing_resistant: Option<String>,
     /// The excluded groups, comma-separated; absent (an older form): they stay as they are.
     pub exclude: Option<String>,
+    /// Whom the application name and the location are shown to (absent: as they are).
+    pub app_name_group: Option<String>,
+    pub app_name_except: Option<String>,
+    pub location_group: Option<String>,
+    pub location_except: Option<String>,
 }
 
 /// The excluded groups of the form's comma-separated field.
@@ -185,7 +225,15 @@ pub async fn save_policy(
             "group" => Target::parse(&format!("group:{}", f.group.trim()))?,
             _ => return Err(PolicyError::BadTarget),
         };
+        let (app_name_target, app_name_exclude) =
+            scope_of(f.app_name_group.as_deref(), f.app_name_except.as_deref())?;
+        let (location_target, location_exclude) =
+            scope_of(f.location_group.as_deref(), f.location_except.as_deref())?;
         Ok(PolicyUpdate {
+            app_name_target,
+            app_name_exclude,
+            location_target,
+            location_exclude,
             enabled: Some(f.enabled.is_some()),
             target: Some(target),
             mode: Some(Mode::parse(&f.mode)?),
@@ -260,6 +308,28 @@ fn draft_of(current: &Policy, f: &PolicyForm) -> Policy {
             .exclude
             .as_deref()
             .map_or_else(|| current.exclude.clone(), exclude_of),
+        app_name_scope: draft_scope(
+            &current.app_name_scope,
+            f.app_name_group.as_deref(),
+            f.app_name_except.as_deref(),
+        ),
+        location_scope: draft_scope(
+            &current.location_scope,
+            f.location_group.as_deref(),
+            f.location_except.as_deref(),
+        ),
+    }
+}
+
+/// A scope as submitted, valid or not (what a refused save shows again).
+fn draft_scope(current: &Scope, group: Option<&str>, except: Option<&str>) -> Scope {
+    Scope {
+        include: match group.map(str::trim) {
+            None => current.include.clone(),
+            Some("") => Target::All,
+            Some(g) => Target::Group(g.to_owned()),
+        },
+        exclude: except.map_or_else(|| current.exclude.clone(), exclude_of),
     }
 }
 
