@@ -2112,7 +2112,7 @@ async fn a_helpdesk_agent_finds_a_user_sees_their_methods_and_acts_from_the_web_
         .map(|_| text(&page).to_owned())
         .unwrap();
     assert!(devices.contains("Test Phone"), "the device by name");
-    assert!(devices.contains("No push service: the app checks in while open"));
+    assert!(devices.contains("No notifications: the app checks when opened"));
     assert!(devices.contains(">Never<"), "not used yet");
     assert!(element(&page, "pause").unwrap().contains("Paused until"));
     assert!(text(&page).contains("1 \u{201c}this wasn\u{2019}t me\u{201d} reports"));

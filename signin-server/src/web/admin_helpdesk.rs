@@ -23,31 +23,19 @@ use signin_domain::trust::{self, EndReason, Method};
 
 pub const USER_PATH: &str = "/admin/user";
 
-/// "2026-12-07 08:01 UTC".
-pub fn when(ms: i64) -> String {
-    let t = signin_domain::format::rfc3339(ms);
-    // RFC 3339 UTC text: `2026-12-07T08:01:02Z` (maybe with fractions).
-    match (t.get(..10), t.get(11..16)) {
-        (Some(day), Some(hm)) => format!("{day} {hm} UTC"),
-        _ => t,
-    }
+/// A moment in the viewer's time zone, as on the other pages (`pages::local_time`).
+pub fn when(ms: i64) -> Markup {
+    super::pages::local_time(ms)
 }
 
-/// What a device's push channel means, in words.
-pub fn push_channel(d: &DeviceSummary) -> String {
-    let kind = match d.push_kind.as_str() {
-        "apns" => "Apple push notifications (APNs)",
-        "fcm" => "Google push notifications (FCM)",
-        "webpush" => "Web Push (UnifiedPush)",
-        _ => "No push service: the app checks in while open",
-    };
-    match d.push_stale_at {
-        Some(at) => format!(
-            "{kind}, not reachable since {} ({})",
-            when(at),
-            d.push_stale_reason.as_deref().unwrap_or("refused")
-        ),
-        None => kind.to_owned(),
+/// What a device's push channel means, in words (the same words as the device tables).
+pub fn push_channel(d: &DeviceSummary) -> Markup {
+    html! {
+        (super::devices::platform(&d.push_kind))
+        @if let Some(at) = d.push_stale_at {
+            ", not reachable since " (when(at)) " ("
+            (d.push_stale_reason.as_deref().unwrap_or("refused")) ")"
+        }
     }
 }
 
