@@ -63,6 +63,12 @@ pub fn core_code(e: &AuthenticatorError) -> &'static str {
         A::BrowserOriginMismatch { .. } => "browser_origin_mismatch",
         A::UnsafeServerText { .. } => "unsafe_server_text",
         A::SecretStoreUnavailable => "secret_store_unavailable",
+        A::InvalidMoveLink { .. } => "invalid_move_link",
+        A::MoveAlreadyUsed => "move_already_used",
+        A::MoveExpired => "move_expired",
+        A::MoveVoucherRemoved => "move_voucher_removed",
+        A::WrongPassphrase => "wrong_passphrase",
+        A::InvalidExportFile { .. } => "invalid_export_file",
         A::Closed => "closed",
         A::Internal { .. } => "internal",
     }

@@ -8,8 +8,8 @@
 
 mod demo;
 mod demo_server;
-mod moving;
 mod failure;
+mod moving;
 mod passcode;
 mod phone;
 mod push;
@@ -337,9 +337,7 @@ async fn run_phone(phone: &Phone, out: &phone::Output, command: PhoneCommand) ->
             }
         },
         PhoneCommand::MoveOut => phone.move_out(out).await,
-        PhoneCommand::MoveIn { link, device_name } => {
-            phone.move_in(out, &link, &device_name).await
-        }
+        PhoneCommand::MoveIn { link, device_name } => phone.move_in(out, &link, &device_name).await,
         PhoneCommand::MoveDone { remove, .. } => phone.move_done(out, remove).await,
         PhoneCommand::Code { account } => phone.code(out, &account).await,
         PhoneCommand::BrowserListener { port } => phone.browser_listener(out, port).await,

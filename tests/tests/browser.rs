@@ -770,6 +770,7 @@ async fn admin_pages_fit_phone_and_desktop_with_500_audit_entries_200_users_50_d
                 account_id: Some(&account),
                 request_id: Some(&request),
                 outcome: "approved_after_number_matching_on_the_phone",
+                actor: "system",
             },
         )
         .await?;

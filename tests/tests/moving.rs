@@ -177,8 +177,8 @@ async fn one_scan_moves_two_accounts_on_two_servers_and_three_totp_accounts_with
 
     // The three TOTP accounts arrived, with their settings and secrets.
     let (old_totp, new_totp) = (
-        added(w.old.core.totp_accounts()?),
-        added(new.core.totp_accounts()?),
+        added(w.old.core.totp_accounts().await?),
+        added(new.core.totp_accounts().await?),
     );
     assert_eq!(new_totp.len(), 3);
     for (o, n) in old_totp.iter().zip(&new_totp) {
@@ -191,7 +191,8 @@ async fn one_scan_moves_two_accounts_on_two_servers_and_three_totp_accounts_with
     // The new phone has its own enrollments' offline-fallback secrets, not the old phone's.
     assert_eq!(
         new.core
-            .totp_accounts()?
+            .totp_accounts()
+            .await?
             .iter()
             .filter(|t| t.account_id.is_some())
             .count(),
@@ -202,7 +203,7 @@ async fn one_scan_moves_two_accounts_on_two_servers_and_three_totp_accounts_with
     // phone keeps working.
     w.old.core.remove_all_accounts().await?;
     assert!(w.old.core.accounts().await?.is_empty());
-    assert!(w.old.core.totp_accounts()?.is_empty());
+    assert!(w.old.core.totp_accounts().await?.is_empty());
     for (server, upn) in [(&w.contoso, ALICE), (&w.fabrikam, ALICE_B)] {
         assert_eq!(devices::of_user(server.running.pool(), upn).await?.len(), 1);
         signs_in(server, &new, upn).await?;
@@ -227,7 +228,7 @@ async fn a_move_link_scanned_twice_is_refused_the_second_time() -> Result<()> {
         .await;
     assert_eq!(refused.unwrap_err(), AuthenticatorError::MoveAlreadyUsed);
     assert!(second.core.accounts().await?.is_empty());
-    assert!(second.core.totp_accounts()?.is_empty());
+    assert!(second.core.totp_accounts().await?.is_empty());
     Ok(())
 }
 
@@ -358,15 +359,18 @@ async fn the_export_file_round_trips_the_added_totp_accounts_and_refuses_a_wrong
             .await;
         assert_eq!(refused, Err(expected));
     }
-    assert!(new.core.totp_accounts()?.is_empty(), "nothing imported");
+    assert!(
+        new.core.totp_accounts().await?.is_empty(),
+        "nothing imported"
+    );
 
     let imported = new
         .core
         .import_totp_accounts(file, "correct horse battery".into())
         .await?;
     assert_eq!(imported.len(), 3);
-    let old_totp = added(w.old.core.totp_accounts()?);
-    let new_totp = added(new.core.totp_accounts()?);
+    let old_totp = added(w.old.core.totp_accounts().await?);
+    let new_totp = added(new.core.totp_accounts().await?);
     for (o, n) in old_totp.iter().zip(&new_totp) {
         assert_eq!(
             (&o.issuer, &o.account_name, &o.algorithm, o.digits, o.period),

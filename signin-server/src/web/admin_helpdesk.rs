@@ -176,7 +176,7 @@ async fn user_body(
                             td data-label="Device" { (d.device_name) }
                             td data-label="Push channel" { (push_channel(d)) }
                             td data-label="Added" { (when(d.enrolled_at)) }
-                            td data-label="Last used" { (d.last_used_at.map_or_else(|| "Never".to_owned(), when)) }
+                            td data-label="Last used" { @if let Some(at) = d.last_used_at { (when(at)) } @else { "Never" } }
                             td data-label="Phone sign-in" {
                                 @if d.awaiting_approval { strong { "Awaiting approval" } br; }
                                 @if d.passwordless_enabled_at.is_some() { "Enabled" } @else { "Not enabled" }
