@@ -19,7 +19,6 @@ use crate::passcode::PasscodeVerifier;
 
 mod app;
 mod browser;
-pub mod geoip;
 
 const UPN: &str = "bobby@contoso.test";
 const NAME: &str = "Bobby Smith";
@@ -123,8 +122,8 @@ pub async fn run(auto: bool) -> Result<()> {
     println!(
         "   (the browser comes from {}, a documentation address the demo's GeoIP database places in {}; \
          the server believes X-Forwarded-For from its proxy, here loopback)",
-        geoip::BROWSER_ADDRESS,
-        geoip::BROWSER_LOCATION
+        crate::demo_server::geoip::BROWSER_ADDRESS,
+        crate::demo_server::geoip::BROWSER_LOCATION
     );
     let started = server.start_sign_in(UPN).await?;
     let number = started["number"]

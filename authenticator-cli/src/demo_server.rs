@@ -1,6 +1,8 @@
 //! The demo's sign-in server: the real `signin-server` running in this process on a loopback
 //! port with a fresh SQLite file, administered through its library API, plus the browser side
 //! of the sign-in page (its JSON API).
+pub mod geoip;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,8 +26,8 @@ pub async fn start(dir: &Path) -> Result<DemoServer> {
         database: format!("sqlite://{}", dir.join("signin.db").display()),
         server_name: Some("Contoso".into()),
         // The demo's GeoIP database, and its browser's address believed from loopback as
-        // from a reverse proxy on the same machine (demo/geoip.rs).
-        geoip: Some(crate::demo::geoip::write_database(dir)?),
+        // from a reverse proxy on the same machine (demo_server/geoip.rs).
+        geoip: Some(geoip::write_database(dir)?),
         trusted_proxies: vec!["127.0.0.1/32".parse()?, "::1/128".parse()?],
         ..ServeConfig::default()
     };
@@ -34,7 +36,7 @@ pub async fn start(dir: &Path) -> Result<DemoServer> {
         base_url: format!("http://{}/", running.addr),
         running,
         browser: reqwest::Client::builder()
-            .default_headers(crate::demo::geoip::browser_headers()?)
+            .default_headers(geoip::browser_headers()?)
             .build()
             .context("cannot set up the demo's browser")?,
         app: None,

@@ -218,7 +218,7 @@ impl Browser {
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("phone-sign-in-demo-browser")
-            .default_headers(super::geoip::browser_headers()?)
+            .default_headers(crate::demo_server::geoip::browser_headers()?)
             .timeout(Duration::from_secs(60))
             .build()
             .context("cannot set up the demo's browser")?;
