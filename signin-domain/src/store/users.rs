@@ -142,55 +142,50 @@ pub struct UserOverview {
 
 /// Every user, ordered by UPN, with password and device counts.
 pub async fn overview(pool: &Pool) -> StoreResult<Vec<UserOverview>> {
-    let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
-        "SELECT u.upn, u.display_name, \
-         (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
-         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn), \
-         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn \
-            AND d.passwordless_public_key IS NOT NULL) \
-         FROM users u ORDER BY u.upn",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(upn, display_name, pw, devices, pwl)| UserOverview {
-            upn,
-            display_name,
-            has_password: pw.is_some(),
-            devices,
-            phone_sign_in_devices: pwl,
-        })
-        .collect())
+    let rows = sqlx::query_as(&format!("SELECT {OVERVIEW_COLUMNS} FROM users u ORDER BY u.upn"))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(overview_of).collect())
+}
+
+/// What [`UserOverview`] shows of `users u`, as [`overview_of`] reads it.
+const OVERVIEW_COLUMNS: &str = "u.upn, u.display_name, \
+     (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
+     (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn), \
+     (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn \
+        AND d.passwordless_public_key IS NOT NULL)";
+
+fn overview_of(
+    (upn, display_name, password, devices, phone_sign_in_devices): (
+        String,
+        String,
+        Option<String>,
+        i64,
+        i64,
+    ),
+) -> UserOverview {
+    UserOverview {
+        upn,
+        display_name,
+        has_password: password.is_some(),
+        devices,
+        phone_sign_in_devices,
+    }
 }
 
 /// The users whose UPN or display name contains `part` (case-insensitive), ordered by UPN,
 /// at most `limit` (the helpdesk's search).
 pub async fn search(pool: &Pool, part: &str, limit: i64) -> StoreResult<Vec<UserOverview>> {
     let pattern = super::contains_pattern(part.trim());
-    let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
-        "SELECT u.upn, u.display_name, \
-         (SELECT p.upn FROM user_passwords p WHERE p.upn = u.upn), \
-         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn), \
-         (SELECT COUNT(*) FROM devices d WHERE d.upn = u.upn \
-            AND d.passwordless_public_key IS NOT NULL) \
-         FROM users u WHERE LOWER(u.upn) LIKE $1 ESCAPE '\\' \
-         OR LOWER(u.display_name) LIKE $1 ESCAPE '\\' ORDER BY u.upn LIMIT $2",
-    )
+    let rows = sqlx::query_as(&format!(
+        "SELECT {OVERVIEW_COLUMNS} FROM users u WHERE LOWER(u.upn) LIKE $1 ESCAPE '\\' \
+         OR LOWER(u.display_name) LIKE $1 ESCAPE '\\' ORDER BY u.upn LIMIT $2"
+    ))
     .bind(pattern)
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(upn, display_name, pw, devices, pwl)| UserOverview {
-            upn,
-            display_name,
-            has_password: pw.is_some(),
-            devices,
-            phone_sign_in_devices: pwl,
-        })
-        .collect())
+    Ok(rows.into_iter().map(overview_of).collect())
 }
 
 /// Every (upn, group) membership, ordered by group, then UPN.

@@ -13,6 +13,7 @@ import org.phonesignin.core.PlatformException
 import org.phonesignin.core.PushKind
 import org.phonesignin.core.PushOutcome
 import org.phonesignin.core.PushRegistration
+import org.phonesignin.core.PushUpdateResult
 import org.phonesignin.core.SecretStore
 import org.phonesignin.core.TotpAccount
 import org.phonesignin.core.TotpCode

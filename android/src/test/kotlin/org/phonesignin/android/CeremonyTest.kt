@@ -167,6 +167,7 @@ class CeremonyTest {
         assertFailsWith<AuthenticatorException.InvalidInput> {
             phone.app.updatePushRegistration(PhoneSignIn.fcm("bad\uD800token"))
         }
+        assertTrue(server.admin("user", "show", "--upn", phone.upn).contains("push fcm"))
     }
 
     @Test
