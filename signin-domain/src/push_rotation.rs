@@ -10,7 +10,7 @@ use crate::error::AppError;
 use crate::rules::verify::{check_fresh, verify_push_registration};
 use crate::state::AppState;
 use crate::store::push_channels::{self, NewChannel, Replaced};
-use crate::store::{devices, now_ms, to_db_ms, Pool};
+use crate::store::{devices, now_ms, to_db_ms};
 
 /// §5.10, in its order: the channel as at enrollment (`invalid_request`), the account
 /// (`unknown_account`), the device key's signature over exactly the body's fields
@@ -69,8 +69,17 @@ pub async fn update_push_registration(
 
 /// The device proved its key (device authentication, an answer): its "last seen".
 /// Best effort: a failure to record it is logged, never the caller's failure.
-pub async fn seen(pool: &Pool, account_id: &AccountId) {
-    if let Err(e) = push_channels::seen(pool, account_id.as_str(), now_ms()).await {
+/// Written at most once per `push_channels::SEEN_RESOLUTION_MS` per device by this process
+/// (the statement keeps the same rule across processes): the pages show it to the minute.
+pub async fn seen(state: &AppState, account_id: &AccountId) {
+    let now = now_ms();
+    if !state
+        .cache
+        .seen_due(account_id.as_str(), now, push_channels::SEEN_RESOLUTION_MS)
+    {
+        return;
+    }
+    if let Err(e) = push_channels::seen(&state.pool, account_id.as_str(), now).await {
         tracing::warn!(error = %e, "could not record when the device was last seen");
     }
 }

@@ -12,12 +12,16 @@ use crate::outbound::OutboundPolicy;
 use crate::rules::location::{Locator, NoGeoIp};
 use crate::rules::risk::RiskConfig;
 use crate::settings::Settings;
+use crate::store::cache::Cache;
 use crate::store::Pool;
 use ipnet::IpNet;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
+    /// Copies of what rarely changes (policy, applications, groups, device keys): see
+    /// `store::cache` for when each is checked.
+    pub cache: Arc<Cache>,
     pub signer: Arc<EcdsaSigner>,
     pub settings: Arc<Settings>,
     pub longpoll: Arc<LongPoll>,
@@ -55,6 +59,7 @@ impl AppState {
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(AppState {
             pool,
+            cache: Arc::new(Cache::default()),
             signer: Arc::new(signer),
             settings: Arc::new(settings),
             dispatcher,

@@ -2,7 +2,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use authenticator_protocol::sign_in::DeviceAuth;
-use authenticator_protocol::UnixMillis;
+use authenticator_protocol::{AccountId, UnixMillis};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -13,13 +13,23 @@ use crate::http_error::HttpError;
 use signin_domain::accounts::applications::{self, Application};
 use signin_domain::rules::verify::{check_device_auth_fresh, verify_device_auth};
 use signin_domain::state::AppState;
-use signin_domain::store::devices::{load_device, Device};
 use signin_domain::AppError;
 
-/// A device whose `Authorization: PSI-Device …` header verified for this exact method and
-/// path-with-query.
+/// A device account whose key signed this request's `Authorization: PSI-Device …` header for
+/// this exact method and path-with-query.
+///
+/// The key may be the cache's copy (`store::cache`: a device key never changes for its
+/// account), so this does not say the device still exists: every handler that takes it reads
+/// a row of the device in its own statement (its pending requests, its request, its removal)
+/// and answers `unknown_account` when it is gone, so a removed device is refused at once.
 #[derive(Debug, Clone)]
-pub struct AuthenticatedDevice(pub Device);
+pub struct AuthenticatedDevice(pub ProvenDevice);
+
+/// What [`AuthenticatedDevice`] proved: the account whose key signed.
+#[derive(Debug, Clone)]
+pub struct ProvenDevice {
+    pub account_id: AccountId,
+}
 
 impl FromRequestParts<AppState> for AuthenticatedDevice {
     type Rejection = HttpError;
@@ -31,7 +41,9 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             .and_then(|v| v.to_str().ok())
             .ok_or(AppError::Unauthorized)?;
         let auth = DeviceAuth::parse_header(header).map_err(|_| AppError::Unauthorized)?;
-        let device = load_device(&state.pool, &auth.account_id)
+        let key = state
+            .cache
+            .device_key(&state.pool, &auth.account_id)
             .await?
             .ok_or(AppError::UnknownAccount)?;
         check_device_auth_fresh(auth.timestamp, UnixMillis::now())?;
@@ -40,15 +52,12 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             .path_and_query()
             .map(|pq| pq.as_str())
             .unwrap_or_else(|| parts.uri.path());
-        verify_device_auth(
-            parts.method.as_str(),
-            path_and_query,
-            &auth,
-            &device.keys.device,
-        )?;
+        verify_device_auth(parts.method.as_str(), path_and_query, &auth, &key)?;
         // Delivery health: the phone's last authenticated contact.
-        signin_domain::push_rotation::seen(&state.pool, &device.account_id).await;
-        Ok(AuthenticatedDevice(device))
+        signin_domain::push_rotation::seen(state, &auth.account_id).await;
+        Ok(AuthenticatedDevice(ProvenDevice {
+            account_id: auth.account_id,
+        }))
     }
 }
 
@@ -65,7 +74,9 @@ impl FromRequestParts<AppState> for AuthenticatedApplication {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
         let (client_id, secret) =
             basic_credentials(&parts.headers).ok_or(AppError::UnauthorizedApplication)?;
-        let app = applications::authenticate(&state.pool, &client_id, &secret).await?;
+        let app =
+            applications::authenticate_for_start(&state.pool, &state.cache, &client_id, &secret)
+                .await?;
         Ok(AuthenticatedApplication(app))
     }
 }

@@ -1132,3 +1132,65 @@ async fn admin_audit_exports_csv_and_json_naming_the_actor() {
     let err = fails(&db, &["admin", "audit", "--format", "xml"]);
     assert!(err.contains("xml"), "{err}");
 }
+
+/// The running server keeps copies of the policy, applications and groups (issue 24); the
+/// admin CLI is another process. Each change it makes is seen by the server's very next
+/// sign-in start, with the copies warm from the start before.
+#[tokio::test]
+async fn policy_and_group_changes_by_the_admin_cli_apply_to_the_running_servers_next_start() {
+    let h = support::harness().await;
+    let db = h.db.url.clone();
+    let _phone = h.ready_phone("bobby@contoso.test").await;
+    assert_eq!(
+        h.start_signin("bobby@contoso.test").await.status,
+        StatusCode::OK
+    );
+
+    // The policy now targets a group Bobby is not in: refused at once.
+    ok(
+        &db,
+        &[
+            "admin",
+            "user",
+            "add",
+            "--upn",
+            "carol@contoso.test",
+            "--name",
+            "Carol",
+            "--group",
+            "pilots",
+        ],
+    );
+    ok(&db, &["admin", "policy", "set", "--target", "group:pilots"]);
+    let r = h.start_signin("bobby@contoso.test").await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::FORBIDDEN, "policy_disabled")
+    );
+
+    // Bobby joins the group: allowed at once.
+    ok(
+        &db,
+        &[
+            "admin",
+            "user",
+            "add-to-group",
+            "--upn",
+            "bobby@contoso.test",
+            "--group",
+            "pilots",
+        ],
+    );
+    assert_eq!(
+        h.start_signin("bobby@contoso.test").await.status,
+        StatusCode::OK
+    );
+
+    // The group is excluded: refused at once again.
+    ok(&db, &["admin", "policy", "set", "--exclude", "pilots"]);
+    let r = h.start_signin("bobby@contoso.test").await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::FORBIDDEN, "policy_disabled")
+    );
+}

@@ -16,6 +16,7 @@ use crate::audit::{self, Event};
 use crate::error::AppError;
 use crate::random::random_bytes;
 use crate::store::applications::{self as store, ApplicationRow};
+use crate::store::cache::Cache;
 use crate::store::{now_ms, Pool};
 
 /// The server's own sign-in pages, created by the migration.
@@ -151,7 +152,23 @@ pub async fn authenticate(
     client_id: &str,
     secret: &str,
 ) -> Result<Application, AppError> {
-    let row = store::find(pool, client_id).await?;
+    check_secret(store::find(pool, client_id).await?, secret)
+}
+
+/// [`authenticate`] against the registration as the cache has it (`store::cache`), which a
+/// removal in another process empties only at the next sign-in start: for the sign-in start
+/// API only, since the start (`sign_in::start`) checks in its first statement that the
+/// application is still registered.
+pub async fn authenticate_for_start(
+    pool: &Pool,
+    cache: &Cache,
+    client_id: &str,
+    secret: &str,
+) -> Result<Application, AppError> {
+    check_secret(cache.application(pool, client_id).await?, secret)
+}
+
+fn check_secret(row: Option<ApplicationRow>, secret: &str) -> Result<Application, AppError> {
     // Hash even for an unknown id, so that the answer takes the same work.
     let presented = sha256(secret.as_bytes());
     let Some(row) = row else {

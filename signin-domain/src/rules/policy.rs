@@ -377,7 +377,19 @@ pub async fn check_setup(pool: &Pool, next: &Policy) -> StoreResult<Result<(), P
 }
 
 pub async fn load(pool: &Pool) -> anyhow::Result<Policy> {
-    let row = store::policy::load(pool).await?;
+    from_row(store::policy::load(pool).await?)
+}
+
+/// The policy a sign-in start applies: the copy of the generation it read (`store::cache`).
+pub async fn load_current(
+    pool: &Pool,
+    cache: &store::cache::Cache,
+    at: &store::cache::Confirmed,
+) -> anyhow::Result<Policy> {
+    from_row(cache.policy(pool, at).await?)
+}
+
+fn from_row(row: PolicyRow) -> anyhow::Result<Policy> {
     Ok(Policy {
         enabled: row.enabled,
         target: Target::parse(&row.target)?,

@@ -111,14 +111,22 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         crate::upn::UpnError::NotPlain(_) => AppError::UnknownAccount,
     })?;
     let upn = upn.as_str();
-    match crate::store::trust::standing(&state.pool, upn, None).await? {
+    // One statement: the application, the user's standing and the cache generation.
+    let view = crate::store::trust::start_view(&state.pool, upn, &s.application.client_id).await?;
+    // Removed since its credential was checked (possibly against a cached copy).
+    if !view.application_registered {
+        return Err(AppError::UnauthorizedApplication);
+    }
+    match view.user {
         None => return Err(AppError::UnknownAccount),
         // A disabled user gets no push (and `trust::authenticate` refuses any approval).
         Some(s) if s.disabled => return Err(AppError::PolicyDisabled),
         Some(_) => {}
     }
-    let groups = users::groups_of(&state.pool, upn).await?;
-    let policy = policy::load(&state.pool)
+    // Groups and policy as of the generation just read: a change anywhere is seen here.
+    let current = state.cache.confirm(view.generation);
+    let groups = state.cache.groups(&state.pool, &current, upn).await?;
+    let policy = policy::load_current(&state.pool, &state.cache, &current)
         .await
         .map_err(AppError::Internal)?;
     let allowed = match s.kind {
@@ -385,14 +393,19 @@ pub async fn current_request(
     state: &AppState,
     id: &str,
 ) -> Result<Option<StoredRequest>, AppError> {
-    let Some(mut req) = requests::load_request(&state.pool, id).await? else {
+    let Some(req) = requests::load_request(&state.pool, id).await? else {
         return Ok(None);
     };
+    Ok(Some(settled(state, req).await?))
+}
+
+/// `req` with its status settled: pending past its expiry is stored and reported as expired.
+async fn settled(state: &AppState, mut req: StoredRequest) -> Result<StoredRequest, AppError> {
     if req.status == Status::Pending && req.is_expired_at(UnixMillis::now()) {
         settle(state, &req.signin_id).await?;
         req.status = Status::Expired;
     }
-    Ok(Some(req))
+    Ok(req)
 }
 
 /// This is the one place expiry is decided: the sign-in's pending requests past their expiry
@@ -495,7 +508,11 @@ pub async fn pending_for(
     state: &AppState,
     account_id: &AccountId,
 ) -> Result<Vec<PushEnvelope>, AppError> {
-    let ids = requests::pending_ids_for_account(&state.pool, account_id, now_ms()).await?;
+    // The device's row is read with them: a removed device is refused here, whatever key
+    // copy proved it (`store::cache`).
+    let ids = requests::pending_ids_for_account(&state.pool, account_id, now_ms())
+        .await?
+        .ok_or(AppError::UnknownAccount)?;
     ids.iter()
         .map(|id| {
             RequestId::parse(id)
@@ -547,13 +564,24 @@ fn check_pending(req: &StoredRequest) -> Result<(), AppError> {
     }
 }
 
-/// §5.5: the signed details of a pending request, for the phone of its account.
+/// §5.5: the signed details of a pending request, for the phone of its account. A request
+/// exists only while its device does; when there is none, `unknown_account` if the device is
+/// gone (removed: whatever key copy proved it, `store::cache`), `unknown_request` otherwise.
 pub async fn details_for(
     state: &AppState,
     id: &str,
     account_id: &AccountId,
 ) -> Result<SignedRequestDetails, AppError> {
-    let req = owned(state, id, account_id).await?;
+    let req = match owned(state, id, account_id).await {
+        Err(AppError::UnknownRequest)
+            if devices::owner_of(&state.pool, account_id.as_str())
+                .await?
+                .is_none() =>
+        {
+            return Err(AppError::UnknownAccount)
+        }
+        other => other?,
+    };
     check_pending(&req)?;
     Ok(SignedRequestDetails {
         details: req.details,
@@ -564,15 +592,29 @@ pub async fn details_for(
 /// §5.6: checks the phone's signed answer in the protocol's order and stores the decision (or
 /// counts the wrong number). Returns the new status.
 pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<Status, AppError> {
-    // 1. exists and belongs to the account.
-    let req = owned(state, id, &body.account_id).await?;
-    let device = devices::load_device(&state.pool, &body.account_id)
+    // 1. exists and belongs to the account (so its device exists: they are removed
+    // together), read with the device's phone sign-in key as it is now.
+    let (req, passwordless) = match requests::load_request_and_key(&state.pool, id).await? {
+        Some((req, key)) if req.account_id == body.account_id => (settled(state, req).await?, key),
+        _ => return Err(AppError::UnknownRequest),
+    };
+    // The device key never changes for an account: the cache's copy will do.
+    let device = state
+        .cache
+        .device_key(&state.pool, &body.account_id)
         .await?
         .ok_or(AppError::UnknownRequest)?;
+    let keys = devices::DeviceKeys {
+        device,
+        passwordless: passwordless
+            .map(|k| authenticator_protocol::PublicKey::from_b64("passwordless_public_key", &k))
+            .transpose()
+            .map_err(|e| AppError::internal(anyhow::anyhow!("stored passwordless key: {e}")))?,
+    };
     // 2. not expired, still pending.
     check_pending(&req)?;
     // 3. signature under the §6.3 key; 4. nonce and context binding.
-    let response = verify::verify_response(&req, &device.keys, body)?;
+    let response = verify::verify_response(&req, &keys, body)?;
     // 4. fresh and newer than any earlier response.
     verify::check_response_time(response.timestamp, UnixMillis::now(), req.last_response_ts)?;
     // The device proved its key for this request: its "last used" (a wrong number too).

@@ -65,6 +65,8 @@ pub async fn remove(pool: &Pool, client_id: &str) -> StoreResult<bool> {
             .execute(&mut *tx)
             .await?;
     }
+    // Copies of it in every process go at their next sign-in start.
+    super::cache::changed(&mut tx).await?;
     tx.commit().await?;
     Ok(true)
 }

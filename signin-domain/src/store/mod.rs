@@ -27,6 +27,7 @@ use sqlx::{ConnectOptions, Connection};
 
 pub mod applications;
 pub mod audit;
+pub mod cache;
 pub mod devices;
 pub mod enrollment;
 pub mod fallback;

@@ -81,7 +81,9 @@ pub async fn load(pool: &Pool) -> StoreResult<PolicyRow> {
     })
 }
 
+/// Saves the policy and a new cache generation (`cache::changed`), in one transaction.
 pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE policy SET enabled = $1, target = $2, mode = $3, number_matching = $4, \
          show_app_name = $5, show_location = $6, number_length = $7, \
@@ -104,7 +106,9 @@ pub async fn save(pool: &Pool, p: &PolicyRow) -> StoreResult<()> {
     .bind(&p.app_name_exclude)
     .bind(&p.location_target)
     .bind(&p.location_exclude)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    super::cache::changed(&mut tx).await?;
+    tx.commit().await?;
     Ok(())
 }

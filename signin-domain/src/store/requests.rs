@@ -179,6 +179,37 @@ pub async fn load_request(pool: &Pool, id: &str) -> StoreResult<Option<StoredReq
         .map_err(|e| StoreError::Corrupt(format!("sign-in request: {e:#}")))
 }
 
+/// One device's request with the phone sign-in key its device has now (read in the same
+/// statement): what an answer is checked against. A request exists only while its device
+/// does (they are removed together).
+pub async fn load_request_and_key(
+    pool: &Pool,
+    id: &str,
+) -> StoreResult<Option<(StoredRequest, Option<String>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        request: RequestRow,
+        device_passwordless_key: Option<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLUMNS}, (SELECT d.passwordless_public_key FROM devices d \
+         WHERE d.account_id = signin_requests.account_id) AS device_passwordless_key \
+         FROM signin_requests WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok((
+            StoredRequest::try_from(r.request)?,
+            r.device_passwordless_key,
+        ))
+    })
+    .transpose()
+    .map_err(|e: anyhow::Error| StoreError::Corrupt(format!("sign-in request: {e:#}")))
+}
+
 /// Every device's request of one sign-in, first (the lead, whose id is the sign-in's) first.
 pub async fn load_sign_in(pool: &Pool, signin_id: &str) -> StoreResult<Vec<StoredRequest>> {
     let rows: Vec<RequestRow> = sqlx::query_as(&format!(
@@ -289,19 +320,26 @@ pub async fn insert_sign_in(
     Ok(superseded)
 }
 
+/// The ids of the account's requests pending and unexpired at `now`, oldest first; `None`
+/// when the device does not exist (removed), read in the same statement.
 pub async fn pending_ids_for_account(
     pool: &Pool,
     account_id: &AccountId,
     now: i64,
-) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM signin_requests WHERE account_id = $1 AND status = 'pending' \
-         AND expires_at > $2 ORDER BY created_at",
+) -> StoreResult<Option<Vec<String>>> {
+    let rows: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT r.id FROM devices d LEFT JOIN signin_requests r \
+         ON r.account_id = d.account_id AND r.status = 'pending' AND r.expires_at > $2 \
+         WHERE d.account_id = $1 ORDER BY r.created_at",
     )
     .bind(account_id.as_str())
     .bind(now)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(rows.into_iter().flatten().collect()))
 }
 
 /// The expiry of a request that is still pending and unexpired at `now`.

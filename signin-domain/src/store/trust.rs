@@ -64,6 +64,40 @@ pub(super) async fn standing_on(
     ))
 }
 
+/// What a sign-in start reads first, in one statement: whether the application that starts
+/// it is (still) registered, the user's standing without a device (`None`: no such user), and
+/// the cache generation (`cache`), so that the copies it then uses are current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartView {
+    pub application_registered: bool,
+    pub user: Option<Standing>,
+    pub generation: Option<String>,
+}
+
+pub async fn start_view(pool: &Pool, upn: &str, client_id: &str) -> StoreResult<StartView> {
+    type Row = (i64, Option<String>, Option<i64>, Option<i64>);
+    let (apps, generation, disabled, paused_until): Row = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM applications WHERE client_id = $2), \
+         (SELECT value FROM settings WHERE name = $3), u.disabled, r.paused_until \
+         FROM (SELECT 1 AS one) x LEFT JOIN users u ON u.upn = $1 \
+         LEFT JOIN user_risk r ON r.upn = u.upn",
+    )
+    .bind(upn)
+    .bind(client_id)
+    .bind(super::cache::GENERATION_SETTING)
+    .fetch_one(pool)
+    .await?;
+    Ok(StartView {
+        application_registered: apps > 0,
+        user: disabled.map(|disabled| Standing {
+            disabled: disabled != 0,
+            paused_until: paused_until.unwrap_or(0),
+            device: None,
+        }),
+        generation,
+    })
+}
+
 /// Activates the user's devices whose waiting period ended by `now`; returns their ids.
 pub async fn release_due_holds(pool: &Pool, upn: &str, now: i64) -> StoreResult<Vec<String>> {
     // One conditional statement: concurrent callers release each device once, and a sign-in

@@ -117,8 +117,10 @@ async fn add_to_group_in(conn: &mut super::Conn, upn: &str, group: &str) -> Stor
     sqlx::query("INSERT INTO user_groups (upn, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(upn)
         .bind(group)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    // Copies of the user's groups in every process go at their next sign-in start.
+    super::cache::changed(conn).await?;
     Ok(())
 }
 
@@ -289,6 +291,8 @@ pub async fn rename(pool: &Pool, from: &str, to: &str) -> StoreResult<bool> {
         .bind(from)
         .execute(&mut *tx)
         .await?;
+    // Groups are cached by UPN.
+    super::cache::changed(&mut tx).await?;
     tx.commit().await?;
     Ok(true)
 }

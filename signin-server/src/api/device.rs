@@ -78,7 +78,7 @@ pub async fn respond(
 ) -> Result<AppJson<ResponseAccepted>, HttpError> {
     let status = sign_in::answer(&state, &id, &body).await?;
     // The answer's signature proved the device's key: its "last seen".
-    signin_domain::push_rotation::seen(&state.pool, &body.account_id).await;
+    signin_domain::push_rotation::seen(&state, &body.account_id).await;
     Ok(AppJson(ResponseAccepted {
         status: status.as_str().to_owned(),
     }))
