@@ -138,10 +138,16 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     if !allowed {
         return Err(AppError::PolicyDisabled);
     }
-    // A device held from a single-factor session whose waiting period ended answers too.
-    crate::trust::release_due_holds(&state.pool, upn, now_ms()).await?;
-    let accounts = devices::accounts_for_sign_in(&state.pool, upn, s.kind)
-        .await?
+    // A device held from a single-factor session whose waiting period ended answers too:
+    // released (audited) when the one read of the devices finds one, then read again.
+    let now = now_ms();
+    let mut targets = devices::for_sign_in(&state.pool, upn, s.kind, now).await?;
+    if targets.release_due {
+        crate::trust::release_due_holds(&state.pool, upn, now).await?;
+        targets = devices::for_sign_in(&state.pool, upn, s.kind, now).await?;
+    }
+    let accounts = targets
+        .accounts
         .iter()
         .map(|a| AccountId::parse(a))
         .collect::<Result<Vec<_>, _>>()

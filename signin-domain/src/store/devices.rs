@@ -94,6 +94,47 @@ pub async fn accounts_for_sign_in(
     Ok(sqlx::query_scalar(query).bind(upn).fetch_all(pool).await?)
 }
 
+/// What a sign-in start reads of the user's devices, in one statement: the accounts that get a
+/// sign-in of `kind` (as [`accounts_for_sign_in`]) and whether a held device's waiting period
+/// ended by `now` (then `trust::release_due_holds` releases it and the start reads again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForSignIn {
+    pub accounts: Vec<String>,
+    pub release_due: bool,
+}
+
+pub async fn for_sign_in(
+    pool: &Pool,
+    upn: &str,
+    kind: RequestKind,
+    now: i64,
+) -> StoreResult<ForSignIn> {
+    let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT account_id, CASE WHEN passwordless_public_key IS NULL THEN 0 ELSE 1 END, \
+         awaiting_approval, held_until FROM devices WHERE upn = $1 \
+         ORDER BY enrolled_at, account_id",
+    )
+    .bind(upn)
+    .fetch_all(pool)
+    .await?;
+    let mut out = ForSignIn::default();
+    for (account_id, passwordless, awaiting, held_until) in rows {
+        if awaiting != 0 {
+            // The rule of `trust::release_due_holds` (`store::trust`).
+            out.release_due |= held_until.is_some_and(|until| until <= now);
+            continue;
+        }
+        let answers = match kind {
+            RequestKind::Passwordless => passwordless != 0,
+            RequestKind::Push | RequestKind::NewDevice => true,
+        };
+        if answers {
+            out.accounts.push(account_id);
+        }
+    }
+    Ok(out)
+}
+
 /// The user's active devices other than `except` (who are asked about a new device).
 pub async fn other_active_devices(
     pool: &Pool,
