@@ -454,3 +454,50 @@ async fn a_hundred_phones_each_fetching_a_challenge_and_completing_one_code_crea
     assert_eq!(enrolled_devices(&h, BOB).await, 1);
     assert!(code_is_used(&h, &link.code).await);
 }
+
+/// A start begins from the rate-limit rows its first statement read (issue 24); a row that
+/// another start changed meanwhile fails the versioned write and is read again, so concurrent
+/// starts spend the allowance exactly.
+#[tokio::test]
+async fn concurrent_starts_of_one_user_are_admitted_exactly_up_to_the_burst() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    const STARTS: usize = 12;
+    let h = harness_with_state(90, |s| {
+        s.with_risk(signin_domain::rules::risk::RiskConfig {
+            burst: 3,
+            // No refill within any test run.
+            refill_secs: 24 * 3600,
+            ..Default::default()
+        })
+    })
+    .await;
+    let _phone = h.ready_phone(BOB).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(STARTS));
+    let mut tasks = Vec::new();
+    for _ in 0..STARTS {
+        let (app, barrier) = (h.app.clone(), barrier.clone());
+        let req = Request::post("/api/v1/signin")
+            .header("content-type", "application/json")
+            .header("authorization", &h.app_auth)
+            .body(Body::from(json!({ "upn": BOB }).to_string()))
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            (status, body)
+        }));
+    }
+    let mut replies = Vec::new();
+    for t in tasks {
+        replies.push(t.await.unwrap());
+    }
+    let expected = BTreeMap::from([
+        ((200, "ok".to_owned()), 3),
+        ((429, "rate_limited".to_owned()), STARTS - 3),
+    ]);
+    assert_eq!(tally(&replies), expected);
+}

@@ -63,7 +63,8 @@ impl RiskConfig {
 
 /// The rate-limit subject of a user's ceiling: every start of the user counts against it. (A
 /// client id or address never contains a newline followed by `*`.)
-fn ceiling_subject(upn: &str) -> String {
+/// The `start_limits` subject of the user's ceiling (all clients together).
+pub fn ceiling_subject(upn: &str) -> String {
     format!("{upn}\n*")
 }
 
@@ -248,10 +249,25 @@ pub fn reported(cfg: &RiskConfig, current: Option<UserRisk>, now: i64) -> UserRi
 async fn update<T>(
     pool: &Pool,
     key: RiskKey<'_>,
+    f: impl FnMut(Option<UserRisk>, i64) -> (UserRisk, T),
+) -> Result<T, AppError> {
+    update_from(pool, key, None, f).await
+}
+
+/// [`update`] whose first try starts from `read` (the row and its version as the caller read
+/// it this request, `None` inside: no row) instead of reading it: a row changed since fails
+/// the versioned write, and the next try reads it.
+async fn update_from<T>(
+    pool: &Pool,
+    key: RiskKey<'_>,
+    mut read: Option<Option<(UserRisk, i64)>>,
     mut f: impl FnMut(Option<UserRisk>, i64) -> (UserRisk, T),
 ) -> Result<T, AppError> {
     for _ in 0..16 {
-        let current = store::risk::load(pool, key).await?;
+        let current = match read.take() {
+            Some(row) => row,
+            None => store::risk::load(pool, key).await?,
+        };
         let (next, out) = f(current.map(|c| c.0), now_ms());
         if current.map(|c| c.0) == Some(next) {
             return Ok(out);
@@ -269,20 +285,30 @@ fn retry_secs(ms: i64) -> u64 {
     u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000).max(1)
 }
 
+/// The anti-fatigue rows a sign-in start read (each with its version), for [`admit_signin`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartRisk {
+    pub user: Option<(UserRisk, i64)>,
+    pub subject: Option<(UserRisk, i64)>,
+    pub ceiling: Option<(UserRisk, i64)>,
+}
+
 /// Checks the user's pause and the rate limit of `subject` (the user and the requesting
 /// client, see `sign_in::start`) for one sign-in start (which sends one push). Refusals are
 /// audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`. An
 /// admitted start gets the user's [`Elevation`] (it sets the number's least length).
+///
+/// `read` are the rows the start read in its first statement (`store::trust::start_view`):
+/// the user's, the subject's and the ceiling's ([`ceiling_subject`]).
 pub async fn admit_signin(
     pool: &Pool,
     cfg: &RiskConfig,
     upn: &str,
     subject: &str,
+    read: StartRisk,
 ) -> Result<Elevation, AppError> {
     let now = now_ms();
-    let user = store::risk::load(pool, RiskKey::User(upn))
-        .await?
-        .map(|(r, _)| r);
+    let user = read.user.map(|(r, _)| r);
     let paused_until = user.map_or(0, |r| r.paused_until);
     let (verdict, strikes, by) = if paused_until > now {
         (
@@ -293,35 +319,49 @@ pub async fn admit_signin(
             "user",
         )
     } else {
-        let (verdict, subject_strikes) = update(pool, RiskKey::Limit(subject), |current, now| {
-            let (next, verdict) = admit(cfg, current, now);
-            (next, (verdict, next.strikes))
-        })
+        let (verdict, subject_strikes) = update_from(
+            pool,
+            RiskKey::Limit(subject),
+            Some(read.subject),
+            |current, now| {
+                let (next, verdict) = admit(cfg, current, now);
+                (next, (verdict, next.strikes))
+            },
+        )
         .await?;
         let ceiling = ceiling_subject(upn);
         match verdict {
             // Within the subject's allowance: the user's ceiling decides.
             Verdict::Allowed => {
                 let ceiling_cfg = cfg.ceiling();
-                let (verdict, user_strikes) =
-                    update(pool, RiskKey::Limit(&ceiling), |current, now| {
+                let (verdict, user_strikes) = update_from(
+                    pool,
+                    RiskKey::Limit(&ceiling),
+                    Some(read.ceiling),
+                    |current, now| {
                         let (next, verdict) = admit(&ceiling_cfg, current, now);
                         (next, (verdict, next.strikes))
-                    })
-                    .await?;
+                    },
+                )
+                .await?;
                 (verdict, subject_strikes.max(user_strikes), "user")
             }
             // A burst from one client or address raises the user's number length for every
             // client (a strike on the ceiling that the quiet period forgives).
             Verdict::Limited { new_strike, .. } => {
                 if new_strike {
-                    update(pool, RiskKey::Limit(&ceiling), |current, now| {
-                        let mut next =
-                            current.unwrap_or_else(|| UserRisk::fresh(&cfg.ceiling(), now));
-                        next.strikes = next.strikes.max(1);
-                        next.blocked_until = next.blocked_until.max(now);
-                        (next, ())
-                    })
+                    update_from(
+                        pool,
+                        RiskKey::Limit(&ceiling),
+                        Some(read.ceiling),
+                        |current, now| {
+                            let mut next =
+                                current.unwrap_or_else(|| UserRisk::fresh(&cfg.ceiling(), now));
+                            next.strikes = next.strikes.max(1);
+                            next.blocked_until = next.blocked_until.max(now);
+                            (next, ())
+                        },
+                    )
                     .await?;
                 }
                 (verdict, subject_strikes, "client")

@@ -112,7 +112,15 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     })?;
     let upn = upn.as_str();
     // One statement: the application, the user's standing and the cache generation.
-    let view = crate::store::trust::start_view(&state.pool, upn, &s.application.client_id).await?;
+    let subject = limit_subject(upn, &s);
+    let view = crate::store::trust::start_view(
+        &state.pool,
+        upn,
+        &s.application.client_id,
+        &subject,
+        &risk::ceiling_subject(upn),
+    )
+    .await?;
     // Removed since its credential was checked (possibly against a cached copy).
     if !view.application_registered {
         return Err(AppError::UnauthorizedApplication);
@@ -156,8 +164,18 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         return Err(AppError::NotPasswordlessCapable);
     }
     // Anti-fatigue: a paused user gets no sign-in (so no push); starts are rate limited.
-    let elevation =
-        risk::admit_signin(&state.pool, &state.risk, upn, &limit_subject(upn, &s)).await?;
+    let elevation = risk::admit_signin(
+        &state.pool,
+        &state.risk,
+        upn,
+        &subject,
+        risk::StartRisk {
+            user: view.user_risk,
+            subject: view.subject_limit,
+            ceiling: view.ceiling_limit,
+        },
+    )
+    .await?;
 
     let number_length = elevation.number_digits(policy.number_length);
     let number = random_number(number_length);

@@ -5,6 +5,7 @@
 //! Ending takes the user's lock ([`lock_user`]) first, as does every transaction that writes
 //! tokens (`store::oidc::store_tokens`): a token written concurrently is either written before
 //! the end (and ended with the rest) or finds, under the lock, that its credential is gone.
+use super::risk::UserRisk;
 use super::{lock_user, Conn, Pool, StoreResult};
 
 /// One user's standing and, when asked, one device's, read together.
@@ -65,36 +66,110 @@ pub(super) async fn standing_on(
 }
 
 /// What a sign-in start reads first, in one statement: whether the application that starts
-/// it is (still) registered, the user's standing without a device (`None`: no such user), and
-/// the cache generation (`cache`), so that the copies it then uses are current.
+/// it is (still) registered, the user's standing without a device (`None`: no such user), the
+/// cache generation (`cache`), so that the copies it then uses are current, and the
+/// anti-fatigue rows the start's checks begin from (each with its version, as
+/// `risk::load`: a row changed meanwhile fails its versioned write and is read again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartView {
     pub application_registered: bool,
     pub user: Option<Standing>,
     pub generation: Option<String>,
+    /// The user's `user_risk` row.
+    pub user_risk: Option<(UserRisk, i64)>,
+    /// The `start_limits` rows of the start's subject and of the user's ceiling.
+    pub subject_limit: Option<(UserRisk, i64)>,
+    pub ceiling_limit: Option<(UserRisk, i64)>,
 }
 
-pub async fn start_view(pool: &Pool, upn: &str, client_id: &str) -> StoreResult<StartView> {
-    type Row = (i64, Option<String>, Option<i64>, Option<i64>);
-    let (apps, generation, disabled, paused_until): Row = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM applications WHERE client_id = $2), \
-         (SELECT value FROM settings WHERE name = $3), u.disabled, r.paused_until \
+/// The names [`start_view`] gives the columns of one joined risk row (`r_`, `s_`, `c_`).
+fn risk_columns(alias: &str) -> String {
+    [
+        "bucket_millitokens",
+        "bucket_at",
+        "strikes",
+        "blocked_until",
+        "paused_until",
+        "risk",
+        "reports",
+        "last_report_at",
+        "version",
+    ]
+    .iter()
+    .map(|c| format!("{alias}.{c} AS {alias}_{c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// One joined risk row of [`start_view`] (columns `{alias}_…`), if the join found one.
+fn risk_row(row: &sqlx::any::AnyRow, alias: &str) -> StoreResult<Option<(UserRisk, i64)>> {
+    use sqlx::Row;
+    let get = |c: &str| row.try_get::<Option<i64>, _>(format!("{alias}_{c}").as_str());
+    // `version` is NOT NULL: absent only when there is no row.
+    let Some(version) = get("version")? else {
+        return Ok(None);
+    };
+    let need = |c: &str| -> StoreResult<i64> {
+        get(c)?.ok_or_else(|| super::StoreError::Corrupt(format!("{alias}.{c} is NULL")))
+    };
+    Ok(Some((
+        UserRisk {
+            bucket_millitokens: need("bucket_millitokens")?,
+            bucket_at: need("bucket_at")?,
+            strikes: need("strikes")?,
+            blocked_until: need("blocked_until")?,
+            paused_until: need("paused_until")?,
+            risk: need("risk")?,
+            reports: need("reports")?,
+            last_report_at: get("last_report_at")?,
+        },
+        version,
+    )))
+}
+
+pub async fn start_view(
+    pool: &Pool,
+    upn: &str,
+    client_id: &str,
+    limit_subject: &str,
+    ceiling_subject: &str,
+) -> StoreResult<StartView> {
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) FROM applications WHERE client_id = $2) AS apps, \
+         (SELECT value FROM settings WHERE name = $3) AS generation, u.disabled AS disabled, \
+         {}, {}, {} \
          FROM (SELECT 1 AS one) x LEFT JOIN users u ON u.upn = $1 \
-         LEFT JOIN user_risk r ON r.upn = u.upn",
-    )
-    .bind(upn)
-    .bind(client_id)
-    .bind(super::cache::GENERATION_SETTING)
-    .fetch_one(pool)
-    .await?;
+         LEFT JOIN user_risk r ON r.upn = u.upn \
+         LEFT JOIN start_limits s ON s.subject = $4 \
+         LEFT JOIN start_limits c ON c.subject = $5",
+        risk_columns("r"),
+        risk_columns("s"),
+        risk_columns("c"),
+    );
+    let row = sqlx::query(&sql)
+        .bind(upn)
+        .bind(client_id)
+        .bind(super::cache::GENERATION_SETTING)
+        .bind(limit_subject)
+        .bind(ceiling_subject)
+        .fetch_one(pool)
+        .await?;
+    use sqlx::Row;
+    let apps: i64 = row.try_get("apps")?;
+    let generation: Option<String> = row.try_get("generation")?;
+    let disabled: Option<i64> = row.try_get("disabled")?;
+    let user_risk = risk_row(&row, "r")?;
     Ok(StartView {
         application_registered: apps > 0,
         user: disabled.map(|disabled| Standing {
             disabled: disabled != 0,
-            paused_until: paused_until.unwrap_or(0),
+            paused_until: user_risk.map_or(0, |(r, _)| r.paused_until),
             device: None,
         }),
         generation,
+        user_risk,
+        subject_limit: risk_row(&row, "s")?,
+        ceiling_limit: risk_row(&row, "c")?,
     })
 }
 
