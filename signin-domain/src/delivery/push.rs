@@ -256,7 +256,33 @@ impl Dispatcher {
 
     /// Sends the push for `envelope` now (awaits the whole attempt sequence).
     pub async fn push_now(&self, envelope: PushEnvelope) {
-        if let Err(e) = self.inner.push(&envelope).await {
+        self.push_to(envelope, None).await;
+    }
+
+    /// [`Delivery::deliver`] to a push channel the caller read in this request (the sign-in
+    /// start reads it with the user's devices), so the push task does not read it again.
+    pub fn deliver_to(&self, envelope: &PushEnvelope, channel: devices::PushChannel) {
+        self.spawn_push(envelope, Some(channel));
+    }
+
+    fn spawn_push(&self, envelope: &PushEnvelope, channel: Option<devices::PushChannel>) {
+        self.inner.longpoll.deliver(envelope);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("push delivery needs a tokio runtime");
+            return;
+        };
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.inner.clone());
+        let me = self.clone();
+        let envelope = envelope.clone();
+        rt.spawn(async move {
+            me.push_to(envelope, channel).await;
+            drop(guard);
+        });
+    }
+
+    async fn push_to(&self, envelope: PushEnvelope, channel: Option<devices::PushChannel>) {
+        if let Err(e) = self.inner.push(&envelope, channel).await {
             tracing::error!(error = format!("{e:#}"), request_id = %envelope.request_id, "push delivery failed");
         }
     }
@@ -274,19 +300,7 @@ impl Drop for InFlight {
 
 impl Delivery for Dispatcher {
     fn deliver(&self, envelope: &PushEnvelope) {
-        self.inner.longpoll.deliver(envelope);
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("push delivery needs a tokio runtime");
-            return;
-        };
-        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlight(self.inner.clone());
-        let me = self.clone();
-        let envelope = envelope.clone();
-        rt.spawn(async move {
-            me.push_now(envelope).await;
-            drop(guard);
-        });
+        self.spawn_push(envelope, None);
     }
 }
 
@@ -327,13 +341,22 @@ impl Inner {
         )
     }
 
-    async fn push(&self, envelope: &PushEnvelope) -> anyhow::Result<()> {
+    /// `known`: the account's channel as the caller read it; `None`: read it here.
+    async fn push(
+        &self,
+        envelope: &PushEnvelope,
+        known: Option<devices::PushChannel>,
+    ) -> anyhow::Result<()> {
+        let channel = match known {
+            Some(channel) => Some(channel),
+            None => devices::push_channel(&self.pool, &envelope.account_id).await?,
+        };
         let Some(devices::PushChannel {
             upn,
             kind,
             token,
             stale_at,
-        }) = devices::push_channel(&self.pool, &envelope.account_id).await?
+        }) = channel
         else {
             return Ok(());
         };

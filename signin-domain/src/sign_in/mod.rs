@@ -156,8 +156,8 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     }
     let accounts = targets
         .accounts
-        .iter()
-        .map(|a| AccountId::parse(a))
+        .into_iter()
+        .map(|(a, channel)| AccountId::parse(&a).map(|id| (id, Some(channel))))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AppError::internal(anyhow::anyhow!("stored account id: {e}")))?;
     if accounts.is_empty() {
@@ -248,7 +248,8 @@ struct Outgoing<'a> {
     upn: &'a str,
     client_id: &'a str,
     kind: RequestKind,
-    accounts: Vec<AccountId>,
+    /// Each account with its push channel when the caller read it (else the push reads it).
+    accounts: Vec<(AccountId, Option<devices::PushChannel>)>,
     app_name: Option<String>,
     location: Option<String>,
     device_name: Option<String>,
@@ -278,7 +279,7 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
         nonce: String,
     }
     let mut prepared = Vec::with_capacity(o.accounts.len());
-    for account_id in &o.accounts {
+    for (account_id, _) in &o.accounts {
         let id = RequestId::try_random().map_err(AppError::internal)?;
         let nonce = b64(&random_bytes::<32>()?);
         let details = RequestDetails {
@@ -339,10 +340,12 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
     if let Some(old) = &superseded {
         state.request_waiters.wake(old);
     }
-    for p in &prepared {
-        state
-            .dispatcher
-            .deliver(&PushEnvelope::new(p.account_id.clone(), p.id.clone()));
+    for (p, (_, channel)) in prepared.iter().zip(&o.accounts) {
+        let envelope = PushEnvelope::new(p.account_id.clone(), p.id.clone());
+        match channel {
+            Some(channel) => state.dispatcher.deliver_to(&envelope, channel.clone()),
+            None => state.dispatcher.deliver(&envelope),
+        }
         audit::record(
             &state.pool,
             Event::SignInStarted,
@@ -382,7 +385,7 @@ pub async fn notify_new_device(
     let accounts = devices::other_active_devices(&state.pool, upn, new_account.as_str())
         .await?
         .iter()
-        .map(|a| AccountId::parse(a))
+        .map(|a| AccountId::parse(a).map(|id| (id, None)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AppError::internal(anyhow::anyhow!("stored account id: {e}")))?;
     if accounts.is_empty() {

@@ -97,9 +97,10 @@ pub async fn accounts_for_sign_in(
 /// What a sign-in start reads of the user's devices, in one statement: the accounts that get a
 /// sign-in of `kind` (as [`accounts_for_sign_in`]) and whether a held device's waiting period
 /// ended by `now` (then `trust::release_due_holds` releases it and the start reads again).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ForSignIn {
-    pub accounts: Vec<String>,
+    /// Each account with its push channel.
+    pub accounts: Vec<(String, PushChannel)>,
     pub release_due: bool,
 }
 
@@ -109,16 +110,17 @@ pub async fn for_sign_in(
     kind: RequestKind,
     now: i64,
 ) -> StoreResult<ForSignIn> {
-    let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
+    type Row = (String, i64, i64, Option<i64>, String, String, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT account_id, CASE WHEN passwordless_public_key IS NULL THEN 0 ELSE 1 END, \
-         awaiting_approval, held_until FROM devices WHERE upn = $1 \
-         ORDER BY enrolled_at, account_id",
+         awaiting_approval, held_until, push_kind, push_token, push_stale_at \
+         FROM devices WHERE upn = $1 ORDER BY enrolled_at, account_id",
     )
     .bind(upn)
     .fetch_all(pool)
     .await?;
     let mut out = ForSignIn::default();
-    for (account_id, passwordless, awaiting, held_until) in rows {
+    for (account_id, passwordless, awaiting, held_until, push_kind, token, stale_at) in rows {
         if awaiting != 0 {
             // The rule of `trust::release_due_holds` (`store::trust`).
             out.release_due |= held_until.is_some_and(|until| until <= now);
@@ -129,7 +131,13 @@ pub async fn for_sign_in(
             RequestKind::Push | RequestKind::NewDevice => true,
         };
         if answers {
-            out.accounts.push(account_id);
+            let channel = PushChannel {
+                upn: upn.to_owned(),
+                kind: push_kind,
+                token,
+                stale_at,
+            };
+            out.accounts.push((account_id, channel));
         }
     }
     Ok(out)
