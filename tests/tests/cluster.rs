@@ -193,3 +193,29 @@ async fn listeners_reconnect_after_losing_their_connection() {
     approve_across(&p).await;
     approve_across(&p).await;
 }
+
+/// Each instance keeps copies of the policy and the groups for its sign-in starts (issue 24):
+/// changes written through A apply to B's very next start, with B's copies warm.
+#[tokio::test]
+async fn policy_and_group_changes_through_one_instance_apply_to_the_others_next_start() {
+    use signin_domain::rules::policy::{PolicyUpdate, Target};
+    let p = pair().await;
+    p.b.start_sign_in(ALICE).await.unwrap();
+    let a_pool = p.a.running.pool();
+    signin_domain::accounts::add_user(a_pool, "bob@contoso.test", "Bob", &["pilots".to_owned()])
+        .await
+        .unwrap();
+    let pilots_only = PolicyUpdate {
+        target: Some(Target::Group("pilots".to_owned())),
+        ..Default::default()
+    };
+    signin_domain::accounts::set_policy(a_pool, &pilots_only)
+        .await
+        .unwrap();
+    let refused = p.b.start_sign_in_raw(ALICE).await.unwrap();
+    assert_eq!(refused["error"], "policy_disabled", "{refused}");
+    signin_domain::store::users::add_to_group(a_pool, ALICE, "pilots")
+        .await
+        .unwrap();
+    p.b.start_sign_in(ALICE).await.unwrap();
+}
