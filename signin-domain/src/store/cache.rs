@@ -20,11 +20,12 @@
 //!
 //! Never cached: a user's standing (disabled, paused), a device's existence or hold, anything
 //! of a sign-in. `crate::trust` reads those fresh.
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use authenticator_protocol::encoding::b64;
 use authenticator_protocol::{AccountId, PublicKey};
+use lru::LruCache;
 use rand::RngCore;
 
 use super::applications::ApplicationRow;
@@ -34,8 +35,15 @@ use super::{Conn, Pool, StoreResult};
 /// The `settings` row holding the cache generation.
 pub const GENERATION_SETTING: &str = "cache_generation";
 
-/// Most entries of one kind kept; beyond it the kind is emptied and refilled as used.
-const MAX_ENTRIES: usize = 100_000;
+/// Most entries of one kind kept; beyond it the least recently used go.
+const MAX_ENTRIES: NonZeroUsize = match NonZeroUsize::new(100_000) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
+fn bounded<V>() -> LruCache<String, V> {
+    LruCache::new(MAX_ENTRIES)
+}
 
 /// Records a change to policy, applications or groups: a new cache generation, which drops
 /// every process's copies at its next sign-in start. Call it on the writing transaction (or
@@ -65,22 +73,41 @@ pub async fn changed_on_pool(pool: &Pool) -> StoreResult<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmed(String);
 
-#[derive(Default)]
 struct Generational {
     /// The generation the copies were made under; `None` before the first confirmation.
     generation: Option<String>,
     policy: Option<PolicyRow>,
-    applications: HashMap<String, ApplicationRow>,
-    groups: HashMap<String, Vec<String>>,
+    applications: LruCache<String, ApplicationRow>,
+    groups: LruCache<String, Vec<String>>,
+}
+
+impl Generational {
+    fn of(generation: Option<String>) -> Self {
+        Generational {
+            generation,
+            policy: None,
+            applications: bounded(),
+            groups: bounded(),
+        }
+    }
 }
 
 /// The copies of one database (one per `AppState`).
-#[derive(Default)]
 pub struct Cache {
     generational: Mutex<Generational>,
-    device_keys: Mutex<HashMap<String, PublicKey>>,
+    device_keys: Mutex<LruCache<String, PublicKey>>,
     /// When "last seen" was last written for a device by this process (Unix ms).
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<LruCache<String, i64>>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            generational: Mutex::new(Generational::of(None)),
+            device_keys: Mutex::new(bounded()),
+            seen: Mutex::new(bounded()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Cache {
@@ -94,13 +121,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn bounded_insert<V>(map: &mut HashMap<String, V>, key: &str, value: V) {
-    if map.len() >= MAX_ENTRIES && !map.contains_key(key) {
-        map.clear();
-    }
-    map.insert(key.to_owned(), value);
-}
-
 impl Cache {
     /// The generation `read` (the `settings` row as a statement of this request read it; `None`
     /// when none was ever written) is the current one: copies of any other are dropped.
@@ -108,10 +128,7 @@ impl Cache {
         let read = read.unwrap_or_default();
         let mut g = lock(&self.generational);
         if g.generation.as_deref() != Some(read.as_str()) {
-            *g = Generational {
-                generation: Some(read.clone()),
-                ..Generational::default()
-            };
+            *g = Generational::of(Some(read.clone()));
         }
         Confirmed(read)
     }
@@ -138,7 +155,7 @@ impl Cache {
             return Ok(groups);
         }
         let groups = super::users::groups_of(pool, upn).await?;
-        self.with_current(at, |g| bounded_insert(&mut g.groups, upn, groups.clone()));
+        self.with_current(at, |g| g.groups.put(upn.to_owned(), groups.clone()));
         Ok(groups)
     }
 
@@ -162,7 +179,7 @@ impl Cache {
         if let (Some(row), Some(generation)) = (&row, generation) {
             // Only into the generation it was read under (a confirmation meanwhile drops it).
             self.with_current(&Confirmed(generation), |g| {
-                bounded_insert(&mut g.applications, client_id, row.clone())
+                g.applications.put(client_id.to_owned(), row.clone())
             });
         }
         Ok(row)
@@ -181,11 +198,7 @@ impl Cache {
         let Some(device) = super::devices::load_device(pool, account_id).await? else {
             return Ok(None);
         };
-        bounded_insert(
-            &mut lock(&self.device_keys),
-            account_id.as_str(),
-            device.keys.device.clone(),
-        );
+        lock(&self.device_keys).put(account_id.as_str().to_owned(), device.keys.device.clone());
         Ok(Some(device.keys.device))
     }
 
@@ -197,13 +210,7 @@ impl Cache {
         match seen.get(account_id) {
             Some(&at) if now.saturating_sub(at) < resolution_ms && now >= at => false,
             _ => {
-                if seen.len() >= MAX_ENTRIES && !seen.contains_key(account_id) {
-                    seen.retain(|_, at| now.saturating_sub(*at) < resolution_ms);
-                    if seen.len() >= MAX_ENTRIES {
-                        seen.clear();
-                    }
-                }
-                seen.insert(account_id.to_owned(), now);
+                seen.put(account_id.to_owned(), now);
                 true
             }
         }
@@ -231,7 +238,7 @@ mod tests {
         let first = cache.confirm(Some("g1".into()));
         assert_eq!(
             cache.with_current(&first, |g| {
-                g.groups.insert("ann".into(), vec!["sales".into()]);
+                g.groups.put("ann".into(), vec!["sales".into()]);
             }),
             Some(())
         );
