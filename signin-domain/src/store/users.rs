@@ -144,9 +144,11 @@ pub struct UserOverview {
 
 /// Every user, ordered by UPN, with password and device counts.
 pub async fn overview(pool: &Pool) -> StoreResult<Vec<UserOverview>> {
-    let rows = sqlx::query_as(&format!("SELECT {OVERVIEW_COLUMNS} FROM users u ORDER BY u.upn"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query_as(&format!(
+        "SELECT {OVERVIEW_COLUMNS} FROM users u ORDER BY u.upn"
+    ))
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(overview_of).collect())
 }
 
