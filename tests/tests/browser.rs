@@ -849,3 +849,150 @@ async fn admin_pages_fit_phone_and_desktop_with_500_audit_entries_200_users_50_d
     server.running.shutdown().await;
     Ok(())
 }
+
+/// Issue 22, items 2 to 6, in a real browser: the policy page refuses a misspelt group and
+/// keeps the admin's other edits; a helpdesk agent finds a user, sees their phone, issues a
+/// temporary pass (shown once) and removes the phone after a confirmation that names it; the
+/// audit log names the agent for each, filters by part of a name and by an event from a list,
+/// says when nothing matches, and pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
+    let server = TestServer::start("Contoso").await?;
+    let base = server.base_url.clone();
+    let pool = server.running.pool().clone();
+    accounts::add_user(&pool, ADMIN, "Ada Admin", &[web::ADMIN_GROUP.to_owned()]).await?;
+    set_password(&pool, ADMIN, ADMIN_PASSWORD).await?;
+    accounts::add_user(&pool, BOBBY, "Bobby Smith", &[]).await?;
+    let phone = TestPhone::new()?;
+    let bobby_phone = phone.enroll(&server.link(BOBBY).await?, "Bobby's Pixel 8").await?;
+    // Enough entries for more than one page of the audit log (50 a page).
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    for i in 0..60i64 {
+        signin_domain::store::audit::append(
+            &pool,
+            signin_domain::store::audit::NewAuditRow {
+                at: now - 600_000 + i,
+                event: "signin_decision",
+                upn: Some(BOBBY),
+                account_id: None,
+                request_id: None,
+                outcome: "approved",
+                actor: "system",
+            },
+        )
+        .await?;
+    }
+
+    let mut b = Browser::start("helpdesk").await?;
+    // The console takes a temporary-pass sign-in (item 7; the documented bootstrap).
+    let pass = accounts::temporary_pass::issue(&pool, ADMIN, 600).await?;
+    b.enter_upn(&base, ADMIN).await?;
+    b.wait_for("#password").await?;
+    b.goto(&format!("{base}signin/pass")).await?;
+    b.fill("#pass", &pass).await?;
+    b.click("#sign-in-pass").await?;
+    b.wait_for("#add-authenticator").await?;
+
+    // --- Item 2: a misspelt group is refused, nothing is saved, the other edits stay.
+    let before = policy::load(&pool).await?;
+    b.goto(&format!("{base}admin/policy")).await?;
+    b.wait_for("#save").await?;
+    b.click("#target-group").await?;
+    b.fill("#group", "pilots-typo").await?;
+    b.fill("#number_length", "5").await?;
+    b.click("#save").await?;
+    let refusal = b.wait_for_text("[role=alert]", "pilots-typo").await?;
+    assert!(refusal.contains("no group"), "{refusal}");
+    assert_eq!(policy::load(&pool).await?, before);
+    let kept = b
+        .client
+        .find(Locator::Css("#number_length"))
+        .await?
+        .prop("value")
+        .await?;
+    assert_eq!(kept.as_deref(), Some("5"), "the admin's other edit is kept");
+    b.check_page("policy-unknown-group").await?;
+
+    // --- Item 5: search (part of the name, any case), the user's page with their phone.
+    b.goto(&format!("{base}admin/users")).await?;
+    b.fill("#q", "BOBBY").await?;
+    b.click("#search").await?;
+    b.wait_for("a[href='/admin/user?upn=bobby%40contoso.test']")
+        .await?
+        .click()
+        .await?;
+    b.wait_for_text("#user-devices", "Bobby's Pixel 8").await?;
+    b.check_page("helpdesk-user").await?;
+    // A temporary pass, after a confirmation, shown once.
+    b.click("#action-issue_pass").await?;
+    b.wait_for("#confirm-action").await?.click().await?;
+    let issued = b.wait_for("#temporary-pass").await?.text().await?;
+    assert!(issued.trim().len() >= 8, "{issued:?}");
+    b.check_page("helpdesk-pass-once").await?;
+    b.goto(&format!("{base}admin/user?upn=bobby%40contoso.test"))
+        .await?;
+    b.wait_for("#user-devices").await?;
+    assert!(
+        b.client
+            .find_all(Locator::Css("#temporary-pass"))
+            .await?
+            .is_empty(),
+        "the pass is shown once"
+    );
+
+    // --- Item 6: removing the phone asks first, naming it; cancelling keeps it.
+    b.click("#action-remove_device").await?;
+    let asked = b.wait_for_text("main", "Bobby's Pixel 8").await?;
+    assert!(asked.contains(BOBBY), "{asked}");
+    b.check_page("helpdesk-confirm-remove").await?;
+    b.click("#cancel").await?;
+    b.wait_for("#user-devices").await?;
+    assert_eq!(
+        signin_domain::store::devices::of_user(&pool, BOBBY)
+            .await?
+            .len(),
+        1
+    );
+    b.click("#action-remove_device").await?;
+    b.wait_for("#confirm-action").await?.click().await?;
+    let done = b.wait_for_text("[role=status]", "Bobby's Pixel 8").await?;
+    assert!(!done.contains(&bobby_phone), "reported by name, not id: {done}");
+    assert!(signin_domain::store::devices::of_user(&pool, BOBBY)
+        .await?
+        .is_empty());
+
+    // --- Items 3 and 4: the audit log names who acted; filters; no entries; pages.
+    b.goto(&format!("{base}admin/audit")).await?;
+    b.fill("#f-upn", "bobby").await?;
+    b.click("#filter").await?;
+    b.wait_for("#audit").await?;
+    b.client
+        .find(Locator::Css("#f-event"))
+        .await?
+        .select_by_value("device_removed")
+        .await?;
+    b.click("#filter").await?;
+    let removed = b.wait_for_text("#audit", "device_removed").await?;
+    assert!(removed.contains(ADMIN), "the actor is named: {removed}");
+    assert!(!removed.contains("signin_decision"), "{removed}");
+    b.client
+        .find(Locator::Css("#f-event"))
+        .await?
+        .select_by_value("temporary_pass_issued")
+        .await?;
+    b.click("#filter").await?;
+    let passes = b.wait_for_text("#audit", "temporary_pass_issued").await?;
+    assert!(passes.contains(ADMIN), "{passes}");
+    assert!(!passes.contains(&issued), "the pass never reaches the audit log");
+    b.check_page("audit-filtered").await?;
+    b.goto(&format!("{base}admin/audit?upn=zebra")).await?;
+    b.wait_for("#no-entries").await?;
+    b.goto(&format!("{base}admin/audit")).await?;
+    b.wait_for("#older").await?.click().await?;
+    b.wait_for("#newer").await?;
+    b.check_page("audit-older").await?;
+
+    b.client.clone().close().await?;
+    server.running.shutdown().await;
+    Ok(())
+}
