@@ -864,10 +864,14 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     set_password(&pool, ADMIN, ADMIN_PASSWORD).await?;
     accounts::add_user(&pool, BOBBY, "Bobby Smith", &[]).await?;
     let phone = TestPhone::new()?;
-    let bobby_phone = phone.enroll(&server.link(BOBBY).await?, "Bobby's Pixel 8").await?;
+    let bobby_phone = phone
+        .enroll(&server.link(BOBBY).await?, "Bobby's Pixel 8")
+        .await?;
     // Enough entries for more than one page of the audit log (50 a page).
     let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     for i in 0..60i64 {
+        // Each its own request: identical entries would be counted on one row.
+        let request = format!("seeded-request-{i:02}");
         signin_domain::store::audit::append(
             &pool,
             signin_domain::store::audit::NewAuditRow {
@@ -875,7 +879,7 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
                 event: "signin_decision",
                 upn: Some(BOBBY),
                 account_id: None,
-                request_id: None,
+                request_id: Some(&request),
                 outcome: "approved",
                 actor: "system",
             },
@@ -956,7 +960,10 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     b.click("#action-remove_device").await?;
     b.wait_for("#confirm-action").await?.click().await?;
     let done = b.wait_for_text("[role=status]", "Bobby's Pixel 8").await?;
-    assert!(!done.contains(&bobby_phone), "reported by name, not id: {done}");
+    assert!(
+        !done.contains(&bobby_phone),
+        "reported by name, not id: {done}"
+    );
     assert!(signin_domain::store::devices::of_user(&pool, BOBBY)
         .await?
         .is_empty());
@@ -965,6 +972,7 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     b.goto(&format!("{base}admin/audit")).await?;
     b.fill("#f-upn", "bobby").await?;
     b.click("#filter").await?;
+    wait_for_query(&b, "upn=bobby").await?;
     b.wait_for("#audit").await?;
     b.client
         .find(Locator::Css("#f-event"))
@@ -972,6 +980,7 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
         .select_by_value("device_removed")
         .await?;
     b.click("#filter").await?;
+    wait_for_query(&b, "event=device_removed").await?;
     let removed = b.wait_for_text("#audit", "device_removed").await?;
     assert!(removed.contains(ADMIN), "the actor is named: {removed}");
     assert!(!removed.contains("signin_decision"), "{removed}");
@@ -981,9 +990,13 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
         .select_by_value("temporary_pass_issued")
         .await?;
     b.click("#filter").await?;
+    wait_for_query(&b, "event=temporary_pass_issued").await?;
     let passes = b.wait_for_text("#audit", "temporary_pass_issued").await?;
     assert!(passes.contains(ADMIN), "{passes}");
-    assert!(!passes.contains(&issued), "the pass never reaches the audit log");
+    assert!(
+        !passes.contains(&issued),
+        "the pass never reaches the audit log"
+    );
     b.check_page("audit-filtered").await?;
     b.goto(&format!("{base}admin/audit?upn=zebra")).await?;
     b.wait_for("#no-entries").await?;
@@ -995,4 +1008,16 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     b.client.clone().close().await?;
     server.running.shutdown().await;
     Ok(())
+}
+
+/// Waits (about 10 s at most) until the address holds `part`: a submitted filter form has
+/// loaded its page.
+async fn wait_for_query(b: &Browser, part: &str) -> Result<()> {
+    for _ in 0..100 {
+        if b.client.current_url().await?.as_str().contains(part) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the address never held {part:?}")
 }

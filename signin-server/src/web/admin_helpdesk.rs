@@ -158,7 +158,7 @@ async fn user_body(
             (action_button(session, upn, "unlock_fallback", "Unlock the offline fallback", &format!("Unlock the offline fallback of {upn}"), &[]))
             (action_button(session, upn, "issue_pass", "Issue a temporary access pass\u{2026}", &format!("Issue a temporary access pass for {upn}"), &[]))
             (action_button(session, upn, "set_password", "Set a password\u{2026}", &format!("Set a password for {upn}"), &[]))
-            (action_button(session, upn, "sign_out_everywhere", "Sign out everywhere\u{2026}", &format!("Sign {upn} out everywhere"), &[]))
+            (action_button(session, upn, "sign_out_everywhere", "Sign out everywhere\u{2026}", &format!("Sign out everywhere for {upn}"), &[]))
         }
 
         h2 { "Authenticator apps" }
