@@ -73,7 +73,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order OPERATIONS.md lists them.
-    pub const ALL: [Event; 37] = [
+    pub const ALL: [Event; 40] = [
         Event::PolicyChanged,
         Event::UserAdded,
         Event::RegistrationLinkIssued,
@@ -111,6 +111,9 @@ impl Event {
         Event::BackupCodesRevoked,
         Event::TokensRevoked,
         Event::UserAttributesSet,
+        Event::PushRegistrationUpdated,
+        Event::MoveVouched,
+        Event::Moved,
     ];
 
     pub fn as_str(self) -> &'static str {
