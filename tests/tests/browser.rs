@@ -3,9 +3,9 @@
 //! and the QR code decodes to a working registration link; a phone (authenticator-core) enrolls
 //! and enables phone sign-in; the user types only the UPN, sees the number, the phone approves
 //! with it and the page lands signed in; password + push; deny and "this wasn't me" show their
-//! messages. A screenshot of each page goes to `target/screenshots/`.
+//! messages.
 //!
-//! The sign-in and account pages are also checked as people see them (`Chromium::check_page`):
+//! Every page a test reaches is checked as people see it (`Chromium::check_page`):
 //! axe-core at a phone's size (390×844) and a desktop's (1280×800), no serious or critical
 //! violation, no sideways scroll, a screenshot of each size. To check another page, reach it
 //! in a test and call `b.check_page("name")`; a page a signed-in administrator reaches by its
@@ -57,7 +57,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     // --- The admin signs in with a password (no phone yet) and sets the policy.
     b.goto(&format!("{base}signin")).await?;
     b.wait_for("#upn").await?;
-    b.shot("signin-upn").await?;
+    b.check_page("signin-upn").await?;
     b.fill("#upn", ADMIN).await?;
     b.click("#next").await?;
     b.wait_for("#password").await?;
@@ -65,16 +65,16 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.fill("#password", "wrong password!").await?;
     b.click("#sign-in").await?;
     assert!(b.text("[role=alert]").await?.contains("incorrect"));
-    b.shot("signin-password-wrong").await?;
+    b.check_page("signin-password-wrong").await?;
     b.fill("#password", ADMIN_PASSWORD).await?;
     b.click("#sign-in").await?;
     assert!(b.text("#signed-in").await?.contains("signed in"));
-    b.shot("landing-admin").await?;
+    b.check_page("landing-admin").await?;
 
     // A password alone does not open the console (issue 22, item 7): security info does.
     b.goto(&format!("{base}admin/policy")).await?;
     b.wait_for("#console-needs-phone").await?;
-    b.shot("admin-needs-phone").await?;
+    b.check_page("admin-needs-phone").await?;
     b.click("a[href='/me/security-info']").await?;
     b.wait_for("#add-authenticator").await?;
     b.sign_out().await?;
@@ -89,7 +89,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
 
     b.goto(&format!("{base}admin/policy")).await?;
     b.wait_for("#save").await?;
-    b.shot("admin-policy").await?;
+    b.check_page("admin-policy").await?;
     // Step 1 of the lab (enable, all users, any) was set by TestServer; now target a group and
     // change the additional context.
     b.set_checkbox("#enabled", true).await?;
@@ -119,7 +119,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         location_scope: Default::default(),
     };
     assert_eq!(policy::load(&pool).await?, expected);
-    b.shot("admin-policy-saved").await?;
+    b.check_page("admin-policy-saved").await?;
     // Number matching cannot be off for passwordless: refused, nothing changes.
     b.click("#mode-passwordless").await?;
     b.set_checkbox("#number_matching", false).await?;
@@ -129,7 +129,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         .await?
         .contains("cannot be switched off"));
     assert_eq!(policy::load(&pool).await?, expected);
-    b.shot("admin-policy-refused").await?;
+    b.check_page("admin-policy-refused").await?;
     // Back on: show location too (step 4 of the lab).
     b.click("#mode-any").await?;
     b.set_checkbox("#number_matching", true).await?;
@@ -160,10 +160,10 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.click("#add-user").await?;
     assert!(b.text("[role=status]").await?.contains(BOBBY));
     assert!(b.text("#users").await?.contains("Bobby Smith"));
-    b.shot("admin-users").await?;
+    b.check_page("admin-users").await?;
     b.goto(&format!("{base}admin/groups")).await?;
     assert!(b.text("#groups").await?.contains(BOBBY));
-    b.shot("admin-groups").await?;
+    b.check_page("admin-groups").await?;
     b.sign_out().await?;
 
     // A signed-out browser cannot open the admin pages.
@@ -182,7 +182,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.click("#add-authenticator").await?;
     let qr = b.wait_for("#qr").await?;
     let link_text = b.text("#registration-link").await?;
-    b.shot("security-info-qr").await?;
+    b.check_page("security-info-qr").await?;
     let decoded = decode_qr(&qr.screenshot().await?)?;
     assert_eq!(
         decoded,
@@ -201,14 +201,14 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     assert!(account.phone_sign_in_enabled);
     // The page updates itself (issue 22, item 8): nobody clicks anything.
     b.wait_for_text("#methods", "Enabled").await?;
-    b.shot("security-info-enrolled").await?;
+    b.check_page("security-info-enrolled").await?;
     b.sign_out().await?;
 
     // --- Phone sign-in: UPN only → the number → the phone approves with it → signed in.
     b.enter_upn(&base, BOBBY).await?;
     let number = b.text("#number").await?;
     assert_eq!(number.len(), 2, "a two-digit number");
-    b.shot("signin-number").await?;
+    b.check_page("signin-number").await?;
     let request = phone.request_on_page(&b).await?;
     // The server's own pages are the built-in registered application.
     assert_eq!(request.app_name.as_deref(), Some("Sign-in portal"));
@@ -219,7 +219,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         .await?;
     assert!(b.text("#signed-in").await?.contains("signed in"));
     assert!(b.text("main").await?.contains("Bobby Smith"));
-    b.shot("landing-phone-sign-in").await?;
+    b.check_page("landing-phone-sign-in").await?;
     b.sign_out().await?;
 
     // --- Mode push: password, then the phone approves as the second factor.
@@ -235,7 +235,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.fill("#password", BOBBY_PASSWORD).await?;
     b.click("#sign-in").await?;
     let number = b.text("#number").await?;
-    b.shot("signin-push-number").await?;
+    b.check_page("signin-push-number").await?;
     let request = phone.request_on_page(&b).await?;
     assert_eq!(request.kind, authenticator_core::RequestKind::Push);
     phone
@@ -279,7 +279,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         .text("[role=alert]")
         .await?
         .contains("denied on your phone"));
-    b.shot("signin-denied").await?;
+    b.check_page("signin-denied").await?;
 
     // --- "This wasn't me": the page says it was reported.
     b.enter_upn(&base, BOBBY).await?;
@@ -292,7 +292,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     let outcome = b.wait_for("#outcome[data-outcome=reported]").await?;
     assert_eq!(outcome.text().await?, "Sign-in reported");
     assert!(b.text("[role=alert]").await?.contains("wasn't me"));
-    b.shot("signin-reported").await?;
+    b.check_page("signin-reported").await?;
 
     // --- The admin's audit view shows the story (a new pass: each signs in once).
     let pass = accounts::temporary_pass::issue(&pool, ADMIN, 600).await?;
@@ -313,7 +313,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     ] {
         assert!(audit.contains(event), "audit view shows {event}");
     }
-    b.shot("admin-audit").await?;
+    b.check_page("admin-audit").await?;
 
     b.client.clone().close().await?;
     server.running.shutdown().await;
