@@ -604,6 +604,7 @@ fn the_scan_finds_planted_secrets_and_ignores_numbers_inside_times_ports_and_cou
                  sqlx::query: summary=\"SELECT …\" db.statement=\"\\n\\nSELECT $42\\n\" \
                  rows_affected=42 rows_returned=42 elapsed=42.1ms elapsed_secs=0.042\n\
                  DEBUG sqlx::query: db.statement=\"\\n\\nSELECT seq FROM audit_log ORDER BY seq\\n\" rows_affected=42\n\
+                 DEBUG sqlx::query: summary=\"-- Sign-out (issue 42): …\" db.statement=\"\\n\\n-- Sign-out (issue 42): logout\\nALTER TABLE a ADD COLUMN b TEXT;\\n\" rows_affected=0\n\
                  2026-11-25T20:42:00Z INFO signin_server: listening addr=127.0.0.1:42042 status=42 ms=42";
     assert!(leaks(clean, &s.0).is_empty(), "{:?}", leaks(clean, &s.0));
     for (line, what) in [
@@ -613,6 +614,11 @@ fn the_scan_finds_planted_secrets_and_ignores_numbers_inside_times_ports_and_cou
             "number",
         ),
         ("INFO x: number 42 shown", "number"),
+        // A statement's summary hides nothing of the fields after it.
+        (
+            "DEBUG sqlx::query: summary=\"SELECT …\" db.statement=\"\\nSELECT 42\\n\"",
+            "number",
+        ),
         ("INFO x: body={\"typed_number\":\"42\"}", "number"),
         ("DEBUG x: code=Zq81nA0LxY7-kP2_wQ", "enrollment code"),
         (

@@ -675,6 +675,26 @@ pub mod scan {
         "trusted_proxies",
     ];
 
+    /// `text` without the value of sqlx's `summary="…"` field: the start of the logged
+    /// statement's fixed SQL (a migration's summary is its first comment line, `-- Sign-out
+    /// (issue 21): …`), which cannot carry a run's data; its numbers matched a sign-in number
+    /// by chance.
+    fn without_statement_summary(text: &str) -> String {
+        const FIELD: &str = " summary=\"";
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(FIELD) {
+            out.push_str(&rest[..at + FIELD.len()]);
+            rest = &rest[at + FIELD.len()..];
+            match rest.find('"') {
+                Some(end) => rest = &rest[end..],
+                None => rest = "",
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// Words of a log or audit text: split on spaces, punctuation and escaped line breaks
     /// (`\n` in a `Debug`-printed field), but not inside timestamps, addresses or ids, so that
     /// a two-digit number matches only as a whole word. Counter values are skipped, and so are
@@ -682,6 +702,7 @@ pub mod scan {
     /// prose, fixed text that cannot carry a run's data; a number in it matched a sign-in
     /// number by chance about once in 90 runs).
     pub fn words(text: &str) -> Vec<String> {
+        let text = without_statement_summary(text);
         let text = text
             .split("\\n")
             .filter(|line| !line.trim_start().starts_with("--"))
