@@ -79,13 +79,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.wait_for("#add-authenticator").await?;
     b.sign_out().await?;
     // With a temporary access pass (the documented bootstrap, `admin user temporary-pass`).
-    let pass = accounts::temporary_pass::issue(&pool, ADMIN, 600).await?;
-    b.enter_upn(&base, ADMIN).await?;
-    b.wait_for("#password").await?;
-    b.goto(&format!("{base}signin/pass")).await?;
-    b.fill("#pass", &pass).await?;
-    b.click("#sign-in-pass").await?;
-    b.wait_for("#add-authenticator").await?;
+    sign_in_with_temporary_pass(&b, &base, &pool, ADMIN).await?;
 
     b.goto(&format!("{base}admin/policy")).await?;
     b.wait_for("#save").await?;
@@ -295,13 +289,7 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
     b.check_page("signin-reported").await?;
 
     // --- The admin's audit view shows the story (a new pass: each signs in once).
-    let pass = accounts::temporary_pass::issue(&pool, ADMIN, 600).await?;
-    b.enter_upn(&base, ADMIN).await?;
-    b.wait_for("#password").await?;
-    b.goto(&format!("{base}signin/pass")).await?;
-    b.fill("#pass", &pass).await?;
-    b.click("#sign-in-pass").await?;
-    b.wait_for("#add-authenticator").await?;
+    sign_in_with_temporary_pass(&b, &base, &pool, ADMIN).await?;
     b.goto(&format!("{base}admin/audit")).await?;
     let audit = b.text("#audit").await?;
     for event in [
@@ -782,13 +770,7 @@ async fn admin_pages_fit_phone_and_desktop_with_500_audit_entries_200_users_50_d
 
     let mut b = Browser::start("admin-pages").await?;
     // The console takes a phone or temporary-pass sign-in (issue 22, item 7).
-    let pass = accounts::temporary_pass::issue(&pool, ADMIN, 600).await?;
-    b.enter_upn(&base, ADMIN).await?;
-    b.wait_for("#password").await?;
-    b.goto(&format!("{base}signin/pass")).await?;
-    b.fill("#pass", &pass).await?;
-    b.click("#sign-in-pass").await?;
-    b.wait_for("#add-authenticator").await?;
+    sign_in_with_temporary_pass(&b, &base, &pool, ADMIN).await?;
     b.goto(&format!("{base}admin")).await?;
     b.wait_for("nav.subnav").await?;
     let mut pages = Vec::new();
@@ -889,13 +871,7 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
 
     let mut b = Browser::start("helpdesk").await?;
     // The console takes a temporary-pass sign-in (item 7; the documented bootstrap).
-    let pass = accounts::temporary_pass::issue(&pool, ADMIN, 600).await?;
-    b.enter_upn(&base, ADMIN).await?;
-    b.wait_for("#password").await?;
-    b.goto(&format!("{base}signin/pass")).await?;
-    b.fill("#pass", &pass).await?;
-    b.click("#sign-in-pass").await?;
-    b.wait_for("#add-authenticator").await?;
+    sign_in_with_temporary_pass(&b, &base, &pool, ADMIN).await?;
 
     // --- Item 2: a misspelt group is refused, nothing is saved, the other edits stay.
     let before = policy::load(&pool).await?;
@@ -1020,4 +996,22 @@ async fn wait_for_query(b: &Browser, part: &str) -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     anyhow::bail!("the address never held {part:?}")
+}
+
+/// Signs `upn` in with a temporary access pass issued for them (the console's documented
+/// bootstrap: it refuses a password alone), through the pass page; ends on security info.
+async fn sign_in_with_temporary_pass(
+    b: &Browser,
+    base: &str,
+    pool: &signin_domain::store::Pool,
+    upn: &str,
+) -> Result<()> {
+    let pass = accounts::temporary_pass::issue(pool, upn, 600).await?;
+    b.enter_upn(base, upn).await?;
+    b.wait_for("#password").await?;
+    b.goto(&format!("{base}signin/pass")).await?;
+    b.fill("#pass", &pass).await?;
+    b.click("#sign-in-pass").await?;
+    b.wait_for("#add-authenticator").await?;
+    Ok(())
 }
