@@ -159,8 +159,21 @@ impl Chromium {
             .with_context(|| format!("waiting for {css}"))
     }
 
+    /// The text of `css`, once it is there. A page that replaced itself between finding the
+    /// element and reading it (a self-updating page) leaves a stale element: it is found again.
     pub async fn text(&self, css: &str) -> Result<String> {
-        Ok(self.wait_for(css).await?.text().await?)
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match self.wait_for(css).await?.text().await {
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Waits (bounded by [`WAIT`]) until the text of `css` contains `part`; returns it.
