@@ -142,6 +142,19 @@ impl From<signin_domain::AppError> for WebError {
     }
 }
 
+/// A storage failure is a fault on every surface.
+impl From<signin_domain::store::StoreError> for WebError {
+    fn from(e: signin_domain::store::StoreError) -> Self {
+        WebError::Internal(e.into())
+    }
+}
+
+impl From<signin_domain::store::StoreError> for OAuthError {
+    fn from(e: signin_domain::store::StoreError) -> Self {
+        OAuthError::Internal(e.into())
+    }
+}
+
 /// A refused end-session request is a page (400), never a redirect: nothing is sent to an
 /// address the request did not prove it may use (RP-Initiated Logout 1.0 §3).
 impl IntoResponse for LogoutRefusal {

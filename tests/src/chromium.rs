@@ -159,21 +159,30 @@ impl Chromium {
             .with_context(|| format!("waiting for {css}"))
     }
 
-    /// The text of `css`, once it is there. A page that replaced itself between finding the
-    /// element and reading it (a self-updating page) leaves a stale element: it is found again.
-    pub async fn text(&self, css: &str) -> Result<String> {
+    /// Runs `act` on the element `css` once it is there. A page that replaces itself between
+    /// finding the element and acting on it (a form post landing, a self-updating page) leaves
+    /// a stale element: it is found again and `act` runs again, within [`WAIT`]. Every helper
+    /// that acts on an element goes through here.
+    pub async fn on_element<T, F, Fut>(&self, css: &str, act: F) -> Result<T>
+    where
+        F: Fn(Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match self.wait_for(css).await?.text().await {
-                Err(fantoccini::error::CmdError::Standard(e))
-                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
-                        && tokio::time::Instant::now() < deadline =>
-                {
+            match act(self.wait_for(css).await?).await {
+                Err(e) if is_stale(&e) && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                other => return Ok(other?),
+                other => return other.with_context(|| format!("acting on {css}")),
             }
         }
+    }
+
+    /// The text of `css`, once it is there.
+    pub async fn text(&self, css: &str) -> Result<String> {
+        self.on_element(css, |e| async move { e.text().await })
+            .await
     }
 
     /// Waits (bounded by [`WAIT`]) until the text of `css` contains `part`; returns it.
@@ -207,24 +216,33 @@ impl Chromium {
     }
 
     pub async fn fill(&self, css: &str, value: &str) -> Result<()> {
-        let e = self.wait_for(css).await?;
-        e.clear().await?;
-        e.send_keys(value).await?;
-        Ok(())
+        self.on_element(css, |e| async move {
+            e.clear().await?;
+            e.send_keys(value).await
+        })
+        .await
     }
 
     pub async fn click(&self, css: &str) -> Result<()> {
-        self.wait_for(css).await?.click().await?;
-        Ok(())
+        self.on_element(css, |e| async move { e.click().await })
+            .await
+    }
+
+    /// The value of attribute `name` of `css`, once it is there.
+    pub async fn attr(&self, css: &str, name: &str) -> Result<Option<String>> {
+        self.on_element(css, |e| async move { e.attr(name).await })
+            .await
     }
 
     pub async fn set_checkbox(&self, css: &str, on: bool) -> Result<()> {
-        let e = self.wait_for(css).await?;
-        let checked = e.prop("checked").await?.as_deref() == Some("true");
-        if checked != on {
-            e.click().await?;
-        }
-        Ok(())
+        self.on_element(css, |e| async move {
+            let checked = e.prop("checked").await?.as_deref() == Some("true");
+            if checked != on {
+                e.click().await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn path(&self) -> Result<String> {
@@ -396,12 +414,16 @@ impl Chromium {
 
     /// The id of the sign-in the page at hand waits for (`data-request-id`).
     pub async fn sign_in_id(&self) -> Result<String> {
-        self.wait_for("[data-request-id]")
-            .await?
-            .attr("data-request-id")
+        self.attr("[data-request-id]", "data-request-id")
             .await?
             .context("request id on the page")
     }
+}
+
+/// The page replaced the element between finding it and acting on it.
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    matches!(e, fantoccini::error::CmdError::Standard(w)
+        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
 }
 
 /// The sizes [`Chromium::check_page`] looks at a page in: a phone and a desktop (CSS px).

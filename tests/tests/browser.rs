@@ -267,8 +267,10 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         .core
         .deny(second.account_id.clone(), second.request_id)
         .await?;
-    let outcome = b.wait_for("#outcome[data-outcome=denied]").await?;
-    assert_eq!(outcome.text().await?, "Sign-in denied");
+    assert_eq!(
+        b.text("#outcome[data-outcome=denied]").await?,
+        "Sign-in denied"
+    );
     assert!(b
         .text("[role=alert]")
         .await?
@@ -283,8 +285,10 @@ async fn admin_policy_registration_and_phone_sign_in_in_chromium() -> Result<()>
         .core
         .report_fraud(request.account_id.clone(), request.request_id)
         .await?;
-    let outcome = b.wait_for("#outcome[data-outcome=reported]").await?;
-    assert_eq!(outcome.text().await?, "Sign-in reported");
+    assert_eq!(
+        b.text("#outcome[data-outcome=reported]").await?,
+        "Sign-in reported"
+    );
     assert!(b.text("[role=alert]").await?.contains("wasn't me"));
     b.check_page("signin-reported").await?;
 
@@ -536,9 +540,7 @@ async fn every_page_passes_axe_at_phone_and_desktop_sizes_without_sideways_scrol
     let first = phone.request_on_page(&b).await?;
     let lifetime = (first.expires_at_ms - first.created_at_ms) / 1000;
     let expires_in: u64 = b
-        .wait_for("[data-expires-in]")
-        .await?
-        .attr("data-expires-in")
+        .attr("[data-expires-in]", "data-expires-in")
         .await?
         .context("data-expires-in")?
         .parse()?;
@@ -671,9 +673,10 @@ async fn every_page_passes_axe_at_phone_and_desktop_sizes_without_sideways_scrol
     let before = time::OffsetDateTime::now_utc();
     b.enter_upn(&base, BOBBY).await?;
     b.wait_for("#outcome[data-outcome=paused]").await?;
-    let until = b.wait_for("#paused-until time").await?;
     let at = time::OffsetDateTime::parse(
-        &until.attr("datetime").await?.context("datetime")?,
+        &b.attr("#paused-until time", "datetime")
+            .await?
+            .context("datetime")?,
         &time::format_description::well_known::Rfc3339,
     )?;
     let pause = signin_domain::rules::risk::RiskConfig::default().report_pause_secs;
@@ -682,7 +685,7 @@ async fn every_page_passes_axe_at_phone_and_desktop_sizes_without_sideways_scrol
         at > before + pause - time::Duration::minutes(1)
             && at <= before + pause + time::Duration::minutes(1)
     );
-    let shown = until.text().await?;
+    let shown = b.text("#paused-until time").await?;
     assert!(
         kolkata_clock((at.unix_timestamp_nanos() / 1_000_000) as i64)
             .iter()
@@ -885,10 +888,7 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     assert!(refusal.contains("no group"), "{refusal}");
     assert_eq!(policy::load(&pool).await?, before);
     let kept = b
-        .client
-        .find(Locator::Css("#number_length"))
-        .await?
-        .prop("value")
+        .on_element("#number_length", |e| async move { e.prop("value").await })
         .await?;
     assert_eq!(kept.as_deref(), Some("5"), "the admin's other edit is kept");
     b.check_page("policy-unknown-group").await?;
@@ -897,16 +897,14 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     b.goto(&format!("{base}admin/users")).await?;
     b.fill("#q", "BOBBY").await?;
     b.click("#search").await?;
-    b.wait_for("a[href='/admin/user?upn=bobby%40contoso.test']")
-        .await?
-        .click()
+    b.click("a[href='/admin/user?upn=bobby%40contoso.test']")
         .await?;
     b.wait_for_text("#user-devices", "Bobby's Pixel 8").await?;
     b.check_page("helpdesk-user").await?;
     // A temporary pass, after a confirmation, shown once.
     b.click("#action-issue_pass").await?;
-    b.wait_for("#confirm-action").await?.click().await?;
-    let issued = b.wait_for("#temporary-pass").await?.text().await?;
+    b.click("#confirm-action").await?;
+    let issued = b.text("#temporary-pass").await?;
     assert!(issued.trim().len() >= 8, "{issued:?}");
     b.check_page("helpdesk-pass-once").await?;
     b.goto(&format!("{base}admin/user?upn=bobby%40contoso.test"))
@@ -934,7 +932,7 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
         1
     );
     b.click("#action-remove_device").await?;
-    b.wait_for("#confirm-action").await?.click().await?;
+    b.click("#confirm-action").await?;
     let done = b.wait_for_text("[role=status]", "Bobby's Pixel 8").await?;
     assert!(
         !done.contains(&bobby_phone),
@@ -950,21 +948,19 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     b.click("#filter").await?;
     wait_for_query(&b, "upn=bobby").await?;
     b.wait_for("#audit").await?;
-    b.client
-        .find(Locator::Css("#f-event"))
-        .await?
-        .select_by_value("device_removed")
-        .await?;
+    b.on_element("#f-event", |e| async move {
+        e.select_by_value("device_removed").await
+    })
+    .await?;
     b.click("#filter").await?;
     wait_for_query(&b, "event=device_removed").await?;
     let removed = b.wait_for_text("#audit", "device_removed").await?;
     assert!(removed.contains(ADMIN), "the actor is named: {removed}");
     assert!(!removed.contains("signin_decision"), "{removed}");
-    b.client
-        .find(Locator::Css("#f-event"))
-        .await?
-        .select_by_value("temporary_pass_issued")
-        .await?;
+    b.on_element("#f-event", |e| async move {
+        e.select_by_value("temporary_pass_issued").await
+    })
+    .await?;
     b.click("#filter").await?;
     wait_for_query(&b, "event=temporary_pass_issued").await?;
     let passes = b.wait_for_text("#audit", "temporary_pass_issued").await?;
@@ -977,7 +973,7 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     b.goto(&format!("{base}admin/audit?upn=zebra")).await?;
     b.wait_for("#no-entries").await?;
     b.goto(&format!("{base}admin/audit")).await?;
-    b.wait_for("#older").await?.click().await?;
+    b.click("#older").await?;
     b.wait_for("#newer").await?;
     b.check_page("audit-older").await?;
 

@@ -167,7 +167,7 @@ async fn sign_in_in_chromium(
         .await?;
     let upn = b.wait_for("#upn").await?;
     upn.send_keys(BOBBY).await?;
-    b.wait_for("#next").await?.click().await?;
+    b.click("#next").await?;
     let number = b.text("#number").await?;
     let request = phone.request_from(app).await?;
     phone
@@ -216,7 +216,7 @@ async fn openid_client_signs_in_with_code_and_pkce_in_chromium_with_the_phone_ap
     b.shot("signin").await?;
     let upn = b.wait_for("#upn").await?;
     upn.send_keys(BOBBY).await?;
-    b.wait_for("#next").await?.click().await?;
+    b.click("#next").await?;
     let number = b.text("#number").await?;
     b.shot("number").await?;
     let request = phone.request_from("Contoso Mail").await?;
@@ -276,7 +276,7 @@ async fn openid_client_signs_out_through_the_end_session_endpoint_and_gets_acces
     // Signed in through the provider's pages with the phone.
     b.client.goto(&format!("{rp}/login")).await?;
     b.wait_for("#upn").await?.send_keys(BOBBY).await?;
-    b.wait_for("#next").await?.click().await?;
+    b.click("#next").await?;
     let number = b.text("#number").await?;
     let request = phone.request_from("Contoso Mail").await?;
     phone
@@ -323,7 +323,7 @@ async fn openid_client_signs_out_through_the_end_session_endpoint_and_gets_acces
     b.wait_for("#upn").await?;
     assert_eq!(b.client.current_url().await?.path(), "/signin");
     b.wait_for("#upn").await?.send_keys(BOBBY).await?;
-    b.wait_for("#next").await?.click().await?;
+    b.click("#next").await?;
     b.wait_for("#number").await?;
     let request = phone.request_from("Contoso Mail").await?;
     phone

@@ -248,12 +248,6 @@ impl OAuthError {
     }
 }
 
-impl From<signin_domain::store::StoreError> for OAuthError {
-    fn from(e: signin_domain::store::StoreError) -> Self {
-        OAuthError::Internal(e.into())
-    }
-}
-
 #[derive(Serialize)]
 struct ErrorJson {
     error: &'static str,

@@ -214,12 +214,6 @@ impl WebError {
     }
 }
 
-impl From<signin_domain::store::StoreError> for WebError {
-    fn from(e: signin_domain::store::StoreError) -> Self {
-        WebError::Internal(e.into())
-    }
-}
-
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title, text) = match &self {
