@@ -121,9 +121,9 @@ async fn run(args: Args) -> Result<()> {
         bound.sign_us, bound.verify_us
     );
     println!(
-        "| database | delivery | concurrency | ceremonies | ceremonies/s | ceremony p50 / p99 ms | approval POST p50 / p99 ms | server CPU ms / ceremony | server CPU % | ratio | statements / ceremony |"
+        "| database | delivery | concurrency | ceremonies | ceremonies/s | ceremony p50 / p99 ms | approval POST p50 / p99 ms | server CPU ms / ceremony | server CPU % | ratio | statements / ceremony | write units / commit |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &delivery in &args.delivery {
         for &concurrency in &args.concurrency {
             let report = level(
@@ -140,7 +140,7 @@ async fn run(args: Args) -> Result<()> {
             let per_cpu_second = report.done as f64 / report.server_cpu_s;
             let ratio = per_cpu_second / (1e6 / crypto_per_ceremony_us);
             println!(
-                "| {} | {} | {concurrency} | {} | {:.0} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} | {:.0} | {:.2} | {:.1} |",
+                "| {} | {} | {concurrency} | {} | {:.0} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} | {:.0} | {:.2} | {:.1} | {} |",
                 args.label,
                 delivery.name(),
                 report.done,
@@ -153,6 +153,12 @@ async fn run(args: Args) -> Result<()> {
                 100.0 * report.server_cpu_s / report.wall_s,
                 ratio,
                 report.statements as f64 / report.done as f64,
+                match report.commits {
+                    Some((units, commits)) if commits > 0 => {
+                        format!("{:.1}", units as f64 / commits as f64)
+                    }
+                    _ => "–".to_owned(),
+                },
             );
         }
     }
@@ -173,9 +179,11 @@ struct LevelReport {
     done: usize,
     wall_s: f64,
     server_cpu_s: f64,
-    /// SQL statements the server ran for the row (its own counter; queries, not `BEGIN`/`COMMIT`
-    /// on SQLite).
+    /// SQL statements the server ran for the row (its own counter; on SQLite the group
+    /// commit's `BEGIN IMMEDIATE`/`COMMIT` count, sqlx's own transactions' do not).
     statements: u64,
+    /// Write units and the commits they took during the row (`None`: an older server).
+    commits: Option<(u64, u64)>,
     ceremony: stats::Latencies,
     approval: stats::Latencies,
 }
@@ -191,12 +199,17 @@ async fn level(
     // Warm-up: every worker's connection pool and the server's caches.
     run_workers(server, phones, delivery, concurrency, concurrency * 2, max).await?;
     let statements_before = server.statements().await?;
+    let commits_before = server.commits().await?;
     let cpu_before = server.cpu_seconds()?;
     let started = Instant::now();
     let results = run_workers(server, phones, delivery, concurrency, ceremonies, max).await?;
     let wall_s = started.elapsed().as_secs_f64();
     let server_cpu_s = server.cpu_seconds()? - cpu_before;
     let statements = server.statements().await? - statements_before;
+    let commits = match (commits_before, server.commits().await?) {
+        (Some((u0, c0)), Some((u1, c1))) => Some((u1 - u0, c1 - c0)),
+        _ => None,
+    };
     let mut ceremony = stats::Latencies::default();
     let mut approval = stats::Latencies::default();
     for c in &results {
@@ -208,6 +221,7 @@ async fn level(
         wall_s,
         server_cpu_s,
         statements,
+        commits,
         ceremony,
         approval,
     })

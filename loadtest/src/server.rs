@@ -172,6 +172,22 @@ impl Server {
             .context("the server's statement count")
     }
 
+    /// Write units the server committed so far and the commits they took (`/debug/commits`);
+    /// `None` from a server without group commit (an older build).
+    pub async fn commits(&self) -> Result<Option<(u64, u64)>> {
+        let url = format!("{}debug/commits", self.base_url);
+        let resp = reqwest::get(&url).await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let text = resp.error_for_status()?.text().await?;
+        let (units, commits) = text
+            .trim()
+            .split_once(' ')
+            .context("the server's commit count")?;
+        Ok(Some((units.parse()?, commits.parse()?)))
+    }
+
     /// Resident set size, KiB.
     pub fn rss_kib(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;

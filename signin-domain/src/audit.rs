@@ -274,6 +274,20 @@ pub async fn record(pool: &Pool, event: Event, e: Entry<'_>) -> StoreResult<()> 
     .await
 }
 
+/// The row [`record`] would append, owned, for a write unit that appends it in its own
+/// transaction (`store::group_commit`).
+pub fn owned(event: Event, e: Entry<'_>) -> store::audit::OwnedAuditRow {
+    store::audit::OwnedAuditRow {
+        at: now_ms(),
+        event: event.as_str(),
+        upn: e.upn.map(str::to_owned),
+        account_id: e.account_id.map(str::to_owned),
+        request_id: e.request_id.map(str::to_owned),
+        outcome: e.outcome.to_owned(),
+        actor: actor_of(event, &e).to_string(),
+    }
+}
+
 /// One stored entry; `Display` is the line `admin audit` prints.
 pub use crate::store::audit::AuditRow as Row;
 

@@ -13,12 +13,15 @@ use crate::rules::location::{Locator, NoGeoIp};
 use crate::rules::risk::RiskConfig;
 use crate::settings::Settings;
 use crate::store::cache::Cache;
+use crate::store::group_commit::Writer;
 use crate::store::Pool;
 use ipnet::IpNet;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
+    /// Runs the hot path's write units, group-committed on SQLite (`store::group_commit`).
+    pub writer: Writer,
     /// Copies of what rarely changes (policy, applications, groups, device keys): see
     /// `store::cache` for when each is checked.
     pub cache: Arc<Cache>,
@@ -58,6 +61,7 @@ impl AppState {
         );
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(AppState {
+            writer: Writer::start(pool.clone()),
             pool,
             cache: Arc::new(Cache::default()),
             signer: Arc::new(signer),

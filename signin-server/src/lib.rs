@@ -51,6 +51,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/debug/statements", get(statement_count))
+        .route("/debug/commits", get(commit_count))
         .route(ENROLL_CHALLENGE_PATH, post(api::enroll::challenge))
         .route(ENROLL_COMPLETE_PATH, post(api::enroll::complete))
         .route(
@@ -124,6 +125,17 @@ async fn statement_count() -> Result<String, HttpError> {
     statements::count()
         .map(|n| n.to_string())
         .ok_or(HttpError(AppError::NotFound))
+}
+
+/// `GET /debug/commits`: `units commits`, the write units committed so far and the commits
+/// they took (group commit: under load one commit carries several), when counting is on as for
+/// `/debug/statements`; otherwise not found.
+async fn commit_count(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<String, HttpError> {
+    statements::count().ok_or(HttpError(AppError::NotFound))?;
+    let (units, commits) = state.writer.committed();
+    Ok(format!("{units} {commits}"))
 }
 
 /// Opens the database, applies the `serve` settings and returns the handler state.

@@ -4,8 +4,9 @@
 //!
 //! The database driver reports each query it runs as an event under
 //! [`STATEMENT_LOG_TARGET`]; this layer counts those events
-//! (whatever the log filter shows). On SQLite, the driver runs `BEGIN`/`COMMIT` without such an
-//! event, so the count is of queries, not of transaction control.
+//! (whatever the log filter shows). On SQLite, the driver runs its own transactions'
+//! `BEGIN`/`COMMIT` without such an event; the group commit's (`store::group_commit`) are
+//! queries and count, once per group.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

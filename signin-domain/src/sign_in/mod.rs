@@ -27,7 +27,7 @@ use crate::error::AppError;
 use crate::random::random_bytes;
 use crate::rules::{policy, risk, verify};
 use crate::state::AppState;
-use crate::store::requests::{self as requests, NewRequest, NewSignIn, Status, StoredRequest};
+use crate::store::requests::{self as requests, InsertSignIn, NewRequest, Status, StoredRequest};
 use crate::store::{self, devices, now_ms, to_db_ms, users};
 
 /// Longest UPN accepted (after trimming).
@@ -311,32 +311,49 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
         .first()
         .map(|p| p.id.clone())
         .ok_or(AppError::NotPasswordlessCapable)?;
-    let superseded = requests::insert_sign_in(
-        &state.pool,
-        &NewSignIn {
-            signin_id: signin_id.as_str(),
-            client_id: o.client_id,
-            upn: o.upn,
+    let requests: Vec<NewRequest> = prepared
+        .iter()
+        .map(|p| NewRequest {
+            id: p.id.clone(),
+            account_id: p.account_id.clone(),
+            details: p.signed.details.clone(),
+            signature: p.signed.signature.clone(),
+            nonce: p.nonce.clone(),
+        })
+        .collect();
+    // The requests and their `sign_in_started` entries commit together, before any push.
+    let audit = prepared
+        .iter()
+        .map(|p| {
+            audit::owned(
+                Event::SignInStarted,
+                audit::Entry {
+                    upn: Some(o.upn),
+                    account_id: Some(p.account_id.as_str()),
+                    request_id: Some(p.id.as_str()),
+                    outcome: "pending",
+                    actor: Some(o.started_by.clone()),
+                },
+            )
+        })
+        .collect();
+    let superseded = state
+        .writer
+        .run(InsertSignIn {
+            signin_id: signin_id.as_str().to_owned(),
+            client_id: o.client_id.to_owned(),
+            upn: o.upn.to_owned(),
             kind: o.kind,
-            number: o.number,
+            number: o.number.to_owned(),
             number_matching: o.number_matching,
             created_at: to_db_ms(created_at),
             expires_at: to_db_ms(o.expires_at),
-            replaces: o.replaces,
-            subject: o.subject,
-        },
-        &prepared
-            .iter()
-            .map(|p| NewRequest {
-                id: &p.id,
-                account_id: &p.account_id,
-                details: &p.signed.details,
-                signature: &p.signed.signature,
-                nonce: &p.nonce,
-            })
-            .collect::<Vec<_>>(),
-    )
-    .await?;
+            replaces: o.replaces.map(str::to_owned),
+            subject: o.subject.map(str::to_owned),
+            requests,
+            audit,
+        })
+        .await?;
     if let Some(old) = &superseded {
         state.request_waiters.wake(old);
     }
@@ -346,18 +363,6 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
             Some(channel) => state.dispatcher.deliver_to(&envelope, channel.clone()),
             None => state.dispatcher.deliver(&envelope),
         }
-        audit::record(
-            &state.pool,
-            Event::SignInStarted,
-            audit::Entry {
-                upn: Some(o.upn),
-                account_id: Some(p.account_id.as_str()),
-                request_id: Some(p.id.as_str()),
-                outcome: "pending",
-                actor: Some(o.started_by.clone()),
-            },
-        )
-        .await?;
     }
     // DEBUG: the request's HTTP line is the one INFO line (the audit log keeps the event).
     tracing::debug!(
@@ -644,8 +649,16 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
     let response = verify::verify_response(&req, &keys, body)?;
     // 4. fresh and newer than any earlier response.
     verify::check_response_time(response.timestamp, UnixMillis::now(), req.last_response_ts)?;
-    // The device proved its key for this request: its "last used" (a wrong number too).
-    devices::touch(&state.pool, req.account_id.as_str(), now_ms()).await?;
+    // The device proved its key for this request: its "last used" (a wrong number too),
+    // written with the answer at most once a minute per device.
+    let now = now_ms();
+    let used = state
+        .cache
+        .used_due(req.account_id.as_str(), now, USED_RESOLUTION_MS)
+        .then(|| requests::Used {
+            account_id: req.account_id.as_str().to_owned(),
+            at: now,
+        });
     let ts = to_db_ms(response.timestamp);
     let entry = |outcome| audit::Entry {
         upn: Some(&req.upn),
@@ -670,16 +683,23 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         verify::BrowserCheck::OtherOrigin => {
             // The user approved a relayed page: whoever holds this sign-in is not the user's
             // browser. End it, so the relay can try nothing more with it.
-            if !requests::decide(&state.pool, &req, Status::Failed, ts, now_ms()).await? {
+            let decided = state
+                .writer
+                .run(decision(
+                    &req,
+                    Status::Failed,
+                    ts,
+                    used,
+                    vec![audit::owned(
+                        Event::SignInFailed,
+                        entry("browser_other_origin"),
+                    )],
+                ))
+                .await?;
+            if !decided {
                 return Err(lost_race(state, &req).await?);
             }
             state.request_waiters.wake(&req.signin_id);
-            audit::record(
-                &state.pool,
-                Event::SignInFailed,
-                entry("browser_other_origin"),
-            )
-            .await?;
             tracing::warn!(request_id = %req.id, "approval for a relayed sign-in page refused");
             return Err(AppError::BrowserNotBound);
         }
@@ -687,16 +707,29 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
 
     // 5. number matching.
     if !verify::number_matches(&req, &response) {
-        let counted =
-            requests::record_wrong_number(&state.pool, &req, ts, MAX_WRONG_NUMBERS, now_ms())
-                .await?;
+        let wrong = audit::owned(Event::WrongNumber, entry("wrong_number"));
+        let failed = audit::owned(Event::SignInFailed, entry("failed"));
+        let counted = state
+            .writer
+            .run(requests::WrongNumber {
+                id: req.id.as_str().to_owned(),
+                signin_id: req.signin_id.clone(),
+                upn: req.upn.clone(),
+                response_ts: ts,
+                max: MAX_WRONG_NUMBERS,
+                now,
+                used,
+                audit: Box::new(move |_, status| match status {
+                    Status::Failed => vec![wrong.clone(), failed.clone()],
+                    _ => vec![wrong.clone()],
+                }),
+            })
+            .await?;
         let Some((attempts, status)) = counted else {
             return Err(lost_race(state, &req).await?);
         };
-        audit::record(&state.pool, Event::WrongNumber, entry("wrong_number")).await?;
         tracing::info!(request_id = %req.id, "wrong number");
         if status == Status::Failed {
-            audit::record(&state.pool, Event::SignInFailed, entry("failed")).await?;
             state.request_waiters.wake(&req.signin_id);
             return Err(AppError::RequestFailed);
         }
@@ -712,16 +745,23 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
         Decision::Deny => Status::Denied,
         Decision::Report => Status::Reported,
     };
-    if !requests::decide(&state.pool, &req, new_status, ts, now_ms()).await? {
+    let decided = state
+        .writer
+        .run(decision(
+            &req,
+            new_status,
+            ts,
+            used,
+            vec![audit::owned(
+                Event::SignInDecision,
+                entry(new_status.as_str()),
+            )],
+        ))
+        .await?;
+    if !decided {
         return Err(lost_race(state, &req).await?);
     }
     state.request_waiters.wake(&req.signin_id);
-    audit::record(
-        &state.pool,
-        Event::SignInDecision,
-        entry(new_status.as_str()),
-    )
-    .await?;
     if req.kind == RequestKind::NewDevice {
         new_device_answered(state, &req, new_status).await?;
     }
@@ -742,6 +782,29 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
     // DEBUG: the HTTP line is the request's one INFO line; the audit log keeps the answer.
     tracing::debug!(request_id = %req.id, decision = response.decision.as_str(), "sign-in answered");
     Ok(new_status)
+}
+
+/// How often a device's "last used" is written: a minute is as precise as the pages show it.
+const USED_RESOLUTION_MS: i64 = 60 * 1000;
+
+/// The unit that stores a decision on `req` with its audit entries (see [`requests::Decide`]).
+fn decision(
+    req: &StoredRequest,
+    status: Status,
+    response_ts: i64,
+    used: Option<requests::Used>,
+    audit: Vec<crate::store::audit::OwnedAuditRow>,
+) -> requests::Decide {
+    requests::Decide {
+        id: req.id.as_str().to_owned(),
+        signin_id: req.signin_id.clone(),
+        upn: req.upn.clone(),
+        status,
+        response_ts,
+        now: now_ms(),
+        used,
+        audit,
+    }
 }
 
 /// A `new_device` request was answered: approval activates the device it names (if it waits

@@ -1,5 +1,5 @@
 //! The append-only audit log table.
-use super::{Pool, StoreResult};
+use super::{Conn, Pool, StoreError, StoreResult};
 
 /// One stored audit entry.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -32,7 +32,7 @@ pub struct NewAuditRow<'a> {
     pub actor: &'a str,
 }
 
-/// How often `append` retries after another writer took the same `seq` (PostgreSQL only).
+/// How often an insert tries again after another writer took the same `seq` (PostgreSQL only).
 const SEQ_RETRIES: usize = 100;
 
 /// An entry identical to the newest one with the same event and user (same account,
@@ -80,15 +80,27 @@ async fn count_repeat(pool: &Pool, e: &NewAuditRow<'_>) -> StoreResult<bool> {
 }
 
 async fn insert(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
+    let mut conn = pool.acquire().await?;
+    insert_on(&mut conn, e).await
+}
+
+/// Appends `e` on `conn`, inside or outside a transaction (a [`group_commit::Unit`]'s
+/// entries are written in its transaction, so that a decision and its audit entry commit
+/// together). Entries that name a request never collapse: no repeat lookup.
+///
+/// [`group_commit::Unit`]: super::group_commit::Unit
+pub async fn insert_on(conn: &mut Conn, e: NewAuditRow<'_>) -> StoreResult<()> {
     // `seq` is computed inside the INSERT, one statement. SQLite serializes writers, so it never
     // collides there; on PostgreSQL two concurrent writers can compute the same `seq`: the
-    // second waits for the first to commit, then fails on the primary key, and is retried
-    // (the audit order is the commit order, without gaps).
-    let mut attempt = 0;
-    loop {
+    // second waits for the first to commit, inserts nothing (`DO NOTHING`, which leaves its
+    // transaction usable), and tries again with a statement that sees the first's row (the
+    // audit order is the commit order, without gaps). `WHERE true` keeps SQLite from reading
+    // `ON` as a join's.
+    for _ in 0..SEQ_RETRIES {
         let inserted = sqlx::query(
             "INSERT INTO audit_log (seq, at, event, upn, account_id, request_id, outcome, actor) \
-             SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7 FROM audit_log",
+             SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7 FROM audit_log \
+             WHERE true ON CONFLICT (seq) DO NOTHING",
         )
         .bind(e.at)
         .bind(e.event)
@@ -97,15 +109,43 @@ async fn insert(pool: &Pool, e: NewAuditRow<'_>) -> StoreResult<()> {
         .bind(e.request_id)
         .bind(e.outcome)
         .bind(e.actor)
-        .execute(pool)
-        .await;
-        match inserted {
-            Ok(_) => return Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt < SEQ_RETRIES => {
-                attempt += 1;
-                tokio::task::yield_now().await;
-            }
-            Err(other) => return Err(other.into()),
+        .execute(&mut *conn)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(());
+        }
+        tokio::task::yield_now().await;
+    }
+    Err(StoreError::Corrupt(format!(
+        "audit entry not appended after {SEQ_RETRIES} tries: other writers took every seq"
+    )))
+}
+
+/// An audit entry a [`group_commit::Unit`] appends, owned (a unit outlives the request's
+/// borrows).
+///
+/// [`group_commit::Unit`]: super::group_commit::Unit
+#[derive(Debug, Clone)]
+pub struct OwnedAuditRow {
+    pub at: i64,
+    pub event: &'static str,
+    pub upn: Option<String>,
+    pub account_id: Option<String>,
+    pub request_id: Option<String>,
+    pub outcome: String,
+    pub actor: String,
+}
+
+impl OwnedAuditRow {
+    pub fn as_new(&self) -> NewAuditRow<'_> {
+        NewAuditRow {
+            at: self.at,
+            event: self.event,
+            upn: self.upn.as_deref(),
+            account_id: self.account_id.as_deref(),
+            request_id: self.request_id.as_deref(),
+            outcome: &self.outcome,
+            actor: &self.actor,
         }
     }
 }

@@ -98,6 +98,8 @@ pub struct Cache {
     device_keys: Mutex<LruCache<String, PublicKey>>,
     /// When "last seen" was last written for a device by this process (Unix ms).
     seen: Mutex<LruCache<String, i64>>,
+    /// When "last used" was last written for a device by this process (Unix ms).
+    used: Mutex<LruCache<String, i64>>,
 }
 
 impl Default for Cache {
@@ -106,6 +108,7 @@ impl Default for Cache {
             generational: Mutex::new(Generational::of(None)),
             device_keys: Mutex::new(bounded()),
             seen: Mutex::new(bounded()),
+            used: Mutex::new(bounded()),
         }
     }
 }
@@ -206,13 +209,27 @@ impl Cache {
     /// wrote it less than `resolution_ms` ago (the statement itself keeps the same rule across
     /// processes). Counts `now` as written when it says yes.
     pub fn seen_due(&self, account_id: &str, now: i64, resolution_ms: i64) -> bool {
-        let mut seen = lock(&self.seen);
-        match seen.get(account_id) {
-            Some(&at) if now.saturating_sub(at) < resolution_ms && now >= at => false,
-            _ => {
-                seen.put(account_id.to_owned(), now);
-                true
-            }
+        due(&self.seen, account_id, now, resolution_ms)
+    }
+
+    /// [`Cache::seen_due`] for "last used" (a device answered a sign-in).
+    pub fn used_due(&self, account_id: &str, now: i64, resolution_ms: i64) -> bool {
+        due(&self.used, account_id, now, resolution_ms)
+    }
+}
+
+fn due(
+    written: &Mutex<LruCache<String, i64>>,
+    account_id: &str,
+    now: i64,
+    resolution_ms: i64,
+) -> bool {
+    let mut written = lock(written);
+    match written.get(account_id) {
+        Some(&at) if now.saturating_sub(at) < resolution_ms && now >= at => false,
+        _ => {
+            written.put(account_id.to_owned(), now);
+            true
         }
     }
 }

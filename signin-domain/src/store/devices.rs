@@ -303,16 +303,6 @@ pub async fn all(pool: &Pool) -> StoreResult<Vec<DeviceSummary>> {
     Ok(rows.into_iter().map(summary).collect())
 }
 
-/// Records that the device answered a sign-in at `now` (its "last used").
-pub async fn touch(pool: &Pool, account_id: &str, now: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE devices SET last_used_at = $2 WHERE account_id = $1")
-        .bind(account_id)
-        .bind(now)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
 /// Where to push for an account.
 #[derive(Clone)]
 pub struct PushChannel {

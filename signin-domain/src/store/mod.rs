@@ -31,6 +31,7 @@ pub mod cache;
 pub mod devices;
 pub mod enrollment;
 pub mod fallback;
+pub mod group_commit;
 pub mod moving;
 pub mod notify;
 pub mod oidc;

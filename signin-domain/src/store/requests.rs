@@ -5,7 +5,9 @@ use authenticator_protocol::encoding::unb64_fixed;
 use authenticator_protocol::sign_in::{BrowserBinding, RequestKind};
 use authenticator_protocol::{AccountId, RequestId, UnixMillis};
 
-use crate::store::{from_db_ms, lock_user, Pool, StoreError, StoreResult};
+use crate::store::audit::{self, OwnedAuditRow};
+use crate::store::group_commit::{lock_user_for, Unit, UnitFuture};
+use crate::store::{from_db_ms, Backend, Conn, Pool, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -239,85 +241,92 @@ pub async fn expire_if_due(pool: &Pool, signin_id: &str, now: i64) -> StoreResul
 }
 
 /// One device's request of a new sign-in.
-pub struct NewRequest<'a> {
-    pub id: &'a RequestId,
-    pub account_id: &'a AccountId,
-    pub details: &'a str,
-    pub signature: &'a str,
-    pub nonce: &'a str,
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub id: RequestId,
+    pub account_id: AccountId,
+    pub details: String,
+    pub signature: String,
+    pub nonce: String,
 }
 
-/// What the requests of one new sign-in share.
-pub struct NewSignIn<'a> {
+/// A new sign-in: one request per device, stored with their `sign_in_started` audit entries in
+/// one transaction (a [`Unit`]: the writes of a start, group-committed). Its output is the id
+/// of the sign-in it superseded, if any.
+#[derive(Debug, Clone)]
+pub struct InsertSignIn {
     /// The id of the first request.
-    pub signin_id: &'a str,
-    pub client_id: &'a str,
-    pub upn: &'a str,
+    pub signin_id: String,
+    pub client_id: String,
+    pub upn: String,
     pub kind: RequestKind,
-    pub number: &'a str,
+    pub number: String,
     pub number_matching: bool,
     pub created_at: i64,
     pub expires_at: i64,
     /// The earlier sign-in this one replaces ("resend"): superseded only if it is still
     /// pending and was started for the same user by the same application.
-    pub replaces: Option<&'a str>,
+    pub replaces: Option<String>,
     /// On a `new_device` notice: the device it asks about.
-    pub subject: Option<&'a str>,
+    pub subject: Option<String>,
+    pub requests: Vec<NewRequest>,
+    pub audit: Vec<OwnedAuditRow>,
 }
 
-/// Stores a sign-in as one request per device, in one transaction; returns the id of the
-/// sign-in it superseded, if any.
-pub async fn insert_sign_in(
-    pool: &Pool,
-    sign_in: &NewSignIn<'_>,
-    per_device: &[NewRequest<'_>],
-) -> StoreResult<Option<String>> {
-    let mut tx = pool.begin().await?;
-    let mut superseded = None;
-    if let Some(old) = sign_in.replaces {
-        // Read-then-write about the user's pending sign-ins: serialized per user. A start
-        // that replaces nothing only inserts, and takes no lock.
-        lock_user(&mut tx, sign_in.upn).await?;
-        let done = sqlx::query(
-            "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
-             WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending'",
-        )
-        .bind(old)
-        .bind(sign_in.upn)
-        .bind(sign_in.client_id)
-        .bind(sign_in.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() > 0 {
-            superseded = Some(old.to_owned());
-        }
+impl Unit for InsertSignIn {
+    type Output = Option<String>;
+
+    fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, Option<String>> {
+        Box::pin(async move {
+            let mut superseded = None;
+            if let Some(old) = &self.replaces {
+                // Read-then-write about the user's pending sign-ins: serialized per user. A
+                // start that replaces nothing only inserts, and takes no lock.
+                lock_user_for(conn, backend, &self.upn).await?;
+                let done = sqlx::query(
+                    "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
+                     WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending'",
+                )
+                .bind(old)
+                .bind(&self.upn)
+                .bind(&self.client_id)
+                .bind(self.created_at)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() > 0 {
+                    superseded = Some(old.clone());
+                }
+            }
+            for new in &self.requests {
+                sqlx::query(
+                    "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, \
+                     kind, details, signature, number, nonce, number_matching, created_at, \
+                     expires_at, status, wrong_attempts, subject_account_id) VALUES ($1, $2, \
+                     $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 0, $14)",
+                )
+                .bind(new.id.as_str())
+                .bind(&self.signin_id)
+                .bind(&self.client_id)
+                .bind(new.account_id.as_str())
+                .bind(&self.upn)
+                .bind(kind_str(self.kind))
+                .bind(&new.details)
+                .bind(&new.signature)
+                .bind(&self.number)
+                .bind(&new.nonce)
+                .bind(i64::from(self.number_matching))
+                .bind(self.created_at)
+                .bind(self.expires_at)
+                .bind(self.subject.as_deref())
+                .execute(&mut *conn)
+                .await?;
+            }
+            for row in &self.audit {
+                audit::insert_on(conn, row.as_new()).await?;
+            }
+            Ok(superseded)
+        })
     }
-    for new in per_device {
-        sqlx::query(
-            "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, kind, \
-             details, signature, number, nonce, number_matching, created_at, expires_at, \
-             status, wrong_attempts, subject_account_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 0, $14)",
-        )
-        .bind(new.id.as_str())
-        .bind(sign_in.signin_id)
-        .bind(sign_in.client_id)
-        .bind(new.account_id.as_str())
-        .bind(sign_in.upn)
-        .bind(kind_str(sign_in.kind))
-        .bind(new.details)
-        .bind(new.signature)
-        .bind(sign_in.number)
-        .bind(new.nonce)
-        .bind(i64::from(sign_in.number_matching))
-        .bind(sign_in.created_at)
-        .bind(sign_in.expires_at)
-        .bind(sign_in.subject)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(superseded)
 }
 
 /// The ids of the account's requests pending and unexpired at `now`, oldest first; `None`
@@ -359,92 +368,133 @@ pub async fn pending_until(pool: &Pool, id: &RequestId, now: i64) -> StoreResult
     })
 }
 
-/// Counts a wrong number answered on request `req` (whose last response must be older than
-/// `response_ts`). The count is the sign-in's, across all its devices: at `max` every one of
-/// its requests fails. `None` if `req` was not pending (someone answered, or a later
-/// response came first). Otherwise the count and the new status.
-pub async fn record_wrong_number(
-    pool: &Pool,
-    req: &StoredRequest,
-    response_ts: i64,
-    max: u32,
-    now: i64,
-) -> StoreResult<Option<(u32, Status)>> {
-    let mut tx = pool.begin().await?;
-    lock_user(&mut tx, &req.upn).await?;
-    let claimed = sqlx::query(
-        "UPDATE signin_requests SET last_response_ts = $2 \
-         WHERE id = $1 AND status = 'pending' \
-         AND (last_response_ts IS NULL OR last_response_ts < $2)",
-    )
-    .bind(req.id.as_str())
-    .bind(response_ts)
-    .execute(&mut *tx)
-    .await?;
-    if claimed.rows_affected() != 1 {
-        return Ok(None);
-    }
-    sqlx::query(
-        "UPDATE signin_requests SET wrong_attempts = wrong_attempts + 1, \
-         status = CASE WHEN wrong_attempts + 1 >= $2 THEN 'failed' ELSE status END, \
-         decided_at = CASE WHEN wrong_attempts + 1 >= $2 THEN $3 ELSE decided_at END \
-         WHERE signin_id = $1 AND status = 'pending'",
-    )
-    .bind(&req.signin_id)
-    .bind(i64::from(max))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let (attempts, status): (i64, String) =
-        sqlx::query_as("SELECT wrong_attempts, status FROM signin_requests WHERE id = $1")
-            .bind(req.id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    Ok(Some((
-        u32::try_from(attempts).unwrap_or(u32::MAX),
-        Status::parse(&status)
-            .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?,
-    )))
+/// The device that answered, for its "last used" (written in the answer's transaction).
+#[derive(Debug, Clone)]
+pub struct Used {
+    pub account_id: String,
+    pub at: i64,
 }
 
-/// Stores the decision on request `req` if it is still pending, unexpired and its last
-/// response is older; the sign-in's other devices' requests are closed in the same
-/// transaction (the first answer wins). Whether the decision was stored.
-pub async fn decide(
-    pool: &Pool,
-    req: &StoredRequest,
-    status: Status,
-    response_ts: i64,
-    now: i64,
-) -> StoreResult<bool> {
-    let mut tx = pool.begin().await?;
-    lock_user(&mut tx, &req.upn).await?;
-    let done = sqlx::query(
-        "UPDATE signin_requests SET status = $2, last_response_ts = $3, decided_at = $4 \
-         WHERE id = $1 AND status = 'pending' AND expires_at > $4 \
-         AND (last_response_ts IS NULL OR last_response_ts < $3)",
-    )
-    .bind(req.id.as_str())
-    .bind(status.as_str())
-    .bind(response_ts)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Ok(false);
+async fn mark_used(conn: &mut Conn, used: &Option<Used>) -> StoreResult<()> {
+    if let Some(u) = used {
+        sqlx::query("UPDATE devices SET last_used_at = $2 WHERE account_id = $1")
+            .bind(&u.account_id)
+            .bind(u.at)
+            .execute(&mut *conn)
+            .await?;
     }
-    sqlx::query(
-        "UPDATE signin_requests SET status = 'closed', decided_at = $3 \
-         WHERE signin_id = $1 AND id <> $2 AND status = 'pending'",
-    )
-    .bind(&req.signin_id)
-    .bind(req.id.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
+}
+
+/// A wrong number answered on request `id` (whose last response must be older than
+/// `response_ts`), counted with its audit entries in one transaction. The count is the
+/// sign-in's, across all its devices: at `max` every one of its requests fails. Output: `None`
+/// if the request was not pending (someone answered, or a later response came first; nothing
+/// is written then, not even "last used"), else the count and the new status. `audit` is
+/// called with them and gives the entries to append.
+pub struct WrongNumber {
+    pub id: String,
+    pub signin_id: String,
+    pub upn: String,
+    pub response_ts: i64,
+    pub max: u32,
+    pub now: i64,
+    pub used: Option<Used>,
+    #[allow(clippy::type_complexity)]
+    pub audit: Box<dyn Fn(u32, Status) -> Vec<OwnedAuditRow> + Send + Sync>,
+}
+
+impl Unit for WrongNumber {
+    type Output = Option<(u32, Status)>;
+
+    fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, Self::Output> {
+        Box::pin(async move {
+            lock_user_for(conn, backend, &self.upn).await?;
+            // One statement: the claim on this request (pending, an older last response) and
+            // the count on every pending request of the sign-in.
+            let counted: Vec<(String, i64, String)> = sqlx::query_as(
+                "UPDATE signin_requests SET wrong_attempts = wrong_attempts + 1, \
+                 status = CASE WHEN wrong_attempts + 1 >= $4 THEN 'failed' ELSE status END, \
+                 decided_at = CASE WHEN wrong_attempts + 1 >= $4 THEN $5 ELSE decided_at END, \
+                 last_response_ts = CASE WHEN id = $2 THEN $3 ELSE last_response_ts END \
+                 WHERE signin_id = $1 AND status = 'pending' AND EXISTS (\
+                 SELECT 1 FROM signin_requests d WHERE d.id = $2 AND d.signin_id = $1 \
+                 AND d.status = 'pending' \
+                 AND (d.last_response_ts IS NULL OR d.last_response_ts < $3)) \
+                 RETURNING id, wrong_attempts, status",
+            )
+            .bind(&self.signin_id)
+            .bind(&self.id)
+            .bind(self.response_ts)
+            .bind(i64::from(self.max))
+            .bind(self.now)
+            .fetch_all(&mut *conn)
+            .await?;
+            let Some((_, attempts, status)) = counted.into_iter().find(|(id, ..)| *id == self.id)
+            else {
+                return Ok(None);
+            };
+            mark_used(conn, &self.used).await?;
+            let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+            let status = Status::parse(&status)
+                .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?;
+            for row in (self.audit)(attempts, status) {
+                audit::insert_on(conn, row.as_new()).await?;
+            }
+            Ok(Some((attempts, status)))
+        })
+    }
+}
+
+/// The decision on request `id`, stored if it is still pending, unexpired and its last
+/// response is older; the sign-in's other devices' requests are closed by the same statement
+/// (the first answer wins), and the audit entries and the device's "last used" are written in
+/// the same transaction. Output: whether the decision was stored (nothing is written if not).
+#[derive(Debug, Clone)]
+pub struct Decide {
+    pub id: String,
+    pub signin_id: String,
+    pub upn: String,
+    pub status: Status,
+    pub response_ts: i64,
+    pub now: i64,
+    pub used: Option<Used>,
+    pub audit: Vec<OwnedAuditRow>,
+}
+
+impl Unit for Decide {
+    type Output = bool;
+
+    fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, bool> {
+        Box::pin(async move {
+            lock_user_for(conn, backend, &self.upn).await?;
+            let done = sqlx::query(
+                "UPDATE signin_requests SET \
+                 status = CASE WHEN id = $2 THEN $3 ELSE 'closed' END, \
+                 last_response_ts = CASE WHEN id = $2 THEN $4 ELSE last_response_ts END, \
+                 decided_at = $5 \
+                 WHERE signin_id = $1 AND status = 'pending' AND EXISTS (\
+                 SELECT 1 FROM signin_requests d WHERE d.id = $2 AND d.signin_id = $1 \
+                 AND d.status = 'pending' AND d.expires_at > $5 \
+                 AND (d.last_response_ts IS NULL OR d.last_response_ts < $4))",
+            )
+            .bind(&self.signin_id)
+            .bind(&self.id)
+            .bind(self.status.as_str())
+            .bind(self.response_ts)
+            .bind(self.now)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            mark_used(conn, &self.used).await?;
+            for row in &self.audit {
+                audit::insert_on(conn, row.as_new()).await?;
+            }
+            Ok(true)
+        })
+    }
 }
 
 /// Ends every pending request of `upn` (after "this wasn't me"); returns the sign-ins ended.

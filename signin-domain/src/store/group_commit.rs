@@ -1,0 +1,362 @@
+//! Group commit: the hot path's writes as units that concurrent requests share one
+//! transaction and one commit for.
+//!
+//! A [`Unit`] is everything one request writes (an answer's decision with its audit entry, a
+//! start's requests with theirs), run on one connection inside a transaction. On SQLite the
+//! [`Writer`] owns one connection and runs the units queued while the previous group was
+//! committing as one group: `BEGIN IMMEDIATE`, each unit, one `COMMIT` (one WAL write, and one
+//! sync when `synchronous = FULL`). SQLite has one writer at a time anyway, so one connection
+//! that never waits for the write lock loses nothing, and the units no longer contend for it.
+//! Each unit's caller hears back only after the commit: nothing is acknowledged that a crash
+//! could take back. If any unit of a group fails, the group is rolled back and every unit of it
+//! runs again alone (units are re-runnable: they read what they need inside the transaction),
+//! so one unit's failure never takes another's writes with it.
+//!
+//! On PostgreSQL each unit runs in its own transaction on a pooled connection: several server
+//! instances share the database, a shared transaction would hold many users' row locks at once
+//! across instances, and PostgreSQL already groups concurrent commits' WAL flushes itself.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Backend, Conn, Pool, StoreError, StoreResult};
+
+/// What a unit's `run` returns: a future borrowing the unit and the connection.
+pub type UnitFuture<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+
+/// The writes of one request, run inside a transaction the [`Writer`] opened. A unit may run
+/// more than once (after another unit of its group failed): it must read inside the
+/// transaction whatever its writes depend on, and report outcomes (e.g. "someone else answered
+/// first") in its output, not as an error. An error rolls back its whole group.
+pub trait Unit: Send + Sync + 'static {
+    type Output: Send + 'static;
+    /// `backend` says whether the transaction already holds the database's write lock
+    /// (SQLite: yes, `BEGIN IMMEDIATE`) or rows must be locked (PostgreSQL: [`lock_user`]).
+    ///
+    /// [`lock_user`]: super::lock_user
+    fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, Self::Output>;
+}
+
+/// Takes the user's lock where the transaction does not already serialize writers: a no-op in
+/// a SQLite group (`BEGIN IMMEDIATE` holds the write lock), [`super::lock_user`] on PostgreSQL.
+pub async fn lock_user_for(conn: &mut Conn, backend: Backend, upn: &str) -> StoreResult<()> {
+    match backend {
+        Backend::Sqlite => Ok(()),
+        Backend::Postgres => super::lock_user(conn, upn).await,
+    }
+}
+
+/// How many queued units one SQLite transaction takes at most.
+const MAX_GROUP: usize = 128;
+
+/// Runs [`Unit`]s: grouped on SQLite, one transaction each on PostgreSQL. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    pool: Pool,
+    backend: Backend,
+    /// The SQLite writer task's queue (`None` on PostgreSQL).
+    queue: Option<mpsc::UnboundedSender<Box<dyn Job>>>,
+    counts: Arc<Counts>,
+}
+
+/// Units committed and the commits they took (`GET /debug/statements` shows both).
+#[derive(Debug, Default)]
+struct Counts {
+    units: AtomicU64,
+    commits: AtomicU64,
+}
+
+impl Counts {
+    fn committed(&self, units: usize) {
+        self.units.fetch_add(units as u64, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// A writer for `pool`. On SQLite it starts the writer task (on the current tokio
+    /// runtime), which ends when the last clone of the writer is dropped.
+    pub fn start(pool: Pool) -> Writer {
+        let backend = match pool.connect_options().database_url.scheme() {
+            "postgres" | "postgresql" => Backend::Postgres,
+            _ => Backend::Sqlite,
+        };
+        let counts = Arc::new(Counts::default());
+        let queue = (backend == Backend::Sqlite).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_groups(pool.clone(), rx, counts.clone()));
+            tx
+        });
+        Writer {
+            pool,
+            backend,
+            queue,
+            counts,
+        }
+    }
+
+    /// Units committed so far and the commits they took: under load a commit carries several.
+    pub fn committed(&self) -> (u64, u64) {
+        (
+            self.counts.units.load(Ordering::Relaxed),
+            self.counts.commits.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `unit` and returns its output once its transaction has committed.
+    pub async fn run<U: Unit>(&self, unit: U) -> StoreResult<U::Output> {
+        let Some(queue) = &self.queue else {
+            let mut tx = self.pool.begin().await?;
+            let out = unit.run(&mut tx, self.backend).await?;
+            tx.commit().await?;
+            self.counts.committed(1);
+            return Ok(out);
+        };
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Box::new(Queued {
+                unit,
+                out: None,
+                reply,
+            }))
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Corrupt("the database writer stopped".into())
+}
+
+/// A queued unit with its caller's reply, its type erased.
+trait Job: Send {
+    /// Runs the unit, keeping its output for [`Job::reply`].
+    fn run<'c>(&'c mut self, conn: &'c mut Conn) -> UnitFuture<'c, ()>;
+    /// Answers the caller: the kept output, or `failure`.
+    fn reply(self: Box<Self>, failure: Option<StoreError>);
+}
+
+struct Queued<U: Unit> {
+    unit: U,
+    out: Option<U::Output>,
+    reply: oneshot::Sender<StoreResult<U::Output>>,
+}
+
+impl<U: Unit> Job for Queued<U> {
+    fn run<'c>(&'c mut self, conn: &'c mut Conn) -> UnitFuture<'c, ()> {
+        Box::pin(async move {
+            self.out = Some(self.unit.run(conn, Backend::Sqlite).await?);
+            Ok(())
+        })
+    }
+
+    fn reply(self: Box<Self>, failure: Option<StoreError>) {
+        let result = match (failure, self.out) {
+            (Some(e), _) => Err(e),
+            (None, Some(out)) => Ok(out),
+            (None, None) => Err(StoreError::Corrupt(
+                "a unit committed without running".into(),
+            )),
+        };
+        // A caller that went away (its request was cancelled) needs no answer.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The SQLite writer task: takes every unit queued by now (up to [`MAX_GROUP`]), runs them as
+/// one transaction, answers them all after the commit; then the next group.
+async fn write_groups(
+    pool: Pool,
+    mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    counts: Arc<Counts>,
+) {
+    let mut conn = None;
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match pool.acquire().await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    let message = e.to_string();
+                    for job in group {
+                        job.reply(Some(StoreError::Database(sqlx::Error::Protocol(
+                            message.clone(),
+                        ))));
+                    }
+                    continue;
+                }
+            },
+        };
+        match run_group(c, &mut group).await {
+            Ok(()) => {
+                counts.committed(group.len());
+                group.into_iter().for_each(|job| job.reply(None));
+            }
+            Err(first_failure) => {
+                if group.len() == 1 {
+                    if let Some(job) = group.pop() {
+                        job.reply(Some(first_failure));
+                    }
+                } else {
+                    // Each alone, so that only the failing unit fails.
+                    for mut job in group {
+                        let alone = run_group(c, std::slice::from_mut(&mut job)).await;
+                        if alone.is_ok() {
+                            counts.committed(1);
+                        }
+                        job.reply(alone.err());
+                    }
+                }
+                // The failure may have been the connection's: take a fresh one next time.
+                conn = None;
+            }
+        }
+    }
+}
+
+/// `BEGIN IMMEDIATE`, the units, `COMMIT`; rolled back if any of it fails.
+async fn run_group(conn: &mut Conn, group: &mut [Box<dyn Job>]) -> StoreResult<()> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let mut outcome = Ok(());
+    for job in group.iter_mut() {
+        if let Err(e) = job.run(conn).await {
+            outcome = Err(e);
+            break;
+        }
+    }
+    if outcome.is_ok() {
+        outcome = sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from);
+    }
+    if outcome.is_err() {
+        // Nothing of the group stays (a failed COMMIT may have left the transaction open).
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDatabase;
+
+    /// Writes one setting; `fail` then runs a statement that fails, after its write.
+    struct Put {
+        name: String,
+        fail: bool,
+    }
+
+    impl Unit for Put {
+        type Output = String;
+
+        fn run<'c>(&'c self, conn: &'c mut Conn, _: Backend) -> UnitFuture<'c, String> {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO settings (name, value) VALUES ($1, 'v')")
+                    .bind(&self.name)
+                    .execute(&mut *conn)
+                    .await?;
+                if self.fail {
+                    sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(self.name.clone())
+            })
+        }
+    }
+
+    async fn setting(pool: &Pool, name: &str) -> Option<String> {
+        crate::store::get_setting(pool, name).await.unwrap()
+    }
+
+    /// 40 units queued at once (the test runtime runs them all before the writer task) share
+    /// commits; the one that fails is the only one whose write is missing, and each caller
+    /// hears its own outcome.
+    #[tokio::test]
+    async fn units_queued_together_share_a_commit_and_a_failing_one_takes_only_its_own_writes() {
+        let db = TestDatabase::create().await.unwrap();
+        let pool = crate::store::connect(&db.url).await.unwrap();
+        let writer = Writer::start(pool.clone());
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .run(Put {
+                            name: format!("test-{i}"),
+                            fail: i == 17,
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let outcome = task.await.unwrap();
+            if i == 17 {
+                assert!(outcome.is_err(), "the failing unit reports its error");
+                assert_eq!(setting(&pool, "test-17").await, None);
+            } else {
+                assert_eq!(outcome.unwrap(), format!("test-{i}"));
+                assert_eq!(
+                    setting(&pool, &format!("test-{i}")).await.as_deref(),
+                    Some("v")
+                );
+            }
+        }
+        let (units, commits) = writer.committed();
+        assert_eq!(units, 39);
+        if db.backend == Backend::Sqlite {
+            // All 40 were one group; it failed, was rolled back and ran again unit by unit.
+            assert_eq!(commits, 39);
+            // Ten more queued together: one group, one commit.
+            let tasks: Vec<_> = (0..10)
+                .map(|i| {
+                    let writer = writer.clone();
+                    tokio::spawn(async move {
+                        writer
+                            .run(Put {
+                                name: format!("again-{i}"),
+                                fail: false,
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap().unwrap();
+            }
+            let (after_units, after_commits) = writer.committed();
+            assert_eq!(after_units, 49);
+            assert_eq!(
+                after_commits - commits,
+                1,
+                "ten units queued together, one commit"
+            );
+        }
+    }
+}
