@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authenticator_protocol::sign_in::{Decision, SignedRequestDetails};
+use authenticator_protocol::wire::MAX_WRONG_NUMBERS;
 use authenticator_protocol::UnixMillis;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -235,9 +236,9 @@ const LOAD_USERS: usize = 16;
 const LOAD_ROUNDS: usize = 3;
 /// Answers a round's server must acknowledge before its kill may come: the least each round
 /// checks, so that the test cannot pass on an idle server.
-const LOAD_MIN_ANSWERS: usize = 40;
+const LOAD_MIN_ANSWERS: usize = 60;
 /// After those, the kill comes at a seeded random moment within this long.
-const LOAD_KILL_SPREAD_MS: u64 = 1500;
+const LOAD_KILL_SPREAD_MS: u64 = 3000;
 /// A round whose server has not acknowledged `LOAD_MIN_ANSWERS` by then is killed anyway, and
 /// fails its count (a liveness bound, not a timing check).
 const LOAD_GUARD: Duration = Duration::from_secs(30);
@@ -249,7 +250,7 @@ enum Plan {
     Deny,
     /// A wrong number, then the right one.
     WrongThenApprove,
-    /// Three wrong numbers: the sign-in fails.
+    /// Wrong numbers until the sign-in fails (`MAX_WRONG_NUMBERS`).
     ThreeWrong,
     /// The same approval sent twice at once (a phone retrying): one is stored, the other is
     /// refused — a unit of the same group of writes that stores nothing.
@@ -272,10 +273,10 @@ impl Plan {
 #[derive(Debug)]
 struct AckedSignIn {
     upn: String,
-    /// Wrong numbers it answered `wrong_number` (or, the last, `request_failed`) to.
+    /// Wrong numbers it answered `wrong_number` (or, the last allowed, `request_failed`) to.
     wrong_numbers: usize,
     /// The end it answered: `approved` or `denied` (200 with that status), `failed` (the
-    /// third wrong number's `request_failed`).
+    /// last allowed wrong number's `request_failed`).
     outcome: Option<&'static str>,
 }
 
@@ -287,6 +288,14 @@ struct Ledger {
     /// Starts and answers (decisions and wrong numbers) acknowledged in the current round.
     round_starts: usize,
     round_answers: usize,
+}
+
+/// The ledger, also after a worker panicked holding it (the test then fails with that
+/// worker's panic, not with the poisoned lock's).
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Ledger {
@@ -309,8 +318,12 @@ impl Ledger {
         assert_eq!(reply.0, StatusCode::BAD_REQUEST, "{id}: {:?}", reply.1);
         let acked = self.acked(id);
         acked.wrong_numbers += 1;
-        let last = acked.wrong_numbers == 3;
-        let error = if last { "request_failed" } else { "wrong_number" };
+        let last = acked.wrong_numbers == MAX_WRONG_NUMBERS as usize;
+        let error = if last {
+            "request_failed"
+        } else {
+            "wrong_number"
+        };
         assert_eq!(reply.1["error"], error, "{id}: {acked:?}: {:?}", reply.1);
         if last {
             acked.outcome = Some("failed");
@@ -423,7 +436,7 @@ impl LoadWorker {
         let id = started.1["id"].as_str().unwrap().to_owned();
         let number = started.1["number"].as_str().unwrap().to_owned();
         {
-            let mut ledger = ledger.lock().unwrap();
+            let mut ledger = lock(ledger);
             let upn = self.upn.clone();
             let before = ledger.sign_ins.insert(
                 id.clone(),
@@ -464,24 +477,24 @@ impl LoadWorker {
                     _ => (Decision::Deny, "denied", None),
                 };
                 let reply = self.respond(c, &fetched, decision, typed).await?;
-                ledger.lock().unwrap().decided(&id, asked, &reply);
+                lock(ledger).decided(&id, asked, &reply);
             }
             Plan::WrongThenApprove => {
                 let reply = self
                     .respond(c, &fetched, Decision::Approve, Some(&wrong))
                     .await?;
-                ledger.lock().unwrap().wrong_number(&id, &reply);
+                lock(ledger).wrong_number(&id, &reply);
                 let reply = self
                     .respond(c, &fetched, Decision::Approve, Some(&number))
                     .await?;
-                ledger.lock().unwrap().decided(&id, "approved", &reply);
+                lock(ledger).decided(&id, "approved", &reply);
             }
             Plan::ThreeWrong => {
-                for _ in 0..3 {
+                for _ in 0..MAX_WRONG_NUMBERS {
                     let reply = self
                         .respond(c, &fetched, Decision::Approve, Some(&wrong))
                         .await?;
-                    ledger.lock().unwrap().wrong_number(&id, &reply);
+                    lock(ledger).wrong_number(&id, &reply);
                 }
             }
             Plan::ApproveTwice => {
@@ -496,7 +509,7 @@ impl LoadWorker {
                 assert!(won <= 1, "{id}: one approval stored twice: {replies:?}");
                 for r in &replies {
                     if r.0 == StatusCode::OK {
-                        ledger.lock().unwrap().decided(&id, "approved", r);
+                        lock(ledger).decided(&id, "approved", r);
                     } else {
                         assert_eq!(r.0, StatusCode::CONFLICT, "{id}: {replies:?}");
                         assert!(
@@ -544,8 +557,7 @@ impl LoadWorker {
             Decision::Approve => &self.phone.passwordless,
             _ => &self.phone.device,
         };
-        self.phone
-            .response(f, decision, typed, key, UnixMillis(ts))
+        self.phone.response(f, decision, typed, key, UnixMillis(ts))
     }
 
     async fn respond(
@@ -664,7 +676,7 @@ async fn a_server_killed_under_load_loses_no_answered_sign_in_and_no_audit_entry
 
     for round in 1..=LOAD_ROUNDS {
         {
-            let mut ledger = ledger.lock().unwrap();
+            let mut ledger = lock(&ledger);
             ledger.round_starts = 0;
             ledger.round_answers = 0;
         }
@@ -683,7 +695,7 @@ async fn a_server_killed_under_load_loses_no_answered_sign_in_and_no_audit_entry
         // The kill: once the round has its answers, at a seeded random moment after.
         let spread = Duration::from_millis(rng.gen_range(0..LOAD_KILL_SPREAD_MS));
         let t = Instant::now();
-        while ledger.lock().unwrap().round_answers < LOAD_MIN_ANSWERS
+        while lock(&ledger).round_answers < LOAD_MIN_ANSWERS
             && ended.load(Ordering::SeqCst) == 0
             && t.elapsed() < LOAD_GUARD
         {
@@ -721,7 +733,7 @@ async fn a_server_killed_under_load_loses_no_answered_sign_in_and_no_audit_entry
         assert_eq!(health.status, StatusCode::OK, "round {round}: not healthy");
 
         // Every worker has ended: the ledger is complete for this round.
-        let acked = std::mem::take(&mut *ledger.lock().unwrap());
+        let acked = std::mem::take(&mut *lock(&ledger));
         let context = format!("round {round} (killed {load_time:?} into the round)");
         let answers = check_acknowledged(&h, &acked, &context).await;
         println!(
@@ -737,6 +749,6 @@ async fn a_server_killed_under_load_loses_no_answered_sign_in_and_no_audit_entry
             "{context}: only {} answers acknowledged before the kill",
             acked.round_answers
         );
-        *ledger.lock().unwrap() = acked;
+        *lock(&ledger) = acked;
     }
 }
