@@ -260,7 +260,9 @@ impl Dispatcher {
     }
 
     /// [`Delivery::deliver`] to a push channel the caller read in this request (the sign-in
-    /// start reads it with the user's devices), so the push task does not read it again.
+    /// start reads it with the user's devices), so the push task does not read it again. The
+    /// caller stored the long-poll's `queued` entry ([`queued_entry`]) with the request, in
+    /// the same transaction, so the push task does not write it either.
     pub fn deliver_to(&self, envelope: &PushEnvelope, channel: devices::PushChannel) {
         self.spawn_push(envelope, Some(channel));
     }
@@ -302,6 +304,21 @@ impl Delivery for Dispatcher {
     fn deliver(&self, envelope: &PushEnvelope) {
         self.spawn_push(envelope, None);
     }
+}
+
+/// The `push_delivery` entry of a request queued for long-poll (every request is), for a
+/// caller that stores it with the request ([`Dispatcher::deliver_to`]).
+pub fn queued_entry(upn: &str, envelope: &PushEnvelope) -> crate::store::audit::OwnedAuditRow {
+    audit::owned(
+        Event::PushDelivery,
+        audit::Entry {
+            upn: Some(upn),
+            account_id: Some(envelope.account_id.as_str()),
+            request_id: Some(envelope.request_id.as_str()),
+            outcome: &outcome(KIND_LONGPOLL, "queued"),
+            actor: None,
+        },
+    )
 }
 
 /// The audit outcome text of one transport's result: `<kind>:<outcome>`.
@@ -347,6 +364,7 @@ impl Inner {
         envelope: &PushEnvelope,
         known: Option<devices::PushChannel>,
     ) -> anyhow::Result<()> {
+        let queued_recorded = known.is_some();
         let channel = match known {
             Some(channel) => Some(channel),
             None => devices::push_channel(&self.pool, &envelope.account_id).await?,
@@ -361,13 +379,15 @@ impl Inner {
             return Ok(());
         };
         // Long-poll was woken synchronously in `deliver`; the device fetches when it polls.
-        self.record(
-            Event::PushDelivery,
-            &upn,
-            envelope,
-            &outcome(KIND_LONGPOLL, "queued"),
-        )
-        .await?;
+        if !queued_recorded {
+            self.record(
+                Event::PushDelivery,
+                &upn,
+                envelope,
+                &outcome(KIND_LONGPOLL, "queued"),
+            )
+            .await?;
+        }
         if kind == KIND_LONGPOLL || kind.is_empty() {
             return Ok(());
         }

@@ -321,8 +321,14 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
             nonce: p.nonce.clone(),
         })
         .collect();
-    // The requests and their `sign_in_started` entries commit together, before any push.
-    let audit = prepared
+    // The requests and their `sign_in_started` entries commit together, before any push; so
+    // do the long-poll's `queued` entries of the accounts whose push channel the caller read
+    // (their push tasks then do not write them).
+    let envelopes: Vec<PushEnvelope> = prepared
+        .iter()
+        .map(|p| PushEnvelope::new(p.account_id.clone(), p.id.clone()))
+        .collect();
+    let mut audit: Vec<_> = prepared
         .iter()
         .map(|p| {
             audit::owned(
@@ -337,6 +343,11 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
             )
         })
         .collect();
+    for (envelope, (_, channel)) in envelopes.iter().zip(&o.accounts) {
+        if let Some(channel) = channel {
+            audit.push(crate::delivery::push::queued_entry(&channel.upn, envelope));
+        }
+    }
     let superseded = state
         .writer
         .run(InsertSignIn {
@@ -357,11 +368,10 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
     if let Some(old) = &superseded {
         state.request_waiters.wake(old);
     }
-    for (p, (_, channel)) in prepared.iter().zip(&o.accounts) {
-        let envelope = PushEnvelope::new(p.account_id.clone(), p.id.clone());
+    for (envelope, (_, channel)) in envelopes.iter().zip(&o.accounts) {
         match channel {
-            Some(channel) => state.dispatcher.deliver_to(&envelope, channel.clone()),
-            None => state.dispatcher.deliver(&envelope),
+            Some(channel) => state.dispatcher.deliver_to(envelope, channel.clone()),
+            None => state.dispatcher.deliver(envelope),
         }
     }
     // DEBUG: the request's HTTP line is the one INFO line (the audit log keeps the event).
@@ -719,10 +729,8 @@ pub async fn answer(state: &AppState, id: &str, body: &ResponseBody) -> Result<S
                 max: MAX_WRONG_NUMBERS,
                 now,
                 used,
-                audit: Box::new(move |_, status| match status {
-                    Status::Failed => vec![wrong.clone(), failed.clone()],
-                    _ => vec![wrong.clone()],
-                }),
+                wrong,
+                failed,
             })
             .await?;
         let Some((attempts, status)) = counted else {

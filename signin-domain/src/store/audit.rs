@@ -1,4 +1,5 @@
 //! The append-only audit log table.
+use super::group_commit::Batch;
 use super::{Conn, Pool, StoreError, StoreResult};
 
 /// One stored audit entry.
@@ -137,6 +138,26 @@ pub struct OwnedAuditRow {
 }
 
 impl OwnedAuditRow {
+    /// Appends the insert of this entry to a SQLite batch, which inserts it only if `only_if`
+    /// (an SQL condition, e.g. `changes() > 0`) holds. In a group-commit transaction on
+    /// SQLite no other writer runs, so `MAX(seq) + 1` is free.
+    pub fn push_insert(&self, batch: &mut Batch, only_if: &str) {
+        let values = [
+            batch.int(self.at),
+            batch.text(self.event),
+            batch.opt_text(self.upn.as_deref()),
+            batch.opt_text(self.account_id.as_deref()),
+            batch.opt_text(self.request_id.as_deref()),
+            batch.text(&self.outcome),
+            batch.text(&self.actor),
+        ]
+        .join(", ");
+        batch.push(&format!(
+            "INSERT INTO audit_log (seq, at, event, upn, account_id, request_id, outcome, actor) \
+             SELECT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log), {values} WHERE {only_if}"
+        ));
+    }
+
     pub fn as_new(&self) -> NewAuditRow<'_> {
         NewAuditRow {
             at: self.at,

@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use sqlx::any::AnyRow;
+
 use super::{Backend, Conn, Pool, StoreError, StoreResult};
 
 /// What a unit's `run` returns: a future borrowing the unit and the connection.
@@ -38,6 +40,64 @@ pub trait Unit: Send + Sync + 'static {
     ///
     /// [`lock_user`]: super::lock_user
     fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, Self::Output>;
+
+    /// The same writes as one SQLite [`Batch`] (several statements, one call to the database's
+    /// thread), when they need no decision between statements; `None`: [`Unit::run`].
+    fn batch(&self) -> Option<Batch> {
+        None
+    }
+
+    /// The output of a [`Unit::batch`] from the rows its statements returned.
+    fn output_of(&self, _rows: Vec<AnyRow>) -> StoreResult<Self::Output> {
+        Err(StoreError::Corrupt(
+            "a unit without a batch ran as one".into(),
+        ))
+    }
+}
+
+/// A value bound to a [`Batch`]'s `$n`.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    OptText(Option<String>),
+}
+
+/// Several SQL statements run as one call on SQLite (sqlx runs every statement of a query
+/// string on the connection's thread, binding `$n` to the n-th argument in each of them).
+/// Statements may return rows (`RETURNING`); the unit reads them all in [`Unit::output_of`].
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub sql: String,
+    pub args: Vec<Arg>,
+}
+
+impl Batch {
+    /// Binds `arg` to the next `$n`; returns `$n` for the SQL text.
+    pub fn bind(&mut self, arg: Arg) -> String {
+        self.args.push(arg);
+        format!("${}", self.args.len())
+    }
+
+    pub fn int(&mut self, v: i64) -> String {
+        self.bind(Arg::Int(v))
+    }
+
+    pub fn text(&mut self, v: &str) -> String {
+        self.bind(Arg::Text(v.to_owned()))
+    }
+
+    pub fn opt_text(&mut self, v: Option<&str>) -> String {
+        self.bind(Arg::OptText(v.map(str::to_owned)))
+    }
+
+    /// Appends one statement.
+    pub fn push(&mut self, statement: &str) {
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(statement);
+    }
 }
 
 /// Takes the user's lock where the transaction does not already serialize writers: a no-op in
@@ -145,8 +205,10 @@ fn writer_gone() -> StoreError {
 
 /// A queued unit with its caller's reply, its type erased.
 trait Job: Send {
-    /// Runs the unit, keeping its output for [`Job::reply`].
-    fn run<'c>(&'c mut self, conn: &'c mut Conn) -> UnitFuture<'c, ()>;
+    /// Runs the unit, keeping its output for [`Job::reply`]: as its [`Batch`] when it has one,
+    /// with `BEGIN IMMEDIATE` before it when `first` and `COMMIT` after it when `last` (so a
+    /// group of one is one call); else statement by statement, with those around it.
+    fn run<'c>(&'c mut self, conn: &'c mut Conn, first: bool, last: bool) -> UnitFuture<'c, ()>;
     /// Answers the caller: the kept output, or `failure`.
     fn reply(self: Box<Self>, failure: Option<StoreError>);
 }
@@ -158,9 +220,39 @@ struct Queued<U: Unit> {
 }
 
 impl<U: Unit> Job for Queued<U> {
-    fn run<'c>(&'c mut self, conn: &'c mut Conn) -> UnitFuture<'c, ()> {
+    fn run<'c>(&'c mut self, conn: &'c mut Conn, first: bool, last: bool) -> UnitFuture<'c, ()> {
         Box::pin(async move {
-            self.out = Some(self.unit.run(conn, Backend::Sqlite).await?);
+            let out = match self.unit.batch() {
+                Some(batch) => {
+                    let sql = format!(
+                        "{}{}{}",
+                        if first { "BEGIN IMMEDIATE;\n" } else { "" },
+                        batch.sql,
+                        if last { ";\nCOMMIT" } else { "" }
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for arg in &batch.args {
+                        query = match arg {
+                            Arg::Int(v) => query.bind(*v),
+                            Arg::Text(t) => query.bind(t.as_str()),
+                            Arg::OptText(t) => query.bind(t.as_deref()),
+                        };
+                    }
+                    let rows = query.fetch_all(&mut *conn).await?;
+                    self.unit.output_of(rows)?
+                }
+                None => {
+                    if first {
+                        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                    }
+                    let out = self.unit.run(conn, Backend::Sqlite).await?;
+                    if last {
+                        sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    }
+                    out
+                }
+            };
+            self.out = Some(out);
             Ok(())
         })
     }
@@ -236,25 +328,19 @@ async fn write_groups(
     }
 }
 
-/// `BEGIN IMMEDIATE`, the units, `COMMIT`; rolled back if any of it fails.
+/// `BEGIN IMMEDIATE`, the units, `COMMIT` (the first unit's call begins the transaction, the
+/// last one's commits it); rolled back if any of it fails.
 async fn run_group(conn: &mut Conn, group: &mut [Box<dyn Job>]) -> StoreResult<()> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let n = group.len();
     let mut outcome = Ok(());
-    for job in group.iter_mut() {
-        if let Err(e) = job.run(conn).await {
+    for (i, job) in group.iter_mut().enumerate() {
+        if let Err(e) = job.run(conn, i == 0, i + 1 == n).await {
             outcome = Err(e);
             break;
         }
     }
-    if outcome.is_ok() {
-        outcome = sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(StoreError::from);
-    }
     if outcome.is_err() {
-        // Nothing of the group stays (a failed COMMIT may have left the transaction open).
+        // Nothing of the group stays (whichever statement failed, a transaction may be open).
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     outcome
@@ -266,9 +352,11 @@ mod tests {
     use crate::store::testing::TestDatabase;
 
     /// Writes one setting; `fail` then runs a statement that fails, after its write.
+    /// `batched`: as one SQLite batch, else statement by statement.
     struct Put {
         name: String,
         fail: bool,
+        batched: bool,
     }
 
     impl Unit for Put {
@@ -288,6 +376,25 @@ mod tests {
                 Ok(self.name.clone())
             })
         }
+
+        fn batch(&self) -> Option<Batch> {
+            if !self.batched {
+                return None;
+            }
+            let mut b = Batch::default();
+            let name = b.text(&self.name);
+            b.push(&format!(
+                "INSERT INTO settings (name, value) VALUES ({name}, 'v')"
+            ));
+            if self.fail {
+                b.push("INSERT INTO no_such_table VALUES (1)");
+            }
+            Some(b)
+        }
+
+        fn output_of(&self, _: Vec<AnyRow>) -> StoreResult<String> {
+            Ok(self.name.clone())
+        }
     }
 
     async fn setting(pool: &Pool, name: &str) -> Option<String> {
@@ -295,8 +402,9 @@ mod tests {
     }
 
     /// 40 units queued at once (the test runtime runs them all before the writer task) share
-    /// commits; the one that fails is the only one whose write is missing, and each caller
-    /// hears its own outcome.
+    /// commits; the one that fails (a batch, after its first statement) is the only one whose
+    /// write is missing, and each caller hears its own outcome; batches and statement-by-
+    /// statement units mix in one group.
     #[tokio::test]
     async fn units_queued_together_share_a_commit_and_a_failing_one_takes_only_its_own_writes() {
         let db = TestDatabase::create().await.unwrap();
@@ -310,6 +418,7 @@ mod tests {
                         .run(Put {
                             name: format!("test-{i}"),
                             fail: i == 17,
+                            batched: i % 2 == 1,
                         })
                         .await
                 })
@@ -342,6 +451,7 @@ mod tests {
                             .run(Put {
                                 name: format!("again-{i}"),
                                 fail: false,
+                                batched: i % 3 == 0,
                             })
                             .await
                     })

@@ -6,8 +6,10 @@ use authenticator_protocol::sign_in::{BrowserBinding, RequestKind};
 use authenticator_protocol::{AccountId, RequestId, UnixMillis};
 
 use crate::store::audit::{self, OwnedAuditRow};
-use crate::store::group_commit::{lock_user_for, Unit, UnitFuture};
+use crate::store::group_commit::{lock_user_for, Batch, Unit, UnitFuture};
 use crate::store::{from_db_ms, Backend, Conn, Pool, StoreError, StoreResult};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -327,6 +329,58 @@ impl Unit for InsertSignIn {
             Ok(superseded)
         })
     }
+
+    fn batch(&self) -> Option<Batch> {
+        let mut b = Batch::default();
+        if let Some(old) = &self.replaces {
+            let (old, upn, client, at) = (
+                b.text(old),
+                b.text(&self.upn),
+                b.text(&self.client_id),
+                b.int(self.created_at),
+            );
+            b.push(&format!(
+                "UPDATE signin_requests SET status = 'expired', decided_at = {at} \
+                 WHERE signin_id = {old} AND upn = {upn} AND client_id = {client} \
+                 AND status = 'pending' RETURNING signin_id"
+            ));
+        }
+        for new in &self.requests {
+            let values = [
+                b.text(new.id.as_str()),
+                b.text(&self.signin_id),
+                b.text(&self.client_id),
+                b.text(new.account_id.as_str()),
+                b.text(&self.upn),
+                b.text(kind_str(self.kind)),
+                b.text(&new.details),
+                b.text(&new.signature),
+                b.text(&self.number),
+                b.text(&new.nonce),
+                b.int(i64::from(self.number_matching)),
+                b.int(self.created_at),
+                b.int(self.expires_at),
+                b.opt_text(self.subject.as_deref()),
+            ]
+            .join(", ");
+            b.push(&format!(
+                "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, kind, \
+                 details, signature, number, nonce, number_matching, created_at, expires_at, \
+                 subject_account_id, status, wrong_attempts) VALUES ({values}, 'pending', 0)"
+            ));
+        }
+        for row in &self.audit {
+            row.push_insert(&mut b, "true");
+        }
+        Some(b)
+    }
+
+    fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<Option<String>> {
+        Ok(match (&self.replaces, rows.is_empty()) {
+            (Some(old), false) => Some(old.clone()),
+            _ => None,
+        })
+    }
 }
 
 /// The ids of the account's requests pending and unexpired at `now`, oldest first; `None`
@@ -390,8 +444,9 @@ async fn mark_used(conn: &mut Conn, used: &Option<Used>) -> StoreResult<()> {
 /// `response_ts`), counted with its audit entries in one transaction. The count is the
 /// sign-in's, across all its devices: at `max` every one of its requests fails. Output: `None`
 /// if the request was not pending (someone answered, or a later response came first; nothing
-/// is written then, not even "last used"), else the count and the new status. `audit` is
-/// called with them and gives the entries to append.
+/// is written then but "last used"), else the count and the new status. `wrong` is appended
+/// when counted, `failed` too when the count failed the sign-in.
+#[derive(Debug, Clone)]
 pub struct WrongNumber {
     pub id: String,
     pub signin_id: String,
@@ -400,8 +455,43 @@ pub struct WrongNumber {
     pub max: u32,
     pub now: i64,
     pub used: Option<Used>,
-    #[allow(clippy::type_complexity)]
-    pub audit: Box<dyn Fn(u32, Status) -> Vec<OwnedAuditRow> + Send + Sync>,
+    pub wrong: OwnedAuditRow,
+    pub failed: OwnedAuditRow,
+}
+
+/// The UPDATE that counts a wrong number: the claim on request `$2` (pending, a last response
+/// older than `$3`) and the count on every pending request of sign-in `$1`, failed at `$4`
+/// (decided at `$5`); returns each counted request's id, count and status.
+const COUNT_WRONG_NUMBER: &str = "UPDATE signin_requests SET wrong_attempts = wrong_attempts + 1, \
+     status = CASE WHEN wrong_attempts + 1 >= $4 THEN 'failed' ELSE status END, \
+     decided_at = CASE WHEN wrong_attempts + 1 >= $4 THEN $5 ELSE decided_at END, \
+     last_response_ts = CASE WHEN id = $2 THEN $3 ELSE last_response_ts END \
+     WHERE signin_id = $1 AND status = 'pending' AND EXISTS (\
+     SELECT 1 FROM signin_requests d WHERE d.id = $2 AND d.signin_id = $1 \
+     AND d.status = 'pending' AND (d.last_response_ts IS NULL OR d.last_response_ts < $3)) \
+     RETURNING id, wrong_attempts, status";
+
+/// The UPDATE that stores a decision: request `$2` gets status `$3` and last response `$4` if
+/// it is pending, unexpired at `$5` and its last response older; every other pending request
+/// of sign-in `$1` is closed with it. Returns the ids it changed.
+const DECIDE: &str = "UPDATE signin_requests SET \
+     status = CASE WHEN id = $2 THEN $3 ELSE 'closed' END, \
+     last_response_ts = CASE WHEN id = $2 THEN $4 ELSE last_response_ts END, \
+     decided_at = $5 \
+     WHERE signin_id = $1 AND status = 'pending' AND EXISTS (\
+     SELECT 1 FROM signin_requests d WHERE d.id = $2 AND d.signin_id = $1 \
+     AND d.status = 'pending' AND d.expires_at > $5 \
+     AND (d.last_response_ts IS NULL OR d.last_response_ts < $4)) \
+     RETURNING id";
+
+/// Appends "last used" to a batch.
+fn push_used(b: &mut Batch, used: &Option<Used>) {
+    if let Some(u) = used {
+        let (account, at) = (b.text(&u.account_id), b.int(u.at));
+        b.push(&format!(
+            "UPDATE devices SET last_used_at = {at} WHERE account_id = {account}"
+        ));
+    }
 }
 
 impl Unit for WrongNumber {
@@ -410,39 +500,67 @@ impl Unit for WrongNumber {
     fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, Self::Output> {
         Box::pin(async move {
             lock_user_for(conn, backend, &self.upn).await?;
-            // One statement: the claim on this request (pending, an older last response) and
-            // the count on every pending request of the sign-in.
-            let counted: Vec<(String, i64, String)> = sqlx::query_as(
-                "UPDATE signin_requests SET wrong_attempts = wrong_attempts + 1, \
-                 status = CASE WHEN wrong_attempts + 1 >= $4 THEN 'failed' ELSE status END, \
-                 decided_at = CASE WHEN wrong_attempts + 1 >= $4 THEN $5 ELSE decided_at END, \
-                 last_response_ts = CASE WHEN id = $2 THEN $3 ELSE last_response_ts END \
-                 WHERE signin_id = $1 AND status = 'pending' AND EXISTS (\
-                 SELECT 1 FROM signin_requests d WHERE d.id = $2 AND d.signin_id = $1 \
-                 AND d.status = 'pending' \
-                 AND (d.last_response_ts IS NULL OR d.last_response_ts < $3)) \
-                 RETURNING id, wrong_attempts, status",
-            )
-            .bind(&self.signin_id)
-            .bind(&self.id)
-            .bind(self.response_ts)
-            .bind(i64::from(self.max))
-            .bind(self.now)
-            .fetch_all(&mut *conn)
-            .await?;
-            let Some((_, attempts, status)) = counted.into_iter().find(|(id, ..)| *id == self.id)
-            else {
+            let counted: Vec<(String, i64, String)> = sqlx::query_as(COUNT_WRONG_NUMBER)
+                .bind(&self.signin_id)
+                .bind(&self.id)
+                .bind(self.response_ts)
+                .bind(i64::from(self.max))
+                .bind(self.now)
+                .fetch_all(&mut *conn)
+                .await?;
+            mark_used(conn, &self.used).await?;
+            let Some(out) = self.counted(counted)? else {
                 return Ok(None);
             };
-            mark_used(conn, &self.used).await?;
-            let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-            let status = Status::parse(&status)
-                .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?;
-            for row in (self.audit)(attempts, status) {
-                audit::insert_on(conn, row.as_new()).await?;
+            audit::insert_on(conn, self.wrong.as_new()).await?;
+            if out.1 == Status::Failed {
+                audit::insert_on(conn, self.failed.as_new()).await?;
             }
-            Ok(Some((attempts, status)))
+            Ok(Some(out))
         })
+    }
+
+    fn batch(&self) -> Option<Batch> {
+        let mut b = Batch::default();
+        b.text(&self.signin_id);
+        let id = b.text(&self.id);
+        b.int(self.response_ts);
+        b.int(i64::from(self.max));
+        b.int(self.now);
+        b.push(COUNT_WRONG_NUMBER);
+        // `changes()`: the rows the statement before changed (the count claimed this
+        // request, then the entry before was written).
+        self.wrong.push_insert(&mut b, "changes() > 0");
+        self.failed.push_insert(
+            &mut b,
+            &format!(
+                "changes() > 0 AND EXISTS (SELECT 1 FROM signin_requests \
+                 WHERE id = {id} AND status = 'failed')"
+            ),
+        );
+        push_used(&mut b, &self.used);
+        Some(b)
+    }
+
+    fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<Self::Output> {
+        let counted = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        self.counted(counted)
+    }
+}
+
+impl WrongNumber {
+    /// This request's count and status among the rows the count returned; `None` if it was
+    /// not counted.
+    fn counted(&self, rows: Vec<(String, i64, String)>) -> StoreResult<Option<(u32, Status)>> {
+        let Some((_, attempts, status)) = rows.into_iter().find(|(id, ..)| *id == self.id) else {
+            return Ok(None);
+        };
+        let status = Status::parse(&status)
+            .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?;
+        Ok(Some((u32::try_from(attempts).unwrap_or(u32::MAX), status)))
     }
 }
 
@@ -468,32 +586,48 @@ impl Unit for Decide {
     fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, bool> {
         Box::pin(async move {
             lock_user_for(conn, backend, &self.upn).await?;
-            let done = sqlx::query(
-                "UPDATE signin_requests SET \
-                 status = CASE WHEN id = $2 THEN $3 ELSE 'closed' END, \
-                 last_response_ts = CASE WHEN id = $2 THEN $4 ELSE last_response_ts END, \
-                 decided_at = $5 \
-                 WHERE signin_id = $1 AND status = 'pending' AND EXISTS (\
-                 SELECT 1 FROM signin_requests d WHERE d.id = $2 AND d.signin_id = $1 \
-                 AND d.status = 'pending' AND d.expires_at > $5 \
-                 AND (d.last_response_ts IS NULL OR d.last_response_ts < $4))",
-            )
-            .bind(&self.signin_id)
-            .bind(&self.id)
-            .bind(self.status.as_str())
-            .bind(self.response_ts)
-            .bind(self.now)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 0 {
+            let changed: Vec<String> = sqlx::query_scalar(DECIDE)
+                .bind(&self.signin_id)
+                .bind(&self.id)
+                .bind(self.status.as_str())
+                .bind(self.response_ts)
+                .bind(self.now)
+                .fetch_all(&mut *conn)
+                .await?;
+            mark_used(conn, &self.used).await?;
+            if !changed.contains(&self.id) {
                 return Ok(false);
             }
-            mark_used(conn, &self.used).await?;
             for row in &self.audit {
                 audit::insert_on(conn, row.as_new()).await?;
             }
             Ok(true)
         })
+    }
+
+    fn batch(&self) -> Option<Batch> {
+        let mut b = Batch::default();
+        b.text(&self.signin_id);
+        b.text(&self.id);
+        b.text(self.status.as_str());
+        b.int(self.response_ts);
+        b.int(self.now);
+        b.push(DECIDE);
+        // Each entry only if the statement before changed rows: the decision, then the entry.
+        for row in &self.audit {
+            row.push_insert(&mut b, "changes() > 0");
+        }
+        push_used(&mut b, &self.used);
+        Some(b)
+    }
+
+    fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<bool> {
+        for row in rows {
+            if row.try_get::<String, _>(0)? == self.id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
