@@ -149,10 +149,11 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     // A device held from a single-factor session whose waiting period ended answers too:
     // released (audited) when the one read of the devices finds one, then read again.
     let now = now_ms();
-    let mut targets = devices::for_sign_in(&state.pool, upn, s.kind, now).await?;
+    let mut targets = devices::targets(upn, view.devices, s.kind, now);
     if targets.release_due {
         crate::trust::release_due_holds(&state.pool, upn, now).await?;
-        targets = devices::for_sign_in(&state.pool, upn, s.kind, now).await?;
+        let again = devices::for_sign_in(&state.pool, upn).await?;
+        targets = devices::targets(upn, again, s.kind, now);
     }
     let accounts = targets
         .accounts

@@ -104,43 +104,88 @@ pub struct ForSignIn {
     pub release_due: bool,
 }
 
-pub async fn for_sign_in(
-    pool: &Pool,
-    upn: &str,
-    kind: RequestKind,
-    now: i64,
-) -> StoreResult<ForSignIn> {
-    type Row = (String, i64, i64, Option<i64>, String, String, Option<i64>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT account_id, CASE WHEN passwordless_public_key IS NULL THEN 0 ELSE 1 END, \
-         awaiting_approval, held_until, push_kind, push_token, push_stale_at \
-         FROM devices WHERE upn = $1 ORDER BY enrolled_at, account_id",
-    )
+/// The device columns a sign-in start reads, from `devices d` (joined into the start's one
+/// statement, `trust::start_view`; NULL when the user has no device).
+pub const FOR_SIGN_IN_COLUMNS: &str = "d.account_id AS d_account_id, \
+     CASE WHEN d.passwordless_public_key IS NULL THEN 0 ELSE 1 END AS d_passwordless, \
+     d.awaiting_approval AS d_awaiting, d.held_until AS d_held_until, d.push_kind AS d_push_kind, \
+     d.push_token AS d_push_token, d.push_stale_at AS d_push_stale_at";
+
+/// One device as a sign-in start reads it ([`FOR_SIGN_IN_COLUMNS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceForSignIn {
+    account_id: String,
+    passwordless: bool,
+    awaiting: bool,
+    held_until: Option<i64>,
+    push_kind: String,
+    push_token: String,
+    push_stale_at: Option<i64>,
+}
+
+/// The device of a row with [`FOR_SIGN_IN_COLUMNS`]; `None` on the row of a user without one.
+pub fn device_for_sign_in(row: &sqlx::any::AnyRow) -> StoreResult<Option<DeviceForSignIn>> {
+    use sqlx::Row;
+    let Some(account_id) = row.try_get::<Option<String>, _>("d_account_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(DeviceForSignIn {
+        account_id,
+        passwordless: row.try_get::<i64, _>("d_passwordless")? != 0,
+        awaiting: row.try_get::<Option<i64>, _>("d_awaiting")?.unwrap_or(0) != 0,
+        held_until: row.try_get("d_held_until")?,
+        push_kind: row
+            .try_get::<Option<String>, _>("d_push_kind")?
+            .unwrap_or_default(),
+        push_token: row
+            .try_get::<Option<String>, _>("d_push_token")?
+            .unwrap_or_default(),
+        push_stale_at: row.try_get("d_push_stale_at")?,
+    }))
+}
+
+/// The user's devices as a sign-in start reads them, on their own (after a held device was
+/// released; the start's first statement reads them with everything else).
+pub async fn for_sign_in(pool: &Pool, upn: &str) -> StoreResult<Vec<DeviceForSignIn>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {FOR_SIGN_IN_COLUMNS} FROM devices d WHERE d.upn = $1 \
+         ORDER BY d.enrolled_at, d.account_id"
+    ))
     .bind(upn)
     .fetch_all(pool)
     .await?;
+    rows.iter()
+        .map(device_for_sign_in)
+        .filter_map(Result::transpose)
+        .collect()
+}
+
+/// Who of `devices` gets a sign-in of `kind` (as [`accounts_for_sign_in`]), and whether a held
+/// device's waiting period ended by `now` (then `trust::release_due_holds` releases it and the
+/// start reads the devices again).
+pub fn targets(upn: &str, devices: Vec<DeviceForSignIn>, kind: RequestKind, now: i64) -> ForSignIn {
     let mut out = ForSignIn::default();
-    for (account_id, passwordless, awaiting, held_until, push_kind, token, stale_at) in rows {
-        if awaiting != 0 {
+    for d in devices {
+        if d.awaiting {
             // The rule of `trust::release_due_holds` (`store::trust`).
-            out.release_due |= held_until.is_some_and(|until| until <= now);
+            out.release_due |= d.held_until.is_some_and(|until| until <= now);
             continue;
         }
         let answers = match kind {
-            RequestKind::Passwordless => passwordless != 0,
+            RequestKind::Passwordless => d.passwordless,
             RequestKind::Push | RequestKind::NewDevice => true,
         };
         if answers {
             let channel = PushChannel {
                 upn: upn.to_owned(),
-                kind: push_kind,
-                token,
-                stale_at,
+                kind: d.push_kind,
+                token: d.push_token,
+                stale_at: d.push_stale_at,
             };
-            out.accounts.push((account_id, channel));
+            out.accounts.push((d.account_id, channel));
         }
     }
-    Ok(out)
+    out
 }
 
 /// The user's active devices other than `except` (who are asked about a new device).

@@ -80,6 +80,8 @@ pub struct StartView {
     /// The `start_limits` rows of the start's subject and of the user's ceiling.
     pub subject_limit: Option<(UserRisk, i64)>,
     pub ceiling_limit: Option<(UserRisk, i64)>,
+    /// The user's devices, oldest enrollment first (`devices::targets` picks who gets it).
+    pub devices: Vec<super::devices::DeviceForSignIn>,
 }
 
 /// The names [`start_view`] gives the columns of one joined risk row (`r_`, `s_`, `c_`).
@@ -137,28 +139,42 @@ pub async fn start_view(
     let sql = format!(
         "SELECT (SELECT COUNT(*) FROM applications WHERE client_id = $2) AS apps, \
          (SELECT value FROM settings WHERE name = $3) AS generation, u.disabled AS disabled, \
-         {}, {}, {} \
+         {}, {}, {}, {} \
          FROM (SELECT 1 AS one) x LEFT JOIN users u ON u.upn = $1 \
          LEFT JOIN user_risk r ON r.upn = u.upn \
          LEFT JOIN start_limits s ON s.subject = $4 \
-         LEFT JOIN start_limits c ON c.subject = $5",
+         LEFT JOIN start_limits c ON c.subject = $5 \
+         LEFT JOIN devices d ON d.upn = u.upn \
+         ORDER BY d.enrolled_at, d.account_id",
         risk_columns("r"),
         risk_columns("s"),
         risk_columns("c"),
+        super::devices::FOR_SIGN_IN_COLUMNS,
     );
-    let row = sqlx::query(&sql)
+    // One row per device of the user (one row when there is none), the rest repeated.
+    let rows = sqlx::query(&sql)
         .bind(upn)
         .bind(client_id)
         .bind(super::cache::GENERATION_SETTING)
         .bind(limit_subject)
         .bind(ceiling_subject)
-        .fetch_one(pool)
+        .fetch_all(pool)
         .await?;
+    let devices = rows
+        .iter()
+        .map(super::devices::device_for_sign_in)
+        .filter_map(Result::transpose)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let Some(row) = rows.first() else {
+        return Err(super::StoreError::Corrupt(
+            "the start's view read no row".into(),
+        ));
+    };
     use sqlx::Row;
     let apps: i64 = row.try_get("apps")?;
     let generation: Option<String> = row.try_get("generation")?;
     let disabled: Option<i64> = row.try_get("disabled")?;
-    let user_risk = risk_row(&row, "r")?;
+    let user_risk = risk_row(row, "r")?;
     Ok(StartView {
         application_registered: apps > 0,
         user: disabled.map(|disabled| Standing {
@@ -168,8 +184,9 @@ pub async fn start_view(
         }),
         generation,
         user_risk,
-        subject_limit: risk_row(&row, "s")?,
-        ceiling_limit: risk_row(&row, "c")?,
+        subject_limit: risk_row(row, "s")?,
+        ceiling_limit: risk_row(row, "c")?,
+        devices,
     })
 }
 
