@@ -101,7 +101,14 @@ async fn run(args: Args) -> Result<()> {
     if users == 0 {
         bail!("--users must be at least 1");
     }
-    let mut server = Server::start(&args.server, &database, dir.path(), &args.server_log).await?;
+    let mut server = Server::start(
+        &args.server,
+        &database,
+        dir.path(),
+        &args.server_log,
+        args.memory,
+    )
+    .await?;
     server.add_users(&args.server, &database, users).await?;
     println!(
         "signin-load: {} at {} ({users} phones), server pid {}",
@@ -303,11 +310,17 @@ async fn memory(server: &Server, phones: &[Arc<Phone>], n: usize) -> Result<()> 
     tokio::time::sleep(Duration::from_secs(10)).await;
     let finished = polls.iter().filter(|p| p.is_finished()).count();
     let parked = server.rss_kib()?;
+    let waiting = n - finished;
     println!(
-        "signin-load: server RSS with {n} pending requests and {} parked long-polls: {:.1} MiB",
-        n - finished,
+        "signin-load: server RSS with {n} pending requests and {waiting} parked long-polls: {:.1} MiB",
         mib(parked)
     );
+    if waiting > 0 {
+        println!(
+            "signin-load: per parked long-poll: {:.1} KiB",
+            parked.saturating_sub(pending) as f64 / waiting as f64
+        );
+    }
     for p in polls {
         p.abort();
     }

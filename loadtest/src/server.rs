@@ -29,12 +29,16 @@ pub struct Server {
 
 impl Server {
     /// Prepares `database` (users are added later by [`Server::add_users`]) and starts the
-    /// server on it with start limits high enough for a load test.
+    /// server on it with start limits high enough for a load test. `connections`: the server
+    /// must hold this many connections and long-polls from this one address (the memory
+    /// scenario), so its connection and parking limits are raised to that (default: the
+    /// server's own).
     pub async fn start(
         binary: &Path,
         database: &str,
         dir: &Path,
         log_filter: &str,
+        connections: Option<usize>,
     ) -> Result<Server> {
         admin(
             binary,
@@ -69,7 +73,20 @@ impl Server {
         let credential = format!("{}:{}", field("client_id:")?, field("client_secret:")?);
 
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(n) = connections {
+            // Every simulated phone connects from 127.0.0.1 and the scenario parks many
+            // long-polls per phone: the per-address and per-device caps (and the totals) would
+            // refuse most of them (issue 20). Room for the parked polls plus the starts.
+            let room = (n + 1024).to_string();
+            let n = n.to_string();
+            command
+                .env("SIGNIN_MAX_CONNECTIONS", &room)
+                .env("SIGNIN_MAX_CONNECTIONS_PER_ADDRESS", &room)
+                .env("SIGNIN_MAX_POLLS_PER_DEVICE", &n)
+                .env("SIGNIN_MAX_POLLS", &n);
+        }
+        let mut child = command
             .args(["--database", database, "serve", "--listen", "127.0.0.1:0"])
             // The load is one application starting many sign-ins per user: lift the start
             // limits (push-bombing protection) out of the way.
