@@ -180,6 +180,7 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -212,12 +213,19 @@ pub async fn serve(
             });
             router.clone().oneshot(req)
         });
-        let connection = graceful.watch(builder.serve_connection(io, service));
-        tokio::spawn(async move {
+        // Registered with the shutdown here, before the task runs: `shutdown` waits for it.
+        let watcher = graceful.watcher();
+        let builder = Arc::clone(&builder);
+        // The connection is made inside the task and awaited at once: a connection made
+        // outside and moved in would be stored twice in the task, once as what the task
+        // captured and once as what it awaits (about 0.9 KiB more for every open connection,
+        // issue 24).
+        let task = async move {
             let _slot = slot;
             // Errors here are the client's (reset, timeout, bad request): nothing to log.
-            let _ = connection.await;
-        });
+            let _ = watcher.watch(builder.serve_connection(io, service)).await;
+        };
+        tokio::spawn(task);
     }
     drop(listener);
     graceful.shutdown().await;
