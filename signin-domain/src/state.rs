@@ -1,4 +1,5 @@
-//! Shared state of the handlers: cheap to clone (`Arc`s only).
+//! Shared state of the handlers: cheap to clone (one `Arc`).
+use std::ops::Deref;
 use std::sync::Arc;
 
 use authenticator_protocol::EcdsaSigner;
@@ -17,8 +18,16 @@ use crate::store::group_commit::Writer;
 use crate::store::Pool;
 use ipnet::IpNet;
 
+/// The handlers' state: one pointer to [`Shared`] (its fields are read through `Deref`), so a
+/// clone, which every request and every parked long-poll holds, costs 8 bytes and one reference
+/// count rather than a copy of every field (issue 24: axum keeps a handler's state and its
+/// `State` argument in the request's future for as long as the request waits).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points to.
+#[derive(Clone)]
+pub struct Shared {
     pub pool: Pool,
     /// Runs the hot path's write units, group-committed on SQLite (`store::group_commit`).
     pub writer: Writer,
@@ -60,7 +69,7 @@ impl AppState {
             RetryPolicy::default(),
         );
         let (shutdown_tx, shutdown) = watch::channel(false);
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             writer: Writer::start(pool.clone()),
             pool,
             cache: Arc::new(Cache::default()),
@@ -77,52 +86,65 @@ impl AppState {
             locator: Arc::new(NoGeoIp),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
-        })
+        })))
+    }
+
+    /// The fields, to set one while building (a copy if the state is already shared).
+    fn fields(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     pub fn with_locator(mut self, locator: Arc<dyn Locator>) -> Self {
-        self.locator = locator;
+        self.fields().locator = locator;
         self
     }
 
     /// Push clients (APNs, FCM) beside long-poll.
     pub fn with_push(mut self, transports: Vec<Arc<dyn Transport>>, retry: RetryPolicy) -> Self {
-        self.dispatcher =
+        self.fields().dispatcher =
             Dispatcher::new(self.pool.clone(), self.longpoll.clone(), transports, retry);
         self
     }
 
     pub fn with_risk(mut self, config: RiskConfig) -> Self {
-        self.risk = Arc::new(config);
+        self.fields().risk = Arc::new(config);
         self
     }
 
     /// Password-check limits (a fresh guard: concurrency bound and empty buckets).
     pub fn with_password_limits(mut self, limits: PasswordLimits) -> Self {
-        self.passwords = Arc::new(PasswordGuard::new(limits));
+        self.fields().passwords = Arc::new(PasswordGuard::new(limits));
         self
     }
 
     /// Bounds on waiting long-polls (fresh counts).
     pub fn with_parking_limits(mut self, limits: ParkingLimits) -> Self {
-        self.parking = Arc::new(Parking::new(limits));
+        self.fields().parking = Arc::new(Parking::new(limits));
         self
     }
 
     pub fn with_trusted_proxies(mut self, proxies: Vec<IpNet>) -> Self {
-        self.trusted_proxies = Arc::new(proxies);
+        self.fields().trusted_proxies = Arc::new(proxies);
         self
     }
 
     /// The outbound policy (default: https to public addresses only).
     pub fn with_outbound(mut self, policy: OutboundPolicy) -> Self {
-        self.outbound = Arc::new(policy);
+        self.fields().outbound = Arc::new(policy);
         self
     }
 
     /// Ends every long-poll now (graceful shutdown does not wait for them).
     pub fn begin_shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
