@@ -6,6 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+/// jemalloc instead of glibc's malloc: a parked long-poll's connection buffers are allocated but
+/// mostly never touched, and jemalloc leaves their untouched pages out of memory
+/// (docs/PERFORMANCE.md, "Parked long-polls").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use signin_domain::rules::policy;
 use signin_domain::rules::policy::{Mode, PolicyUpdate, Target};
 use signin_domain::{accounts, audit, store};
