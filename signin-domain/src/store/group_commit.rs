@@ -401,6 +401,28 @@ mod tests {
         crate::store::get_setting(pool, name).await.unwrap()
     }
 
+    /// Queues `n` units at once (each its own task; the test's runtime runs them all before
+    /// the writer task): `prefix-i`, the `fail_at`-th failing, batched when `batched(i)`.
+    fn queue_puts(
+        writer: &Writer,
+        prefix: &str,
+        n: usize,
+        fail_at: Option<usize>,
+        batched: fn(usize) -> bool,
+    ) -> Vec<tokio::task::JoinHandle<StoreResult<String>>> {
+        (0..n)
+            .map(|i| {
+                let writer = writer.clone();
+                let unit = Put {
+                    name: format!("{prefix}-{i}"),
+                    fail: fail_at == Some(i),
+                    batched: batched(i),
+                };
+                tokio::spawn(async move { writer.run(unit).await })
+            })
+            .collect()
+    }
+
     /// 40 units queued at once (the test runtime runs them all before the writer task) share
     /// commits; the one that fails (a batch, after its first statement) is the only one whose
     /// write is missing, and each caller hears its own outcome; batches and statement-by-
@@ -410,20 +432,7 @@ mod tests {
         let db = TestDatabase::create().await.unwrap();
         let pool = crate::store::connect(&db.url).await.unwrap();
         let writer = Writer::start(pool.clone());
-        let tasks: Vec<_> = (0..40)
-            .map(|i| {
-                let writer = writer.clone();
-                tokio::spawn(async move {
-                    writer
-                        .run(Put {
-                            name: format!("test-{i}"),
-                            fail: i == 17,
-                            batched: i % 2 == 1,
-                        })
-                        .await
-                })
-            })
-            .collect();
+        let tasks = queue_puts(&writer, "test", 40, Some(17), |i| i % 2 == 1);
         for (i, task) in tasks.into_iter().enumerate() {
             let outcome = task.await.unwrap();
             if i == 17 {
@@ -443,21 +452,7 @@ mod tests {
             // All 40 were one group; it failed, was rolled back and ran again unit by unit.
             assert_eq!(commits, 39);
             // Ten more queued together: one group, one commit.
-            let tasks: Vec<_> = (0..10)
-                .map(|i| {
-                    let writer = writer.clone();
-                    tokio::spawn(async move {
-                        writer
-                            .run(Put {
-                                name: format!("again-{i}"),
-                                fail: false,
-                                batched: i % 3 == 0,
-                            })
-                            .await
-                    })
-                })
-                .collect();
-            for task in tasks {
+            for task in queue_puts(&writer, "again", 10, None, |i| i % 3 == 0) {
                 task.await.unwrap().unwrap();
             }
             let (after_units, after_commits) = writer.committed();
