@@ -16,7 +16,7 @@ use crate::run;
 /// One thing a suite needs from the system, with the Debian package that provides it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
-    /// `cc` (ring and the bundled SQLite compile C; rustc links with it).
+    /// `cc` (ring and the bundled SQLite compile C; rustc links with it) and `make` (jemalloc).
     CCompiler,
     PkgConfig,
     /// `java` for kotlinc and the JUnit run.
@@ -77,7 +77,7 @@ impl Need {
     /// What is checked, for messages.
     fn what(self) -> &'static str {
         match self {
-            Need::CCompiler => "cc",
+            Need::CCompiler => "cc + make",
             Need::PkgConfig => "pkg-config",
             Need::Java => "java",
             Need::Npm => "npm",
@@ -95,7 +95,8 @@ impl Need {
 
     pub fn present(self) -> bool {
         match self {
-            Need::CCompiler => on_path("cc"),
+            // make: jemalloc (the server's allocator) is built from source.
+            Need::CCompiler => on_path("cc") && on_path("make"),
             Need::PkgConfig => on_path("pkg-config"),
             Need::Java => on_path("java"),
             Need::Npm => on_path("npm"),
@@ -132,7 +133,11 @@ impl Need {
                 p
             }
             // `cc` is an alternatives link set up by gcc.
-            Need::CCompiler => vec!["gcc".to_owned(), "build-essential".to_owned()],
+            Need::CCompiler => vec![
+                "gcc".to_owned(),
+                "make".to_owned(),
+                "build-essential".to_owned(),
+            ],
             Need::Java => vec!["default-jre-headless".to_owned()],
             other => other.packages().iter().map(|s| s.to_string()).collect(),
         }
