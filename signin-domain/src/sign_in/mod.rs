@@ -185,7 +185,9 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
         .map_or(state.settings.request_ttl_secs, |secs| {
             secs.clamp(1, state.settings.request_ttl_secs)
         });
-    let expires_at = UnixMillis::now().plus_secs(ttl);
+    // One clock reading: the request lives exactly `ttl` (its details say so to the phone).
+    let created_at = UnixMillis::now();
+    let expires_at = created_at.plus_secs(ttl);
     let location = policy
         .shows_location_to(&groups)
         .then(|| state.locator.locate(s.client_ip));
@@ -218,6 +220,7 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
             number_matching,
             number_length,
             browser,
+            created_at,
             expires_at,
             replaces: s.replaces,
         },
@@ -265,6 +268,7 @@ struct Outgoing<'a> {
     number_length: u8,
     /// §5.9: the page and origin the approval must come from (phishing-resistant policy).
     browser: Option<BrowserBinding>,
+    created_at: UnixMillis,
     expires_at: UnixMillis,
     replaces: Option<&'a str>,
 }
@@ -272,7 +276,7 @@ struct Outgoing<'a> {
 /// Signs, stores (one transaction) and pushes the requests of `o`; audited per device.
 /// Returns the id of the first request (the sign-in's id).
 async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, AppError> {
-    let created_at = UnixMillis::now();
+    let created_at = o.created_at;
     struct Prepared {
         id: RequestId,
         account_id: AccountId,
@@ -407,6 +411,7 @@ pub async fn notify_new_device(
     if accounts.is_empty() {
         return Ok(());
     }
+    let now = UnixMillis::now();
     send_requests(
         state,
         &Outgoing {
@@ -423,7 +428,8 @@ pub async fn notify_new_device(
             number_matching: false,
             number_length: authenticator_protocol::number::DEFAULT_NUMBER_DIGITS,
             browser: None,
-            expires_at: UnixMillis::now().plus_secs(NEW_DEVICE_TTL_SECS),
+            created_at: now,
+            expires_at: now.plus_secs(NEW_DEVICE_TTL_SECS),
             replaces: None,
         },
     )

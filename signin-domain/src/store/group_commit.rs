@@ -321,8 +321,13 @@ async fn write_groups(
                         job.reply(alone.err());
                     }
                 }
-                // The failure may have been the connection's: take a fresh one next time.
-                conn = None;
+                // The failure may have been the connection's, or its ROLLBACK may have failed
+                // and left a transaction open: never hand it back to the pool (where later
+                // statements would run inside that transaction); close it, and take a fresh
+                // one next time.
+                if let Some(c) = conn.take() {
+                    drop(c.detach());
+                }
             }
         }
     }
