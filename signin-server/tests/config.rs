@@ -131,7 +131,13 @@ fn serve_takes_its_settings_from_the_file_and_the_environment() {
         line.starts_with("signin-server listening on http://127.0.0.1:"),
         "{line:?}"
     );
-    child.kill().unwrap();
+    // SIGTERM: a graceful stop writes out what the background log writer still holds (a
+    // SIGKILL right after the address line could lose the start's log lines).
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
     child.wait().unwrap();
     let mut log = String::new();
     child
