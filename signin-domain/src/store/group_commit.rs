@@ -98,6 +98,39 @@ impl Batch {
         }
         self.sql.push_str(statement);
     }
+
+    /// Appends `statement`, whose own `$1`, `$2`, … are `args`: renumbered after the batch's
+    /// arguments so far. The same statement text and arguments run alone with [`query_with`].
+    pub fn push_with(&mut self, statement: &str, args: Vec<Arg>) {
+        let offset = self.args.len();
+        let mut renumbered = String::with_capacity(statement.len() + 8);
+        let mut rest = statement;
+        while let Some(at) = rest.find('$') {
+            renumbered.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            match rest[..digits].parse::<usize>() {
+                Ok(n) => renumbered.push_str(&(n + offset).to_string()),
+                Err(_) => renumbered.push_str(&rest[..digits]),
+            }
+            rest = &rest[digits..];
+        }
+        renumbered.push_str(rest);
+        self.push(&renumbered);
+        self.args.extend(args);
+    }
+}
+
+/// `sql` with `args` bound to its `$1`, `$2`, … in order.
+pub fn query_with<'q>(
+    sql: &'q str,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    args.iter().fold(sqlx::query(sql), |query, arg| match arg {
+        Arg::Int(v) => query.bind(*v),
+        Arg::Text(t) => query.bind(t.as_str()),
+        Arg::OptText(t) => query.bind(t.as_deref()),
+    })
 }
 
 /// Takes the user's lock where the transaction does not already serialize writers: a no-op in
@@ -148,10 +181,8 @@ impl Writer {
     /// A writer for `pool`. On SQLite it starts the writer task (on the current tokio
     /// runtime), which ends when the last clone of the writer is dropped.
     pub fn start(pool: Pool) -> Writer {
-        let backend = match pool.connect_options().database_url.scheme() {
-            "postgres" | "postgresql" => Backend::Postgres,
-            _ => Backend::Sqlite,
-        };
+        let backend = Backend::of_url(pool.connect_options().database_url.as_str())
+            .unwrap_or(Backend::Sqlite);
         let counts = Arc::new(Counts::default());
         let queue = (backend == Backend::Sqlite).then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -230,15 +261,7 @@ impl<U: Unit> Job for Queued<U> {
                         batch.sql,
                         if last { ";\nCOMMIT" } else { "" }
                     );
-                    let mut query = sqlx::query(&sql);
-                    for arg in &batch.args {
-                        query = match arg {
-                            Arg::Int(v) => query.bind(*v),
-                            Arg::Text(t) => query.bind(t.as_str()),
-                            Arg::OptText(t) => query.bind(t.as_deref()),
-                        };
-                    }
-                    let rows = query.fetch_all(&mut *conn).await?;
+                    let rows = query_with(&sql, &batch.args).fetch_all(&mut *conn).await?;
                     self.unit.output_of(rows)?
                 }
                 None => {
@@ -400,6 +423,24 @@ mod tests {
         fn output_of(&self, _: Vec<AnyRow>) -> StoreResult<String> {
             Ok(self.name.clone())
         }
+    }
+
+    #[test]
+    fn push_with_renumbers_a_statements_own_parameters_after_the_batchs() {
+        let mut b = Batch::default();
+        b.push_with(
+            "UPDATE t SET a = $2 WHERE b = $1",
+            vec![Arg::Int(1), Arg::Int(2)],
+        );
+        b.push_with(
+            "INSERT INTO t VALUES ($1, $10, $2)",
+            (0..10).map(Arg::Int).collect(),
+        );
+        assert_eq!(
+            b.sql,
+            "UPDATE t SET a = $2 WHERE b = $1;\nINSERT INTO t VALUES ($3, $12, $4)"
+        );
+        assert_eq!(b.args.len(), 12);
     }
 
     async fn setting(pool: &Pool, name: &str) -> Option<String> {

@@ -6,7 +6,7 @@ use authenticator_protocol::sign_in::{BrowserBinding, RequestKind};
 use authenticator_protocol::{AccountId, RequestId, UnixMillis};
 
 use crate::store::audit::{self, OwnedAuditRow};
-use crate::store::group_commit::{lock_user_for, Batch, Unit, UnitFuture};
+use crate::store::group_commit::{lock_user_for, query_with, Arg, Batch, Unit, UnitFuture};
 use crate::store::{from_db_ms, Backend, Conn, Pool, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -275,6 +275,52 @@ pub struct InsertSignIn {
     pub audit: Vec<OwnedAuditRow>,
 }
 
+/// Ends the sign-in `$1` a resend replaces, if it is still pending and of user `$2` and
+/// application `$3`, at `$4`; returns its id when it did.
+const SUPERSEDE: &str = "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
+     WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending' \
+     RETURNING signin_id";
+
+const INSERT_REQUEST: &str = "INSERT INTO signin_requests (id, signin_id, client_id, account_id, \
+     upn, kind, details, signature, number, nonce, number_matching, created_at, expires_at, \
+     subject_account_id, status, wrong_attempts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', 0)";
+
+impl InsertSignIn {
+    fn supersede_args(&self, old: &str) -> Vec<Arg> {
+        vec![
+            Arg::Text(old.to_owned()),
+            Arg::Text(self.upn.clone()),
+            Arg::Text(self.client_id.clone()),
+            Arg::Int(self.created_at),
+        ]
+    }
+
+    fn insert_args(&self, new: &NewRequest) -> Vec<Arg> {
+        vec![
+            Arg::Text(new.id.as_str().to_owned()),
+            Arg::Text(self.signin_id.clone()),
+            Arg::Text(self.client_id.clone()),
+            Arg::Text(new.account_id.as_str().to_owned()),
+            Arg::Text(self.upn.clone()),
+            Arg::Text(kind_str(self.kind).to_owned()),
+            Arg::Text(new.details.clone()),
+            Arg::Text(new.signature.clone()),
+            Arg::Text(self.number.clone()),
+            Arg::Text(new.nonce.clone()),
+            Arg::Int(i64::from(self.number_matching)),
+            Arg::Int(self.created_at),
+            Arg::Int(self.expires_at),
+            Arg::OptText(self.subject.clone()),
+        ]
+    }
+
+    /// The superseded sign-in, from the rows [`SUPERSEDE`] returned.
+    fn superseded(&self, rows: &[AnyRow]) -> Option<String> {
+        self.replaces.clone().filter(|_| !rows.is_empty())
+    }
+}
+
 impl Unit for InsertSignIn {
     type Output = Option<String>;
 
@@ -285,43 +331,15 @@ impl Unit for InsertSignIn {
                 // Read-then-write about the user's pending sign-ins: serialized per user. A
                 // start that replaces nothing only inserts, and takes no lock.
                 lock_user_for(conn, backend, &self.upn).await?;
-                let done = sqlx::query(
-                    "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
-                     WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending'",
-                )
-                .bind(old)
-                .bind(&self.upn)
-                .bind(&self.client_id)
-                .bind(self.created_at)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() > 0 {
-                    superseded = Some(old.clone());
-                }
+                let args = self.supersede_args(old);
+                let rows = query_with(SUPERSEDE, &args).fetch_all(&mut *conn).await?;
+                superseded = self.superseded(&rows);
             }
             for new in &self.requests {
-                sqlx::query(
-                    "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, \
-                     kind, details, signature, number, nonce, number_matching, created_at, \
-                     expires_at, status, wrong_attempts, subject_account_id) VALUES ($1, $2, \
-                     $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 0, $14)",
-                )
-                .bind(new.id.as_str())
-                .bind(&self.signin_id)
-                .bind(&self.client_id)
-                .bind(new.account_id.as_str())
-                .bind(&self.upn)
-                .bind(kind_str(self.kind))
-                .bind(&new.details)
-                .bind(&new.signature)
-                .bind(&self.number)
-                .bind(&new.nonce)
-                .bind(i64::from(self.number_matching))
-                .bind(self.created_at)
-                .bind(self.expires_at)
-                .bind(self.subject.as_deref())
-                .execute(&mut *conn)
-                .await?;
+                let args = self.insert_args(new);
+                query_with(INSERT_REQUEST, &args)
+                    .execute(&mut *conn)
+                    .await?;
             }
             for row in &self.audit {
                 audit::insert_on(conn, row.as_new()).await?;
@@ -333,41 +351,10 @@ impl Unit for InsertSignIn {
     fn batch(&self) -> Option<Batch> {
         let mut b = Batch::default();
         if let Some(old) = &self.replaces {
-            let (old, upn, client, at) = (
-                b.text(old),
-                b.text(&self.upn),
-                b.text(&self.client_id),
-                b.int(self.created_at),
-            );
-            b.push(&format!(
-                "UPDATE signin_requests SET status = 'expired', decided_at = {at} \
-                 WHERE signin_id = {old} AND upn = {upn} AND client_id = {client} \
-                 AND status = 'pending' RETURNING signin_id"
-            ));
+            b.push_with(SUPERSEDE, self.supersede_args(old));
         }
         for new in &self.requests {
-            let values = [
-                b.text(new.id.as_str()),
-                b.text(&self.signin_id),
-                b.text(&self.client_id),
-                b.text(new.account_id.as_str()),
-                b.text(&self.upn),
-                b.text(kind_str(self.kind)),
-                b.text(&new.details),
-                b.text(&new.signature),
-                b.text(&self.number),
-                b.text(&new.nonce),
-                b.int(i64::from(self.number_matching)),
-                b.int(self.created_at),
-                b.int(self.expires_at),
-                b.opt_text(self.subject.as_deref()),
-            ]
-            .join(", ");
-            b.push(&format!(
-                "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, kind, \
-                 details, signature, number, nonce, number_matching, created_at, expires_at, \
-                 subject_account_id, status, wrong_attempts) VALUES ({values}, 'pending', 0)"
-            ));
+            b.push_with(INSERT_REQUEST, self.insert_args(new));
         }
         for row in &self.audit {
             row.push_insert(&mut b, "true");
@@ -376,10 +363,7 @@ impl Unit for InsertSignIn {
     }
 
     fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<Option<String>> {
-        Ok(match (&self.replaces, rows.is_empty()) {
-            (Some(old), false) => Some(old.clone()),
-            _ => None,
-        })
+        Ok(self.superseded(&rows))
     }
 }
 
@@ -429,13 +413,18 @@ pub struct Used {
     pub at: i64,
 }
 
+const MARK_USED: &str = "UPDATE devices SET last_used_at = $2 WHERE account_id = $1";
+
+impl Used {
+    fn args(&self) -> Vec<Arg> {
+        vec![Arg::Text(self.account_id.clone()), Arg::Int(self.at)]
+    }
+}
+
 async fn mark_used(conn: &mut Conn, used: &Option<Used>) -> StoreResult<()> {
     if let Some(u) = used {
-        sqlx::query("UPDATE devices SET last_used_at = $2 WHERE account_id = $1")
-            .bind(&u.account_id)
-            .bind(u.at)
-            .execute(&mut *conn)
-            .await?;
+        let args = u.args();
+        query_with(MARK_USED, &args).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -487,10 +476,7 @@ const DECIDE: &str = "UPDATE signin_requests SET \
 /// Appends "last used" to a batch.
 fn push_used(b: &mut Batch, used: &Option<Used>) {
     if let Some(u) = used {
-        let (account, at) = (b.text(&u.account_id), b.int(u.at));
-        b.push(&format!(
-            "UPDATE devices SET last_used_at = {at} WHERE account_id = {account}"
-        ));
+        b.push_with(MARK_USED, u.args());
     }
 }
 
@@ -500,16 +486,12 @@ impl Unit for WrongNumber {
     fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, Self::Output> {
         Box::pin(async move {
             lock_user_for(conn, backend, &self.upn).await?;
-            let counted: Vec<(String, i64, String)> = sqlx::query_as(COUNT_WRONG_NUMBER)
-                .bind(&self.signin_id)
-                .bind(&self.id)
-                .bind(self.response_ts)
-                .bind(i64::from(self.max))
-                .bind(self.now)
+            let args = self.count_args();
+            let rows = query_with(COUNT_WRONG_NUMBER, &args)
                 .fetch_all(&mut *conn)
                 .await?;
             mark_used(conn, &self.used).await?;
-            let Some(out) = self.counted(counted)? else {
+            let Some(out) = self.counted(&rows)? else {
                 return Ok(None);
             };
             audit::insert_on(conn, self.wrong.as_new()).await?;
@@ -522,12 +504,8 @@ impl Unit for WrongNumber {
 
     fn batch(&self) -> Option<Batch> {
         let mut b = Batch::default();
-        b.text(&self.signin_id);
+        b.push_with(COUNT_WRONG_NUMBER, self.count_args());
         let id = b.text(&self.id);
-        b.int(self.response_ts);
-        b.int(i64::from(self.max));
-        b.int(self.now);
-        b.push(COUNT_WRONG_NUMBER);
         // `changes()`: the rows the statement before changed (the count claimed this
         // request, then the entry before was written).
         self.wrong.push_insert(&mut b, "changes() > 0");
@@ -543,24 +521,34 @@ impl Unit for WrongNumber {
     }
 
     fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<Self::Output> {
-        let counted = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        self.counted(counted)
+        self.counted(&rows)
     }
 }
 
 impl WrongNumber {
-    /// This request's count and status among the rows the count returned; `None` if it was
-    /// not counted.
-    fn counted(&self, rows: Vec<(String, i64, String)>) -> StoreResult<Option<(u32, Status)>> {
-        let Some((_, attempts, status)) = rows.into_iter().find(|(id, ..)| *id == self.id) else {
-            return Ok(None);
-        };
-        let status = Status::parse(&status)
-            .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?;
-        Ok(Some((u32::try_from(attempts).unwrap_or(u32::MAX), status)))
+    fn count_args(&self) -> Vec<Arg> {
+        vec![
+            Arg::Text(self.signin_id.clone()),
+            Arg::Text(self.id.clone()),
+            Arg::Int(self.response_ts),
+            Arg::Int(i64::from(self.max)),
+            Arg::Int(self.now),
+        ]
+    }
+
+    /// This request's count and status among the rows [`COUNT_WRONG_NUMBER`] returned; `None`
+    /// if it was not counted.
+    fn counted(&self, rows: &[AnyRow]) -> StoreResult<Option<(u32, Status)>> {
+        for row in rows {
+            if row.try_get::<String, _>(0)? != self.id {
+                continue;
+            }
+            let attempts: i64 = row.try_get(1)?;
+            let status = Status::parse(&row.try_get::<String, _>(2)?)
+                .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?;
+            return Ok(Some((u32::try_from(attempts).unwrap_or(u32::MAX), status)));
+        }
+        Ok(None)
     }
 }
 
@@ -586,16 +574,10 @@ impl Unit for Decide {
     fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, bool> {
         Box::pin(async move {
             lock_user_for(conn, backend, &self.upn).await?;
-            let changed: Vec<String> = sqlx::query_scalar(DECIDE)
-                .bind(&self.signin_id)
-                .bind(&self.id)
-                .bind(self.status.as_str())
-                .bind(self.response_ts)
-                .bind(self.now)
-                .fetch_all(&mut *conn)
-                .await?;
+            let args = self.decide_args();
+            let rows = query_with(DECIDE, &args).fetch_all(&mut *conn).await?;
             mark_used(conn, &self.used).await?;
-            if !changed.contains(&self.id) {
+            if !self.decided(&rows)? {
                 return Ok(false);
             }
             for row in &self.audit {
@@ -607,12 +589,7 @@ impl Unit for Decide {
 
     fn batch(&self) -> Option<Batch> {
         let mut b = Batch::default();
-        b.text(&self.signin_id);
-        b.text(&self.id);
-        b.text(self.status.as_str());
-        b.int(self.response_ts);
-        b.int(self.now);
-        b.push(DECIDE);
+        b.push_with(DECIDE, self.decide_args());
         // Each entry only if the statement before changed rows: the decision, then the entry.
         for row in &self.audit {
             row.push_insert(&mut b, "changes() > 0");
@@ -622,6 +599,23 @@ impl Unit for Decide {
     }
 
     fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<bool> {
+        self.decided(&rows)
+    }
+}
+
+impl Decide {
+    fn decide_args(&self) -> Vec<Arg> {
+        vec![
+            Arg::Text(self.signin_id.clone()),
+            Arg::Text(self.id.clone()),
+            Arg::Text(self.status.as_str().to_owned()),
+            Arg::Int(self.response_ts),
+            Arg::Int(self.now),
+        ]
+    }
+
+    /// Whether the rows [`DECIDE`] returned name this request (the decision was stored).
+    fn decided(&self, rows: &[AnyRow]) -> StoreResult<bool> {
         for row in rows {
             if row.try_get::<String, _>(0)? == self.id {
                 return Ok(true);
