@@ -421,9 +421,15 @@ impl Chromium {
 }
 
 /// The page replaced the element between finding it and acting on it.
+/// The element was replaced since it was found. Chromedriver says so as a stale reference,
+/// or (when the node went away while it was being read) as an inspector error about a node
+/// that "does not belong to the document".
 fn is_stale(e: &fantoccini::error::CmdError) -> bool {
-    matches!(e, fantoccini::error::CmdError::Standard(w)
-        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
+    use fantoccini::error::{CmdError, ErrorStatus};
+    matches!(e, CmdError::Standard(w)
+        if w.error == ErrorStatus::StaleElementReference
+            || (w.error == ErrorStatus::UnknownError
+                && w.message.contains("does not belong to the document")))
 }
 
 /// The sizes [`Chromium::check_page`] looks at a page in: a phone and a desktop (CSS px).
