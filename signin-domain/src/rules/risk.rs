@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::audit::{self, Event};
 use crate::error::AppError;
-use crate::store::risk::RiskKey;
+use crate::store::risk::{LimitWrite, RiskKey};
 use crate::store::{self, now_ms, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -293,10 +293,53 @@ pub struct StartRisk {
     pub ceiling: Option<(UserRisk, i64)>,
 }
 
+/// The admission of one sign-in start from the rows it read, at `now`, when it is admitted:
+/// the user is not paused, and both the start's `subject` and the user's ceiling
+/// ([`ceiling_subject`]) have a start left. Then the user's [`Elevation`] and the rows to store
+/// with the start's requests (in its write unit, only if neither changed since `read`). `None`
+/// when it is refused: [`admit_signin`] decides again and records the refusal. Pure.
+pub fn admitted_from(
+    cfg: &RiskConfig,
+    upn: &str,
+    subject: &str,
+    read: &StartRisk,
+    now: i64,
+) -> Option<(Elevation, Vec<LimitWrite>)> {
+    let user = read.user.map(|(r, _)| r);
+    if user.is_some_and(|u| u.paused_until > now) {
+        return None;
+    }
+    let mut strikes = 0;
+    let mut writes = Vec::new();
+    for (subject, row, cfg) in [
+        (subject.to_owned(), read.subject, *cfg),
+        (ceiling_subject(upn), read.ceiling, cfg.ceiling()),
+    ] {
+        let current = row.map(|(r, _)| r);
+        let (next, verdict) = admit(&cfg, current, now);
+        if verdict != Verdict::Allowed {
+            return None;
+        }
+        strikes = strikes.max(next.strikes);
+        if current != Some(next) {
+            writes.push(LimitWrite {
+                subject,
+                next,
+                version: row.map(|(_, v)| v),
+            });
+        }
+    }
+    Some((Elevation::of(user.as_ref(), strikes, now), writes))
+}
+
 /// Checks the user's pause and the rate limit of `subject` (the user and the requesting
 /// client, see `sign_in::start`) for one sign-in start (which sends one push). Refusals are
 /// audited (`signin_paused`, `rate_limited`) and answered `paused` / `rate_limited`. An
 /// admitted start gets the user's [`Elevation`] (it sets the number's least length).
+///
+/// A start takes this path when [`admitted_from`] refused it as read: the refusal's writes
+/// and audit entry are stored here (each write versioned and retried), and a start that the
+/// rows changed since then admit after all has its writes stored here too.
 ///
 /// `read` are the rows the start read in its first statement (`store::trust::start_view`):
 /// the user's, the subject's and the ceiling's ([`ceiling_subject`]).

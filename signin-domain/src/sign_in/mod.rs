@@ -27,7 +27,10 @@ use crate::error::AppError;
 use crate::random::random_bytes;
 use crate::rules::{policy, risk, verify};
 use crate::state::AppState;
-use crate::store::requests::{self as requests, InsertSignIn, NewRequest, Status, StoredRequest};
+use crate::store::requests::{
+    self as requests, InsertSignIn, NewRequest, StartStored, Status, StoredRequest,
+};
+use crate::store::risk::{LimitWrite, RiskKey};
 use crate::store::{self, devices, now_ms, to_db_ms, users};
 
 /// Longest UPN accepted (after trimming).
@@ -164,30 +167,6 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     if accounts.is_empty() {
         return Err(AppError::NotPasswordlessCapable);
     }
-    // Anti-fatigue: a paused user gets no sign-in (so no push); starts are rate limited.
-    let elevation = risk::admit_signin(
-        &state.pool,
-        &state.risk,
-        upn,
-        &subject,
-        risk::StartRisk {
-            user: view.user_risk,
-            subject: view.subject_limit,
-            ceiling: view.ceiling_limit,
-        },
-    )
-    .await?;
-
-    let number_length = elevation.number_digits(policy.number_length);
-    let number = random_number(number_length);
-    let ttl = s
-        .lifetime_secs
-        .map_or(state.settings.request_ttl_secs, |secs| {
-            secs.clamp(1, state.settings.request_ttl_secs)
-        });
-    // One clock reading: the request lives exactly `ttl` (its details say so to the phone).
-    let created_at = UnixMillis::now();
-    let expires_at = created_at.plus_secs(ttl);
     let location = policy
         .shows_location_to(&groups)
         .then(|| state.locator.locate(s.client_ip));
@@ -198,40 +177,82 @@ pub async fn start(state: &AppState, s: StartSignIn<'_>) -> Result<Started, AppE
     } else {
         None
     };
-    let signin_id = send_requests(
-        state,
-        &Outgoing {
-            upn,
-            client_id: &s.application.client_id,
-            started_by: if s.browser || s.application.builtin {
-                audit::Actor::User(upn.to_owned())
-            } else {
-                audit::Actor::Application(s.application.client_id.clone())
+    let ttl = s
+        .lifetime_secs
+        .map_or(state.settings.request_ttl_secs, |secs| {
+            secs.clamp(1, state.settings.request_ttl_secs)
+        });
+    // Anti-fatigue: a paused user gets no sign-in (so no push); starts are rate limited. An
+    // admitted start stores its rate-limit rows with its requests, if they are still as read.
+    let mut read = risk::StartRisk {
+        user: view.user_risk,
+        subject: view.subject_limit,
+        ceiling: view.ceiling_limit,
+    };
+    for _ in 0..MAX_ADMISSION_TRIES {
+        let (elevation, limits) =
+            match risk::admitted_from(&state.risk, upn, &subject, &read, now_ms()) {
+                Some(admitted) => admitted,
+                // Refused as read: decided again (the rows may have changed) and recorded.
+                None => (
+                    risk::admit_signin(&state.pool, &state.risk, upn, &subject, read).await?,
+                    Vec::new(),
+                ),
+            };
+        let number_length = elevation.number_digits(policy.number_length);
+        let number = random_number(number_length);
+        // One clock reading: the request lives exactly `ttl` (its details say so to the phone).
+        let created_at = UnixMillis::now();
+        let expires_at = created_at.plus_secs(ttl);
+        let sent = send_requests(
+            state,
+            &Outgoing {
+                upn,
+                client_id: &s.application.client_id,
+                started_by: if s.browser || s.application.builtin {
+                    audit::Actor::User(upn.to_owned())
+                } else {
+                    audit::Actor::Application(s.application.client_id.clone())
+                },
+                kind: s.kind,
+                accounts: accounts.clone(),
+                app_name: policy
+                    .shows_app_name_to(&groups)
+                    .then(|| s.application.name.clone()),
+                location: location.clone(),
+                device_name: None,
+                subject: None,
+                number: &number,
+                number_matching,
+                number_length,
+                browser: browser.clone(),
+                created_at,
+                expires_at,
+                replaces: s.replaces,
+                limits,
             },
-            kind: s.kind,
-            accounts,
-            app_name: policy
-                .shows_app_name_to(&groups)
-                .then(|| s.application.name.clone()),
-            location,
-            device_name: None,
-            subject: None,
-            number: &number,
-            number_matching,
-            number_length,
-            browser,
-            created_at,
-            expires_at,
-            replaces: s.replaces,
-        },
-    )
-    .await?;
-    Ok(Started {
-        id: signin_id,
-        number,
-        expires_at,
-    })
+        )
+        .await?;
+        if let Some(id) = sent {
+            return Ok(Started {
+                id,
+                number,
+                expires_at,
+            });
+        }
+        // Another start of the user changed a rate-limit row since it was read.
+        read.subject = store::risk::load(&state.pool, RiskKey::Limit(&subject)).await?;
+        read.ceiling =
+            store::risk::load(&state.pool, RiskKey::Limit(&risk::ceiling_subject(upn))).await?;
+    }
+    Err(AppError::internal(anyhow::anyhow!(
+        "the start's rate-limit rows kept changing"
+    )))
 }
+
+/// How often a start decides its admission again when its rate-limit rows keep changing
+/// under it (each time another start of the same user was stored first).
+const MAX_ADMISSION_TRIES: usize = 16;
 
 /// §5.9: a fresh challenge and the origin the sign-in page must be at: that of the configured
 /// public URL, never one taken from the request (a relaying proxy chooses those headers).
@@ -271,11 +292,14 @@ struct Outgoing<'a> {
     created_at: UnixMillis,
     expires_at: UnixMillis,
     replaces: Option<&'a str>,
+    /// The rate-limit rows the start was admitted from, stored with its requests.
+    limits: Vec<LimitWrite>,
 }
 
 /// Signs, stores (one transaction) and pushes the requests of `o`; audited per device.
-/// Returns the id of the first request (the sign-in's id).
-async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, AppError> {
+/// Returns the id of the first request (the sign-in's id); `None` when nothing was stored and
+/// sent because a rate-limit row in `o.limits` changed since it was read.
+async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<Option<RequestId>, AppError> {
     let created_at = o.created_at;
     struct Prepared {
         id: RequestId,
@@ -353,9 +377,9 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
             audit.push(crate::delivery::push::queued_entry(&channel.upn, envelope));
         }
     }
-    let superseded = state
-        .writer
-        .run(InsertSignIn {
+    let stored = requests::store_sign_in(
+        &state.writer,
+        InsertSignIn {
             signin_id: signin_id.as_str().to_owned(),
             client_id: o.client_id.to_owned(),
             upn: o.upn.to_owned(),
@@ -368,8 +392,14 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
             subject: o.subject.map(str::to_owned),
             requests,
             audit,
-        })
-        .await?;
+            limits: o.limits.clone(),
+        },
+    )
+    .await?;
+    let superseded = match stored {
+        StartStored::Stored { superseded } => superseded,
+        StartStored::LimitChanged => return Ok(None),
+    };
     if let Some(old) = &superseded {
         state.request_waiters.wake(old);
     }
@@ -387,7 +417,7 @@ async fn send_requests(state: &AppState, o: &Outgoing<'_>) -> Result<RequestId, 
         kind = requests::kind_str(o.kind),
         "requests sent"
     );
-    Ok(signin_id)
+    Ok(Some(signin_id))
 }
 
 /// How long the user's other devices have to answer "was this you?" about a new device.
@@ -431,6 +461,8 @@ pub async fn notify_new_device(
             created_at: now,
             expires_at: now.plus_secs(NEW_DEVICE_TTL_SECS),
             replaces: None,
+            // Not rate limited: nothing to store but the requests, so always stored.
+            limits: Vec::new(),
         },
     )
     .await?;

@@ -59,6 +59,7 @@ pub trait Unit: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub enum Arg {
     Int(i64),
+    OptInt(Option<i64>),
     Text(String),
     OptText(Option<String>),
 }
@@ -128,6 +129,7 @@ pub fn query_with<'q>(
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     args.iter().fold(sqlx::query(sql), |query, arg| match arg {
         Arg::Int(v) => query.bind(*v),
+        Arg::OptInt(v) => query.bind(*v),
         Arg::Text(t) => query.bind(t.as_str()),
         Arg::OptText(t) => query.bind(t.as_deref()),
     })

@@ -55,6 +55,9 @@ pub enum StoreError {
     /// A stored value that does not parse (a bug or a damaged database).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A row a write depended on changed since it was read: nothing was written; read again.
+    #[error("{0} changed since it was read")]
+    Changed(&'static str),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -6,7 +6,8 @@ use authenticator_protocol::sign_in::{BrowserBinding, RequestKind};
 use authenticator_protocol::{AccountId, RequestId, UnixMillis};
 
 use crate::store::audit::{self, OwnedAuditRow};
-use crate::store::group_commit::{lock_user_for, query_with, Arg, Batch, Unit, UnitFuture};
+use crate::store::group_commit::{lock_user_for, query_with, Arg, Batch, Unit, UnitFuture, Writer};
+use crate::store::risk::LimitWrite;
 use crate::store::{from_db_ms, Backend, Conn, Pool, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -252,9 +253,9 @@ pub struct NewRequest {
     pub nonce: String,
 }
 
-/// A new sign-in: one request per device, stored with their `sign_in_started` audit entries in
-/// one transaction (a [`Unit`]: the writes of a start, group-committed). Its output is the id
-/// of the sign-in it superseded, if any.
+/// A new sign-in: one request per device, stored with their `sign_in_started` audit entries and
+/// the start-limit rows its admission changed in one transaction (a [`Unit`]: the writes of a
+/// start, group-committed). Store it with [`store_sign_in`].
 #[derive(Debug, Clone)]
 pub struct InsertSignIn {
     /// The id of the first request.
@@ -273,18 +274,55 @@ pub struct InsertSignIn {
     pub subject: Option<String>,
     pub requests: Vec<NewRequest>,
     pub audit: Vec<OwnedAuditRow>,
+    /// The rate-limit rows the start was admitted from, with their new state: the start is
+    /// stored only if none changed since it read them.
+    pub limits: Vec<LimitWrite>,
+}
+
+/// What storing a start did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartStored {
+    /// Stored; the earlier sign-in it superseded, if any.
+    Stored { superseded: Option<String> },
+    /// A rate-limit row changed since the start read it: nothing was stored, the admission
+    /// must be decided again.
+    LimitChanged,
+}
+
+/// Stores a start: its requests and entries, or nothing ([`StartStored::LimitChanged`]).
+pub async fn store_sign_in(writer: &Writer, unit: InsertSignIn) -> StoreResult<StartStored> {
+    match writer.run(unit).await {
+        // On PostgreSQL the unit's own transaction is rolled back by this error (see `run`).
+        Err(StoreError::Changed(_)) => Ok(StartStored::LimitChanged),
+        other => other,
+    }
 }
 
 /// Ends the sign-in `$1` a resend replaces, if it is still pending and of user `$2` and
-/// application `$3`, at `$4`; returns its id when it did.
-const SUPERSEDE: &str = "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
-     WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending' \
-     RETURNING signin_id";
+/// application `$3`, at `$4`, where `only_if` holds; returns its id when it did.
+fn supersede(only_if: &str) -> String {
+    format!(
+        "UPDATE signin_requests SET status = 'expired', decided_at = $4 \
+         WHERE signin_id = $1 AND upn = $2 AND client_id = $3 AND status = 'pending' \
+         AND {only_if} RETURNING signin_id"
+    )
+}
 
-const INSERT_REQUEST: &str = "INSERT INTO signin_requests (id, signin_id, client_id, account_id, \
-     upn, kind, details, signature, number, nonce, number_matching, created_at, expires_at, \
-     subject_account_id, status, wrong_attempts) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', 0)";
+/// One device's request, where `only_if` holds.
+fn insert_request(only_if: &str) -> String {
+    format!(
+        "INSERT INTO signin_requests (id, signin_id, client_id, account_id, upn, kind, details, \
+         signature, number, nonce, number_matching, created_at, expires_at, subject_account_id, \
+         status, wrong_attempts) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', 0 \
+         WHERE {only_if}"
+    )
+}
+
+/// The SQLite batch's guard: a row in this connection's temporary table when the start's
+/// rate-limit rows were as it read them. (Within the writer's `BEGIN IMMEDIATE` nothing else
+/// writes between the check and the writes it guards.)
+const ADMITTED: &str = "EXISTS (SELECT 1 FROM temp.start_admitted)";
 
 impl InsertSignIn {
     fn supersede_args(&self, old: &str) -> Vec<Arg> {
@@ -315,55 +353,96 @@ impl InsertSignIn {
         ]
     }
 
-    /// The superseded sign-in, from the rows [`SUPERSEDE`] returned.
+    /// The superseded sign-in, from the rows [`supersede`] returned (with others' rows).
     fn superseded(&self, rows: &[AnyRow]) -> Option<String> {
-        self.replaces.clone().filter(|_| !rows.is_empty())
+        let returned = rows
+            .iter()
+            .any(|r| r.try_get::<String, _>("signin_id").is_ok());
+        self.replaces.clone().filter(|_| returned)
     }
 }
 
 impl Unit for InsertSignIn {
-    type Output = Option<String>;
+    type Output = StartStored;
 
-    fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, Option<String>> {
+    fn run<'c>(&'c self, conn: &'c mut Conn, backend: Backend) -> UnitFuture<'c, StartStored> {
         Box::pin(async move {
+            for limit in &self.limits {
+                let done = query_with(&limit.statement("true"), &limit.args())
+                    .execute(&mut *conn)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    // An error, so that the writer rolls back what this unit wrote so far.
+                    return Err(StoreError::Changed("a start-limit row"));
+                }
+            }
             let mut superseded = None;
             if let Some(old) = &self.replaces {
                 // Read-then-write about the user's pending sign-ins: serialized per user. A
                 // start that replaces nothing only inserts, and takes no lock.
                 lock_user_for(conn, backend, &self.upn).await?;
                 let args = self.supersede_args(old);
-                let rows = query_with(SUPERSEDE, &args).fetch_all(&mut *conn).await?;
+                let rows = query_with(&supersede("true"), &args)
+                    .fetch_all(&mut *conn)
+                    .await?;
                 superseded = self.superseded(&rows);
             }
+            let insert = insert_request("true");
             for new in &self.requests {
                 let args = self.insert_args(new);
-                query_with(INSERT_REQUEST, &args)
-                    .execute(&mut *conn)
-                    .await?;
+                query_with(&insert, &args).execute(&mut *conn).await?;
             }
             for row in &self.audit {
                 audit::insert_on(conn, row.as_new()).await?;
             }
-            Ok(superseded)
+            Ok(StartStored::Stored { superseded })
         })
     }
 
     fn batch(&self) -> Option<Batch> {
         let mut b = Batch::default();
+        let only_if = if self.limits.is_empty() {
+            "true"
+        } else {
+            // The check and the limit writes first; everything after runs only if it held.
+            b.push("CREATE TEMP TABLE IF NOT EXISTS start_admitted (ok INTEGER NOT NULL)");
+            b.push("DELETE FROM temp.start_admitted");
+            let unchanged: Vec<String> = self.limits.iter().map(|l| l.unchanged(&mut b)).collect();
+            b.push(&format!(
+                "INSERT INTO temp.start_admitted SELECT 1 WHERE {}",
+                unchanged.join(" AND ")
+            ));
+            for limit in &self.limits {
+                b.push_with(&limit.statement(ADMITTED), limit.args());
+            }
+            ADMITTED
+        };
         if let Some(old) = &self.replaces {
-            b.push_with(SUPERSEDE, self.supersede_args(old));
+            b.push_with(&supersede(only_if), self.supersede_args(old));
         }
+        let insert = insert_request(only_if);
         for new in &self.requests {
-            b.push_with(INSERT_REQUEST, self.insert_args(new));
+            b.push_with(&insert, self.insert_args(new));
         }
         for row in &self.audit {
-            row.push_insert(&mut b, "true");
+            row.push_insert(&mut b, only_if);
+        }
+        if !self.limits.is_empty() {
+            b.push("SELECT COUNT(*) AS admitted FROM temp.start_admitted");
         }
         Some(b)
     }
 
-    fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<Option<String>> {
-        Ok(self.superseded(&rows))
+    fn output_of(&self, rows: Vec<AnyRow>) -> StoreResult<StartStored> {
+        let admitted = rows
+            .iter()
+            .find_map(|r| r.try_get::<i64, _>("admitted").ok());
+        if admitted == Some(0) {
+            return Ok(StartStored::LimitChanged);
+        }
+        Ok(StartStored::Stored {
+            superseded: self.superseded(&rows),
+        })
     }
 }
 
@@ -638,4 +717,108 @@ pub async fn expire_pending_of_user(pool: &Pool, upn: &str, now: i64) -> StoreRe
     ended.sort();
     ended.dedup();
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::risk::{self, RiskKey, UserRisk};
+    use crate::store::testing::TestDatabase;
+
+    fn limits(version: Option<i64>, bucket: i64) -> LimitWrite {
+        LimitWrite {
+            subject: "bob@contoso.com\n*".into(),
+            next: UserRisk {
+                bucket_millitokens: bucket,
+                bucket_at: 1,
+                strikes: 0,
+                blocked_until: 0,
+                paused_until: 0,
+                risk: 0,
+                reports: 0,
+                last_report_at: None,
+            },
+            version,
+        }
+    }
+
+    /// A start with no requests (no device rows needed) and one audit entry naming `tag`.
+    fn start(tag: &str, limit: LimitWrite) -> InsertSignIn {
+        InsertSignIn {
+            signin_id: tag.into(),
+            client_id: "app".into(),
+            upn: "bob@contoso.com".into(),
+            kind: RequestKind::Passwordless,
+            number: "42".into(),
+            number_matching: true,
+            created_at: 1,
+            expires_at: 2,
+            replaces: None,
+            subject: None,
+            requests: Vec::new(),
+            audit: vec![audit::OwnedAuditRow {
+                at: 1,
+                event: "sign_in_started",
+                upn: Some("bob@contoso.com".into()),
+                account_id: None,
+                request_id: Some(tag.into()),
+                outcome: "pending".into(),
+                actor: "system".into(),
+            }],
+            limits: vec![limit],
+        }
+    }
+
+    async fn audited(pool: &Pool, tag: &str) -> bool {
+        audit::all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.request_id.as_deref() == Some(tag))
+    }
+
+    /// The start's rate-limit write and its entries commit together, and only if the row is
+    /// still at the version the admission was decided from: a stale start stores nothing (not
+    /// even its audit entry) and says so; of two starts decided from the same row, queued at
+    /// once (one SQLite group, or two PostgreSQL transactions), exactly one is stored.
+    #[tokio::test]
+    async fn a_start_decided_from_a_rate_limit_row_that_changed_stores_nothing() {
+        let db = TestDatabase::create().await.unwrap();
+        let pool = crate::store::connect(&db.url).await.unwrap();
+        let writer = Writer::start(pool.clone());
+        let key = RiskKey::Limit("bob@contoso.com\n*");
+
+        // The row is absent: a start that read it absent is stored and creates it.
+        let first = store_sign_in(&writer, start("first", limits(None, 2000)))
+            .await
+            .unwrap();
+        assert_eq!(first, StartStored::Stored { superseded: None });
+        assert!(audited(&pool, "first").await);
+        let (row, version) = risk::load(&pool, key).await.unwrap().unwrap();
+        assert_eq!((row.bucket_millitokens, version), (2000, 1));
+
+        // Read absent, but stored meanwhile: nothing of it is stored.
+        let stale = store_sign_in(&writer, start("stale", limits(None, 1000)))
+            .await
+            .unwrap();
+        assert_eq!(stale, StartStored::LimitChanged);
+        assert!(!audited(&pool, "stale").await);
+        assert_eq!(risk::load(&pool, key).await.unwrap().unwrap().1, 1);
+
+        // Two starts decided from version 1 at once: one stored, the other changed.
+        let (a, b) = tokio::join!(
+            store_sign_in(&writer, start("a", limits(Some(1), 1000))),
+            store_sign_in(&writer, start("b", limits(Some(1), 1000))),
+        );
+        let outcomes = [a.unwrap(), b.unwrap()];
+        let stored = outcomes
+            .iter()
+            .filter(|o| **o == StartStored::Stored { superseded: None })
+            .count();
+        assert_eq!(stored, 1, "{outcomes:?}");
+        assert!(outcomes.contains(&StartStored::LimitChanged));
+        assert_ne!(audited(&pool, "a").await, audited(&pool, "b").await);
+        let (row, version) = risk::load(&pool, key).await.unwrap().unwrap();
+        assert_eq!((row.bucket_millitokens, version), (1000, 2));
+    }
 }

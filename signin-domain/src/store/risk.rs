@@ -1,5 +1,6 @@
 //! Anti-fatigue state, updated with an optimistic version check: per user (`user_risk`:
 //! pauses, risk) and per user and requesting client (`start_limits`: the start rate limit).
+use super::group_commit::{query_with, Arg, Batch};
 use super::{Pool, StoreResult};
 
 /// Which row: a user's, or a rate-limit subject's (user + client).
@@ -72,35 +73,87 @@ pub async fn save_if_version(
     next: &UserRisk,
     version: Option<i64>,
 ) -> StoreResult<bool> {
+    let sql = save_statement(key, version.is_some(), "true");
+    let args = save_args(key, next, version);
+    Ok(query_with(&sql, &args).execute(pool).await?.rows_affected() == 1)
+}
+
+/// The versioned write of [`save_if_version`], run only where `only_if` holds: an `UPDATE` of
+/// the row at version `$10` when `versioned`, else an insert that a row stored meanwhile
+/// turns into nothing. Its arguments are [`save_args`].
+fn save_statement(key: RiskKey<'_>, versioned: bool, only_if: &str) -> String {
     let (table, column) = key.table_and_column();
-    let sql = match version {
-        None => format!(
-            "INSERT INTO {table} ({column}, bucket_millitokens, bucket_at, strikes, \
-             blocked_until, paused_until, risk, reports, last_report_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT ({column}) DO NOTHING"
-        ),
-        Some(_) => format!(
+    if versioned {
+        format!(
             "UPDATE {table} SET bucket_millitokens = $2, bucket_at = $3, strikes = $4, \
              blocked_until = $5, paused_until = $6, risk = $7, reports = $8, \
-             last_report_at = $9, version = version + 1 WHERE {column} = $1 AND version = $10"
-        ),
-    };
-    let query = sqlx::query(&sql)
-        .bind(key.key())
-        .bind(next.bucket_millitokens)
-        .bind(next.bucket_at)
-        .bind(next.strikes)
-        .bind(next.blocked_until)
-        .bind(next.paused_until)
-        .bind(next.risk)
-        .bind(next.reports)
-        .bind(next.last_report_at);
-    // PostgreSQL refuses more arguments than placeholders: the version only for the UPDATE.
-    let query = match version {
-        Some(v) => query.bind(v),
-        None => query,
-    };
-    Ok(query.execute(pool).await?.rows_affected() == 1)
+             last_report_at = $9, version = version + 1 \
+             WHERE {column} = $1 AND version = $10 AND {only_if}"
+        )
+    } else {
+        format!(
+            "INSERT INTO {table} ({column}, bucket_millitokens, bucket_at, strikes, \
+             blocked_until, paused_until, risk, reports, last_report_at, version) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 1 WHERE {only_if} \
+             ON CONFLICT ({column}) DO NOTHING"
+        )
+    }
+}
+
+/// `$1` … `$9` of [`save_statement`], and `$10` (the version) for the `UPDATE`: PostgreSQL
+/// refuses more arguments than placeholders.
+fn save_args(key: RiskKey<'_>, next: &UserRisk, version: Option<i64>) -> Vec<Arg> {
+    let mut args = vec![
+        Arg::Text(key.key().to_owned()),
+        Arg::Int(next.bucket_millitokens),
+        Arg::Int(next.bucket_at),
+        Arg::Int(next.strikes),
+        Arg::Int(next.blocked_until),
+        Arg::Int(next.paused_until),
+        Arg::Int(next.risk),
+        Arg::Int(next.reports),
+        Arg::OptInt(next.last_report_at),
+    ];
+    args.extend(version.map(Arg::Int));
+    args
+}
+
+/// A start-limit row a sign-in start admitted from, to store with the start's requests in
+/// its write unit (`requests::InsertSignIn`): written only if the row is still at `version`
+/// (absent when `None`); if it is not, the admission was decided from a stale row and the
+/// unit stores nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitWrite {
+    pub subject: String,
+    pub next: UserRisk,
+    pub version: Option<i64>,
+}
+
+impl LimitWrite {
+    fn key(&self) -> RiskKey<'_> {
+        RiskKey::Limit(&self.subject)
+    }
+
+    /// The write, where `only_if` holds.
+    pub fn statement(&self, only_if: &str) -> String {
+        save_statement(self.key(), self.version.is_some(), only_if)
+    }
+
+    pub fn args(&self) -> Vec<Arg> {
+        save_args(self.key(), &self.next, self.version)
+    }
+
+    /// An SQL condition, its values bound in `batch`: the row is still as the start read it.
+    pub fn unchanged(&self, batch: &mut Batch) -> String {
+        let subject = batch.text(&self.subject);
+        match self.version {
+            Some(v) => {
+                let version = batch.int(v);
+                format!("(SELECT version FROM start_limits WHERE subject = {subject}) = {version}")
+            }
+            None => format!("NOT EXISTS (SELECT 1 FROM start_limits WHERE subject = {subject})"),
+        }
+    }
 }
 
 /// The user's rate-limit subjects blocked at `now`: the client part of the subject (after
