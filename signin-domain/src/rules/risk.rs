@@ -76,12 +76,7 @@ impl UserRisk {
         UserRisk {
             bucket_millitokens: i64::from(cfg.burst) * 1000,
             bucket_at: now,
-            strikes: 0,
-            blocked_until: 0,
-            paused_until: 0,
-            risk: 0,
-            reports: 0,
-            last_report_at: None,
+            ..Default::default()
         }
     }
 

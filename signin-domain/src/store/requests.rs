@@ -731,12 +731,7 @@ mod tests {
             next: UserRisk {
                 bucket_millitokens: bucket,
                 bucket_at: 1,
-                strikes: 0,
-                blocked_until: 0,
-                paused_until: 0,
-                risk: 0,
-                reports: 0,
-                last_report_at: None,
+                ..Default::default()
             },
             version,
         }

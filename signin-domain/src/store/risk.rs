@@ -24,8 +24,8 @@ impl RiskKey<'_> {
     }
 }
 
-/// The stored per-user state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The stored per-user state (`Default`: all zero, no report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UserRisk {
     pub bucket_millitokens: i64,
     pub bucket_at: i64,
@@ -179,14 +179,9 @@ pub async fn blocked_limits(
             (
                 client,
                 UserRisk {
-                    bucket_millitokens: 0,
-                    bucket_at: 0,
                     strikes,
                     blocked_until,
-                    paused_until: 0,
-                    risk: 0,
-                    reports: 0,
-                    last_report_at: None,
+                    ..Default::default()
                 },
             )
         })
