@@ -14,6 +14,7 @@ pub mod oidc;
 #[cfg(feature = "testing")]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod push_local;
+pub mod request_log;
 pub mod statements;
 pub mod web;
 /// A local Web Push service for tests (an HTTP server, so not under `delivery/`). Test
@@ -23,20 +24,15 @@ pub mod web;
 pub mod webpush_local;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use anyhow::Context;
 use authenticator_protocol::wire::{
     DEVICE_PATH, ENROLL_CHALLENGE_PATH, ENROLL_COMPLETE_PATH, PASSWORDLESS_PATH, POLL_PATH,
 };
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use signin_domain::{rules, store};
-use tracing::Instrument;
 
 pub use config::{ServeConfig, Settings};
 pub use embedded::{spawn, RunningServer};
@@ -83,40 +79,8 @@ pub fn app(state: AppState) -> Router {
         .merge(oidc::routes(state.clone()))
         .fallback(|| async { HttpError(AppError::NotFound) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(log_requests))
+        .layer(request_log::LogRequestsLayer)
         .with_state(state)
-}
-
-/// One span per HTTP request (method, route template, a sequence number; never bodies,
-/// queries or headers). Internal errors are logged here, once.
-async fn log_requests(req: Request, next: Next) -> Response {
-    static SEQ: AtomicU64 = AtomicU64::new(1);
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "<unmatched>".to_owned());
-    let span = tracing::info_span!(
-        "http",
-        http_seq = SEQ.fetch_add(1, Ordering::Relaxed),
-        method = %req.method(),
-        route = %route,
-    );
-    async move {
-        let started = Instant::now();
-        let response = next.run(req).await;
-        if let Some(cause) = response.extensions().get::<error::InternalCause>() {
-            tracing::error!(error = format!("{:#}", cause.0), "internal error");
-        }
-        tracing::info!(
-            status = response.status().as_u16(),
-            ms = started.elapsed().as_millis() as u64,
-            "answered"
-        );
-        response
-    }
-    .instrument(span)
-    .await
 }
 
 /// `GET /debug/statements`: the number of SQL statements run so far, when the server was
