@@ -106,7 +106,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::io::{Read, Seek, SeekFrom};
+    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::response::IntoResponse;
@@ -117,25 +118,11 @@ mod tests {
     use super::*;
     use crate::{AppError, HttpError};
 
-    /// What the subscriber wrote.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     async fn get_and_log(app: Router, uri: &str) -> String {
-        let captured = Captured::default();
-        let writer = captured.clone();
+        // `Arc<File>` is a `MakeWriter` (`&File` writes): the lines go to a file read back.
+        let file = tempfile::tempfile().unwrap();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
+            .with_writer(Arc::new(file.try_clone().unwrap()))
             .with_ansi(false)
             .with_max_level(tracing::Level::INFO)
             .finish();
@@ -145,7 +132,10 @@ mod tests {
             .await
             .unwrap();
         drop(response);
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let mut file = file;
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.read_to_string(&mut text).unwrap();
         text
     }
 
