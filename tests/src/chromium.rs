@@ -420,7 +420,6 @@ impl Chromium {
     }
 }
 
-/// The page replaced the element between finding it and acting on it.
 /// The element was replaced since it was found. Chromedriver says so as a stale reference,
 /// or (when the node went away while it was being read) as an inspector error about a node
 /// that "does not belong to the document".

@@ -970,8 +970,6 @@ async fn helpdesk_work_and_the_audit_log_in_chromium() -> Result<()> {
     Ok(())
 }
 
-/// Waits (about 10 s at most) until the address holds `part`: a submitted filter form has
-/// loaded its page.
 /// Picks `event` in the audit log's event filter, filters, and returns the log's text once it
 /// shows that event.
 async fn filter_audit_by_event(b: &Browser, event: &'static str) -> Result<String> {
@@ -985,6 +983,8 @@ async fn filter_audit_by_event(b: &Browser, event: &'static str) -> Result<Strin
     b.wait_for_text("#audit", event).await
 }
 
+/// Waits (about 10 s at most) until the address holds `part`: a submitted filter form has
+/// loaded its page.
 async fn wait_for_query(b: &Browser, part: &str) -> Result<()> {
     for _ in 0..100 {
         if b.client.current_url().await?.as_str().contains(part) {

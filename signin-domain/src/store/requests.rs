@@ -618,16 +618,13 @@ impl WrongNumber {
     /// This request's count and status among the rows [`COUNT_WRONG_NUMBER`] returned; `None`
     /// if it was not counted.
     fn counted(&self, rows: &[AnyRow]) -> StoreResult<Option<(u32, Status)>> {
-        for row in rows {
-            if row.try_get::<String, _>(0)? != self.id {
-                continue;
-            }
-            let attempts: i64 = row.try_get(1)?;
-            let status = Status::parse(&row.try_get::<String, _>(2)?)
-                .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?;
-            return Ok(Some((u32::try_from(attempts).unwrap_or(u32::MAX), status)));
-        }
-        Ok(None)
+        let Some(row) = row_of(rows, &self.id)? else {
+            return Ok(None);
+        };
+        let attempts: i64 = row.try_get(1)?;
+        let status = Status::parse(&row.try_get::<String, _>(2)?)
+            .map_err(|e| StoreError::Corrupt(format!("signin_requests.status: {e}")))?;
+        Ok(Some((u32::try_from(attempts).unwrap_or(u32::MAX), status)))
     }
 }
 
@@ -695,13 +692,19 @@ impl Decide {
 
     /// Whether the rows [`DECIDE`] returned name this request (the decision was stored).
     fn decided(&self, rows: &[AnyRow]) -> StoreResult<bool> {
-        for row in rows {
-            if row.try_get::<String, _>(0)? == self.id {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(row_of(rows, &self.id)?.is_some())
     }
+}
+
+/// The row, among those a unit's statement returned (first column: a request id), that names
+/// request `id`: the statement changed that request.
+fn row_of<'r>(rows: &'r [AnyRow], id: &str) -> StoreResult<Option<&'r AnyRow>> {
+    for row in rows {
+        if row.try_get::<String, _>(0)? == id {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
 }
 
 /// Ends every pending request of `upn` (after "this wasn't me"); returns the sign-ins ended.

@@ -145,13 +145,14 @@ impl LimitWrite {
 
     /// An SQL condition, its values bound in `batch`: the row is still as the start read it.
     pub fn unchanged(&self, batch: &mut Batch) -> String {
+        let (table, column) = self.key().table_and_column();
         let subject = batch.text(&self.subject);
         match self.version {
             Some(v) => {
                 let version = batch.int(v);
-                format!("(SELECT version FROM start_limits WHERE subject = {subject}) = {version}")
+                format!("(SELECT version FROM {table} WHERE {column} = {subject}) = {version}")
             }
-            None => format!("NOT EXISTS (SELECT 1 FROM start_limits WHERE subject = {subject})"),
+            None => format!("NOT EXISTS (SELECT 1 FROM {table} WHERE {column} = {subject})"),
         }
     }
 }
